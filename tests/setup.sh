@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Shared set-up for the README's two commands: installs what is missing (Debian packages),
+# builds or reuses the patched kernel and the Debian kernel fixture (cached outside the repo),
+# and configures + builds the project. Idempotent; safe to run on a fresh Debian 12 machine.
+# Sourced by tests/run and images/boot-demo; sets PEINIT_KERNEL_DIR, PEINIT_DEBIAN_KERNEL_DIR
+# and PEINIT_BUILD_DIR.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+packages=(
+    build-essential cmake ninja-build pkg-config git python3
+    libboost-dev libboost-program-options-dev libmount-dev libkmod-dev libudev-dev
+    libtomlplusplus-dev libspdlog-dev libgtest-dev libgmock-dev libssl-dev libarchive-dev
+    qemu-system-x86 kmod cpio zstd xz-utils
+    linux-source-6.1 flex bison bc libelf-dev dwarves rsync
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+export PEINIT_DEBIAN_KERNEL_DIR=$("$repo/kernel/debian-kernel" | tail -n 1)
+if [[ -x $repo/kernel/build ]]; then
+    export PEINIT_KERNEL_DIR=$("$repo/kernel/build" | tail -n 1)
+else
+    export PEINIT_KERNEL_DIR=
+fi
+
+export PEINIT_BUILD_DIR=${PEINIT_BUILD_DIR:-$repo/build}
+cmake -S "$repo" -B "$PEINIT_BUILD_DIR" -G Ninja -DPEINIT_WERROR=ON \
+    -DPEINIT_KERNEL_DIR="$PEINIT_KERNEL_DIR" \
+    -DPEINIT_DEBIAN_KERNEL_DIR="$PEINIT_DEBIAN_KERNEL_DIR" >&2
+cmake --build "$PEINIT_BUILD_DIR" -j "$(nproc)" >&2
