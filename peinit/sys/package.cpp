@@ -1,0 +1,272 @@
+#include "peinit/sys/package.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "peinit/sys/package_archive.h"
+
+namespace peinit {
+namespace {
+
+std::string_view AsText(std::span<const std::byte> bytes) {
+    return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+
+std::vector<std::byte> AsBytes(std::string_view text) {
+    const auto* p = reinterpret_cast<const std::byte*>(text.data());
+    return {p, p + text.size()};
+}
+
+// The members of a package sorted into their roles, after the layout rules of PACKAGE.md:
+// MANIFEST first, MANIFEST.sig second when present, then payload under modules/.
+struct Layout {
+    ArchiveMember* manifest = nullptr;
+    ArchiveMember* signature = nullptr;
+    std::span<ArchiveMember> payload;
+};
+
+Result<Layout> SplitLayout(std::vector<ArchiveMember>& members) {
+    Layout layout;
+    if (members.front().path != kManifestMember) {
+        return Reject(PackageReject::kBadLayout,
+                      "first member is \"" + members.front().path + "\", not MANIFEST");
+    }
+    layout.manifest = &members[0];
+    std::size_t first_payload = 1;
+    if (members.size() > 1 && members[1].path == kSignatureMember) {
+        layout.signature = &members[1];
+        first_payload = 2;
+    }
+    layout.payload = std::span(members).subspan(first_payload);
+    for (const auto& m : layout.payload) {
+        if (m.path == kSignatureMember) {
+            return Reject(PackageReject::kBadLayout, "MANIFEST.sig must be the second member");
+        }
+        PEINIT_TRY(ValidatePayloadPath(m.path));
+    }
+    if (layout.manifest->data.size() > kMaxManifestBytes) {
+        return Reject(PackageReject::kTooLarge, "MANIFEST is larger than " +
+                                                    std::to_string(kMaxManifestBytes) + " bytes");
+    }
+    return layout;
+}
+
+// Matches the payload members against the manifest: same files, same order, same sizes, same
+// SHA-256. Each mismatch has its own reason.
+Result<void> CheckPayload(const Manifest& manifest, std::span<const ArchiveMember> payload) {
+    std::size_t next = 0;  // index into manifest.files of the next expected file
+    for (const auto& member : payload) {
+        auto it = std::lower_bound(
+            manifest.files.begin(), manifest.files.end(), member.path,
+            [](const ManifestFile& f, const std::string& path) { return f.path < path; });
+        if (it == manifest.files.end() || it->path != member.path) {
+            return Reject(PackageReject::kExtraFile,
+                          member.path + " is in the archive but not in the manifest");
+        }
+        auto index = static_cast<std::size_t>(it - manifest.files.begin());
+        if (index < next) {
+            // Duplicates were rejected by the container reader, so this is an ordering issue.
+            return Reject(PackageReject::kBadLayout,
+                          member.path + " is out of manifest order");
+        }
+        if (index > next) {
+            return Reject(PackageReject::kMissingFile,
+                          manifest.files[next].path + " is in the manifest but not in the archive");
+        }
+        if (member.data.size() != it->size) {
+            return Reject(PackageReject::kSizeMismatch,
+                          member.path + " is " + std::to_string(member.data.size()) +
+                              " bytes, the manifest says " + std::to_string(it->size));
+        }
+        Sha256Digest digest = Sha256Of(member.data);
+        if (digest != it->sha256) {
+            return Reject(PackageReject::kHashMismatch,
+                          member.path + " has SHA-256 " + HexEncode(digest) +
+                              ", the manifest says " + HexEncode(it->sha256));
+        }
+        next = index + 1;
+    }
+    if (next < manifest.files.size()) {
+        return Reject(PackageReject::kMissingFile,
+                      manifest.files[next].path + " is in the manifest but not in the archive");
+    }
+    return Ok();
+}
+
+Result<ArchiveMember> MakeSignatureMember(std::span<const std::byte> manifest,
+                                          const SigningKey& key) {
+    std::string text = PEINIT_TRY(SignManifest(manifest, key));
+    return ArchiveMember{std::string(kSignatureMember), AsBytes(text)};
+}
+
+}  // namespace
+
+Result<std::vector<std::byte>> ReadFileOnce(const std::filesystem::path& path,
+                                            std::size_t max_bytes) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return ErrnoErr(path.string());
+    struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+    } closer{fd};
+    struct stat st;
+    if (::fstat(fd, &st) != 0) return ErrnoErr(path.string());
+    if (!S_ISREG(st.st_mode)) return Err(path.string() + ": not a regular file");
+    if (static_cast<std::uint64_t>(st.st_size) > max_bytes) {
+        return Err(path.string() + ": " + std::to_string(st.st_size) + " bytes (limit " +
+                   std::to_string(max_bytes) + ")");
+    }
+    std::vector<std::byte> data(static_cast<std::size_t>(st.st_size));
+    std::size_t done = 0;
+    // The size may change under us; read until EOF but never past the limit.
+    while (true) {
+        if (done == data.size()) {
+            if (data.size() > max_bytes) {
+                return Err(path.string() + ": grew past the limit of " +
+                           std::to_string(max_bytes) + " bytes while being read");
+            }
+            data.resize(std::max<std::size_t>(data.size() * 2, 4096));
+        }
+        ssize_t n = ::read(fd, data.data() + done, data.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return ErrnoErr(path.string());
+        if (n == 0) break;
+        done += static_cast<std::size_t>(n);
+    }
+    if (done > max_bytes) {
+        return Err(path.string() + ": grew past the limit of " + std::to_string(max_bytes) +
+                   " bytes while being read");
+    }
+    data.resize(done);
+    return data;
+}
+
+const VerifiedFile* VerifiedPackage::FindModule(std::string_view module_name) const {
+    std::string wanted(module_name);
+    std::replace(wanted.begin(), wanted.end(), '-', '_');
+    for (const auto& f : files_) {
+        if (f.module_name() == wanted) return &f;
+    }
+    return nullptr;
+}
+
+Result<VerifiedPackage> VerifyPackage(std::span<const std::byte> bytes, const TrustStore& trusted,
+                                      std::optional<std::string> kernel_release) {
+    std::vector<ArchiveMember> members = PEINIT_TRY(ReadArchive(bytes));
+    Layout layout = PEINIT_TRY(SplitLayout(members));
+
+    // Authenticate MANIFEST before parsing it: nothing an untrusted party wrote is interpreted
+    // beyond the container and the fixed-layout signature member.
+    if (layout.signature == nullptr) {
+        return Reject(PackageReject::kUnsigned, "the package has no MANIFEST.sig");
+    }
+    PackageSignature sig = PEINIT_TRY(ParseSignature(AsText(layout.signature->data)));
+    const PublicKey* key = trusted.Find(sig.key_fingerprint);
+    if (key == nullptr) {
+        return Reject(PackageReject::kUntrustedKey,
+                      "signed by key " + sig.key_fingerprint + ", which is not trusted");
+    }
+    if (!VerifyEd25519(*key, layout.manifest->data, sig.value)) {
+        return Reject(PackageReject::kBadSignature,
+                      "the signature by " + sig.key_fingerprint + " does not match MANIFEST");
+    }
+
+    Manifest manifest = PEINIT_TRY(ParseManifest(AsText(layout.manifest->data)));
+    if (kernel_release && *kernel_release != manifest.kernel_release) {
+        return Reject(PackageReject::kWrongKernelRelease,
+                      "built for " + manifest.kernel_release + ", this kernel is " +
+                          *kernel_release);
+    }
+    PEINIT_TRY(CheckPayload(manifest, layout.payload));
+
+    VerifiedPackage package;
+    package.name_ = std::move(manifest.name);
+    package.version_ = std::move(manifest.version);
+    package.kernel_release_ = std::move(manifest.kernel_release);
+    package.signer_ = std::move(sig.key_fingerprint);
+    package.files_.reserve(layout.payload.size());
+    for (std::size_t i = 0; i < layout.payload.size(); ++i) {
+        VerifiedFile file;
+        file.path_ = std::move(layout.payload[i].path);
+        file.sha256_ = manifest.files[i].sha256;
+        // Moving the vector keeps its buffer: these are the very bytes CheckPayload hashed.
+        file.bytes_ = std::move(layout.payload[i].data);
+        package.files_.push_back(std::move(file));
+    }
+    return package;
+}
+
+Result<std::string> SignManifest(std::span<const std::byte> manifest, const SigningKey& key) {
+    PackageSignature sig;
+    sig.key_fingerprint = key.public_key().fingerprint;
+    sig.value = PEINIT_TRY(key.Sign(manifest));
+    return SerializeSignature(sig);
+}
+
+Result<std::vector<std::byte>> CreatePackage(const PackageSpec& spec, const SigningKey* key,
+                                             std::int64_t mtime) {
+    std::vector<const PackageInput*> inputs;
+    for (const auto& f : spec.files) inputs.push_back(&f);
+    std::sort(inputs.begin(), inputs.end(),
+              [](const PackageInput* a, const PackageInput* b) { return a->path < b->path; });
+
+    Manifest manifest;
+    manifest.name = spec.name;
+    manifest.version = spec.version;
+    manifest.kernel_release = spec.kernel_release;
+    for (const PackageInput* in : inputs) {
+        PEINIT_TRY(ValidatePayloadPath(in->path));
+        if (!manifest.files.empty() && manifest.files.back().path == in->path) {
+            return Reject(PackageReject::kDuplicatePath, in->path + " given twice");
+        }
+        if (in->bytes.size() > kMaxPayloadFileBytes) {
+            return Reject(PackageReject::kTooLarge,
+                          in->path + " is larger than " + std::to_string(kMaxPayloadFileBytes) +
+                              " bytes");
+        }
+        manifest.files.push_back({in->path, in->bytes.size(), Sha256Of(in->bytes)});
+    }
+    std::string manifest_text = SerializeManifest(manifest);
+    // Round-trip through the verifier's parser: whatever it would reject, we refuse to write.
+    PEINIT_TRY(ParseManifest(manifest_text));
+
+    std::vector<ArchiveMember> members;
+    members.push_back({std::string(kManifestMember), AsBytes(manifest_text)});
+    if (key != nullptr) {
+        members.push_back(PEINIT_TRY(MakeSignatureMember(members[0].data, *key)));
+    }
+    for (const PackageInput* in : inputs) members.push_back({in->path, in->bytes});
+    return WriteArchive(members, mtime);
+}
+
+Result<std::vector<std::byte>> SignPackage(std::span<const std::byte> package,
+                                           const SigningKey& key, std::int64_t mtime) {
+    std::vector<ArchiveMember> members = PEINIT_TRY(ReadArchive(package));
+    Layout layout = PEINIT_TRY(SplitLayout(members));
+    // An existing signature, valid or not, is replaced.
+    Manifest manifest = PEINIT_TRY(ParseManifest(AsText(layout.manifest->data)));
+    PEINIT_TRY(CheckPayload(manifest, layout.payload));
+
+    std::vector<ArchiveMember> out;
+    out.push_back(std::move(*layout.manifest));
+    out.push_back(PEINIT_TRY(MakeSignatureMember(out[0].data, key)));
+    for (auto& m : layout.payload) out.push_back(std::move(m));
+    return WriteArchive(out, mtime);
+}
+
+Result<PackageInfo> InspectPackage(std::span<const std::byte> bytes) {
+    std::vector<ArchiveMember> members = PEINIT_TRY(ReadArchive(bytes));
+    Layout layout = PEINIT_TRY(SplitLayout(members));
+    PackageInfo info;
+    if (layout.signature != nullptr) {
+        info.signature = PEINIT_TRY(ParseSignature(AsText(layout.signature->data)));
+    }
+    info.manifest = PEINIT_TRY(ParseManifest(AsText(layout.manifest->data)));
+    PEINIT_TRY(CheckPayload(info.manifest, layout.payload));
+    return info;
+}
+
+}  // namespace peinit

@@ -1,0 +1,223 @@
+#include "peinit/sys/package_archive.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <memory>
+#include <unordered_set>
+
+#include "peinit/sys/package_format.h"
+
+namespace peinit {
+namespace {
+
+constexpr std::size_t kBlock = 512;
+constexpr std::size_t kEndMarker = 2 * kBlock;
+
+struct ReadFree {
+    void operator()(archive* a) const { archive_read_free(a); }
+};
+struct WriteFree {
+    void operator()(archive* a) const { archive_write_free(a); }
+};
+struct EntryFree {
+    void operator()(archive_entry* e) const { archive_entry_free(e); }
+};
+
+std::string ArchiveError(archive* a) {
+    const char* msg = archive_error_string(a);
+    return msg != nullptr ? msg : "unknown libarchive error";
+}
+
+std::size_t RoundUp(std::size_t n) { return (n + kBlock - 1) / kBlock * kBlock; }
+
+// Bytes the tar reader has consumed from our buffer so far (there is no decompression filter,
+// so this is an offset into the package).
+std::size_t Consumed(archive* a) { return static_cast<std::size_t>(archive_filter_bytes(a, -1)); }
+
+std::string_view FileTypeName(archive_entry* e) {
+    if (archive_entry_hardlink(e) != nullptr) return "hard link";
+    switch (archive_entry_filetype(e)) {
+        case AE_IFLNK:
+            return "symbolic link";
+        case AE_IFDIR:
+            return "directory";
+        case AE_IFCHR:
+            return "character device";
+        case AE_IFBLK:
+            return "block device";
+        case AE_IFIFO:
+            return "fifo";
+        case AE_IFSOCK:
+            return "socket";
+        default:
+            return "special file";
+    }
+}
+
+// libarchive reports running out of input as "Truncated ..." (tar reader) and we cannot get a
+// finer code from it; everything else it rejects is a damaged or foreign container.
+Unexpected ContainerError(archive* a, std::size_t total) {
+    std::string msg = ArchiveError(a);
+    const std::size_t consumed = Consumed(a);
+    if (msg.find("runcated") != std::string::npos || (consumed > 0 && consumed + kBlock > total)) {
+        return Reject(PackageReject::kTruncated, msg);
+    }
+    return Reject(PackageReject::kNotAPackage, msg);
+}
+
+la_ssize_t AppendToVector(archive*, void* client, const void* buf, size_t len) {
+    auto* out = static_cast<std::vector<std::byte>*>(client);
+    const auto* p = static_cast<const std::byte*>(buf);
+    out->insert(out->end(), p, p + len);
+    return static_cast<la_ssize_t>(len);
+}
+
+}  // namespace
+
+Result<std::vector<std::byte>> WriteArchive(std::span<const ArchiveMember> members,
+                                            std::int64_t mtime) {
+    std::vector<std::byte> out;
+    std::unique_ptr<archive, WriteFree> a(archive_write_new());
+    if (!a) return Err("libarchive: out of memory");
+    // ustar: every field we need fits, and it has no extension headers to carry surprises.
+    // Block size 0 = unblocked: the archive ends right after the end-of-archive marker.
+    if (archive_write_set_format_ustar(a.get()) != ARCHIVE_OK ||
+        archive_write_add_filter_none(a.get()) != ARCHIVE_OK ||
+        archive_write_set_bytes_per_block(a.get(), 0) != ARCHIVE_OK ||
+        archive_write_open2(a.get(), &out, nullptr, AppendToVector, nullptr, nullptr) !=
+            ARCHIVE_OK) {
+        return Err("libarchive: " + ArchiveError(a.get()));
+    }
+    std::unique_ptr<archive_entry, EntryFree> entry(archive_entry_new());
+    if (!entry) return Err("libarchive: out of memory");
+    for (const auto& m : members) {
+        PEINIT_TRY(ValidateMemberPath(m.path));
+        archive_entry_clear(entry.get());
+        archive_entry_set_pathname(entry.get(), m.path.c_str());
+        archive_entry_set_filetype(entry.get(), AE_IFREG);
+        archive_entry_set_perm(entry.get(), 0644);
+        archive_entry_set_uid(entry.get(), 0);
+        archive_entry_set_gid(entry.get(), 0);
+        archive_entry_set_mtime(entry.get(), mtime, 0);
+        archive_entry_set_size(entry.get(), static_cast<la_int64_t>(m.data.size()));
+        if (archive_write_header(a.get(), entry.get()) != ARCHIVE_OK) {
+            return Err("libarchive: " + m.path + ": " + ArchiveError(a.get()));
+        }
+        std::size_t done = 0;
+        while (done < m.data.size()) {
+            la_ssize_t n =
+                archive_write_data(a.get(), m.data.data() + done, m.data.size() - done);
+            if (n <= 0) return Err("libarchive: " + m.path + ": " + ArchiveError(a.get()));
+            done += static_cast<std::size_t>(n);
+        }
+    }
+    if (archive_write_close(a.get()) != ARCHIVE_OK) {
+        return Err("libarchive: " + ArchiveError(a.get()));
+    }
+    return out;
+}
+
+Result<std::vector<ArchiveMember>> ReadArchive(std::span<const std::byte> bytes) {
+    const std::size_t total = bytes.size();
+    if (total == 0) return Reject(PackageReject::kEmpty, "zero bytes");
+    if (total > kMaxPackageBytes) {
+        return Reject(PackageReject::kTooLarge, std::to_string(total) + " bytes (limit " +
+                                                    std::to_string(kMaxPackageBytes) + ")");
+    }
+
+    std::unique_ptr<archive, ReadFree> a(archive_read_new());
+    if (!a) return Err("libarchive: out of memory");
+    // Tar only, and no decompression filter: a package is never compressed, so a compressed or
+    // foreign container is rejected instead of being unpacked by code we do not need.
+    if (archive_read_support_format_tar(a.get()) != ARCHIVE_OK) {
+        return Err("libarchive: " + ArchiveError(a.get()));
+    }
+    if (archive_read_open_memory(a.get(), bytes.data(), total) != ARCHIVE_OK) {
+        return ContainerError(a.get(), total);
+    }
+
+    std::vector<ArchiveMember> members;
+    std::unordered_set<std::string> seen;
+    std::size_t data_end = 0;  // offset just past the last member's padded data
+    while (true) {
+        archive_entry* e = nullptr;
+        int r = archive_read_next_header(a.get(), &e);
+        if (r == ARCHIVE_EOF) break;
+        // ARCHIVE_WARN too: libarchive warns about things it tolerates (bad pax attributes, odd
+        // headers) and we tolerate nothing.
+        if (r != ARCHIVE_OK) return ContainerError(a.get(), total);
+        if (members.size() >= kMaxPackageFiles + 2) {
+            return Reject(PackageReject::kTooLarge, "more than " +
+                                                        std::to_string(kMaxPackageFiles + 2) +
+                                                        " members");
+        }
+        const char* raw_path = archive_entry_pathname(e);
+        std::string path = raw_path != nullptr ? raw_path : "";
+        if (archive_entry_hardlink(e) != nullptr || archive_entry_filetype(e) != AE_IFREG) {
+            return Reject(PackageReject::kNotRegularFile,
+                          "\"" + path + "\" is a " + std::string(FileTypeName(e)));
+        }
+        if (archive_entry_sparse_count(e) > 0) {
+            return Reject(PackageReject::kNotRegularFile, "\"" + path + "\" is a sparse file");
+        }
+        PEINIT_TRY(ValidateMemberPath(path));
+        if (!seen.insert(path).second) {
+            return Reject(PackageReject::kDuplicatePath, "\"" + path + "\" appears twice");
+        }
+        if (!archive_entry_size_is_set(e) || archive_entry_size(e) < 0) {
+            return Reject(PackageReject::kNotAPackage, "\"" + path + "\" has no size");
+        }
+        auto size = static_cast<std::uint64_t>(archive_entry_size(e));
+        if (size > kMaxPayloadFileBytes) {
+            return Reject(PackageReject::kTooLarge,
+                          "\"" + path + "\" is " + std::to_string(size) + " bytes (limit " +
+                              std::to_string(kMaxPayloadFileBytes) + ")");
+        }
+        // The header (and any extension headers before it) is consumed by now; the data follows.
+        const std::size_t header_end = Consumed(a.get());
+        if (header_end > total || size > total - header_end) {
+            return Reject(PackageReject::kTruncated, "\"" + path + "\" is cut short");
+        }
+        ArchiveMember member;
+        member.path = std::move(path);
+        member.data.resize(static_cast<std::size_t>(size));
+        std::size_t done = 0;
+        while (done < member.data.size()) {
+            la_ssize_t n = archive_read_data(a.get(), member.data.data() + done,
+                                             member.data.size() - done);
+            if (n < 0) return ContainerError(a.get(), total);
+            if (n == 0) {
+                return Reject(PackageReject::kTruncated, "\"" + member.path + "\" is cut short");
+            }
+            done += static_cast<std::size_t>(n);
+        }
+        data_end = header_end + RoundUp(member.data.size());
+        members.push_back(std::move(member));
+    }
+
+    if (members.empty()) return Reject(PackageReject::kEmpty, "the archive has no members");
+    // libarchive also accepts an archive that just stops after a member; we require the marker
+    // so that a cut at a member boundary is reported as truncation.
+    if (total < data_end + kEndMarker) {
+        return Reject(PackageReject::kTruncated, "no end-of-archive marker");
+    }
+    auto marker = bytes.subspan(data_end, kEndMarker);
+    if (!std::all_of(marker.begin(), marker.end(), [](std::byte b) { return b == std::byte{0}; })) {
+        return Reject(PackageReject::kTrailingData, "data after the first end-of-archive block");
+    }
+    if (total > data_end + kEndMarker) {
+        return Reject(PackageReject::kTrailingData,
+                      std::to_string(total - data_end - kEndMarker) +
+                          " bytes after the end-of-archive marker");
+    }
+    if (Consumed(a.get()) != total) {
+        // Our accounting and libarchive's disagree: treat the container as damaged.
+        return Reject(PackageReject::kNotAPackage, "archive layout is inconsistent");
+    }
+    return members;
+}
+
+}  // namespace peinit
