@@ -1,0 +1,58 @@
+#pragma once
+
+// The image builder: turns an image definition plus a kernel tree into an ImageTree (every
+// check happens here, before anything is written) and then into a cpio file.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "initramfs/image_definition.h"
+#include "initramfs/image_tree.h"
+#include "initramfs/kernel_modules.h"
+#include "peinit/core/result.h"
+
+namespace peinit::image {
+
+// One program shipped in every image (peinit as /init, peinitctl, ...).
+struct ShippedBinary {
+    std::string image_path;  // "/init"
+    std::string host_path;   // the built file
+    bool required = true;    // optional ones are skipped when the file does not exist
+};
+
+// Reads the binaries manifest CMake generates (initramfs/CMakeLists.txt,
+// PEINIT_IMAGE_BINARIES): one "IMAGE_PATH HOST_PATH required|optional" per line, '#' comments.
+Result<std::vector<ShippedBinary>> LoadBinaryManifest(const std::string& path);
+
+struct BuildOptions {
+    std::string kernel_dir;
+    std::vector<ShippedBinary> binaries;
+    std::string sysroot = "/";  // where shared libraries are looked up
+    int64_t mtime = 0;          // SOURCE_DATE_EPOCH
+};
+
+// What went into an image, for the build summary and tests.
+struct ImageContents {
+    ImageTree tree;
+    KernelTree kernel;
+    std::vector<std::string> binaries;   // image paths
+    std::vector<std::string> libraries;  // image paths
+    std::vector<std::string> modules;    // module names
+    std::vector<std::string> builtin_modules;
+    std::vector<std::string> units;      // image paths
+};
+
+// Validates everything and assembles the tree. Nothing is written.
+Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOptions& opts);
+
+// ComposeImage, then writes `output` atomically with the given compression.
+Result<ImageContents> BuildImage(const ImageDefinition& def, const BuildOptions& opts,
+                                 Compression compression, const std::string& output);
+
+// Fixed image locations (shared with peinit at boot).
+inline constexpr const char* kImageUnitsDir = "/etc/peinit/units";
+inline constexpr const char* kImageHivePath = "/etc/peinit/hive.toml";
+inline constexpr const char* kImageKeysDir = "/etc/peinit/keys";
+
+}  // namespace peinit::image

@@ -1,0 +1,290 @@
+#include "initramfs/image_definition.h"
+
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace peinit::image {
+
+const char* KernelKindName(KernelKind k) { return k == KernelKind::kPeinit ? "peinit" : "debian"; }
+
+namespace {
+
+std::string AbsoluteUnder(const std::string& dir, const std::string& p) {
+    if (!p.empty() && p[0] == '/') return p;
+    if (dir.empty()) return p;
+    return dir + "/" + p;
+}
+
+int LineOf(const toml::node& n) { return static_cast<int>(n.source().begin.line); }
+
+// Collects every problem of one definition so the user sees them all at once.
+class Parser {
+public:
+    Parser(std::string file, std::string dir) : file_(std::move(file)), dir_(std::move(dir)) {}
+
+    void Fail(int line, const std::string& msg) {
+        if (!errors_.empty()) errors_ += "\n";
+        errors_ += file_ + ":" + std::to_string(line) + ": " + msg;
+    }
+    const std::string& errors() const { return errors_; }
+
+    std::optional<std::string> String(const toml::node& n, const std::string& key) {
+        if (auto v = n.value<std::string>(); v && n.is_string()) return *v;
+        Fail(LineOf(n), "\"" + key + "\" must be a string");
+        return std::nullopt;
+    }
+
+    std::optional<int64_t> Integer(const toml::node& n, const std::string& key) {
+        if (n.is_integer()) return n.as_integer()->get();
+        Fail(LineOf(n), "\"" + key + "\" must be an integer");
+        return std::nullopt;
+    }
+
+    std::vector<Located<std::string>> StringList(const toml::node& n, const std::string& key) {
+        std::vector<Located<std::string>> out;
+        const toml::array* arr = n.as_array();
+        if (arr == nullptr) {
+            Fail(LineOf(n), "\"" + key + "\" must be an array of strings");
+            return out;
+        }
+        for (const toml::node& e : *arr) {
+            if (!e.is_string()) {
+                Fail(LineOf(e), "\"" + key + "\" entries must be strings");
+                continue;
+            }
+            std::string s = e.as_string()->get();
+            if (s.empty()) {
+                Fail(LineOf(e), "\"" + key + "\" entries must not be empty");
+                continue;
+            }
+            out.push_back({s, LineOf(e)});
+        }
+        return out;
+    }
+
+    // A path that must exist, of the given kind.
+    std::optional<std::string> ExistingPath(const std::string& rel, int line, const std::string& key,
+                                            bool want_dir) {
+        std::string abs = AbsoluteUnder(dir_, rel);
+        struct stat st;
+        if (::stat(abs.c_str(), &st) != 0) {
+            Fail(line, "\"" + key + "\": " + abs + " does not exist");
+            return std::nullopt;
+        }
+        if (want_dir && !S_ISDIR(st.st_mode)) {
+            Fail(line, "\"" + key + "\": " + abs + " is not a directory");
+            return std::nullopt;
+        }
+        if (!want_dir && !S_ISREG(st.st_mode)) {
+            Fail(line, "\"" + key + "\": " + abs + " is not a regular file");
+            return std::nullopt;
+        }
+        return abs;
+    }
+
+    void ParseFiles(const toml::node& n, ImageDefinition& def) {
+        const toml::array* arr = n.as_array();
+        if (arr == nullptr) {
+            Fail(LineOf(n), "\"files\" must be an array of tables ([[files]])");
+            return;
+        }
+        for (const toml::node& e : *arr) {
+            const toml::table* t = e.as_table();
+            if (t == nullptr) {
+                Fail(LineOf(e), "\"files\" entries must be tables with src, dst and mode");
+                continue;
+            }
+            ExtraFile f;
+            f.line = LineOf(e);
+            bool ok = true;
+            for (auto&& [k, v] : *t) {
+                std::string key(k.str());
+                if (key == "src") {
+                    if (auto s = String(v, "files.src")) f.src = *s; else ok = false;
+                } else if (key == "dst") {
+                    if (auto s = String(v, "files.dst")) f.dst = *s; else ok = false;
+                } else if (key == "mode") {
+                    if (v.is_integer()) {
+                        int64_t m = v.as_integer()->get();
+                        if (m < 0 || m > 07777) {
+                            Fail(LineOf(v), "\"files.mode\" must be between 0 and 0o7777");
+                            ok = false;
+                        } else {
+                            f.mode = static_cast<uint32_t>(m);
+                        }
+                    } else if (v.is_string()) {
+                        const std::string& s = v.as_string()->get();
+                        char* end = nullptr;
+                        unsigned long m = std::strtoul(s.c_str(), &end, 8);
+                        if (s.empty() || *end != '\0' || m > 07777) {
+                            Fail(LineOf(v), "\"files.mode\" \"" + s + "\" is not an octal mode");
+                            ok = false;
+                        } else {
+                            f.mode = static_cast<uint32_t>(m);
+                        }
+                    } else {
+                        Fail(LineOf(v), "\"files.mode\" must be an integer (0o755) or a string");
+                        ok = false;
+                    }
+                } else {
+                    Fail(static_cast<int>(k.source().begin.line),
+                         "unknown key \"" + key + "\" in [[files]] (expected src, dst, mode)");
+                    ok = false;
+                }
+            }
+            if (f.src.empty() && ok) {
+                Fail(f.line, "[[files]] entry without \"src\"");
+                ok = false;
+            }
+            if (f.dst.empty() && ok) {
+                Fail(f.line, "[[files]] entry without \"dst\"");
+                ok = false;
+            }
+            if (!ok) continue;
+            if (f.dst[0] != '/') {
+                Fail(f.line, "\"files.dst\" \"" + f.dst + "\" must be an absolute path");
+                continue;
+            }
+            if (auto norm = NormalizeImagePath(f.dst); !norm) {
+                Fail(f.line, "\"files.dst\": " + norm.error().message());
+                continue;
+            }
+            auto abs = ExistingPath(f.src, f.line, "files.src", false);
+            if (!abs) continue;
+            f.src = *abs;
+            def.files.push_back(std::move(f));
+        }
+    }
+
+    void ParseBoot(const toml::node& n, ImageDefinition& def) {
+        const toml::table* t = n.as_table();
+        if (t == nullptr) {
+            Fail(LineOf(n), "\"boot\" must be a table");
+            return;
+        }
+        for (auto&& [k, v] : *t) {
+            std::string key(k.str());
+            if (key == "memory") {
+                if (auto i = Integer(v, "boot.memory")) {
+                    if (*i < 64 || *i > 65536) Fail(LineOf(v), "\"boot.memory\" must be 64..65536 (MiB)");
+                    else def.boot.memory_mb = static_cast<int>(*i);
+                }
+            } else if (key == "smp") {
+                if (auto i = Integer(v, "boot.smp")) {
+                    if (*i < 1 || *i > 64) Fail(LineOf(v), "\"boot.smp\" must be 1..64");
+                    else def.boot.smp = static_cast<int>(*i);
+                }
+            } else if (key == "qemu_args") {
+                for (auto& a : StringList(v, "boot.qemu_args")) def.boot.qemu_args.push_back(a.value);
+            } else {
+                Fail(static_cast<int>(k.source().begin.line),
+                     "unknown key \"" + key + "\" in [boot] (expected memory, smp, qemu_args)");
+            }
+        }
+    }
+
+    void Parse(const toml::table& root, ImageDefinition& def) {
+        bool have_kernel = false;
+        for (auto&& [k, v] : root) {
+            std::string key(k.str());
+            int line = static_cast<int>(k.source().begin.line);
+            if (key == "description") {
+                if (auto s = String(v, key)) def.description = *s;
+            } else if (key == "kernel") {
+                if (auto s = String(v, key)) {
+                    if (*s == "peinit") def.kernel = KernelKind::kPeinit;
+                    else if (*s == "debian") def.kernel = KernelKind::kDebian;
+                    else {
+                        Fail(LineOf(v), "unknown kernel \"" + *s + "\" (expected \"peinit\" or \"debian\")");
+                        continue;
+                    }
+                    have_kernel = true;
+                }
+            } else if (key == "units") {
+                for (auto& d : StringList(v, key))
+                    if (auto abs = ExistingPath(d.value, d.line, key, true))
+                        def.unit_dirs.push_back({*abs, d.line});
+            } else if (key == "hive") {
+                if (auto s = String(v, key))
+                    if (auto abs = ExistingPath(*s, LineOf(v), key, false))
+                        def.hive = Located<std::string>{*abs, LineOf(v)};
+            } else if (key == "cmdline") {
+                if (auto s = String(v, key)) def.cmdline = *s;
+            } else if (key == "compression") {
+                if (auto s = String(v, key)) {
+                    auto c = ParseCompression(*s);
+                    if (c) def.compression = *c;
+                    else Fail(LineOf(v), c.error().message());
+                }
+            } else if (key == "modules") {
+                def.modules = StringList(v, key);
+            } else if (key == "files") {
+                ParseFiles(v, def);
+            } else if (key == "boot") {
+                ParseBoot(v, def);
+            } else if (key == "packages" || key == "keys") {
+                Fail(line, "\"" + key +
+                               "\" is reserved for signed module packages, which this peinit-image "
+                               "does not implement yet");
+            } else {
+                Fail(line, "unknown key \"" + key + "\"");
+            }
+        }
+        if (!have_kernel && root.find("kernel") == root.end())
+            Fail(1, "missing required key \"kernel\" (\"peinit\" or \"debian\")");
+    }
+
+private:
+    std::string file_;
+    std::string dir_;
+    std::string errors_;
+};
+
+std::string BaseName(std::string p) {
+    while (p.size() > 1 && p.back() == '/') p.pop_back();
+    auto slash = p.rfind('/');
+    return slash == std::string::npos ? p : p.substr(slash + 1);
+}
+
+}  // namespace
+
+Result<ImageDefinition> ParseImageDefinition(const std::string& text, const std::string& file,
+                                             const std::string& dir) {
+    toml::table root;
+    try {
+        root = toml::parse(text, file);
+    } catch (const toml::parse_error& e) {
+        return Err(file + ":" + std::to_string(e.source().begin.line) + ": " +
+                   std::string(e.description()));
+    }
+    ImageDefinition def;
+    def.dir = dir;
+    def.file = file;
+    def.name = BaseName(dir);
+    Parser p(file, dir);
+    p.Parse(root, def);
+    if (!p.errors().empty()) return Err(p.errors());
+    return def;
+}
+
+Result<ImageDefinition> LoadImageDefinition(const std::string& path) {
+    std::string dir = path;
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    std::string file = dir + "/image.toml";
+    if (dir.size() > 5 && dir.compare(dir.size() - 5, 5, ".toml") == 0) {
+        file = dir;
+        auto slash = dir.rfind('/');
+        dir = slash == std::string::npos ? "." : dir.substr(0, slash);
+    }
+    std::ifstream in(file);
+    if (!in) return ErrnoErr(file);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    if (in.bad()) return ErrnoErr(file);
+    return ParseImageDefinition(ss.str(), file, dir);
+}
+
+}  // namespace peinit::image

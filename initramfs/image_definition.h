@@ -1,0 +1,64 @@
+#pragma once
+
+// Image definitions: images/<name>/image.toml (schema in initramfs/IMAGE.md).
+//
+// The parser only checks the definition itself (types, known keys and values, that the named
+// files exist); what the files contain (units, hive, modules) is validated by the builder.
+// Every error names the file and line: "images/demo/image.toml:7: unknown key \"modlues\"".
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "initramfs/image_tree.h"
+#include "peinit/core/result.h"
+
+namespace peinit::image {
+
+enum class KernelKind { kPeinit, kDebian };
+const char* KernelKindName(KernelKind k);
+
+// A value together with the line of image.toml it came from, for later error messages.
+template <typename T>
+struct Located {
+    T value;
+    int line = 0;
+};
+
+struct ExtraFile {
+    std::string src;  // absolute host path (resolved against the image directory)
+    std::string dst;  // absolute path inside the image
+    std::optional<uint32_t> mode;
+    int line = 0;
+};
+
+struct BootSettings {
+    int memory_mb = 512;
+    int smp = 1;
+    std::vector<std::string> qemu_args;  // extra QEMU arguments (devices the image expects)
+};
+
+struct ImageDefinition {
+    std::string name;         // directory name ("demo")
+    std::string dir;          // the image directory as given
+    std::string file;         // path of image.toml, as used in messages
+    std::string description;
+    KernelKind kernel = KernelKind::kPeinit;
+    std::vector<Located<std::string>> unit_dirs;  // absolute host paths
+    std::optional<Located<std::string>> hive;      // absolute host path
+    std::string cmdline;
+    Compression compression = Compression::kZstd;
+    std::vector<Located<std::string>> modules;
+    std::vector<ExtraFile> files;
+    BootSettings boot;
+};
+
+// Parses `dir`/image.toml (or `dir` itself when it names a .toml file).
+Result<ImageDefinition> LoadImageDefinition(const std::string& dir);
+
+// Parses definition text; `file` is used in messages and `dir` to resolve relative paths.
+Result<ImageDefinition> ParseImageDefinition(const std::string& text, const std::string& file,
+                                             const std::string& dir);
+
+}  // namespace peinit::image

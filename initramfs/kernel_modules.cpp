@@ -1,0 +1,305 @@
+#include "initramfs/kernel_modules.h"
+
+#include <dirent.h>
+#include <libkmod.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "initramfs/process.h"
+
+namespace peinit::image {
+
+namespace {
+
+bool IsDir(const std::string& p) {
+    struct stat st;
+    return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+bool IsFile(const std::string& p) {
+    struct stat st;
+    return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+Result<std::string> ReadText(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) return ErrnoErr(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+std::string Trim(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\t')) s.pop_back();
+    size_t i = 0;
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
+    return s.substr(i);
+}
+
+std::vector<std::string> ListDir(const std::string& dir) {
+    std::vector<std::string> out;
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) return out;
+    while (struct dirent* e = ::readdir(d)) {
+        std::string n = e->d_name;
+        if (n != "." && n != "..") out.push_back(n);
+    }
+    ::closedir(d);
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+// RAII for libkmod.
+struct KmodCtx {
+    struct kmod_ctx* ctx = nullptr;
+    ~KmodCtx() {
+        if (ctx != nullptr) kmod_unref(ctx);
+    }
+};
+struct KmodList {
+    struct kmod_list* list = nullptr;
+    ~KmodList() {
+        if (list != nullptr) kmod_module_unref_list(list);
+    }
+};
+struct KmodModule {
+    struct kmod_module* mod = nullptr;
+    ~KmodModule() {
+        if (mod != nullptr) kmod_module_unref(mod);
+    }
+};
+
+}  // namespace
+
+Result<KernelTree> OpenKernelTree(const std::string& dir_in) {
+    std::string dir = dir_in;
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    if (dir.empty()) return Err("no kernel directory given");
+    if (!IsDir(dir)) return Err("kernel directory " + dir + " does not exist");
+    KernelTree k;
+    k.dir = dir;
+    k.module_root = IsDir(dir + "/modroot/lib/modules") ? dir + "/modroot" : dir;
+    std::string lm = k.module_root + "/lib/modules";
+    if (IsFile(dir + "/kver")) {
+        k.kver = Trim(PEINIT_TRY(ReadText(dir + "/kver")));
+        if (k.kver.empty()) return Err(dir + "/kver is empty");
+    } else {
+        std::vector<std::string> releases;
+        for (const auto& n : ListDir(lm))
+            if (IsDir(lm + "/" + n)) releases.push_back(n);
+        if (releases.size() != 1)
+            return Err("kernel directory " + dir + " has no kver file and " +
+                       std::to_string(releases.size()) + " releases under " + lm);
+        k.kver = releases[0];
+    }
+    k.modules_dir = lm + "/" + k.kver;
+    if (!IsDir(k.modules_dir))
+        return Err("kernel release " + k.kver + " has no modules tree: " + k.modules_dir +
+                   " does not exist");
+    if (!IsFile(k.modules_dir + "/modules.dep.bin"))
+        return Err(k.modules_dir + " has no depmod indexes (modules.dep.bin); run depmod -b " +
+                   k.module_root + " " + k.kver);
+    if (IsFile(dir + "/bzImage")) k.image = dir + "/bzImage";
+    else if (IsFile(dir + "/boot/vmlinuz-" + k.kver)) k.image = dir + "/boot/vmlinuz-" + k.kver;
+    return k;
+}
+
+Result<ModuleClosure> ResolveModuleClosure(const KernelTree& kernel,
+                                           const std::vector<ModuleRequest>& requests) {
+    KmodCtx ctx;
+    // No configuration at all: the host's /etc/modprobe.d must not leak into the image.
+    const char* no_config[] = {nullptr};
+    ctx.ctx = kmod_new(kernel.modules_dir.c_str(), no_config);
+    if (ctx.ctx == nullptr) return Err("libkmod: cannot open " + kernel.modules_dir);
+    kmod_set_log_priority(ctx.ctx, 0);
+    if (kmod_load_resources(ctx.ctx) != 0)
+        return Err("libkmod: cannot load the indexes of " + kernel.modules_dir);
+
+    std::map<std::string, std::string> files;  // rel_path -> name
+    std::set<std::string> builtins;
+    std::set<std::string> visited;
+    std::string errors;
+    const std::string prefix = kernel.modules_dir + "/";
+
+    std::function<Result<void>(struct kmod_module*, bool)> add;
+    add = [&](struct kmod_module* mod, bool requested) -> Result<void> {
+        std::string name = kmod_module_get_name(mod);
+        if (!visited.insert(name).second) return Ok();
+        const char* path = kmod_module_get_path(mod);
+        if (path == nullptr) {
+            if (requested) builtins.insert(name);
+            return Ok();
+        }
+        std::string p = path;
+        if (p.compare(0, prefix.size(), prefix) != 0)
+            return Err("module " + name + " resolves outside the tree: " + p);
+        files.emplace(p.substr(prefix.size()), name);
+        KmodList deps;
+        deps.list = kmod_module_get_dependencies(mod);
+        struct kmod_list* it;
+        kmod_list_foreach(it, deps.list) {
+            KmodModule dep;
+            dep.mod = kmod_module_get_module(it);
+            PEINIT_TRY(add(dep.mod, false));
+        }
+        KmodList pre, post;
+        if (kmod_module_get_softdeps(mod, &pre.list, &post.list) == 0) {
+            for (struct kmod_list* l : {pre.list, post.list}) {
+                kmod_list_foreach(it, l) {
+                    KmodModule dep;
+                    dep.mod = kmod_module_get_module(it);
+                    // A soft dependency the kernel does not have is not an error (modprobe
+                    // skips it too).
+                    if (kmod_module_get_path(dep.mod) != nullptr) PEINIT_TRY(add(dep.mod, false));
+                }
+            }
+        }
+        return Ok();
+    };
+
+    for (const ModuleRequest& req : requests) {
+        KmodList found;
+        int r = kmod_module_new_from_lookup(ctx.ctx, req.name.c_str(), &found.list);
+        if (r < 0 || found.list == nullptr) {
+            if (!errors.empty()) errors += "\n";
+            errors += req.origin + ": unknown module \"" + req.name + "\": not in kernel " +
+                      kernel.kver + " (" + kernel.modules_dir + ")";
+            continue;
+        }
+        struct kmod_list* it;
+        kmod_list_foreach(it, found.list) {
+            KmodModule m;
+            m.mod = kmod_module_get_module(it);
+            auto res = add(m.mod, true);
+            if (!res) {
+                if (!errors.empty()) errors += "\n";
+                errors += req.origin + ": " + res.error().message();
+            }
+        }
+    }
+    if (!errors.empty()) return Err(errors);
+    ModuleClosure out;
+    for (const auto& [rel, name] : files) out.files.push_back({name, rel});
+    out.builtins.assign(builtins.begin(), builtins.end());
+    return out;
+}
+
+namespace {
+
+// A temporary directory removed (recursively) on destruction.
+class TempDir {
+public:
+    Result<void> Create() {
+        const char* tmp = std::getenv("TMPDIR");
+        std::string tmpl = std::string(tmp != nullptr && *tmp ? tmp : "/tmp") + "/peinit-image.XXXXXX";
+        if (::mkdtemp(tmpl.data()) == nullptr) return ErrnoErr("mkdtemp " + tmpl);
+        path_ = tmpl;
+        return Ok();
+    }
+    ~TempDir() {
+        if (!path_.empty()) Remove(path_);
+    }
+    const std::string& path() const { return path_; }
+
+private:
+    static void Remove(const std::string& p) {
+        struct stat st;
+        if (::lstat(p.c_str(), &st) != 0) return;
+        if (S_ISDIR(st.st_mode)) {
+            for (const auto& n : ListDir(p)) Remove(p + "/" + n);
+            ::rmdir(p.c_str());
+        } else {
+            ::unlink(p.c_str());
+        }
+    }
+    std::string path_;
+};
+
+Result<void> MakeDirs(const std::string& path) {
+    for (size_t pos = 1; pos != std::string::npos;) {
+        pos = path.find('/', pos + 1);
+        std::string p = path.substr(0, pos);
+        if (::mkdir(p.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoErr("mkdir " + p);
+    }
+    return Ok();
+}
+
+Result<void> WriteText(const std::string& path, const std::string& text) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    if (!out) return ErrnoErr(path);
+    out << text;
+    out.close();
+    if (!out) return ErrnoErr(path);
+    return Ok();
+}
+
+}  // namespace
+
+Result<void> AddModulesToTree(ImageTree& tree, const KernelTree& kernel,
+                              const ModuleClosure& closure) {
+    const std::string image_dir = "lib/modules/" + kernel.kver;
+    PEINIT_TRY(tree.AddDirectory(image_dir));
+
+    TempDir staging;
+    PEINIT_TRY(staging.Create());
+    const std::string stage_mod = staging.path() + "/lib/modules/" + kernel.kver;
+    PEINIT_TRY(MakeDirs(stage_mod));
+    const std::string conf_dir = staging.path() + "/depmod.d";
+    PEINIT_TRY(MakeDirs(conf_dir));
+
+    std::set<std::string> shipped;
+    for (const ModuleFile& m : closure.files) {
+        std::string src = kernel.modules_dir + "/" + m.rel_path;
+        std::string dst = stage_mod + "/" + m.rel_path;
+        PEINIT_TRY(MakeDirs(dst.substr(0, dst.rfind('/'))));
+        if (::symlink(src.c_str(), dst.c_str()) != 0) return ErrnoErr("symlink " + dst);
+        PEINIT_TRY(tree.AddHostFile(image_dir + "/" + m.rel_path, src, 0644));
+        shipped.insert(m.rel_path);
+    }
+
+    // modules.order: the kernel's order restricted to what we ship (then anything it lacks, in
+    // path order), so modules.dep does not depend on readdir order.
+    std::string order;
+    std::set<std::string> ordered;
+    if (IsFile(kernel.modules_dir + "/modules.order")) {
+        std::stringstream ss(PEINIT_TRY(ReadText(kernel.modules_dir + "/modules.order")));
+        std::string line;
+        while (std::getline(ss, line)) {
+            line = Trim(line);
+            if (shipped.count(line) != 0 && ordered.insert(line).second) order += line + "\n";
+        }
+    }
+    for (const auto& rel : shipped)
+        if (ordered.count(rel) == 0) order += rel + "\n";
+    PEINIT_TRY(WriteText(stage_mod + "/modules.order", order));
+
+    // Built-ins: peinit and libkmod in the image must know them to treat them as loaded.
+    for (const char* f : {"modules.builtin", "modules.builtin.modinfo"}) {
+        std::string src = kernel.modules_dir + "/" + f;
+        if (IsFile(src)) PEINIT_TRY(WriteText(stage_mod + "/" + f, PEINIT_TRY(ReadText(src))));
+    }
+
+    auto res = PEINIT_TRY(RunCapture({"depmod", "-b", staging.path(), "-C", conf_dir, kernel.kver},
+                                     /*merge_stderr=*/true));
+    if (res.status != 0)
+        return Err("depmod -b " + staging.path() + " " + kernel.kver + " failed (status " +
+                   std::to_string(res.status) + "): " + Trim(res.output));
+
+    for (const auto& n : ListDir(stage_mod)) {
+        std::string p = stage_mod + "/" + n;
+        struct stat st;
+        if (::lstat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (n.rfind("modules.", 0) != 0) continue;
+        PEINIT_TRY(tree.AddHostFile(image_dir + "/" + n, p, 0644));
+    }
+    return Ok();
+}
+
+}  // namespace peinit::image
