@@ -241,6 +241,7 @@ namespace {
 
 // TokenizeCmdline() plus the parameter (if any) that ended inside an open quote.
 std::vector<KernelParam> Tokenize(std::string_view text, std::vector<std::string>* init_args,
+                                  bool* saw_dashes,
                                   std::optional<KernelParam>* unterminated_param) {
     // next_arg() works on a writable NUL-terminated buffer; an embedded NUL would end the
     // kernel's string, and cannot appear in /proc/cmdline, so treat it as a separator.
@@ -267,6 +268,7 @@ std::vector<KernelParam> Tokenize(std::string_view text, std::vector<std::string
         if (unterminated && unterminated_param != nullptr) *unterminated_param = p;
         (seen_dashes ? after_dashes : params).push_back(std::move(p));
     }
+    if (saw_dashes != nullptr) *saw_dashes = seen_dashes;
     if (init_args != nullptr) {
         init_args->clear();
         for (const auto& p : after_dashes) init_args->push_back(Render(p));
@@ -277,14 +279,14 @@ std::vector<KernelParam> Tokenize(std::string_view text, std::vector<std::string
 }  // namespace
 
 std::vector<KernelParam> TokenizeCmdline(std::string_view text,
-                                         std::vector<std::string>* init_args) {
-    return Tokenize(text, init_args, nullptr);
+                                         std::vector<std::string>* init_args, bool* saw_dashes) {
+    return Tokenize(text, init_args, saw_dashes, nullptr);
 }
 
 Cmdline ParseCmdline(std::string_view text) {
     Cmdline out;
     std::optional<KernelParam> unterminated;
-    out.params = Tokenize(text, &out.init_args, &unterminated);
+    out.params = Tokenize(text, &out.init_args, nullptr, &unterminated);
     Interpreter interpreter(out);
     for (const auto& p : out.params) interpreter.Apply(p);
     // An unterminated quote swallows the rest of the line into one parameter, which the kernel

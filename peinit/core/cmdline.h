@@ -86,9 +86,11 @@ struct Cmdline {
 };
 
 // Splits a command line into parameters exactly like the kernel's next_arg(). Stops at a bare
-// `--`; the words after it are returned through `init_args` when it is not null.
+// `--`; the words after it are returned through `init_args` and whether there was one through
+// `saw_dashes`, when those are not null.
 std::vector<KernelParam> TokenizeCmdline(std::string_view text,
-                                         std::vector<std::string>* init_args = nullptr);
+                                         std::vector<std::string>* init_args = nullptr,
+                                         bool* saw_dashes = nullptr);
 
 // Parses /proc/cmdline text (a trailing newline is whitespace like any other).
 Cmdline ParseCmdline(std::string_view text);

@@ -1,0 +1,110 @@
+#pragma once
+
+// Unit files: which modules the boot-time module stage loads, how they are ordered, and
+// the services later stages start. The schema is documented in units/SCHEMA.md; this file is
+// its only implementation, shared by peinit at boot, `peinit check` and the image builder.
+//
+// Two formats map onto one in-memory model:
+//   NAME.toml  a peinit unit (toml++),
+//   NAME.conf  a modules-load.d list (one module per line, '#'/';' comments).
+//
+// Parsing is pure (text in, unit out) and collects every problem as a ConfigError instead of
+// stopping at the first, so `peinit check` can report them all. A unit with any error is not
+// used at all: nothing from it is half-applied.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "peinit/core/config_error.h"
+
+namespace peinit {
+
+// A reference to another unit or service by name, with the line it was written on (for
+// "unknown unit" and cycle errors found when the units are linked).
+struct NameRef {
+    std::string name;
+    int line = 0;
+    bool operator==(const NameRef&) const = default;
+};
+
+struct ModuleSpec {
+    // Module name or alias, as written (the resolver normalises and resolves it).
+    std::string name;
+    // Kernel module-parameter syntax ("a=1 b=\"x y\""), already validated; "" for none.
+    std::string options;
+    // A module that does not exist for this kernel is skipped without an error.
+    bool optional = false;
+    int line = 0;
+};
+
+struct ServiceSpec {
+    std::string name;  // unique across all units
+    std::vector<std::string> exec;  // argv; exec[0] is an absolute path
+    std::optional<std::string> user;
+    std::optional<uint32_t> uid;
+    // Sorted by variable name (toml++ tables are ordered), "NAME" -> "value".
+    std::vector<std::pair<std::string, std::string>> environment;
+    std::vector<NameRef> after;  // services this one starts after
+    int line = 0;
+};
+
+enum class UnitFormat { kToml, kModulesLoad };
+
+struct Unit {
+    std::string name;  // the file stem: units/net.toml -> "net"
+    std::string path;  // as given to the parser, used in every message
+    UnitFormat format = UnitFormat::kToml;
+    std::string description;
+    // Units whose modules must all have been attempted before this unit's modules start.
+    std::vector<NameRef> after;
+    // Barrier: this unit's modules load one at a time, in the listed order, and nothing else
+    // loads while they do (for hardware that misbehaves when probed concurrently).
+    bool sequential = false;
+    std::vector<ModuleSpec> modules;
+    std::vector<ServiceSpec> services;
+};
+
+// A linked, validated set of units in load order: every unit comes after the units in its
+// `after`, ties broken by name, so the order is deterministic.
+struct UnitSet {
+    std::vector<Unit> units;
+
+    const Unit* Find(std::string_view name) const;
+    const ServiceSpec* FindService(std::string_view name) const;
+    size_t ModuleCount() const;
+    size_t ServiceCount() const;
+};
+
+// True for file names the unit loader reads: "*.toml" and "*.conf", not hidden.
+bool IsUnitFileName(std::string_view file_name);
+
+// The unit name for a path: its file name without the extension.
+std::string UnitNameFromPath(std::string_view path);
+
+// A unit or service name: 1..64 characters of [A-Za-z0-9_.@-].
+bool IsValidUnitName(std::string_view name);
+
+// Parses a TOML unit. Returns nullopt (and appends to `errors`) when it has any error.
+std::optional<Unit> ParseTomlUnit(const std::string& path, std::string_view text,
+                                  ConfigErrors& errors);
+
+// Parses a modules-load.d list. An empty list is valid (Debian ships an all-comment
+// /etc/modules); duplicates are loaded once, as systemd-modules-load does.
+std::optional<Unit> ParseModulesLoadList(const std::string& path, std::string_view text,
+                                         ConfigErrors& errors);
+
+// Dispatches on the extension (.toml or .conf).
+std::optional<Unit> ParseUnitFile(const std::string& path, std::string_view text,
+                                  ConfigErrors& errors);
+
+// Links parsed units: rejects duplicate unit and service names, conflicting options for one
+// module, unknown `after` targets and ordering cycles, and orders the rest. A unit with an
+// error is dropped, and so is every unit ordered after a dropped one (with its own error),
+// so the result only holds units whose whole ordering is known.
+UnitSet LinkUnits(std::vector<Unit> units, ConfigErrors& errors);
+
+}  // namespace peinit
