@@ -1,0 +1,688 @@
+/*
+ * kernel_probe: /init of the kernel boot-test initramfs (static binary).
+ *
+ * Runs checks against the patched kernel (module signing floor,
+ * module_lockdown(2), enforcement after the lock) and prints one line per
+ * check on the console:
+ *
+ *     PROBE <name> ok <detail>
+ *     PROBE <name> FAIL <detail>
+ *
+ * then "PROBE-END", and powers the machine off.  The mode comes from the
+ * kernel command line: probe_mode=main (default) or probe_mode=enforce
+ * (boot with module.sig_enforce=1).
+ *
+ * Initramfs layout expected (built by the boot-test fixture):
+ *   /init                      this program
+ *   /sbin/test-modprobe        modprobe_helper (set as kernel.modprobe)
+ *   /modules/signed/NAME.ko     signed test modules
+ *   /modules/unsigned/NAME.ko   unsigned copies
+ *   /modules/tampered/NAME.ko   signed, one code byte flipped
+ *   /helper-modules/<alias>.ko modules the helper loads for a demand-load alias
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/module_lockdown.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/klog.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef AF_ALG
+#define AF_ALG 38
+#endif
+#ifndef EKEYREJECTED
+#define EKEYREJECTED 129
+#endif
+#define TAINT_UNSIGNED_MODULE_BIT 13
+#define AUDIT_KERNEL_OTHER_STR "type=1316"
+#define HELPER_LOG "/helper.log"
+
+static int failures;
+
+static void out_line(const char *line)
+{
+	/* One write per line so lines do not interleave with other writers. */
+	size_t len = strlen(line);
+	while (len > 0) {
+		ssize_t n = write(STDOUT_FILENO, line, len);
+		if (n <= 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			return;
+		}
+		line += n;
+		len -= (size_t)n;
+	}
+}
+
+static void report(const char *name, bool ok, const char *fmt, ...)
+{
+	char detail[768], line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	for (char *p = detail; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	snprintf(line, sizeof(line), "PROBE %s %s %s\n", name, ok ? "ok" : "FAIL", detail);
+	out_line(line);
+	if (!ok)
+		failures++;
+}
+
+/* ---- syscall wrappers -------------------------------------------------- */
+
+static long lockdown(unsigned int op, unsigned int trigger)
+{
+	return syscall(__NR_module_lockdown, op, trigger);
+}
+
+static int finit_module_path(const char *path, const char *params, int *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		*err = errno;
+		return -2; /* could not even open the file */
+	}
+	long rc = syscall(SYS_finit_module, fd, params ? params : "", 0);
+	*err = rc == 0 ? 0 : errno;
+	close(fd);
+	return rc == 0 ? 0 : -1;
+}
+
+static long delete_module(const char *name, unsigned int flags)
+{
+	return syscall(SYS_delete_module, name, flags);
+}
+
+static const char *errname(int e)
+{
+	switch (e) {
+	case 0: return "0";
+	case EPERM: return "EPERM";
+	case ENOENT: return "ENOENT";
+	case EINVAL: return "EINVAL";
+	case EACCES: return "EACCES";
+	case EFAULT: return "EFAULT";
+	case EEXIST: return "EEXIST";
+	case ENODEV: return "ENODEV";
+	case ENOEXEC: return "ENOEXEC";
+	case EWOULDBLOCK: return "EWOULDBLOCK";
+	case EAFNOSUPPORT: return "EAFNOSUPPORT";
+	case EKEYREJECTED: return "EKEYREJECTED";
+	case ENOSYS: return "ENOSYS";
+	case EBUSY: return "EBUSY";
+	default: return strerror(e);
+	}
+}
+
+/* ---- file helpers ------------------------------------------------------- */
+
+static char *read_file(const char *path, size_t *len_out)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	size_t cap = 4096, len = 0;
+	char *buf = malloc(cap + 1);
+	for (;;) {
+		if (len == cap) {
+			cap *= 2;
+			buf = realloc(buf, cap + 1);
+		}
+		ssize_t n = read(fd, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	buf[len] = '\0';
+	if (len_out)
+		*len_out = len;
+	return buf;
+}
+
+static long read_long(const char *path)
+{
+	char *s = read_file(path, NULL);
+	if (!s)
+		return -1;
+	long v = strtol(s, NULL, 10);
+	free(s);
+	return v;
+}
+
+static bool file_contains(const char *path, const char *needle)
+{
+	char *s = read_file(path, NULL);
+	bool found = s && strstr(s, needle);
+	free(s);
+	return found;
+}
+
+/* The /proc/modules line of a module ("" if not loaded). */
+static void module_line(const char *name, char *out, size_t outlen)
+{
+	out[0] = '\0';
+	char *s = read_file("/proc/modules", NULL);
+	if (!s)
+		return;
+	size_t nlen = strlen(name);
+	for (char *line = strtok(s, "\n"); line; line = strtok(NULL, "\n")) {
+		if (strncmp(line, name, nlen) == 0 && line[nlen] == ' ') {
+			snprintf(out, outlen, "%s", line);
+			break;
+		}
+	}
+	free(s);
+}
+
+static bool module_loaded(const char *name)
+{
+	char line[512];
+	module_line(name, line, sizeof(line));
+	return line[0] != '\0';
+}
+
+static int count_lines(const char *path, const char *needle)
+{
+	char *s = read_file(path, NULL);
+	int n = 0;
+	if (!s)
+		return 0;
+	for (char *p = s; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	free(s);
+	return n;
+}
+
+/* ---- /dev/kmsg ----------------------------------------------------------- */
+
+/* All messages currently in the kernel log, one per line (prefix stripped). */
+static char *kmsg_snapshot(void)
+{
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return strdup("");
+	size_t cap = 1 << 16, len = 0;
+	char *all = malloc(cap);
+	char rec[8192];
+	for (;;) {
+		ssize_t n = read(fd, rec, sizeof(rec) - 1);
+		if (n < 0 && errno == EPIPE)
+			continue; /* overwritten records: keep going */
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		rec[n] = '\0';
+		char *msg = strchr(rec, ';');
+		msg = msg ? msg + 1 : rec;
+		char *nl = strchr(msg, '\n'); /* drop continuation (dictionary) lines */
+		if (nl)
+			*nl = '\0';
+		size_t ml = strlen(msg);
+		if (len + ml + 2 > cap) {
+			cap = (cap + ml + 2) * 2;
+			all = realloc(all, cap);
+		}
+		memcpy(all + len, msg, ml);
+		len += ml;
+		all[len++] = '\n';
+	}
+	close(fd);
+	all[len] = '\0';
+	return all;
+}
+
+/*
+ * Wait up to timeout_ms for a kernel log line containing every needle;
+ * copies the line into found (if non-NULL).
+ */
+static bool kmsg_wait_line(int timeout_ms, char *found, size_t foundlen, const char *n1,
+			   const char *n2, const char *n3, const char *n4)
+{
+	const char *needles[] = {n1, n2, n3, n4};
+	for (int waited = 0;; waited += 100) {
+		char *all = kmsg_snapshot();
+		for (char *line = strtok(all, "\n"); line; line = strtok(NULL, "\n")) {
+			bool match = true;
+			for (size_t i = 0; i < 4; i++)
+				if (needles[i] && !strstr(line, needles[i]))
+					match = false;
+			if (match) {
+				if (found)
+					snprintf(found, foundlen, "%s", line);
+				free(all);
+				return true;
+			}
+		}
+		free(all);
+		if (waited >= timeout_ms)
+			return false;
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void kmsg_note(const char *text)
+{
+	int fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		dprintf(fd, "<5>kernel_probe: %s\n", text);
+		close(fd);
+	}
+}
+
+/* ---- child processes ----------------------------------------------------- */
+
+/* Keep only the capabilities in keep (bitmask over the first 32 caps). */
+static int drop_caps_except(unsigned int keep)
+{
+	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct data[2];
+	memset(data, 0, sizeof(data));
+	data[0].effective = keep;
+	data[0].permitted = keep;
+	return (int)syscall(SYS_capset, &hdr, data);
+}
+
+static unsigned long long current_cap_eff(void)
+{
+	char *s = read_file("/proc/self/status", NULL);
+	unsigned long long v = ~0ULL;
+	char *p = s ? strstr(s, "CapEff:") : NULL;
+	if (p)
+		v = strtoull(p + 7, NULL, 16);
+	free(s);
+	return v;
+}
+
+static int wait_child(pid_t pid)
+{
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* ---- checks -------------------------------------------------------------- */
+
+static void check_lock_state(const char *name, long want)
+{
+	long q = lockdown(MODULE_LOCKDOWN_QUERY, 0);
+	int qerr = errno;
+	long s = read_long(MODULE_LOCKDOWN_SYSCTL_PATH);
+	report(name, q == want && s == want, "query=%ld(%s) sysctl=%ld want=%ld", q,
+	       q < 0 ? errname(qerr) : "-", s, want);
+}
+
+static void expect_finit(const char *name, const char *path, const char *params, int want_err)
+{
+	int err = 0;
+	int rc = finit_module_path(path, params, &err);
+	bool ok = rc != -2 && err == want_err;
+	report(name, ok, "finit_module(%s)=%s want=%s%s", path, errname(err), errname(want_err),
+	       rc == -2 ? " (open failed)" : "");
+}
+
+static void child_cap_sys_module_only(void)
+{
+	/* uid 0, but only CAP_SYS_MODULE (SeLoadDriver) -- no CAP_SYS_ADMIN (SeTcb). */
+	if (drop_caps_except(1u << CAP_SYS_MODULE) != 0) {
+		report("capsysmodule_drop", false, "capset: %s", strerror(errno));
+		_exit(1);
+	}
+	unsigned long long eff = current_cap_eff();
+	report("capsysmodule_drop", getuid() == 0 && eff == (1ULL << CAP_SYS_MODULE),
+	       "uid=%d CapEff=%016llx", (int)getuid(), eff);
+	/* SeLoadDriver alone is enough to load a module ... */
+	expect_finit("capsysmodule_can_load", "/modules/signed/peinit_test_slow1.ko", "delay_ms=1",
+		     0);
+	/* ... but not to lock. */
+	errno = 0;
+	long rc = lockdown(MODULE_LOCKDOWN_LOCK, MODULE_LOCKDOWN_TRIGGER_RUNTIME);
+	int err = errno;
+	report("capsysmodule_lock_eperm", rc == -1 && err == EPERM, "LOCK=%ld errno=%s", rc,
+	       errname(err));
+	_exit(0);
+}
+
+static void child_nobody(void)
+{
+	if (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0) {
+		report("nobody_setuid", false, "%s", strerror(errno));
+		_exit(1);
+	}
+	unsigned long long eff = current_cap_eff();
+	report("nobody_setuid", getuid() == 65534 && eff == 0, "uid=%d CapEff=%016llx",
+	       (int)getuid(), eff);
+	errno = 0;
+	long q = lockdown(MODULE_LOCKDOWN_QUERY, 0);
+	report("nobody_query", q == 0, "QUERY=%ld errno=%s", q, errname(q < 0 ? errno : 0));
+	errno = 0;
+	long q2 = lockdown(MODULE_LOCKDOWN_QUERY, MODULE_LOCKDOWN_TRIGGER_RUNTIME);
+	report("nobody_query_with_trigger", q2 == 0, "QUERY=%ld errno=%s", q2,
+	       errname(q2 < 0 ? errno : 0));
+	long s = read_long(MODULE_LOCKDOWN_SYSCTL_PATH);
+	report("nobody_sysctl_read", s == 0, "sysctl=%ld", s);
+	errno = 0;
+	long rc = lockdown(MODULE_LOCKDOWN_LOCK, MODULE_LOCKDOWN_TRIGGER_RUNTIME);
+	int err = errno;
+	report("nobody_lock_eperm", rc == -1 && err == EPERM, "LOCK=%ld errno=%s", rc,
+	       errname(err));
+	_exit(0);
+}
+
+static pid_t run_child(void (*fn)(void))
+{
+	pid_t pid = fork();
+	if (pid == 0)
+		fn();
+	return pid;
+}
+
+static void run_main(void)
+{
+	char line[1024];
+
+	/* Initial state. */
+	check_lock_state("initial_unlocked", 0);
+	struct stat st;
+	bool st_ok = stat(MODULE_LOCKDOWN_SYSCTL_PATH, &st) == 0;
+	report("sysctl_mode_0444", st_ok && (st.st_mode & 07777) == 0444, "mode=%o",
+	       st_ok ? (unsigned)(st.st_mode & 07777) : 0u);
+	long taint0 = read_long("/proc/sys/kernel/tainted");
+	report("initial_untainted", taint0 >= 0 && !(taint0 & (1L << TAINT_UNSIGNED_MODULE_BIT)),
+	       "tainted=%ld", taint0);
+
+	/* Signing floor "warn": signed loads, tampered rejected, unsigned loads + taints. */
+	expect_finit("signed_loads", "/modules/signed/peinit_test_provider.ko", NULL, 0);
+	module_line("peinit_test_provider", line, sizeof(line));
+	report("signed_not_tainted", line[0] && !strstr(line, "(E)") &&
+	       kmsg_wait_line(0, NULL, 0, "peinit_test_provider: loaded", NULL, NULL, NULL),
+	       "/proc/modules: %s", line);
+	expect_finit("signed_dependency_loads", "/modules/signed/peinit_test_consumer.ko", NULL, 0);
+	expect_finit("tampered_rejected", "/modules/tampered/peinit_test_param.ko", NULL,
+		     EKEYREJECTED);
+	report("tampered_not_loaded", !module_loaded("peinit_test_param"), "loaded=%d",
+	       module_loaded("peinit_test_param"));
+	expect_finit("unsigned_loads", "/modules/unsigned/peinit_test_param.ko",
+		     "message=unsigned number=7", 0);
+	long taint1 = read_long("/proc/sys/kernel/tainted");
+	module_line("peinit_test_param", line, sizeof(line));
+	report("unsigned_taints",
+	       taint1 >= 0 && (taint1 & (1L << TAINT_UNSIGNED_MODULE_BIT)) && strstr(line, "(E)"),
+	       "tainted=%ld /proc/modules: %s", taint1, line);
+	report("unsigned_param_printed",
+	       kmsg_wait_line(0, line, sizeof(line), "peinit_test_param: loaded message=unsigned",
+			      "number=7", NULL, NULL),
+	       "%s", line);
+	expect_finit("failing_init_errno", "/modules/signed/peinit_test_fail.ko", NULL, ENODEV);
+
+	/* Before the lock: unload works, and O_TRUNC ("rmmod -f") == plain rmmod. */
+	errno = 0;
+	long d1 = delete_module("peinit_test_provider", O_NONBLOCK);
+	int e1 = errno;
+	errno = 0;
+	long d2 = delete_module("peinit_test_provider", O_NONBLOCK | O_TRUNC);
+	int e2 = errno;
+	report("prelock_force_unload_same_as_plain",
+	       d1 == -1 && d2 == -1 && e1 == e2 && module_loaded("peinit_test_provider"),
+	       "plain=%s force=%s (provider in use by consumer)", errname(e1), errname(e2));
+	errno = 0;
+	long d3 = delete_module("peinit_test_param", O_NONBLOCK);
+	int e3 = d3 ? errno : 0;
+	report("prelock_unload_works", d3 == 0 && !module_loaded("peinit_test_param"),
+	       "delete_module(peinit_test_param)=%s", errname(e3));
+
+	/* Before the lock: a demand load runs the helper (kernel.modprobe). */
+	int h0 = count_lines(HELPER_LOG, "HELPER net-pf-38");
+	errno = 0;
+	int afd = socket(AF_ALG, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	int aerr = errno;
+	int h1 = count_lines(HELPER_LOG, "HELPER net-pf-38");
+	report("prelock_demand_load_runs_helper", afd >= 0 && h1 == h0 + 1 && module_loaded("af_alg"),
+	       "socket(AF_ALG)=%d errno=%s helper runs %d->%d af_alg loaded=%d", afd,
+	       errname(afd < 0 ? aerr : 0), h0, h1, module_loaded("af_alg"));
+	if (afd >= 0)
+		close(afd);
+
+	/* SeLoadDriver (CAP_SYS_MODULE) without SeTcb (CAP_SYS_ADMIN) cannot lock. */
+	pid_t cpid = run_child(child_cap_sys_module_only);
+	int cst = wait_child(cpid);
+	report("capsysmodule_child_exit", cst == 0, "status=%d", cst);
+	check_lock_state("capsysmodule_flag_unchanged", 0);
+	char pidstr[32];
+	snprintf(pidstr, sizeof(pidstr), "pid=%d ", (int)cpid);
+	report("refusal_logged",
+	       kmsg_wait_line(2000, line, sizeof(line), "module_lockdown: lock refused", pidstr,
+			      "trigger=runtime-syscall", "result=denied"),
+	       "%s", line);
+	report("refusal_audited",
+	       kmsg_wait_line(3000, line, sizeof(line), AUDIT_KERNEL_OTHER_STR,
+			      "op=module_lockdown trigger=runtime-syscall result=denied", pidstr,
+			      "res=0"),
+	       "%s", line);
+
+	/* Unprivileged caller: QUERY works, LOCK does not. */
+	pid_t npid = run_child(child_nobody);
+	int nst = wait_child(npid);
+	report("nobody_child_exit", nst == 0, "status=%d", nst);
+	check_lock_state("nobody_flag_unchanged", 0);
+
+	/* Unknown op / trigger. */
+	errno = 0;
+	long r = lockdown(99, MODULE_LOCKDOWN_TRIGGER_BOOT);
+	report("einval_unknown_op", r == -1 && errno == EINVAL, "op=99: %ld %s", r,
+	       errname(r ? errno : 0));
+	errno = 0;
+	r = lockdown(MODULE_LOCKDOWN_LOCK, 99);
+	report("einval_unknown_trigger", r == -1 && errno == EINVAL, "LOCK trigger=99: %ld %s", r,
+	       errname(r ? errno : 0));
+	errno = 0;
+	r = lockdown(MODULE_LOCKDOWN_LOCK, 0);
+	report("einval_lock_without_trigger", r == -1 && errno == EINVAL, "LOCK trigger=0: %ld %s",
+	       r, errname(r ? errno : 0));
+	errno = 0;
+	r = lockdown(MODULE_LOCKDOWN_QUERY, 99);
+	report("einval_query_unknown_trigger", r == -1 && errno == EINVAL,
+	       "QUERY trigger=99: %ld %s", r, errname(r ? errno : 0));
+	check_lock_state("einval_flag_unchanged", 0);
+
+	/* Root locks. */
+	kmsg_note("locking now");
+	errno = 0;
+	r = lockdown(MODULE_LOCKDOWN_LOCK, MODULE_LOCKDOWN_TRIGGER_BOOT);
+	report("root_lock", r == 0, "LOCK(boot-orchestrator-step)=%ld %s", r,
+	       errname(r ? errno : 0));
+	check_lock_state("locked_state", 1);
+	snprintf(pidstr, sizeof(pidstr), "pid=%d ", (int)getpid());
+	report("lock_logged",
+	       kmsg_wait_line(2000, line, sizeof(line), "module_lockdown: locked by ", pidstr,
+			      "trigger=boot-orchestrator-step", "exe=/init"),
+	       "%s", line);
+	report("lock_audited",
+	       kmsg_wait_line(3000, line, sizeof(line), AUDIT_KERNEL_OTHER_STR,
+			      "op=module_lockdown trigger=boot-orchestrator-step result=locked",
+			      pidstr, "res=1"),
+	       "%s", line);
+
+	/* The sysctl is read-only, even for root. */
+	errno = 0;
+	int wfd = open(MODULE_LOCKDOWN_SYSCTL_PATH, O_WRONLY | O_CLOEXEC);
+	int werr = errno;
+	ssize_t wn = -1;
+	if (wfd >= 0) {
+		wn = write(wfd, "0\n", 2);
+		werr = errno;
+		close(wfd);
+	}
+	report("sysctl_write_fails", (wfd < 0 || wn < 0) &&
+	       read_long(MODULE_LOCKDOWN_SYSCTL_PATH) == 1,
+	       "open=%d write=%zd errno=%s value=%ld", wfd, wn, errname(werr),
+	       read_long(MODULE_LOCKDOWN_SYSCTL_PATH));
+
+	/* Second LOCK: no-op returning 0. */
+	errno = 0;
+	r = lockdown(MODULE_LOCKDOWN_LOCK, MODULE_LOCKDOWN_TRIGGER_RUNTIME);
+	report("second_lock_noop", r == 0, "LOCK(runtime-syscall)=%ld %s", r,
+	       errname(r ? errno : 0));
+	check_lock_state("still_locked", 1);
+	report("second_lock_logged",
+	       kmsg_wait_line(2000, line, sizeof(line), "module_lockdown: already locked", pidstr,
+			      "trigger=runtime-syscall", NULL),
+	       "%s", line);
+
+	/* After the lock: every module operation is EPERM, checked first. */
+	expect_finit("locked_finit_module", "/modules/signed/peinit_test_slow2.ko", NULL, EPERM);
+	report("locked_finit_not_loaded", !module_loaded("peinit_test_slow2"), "loaded=%d",
+	       module_loaded("peinit_test_slow2"));
+	size_t mlen = 0;
+	char *mod = read_file("/modules/signed/peinit_test_slow3.ko", &mlen);
+	errno = 0;
+	r = mod ? syscall(SYS_init_module, mod, mlen, "") : -2;
+	report("locked_init_module", r == -1 && errno == EPERM, "init_module=%ld %s", r,
+	       errname(r == -1 ? errno : 0));
+	free(mod);
+	errno = 0;
+	r = syscall(SYS_init_module, NULL, 0UL, NULL);
+	report("locked_init_module_checked_first", r == -1 && errno == EPERM,
+	       "init_module(NULL,0,NULL)=%ld %s", r, errname(r == -1 ? errno : 0));
+	errno = 0;
+	r = delete_module("peinit_test_consumer", O_NONBLOCK);
+	int de = errno;
+	errno = 0;
+	long rf = delete_module("peinit_test_consumer", O_NONBLOCK | O_TRUNC);
+	int dfe = errno;
+	report("locked_delete_module", r == -1 && de == EPERM && module_loaded("peinit_test_consumer"),
+	       "delete_module(consumer)=%ld %s", r, errname(de));
+	report("locked_force_delete_same", rf == -1 && dfe == EPERM && module_loaded("peinit_test_consumer"),
+	       "delete_module(consumer, O_TRUNC)=%ld %s", rf, errname(dfe));
+	errno = 0;
+	r = delete_module("no_such_module_xyz", 0);
+	report("locked_delete_checked_first", r == -1 && errno == EPERM,
+	       "delete_module(no_such_module)=%ld %s", r, errname(r == -1 ? errno : 0));
+
+	/* After the lock: demand loads fail at once, the helper never runs. */
+	int p0 = count_lines(HELPER_LOG, "HELPER ");
+	errno = 0;
+	int pfd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+	int perr = errno;
+	struct timespec ts = {0, 300 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+	int p1 = count_lines(HELPER_LOG, "HELPER ");
+	report("locked_af_packet_eafnosupport", pfd == -1 && perr == EAFNOSUPPORT,
+	       "socket(AF_PACKET,SOCK_RAW)=%d %s", pfd, errname(pfd < 0 ? perr : 0));
+	report("locked_helper_not_started", p1 == p0 && !module_loaded("af_packet"),
+	       "helper runs %d->%d af_packet loaded=%d", p0, p1, module_loaded("af_packet"));
+	if (pfd >= 0)
+		close(pfd);
+	check_lock_state("final_locked", 1);
+}
+
+static void run_enforce(void)
+{
+	char *v = read_file("/sys/module/module/parameters/sig_enforce", NULL);
+	report("enforce_param_set", v && v[0] == 'Y', "sig_enforce=%s", v ? v : "(unreadable)");
+	free(v);
+	check_lock_state("enforce_initial_unlocked", 0);
+	expect_finit("enforce_unsigned_rejected", "/modules/unsigned/peinit_test_param.ko", NULL,
+		     EKEYREJECTED);
+	expect_finit("enforce_tampered_rejected", "/modules/tampered/peinit_test_param.ko", NULL,
+		     EKEYREJECTED);
+	expect_finit("enforce_signed_loads", "/modules/signed/peinit_test_param.ko", NULL, 0);
+	long taint = read_long("/proc/sys/kernel/tainted");
+	report("enforce_not_tainted", taint == 0, "tainted=%ld", taint);
+
+	/* Unlocked: the AF_PACKET demand load goes through the helper and works
+	 * (the counterpart of locked_af_packet_eafnosupport in the main boot). */
+	int h0 = count_lines(HELPER_LOG, "HELPER net-pf-17");
+	errno = 0;
+	int pfd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+	int perr = errno;
+	int h1 = count_lines(HELPER_LOG, "HELPER net-pf-17");
+	report("unlocked_af_packet_demand_load",
+	       pfd >= 0 && h1 == h0 + 1 && module_loaded("af_packet"),
+	       "socket(AF_PACKET)=%d %s helper runs %d->%d af_packet loaded=%d", pfd,
+	       errname(pfd < 0 ? perr : 0), h0, h1, module_loaded("af_packet"));
+	if (pfd >= 0)
+		close(pfd);
+}
+
+static void setup(void)
+{
+	mkdir("/proc", 0555);
+	mkdir("/sys", 0555);
+	mkdir("/dev", 0755);
+	mount("proc", "/proc", "proc", 0, NULL);
+	mount("sysfs", "/sys", "sysfs", 0, NULL);
+	mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
+	int fd = open("/dev/console", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	/* Keep kernel messages off the console while we print PROBE lines; they
+	 * are still in /dev/kmsg, which is dumped at the end. */
+	klogctl(8 /* SYSLOG_ACTION_CONSOLE_LEVEL */, NULL, 1);
+	int mfd = open("/proc/sys/kernel/modprobe", O_WRONLY);
+	bool ok = mfd >= 0 && write(mfd, "/sbin/test-modprobe\n", 20) == 20;
+	if (mfd >= 0)
+		close(mfd);
+	report("setup_modprobe_helper", ok && file_contains("/proc/sys/kernel/modprobe",
+							      "/sbin/test-modprobe"),
+	       "kernel.modprobe=/sbin/test-modprobe");
+}
+
+int main(void)
+{
+	setup();
+	char *cmdline = read_file("/proc/cmdline", NULL);
+	bool enforce = cmdline && strstr(cmdline, "probe_mode=enforce");
+	out_line(enforce ? "PROBE-MODE enforce\n" : "PROBE-MODE main\n");
+	if (enforce)
+		run_enforce();
+	else
+		run_main();
+	free(cmdline);
+
+	/* Dump the kernel log for the test's diagnostics. */
+	char *all = kmsg_snapshot();
+	for (char *line = strtok(all, "\n"); line; line = strtok(NULL, "\n")) {
+		char buf[1100];
+		snprintf(buf, sizeof(buf), "KMSG %s\n", line);
+		out_line(buf);
+	}
+	free(all);
+	char end[64];
+	snprintf(end, sizeof(end), "PROBE-END failures=%d\n", failures);
+	out_line(end);
+	sync();
+	reboot(RB_POWER_OFF);
+	/* Not reached unless power-off failed; PID 1 must not exit. */
+	out_line("PROBE-POWEROFF-FAILED\n");
+	for (;;)
+		pause();
+}

@@ -1,0 +1,51 @@
+// Reusable QEMU launcher for boot tests: boots a kernel + initramfs under
+// TCG, captures everything the guest prints on its serial console, enforces
+// a timeout and reports how QEMU ended.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace peinit::testing {
+
+struct QemuOptions {
+  std::string kernel;  // bzImage
+  std::string initrd;  // initramfs (cpio, optionally compressed)
+  // Extra kernel command line, appended to "console=ttyS0 panic=-1".
+  std::string append;
+  int smp = 2;
+  int memory_mb = 512;
+  std::chrono::seconds timeout{120};
+  // If non-empty, the serial output is also written to this file.
+  std::string log_file;
+  std::vector<std::string> extra_args;  // appended to the qemu command line
+  std::string qemu_binary = "qemu-system-x86_64";
+};
+
+struct QemuResult {
+  std::string output;         // serial console output (and qemu's own stderr)
+  bool launched = false;      // false: qemu could not be started (see error)
+  bool timed_out = false;     // killed after QemuOptions::timeout
+  bool exited = false;        // qemu exited by itself
+  int exit_status = -1;       // valid if exited
+  int term_signal = 0;        // signal that ended qemu, if any
+  std::chrono::milliseconds elapsed{0};
+  std::string error;          // launch or I/O error
+  std::vector<std::string> command;  // the argv used
+
+  // True if the guest powered off / rebooted and qemu exited with status 0.
+  bool clean_exit() const { return launched && exited && !timed_out && exit_status == 0; }
+  // One-line human description ("exited 0 after 8.2 s", "timed out after 120 s", ...).
+  std::string describe() const;
+  // Output split into lines, '\r' removed.
+  std::vector<std::string> lines() const;
+};
+
+// The argv that run_qemu() would execute (for logging / reproduction).
+std::vector<std::string> qemu_command(const QemuOptions& options);
+
+// Boots and waits.  Never throws; problems are reported in the result.
+QemuResult run_qemu(const QemuOptions& options);
+
+}  // namespace peinit::testing
