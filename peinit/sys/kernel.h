@@ -1,0 +1,73 @@
+#pragma once
+
+// Kernel: the seam around every privileged operation peinit performs. Stages never make these
+// system calls directly; they call a Kernel, which is LinuxKernel at boot and FakeKernel in
+// tests (recording an ordered call log, scripting errors and latency, emulating the lock).
+//
+// Every operation returns a Result whose Error carries the errno (Error::code()), so callers
+// branch on EEXIST, ENOSYS, EPERM... exactly as they would on the raw call. Implementations
+// must be safe to call from several threads at once: the module loader runs parallel workers.
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "peinit/core/result.h"
+
+namespace peinit {
+
+class Kernel {
+public:
+    virtual ~Kernel() = default;
+
+    // mount(2). `data` is the filesystem-specific option string ("" for none).
+    virtual Result<void> Mount(const std::string& source, const std::string& target,
+                               const std::string& fstype, unsigned long flags,
+                               const std::string& data) = 0;
+    // umount2(2).
+    virtual Result<void> Umount(const std::string& target, int flags) = 0;
+    // mkdir(2); EEXIST is reported, the caller decides whether it matters.
+    virtual Result<void> MakeDir(const std::string& path, mode_t mode) = 0;
+    // mknod(2), for the device nodes early boot needs before devtmpfs (/dev/console, /dev/kmsg).
+    virtual Result<void> Mknod(const std::string& path, mode_t mode, dev_t dev) = 0;
+
+    // finit_module(2). `name` is the module's name, used by the log and the fake only (the
+    // kernel reads it from the image). `params` is the kernel-syntax option string.
+    virtual Result<void> FinitModule(int fd, const std::string& name, const std::string& params,
+                                     int flags) = 0;
+    // init_module(2) from bytes already in memory (the verified bytes of a signed package, R-10).
+    virtual Result<void> InitModule(const std::string& name, std::span<const std::byte> image,
+                                    const std::string& params) = 0;
+    // delete_module(2); `flags` is O_NONBLOCK / O_TRUNC as for the syscall.
+    virtual Result<void> DeleteModule(const std::string& name, unsigned int flags) = 0;
+
+    // /proc/sys/<key>, e.g. "kernel/modprobe". Values are returned without the trailing newline.
+    virtual Result<std::string> ReadSysctl(const std::string& key) = 0;
+    virtual Result<void> WriteSysctl(const std::string& key, const std::string& value) = 0;
+    // /sys/<path>, e.g. "module/module/parameters/sig_enforce".
+    virtual Result<std::string> ReadSysfs(const std::string& path) = 0;
+    virtual Result<void> WriteSysfs(const std::string& path, const std::string& value) = 0;
+
+    // module_lockdown(2) (kernel/include/uapi/linux/module_lockdown.h): QUERY returns 0 or 1,
+    // LOCK returns 0. ENOSYS on an unpatched kernel.
+    virtual Result<int> ModuleLockdown(unsigned int op, unsigned int trigger) = 0;
+
+    // reboot(2) with a LINUX_REBOOT_CMD_* / RB_* command. Does not return on success.
+    virtual Result<void> Reboot(int cmd) = 0;
+
+    // Starts a process (argv[0] is the absolute path) with exactly `env` ("K=V") as its
+    // environment; returns its pid. The caller reaps it.
+    virtual Result<pid_t> Spawn(const std::vector<std::string>& argv,
+                                const std::vector<std::string>& env) = 0;
+    // Replaces the current process (execve). Returns only on failure.
+    virtual Result<void> Exec(const std::vector<std::string>& argv,
+                              const std::vector<std::string>& env) = 0;
+    // Makes `new_root` (a mount point) the root: chdir, move-mount onto /, chroot. Emptying the
+    // old initramfs is the caller's job (it must happen before, while it is reachable).
+    virtual Result<void> SwitchRoot(const std::string& new_root) = 0;
+};
+
+}  // namespace peinit
