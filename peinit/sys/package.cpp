@@ -54,10 +54,13 @@ Result<Layout> SplitLayout(std::vector<ArchiveMember>& members) {
     return layout;
 }
 
-// Matches the payload members against the manifest: same files, same order, same sizes, same
-// SHA-256. Each mismatch has its own reason.
+// Matches the payload members against the manifest: same set of files, in manifest order, with
+// the same sizes and SHA-256. Each mismatch has its own reason, checked in that order.
 Result<void> CheckPayload(const Manifest& manifest, std::span<const ArchiveMember> payload) {
-    std::size_t next = 0;  // index into manifest.files of the next expected file
+    // Container paths are unique (ReadArchive) and manifest paths are sorted and unique
+    // (ParseManifest), so positions identify files.
+    std::vector<std::size_t> index_of;  // manifest index of each payload member
+    std::vector<bool> present(manifest.files.size(), false);
     for (const auto& member : payload) {
         auto it = std::lower_bound(
             manifest.files.begin(), manifest.files.end(), member.path,
@@ -67,31 +70,35 @@ Result<void> CheckPayload(const Manifest& manifest, std::span<const ArchiveMembe
                           member.path + " is in the archive but not in the manifest");
         }
         auto index = static_cast<std::size_t>(it - manifest.files.begin());
-        if (index < next) {
-            // Duplicates were rejected by the container reader, so this is an ordering issue.
-            return Reject(PackageReject::kBadLayout,
-                          member.path + " is out of manifest order");
-        }
-        if (index > next) {
+        index_of.push_back(index);
+        present[index] = true;
+    }
+    for (std::size_t i = 0; i < manifest.files.size(); ++i) {
+        if (!present[i]) {
             return Reject(PackageReject::kMissingFile,
-                          manifest.files[next].path + " is in the manifest but not in the archive");
+                          manifest.files[i].path + " is in the manifest but not in the archive");
         }
-        if (member.data.size() != it->size) {
+    }
+    for (std::size_t i = 0; i < payload.size(); ++i) {
+        if (index_of[i] != i) {
+            return Reject(PackageReject::kBadLayout,
+                          payload[i].path + " is out of manifest order");
+        }
+    }
+    for (std::size_t i = 0; i < payload.size(); ++i) {
+        const ArchiveMember& member = payload[i];
+        const ManifestFile& file = manifest.files[i];
+        if (member.data.size() != file.size) {
             return Reject(PackageReject::kSizeMismatch,
                           member.path + " is " + std::to_string(member.data.size()) +
-                              " bytes, the manifest says " + std::to_string(it->size));
+                              " bytes, the manifest says " + std::to_string(file.size));
         }
         Sha256Digest digest = Sha256Of(member.data);
-        if (digest != it->sha256) {
+        if (digest != file.sha256) {
             return Reject(PackageReject::kHashMismatch,
                           member.path + " has SHA-256 " + HexEncode(digest) +
-                              ", the manifest says " + HexEncode(it->sha256));
+                              ", the manifest says " + HexEncode(file.sha256));
         }
-        next = index + 1;
-    }
-    if (next < manifest.files.size()) {
-        return Reject(PackageReject::kMissingFile,
-                      manifest.files[next].path + " is in the manifest but not in the archive");
     }
     return Ok();
 }
