@@ -1,0 +1,470 @@
+// peinit-pkg: makes, signs, verifies and lists signed module packages (peinit/sys/PACKAGE.md).
+//
+// Exit status: 0 success, 1 failure (verification failed, with the precise reason on stderr, or
+// an I/O error), 2 usage error. Nothing throws out of main.
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "peinit/sys/package.h"
+
+extern char** environ;
+
+namespace peinit {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+
+constexpr const char* kMainHelp = R"(usage: peinit-pkg COMMAND [OPTIONS]
+
+Signed module packages for peinit (format: peinit/sys/PACKAGE.md).
+
+commands:
+  keygen   make an Ed25519 signing key pair
+  create   build a package from kernel modules
+  sign     add or replace a package's signature
+  verify   verify a package against trusted keys
+  list     show a package's manifest and signer
+
+`peinit-pkg COMMAND --help` describes each command.
+exit status: 0 ok, 1 failed (reason on stderr), 2 usage error
+)";
+
+constexpr const char* kKeygenHelp = R"(usage: peinit-pkg keygen --out-dir DIR [--name NAME]
+
+Writes DIR/NAME.key (PKCS#8 PEM private key, mode 0600) and DIR/NAME.pub (PEM public key, to
+install in an image's trust directory); NAME defaults to "package-signing". Existing files are
+never overwritten. DIR must be outside any git work tree: private keys do not belong in a
+repository (nor in an image: only the .pub goes there). Prints the key's fingerprint.
+)";
+
+constexpr const char* kCreateHelp = R"(usage: peinit-pkg create --name N --version V --kver KVER -o PKG
+                         [--sign-key PRIV]
+                         [--module-sign-key PEM --module-sign-cert X509 --sign-file PATH]
+                         FILE.ko...
+
+Builds package PKG holding each FILE.ko as modules/<basename>, for kernel release KVER.
+  --sign-key PRIV       sign the manifest with this Ed25519 key (else the package is unsigned
+                        until `peinit-pkg sign`)
+  --module-sign-key, --module-sign-cert, --sign-file
+                        first sign each module for the kernel by running the kernel build's
+                        `scripts/sign-file sha256 PEM X509 FILE` (on a copy; inputs are not
+                        modified); the package then holds and hashes the signed modules
+Member timestamps are SOURCE_DATE_EPOCH (or 0), so the output is reproducible.
+)";
+
+constexpr const char* kSignHelp = R"(usage: peinit-pkg sign --key PRIV [-o OUT] PKG
+
+Checks PKG's contents against its manifest, then adds or replaces its signature with key PRIV.
+Writes OUT (default: PKG, replaced atomically).
+)";
+
+constexpr const char* kVerifyHelp = R"(usage: peinit-pkg verify --trust DIR [--kver KVER] PKG
+
+Verifies PKG exactly as peinit does at boot: container, signature by a key in DIR/*.pub,
+manifest, kernel release (when --kver is given) and every file's SHA-256.
+Exit 0 and a summary on stdout when it passes; exit 1 with the reason on stderr otherwise.
+)";
+
+constexpr const char* kListHelp = R"(usage: peinit-pkg list PKG
+
+Shows the manifest (name, version, kernel release, files with size and SHA-256) and the
+fingerprint of the key that signed it. The payload is checked against the manifest; the
+signature is NOT checked against any trust store (use `verify` for that).
+)";
+
+// Parsed command line of one subcommand: --opt VALUE / --opt=VALUE options and positionals.
+struct Args {
+    std::map<std::string, std::string> options;
+    std::vector<std::string> positional;
+    bool help = false;
+};
+
+int Usage(const std::string& message, const char* help) {
+    std::fprintf(stderr, "peinit-pkg: %s\n\n%s", message.c_str(), help);
+    return kExitUsage;
+}
+
+int Fail(const std::string& message) {
+    std::fprintf(stderr, "peinit-pkg: %s\n", message.c_str());
+    return kExitFailed;
+}
+
+// Parses argv against the set of options that take a value; returns an error message or "".
+std::string ParseArgs(int argc, char** argv, const std::vector<std::string>& known, Args& out) {
+    bool only_positional = false;
+    for (int i = 0; i < argc; ++i) {
+        std::string arg = argv[i];
+        if (only_positional || arg.empty() || arg[0] != '-' || arg == "-") {
+            out.positional.push_back(arg);
+            continue;
+        }
+        if (arg == "--") {
+            only_positional = true;
+            continue;
+        }
+        if (arg == "--help" || arg == "-h") {
+            out.help = true;
+            continue;
+        }
+        std::string name = arg;
+        std::optional<std::string> value;
+        if (auto eq = arg.find('='); eq != std::string::npos && arg.rfind("--", 0) == 0) {
+            name = arg.substr(0, eq);
+            value = arg.substr(eq + 1);
+        }
+        if (std::find(known.begin(), known.end(), name) == known.end()) {
+            return "unknown option " + name;
+        }
+        if (!value) {
+            if (i + 1 >= argc) return name + " needs a value";
+            value = argv[++i];
+        }
+        if (out.options.count(name) != 0) return name + " given twice";
+        out.options[name] = *value;
+    }
+    return "";
+}
+
+std::optional<std::string> Opt(const Args& args, const std::string& name) {
+    auto it = args.options.find(name);
+    if (it == args.options.end()) return std::nullopt;
+    return it->second;
+}
+
+Result<std::int64_t> SourceDateEpoch() {
+    const char* env = std::getenv("SOURCE_DATE_EPOCH");
+    if (env == nullptr || *env == '\0') return std::int64_t{0};
+    char* end = nullptr;
+    errno = 0;
+    long long value = std::strtoll(env, &end, 10);
+    if (errno != 0 || *end != '\0' || value < 0) {
+        return Err(std::string("SOURCE_DATE_EPOCH is not a non-negative integer: ") + env);
+    }
+    return static_cast<std::int64_t>(value);
+}
+
+// Writes `data` to `path` via a temporary file in the same directory and rename(2), so a
+// reader never sees a half-written package.
+Result<void> WriteFileAtomic(const fs::path& path, std::span<const std::byte> data, mode_t mode) {
+    fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
+    std::string tmpl = (dir / ("." + path.filename().string() + ".XXXXXX")).string();
+    int fd = ::mkstemp(tmpl.data());
+    if (fd < 0) return ErrnoErr("create temporary file in " + dir.string());
+    auto fail = [&](const std::string& what) {
+        int err = errno;
+        ::close(fd);
+        ::unlink(tmpl.c_str());
+        return ErrnoErr(what, err);
+    };
+    std::size_t done = 0;
+    while (done < data.size()) {
+        ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return fail("write " + tmpl);
+        done += static_cast<std::size_t>(n);
+    }
+    if (::fchmod(fd, mode) != 0) return fail("chmod " + tmpl);
+    if (::fsync(fd) != 0) return fail("fsync " + tmpl);
+    if (::close(fd) != 0) {
+        int err = errno;
+        ::unlink(tmpl.c_str());
+        return ErrnoErr("close " + tmpl, err);
+    }
+    if (::rename(tmpl.c_str(), path.c_str()) != 0) {
+        int err = errno;
+        ::unlink(tmpl.c_str());
+        return ErrnoErr("rename to " + path.string(), err);
+    }
+    return Ok();
+}
+
+// Creates `path` exclusively (never replacing or following an existing file) with `mode`.
+Result<void> WriteNewFile(const fs::path& path, std::string_view data, mode_t mode) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0) return ErrnoErr(path.string());
+    // The umask may have cleared bits of a public file; a private key is never wider than asked.
+    if (::fchmod(fd, mode) != 0) {
+        int err = errno;
+        ::close(fd);
+        return ErrnoErr("chmod " + path.string(), err);
+    }
+    std::size_t done = 0;
+    while (done < data.size()) {
+        ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            int err = errno;
+            ::close(fd);
+            return ErrnoErr("write " + path.string(), err);
+        }
+        done += static_cast<std::size_t>(n);
+    }
+    if (::fsync(fd) != 0 || ::close(fd) != 0) return ErrnoErr(path.string());
+    return Ok();
+}
+
+// The git work tree containing `dir`, if any (a .git entry in it or an ancestor).
+std::optional<fs::path> EnclosingGitTree(const fs::path& dir) {
+    std::error_code ec;
+    fs::path p = fs::weakly_canonical(fs::absolute(dir, ec), ec);
+    if (ec) return std::nullopt;
+    while (true) {
+        if (fs::exists(p / ".git", ec)) return p;
+        if (!p.has_parent_path() || p.parent_path() == p) return std::nullopt;
+        p = p.parent_path();
+    }
+}
+
+int Keygen(int argc, char** argv) {
+    Args args;
+    if (auto err = ParseArgs(argc, argv, {"--out-dir", "--name"}, args); !err.empty()) {
+        return Usage(err, kKeygenHelp);
+    }
+    if (args.help) return std::fputs(kKeygenHelp, stdout), kExitOk;
+    auto out_dir = Opt(args, "--out-dir");
+    if (!out_dir) return Usage("--out-dir is required", kKeygenHelp);
+    if (!args.positional.empty()) return Usage("unexpected " + args.positional[0], kKeygenHelp);
+    std::string name = Opt(args, "--name").value_or("package-signing");
+    if (name.empty() || name.find('/') != std::string::npos || name[0] == '.') {
+        return Usage("--name must be a plain file name", kKeygenHelp);
+    }
+    if (auto repo = EnclosingGitTree(*out_dir)) {
+        return Fail(*out_dir + " is inside the git work tree " + repo->string() +
+                    "; private keys must not be written into a repository");
+    }
+    std::error_code ec;
+    fs::create_directories(*out_dir, ec);
+    if (ec) return Fail(*out_dir + ": " + ec.message());
+
+    auto key = SigningKey::Generate();
+    if (!key) return Fail(key.error().message());
+    auto priv = key->PrivatePem();
+    auto pub = key->PublicPem();
+    if (!priv || !pub) return Fail(!priv ? priv.error().message() : pub.error().message());
+    fs::path key_path = fs::path(*out_dir) / (name + ".key");
+    fs::path pub_path = fs::path(*out_dir) / (name + ".pub");
+    if (fs::exists(key_path, ec) || fs::exists(pub_path, ec)) {
+        return Fail(key_path.string() + " or " + pub_path.string() + " exists; not replacing");
+    }
+    if (auto r = WriteNewFile(key_path, *priv, 0600); !r) return Fail(r.error().message());
+    if (auto r = WriteNewFile(pub_path, *pub, 0644); !r) return Fail(r.error().message());
+    std::printf("private key: %s (keep it off repositories and images)\npublic key:  %s\n"
+                "fingerprint: %s\n",
+                key_path.c_str(), pub_path.c_str(), key->public_key().fingerprint.c_str());
+    return kExitOk;
+}
+
+// Runs `argv` (no shell) and waits; error unless it exits 0.
+Result<void> Run(const std::vector<std::string>& argv) {
+    std::vector<char*> cargv;
+    for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+    cargv.push_back(nullptr);
+    pid_t pid;
+    int rc = ::posix_spawn(&pid, cargv[0], nullptr, nullptr, cargv.data(), environ);
+    if (rc != 0) return ErrnoErr("run " + argv[0], rc);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) return ErrnoErr("wait for " + argv[0]);
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        return Err(argv[0] + " failed (" +
+                   (WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
+                                      : "signal " + std::to_string(WTERMSIG(status))) +
+                   ")");
+    }
+    return Ok();
+}
+
+// Signs a module for the kernel (appended PKCS#7 signature) with the kernel build's sign-file,
+// on a private copy, and returns the signed bytes.
+Result<std::vector<std::byte>> KernelSignModule(const std::string& sign_file,
+                                                const std::string& key, const std::string& cert,
+                                                const fs::path& module) {
+    char tmpl[] = "/tmp/peinit-pkg-XXXXXX";
+    const char* tmp_root = std::getenv("TMPDIR");
+    std::string dir_tmpl = tmp_root && *tmp_root ? std::string(tmp_root) + "/peinit-pkg-XXXXXX"
+                                                 : std::string(tmpl);
+    if (::mkdtemp(dir_tmpl.data()) == nullptr) return ErrnoErr("mkdtemp");
+    fs::path dir = dir_tmpl;
+    fs::path out = dir / module.filename();
+    auto result = [&]() -> Result<std::vector<std::byte>> {
+        PEINIT_TRY(Run({sign_file, "sha256", key, cert, module.string(), out.string()}));
+        return ReadFileOnce(out, kMaxPayloadFileBytes);
+    }();
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    if (!result) return Unexpected(result.error().Context(module.string() + ": "));
+    return result;
+}
+
+int Create(int argc, char** argv) {
+    Args args;
+    if (auto err = ParseArgs(argc, argv,
+                             {"--name", "--version", "--kver", "-o", "--output", "--sign-key",
+                              "--module-sign-key", "--module-sign-cert", "--sign-file"},
+                             args);
+        !err.empty()) {
+        return Usage(err, kCreateHelp);
+    }
+    if (args.help) return std::fputs(kCreateHelp, stdout), kExitOk;
+    auto name = Opt(args, "--name");
+    auto version = Opt(args, "--version");
+    auto kver = Opt(args, "--kver");
+    auto out = Opt(args, "-o");
+    if (!out) out = Opt(args, "--output");
+    if (!name || !version || !kver || !out) {
+        return Usage("--name, --version, --kver and -o are required", kCreateHelp);
+    }
+    if (args.positional.empty()) return Usage("no FILE.ko given", kCreateHelp);
+    auto mod_key = Opt(args, "--module-sign-key");
+    auto mod_cert = Opt(args, "--module-sign-cert");
+    auto sign_file = Opt(args, "--sign-file");
+    int module_signing = !!mod_key + !!mod_cert + !!sign_file;
+    if (module_signing != 0 && module_signing != 3) {
+        return Usage("--module-sign-key, --module-sign-cert and --sign-file go together",
+                     kCreateHelp);
+    }
+    auto epoch = SourceDateEpoch();
+    if (!epoch) return Usage(epoch.error().message(), kCreateHelp);
+
+    std::optional<SigningKey> key;
+    if (auto key_path = Opt(args, "--sign-key")) {
+        auto loaded = SigningKey::LoadFile(*key_path);
+        if (!loaded) return Fail(loaded.error().message());
+        key.emplace(std::move(*loaded));
+    }
+
+    PackageSpec spec{*name, *version, *kver, {}};
+    for (const auto& file : args.positional) {
+        fs::path path = file;
+        auto data = module_signing ? KernelSignModule(*sign_file, *mod_key, *mod_cert, path)
+                                   : ReadFileOnce(path, kMaxPayloadFileBytes);
+        if (!data) return Fail(data.error().message());
+        spec.files.push_back(
+            {std::string(kPayloadPrefix) + path.filename().string(), std::move(*data)});
+    }
+    auto package = CreatePackage(spec, key ? &*key : nullptr, *epoch);
+    if (!package) return Fail(package.error().message());
+    if (auto r = WriteFileAtomic(*out, *package, 0644); !r) return Fail(r.error().message());
+    std::printf("%s: %s %s for %s, %zu file(s), %s\n", out->c_str(), name->c_str(),
+                version->c_str(), kver->c_str(), spec.files.size(),
+                key ? ("signed by " + key->public_key().fingerprint).c_str() : "unsigned");
+    return kExitOk;
+}
+
+int Sign(int argc, char** argv) {
+    Args args;
+    if (auto err = ParseArgs(argc, argv, {"--key", "-o", "--output"}, args); !err.empty()) {
+        return Usage(err, kSignHelp);
+    }
+    if (args.help) return std::fputs(kSignHelp, stdout), kExitOk;
+    auto key_path = Opt(args, "--key");
+    if (!key_path) return Usage("--key is required", kSignHelp);
+    if (args.positional.size() != 1) return Usage("exactly one PKG expected", kSignHelp);
+    const std::string& in = args.positional[0];
+    std::string out = Opt(args, "-o").value_or(Opt(args, "--output").value_or(in));
+    auto epoch = SourceDateEpoch();
+    if (!epoch) return Usage(epoch.error().message(), kSignHelp);
+
+    auto key = SigningKey::LoadFile(*key_path);
+    if (!key) return Fail(key.error().message());
+    auto bytes = ReadFileOnce(in);
+    if (!bytes) return Fail(bytes.error().message());
+    auto signed_pkg = SignPackage(*bytes, *key, *epoch);
+    if (!signed_pkg) return Fail(in + ": " + signed_pkg.error().message());
+    if (auto r = WriteFileAtomic(out, *signed_pkg, 0644); !r) return Fail(r.error().message());
+    std::printf("%s: signed by %s\n", out.c_str(), key->public_key().fingerprint.c_str());
+    return kExitOk;
+}
+
+int Verify(int argc, char** argv) {
+    Args args;
+    if (auto err = ParseArgs(argc, argv, {"--trust", "--kver"}, args); !err.empty()) {
+        return Usage(err, kVerifyHelp);
+    }
+    if (args.help) return std::fputs(kVerifyHelp, stdout), kExitOk;
+    auto trust_dir = Opt(args, "--trust");
+    if (!trust_dir) return Usage("--trust is required", kVerifyHelp);
+    if (args.positional.size() != 1) return Usage("exactly one PKG expected", kVerifyHelp);
+    const std::string& path = args.positional[0];
+
+    auto trusted = TrustStore::LoadDirectory(*trust_dir);
+    if (!trusted) return Fail("trust store: " + trusted.error().message());
+    auto bytes = ReadFileOnce(path);
+    if (!bytes) return Fail(bytes.error().message());
+    auto pkg = VerifyPackage(*bytes, *trusted, Opt(args, "--kver"));
+    if (!pkg) return Fail(path + ": " + pkg.error().message());
+    std::printf("%s: OK: %s %s for %s, %zu file(s), signed by %s\n", path.c_str(),
+                pkg->name().c_str(), pkg->version().c_str(), pkg->kernel_release().c_str(),
+                pkg->files().size(), pkg->signer().c_str());
+    return kExitOk;
+}
+
+int List(int argc, char** argv) {
+    Args args;
+    if (auto err = ParseArgs(argc, argv, {}, args); !err.empty()) return Usage(err, kListHelp);
+    if (args.help) return std::fputs(kListHelp, stdout), kExitOk;
+    if (args.positional.size() != 1) return Usage("exactly one PKG expected", kListHelp);
+    const std::string& path = args.positional[0];
+    auto bytes = ReadFileOnce(path);
+    if (!bytes) return Fail(bytes.error().message());
+    auto info = InspectPackage(*bytes);
+    if (!info) return Fail(path + ": " + info.error().message());
+    const Manifest& m = info->manifest;
+    std::printf("name: %s\nversion: %s\nkernel-release: %s\nsigner: %s\nfiles:\n",
+                m.name.c_str(), m.version.c_str(), m.kernel_release.c_str(),
+                info->signature ? (info->signature->key_fingerprint + " (not verified)").c_str()
+                                : "(unsigned)");
+    for (const auto& f : m.files) {
+        std::printf("  %s %llu %s\n", f.path.c_str(), static_cast<unsigned long long>(f.size),
+                    HexEncode(f.sha256).c_str());
+    }
+    return kExitOk;
+}
+
+int Main(int argc, char** argv) {
+    if (argc < 2) return Usage("no command given", kMainHelp);
+    std::string command = argv[1];
+    if (command == "--help" || command == "-h" || command == "help") {
+        std::fputs(kMainHelp, stdout);
+        return kExitOk;
+    }
+    int sub_argc = argc - 2;
+    char** sub_argv = argv + 2;
+    if (command == "keygen") return Keygen(sub_argc, sub_argv);
+    if (command == "create") return Create(sub_argc, sub_argv);
+    if (command == "sign") return Sign(sub_argc, sub_argv);
+    if (command == "verify") return Verify(sub_argc, sub_argv);
+    if (command == "list") return List(sub_argc, sub_argv);
+    return Usage("unknown command " + command, kMainHelp);
+}
+
+}  // namespace
+}  // namespace peinit
+
+int main(int argc, char** argv) {
+    try {
+        return peinit::Main(argc, argv);
+    } catch (const std::exception& e) {
+        // Only std::bad_alloc and friends can get here; our APIs return errors.
+        std::fprintf(stderr, "peinit-pkg: %s\n", e.what());
+        return 1;
+    }
+}

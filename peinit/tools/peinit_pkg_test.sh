@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# The command-line contract of peinit-pkg: help and usage errors (exit 2), keygen file modes and
+# its refusal to write into a git tree, create/sign/verify/list, verification failures (exit 1
+# with the reason on stderr), and module signing through a stand-in sign-file.
+# Usage: peinit_pkg_test.sh PATH/TO/peinit-pkg
+set -uo pipefail
+pkg=$(realpath "${1:?usage: $0 PEINIT_PKG}")
+[[ -x $pkg ]] || { echo "no executable $pkg"; exit 1; }
+work=$(mktemp -d /tmp/peinit-pkg-test.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+failures=0
+
+# expect STATUS DESCRIPTION -- COMMAND...: runs COMMAND, checks its exit status; the output is in
+# $work/out and $work/err.
+expect() {
+    local want=$1 what=$2
+    shift 3
+    "$@" >out 2>err
+    local got=$?
+    if [[ $got != "$want" ]]; then
+        echo "FAIL: $what: exit $got, wanted $want"; sed 's/^/  stdout: /' out; sed 's/^/  stderr: /' err
+        failures=$((failures + 1))
+    fi
+}
+# contains FILE TEXT DESCRIPTION
+contains() {
+    if ! grep -qF -- "$2" "$1"; then
+        echo "FAIL: $3: $1 lacks \"$2\""; sed 's/^/  /' "$1"
+        failures=$((failures + 1))
+    fi
+}
+
+# Help and usage.
+expect 0 "main help" -- "$pkg" --help
+contains out "keygen" "main help"
+for cmd in keygen create sign verify list; do
+    expect 0 "$cmd --help" -- "$pkg" "$cmd" --help
+    contains out "usage: peinit-pkg $cmd" "$cmd --help"
+done
+expect 2 "no command" -- "$pkg"
+expect 2 "unknown command" -- "$pkg" frobnicate
+expect 2 "unknown option" -- "$pkg" verify --trust keys --bogus x.pkg
+expect 2 "missing required option" -- "$pkg" verify x.pkg
+expect 2 "partial module signing options" -- "$pkg" create --name n --version 1 --kver k -o o.pkg \
+    --sign-file /bin/true a.ko
+
+# keygen: modes, fingerprint, no overwrite, no git trees.
+expect 0 "keygen" -- "$pkg" keygen --out-dir keys --name test
+contains out "fingerprint:" "keygen"
+[[ $(stat -c %a keys/test.key) == 600 ]] || { echo "FAIL: key mode $(stat -c %a keys/test.key)"; failures=$((failures + 1)); }
+[[ $(stat -c %a keys/test.pub) == 644 ]] || { echo "FAIL: pub mode"; failures=$((failures + 1)); }
+expect 1 "keygen refuses to overwrite" -- "$pkg" keygen --out-dir keys --name test
+expect 0 "second key" -- "$pkg" keygen --out-dir other --name other
+mkdir -p repo/.git
+expect 1 "keygen refuses a git tree" -- "$pkg" keygen --out-dir repo/keys
+contains err "git work tree" "keygen in a git tree"
+mkdir trust && cp keys/test.pub trust/
+
+# Fake modules.
+printf '\177ELFalpha-module-bytes' >alpha.ko
+head -c 5000 /dev/urandom >beta.ko
+
+# create (signed), verify, list.
+expect 0 "create signed" -- "$pkg" create --name demo --version 1.0 --kver 6.1.0-56-amd64 \
+    -o demo.pkg --sign-key keys/test.key alpha.ko beta.ko
+expect 0 "verify" -- "$pkg" verify --trust trust --kver 6.1.0-56-amd64 demo.pkg
+contains out "OK: demo 1.0 for 6.1.0-56-amd64, 2 file(s)" "verify"
+expect 0 "verify without kver" -- "$pkg" verify --trust trust demo.pkg
+expect 0 "list" -- "$pkg" list demo.pkg
+contains out "modules/alpha.ko 22 " "list"
+contains out "(not verified)" "list"
+
+# Reproducible: same inputs, same bytes.
+expect 0 "create again" -- "$pkg" create --name demo --version 1.0 --kver 6.1.0-56-amd64 \
+    -o demo2.pkg --sign-key keys/test.key beta.ko alpha.ko
+cmp -s demo.pkg demo2.pkg || { echo "FAIL: create is not reproducible"; failures=$((failures + 1)); }
+
+# Verification failures: exit 1, reason on stderr.
+expect 1 "wrong kver" -- "$pkg" verify --trust trust --kver 6.1.0-1-amd64 demo.pkg
+contains err "wrong-kernel-release" "wrong kver"
+expect 1 "untrusted" -- "$pkg" verify --trust other demo.pkg
+contains err "untrusted-key" "untrusted"
+cp demo.pkg tampered.pkg
+off=$(grep -obaF 'alpha-module-bytes' tampered.pkg | head -1 | cut -d: -f1)
+printf 'X' | dd of=tampered.pkg bs=1 seek="$off" conv=notrunc status=none
+expect 1 "tampered payload" -- "$pkg" verify --trust trust tampered.pkg
+contains err "hash-mismatch: modules/alpha.ko" "tampered payload"
+expect 1 "sign refuses tampered contents" -- "$pkg" sign --key keys/test.key tampered.pkg
+head -c 3000 /dev/urandom >garbage.pkg
+expect 1 "garbage" -- "$pkg" verify --trust trust garbage.pkg
+contains err "not-a-package" "garbage"
+expect 1 "missing file" -- "$pkg" verify --trust trust nope.pkg
+
+# Unsigned, then sign, then re-sign with another key.
+expect 0 "create unsigned" -- "$pkg" create --name demo --version 1.0 --kver 6.1.0-56-amd64 \
+    -o unsigned.pkg alpha.ko
+expect 1 "verify unsigned" -- "$pkg" verify --trust trust unsigned.pkg
+contains err "unsigned" "verify unsigned"
+expect 0 "sign" -- "$pkg" sign --key keys/test.key -o signed.pkg unsigned.pkg
+expect 0 "verify signed" -- "$pkg" verify --trust trust signed.pkg
+expect 0 "re-sign in place" -- "$pkg" sign --key other/other.key signed.pkg
+expect 1 "re-signed is untrusted" -- "$pkg" verify --trust trust signed.pkg
+contains err "untrusted-key" "re-signed"
+
+# A private key others can read is refused.
+cp keys/test.key loose.key && chmod 644 loose.key
+expect 1 "loose key" -- "$pkg" sign --key loose.key unsigned.pkg
+contains err "chmod 600" "loose key"
+
+# Module signing through a stand-in for the kernel's scripts/sign-file: it must get
+# "sha256 KEY CERT IN OUT" and the package must hold its output, not the input.
+cat >sign-file <<'EOF'
+#!/bin/sh
+[ "$1" = sha256 ] && [ -f "$2" ] && [ -f "$3" ] || exit 3
+cat "$4" >"$5" && printf '~Module signature appended~\n' >>"$5"
+EOF
+chmod +x sign-file
+echo key >mod.pem && echo cert >mod.x509
+expect 0 "create with module signing" -- "$pkg" create --name demo --version 1.0 \
+    --kver 6.1.0-56-amd64 -o modsig.pkg --sign-key keys/test.key \
+    --module-sign-key mod.pem --module-sign-cert mod.x509 --sign-file ./sign-file alpha.ko
+expect 0 "list module-signed" -- "$pkg" list modsig.pkg
+contains out "modules/alpha.ko 50 " "module signed size"
+grep -qaF '~Module signature appended~' modsig.pkg || { echo "FAIL: signed module not packaged"; failures=$((failures + 1)); }
+[[ $(stat -c %s alpha.ko) == 22 ]] || { echo "FAIL: input module modified"; failures=$((failures + 1)); }
+expect 1 "failing sign-file" -- "$pkg" create --name demo --version 1.0 --kver k -o x.pkg \
+    --module-sign-key mod.pem --module-sign-cert mod.x509 --sign-file /bin/false alpha.ko
+[[ ! -e x.pkg ]] || { echo "FAIL: output written despite failure"; failures=$((failures + 1)); }
+
+if ((failures)); then
+    echo "$failures failure(s)"
+    exit 1
+fi
+echo "peinit-pkg CLI: all checks passed"
