@@ -1,0 +1,64 @@
+#pragma once
+
+// BootContext: what the boot stages share. main() builds it (command line, units, hive and the
+// effective policy, paths under a root so tests point it at a fixture tree, the Kernel seam)
+// and each stage reads it and fills in its results for the next stages and for status.
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "peinit/core/cmdline.h"
+#include "peinit/core/hive.h"
+#include "peinit/core/units.h"
+
+namespace peinit {
+
+class Kernel;
+
+// Every file peinit reads, under one root ("/" at boot, a fixture tree in tests).
+struct BootPaths {
+    std::filesystem::path root = "/";
+
+    std::filesystem::path Under(const std::filesystem::path& absolute) const {
+        return root / absolute.relative_path();
+    }
+    std::filesystem::path UnitsDir() const { return Under("/etc/peinit/units"); }
+    std::filesystem::path HiveFile() const { return Under("/etc/peinit/hive.toml"); }
+    std::filesystem::path ModulesDir() const { return Under("/lib/modules"); }
+    std::filesystem::path PackagesDir() const { return Under("/usr/lib/peinit/packages"); }
+    std::filesystem::path TrustedKeysDir() const { return Under("/etc/peinit/keys"); }
+    std::filesystem::path CmdlineFile() const { return Under("/proc/cmdline"); }
+};
+
+// The result of one boot-time module attempt, filled by the module stage.
+struct ModuleOutcome {
+    enum class Status {
+        kLoaded,          // loaded by us
+        kAlreadyLoaded,   // EEXIST or built-in: counts as success
+        kFailed,          // the kernel refused it (error holds errno + message)
+        kSkipped,         // not attempted: a dependency failed, or optional and absent
+        kBlacklisted,     // denied by the blacklist
+    };
+    std::string module;  // resolved module name
+    std::string unit;    // the unit that asked for it ("" for dependencies / cmdline)
+    Status status = Status::kSkipped;
+    int error = 0;       // errno for kFailed
+    std::string reason;  // human-readable detail for failed/skipped/blacklisted
+    std::chrono::microseconds duration{0};
+};
+
+struct BootContext {
+    explicit BootContext(Kernel& k) : kernel(k) {}
+
+    Kernel& kernel;
+    BootPaths paths;
+    Cmdline cmdline;
+    UnitSet units;
+    Hive hive;
+    EffectivePolicy policy;
+    std::vector<ModuleOutcome> module_outcomes;
+};
+
+}  // namespace peinit

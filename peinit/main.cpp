@@ -1,0 +1,45 @@
+// The peinit binary's entry point: dispatches the offline subcommands. (The PID-1 path is
+// added by the boot stages' issue.)
+
+#include <cstring>
+#include <exception>
+#include <iostream>
+
+#include "peinit/cli/commands.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: peinit COMMAND [ARGS...]\n"
+    "\n"
+    "commands:\n"
+    "  check   validate unit files and the registry hive (peinit check --help)\n"
+    "  plan    show the boot-time module plan (peinit plan --help)\n";
+
+int Main(int argc, char** argv) {
+    if (argc < 2) {
+        std::cerr << kUsage;
+        return 2;
+    }
+    const char* command = argv[1];
+    if (std::strcmp(command, "-h") == 0 || std::strcmp(command, "--help") == 0) {
+        std::cout << kUsage;
+        return 0;
+    }
+    if (std::strcmp(command, "check") == 0) return peinit::cli::Check(argc - 2, argv + 2);
+    if (std::strcmp(command, "plan") == 0) return peinit::cli::Plan(argc - 2, argv + 2);
+    std::cerr << "peinit: unknown command \"" << command << "\"\n" << kUsage;
+    return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return Main(argc, argv);
+    } catch (...) {
+        // The subcommands do not throw; this only guards the dispatch itself.
+        std::cerr << "peinit: internal error\n";
+        return 1;
+    }
+}
