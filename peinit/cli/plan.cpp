@@ -1,0 +1,280 @@
+// `peinit plan`: prints the boot-time module plan for a module tree without loading anything.
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "peinit/cli/commands.h"
+#include "peinit/core/cmdline.h"
+#include "peinit/core/plan.h"
+#include "peinit/sys/kmod.h"
+
+namespace peinit::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kExitOk = 0;
+constexpr int kExitUnresolved = 1;
+constexpr int kExitUsage = 2;
+
+constexpr const char* kUsage =
+    R"(usage: peinit plan --root DIR --kver KVER [--units DIR] [--cmdline TEXT]
+                   [--module NAME ...] [--json]
+
+Resolves the boot-time module set against DIR/lib/modules/KVER (depmod indexes, via libkmod)
+and DIR's modprobe.d, and prints every module in load order with its path, hard and soft
+dependencies, options and status. Nothing is loaded.
+
+  --root DIR      root of the module tree (the image or system being planned)
+  --kver KVER     kernel release (the folder under DIR/lib/modules)
+  --units DIR     unit files (*.toml, *.conf modules-load lists) whose modules to plan
+  --cmdline TEXT  kernel command line: modules_load=, modprobe.blacklist=, mod.param=
+  --module NAME   a module name or alias to plan (repeatable)
+  --json          machine-readable output
+  --help          this text
+
+Exit status: 0 every requested module resolves, 1 something is missing, blacklisted or in a
+dependency cycle, 2 usage or I/O error.
+)";
+
+struct Options {
+    fs::path root;
+    std::string kver;
+    std::optional<fs::path> units;
+    std::optional<std::string> cmdline;
+    std::vector<std::string> modules;
+    bool json = false;
+    bool help = false;
+};
+
+Result<Options> ParseArgs(int argc, char** argv) {
+    Options opts;
+    bool have_root = false;
+    for (int i = 0; i < argc; ++i) {
+        std::string arg = argv[i];
+        std::optional<std::string> inline_value;
+        if (auto eq = arg.find('='); arg.starts_with("--") && eq != std::string::npos) {
+            inline_value = arg.substr(eq + 1);
+            arg.resize(eq);
+        }
+        auto value = [&]() -> Result<std::string> {
+            if (inline_value) return *inline_value;
+            if (i + 1 >= argc) return Err(arg + " needs a value");
+            return std::string(argv[++i]);
+        };
+        if (arg == "--help" || arg == "-h") {
+            opts.help = true;
+        } else if (arg == "--json") {
+            opts.json = true;
+        } else if (arg == "--root") {
+            opts.root = PEINIT_TRY(value());
+            have_root = true;
+        } else if (arg == "--kver") {
+            opts.kver = PEINIT_TRY(value());
+        } else if (arg == "--units") {
+            opts.units = PEINIT_TRY(value());
+        } else if (arg == "--cmdline") {
+            opts.cmdline = PEINIT_TRY(value());
+        } else if (arg == "--module") {
+            opts.modules.push_back(PEINIT_TRY(value()));
+        } else {
+            return Err("unknown argument " + std::string(argv[i]));
+        }
+    }
+    if (opts.help) return opts;
+    if (!have_root) return Err("--root is required");
+    if (opts.kver.empty()) return Err("--kver is required");
+    return opts;
+}
+
+std::string JsonString(std::string_view s) {
+    std::string out = "\"";
+    for (unsigned char c : s) {
+        switch (c) {
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
+            default:
+                if (c < 0x20) {
+                    char buf[8];
+                    std::snprintf(buf, sizeof buf, "\\u%04x", c);
+                    out += buf;
+                } else {
+                    out += static_cast<char>(c);
+                }
+        }
+    }
+    return out + "\"";
+}
+
+std::string JsonList(const std::vector<std::string>& items) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        if (i) out += ", ";
+        out += JsonString(items[i]);
+    }
+    return out + "]";
+}
+
+std::string Words(const std::vector<std::string>& items) {
+    if (items.empty()) return "-";
+    std::string out;
+    for (const auto& s : items) out += (out.empty() ? "" : " ") + s;
+    return out;
+}
+
+// The .ko path as the planned system sees it ("/lib/modules/..."), independent of where the
+// tree sits on this machine.
+std::string TargetPath(const fs::path& root, const std::string& path) {
+    if (path.empty()) return "";
+    fs::path rel = fs::path(path).lexically_relative(root);
+    if (rel.empty() || rel.native().starts_with("..")) return path;
+    return "/" + rel.string();
+}
+
+std::string StatusText(const PlanEntry& e) {
+    std::string s(StatusName(e.status));
+    if (!e.reason.empty()) s += ": " + e.reason;
+    return s;
+}
+
+std::vector<std::string> WaitNames(const peinit::Plan& plan, const PlanEntry& e) {
+    std::vector<std::string> out;
+    for (std::size_t i : e.waits_for) out.push_back(plan.entries[i].name);
+    return out;
+}
+
+void PrintText(std::ostream& out, const Options& opts, const fs::path& root, const peinit::Plan& plan) {
+    std::size_t load = 0, builtin = 0;
+    for (const auto& e : plan.entries) {
+        load += e.status == ModuleStatus::kLoad;
+        builtin += e.status == ModuleStatus::kBuiltin;
+    }
+    out << "peinit plan: root " << opts.root.string() << ", kernel " << opts.kver << "\n";
+    out << load << " to load, " << builtin << " built in, "
+        << plan.entries.size() - load - builtin << " not loaded\n";
+    std::size_t n = 0;
+    for (const auto& e : plan.entries) {
+        out << "\n" << ++n << ". " << e.name << "\n";
+        out << "   status:     " << StatusText(e) << "\n";
+        if (!e.path.empty()) out << "   path:       " << TargetPath(root, e.path) << "\n";
+        out << "   hard deps:  " << Words(e.hard_deps) << "\n";
+        out << "   soft pre:   " << Words(e.soft_pre) << "\n";
+        out << "   soft post:  " << Words(e.soft_post) << "\n";
+        out << "   options:    " << (e.options.empty() ? "-" : e.options) << "\n";
+        if (e.Loadable()) out << "   waits for:  " << Words(WaitNames(plan, e)) << "\n";
+        for (const auto& chain : e.requested_by) out << "   wanted by:  " << chain << "\n";
+        if (!e.ignored_install_command.empty()) {
+            out << "   note:       modprobe.d install command not run by peinit: "
+                << e.ignored_install_command << "\n";
+        }
+    }
+    if (!plan.errors.empty()) {
+        out << "\nerrors:\n";
+        for (const auto& err : plan.errors) out << "  " << err << "\n";
+    }
+}
+
+void PrintJson(std::ostream& out, const Options& opts, const fs::path& root, const peinit::Plan& plan) {
+    out << "{\n  \"root\": " << JsonString(opts.root.string())
+        << ",\n  \"kver\": " << JsonString(opts.kver)
+        << ",\n  \"ok\": " << (plan.ok() ? "true" : "false") << ",\n  \"modules\": [";
+    for (std::size_t i = 0; i < plan.entries.size(); ++i) {
+        const auto& e = plan.entries[i];
+        out << (i ? ",\n" : "\n") << "    {\"name\": " << JsonString(e.name)
+            << ", \"status\": " << JsonString(StatusName(e.status))
+            << ", \"reason\": " << JsonString(e.reason)
+            << ", \"path\": " << JsonString(TargetPath(root, e.path))
+            << ", \"hard_deps\": " << JsonList(e.hard_deps)
+            << ", \"soft_pre\": " << JsonList(e.soft_pre)
+            << ", \"soft_post\": " << JsonList(e.soft_post)
+            << ", \"options\": " << JsonString(e.options)
+            << ", \"waits_for\": " << JsonList(WaitNames(plan, e))
+            << ", \"requested_by\": " << JsonList(e.requested_by)
+            << ", \"ignored_install_command\": " << JsonString(e.ignored_install_command) << "}";
+    }
+    out << "\n  ],\n  \"errors\": " << JsonList(plan.errors) << "\n}\n";
+}
+
+// Adds the command line's modules_load=, modprobe.blacklist= and mod.param= to the input.
+void AddCmdline(const std::string& text, PlanInput& input) {
+    Cmdline cmd = ParseCmdline(text);
+    for (const auto& d : cmd.diagnostics) {
+        std::cerr << "peinit plan: warning: kernel command line: " << d.ToString() << "\n";
+    }
+    for (const auto& name : cmd.modules_load) {
+        input.requests.push_back({name, "modules_load=", "", false});
+    }
+    for (const auto& name : cmd.blacklist) {
+        input.blacklist.push_back({name, "kernel command line modprobe.blacklist=" + name});
+    }
+    std::vector<std::string> seen;
+    for (const auto& mp : cmd.module_params) {
+        if (std::find(seen.begin(), seen.end(), mp.module) != seen.end()) continue;
+        seen.push_back(mp.module);
+        input.options.push_back({mp.module, cmd.ModuleOptions(mp.module)});
+    }
+}
+
+}  // namespace
+
+int Plan(int argc, char** argv) noexcept {
+    try {
+        auto opts = ParseArgs(argc, argv);
+        if (!opts) {
+            std::cerr << "peinit plan: " << opts.error().message() << "\n" << kUsage;
+            return kExitUsage;
+        }
+        if (opts->help) {
+            std::cout << kUsage;
+            return kExitOk;
+        }
+        PlanInput input;
+        if (opts->cmdline) AddCmdline(*opts->cmdline, input);
+        for (const auto& m : opts->modules) input.requests.push_back({m, "--module", "", false});
+        if (opts->units) {
+            std::cerr << "peinit plan: --units is not supported yet\n";
+            return kExitUsage;
+        }
+
+        auto db = KmodDb::Open(opts->root, opts->kver);
+        if (!db) {
+            std::cerr << "peinit plan: " << db.error().message() << "\n";
+            return kExitUsage;
+        }
+        auto plan = BuildPlan(**db, input);
+        if (!plan) {
+            std::cerr << "peinit plan: " << plan.error().message() << "\n";
+            return kExitUsage;
+        }
+        if (opts->json) {
+            PrintJson(std::cout, *opts, (*db)->kmod().root(), *plan);
+        } else {
+            PrintText(std::cout, *opts, (*db)->kmod().root(), *plan);
+        }
+        std::cout.flush();
+        return plan->ok() ? kExitOk : kExitUnresolved;
+    } catch (const std::exception& e) {
+        std::cerr << "peinit plan: " << e.what() << "\n";
+        return kExitUsage;
+    }
+}
+
+}  // namespace peinit::cli
