@@ -2,12 +2,16 @@
 
 #include <sys/stat.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
 
 #include "initramfs/elf_closure.h"
 #include "initramfs/image_units.h"
+#include "initramfs/process.h"
 
 namespace peinit::image {
 
@@ -33,6 +37,37 @@ Result<std::vector<ShippedBinary>> LoadBinaryManifest(const std::string& path) {
 }
 
 namespace {
+
+// Adds a program, without its debug information when `strip` (strip --strip-debug writes a
+// deterministic copy; the ELF headers the library closure reads are unchanged).
+Result<void> AddProgram(ImageTree& tree, const std::string& image_path, const std::string& host,
+                        uint32_t mode, bool strip) {
+    if (!strip || !IsElfFile(host)) return tree.AddHostFile(image_path, host, mode);
+    const char* tmpdir = std::getenv("TMPDIR");
+    std::string tmp = std::string(tmpdir != nullptr && *tmpdir ? tmpdir : "/tmp") +
+                      "/peinit-image-strip.XXXXXX";
+    int fd = ::mkstemp(tmp.data());
+    if (fd < 0) return ErrnoErr("mkstemp " + tmp);
+    ::close(fd);
+    auto res = RunCapture({"strip", "--strip-debug", "-o", tmp, host}, /*merge_stderr=*/true);
+    Result<void> added = Ok();
+    if (!res) added = res.error().Context("cannot strip " + host + ": ");
+    else if (res->status != 0)
+        added = Err("strip --strip-debug " + host + " failed: " + res->output);
+    else {
+        std::string data;
+        {
+            std::ifstream in(tmp, std::ios::binary);
+            std::stringstream ss;
+            ss << in.rdbuf();
+            data = ss.str();
+        }
+        if (data.empty()) added = Err("strip produced nothing for " + host);
+        else added = tree.AddFile(image_path, std::move(data), mode, host + " (stripped)");
+    }
+    ::unlink(tmp.c_str());
+    return added;
+}
 
 bool Exists(const std::string& p) {
     struct stat st;
@@ -71,19 +106,35 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
                             kernel.error().message());
     c.kernel = *kernel;
 
-    // 2. Units and hive, validated with the same rules peinit applies at boot.
+    // 2. Units, hive and command line, validated with the parsers peinit uses at boot.
     UnitScan units;
     if (auto u = ScanUnits(def.unit_dirs)) units = std::move(*u);
     else collect(u.error());
-    if (def.hive)
-        if (auto h = ValidateHive(def.hive->value); !h) collect(h.error());
+    std::vector<ModuleWant> wants = units.modules;
+    std::vector<ModuleDeny> deny;
+    if (def.hive) {
+        if (auto h = LoadHive(def.hive->value)) {
+            for (const auto& b : h->Blacklist()) deny.push_back({b, "hive Blacklist"});
+            // Modules the hive allows to be demand-loaded must be in the image to be loadable.
+            for (const auto& a : h->AutoLoadAllowed())
+                wants.push_back({a, def.hive->value + " (AutoLoadAllowed)", "", true});
+        } else {
+            collect(h.error());
+        }
+    }
+    std::string cmdline_origin = def.file + ":" + std::to_string(def.cmdline_line);
+    if (auto cl = CheckCmdline(def.cmdline, cmdline_origin)) {
+        for (auto& m : cl->modules) wants.push_back(std::move(m));
+        for (auto& d : cl->deny) deny.push_back(std::move(d));
+    } else {
+        collect(cl.error());
+    }
 
-    // 3. Modules: the units' boot set plus the definition's extras, with dependencies.
-    std::vector<ModuleRequest> requests = units.modules;
+    // 3. Modules: the boot set plus the definition's extras, with every dependency.
     for (const auto& m : def.modules)
-        requests.push_back({m.value, def.file + ":" + std::to_string(m.line)});
+        wants.push_back({m.value, def.file + ":" + std::to_string(m.line), "", false});
     ModuleClosure closure;
-    if (auto r = ResolveModuleClosure(c.kernel, requests)) closure = std::move(*r);
+    if (auto r = ResolveModuleClosure(c.kernel, wants, deny)) closure = std::move(*r);
     else collect(r.error());
 
     // 4. Programs.
@@ -102,7 +153,7 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     PEINIT_TRY(AddSkeleton(c.tree));
     std::vector<std::string> elf_roots;
     for (const auto& b : programs) {
-        PEINIT_TRY(c.tree.AddHostFile(b.image_path, b.host_path, 0755));
+        PEINIT_TRY(AddProgram(c.tree, b.image_path, b.host_path, 0755, def.strip));
         c.binaries.push_back(b.image_path);
         if (IsElfFile(b.host_path)) elf_roots.push_back(b.host_path);
     }
@@ -115,7 +166,7 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
             struct stat st;
             if (::stat(f.src.c_str(), &st) == 0 && (st.st_mode & 0111) != 0) mode = 0755;
         }
-        auto added = c.tree.AddHostFile(f.dst, f.src, mode);
+        auto added = AddProgram(c.tree, f.dst, f.src, mode, def.strip);
         if (!added) return added.error().Context(def.file + ":" + std::to_string(f.line) + ": ");
         if (IsElfFile(f.src)) elf_roots.push_back(f.src);
     }
@@ -140,6 +191,8 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     PEINIT_TRY(AddModulesToTree(c.tree, c.kernel, closure));
     for (const auto& m : closure.files) c.modules.push_back(m.name);
     c.builtin_modules = closure.builtins;
+    c.services = units.services;
+    for (const auto& w : closure.warnings) c.warnings.push_back("at boot: " + w);
     return c;
 }
 

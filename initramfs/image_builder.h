@@ -41,6 +41,8 @@ struct ImageContents {
     std::vector<std::string> modules;    // module names
     std::vector<std::string> builtin_modules;
     std::vector<std::string> units;      // image paths
+    size_t services = 0;
+    std::vector<std::string> warnings;   // not errors, but worth telling the user
 };
 
 // Validates everything and assembles the tree. Nothing is written.

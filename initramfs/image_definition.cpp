@@ -212,13 +212,19 @@ public:
                     if (auto abs = ExistingPath(*s, LineOf(v), key, false))
                         def.hive = Located<std::string>{*abs, LineOf(v)};
             } else if (key == "cmdline") {
-                if (auto s = String(v, key)) def.cmdline = *s;
+                if (auto s = String(v, key)) {
+                    def.cmdline = *s;
+                    def.cmdline_line = LineOf(v);
+                }
             } else if (key == "compression") {
                 if (auto s = String(v, key)) {
                     auto c = ParseCompression(*s);
                     if (c) def.compression = *c;
                     else Fail(LineOf(v), c.error().message());
                 }
+            } else if (key == "strip") {
+                if (v.is_boolean()) def.strip = v.as_boolean()->get();
+                else Fail(LineOf(v), "\"strip\" must be a boolean");
             } else if (key == "modules") {
                 def.modules = StringList(v, key);
             } else if (key == "files") {

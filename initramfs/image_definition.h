@@ -48,9 +48,13 @@ struct ImageDefinition {
     std::vector<Located<std::string>> unit_dirs;  // absolute host paths
     std::optional<Located<std::string>> hive;      // absolute host path
     std::string cmdline;
+    int cmdline_line = 0;
     Compression compression = Compression::kZstd;
     std::vector<Located<std::string>> modules;
     std::vector<ExtraFile> files;
+    // Strip debug information from the programs the image ships (peinit, peinitctl and ELF
+    // [[files]]); libraries come from the host's packages, already stripped.
+    bool strip = true;
     BootSettings boot;
 };
 

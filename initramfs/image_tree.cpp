@@ -321,7 +321,8 @@ Result<void> WriteCpio(const ImageTree& tree, const std::string& output, const W
     auto written = WriteArchiveTo(fd, tree, opts, output);
     if (!written) return fail(written.error());
     if (::fchmod(fd, 0644) != 0) return fail(Error::FromErrno(tmpl));
-    if (::fsync(fd) != 0) return fail(Error::FromErrno(tmpl));
+    // No fsync: this is a build artifact, and rename() alone already guarantees that readers
+    // see either the old file or the complete new one.
     if (::close(fd) != 0) {
         int e = errno;
         ::unlink(tmpl.c_str());

@@ -5,57 +5,43 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <sstream>
-#include <toml++/toml.h>
+
+#include "peinit/core/cmdline.h"
+#include "peinit/core/units.h"
 
 namespace peinit::image {
 
 namespace {
 
-Result<toml::table> ParseTomlFile(const std::string& path) {
-    std::ifstream in(path);
+Result<std::string> ReadFile(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
     if (!in) return ErrnoErr(path);
     std::stringstream ss;
     ss << in.rdbuf();
-    try {
-        return toml::parse(ss.str(), path);
-    } catch (const toml::parse_error& e) {
-        return Err(path + ":" + std::to_string(e.source().begin.line) + ": " +
-                   std::string(e.description()));
-    }
+    if (in.bad()) return ErrnoErr(path);
+    return ss.str();
 }
 
-// Interim reading of the unit schema until the core unit parser lands: a unit's boot-time
-// modules are the strings of its `modules` arrays (top level or in any table).
-void CollectModules(const toml::table& t, const std::string& path,
-                    std::vector<ModuleRequest>& out) {
-    for (auto&& [k, v] : t) {
-        if (const toml::table* sub = v.as_table()) {
-            CollectModules(*sub, path, out);
-        } else if (k.str() == "modules" || k.str() == "load") {
-            if (const toml::array* arr = v.as_array()) {
-                for (const toml::node& e : *arr)
-                    if (e.is_string())
-                        out.push_back({e.as_string()->get(),
-                                       path + ":" + std::to_string(e.source().begin.line)});
-            }
-        }
-    }
+std::string JoinErrors(const ConfigErrors& errors) {
+    std::string s;
+    for (const auto& e : errors) s += (s.empty() ? "" : "\n") + e.ToString();
+    return s;
 }
+
 
 }  // namespace
 
 Result<UnitScan> ScanUnits(const std::vector<Located<std::string>>& dirs) {
     UnitScan scan;
-    std::string errors;
-    auto fail = [&](const std::string& msg) {
-        if (!errors.empty()) errors += "\n";
-        errors += msg;
-    };
+    ConfigErrors errors;
+    std::vector<Unit> units;
+    std::map<std::string, std::string> seen;  // file name -> path
     for (const auto& dir : dirs) {
         DIR* d = ::opendir(dir.value.c_str());
         if (d == nullptr) {
-            fail(Error::FromErrno(dir.value).message());
+            errors.push_back({dir.value, 0, Error::FromErrno("cannot open").message()});
             continue;
         }
         std::vector<std::string> names;
@@ -69,27 +55,58 @@ Result<UnitScan> ScanUnits(const std::vector<Located<std::string>>& dirs) {
         for (const auto& n : names) {
             std::string p = dir.value + "/" + n;
             struct stat st;
-            if (::stat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-            scan.files.push_back({n, p});
-            if (n.size() > 5 && n.compare(n.size() - 5, 5, ".toml") == 0) {
-                auto t = ParseTomlFile(p);
-                if (!t) {
-                    fail(t.error().message());
-                    continue;
-                }
-                CollectModules(*t, p, scan.modules);
+            if (::stat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || !IsUnitFileName(n)) {
+                errors.push_back({p, 0, "not a unit file (expected NAME.toml or NAME.conf)"});
+                continue;
             }
+            if (auto [it, fresh] = seen.emplace(n, p); !fresh) {
+                errors.push_back({p, 0, "same file name as " + it->second +
+                                            " (both would ship as " + n + ")"});
+                continue;
+            }
+            auto text = ReadFile(p);
+            if (!text) {
+                errors.push_back({p, 0, text.error().message()});
+                continue;
+            }
+            if (auto unit = ParseUnitFile(p, *text, errors)) units.push_back(std::move(*unit));
+            scan.files.push_back({n, p});
         }
     }
-    if (!errors.empty()) return Err(errors);
+    UnitSet set = LinkUnits(std::move(units), errors);
+    if (!errors.empty()) return Err(JoinErrors(errors));
+    for (const Unit& u : set.units) {
+        for (const ModuleSpec& m : u.modules)
+            scan.modules.push_back({m.name, u.path + ":" + std::to_string(m.line), m.options,
+                                    m.optional});
+        scan.services += u.services.size();
+    }
     std::sort(scan.files.begin(), scan.files.end(),
               [](const UnitFile& a, const UnitFile& b) { return a.name < b.name; });
     return scan;
 }
 
-Result<void> ValidateHive(const std::string& path) {
-    PEINIT_TRY(ParseTomlFile(path));
-    return Ok();
+Result<Hive> LoadHive(const std::string& path) {
+    std::string text = PEINIT_TRY(ReadFile(path));
+    // Ownership is the image's business (the builder writes everything as root, 0644), so the
+    // source file's trust is not checked here; peinit checks the shipped file at boot.
+    Hive hive = ParseHive(path, text, nullptr);
+    if (hive.state == HiveState::kFallback) return Err(JoinErrors(hive.errors));
+    return hive;
+}
+
+Result<CmdlineEffect> CheckCmdline(const std::string& cmdline, const std::string& origin) {
+    CmdlineEffect effect;
+    if (cmdline.empty()) return effect;
+    Cmdline parsed = ParseCmdline(cmdline);
+    std::string errors;
+    for (const auto& d : parsed.diagnostics)
+        errors += (errors.empty() ? "" : "\n") + origin + ": cmdline: " + d.ToString();
+    if (!errors.empty()) return Err(errors);
+    for (const auto& m : parsed.modules_load)
+        effect.modules.push_back({m, origin + " (cmdline modules_load=)", "", false});
+    for (const auto& b : parsed.blacklist) effect.deny.push_back({b, "modprobe.blacklist="});
+    return effect;
 }
 
 }  // namespace peinit::image

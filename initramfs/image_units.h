@@ -1,33 +1,45 @@
 #pragma once
 
-// The builder's view of units and the hive: which files ship, which modules they ask for,
-// and whether they are valid. This is the seam to the core parsers (peinit/core/units.h,
-// hive.h): the builder must accept exactly what peinit accepts at boot.
+// The builder's view of units, the hive and the image's command line, through the core
+// parsers peinit itself uses at boot (peinit/core/units.h, hive.h, cmdline.h): the builder
+// accepts exactly what peinit accepts.
 
 #include <string>
 #include <vector>
 
 #include "initramfs/image_definition.h"
 #include "initramfs/kernel_modules.h"
+#include "peinit/core/hive.h"
 #include "peinit/core/result.h"
 
 namespace peinit::image {
 
 struct UnitFile {
-    std::string name;       // file name, shipped as /etc/peinit/units/NAME
+    std::string name;  // file name, shipped as /etc/peinit/units/NAME
     std::string host_path;
 };
 
 struct UnitScan {
-    std::vector<UnitFile> files;          // sorted by name
-    std::vector<ModuleRequest> modules;   // every module the units load at boot
+    std::vector<UnitFile> files;      // sorted by name
+    std::vector<ModuleWant> modules;  // every module the units load at boot
+    size_t services = 0;
 };
 
-// Lists and validates the unit files of every directory; all errors are reported at once,
-// each as "FILE:LINE: message".
+// Parses and links the unit files (*.toml, *.conf) of every directory, as one set (the image
+// ships them into one directory). Every problem is reported at once, one "FILE:LINE: message"
+// per line. Other files in the directories are an error too: peinit would ignore them.
 Result<UnitScan> ScanUnits(const std::vector<Located<std::string>>& dirs);
 
-// Validates the hive file ("FILE:LINE: message" on error).
-Result<void> ValidateHive(const std::string& path);
+// Parses the hive; any problem (which would put peinit into the hardened fallback at boot) is
+// an error here, "FILE:LINE: message".
+Result<Hive> LoadHive(const std::string& path);
+
+// What the image's kernel command line contributes: modules_load= wants, the deny list, and
+// errors for parameters peinit would not understand.
+struct CmdlineEffect {
+    std::vector<ModuleWant> modules;
+    std::vector<ModuleDeny> deny;
+};
+Result<CmdlineEffect> CheckCmdline(const std::string& cmdline, const std::string& origin);
 
 }  // namespace peinit::image

@@ -1,7 +1,6 @@
 #include "initramfs/kernel_modules.h"
 
 #include <dirent.h>
-#include <libkmod.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +13,8 @@
 #include <sstream>
 
 #include "initramfs/process.h"
+#include "peinit/core/plan.h"
+#include "peinit/sys/kmod.h"
 
 namespace peinit::image {
 
@@ -56,25 +57,11 @@ std::vector<std::string> ListDir(const std::string& dir) {
     return out;
 }
 
-// RAII for libkmod.
-struct KmodCtx {
-    struct kmod_ctx* ctx = nullptr;
-    ~KmodCtx() {
-        if (ctx != nullptr) kmod_unref(ctx);
-    }
-};
-struct KmodList {
-    struct kmod_list* list = nullptr;
-    ~KmodList() {
-        if (list != nullptr) kmod_module_unref_list(list);
-    }
-};
-struct KmodModule {
-    struct kmod_module* mod = nullptr;
-    ~KmodModule() {
-        if (mod != nullptr) kmod_module_unref(mod);
-    }
-};
+std::string Join(const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& e : v) s += (s.empty() ? "" : "\n") + e;
+    return s;
+}
 
 }  // namespace
 
@@ -112,82 +99,54 @@ Result<KernelTree> OpenKernelTree(const std::string& dir_in) {
 }
 
 Result<ModuleClosure> ResolveModuleClosure(const KernelTree& kernel,
-                                           const std::vector<ModuleRequest>& requests) {
-    KmodCtx ctx;
-    // No configuration at all: the host's /etc/modprobe.d must not leak into the image.
-    const char* no_config[] = {nullptr};
-    ctx.ctx = kmod_new(kernel.modules_dir.c_str(), no_config);
-    if (ctx.ctx == nullptr) return Err("libkmod: cannot open " + kernel.modules_dir);
-    kmod_set_log_priority(ctx.ctx, 0);
-    if (kmod_load_resources(ctx.ctx) != 0)
-        return Err("libkmod: cannot load the indexes of " + kernel.modules_dir);
+                                           const std::vector<ModuleWant>& wants,
+                                           const std::vector<ModuleDeny>& deny) {
+    auto db = KmodDb::Open(kernel.module_root, kernel.kver);
+    if (!db) return db.error().Context("kernel " + kernel.kver + ": ");
 
-    std::map<std::string, std::string> files;  // rel_path -> name
-    std::set<std::string> builtins;
-    std::set<std::string> visited;
-    std::string errors;
-    const std::string prefix = kernel.modules_dir + "/";
-
-    std::function<Result<void>(struct kmod_module*, bool)> add;
-    add = [&](struct kmod_module* mod, bool requested) -> Result<void> {
-        std::string name = kmod_module_get_name(mod);
-        if (!visited.insert(name).second) return Ok();
-        const char* path = kmod_module_get_path(mod);
-        if (path == nullptr) {
-            if (requested) builtins.insert(name);
-            return Ok();
-        }
-        std::string p = path;
-        if (p.compare(0, prefix.size(), prefix) != 0)
-            return Err("module " + name + " resolves outside the tree: " + p);
-        files.emplace(p.substr(prefix.size()), name);
-        KmodList deps;
-        deps.list = kmod_module_get_dependencies(mod);
-        struct kmod_list* it;
-        kmod_list_foreach(it, deps.list) {
-            KmodModule dep;
-            dep.mod = kmod_module_get_module(it);
-            PEINIT_TRY(add(dep.mod, false));
-        }
-        KmodList pre, post;
-        if (kmod_module_get_softdeps(mod, &pre.list, &post.list) == 0) {
-            for (struct kmod_list* l : {pre.list, post.list}) {
-                kmod_list_foreach(it, l) {
-                    KmodModule dep;
-                    dep.mod = kmod_module_get_module(it);
-                    // A soft dependency the kernel does not have is not an error (modprobe
-                    // skips it too).
-                    if (kmod_module_get_path(dep.mod) != nullptr) PEINIT_TRY(add(dep.mod, false));
-                }
-            }
-        }
-        return Ok();
-    };
-
-    for (const ModuleRequest& req : requests) {
-        KmodList found;
-        int r = kmod_module_new_from_lookup(ctx.ctx, req.name.c_str(), &found.list);
-        if (r < 0 || found.list == nullptr) {
-            if (!errors.empty()) errors += "\n";
-            errors += req.origin + ": unknown module \"" + req.name + "\": not in kernel " +
-                      kernel.kver + " (" + kernel.modules_dir + ")";
+    std::vector<std::string> errors;
+    PlanInput input;
+    for (const ModuleWant& w : wants) {
+        auto names = (*db)->Lookup(w.name);
+        if (!names) return names.error().Context(w.origin + ": ");
+        if (names->empty() && !w.optional) {
+            errors.push_back(w.origin + ": unknown module \"" + w.name + "\": not in kernel " +
+                             kernel.kver + " (" + kernel.modules_dir + ")");
             continue;
         }
-        struct kmod_list* it;
-        kmod_list_foreach(it, found.list) {
-            KmodModule m;
-            m.mod = kmod_module_get_module(it);
-            auto res = add(m.mod, true);
-            if (!res) {
-                if (!errors.empty()) errors += "\n";
-                errors += req.origin + ": " + res.error().message();
-            }
+        input.requests.push_back({w.name, w.origin, w.options, w.optional});
+    }
+    if (!errors.empty()) return Err(Join(errors));
+
+    // What to ship: the plan without any deny list, so every module that might be needed is
+    // there and the boot-time plan sees the whole graph.
+    Plan plan = PEINIT_TRY(BuildPlan(**db, input));
+    for (const auto& e : plan.errors) errors.push_back("module plan: " + e);
+    if (!errors.empty()) return Err(Join(errors));
+
+    ModuleClosure out;
+    const std::string prefix = kernel.modules_dir + "/";
+    std::set<std::string> builtins;
+    for (const PlanEntry& e : plan.entries) {
+        if (e.status == ModuleStatus::kBuiltin) {
+            builtins.insert(e.name);
+        } else if (e.status == ModuleStatus::kLoad) {
+            if (e.path.compare(0, prefix.size(), prefix) != 0)
+                return Err("module " + e.name + " resolves outside " + kernel.modules_dir + ": " +
+                           e.path);
+            out.files.push_back({e.name, e.path.substr(prefix.size())});
         }
     }
-    if (!errors.empty()) return Err(errors);
-    ModuleClosure out;
-    for (const auto& [rel, name] : files) out.files.push_back({name, rel});
+    std::sort(out.files.begin(), out.files.end(),
+              [](const ModuleFile& a, const ModuleFile& b) { return a.rel_path < b.rel_path; });
     out.builtins.assign(builtins.begin(), builtins.end());
+
+    // The same plan under the deny list: what peinit will refuse at boot.
+    if (!deny.empty()) {
+        for (const auto& d : deny) input.blacklist.push_back({d.name, d.source});
+        Plan denied = PEINIT_TRY(BuildPlan(**db, input));
+        out.warnings = denied.errors;
+    }
     return out;
 }
 

@@ -27,10 +27,21 @@ struct KernelTree {
 // release's modules tree has depmod indexes (modules.dep.bin).
 Result<KernelTree> OpenKernelTree(const std::string& dir);
 
-// A module asked for, and who asked (for messages: "images/demo/image.toml:9").
-struct ModuleRequest {
-    std::string name;
+// A module the image must be able to load, and who asked for it ("images/demo/image.toml:9",
+// "images/demo/units/net.toml:4"), for messages.
+struct ModuleWant {
+    std::string name;     // module name or alias
     std::string origin;
+    std::string options;  // the unit's options (kept for the plan's messages)
+    bool optional = false;  // a module the kernel does not have is left out silently
+};
+
+// Modules the hive or command line deny, for the build's warnings (they are still shipped when
+// something needs them: policy is enforced by peinit at boot, where the command line can add
+// to it, and the plan there needs the whole dependency graph to name the denied dependency).
+struct ModuleDeny {
+    std::string name;
+    std::string source;  // "hive Blacklist", "modprobe.blacklist="
 };
 
 struct ModuleFile {
@@ -40,14 +51,18 @@ struct ModuleFile {
 
 struct ModuleClosure {
     std::vector<ModuleFile> files;      // sorted by rel_path
-    std::vector<std::string> builtins;  // requested names the kernel has built in
+    std::vector<std::string> builtins;  // wanted modules the kernel has built in
+    std::vector<std::string> warnings;  // what peinit will refuse at boot under the deny list
 };
 
-// Resolves every request (names or aliases, via libkmod against the tree's own indexes and no
-// host configuration) and returns the files of the requested modules, their dependencies
-// and their soft dependencies. Unknown names are errors, all reported at once.
+// Resolves every want with the same planner peinit runs at boot (peinit/core/plan.h over
+// peinit/sys/kmod.h, against the tree's own indexes and modprobe.d, never the host's) and
+// returns the files of the wanted modules, their hard dependencies and their soft
+// dependencies. A name the tree does not know is an error naming its origin; all errors are
+// reported at once.
 Result<ModuleClosure> ResolveModuleClosure(const KernelTree& kernel,
-                                           const std::vector<ModuleRequest>& requests);
+                                           const std::vector<ModuleWant>& wants,
+                                           const std::vector<ModuleDeny>& deny = {});
 
 // Adds the closure's module files to the image under /lib/modules/KVER, with modules.order,
 // modules.builtin(.modinfo) and depmod indexes generated for exactly this subset.

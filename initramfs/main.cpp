@@ -182,8 +182,10 @@ Result<ImageDefinition> DoBuild(const BuildArgs& a, std::string* kernel_image) {
               << " entries, " << Mib(c.tree.PayloadBytes()) << " payload, "
               << Mib(static_cast<uint64_t>(st.st_size)) << " " << CompressionName(compression)
               << "; kernel " << c.kernel.kver << ", " << c.modules.size() << " modules, "
-              << c.libraries.size() << " libraries, " << c.units.size() << " unit files; "
+              << c.libraries.size() << " libraries, " << c.units.size() << " unit files ("
+              << c.services << " services); "
               << timing << "\n";
+    for (const auto& w : c.warnings) std::cerr << "peinit-image: warning: " << w << "\n";
     if (kernel_image != nullptr) {
         if (c.kernel.image.empty())
             return Err("kernel directory " + c.kernel.dir + " has no bzImage or boot/vmlinuz-" +
