@@ -879,7 +879,15 @@ TEST(PackageFixture, GoldenV1PackageStillVerifies) {
     auto pkg = VerifyPackage(*bytes, *trusted, std::string("6.1.0-56-amd64"));
     ASSERT_TRUE(pkg) << pkg.error().message();
     EXPECT_EQ(pkg->name(), "demo");
-    EXPECT_FALSE(pkg->files().empty());
+    EXPECT_EQ(pkg->version(), "1.0");
+    EXPECT_EQ(pkg->signer(), "b270f6ce6d0c19c612b1b2e3c4bcbcfe5f7d23af832ade6544cb878581a01e23");
+    ASSERT_EQ(pkg->files().size(), 2u);
+    EXPECT_EQ(pkg->files()[0].path(), "modules/alpha.ko");
+    EXPECT_EQ(Text(pkg->files()[0].bytes()),
+              "\x7f" "ELF fake module \"alpha\" for the format-1 fixture\n");
+    EXPECT_EQ(pkg->files()[1].path(), "modules/beta.ko");
+    EXPECT_EQ(Text(pkg->files()[1].bytes()),
+              "\x7f" "ELF fake module \"beta\" for the format-1 fixture\n");
 }
 
 }  // namespace
