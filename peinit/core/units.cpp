@@ -605,6 +605,7 @@ UnitSet LinkUnits(std::vector<Unit> units, ConfigErrors& errors) {
         std::vector<bool> active(n);
         for (size_t i = 0; i < n; ++i) {
             active[i] = !dropped[i];
+            if (!active[i]) continue;  // only active units are known to have valid targets
             for (const NameRef& ref : units[i].after) edges[i].push_back(by_name.at(ref.name));
         }
         std::set<size_t> reported;
@@ -633,6 +634,7 @@ UnitSet LinkUnits(std::vector<Unit> units, ConfigErrors& errors) {
         for (size_t k = 0; k < service_list.size(); ++k) {
             const auto& at = service_list[k];
             service_active[k] = !dropped[at.unit];
+            if (!service_active[k]) continue;
             for (const NameRef& ref : units[at.unit].services[at.index].after) {
                 service_edges[k].push_back(service_index.at(ref.name));
             }

@@ -52,15 +52,20 @@ Result<std::vector<std::string>> ListUnitFiles(const std::string& dir) {
     DIR* d = ::opendir(dir.c_str());
     if (d == nullptr) return CannotRead(dir, errno);
     std::vector<std::string> names;
-    errno = 0;
-    while (dirent* e = ::readdir(d)) {
+    int err = 0;
+    while (true) {
+        errno = 0;  // readdir() reports errors only through errno
+        dirent* e = ::readdir(d);
+        if (e == nullptr) {
+            err = errno;
+            break;
+        }
         std::string name = e->d_name;
         if (!IsUnitFileName(name)) continue;
         struct stat st;
         if (::fstatat(::dirfd(d), name.c_str(), &st, 0) == 0 && S_ISDIR(st.st_mode)) continue;
         names.push_back(name);
     }
-    int err = errno;
     ::closedir(d);
     if (err != 0) return CannotRead(dir, err);
     std::sort(names.begin(), names.end());
@@ -70,7 +75,8 @@ Result<std::vector<std::string>> ListUnitFiles(const std::string& dir) {
 }  // namespace
 
 Result<FileContents> ReadConfigFile(const std::string& path, bool follow_symlinks) {
-    int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | (follow_symlinks ? 0 : O_NOFOLLOW);
+    // O_NONBLOCK: opening a FIFO planted in a config directory must not hang the boot.
+    int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (follow_symlinks ? 0 : O_NOFOLLOW);
     Fd fd(::open(path.c_str(), flags));
     if (fd.get() < 0) return CannotRead(path, errno);
     struct stat st;
