@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -67,6 +68,12 @@ Result<void> AddProgram(ImageTree& tree, const std::string& image_path, const st
     }
     ::unlink(tmp.c_str());
     return added;
+}
+
+std::string Octal(uint32_t mode) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%04o", mode);
+    return buf;
 }
 
 bool Exists(const std::string& p) {
@@ -191,7 +198,18 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     PEINIT_TRY(AddModulesToTree(c.tree, c.kernel, closure));
     for (const auto& m : closure.files) c.modules.push_back(m.name);
     c.builtin_modules = closure.builtins;
-    c.services = units.services;
+    c.services = units.services.size();
+    // Every service must be able to start: its program is in the image.
+    for (const auto& svc : units.services) {
+        const Entry* e = c.tree.Find(svc.path);
+        if (e == nullptr || (e->type != EntryType::kFile && e->type != EntryType::kSymlink))
+            errors.push_back(svc.origin + ": service \"" + svc.service + "\" runs " + svc.path +
+                             ", which is not in the image (ship it with [[files]])");
+        else if (e->type == EntryType::kFile && (e->mode & 0111) == 0)
+            errors.push_back(svc.origin + ": service \"" + svc.service + "\" runs " + svc.path +
+                             ", which is not executable in the image (mode " + Octal(e->mode) + ")");
+    }
+    if (!errors.empty()) return Err(Join(errors));
     for (const auto& w : closure.warnings) c.warnings.push_back("at boot: " + w);
     return c;
 }

@@ -79,7 +79,10 @@ Result<UnitScan> ScanUnits(const std::vector<Located<std::string>>& dirs) {
         for (const ModuleSpec& m : u.modules)
             scan.modules.push_back({m.name, u.path + ":" + std::to_string(m.line), m.options,
                                     m.optional});
-        scan.services += u.services.size();
+        for (const ServiceSpec& svc : u.services)
+            if (!svc.exec.empty())
+                scan.services.push_back(
+                    {svc.name, svc.exec[0], u.path + ":" + std::to_string(svc.line)});
     }
     std::sort(scan.files.begin(), scan.files.end(),
               [](const UnitFile& a, const UnitFile& b) { return a.name < b.name; });

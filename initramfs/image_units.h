@@ -19,10 +19,17 @@ struct UnitFile {
     std::string host_path;
 };
 
+// A service's program, which must be in the image.
+struct ServiceProgram {
+    std::string service;
+    std::string path;    // exec[0], absolute
+    std::string origin;  // "FILE:LINE" of the [[service]]
+};
+
 struct UnitScan {
     std::vector<UnitFile> files;      // sorted by name
     std::vector<ModuleWant> modules;  // every module the units load at boot
-    size_t services = 0;
+    std::vector<ServiceProgram> services;
 };
 
 // Parses and links the unit files (*.toml, *.conf) of every directory, as one set (the image
