@@ -96,7 +96,8 @@ void KmsgSink::FlushBuffer() {
         WriteRecord(buffer_.front().first, buffer_.front().second);
         buffer_.pop_front();
     }
-    if (dropped_ > 0) {
+    if (dropped_ > 0 && !dropped_reported_) {
+        dropped_reported_ = true;
         WriteRecord(LOG_WARNING, std::to_string(dropped_) +
                                      " early log records were dropped (buffer full)");
     }

@@ -59,6 +59,7 @@ private:
     int fd_ = -1;
     size_t max_buffered_;
     size_t dropped_ = 0;
+    bool dropped_reported_ = false;
     std::deque<std::pair<int, std::string>> buffer_;
 };
 
