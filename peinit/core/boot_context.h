@@ -35,11 +35,11 @@ struct BootPaths {
 // The result of one boot-time module attempt, filled by the module stage.
 struct ModuleOutcome {
     enum class Status {
-        kLoaded,          // loaded by us
-        kAlreadyLoaded,   // EEXIST or built-in: counts as success
-        kFailed,          // the kernel refused it (error holds errno + message)
-        kSkipped,         // not attempted: a dependency failed, or optional and absent
-        kBlacklisted,     // denied by the blacklist
+        kLoaded,         // loaded by us
+        kAlreadyLoaded,  // EEXIST or built-in: counts as success
+        kFailed,         // the kernel refused it (error holds errno + message)
+        kSkipped,        // not attempted: a dependency failed, or optional and absent
+        kBlacklisted,    // denied by the blacklist
     };
     std::string module;  // resolved module name
     std::string unit;    // the unit that asked for it ("" for dependencies / cmdline)

@@ -115,7 +115,7 @@ std::optional<bool> ParsePeinitBool(const std::optional<std::string>& value) {
 }
 
 class Interpreter {
-public:
+  public:
     explicit Interpreter(Cmdline& out) : out_(out) {}
 
     void Apply(const KernelParam& p) {
@@ -149,7 +149,7 @@ public:
         out_.module_params.push_back({NormalizeModuleName(module), param, p.value});
     }
 
-private:
+  private:
     void Diagnose(const KernelParam& p, std::string message) {
         out_.diagnostics.push_back({Render(p), std::move(message)});
     }
@@ -175,8 +175,8 @@ private:
             auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
             if (s.empty() || ec != std::errc() || end != s.data() + s.size() || n < 1 ||
                 n > Cmdline::kMaxWorkers) {
-                return Diagnose(p, "not an integer between 1 and " +
-                                       std::to_string(Cmdline::kMaxWorkers));
+                return Diagnose(
+                    p, "not an integer between 1 and " + std::to_string(Cmdline::kMaxWorkers));
             }
             out_.workers = n;
         } else {
@@ -278,8 +278,8 @@ std::vector<KernelParam> Tokenize(std::string_view text, std::vector<std::string
 
 }  // namespace
 
-std::vector<KernelParam> TokenizeCmdline(std::string_view text,
-                                         std::vector<std::string>* init_args, bool* saw_dashes) {
+std::vector<KernelParam> TokenizeCmdline(std::string_view text, std::vector<std::string>* init_args,
+                                         bool* saw_dashes) {
     return Tokenize(text, init_args, saw_dashes, nullptr);
 }
 
@@ -309,8 +309,8 @@ std::string Cmdline::ModuleOptions(std::string_view module) const {
         if (!out.empty()) out += ' ';
         out += mp.param;
         if (!mp.value) continue;
-        bool needs_quotes = std::any_of(mp.value->begin(), mp.value->end(), KernelIsSpace) ||
-                            mp.value->empty();
+        bool needs_quotes =
+            std::any_of(mp.value->begin(), mp.value->end(), KernelIsSpace) || mp.value->empty();
         out += needs_quotes ? "=\"" + *mp.value + "\"" : "=" + *mp.value;
     }
     return out;

@@ -37,7 +37,7 @@ struct HiveKey {
 // components ('Machine\System\Modules') and tables may nest ([Machine.System.Modules]); both
 // spell the same key, matched case-insensitively.
 class HiveReader {
-public:
+  public:
     HiveReader(const std::string& path, ConfigErrors& errors) : path_(path), errors_(errors) {}
 
     std::map<std::string, HiveKey> Read(const toml::table& root) {
@@ -45,7 +45,7 @@ public:
         return std::move(keys_);
     }
 
-private:
+  private:
     void Error(int line, std::string message) {
         errors_.push_back({path_, line, std::move(message)});
     }
@@ -73,8 +73,8 @@ private:
                 continue;
             }
             HiveKey& k = keys_[ToLowerAscii(JoinPath(at))];
-            auto [it, inserted] =
-                k.values.emplace(ToLowerAscii(name), HiveValue{std::string(name), &node, LineOf(node)});
+            auto [it, inserted] = k.values.emplace(
+                ToLowerAscii(name), HiveValue{std::string(name), &node, LineOf(node)});
             if (!inserted) {
                 Error(LineOf(node), "duplicate value " + Quote(name) + " in " + k.path +
                                         " (also at line " + std::to_string(it->second.line) + ")");
@@ -90,9 +90,8 @@ private:
         size_t start = 0;
         while (true) {
             size_t sep = rest.find('\\', start);
-            std::string_view part = rest.substr(start, sep == std::string_view::npos
-                                                           ? std::string_view::npos
-                                                           : sep - start);
+            std::string_view part = rest.substr(
+                start, sep == std::string_view::npos ? std::string_view::npos : sep - start);
             if (part.empty()) {
                 Error(line, "invalid registry key name " + Quote(name));
                 return false;
@@ -110,7 +109,7 @@ private:
 
 // Interprets the keys peinit owns and checks every value's type and range.
 class HiveInterpreter {
-public:
+  public:
     HiveInterpreter(const std::string& path, ConfigErrors& errors, HiveValues& out)
         : path_(path), errors_(errors), out_(out) {}
 
@@ -136,7 +135,7 @@ public:
         }
     }
 
-private:
+  private:
     void Error(int line, std::string message) {
         errors_.push_back({path_, line, std::move(message)});
     }
@@ -219,8 +218,8 @@ private:
         for (const toml::node& item : *array) {
             const auto* s = item.as_string();
             if (s == nullptr) {
-                Error(LineOf(item), v.name + " entries must be strings, not " +
-                                        std::string(TomlTypeName(item)));
+                Error(LineOf(item),
+                      v.name + " entries must be strings, not " + std::string(TomlTypeName(item)));
                 continue;
             }
             AddName(s->get(), LineOf(item), v.name, list);
@@ -322,14 +321,14 @@ Hive ParseHive(const std::string& path, std::string_view text, const FileTrust* 
     ConfigErrors errors;
     if (trust != nullptr) {
         if (trust->uid != 0) {
-            errors.push_back({path, 0, "untrusted: owned by uid " + std::to_string(trust->uid) +
-                                           ", not root"});
+            errors.push_back(
+                {path, 0, "untrusted: owned by uid " + std::to_string(trust->uid) + ", not root"});
         }
         if ((trust->mode & 022) != 0) {
             char mode[8];
             std::snprintf(mode, sizeof mode, "%04o", trust->mode & 07777);
-            errors.push_back({path, 0, std::string("untrusted: group- or world-writable (mode ") +
-                                           mode + ")"});
+            errors.push_back(
+                {path, 0, std::string("untrusted: group- or world-writable (mode ") + mode + ")"});
         }
     }
     HiveValues values;
@@ -338,8 +337,9 @@ Hive ParseHive(const std::string& path, std::string_view text, const FileTrust* 
         HiveInterpreter(path, errors, values).Run(keys);
     }
     if (!errors.empty()) {
-        std::stable_sort(errors.begin(), errors.end(),
-                         [](const ConfigError& a, const ConfigError& b) { return a.line < b.line; });
+        std::stable_sort(
+            errors.begin(), errors.end(),
+            [](const ConfigError& a, const ConfigError& b) { return a.line < b.line; });
         return FallbackHive(path, std::move(errors));
     }
     Hive hive;
@@ -378,10 +378,10 @@ EffectivePolicy ComputeEffectivePolicy(const Hive& hive, const Cmdline& cmdline)
         if (*cmdline.autoload > p.autoload.value) {
             p.autoload = {*cmdline.autoload, PolicySource::kCmdline};
         } else if (*cmdline.autoload < p.autoload.value) {
-            p.ignored.push_back("peinit.autoload=" + std::string(ToString(*cmdline.autoload)) +
-                                " ignored: AutoLoadPolicy=" +
-                                std::string(ToString(p.autoload.value)) + " from the " +
-                                std::string(ToString(p.autoload.source)) + " is stricter");
+            p.ignored.push_back(
+                "peinit.autoload=" + std::string(ToString(*cmdline.autoload)) +
+                " ignored: AutoLoadPolicy=" + std::string(ToString(p.autoload.value)) +
+                " from the " + std::string(ToString(p.autoload.source)) + " is stricter");
         }
     }
     p.autoload_allowed = hive.AutoLoadAllowed();
@@ -389,7 +389,8 @@ EffectivePolicy ComputeEffectivePolicy(const Hive& hive, const Cmdline& cmdline)
     // Blacklist: a union.
     for (const auto& m : hive.Blacklist()) p.blacklist.push_back({m, hive_source});
     for (const auto& m : cmdline.blacklist) {
-        if (!p.IsBlacklisted(m)) p.blacklist.push_back({NormalizeModuleName(m), PolicySource::kCmdline});
+        if (!p.IsBlacklisted(m))
+            p.blacklist.push_back({NormalizeModuleName(m), PolicySource::kCmdline});
     }
 
     // SigningPolicy: module.sig_enforce=1 tightens to enforce; =0 cannot loosen.

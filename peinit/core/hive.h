@@ -70,7 +70,9 @@ struct Hive {
 
     // Typed getters: the hive's value, else the default. In fallback the hardened values.
     bool LockAfterBoot() const { return values.lock_after_boot.value_or(kDefaultLockAfterBoot); }
-    AutoLoadPolicy AutoLoad() const { return values.autoload_policy.value_or(kDefaultAutoLoadPolicy); }
+    AutoLoadPolicy AutoLoad() const {
+        return values.autoload_policy.value_or(kDefaultAutoLoadPolicy);
+    }
     SigningPolicy Signing() const { return values.signing_policy.value_or(kDefaultSigningPolicy); }
     const std::vector<std::string>& AutoLoadAllowed() const { return values.autoload_allowed; }
     const std::vector<std::string>& Blacklist() const { return values.blacklist; }

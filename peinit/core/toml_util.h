@@ -4,11 +4,11 @@
 // turns toml++'s parse_error into a ConfigError at the error's line, and the names and lines
 // used in `path:line: message` errors.
 
+#include <toml++/toml.h>
+
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <toml++/toml.h>
 
 #include "peinit/core/config_error.h"
 

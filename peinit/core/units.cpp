@@ -15,8 +15,8 @@ namespace peinit {
 namespace {
 
 bool IsParamNameChar(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.';
 }
 
 bool IsValidParamName(std::string_view name) {
@@ -32,9 +32,8 @@ bool IsValidEnvName(std::string_view name) {
 }
 
 bool HasSpace(std::string_view s) {
-    return std::any_of(s.begin(), s.end(), [](char c) {
-        return c == ' ' || (c >= '\t' && c <= '\r');
-    });
+    return std::any_of(s.begin(), s.end(),
+                       [](char c) { return c == ' ' || (c >= '\t' && c <= '\r'); });
 }
 
 std::string Quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
@@ -48,7 +47,7 @@ std::string_view Trim(std::string_view s) {
 
 // Parses one TOML unit, recording every problem instead of stopping at the first.
 class TomlUnitParser {
-public:
+  public:
     TomlUnitParser(const std::string& path, ConfigErrors& errors)
         : path_(path), errors_(errors), first_error_(errors.size()) {}
 
@@ -90,16 +89,15 @@ public:
 
         if (errors_.size() != first_error_) {
             // toml++ iterates keys in sorted order; report in file order instead.
-            std::stable_sort(errors_.begin() + static_cast<std::ptrdiff_t>(first_error_),
-                             errors_.end(), [](const ConfigError& a, const ConfigError& b) {
-                                 return a.line < b.line;
-                             });
+            std::stable_sort(
+                errors_.begin() + static_cast<std::ptrdiff_t>(first_error_), errors_.end(),
+                [](const ConfigError& a, const ConfigError& b) { return a.line < b.line; });
             return std::nullopt;
         }
         return unit;
     }
 
-private:
+  private:
     void Error(int line, std::string message) {
         errors_.push_back({path_, line, std::move(message)});
     }
@@ -362,7 +360,8 @@ private:
         }
     }
 
-    void Environment(const toml::node& node, std::vector<std::pair<std::string, std::string>>& env) {
+    void Environment(const toml::node& node,
+                     std::vector<std::pair<std::string, std::string>>& env) {
         const toml::table* table = node.as_table();
         if (table == nullptr) return WrongType(node, "environment", "a table");
         for (auto&& [key, value] : *table) {
@@ -373,7 +372,8 @@ private:
             }
             const auto* s = value.as_string();
             if (s == nullptr) {
-                Error(LineOf(value), "environment variable " + Quote(k) + " must be a string, not " +
+                Error(LineOf(value), "environment variable " + Quote(k) +
+                                         " must be a string, not " +
                                          std::string(TomlTypeName(value)));
                 continue;
             }
@@ -441,7 +441,8 @@ std::string CycleText(const std::vector<size_t>& cycle, size_t pos,
 
 bool IsUnitFileName(std::string_view file_name) {
     auto ends_with = [&](std::string_view ext) {
-        return file_name.size() > ext.size() && file_name.substr(file_name.size() - ext.size()) == ext;
+        return file_name.size() > ext.size() &&
+               file_name.substr(file_name.size() - ext.size()) == ext;
     };
     return !file_name.empty() && file_name[0] != '.' && (ends_with(".toml") || ends_with(".conf"));
 }
@@ -475,7 +476,8 @@ std::optional<Unit> ParseModulesLoadList(const std::string& path, std::string_vi
     unit.path = path;
     unit.format = UnitFormat::kModulesLoad;
     if (!IsValidUnitName(unit.name)) {
-        errors.push_back({path, 1, "invalid unit name " + Quote(unit.name) + " (from the file name)"});
+        errors.push_back(
+            {path, 1, "invalid unit name " + Quote(unit.name) + " (from the file name)"});
     }
     std::set<std::string> seen;
     int line_no = 0;
@@ -522,8 +524,9 @@ UnitSet LinkUnits(std::vector<Unit> units, ConfigErrors& errors) {
     for (size_t i = 0; i < n; ++i) {
         auto [it, inserted] = by_name.emplace(units[i].name, i);
         if (!inserted) {
-            error(i, 1, "duplicate unit name " + Quote(units[i].name) + " (also defined in " +
-                            units[it->second].path + ")");
+            error(i, 1,
+                  "duplicate unit name " + Quote(units[i].name) + " (also defined in " +
+                      units[it->second].path + ")");
         }
     }
 
@@ -542,8 +545,9 @@ UnitSet LinkUnits(std::vector<Unit> units, ConfigErrors& errors) {
             if (!inserted) {
                 const Unit& other = units[it->second.unit];
                 error(i, s.line,
-                      "duplicate service name " + Quote(s.name) + " (also defined in " + other.path +
-                          ":" + std::to_string(other.services[it->second.index].line) + ")");
+                      "duplicate service name " + Quote(s.name) + " (also defined in " +
+                          other.path + ":" + std::to_string(other.services[it->second.index].line) +
+                          ")");
             } else {
                 service_list.push_back({i, k});
             }
@@ -564,9 +568,10 @@ UnitSet LinkUnits(std::vector<Unit> units, ConfigErrors& errors) {
             auto [it, inserted] = options.emplace(NormalizeModuleName(m.name), OptionsAt{i, &m});
             if (!inserted && it->second.spec->options != m.options) {
                 error(i, m.line,
-                      "module " + Quote(m.name) + " has options " + Quote(m.options) + " here but " +
-                          Quote(it->second.spec->options) + " in " + units[it->second.unit].path +
-                          ":" + std::to_string(it->second.spec->line));
+                      "module " + Quote(m.name) + " has options " + Quote(m.options) +
+                          " here but " + Quote(it->second.spec->options) + " in " +
+                          units[it->second.unit].path + ":" +
+                          std::to_string(it->second.spec->line));
             }
         }
     }
@@ -582,7 +587,8 @@ UnitSet LinkUnits(std::vector<Unit> units, ConfigErrors& errors) {
                 if (it == by_name.end()) {
                     error(i, ref.line, "unknown unit " + Quote(ref.name) + " in \"after\"");
                 } else if (dropped[it->second]) {
-                    error(i, ref.line, "ordered after unit " + Quote(ref.name) + ", which has errors");
+                    error(i, ref.line,
+                          "ordered after unit " + Quote(ref.name) + ", which has errors");
                 }
             }
             for (const ServiceSpec& s : units[i].services) {
@@ -591,8 +597,9 @@ UnitSet LinkUnits(std::vector<Unit> units, ConfigErrors& errors) {
                     if (it == services.end()) {
                         error(i, ref.line, "unknown service " + Quote(ref.name) + " in \"after\"");
                     } else if (dropped[it->second.unit]) {
-                        error(i, ref.line,
-                              "ordered after service " + Quote(ref.name) + ", whose unit has errors");
+                        error(
+                            i, ref.line,
+                            "ordered after service " + Quote(ref.name) + ", whose unit has errors");
                     }
                 }
             }

@@ -42,7 +42,7 @@ struct ModuleSpec {
 };
 
 struct ServiceSpec {
-    std::string name;  // unique across all units
+    std::string name;               // unique across all units
     std::vector<std::string> exec;  // argv; exec[0] is an absolute path
     std::optional<std::string> user;
     std::optional<uint32_t> uid;

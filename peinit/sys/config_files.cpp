@@ -17,7 +17,7 @@ namespace {
 
 // Closes a descriptor on every return path.
 class Fd {
-public:
+  public:
     explicit Fd(int fd) : fd_(fd) {}
     ~Fd() {
         if (fd_ >= 0) ::close(fd_);
@@ -26,7 +26,7 @@ public:
     Fd& operator=(const Fd&) = delete;
     int get() const { return fd_; }
 
-private:
+  private:
     int fd_;
 };
 
@@ -84,9 +84,9 @@ Result<FileContents> ReadConfigFile(const std::string& path, bool follow_symlink
     if (S_ISDIR(st.st_mode)) return CannotRead(path, EISDIR);
     if (!S_ISREG(st.st_mode)) return Err(path + ": cannot read: not a regular file", EINVAL);
     if (static_cast<size_t>(st.st_size) > kMaxConfigFileSize) {
-        return Err(path + ": cannot read: larger than " + std::to_string(kMaxConfigFileSize) +
-                       " bytes",
-                   EFBIG);
+        return Err(
+            path + ": cannot read: larger than " + std::to_string(kMaxConfigFileSize) + " bytes",
+            EFBIG);
     }
     FileContents out;
     out.trust = {static_cast<uint32_t>(st.st_uid), static_cast<uint32_t>(st.st_gid),

@@ -1,13 +1,12 @@
 #include "peinit/sys/log.h"
 
 #include <fcntl.h>
+#include <spdlog/sinks/stdout_sinks.h>
 #include <syslog.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <vector>
-
-#include <spdlog/sinks/stdout_sinks.h>
 
 namespace peinit {
 
@@ -74,7 +73,8 @@ void KmsgSink::sink_it_(const spdlog::details::log_msg& msg) {
     std::vector<std::string_view> lines;
     for (size_t start = 0;;) {
         size_t nl = payload.find('\n', start);
-        std::string_view line = payload.substr(start, nl == std::string_view::npos ? nl : nl - start);
+        std::string_view line =
+            payload.substr(start, nl == std::string_view::npos ? nl : nl - start);
         if (!line.empty()) lines.push_back(line);
         if (nl == std::string_view::npos) break;
         start = nl + 1;
@@ -98,8 +98,8 @@ void KmsgSink::FlushBuffer() {
     }
     if (dropped_ > 0 && !dropped_reported_) {
         dropped_reported_ = true;
-        WriteRecord(LOG_WARNING, std::to_string(dropped_) +
-                                     " early log records were dropped (buffer full)");
+        WriteRecord(LOG_WARNING,
+                    std::to_string(dropped_) + " early log records were dropped (buffer full)");
     }
 }
 

@@ -10,15 +10,15 @@
 // Library code returns errors and logs at debug at most; the stage that handles an error logs
 // it once.
 
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
+
 #include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
-
-#include <spdlog/sinks/base_sink.h>
-#include <spdlog/spdlog.h>
 
 #include "peinit/core/result.h"
 
@@ -31,7 +31,7 @@ inline constexpr const char* kDefaultKmsgPath = "/dev/kmsg";
 int SyslogPriority(spdlog::level::level_enum level);
 
 class KmsgSink final : public spdlog::sinks::base_sink<std::mutex> {
-public:
+  public:
     // The kernel refuses /dev/kmsg writes longer than LOG_LINE_MAX (1024 - 48 bytes in 6.1)
     // with EINVAL; longer records are truncated to fit.
     static constexpr size_t kMaxRecord = 976;
@@ -48,13 +48,13 @@ public:
     // Records lost because the buffer was full before the sink was attached.
     size_t dropped();
 
-protected:
+  protected:
     void sink_it_(const spdlog::details::log_msg& msg) override;
     void flush_() override {}
 
-private:
+  private:
     void WriteRecord(int priority, std::string_view line);  // needs mutex_ held
-    void FlushBuffer();                                      // needs mutex_ held
+    void FlushBuffer();                                     // needs mutex_ held
 
     int fd_ = -1;
     size_t max_buffered_;

@@ -49,7 +49,8 @@ TEST(Tokenize, DashesEndKernelParams) {
 }
 
 TEST(Cmdline, RootInitFlagsLastWins) {
-    auto c = ParseCmdline("BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro root=UUID=abcd init=/sbin/x quiet");
+    auto c =
+        ParseCmdline("BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro root=UUID=abcd init=/sbin/x quiet");
     EXPECT_EQ(c.root, "UUID=abcd");
     EXPECT_EQ(c.init, "/sbin/x");
     EXPECT_THAT(c.flags, ElementsAre("ro", "quiet"));
@@ -66,11 +67,11 @@ TEST(Cmdline, EmptyRootIsDiagnosed) {
 }
 
 TEST(Cmdline, ModuleParamsNormaliseModuleName) {
-    auto c = ParseCmdline(R"(snd-hda-intel.power_save=0 e1000e.debug usb_storage.quirks="1:2 3:4")");
-    EXPECT_THAT(c.module_params,
-                ElementsAre(ModuleParam{"snd_hda_intel", "power_save", "0"},
-                            ModuleParam{"e1000e", "debug", std::nullopt},
-                            ModuleParam{"usb_storage", "quirks", "1:2 3:4"}));
+    auto c =
+        ParseCmdline(R"(snd-hda-intel.power_save=0 e1000e.debug usb_storage.quirks="1:2 3:4")");
+    EXPECT_THAT(c.module_params, ElementsAre(ModuleParam{"snd_hda_intel", "power_save", "0"},
+                                             ModuleParam{"e1000e", "debug", std::nullopt},
+                                             ModuleParam{"usb_storage", "quirks", "1:2 3:4"}));
     EXPECT_EQ(c.ModuleOptions("snd-hda-intel"), "power_save=0");
     EXPECT_EQ(c.ModuleOptions("usb_storage"), R"(quirks="1:2 3:4")");
     EXPECT_EQ(c.ModuleOptions("e1000e"), "debug");
@@ -88,10 +89,11 @@ TEST(Cmdline, MultipleParamsForOneModuleJoinInOrder) {
 TEST(Cmdline, MalformedModuleParams) {
     auto c = ParseCmdline(".x=1 foo.=2 bad!mod.p=3");
     EXPECT_THAT(c.module_params, IsEmpty());
-    EXPECT_THAT(DiagnosticTexts(c),
-                ElementsAre(".x=1: malformed module parameter (expected module.param=value)",
-                            "foo.=2: malformed module parameter (expected module.param=value)",
-                            "bad!mod.p=3: malformed module parameter (expected module.param=value)"));
+    EXPECT_THAT(
+        DiagnosticTexts(c),
+        ElementsAre(".x=1: malformed module parameter (expected module.param=value)",
+                    "foo.=2: malformed module parameter (expected module.param=value)",
+                    "bad!mod.p=3: malformed module parameter (expected module.param=value)"));
 }
 
 TEST(Cmdline, BlacklistAccumulatesNormalisesAndDeduplicates) {
@@ -114,7 +116,8 @@ TEST(Cmdline, BlacklistBadEntries) {
 }
 
 TEST(Cmdline, ModulesLoadBothSpellingsAccumulate) {
-    auto c = ParseCmdline("modules_load=virtio_net,fs-ext4 rd.modules_load=dm_crypt modules-load=a");
+    auto c =
+        ParseCmdline("modules_load=virtio_net,fs-ext4 rd.modules_load=dm_crypt modules-load=a");
     EXPECT_THAT(c.modules_load, ElementsAre("virtio_net", "fs-ext4", "dm_crypt", "a"));
     EXPECT_THAT(c.module_params, IsEmpty());
 }
@@ -148,9 +151,9 @@ TEST(Cmdline, PeinitAutoloadOnlyTightensAcrossRepeats) {
 TEST(Cmdline, PeinitWorkers) {
     EXPECT_EQ(ParseCmdline("peinit.workers=4").workers, 4);
     EXPECT_EQ(ParseCmdline("peinit.workers=4 peinit.workers=2").workers, 2);
-    for (const char* bad : {"peinit.workers=abc", "peinit.workers=0", "peinit.workers=-1",
-                            "peinit.workers=3x", "peinit.workers=", "peinit.workers=257",
-                            "peinit.workers=99999999999999999999"}) {
+    for (const char* bad :
+         {"peinit.workers=abc", "peinit.workers=0", "peinit.workers=-1", "peinit.workers=3x",
+          "peinit.workers=", "peinit.workers=257", "peinit.workers=99999999999999999999"}) {
         auto c = ParseCmdline(bad);
         EXPECT_FALSE(c.workers) << bad;
         ASSERT_EQ(c.diagnostics.size(), 1u) << bad;

@@ -1,14 +1,13 @@
 #include "peinit/core/hive.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "peinit/sys/config_files.h"
 
@@ -32,9 +31,7 @@ Hive Parse(const std::string& text, const FileTrust* trust = &kRootOwned) {
 }
 
 // A hive under the canonical modules key.
-Hive Modules(const std::string& values) {
-    return Parse("['Machine\\System\\Modules']\n" + values);
-}
+Hive Modules(const std::string& values) { return Parse("['Machine\\System\\Modules']\n" + values); }
 
 void ExpectHardenedFallback(const Hive& hive) {
     EXPECT_EQ(hive.state, HiveState::kFallback);
@@ -200,15 +197,15 @@ TEST(HiveFallback, ModprobePath) {
         return Texts(Parse("['Machine\\System\\Kernel']\nModprobe = " + value + "\n").errors);
     };
     EXPECT_THAT(errors("\"/sbin/x\""), IsEmpty());
-    const std::string suffix =
-        " is not an absolute path of at most 255 characters without spaces";
+    const std::string suffix = " is not an absolute path of at most 255 characters without spaces";
     EXPECT_THAT(errors("\"\""), ElementsAre("hive.toml:2: Modprobe: \"\"" + suffix));
     EXPECT_THAT(errors("\"sbin/x\""), ElementsAre("hive.toml:2: Modprobe: \"sbin/x\"" + suffix));
     EXPECT_THAT(errors("\"/a b\""), ElementsAre("hive.toml:2: Modprobe: \"/a b\"" + suffix));
     std::string long_path = "/" + std::string(255, 'x');
     EXPECT_THAT(errors("\"" + long_path + "\""),
                 ElementsAre("hive.toml:2: Modprobe: \"" + long_path + "\"" + suffix));
-    EXPECT_THAT(errors("[\"/x\"]"), ElementsAre("hive.toml:2: Modprobe must be a string, not array"));
+    EXPECT_THAT(errors("[\"/x\"]"),
+                ElementsAre("hive.toml:2: Modprobe must be a string, not array"));
 }
 
 TEST(HiveFallback, BadToml) {
@@ -255,7 +252,7 @@ TEST(HiveFallback, UntrustedOwnerAndMode) {
 // --- loading from disk -------------------------------------------------------------------------
 
 class HiveFiles : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         char templ[] = "/tmp/peinit-hive-XXXXXX";
         dir_ = ::mkdtemp(templ);
@@ -280,8 +277,8 @@ TEST_F(HiveFiles, AbsentFileMeansDefaults) {
 }
 
 TEST_F(HiveFiles, TrustComesFromTheFile) {
-    std::string p = Write("hive.toml", "['Machine\\System\\Modules']\nLockAfterBoot = false\n",
-                          0644);
+    std::string p =
+        Write("hive.toml", "['Machine\\System\\Modules']\nLockAfterBoot = false\n", 0644);
     if (::geteuid() == 0) {
         EXPECT_EQ(LoadHive(p).state, HiveState::kLoaded);
     } else {
@@ -325,22 +322,22 @@ TEST(EffectivePolicy, DefaultsWithoutHiveOrCmdline) {
 }
 
 TEST(EffectivePolicy, CmdlineLockTurnsLockOn) {
-    EffectivePolicy p = ComputeEffectivePolicy(Modules("LockAfterBoot = false\n"),
-                                               ParseCmdline("peinit.lock=1"));
+    EffectivePolicy p =
+        ComputeEffectivePolicy(Modules("LockAfterBoot = false\n"), ParseCmdline("peinit.lock=1"));
     EXPECT_TRUE(p.lock_after_boot.value);
     EXPECT_EQ(p.lock_after_boot.source, PolicySource::kCmdline);
 }
 
 TEST(EffectivePolicy, CmdlineCannotUnlock) {
-    EffectivePolicy p = ComputeEffectivePolicy(Modules("LockAfterBoot = true\n"),
-                                               ParseCmdline("peinit.lock=0"));
+    EffectivePolicy p =
+        ComputeEffectivePolicy(Modules("LockAfterBoot = true\n"), ParseCmdline("peinit.lock=0"));
     EXPECT_TRUE(p.lock_after_boot.value);
     EXPECT_EQ(p.lock_after_boot.source, PolicySource::kHive);
     EXPECT_THAT(p.ignored, ElementsAre("peinit.lock=0 ignored: LockAfterBoot=true from the hive "
                                        "cannot be loosened"));
     // Nor can it unlock the fallback.
-    EffectivePolicy f = ComputeEffectivePolicy(Modules("LockAfterBoot = 7\n"),
-                                               ParseCmdline("peinit.lock=0 peinit.autoload=enabled"));
+    EffectivePolicy f = ComputeEffectivePolicy(
+        Modules("LockAfterBoot = 7\n"), ParseCmdline("peinit.lock=0 peinit.autoload=enabled"));
     EXPECT_TRUE(f.lock_after_boot.value);
     EXPECT_EQ(f.lock_after_boot.source, PolicySource::kFallback);
     EXPECT_EQ(f.autoload.value, AutoLoadPolicy::kDisabled);
@@ -367,8 +364,7 @@ TEST(EffectivePolicy, AutoloadOnlyMovesTowardsDisabled) {
          1},
         {"disabled", "peinit.autoload=allow-list", AutoLoadPolicy::kDisabled, PolicySource::kHive,
          1},
-        {"disabled", "peinit.autoload=disabled", AutoLoadPolicy::kDisabled, PolicySource::kHive,
-         0},
+        {"disabled", "peinit.autoload=disabled", AutoLoadPolicy::kDisabled, PolicySource::kHive, 0},
     };
     for (const Case& c : cases) {
         EffectivePolicy p = ComputeEffectivePolicy(
@@ -407,10 +403,10 @@ TEST(EffectivePolicy, SigningOnlyTightens) {
 }
 
 TEST(EffectivePolicy, WorkersAndModprobe) {
-    EffectivePolicy p = ComputeEffectivePolicy(
-        Parse("['Machine\\System\\Modules']\nModuleWorkers = 8\n"
-              "['Machine\\System\\Kernel']\nModprobe = \"/sbin/h\"\n"),
-        ParseCmdline("peinit.workers=2"));
+    EffectivePolicy p =
+        ComputeEffectivePolicy(Parse("['Machine\\System\\Modules']\nModuleWorkers = 8\n"
+                                     "['Machine\\System\\Kernel']\nModprobe = \"/sbin/h\"\n"),
+                               ParseCmdline("peinit.workers=2"));
     EXPECT_EQ(p.workers.value, 2);
     EXPECT_EQ(p.workers.source, PolicySource::kCmdline);
     EXPECT_EQ(p.modprobe.value, "/sbin/h");

@@ -1,5 +1,7 @@
 #include "peinit/sys/log.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -7,9 +9,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 namespace peinit {
 namespace {
@@ -19,7 +18,7 @@ using ::testing::ElementsAre;
 // One end of a SOCK_SEQPACKET pair: every write(2) on the other end arrives as one packet, so
 // the test sees record boundaries exactly as /dev/kmsg does.
 class RecordReader {
-public:
+  public:
     RecordReader() {
         int fds[2];
         EXPECT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds), 0);
@@ -41,7 +40,7 @@ public:
         return out;
     }
 
-private:
+  private:
     int read_ = -1;
     int write_ = -1;
 };

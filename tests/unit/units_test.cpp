@@ -1,14 +1,13 @@
 #include "peinit/core/units.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "peinit/sys/config_files.h"
 
@@ -47,7 +46,7 @@ Unit MustParse(const std::string& path, const std::string& text) {
 }
 
 class TempDir {
-public:
+  public:
     TempDir() {
         char templ[] = "/tmp/peinit-units-XXXXXX";
         path_ = ::mkdtemp(templ);
@@ -63,7 +62,7 @@ public:
         return p;
     }
 
-private:
+  private:
     std::string path_;
 };
 
@@ -203,16 +202,15 @@ TEST(UnitErrors, EmptyUnits) {
 }
 
 TEST(UnitErrors, TopLevelWrongTypes) {
-    EXPECT_THAT(
-        ParseErrors("t.toml", R"(description = 1
+    EXPECT_THAT(ParseErrors("t.toml", R"(description = 1
 sequential = "yes"
 after = "base"
 [[module]]
 name = "x"
 )"),
-        ElementsAre("units/t.toml:1: \"description\" must be a string, not integer",
-                    "units/t.toml:2: \"sequential\" must be a boolean, not string",
-                    "units/t.toml:3: \"after\" must be an array of strings, not string"));
+                ElementsAre("units/t.toml:1: \"description\" must be a string, not integer",
+                            "units/t.toml:2: \"sequential\" must be a boolean, not string",
+                            "units/t.toml:3: \"after\" must be an array of strings, not string"));
     EXPECT_THAT(ParseErrors("t.toml", "after = [1, \"\", \"a b\"]\n[[module]]\nname = \"x\"\n"),
                 ElementsAre("units/t.toml:1: \"after\" entries must be strings, not integer",
                             "units/t.toml:1: empty unit name in \"after\"",
@@ -255,8 +253,9 @@ opts = "x=1"
 }
 
 TEST(UnitErrors, DuplicateModuleInOneUnit) {
-    EXPECT_THAT(ParseErrors("d.toml", "[[module]]\nname = \"snd-hda\"\n[[module]]\nname = "
-                                      "\"snd_hda\"\n"),
+    EXPECT_THAT(ParseErrors("d.toml",
+                            "[[module]]\nname = \"snd-hda\"\n[[module]]\nname = "
+                            "\"snd_hda\"\n"),
                 ElementsAre("units/d.toml:3: module \"snd_hda\" is listed twice (first at line "
                             "1)"));
 }
@@ -278,7 +277,8 @@ TEST(UnitErrors, ModuleOptions) {
                             "array, not float"));
     EXPECT_THAT(errors(R"({ x = "a\"b" })"),
                 ElementsAre("units/o.toml:3: option \"x\" cannot contain '\"'"));
-    EXPECT_THAT(errors("{ x = [] }"), ElementsAre("units/o.toml:3: option \"x\" is an empty array"));
+    EXPECT_THAT(errors("{ x = [] }"),
+                ElementsAre("units/o.toml:3: option \"x\" is an empty array"));
     EXPECT_THAT(errors(R"({ x = ["a,b"] })"),
                 ElementsAre("units/o.toml:3: array option \"x\" entries cannot be empty or "
                             "contain ',' or spaces"));
@@ -380,8 +380,8 @@ Unit U(const std::string& name, std::vector<std::string> after = {},
 
 TEST(UnitLink, OrdersByAfterThenName) {
     ConfigErrors errors;
-    auto set = LinkUnits({U("zeta"), U("c", {"a"}), U("b", {"c"}), U("a"), U("d", {"a", "b"})},
-                         errors);
+    auto set =
+        LinkUnits({U("zeta"), U("c", {"a"}), U("b", {"c"}), U("a"), U("d", {"a", "b"})}, errors);
     EXPECT_THAT(Texts(errors), IsEmpty());
     EXPECT_THAT(Names(set), ElementsAre("a", "c", "b", "d", "zeta"));
     ASSERT_NE(set.Find("b"), nullptr);
@@ -411,9 +411,9 @@ TEST(UnitLink, UnknownAfterAndCascade) {
 
 TEST(UnitLink, Cycles) {
     ConfigErrors errors;
-    auto set = LinkUnits({U("a", {"b"}), U("b", {"c"}), U("c", {"a"}), U("d", {"c"}),
-                          U("self", {"self"}), U("ok")},
-                         errors);
+    auto set = LinkUnits(
+        {U("a", {"b"}), U("b", {"c"}), U("c", {"a"}), U("d", {"c"}), U("self", {"self"}), U("ok")},
+        errors);
     EXPECT_THAT(Texts(errors),
                 ElementsAre("units/a.toml:2: ordering cycle: a -> b -> c -> a",
                             "units/b.toml:2: ordering cycle: b -> c -> a -> b",
@@ -481,17 +481,18 @@ TEST(UnitDirs, FixtureGoodDirectory) {
 TEST(UnitDirs, FixtureBadDirectoryReportsEveryFile) {
     std::string dir = std::string(PEINIT_FIXTURES_DIR) + "/units/bad";
     UnitLoad load = LoadUnitDirs({dir});
-    EXPECT_THAT(Texts(load.errors),
-                ElementsAre(dir + "/broken.toml:4: Error while parsing key-value pair: "
-                                  "expected value, saw '\\n'",
-                            dir + "/empty.toml:1: unit declares no modules or services",
-                            dir + "/foo.toml:12: unknown key \"modlues\"",
-                            dir + "/list.conf:3: invalid module name \"two words\"",
-                            dir + "/types.toml:2: \"sequential\" must be a boolean, not integer",
-                            // Link errors come after every file's own errors.
-                            dir + "/orphan.toml:2: unknown unit \"missing\" in \"after\"",
-                            dir + "/cycle-a.toml:2: ordering cycle: cycle-a -> cycle-b -> cycle-a",
-                            dir + "/cycle-b.toml:2: ordering cycle: cycle-b -> cycle-a -> cycle-b"));
+    EXPECT_THAT(
+        Texts(load.errors),
+        ElementsAre(dir + "/broken.toml:4: Error while parsing key-value pair: "
+                          "expected value, saw '\\n'",
+                    dir + "/empty.toml:1: unit declares no modules or services",
+                    dir + "/foo.toml:12: unknown key \"modlues\"",
+                    dir + "/list.conf:3: invalid module name \"two words\"",
+                    dir + "/types.toml:2: \"sequential\" must be a boolean, not integer",
+                    // Link errors come after every file's own errors.
+                    dir + "/orphan.toml:2: unknown unit \"missing\" in \"after\"",
+                    dir + "/cycle-a.toml:2: ordering cycle: cycle-a -> cycle-b -> cycle-a",
+                    dir + "/cycle-b.toml:2: ordering cycle: cycle-b -> cycle-a -> cycle-b"));
     EXPECT_THAT(Names(load.units), ElementsAre("fine"));
 }
 
@@ -516,8 +517,10 @@ TEST(UnitDirs, DuplicateStemsAcrossDirectoriesAndFormats) {
     two.Write("net.conf", "y\n");
     UnitLoad load = LoadUnitDirs({one.path(), two.path()});
     EXPECT_THAT(Texts(load.errors),
-                ElementsAre(two.path() + "/net.conf:1: duplicate unit name \"net\" (also defined "
-                                         "in " + one.path() + "/net.toml)"));
+                ElementsAre(two.path() +
+                            "/net.conf:1: duplicate unit name \"net\" (also defined "
+                            "in " +
+                            one.path() + "/net.toml)"));
     ASSERT_EQ(load.units.units.size(), 1u);
     EXPECT_EQ(load.units.units[0].modules[0].name, "x");
 }
