@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <toml++/toml.h>
@@ -26,10 +27,17 @@ public:
     Parser(std::string file, std::string dir) : file_(std::move(file)), dir_(std::move(dir)) {}
 
     void Fail(int line, const std::string& msg) {
-        if (!errors_.empty()) errors_ += "\n";
-        errors_ += file_ + ":" + std::to_string(line) + ": " + msg;
+        errors_.push_back({line, file_ + ":" + std::to_string(line) + ": " + msg});
     }
-    const std::string& errors() const { return errors_; }
+    // Every error, in file order (toml++ iterates a table's keys sorted by name).
+    std::string errors() const {
+        auto sorted = errors_;
+        std::stable_sort(sorted.begin(), sorted.end(),
+                         [](const auto& a, const auto& b) { return a.first < b.first; });
+        std::string out;
+        for (const auto& [line, msg] : sorted) out += (out.empty() ? "" : "\n") + msg;
+        return out;
+    }
 
     std::optional<std::string> String(const toml::node& n, const std::string& key) {
         if (auto v = n.value<std::string>(); v && n.is_string()) return *v;
@@ -246,7 +254,7 @@ public:
 private:
     std::string file_;
     std::string dir_;
-    std::string errors_;
+    std::vector<std::pair<int, std::string>> errors_;
 };
 
 std::string BaseName(std::string p) {
