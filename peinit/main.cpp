@@ -1,11 +1,14 @@
-// The peinit binary's entry point: dispatches the offline subcommands. (The PID-1 path is
-// added by the boot stages' issue.)
+// The peinit binary's entry point. As PID 1 it runs the boot (peinit/init/pid1.h) and never
+// returns; as a normal command it dispatches the offline subcommands.
 
 #include <cstring>
 #include <exception>
 #include <iostream>
 
+#include <unistd.h>
+
 #include "peinit/cli/commands.h"
+#include "peinit/init/pid1.h"
 
 namespace {
 
@@ -35,6 +38,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (getpid() == 1) peinit::RunPid1();
     try {
         return Main(argc, argv);
     } catch (...) {

@@ -435,7 +435,8 @@ Result<void> FakeKernel::Reboot(int cmd) {
 }
 
 Result<pid_t> FakeKernel::Spawn(const std::vector<std::string>& argv,
-                                const std::vector<std::string>& env) {
+                                const std::vector<std::string>& env,
+                                const SpawnOptions& options) {
     const auto start = Clock::now();
     std::string program = argv.empty() ? "" : argv[0];
     int error;
@@ -445,7 +446,9 @@ Result<pid_t> FakeKernel::Spawn(const std::vector<std::string>& argv,
         error = argv.empty() ? EINVAL : ScriptedError(KernelOp::kSpawn, program);
         if (error == 0) pid = next_pid_++;
     }
-    auto r = Record(KernelOp::kSpawn, program, Join(argv) + " | " + Join(env), error, start);
+    std::string args = Join(argv) + " | " + Join(env);
+    if (options.uid) args += " | uid=" + std::to_string(*options.uid);
+    auto r = Record(KernelOp::kSpawn, program, args, error, start);
     if (!r) return r.error();
     return pid;
 }

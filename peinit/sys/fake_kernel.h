@@ -113,7 +113,7 @@ public:
     Result<int> ModuleLockdown(unsigned int op, unsigned int trigger) override;
     Result<void> Reboot(int cmd) override;
     Result<pid_t> Spawn(const std::vector<std::string>& argv,
-                        const std::vector<std::string>& env) override;
+                        const std::vector<std::string>& env, const SpawnOptions& options) override;
     Result<void> Exec(const std::vector<std::string>& argv,
                       const std::vector<std::string>& env) override;
     Result<void> SwitchRoot(const std::string& new_root) override;

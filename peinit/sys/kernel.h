@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -18,6 +19,14 @@
 #include "peinit/core/result.h"
 
 namespace peinit {
+
+// How Spawn starts a process beyond argv and environment.
+struct SpawnOptions {
+    // Run as this uid (and gid, default: the same number) with no supplementary groups and,
+    // for a non-zero uid, no capabilities. Unset: as the caller.
+    std::optional<uint32_t> uid;
+    std::optional<uint32_t> gid;
+};
 
 class Kernel {
 public:
@@ -59,9 +68,11 @@ public:
     virtual Result<void> Reboot(int cmd) = 0;
 
     // Starts a process (argv[0] is the absolute path) with exactly `env` ("K=V") as its
-    // environment; returns its pid. The caller reaps it.
+    // environment, in a new session, with default signal mask and dispositions; returns its
+    // pid once the exec has succeeded (an exec failure is this call's error). The caller reaps.
     virtual Result<pid_t> Spawn(const std::vector<std::string>& argv,
-                                const std::vector<std::string>& env) = 0;
+                                const std::vector<std::string>& env,
+                                const SpawnOptions& options) = 0;
     // Replaces the current process (execve). Returns only on failure.
     virtual Result<void> Exec(const std::vector<std::string>& argv,
                               const std::vector<std::string>& env) = 0;

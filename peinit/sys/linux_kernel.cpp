@@ -3,11 +3,12 @@
 #include <fcntl.h>
 #include <linux/module_lockdown.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -158,26 +159,54 @@ Result<void> LinuxKernel::Reboot(int cmd) {
 }
 
 Result<pid_t> LinuxKernel::Spawn(const std::vector<std::string>& argv,
-                                 const std::vector<std::string>& env) {
+                                 const std::vector<std::string>& env,
+                                 const SpawnOptions& options) {
     if (argv.empty()) return Err("spawn: empty argv", EINVAL);
-    // PID 1 blocks signals for its signalfd; children must start with a clean mask and default
-    // dispositions, not inherit init's.
-    posix_spawnattr_t attr;
-    if (int rc = posix_spawnattr_init(&attr); rc != 0) return ErrnoErr("spawn " + argv[0], rc);
-    sigset_t none;
-    sigset_t all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                                        POSIX_SPAWN_SETSID);
+    // Prepared before fork: the child only makes async-signal-safe calls (the parent may have
+    // worker threads).
     auto args = CStrings(argv);
     auto envp = CStrings(env);
-    pid_t pid = -1;
-    int rc = ::posix_spawn(&pid, argv[0].c_str(), nullptr, &attr, args.data(), envp.data());
-    posix_spawnattr_destroy(&attr);
-    if (rc != 0) return ErrnoErr("spawn " + argv[0], rc);
+    // The child writes its errno here if anything before or at exec fails; CLOEXEC closes it
+    // on success, so a zero-length read means the program is running.
+    int report[2];
+    if (::pipe2(report, O_CLOEXEC) != 0) return ErrnoErr("spawn " + argv[0] + ": pipe");
+    pid_t pid = ::fork();
+    if (pid < 0) {
+        int err = errno;
+        ::close(report[0]);
+        ::close(report[1]);
+        return ErrnoErr("spawn " + argv[0] + ": fork", err);
+    }
+    if (pid == 0) {
+        // PID 1 blocks signals for its signalfd: children start with a clean mask and default
+        // dispositions instead of inheriting init's.
+        sigset_t none;
+        sigemptyset(&none);
+        ::sigprocmask(SIG_SETMASK, &none, nullptr);
+        for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
+        ::setsid();
+        bool ok = true;
+        if (options.uid) {
+            gid_t gid = options.gid.value_or(*options.uid);
+            // Groups first: after setuid() to a non-root uid they can no longer be changed.
+            ok = ::setgroups(0, nullptr) == 0 && ::setgid(gid) == 0 && ::setuid(*options.uid) == 0;
+        }
+        if (ok) ::execve(args[0], args.data(), envp.data());
+        int err = errno;
+        (void)!::write(report[1], &err, sizeof err);
+        ::_exit(127);
+    }
+    ::close(report[1]);
+    int child_errno = 0;
+    ssize_t n;
+    do {
+        n = ::read(report[0], &child_errno, sizeof child_errno);
+    } while (n < 0 && errno == EINTR);
+    ::close(report[0]);
+    if (n > 0) {
+        ::waitpid(pid, nullptr, 0);
+        return ErrnoErr("spawn " + argv[0], child_errno);
+    }
     return pid;
 }
 

@@ -1,0 +1,160 @@
+#include "peinit/init/pid1.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <exception>
+#include <optional>
+
+#include "peinit/init/services.h"
+#include "peinit/sys/linux_kernel.h"
+#include "peinit/sys/log.h"
+#include "peinit/sys/signals.h"
+#include "stages/stage.h"
+
+namespace peinit {
+
+namespace {
+
+[[noreturn]] void Halt() {
+    // reboot(2) failed or returned: PID 1 must still never exit (that would panic the kernel).
+    while (true) pause();
+}
+
+// Terminates everything, syncs and powers off or reboots. Never returns.
+[[noreturn]] void Shutdown(Kernel& kernel, SignalQueue* signals, int cmd, const char* why) {
+    spdlog::info("shutdown: {} ({})", cmd == RB_AUTOBOOT ? "reboot" : "poweroff", why);
+    kill(-1, SIGTERM);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    while (std::chrono::steady_clock::now() < deadline) {
+        ReapChildren();
+        if (kill(-1, 0) != 0 && errno == ESRCH) break;  // nobody left
+        if (signals != nullptr) {
+            (void)signals->Next(100);
+        } else {
+            usleep(100 * 1000);
+        }
+    }
+    kill(-1, SIGKILL);
+    ReapChildren();
+    sync();
+    spdlog::info("shutdown: {} now", cmd == RB_AUTOBOOT ? "reboot" : "poweroff");
+    spdlog::default_logger()->flush();
+    auto r = kernel.Reboot(cmd);
+    spdlog::critical("shutdown: reboot(2) failed: {}", r ? "returned" : r.error().message());
+    Halt();
+}
+
+// The one emergency path: a fatal boot error. Fail closed, tell the console, then power off
+// (or run the image's emergency shell first when the command line asks for it).
+[[noreturn]] void Emergency(BootContext& ctx, SignalQueue* signals, const Error& error) {
+    spdlog::critical("emergency: {}", error.message());
+    bool want_shell = false;
+    for (const auto& p : ctx.cmdline.params) {
+        want_shell = want_shell || (p.key == "peinit.emergency" && p.value == "shell");
+    }
+    if (want_shell) {
+        struct stat st;
+        std::string shell = ctx.paths.Under("/bin/sh").string();
+        if (stat(shell.c_str(), &st) == 0) {
+            spdlog::critical("emergency: starting {} on the console", shell);
+            auto pid = ctx.kernel.Spawn({shell}, {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, {});
+            while (pid) {
+                bool done = false;
+                for (const ChildExit& e : ReapChildren()) done = done || e.pid == *pid;
+                if (done) break;
+                if (signals != nullptr) {
+                    (void)signals->Next(1000);
+                } else {
+                    sleep(1);
+                }
+            }
+        } else {
+            spdlog::critical("emergency: no shell in this image");
+        }
+    }
+    spdlog::critical("emergency: powering off");
+    Shutdown(ctx.kernel, signals, RB_POWER_OFF, "emergency");
+}
+
+[[noreturn]] void Run() {
+    umask(022);
+    setsid();
+    InitLogging();
+    spdlog::info("peinit starting as PID 1");
+
+    // Before any thread exists, so that every thread inherits the blocked mask.
+    auto signals = SignalQueue::Open();
+    if (!signals) spdlog::critical("signals: {}", signals.error().message());
+    SignalQueue* queue = signals ? &*signals : nullptr;
+
+    static LinuxKernel kernel;
+    // Ctrl-Alt-Del becomes SIGINT to PID 1 instead of an immediate reboot.
+    (void)kernel.Reboot(RB_DISABLE_CAD);
+    static BootContext ctx(kernel);
+
+    if (auto booted = RunStages(BootStages(), ctx); !booted) {
+        Emergency(ctx, queue, booted.error());
+    }
+    spdlog::info("boot complete");
+
+    ServiceRunner services(kernel, ctx.units);
+    services.StartReady();
+    bool announced = false;
+    while (true) {
+        if (!announced && services.AllDone()) {
+            spdlog::info("services done count={}", services.size());
+            announced = true;
+        }
+        if (queue == nullptr) {
+            // Without a signalfd, still reap so orphans never pile up.
+            for (const ChildExit& e : ReapChildren()) services.OnExit(e.pid, e.status);
+            sleep(1);
+            continue;
+        }
+        auto sig = queue->Next(-1);
+        if (!sig || !*sig) continue;
+        switch (**sig) {
+            case SIGCHLD:
+                for (const ChildExit& e : ReapChildren()) {
+                    if (!services.OnExit(e.pid, e.status)) {
+                        spdlog::debug("reaped pid {} ({})", e.pid, DescribeWaitStatus(e.status));
+                    }
+                }
+                break;
+            case SIGTERM:
+                Shutdown(kernel, queue, RB_POWER_OFF, "SIGTERM");
+            case SIGPWR:
+                Shutdown(kernel, queue, RB_POWER_OFF, "SIGPWR");
+            case SIGUSR2:
+                Shutdown(kernel, queue, RB_POWER_OFF, "SIGUSR2");
+            case SIGINT:
+                Shutdown(kernel, queue, RB_AUTOBOOT, "SIGINT");
+            case SIGUSR1:
+                Shutdown(kernel, queue, RB_AUTOBOOT, "SIGUSR1");
+            default:
+                spdlog::info("signal {} ignored", **sig);
+        }
+    }
+}
+
+}  // namespace
+
+void RunPid1() noexcept {
+    try {
+        Run();
+    } catch (const std::exception& e) {
+        // Nothing below throws by design; if something does, PID 1 still must not exit.
+        spdlog::critical("emergency: unexpected exception: {}", e.what());
+    } catch (...) {
+        spdlog::critical("emergency: unexpected exception");
+    }
+    static LinuxKernel kernel;
+    Shutdown(kernel, nullptr, RB_POWER_OFF, "emergency");
+}
+
+}  // namespace peinit

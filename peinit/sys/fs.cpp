@@ -1,0 +1,103 @@
+#include "peinit/sys/fs.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+namespace peinit {
+
+Result<dev_t> DeviceOf(const std::string& path) {
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) return ErrnoErr("stat " + path);
+    return st.st_dev;
+}
+
+Result<bool> IsRamfsOrTmpfs(const std::string& path) {
+    struct statfs sfs;
+    if (statfs(path.c_str(), &sfs) != 0) return ErrnoErr("statfs " + path);
+    return sfs.f_type == RAMFS_MAGIC || sfs.f_type == TMPFS_MAGIC;
+}
+
+bool IsExecutableFile(const std::string& path) {
+    struct stat st;
+    return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111) != 0;
+}
+
+bool WaitForPath(const std::string& path, int timeout_ms) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (access(path.c_str(), F_OK) != 0) {
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return true;
+}
+
+std::vector<std::string> BlockFilesystems(std::string_view text) {
+    std::vector<std::string> out;
+    while (!text.empty()) {
+        size_t eol = text.find('\n');
+        std::string_view line = text.substr(0, eol);
+        text = eol == std::string_view::npos ? std::string_view() : text.substr(eol + 1);
+        // Each line is "nodev\tNAME" or "\tNAME".
+        size_t tab = line.find('\t');
+        if (tab == std::string_view::npos || line.substr(0, tab) == "nodev") continue;
+        std::string_view name = line.substr(tab + 1);
+        if (!name.empty()) out.emplace_back(name);
+    }
+    return out;
+}
+
+namespace {
+
+size_t RemoveChildren(int dirfd, dev_t dev) {
+    size_t failures = 0;
+    DIR* dir = fdopendir(dirfd);
+    if (dir == nullptr) {
+        close(dirfd);
+        return 1;
+    }
+    while (dirent* e = readdir(dir)) {
+        std::string_view name = e->d_name;
+        if (name == "." || name == "..") continue;
+        struct stat st;
+        if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            ++failures;
+            continue;
+        }
+        if (st.st_dev != dev) continue;  // another mount (the new root, /proc...): leave it
+        if (S_ISDIR(st.st_mode)) {
+            int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub < 0) {
+                ++failures;
+                continue;
+            }
+            failures += RemoveChildren(sub, dev);
+            if (unlinkat(dirfd, e->d_name, AT_REMOVEDIR) != 0) ++failures;
+        } else if (unlinkat(dirfd, e->d_name, 0) != 0) {
+            ++failures;
+        }
+    }
+    closedir(dir);  // closes dirfd
+    return failures;
+}
+
+}  // namespace
+
+size_t RemoveTreeOnDevice(const std::string& path) {
+    int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return 1;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return 1;
+    }
+    return RemoveChildren(fd, st.st_dev);
+}
+
+}  // namespace peinit

@@ -1,0 +1,36 @@
+#pragma once
+
+// File-system facts and operations the handoff to the real root needs (switch_root's guards
+// and the emptying of the initramfs).
+
+#include <sys/types.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "peinit/core/result.h"
+
+namespace peinit {
+
+// The device a path lives on (st_dev).
+Result<dev_t> DeviceOf(const std::string& path);
+
+// True when `path` is on a ramfs or tmpfs: the only roots that may be emptied and replaced.
+Result<bool> IsRamfsOrTmpfs(const std::string& path);
+
+// True for an existing regular file with an execute bit.
+bool IsExecutableFile(const std::string& path);
+
+// Waits up to `timeout_ms` for `path` to exist (a block device appearing in devtmpfs).
+bool WaitForPath(const std::string& path, int timeout_ms);
+
+// The file systems of /proc/filesystems text that need a device (lines without "nodev").
+std::vector<std::string> BlockFilesystems(std::string_view proc_filesystems);
+
+// Deletes everything below `dir` that lives on the same device as `dir` itself, without
+// crossing into other mounts (what switch_root does to the initramfs, to free its memory).
+// Best effort: returns the number of entries that could not be removed.
+size_t RemoveTreeOnDevice(const std::string& dir);
+
+}  // namespace peinit

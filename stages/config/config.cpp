@@ -1,0 +1,47 @@
+#include "stages/config/config.h"
+
+#include <spdlog/spdlog.h>
+
+#include "peinit/sys/config_files.h"
+
+namespace peinit {
+
+Result<void> RunConfig(BootContext& ctx) {
+    auto cmdline_text = ReadConfigFile(ctx.paths.CmdlineFile().string());
+    if (!cmdline_text) return cmdline_text.error();
+    ctx.cmdline = ParseCmdline(cmdline_text->text);
+    for (const auto& d : ctx.cmdline.diagnostics) {
+        spdlog::warn("kernel command line: {}, ignoring", d.ToString());
+    }
+
+    ctx.hive = LoadHive(ctx.paths.HiveFile().string());
+    if (ctx.hive.state == HiveState::kFallback) {
+        for (const auto& e : ctx.hive.errors) spdlog::critical("hive: {}", e.ToString());
+        spdlog::critical(
+            "hive {} is not usable: applying the hardened fallback (LockAfterBoot=true, "
+            "AutoLoadPolicy=disabled)",
+            ctx.hive.path);
+    }
+    ctx.policy = ComputeEffectivePolicy(ctx.hive, ctx.cmdline);
+    for (const auto& ignored : ctx.policy.ignored) spdlog::warn("{}", ignored);
+
+    UnitLoad load = LoadUnitDirs({ctx.paths.UnitsDir().string()});
+    for (const auto& e : load.errors) spdlog::error("{}", e.ToString());
+    if (!load.errors.empty()) {
+        return Err(std::to_string(load.errors.size()) +
+                   " error(s) in unit files, first: " + load.errors.front().ToString());
+    }
+    ctx.units = std::move(load.units);
+
+    spdlog::info(
+        "config hive={} lock_after_boot={}({}) autoload={}({}) signing={}({}) units={} "
+        "modules={} services={}",
+        ToString(ctx.hive.state), ctx.policy.lock_after_boot.value,
+        ToString(ctx.policy.lock_after_boot.source), ToString(ctx.policy.autoload.value),
+        ToString(ctx.policy.autoload.source), ToString(ctx.policy.signing.value),
+        ToString(ctx.policy.signing.source), ctx.units.units.size(), ctx.units.ModuleCount(),
+        ctx.units.ServiceCount());
+    return Ok();
+}
+
+}  // namespace peinit

@@ -1,0 +1,47 @@
+#include "stages/early_mounts/early_mounts.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/mount.h>
+
+#include "peinit/sys/kernel.h"
+#include "peinit/sys/log.h"
+
+namespace peinit {
+
+namespace {
+
+struct EarlyMount {
+    const char* source;
+    const char* target;
+    const char* fstype;
+    unsigned long flags;
+    const char* data;
+};
+
+constexpr EarlyMount kEarlyMounts[] = {
+    {"proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""},
+    {"sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""},
+    {"devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755"},
+    {"tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"},
+};
+
+}  // namespace
+
+Result<void> RunEarlyMounts(BootContext& ctx) {
+    for (const EarlyMount& m : kEarlyMounts) {
+        std::string target = ctx.paths.Under(m.target).string();
+        if (auto made = ctx.kernel.MakeDir(target, 0755); !made && made.error().code() != EEXIST) {
+            return made.error();
+        }
+        auto mounted = ctx.kernel.Mount(m.source, target, m.fstype, m.flags, m.data);
+        if (!mounted && mounted.error().code() != EBUSY) return mounted.error();
+    }
+    if (auto made = ctx.kernel.MakeDir(ctx.paths.Under("/run/peinit").string(), 0755);
+        !made && made.error().code() != EEXIST) {
+        return made.error();
+    }
+    // Until now records were buffered; from here every line also reaches the kernel log.
+    return AttachKmsg(ctx.paths.Under("/dev/kmsg").string());
+}
+
+}  // namespace peinit

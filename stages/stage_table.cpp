@@ -1,0 +1,45 @@
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "stages/config/config.h"
+#include "stages/early_mounts/early_mounts.h"
+#include "stages/handoff/handoff.h"
+#include "stages/stage.h"
+
+namespace peinit {
+
+std::span<const Stage> BootStages() {
+    static constexpr Stage kStages[] = {
+        {"early-mounts", Criticality::kFatal, RunEarlyMounts},
+        {"config", Criticality::kFatal, RunConfig},
+        {"handoff", Criticality::kFatal, RunHandoff},
+    };
+    return kStages;
+}
+
+Result<void> RunStages(std::span<const Stage> stages, BootContext& ctx) {
+    for (const Stage& stage : stages) {
+        spdlog::info("stage {} start", stage.name);
+        auto start = std::chrono::steady_clock::now();
+        Result<void> result = stage.run(ctx);
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - start)
+                      .count();
+        if (result) {
+            spdlog::info("stage {} done ok ms={}", stage.name, ms);
+            continue;
+        }
+        if (stage.criticality == Criticality::kDegrade) {
+            spdlog::error("stage {} done failed ms={} error=\"{}\", ignoring", stage.name, ms,
+                          result.error().message());
+            continue;
+        }
+        spdlog::critical("stage {} done failed ms={} error=\"{}\"", stage.name, ms,
+                         result.error().message());
+        return result.error().Context("stage " + std::string(stage.name) + ": ");
+    }
+    return Ok();
+}
+
+}  // namespace peinit
