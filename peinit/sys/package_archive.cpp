@@ -195,6 +195,18 @@ Result<std::vector<ArchiveMember>> ReadArchive(std::span<const std::byte> bytes)
             done += static_cast<std::size_t>(n);
         }
         data_end = header_end + RoundUp(member.data.size());
+        // The block padding after the data must be zeros (as every writer makes it): nothing
+        // rides along in a package that the manifest does not account for.
+        if (data_end > total) {
+            return Reject(PackageReject::kTruncated, "\"" + member.path + "\" is cut short");
+        }
+        auto padding = bytes.subspan(header_end + member.data.size(),
+                                     data_end - header_end - member.data.size());
+        if (!std::all_of(padding.begin(), padding.end(),
+                         [](std::byte b) { return b == std::byte{0}; })) {
+            return Reject(PackageReject::kNotAPackage,
+                          "\"" + member.path + "\" has non-zero padding after its data");
+        }
         members.push_back(std::move(member));
     }
 
