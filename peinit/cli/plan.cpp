@@ -186,6 +186,10 @@ void PrintText(std::ostream& out, const Options& opts, const fs::path& root, con
                 << e.ignored_install_command << "\n";
         }
     }
+    if (!plan.warnings.empty()) {
+        out << "\nwarnings:\n";
+        for (const auto& w : plan.warnings) out << "  " << w << "\n";
+    }
     if (!plan.errors.empty()) {
         out << "\nerrors:\n";
         for (const auto& err : plan.errors) out << "  " << err << "\n";
@@ -210,7 +214,8 @@ void PrintJson(std::ostream& out, const Options& opts, const fs::path& root, con
             << ", \"requested_by\": " << JsonList(e.requested_by)
             << ", \"ignored_install_command\": " << JsonString(e.ignored_install_command) << "}";
     }
-    out << "\n  ],\n  \"errors\": " << JsonList(plan.errors) << "\n}\n";
+    out << "\n  ],\n  \"warnings\": " << JsonList(plan.warnings)
+        << ",\n  \"errors\": " << JsonList(plan.errors) << "\n}\n";
 }
 
 // Adds the command line's modules_load=, modprobe.blacklist= and mod.param= to the input.

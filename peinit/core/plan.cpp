@@ -437,6 +437,7 @@ private:
             }
         }
         plan.errors = std::move(errors);
+        plan.warnings = db_.TakeWarnings();
         return plan;
     }
 

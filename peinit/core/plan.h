@@ -64,6 +64,9 @@ public:
     virtual Result<std::vector<std::string>> Lookup(std::string_view name_or_alias) = 0;
     // Describes a module by a name returned by Lookup or listed as a dependency.
     virtual Result<ModuleRecord> Describe(std::string_view name) = 0;
+    // Problems the db noticed but worked around since the last call (e.g. an index naming a
+    // file that is not there); they end up in Plan::warnings.
+    virtual std::vector<std::string> TakeWarnings() { return {}; }
 };
 
 // One module the boot wants.
@@ -133,6 +136,8 @@ struct Plan {
     // One message per unsatisfied request and per cycle, e.g. "ext4: dependency jbd2 is
     // blacklisted (modprobe.d/fixture.conf:3 blacklist jbd2) via unit storage.toml -> ext4".
     std::vector<std::string> errors;
+    // Non-fatal problems reported by the db (ModuleDb::TakeWarnings).
+    std::vector<std::string> warnings;
 
     bool ok() const { return errors.empty(); }
     const PlanEntry* Find(std::string_view name) const;

@@ -1,7 +1,10 @@
 #include "peinit/sys/kmod.h"
 
 #include <sys/stat.h>
+#include <syslog.h>
 
+#include <cstdarg>
+#include <cstdio>
 #include <algorithm>
 #include <cerrno>
 #include <fstream>
@@ -52,12 +55,25 @@ std::vector<std::string> WithoutCmdline(std::vector<std::string> all,
     return all;
 }
 
-Result<KmodCtxPtr> NewContext(const fs::path& module_dir, const std::vector<std::string>& configs) {
+// libkmod's log callback: keeps errors (and worse) for TakeDiagnostics, drops the rest.
+void CollectLog(void* data, int priority, const char* /*file*/, int /*line*/, const char* fn,
+                const char* format, va_list args) {
+    if (priority > LOG_ERR) return;
+    char buf[1024];
+    std::vsnprintf(buf, sizeof buf, format, args);
+    std::string message = std::string("libkmod: ") + (fn ? fn : "") + ": " + buf;
+    while (!message.empty() && message.back() == '\n') message.pop_back();
+    static_cast<std::vector<std::string>*>(data)->push_back(std::move(message));
+}
+
+Result<KmodCtxPtr> NewContext(const fs::path& module_dir, const std::vector<std::string>& configs,
+                              std::vector<std::string>* diagnostics) {
     std::vector<const char*> paths;
     for (const auto& c : configs) paths.push_back(c.c_str());
     paths.push_back(nullptr);  // an empty (non-null) list means "no configuration files"
     KmodCtxPtr ctx(kmod_new(module_dir.c_str(), paths.data()));
     if (!ctx) return ErrnoErr("kmod_new(" + module_dir.string() + ")", errno ? errno : ENOMEM);
+    kmod_set_log_fn(ctx.get(), CollectLog, diagnostics);
     return ctx;
 }
 
@@ -215,8 +231,9 @@ Result<std::unique_ptr<Kmod>> Kmod::Open(const fs::path& root, std::string_view 
         return Err(kmod->module_dir_.string() + ": no modules.dep (run depmod -b)", ENOENT);
     }
     for (const auto& dir : ConfigDirs(kmod->root_)) kmod->config_dir_strings_.push_back(dir);
-    kmod->ctx_ = PEINIT_TRY(NewContext(kmod->module_dir_, kmod->config_dir_strings_));
-    kmod->cmdline_ctx_ = PEINIT_TRY(NewContext(kmod->module_dir_, {}));
+    kmod->ctx_ = PEINIT_TRY(NewContext(kmod->module_dir_, kmod->config_dir_strings_,
+                                             kmod->diagnostics_.get()));
+    kmod->cmdline_ctx_ = PEINIT_TRY(NewContext(kmod->module_dir_, {}, kmod->diagnostics_.get()));
     // Maps the indexes once instead of per lookup; libkmod falls back to the text files when
     // a binary index is missing, so a failure here is not fatal.
     (void)kmod_load_resources(kmod->ctx_.get());
@@ -247,6 +264,12 @@ Result<KmodModule> Kmod::FromName(std::string_view name) const {
     return KmodModule(this, KmodModulePtr(raw));
 }
 
+std::vector<std::string> Kmod::TakeDiagnostics() const {
+    std::vector<std::string> out;
+    out.swap(*diagnostics_);
+    return out;
+}
+
 bool Kmod::IsBlacklisted(std::string_view name) const {
     std::string wanted = NormalizeModuleName(name);
     return std::find(blacklist_.begin(), blacklist_.end(), wanted) != blacklist_.end();
@@ -258,7 +281,7 @@ std::optional<ConfigSource> Kmod::FindSource(std::string_view directive,
     std::vector<fs::path> dirs(config_dir_strings_.begin(), config_dir_strings_.end());
     std::vector<std::string> cmdline = BlacklistOf(cmdline_ctx_.get());
     for (const auto& file : EffectiveConfigFiles(dirs)) {
-        auto ctx = NewContext(module_dir_, {file.string()});
+        auto ctx = NewContext(module_dir_, {file.string()}, diagnostics_.get());
         if (!ctx) continue;
         std::vector<std::string> keys = directive == "install"
                                             ? InstallKeysOf(ctx->get())

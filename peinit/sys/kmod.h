@@ -123,6 +123,10 @@ public:
     // `modprobe.blacklist=`.
     const std::vector<std::string>& Blacklist() const { return blacklist_; }
     bool IsBlacklisted(std::string_view name) const;
+    // libkmod's error messages since the last call (it otherwise prints them to stderr, which
+    // PID 1 does not own), e.g. a modules.dep line naming a .ko that is not there: libkmod then
+    // drops that dependency from Dependencies(), so callers should report these.
+    std::vector<std::string> TakeDiagnostics() const;
     // Which configuration file holds `directive` ("blacklist" or "install") for module `name`,
     // found by asking libkmod about each file on its own. nullopt when no file does.
     std::optional<ConfigSource> FindSource(std::string_view directive,
@@ -139,6 +143,9 @@ private:
     // A context with no configuration files: what libkmod adds from /proc/cmdline.
     KmodCtxPtr cmdline_ctx_;
     std::vector<std::string> blacklist_;
+    // Heap-allocated so its address, given to libkmod's log callback, survives moves.
+    std::unique_ptr<std::vector<std::string>> diagnostics_ =
+        std::make_unique<std::vector<std::string>>();
 };
 
 // ModuleDb (peinit/core/plan.h) backed by a Kmod tree: what `peinit plan` and the boot-time
@@ -151,6 +158,7 @@ public:
 
     Result<std::vector<std::string>> Lookup(std::string_view name_or_alias) override;
     Result<ModuleRecord> Describe(std::string_view name) override;
+    std::vector<std::string> TakeWarnings() override { return kmod_->TakeDiagnostics(); }
 
     const Kmod& kmod() const { return *kmod_; }
 

@@ -1,0 +1,480 @@
+// The module planner (peinit/core/plan.h): mostly real libkmod (KmodDb) on the synthetic tree
+// tests/fixtures/roots/basic, plus a small in-memory db for graph shapes depmod cannot produce,
+// and `peinit plan` run as a process.
+
+#include "peinit/core/plan.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "peinit/sys/kmod.h"
+#include "tests/unit/fixture_roots.h"
+
+namespace peinit {
+namespace {
+
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAre;
+
+class PlanTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        root_ = testing::FixtureRoot("basic");
+        ASSERT_FALSE(root_.empty());
+        auto db = KmodDb::Open(root_, testing::kFixtureKver);
+        ASSERT_TRUE(db) << db.error().message();
+        db_ = std::move(*db);
+    }
+
+    Plan Build(const PlanInput& input) {
+        auto plan = BuildPlan(*db_, input);
+        EXPECT_TRUE(plan) << plan.error().message();
+        return plan ? *plan : Plan{};
+    }
+
+    Plan Request(const std::vector<std::string>& names, PlanInput input = {}) {
+        for (const auto& n : names) input.requests.push_back({n, "unit storage.toml", "", false});
+        return Build(input);
+    }
+
+    static const PlanEntry& Entry(const Plan& plan, const std::string& name) {
+        static const PlanEntry kNone{};
+        const PlanEntry* e = plan.Find(name);
+        EXPECT_NE(e, nullptr) << name << " not in plan";
+        return e ? *e : kNone;
+    }
+
+    static std::size_t Pos(const Plan& plan, const std::string& name) {
+        std::size_t i = plan.IndexOf(name);
+        EXPECT_LT(i, plan.entries.size()) << name << " not in plan";
+        return i;
+    }
+
+    static std::vector<std::string> Names(const Plan& plan, ModuleStatus status) {
+        std::vector<std::string> out;
+        for (const auto& e : plan.entries) {
+            if (e.status == status) out.push_back(e.name);
+        }
+        return out;
+    }
+
+    // Every loadable entry comes after everything it waits for, and waits for all its loadable
+    // hard dependencies and soft pre dependencies.
+    static void ExpectValidOrder(const Plan& plan) {
+        std::set<std::string> seen;
+        for (std::size_t i = 0; i < plan.entries.size(); ++i) {
+            const auto& e = plan.entries[i];
+            if (!e.Loadable()) continue;
+            for (std::size_t w : e.waits_for) {
+                EXPECT_LT(w, i) << e.name << " waits for a later entry";
+                EXPECT_TRUE(plan.entries[w].Loadable());
+            }
+            for (const auto& dep : e.hard_deps) {
+                EXPECT_TRUE(seen.count(dep)) << e.name << " before its dependency " << dep;
+            }
+            for (const auto& dep : e.soft_pre) {
+                const PlanEntry* d = plan.Find(dep);
+                if (d && d->Loadable()) {
+                    EXPECT_TRUE(seen.count(dep)) << e.name << " before " << dep;
+                }
+            }
+            seen.insert(e.name);
+        }
+        // No name twice.
+        std::set<std::string> names;
+        for (const auto& e : plan.entries) EXPECT_TRUE(names.insert(e.name).second) << e.name;
+    }
+
+    std::filesystem::path root_;
+    std::unique_ptr<KmodDb> db_;
+};
+
+TEST_F(PlanTest, DependenciesComeFirst) {
+    Plan plan = Request({"ext4"});
+    EXPECT_TRUE(plan.ok()) << ::testing::PrintToString(plan.errors);
+    ExpectValidOrder(plan);
+    EXPECT_THAT(Names(plan, ModuleStatus::kLoad),
+                UnorderedElementsAre("crc32c_generic", "crc32c_intel", "jbd2", "mbcache", "crc16",
+                                     "ext4"));
+    EXPECT_EQ(plan.entries.back().name, "ext4");
+    const auto& ext4 = Entry(plan, "ext4");
+    EXPECT_THAT(ext4.hard_deps, UnorderedElementsAre("jbd2", "mbcache", "crc16"));
+    EXPECT_THAT(ext4.soft_pre, UnorderedElementsAre("crc32c_generic", "crc32c_intel"));
+    EXPECT_EQ(ext4.path,
+              (root_ / "lib/modules" / testing::kFixtureKver / "kernel/fs/ext4/ext4.ko").string());
+    EXPECT_THAT(ext4.requested_by, ElementsAre("unit storage.toml"));
+    EXPECT_THAT(Entry(plan, "jbd2").requested_by, ElementsAre("unit storage.toml -> ext4"));
+    std::vector<std::string> waits;
+    for (std::size_t w : ext4.waits_for) waits.push_back(plan.entries[w].name);
+    EXPECT_THAT(waits, UnorderedElementsAre("crc32c_generic", "crc32c_intel", "jbd2", "mbcache",
+                                            "crc16"));
+    EXPECT_THAT(Entry(plan, "jbd2").waits_for, IsEmpty());
+}
+
+TEST_F(PlanTest, AliasRequestsResolveToTheModule) {
+    Plan plan = Request({"fs-ext4"});
+    EXPECT_TRUE(plan.ok());
+    EXPECT_THAT(Entry(plan, "ext4").requested_by,
+                ElementsAre("unit storage.toml -> alias fs-ext4"));
+    EXPECT_THAT(Entry(plan, "mbcache").requested_by,
+                ElementsAre("unit storage.toml -> alias fs-ext4 -> ext4"));
+    // An alias several modules provide plans all of them, like modprobe.
+    Plan crc = Request({"crc32c"});
+    EXPECT_THAT(Names(crc, ModuleStatus::kLoad),
+                UnorderedElementsAre("crc32c_generic", "crc32c_intel"));
+}
+
+TEST_F(PlanTest, SoftDependenciesPreBeforePostAfter) {
+    Plan plan = Request({"soft_main"});
+    EXPECT_TRUE(plan.ok());
+    ExpectValidOrder(plan);
+    EXPECT_LT(Pos(plan, "soft_pre"), Pos(plan, "soft_main"));
+    EXPECT_GT(Pos(plan, "soft_post"), Pos(plan, "soft_main"));
+    const auto& post = Entry(plan, "soft_post");
+    EXPECT_THAT(post.waits_for, ElementsAre(Pos(plan, "soft_main")));
+    EXPECT_THAT(Entry(plan, "soft_main").soft_post, ElementsAre("soft_post"));
+}
+
+TEST_F(PlanTest, SoftDependenciesFromModprobeDIncludingABuiltin) {
+    Plan plan = Request({"soft_conf"});
+    EXPECT_TRUE(plan.ok());
+    ExpectValidOrder(plan);
+    EXPECT_EQ(Entry(plan, "builtin_core").status, ModuleStatus::kBuiltin);
+    EXPECT_EQ(Entry(plan, "builtin_core").path, "");
+    EXPECT_LT(Pos(plan, "soft_pre"), Pos(plan, "soft_conf"));
+    EXPECT_LT(Pos(plan, "builtin_core"), Pos(plan, "soft_conf"));
+    EXPECT_GT(Pos(plan, "soft_post"), Pos(plan, "soft_conf"));
+}
+
+TEST_F(PlanTest, BuiltinsCountAsLoaded) {
+    Plan plan = Request({"builtin_core", "fs-builtinfs"});
+    EXPECT_TRUE(plan.ok());
+    EXPECT_THAT(Names(plan, ModuleStatus::kBuiltin),
+                UnorderedElementsAre("builtin_core", "builtin_fs"));
+    EXPECT_THAT(Names(plan, ModuleStatus::kLoad), IsEmpty());
+}
+
+TEST_F(PlanTest, OptionsMergeModprobeDThenCmdlineThenRequest) {
+    PlanInput input;
+    input.options.push_back({"opt-mod", "b=5"});
+    input.options.push_back({"ext4", "unrelated=1"});
+    input.requests.push_back({"opt_mod", "unit opt.toml", "d=4", false});
+    Plan plan = Build(input);
+    EXPECT_TRUE(plan.ok());
+    EXPECT_EQ(Entry(plan, "opt_mod").options, "a=1 b=2 c=3 b=5 d=4");
+}
+
+TEST_F(PlanTest, ModprobeDBlacklistDeniesAnExplicitRequest) {
+    Plan plan = Request({"bl_conf"});
+    EXPECT_FALSE(plan.ok());
+    const auto& e = Entry(plan, "bl_conf");
+    EXPECT_EQ(e.status, ModuleStatus::kBlacklisted);
+    EXPECT_EQ(e.reason, "/etc/modprobe.d/fixture.conf:3 blacklist bl_conf");
+    EXPECT_THAT(plan.errors, ElementsAre("bl_conf: blacklisted (/etc/modprobe.d/fixture.conf:3 "
+                                         "blacklist bl_conf), requested by unit storage.toml"));
+}
+
+TEST_F(PlanTest, ModprobeDBlacklistDeniesADependencyAndNamesIt) {
+    Plan plan = Request({"bl_conf_top"});
+    EXPECT_FALSE(plan.ok());
+    EXPECT_THAT(Names(plan, ModuleStatus::kLoad), IsEmpty());
+    EXPECT_THAT(plan.errors,
+                ElementsAre("bl_conf_top: dependency bl_conf is blacklisted "
+                            "(/etc/modprobe.d/fixture.conf:3 blacklist bl_conf) via unit "
+                            "storage.toml -> bl_conf_top"));
+    EXPECT_EQ(Entry(plan, "bl_conf_user").status, ModuleStatus::kSkipped);
+    EXPECT_EQ(Entry(plan, "bl_conf").status, ModuleStatus::kBlacklisted);
+}
+
+TEST_F(PlanTest, InstallFalseIsABlacklist) {
+    Plan direct = Request({"bl_false"});
+    EXPECT_EQ(Entry(direct, "bl_false").status, ModuleStatus::kBlacklisted);
+    EXPECT_THAT(direct.errors, ElementsAre(HasSubstr("install bl_false /bin/false")));
+    Plan dep = Request({"bl_false_user"});
+    EXPECT_THAT(dep.errors, ElementsAre("bl_false_user: dependency bl_false is blacklisted "
+                                        "(/etc/modprobe.d/fixture.conf:4 install bl_false "
+                                        "/bin/false) via unit storage.toml -> bl_false_user"));
+}
+
+TEST_F(PlanTest, CmdlineBlacklistDirectAndAsDependency) {
+    PlanInput input;
+    input.blacklist.push_back({"bl-cmd", "kernel command line modprobe.blacklist=bl-cmd"});
+    Plan direct = Request({"bl_cmd"}, input);
+    EXPECT_EQ(Entry(direct, "bl_cmd").status, ModuleStatus::kBlacklisted);
+    EXPECT_EQ(Entry(direct, "bl_cmd").reason, "kernel command line modprobe.blacklist=bl-cmd");
+    EXPECT_FALSE(direct.ok());
+    Plan dep = Request({"bl_cmd_user"}, input);
+    EXPECT_THAT(dep.errors, ElementsAre("bl_cmd_user: dependency bl_cmd is blacklisted (kernel "
+                                        "command line modprobe.blacklist=bl-cmd) via unit "
+                                        "storage.toml -> bl_cmd_user"));
+}
+
+TEST_F(PlanTest, HiveBlacklistDirectAndAsDependency) {
+    PlanInput input;
+    input.blacklist.push_back({"bl_hive", "hive Machine\\System\\Modules\\Blacklist"});
+    Plan direct = Request({"bl_hive"}, input);
+    EXPECT_EQ(Entry(direct, "bl_hive").status, ModuleStatus::kBlacklisted);
+    EXPECT_FALSE(direct.ok());
+    Plan dep = Request({"bl_hive_user"}, input);
+    ASSERT_EQ(dep.errors.size(), 1u);
+    EXPECT_THAT(dep.errors[0], HasSubstr("dependency bl_hive is blacklisted (hive "
+                                         "Machine\\System\\Modules\\Blacklist)"));
+    EXPECT_EQ(Entry(dep, "bl_hive_user").status, ModuleStatus::kSkipped);
+}
+
+TEST_F(PlanTest, DeniedHardDependencyLeavesTheRestOfItsClosureUnloaded) {
+    // Like modprobe, nothing of a module that cannot load is loaded on its behalf.
+    PlanInput input;
+    input.blacklist.push_back({"jbd2", "kernel command line modprobe.blacklist=jbd2"});
+    Plan plan = Request({"ext4", "soft_main"}, input);
+    EXPECT_THAT(plan.errors, ElementsAre("ext4: dependency jbd2 is blacklisted (kernel command "
+                                         "line modprobe.blacklist=jbd2) via unit storage.toml "
+                                         "-> ext4"));
+    EXPECT_THAT(Names(plan, ModuleStatus::kLoad),
+                UnorderedElementsAre("soft_pre", "soft_main", "soft_post"));
+    EXPECT_EQ(Entry(plan, "mbcache").status, ModuleStatus::kSkipped);
+    EXPECT_EQ(Entry(plan, "mbcache").reason, "only wanted by ext4, which will not load");
+    EXPECT_EQ(Entry(plan, "crc32c_intel").status, ModuleStatus::kSkipped);
+}
+
+TEST_F(PlanTest, DeniedSoftDependencyIsLeftOut) {
+    PlanInput input;
+    input.blacklist.push_back({"crc32c-intel", "kernel command line modprobe.blacklist="});
+    Plan plan = Request({"ext4"}, input);
+    EXPECT_TRUE(plan.ok()) << ::testing::PrintToString(plan.errors);
+    EXPECT_EQ(Entry(plan, "crc32c_intel").status, ModuleStatus::kBlacklisted);
+    EXPECT_EQ(Entry(plan, "crc32c_generic").status, ModuleStatus::kLoad);
+    EXPECT_EQ(Entry(plan, "ext4").status, ModuleStatus::kLoad);
+    ExpectValidOrder(plan);
+}
+
+TEST_F(PlanTest, SoftDependencyCycleIsAnError) {
+    Plan plan = Request({"cyc_user"});
+    EXPECT_THAT(plan.errors, Contains("dependency cycle: cyc_a -> cyc_b -> cyc_a"));
+    EXPECT_THAT(plan.errors,
+                Contains("cyc_user: dependency cyc_a is in dependency cycle cyc_a -> cyc_b -> "
+                         "cyc_a via unit storage.toml -> cyc_user"));
+    EXPECT_EQ(Entry(plan, "cyc_a").status, ModuleStatus::kSkipped);
+    EXPECT_EQ(Entry(plan, "cyc_b").status, ModuleStatus::kSkipped);
+    EXPECT_THAT(Names(plan, ModuleStatus::kLoad), IsEmpty());
+}
+
+TEST_F(PlanTest, MissingModules) {
+    Plan plan = Request({"no_such_module", "ghost-alias", "gone_dep"});
+    EXPECT_EQ(Entry(plan, "no_such_module").status, ModuleStatus::kMissing);
+    EXPECT_EQ(Entry(plan, "ghost_mod").status, ModuleStatus::kMissing);
+    EXPECT_EQ(Entry(plan, "gone_dep").status, ModuleStatus::kMissing);
+    EXPECT_THAT(Entry(plan, "gone_dep").reason, HasSubstr("gone_dep.ko does not exist"));
+    EXPECT_THAT(plan.errors,
+                ElementsAre("no_such_module: missing (no module or alias named no_such_module "
+                            "in the module tree), requested by unit storage.toml",
+                            "ghost_mod: missing (not in the module tree), requested by unit "
+                            "storage.toml -> alias ghost-alias",
+                            HasSubstr("gone_dep: missing (")));
+    EXPECT_THAT(Names(plan, ModuleStatus::kLoad), IsEmpty());
+}
+
+TEST_F(PlanTest, IndexNamingAMissingDependencyIsAWarning) {
+    // libkmod drops a modules.dep entry whose file is gone (so gone_user appears to have no
+    // dependencies); the plan carries libkmod's complaint instead of hiding it.
+    Plan plan = Request({"gone_user"});
+    EXPECT_THAT(plan.warnings, Contains(HasSubstr("gone_dep.ko")));
+    Plan clean = Request({"ext4"});
+    EXPECT_THAT(clean.warnings, IsEmpty());
+}
+
+TEST_F(PlanTest, OptionalMissingModuleIsNotAnError) {
+    PlanInput input;
+    input.requests.push_back({"no_such_module", "unit extra.toml", "", true});
+    input.requests.push_back({"bl_conf", "unit extra.toml", "", true});
+    Plan plan = Build(input);
+    EXPECT_EQ(Entry(plan, "no_such_module").status, ModuleStatus::kMissing);
+    // Optional only forgives absence: a denied module is still an error.
+    EXPECT_THAT(plan.errors, ElementsAre(HasSubstr("bl_conf: blacklisted")));
+}
+
+TEST_F(PlanTest, EachModuleOnceWhateverReachesIt) {
+    PlanInput input;
+    input.requests.push_back({"dia_top", "unit a.toml", "", false});
+    input.requests.push_back({"dia-left", "unit b.toml", "", false});
+    input.requests.push_back({"dia_top", "modules_load=", "", false});
+    Plan plan = Build(input);
+    EXPECT_TRUE(plan.ok());
+    ExpectValidOrder(plan);
+    EXPECT_EQ(plan.entries.size(), 4u);
+    EXPECT_THAT(Entry(plan, "dia_top").requested_by, ElementsAre("unit a.toml", "modules_load="));
+    EXPECT_THAT(Entry(plan, "dia_base").requested_by,
+                UnorderedElementsAre("unit a.toml -> dia_top", "unit b.toml -> dia_left",
+                                     "unit a.toml -> dia_top -> dia_right"));
+    EXPECT_EQ(Pos(plan, "dia_base"), 0u);
+    EXPECT_EQ(Pos(plan, "dia_top"), 3u);
+}
+
+TEST_F(PlanTest, ForeignInstallCommandIsReportedNotRun) {
+    Plan plan = Request({"odd_install"});
+    EXPECT_TRUE(plan.ok());
+    EXPECT_EQ(Entry(plan, "odd_install").status, ModuleStatus::kLoad);
+    EXPECT_THAT(Entry(plan, "odd_install").ignored_install_command,
+                HasSubstr("--ignore-install odd_install"));
+}
+
+TEST_F(PlanTest, Deterministic) {
+    PlanInput input;
+    for (const char* m : {"ext4", "dia_top", "soft_conf", "bl_conf_top", "cyc_user"}) {
+        input.requests.push_back({m, "unit all.toml", "", false});
+    }
+    Plan a = Build(input);
+    auto other_db = KmodDb::Open(root_, testing::kFixtureKver);
+    ASSERT_TRUE(other_db);
+    auto b = BuildPlan(**other_db, input);
+    ASSERT_TRUE(b);
+    ASSERT_EQ(a.entries.size(), b->entries.size());
+    for (std::size_t i = 0; i < a.entries.size(); ++i) {
+        EXPECT_EQ(a.entries[i].name, b->entries[i].name);
+        EXPECT_EQ(a.entries[i].waits_for, b->entries[i].waits_for);
+        EXPECT_EQ(a.entries[i].reason, b->entries[i].reason);
+    }
+    EXPECT_EQ(a.errors, b->errors);
+}
+
+// A db whose graphs depmod cannot produce: non-transitive hard deps, post cycles.
+class MemoryDb : public ModuleDb {
+public:
+    ModuleRecord& Add(const std::string& name) {
+        ModuleRecord& r = modules_[name];
+        r.name = name;
+        r.path = "/lib/modules/x/" + name + ".ko";
+        return r;
+    }
+    Result<std::vector<std::string>> Lookup(std::string_view name) override {
+        if (modules_.count(std::string(name))) return std::vector<std::string>{std::string(name)};
+        return std::vector<std::string>{};
+    }
+    Result<ModuleRecord> Describe(std::string_view name) override {
+        auto it = modules_.find(std::string(name));
+        if (it == modules_.end()) return Err("unknown module " + std::string(name));
+        return it->second;
+    }
+
+private:
+    std::map<std::string, ModuleRecord> modules_;
+};
+
+TEST(PlanMemoryDb, SkipNamesTheRootCauseThroughIntermediateModules) {
+    MemoryDb db;
+    db.Add("top").hard_deps = {"mid"};
+    db.Add("mid").hard_deps = {"low"};
+    db.Add("low").denied_by = "hive Blacklist";
+    PlanInput input;
+    input.requests.push_back({"top", "unit t.toml", "", false});
+    auto plan = BuildPlan(db, input);
+    ASSERT_TRUE(plan);
+    EXPECT_THAT(plan->errors, ElementsAre("top: dependency low is blacklisted (hive Blacklist) "
+                                          "via unit t.toml -> top"));
+    EXPECT_THAT(plan->Find("mid")->reason,
+                "dependency low is blacklisted (hive Blacklist) via unit t.toml -> top -> mid");
+}
+
+TEST(PlanMemoryDb, PostCycleAndSelfCycle) {
+    MemoryDb db;
+    db.Add("a").soft_post = {"b"};
+    db.Add("b").soft_post = {"a"};
+    db.Add("self").soft_pre = {"self"};
+    db.Add("fine");
+    PlanInput input;
+    for (const char* m : {"a", "self", "fine"}) input.requests.push_back({m, "test", "", false});
+    auto plan = BuildPlan(db, input);
+    ASSERT_TRUE(plan);
+    EXPECT_THAT(plan->errors, Contains("dependency cycle: a -> b -> a"));
+    EXPECT_THAT(plan->errors, Contains("dependency cycle: self -> self"));
+    EXPECT_EQ(plan->Find("fine")->status, ModuleStatus::kLoad);
+    EXPECT_EQ(plan->Find("b")->status, ModuleStatus::kSkipped);
+}
+
+TEST(PlanMemoryDb, DbFailureIsAnError) {
+    MemoryDb db;
+    db.Add("a").hard_deps = {"vanished"};
+    PlanInput input;
+    input.requests.push_back({"a", "test", "", false});
+    auto plan = BuildPlan(db, input);
+    ASSERT_FALSE(plan);
+    EXPECT_THAT(plan.error().message(), HasSubstr("vanished"));
+}
+
+// `peinit plan` as a process.
+class PlanCliTest : public PlanTest {
+protected:
+    testing::CommandResult Run(std::vector<std::string> args) {
+        args.insert(args.begin(), {testing::PeinitBinary().string(), "plan"});
+        return testing::RunCommand(args);
+    }
+    std::vector<std::string> Base() {
+        return {"--root", root_.string(), "--kver", testing::kFixtureKver};
+    }
+};
+
+TEST_F(PlanCliTest, PrintsModulesInLoadOrder) {
+    ASSERT_TRUE(std::filesystem::exists(testing::PeinitBinary())) << testing::PeinitBinary();
+    auto args = Base();
+    args.insert(args.end(), {"--module", "ext4", "--cmdline", "opt_mod.b=5 modules_load=opt_mod"});
+    auto r = Run(args);
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    auto jbd2 = r.out.find(". jbd2\n");
+    auto ext4 = r.out.find(". ext4\n");
+    ASSERT_NE(jbd2, std::string::npos) << r.out;
+    ASSERT_NE(ext4, std::string::npos) << r.out;
+    EXPECT_LT(jbd2, ext4);
+    std::string kver = testing::kFixtureKver;
+    EXPECT_THAT(r.out, HasSubstr("   path:       /lib/modules/" + kver +
+                                 "/kernel/fs/ext4/ext4.ko\n"));
+    EXPECT_THAT(r.out, HasSubstr("   options:    a=1 b=2 c=3 b=5\n"));
+    EXPECT_THAT(r.out, HasSubstr("   wanted by:  modules_load=\n"));
+    EXPECT_THAT(r.out, HasSubstr("   status:     load\n"));
+    // Same input, same bytes.
+    EXPECT_EQ(Run(args).out, r.out);
+}
+
+TEST_F(PlanCliTest, ExitsOneAndExplainsWhenSomethingIsDenied) {
+    auto args = Base();
+    args.insert(args.end(), {"--module", "bl_conf_top", "--cmdline", "modprobe.blacklist=jbd2",
+                             "--module", "ext4"});
+    auto r = Run(args);
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_THAT(r.out, HasSubstr("errors:\n  bl_conf_top: dependency bl_conf is blacklisted "
+                                 "(/etc/modprobe.d/fixture.conf:3 blacklist bl_conf) via "
+                                 "--module -> bl_conf_top\n"));
+    EXPECT_THAT(r.out, HasSubstr("  ext4: dependency jbd2 is blacklisted (kernel command line "
+                                 "modprobe.blacklist=jbd2) via --module -> ext4\n"));
+}
+
+TEST_F(PlanCliTest, Json) {
+    auto args = Base();
+    args.insert(args.end(), {"--module", "soft_main", "--module", "nope", "--json"});
+    auto r = Run(args);
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_THAT(r.out, HasSubstr("\"ok\": false"));
+    EXPECT_THAT(r.out, HasSubstr("{\"name\": \"soft_post\", \"status\": \"load\""));
+    EXPECT_THAT(r.out, HasSubstr("\"waits_for\": [\"soft_main\"]"));
+    EXPECT_THAT(r.out, HasSubstr("{\"name\": \"nope\", \"status\": \"missing\""));
+}
+
+TEST_F(PlanCliTest, UsageAndIoErrorsExitTwo) {
+    EXPECT_EQ(Run({"--help"}).status, 0);
+    EXPECT_THAT(Run({"--help"}).out, HasSubstr("usage: peinit plan"));
+    EXPECT_EQ(Run({"--root", root_.string()}).status, 2);                       // no --kver
+    EXPECT_EQ(Run({"--kver", "1", "--root", "/nonexistent-root"}).status, 2);  // no tree
+    auto bad = Base();
+    bad.push_back("--frobnicate");
+    EXPECT_EQ(Run(bad).status, 2);
+    EXPECT_EQ(Run(Base()).status, 0);  // nothing requested: an empty, valid plan
+}
+
+}  // namespace
+}  // namespace peinit
