@@ -48,8 +48,8 @@ Result<Layout> SplitLayout(std::vector<ArchiveMember>& members) {
         PEINIT_TRY(ValidatePayloadPath(m.path));
     }
     if (layout.manifest->data.size() > kMaxManifestBytes) {
-        return Reject(PackageReject::kTooLarge, "MANIFEST is larger than " +
-                                                    std::to_string(kMaxManifestBytes) + " bytes");
+        return Reject(PackageReject::kTooLarge,
+                      "MANIFEST is larger than " + std::to_string(kMaxManifestBytes) + " bytes");
     }
     return layout;
 }
@@ -81,8 +81,7 @@ Result<void> CheckPayload(const Manifest& manifest, std::span<const ArchiveMembe
     }
     for (std::size_t i = 0; i < payload.size(); ++i) {
         if (index_of[i] != i) {
-            return Reject(PackageReject::kBadLayout,
-                          payload[i].path + " is out of manifest order");
+            return Reject(PackageReject::kBadLayout, payload[i].path + " is out of manifest order");
         }
     }
     for (std::size_t i = 0; i < payload.size(); ++i) {
@@ -132,8 +131,8 @@ Result<std::vector<std::byte>> ReadFileOnce(const std::filesystem::path& path,
     while (true) {
         if (done == data.size()) {
             if (data.size() > max_bytes) {
-                return Err(path.string() + ": grew past the limit of " +
-                           std::to_string(max_bytes) + " bytes while being read");
+                return Err(path.string() + ": grew past the limit of " + std::to_string(max_bytes) +
+                           " bytes while being read");
             }
             data.resize(std::max<std::size_t>(data.size() * 2, 4096));
         }
@@ -183,9 +182,9 @@ Result<VerifiedPackage> VerifyPackage(std::span<const std::byte> bytes, const Tr
 
     Manifest manifest = PEINIT_TRY(ParseManifest(AsText(layout.manifest->data)));
     if (kernel_release && *kernel_release != manifest.kernel_release) {
-        return Reject(PackageReject::kWrongKernelRelease,
-                      "built for " + manifest.kernel_release + ", this kernel is " +
-                          *kernel_release);
+        return Reject(
+            PackageReject::kWrongKernelRelease,
+            "built for " + manifest.kernel_release + ", this kernel is " + *kernel_release);
     }
     PEINIT_TRY(CheckPayload(manifest, layout.payload));
 
@@ -230,9 +229,9 @@ Result<std::vector<std::byte>> CreatePackage(const PackageSpec& spec, const Sign
             return Reject(PackageReject::kDuplicatePath, in->path + " given twice");
         }
         if (in->bytes.size() > kMaxPayloadFileBytes) {
-            return Reject(PackageReject::kTooLarge,
-                          in->path + " is larger than " + std::to_string(kMaxPayloadFileBytes) +
-                              " bytes");
+            return Reject(
+                PackageReject::kTooLarge,
+                in->path + " is larger than " + std::to_string(kMaxPayloadFileBytes) + " bytes");
         }
         manifest.files.push_back({in->path, in->bytes.size(), Sha256Of(in->bytes)});
     }

@@ -42,13 +42,13 @@ Result<std::vector<std::byte>> ReadFileOnce(const std::filesystem::path& path,
 // One verified payload file. Its bytes are the exact bytes whose SHA-256 matched the signed
 // manifest.
 class VerifiedFile {
-public:
-    const std::string& path() const { return path_; }          // "modules/.../foo.ko"
+  public:
+    const std::string& path() const { return path_; }                    // "modules/.../foo.ko"
     std::string module_name() const { return ModuleNameOfPath(path_); }  // "foo"
     const Sha256Digest& sha256() const { return sha256_; }
     std::span<const std::byte> bytes() const { return bytes_; }
 
-private:
+  private:
     friend Result<VerifiedPackage> VerifyPackage(std::span<const std::byte>, const TrustStore&,
                                                  std::optional<std::string>);
     VerifiedFile() = default;
@@ -60,7 +60,7 @@ private:
 // A package whose signature, manifest and every payload hash were checked. Move-only: it owns
 // the payload bytes, and copies of them have no use.
 class VerifiedPackage {
-public:
+  public:
     VerifiedPackage(VerifiedPackage&&) = default;
     VerifiedPackage& operator=(VerifiedPackage&&) = default;
     VerifiedPackage(const VerifiedPackage&) = delete;
@@ -76,7 +76,7 @@ public:
     // The payload file providing module `module_name` ('-' and '_' equivalent), or nullptr.
     const VerifiedFile* FindModule(std::string_view module_name) const;
 
-private:
+  private:
     friend Result<VerifiedPackage> VerifyPackage(std::span<const std::byte>, const TrustStore&,
                                                  std::optional<std::string>);
     VerifiedPackage() = default;

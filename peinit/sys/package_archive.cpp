@@ -108,8 +108,7 @@ Result<std::vector<std::byte>> WriteArchive(std::span<const ArchiveMember> membe
         }
         std::size_t done = 0;
         while (done < m.data.size()) {
-            la_ssize_t n =
-                archive_write_data(a.get(), m.data.data() + done, m.data.size() - done);
+            la_ssize_t n = archive_write_data(a.get(), m.data.data() + done, m.data.size() - done);
             if (n <= 0) return Err("libarchive: " + m.path + ": " + ArchiveError(a.get()));
             done += static_cast<std::size_t>(n);
         }
@@ -150,9 +149,8 @@ Result<std::vector<ArchiveMember>> ReadArchive(std::span<const std::byte> bytes)
         // headers) and we tolerate nothing.
         if (r != ARCHIVE_OK) return ContainerError(a.get(), total);
         if (members.size() >= kMaxPackageFiles + 2) {
-            return Reject(PackageReject::kTooLarge, "more than " +
-                                                        std::to_string(kMaxPackageFiles + 2) +
-                                                        " members");
+            return Reject(PackageReject::kTooLarge,
+                          "more than " + std::to_string(kMaxPackageFiles + 2) + " members");
         }
         const char* raw_path = archive_entry_pathname(e);
         std::string path = raw_path != nullptr ? raw_path : "";
@@ -172,9 +170,9 @@ Result<std::vector<ArchiveMember>> ReadArchive(std::span<const std::byte> bytes)
         }
         auto size = static_cast<std::uint64_t>(archive_entry_size(e));
         if (size > kMaxPayloadFileBytes) {
-            return Reject(PackageReject::kTooLarge,
-                          "\"" + path + "\" is " + std::to_string(size) + " bytes (limit " +
-                              std::to_string(kMaxPayloadFileBytes) + ")");
+            return Reject(PackageReject::kTooLarge, "\"" + path + "\" is " + std::to_string(size) +
+                                                        " bytes (limit " +
+                                                        std::to_string(kMaxPayloadFileBytes) + ")");
         }
         // The header (and any extension headers before it) is consumed by now; the data follows.
         const std::size_t header_end = Consumed(a.get());
@@ -186,8 +184,8 @@ Result<std::vector<ArchiveMember>> ReadArchive(std::span<const std::byte> bytes)
         member.data.resize(static_cast<std::size_t>(size));
         std::size_t done = 0;
         while (done < member.data.size()) {
-            la_ssize_t n = archive_read_data(a.get(), member.data.data() + done,
-                                             member.data.size() - done);
+            la_ssize_t n =
+                archive_read_data(a.get(), member.data.data() + done, member.data.size() - done);
             if (n < 0) return ContainerError(a.get(), total);
             if (n == 0) {
                 return Reject(PackageReject::kTruncated, "\"" + member.path + "\" is cut short");
@@ -221,9 +219,8 @@ Result<std::vector<ArchiveMember>> ReadArchive(std::span<const std::byte> bytes)
         return Reject(PackageReject::kTrailingData, "data after the first end-of-archive block");
     }
     if (total > data_end + kEndMarker) {
-        return Reject(PackageReject::kTrailingData,
-                      std::to_string(total - data_end - kEndMarker) +
-                          " bytes after the end-of-archive marker");
+        return Reject(PackageReject::kTrailingData, std::to_string(total - data_end - kEndMarker) +
+                                                        " bytes after the end-of-archive marker");
     }
     if (Consumed(a.get()) != total) {
         // Our accounting and libarchive's disagree: treat the container as damaged.

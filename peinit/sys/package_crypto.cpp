@@ -60,8 +60,8 @@ Result<std::string> ReadSmallFile(const std::filesystem::path& path, bool secret
         ::close(fd);
         char mode[8];
         std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
-        return Err(path.string() + ": private key is accessible by group or others (mode " +
-                   mode + "); chmod 600 it");
+        return Err(path.string() + ": private key is accessible by group or others (mode " + mode +
+                   "); chmod 600 it");
     }
     std::string data;
     char buf[4096];
@@ -133,12 +133,12 @@ bool VerifyEd25519(const PublicKey& key, std::span<const std::byte> message,
         EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(key.raw.data()),
         key.raw.size()));
     UniqueMdCtx ctx(EVP_MD_CTX_new());
-    bool ok = pkey && ctx &&
-              EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, pkey.get()) == 1 &&
-              EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
-                               signature.size(),
-                               reinterpret_cast<const unsigned char*>(message.data()),
-                               message.size()) == 1;
+    bool ok =
+        pkey && ctx &&
+        EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, pkey.get()) == 1 &&
+        EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
+                         signature.size(), reinterpret_cast<const unsigned char*>(message.data()),
+                         message.size()) == 1;
     ERR_clear_error();
     return ok;
 }

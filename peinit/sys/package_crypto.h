@@ -38,7 +38,7 @@ bool VerifyEd25519(const PublicKey& key, std::span<const std::byte> message,
 // The public keys a verifier trusts, looked up by fingerprint. In an image these are the keys
 // baked into it at build time (e.g. /etc/peinit/keys/*.pub).
 class TrustStore {
-public:
+  public:
     // Loads every "*.pub" in `dir` (PEM Ed25519 public keys), in name order. Any file that is
     // not a valid Ed25519 public key is an error naming the file: a damaged trust directory is
     // reported, not silently shrunk. Other files in the directory are ignored.
@@ -53,13 +53,13 @@ public:
     const std::vector<PublicKey>& keys() const { return keys_; }
     bool empty() const { return keys_.empty(); }
 
-private:
+  private:
     std::vector<PublicKey> keys_;
 };
 
 // An Ed25519 private key, for the package tool and tests (peinit itself never holds one).
 class SigningKey {
-public:
+  public:
     static Result<SigningKey> Generate();
     // Parses a PEM private key (PKCS#8, as Generate/PrivatePem write) holding an Ed25519 key.
     static Result<SigningKey> FromPem(std::string_view pem);
@@ -73,7 +73,7 @@ public:
 
     Result<Ed25519Signature> Sign(std::span<const std::byte> message) const;
 
-private:
+  private:
     SigningKey(std::shared_ptr<EVP_PKEY> pkey, PublicKey pub)
         : pkey_(std::move(pkey)), public_(std::move(pub)) {}
     static Result<SigningKey> FromPkey(EVP_PKEY* owned);

@@ -38,8 +38,8 @@ constexpr ReasonName kReasonNames[] = {
 };
 
 bool IsFieldChar(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '+' || c == '-' || c == '~';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '+' || c == '-' || c == '~';
 }
 
 // Path components are stricter than field values: no '~' (nothing needs it in module paths).
@@ -74,9 +74,8 @@ Result<std::string> ParseField(std::string_view key, std::string_view value, int
     if (value.empty() || value.size() > kMaxFieldBytes ||
         !std::all_of(value.begin(), value.end(), IsFieldChar)) {
         return Reject(PackageReject::kMalformedManifest,
-                      "line " + std::to_string(line) + ": invalid " + std::string(key) +
-                          " (1-" + std::to_string(kMaxFieldBytes) +
-                          " characters of [A-Za-z0-9._+~-])");
+                      "line " + std::to_string(line) + ": invalid " + std::string(key) + " (1-" +
+                          std::to_string(kMaxFieldBytes) + " characters of [A-Za-z0-9._+~-])");
     }
     return std::string(value);
 }
@@ -97,8 +96,8 @@ Unexpected Reject(PackageReject reason, std::string detail) {
 std::optional<PackageReject> PackageRejectOf(const Error& error) {
     const std::string& msg = error.message();
     for (const auto& entry : kReasonNames) {
-        if (msg.size() > entry.slug.size() + 1 && msg.compare(0, entry.slug.size(), entry.slug) == 0 &&
-            msg[entry.slug.size()] == ':') {
+        if (msg.size() > entry.slug.size() + 1 &&
+            msg.compare(0, entry.slug.size(), entry.slug) == 0 && msg[entry.slug.size()] == ':') {
             return entry.reason;
         }
     }
@@ -143,9 +142,8 @@ Result<void> ValidateMemberPath(std::string_view path) {
     std::size_t start = 0;
     while (true) {
         std::size_t slash = path.find('/', start);
-        std::string_view comp =
-            path.substr(start, slash == std::string_view::npos ? std::string_view::npos
-                                                               : slash - start);
+        std::string_view comp = path.substr(
+            start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
         if (comp == "..") return bad("path traversal (\"..\")");
         if (comp == ".") return bad("\".\" component");
         if (comp.empty()) return bad("empty path component");
@@ -199,12 +197,13 @@ std::string SerializeManifest(const Manifest& manifest) {
 
 Result<Manifest> ParseManifest(std::string_view text) {
     auto malformed = [](int line, const std::string& why) {
-        return Reject(PackageReject::kMalformedManifest, "line " + std::to_string(line) + ": " + why);
+        return Reject(PackageReject::kMalformedManifest,
+                      "line " + std::to_string(line) + ": " + why);
     };
     if (text.size() > kMaxManifestBytes) {
-        return Reject(PackageReject::kTooLarge,
-                      "MANIFEST is " + std::to_string(text.size()) + " bytes (limit " +
-                          std::to_string(kMaxManifestBytes) + ")");
+        return Reject(PackageReject::kTooLarge, "MANIFEST is " + std::to_string(text.size()) +
+                                                    " bytes (limit " +
+                                                    std::to_string(kMaxManifestBytes) + ")");
     }
     if (text.empty()) return Reject(PackageReject::kMalformedManifest, "MANIFEST is empty");
     if (text.back() != '\n') {
@@ -258,9 +257,9 @@ Result<Manifest> ParseManifest(std::string_view text) {
         } else if (key == kFormatKey) {
             return malformed(line_no, "format version given twice");
         } else {
-            return Reject(PackageReject::kUnknownField,
-                          "line " + std::to_string(line_no) + ": unknown field \"" +
-                              std::string(key.substr(0, 64)) + "\"");
+            return Reject(PackageReject::kUnknownField, "line " + std::to_string(line_no) +
+                                                            ": unknown field \"" +
+                                                            std::string(key.substr(0, 64)) + "\"");
         }
         if (slot != expect && !(slot == 4 && expect == 4)) {
             return malformed(line_no, "field \"" + std::string(key) +
@@ -286,9 +285,9 @@ Result<Manifest> ParseManifest(std::string_view text) {
         auto size = ParseDecimal(tokens[2]);
         if (!size) return malformed(line_no, "size is not a canonical decimal number");
         if (*size > kMaxPayloadFileBytes) {
-            return Reject(PackageReject::kTooLarge,
-                          f.path + ": " + std::to_string(*size) + " bytes (limit " +
-                              std::to_string(kMaxPayloadFileBytes) + ")");
+            return Reject(PackageReject::kTooLarge, f.path + ": " + std::to_string(*size) +
+                                                        " bytes (limit " +
+                                                        std::to_string(kMaxPayloadFileBytes) + ")");
         }
         f.size = *size;
         if (!HexDecode(tokens[3], f.sha256.data(), f.sha256.size())) {
@@ -297,8 +296,7 @@ Result<Manifest> ParseManifest(std::string_view text) {
         if (!m.files.empty()) {
             const std::string& prev = m.files.back().path;
             if (prev == f.path) {
-                return Reject(PackageReject::kDuplicatePath,
-                              "MANIFEST lists " + f.path + " twice");
+                return Reject(PackageReject::kDuplicatePath, "MANIFEST lists " + f.path + " twice");
             }
             if (prev > f.path) return malformed(line_no, "files are not sorted by path");
         }

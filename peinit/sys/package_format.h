@@ -35,8 +35,8 @@ inline constexpr std::size_t kMaxPayloadFileBytes = 64u << 20;
 inline constexpr std::size_t kMaxManifestBytes = 256u << 10;
 inline constexpr std::size_t kMaxSignatureBytes = 1024;
 inline constexpr std::size_t kMaxPackageFiles = 1024;
-inline constexpr std::size_t kMaxPathBytes = 200;   // fits ustar's 155+100 split with room
-inline constexpr std::size_t kMaxFieldBytes = 64;   // name, version, kernel release
+inline constexpr std::size_t kMaxPathBytes = 200;  // fits ustar's 155+100 split with room
+inline constexpr std::size_t kMaxFieldBytes = 64;  // name, version, kernel release
 
 // Why a package was rejected. Every check has its own reason so callers and tests can tell a
 // tampered payload from an untrusted signer from a malformed container.

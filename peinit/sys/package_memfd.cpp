@@ -42,8 +42,8 @@ Result<SealedMemfd> MakeSealedMemfd(const std::string& name, std::span<const std
     }
     std::size_t done = 0;
     while (done < bytes.size()) {
-        ssize_t n = ::pwrite(rw.fd, bytes.data() + done, bytes.size() - done,
-                             static_cast<off_t>(done));
+        ssize_t n =
+            ::pwrite(rw.fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) return ErrnoErr("memfd " + name + ": write");
         done += static_cast<std::size_t>(n);

@@ -13,7 +13,7 @@ namespace peinit {
 
 // An owned, read-only file descriptor on a sealed memfd (closed on destruction).
 class SealedMemfd {
-public:
+  public:
     SealedMemfd() = default;
     explicit SealedMemfd(int fd) : fd_(fd) {}
     SealedMemfd(SealedMemfd&& other) noexcept : fd_(other.Release()) {}
@@ -30,7 +30,7 @@ public:
         return fd;
     }
 
-private:
+  private:
     int fd_ = -1;
 };
 

@@ -54,7 +54,8 @@ never overwritten. DIR must be outside any git work tree: private keys do not be
 repository (nor in an image: only the .pub goes there). Prints the key's fingerprint.
 )";
 
-constexpr const char* kCreateHelp = R"(usage: peinit-pkg create --name N --version V --kver KVER -o PKG
+constexpr const char* kCreateHelp =
+    R"(usage: peinit-pkg create --name N --version V --kver KVER -o PKG
                          [--sign-key PRIV]
                          [--module-sign-key PEM --module-sign-cert X509 --sign-file PATH]
                          FILE.ko...
@@ -265,9 +266,10 @@ int Keygen(int argc, char** argv) {
     }
     if (auto r = WriteNewFile(key_path, *priv, 0600); !r) return Fail(r.error().message());
     if (auto r = WriteNewFile(pub_path, *pub, 0644); !r) return Fail(r.error().message());
-    std::printf("private key: %s (keep it off repositories and images)\npublic key:  %s\n"
-                "fingerprint: %s\n",
-                key_path.c_str(), pub_path.c_str(), key->public_key().fingerprint.c_str());
+    std::printf(
+        "private key: %s (keep it off repositories and images)\npublic key:  %s\n"
+        "fingerprint: %s\n",
+        key_path.c_str(), pub_path.c_str(), key->public_key().fingerprint.c_str());
     return kExitOk;
 }
 
@@ -299,8 +301,8 @@ Result<std::vector<std::byte>> KernelSignModule(const std::string& sign_file,
                                                 const fs::path& module) {
     char tmpl[] = "/tmp/peinit-pkg-XXXXXX";
     const char* tmp_root = std::getenv("TMPDIR");
-    std::string dir_tmpl = tmp_root && *tmp_root ? std::string(tmp_root) + "/peinit-pkg-XXXXXX"
-                                                 : std::string(tmpl);
+    std::string dir_tmpl =
+        tmp_root && *tmp_root ? std::string(tmp_root) + "/peinit-pkg-XXXXXX" : std::string(tmpl);
     if (::mkdtemp(dir_tmpl.data()) == nullptr) return ErrnoErr("mkdtemp");
     fs::path dir = dir_tmpl;
     fs::path out = dir / module.filename();
@@ -428,8 +430,8 @@ int List(int argc, char** argv) {
     auto info = InspectPackage(*bytes);
     if (!info) return Fail(path + ": " + info.error().message());
     const Manifest& m = info->manifest;
-    std::printf("name: %s\nversion: %s\nkernel-release: %s\nsigner: %s\nfiles:\n",
-                m.name.c_str(), m.version.c_str(), m.kernel_release.c_str(),
+    std::printf("name: %s\nversion: %s\nkernel-release: %s\nsigner: %s\nfiles:\n", m.name.c_str(),
+                m.version.c_str(), m.kernel_release.c_str(),
                 info->signature ? (info->signature->key_fingerprint + " (not verified)").c_str()
                                 : "(unsigned)");
     for (const auto& f : m.files) {

@@ -2,9 +2,12 @@
 // reason), the strict text formats, the trust store, the sealed memfd and a mutation sweep.
 // Keys and fake modules are generated at test time; no private key is committed.
 
+#include "peinit/sys/package.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <sys/mman.h>
@@ -18,9 +21,6 @@
 #include <random>
 #include <set>
 
-#include <gtest/gtest.h>
-
-#include "peinit/sys/package.h"
 #include "peinit/sys/package_archive.h"
 #include "peinit/sys/package_memfd.h"
 
@@ -43,7 +43,10 @@ std::string Text(std::span<const std::byte> b) {
 // A fake module: ELF magic, a marker naming it (so tests can find it inside a package), then
 // deterministic noise.
 std::vector<std::byte> FakeKo(const std::string& name, std::size_t size) {
-    std::string s = "\x7f" "ELF<" + name + ">";
+    std::string s =
+        "\x7f"
+        "ELF<" +
+        name + ">";
     std::mt19937 rng(static_cast<unsigned>(std::hash<std::string>()(name)));
     while (s.size() < size) s.push_back(static_cast<char>(rng() & 0xff));
     s.resize(size);
@@ -98,8 +101,8 @@ std::vector<std::byte> RawTar(const std::vector<RawMember>& members, bool pax = 
         } else {
             archive_entry_set_filetype(e, m.type);
             if (m.type == AE_IFLNK) archive_entry_set_symlink(e, m.link.c_str());
-            archive_entry_set_size(e, m.type == AE_IFREG ? static_cast<la_int64_t>(m.data.size())
-                                                         : 0);
+            archive_entry_set_size(e,
+                                   m.type == AE_IFREG ? static_cast<la_int64_t>(m.data.size()) : 0);
         }
         EXPECT_EQ(archive_write_header(a, e), ARCHIVE_OK) << archive_error_string(a);
         if (m.type == AE_IFREG && !m.data.empty()) {
@@ -113,7 +116,7 @@ std::vector<std::byte> RawTar(const std::vector<RawMember>& members, bool pax = 
 }
 
 class PackageTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         auto k1 = SigningKey::Generate();
         auto k2 = SigningKey::Generate();
@@ -198,8 +201,8 @@ TEST_F(PackageTest, RoundTripVerifies) {
         auto it = std::find_if(pkg->files().begin(), pkg->files().end(),
                                [&](const VerifiedFile& f) { return f.path() == in.path; });
         ASSERT_NE(it, pkg->files().end());
-        EXPECT_TRUE(std::equal(it->bytes().begin(), it->bytes().end(), in.bytes.begin(),
-                               in.bytes.end()));
+        EXPECT_TRUE(
+            std::equal(it->bytes().begin(), it->bytes().end(), in.bytes.begin(), in.bytes.end()));
         EXPECT_EQ(it->sha256(), Sha256Of(in.bytes));
     }
     ASSERT_NE(pkg->FindModule("beta_drv"), nullptr);
@@ -225,12 +228,12 @@ TEST_F(PackageTest, ContainerLayout) {
     // Ends exactly with the two-block end-of-archive marker.
     EXPECT_TRUE(std::all_of(package_.end() - 1024, package_.end(),
                             [](std::byte b) { return b == std::byte{0}; }));
-    EXPECT_EQ(ManifestText(),
-              "peinit-package-format 1\nname demo\nversion 1.0.0\nkernel-release " +
-                  std::string(kKver) + "\nfile modules/alpha.ko 4097 " +
-                  HexEncode(Sha256Of(FakeKo("alpha", 4097))) + "\nfile modules/net/beta-drv.ko 100 " +
-                  HexEncode(Sha256Of(FakeKo("beta", 100))) + "\nfile modules/zeta.ko 1024 " +
-                  HexEncode(Sha256Of(FakeKo("zeta", 1024))) + "\n");
+    EXPECT_EQ(
+        ManifestText(),
+        "peinit-package-format 1\nname demo\nversion 1.0.0\nkernel-release " + std::string(kKver) +
+            "\nfile modules/alpha.ko 4097 " + HexEncode(Sha256Of(FakeKo("alpha", 4097))) +
+            "\nfile modules/net/beta-drv.ko 100 " + HexEncode(Sha256Of(FakeKo("beta", 100))) +
+            "\nfile modules/zeta.ko 1024 " + HexEncode(Sha256Of(FakeKo("zeta", 1024))) + "\n");
 }
 
 TEST_F(PackageTest, SignPackageAddsAndReplacesSignature) {
@@ -301,7 +304,8 @@ TEST_F(PackageTest, OneByteInManifestIsBadSignature) {
 TEST_F(PackageTest, ManifestHashFieldChangedIsBadSignature) {
     // An attacker who fixes up a manifest hash to match a tampered payload breaks the signature.
     auto bytes = package_;
-    std::size_t pos = Find("file modules/alpha.ko 4097 ") + std::strlen("file modules/alpha.ko 4097 ");
+    std::size_t pos =
+        Find("file modules/alpha.ko 4097 ") + std::strlen("file modules/alpha.ko 4097 ");
     bytes[pos] = bytes[pos] == std::byte{'0'} ? std::byte{'1'} : std::byte{'0'};
     EXPECT_EQ(RejectionOf(bytes), PackageReject::kBadSignature);
 }
@@ -452,10 +456,10 @@ TEST_F(PackageTest, SymlinkMember) {
 }
 
 TEST_F(PackageTest, HardLinkDirectoryAndDeviceMembers) {
-    for (RawMember odd : {RawMember{"modules/hard.ko", "", AE_IFREG, "modules/alpha.ko"},
-                          RawMember{"modules/dir", "", AE_IFDIR, ""},
-                          RawMember{"modules/dev.ko", "", AE_IFCHR, ""},
-                          RawMember{"modules/fifo.ko", "", AE_IFIFO, ""}}) {
+    for (RawMember odd :
+         {RawMember{"modules/hard.ko", "", AE_IFREG, "modules/alpha.ko"},
+          RawMember{"modules/dir", "", AE_IFDIR, ""}, RawMember{"modules/dev.ko", "", AE_IFCHR, ""},
+          RawMember{"modules/fifo.ko", "", AE_IFIFO, ""}}) {
         std::vector<RawMember> raw;
         for (const auto& m : members_) raw.push_back({m.path, Text(m.data)});
         raw.push_back(odd);
@@ -561,7 +565,8 @@ TEST_F(PackageTest, SignedManifestWithoutFilesIsEmpty) {
 TEST(PackageManifest, ParsesAndSerializesCanonically) {
     std::string text =
         "peinit-package-format 1\nname n\nversion 1\nkernel-release 6.1.0-56-amd64\n"
-        "file modules/a.ko 0 " + std::string(64, 'a') + "\n";
+        "file modules/a.ko 0 " +
+        std::string(64, 'a') + "\n";
     auto m = ParseManifest(text);
     ASSERT_TRUE(m) << m.error().message();
     EXPECT_EQ(m->files.size(), 1u);
@@ -621,8 +626,9 @@ TEST(PackageSignatureText, RoundTripAndStrictness) {
     ASSERT_TRUE(parsed);
     EXPECT_EQ(parsed->key_fingerprint, sig.key_fingerprint);
     EXPECT_EQ(parsed->value, sig.value);
-    for (std::string bad : {text.substr(0, text.size() - 1), text + "\n", "algorithm rsa" +
-                                text.substr(std::strlen("algorithm ed25519")), std::string()}) {
+    for (std::string bad :
+         {text.substr(0, text.size() - 1), text + "\n",
+          "algorithm rsa" + text.substr(std::strlen("algorithm ed25519")), std::string()}) {
         auto r = ParseSignature(bad);
         ASSERT_FALSE(r);
         EXPECT_EQ(PackageRejectOf(r.error()), PackageReject::kMalformedSignature);
@@ -630,14 +636,21 @@ TEST(PackageSignatureText, RoundTripAndStrictness) {
 }
 
 TEST(PackagePaths, PayloadPathRules) {
-    for (std::string ok : {"modules/a.ko", "modules/kernel/drivers/net/virtio_net.ko",
-                           "modules/a-b_c+d.ko"}) {
+    for (std::string ok :
+         {"modules/a.ko", "modules/kernel/drivers/net/virtio_net.ko", "modules/a-b_c+d.ko"}) {
         EXPECT_TRUE(ValidatePayloadPath(ok)) << ok;
     }
     const std::vector<std::string> bad_paths = {
-        "",           "a.ko",         "modules/",           "modules/.ko",
-        "modules/a.ko/", "/modules/a.ko", "modules/../a.ko", "modules/a.o",
-        "modules/a~.ko", "modules/" + std::string(kMaxPathBytes, 'a') + ".ko"};
+        "",
+        "a.ko",
+        "modules/",
+        "modules/.ko",
+        "modules/a.ko/",
+        "/modules/a.ko",
+        "modules/../a.ko",
+        "modules/a.o",
+        "modules/a~.ko",
+        "modules/" + std::string(kMaxPathBytes, 'a') + ".ko"};
     for (const std::string& bad : bad_paths) {
         auto r = ValidatePayloadPath(bad);
         ASSERT_FALSE(r) << bad;
@@ -659,7 +672,7 @@ TEST(PackageReasons, SlugsAreDistinctAndParseBack) {
 // --- keys and trust store --------------------------------------------------------------------
 
 class PackageFilesTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         char tmpl[] = "/tmp/peinit-package-test-XXXXXX";
         ASSERT_NE(::mkdtemp(tmpl), nullptr);
@@ -839,8 +852,8 @@ TEST_F(PackageTest, MutationSweepNeverAcceptsChangedPayload) {
         ASSERT_EQ(result->files().size(), original->files().size());
         for (std::size_t f = 0; f < original->files().size(); ++f) {
             EXPECT_EQ(result->files()[f].path(), original->files()[f].path());
-            EXPECT_TRUE(std::ranges::equal(result->files()[f].bytes(),
-                                           original->files()[f].bytes()));
+            EXPECT_TRUE(
+                std::ranges::equal(result->files()[f].bytes(), original->files()[f].bytes()));
         }
     }
     // Almost every mutation must be caught; the few accepted ones changed tar header fields we
@@ -871,8 +884,7 @@ TEST(PackageRealModules, DebianModulesRoundTrip) {
     auto pkg = VerifyPackage(*bytes, trusted, spec.kernel_release);
     ASSERT_TRUE(pkg) << pkg.error().message();
     ASSERT_NE(pkg->FindModule("virtio_blk"), nullptr);
-    EXPECT_TRUE(std::ranges::equal(pkg->FindModule("virtio_blk")->bytes(),
-                                   spec.files[0].bytes));
+    EXPECT_TRUE(std::ranges::equal(pkg->FindModule("virtio_blk")->bytes(), spec.files[0].bytes));
 }
 
 // --- committed fixture -----------------------------------------------------------------------
@@ -894,10 +906,12 @@ TEST(PackageFixture, GoldenV1PackageStillVerifies) {
     ASSERT_EQ(pkg->files().size(), 2u);
     EXPECT_EQ(pkg->files()[0].path(), "modules/alpha.ko");
     EXPECT_EQ(Text(pkg->files()[0].bytes()),
-              "\x7f" "ELF fake module \"alpha\" for the format-1 fixture\n");
+              "\x7f"
+              "ELF fake module \"alpha\" for the format-1 fixture\n");
     EXPECT_EQ(pkg->files()[1].path(), "modules/beta.ko");
     EXPECT_EQ(Text(pkg->files()[1].bytes()),
-              "\x7f" "ELF fake module \"beta\" for the format-1 fixture\n");
+              "\x7f"
+              "ELF fake module \"beta\" for the format-1 fixture\n");
 }
 
 }  // namespace
