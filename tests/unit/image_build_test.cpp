@@ -1,0 +1,406 @@
+// The image builder end to end against the Debian kernel fixture (kernel/debian-kernel):
+// contents read back with libarchive, reproducibility, validation without partial output, and
+// the command-line contract of peinit-image.
+
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "initramfs/image_builder.h"
+#include "initramfs/image_definition.h"
+#include "initramfs/image_tree.h"
+#include "peinit/sys/kmod.h"
+
+namespace peinit::image {
+namespace {
+
+const std::string kFixtures = std::string(PEINIT_FIXTURES_DIR) + "/images";
+
+std::string ReadAll(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+std::vector<std::string> ListDir(const std::string& dir) {
+    std::vector<std::string> out;
+    if (DIR* d = ::opendir(dir.c_str())) {
+        while (struct dirent* e = ::readdir(d))
+            if (std::string(e->d_name) != "." && std::string(e->d_name) != "..")
+                out.push_back(e->d_name);
+        ::closedir(d);
+    }
+    return out;
+}
+
+bool Exists(const std::string& p) {
+    struct stat st;
+    return ::stat(p.c_str(), &st) == 0;
+}
+
+class ImageBuildTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        kernel_dir_ = PEINIT_DEBIAN_KERNEL_DIR;
+        if (kernel_dir_.empty() || !Exists(kernel_dir_ + "/kver"))
+            GTEST_SKIP() << "no Debian kernel fixture (run kernel/debian-kernel; tests/run does)";
+        char tmpl[] = "/tmp/image-build-test.XXXXXX";
+        ASSERT_NE(::mkdtemp(tmpl), nullptr);
+        out_ = tmpl;
+        kver_ = ReadAll(kernel_dir_ + "/kver");
+        while (!kver_.empty() && kver_.back() == '\n') kver_.pop_back();
+    }
+    void TearDown() override {
+        if (!out_.empty()) std::system(("rm -rf " + out_).c_str());
+    }
+
+    // /bin/ls stands in for peinit: a real dynamically linked program.
+    BuildOptions Options(int64_t mtime = 0) {
+        BuildOptions o;
+        o.kernel_dir = kernel_dir_;
+        o.binaries = {{"/init", "/bin/ls", true}};
+        o.mtime = mtime;
+        return o;
+    }
+    ImageDefinition Load(const std::string& name) {
+        auto def = LoadImageDefinition(kFixtures + "/" + name);
+        EXPECT_TRUE(def) << def.error().message();
+        return def ? *def : ImageDefinition{};
+    }
+    std::string ModDir() const { return "lib/modules/" + kver_; }
+
+    std::string kernel_dir_, out_, kver_;
+};
+
+TEST_F(ImageBuildTest, ContentsReadBack) {
+    ImageDefinition def = Load("small");
+    std::string file = out_ + "/small.cpio.zst";
+    auto built = BuildImage(def, Options(1234), Compression::kZstd, file);
+    ASSERT_TRUE(built) << built.error().message();
+    auto entries = ReadCpio(file);
+    ASSERT_TRUE(entries) << entries.error().message();
+
+    std::map<std::string, ListedEntry> by_path;
+    std::set<uint64_t> inodes;
+    std::string previous;
+    for (const auto& e : *entries) {
+        EXPECT_LT(previous, e.path) << "entries are sorted";
+        previous = e.path;
+        EXPECT_EQ(e.uid, 0);
+        EXPECT_EQ(e.gid, 0);
+        EXPECT_EQ(e.mtime, 1234);
+        EXPECT_TRUE(inodes.insert(e.ino).second) << "inode reused: " << e.path;
+        EXPECT_EQ(e.nlink, e.type == EntryType::kDirectory ? 2u : 1u) << e.path;
+        // Every parent comes first, as the kernel's unpacker needs.
+        if (auto slash = e.path.rfind('/'); slash != std::string::npos) {
+            ASSERT_TRUE(by_path.count(e.path.substr(0, slash))) << e.path;
+            EXPECT_EQ(by_path[e.path.substr(0, slash)].type, EntryType::kDirectory);
+        }
+        by_path[e.path] = e;
+    }
+    EXPECT_EQ(inodes.size(), entries->size());
+    EXPECT_EQ(*inodes.begin(), 1u);
+    EXPECT_EQ(*inodes.rbegin(), entries->size());
+
+    auto expect = [&](const std::string& path, EntryType type, uint32_t mode) {
+        ASSERT_TRUE(by_path.count(path)) << path << " missing";
+        EXPECT_EQ(by_path[path].type, type) << path;
+        EXPECT_EQ(by_path[path].mode, mode) << path;
+    };
+    expect("init", EntryType::kFile, 0755);
+    expect("dev/console", EntryType::kCharDevice, 0600);
+    EXPECT_EQ(by_path["dev/console"].rdev_major, 5u);
+    EXPECT_EQ(by_path["dev/console"].rdev_minor, 1u);
+    expect("dev/null", EntryType::kCharDevice, 0666);
+    EXPECT_EQ(by_path["dev/null"].rdev_major, 1u);
+    EXPECT_EQ(by_path["dev/null"].rdev_minor, 3u);
+    for (const char* d : {"proc", "sys", "dev", "run", "etc/peinit", "etc/peinit/units",
+                          "etc/peinit/keys"})
+        expect(d, EntryType::kDirectory, 0755);
+    expect("tmp", EntryType::kDirectory, 01777);
+    expect("etc/peinit/hive.toml", EntryType::kFile, 0644);
+    expect("etc/peinit/units/net.toml", EntryType::kFile, 0644);
+    expect("etc/peinit/units/legacy.conf", EntryType::kFile, 0644);
+    EXPECT_EQ(by_path["etc/peinit/hive.toml"].data, ReadAll(kFixtures + "/small/hive.toml"));
+
+    // The library closure of /bin/ls, with the host's bytes.
+    for (const char* lib : {"lib64/ld-linux-x86-64.so.2", "lib/x86_64-linux-gnu/libc.so.6",
+                            "lib/x86_64-linux-gnu/libselinux.so.1",
+                            "lib/x86_64-linux-gnu/libpcre2-8.so.0"}) {
+        expect(lib, EntryType::kFile, 0755);
+        EXPECT_EQ(by_path[lib].data, ReadAll(std::string("/") + lib)) << lib;
+    }
+    EXPECT_EQ(built->libraries.size(), 4u);
+
+    // Modules: bridge with its dependency chain, dummy, vfat (from the .conf list) and fat.
+    for (const char* ko : {"kernel/net/bridge/bridge.ko", "kernel/net/802/stp.ko",
+                           "kernel/net/llc/llc.ko", "kernel/drivers/net/dummy.ko",
+                           "kernel/fs/fat/vfat.ko", "kernel/fs/fat/fat.ko"}) {
+        std::string p = ModDir() + "/" + ko;
+        expect(p, EntryType::kFile, 0644);
+        EXPECT_EQ(by_path[p].data, ReadAll(kernel_dir_ + "/" + p)) << ko;
+    }
+    size_t kos = 0;
+    for (const auto& [p, e] : by_path)
+        if (p.size() > 3 && p.compare(p.size() - 3, 3, ".ko") == 0) ++kos;
+    EXPECT_EQ(kos, built->modules.size());
+    for (const char* idx : {"modules.dep", "modules.dep.bin", "modules.alias.bin",
+                            "modules.symbols.bin", "modules.builtin", "modules.builtin.bin",
+                            "modules.builtin.modinfo", "modules.order", "modules.softdep"})
+        expect(ModDir() + "/" + idx, EntryType::kFile, 0644);
+    EXPECT_NE(by_path[ModDir() + "/modules.dep"].data.find(
+                  "kernel/net/bridge/bridge.ko: kernel/net/802/stp.ko kernel/net/llc/llc.ko\n"),
+              std::string::npos)
+        << by_path[ModDir() + "/modules.dep"].data;
+
+    // The shipped indexes work: libkmod on the extracted tree resolves bridge's dependencies.
+    std::string root = out_ + "/root";
+    for (const auto& [p, e] : by_path) {
+        std::string host = root + "/" + p;
+        if (e.type == EntryType::kDirectory) {
+            ::mkdir(root.c_str(), 0755);
+            ASSERT_EQ(std::system(("mkdir -p '" + host + "'").c_str()), 0);
+        } else if (e.type == EntryType::kFile && p.rfind("lib/modules/", 0) == 0) {
+            std::ofstream(host, std::ios::binary) << e.data;
+        }
+    }
+    auto kmod = Kmod::Open(root, kver_);
+    ASSERT_TRUE(kmod) << kmod.error().message();
+    auto bridge = (*kmod)->Lookup("bridge");
+    ASSERT_TRUE(bridge);
+    ASSERT_EQ(bridge->size(), 1u);
+    auto deps = (*bridge)[0].Dependencies();
+    ASSERT_TRUE(deps);
+    std::set<std::string> dep_names;
+    for (const auto& d : *deps) dep_names.insert(d.Name());
+    EXPECT_EQ(dep_names, (std::set<std::string>{"stp", "llc"}));
+    EXPECT_EQ((*kmod)->Lookup("ext4")->size(), 0u) << "only the shipped subset is indexed";
+}
+
+TEST_F(ImageBuildTest, ByteReproducible) {
+    ImageDefinition def = Load("small");
+    for (Compression c : {Compression::kNone, Compression::kGzip, Compression::kZstd}) {
+        SCOPED_TRACE(CompressionName(c));
+        std::string a = out_ + "/a", b = out_ + "/b", other = out_ + "/other";
+        ASSERT_TRUE(BuildImage(def, Options(1700000000), c, a));
+        ::sleep(c == Compression::kGzip ? 1 : 0);  // a gzip header timestamp would differ now
+        ASSERT_TRUE(BuildImage(def, Options(1700000000), c, b));
+        ASSERT_TRUE(BuildImage(def, Options(1700000001), c, other));
+        std::string bytes_a = ReadAll(a);
+        EXPECT_FALSE(bytes_a.empty());
+        EXPECT_TRUE(bytes_a == ReadAll(b)) << "same inputs, different bytes";
+        EXPECT_FALSE(bytes_a == ReadAll(other)) << "SOURCE_DATE_EPOCH is not in the output";
+        if (c == Compression::kGzip) {
+            ASSERT_GE(bytes_a.size(), 10u);
+            EXPECT_EQ(bytes_a.substr(0, 3), std::string("\x1f\x8b\x08", 3));
+            EXPECT_EQ(bytes_a[3], 0) << "no FNAME/FCOMMENT flags";
+            EXPECT_EQ(bytes_a.substr(4, 4), std::string(4, '\0')) << "no gzip timestamp";
+        }
+        if (c == Compression::kZstd) {
+            EXPECT_EQ(bytes_a.substr(0, 4), "\x28\xb5\x2f\xfd");
+        }
+        if (c == Compression::kNone) {
+            EXPECT_EQ(bytes_a.substr(0, 6), "070701");
+        }
+    }
+}
+
+// A failed build reports `want`, writes nothing, and leaves an existing output alone.
+void ExpectFailsCleanly(const ImageDefinition& def, const BuildOptions& opts,
+                        const std::string& dir, const std::string& want) {
+    std::string output = dir + "/image.cpio";
+    auto fresh = BuildImage(def, opts, Compression::kZstd, output);
+    ASSERT_FALSE(fresh);
+    EXPECT_EQ(fresh.error().message(), want);
+    EXPECT_TRUE(ListDir(dir).empty()) << "partial output left in " << dir;
+    std::ofstream(output) << "previous image";
+    auto again = BuildImage(def, opts, Compression::kZstd, output);
+    ASSERT_FALSE(again);
+    EXPECT_EQ(ReadAll(output), "previous image");
+    EXPECT_EQ(ListDir(dir).size(), 1u);
+    ::unlink(output.c_str());
+}
+
+TEST_F(ImageBuildTest, UnknownModuleFails) {
+    ExpectFailsCleanly(Load("bad-module"), Options(), out_,
+                       kFixtures + "/bad-module/image.toml:4: unknown module \"no_such_module\": "
+                       "not in kernel " + kver_ + " (" + kernel_dir_ + "/lib/modules/" + kver_ + ")");
+}
+
+TEST_F(ImageBuildTest, UnitErrorFails) {
+    ExpectFailsCleanly(Load("bad-unit"), Options(), out_,
+                       kFixtures + "/bad-unit/units/broken.toml:5: unknown key \"optinos\" in "
+                                   "[[module]]");
+}
+
+TEST_F(ImageBuildTest, BadHiveFails) {
+    ExpectFailsCleanly(Load("bad-hive"), Options(), out_,
+                       kFixtures + "/bad-hive/hive.toml:3: AutoLoadPolicy: unknown value "
+                                   "\"sometimes\" (expected enabled, allow-list or disabled)");
+}
+
+TEST_F(ImageBuildTest, MissingKernelDirFails) {
+    BuildOptions opts = Options();
+    opts.kernel_dir = out_ + "/no-kernel";
+    ImageDefinition def = Load("small");
+    auto r = BuildImage(def, opts, Compression::kZstd, out_ + "/x.cpio");
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().message(), kFixtures + "/small/image.toml: kernel \"debian\": kernel "
+                                               "directory " + out_ + "/no-kernel does not exist");
+    EXPECT_TRUE(ListDir(out_).empty());
+}
+
+TEST_F(ImageBuildTest, MissingKernelReleaseFails) {
+    // A kernel directory whose kver names a release without a modules tree.
+    std::string k = out_ + "/kernel";
+    ASSERT_EQ(::mkdir(k.c_str(), 0755), 0);
+    std::ofstream(k + "/kver") << "6.1.0-nonexistent\n";
+    std::string o = out_ + "/out";
+    ASSERT_EQ(::mkdir(o.c_str(), 0755), 0);
+    BuildOptions opts = Options();
+    opts.kernel_dir = k;
+    ImageDefinition def = Load("small");
+    ExpectFailsCleanly(def, opts, o,
+                       kFixtures + "/small/image.toml: kernel \"debian\": kernel release "
+                                   "6.1.0-nonexistent has no modules tree: " + k +
+                                   "/lib/modules/6.1.0-nonexistent does not exist");
+}
+
+TEST_F(ImageBuildTest, MissingProgramFails) {
+    BuildOptions opts = Options();
+    opts.binaries.push_back({"/usr/bin/peinitctl", out_ + "/peinitctl", true});
+    opts.binaries.push_back({"/usr/bin/optional", out_ + "/optional", false});
+    std::string o = out_ + "/out";
+    ASSERT_EQ(::mkdir(o.c_str(), 0755), 0);
+    ExpectFailsCleanly(Load("small"), opts, o,
+                       out_ + "/peinitctl: not found (ships as /usr/bin/peinitctl; build it first)");
+}
+
+TEST_F(ImageBuildTest, ServiceProgramMustBeShipped) {
+    std::string img = out_ + "/img";
+    ASSERT_EQ(std::system(("mkdir -p " + img + "/units").c_str()), 0);
+    std::ofstream(img + "/image.toml") << "kernel = \"debian\"\nunits = [\"units\"]\n";
+    std::ofstream(img + "/units/svc.toml")
+        << "description = \"x\"\n\n[[service]]\nname = \"hello\"\nexec = [\"/bin/echo\", \"hi\"]\n";
+    auto def = LoadImageDefinition(img);
+    ASSERT_TRUE(def) << def.error().message();
+    auto r = ComposeImage(*def, Options());
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().message(), img + "/units/svc.toml:3: service \"hello\" runs /bin/echo, "
+                                         "which is not in the image (ship it with [[files]])");
+    // Shipped with [[files]], it is fine, and its libraries come along.
+    std::ofstream(img + "/image.toml", std::ios::app)
+        << "[[files]]\nsrc = \"/bin/echo\"\ndst = \"/bin/echo\"\n";
+    def = LoadImageDefinition(img);
+    ASSERT_TRUE(def) << def.error().message();
+    auto ok = ComposeImage(*def, Options());
+    ASSERT_TRUE(ok) << ok.error().message();
+    ASSERT_NE(ok->tree.Find("/bin/echo"), nullptr);
+    EXPECT_EQ(ok->tree.Find("/bin/echo")->mode, 0755u);
+}
+
+TEST_F(ImageBuildTest, ConflictingPathsFail) {
+    std::string img = out_ + "/img";
+    ASSERT_EQ(std::system(("mkdir -p " + img).c_str()), 0);
+    std::ofstream(img + "/image.toml")
+        << "kernel = \"debian\"\n[[files]]\nsrc = \"/etc/hostname\"\ndst = \"/init\"\n";
+    auto def = LoadImageDefinition(img);
+    ASSERT_TRUE(def) << def.error().message();
+    auto r = ComposeImage(*def, Options());
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().message(), img + "/image.toml:2: /init is provided twice: by /bin/ls "
+                                         "(stripped) and by /etc/hostname");
+}
+
+// --- the tool --------------------------------------------------------------------------------
+
+struct ToolRun {
+    int status = -1;
+    std::string output;  // stdout + stderr
+};
+
+ToolRun Tool(const std::string& args, const std::string& env = "") {
+    ToolRun r;
+    std::string cmd = env + " '" + std::string(PEINIT_IMAGE_TOOL) + "' " + args + " 2>&1";
+    FILE* f = ::popen(cmd.c_str(), "r");
+    if (f == nullptr) return r;
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) r.output.append(buf, n);
+    int st = ::pclose(f);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return r;
+}
+
+TEST(ImageToolTest, UsageErrorsExitTwo) {
+    EXPECT_EQ(Tool("").status, 2);
+    EXPECT_EQ(Tool("frobnicate").status, 2);
+    EXPECT_EQ(Tool("build").status, 2);
+    EXPECT_EQ(Tool("build images/demo").status, 2);  // no -o
+    EXPECT_EQ(Tool("build images/demo -o x --compression lz4").status, 2);
+    EXPECT_EQ(Tool("build images/demo -o x --bogus").status, 2);
+    EXPECT_EQ(Tool("boot").status, 2);
+    EXPECT_EQ(Tool("boot images/demo --smp 0").status, 2);
+    EXPECT_EQ(Tool("boot images/demo --timeout soon").status, 2);
+    EXPECT_EQ(Tool("list").status, 2);
+    ToolRun r = Tool("build images/demo");
+    EXPECT_NE(r.output.find("missing -o OUT"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("usage: peinit-image build"), std::string::npos) << r.output;
+}
+
+TEST(ImageToolTest, HelpExitsZero) {
+    for (const char* args : {"--help", "help", "build --help", "boot --help", "list --help",
+                             "help boot"}) {
+        ToolRun r = Tool(args);
+        EXPECT_EQ(r.status, 0) << args;
+        EXPECT_NE(r.output.find("usage: peinit-image"), std::string::npos) << args;
+    }
+}
+
+TEST_F(ImageBuildTest, ToolBuildsWithSourceDateEpoch) {
+    std::string manifest = out_ + "/binaries.manifest";
+    std::ofstream(manifest) << "# test\n/init /bin/ls required\n";
+    std::string common = "build '" + kFixtures + "/small' --kernel-dir '" + kernel_dir_ +
+                         "' --binaries '" + manifest + "' --compression gzip -o ";
+    ToolRun a = Tool(common + "'" + out_ + "/a.cpio.gz'", "SOURCE_DATE_EPOCH=42");
+    ASSERT_EQ(a.status, 0) << a.output;
+    EXPECT_NE(a.output.find("wrote " + out_ + "/a.cpio.gz"), std::string::npos) << a.output;
+    ToolRun b = Tool(common + "'" + out_ + "/b.cpio.gz'", "SOURCE_DATE_EPOCH=42");
+    ASSERT_EQ(b.status, 0) << b.output;
+    EXPECT_TRUE(ReadAll(out_ + "/a.cpio.gz") == ReadAll(out_ + "/b.cpio.gz"));
+    auto entries = ReadCpio(out_ + "/a.cpio.gz");
+    ASSERT_TRUE(entries);
+    for (const auto& e : *entries) EXPECT_EQ(e.mtime, 42) << e.path;
+
+    ToolRun bad = Tool(common + "'" + out_ + "/c.cpio.gz'", "SOURCE_DATE_EPOCH=yesterday");
+    EXPECT_EQ(bad.status, 1);
+    EXPECT_NE(bad.output.find("SOURCE_DATE_EPOCH=\"yesterday\""), std::string::npos);
+
+    ToolRun invalid = Tool("build '" + kFixtures + "/bad-module' --kernel-dir '" + kernel_dir_ +
+                       "' --binaries '" + manifest + "' -o '" + out_ + "/d.cpio'");
+    EXPECT_EQ(invalid.status, 1);
+    EXPECT_NE(invalid.output.find("image.toml:4: unknown module \"no_such_module\""),
+              std::string::npos)
+        << invalid.output;
+    EXPECT_FALSE(Exists(out_ + "/d.cpio"));
+
+    ToolRun list = Tool("list '" + out_ + "/a.cpio.gz'");
+    EXPECT_EQ(list.status, 0);
+    EXPECT_NE(list.output.find("c0600 0/0     5,1     /dev/console\n"), std::string::npos)
+        << list.output;
+    EXPECT_NE(list.output.find(" /init\n"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace peinit::image
