@@ -77,7 +77,10 @@ int Run(int argc, char** argv) {
     for (const auto& p : report.problems) std::cout << p << "\n";
     std::cout << "peinit check: " << report.unit_count << " unit(s), " << report.module_count
               << " module(s), " << report.service_count << " service(s); hive "
-              << (report.hive_path.empty() ? "absent (defaults)" : report.hive_path) << "; ";
+              << (report.hive_path.empty()
+                      ? std::string("absent (defaults)")
+                      : report.hive_path + " (" + std::string(ToString(report.hive_state)) + ")")
+              << "; ";
     if (report.ok()) {
         std::cout << "ok\n";
         return 0;
