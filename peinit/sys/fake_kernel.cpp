@@ -167,8 +167,8 @@ Result<void> FakeKernel::Record(KernelOp op, std::string name, std::string args,
                                 Clock::time_point start) {
     std::string what = std::string(ToString(op)) + " " + name;
     std::lock_guard lock(mutex_);
-    calls_.push_back(
-        {op, std::move(name), std::move(args), error, start, Clock::now(), std::this_thread::get_id()});
+    calls_.push_back({op, std::move(name), std::move(args), error, start, Clock::now(),
+                      std::this_thread::get_id()});
     if (error != 0) return ErrnoErr(what, error);
     return Ok();
 }
@@ -224,8 +224,8 @@ Result<void> FakeKernel::LoadModule(KernelOp op, const std::string& name,
     return Record(op, name, params, error, start);
 }
 
-Result<void> FakeKernel::FinitModule(int /*fd*/, const std::string& name,
-                                     const std::string& params, int /*flags*/) {
+Result<void> FakeKernel::FinitModule(int /*fd*/, const std::string& name, const std::string& params,
+                                     int /*flags*/) {
     return LoadModule(KernelOp::kFinitModule, name, params);
 }
 
@@ -277,9 +277,9 @@ Result<int> FakeKernel::ModuleLockdown(unsigned int op, unsigned int trigger) {
             locked_ = true;
         }
     }
-    auto r = Record(KernelOp::kModuleLockdown, "module_lockdown",
-                    "op=" + std::to_string(op) + " trigger=" + std::to_string(trigger), error,
-                    start);
+    auto r =
+        Record(KernelOp::kModuleLockdown, "module_lockdown",
+               "op=" + std::to_string(op) + " trigger=" + std::to_string(trigger), error, start);
     if (!r) return r.error();
     return value;
 }
@@ -435,8 +435,7 @@ Result<void> FakeKernel::Reboot(int cmd) {
 }
 
 Result<pid_t> FakeKernel::Spawn(const std::vector<std::string>& argv,
-                                const std::vector<std::string>& env,
-                                const SpawnOptions& options) {
+                                const std::vector<std::string>& env, const SpawnOptions& options) {
     const auto start = Clock::now();
     std::string program = argv.empty() ? "" : argv[0];
     int error;

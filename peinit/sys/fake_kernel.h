@@ -63,7 +63,7 @@ struct KernelCall {
 };
 
 class FakeKernel final : public Kernel {
-public:
+  public:
     FakeKernel();
 
     // --- scripting -------------------------------------------------------------------------
@@ -112,15 +112,15 @@ public:
     Result<void> WriteSysfs(const std::string& path, const std::string& value) override;
     Result<int> ModuleLockdown(unsigned int op, unsigned int trigger) override;
     Result<void> Reboot(int cmd) override;
-    Result<pid_t> Spawn(const std::vector<std::string>& argv,
-                        const std::vector<std::string>& env, const SpawnOptions& options) override;
+    Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                        const SpawnOptions& options) override;
     Result<void> Exec(const std::vector<std::string>& argv,
                       const std::vector<std::string>& env) override;
     Result<void> SwitchRoot(const std::string& new_root) override;
 
     static constexpr const char* kSigEnforcePath = "module/module/parameters/sig_enforce";
 
-private:
+  private:
     using Clock = std::chrono::steady_clock;
 
     // Records a finished call; returns the Result for `error`.

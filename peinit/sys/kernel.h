@@ -29,7 +29,7 @@ struct SpawnOptions {
 };
 
 class Kernel {
-public:
+  public:
     virtual ~Kernel() = default;
 
     // mount(2). `data` is the filesystem-specific option string ("" for none).

@@ -1,6 +1,7 @@
 #include "peinit/sys/linux_kernel.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/module_lockdown.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -8,7 +9,6 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <grp.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -159,8 +159,7 @@ Result<void> LinuxKernel::Reboot(int cmd) {
 }
 
 Result<pid_t> LinuxKernel::Spawn(const std::vector<std::string>& argv,
-                                 const std::vector<std::string>& env,
-                                 const SpawnOptions& options) {
+                                 const std::vector<std::string>& env, const SpawnOptions& options) {
     if (argv.empty()) return Err("spawn: empty argv", EINVAL);
     // Prepared before fork: the child only makes async-signal-safe calls (the parent may have
     // worker threads).

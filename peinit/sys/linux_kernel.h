@@ -7,7 +7,7 @@
 namespace peinit {
 
 class LinuxKernel final : public Kernel {
-public:
+  public:
     Result<void> Mount(const std::string& source, const std::string& target,
                        const std::string& fstype, unsigned long flags,
                        const std::string& data) override;
@@ -25,8 +25,8 @@ public:
     Result<void> WriteSysfs(const std::string& path, const std::string& value) override;
     Result<int> ModuleLockdown(unsigned int op, unsigned int trigger) override;
     Result<void> Reboot(int cmd) override;
-    Result<pid_t> Spawn(const std::vector<std::string>& argv,
-                        const std::vector<std::string>& env, const SpawnOptions& options) override;
+    Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                        const SpawnOptions& options) override;
     Result<void> Exec(const std::vector<std::string>& argv,
                       const std::vector<std::string>& env) override;
     Result<void> SwitchRoot(const std::string& new_root) override;
