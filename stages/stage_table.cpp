@@ -5,6 +5,7 @@
 #include "stages/config/config.h"
 #include "stages/early_mounts/early_mounts.h"
 #include "stages/handoff/handoff.h"
+#include "stages/lockdown/lockdown.h"
 #include "stages/stage.h"
 
 namespace peinit {
@@ -13,6 +14,7 @@ std::span<const Stage> BootStages() {
     static constexpr Stage kStages[] = {
         {"early-mounts", Criticality::kFatal, RunEarlyMounts},
         {"config", Criticality::kFatal, RunConfig},
+        {"lockdown", Criticality::kFatal, RunLockdown},
         {"handoff", Criticality::kFatal, RunHandoff},
     };
     return kStages;

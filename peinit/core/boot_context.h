@@ -49,6 +49,17 @@ struct ModuleOutcome {
     std::chrono::microseconds duration{0};
 };
 
+// What the lockdown stage did, for the boot record and status.
+struct LockOutcome {
+    bool requested = false;
+    PolicySource requested_by = PolicySource::kDefault;
+    // "syscall" (module_lockdown), "modules_disabled" (unpatched kernel), "" when not locked.
+    std::string mechanism;
+    std::string trigger;  // "registry", "boot-orchestrator-step"
+    bool locked = false;  // read back from the kernel after the lock
+    std::string error;    // why the lock could not be applied
+};
+
 struct BootContext {
     explicit BootContext(Kernel& k) : kernel(k) {}
 
@@ -59,6 +70,10 @@ struct BootContext {
     Hive hive;
     EffectivePolicy policy;
     std::vector<ModuleOutcome> module_outcomes;
+    // False until the config stage has read the hive: until then the policy is unknown and the
+    // emergency path fails closed (it locks).
+    bool config_loaded = false;
+    LockOutcome lock;
 };
 
 }  // namespace peinit

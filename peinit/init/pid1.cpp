@@ -14,6 +14,7 @@
 #include "peinit/sys/linux_kernel.h"
 #include "peinit/sys/log.h"
 #include "peinit/sys/signals.h"
+#include "stages/lockdown/lockdown.h"
 #include "stages/stage.h"
 
 namespace peinit {
@@ -53,6 +54,14 @@ namespace {
 // (or run the image's emergency shell first when the command line asks for it).
 [[noreturn]] void Emergency(BootContext& ctx, SignalQueue* signals, const Error& error) {
     spdlog::critical("emergency: {}", error.message());
+    // Fail closed: lock when the policy asks for it, or when the policy was never read.
+    if (!ctx.config_loaded || ctx.policy.lock_after_boot.value) {
+        if (ctx.lock.locked) {
+            spdlog::critical("emergency: module loading is locked");
+        } else if (auto locked = EngageLock(ctx); !locked) {
+            spdlog::critical("emergency: lock failed: {}", locked.error().message());
+        }
+    }
     bool want_shell = false;
     for (const auto& p : ctx.cmdline.params) {
         want_shell = want_shell || (p.key == "peinit.emergency" && p.value == "shell");

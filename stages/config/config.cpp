@@ -23,6 +23,7 @@ Result<void> RunConfig(BootContext& ctx) {
             ctx.hive.path);
     }
     ctx.policy = ComputeEffectivePolicy(ctx.hive, ctx.cmdline);
+    ctx.config_loaded = true;
     for (const auto& ignored : ctx.policy.ignored) spdlog::warn("{}", ignored);
 
     UnitLoad load = LoadUnitDirs({ctx.paths.UnitsDir().string()});

@@ -40,6 +40,9 @@ Result<void> RunEarlyMounts(BootContext& ctx) {
         !made && made.error().code() != EEXIST) {
         return made.error();
     }
+    // The kernel rate-limits /dev/kmsg writers (printk.devkmsg=ratelimit) and would drop most of
+    // the boot log; best effort, since `printk.devkmsg=` on the command line locks the setting.
+    (void)ctx.kernel.WriteSysctl("kernel/printk_devkmsg", "on\n");
     // Until now records were buffered; from here every line also reaches the kernel log.
     return AttachKmsg(ctx.paths.Under("/dev/kmsg").string());
 }

@@ -1,0 +1,22 @@
+#pragma once
+
+// The boot record under /run/peinit (read by peinitctl): JSON files written atomically (a
+// temporary file in the same directory, fsync, rename), so a reader never sees half a record.
+// The JSON is produced by toml++'s JSON formatter from a toml::table, which keeps types
+// (booleans, integers) without a hand-written encoder.
+
+#include <toml++/toml.h>
+
+#include <string>
+
+#include "peinit/core/result.h"
+
+namespace peinit {
+
+Result<void> WriteJsonAtomically(const std::string& path, const toml::table& record);
+
+// Milliseconds since boot (CLOCK_BOOTTIME) and the wall clock as RFC 3339 UTC, for records.
+int64_t BootOffsetMs();
+std::string WallTimeUtc();
+
+}  // namespace peinit

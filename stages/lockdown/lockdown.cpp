@@ -1,0 +1,99 @@
+#include "stages/lockdown/lockdown.h"
+
+#include <linux/module_lockdown.h>
+#include <spdlog/spdlog.h>
+
+#include "peinit/sys/kernel.h"
+#include "peinit/sys/record.h"
+
+namespace peinit {
+
+namespace {
+
+constexpr const char* kLockedSysctl = "kernel/module_loading_locked";
+constexpr const char* kModulesDisabled = "kernel/modules_disabled";
+
+Result<void> ExpectSysctl(Kernel& kernel, const char* key, const char* want) {
+    auto value = kernel.ReadSysctl(key);
+    if (!value) return value.error().Context("read back: ");
+    if (*value != want) {
+        return Err(std::string("read back: ") + key + " is " + *value + ", expected " + want);
+    }
+    return Ok();
+}
+
+// The upstream lock for kernels without our syscall. modules_disabled stops explicit loads,
+// but the kernel would still start the modprobe helper as root for demand loads, so the helper
+// path is emptied too.
+Result<void> FallbackLock(BootContext& ctx) {
+    PEINIT_TRY(ctx.kernel.WriteSysctl(kModulesDisabled, "1"));
+    PEINIT_TRY(ctx.kernel.WriteSysctl("kernel/modprobe", "\n"));
+    return ExpectSysctl(ctx.kernel, kModulesDisabled, "1");
+}
+
+void WriteRecord(const BootContext& ctx) {
+    const LockOutcome& lock = ctx.lock;
+    toml::table record{
+        {"version", 1},
+        {"requested", lock.requested},
+        {"requested_by", std::string(ToString(lock.requested_by))},
+        {"mechanism", lock.mechanism},
+        {"trigger", lock.trigger},
+        {"locked", lock.locked},
+        {"error", lock.error},
+        {"pid", static_cast<int64_t>(getpid())},
+        {"comm", "peinit"},
+        {"boot_offset_ms", BootOffsetMs()},
+        {"wall_time", WallTimeUtc()},
+    };
+    if (auto r = WriteJsonAtomically(ctx.paths.Under("/run/peinit/lockdown.json").string(), record);
+        !r) {
+        spdlog::error("lockdown: cannot write the boot record: {}", r.error().message());
+    }
+}
+
+}  // namespace
+
+Result<void> EngageLock(BootContext& ctx) {
+    LockOutcome& lock = ctx.lock;
+    lock.requested = true;
+    lock.requested_by = ctx.policy.lock_after_boot.source;
+    bool from_hive = ctx.policy.lock_after_boot.source == PolicySource::kHive;
+    unsigned int trigger =
+        from_hive ? MODULE_LOCKDOWN_TRIGGER_REGISTRY : MODULE_LOCKDOWN_TRIGGER_BOOT;
+    lock.trigger = from_hive ? "registry" : "boot-orchestrator-step";
+
+    Result<void> result = Ok();
+    auto locked = ctx.kernel.ModuleLockdown(MODULE_LOCKDOWN_LOCK, trigger);
+    if (locked) {
+        lock.mechanism = "syscall";
+        result = ExpectSysctl(ctx.kernel, kLockedSysctl, "1");
+    } else if (locked.error().code() == ENOSYS) {
+        spdlog::warn(
+            "lockdown: module_lockdown(2) is not available (unpatched kernel): falling "
+            "back to kernel.modules_disabled=1 and an empty kernel.modprobe");
+        lock.mechanism = "modules_disabled";
+        lock.trigger = "boot-orchestrator-step";
+        result = FallbackLock(ctx);
+    } else {
+        result = locked.error().Context("module_lockdown(LOCK): ");
+    }
+    lock.locked = static_cast<bool>(result);
+    lock.error = result ? "" : result.error().message();
+    WriteRecord(ctx);
+    if (!result) return result;
+    spdlog::info("lockdown locked=1 mechanism={} trigger={} requested_by={}", lock.mechanism,
+                 lock.trigger, ToString(lock.requested_by));
+    return Ok();
+}
+
+Result<void> RunLockdown(BootContext& ctx) {
+    if (!ctx.policy.lock_after_boot.value) {
+        spdlog::info("lockdown locked=0 reason=\"LockAfterBoot is false\"");
+        WriteRecord(ctx);
+        return Ok();
+    }
+    return EngageLock(ctx);
+}
+
+}  // namespace peinit
