@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <chrono>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -104,6 +105,12 @@ std::string Join(const std::vector<std::string>& v) {
 
 Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOptions& opts) {
     ImageContents c;
+    auto last = std::chrono::steady_clock::now();
+    auto phase = [&](const char* name) {
+        auto now = std::chrono::steady_clock::now();
+        c.timing.emplace_back(name, std::chrono::duration<double>(now - last).count());
+        last = now;
+    };
     std::vector<std::string> errors;
     auto collect = [&](const Error& e) { errors.push_back(e.message()); };
 
@@ -113,6 +120,7 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
                             kernel.error().message());
     c.kernel = *kernel;
 
+    phase("kernel tree");
     // 2. Units, hive and command line, validated with the parsers peinit uses at boot.
     UnitScan units;
     if (auto u = ScanUnits(def.unit_dirs)) units = std::move(*u);
@@ -137,6 +145,7 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
         collect(cl.error());
     }
 
+    phase("units, hive, cmdline");
     // 3. Modules: the boot set plus the definition's extras, with every dependency.
     for (const auto& m : def.modules)
         wants.push_back({m.value, def.file + ":" + std::to_string(m.line), "", false});
@@ -144,6 +153,7 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     if (auto r = ResolveModuleClosure(c.kernel, wants, deny)) closure = std::move(*r);
     else collect(r.error());
 
+    phase("module plan");
     // 4. Programs.
     std::vector<ShippedBinary> programs;
     for (const auto& b : opts.binaries) {
@@ -178,6 +188,7 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
         if (IsElfFile(f.src)) elf_roots.push_back(f.src);
     }
 
+    phase("programs (strip)");
     // 5. Shared-library closure of every ELF we ship.
     ClosureOptions copts;
     copts.sysroot = opts.sysroot;
@@ -188,6 +199,7 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
         c.libraries.push_back(lib.path);
     }
 
+    phase("library closure");
     // 6. Units, hive, modules.
     for (const auto& u : units.files) {
         std::string dst = std::string(kImageUnitsDir) + "/" + u.name;
@@ -197,6 +209,7 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     if (def.hive) PEINIT_TRY(c.tree.AddHostFile(kImageHivePath, def.hive->value, 0644));
     PEINIT_TRY(AddModulesToTree(c.tree, c.kernel, closure));
     for (const auto& m : closure.files) c.modules.push_back(m.name);
+    phase("units, hive, modules + depmod");
     c.builtin_modules = closure.builtins;
     c.services = units.services.size();
     // Every service must be able to start: its program is in the image.
@@ -220,7 +233,11 @@ Result<ImageContents> BuildImage(const ImageDefinition& def, const BuildOptions&
     WriteOptions w;
     w.compression = compression;
     w.mtime = opts.mtime;
+    auto start = std::chrono::steady_clock::now();
     PEINIT_TRY(WriteCpio(c.tree, output, w));
+    c.timing.emplace_back(std::string("write (") + CompressionName(compression) + ")",
+                          std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+                              .count());
     return c;
 }
 

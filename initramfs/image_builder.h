@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "initramfs/image_definition.h"
@@ -43,6 +44,8 @@ struct ImageContents {
     std::vector<std::string> units;      // image paths
     size_t services = 0;
     std::vector<std::string> warnings;   // not errors, but worth telling the user
+    // Wall time of each build phase in seconds, in order (for `build --timing`).
+    std::vector<std::pair<std::string, double>> timing;
 };
 
 // Validates everything and assembles the tree. Nothing is written.

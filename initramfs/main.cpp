@@ -41,7 +41,7 @@ commands:
 )";
 
 constexpr const char* kBuildUsage = R"(usage: peinit-image build IMAGE -o OUT [--kernel-dir DIR] [--compression none|gzip|zstd]
-                          [--binaries MANIFEST] [--sysroot DIR]
+                          [--binaries MANIFEST] [--sysroot DIR] [--timing]
 
 IMAGE is an image directory (holding image.toml) or the .toml file itself.
 Validates everything first (definition, units, hive, modules against the kernel's tree,
@@ -54,6 +54,7 @@ shared libraries) and writes nothing on error; OUT is replaced atomically.
   --compression X        override the definition's compression
   --binaries MANIFEST    programs to ship (default: the manifest the build generated)
   --sysroot DIR          where shared libraries are looked up (default /)
+  --timing               print the time each build phase took
 
 The output is byte-reproducible: entries are sorted and stamped with uid/gid 0 and
 mtime $SOURCE_DATE_EPOCH (0 when unset).
@@ -150,6 +151,7 @@ struct BuildArgs {
     std::string compression;
     std::string manifest;
     std::string sysroot = "/";
+    bool timing = false;
 };
 
 std::string Mib(uint64_t bytes) {
@@ -186,6 +188,13 @@ Result<ImageDefinition> DoBuild(const BuildArgs& a, std::string* kernel_image) {
               << c.services << " services); "
               << timing << "\n";
     for (const auto& w : c.warnings) std::cerr << "peinit-image: warning: " << w << "\n";
+    if (a.timing) {
+        for (const auto& [name, s] : c.timing) {
+            char line[128];
+            std::snprintf(line, sizeof line, "peinit-image: %8.3f s  %s\n", s, name.c_str());
+            std::cerr << line;
+        }
+    }
     if (kernel_image != nullptr) {
         if (c.kernel.image.empty())
             return Err("kernel directory " + c.kernel.dir + " has no bzImage or boot/vmlinuz-" +
@@ -203,6 +212,10 @@ int CmdBuild(const std::vector<std::string>& args) {
         if (IsHelp(s)) {
             std::cout << kBuildUsage;
             return 0;
+        }
+        if (s == "--timing") {
+            a.timing = true;
+            continue;
         }
         if (TakeValue(args, i, "-o", a.output, problem) ||
             TakeValue(args, i, "--output", a.output, problem) ||
