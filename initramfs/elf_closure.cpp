@@ -8,9 +8,9 @@
 
 #include <climits>
 #include <cstring>
-#include <optional>
 #include <deque>
 #include <map>
+#include <optional>
 #include <set>
 
 namespace peinit::image {
@@ -19,7 +19,7 @@ namespace {
 
 // A read-only mapping of a whole file.
 class MappedFile {
-public:
+  public:
     ~MappedFile() {
         if (data_ != nullptr && data_ != MAP_FAILED) ::munmap(data_, size_);
     }
@@ -53,7 +53,7 @@ public:
     const unsigned char* data() const { return static_cast<const unsigned char*>(data_); }
     size_t size() const { return size_; }
 
-private:
+  private:
     void* data_ = nullptr;
     size_t size_ = 0;
 };
@@ -74,8 +74,8 @@ std::vector<std::string> SplitColon(const std::string& s) {
     size_t start = 0;
     while (true) {
         size_t colon = s.find(':', start);
-        std::string part = s.substr(start, colon == std::string::npos ? std::string::npos
-                                                                       : colon - start);
+        std::string part =
+            s.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
         if (!part.empty()) out.push_back(part);
         if (colon == std::string::npos) break;
         start = colon + 1;
@@ -136,17 +136,30 @@ Result<ElfInfo> Parse(const std::string& path, const unsigned char* data, size_t
         std::memcpy(&d, data + dynamic->p_offset + i * sizeof(Dyn), sizeof d);
         if (d.d_tag == DT_NULL) break;
         switch (d.d_tag) {
-            case DT_NEEDED: needed_off.push_back(d.d_un.d_val); break;
-            case DT_RPATH: rpath_off.push_back(d.d_un.d_val); break;
-            case DT_RUNPATH: runpath_off.push_back(d.d_un.d_val); break;
-            case DT_SONAME: soname_off = d.d_un.d_val; break;
-            case DT_STRTAB: strtab = d.d_un.d_ptr; have_strtab = true; break;
-            case DT_STRSZ: strsz = d.d_un.d_val; break;
-            default: break;
+            case DT_NEEDED:
+                needed_off.push_back(d.d_un.d_val);
+                break;
+            case DT_RPATH:
+                rpath_off.push_back(d.d_un.d_val);
+                break;
+            case DT_RUNPATH:
+                runpath_off.push_back(d.d_un.d_val);
+                break;
+            case DT_SONAME:
+                soname_off = d.d_un.d_val;
+                break;
+            case DT_STRTAB:
+                strtab = d.d_un.d_ptr;
+                have_strtab = true;
+                break;
+            case DT_STRSZ:
+                strsz = d.d_un.d_val;
+                break;
+            default:
+                break;
         }
     }
-    if (needed_off.empty() && rpath_off.empty() && runpath_off.empty() && !soname_off)
-        return info;
+    if (needed_off.empty() && rpath_off.empty() && runpath_off.empty() && !soname_off) return info;
     if (!have_strtab) return bad("DT_STRTAB missing");
     auto str_file_off = vaddr_to_offset(strtab);
     if (!str_file_off) return bad("DT_STRTAB outside every PT_LOAD segment");
@@ -256,11 +269,20 @@ Result<ElfInfo> ReadElf(const std::string& path) {
 Result<std::vector<std::string>> DefaultSearchDirs(uint16_t machine) {
     std::string triplet;
     switch (machine) {
-        case EM_X86_64: triplet = "x86_64-linux-gnu"; break;
-        case EM_AARCH64: triplet = "aarch64-linux-gnu"; break;
-        case EM_386: triplet = "i386-linux-gnu"; break;
-        case EM_RISCV: triplet = "riscv64-linux-gnu"; break;
-        default: return Err("no Debian multiarch triplet for ELF machine " + std::to_string(machine));
+        case EM_X86_64:
+            triplet = "x86_64-linux-gnu";
+            break;
+        case EM_AARCH64:
+            triplet = "aarch64-linux-gnu";
+            break;
+        case EM_386:
+            triplet = "i386-linux-gnu";
+            break;
+        case EM_RISCV:
+            triplet = "riscv64-linux-gnu";
+            break;
+        default:
+            return Err("no Debian multiarch triplet for ELF machine " + std::to_string(machine));
     }
     return std::vector<std::string>{"/lib/" + triplet, "/usr/lib/" + triplet, "/lib", "/usr/lib"};
 }
@@ -271,7 +293,7 @@ struct Loaded {
     std::string path;       // logical path
     std::string host_path;  // resolved host path
     ElfInfo info;
-    int parent = -1;        // index of the object that loaded it (for the RPATH chain)
+    int parent = -1;  // index of the object that loaded it (for the RPATH chain)
 };
 
 std::string ExpandTokens(const std::string& dir, const std::string& origin, uint16_t machine) {
@@ -321,8 +343,9 @@ Result<std::vector<ResolvedObject>> ElfClosure(const std::vector<std::string>& r
     };
 
     // Tries a logical path as a candidate for `requester`: exists, is ELF, same class+machine.
-    auto try_candidate = [&](const std::string& logical, const ElfInfo* requester)
-        -> std::optional<std::pair<std::string, ElfInfo>> {
+    auto try_candidate =
+        [&](const std::string& logical,
+            const ElfInfo* requester) -> std::optional<std::pair<std::string, ElfInfo>> {
         auto host = ResolveInRoot(opts.sysroot, logical);
         if (!host) return std::nullopt;
         if (!IsElfFile(*host)) return std::nullopt;

@@ -19,11 +19,11 @@
 namespace peinit::image {
 
 struct ElfInfo {
-    uint8_t elf_class = 0;   // ELFCLASS64 / ELFCLASS32
-    uint16_t machine = 0;    // EM_X86_64, ...
-    uint16_t type = 0;       // ET_EXEC, ET_DYN
-    std::string interp;      // PT_INTERP, empty for static binaries and libraries
-    std::string soname;      // DT_SONAME
+    uint8_t elf_class = 0;  // ELFCLASS64 / ELFCLASS32
+    uint16_t machine = 0;   // EM_X86_64, ...
+    uint16_t type = 0;      // ET_EXEC, ET_DYN
+    std::string interp;     // PT_INTERP, empty for static binaries and libraries
+    std::string soname;     // DT_SONAME
     std::vector<std::string> needed;
     std::vector<std::string> rpath;    // DT_RPATH entries (colon-split, unexpanded)
     std::vector<std::string> runpath;  // DT_RUNPATH entries (colon-split, unexpanded)

@@ -1,12 +1,11 @@
 #include "initramfs/image_builder.h"
 
 #include <sys/stat.h>
-
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <chrono>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -46,14 +45,15 @@ Result<void> AddProgram(ImageTree& tree, const std::string& image_path, const st
                         uint32_t mode, bool strip) {
     if (!strip || !IsElfFile(host)) return tree.AddHostFile(image_path, host, mode);
     const char* tmpdir = std::getenv("TMPDIR");
-    std::string tmp = std::string(tmpdir != nullptr && *tmpdir ? tmpdir : "/tmp") +
-                      "/peinit-image-strip.XXXXXX";
+    std::string tmp =
+        std::string(tmpdir != nullptr && *tmpdir ? tmpdir : "/tmp") + "/peinit-image-strip.XXXXXX";
     int fd = ::mkstemp(tmp.data());
     if (fd < 0) return ErrnoErr("mkstemp " + tmp);
     ::close(fd);
     auto res = RunCapture({"strip", "--strip-debug", "-o", tmp, host}, /*merge_stderr=*/true);
     Result<void> added = Ok();
-    if (!res) added = res.error().Context("cannot strip " + host + ": ");
+    if (!res)
+        added = res.error().Context("cannot strip " + host + ": ");
     else if (res->status != 0)
         added = Err("strip --strip-debug " + host + " failed: " + res->output);
     else {
@@ -64,8 +64,10 @@ Result<void> AddProgram(ImageTree& tree, const std::string& image_path, const st
             ss << in.rdbuf();
             data = ss.str();
         }
-        if (data.empty()) added = Err("strip produced nothing for " + host);
-        else added = tree.AddFile(image_path, std::move(data), mode, host + " (stripped)");
+        if (data.empty())
+            added = Err("strip produced nothing for " + host);
+        else
+            added = tree.AddFile(image_path, std::move(data), mode, host + " (stripped)");
     }
     ::unlink(tmp.c_str());
     return added;
@@ -85,8 +87,8 @@ bool Exists(const std::string& p) {
 // The skeleton every image has: mount points, and the two device nodes peinit needs for
 // output before devtmpfs is mounted.
 Result<void> AddSkeleton(ImageTree& tree) {
-    for (const char* d : {"proc", "sys", "dev", "run", "etc", "etc/peinit", "etc/peinit/units",
-                          "etc/peinit/keys"})
+    for (const char* d :
+         {"proc", "sys", "dev", "run", "etc", "etc/peinit", "etc/peinit/units", "etc/peinit/keys"})
         PEINIT_TRY(tree.AddDirectory(d, 0755));
     PEINIT_TRY(tree.AddDirectory("tmp", 01777));
     PEINIT_TRY(tree.AddDirectory("root", 0700));
@@ -116,15 +118,18 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
 
     // 1. The kernel tree.
     auto kernel = OpenKernelTree(opts.kernel_dir);
-    if (!kernel) return Err(def.file + ": kernel \"" + KernelKindName(def.kernel) + "\": " +
-                            kernel.error().message());
+    if (!kernel)
+        return Err(def.file + ": kernel \"" + KernelKindName(def.kernel) +
+                   "\": " + kernel.error().message());
     c.kernel = *kernel;
 
     phase("kernel tree");
     // 2. Units, hive and command line, validated with the parsers peinit uses at boot.
     UnitScan units;
-    if (auto u = ScanUnits(def.unit_dirs)) units = std::move(*u);
-    else collect(u.error());
+    if (auto u = ScanUnits(def.unit_dirs))
+        units = std::move(*u);
+    else
+        collect(u.error());
     std::vector<ModuleWant> wants = units.modules;
     std::vector<ModuleDeny> deny;
     if (def.hive) {
@@ -150,8 +155,10 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     for (const auto& m : def.modules)
         wants.push_back({m.value, def.file + ":" + std::to_string(m.line), "", false});
     ModuleClosure closure;
-    if (auto r = ResolveModuleClosure(c.kernel, wants, deny)) closure = std::move(*r);
-    else collect(r.error());
+    if (auto r = ResolveModuleClosure(c.kernel, wants, deny))
+        closure = std::move(*r);
+    else
+        collect(r.error());
 
     phase("module plan");
     // 4. Programs.
@@ -220,7 +227,8 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
                              ", which is not in the image (ship it with [[files]])");
         else if (e->type == EntryType::kFile && (e->mode & 0111) == 0)
             errors.push_back(svc.origin + ": service \"" + svc.service + "\" runs " + svc.path +
-                             ", which is not executable in the image (mode " + Octal(e->mode) + ")");
+                             ", which is not executable in the image (mode " + Octal(e->mode) +
+                             ")");
     }
     if (!errors.empty()) return Err(Join(errors));
     for (const auto& w : closure.warnings) c.warnings.push_back("at boot: " + w);
@@ -235,9 +243,9 @@ Result<ImageContents> BuildImage(const ImageDefinition& def, const BuildOptions&
     w.mtime = opts.mtime;
     auto start = std::chrono::steady_clock::now();
     PEINIT_TRY(WriteCpio(c.tree, output, w));
-    c.timing.emplace_back(std::string("write (") + CompressionName(compression) + ")",
-                          std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-                              .count());
+    c.timing.emplace_back(
+        std::string("write (") + CompressionName(compression) + ")",
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     return c;
 }
 

@@ -41,9 +41,9 @@ struct ImageContents {
     std::vector<std::string> libraries;  // image paths
     std::vector<std::string> modules;    // module names
     std::vector<std::string> builtin_modules;
-    std::vector<std::string> units;      // image paths
+    std::vector<std::string> units;  // image paths
     size_t services = 0;
-    std::vector<std::string> warnings;   // not errors, but worth telling the user
+    std::vector<std::string> warnings;  // not errors, but worth telling the user
     // Wall time of each build phase in seconds, in order (for `build --timing`).
     std::vector<std::pair<std::string, double>> timing;
 };

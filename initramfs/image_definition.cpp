@@ -1,11 +1,11 @@
 #include "initramfs/image_definition.h"
 
 #include <sys/stat.h>
+#include <toml++/toml.h>
 
 #include <algorithm>
 #include <fstream>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace peinit::image {
 
@@ -23,7 +23,7 @@ int LineOf(const toml::node& n) { return static_cast<int>(n.source().begin.line)
 
 // Collects every problem of one definition so the user sees them all at once.
 class Parser {
-public:
+  public:
     Parser(std::string file, std::string dir) : file_(std::move(file)), dir_(std::move(dir)) {}
 
     void Fail(int line, const std::string& msg) {
@@ -74,8 +74,8 @@ public:
     }
 
     // A path that must exist, of the given kind.
-    std::optional<std::string> ExistingPath(const std::string& rel, int line, const std::string& key,
-                                            bool want_dir) {
+    std::optional<std::string> ExistingPath(const std::string& rel, int line,
+                                            const std::string& key, bool want_dir) {
         std::string abs = AbsoluteUnder(dir_, rel);
         struct stat st;
         if (::stat(abs.c_str(), &st) != 0) {
@@ -111,9 +111,15 @@ public:
             for (auto&& [k, v] : *t) {
                 std::string key(k.str());
                 if (key == "src") {
-                    if (auto s = String(v, "files.src")) f.src = *s; else ok = false;
+                    if (auto s = String(v, "files.src"))
+                        f.src = *s;
+                    else
+                        ok = false;
                 } else if (key == "dst") {
-                    if (auto s = String(v, "files.dst")) f.dst = *s; else ok = false;
+                    if (auto s = String(v, "files.dst"))
+                        f.dst = *s;
+                    else
+                        ok = false;
                 } else if (key == "mode") {
                     if (v.is_integer()) {
                         int64_t m = v.as_integer()->get();
@@ -177,16 +183,21 @@ public:
             std::string key(k.str());
             if (key == "memory") {
                 if (auto i = Integer(v, "boot.memory")) {
-                    if (*i < 64 || *i > 65536) Fail(LineOf(v), "\"boot.memory\" must be 64..65536 (MiB)");
-                    else def.boot.memory_mb = static_cast<int>(*i);
+                    if (*i < 64 || *i > 65536)
+                        Fail(LineOf(v), "\"boot.memory\" must be 64..65536 (MiB)");
+                    else
+                        def.boot.memory_mb = static_cast<int>(*i);
                 }
             } else if (key == "smp") {
                 if (auto i = Integer(v, "boot.smp")) {
-                    if (*i < 1 || *i > 64) Fail(LineOf(v), "\"boot.smp\" must be 1..64");
-                    else def.boot.smp = static_cast<int>(*i);
+                    if (*i < 1 || *i > 64)
+                        Fail(LineOf(v), "\"boot.smp\" must be 1..64");
+                    else
+                        def.boot.smp = static_cast<int>(*i);
                 }
             } else if (key == "qemu_args") {
-                for (auto& a : StringList(v, "boot.qemu_args")) def.boot.qemu_args.push_back(a.value);
+                for (auto& a : StringList(v, "boot.qemu_args"))
+                    def.boot.qemu_args.push_back(a.value);
             } else {
                 Fail(static_cast<int>(k.source().begin.line),
                      "unknown key \"" + key + "\" in [boot] (expected memory, smp, qemu_args)");
@@ -203,10 +214,13 @@ public:
                 if (auto s = String(v, key)) def.description = *s;
             } else if (key == "kernel") {
                 if (auto s = String(v, key)) {
-                    if (*s == "peinit") def.kernel = KernelKind::kPeinit;
-                    else if (*s == "debian") def.kernel = KernelKind::kDebian;
+                    if (*s == "peinit")
+                        def.kernel = KernelKind::kPeinit;
+                    else if (*s == "debian")
+                        def.kernel = KernelKind::kDebian;
                     else {
-                        Fail(LineOf(v), "unknown kernel \"" + *s + "\" (expected \"peinit\" or \"debian\")");
+                        Fail(LineOf(v),
+                             "unknown kernel \"" + *s + "\" (expected \"peinit\" or \"debian\")");
                         continue;
                     }
                     have_kernel = true;
@@ -227,12 +241,16 @@ public:
             } else if (key == "compression") {
                 if (auto s = String(v, key)) {
                     auto c = ParseCompression(*s);
-                    if (c) def.compression = *c;
-                    else Fail(LineOf(v), c.error().message());
+                    if (c)
+                        def.compression = *c;
+                    else
+                        Fail(LineOf(v), c.error().message());
                 }
             } else if (key == "strip") {
-                if (v.is_boolean()) def.strip = v.as_boolean()->get();
-                else Fail(LineOf(v), "\"strip\" must be a boolean");
+                if (v.is_boolean())
+                    def.strip = v.as_boolean()->get();
+                else
+                    Fail(LineOf(v), "\"strip\" must be a boolean");
             } else if (key == "modules") {
                 def.modules = StringList(v, key);
             } else if (key == "files") {
@@ -251,7 +269,7 @@ public:
             Fail(1, "missing required key \"kernel\" (\"peinit\" or \"debian\")");
     }
 
-private:
+  private:
     std::string file_;
     std::string dir_;
     std::vector<std::pair<int, std::string>> errors_;

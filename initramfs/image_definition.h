@@ -40,13 +40,13 @@ struct BootSettings {
 };
 
 struct ImageDefinition {
-    std::string name;         // directory name ("demo")
-    std::string dir;          // the image directory as given
-    std::string file;         // path of image.toml, as used in messages
+    std::string name;  // directory name ("demo")
+    std::string dir;   // the image directory as given
+    std::string file;  // path of image.toml, as used in messages
     std::string description;
     KernelKind kernel = KernelKind::kPeinit;
     std::vector<Located<std::string>> unit_dirs;  // absolute host paths
-    std::optional<Located<std::string>> hive;      // absolute host path
+    std::optional<Located<std::string>> hive;     // absolute host path
     std::string cmdline;
     int cmdline_line = 0;
     Compression compression = Compression::kZstd;

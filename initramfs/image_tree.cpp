@@ -23,18 +23,24 @@ Result<Compression> ParseCompression(const std::string& name) {
 
 const char* CompressionName(Compression c) {
     switch (c) {
-        case Compression::kNone: return "none";
-        case Compression::kGzip: return "gzip";
-        case Compression::kZstd: return "zstd";
+        case Compression::kNone:
+            return "none";
+        case Compression::kGzip:
+            return "gzip";
+        case Compression::kZstd:
+            return "zstd";
     }
     return "?";
 }
 
 const char* CompressionSuffix(Compression c) {
     switch (c) {
-        case Compression::kNone: return "";
-        case Compression::kGzip: return ".gz";
-        case Compression::kZstd: return ".zst";
+        case Compression::kNone:
+            return "";
+        case Compression::kGzip:
+            return ".gz";
+        case Compression::kZstd:
+            return ".zst";
     }
     return "";
 }
@@ -56,10 +62,14 @@ Result<std::string> NormalizeImagePath(const std::string& path) {
 
 static const char* TypeName(EntryType t) {
     switch (t) {
-        case EntryType::kFile: return "file";
-        case EntryType::kDirectory: return "directory";
-        case EntryType::kSymlink: return "symlink";
-        case EntryType::kCharDevice: return "character device";
+        case EntryType::kFile:
+            return "file";
+        case EntryType::kDirectory:
+            return "directory";
+        case EntryType::kSymlink:
+            return "symlink";
+        case EntryType::kCharDevice:
+            return "character device";
     }
     return "?";
 }
@@ -98,8 +108,7 @@ Result<void> ImageTree::Add(const std::string& raw_path, Entry entry) {
             old.rdev_major == entry.rdev_major && old.rdev_minor == entry.rdev_minor) {
             return Ok();
         }
-        return Err("/" + path + " is provided twice: by " + old.origin + " and by " +
-                   entry.origin);
+        return Err("/" + path + " is provided twice: by " + old.origin + " and by " + entry.origin);
     }
     // A new directory must not sit below a non-directory; EnsureParents checked the ancestors.
     entries_.emplace(path, std::move(entry));
@@ -227,10 +236,14 @@ std::string ArchiveError(struct archive* a, const std::string& what) {
 
 mode_t TypeBits(EntryType t) {
     switch (t) {
-        case EntryType::kFile: return AE_IFREG;
-        case EntryType::kDirectory: return AE_IFDIR;
-        case EntryType::kSymlink: return AE_IFLNK;
-        case EntryType::kCharDevice: return AE_IFCHR;
+        case EntryType::kFile:
+            return AE_IFREG;
+        case EntryType::kDirectory:
+            return AE_IFDIR;
+        case EntryType::kSymlink:
+            return AE_IFLNK;
+        case EntryType::kCharDevice:
+            return AE_IFCHR;
     }
     return AE_IFREG;
 }
@@ -244,16 +257,21 @@ Result<void> WriteArchiveTo(int fd, const ImageTree& tree, const WriteOptions& o
         return Err(ArchiveError(a, "cpio newc format"));
     int r = ARCHIVE_OK;
     switch (opts.compression) {
-        case Compression::kNone: r = archive_write_add_filter_none(a); break;
+        case Compression::kNone:
+            r = archive_write_add_filter_none(a);
+            break;
         case Compression::kGzip:
             r = archive_write_add_filter_gzip(a);
             // Without this libarchive stamps the current time into the gzip header.
-            if (r == ARCHIVE_OK) r = archive_write_set_filter_option(a, "gzip", "timestamp", nullptr);
+            if (r == ARCHIVE_OK)
+                r = archive_write_set_filter_option(a, "gzip", "timestamp", nullptr);
             break;
-        case Compression::kZstd: r = archive_write_add_filter_zstd(a); break;
+        case Compression::kZstd:
+            r = archive_write_add_filter_zstd(a);
+            break;
     }
-    if (r != ARCHIVE_OK) return Err(ArchiveError(a, std::string(CompressionName(opts.compression)) +
-                                                        " filter"));
+    if (r != ARCHIVE_OK)
+        return Err(ArchiveError(a, std::string(CompressionName(opts.compression)) + " filter"));
     // No zero padding after the last block: the file ends where the stream ends.
     archive_write_set_bytes_in_last_block(a, 1);
     if (archive_write_open_fd(a, fd) != ARCHIVE_OK) return Err(ArchiveError(a, name));
@@ -353,10 +371,18 @@ Result<std::vector<ListedEntry>> ReadCpio(const std::string& path) {
         le.path = archive_entry_pathname(ae);
         mode_t m = archive_entry_mode(ae);
         switch (m & AE_IFMT) {
-            case AE_IFDIR: le.type = EntryType::kDirectory; break;
-            case AE_IFLNK: le.type = EntryType::kSymlink; break;
-            case AE_IFCHR: le.type = EntryType::kCharDevice; break;
-            default: le.type = EntryType::kFile; break;
+            case AE_IFDIR:
+                le.type = EntryType::kDirectory;
+                break;
+            case AE_IFLNK:
+                le.type = EntryType::kSymlink;
+                break;
+            case AE_IFCHR:
+                le.type = EntryType::kCharDevice;
+                break;
+            default:
+                le.type = EntryType::kFile;
+                break;
         }
         le.mode = m & 07777;
         le.size = static_cast<uint64_t>(archive_entry_size(ae));

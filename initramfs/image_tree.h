@@ -21,11 +21,11 @@ enum class EntryType { kFile, kDirectory, kSymlink, kCharDevice };
 
 struct Entry {
     EntryType type = EntryType::kFile;
-    uint32_t mode = 0;     // permission bits only (07777)
-    std::string data;      // file contents, or the symlink target
+    uint32_t mode = 0;  // permission bits only (07777)
+    std::string data;   // file contents, or the symlink target
     uint32_t rdev_major = 0;
     uint32_t rdev_minor = 0;
-    std::string origin;    // where it came from (host path or description), for messages
+    std::string origin;  // where it came from (host path or description), for messages
 };
 
 enum class Compression { kNone, kGzip, kZstd };
@@ -37,7 +37,7 @@ const char* CompressionSuffix(Compression c);
 
 // Paths are stored without a leading slash ("init", "lib/x86_64-linux-gnu/libc.so.6").
 class ImageTree {
-public:
+  public:
     // Adds a regular file. Adding the same path again with identical bytes and mode is a no-op;
     // anything else is a conflict (two sources for one path), reported with both origins.
     Result<void> AddFile(const std::string& path, std::string data, uint32_t mode,
@@ -55,7 +55,7 @@ public:
     // Sum of file sizes (uncompressed payload).
     uint64_t PayloadBytes() const;
 
-private:
+  private:
     Result<void> Add(const std::string& path, Entry entry);
     Result<void> EnsureParents(const std::string& path);
 

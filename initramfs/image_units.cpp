@@ -30,7 +30,6 @@ std::string JoinErrors(const ConfigErrors& errors) {
     return s;
 }
 
-
 }  // namespace
 
 Result<UnitScan> ScanUnits(const std::vector<Located<std::string>>& dirs) {
@@ -60,8 +59,8 @@ Result<UnitScan> ScanUnits(const std::vector<Located<std::string>>& dirs) {
                 continue;
             }
             if (auto [it, fresh] = seen.emplace(n, p); !fresh) {
-                errors.push_back({p, 0, "same file name as " + it->second +
-                                            " (both would ship as " + n + ")"});
+                errors.push_back(
+                    {p, 0, "same file name as " + it->second + " (both would ship as " + n + ")"});
                 continue;
             }
             auto text = ReadFile(p);
@@ -77,8 +76,8 @@ Result<UnitScan> ScanUnits(const std::vector<Located<std::string>>& dirs) {
     if (!errors.empty()) return Err(JoinErrors(errors));
     for (const Unit& u : set.units) {
         for (const ModuleSpec& m : u.modules)
-            scan.modules.push_back({m.name, u.path + ":" + std::to_string(m.line), m.options,
-                                    m.optional});
+            scan.modules.push_back(
+                {m.name, u.path + ":" + std::to_string(m.line), m.options, m.optional});
         for (const ServiceSpec& svc : u.services)
             if (!svc.exec.empty())
                 scan.services.push_back(

@@ -93,8 +93,10 @@ Result<KernelTree> OpenKernelTree(const std::string& dir_in) {
     if (!IsFile(k.modules_dir + "/modules.dep.bin"))
         return Err(k.modules_dir + " has no depmod indexes (modules.dep.bin); run depmod -b " +
                    k.module_root + " " + k.kver);
-    if (IsFile(dir + "/bzImage")) k.image = dir + "/bzImage";
-    else if (IsFile(dir + "/boot/vmlinuz-" + k.kver)) k.image = dir + "/boot/vmlinuz-" + k.kver;
+    if (IsFile(dir + "/bzImage"))
+        k.image = dir + "/bzImage";
+    else if (IsFile(dir + "/boot/vmlinuz-" + k.kver))
+        k.image = dir + "/boot/vmlinuz-" + k.kver;
     return k;
 }
 
@@ -154,10 +156,11 @@ namespace {
 
 // A temporary directory removed (recursively) on destruction.
 class TempDir {
-public:
+  public:
     Result<void> Create() {
         const char* tmp = std::getenv("TMPDIR");
-        std::string tmpl = std::string(tmp != nullptr && *tmp ? tmp : "/tmp") + "/peinit-image.XXXXXX";
+        std::string tmpl =
+            std::string(tmp != nullptr && *tmp ? tmp : "/tmp") + "/peinit-image.XXXXXX";
         if (::mkdtemp(tmpl.data()) == nullptr) return ErrnoErr("mkdtemp " + tmpl);
         path_ = tmpl;
         return Ok();
@@ -167,7 +170,7 @@ public:
     }
     const std::string& path() const { return path_; }
 
-private:
+  private:
     static void Remove(const std::string& p) {
         struct stat st;
         if (::lstat(p.c_str(), &st) != 0) return;

@@ -30,9 +30,9 @@ Result<KernelTree> OpenKernelTree(const std::string& dir);
 // A module the image must be able to load, and who asked for it ("images/demo/image.toml:9",
 // "images/demo/units/net.toml:4"), for messages.
 struct ModuleWant {
-    std::string name;     // module name or alias
+    std::string name;  // module name or alias
     std::string origin;
-    std::string options;  // the unit's options (kept for the plan's messages)
+    std::string options;    // the unit's options (kept for the plan's messages)
     bool optional = false;  // a module the kernel does not have is left out silently
 };
 

@@ -40,7 +40,8 @@ commands:
 `peinit-image COMMAND --help` describes each command.
 )";
 
-constexpr const char* kBuildUsage = R"(usage: peinit-image build IMAGE -o OUT [--kernel-dir DIR] [--compression none|gzip|zstd]
+constexpr const char* kBuildUsage =
+    R"(usage: peinit-image build IMAGE -o OUT [--kernel-dir DIR] [--compression none|gzip|zstd]
                           [--binaries MANIFEST] [--sysroot DIR] [--timing]
 
 IMAGE is an image directory (holding image.toml) or the .toml file itself.
@@ -60,7 +61,8 @@ The output is byte-reproducible: entries are sorted and stamped with uid/gid 0 a
 mtime $SOURCE_DATE_EPOCH (0 when unset).
 )";
 
-constexpr const char* kBootUsage = R"(usage: peinit-image boot IMAGE [--smp N] [--memory MIB] [--timeout S] [--kernel-dir DIR]
+constexpr const char* kBootUsage =
+    R"(usage: peinit-image boot IMAGE [--smp N] [--memory MIB] [--timeout S] [--kernel-dir DIR]
                          [--output OUT] [-- EXTRA CMDLINE...]
 
 Builds IMAGE (into the build directory, unless --output) and boots it:
@@ -126,7 +128,8 @@ std::string LastLine(const std::string& text) {
 // --kernel-dir, else the environment, else the kernel script's last output line.
 Result<std::string> ResolveKernelDir(KernelKind kind, const std::string& flag) {
     if (!flag.empty()) return flag;
-    const char* var = kind == KernelKind::kPeinit ? "PEINIT_KERNEL_DIR" : "PEINIT_DEBIAN_KERNEL_DIR";
+    const char* var =
+        kind == KernelKind::kPeinit ? "PEINIT_KERNEL_DIR" : "PEINIT_DEBIAN_KERNEL_DIR";
     if (const char* v = std::getenv(var); v != nullptr && *v != '\0') return std::string(v);
     std::string script = std::string(PEINIT_SOURCE_DIR) +
                          (kind == KernelKind::kPeinit ? "/kernel/build" : "/kernel/debian-kernel");
@@ -135,8 +138,7 @@ Result<std::string> ResolveKernelDir(KernelKind kind, const std::string& flag) {
                    script + " does not exist)");
     std::cerr << "peinit-image: " << var << " not set; running " << script << "\n";
     auto res = PEINIT_TRY(RunCapture({script}, /*merge_stderr=*/false));
-    if (res.status != 0)
-        return Err(script + " failed with status " + std::to_string(res.status));
+    if (res.status != 0) return Err(script + " failed with status " + std::to_string(res.status));
     std::string dir = LastLine(res.output);
     if (dir.empty()) return Err(script + " printed no directory");
     return dir;
@@ -168,7 +170,8 @@ Result<ImageDefinition> DoBuild(const BuildArgs& a, std::string* kernel_image) {
     if (!a.compression.empty()) compression = PEINIT_TRY(ParseCompression(a.compression));
     BuildOptions opts;
     opts.kernel_dir = PEINIT_TRY(ResolveKernelDir(def.kernel, a.kernel_dir));
-    opts.binaries = PEINIT_TRY(LoadBinaryManifest(a.manifest.empty() ? DefaultManifest() : a.manifest));
+    opts.binaries =
+        PEINIT_TRY(LoadBinaryManifest(a.manifest.empty() ? DefaultManifest() : a.manifest));
     opts.sysroot = a.sysroot;
     opts.mtime = PEINIT_TRY(SourceDateEpoch());
     auto t0 = std::chrono::steady_clock::now();
@@ -179,14 +182,14 @@ Result<ImageDefinition> DoBuild(const BuildArgs& a, std::string* kernel_image) {
     double secs = std::chrono::duration<double>(end - t0).count();
     double total = std::chrono::duration<double>(end - start).count();
     char timing[96];
-    std::snprintf(timing, sizeof timing, "built in %.3f s (%.3f s with kernel lookup)", secs, total);
+    std::snprintf(timing, sizeof timing, "built in %.3f s (%.3f s with kernel lookup)", secs,
+                  total);
     std::cerr << "peinit-image: wrote " << a.output << ": " << c.tree.entries().size()
               << " entries, " << Mib(c.tree.PayloadBytes()) << " payload, "
               << Mib(static_cast<uint64_t>(st.st_size)) << " " << CompressionName(compression)
               << "; kernel " << c.kernel.kver << ", " << c.modules.size() << " modules, "
               << c.libraries.size() << " libraries, " << c.units.size() << " unit files ("
-              << c.services << " services); "
-              << timing << "\n";
+              << c.services << " services); " << timing << "\n";
     for (const auto& w : c.warnings) std::cerr << "peinit-image: warning: " << w << "\n";
     if (a.timing) {
         for (const auto& [name, s] : c.timing) {
@@ -224,9 +227,12 @@ int CmdBuild(const std::vector<std::string>& args) {
             TakeValue(args, i, "--binaries", a.manifest, problem) ||
             TakeValue(args, i, "--sysroot", a.sysroot, problem))
             continue;
-        if (!s.empty() && s[0] == '-') problem = "unknown option " + s;
-        else if (a.image.empty()) a.image = s;
-        else problem = "unexpected argument " + s;
+        if (!s.empty() && s[0] == '-')
+            problem = "unknown option " + s;
+        else if (a.image.empty())
+            a.image = s;
+        else
+            problem = "unexpected argument " + s;
     }
     if (problem.empty() && a.image.empty()) problem = "missing IMAGE";
     if (problem.empty() && a.output.empty()) problem = "missing -o OUT";
@@ -269,9 +275,12 @@ int CmdBoot(const std::vector<std::string>& args) {
             TakeValue(args, i, "--output", a.output, problem) ||
             TakeValue(args, i, "-o", a.output, problem))
             continue;
-        if (!s.empty() && s[0] == '-') problem = "unknown option " + s;
-        else if (a.image.empty()) a.image = s;
-        else problem = "unexpected argument " + s + " (kernel arguments go after --)";
+        if (!s.empty() && s[0] == '-')
+            problem = "unknown option " + s;
+        else if (a.image.empty())
+            a.image = s;
+        else
+            problem = "unexpected argument " + s + " (kernel arguments go after --)";
     }
     int smp_n = 0, mem_n = 0, timeout_n = 0;
     if (problem.empty() && a.image.empty()) problem = "missing IMAGE";
@@ -303,12 +312,25 @@ int CmdBoot(const std::vector<std::string>& args) {
     std::string cmdline = "console=ttyS0 panic=-1";
     if (!def->cmdline.empty()) cmdline += " " + def->cmdline;
     for (const auto& e : extra) cmdline += " " + e;
-    std::vector<std::string> qemu = {
-        "qemu-system-x86_64", "-accel", "tcg", "-machine", "q35",
-        "-m", std::to_string(mem_n != 0 ? mem_n : def->boot.memory_mb),
-        "-smp", std::to_string(smp_n != 0 ? smp_n : def->boot.smp),
-        "-nographic", "-no-reboot", "-serial", "mon:stdio",
-        "-kernel", kernel_image, "-initrd", a.output, "-append", cmdline};
+    std::vector<std::string> qemu = {"qemu-system-x86_64",
+                                     "-accel",
+                                     "tcg",
+                                     "-machine",
+                                     "q35",
+                                     "-m",
+                                     std::to_string(mem_n != 0 ? mem_n : def->boot.memory_mb),
+                                     "-smp",
+                                     std::to_string(smp_n != 0 ? smp_n : def->boot.smp),
+                                     "-nographic",
+                                     "-no-reboot",
+                                     "-serial",
+                                     "mon:stdio",
+                                     "-kernel",
+                                     kernel_image,
+                                     "-initrd",
+                                     a.output,
+                                     "-append",
+                                     cmdline};
     for (const auto& q : def->boot.qemu_args) qemu.push_back(q);
     std::string shown;
     for (const auto& q : qemu) shown += (shown.empty() ? "" : " ") + QuoteForDisplay(q);
@@ -328,7 +350,8 @@ int CmdList(const std::vector<std::string>& args) {
         std::cout << kListUsage;
         return 0;
     }
-    if (args.size() != 1) return Usage(kListUsage, args.empty() ? "missing FILE" : "too many arguments");
+    if (args.size() != 1)
+        return Usage(kListUsage, args.empty() ? "missing FILE" : "too many arguments");
     auto entries = ReadCpio(args[0]);
     if (!entries) {
         std::cerr << "peinit-image: " << entries.error().message() << "\n";
@@ -365,11 +388,16 @@ int Main(int argc, char** argv) {
         return 0;
     }
     if (cmd == "help") {
-        if (rest.empty()) std::cout << kMainUsage;
-        else if (rest[0] == "build") std::cout << kBuildUsage;
-        else if (rest[0] == "boot") std::cout << kBootUsage;
-        else if (rest[0] == "list") std::cout << kListUsage;
-        else return Usage(kMainUsage, "unknown command " + rest[0]);
+        if (rest.empty())
+            std::cout << kMainUsage;
+        else if (rest[0] == "build")
+            std::cout << kBuildUsage;
+        else if (rest[0] == "boot")
+            std::cout << kBootUsage;
+        else if (rest[0] == "list")
+            std::cout << kListUsage;
+        else
+            return Usage(kMainUsage, "unknown command " + rest[0]);
         return 0;
     }
     if (cmd == "build") return CmdBuild(rest);

@@ -99,7 +99,8 @@ Result<int> RunInherit(const std::vector<std::string>& argv, int timeout_seconds
     int rc = posix_spawn(&pid, prog.c_str(), nullptr, nullptr, args.data(), environ);
     if (rc != 0) return ErrnoErr("cannot run " + prog, rc);
     // Ctrl-C in the terminal reaches QEMU (same process group); we just wait for it.
-    struct sigaction ign {}, old_int {};
+    struct sigaction ign {
+    }, old_int{};
     ign.sa_handler = SIG_IGN;
     ::sigaction(SIGINT, &ign, &old_int);
     struct timespec start;

@@ -50,7 +50,7 @@ bool Exists(const std::string& p) {
 }
 
 class ImageBuildTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         kernel_dir_ = PEINIT_DEBIAN_KERNEL_DIR;
         if (kernel_dir_.empty() || !Exists(kernel_dir_ + "/kver"))
@@ -125,8 +125,8 @@ TEST_F(ImageBuildTest, ContentsReadBack) {
     expect("dev/null", EntryType::kCharDevice, 0666);
     EXPECT_EQ(by_path["dev/null"].rdev_major, 1u);
     EXPECT_EQ(by_path["dev/null"].rdev_minor, 3u);
-    for (const char* d : {"proc", "sys", "dev", "run", "etc/peinit", "etc/peinit/units",
-                          "etc/peinit/keys"})
+    for (const char* d :
+         {"proc", "sys", "dev", "run", "etc/peinit", "etc/peinit/units", "etc/peinit/keys"})
         expect(d, EntryType::kDirectory, 0755);
     expect("tmp", EntryType::kDirectory, 01777);
     expect("etc/peinit/hive.toml", EntryType::kFile, 0644);
@@ -135,18 +135,18 @@ TEST_F(ImageBuildTest, ContentsReadBack) {
     EXPECT_EQ(by_path["etc/peinit/hive.toml"].data, ReadAll(kFixtures + "/small/hive.toml"));
 
     // The library closure of /bin/ls, with the host's bytes.
-    for (const char* lib : {"lib64/ld-linux-x86-64.so.2", "lib/x86_64-linux-gnu/libc.so.6",
-                            "lib/x86_64-linux-gnu/libselinux.so.1",
-                            "lib/x86_64-linux-gnu/libpcre2-8.so.0"}) {
+    for (const char* lib :
+         {"lib64/ld-linux-x86-64.so.2", "lib/x86_64-linux-gnu/libc.so.6",
+          "lib/x86_64-linux-gnu/libselinux.so.1", "lib/x86_64-linux-gnu/libpcre2-8.so.0"}) {
         expect(lib, EntryType::kFile, 0755);
         EXPECT_EQ(by_path[lib].data, ReadAll(std::string("/") + lib)) << lib;
     }
     EXPECT_EQ(built->libraries.size(), 4u);
 
     // Modules: bridge with its dependency chain, dummy, vfat (from the .conf list) and fat.
-    for (const char* ko : {"kernel/net/bridge/bridge.ko", "kernel/net/802/stp.ko",
-                           "kernel/net/llc/llc.ko", "kernel/drivers/net/dummy.ko",
-                           "kernel/fs/fat/vfat.ko", "kernel/fs/fat/fat.ko"}) {
+    for (const char* ko :
+         {"kernel/net/bridge/bridge.ko", "kernel/net/802/stp.ko", "kernel/net/llc/llc.ko",
+          "kernel/drivers/net/dummy.ko", "kernel/fs/fat/vfat.ko", "kernel/fs/fat/fat.ko"}) {
         std::string p = ModDir() + "/" + ko;
         expect(p, EntryType::kFile, 0644);
         EXPECT_EQ(by_path[p].data, ReadAll(kernel_dir_ + "/" + p)) << ko;
@@ -234,20 +234,24 @@ void ExpectFailsCleanly(const ImageDefinition& def, const BuildOptions& opts,
 
 TEST_F(ImageBuildTest, UnknownModuleFails) {
     ExpectFailsCleanly(Load("bad-module"), Options(), out_,
-                       kFixtures + "/bad-module/image.toml:4: unknown module \"no_such_module\": "
-                       "not in kernel " + kver_ + " (" + kernel_dir_ + "/lib/modules/" + kver_ + ")");
+                       kFixtures +
+                           "/bad-module/image.toml:4: unknown module \"no_such_module\": "
+                           "not in kernel " +
+                           kver_ + " (" + kernel_dir_ + "/lib/modules/" + kver_ + ")");
 }
 
 TEST_F(ImageBuildTest, UnitErrorFails) {
     ExpectFailsCleanly(Load("bad-unit"), Options(), out_,
-                       kFixtures + "/bad-unit/units/broken.toml:5: unknown key \"optinos\" in "
-                                   "[[module]]");
+                       kFixtures +
+                           "/bad-unit/units/broken.toml:5: unknown key \"optinos\" in "
+                           "[[module]]");
 }
 
 TEST_F(ImageBuildTest, BadHiveFails) {
     ExpectFailsCleanly(Load("bad-hive"), Options(), out_,
-                       kFixtures + "/bad-hive/hive.toml:3: AutoLoadPolicy: unknown value "
-                                   "\"sometimes\" (expected enabled, allow-list or disabled)");
+                       kFixtures +
+                           "/bad-hive/hive.toml:3: AutoLoadPolicy: unknown value "
+                           "\"sometimes\" (expected enabled, allow-list or disabled)");
 }
 
 TEST_F(ImageBuildTest, MissingKernelDirFails) {
@@ -256,8 +260,10 @@ TEST_F(ImageBuildTest, MissingKernelDirFails) {
     ImageDefinition def = Load("small");
     auto r = BuildImage(def, opts, Compression::kZstd, out_ + "/x.cpio");
     ASSERT_FALSE(r);
-    EXPECT_EQ(r.error().message(), kFixtures + "/small/image.toml: kernel \"debian\": kernel "
-                                               "directory " + out_ + "/no-kernel does not exist");
+    EXPECT_EQ(r.error().message(), kFixtures +
+                                       "/small/image.toml: kernel \"debian\": kernel "
+                                       "directory " +
+                                       out_ + "/no-kernel does not exist");
     EXPECT_TRUE(ListDir(out_).empty());
 }
 
@@ -272,9 +278,10 @@ TEST_F(ImageBuildTest, MissingKernelReleaseFails) {
     opts.kernel_dir = k;
     ImageDefinition def = Load("small");
     ExpectFailsCleanly(def, opts, o,
-                       kFixtures + "/small/image.toml: kernel \"debian\": kernel release "
-                                   "6.1.0-nonexistent has no modules tree: " + k +
-                                   "/lib/modules/6.1.0-nonexistent does not exist");
+                       kFixtures +
+                           "/small/image.toml: kernel \"debian\": kernel release "
+                           "6.1.0-nonexistent has no modules tree: " +
+                           k + "/lib/modules/6.1.0-nonexistent does not exist");
 }
 
 TEST_F(ImageBuildTest, MissingProgramFails) {
@@ -283,8 +290,9 @@ TEST_F(ImageBuildTest, MissingProgramFails) {
     opts.binaries.push_back({"/usr/bin/optional", out_ + "/optional", false});
     std::string o = out_ + "/out";
     ASSERT_EQ(::mkdir(o.c_str(), 0755), 0);
-    ExpectFailsCleanly(Load("small"), opts, o,
-                       out_ + "/peinitctl: not found (ships as /usr/bin/peinitctl; build it first)");
+    ExpectFailsCleanly(
+        Load("small"), opts, o,
+        out_ + "/peinitctl: not found (ships as /usr/bin/peinitctl; build it first)");
 }
 
 TEST_F(ImageBuildTest, ServiceProgramMustBeShipped) {
@@ -297,8 +305,9 @@ TEST_F(ImageBuildTest, ServiceProgramMustBeShipped) {
     ASSERT_TRUE(def) << def.error().message();
     auto r = ComposeImage(*def, Options());
     ASSERT_FALSE(r);
-    EXPECT_EQ(r.error().message(), img + "/units/svc.toml:3: service \"hello\" runs /bin/echo, "
-                                         "which is not in the image (ship it with [[files]])");
+    EXPECT_EQ(r.error().message(), img +
+                                       "/units/svc.toml:3: service \"hello\" runs /bin/echo, "
+                                       "which is not in the image (ship it with [[files]])");
     // Shipped with [[files]], it is fine, and its libraries come along.
     std::ofstream(img + "/image.toml", std::ios::app)
         << "[[files]]\nsrc = \"/bin/echo\"\ndst = \"/bin/echo\"\n";
@@ -319,8 +328,9 @@ TEST_F(ImageBuildTest, ConflictingPathsFail) {
     ASSERT_TRUE(def) << def.error().message();
     auto r = ComposeImage(*def, Options());
     ASSERT_FALSE(r);
-    EXPECT_EQ(r.error().message(), img + "/image.toml:2: /init is provided twice: by /bin/ls "
-                                         "(stripped) and by /etc/hostname");
+    EXPECT_EQ(r.error().message(), img +
+                                       "/image.toml:2: /init is provided twice: by /bin/ls "
+                                       "(stripped) and by /etc/hostname");
 }
 
 // --- the tool --------------------------------------------------------------------------------
@@ -360,8 +370,8 @@ TEST(ImageToolTest, UsageErrorsExitTwo) {
 }
 
 TEST(ImageToolTest, HelpExitsZero) {
-    for (const char* args : {"--help", "help", "build --help", "boot --help", "list --help",
-                             "help boot"}) {
+    for (const char* args :
+         {"--help", "help", "build --help", "boot --help", "list --help", "help boot"}) {
         ToolRun r = Tool(args);
         EXPECT_EQ(r.status, 0) << args;
         EXPECT_NE(r.output.find("usage: peinit-image"), std::string::npos) << args;
@@ -388,7 +398,7 @@ TEST_F(ImageBuildTest, ToolBuildsWithSourceDateEpoch) {
     EXPECT_NE(bad.output.find("SOURCE_DATE_EPOCH=\"yesterday\""), std::string::npos);
 
     ToolRun invalid = Tool("build '" + kFixtures + "/bad-module' --kernel-dir '" + kernel_dir_ +
-                       "' --binaries '" + manifest + "' -o '" + out_ + "/d.cpio'");
+                           "' --binaries '" + manifest + "' -o '" + out_ + "/d.cpio'");
     EXPECT_EQ(invalid.status, 1);
     EXPECT_NE(invalid.output.find("image.toml:4: unknown module \"no_such_module\""),
               std::string::npos)

@@ -1,5 +1,7 @@
 // image.toml parsing: every error names the file and line.
 
+#include "initramfs/image_definition.h"
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -7,13 +9,11 @@
 #include <fstream>
 #include <string>
 
-#include "initramfs/image_definition.h"
-
 namespace peinit::image {
 namespace {
 
 class ImageDefinitionTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         char tmpl[] = "/tmp/image-def-test.XXXXXX";
         ASSERT_NE(::mkdtemp(tmpl), nullptr);
@@ -190,8 +190,7 @@ TEST_F(ImageDefinitionTest, LoadFromDirectory) {
     EXPECT_EQ(def->name, dir_.substr(dir_.rfind('/') + 1));
     auto missing = LoadImageDefinition(dir_ + "/units");
     ASSERT_FALSE(missing);
-    EXPECT_EQ(missing.error().message(),
-              dir_ + "/units/image.toml: No such file or directory");
+    EXPECT_EQ(missing.error().message(), dir_ + "/units/image.toml: No such file or directory");
 }
 
 TEST_F(ImageDefinitionTest, RepositoryImagesParse) {

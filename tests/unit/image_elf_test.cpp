@@ -136,10 +136,13 @@ TEST(ImageElfTest, MissingLibraryNamesWhoNeedsIt) {
     char tmpl[] = "/tmp/image-elf-test.XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     std::string root = tmpl;
-    ASSERT_EQ(std::system(("mkdir -p " + root + "/lib64 " + root + "/lib/x86_64-linux-gnu && "
-                           "cp -L /lib64/ld-linux-x86-64.so.2 " + root + "/lib64/ && "
-                           "cp -L /lib/x86_64-linux-gnu/libc.so.6 " + root +
-                           "/lib/x86_64-linux-gnu/")
+    ASSERT_EQ(std::system(("mkdir -p " + root + "/lib64 " + root +
+                           "/lib/x86_64-linux-gnu && "
+                           "cp -L /lib64/ld-linux-x86-64.so.2 " +
+                           root +
+                           "/lib64/ && "
+                           "cp -L /lib/x86_64-linux-gnu/libc.so.6 " +
+                           root + "/lib/x86_64-linux-gnu/")
                               .c_str()),
               0);
     ClosureOptions opts;
@@ -151,8 +154,8 @@ TEST(ImageElfTest, MissingLibraryNamesWhoNeedsIt) {
               "/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu:/lib:/usr/lib");
     // With the library present, every object resolves inside the sysroot.
     ASSERT_EQ(std::system(("cp -L /lib/x86_64-linux-gnu/libselinux.so.1 "
-                           "/lib/x86_64-linux-gnu/libpcre2-8.so.0 " + root +
-                           "/lib/x86_64-linux-gnu/")
+                           "/lib/x86_64-linux-gnu/libpcre2-8.so.0 " +
+                           root + "/lib/x86_64-linux-gnu/")
                               .c_str()),
               0);
     c = ElfClosure({"/bin/ls"}, opts);
