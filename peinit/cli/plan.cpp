@@ -1,5 +1,7 @@
 // `peinit plan`: prints the boot-time module plan for a module tree without loading anything.
 
+#include "peinit/core/plan.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -12,7 +14,8 @@
 
 #include "peinit/cli/commands.h"
 #include "peinit/core/cmdline.h"
-#include "peinit/core/plan.h"
+#include "peinit/core/hive.h"
+#include "peinit/sys/config_files.h"
 #include "peinit/sys/kmod.h"
 
 namespace peinit::cli {
@@ -26,8 +29,8 @@ constexpr int kExitUnresolved = 1;
 constexpr int kExitUsage = 2;
 
 constexpr const char* kUsage =
-    R"(usage: peinit plan --root DIR --kver KVER [--units DIR] [--cmdline TEXT]
-                   [--module NAME ...] [--json]
+    R"(usage: peinit plan --root DIR --kver KVER [--units DIR ...] [--hive FILE]
+                   [--cmdline TEXT] [--module NAME ...] [--json]
 
 Resolves the boot-time module set against DIR/lib/modules/KVER (depmod indexes, via libkmod)
 and DIR's modprobe.d, and prints every module in load order with its path, hard and soft
@@ -36,10 +39,15 @@ dependencies, options and status. Nothing is loaded.
   --root DIR      root of the module tree (the image or system being planned)
   --kver KVER     kernel release (the folder under DIR/lib/modules)
   --units DIR     unit files (*.toml, *.conf modules-load lists) whose modules to plan
+                  (repeatable; default DIR/etc/peinit/units when it exists)
+  --hive FILE     registry hive whose Blacklist applies (default DIR/etc/peinit/hive.toml
+                  when it exists; ownership is not checked offline)
   --cmdline TEXT  kernel command line: modules_load=, modprobe.blacklist=, mod.param=
   --module NAME   a module name or alias to plan (repeatable)
   --json          machine-readable output
   --help          this text
+
+Requests are planned in this order: units (in their load order), modules_load=, --module.
 
 Exit status: 0 every requested module resolves, 1 something is missing, blacklisted or in a
 dependency cycle, 2 usage or I/O error.
@@ -48,7 +56,8 @@ dependency cycle, 2 usage or I/O error.
 struct Options {
     fs::path root;
     std::string kver;
-    std::optional<fs::path> units;
+    std::vector<std::string> units;
+    std::optional<std::string> hive;
     std::optional<std::string> cmdline;
     std::vector<std::string> modules;
     bool json = false;
@@ -80,7 +89,9 @@ Result<Options> ParseArgs(int argc, char** argv) {
         } else if (arg == "--kver") {
             opts.kver = PEINIT_TRY(value());
         } else if (arg == "--units") {
-            opts.units = PEINIT_TRY(value());
+            opts.units.push_back(PEINIT_TRY(value()));
+        } else if (arg == "--hive") {
+            opts.hive = PEINIT_TRY(value());
         } else if (arg == "--cmdline") {
             opts.cmdline = PEINIT_TRY(value());
         } else if (arg == "--module") {
@@ -161,15 +172,16 @@ std::vector<std::string> WaitNames(const peinit::Plan& plan, const PlanEntry& e)
     return out;
 }
 
-void PrintText(std::ostream& out, const Options& opts, const fs::path& root, const peinit::Plan& plan) {
+void PrintText(std::ostream& out, const Options& opts, const fs::path& root,
+               const peinit::Plan& plan) {
     std::size_t load = 0, builtin = 0;
     for (const auto& e : plan.entries) {
         load += e.status == ModuleStatus::kLoad;
         builtin += e.status == ModuleStatus::kBuiltin;
     }
     out << "peinit plan: root " << opts.root.string() << ", kernel " << opts.kver << "\n";
-    out << load << " to load, " << builtin << " built in, "
-        << plan.entries.size() - load - builtin << " not loaded\n";
+    out << load << " to load, " << builtin << " built in, " << plan.entries.size() - load - builtin
+        << " not loaded\n";
     std::size_t n = 0;
     for (const auto& e : plan.entries) {
         out << "\n" << ++n << ". " << e.name << "\n";
@@ -196,7 +208,8 @@ void PrintText(std::ostream& out, const Options& opts, const fs::path& root, con
     }
 }
 
-void PrintJson(std::ostream& out, const Options& opts, const fs::path& root, const peinit::Plan& plan) {
+void PrintJson(std::ostream& out, const Options& opts, const fs::path& root,
+               const peinit::Plan& plan) {
     out << "{\n  \"root\": " << JsonString(opts.root.string())
         << ",\n  \"kver\": " << JsonString(opts.kver)
         << ",\n  \"ok\": " << (plan.ok() ? "true" : "false") << ",\n  \"modules\": [";
@@ -218,17 +231,59 @@ void PrintJson(std::ostream& out, const Options& opts, const fs::path& root, con
         << ",\n  \"errors\": " << JsonList(plan.errors) << "\n}\n";
 }
 
-// Adds the command line's modules_load=, modprobe.blacklist= and mod.param= to the input.
-void AddCmdline(const std::string& text, PlanInput& input) {
-    Cmdline cmd = ParseCmdline(text);
+// Fills `input` the way the boot-time module stage does: unit modules, modules_load=, then
+// --module; the blacklist of the hive tightened by the command line; mod.param= options.
+// Returns false (after printing why) when the units or the hive cannot be used.
+bool BuildInput(const Options& opts, PlanInput& input) {
+    Cmdline cmd = ParseCmdline(opts.cmdline.value_or(""));
     for (const auto& d : cmd.diagnostics) {
         std::cerr << "peinit plan: warning: kernel command line: " << d.ToString() << "\n";
+    }
+
+    std::vector<std::string> unit_dirs = opts.units;
+    std::error_code ec;
+    if (unit_dirs.empty() && fs::is_directory(opts.root / "etc/peinit/units", ec)) {
+        unit_dirs.push_back((opts.root / "etc/peinit/units").string());
+    }
+    if (!unit_dirs.empty()) {
+        UnitLoad load = LoadUnitDirs(unit_dirs);
+        if (!load.errors.empty()) {
+            for (const auto& e : load.errors) std::cerr << e.ToString() << "\n";
+            std::cerr << "peinit plan: unit errors (see `peinit check`)\n";
+            return false;
+        }
+        for (const auto& unit : load.units.units) {
+            std::string by = "unit " + fs::path(unit.path).filename().string();
+            for (const auto& m : unit.modules) {
+                input.requests.push_back({m.name, by, m.options, m.optional});
+            }
+        }
     }
     for (const auto& name : cmd.modules_load) {
         input.requests.push_back({name, "modules_load=", "", false});
     }
-    for (const auto& name : cmd.blacklist) {
-        input.blacklist.push_back({name, "kernel command line modprobe.blacklist=" + name});
+    for (const auto& m : opts.modules) input.requests.push_back({m, "--module", "", false});
+
+    Hive hive;  // absent: no Blacklist
+    std::string hive_path = opts.hive.value_or((opts.root / "etc/peinit/hive.toml").string());
+    if (opts.hive || fs::exists(hive_path, ec)) {
+        // Offline the files belong to whoever built the tree, so ownership is not checked.
+        hive = LoadHive(hive_path, /*check_trust=*/false);
+        if (hive.state == HiveState::kAbsent && opts.hive) {
+            std::cerr << "peinit plan: " << hive_path << ": no such file\n";
+            return false;
+        }
+        for (const auto& e : hive.errors) {
+            std::cerr << "peinit plan: warning: " << e.ToString()
+                      << " (the boot would use the hardened fallback)\n";
+        }
+    }
+    EffectivePolicy policy = ComputeEffectivePolicy(hive, cmd);
+    for (const auto& b : policy.blacklist) {
+        std::string source = b.source == PolicySource::kCmdline
+                                 ? "kernel command line modprobe.blacklist=" + b.module
+                                 : "hive Machine\\System\\Modules\\Blacklist";
+        input.blacklist.push_back({b.module, source});
     }
     std::vector<std::string> seen;
     for (const auto& mp : cmd.module_params) {
@@ -236,6 +291,7 @@ void AddCmdline(const std::string& text, PlanInput& input) {
         seen.push_back(mp.module);
         input.options.push_back({mp.module, cmd.ModuleOptions(mp.module)});
     }
+    return true;
 }
 
 }  // namespace
@@ -252,12 +308,7 @@ int Plan(int argc, char** argv) noexcept {
             return kExitOk;
         }
         PlanInput input;
-        if (opts->cmdline) AddCmdline(*opts->cmdline, input);
-        for (const auto& m : opts->modules) input.requests.push_back({m, "--module", "", false});
-        if (opts->units) {
-            std::cerr << "peinit plan: --units is not supported yet\n";
-            return kExitUsage;
-        }
+        if (!BuildInput(*opts, input)) return kExitUsage;
 
         auto db = KmodDb::Open(opts->root, opts->kver);
         if (!db) {

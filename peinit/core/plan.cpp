@@ -75,7 +75,7 @@ struct Node {
 };
 
 class Planner {
-public:
+  public:
     Planner(ModuleDb& db, const PlanInput& input) : db_(db), input_(input) {
         for (const auto& deny : input_.blacklist) {
             deny_[NormalizeModuleName(deny.name)].push_back(deny.source);
@@ -90,7 +90,7 @@ public:
         return Assemble();
     }
 
-private:
+  private:
     // Phase 1: look up every request and walk its dependencies (breadth first, so the first
     // chain recorded for a module is a shortest one).
     Result<void> Resolve() {
@@ -216,7 +216,8 @@ private:
     }
 
     bool Loadable(std::size_t i) const {
-        return nodes_[i].status == ModuleStatus::kLoad || nodes_[i].status == ModuleStatus::kBuiltin;
+        return nodes_[i].status == ModuleStatus::kLoad ||
+               nodes_[i].status == ModuleStatus::kBuiltin;
     }
 
     // Everything that must be live before node i starts, in the order modprobe would load it:
@@ -279,8 +280,8 @@ private:
             for (std::size_t v : comp) {
                 nodes_[v].status = ModuleStatus::kSkipped;
                 nodes_[v].reason = "in dependency cycle " + cycle;
-                nodes_[v].cause = "dependency " + nodes_[v].record.name +
-                                  " is in dependency cycle " + cycle;
+                nodes_[v].cause =
+                    "dependency " + nodes_[v].record.name + " is in dependency cycle " + cycle;
             }
         }
     }
@@ -428,8 +429,8 @@ private:
                     break;
                 case ModuleStatus::kMissing:
                     if (!required_[r]) continue;  // optional and absent: not an error
-                    errors.push_back(n.record.name + ": missing (" + n.reason +
-                                     "), requested by " + requested);
+                    errors.push_back(n.record.name + ": missing (" + n.reason + "), requested by " +
+                                     requested);
                     break;
                 case ModuleStatus::kSkipped:
                     errors.push_back(n.record.name + ": " + n.reason);
@@ -455,8 +456,6 @@ private:
 
 }  // namespace
 
-Result<Plan> BuildPlan(ModuleDb& db, const PlanInput& input) {
-    return Planner(db, input).Run();
-}
+Result<Plan> BuildPlan(ModuleDb& db, const PlanInput& input) { return Planner(db, input).Run(); }
 
 }  // namespace peinit

@@ -57,7 +57,7 @@ struct ModuleRecord {
 
 // The module facts the planner needs. Implementations are not required to be thread-safe.
 class ModuleDb {
-public:
+  public:
     virtual ~ModuleDb() = default;
     // Resolves a module name or alias to module names (several for an alias such as `crc32c`);
     // empty when nothing matches.

@@ -3,10 +3,10 @@
 #include <sys/stat.h>
 #include <syslog.h>
 
-#include <cstdarg>
-#include <cstdio>
 #include <algorithm>
 #include <cerrno>
+#include <cstdarg>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <set>
@@ -61,9 +61,16 @@ void CollectLog(void* data, int priority, const char* /*file*/, int /*line*/, co
     if (priority > LOG_ERR) return;
     char buf[1024];
     std::vsnprintf(buf, sizeof buf, format, args);
-    std::string message = std::string("libkmod: ") + (fn ? fn : "") + ": " + buf;
-    while (!message.empty() && message.back() == '\n') message.pop_back();
-    static_cast<std::vector<std::string>*>(data)->push_back(std::move(message));
+    std::string text = buf;
+    // Drop libkmod's "ctx=0x..." so the same problem reads the same on every run.
+    if (auto at = text.find("ctx=0x"); at != std::string::npos) {
+        auto end = text.find(' ', at);
+        text.erase(at, end == std::string::npos ? std::string::npos : end - at + 1);
+    }
+    while (!text.empty() && text.back() == '\n') text.pop_back();
+    std::string message = std::string("libkmod: ") + (fn ? fn : "") + ": " + text;
+    auto* out = static_cast<std::vector<std::string>*>(data);
+    if (std::find(out->begin(), out->end(), message) == out->end()) out->push_back(message);
 }
 
 Result<KmodCtxPtr> NewContext(const fs::path& module_dir, const std::vector<std::string>& configs,
@@ -143,8 +150,8 @@ bool KmodModule::IsBuiltin() const {
     if (kmod_module_new_from_lookup(owner_->ctx_.get(), name.c_str(), &raw) < 0) return false;
     KmodModuleListPtr found(raw);
     kmod_list* kept_raw = nullptr;
-    if (kmod_module_apply_filter(owner_->ctx_.get(), KMOD_FILTER_BUILTIN, found.get(),
-                                 &kept_raw) < 0) {
+    if (kmod_module_apply_filter(owner_->ctx_.get(), KMOD_FILTER_BUILTIN, found.get(), &kept_raw) <
+        0) {
         return false;
     }
     KmodModuleListPtr kept(kept_raw);
@@ -231,8 +238,8 @@ Result<std::unique_ptr<Kmod>> Kmod::Open(const fs::path& root, std::string_view 
         return Err(kmod->module_dir_.string() + ": no modules.dep (run depmod -b)", ENOENT);
     }
     for (const auto& dir : ConfigDirs(kmod->root_)) kmod->config_dir_strings_.push_back(dir);
-    kmod->ctx_ = PEINIT_TRY(NewContext(kmod->module_dir_, kmod->config_dir_strings_,
-                                             kmod->diagnostics_.get()));
+    kmod->ctx_ = PEINIT_TRY(
+        NewContext(kmod->module_dir_, kmod->config_dir_strings_, kmod->diagnostics_.get()));
     kmod->cmdline_ctx_ = PEINIT_TRY(NewContext(kmod->module_dir_, {}, kmod->diagnostics_.get()));
     // Maps the indexes once instead of per lookup; libkmod falls back to the text files when
     // a binary index is missing, so a failure here is not fatal.
@@ -344,7 +351,8 @@ Result<ModuleRecord> KmodDb::Describe(std::string_view name) {
     }
     if (auto cmd = mod.InstallCommand()) {
         if (IsDenyInstallCommand(*cmd)) {
-            denied.push_back(DescribeSource("install", rec.name, "install " + rec.name + " " + *cmd));
+            denied.push_back(
+                DescribeSource("install", rec.name, "install " + rec.name + " " + *cmd));
         } else {
             rec.install_command = *cmd;
         }

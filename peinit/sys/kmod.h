@@ -63,7 +63,7 @@ class Kmod;
 
 // One module of a Kmod tree. Holds a libkmod reference; valid while its Kmod lives.
 class KmodModule {
-public:
+  public:
     // The module's canonical name (dashes turned into underscores, as the kernel names it).
     std::string Name() const;
     // Absolute path of the .ko file as modules.dep names it; empty for built-in modules and for
@@ -92,7 +92,7 @@ public:
 
     kmod_module* get() const { return mod_.get(); }
 
-private:
+  private:
     friend class Kmod;
     KmodModule(const Kmod* owner, KmodModulePtr mod) : owner_(owner), mod_(std::move(mod)) {}
 
@@ -101,7 +101,7 @@ private:
 };
 
 class Kmod {
-public:
+  public:
     // Opens ROOT/lib/modules/KVER. Fails when that directory or its modules.dep index is missing.
     static Result<std::unique_ptr<Kmod>> Open(const std::filesystem::path& root,
                                               std::string_view kver);
@@ -129,10 +129,9 @@ public:
     std::vector<std::string> TakeDiagnostics() const;
     // Which configuration file holds `directive` ("blacklist" or "install") for module `name`,
     // found by asking libkmod about each file on its own. nullopt when no file does.
-    std::optional<ConfigSource> FindSource(std::string_view directive,
-                                           std::string_view name) const;
+    std::optional<ConfigSource> FindSource(std::string_view directive, std::string_view name) const;
 
-private:
+  private:
     friend class KmodModule;
     Kmod() = default;
 
@@ -151,7 +150,7 @@ private:
 // ModuleDb (peinit/core/plan.h) backed by a Kmod tree: what `peinit plan` and the boot-time
 // module stage resolve against. Same thread-safety rule as Kmod.
 class KmodDb final : public ModuleDb {
-public:
+  public:
     explicit KmodDb(std::unique_ptr<Kmod> kmod) : kmod_(std::move(kmod)) {}
     static Result<std::unique_ptr<KmodDb>> Open(const std::filesystem::path& root,
                                                 std::string_view kver);
@@ -162,7 +161,7 @@ public:
 
     const Kmod& kmod() const { return *kmod_; }
 
-private:
+  private:
     // Formats a deny source relative to the root, e.g. "modprobe.d/fixture.conf:3 blacklist x".
     std::string DescribeSource(std::string_view directive, std::string_view name,
                                std::string_view fallback) const;

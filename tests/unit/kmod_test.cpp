@@ -18,7 +18,7 @@ using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAre;
 
 class KmodTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         root_ = testing::FixtureRoot("basic");
         ASSERT_FALSE(root_.empty());

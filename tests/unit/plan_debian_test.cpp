@@ -32,11 +32,14 @@ namespace fs = std::filesystem;
 // sound (snd_sof_pci_intel_tgl: 34 modules), GPUs, InfiniBand, wireless, Bluetooth, device
 // mapper, RAID, netfilter, USB storage.
 const std::vector<std::string> kModules = {
-    "ext4",     "btrfs",         "xfs",       "nfsv4",     "cifs",      "bridge",
-    "vxlan",    "wireguard",     "kvm_intel", "kvm_amd",   "snd_hda_intel", "i915",
-    "amdgpu",   "mlx5_ib",       "iwlmvm",    "btusb",     "dm_crypt",  "raid456",
-    "nft_chain_nat", "nft_ct",   "usb_storage", "uas",     "nouveau",   "ceph",
-    "ocfs2",    "nvme_tcp",      "ib_srp",    "snd_sof_pci_intel_tgl",   "rbd",       "dm_raid",
+    "ext4",        "btrfs",    "xfs",           "nfsv4",
+    "cifs",        "bridge",   "vxlan",         "wireguard",
+    "kvm_intel",   "kvm_amd",  "snd_hda_intel", "i915",
+    "amdgpu",      "mlx5_ib",  "iwlmvm",        "btusb",
+    "dm_crypt",    "raid456",  "nft_chain_nat", "nft_ct",
+    "usb_storage", "uas",      "nouveau",       "ceph",
+    "ocfs2",       "nvme_tcp", "ib_srp",        "snd_sof_pci_intel_tgl",
+    "rbd",         "dm_raid",
 };
 
 struct Tree {
@@ -108,8 +111,8 @@ void ExpectValidOrder(const Plan& plan) {
         const PlanEntry& e = plan.entries[i];
         if (!e.Loadable()) continue;
         for (const auto& dep : e.hard_deps) {
-            EXPECT_TRUE(live.count(dep)) << e.name << " is ordered before its hard dependency "
-                                         << dep;
+            EXPECT_TRUE(live.count(dep))
+                << e.name << " is ordered before its hard dependency " << dep;
         }
         for (const auto& dep : e.soft_pre) {
             const PlanEntry* d = plan.Find(dep);
@@ -132,7 +135,7 @@ void ExpectValidOrder(const Plan& plan) {
 }
 
 class PlanDebianTest : public ::testing::TestWithParam<std::string> {
-protected:
+  protected:
     void SetUp() override {
         tree_ = DebianTree();
         ASSERT_FALSE(tree_.root.empty());

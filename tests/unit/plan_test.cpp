@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
 #include <map>
 #include <set>
 
@@ -24,7 +25,7 @@ using ::testing::IsEmpty;
 using ::testing::UnorderedElementsAre;
 
 class PlanTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         root_ = testing::FixtureRoot("basic");
         ASSERT_FALSE(root_.empty());
@@ -100,9 +101,9 @@ TEST_F(PlanTest, DependenciesComeFirst) {
     Plan plan = Request({"ext4"});
     EXPECT_TRUE(plan.ok()) << ::testing::PrintToString(plan.errors);
     ExpectValidOrder(plan);
-    EXPECT_THAT(Names(plan, ModuleStatus::kLoad),
-                UnorderedElementsAre("crc32c_generic", "crc32c_intel", "jbd2", "mbcache", "crc16",
-                                     "ext4"));
+    EXPECT_THAT(
+        Names(plan, ModuleStatus::kLoad),
+        UnorderedElementsAre("crc32c_generic", "crc32c_intel", "jbd2", "mbcache", "crc16", "ext4"));
     EXPECT_EQ(plan.entries.back().name, "ext4");
     const auto& ext4 = Entry(plan, "ext4");
     EXPECT_THAT(ext4.hard_deps, UnorderedElementsAre("jbd2", "mbcache", "crc16"));
@@ -113,8 +114,8 @@ TEST_F(PlanTest, DependenciesComeFirst) {
     EXPECT_THAT(Entry(plan, "jbd2").requested_by, ElementsAre("unit storage.toml -> ext4"));
     std::vector<std::string> waits;
     for (std::size_t w : ext4.waits_for) waits.push_back(plan.entries[w].name);
-    EXPECT_THAT(waits, UnorderedElementsAre("crc32c_generic", "crc32c_intel", "jbd2", "mbcache",
-                                            "crc16"));
+    EXPECT_THAT(waits,
+                UnorderedElementsAre("crc32c_generic", "crc32c_intel", "jbd2", "mbcache", "crc16"));
     EXPECT_THAT(Entry(plan, "jbd2").waits_for, IsEmpty());
 }
 
@@ -346,7 +347,7 @@ TEST_F(PlanTest, Deterministic) {
 
 // A db whose graphs depmod cannot produce: non-transitive hard deps, post cycles.
 class MemoryDb : public ModuleDb {
-public:
+  public:
     ModuleRecord& Add(const std::string& name) {
         ModuleRecord& r = modules_[name];
         r.name = name;
@@ -363,7 +364,7 @@ public:
         return it->second;
     }
 
-private:
+  private:
     std::map<std::string, ModuleRecord> modules_;
 };
 
@@ -410,7 +411,7 @@ TEST(PlanMemoryDb, DbFailureIsAnError) {
 
 // `peinit plan` as a process.
 class PlanCliTest : public PlanTest {
-protected:
+  protected:
     testing::CommandResult Run(std::vector<std::string> args) {
         args.insert(args.begin(), {testing::PeinitBinary().string(), "plan"});
         return testing::RunCommand(args);
@@ -432,8 +433,8 @@ TEST_F(PlanCliTest, PrintsModulesInLoadOrder) {
     ASSERT_NE(ext4, std::string::npos) << r.out;
     EXPECT_LT(jbd2, ext4);
     std::string kver = testing::kFixtureKver;
-    EXPECT_THAT(r.out, HasSubstr("   path:       /lib/modules/" + kver +
-                                 "/kernel/fs/ext4/ext4.ko\n"));
+    EXPECT_THAT(r.out,
+                HasSubstr("   path:       /lib/modules/" + kver + "/kernel/fs/ext4/ext4.ko\n"));
     EXPECT_THAT(r.out, HasSubstr("   options:    a=1 b=2 c=3 b=5\n"));
     EXPECT_THAT(r.out, HasSubstr("   wanted by:  modules_load=\n"));
     EXPECT_THAT(r.out, HasSubstr("   status:     load\n"));
@@ -465,10 +466,48 @@ TEST_F(PlanCliTest, Json) {
     EXPECT_THAT(r.out, HasSubstr("{\"name\": \"nope\", \"status\": \"missing\""));
 }
 
+TEST_F(PlanCliTest, UnitsHiveAndCmdlineTogether) {
+    namespace fs = std::filesystem;
+    char tmpl[] = "/tmp/peinit-plan-cli-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    fs::path dir = tmpl;
+    fs::create_directories(dir / "units");
+    std::ofstream(dir / "units/storage.toml") << "[[module]]\nname = \"fs-ext4\"\n\n"
+                                                 "[[module]]\nname = \"opt_mod\"\n"
+                                                 "options = \"d=4\"\n";
+    std::ofstream(dir / "units/extra.conf") << "# modules-load.d list\nbl_hive_user\n";
+    std::ofstream(dir / "hive.toml") << "['Machine\\System\\Modules']\nBlacklist = [\"bl_hive\"]\n";
+    auto args = Base();
+    args.insert(args.end(), {"--units", (dir / "units").string(), "--hive",
+                             (dir / "hive.toml").string(), "--cmdline", "opt_mod.b=5"});
+    auto r = Run(args);
+    fs::remove_all(dir);
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_THAT(r.out, HasSubstr("   wanted by:  unit storage.toml -> alias fs-ext4\n"));
+    EXPECT_THAT(r.out, HasSubstr("   options:    a=1 b=2 c=3 b=5 d=4\n"));
+    EXPECT_THAT(r.out, HasSubstr("errors:\n  bl_hive_user: dependency bl_hive is blacklisted "
+                                 "(hive Machine\\System\\Modules\\Blacklist) via unit "
+                                 "extra.conf -> bl_hive_user\n"));
+}
+
+TEST_F(PlanCliTest, BadUnitsExitTwo) {
+    namespace fs = std::filesystem;
+    char tmpl[] = "/tmp/peinit-plan-cli-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    fs::path dir = tmpl;
+    std::ofstream(dir / "bad.toml") << "[[module]]\nnmae = \"ext4\"\n";
+    auto args = Base();
+    args.insert(args.end(), {"--units", dir.string()});
+    auto r = Run(args);
+    fs::remove_all(dir);
+    EXPECT_EQ(r.status, 2) << r.out;
+    EXPECT_THAT(r.err, HasSubstr("bad.toml:"));
+}
+
 TEST_F(PlanCliTest, UsageAndIoErrorsExitTwo) {
     EXPECT_EQ(Run({"--help"}).status, 0);
     EXPECT_THAT(Run({"--help"}).out, HasSubstr("usage: peinit plan"));
-    EXPECT_EQ(Run({"--root", root_.string()}).status, 2);                       // no --kver
+    EXPECT_EQ(Run({"--root", root_.string()}).status, 2);                      // no --kver
     EXPECT_EQ(Run({"--kver", "1", "--root", "/nonexistent-root"}).status, 2);  // no tree
     auto bad = Base();
     bad.push_back("--frobnicate");
