@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "peinit/core/cmdline.h"
@@ -40,14 +41,41 @@ struct ModuleOutcome {
         kFailed,         // the kernel refused it (error holds errno + message)
         kSkipped,        // not attempted: a dependency failed, or optional and absent
         kBlacklisted,    // denied by the blacklist
+        kBuiltin,        // built into the kernel: counts as success, nothing loaded
+        kMissing,        // not in the module tree for this kernel
     };
     std::string module;  // resolved module name
     std::string unit;    // the unit that asked for it ("" for dependencies / cmdline)
     Status status = Status::kSkipped;
-    int error = 0;       // errno for kFailed
+    int error = 0;       // errno for kFailed (0 when the failure was not the kernel's)
     std::string reason;  // human-readable detail for failed/skipped/blacklisted
     std::chrono::microseconds duration{0};
+    // Every chain that wanted it, e.g. "unit storage -> ext4" (from the plan).
+    std::vector<std::string> requested_by;
+    // The verified package its bytes came from ("" when nothing was loaded from a package).
+    std::string package;
+    // When the attempt started, from the start of the module stage.
+    std::chrono::microseconds start{0};
+
+    bool Succeeded() const {
+        return status == Status::kLoaded || status == Status::kAlreadyLoaded ||
+               status == Status::kBuiltin;
+    }
 };
+
+// "loaded", "already-loaded", "failed", "skipped", "blacklisted", "builtin", "missing".
+inline std::string_view ToString(ModuleOutcome::Status status) {
+    switch (status) {
+        case ModuleOutcome::Status::kLoaded: return "loaded";
+        case ModuleOutcome::Status::kAlreadyLoaded: return "already-loaded";
+        case ModuleOutcome::Status::kFailed: return "failed";
+        case ModuleOutcome::Status::kSkipped: return "skipped";
+        case ModuleOutcome::Status::kBlacklisted: return "blacklisted";
+        case ModuleOutcome::Status::kBuiltin: return "builtin";
+        case ModuleOutcome::Status::kMissing: return "missing";
+    }
+    return "unknown";
+}
 
 // What the lockdown stage did, for the boot record and status.
 struct LockOutcome {
@@ -69,6 +97,9 @@ struct BootContext {
     UnitSet units;
     Hive hive;
     EffectivePolicy policy;
+    // The running kernel's release (uname -r). The module stage fills it when empty; tests set
+    // it to their fixture tree's release.
+    std::string kernel_release;
     std::vector<ModuleOutcome> module_outcomes;
     // False until the config stage has read the hive: until then the policy is unknown and the
     // emergency path fails closed (it locks).

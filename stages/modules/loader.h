@@ -1,0 +1,82 @@
+#pragma once
+
+// The parallel module loader: runs the loads of a plan on a bounded pool of worker
+// threads, as early as the dependency graph and the units' ordering allow.
+//
+// Rules, for jobs given in plan order (a valid load order):
+// - A job starts once every `hard` job is live and every `soft` job has been attempted. A
+//   failed or skipped hard dependency skips the job, with the root cause inherited
+//   ("dependency jbd2 failed (EKEYREJECTED)"); soft edges (modprobe.d softdep pre/post) only
+//   order, like the plan, which leaves out a soft dependency that cannot load.
+// - Unit `after`: a job owned by unit U starts only when every job owned by a unit U is
+//   (transitively) after has been attempted.
+// - Unit `sequential = true` (a barrier): the loader stops starting other jobs, waits for the
+//   loads in flight, then runs the unit's jobs one at a time in `sequence` order; nothing else
+//   starts until the last of them has been attempted.
+// - Each job runs at most once (no second load of a module loaded or in flight).
+// - Ready jobs start in plan order, so one worker loads in exactly the plan's order.
+// Should unit ordering ever contradict the dependency graph (a soft `post` edge across units),
+// the loader does not deadlock: when nothing is in flight and nothing may start, it starts the
+// earliest pending job whose dependencies have been attempted, and says so in `warnings`.
+//
+// Threads: all are created and joined inside Run (PID 1 is single-threaded before and after;
+// its signals are blocked before any stage runs, so the workers inherit the blocked mask).
+// With one worker, or one job, no thread is created. The `load` callback runs on the workers
+// and must be thread-safe; it must not touch libkmod.
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace peinit {
+
+struct LoadJob {
+    std::string name;
+    bool builtin = false;           // live from the start; never loaded
+    std::vector<std::size_t> hard;  // must be live first (earlier indices)
+    std::vector<std::size_t> soft;  // must have been attempted first (earlier indices)
+    int unit = -1;                  // owning unit (index into LoaderUnits), -1 for none
+};
+
+struct LoaderUnit {
+    // Units (indices) whose jobs must all have been attempted before this unit's jobs start;
+    // transitively closed by the caller.
+    std::vector<int> after;
+    // Non-empty for a sequential unit: its jobs (all jobs with this unit) in the order they load.
+    std::vector<std::size_t> sequence;
+};
+
+// What the load callback reports.
+struct LoadAttempt {
+    bool ok = false;
+    bool already_loaded = false;  // EEXIST
+    int error = 0;                // errno when the kernel refused it
+    std::string message;          // full error text
+    // What dependents name in their skip reason: "EKEYREJECTED", "package rejected", ...
+    std::string cause;
+    std::string package;
+};
+
+struct JobResult {
+    enum class State { kPending, kRunning, kLive, kFailed, kSkipped };
+    State state = State::kPending;
+    LoadAttempt attempt;      // for jobs that ran
+    std::string skip_reason;  // for skipped jobs: "dependency jbd2 failed (EKEYREJECTED)"
+    std::chrono::microseconds start{0};
+    std::chrono::microseconds duration{0};
+};
+
+struct LoaderReport {
+    std::vector<JobResult> results;  // one per job
+    int threads = 0;                 // worker threads actually created (0: ran inline)
+    std::vector<std::string> warnings;
+};
+
+// Runs every job. `workers` >= 1. Times are measured from `origin`.
+LoaderReport RunLoader(const std::vector<LoadJob>& jobs, const std::vector<LoaderUnit>& units,
+                       int workers, const std::function<LoadAttempt(std::size_t)>& load,
+                       std::chrono::steady_clock::time_point origin);
+
+}  // namespace peinit

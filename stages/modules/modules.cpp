@@ -1,0 +1,499 @@
+#include "stages/modules/modules.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "peinit/core/plan.h"
+#include "peinit/sys/kernel.h"
+#include "peinit/sys/kernel_release.h"
+#include "peinit/sys/kmod.h"
+#include "peinit/sys/record.h"
+#include "stages/modules/loader.h"
+#include "stages/modules/packages.h"
+
+namespace peinit {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Status = ModuleOutcome::Status;
+
+constexpr const char* kSigEnforce = "module/module/parameters/sig_enforce";
+constexpr const char* kRecordPath = "/run/peinit/modules.json";
+constexpr int kMaxDefaultWorkers = 8;
+constexpr int kNoUnit = std::numeric_limits<int>::max();
+
+std::string ErrnoName(int err) {
+    const char* name = strerrorname_np(err);
+    return name != nullptr ? name : "errno " + std::to_string(err);
+}
+
+std::string Join(const std::vector<std::string>& items, std::string_view sep) {
+    std::string out;
+    for (const auto& item : items) {
+        if (!out.empty()) out += sep;
+        out += item;
+    }
+    return out;
+}
+
+// The first link of a requested-by chain: "unit storage -> ext4" -> "unit storage".
+std::string_view ChainRoot(std::string_view chain) {
+    return chain.substr(0, chain.find(" -> "));
+}
+
+struct SigningState {
+    std::string sig_enforce;  // as read back ("Y", "N"), "" when unreadable
+    bool applied = true;      // false: enforce was asked for and the kernel does not enforce
+    std::string error;
+};
+
+// R-14, before any load: enforce tightens the kernel (one-way); warn leaves the build floor.
+SigningState ApplySigningPolicy(BootContext& ctx) {
+    SigningState state;
+    bool enforce = ctx.policy.signing.value == SigningPolicy::kEnforce;
+    Result<void> wrote = Ok();
+    if (enforce) wrote = ctx.kernel.WriteSysfs(kSigEnforce, "1");
+    auto read = ctx.kernel.ReadSysfs(kSigEnforce);
+    if (read) state.sig_enforce = *read;
+    if (!enforce) return state;
+    bool on = read && ParseKernelBool(*read).value_or(false);
+    if (on) return state;
+    state.applied = false;
+    state.error = "SigningPolicy=enforce could not be applied (" +
+                  (wrote ? std::string("write ok") : "write: " + wrote.error().message()) + ", " +
+                  (read ? "sig_enforce reads " + *read : "read: " + read.error().message()) +
+                  "): loading nothing";
+    return state;
+}
+
+struct Requests {
+    PlanInput input;
+    // "unit NAME" -> index in ctx.units.units (which is in `after` order).
+    std::map<std::string, int, std::less<>> unit_index;
+};
+
+Requests CollectRequests(const BootContext& ctx) {
+    Requests r;
+    const auto& units = ctx.units.units;
+    for (std::size_t u = 0; u < units.size(); ++u) {
+        std::string by = "unit " + units[u].name;
+        r.unit_index[by] = static_cast<int>(u);
+        for (const auto& spec : units[u].modules) {
+            r.input.requests.push_back({spec.name, by, spec.options, spec.optional});
+        }
+    }
+    for (const auto& name : ctx.cmdline.modules_load) {
+        r.input.requests.push_back({name, "modules_load=", "", false});
+    }
+    for (const auto& b : ctx.policy.blacklist) {
+        std::string source = b.source == PolicySource::kCmdline
+                                 ? "kernel command line modprobe.blacklist=" + b.module
+                                 : "hive Machine\\System\\Modules\\Blacklist";
+        r.input.blacklist.push_back({b.module, std::move(source)});
+    }
+    std::set<std::string> seen;
+    for (const auto& p : ctx.cmdline.module_params) {
+        if (!seen.insert(p.module).second) continue;
+        r.input.options.push_back({p.module, ctx.cmdline.ModuleOptions(p.module)});
+    }
+    return r;
+}
+
+// Which unit each loadable entry belongs to for `after` and barriers: the earliest unit (in
+// load order) that wants it directly or through any module that waits for it. Taking the
+// minimum over dependents means a module's dependencies never belong to a later unit, so unit
+// gates can never wait on their own dependencies.
+std::vector<int> OwningUnits(const Plan& plan, std::size_t loadable, const Requests& requests) {
+    std::vector<int> owner(loadable, kNoUnit);
+    for (std::size_t i = 0; i < loadable; ++i) {
+        for (const auto& chain : plan.entries[i].requested_by) {
+            auto it = requests.unit_index.find(ChainRoot(chain));
+            if (it != requests.unit_index.end()) owner[i] = std::min(owner[i], it->second);
+        }
+    }
+    for (std::size_t k = loadable; k-- > 0;) {
+        for (std::size_t d : plan.entries[k].waits_for) {
+            if (d < loadable) owner[d] = std::min(owner[d], owner[k]);
+        }
+    }
+    for (int& o : owner) {
+        if (o == kNoUnit) o = -1;
+    }
+    return owner;
+}
+
+// A sequential unit's jobs in load order: each listed module (in the unit's order) after the
+// unit's own jobs it waits for, then whatever else the unit owns, in plan order.
+std::vector<std::size_t> UnitSequence(const Plan& plan, std::size_t loadable,
+                                      const std::vector<int>& owner, int u, const Unit& unit) {
+    std::vector<std::size_t> seq;
+    std::vector<bool> placed(loadable, false);
+    auto visit = [&](auto&& self, std::size_t j) -> void {
+        if (placed[j] || owner[j] != u) return;
+        placed[j] = true;
+        for (std::size_t d : plan.entries[j].waits_for) {
+            if (d < loadable) self(self, d);
+        }
+        seq.push_back(j);
+    };
+    const std::string by = "unit " + unit.name;
+    for (const auto& spec : unit.modules) {
+        const std::string direct = NormalizeModuleName(spec.name);
+        const std::string alias = by + " -> alias " + spec.name;
+        for (std::size_t j = 0; j < loadable; ++j) {
+            const auto& e = plan.entries[j];
+            bool listed = false;
+            for (const auto& chain : e.requested_by) {
+                listed = listed || (chain == by && e.name == direct) || chain == alias;
+            }
+            if (listed) visit(visit, j);
+        }
+    }
+    for (std::size_t j = 0; j < loadable; ++j) visit(visit, j);
+    return seq;
+}
+
+// The unit that asked for an entry directly ("" for dependencies and the command line).
+std::string DirectUnit(const PlanEntry& e) {
+    for (const auto& chain : e.requested_by) {
+        std::string_view c = chain;
+        if (!c.starts_with("unit ")) continue;
+        auto arrow = c.find(" -> ");
+        if (arrow == std::string_view::npos || c.substr(arrow).starts_with(" -> alias ")) {
+            return std::string(ChainRoot(c).substr(5));
+        }
+    }
+    return "";
+}
+
+bool IsRequiredMissing(const Plan& plan, const std::string& name) {
+    const std::string prefix = name + ": missing";
+    return std::any_of(plan.errors.begin(), plan.errors.end(),
+                       [&](const std::string& e) { return e.starts_with(prefix); });
+}
+
+struct Summary {
+    int ok = 0, failed = 0, skipped = 0, blacklisted = 0;
+};
+
+void WriteRecord(const BootContext& ctx, const std::string& wall_time, int64_t boot_offset_ms,
+                 int workers, PolicySource workers_source, int threads, int64_t total_ms,
+                 const SigningState& signing, const Summary& summary, const PackageSet* packages,
+                 const Plan* plan, const std::vector<std::string>& warnings,
+                 const std::string& error) {
+    toml::array modules;
+    for (const auto& o : ctx.module_outcomes) {
+        toml::array chains;
+        for (const auto& c : o.requested_by) chains.push_back(c);
+        modules.push_back(toml::table{
+            {"name", o.module},
+            {"status", std::string(ToString(o.status))},
+            {"unit", o.unit},
+            {"requested_by", std::move(chains)},
+            {"error", o.error},
+            {"errno", o.error != 0 ? ErrnoName(o.error) : ""},
+            {"reason", o.reason},
+            {"package", o.package},
+            {"start_us", static_cast<int64_t>(o.start.count())},
+            {"duration_us", static_cast<int64_t>(o.duration.count())},
+        });
+    }
+    toml::array pkgs;
+    if (packages != nullptr) {
+        for (const auto& p : packages->reports()) {
+            toml::array mods;
+            for (const auto& m : p.modules) mods.push_back(m);
+            pkgs.push_back(toml::table{
+                {"file", p.file},
+                {"verified", p.verified},
+                {"name", p.name},
+                {"version", p.version},
+                {"signer", p.signer},
+                {"reason", p.reason},
+                {"modules", std::move(mods)},
+            });
+        }
+    }
+    toml::array plan_errors;
+    if (plan != nullptr) {
+        for (const auto& e : plan->errors) plan_errors.push_back(e);
+    }
+    toml::array warns;
+    for (const auto& w : warnings) warns.push_back(w);
+    toml::table record{
+        {"version", 1},
+        {"wall_time", wall_time},
+        {"boot_offset_ms", boot_offset_ms},
+        {"kernel_release", ctx.kernel_release},
+        {"workers", workers},
+        {"workers_source", std::string(ToString(workers_source))},
+        {"threads", threads},
+        {"total_ms", total_ms},
+        {"signing",
+         toml::table{
+             {"policy", std::string(ToString(ctx.policy.signing.value))},
+             {"source", std::string(ToString(ctx.policy.signing.source))},
+             {"sig_enforce", signing.sig_enforce},
+             {"applied", signing.applied},
+             {"error", signing.error},
+         }},
+        {"summary",
+         toml::table{
+             {"ok", summary.ok},
+             {"failed", summary.failed},
+             {"skipped", summary.skipped},
+             {"blacklisted", summary.blacklisted},
+         }},
+        {"packages", std::move(pkgs)},
+        {"modules", std::move(modules)},
+        {"plan_errors", std::move(plan_errors)},
+        {"warnings", std::move(warns)},
+        {"error", error},
+    };
+    std::string path = ctx.paths.Under(kRecordPath).string();
+    if (auto r = WriteJsonAtomically(path, record); !r) {
+        spdlog::error("modules: cannot write the boot record {}: {}", path, r.error().message());
+    }
+}
+
+}  // namespace
+
+int DefaultModuleWorkers() {
+    unsigned int cpus = std::thread::hardware_concurrency();
+    return std::clamp(static_cast<int>(cpus), 1, kMaxDefaultWorkers);
+}
+
+Result<void> RunModules(BootContext& ctx) {
+    const auto origin = Clock::now();
+    const std::string wall_time = WallTimeUtc();
+    const int64_t boot_offset_ms = BootOffsetMs();
+    ctx.module_outcomes.clear();
+
+    const int workers = ctx.policy.workers.value.value_or(DefaultModuleWorkers());
+    const PolicySource workers_source =
+        ctx.policy.workers.value ? ctx.policy.workers.source : PolicySource::kDefault;
+    auto elapsed_ms = [&] {
+        return static_cast<int64_t>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - origin).count());
+    };
+
+    if (ctx.kernel_release.empty()) {
+        auto release = RunningKernelRelease();
+        if (!release) return release.error();
+        ctx.kernel_release = *release;
+    }
+
+    SigningState signing = ApplySigningPolicy(ctx);
+    if (!signing.applied) spdlog::critical("modules: {}", signing.error);
+    spdlog::info("modules signing policy={}({}) sig_enforce={}",
+                 ToString(ctx.policy.signing.value), ToString(ctx.policy.signing.source),
+                 signing.sig_enforce.empty() ? "unknown" : signing.sig_enforce);
+
+    // Packages first: read once, verified before anything is loaded.
+    PackageSet packages = PackageSet::Load(ctx.paths.PackagesDir(), ctx.paths.TrustedKeysDir(),
+                                           ctx.kernel_release);
+    std::vector<std::string> warnings = packages.warnings();
+    for (const auto& p : packages.reports()) {
+        if (p.verified) {
+            spdlog::info("package {} verified: {} {} signer={} modules={}", p.file, p.name,
+                         p.version, p.signer.substr(0, 16), p.modules.size());
+        } else {
+            spdlog::error("package {} rejected: {}", p.file, p.reason);
+        }
+    }
+    for (const auto& w : packages.warnings()) spdlog::warn("modules: {}", w);
+
+    Requests requests = CollectRequests(ctx);
+    Summary summary;
+    auto fail_all = [&](const Error& error) -> Result<void> {
+        // Could not run: every request is recorded as failed with the reason.
+        std::set<std::string> seen;
+        for (const auto& req : requests.input.requests) {
+            std::string name = NormalizeModuleName(req.name);
+            if (!seen.insert(name).second) continue;
+            ModuleOutcome o;
+            o.module = name;
+            o.status = Status::kFailed;
+            o.reason = error.message();
+            o.requested_by = {req.requested_by};
+            ctx.module_outcomes.push_back(std::move(o));
+        }
+        summary.failed = static_cast<int>(ctx.module_outcomes.size());
+        spdlog::error("modules done ok=0 failed={} skipped=0 blacklisted=0 ms={} workers={}",
+                      summary.failed, elapsed_ms(), workers);
+        WriteRecord(ctx, wall_time, boot_offset_ms, workers, workers_source, 0, elapsed_ms(),
+                    signing, summary, &packages, nullptr, warnings, error.message());
+        return error;
+    };
+
+    Plan plan;
+    if (!requests.input.requests.empty()) {
+        // All libkmod work happens here, on this thread (libkmod is not thread-safe).
+        auto db = KmodDb::Open(ctx.paths.root, ctx.kernel_release);
+        if (!db) return fail_all(db.error().Context("module tree: "));
+        auto built = BuildPlan(**db, requests.input);
+        if (!built) return fail_all(built.error().Context("module plan: "));
+        plan = std::move(*built);
+    }
+    for (const auto& w : plan.warnings) {
+        spdlog::warn("module plan: {}", w);
+        warnings.push_back(w);
+    }
+
+    // Jobs: the loadable entries, which come first in the plan, in load order.
+    std::size_t loadable = 0;
+    while (loadable < plan.entries.size() && plan.entries[loadable].Loadable()) ++loadable;
+    std::vector<int> owner = OwningUnits(plan, loadable, requests);
+    std::vector<LoadJob> jobs(loadable);
+    std::vector<ModuleSource> sources(loadable);
+    for (std::size_t i = 0; i < loadable; ++i) {
+        const PlanEntry& e = plan.entries[i];
+        LoadJob& job = jobs[i];
+        job.name = e.name;
+        job.builtin = e.status == ModuleStatus::kBuiltin;
+        job.unit = owner[i];
+        for (std::size_t w : e.waits_for) {
+            if (w >= loadable) continue;
+            const std::string& dep = plan.entries[w].name;
+            bool hard = std::find(e.hard_deps.begin(), e.hard_deps.end(), dep) != e.hard_deps.end();
+            (hard ? job.hard : job.soft).push_back(w);
+        }
+        if (!job.builtin) sources[i] = packages.Find(e.name);
+        if (!e.ignored_install_command.empty()) {
+            spdlog::warn("module {}: modprobe.d install command ignored at boot: {}", e.name,
+                         e.ignored_install_command);
+        }
+    }
+    const auto& units = ctx.units.units;
+    std::vector<LoaderUnit> loader_units(units.size());
+    for (std::size_t u = 0; u < units.size(); ++u) {
+        // Transitive `after` closure (units are in `after` order, so earlier closures are done).
+        std::set<int> closure;
+        for (const auto& ref : units[u].after) {
+            for (std::size_t v = 0; v < u; ++v) {
+                if (units[v].name != ref.name) continue;
+                closure.insert(static_cast<int>(v));
+                closure.insert(loader_units[v].after.begin(), loader_units[v].after.end());
+            }
+        }
+        loader_units[u].after.assign(closure.begin(), closure.end());
+        if (units[u].sequential) {
+            loader_units[u].sequence =
+                UnitSequence(plan, loadable, owner, static_cast<int>(u), units[u]);
+        }
+    }
+
+    // The load itself, on the workers: only the Kernel seam and read-only data.
+    auto load = [&](std::size_t i) -> LoadAttempt {
+        LoadAttempt a;
+        const PlanEntry& e = plan.entries[i];
+        const ModuleSource& src = sources[i];
+        if (!signing.applied || src.file == nullptr) {
+            // Nothing verified to load; a module the kernel already has is still fine.
+            auto state = ctx.kernel.ReadSysfs("module/" + e.name + "/initstate");
+            if (state && *state == "live") {
+                a.ok = a.already_loaded = true;
+                return a;
+            }
+            a.message = !signing.applied ? signing.error : src.failure;
+            a.cause = !signing.applied                        ? "signing policy not applied"
+                      : src.failure.starts_with("package rejected") ? "package rejected"
+                                                                   : src.failure;
+            return a;
+        }
+        a.package = src.package;
+        auto r = ctx.kernel.InitModule(e.name, src.file->bytes(), e.options);
+        if (r) {
+            a.ok = true;
+        } else if (r.error().code() == EEXIST) {
+            a.ok = a.already_loaded = true;
+        } else {
+            a.error = r.error().code();
+            a.cause = a.error != 0 ? ErrnoName(a.error) : r.error().message();
+            a.message = r.error().message() + " (" + a.cause + ")";
+        }
+        return a;
+    };
+    LoaderReport report = RunLoader(jobs, loader_units, std::max(workers, 1), load, origin);
+    for (const auto& w : report.warnings) {
+        spdlog::warn("modules: {}", w);
+        warnings.push_back(w);
+    }
+
+    // Outcomes, in plan order.
+    for (std::size_t i = 0; i < plan.entries.size(); ++i) {
+        const PlanEntry& e = plan.entries[i];
+        ModuleOutcome o;
+        o.module = e.name;
+        o.unit = DirectUnit(e);
+        o.requested_by = e.requested_by;
+        const std::string wanted = Join(e.requested_by, "; ");
+        if (i < loadable) {
+            const JobResult& r = report.results[i];
+            o.start = r.start;
+            o.duration = r.duration;
+            if (jobs[i].builtin) {
+                o.status = Status::kBuiltin;
+            } else if (r.state == JobResult::State::kLive) {
+                o.status = r.attempt.already_loaded ? Status::kAlreadyLoaded : Status::kLoaded;
+                o.package = r.attempt.package;
+            } else if (r.state == JobResult::State::kFailed) {
+                o.status = Status::kFailed;
+                o.error = r.attempt.error;
+                o.reason = r.attempt.message;
+                o.package = r.attempt.package;
+                spdlog::error("module {} failed: {}, wanted by {}", e.name, o.reason, wanted);
+            } else {
+                o.status = Status::kSkipped;
+                o.reason = r.skip_reason;
+                spdlog::warn("module {} skipped: {}, wanted by {}", e.name, o.reason, wanted);
+            }
+        } else if (e.status == ModuleStatus::kBlacklisted) {
+            o.status = Status::kBlacklisted;
+            o.reason = e.reason;
+            spdlog::warn("module {} blacklisted ({}): wanted by {}", e.name, e.reason, wanted);
+        } else if (e.status == ModuleStatus::kMissing) {
+            o.status = Status::kMissing;
+            o.reason = e.reason;
+            if (IsRequiredMissing(plan, e.name)) {
+                spdlog::error("module {} missing: {}, wanted by {}", e.name, e.reason, wanted);
+            } else {
+                spdlog::info("module {} missing (optional): {}, ignoring", e.name, e.reason);
+            }
+        } else {
+            o.status = Status::kSkipped;
+            o.reason = e.reason;
+            spdlog::warn("module {} skipped: {}, wanted by {}", e.name, e.reason, wanted);
+        }
+        switch (o.status) {
+            case Status::kLoaded:
+            case Status::kAlreadyLoaded:
+            case Status::kBuiltin: ++summary.ok; break;
+            case Status::kFailed: ++summary.failed; break;
+            case Status::kBlacklisted: ++summary.blacklisted; break;
+            case Status::kSkipped: ++summary.skipped; break;
+            case Status::kMissing:
+                ++(IsRequiredMissing(plan, e.name) ? summary.failed : summary.skipped);
+                break;
+        }
+        ctx.module_outcomes.push_back(std::move(o));
+    }
+
+    const int64_t total_ms = elapsed_ms();
+    spdlog::info("modules done ok={} failed={} skipped={} blacklisted={} ms={} workers={}",
+                 summary.ok, summary.failed, summary.skipped, summary.blacklisted, total_ms,
+                 workers);
+    WriteRecord(ctx, wall_time, boot_offset_ms, workers, workers_source, report.threads, total_ms,
+                signing, summary, &packages, &plan, warnings, "");
+    return Ok();
+}
+
+}  // namespace peinit

@@ -1,0 +1,45 @@
+#pragma once
+
+// The boot-time module stage (R-09..R-14). Criticality: degrade.
+//
+// 1. Signing policy: with SigningPolicy=enforce, writes 1 to
+//    /sys/module/module/parameters/sig_enforce before any load and reads it back; if the kernel
+//    does not then report enforcement, nothing is loaded (fail closed). With warn, it is left.
+// 2. The boot-time set: every unit's modules (requested by "unit NAME", `optional`
+//    honoured), then `modules_load=` / `rd.modules_load=`; `mod.param=` options; the blacklist
+//    (hive and `modprobe.blacklist=`, each with its source, plus the tree's modprobe.d).
+//    All libkmod work happens here, on the calling thread: the plan against
+//    ROOT/lib/modules/<running release> (ctx.kernel_release, uname -r when empty).
+// 3. Signed packages: every package in ROOT/usr/lib/peinit/packages is read once and
+//    verified against ROOT/etc/peinit/keys and the running release before anything loads.
+//    A module is loaded only from the verified bytes of a verified package, with
+//    init_module(2) on those very bytes (no path is opened again between check and load). A
+//    module from a rejected package fails with `package rejected (<reason>)`; one that no
+//    verified package holds fails with `not in a verified package`: a loose .ko in the module
+//    tree is never loaded (fail closed). The tree only supplies the dependency indexes.
+// 4. Loading: a bounded pool of workers (ctx.policy.workers, else the number of CPUs
+//    capped at 8; 1 = strictly sequential in plan order) starts each module as soon as its
+//    dependencies are live, honouring unit `after` and `sequential` barriers (loader.h); never
+//    loads a module twice; EEXIST and built-ins count as success; a failure skips its
+//    dependents with the named reason and stops nothing else. Every thread is joined before
+//    the stage returns.
+// 5. Outcomes: ctx.module_outcomes has one entry per planned module; /run/peinit/modules.json
+//    (version 1) is written atomically; the log gets one line per failure, blacklist and skip
+//    and one summary line `modules done ok=N failed=M skipped=K blacklisted=B ms=T workers=W`.
+//
+// Guarantees to the next stage (lockdown): when it returns, every boot-time module has been
+// attempted and no thread of it is left. Returns an error only when it could not run at
+// all (no kernel release, no readable module tree while modules were requested, a db failure);
+// failed modules are recorded, not returned.
+
+#include "peinit/core/boot_context.h"
+#include "peinit/core/result.h"
+
+namespace peinit {
+
+Result<void> RunModules(BootContext& ctx);
+
+// The default worker count: online CPUs capped at 8 (at least 1).
+int DefaultModuleWorkers();
+
+}  // namespace peinit
