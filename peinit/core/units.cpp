@@ -329,6 +329,19 @@ class TomlUnitParser {
                 Environment(node, s.environment);
             } else if (k == "after") {
                 s.after = NameList(node, "after", "service");
+            } else if (k == "exit_action") {
+                auto v = String(node, "exit_action");
+                if (!v) continue;
+                if (*v == "none") {
+                    s.exit_action = ServiceSpec::ExitAction::kNone;
+                } else if (*v == "poweroff") {
+                    s.exit_action = ServiceSpec::ExitAction::kPoweroff;
+                } else if (*v == "reboot") {
+                    s.exit_action = ServiceSpec::ExitAction::kReboot;
+                } else {
+                    Error(LineOf(node), "exit_action must be \"none\", \"poweroff\" or "
+                                        "\"reboot\", not " + Quote(*v));
+                }
             } else {
                 Error(LineOf(key), "unknown key " + Quote(k) + " in [[service]]");
             }

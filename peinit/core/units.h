@@ -49,6 +49,11 @@ struct ServiceSpec {
     // Sorted by variable name (toml++ tables are ordered), "NAME" -> "value".
     std::vector<std::pair<std::string, std::string>> environment;
     std::vector<NameRef> after;  // services this one starts after
+    // What PID 1 does when this service exits, whatever its status (systemd's
+    // SuccessAction/FailureAction in one): images whose job ends with a service (tests, the
+    // demo) power off by themselves.
+    enum class ExitAction { kNone, kPoweroff, kReboot };
+    ExitAction exit_action = ExitAction::kNone;
     int line = 0;
 };
 

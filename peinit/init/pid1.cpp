@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "peinit/init/services.h"
+#include "peinit/sys/config_files.h"
 #include "peinit/sys/linux_kernel.h"
 #include "peinit/sys/log.h"
 #include "peinit/sys/signals.h"
@@ -111,7 +112,8 @@ namespace {
     }
     spdlog::info("boot complete");
 
-    ServiceRunner services(kernel, ctx.units);
+    auto passwd = ReadConfigFile(ctx.paths.Under("/etc/passwd").string());
+    ServiceRunner services(kernel, ctx.units, passwd ? passwd->text : "");
     services.StartReady();
     bool announced = false;
     while (true) {
@@ -119,19 +121,25 @@ namespace {
             spdlog::info("services done count={}", services.size());
             announced = true;
         }
+        std::optional<int> sig;
         if (queue == nullptr) {
-            // Without a signalfd, still reap so orphans never pile up.
-            for (const ChildExit& e : ReapChildren()) services.OnExit(e.pid, e.status);
+            // Without a signalfd, still reap once a second so orphans never pile up.
             sleep(1);
-            continue;
+            sig = SIGCHLD;
+        } else if (auto next = queue->Next(-1); next && *next) {
+            sig = **next;
         }
-        auto sig = queue->Next(-1);
-        if (!sig || !*sig) continue;
-        switch (**sig) {
+        if (!sig) continue;
+        switch (*sig) {
             case SIGCHLD:
                 for (const ChildExit& e : ReapChildren()) {
-                    if (!services.OnExit(e.pid, e.status)) {
-                        spdlog::debug("reaped pid {} ({})", e.pid, DescribeWaitStatus(e.status));
+                    switch (services.OnExit(e.pid, e.status)) {
+                        case ServiceSpec::ExitAction::kPoweroff:
+                            Shutdown(kernel, queue, RB_POWER_OFF, "service exit_action");
+                        case ServiceSpec::ExitAction::kReboot:
+                            Shutdown(kernel, queue, RB_AUTOBOOT, "service exit_action");
+                        case ServiceSpec::ExitAction::kNone:
+                            break;
                     }
                 }
                 break;
@@ -146,7 +154,7 @@ namespace {
             case SIGUSR1:
                 Shutdown(kernel, queue, RB_AUTOBOOT, "SIGUSR1");
             default:
-                spdlog::info("signal {} ignored", **sig);
+                spdlog::info("signal {} ignored", *sig);
         }
     }
 }

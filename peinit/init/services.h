@@ -18,13 +18,15 @@ class Kernel;
 
 class ServiceRunner {
   public:
-    ServiceRunner(Kernel& kernel, const UnitSet& units);
+    // `passwd` is the image's /etc/passwd, for services with `user`.
+    ServiceRunner(Kernel& kernel, const UnitSet& units, std::string passwd);
 
     // Starts every service whose `after` services have all exited. A service that cannot be
     // started (exec failure) counts as exited, so the ones after it still run.
     void StartReady();
-    // Called for every reaped child; returns true when it was one of ours.
-    bool OnExit(pid_t pid, int status);
+    // Called for every reaped child. Returns the exit action of the service that exited
+    // (kNone too for children that are not ours: orphans PID 1 inherited).
+    ServiceSpec::ExitAction OnExit(pid_t pid, int status);
     bool AllDone() const;
     size_t size() const { return services_.size(); }
 
@@ -38,6 +40,7 @@ class ServiceRunner {
     bool Ready(const Entry& entry) const;
 
     Kernel& kernel_;
+    std::string passwd_;
     std::vector<Entry> services_;
     std::map<std::string, size_t, std::less<>> by_name_;
 };

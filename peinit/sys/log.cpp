@@ -15,6 +15,7 @@ namespace {
 std::mutex g_mutex;
 std::shared_ptr<spdlog::logger> g_logger;
 std::shared_ptr<KmsgSink> g_kmsg;
+std::shared_ptr<spdlog::sinks::sink> g_console;
 
 }  // namespace
 
@@ -121,9 +122,9 @@ std::shared_ptr<spdlog::logger> InitLogging(const LogOptions& options) {
     g_kmsg = std::make_shared<KmsgSink>(options.max_buffered);
     std::vector<spdlog::sink_ptr> sinks{g_kmsg};
     if (options.console) {
-        auto console = std::make_shared<spdlog::sinks::stderr_sink_mt>();
-        console->set_pattern("peinit: %l: %v");
-        sinks.push_back(console);
+        g_console = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+        g_console->set_pattern("peinit: %l: %v");
+        sinks.push_back(g_console);
     }
     g_logger = std::make_shared<spdlog::logger>(kLoggerName, sinks.begin(), sinks.end());
     g_logger->set_level(options.level);
@@ -144,6 +145,11 @@ Result<void> AttachKmsg(const std::string& path) {
     return sink->Attach(path);
 }
 
+void SetConsoleLevel(spdlog::level::level_enum level) {
+    std::lock_guard lock(g_mutex);
+    if (g_console) g_console->set_level(level);
+}
+
 void ShutdownLogging() {
     std::lock_guard lock(g_mutex);
     if (!g_logger) return;
@@ -153,6 +159,7 @@ void ShutdownLogging() {
         "default", std::make_shared<spdlog::sinks::stderr_sink_mt>()));
     g_logger.reset();
     g_kmsg.reset();
+    g_console.reset();
 }
 
 }  // namespace peinit

@@ -76,6 +76,11 @@ std::shared_ptr<spdlog::logger> InitLogging(const LogOptions& options = {});
 // Attaches the kmsg sink of the peinit logger to `path` and flushes what was buffered.
 Result<void> AttachKmsg(const std::string& path = kDefaultKmsgPath);
 
+// Sets the level of the console sink. Once /dev/kmsg is attached the kernel itself echoes
+// records to the console (filtered by its console loglevel, e.g. `quiet`), so PID 1 turns its
+// own console sink off to avoid printing every line twice.
+void SetConsoleLevel(spdlog::level::level_enum level);
+
 // Drops the peinit logger and its sinks (tests, and before exec'ing the real init).
 void ShutdownLogging();
 

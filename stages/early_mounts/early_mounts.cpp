@@ -43,8 +43,11 @@ Result<void> RunEarlyMounts(BootContext& ctx) {
     // The kernel rate-limits /dev/kmsg writers (printk.devkmsg=ratelimit) and would drop most of
     // the boot log; best effort, since `printk.devkmsg=` on the command line locks the setting.
     (void)ctx.kernel.WriteSysctl("kernel/printk_devkmsg", "on\n");
-    // Until now records were buffered; from here every line also reaches the kernel log.
-    return AttachKmsg(ctx.paths.Under("/dev/kmsg").string());
+    // Until now records were buffered; from here every line reaches the kernel log, which the
+    // kernel echoes to the console itself.
+    PEINIT_TRY(AttachKmsg(ctx.paths.Under("/dev/kmsg").string()));
+    SetConsoleLevel(spdlog::level::off);
+    return Ok();
 }
 
 }  // namespace peinit

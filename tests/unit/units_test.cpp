@@ -293,6 +293,40 @@ TEST(UnitErrors, ModuleOptions) {
     EXPECT_THAT(errors(R"("")"), IsEmpty());
 }
 
+TEST(Units, ServiceExitAction) {
+    Unit u = MustParse("units/t.toml", R"([[service]]
+name = "a"
+exec = ["/bin/true"]
+
+[[service]]
+name = "b"
+exec = ["/bin/true"]
+exit_action = "poweroff"
+
+[[service]]
+name = "c"
+exec = ["/bin/true"]
+exit_action = "reboot"
+)");
+    ASSERT_EQ(u.services.size(), 3u);
+    EXPECT_EQ(u.services[0].exit_action, ServiceSpec::ExitAction::kNone);
+    EXPECT_EQ(u.services[1].exit_action, ServiceSpec::ExitAction::kPoweroff);
+    EXPECT_EQ(u.services[2].exit_action, ServiceSpec::ExitAction::kReboot);
+    EXPECT_THAT(ParseErrors("t.toml", R"([[service]]
+name = "a"
+exec = ["/bin/true"]
+exit_action = "halt"
+
+[[service]]
+name = "b"
+exec = ["/bin/true"]
+exit_action = 1
+)"),
+                ElementsAre("units/t.toml:4: exit_action must be \"none\", \"poweroff\" or "
+                            "\"reboot\", not \"halt\"",
+                            "units/t.toml:9: \"exit_action\" must be a string, not integer"));
+}
+
 TEST(UnitErrors, ServiceTables) {
     EXPECT_THAT(ParseErrors("s.toml", R"([[service]]
 exec = ["/bin/true"]
