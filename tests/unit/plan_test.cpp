@@ -162,6 +162,17 @@ TEST_F(PlanTest, BuiltinsCountAsLoaded) {
     EXPECT_THAT(Names(plan, ModuleStatus::kLoad), IsEmpty());
 }
 
+TEST_F(PlanTest, DenyingABuiltinIsReportedButItStaysLive) {
+    // Nothing can unload a built-in: the plan says so instead of pretending to deny it.
+    PlanInput input;
+    input.blacklist.push_back({"builtin_core", "hive Blacklist"});
+    Plan plan = Request({"soft_conf"}, input);
+    EXPECT_TRUE(plan.ok());
+    EXPECT_EQ(Entry(plan, "builtin_core").status, ModuleStatus::kBuiltin);
+    EXPECT_EQ(Entry(plan, "builtin_core").reason,
+              "blacklisted (hive Blacklist) but built into the kernel, so already live");
+}
+
 TEST_F(PlanTest, OptionsMergeModprobeDThenCmdlineThenRequest) {
     PlanInput input;
     input.options.push_back({"opt-mod", "b=5"});
