@@ -1,0 +1,632 @@
+// The module stage (stages/modules/): the real planner on the synthetic module tree
+// tests/fixtures/roots/basic (copied into a fresh root per test, with signed packages and a trust
+// directory made at test time), loads through FakeKernel with scripted latencies and errnos.
+
+#include "stages/modules/modules.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "peinit/core/plan.h"
+#include "peinit/sys/fake_kernel.h"
+#include "peinit/sys/kmod.h"
+#include "peinit/sys/package.h"
+#include "peinit/sys/package_crypto.h"
+#include "tests/unit/fixture_roots.h"
+
+namespace peinit {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using ::testing::AllOf;
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::ElementsAreArray;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::StartsWith;
+using ::testing::UnorderedElementsAre;
+using Status = ModuleOutcome::Status;
+
+// Every module of the basic fixture tree that has a .ko.
+const std::vector<std::string> kAllModules = {
+    "crc32c_intel", "crc32c_generic", "bl_cmd",    "bl_cmd_user", "bl_conf",  "bl_conf_top",
+    "bl_conf_user", "bl_false",       "bl_false_user", "bl_hive", "bl_hive_user", "cyc_a",
+    "cyc_b",        "cyc_user",       "dia_base",  "dia_left",    "dia_right", "dia_top",
+    "gone_user",    "odd_install",    "opt_mod",   "soft_conf",   "soft_main", "soft_post",
+    "soft_pre",     "ext4",           "jbd2",      "mbcache",     "crc16"};
+
+// Modules of the tree without any dependency.
+const std::vector<std::string> kIndependent = {"crc32c_generic", "crc32c_intel", "dia_base",
+                                               "odd_install",    "opt_mod",      "jbd2",
+                                               "mbcache",        "crc16"};
+
+class ModuleStageTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        fs::path fixture = testing::FixtureRoot("basic");
+        ASSERT_FALSE(fixture.empty());
+        char tmpl[] = "/tmp/peinit-module-stage-XXXXXX";
+        ASSERT_NE(mkdtemp(tmpl), nullptr);
+        tmp_ = tmpl;
+        root_ = tmp_ / "root";
+        fs::copy(fixture, root_, fs::copy_options::recursive);
+        fs::create_directories(root_ / "run/peinit");
+        fs::create_directories(root_ / "etc/peinit/keys");
+        fs::create_directories(root_ / "usr/lib/peinit/packages");
+        auto key = SigningKey::Generate();
+        ASSERT_TRUE(key) << key.error().message();
+        key_.emplace(std::move(*key));
+        auto pem = key_->PublicPem();
+        ASSERT_TRUE(pem);
+        std::ofstream(root_ / "etc/peinit/keys/test.pub") << *pem;
+
+        ctx_.paths.root = root_;
+        ctx_.kernel_release = testing::kFixtureKver;
+        ctx_.policy.workers.value = 4;
+
+        auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log_);
+        auto logger = std::make_shared<spdlog::logger>("module-stage-test", sink);
+        logger->set_pattern("%v");
+        logger->set_level(spdlog::level::debug);
+        saved_logger_ = spdlog::default_logger();
+        spdlog::set_default_logger(logger);
+    }
+
+    void TearDown() override {
+        spdlog::set_default_logger(saved_logger_);
+        std::error_code ec;
+        if (!tmp_.empty()) fs::remove_all(tmp_, ec);
+    }
+
+    // A package file in the image's packages directory with `modules` (fake payload bytes: the
+    // fake kernel does not look at them), signed by `key` (the trusted key by default).
+    void WritePackage(const std::string& file, const std::vector<std::string>& modules,
+                      const SigningKey* key = nullptr, std::string kver = "",
+                      bool tamper = false) {
+        PackageSpec spec;
+        spec.name = fs::path(file).stem().string();
+        spec.version = "1";
+        spec.kernel_release = kver.empty() ? testing::kFixtureKver : kver;
+        for (const auto& m : modules) {
+            std::string text = "fake module " + m + " payload";
+            std::vector<std::byte> bytes(text.size());
+            std::memcpy(bytes.data(), text.data(), text.size());
+            spec.files.push_back({"modules/" + m + ".ko", std::move(bytes)});
+        }
+        auto pkg = CreatePackage(spec, key != nullptr ? key : &*key_);
+        ASSERT_TRUE(pkg) << pkg.error().message();
+        if (tamper) {
+            std::string_view all(reinterpret_cast<const char*>(pkg->data()), pkg->size());
+            auto at = all.find("fake module " + modules.front());
+            ASSERT_NE(at, std::string_view::npos);
+            (*pkg)[at] = std::byte{'F'};  // same size, different SHA-256
+        }
+        std::ofstream out(root_ / "usr/lib/peinit/packages" / file, std::ios::binary);
+        out.write(reinterpret_cast<const char*>(pkg->data()),
+                  static_cast<std::streamsize>(pkg->size()));
+    }
+    void WriteAllPackage() { WritePackage("all.pkg", kAllModules); }
+
+    // Units from (name, TOML text) pairs, linked as the config stage links them.
+    void SetUnits(const std::vector<std::pair<std::string, std::string>>& sources) {
+        ConfigErrors errors;
+        std::vector<Unit> parsed;
+        for (const auto& [name, text] : sources) {
+            auto unit = ParseUnitFile("units/" + name + ".toml", text, errors);
+            ASSERT_TRUE(unit) << ::testing::PrintToString(errors.size());
+            parsed.push_back(std::move(*unit));
+        }
+        ctx_.units = LinkUnits(std::move(parsed), errors);
+        ASSERT_TRUE(errors.empty());
+    }
+    static std::string ModulesToml(const std::vector<std::string>& modules,
+                                   const std::string& header = "") {
+        std::string text = header;
+        for (const auto& m : modules) text += "\n[[module]]\nname = \"" + m + "\"\n";
+        return text;
+    }
+
+    void Run() {
+        auto r = RunModules(ctx_);
+        ASSERT_TRUE(r) << r.error().message();
+    }
+
+    const ModuleOutcome& Outcome(const std::string& name) {
+        static const ModuleOutcome kNone{};
+        for (const auto& o : ctx_.module_outcomes) {
+            if (o.module == name) return o;
+        }
+        ADD_FAILURE() << name << " has no outcome";
+        return kNone;
+    }
+
+    std::vector<KernelCall> Loads() const { return kernel_.Calls(KernelOp::kInitModule); }
+    std::vector<std::string> LoadNames() const {
+        std::vector<std::string> names;
+        for (const auto& c : Loads()) names.push_back(c.name);
+        return names;
+    }
+    const KernelCall* LoadOf(const std::string& name) const {
+        for (const auto& c : calls_cache_) {
+            if (c.name == name) return &c;
+        }
+        return nullptr;
+    }
+    void CacheLoads() { calls_cache_ = Loads(); }
+
+    std::string Record() const {
+        return testing::ReadFileOrEmpty(root_ / "run/peinit/modules.json");
+    }
+    // The record without whitespace, so checks do not depend on the formatter's spacing.
+    std::string CompactRecord() const {
+        std::string r = Record();
+        r.erase(std::remove_if(r.begin(), r.end(), [](char c) { return std::isspace(c); }),
+                r.end());
+        return r;
+    }
+
+    // The plan the stage builds, for order comparisons.
+    Plan PlanFor(const PlanInput& input) {
+        auto db = KmodDb::Open(root_, testing::kFixtureKver);
+        EXPECT_TRUE(db);
+        auto plan = BuildPlan(**db, input);
+        EXPECT_TRUE(plan);
+        return *plan;
+    }
+
+    fs::path tmp_;
+    fs::path root_;
+    std::optional<SigningKey> key_;
+    FakeKernel kernel_;
+    BootContext ctx_{kernel_};
+    std::ostringstream log_;
+    std::shared_ptr<spdlog::logger> saved_logger_;
+    std::vector<KernelCall> calls_cache_;
+};
+
+TEST_F(ModuleStageTest, EveryDependencyIsLiveBeforeItsDependentStarts) {
+    WriteAllPackage();
+    SetUnits({{"storage", ModulesToml({"ext4"})}, {"diamond", ModulesToml({"dia_top"})}});
+    for (const char* m : {"jbd2", "mbcache", "crc16", "crc32c_generic", "dia_base", "dia_left"}) {
+        kernel_.SetModuleLatency(m, 40ms);
+    }
+    Run();
+    CacheLoads();
+    EXPECT_THAT(LoadNames(), UnorderedElementsAre("crc32c_generic", "crc32c_intel", "jbd2",
+                                                  "mbcache", "crc16", "ext4", "dia_base",
+                                                  "dia_left", "dia_right", "dia_top"));
+    const std::map<std::string, std::vector<std::string>> deps = {
+        {"ext4", {"jbd2", "mbcache", "crc16", "crc32c_generic", "crc32c_intel"}},
+        {"dia_left", {"dia_base"}},
+        {"dia_right", {"dia_base"}},
+        {"dia_top", {"dia_base", "dia_left", "dia_right"}}};
+    for (const auto& [module, wanted] : deps) {
+        const KernelCall* m = LoadOf(module);
+        ASSERT_NE(m, nullptr) << module;
+        for (const auto& dep : wanted) {
+            const KernelCall* d = LoadOf(dep);
+            ASSERT_NE(d, nullptr) << dep;
+            EXPECT_LE(d->end, m->start) << dep << " still loading when " << module << " started";
+        }
+    }
+    // Independent chains overlapped.
+    EXPECT_GE(kernel_.MaxConcurrentLoads(), 2);
+    for (const auto& o : ctx_.module_outcomes) {
+        EXPECT_EQ(o.status, Status::kLoaded) << o.module;
+        EXPECT_EQ(o.package, "all.pkg") << o.module;
+    }
+    EXPECT_EQ(Outcome("ext4").unit, "storage");
+    EXPECT_THAT(Outcome("ext4").requested_by, ElementsAre("unit storage"));
+    EXPECT_THAT(Outcome("jbd2").requested_by, ElementsAre("unit storage -> ext4"));
+    EXPECT_EQ(Outcome("jbd2").unit, "");
+    EXPECT_GE(Outcome("jbd2").duration, 40ms);
+    EXPECT_THAT(log_.str(), HasSubstr("modules done ok=10 failed=0 skipped=0 blacklisted=0 ms="));
+    EXPECT_THAT(log_.str(), HasSubstr(" workers=4"));
+}
+
+TEST_F(ModuleStageTest, SoftPreLoadsBeforeAndSoftPostAfter) {
+    WriteAllPackage();
+    SetUnits({{"soft", ModulesToml({"soft_main"})}});
+    kernel_.SetModuleLatency("soft_pre", 30ms);
+    kernel_.SetModuleLatency("soft_main", 30ms);
+    Run();
+    CacheLoads();
+    ASSERT_NE(LoadOf("soft_pre"), nullptr);
+    ASSERT_NE(LoadOf("soft_main"), nullptr);
+    ASSERT_NE(LoadOf("soft_post"), nullptr);
+    EXPECT_LE(LoadOf("soft_pre")->end, LoadOf("soft_main")->start);
+    EXPECT_LE(LoadOf("soft_main")->end, LoadOf("soft_post")->start);
+}
+
+TEST_F(ModuleStageTest, FailedSoftDependencyDoesNotStopTheModule) {
+    WriteAllPackage();
+    SetUnits({{"soft", ModulesToml({"soft_main"})}});
+    kernel_.SetModuleError("soft_pre", ENOEXEC);
+    Run();
+    EXPECT_EQ(Outcome("soft_pre").status, Status::kFailed);
+    EXPECT_EQ(Outcome("soft_main").status, Status::kLoaded);
+    EXPECT_EQ(Outcome("soft_post").status, Status::kLoaded);
+}
+
+TEST_F(ModuleStageTest, NoModuleIsLoadedTwiceWhateverReachesIt) {
+    WriteAllPackage();
+    SetUnits({{"a", ModulesToml({"dia_top", "ext4"})}, {"b", ModulesToml({"dia-left", "jbd2"})}});
+    ctx_.cmdline.modules_load = {"dia_top", "fs-ext4", "crc16"};
+    kernel_.SetModuleLatency("dia_base", 50ms);
+    Run();
+    std::vector<std::string> names = LoadNames();
+    std::sort(names.begin(), names.end());
+    EXPECT_EQ(std::adjacent_find(names.begin(), names.end()), names.end())
+        << ::testing::PrintToString(names);
+    EXPECT_EQ(names.size(), 10u);
+    EXPECT_THAT(Outcome("dia_top").requested_by, ElementsAre("unit a", "modules_load="));
+    EXPECT_THAT(Outcome("dia_base").requested_by,
+                UnorderedElementsAre("unit a -> dia_top", "unit b -> dia_left",
+                                     "unit a -> dia_top -> dia_right"));
+    EXPECT_THAT(Outcome("ext4").requested_by,
+                ElementsAre("unit a", "modules_load= -> alias fs-ext4"));
+    EXPECT_EQ(ctx_.module_outcomes.size(), 10u);
+}
+
+TEST_F(ModuleStageTest, FailureSkipsEveryDependentWithTheNamedReasonAndNothingElse) {
+    WriteAllPackage();
+    SetUnits({{"storage", ModulesToml({"ext4"})},
+              {"diamond", ModulesToml({"dia_top", "soft_main"})}});
+    kernel_.SetModuleError("jbd2", EKEYREJECTED);
+    kernel_.SetModuleError("dia_base", ENOEXEC);
+    Run();
+    EXPECT_EQ(Outcome("jbd2").status, Status::kFailed);
+    EXPECT_EQ(Outcome("jbd2").error, EKEYREJECTED);
+    EXPECT_EQ(Outcome("ext4").status, Status::kSkipped);
+    EXPECT_EQ(Outcome("ext4").reason, "dependency jbd2 failed (EKEYREJECTED)");
+    // Transitively: dia_top waits for dia_left/right, which wait for dia_base.
+    for (const char* m : {"dia_left", "dia_right", "dia_top"}) {
+        EXPECT_EQ(Outcome(m).status, Status::kSkipped) << m;
+        EXPECT_EQ(Outcome(m).reason, "dependency dia_base failed (ENOEXEC)") << m;
+    }
+    // Nothing was tried for the skipped modules; everything else loaded.
+    EXPECT_THAT(LoadNames(), AllOf(::testing::Not(Contains("ext4")),
+                                   ::testing::Not(Contains("dia_top"))));
+    for (const char* m : {"mbcache", "crc16", "crc32c_generic", "crc32c_intel", "soft_pre",
+                          "soft_main", "soft_post"}) {
+        EXPECT_EQ(Outcome(m).status, Status::kLoaded) << m;
+    }
+    std::string log = log_.str();
+    EXPECT_THAT(log, HasSubstr("module jbd2 failed: "));
+    EXPECT_THAT(log, HasSubstr("(EKEYREJECTED), wanted by unit storage -> ext4"));
+    EXPECT_THAT(log, HasSubstr("module ext4 skipped: dependency jbd2 failed (EKEYREJECTED)"));
+    EXPECT_THAT(log, HasSubstr("modules done ok=7 failed=2 skipped=4 blacklisted=0"));
+}
+
+TEST_F(ModuleStageTest, BlacklistThroughEverySourceDirectAndAsDependency) {
+    WriteAllPackage();
+    SetUnits({{"bl", ModulesToml({"bl_hive", "bl_hive_user", "bl_cmd", "bl_cmd_user", "bl_conf",
+                                  "bl_conf_top", "bl_false", "bl_false_user", "crc16"})}});
+    ctx_.policy.blacklist = {{"bl_hive", PolicySource::kHive}, {"bl_cmd", PolicySource::kCmdline}};
+    Run();
+    EXPECT_THAT(LoadNames(), ElementsAre("crc16"));
+    struct Case {
+        const char* module;
+        const char* source;
+    };
+    for (const Case& c : {Case{"bl_hive", "hive Machine\\System\\Modules\\Blacklist"},
+                          Case{"bl_cmd", "kernel command line modprobe.blacklist=bl_cmd"},
+                          Case{"bl_conf", "/etc/modprobe.d/fixture.conf:3 blacklist bl_conf"},
+                          Case{"bl_false", "install bl_false /bin/false"}}) {
+        EXPECT_EQ(Outcome(c.module).status, Status::kBlacklisted) << c.module;
+        EXPECT_THAT(Outcome(c.module).reason, HasSubstr(c.source)) << c.module;
+        EXPECT_THAT(log_.str(), HasSubstr(std::string("module ") + c.module + " blacklisted ("));
+    }
+    for (const char* user : {"bl_hive_user", "bl_cmd_user", "bl_conf_top", "bl_false_user"}) {
+        EXPECT_EQ(Outcome(user).status, Status::kSkipped) << user;
+    }
+    EXPECT_THAT(Outcome("bl_cmd_user").reason,
+                HasSubstr("dependency bl_cmd is blacklisted (kernel command line "
+                          "modprobe.blacklist=bl_cmd)"));
+    EXPECT_THAT(log_.str(), HasSubstr("module bl_hive blacklisted (hive "
+                                      "Machine\\System\\Modules\\Blacklist): wanted by unit bl"));
+    EXPECT_THAT(log_.str(), HasSubstr("blacklisted=4"));
+}
+
+TEST_F(ModuleStageTest, EexistAndBuiltinCountAsSuccess) {
+    WriteAllPackage();
+    SetUnits({{"a", ModulesToml({"ext4", "soft_conf"})}});
+    kernel_.SetLoaded("jbd2");
+    Run();
+    EXPECT_EQ(Outcome("jbd2").status, Status::kAlreadyLoaded);
+    EXPECT_EQ(Outcome("ext4").status, Status::kLoaded);
+    EXPECT_EQ(Outcome("builtin_core").status, Status::kBuiltin);
+    EXPECT_EQ(Outcome("soft_conf").status, Status::kLoaded);
+    EXPECT_THAT(LoadNames(), ::testing::Not(Contains("builtin_core")));
+    EXPECT_THAT(log_.str(), HasSubstr("failed=0 skipped=0"));
+}
+
+TEST_F(ModuleStageTest, OneWorkerLoadsStrictlyInPlanOrder) {
+    WriteAllPackage();
+    SetUnits({{"a", ModulesToml({"ext4", "dia_top", "soft_main", "opt_mod"})}});
+    ctx_.policy.workers.value = 1;
+    for (const auto& m : kIndependent) kernel_.SetModuleLatency(m, 5ms);
+    Run();
+    PlanInput input;
+    for (const char* m : {"ext4", "dia_top", "soft_main", "opt_mod"}) {
+        input.requests.push_back({m, "unit a", "", false});
+    }
+    std::vector<std::string> plan_order;
+    for (const auto& e : PlanFor(input).entries) {
+        if (e.status == ModuleStatus::kLoad) plan_order.push_back(e.name);
+    }
+    EXPECT_THAT(LoadNames(), ElementsAreArray(plan_order));
+    auto loads = Loads();
+    for (std::size_t i = 1; i < loads.size(); ++i) EXPECT_LE(loads[i - 1].end, loads[i].start);
+    EXPECT_EQ(kernel_.MaxConcurrentLoads(), 1);
+    // No worker thread for one worker: every load ran on the stage's own thread.
+    for (const auto& c : loads) EXPECT_EQ(c.thread, std::this_thread::get_id());
+    EXPECT_THAT(CompactRecord(), HasSubstr("\"threads\":0"));
+}
+
+TEST_F(ModuleStageTest, ParallelWorkersOverlapLatencies) {
+    WriteAllPackage();
+    ctx_.cmdline.modules_load = kIndependent;
+    for (const auto& m : kIndependent) kernel_.SetModuleLatency(m, 200ms);
+
+    ctx_.policy.workers.value = 1;
+    auto t0 = std::chrono::steady_clock::now();
+    Run();
+    auto sequential = std::chrono::steady_clock::now() - t0;
+    EXPECT_EQ(kernel_.MaxConcurrentLoads(), 1);
+
+    FakeKernel parallel_kernel;
+    for (const auto& m : kIndependent) parallel_kernel.SetModuleLatency(m, 200ms);
+    BootContext ctx(parallel_kernel);
+    ctx.paths = ctx_.paths;
+    ctx.kernel_release = ctx_.kernel_release;
+    ctx.cmdline = ctx_.cmdline;
+    ctx.policy.workers.value = 4;
+    t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(RunModules(ctx));
+    auto parallel = std::chrono::steady_clock::now() - t0;
+
+    auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+    std::cout << "[ figures  ] 8 modules x 200 ms: workers=1 " << ms(sequential)
+              << " ms, workers=4 " << ms(parallel) << " ms, max concurrent "
+              << parallel_kernel.MaxConcurrentLoads() << "\n";
+    EXPECT_GE(sequential, 1600ms);
+    EXPECT_LT(parallel, 1200ms);  // ideal 400 ms; generous for loaded CI machines
+    EXPECT_EQ(parallel_kernel.MaxConcurrentLoads(), 4);
+    EXPECT_EQ(parallel_kernel.LoadedModules().size(), 8u);
+    EXPECT_THAT(CompactRecord(), HasSubstr("\"threads\":4"));
+}
+
+TEST_F(ModuleStageTest, SequentialUnitIsABarrier) {
+    WriteAllPackage();
+    SetUnits({{"par", ModulesToml({"crc16", "mbcache", "dia_top"})},
+              {"serial", ModulesToml({"opt_mod", "odd_install", "ext4"}, "sequential = true")},
+              {"zlate", ModulesToml({"soft_main"})}});
+    for (const char* m : {"crc16", "mbcache", "dia_base", "dia_left", "dia_right", "odd_install",
+                          "opt_mod", "jbd2", "ext4", "soft_main", "soft_pre", "crc32c_generic",
+                          "crc32c_intel"}) {
+        kernel_.SetModuleLatency(m, 30ms);
+    }
+    Run();
+    auto loads = Loads();
+    // The serial unit's own modules (mbcache and crc16 belong to "par", which wants them too).
+    const std::vector<std::string> serial = {"opt_mod", "odd_install", "jbd2", "crc32c_generic",
+                                             "crc32c_intel", "ext4"};
+    std::vector<std::string> serial_order;
+    for (const auto& c : loads) {
+        bool in_serial = std::find(serial.begin(), serial.end(), c.name) != serial.end();
+        if (!in_serial) continue;
+        serial_order.push_back(c.name);
+        for (const auto& other : loads) {
+            if (&other == &c) continue;
+            bool overlap = other.start < c.end && c.start < other.end;
+            EXPECT_FALSE(overlap) << other.name << " overlapped sequential " << c.name;
+        }
+    }
+    // Listed order, each listed module right after its own dependencies.
+    ASSERT_EQ(serial_order.size(), serial.size()) << ::testing::PrintToString(serial_order);
+    EXPECT_EQ(serial_order[0], "opt_mod");
+    EXPECT_EQ(serial_order[1], "odd_install");
+    EXPECT_THAT(std::vector<std::string>(serial_order.begin() + 2, serial_order.end() - 1),
+                UnorderedElementsAre("jbd2", "crc32c_generic", "crc32c_intel"));
+    EXPECT_EQ(serial_order.back(), "ext4");
+    EXPECT_EQ(Outcome("ext4").status, Status::kLoaded);
+    // Other units still ran in parallel.
+    EXPECT_GE(kernel_.MaxConcurrentLoads(), 2);
+}
+
+TEST_F(ModuleStageTest, UnitAfterStartsOnlyOnceTheEarlierUnitWasAttempted) {
+    WriteAllPackage();
+    SetUnits({{"early", ModulesToml({"mbcache", "dia_base"})},
+              {"late", ModulesToml({"crc16", "opt_mod"}, "after = [\"early\"]")},
+              {"free", ModulesToml({"odd_install"})}});
+    kernel_.SetModuleLatency("mbcache", 100ms);
+    kernel_.SetModuleError("dia_base", ENOEXEC);
+    kernel_.SetModuleLatency("dia_base", 60ms);
+    Run();
+    CacheLoads();
+    for (const char* late : {"crc16", "opt_mod"}) {
+        ASSERT_NE(LoadOf(late), nullptr) << late;
+        EXPECT_GE(LoadOf(late)->start, LoadOf("mbcache")->end) << late;
+        EXPECT_GE(LoadOf(late)->start, LoadOf("dia_base")->end) << late;
+    }
+    // A unit without `after` does not wait.
+    EXPECT_LT(LoadOf("odd_install")->start, LoadOf("mbcache")->end);
+    EXPECT_EQ(Outcome("crc16").status, Status::kLoaded);
+}
+
+TEST_F(ModuleStageTest, TamperedPackageLoadsNothingAndItsModulesSayWhy) {
+    WritePackage("good.pkg", {"crc16", "mbcache", "crc32c_generic", "crc32c_intel", "ext4"});
+    WritePackage("storage.pkg", {"jbd2", "opt_mod"}, nullptr, "", /*tamper=*/true);
+    SetUnits({{"a", ModulesToml({"ext4", "opt_mod", "crc16"})}});
+    Run();
+    EXPECT_THAT(LoadNames(), ::testing::Not(Contains("jbd2")));
+    EXPECT_THAT(LoadNames(), ::testing::Not(Contains("opt_mod")));
+    EXPECT_EQ(Outcome("jbd2").status, Status::kFailed);
+    EXPECT_THAT(Outcome("jbd2").reason, StartsWith("package rejected (storage.pkg: hash-mismatch"));
+    EXPECT_EQ(Outcome("opt_mod").status, Status::kFailed);
+    EXPECT_EQ(Outcome("ext4").status, Status::kSkipped);
+    EXPECT_EQ(Outcome("ext4").reason, "dependency jbd2 failed (package rejected)");
+    EXPECT_EQ(Outcome("crc16").status, Status::kLoaded);
+    EXPECT_EQ(Outcome("crc16").package, "good.pkg");
+    EXPECT_THAT(log_.str(), HasSubstr("package storage.pkg rejected: hash-mismatch: "));
+    EXPECT_THAT(CompactRecord(), HasSubstr("\"file\":\"storage.pkg\""));
+}
+
+TEST_F(ModuleStageTest, LooseKoIsNeverLoadedAndUntrustedOrForeignPackagesAreRejected) {
+    auto other = SigningKey::Generate();
+    ASSERT_TRUE(other);
+    WritePackage("crc.pkg", {"crc16"});
+    WritePackage("evil.pkg", {"mbcache"}, &*other);
+    WritePackage("old.pkg", {"opt_mod"}, nullptr, "6.1.0-other");
+    SetUnits({{"a", ModulesToml({"crc16", "mbcache", "opt_mod", "dia_base"})}});
+    Run();
+    EXPECT_THAT(LoadNames(), ElementsAre("crc16"));
+    EXPECT_THAT(Outcome("mbcache").reason, StartsWith("package rejected (evil.pkg: untrusted-key"));
+    EXPECT_THAT(Outcome("opt_mod").reason,
+                StartsWith("package rejected (old.pkg: wrong-kernel-release"));
+    // dia_base.ko is in the module tree, but in no package: fail closed.
+    EXPECT_EQ(Outcome("dia_base").status, Status::kFailed);
+    EXPECT_EQ(Outcome("dia_base").reason, "not in a verified package");
+    EXPECT_EQ(Outcome("dia_base").error, 0);
+    EXPECT_THAT(log_.str(), HasSubstr("module dia_base failed: not in a verified package"));
+}
+
+TEST_F(ModuleStageTest, NoTrustStoreTrustsNothing) {
+    WriteAllPackage();
+    fs::remove_all(root_ / "etc/peinit/keys");
+    SetUnits({{"a", ModulesToml({"crc16"})}});
+    Run();
+    EXPECT_THAT(LoadNames(), IsEmpty());
+    EXPECT_THAT(Outcome("crc16").reason, StartsWith("package rejected (all.pkg: no usable trust"));
+}
+
+TEST_F(ModuleStageTest, EnforceSigningPolicyIsSetBeforeAnyLoad) {
+    WriteAllPackage();
+    SetUnits({{"a", ModulesToml({"crc16"})}});
+    ctx_.policy.signing = {SigningPolicy::kEnforce, PolicySource::kHive};
+    Run();
+    auto calls = kernel_.Calls();
+    auto write = std::find_if(calls.begin(), calls.end(),
+                              [](const KernelCall& c) { return c.op == KernelOp::kWriteSysfs; });
+    auto load = std::find_if(calls.begin(), calls.end(),
+                             [](const KernelCall& c) { return c.op == KernelOp::kInitModule; });
+    ASSERT_NE(write, calls.end());
+    ASSERT_NE(load, calls.end());
+    EXPECT_LT(write, load);
+    EXPECT_EQ(write->name, FakeKernel::kSigEnforcePath);
+    EXPECT_EQ(write->args, "1");
+    EXPECT_EQ(Outcome("crc16").status, Status::kLoaded);
+    EXPECT_THAT(CompactRecord(), HasSubstr("\"sig_enforce\":\"Y\""));
+    EXPECT_THAT(log_.str(), HasSubstr("modules signing policy=enforce(hive) sig_enforce=Y"));
+}
+
+TEST_F(ModuleStageTest, WarnLeavesSigEnforceAlone) {
+    WriteAllPackage();
+    SetUnits({{"a", ModulesToml({"crc16"})}});
+    Run();
+    EXPECT_THAT(kernel_.Calls(KernelOp::kWriteSysfs), IsEmpty());
+    EXPECT_THAT(CompactRecord(), HasSubstr("\"sig_enforce\":\"N\""));
+}
+
+TEST_F(ModuleStageTest, EnforceThatCannotBeAppliedLoadsNothing) {
+    WriteAllPackage();
+    SetUnits({{"a", ModulesToml({"crc16"})}});
+    ctx_.policy.signing = {SigningPolicy::kEnforce, PolicySource::kCmdline};
+    kernel_.SetOpError(KernelOp::kWriteSysfs, FakeKernel::kSigEnforcePath, EPERM);
+    Run();
+    EXPECT_THAT(LoadNames(), IsEmpty());
+    EXPECT_EQ(Outcome("crc16").status, Status::kFailed);
+    EXPECT_THAT(Outcome("crc16").reason, HasSubstr("SigningPolicy=enforce could not be applied"));
+    EXPECT_THAT(log_.str(), HasSubstr("SigningPolicy=enforce could not be applied"));
+}
+
+TEST_F(ModuleStageTest, OptionsFromModprobeDCommandLineAndUnit) {
+    WriteAllPackage();
+    SetUnits({{"opt", "[[module]]\nname = \"opt_mod\"\noptions = \"d=4\"\n"}});
+    ctx_.cmdline.module_params = {{"opt_mod", "b", "5"}};
+    Run();
+    auto loads = Loads();
+    ASSERT_EQ(loads.size(), 1u);
+    EXPECT_EQ(loads[0].args, "a=1 b=2 c=3 b=5 d=4");
+}
+
+TEST_F(ModuleStageTest, MissingModulesOptionalOrNot) {
+    WriteAllPackage();
+    SetUnits({{"a", "[[module]]\nname = \"no_such_module\"\noptional = true\n"
+                    "[[module]]\nname = \"crc16\"\n"}});
+    ctx_.cmdline.modules_load = {"ghost_required"};
+    Run();
+    EXPECT_EQ(Outcome("no_such_module").status, Status::kMissing);
+    EXPECT_EQ(Outcome("ghost_required").status, Status::kMissing);
+    EXPECT_THAT(log_.str(), HasSubstr("module no_such_module missing (optional)"));
+    EXPECT_THAT(log_.str(), HasSubstr("module ghost_required missing: "));
+    EXPECT_THAT(log_.str(), HasSubstr("modules done ok=1 failed=1 skipped=1 blacklisted=0"));
+}
+
+TEST_F(ModuleStageTest, NothingRequestedNeedsNoModuleTree) {
+    fs::remove_all(root_ / "lib/modules");
+    ctx_.kernel_release = "6.1.0-none";
+    Run();
+    EXPECT_THAT(ctx_.module_outcomes, IsEmpty());
+    EXPECT_THAT(log_.str(), HasSubstr("modules done ok=0 failed=0 skipped=0 blacklisted=0"));
+    EXPECT_THAT(CompactRecord(), HasSubstr("\"modules\":[]"));
+}
+
+TEST_F(ModuleStageTest, MissingModuleTreeIsAStageErrorWithEveryRequestRecorded) {
+    fs::remove_all(root_ / "lib/modules");
+    SetUnits({{"a", ModulesToml({"crc16", "ext4"})}});
+    auto r = RunModules(ctx_);
+    ASSERT_FALSE(r);
+    EXPECT_THAT(r.error().message(), StartsWith("module tree: "));
+    ASSERT_EQ(ctx_.module_outcomes.size(), 2u);
+    EXPECT_EQ(ctx_.module_outcomes[0].status, Status::kFailed);
+    EXPECT_THAT(CompactRecord(), HasSubstr("\"error\":\"moduletree:"));
+}
+
+TEST_F(ModuleStageTest, RecordHoldsEveryModuleWithTimesAndSources) {
+    WriteAllPackage();
+    SetUnits({{"storage", ModulesToml({"ext4"})}});
+    kernel_.SetModuleError("jbd2", EKEYREJECTED);
+    kernel_.SetModuleLatency("crc16", 20ms);
+    ctx_.policy.workers = {3, PolicySource::kCmdline};
+    Run();
+    std::string r = CompactRecord();
+    EXPECT_THAT(r, HasSubstr("\"version\":1"));
+    EXPECT_THAT(r, HasSubstr("\"workers\":3"));
+    EXPECT_THAT(r, HasSubstr("\"workers_source\":\"cmdline\""));
+    EXPECT_THAT(r, HasSubstr("\"kernel_release\":\"6.1.0-peinit-fixture\""));
+    EXPECT_THAT(r, HasSubstr("\"wall_time\":\""));
+    EXPECT_THAT(r, HasSubstr("\"boot_offset_ms\":"));
+    EXPECT_THAT(r, HasSubstr("\"total_ms\":"));
+    EXPECT_THAT(r, HasSubstr("\"errno\":\"EKEYREJECTED\""));
+    EXPECT_THAT(r, HasSubstr("\"reason\":\"dependencyjbd2failed(EKEYREJECTED)\""));
+    EXPECT_THAT(r, HasSubstr("\"requested_by\":[\"unitstorage->ext4\"]"));
+    EXPECT_THAT(r, HasSubstr("\"status\":\"skipped\""));
+    EXPECT_THAT(r, HasSubstr("\"package\":\"all.pkg\""));
+    EXPECT_THAT(r, HasSubstr("\"verified\":true"));
+    EXPECT_THAT(r, HasSubstr("\"summary\":{\"blacklisted\":0,\"failed\":1,\"ok\":4,\"skipped\":1}"));
+    // Times: crc16's duration is at least its scripted latency.
+    EXPECT_GE(Outcome("crc16").duration, 20ms);
+    EXPECT_GT(Outcome("ext4").start.count(), 0);
+    EXPECT_FALSE(fs::exists(root_ / "run/peinit/modules.json.tmp"));
+}
+
+TEST(ModuleStageDefaults, WorkersAreCpusCappedAtEight) {
+    int cpus = static_cast<int>(std::thread::hardware_concurrency());
+    EXPECT_EQ(DefaultModuleWorkers(), std::clamp(cpus, 1, 8));
+}
+
+}  // namespace
+}  // namespace peinit
