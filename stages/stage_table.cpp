@@ -6,6 +6,7 @@
 #include "stages/early_mounts/early_mounts.h"
 #include "stages/handoff/handoff.h"
 #include "stages/lockdown/lockdown.h"
+#include "stages/modules/modules.h"
 #include "stages/stage.h"
 
 namespace peinit {
@@ -14,6 +15,7 @@ std::span<const Stage> BootStages() {
     static constexpr Stage kStages[] = {
         {"early-mounts", Criticality::kFatal, RunEarlyMounts},
         {"config", Criticality::kFatal, RunConfig},
+        {"modules", Criticality::kDegrade, RunModules},
         {"lockdown", Criticality::kFatal, RunLockdown},
         {"handoff", Criticality::kFatal, RunHandoff},
     };
