@@ -66,13 +66,20 @@ struct ModuleOutcome {
 // "loaded", "already-loaded", "failed", "skipped", "blacklisted", "builtin", "missing".
 inline std::string_view ToString(ModuleOutcome::Status status) {
     switch (status) {
-        case ModuleOutcome::Status::kLoaded: return "loaded";
-        case ModuleOutcome::Status::kAlreadyLoaded: return "already-loaded";
-        case ModuleOutcome::Status::kFailed: return "failed";
-        case ModuleOutcome::Status::kSkipped: return "skipped";
-        case ModuleOutcome::Status::kBlacklisted: return "blacklisted";
-        case ModuleOutcome::Status::kBuiltin: return "builtin";
-        case ModuleOutcome::Status::kMissing: return "missing";
+        case ModuleOutcome::Status::kLoaded:
+            return "loaded";
+        case ModuleOutcome::Status::kAlreadyLoaded:
+            return "already-loaded";
+        case ModuleOutcome::Status::kFailed:
+            return "failed";
+        case ModuleOutcome::Status::kSkipped:
+            return "skipped";
+        case ModuleOutcome::Status::kBlacklisted:
+            return "blacklisted";
+        case ModuleOutcome::Status::kBuiltin:
+            return "builtin";
+        case ModuleOutcome::Status::kMissing:
+            return "missing";
     }
     return "unknown";
 }

@@ -138,10 +138,10 @@ class Scheduler {
                     JobResult& r = report_.results[j];
                     r.state = State::kSkipped;
                     r.start = Now();
-                    r.skip_reason = dep.state == State::kFailed
-                                        ? "dependency " + jobs_[d].name + " failed (" +
-                                              dep.attempt.cause + ")"
-                                        : dep.skip_reason;
+                    r.skip_reason =
+                        dep.state == State::kFailed
+                            ? "dependency " + jobs_[d].name + " failed (" + dep.attempt.cause + ")"
+                            : dep.skip_reason;
                     Settle(j);
                     again = true;
                     break;
@@ -209,8 +209,8 @@ LoaderReport RunLoader(const std::vector<LoadJob>& jobs, const std::vector<Loade
                        int workers, const std::function<LoadAttempt(std::size_t)>& load,
                        std::chrono::steady_clock::time_point origin) {
     Scheduler scheduler(jobs, units, load, origin);
-    std::size_t loads = std::count_if(jobs.begin(), jobs.end(),
-                                      [](const LoadJob& j) { return !j.builtin; });
+    std::size_t loads =
+        std::count_if(jobs.begin(), jobs.end(), [](const LoadJob& j) { return !j.builtin; });
     std::size_t want = std::min<std::size_t>(static_cast<std::size_t>(std::max(workers, 1)), loads);
     std::vector<std::thread> threads;
     std::string thread_error;

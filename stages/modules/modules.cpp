@@ -45,9 +45,7 @@ std::string Join(const std::vector<std::string>& items, std::string_view sep) {
 }
 
 // The first link of a requested-by chain: "unit storage -> ext4" -> "unit storage".
-std::string_view ChainRoot(std::string_view chain) {
-    return chain.substr(0, chain.find(" -> "));
-}
+std::string_view ChainRoot(std::string_view chain) { return chain.substr(0, chain.find(" -> ")); }
 
 struct SigningState {
     std::string sig_enforce;  // as read back ("Y", "N"), "" when unreadable
@@ -293,13 +291,13 @@ Result<void> RunModules(BootContext& ctx) {
 
     SigningState signing = ApplySigningPolicy(ctx);
     if (!signing.applied) spdlog::critical("modules: {}", signing.error);
-    spdlog::info("modules signing policy={}({}) sig_enforce={}",
-                 ToString(ctx.policy.signing.value), ToString(ctx.policy.signing.source),
+    spdlog::info("modules signing policy={}({}) sig_enforce={}", ToString(ctx.policy.signing.value),
+                 ToString(ctx.policy.signing.source),
                  signing.sig_enforce.empty() ? "unknown" : signing.sig_enforce);
 
     // Packages first: read once, verified before anything is loaded.
-    PackageSet packages = PackageSet::Load(ctx.paths.PackagesDir(), ctx.paths.TrustedKeysDir(),
-                                           ctx.kernel_release);
+    PackageSet packages =
+        PackageSet::Load(ctx.paths.PackagesDir(), ctx.paths.TrustedKeysDir(), ctx.kernel_release);
     std::vector<std::string> warnings = packages.warnings();
     for (const auto& p : packages.reports()) {
         if (p.verified) {
@@ -404,9 +402,9 @@ Result<void> RunModules(BootContext& ctx) {
                 return a;
             }
             a.message = !signing.applied ? signing.error : src.failure;
-            a.cause = !signing.applied                        ? "signing policy not applied"
+            a.cause = !signing.applied                              ? "signing policy not applied"
                       : src.failure.starts_with("package rejected") ? "package rejected"
-                                                                   : src.failure;
+                                                                    : src.failure;
             return a;
         }
         a.package = src.package;
@@ -476,10 +474,18 @@ Result<void> RunModules(BootContext& ctx) {
         switch (o.status) {
             case Status::kLoaded:
             case Status::kAlreadyLoaded:
-            case Status::kBuiltin: ++summary.ok; break;
-            case Status::kFailed: ++summary.failed; break;
-            case Status::kBlacklisted: ++summary.blacklisted; break;
-            case Status::kSkipped: ++summary.skipped; break;
+            case Status::kBuiltin:
+                ++summary.ok;
+                break;
+            case Status::kFailed:
+                ++summary.failed;
+                break;
+            case Status::kBlacklisted:
+                ++summary.blacklisted;
+                break;
+            case Status::kSkipped:
+                ++summary.skipped;
+                break;
             case Status::kMissing:
                 ++(IsRequiredMissing(plan, e.name) ? summary.failed : summary.skipped);
                 break;

@@ -36,8 +36,7 @@ std::vector<std::string> ClaimedModules(std::span<const std::byte> bytes) {
 
 }  // namespace
 
-PackageSet PackageSet::Load(const std::filesystem::path& dir,
-                            const std::filesystem::path& keys_dir,
+PackageSet PackageSet::Load(const std::filesystem::path& dir, const std::filesystem::path& keys_dir,
                             const std::string& kernel_release) {
     PackageSet set;
     std::error_code ec;
@@ -72,9 +71,8 @@ PackageSet PackageSet::Load(const std::filesystem::path& dir,
             set.reports_.push_back(std::move(report));
             continue;
         }
-        auto verified = trust_error.empty()
-                            ? VerifyPackage(*bytes, trusted, kernel_release)
-                            : Result<VerifiedPackage>(Error(trust_error));
+        auto verified = trust_error.empty() ? VerifyPackage(*bytes, trusted, kernel_release)
+                                            : Result<VerifiedPackage>(Error(trust_error));
         if (!verified) {
             report.reason = verified.error().message();
             report.modules = ClaimedModules(*bytes);

@@ -2,8 +2,6 @@
 // tests/fixtures/roots/basic (copied into a fresh root per test, with signed packages and a trust
 // directory made at test time), loads through FakeKernel with scripted latencies and errnos.
 
-#include "stages/modules/modules.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
@@ -21,6 +19,7 @@
 #include "peinit/sys/kmod.h"
 #include "peinit/sys/package.h"
 #include "peinit/sys/package_crypto.h"
+#include "stages/modules/modules.h"
 #include "tests/unit/fixture_roots.h"
 
 namespace peinit {
@@ -40,11 +39,11 @@ using Status = ModuleOutcome::Status;
 
 // Every module of the basic fixture tree that has a .ko.
 const std::vector<std::string> kAllModules = {
-    "crc32c_intel", "crc32c_generic", "bl_cmd",    "bl_cmd_user", "bl_conf",  "bl_conf_top",
-    "bl_conf_user", "bl_false",       "bl_false_user", "bl_hive", "bl_hive_user", "cyc_a",
-    "cyc_b",        "cyc_user",       "dia_base",  "dia_left",    "dia_right", "dia_top",
-    "gone_user",    "odd_install",    "opt_mod",   "soft_conf",   "soft_main", "soft_post",
-    "soft_pre",     "ext4",           "jbd2",      "mbcache",     "crc16"};
+    "crc32c_intel", "crc32c_generic", "bl_cmd",        "bl_cmd_user", "bl_conf",      "bl_conf_top",
+    "bl_conf_user", "bl_false",       "bl_false_user", "bl_hive",     "bl_hive_user", "cyc_a",
+    "cyc_b",        "cyc_user",       "dia_base",      "dia_left",    "dia_right",    "dia_top",
+    "gone_user",    "odd_install",    "opt_mod",       "soft_conf",   "soft_main",    "soft_post",
+    "soft_pre",     "ext4",           "jbd2",          "mbcache",     "crc16"};
 
 // Modules of the tree without any dependency.
 const std::vector<std::string> kIndependent = {"crc32c_generic", "crc32c_intel", "dia_base",
@@ -92,8 +91,7 @@ class ModuleStageTest : public ::testing::Test {
     // A package file in the image's packages directory with `modules` (fake payload bytes: the
     // fake kernel does not look at them), signed by `key` (the trusted key by default).
     void WritePackage(const std::string& file, const std::vector<std::string>& modules,
-                      const SigningKey* key = nullptr, std::string kver = "",
-                      bool tamper = false) {
+                      const SigningKey* key = nullptr, std::string kver = "", bool tamper = false) {
         PackageSpec spec;
         spec.name = fs::path(file).stem().string();
         spec.version = "1";
@@ -203,9 +201,9 @@ TEST_F(ModuleStageTest, EveryDependencyIsLiveBeforeItsDependentStarts) {
     }
     Run();
     CacheLoads();
-    EXPECT_THAT(LoadNames(), UnorderedElementsAre("crc32c_generic", "crc32c_intel", "jbd2",
-                                                  "mbcache", "crc16", "ext4", "dia_base",
-                                                  "dia_left", "dia_right", "dia_top"));
+    EXPECT_THAT(LoadNames(),
+                UnorderedElementsAre("crc32c_generic", "crc32c_intel", "jbd2", "mbcache", "crc16",
+                                     "ext4", "dia_base", "dia_left", "dia_right", "dia_top"));
     const std::map<std::string, std::vector<std::string>> deps = {
         {"ext4", {"jbd2", "mbcache", "crc16", "crc32c_generic", "crc32c_intel"}},
         {"dia_left", {"dia_base"}},
@@ -281,8 +279,8 @@ TEST_F(ModuleStageTest, NoModuleIsLoadedTwiceWhateverReachesIt) {
 
 TEST_F(ModuleStageTest, FailureSkipsEveryDependentWithTheNamedReasonAndNothingElse) {
     WriteAllPackage();
-    SetUnits({{"storage", ModulesToml({"ext4"})},
-              {"diamond", ModulesToml({"dia_top", "soft_main"})}});
+    SetUnits(
+        {{"storage", ModulesToml({"ext4"})}, {"diamond", ModulesToml({"dia_top", "soft_main"})}});
     kernel_.SetModuleError("jbd2", EKEYREJECTED);
     kernel_.SetModuleError("dia_base", ENOEXEC);
     Run();
@@ -296,8 +294,8 @@ TEST_F(ModuleStageTest, FailureSkipsEveryDependentWithTheNamedReasonAndNothingEl
         EXPECT_EQ(Outcome(m).reason, "dependency dia_base failed (ENOEXEC)") << m;
     }
     // Nothing was tried for the skipped modules; everything else loaded.
-    EXPECT_THAT(LoadNames(), AllOf(::testing::Not(Contains("ext4")),
-                                   ::testing::Not(Contains("dia_top"))));
+    EXPECT_THAT(LoadNames(),
+                AllOf(::testing::Not(Contains("ext4")), ::testing::Not(Contains("dia_top"))));
     for (const char* m : {"mbcache", "crc16", "crc32c_generic", "crc32c_intel", "soft_pre",
                           "soft_main", "soft_post"}) {
         EXPECT_EQ(Outcome(m).status, Status::kLoaded) << m;
@@ -397,7 +395,9 @@ TEST_F(ModuleStageTest, ParallelWorkersOverlapLatencies) {
     ASSERT_TRUE(RunModules(ctx));
     auto parallel = std::chrono::steady_clock::now() - t0;
 
-    auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+    auto ms = [](auto d) {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+    };
     std::cout << "[ figures  ] 8 modules x 200 ms: workers=1 " << ms(sequential)
               << " ms, workers=4 " << ms(parallel) << " ms, max concurrent "
               << parallel_kernel.MaxConcurrentLoads() << "\n";
@@ -413,16 +413,16 @@ TEST_F(ModuleStageTest, SequentialUnitIsABarrier) {
     SetUnits({{"par", ModulesToml({"crc16", "mbcache", "dia_top"})},
               {"serial", ModulesToml({"opt_mod", "odd_install", "ext4"}, "sequential = true")},
               {"zlate", ModulesToml({"soft_main"})}});
-    for (const char* m : {"crc16", "mbcache", "dia_base", "dia_left", "dia_right", "odd_install",
-                          "opt_mod", "jbd2", "ext4", "soft_main", "soft_pre", "crc32c_generic",
-                          "crc32c_intel"}) {
+    for (const char* m :
+         {"crc16", "mbcache", "dia_base", "dia_left", "dia_right", "odd_install", "opt_mod", "jbd2",
+          "ext4", "soft_main", "soft_pre", "crc32c_generic", "crc32c_intel"}) {
         kernel_.SetModuleLatency(m, 30ms);
     }
     Run();
     auto loads = Loads();
     // The serial unit's own modules (mbcache and crc16 belong to "par", which wants them too).
-    const std::vector<std::string> serial = {"opt_mod", "odd_install", "jbd2", "crc32c_generic",
-                                             "crc32c_intel", "ext4"};
+    const std::vector<std::string> serial = {"opt_mod",        "odd_install",  "jbd2",
+                                             "crc32c_generic", "crc32c_intel", "ext4"};
     std::vector<std::string> serial_order;
     for (const auto& c : loads) {
         bool in_serial = std::find(serial.begin(), serial.end(), c.name) != serial.end();
@@ -564,8 +564,9 @@ TEST_F(ModuleStageTest, OptionsFromModprobeDCommandLineAndUnit) {
 
 TEST_F(ModuleStageTest, MissingModulesOptionalOrNot) {
     WriteAllPackage();
-    SetUnits({{"a", "[[module]]\nname = \"no_such_module\"\noptional = true\n"
-                    "[[module]]\nname = \"crc16\"\n"}});
+    SetUnits({{"a",
+               "[[module]]\nname = \"no_such_module\"\noptional = true\n"
+               "[[module]]\nname = \"crc16\"\n"}});
     ctx_.cmdline.modules_load = {"ghost_required"};
     Run();
     EXPECT_EQ(Outcome("no_such_module").status, Status::kMissing);
@@ -616,7 +617,8 @@ TEST_F(ModuleStageTest, RecordHoldsEveryModuleWithTimesAndSources) {
     EXPECT_THAT(r, HasSubstr("\"status\":\"skipped\""));
     EXPECT_THAT(r, HasSubstr("\"package\":\"all.pkg\""));
     EXPECT_THAT(r, HasSubstr("\"verified\":true"));
-    EXPECT_THAT(r, HasSubstr("\"summary\":{\"blacklisted\":0,\"failed\":1,\"ok\":4,\"skipped\":1}"));
+    EXPECT_THAT(r,
+                HasSubstr("\"summary\":{\"blacklisted\":0,\"failed\":1,\"ok\":4,\"skipped\":1}"));
     // Times: crc16's duration is at least its scripted latency.
     EXPECT_GE(Outcome("crc16").duration, 20ms);
     EXPECT_GT(Outcome("ext4").start.count(), 0);
