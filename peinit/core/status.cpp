@@ -1,0 +1,885 @@
+#include "peinit/core/status.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <boost/property_tree/json_parser.hpp>
+#include <boost/property_tree/ptree.hpp>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace peinit {
+
+namespace {
+
+namespace pt = boost::property_tree;
+
+// --- reading records (Boost.PropertyTree's JSON parser; no exception leaves this file) -------
+
+std::optional<pt::ptree> ParseJson(const std::string& text, std::string& error) {
+    try {
+        std::istringstream in(text);
+        pt::ptree tree;
+        pt::read_json(in, tree);
+        return tree;
+    } catch (const pt::json_parser_error& e) {
+        error = "line " + std::to_string(e.line()) + ": " + e.message();
+    } catch (const std::exception& e) {
+        error = e.what();
+    }
+    return std::nullopt;
+}
+
+std::string Str(const pt::ptree& t, const std::string& key) {
+    return t.get<std::string>(pt::ptree::path_type(key, '.'), "");
+}
+int64_t Int(const pt::ptree& t, const std::string& key) {
+    return t.get<int64_t>(pt::ptree::path_type(key, '.'), 0);
+}
+std::optional<bool> Bool(const pt::ptree& t, const std::string& key) {
+    auto v = t.get_optional<bool>(pt::ptree::path_type(key, '.'));
+    if (!v) return std::nullopt;
+    return *v;
+}
+std::vector<std::string> Strings(const pt::ptree& t, const std::string& key) {
+    std::vector<std::string> out;
+    if (auto child = t.get_child_optional(pt::ptree::path_type(key, '.'))) {
+        for (const auto& [k, v] : *child) out.push_back(v.data());
+    }
+    return out;
+}
+
+std::string Join(const std::vector<std::string>& items, std::string_view sep) {
+    std::string out;
+    for (const auto& i : items) {
+        if (!out.empty()) out += sep;
+        out += i;
+    }
+    return out;
+}
+
+std::string Trim(std::string_view s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\t')) {
+        s.remove_suffix(1);
+    }
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    return std::string(s);
+}
+
+// "1"/"Y" -> "1", "0"/"N" -> "0", anything else as it is.
+std::string NormaliseBoolText(const std::string& raw) {
+    std::string v = Trim(raw);
+    if (v == "Y" || v == "y" || v == "1") return "1";
+    if (v == "N" || v == "n" || v == "0") return "0";
+    return v;
+}
+
+// "none [integrity] confidentiality" -> "integrity".
+std::string ActiveLsmLevel(const std::string& raw) {
+    auto open = raw.find('[');
+    auto close = raw.find(']', open == std::string::npos ? 0 : open);
+    if (open == std::string::npos || close == std::string::npos) return Trim(raw);
+    return raw.substr(open + 1, close - open - 1);
+}
+
+// The value of "key=" in a module_lockdown log line ("" when absent).
+std::string Field(std::string_view line, std::string_view key) {
+    std::string needle = " " + std::string(key) + "=";
+    auto pos = line.find(needle);
+    if (pos == std::string_view::npos) return "";
+    pos += needle.size();
+    auto end = line.find(' ', pos);
+    return std::string(line.substr(pos, end == std::string_view::npos ? line.npos : end - pos));
+}
+
+std::string FormatMs(int64_t ms) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%lld.%03lld s", static_cast<long long>(ms / 1000),
+                  static_cast<long long>(ms % 1000));
+    return buf;
+}
+
+std::string FormatUsAsMs(int64_t us) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f", static_cast<double>(us) / 1000.0);
+    return buf;
+}
+
+// --- building the model ----------------------------------------------------------------------
+
+void ReadPolicy(const pt::ptree& t, Status& s) {
+    s.policy_present = true;
+    s.hive_state = Str(t, "hive.state");
+    s.hive_path = Str(t, "hive.path");
+    s.hive_errors = Strings(t, "hive.errors");
+    s.autoload = {Str(t, "autoload.value"), Str(t, "autoload.source")};
+    s.autoload_allowed = Strings(t, "autoload_allowed");
+    if (auto bl = t.get_child_optional("blacklist")) {
+        for (const auto& [k, v] : *bl) s.blacklist.push_back({Str(v, "module"), Str(v, "source")});
+    }
+    s.signing = {Str(t, "signing.value"), Str(t, "signing.source")};
+    if (auto m = t.get_optional<std::string>("modprobe")) s.policy_modprobe = *m;
+    s.ignored = Strings(t, "ignored");
+    if (auto v = Bool(t, "lock_after_boot.value")) {
+        s.lock_requested = *v;
+        s.lock_requested_source = Str(t, "lock_after_boot.source");
+    }
+}
+
+// Edges from the requested_by chains: "unit storage -> ext4" on jbd2 means ext4 needed jbd2.
+void DeriveWaits(std::vector<ModuleRow>& rows) {
+    std::map<std::string, std::set<std::string>> needs;
+    for (const auto& row : rows) {
+        for (const auto& chain : row.requested_by) {
+            auto arrow = chain.rfind(" -> ");
+            if (arrow == std::string::npos) continue;
+            std::string last = chain.substr(arrow + 4);
+            if (last.starts_with("alias ") || last == row.name) continue;
+            needs[last].insert(row.name);
+        }
+    }
+    for (auto& row : rows) {
+        if (!row.waits_for.empty()) continue;
+        auto it = needs.find(row.name);
+        if (it != needs.end()) row.waits_for.assign(it->second.begin(), it->second.end());
+    }
+}
+
+void ReadModules(const pt::ptree& t, Status& s) {
+    s.modules_present = true;
+    s.modules_total_ms = Int(t, "total_ms");
+    s.modules_boot_offset_ms = Int(t, "boot_offset_ms");
+    s.workers = Int(t, "workers");
+    s.modules_error = Str(t, "error");
+    if (Bool(t, "signing.applied") == false) {
+        s.signing_error = Str(t, "signing.error");
+        if (s.signing_error.empty()) s.signing_error = "signing policy not applied";
+    }
+    bool recorded_waits = false;
+    if (auto list = t.get_child_optional("modules")) {
+        for (const auto& [k, v] : *list) {
+            ModuleRow row;
+            row.name = Str(v, "name");
+            row.status = Str(v, "status");
+            row.unit = Str(v, "unit");
+            row.errno_name = Str(v, "errno");
+            row.error = Int(v, "error");
+            row.reason = Str(v, "reason");
+            row.package = Str(v, "package");
+            row.start_us = Int(v, "start_us");
+            row.duration_us = Int(v, "duration_us");
+            row.requested_by = Strings(v, "requested_by");
+            if (v.get_child_optional("waits_for")) {
+                recorded_waits = true;
+                row.waits_for = Strings(v, "waits_for");
+            }
+            s.modules.push_back(std::move(row));
+        }
+    }
+    if (!recorded_waits) DeriveWaits(s.modules);
+    std::stable_sort(s.modules.begin(), s.modules.end(), [](const auto& a, const auto& b) {
+        // Attempted modules by start time; the ones never attempted (no duration) after them.
+        bool a_run = a.duration_us > 0 || a.Succeeded() || a.status == "failed";
+        bool b_run = b.duration_us > 0 || b.Succeeded() || b.status == "failed";
+        if (a_run != b_run) return a_run;
+        return a.start_us < b.start_us;
+    });
+}
+
+struct LockdownRecord {
+    bool requested = false;
+    std::string requested_by, mechanism, trigger, error, comm, wall_time;
+    bool locked = false;
+    int64_t pid = 0, boot_offset_ms = 0;
+};
+
+LockdownRecord ReadLockdown(const pt::ptree& t) {
+    LockdownRecord r;
+    r.requested = Bool(t, "requested").value_or(false);
+    r.requested_by = Str(t, "requested_by");
+    r.mechanism = Str(t, "mechanism");
+    r.trigger = Str(t, "trigger");
+    r.locked = Bool(t, "locked").value_or(false);
+    r.error = Str(t, "error");
+    r.pid = Int(t, "pid");
+    r.comm = Str(t, "comm");
+    r.boot_offset_ms = Int(t, "boot_offset_ms");
+    r.wall_time = Str(t, "wall_time");
+    return r;
+}
+
+std::optional<pt::ptree> LoadRecord(const std::string& name, const RecordText& rec, Status& s) {
+    Status::RecordState state{name, rec.path, "ok", ""};
+    std::optional<pt::ptree> tree;
+    if (!rec.text) {
+        state.state = "missing";
+        state.error = rec.error.empty() ? "missing" : rec.error;
+        s.notes.push_back("record missing: " + rec.path + " (" + state.error + ")");
+    } else {
+        std::string error;
+        tree = ParseJson(*rec.text, error);
+        if (!tree) {
+            state.state = "invalid";
+            state.error = error;
+            s.problems.push_back("record " + rec.path + " is not valid JSON: " + error);
+        } else if (tree->get<int>("version", 0) != 1) {
+            state.state = "invalid";
+            state.error = "unsupported version " + tree->get<std::string>("version", "(none)");
+            s.problems.push_back("record " + rec.path + ": " + state.error);
+            tree.reset();
+        } else {
+            s.anything_read = true;
+        }
+    }
+    s.records.push_back(state);
+    return tree;
+}
+
+void ResolveLock(const KernelFacts& k, const std::optional<LockdownRecord>& rec, Status& s) {
+    s.modules_disabled = k.modules_disabled;
+    if (k.query_locked) {
+        s.locked = *k.query_locked;
+        s.locked_from = "module_lockdown";
+        s.syscall_available = true;
+    } else if (k.sysctl_locked) {
+        s.locked = *k.sysctl_locked;
+        s.locked_from = "sysctl";
+        s.syscall_available = !k.syscall_missing;
+    }
+    if (s.locked == true) {
+        s.mechanism = "syscall";
+    } else if (k.modules_disabled) {
+        if (*k.modules_disabled) {
+            s.locked = true;
+            s.mechanism = "modules_disabled";
+            if (s.locked_from.empty() || s.locked_from == "sysctl") {
+                s.locked_from = s.locked_from.empty() ? "modules_disabled" : s.locked_from;
+            }
+        } else if (!s.locked) {
+            s.locked = false;
+            s.locked_from = "modules_disabled";
+        }
+    }
+
+    // Who set it: the kernel log's first successful LOCK is authoritative for the syscall; the
+    // record covers the boot lock (and the modules_disabled fallback, which logs no line).
+    const LockLogEvent* first = nullptr;
+    if (k.lock_log) {
+        for (const auto& e : *k.lock_log) {
+            if (e.result == "locked") {
+                first = &e;
+                break;
+            }
+        }
+    }
+    if (s.mechanism == "syscall" && first != nullptr) {
+        s.trigger = first->trigger;
+        s.set_by_pid = first->pid;
+        s.set_by_comm = first->comm;
+        s.set_by_from = "kernel-log";
+        s.locked_at_ms = first->time_us / 1000;
+        if (rec && rec->locked && rec->trigger == first->trigger) s.locked_at_wall = rec->wall_time;
+    } else if (s.locked == true && rec && rec->locked) {
+        s.trigger = rec->trigger;
+        s.set_by_pid = rec->pid;
+        s.set_by_comm = rec->comm;
+        s.set_by_from = "record";
+        s.locked_at_ms = rec->boot_offset_ms;
+        s.locked_at_wall = rec->wall_time;
+    }
+    if (rec && !s.lock_requested) {
+        s.lock_requested = rec->requested;
+        s.lock_requested_source = rec->requested_by;
+    }
+    if (rec) s.lock_error = rec->error;
+
+    if (s.locked == true && s.mechanism == "syscall" && s.set_by_from.empty()) {
+        s.notes.push_back(
+            "who set the lock is unknown: the kernel log is not readable and the boot record "
+            "does not show a boot-time lock (locked at runtime?)");
+    }
+}
+
+void FindProblems(Status& s) {
+    if (s.lock_requested == true && s.locked == false) {
+        s.problems.push_back("lock differs from policy: LockAfterBoot=true (" +
+                             s.lock_requested_source + ") but module loading is not locked");
+    }
+    if (s.lock_requested == false && s.locked == true && !s.trigger.empty() &&
+        s.trigger != "runtime-syscall") {
+        s.problems.push_back("lock differs from policy: LockAfterBoot=false (" +
+                             s.lock_requested_source + ") but the kernel was locked by trigger " +
+                             s.trigger);
+    }
+    if (!s.lock_error.empty()) s.problems.push_back("lockdown failed: " + s.lock_error);
+    if (s.mechanism == "modules_disabled" && s.modprobe && !s.modprobe->empty()) {
+        s.problems.push_back("modules_disabled fallback, but kernel.modprobe is \"" + *s.modprobe +
+                             "\": demand loads still start the helper");
+    }
+    if (s.hive_state == "fallback") {
+        s.problems.push_back("hive " + s.hive_path + " not usable, hardened fallback applied: " +
+                             Join(s.hive_errors, "; "));
+    }
+    if (s.autoload.value == "disabled" && s.modprobe && !s.modprobe->empty() &&
+        s.mechanism != "syscall") {
+        s.problems.push_back("AutoLoadPolicy=disabled but kernel.modprobe is \"" + *s.modprobe +
+                             "\"");
+    }
+    if (s.signing.value == "enforce" && s.sig_enforce == "0") {
+        s.problems.push_back("SigningPolicy=enforce but sig_enforce is 0");
+    }
+    if (!s.signing_error.empty()) s.problems.push_back("signing: " + s.signing_error);
+    if (!s.modules_error.empty()) s.problems.push_back("module stage: " + s.modules_error);
+    for (const auto& m : s.modules) {
+        if (!m.IsProblem()) continue;
+        std::string detail = m.errno_name;
+        if (!m.reason.empty()) detail += (detail.empty() ? "" : ": ") + m.reason;
+        s.problems.push_back("module " + m.name + " " + m.status +
+                             (detail.empty() ? "" : ": " + detail));
+    }
+}
+
+}  // namespace
+
+std::optional<LockLogEvent> ParseLockLogLine(std::string_view message, int64_t time_us) {
+    constexpr std::string_view kPrefix = "module_lockdown: ";
+    auto pos = message.find(kPrefix);
+    if (pos == std::string_view::npos) return std::nullopt;
+    std::string_view line = message.substr(pos);
+    LockLogEvent e;
+    e.time_us = time_us;
+    e.result = Field(line, "result");
+    e.trigger = Field(line, "trigger");
+    e.comm = Field(line, "comm");
+    std::string pid = Field(line, "pid");
+    std::string uid = Field(line, "uid");
+    if (e.result.empty() || pid.empty()) return std::nullopt;
+    try {
+        e.pid = std::stoll(pid);
+        if (!uid.empty()) e.uid = std::stoll(uid);
+    } catch (...) {
+        return std::nullopt;
+    }
+    return e;
+}
+
+bool Status::RecordMissing() const {
+    return std::any_of(records.begin(), records.end(),
+                       [](const RecordState& r) { return r.state == "missing"; });
+}
+
+int Status::ExitCode() const {
+    if (!anything_read) return 2;
+    return problems.empty() ? 0 : 1;
+}
+
+Status BuildStatus(const StatusInputs& in) {
+    Status s;
+    const KernelFacts& k = in.kernel;
+    s.notes = k.notes;
+    if (k.query_locked || k.sysctl_locked || k.modules_disabled || k.modprobe || k.sig_enforce ||
+        k.lsm_lockdown) {
+        s.anything_read = true;
+    }
+    if (k.sig_enforce) s.sig_enforce = NormaliseBoolText(*k.sig_enforce);
+    if (k.lsm_lockdown) s.lsm_lockdown = ActiveLsmLevel(*k.lsm_lockdown);
+    if (k.modprobe) s.modprobe = Trim(*k.modprobe);
+
+    if (auto t = LoadRecord("policy", in.policy, s)) ReadPolicy(*t, s);
+    std::optional<LockdownRecord> lockdown;
+    if (auto t = LoadRecord("lockdown", in.lockdown, s)) lockdown = ReadLockdown(*t);
+    if (auto t = LoadRecord("modules", in.modules, s)) ReadModules(*t, s);
+
+    ResolveLock(k, lockdown, s);
+    FindProblems(s);
+    return s;
+}
+
+// --- text ------------------------------------------------------------------------------------
+
+namespace {
+
+void Line(std::ostringstream& out, std::string_view label, const std::string& value) {
+    out << "  " << label;
+    for (size_t i = label.size(); i < 17; ++i) out << ' ';
+    out << value << "\n";
+}
+
+std::string SourceSuffix(const std::string& source) {
+    return source.empty() ? "" : " (" + source + ")";
+}
+
+struct Counts {
+    int ok = 0, failed = 0, skipped = 0, blacklisted = 0, missing = 0;
+};
+Counts Count(const Status& s) {
+    Counts c;
+    for (const auto& m : s.modules) {
+        if (m.Succeeded())
+            ++c.ok;
+        else if (m.status == "failed")
+            ++c.failed;
+        else if (m.status == "blacklisted")
+            ++c.blacklisted;
+        else if (m.status == "missing")
+            ++c.missing;
+        else
+            ++c.skipped;
+    }
+    return c;
+}
+
+std::string LockText(const Status& s) {
+    if (!s.locked) return "unknown (no lock state readable)";
+    std::string out = *s.locked ? "locked" : "unlocked";
+    if (*s.locked) {
+        out += s.mechanism == "modules_disabled" ? " (kernel.modules_disabled fallback)"
+                                                 : " (module_lockdown syscall)";
+    } else if (!s.syscall_available) {
+        out += " (no module_lockdown syscall: unpatched kernel)";
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string RenderStatusText(const Status& s) {
+    std::ostringstream out;
+    if (!s.problems.empty()) {
+        out << "Problems:\n";
+        for (const auto& p : s.problems) out << "  ! " << p << "\n";
+    }
+    if (!s.notes.empty()) {
+        out << "Notes:\n";
+        for (const auto& n : s.notes) out << "  - " << n << "\n";
+    }
+    out << "Module loading:\n";
+    Line(out, "lock", LockText(s));
+    if (s.locked == true) {
+        std::string who;
+        if (s.set_by_pid) who = "pid " + std::to_string(*s.set_by_pid);
+        if (!s.set_by_comm.empty()) who += " (" + s.set_by_comm + ")";
+        if (!s.trigger.empty())
+            who += (who.empty() ? "" : ", ") + std::string("trigger ") + s.trigger;
+        if (!who.empty()) Line(out, "set by", who + " [" + s.set_by_from + "]");
+        if (s.locked_at_ms) {
+            Line(out, "when",
+                 FormatMs(*s.locked_at_ms) + " after boot" +
+                     (s.locked_at_wall.empty() ? "" : ", " + s.locked_at_wall));
+        }
+    }
+    if (s.lock_requested) {
+        Line(out, "LockAfterBoot",
+             std::string(*s.lock_requested ? "true" : "false") +
+                 SourceSuffix(s.lock_requested_source));
+    }
+    Line(out, "sig_enforce", s.sig_enforce.value_or("unknown"));
+    Line(out, "lockdown LSM", s.lsm_lockdown.value_or("not present"));
+    if (s.modprobe) Line(out, "kernel.modprobe", s.modprobe->empty() ? "(empty)" : *s.modprobe);
+
+    out << "Policy:\n";
+    if (!s.policy_present) {
+        Line(out, "record", "missing");
+    } else {
+        Line(out, "hive", s.hive_state + (s.hive_path.empty() ? "" : " " + s.hive_path));
+        Line(out, "AutoLoadPolicy", s.autoload.value + SourceSuffix(s.autoload.source));
+        if (!s.autoload_allowed.empty())
+            Line(out, "AutoLoadAllowed", Join(s.autoload_allowed, " "));
+        std::vector<std::string> bl;
+        for (const auto& b : s.blacklist) bl.push_back(b.module + SourceSuffix(b.source));
+        Line(out, "Blacklist", bl.empty() ? "(none)" : Join(bl, ", "));
+        Line(out, "SigningPolicy", s.signing.value + SourceSuffix(s.signing.source));
+        for (const auto& i : s.ignored) Line(out, "ignored", i);
+    }
+
+    out << "Boot-time modules:\n";
+    if (!s.modules_present) {
+        Line(out, "record", "missing");
+    } else {
+        Counts c = Count(s);
+        Line(out, "summary",
+             std::to_string(c.ok) + " ok, " + std::to_string(c.failed) + " failed, " +
+                 std::to_string(c.missing) + " missing, " + std::to_string(c.skipped) +
+                 " skipped, " + std::to_string(c.blacklisted) + " blacklisted in " +
+                 std::to_string(s.modules_total_ms) + " ms");
+        size_t width = 4;
+        for (const auto& m : s.modules) width = std::max(width, m.name.size());
+        for (const auto& m : s.modules) {
+            std::ostringstream row;
+            row << m.name << std::string(width + 2 - m.name.size(), ' ') << m.status;
+            row << std::string(m.status.size() < 15 ? 15 - m.status.size() : 1, ' ')
+                << FormatUsAsMs(m.duration_us) << " ms";
+            if (!m.errno_name.empty() || !m.reason.empty()) {
+                row << "  " << m.errno_name << (m.errno_name.empty() ? "" : " ") << m.reason;
+            }
+            out << "    " << row.str() << "\n";
+        }
+    }
+    return out.str();
+}
+
+// --- JSON (STATUS-JSON.md) -------------------------------------------------------------------
+
+namespace {
+
+toml::array StrArray(const std::vector<std::string>& items) {
+    toml::array a;
+    for (const auto& i : items) a.push_back(i);
+    return a;
+}
+
+toml::array ModuleArray(const Status& s, bool failed_only) {
+    toml::array list;
+    for (const auto& m : s.modules) {
+        if (failed_only && m.Succeeded()) continue;
+        list.push_back(toml::table{
+            {"name", m.name},
+            {"status", m.status},
+            {"unit", m.unit},
+            {"errno", m.errno_name},
+            {"error", m.error},
+            {"reason", m.reason},
+            {"package", m.package},
+            {"start_us", m.start_us},
+            {"duration_us", m.duration_us},
+            {"requested_by", StrArray(m.requested_by)},
+            {"waits_for", StrArray(m.waits_for)},
+        });
+    }
+    return list;
+}
+
+std::string ToJson(const toml::table& t) {
+    std::ostringstream out;
+    out << toml::json_formatter(t) << "\n";
+    return out.str();
+}
+
+}  // namespace
+
+std::string RenderStatusJson(const Status& s) {
+    toml::table lock{
+        {"read_from", s.locked_from},
+        {"mechanism", s.mechanism},
+        {"syscall_available", s.syscall_available},
+        {"trigger", s.trigger},
+        {"set_by_from", s.set_by_from},
+        {"comm", s.set_by_comm},
+        {"wall_time", s.locked_at_wall},
+        {"requested_source", s.lock_requested_source},
+        {"error", s.lock_error},
+    };
+    if (s.locked) lock.insert("locked", *s.locked);
+    if (s.modules_disabled) lock.insert("modules_disabled", *s.modules_disabled);
+    if (s.set_by_pid) lock.insert("pid", *s.set_by_pid);
+    if (s.locked_at_ms) lock.insert("boot_offset_ms", *s.locked_at_ms);
+    if (s.lock_requested) lock.insert("requested", *s.lock_requested);
+
+    toml::table kernel;
+    if (s.sig_enforce) kernel.insert("sig_enforce", *s.sig_enforce);
+    if (s.lsm_lockdown) kernel.insert("lsm_lockdown", *s.lsm_lockdown);
+    if (s.modprobe) kernel.insert("modprobe", *s.modprobe);
+
+    toml::array blacklist;
+    for (const auto& b : s.blacklist) {
+        blacklist.push_back(toml::table{{"module", b.module}, {"source", b.source}});
+    }
+    toml::table policy{
+        {"present", s.policy_present},
+        {"hive",
+         toml::table{
+             {"state", s.hive_state}, {"path", s.hive_path}, {"errors", StrArray(s.hive_errors)}}},
+        {"autoload", toml::table{{"value", s.autoload.value}, {"source", s.autoload.source}}},
+        {"autoload_allowed", StrArray(s.autoload_allowed)},
+        {"blacklist", std::move(blacklist)},
+        {"signing", toml::table{{"value", s.signing.value}, {"source", s.signing.source}}},
+        {"ignored", StrArray(s.ignored)},
+    };
+    if (s.policy_modprobe) policy.insert("modprobe", *s.policy_modprobe);
+
+    Counts c = Count(s);
+    toml::table modules{
+        {"present", s.modules_present},
+        {"total_ms", s.modules_total_ms},
+        {"boot_offset_ms", s.modules_boot_offset_ms},
+        {"workers", s.workers},
+        {"error", s.modules_error},
+        {"summary", toml::table{{"ok", c.ok},
+                                {"failed", c.failed},
+                                {"missing", c.missing},
+                                {"skipped", c.skipped},
+                                {"blacklisted", c.blacklisted}}},
+        {"list", ModuleArray(s, false)},
+    };
+
+    toml::array records;
+    for (const auto& r : s.records) {
+        records.push_back(toml::table{
+            {"name", r.name}, {"path", r.path}, {"state", r.state}, {"error", r.error}});
+    }
+    toml::table root{
+        {"version", Status::kVersion},      {"exit_code", s.ExitCode()},
+        {"problems", StrArray(s.problems)}, {"notes", StrArray(s.notes)},
+        {"lock", std::move(lock)},          {"kernel", std::move(kernel)},
+        {"policy", std::move(policy)},      {"modules", std::move(modules)},
+        {"records", std::move(records)},
+    };
+    return ToJson(root);
+}
+
+std::string RenderModulesJson(const Status& s, bool failed_only) {
+    toml::table root{
+        {"version", Status::kVersion},
+        {"present", s.modules_present},
+        {"modules", ModuleArray(s, failed_only)},
+    };
+    return ToJson(root);
+}
+
+std::string RenderModulesText(const Status& s, bool failed_only) {
+    std::ostringstream out;
+    if (!s.modules_present) {
+        out << "no module record (" << (s.records.size() > 2 ? s.records[2].path : "") << ")\n";
+        return out.str();
+    }
+    size_t name_w = 6, status_w = 6, unit_w = 4;
+    for (const auto& m : s.modules) {
+        name_w = std::max(name_w, m.name.size());
+        status_w = std::max(status_w, m.status.size());
+        unit_w = std::max(unit_w, m.unit.size());
+    }
+    auto pad = [](const std::string& v, size_t w) {
+        return v + std::string(w + 2 - v.size(), ' ');
+    };
+    out << pad("START", 9) << pad("MODULE", name_w) << pad("STATUS", status_w) << pad("MS", 8)
+        << pad("UNIT", unit_w) << "DETAIL\n";
+    for (const auto& m : s.modules) {
+        if (failed_only && m.Succeeded()) continue;
+        std::string detail = m.errno_name;
+        if (!m.reason.empty()) detail += (detail.empty() ? "" : " ") + m.reason;
+        std::string line = pad(FormatUsAsMs(m.start_us), 9) + pad(m.name, name_w) +
+                           pad(m.status, status_w) + pad(FormatUsAsMs(m.duration_us), 8) +
+                           pad(m.unit.empty() ? "-" : m.unit, unit_w) + detail;
+        while (!line.empty() && line.back() == ' ') line.pop_back();
+        out << line << "\n";
+    }
+    return out.str();
+}
+
+// --- timeline ----------------------------------------------------------------------------------
+
+namespace {
+
+// When each module's dependencies were all live (the end of the last one), if it had any.
+std::map<std::string, int64_t> ReadyTimes(const Status& s) {
+    std::map<std::string, int64_t> end;
+    for (const auto& m : s.modules) end[m.name] = m.start_us + m.duration_us;
+    std::map<std::string, int64_t> ready;
+    for (const auto& m : s.modules) {
+        int64_t r = -1;
+        for (const auto& d : m.waits_for) {
+            auto it = end.find(d);
+            if (it != end.end() && it->second <= m.start_us) r = std::max(r, it->second);
+        }
+        if (r >= 0) ready[m.name] = r;
+    }
+    return ready;
+}
+
+std::string Colour(const std::string& status) {
+    if (status == "loaded") return "#2e7d32";
+    if (status == "already-loaded" || status == "builtin") return "#0277bd";
+    if (status == "failed") return "#c62828";
+    if (status == "missing") return "#ef6c00";
+    if (status == "blacklisted") return "#424242";
+    return "#9e9e9e";  // skipped
+}
+
+std::string XmlEscape(const std::string& s) {
+    std::string out;
+    for (char c : s) {
+        switch (c) {
+            case '&':
+                out += "&amp;";
+                break;
+            case '<':
+                out += "&lt;";
+                break;
+            case '>':
+                out += "&gt;";
+                break;
+            case '"':
+                out += "&quot;";
+                break;
+            default:
+                out += c;
+        }
+    }
+    return out;
+}
+
+// A tick step (in us) of 1, 2 or 5 times a power of ten giving about 8 ticks.
+int64_t TickStep(int64_t span_us) {
+    int64_t step = 1;
+    while (span_us / step > 10) {
+        if (span_us / (step * 2) <= 10) return step * 2;
+        if (span_us / (step * 5) <= 10) return step * 5;
+        step *= 10;
+    }
+    return step;
+}
+
+}  // namespace
+
+std::string RenderTimelineText(const Status& s) {
+    std::ostringstream out;
+    if (!s.modules_present) return "no module record\n";
+    int64_t span = 1;
+    for (const auto& m : s.modules) span = std::max(span, m.start_us + m.duration_us);
+    constexpr int kCols = 50;
+    size_t width = 6;
+    for (const auto& m : s.modules) width = std::max(width, m.name.size());
+    auto ready = ReadyTimes(s);
+    out << "module stage: " << s.modules.size() << " modules, " << FormatUsAsMs(span)
+        << " ms (each column " << FormatUsAsMs(span / kCols + 1) << " ms; '.' waiting for a "
+        << "dependency, '#' loading, 'x' failed)\n";
+    for (const auto& m : s.modules) {
+        std::string bar(kCols, ' ');
+        int from = static_cast<int>(m.start_us * kCols / span);
+        int to = static_cast<int>((m.start_us + m.duration_us) * kCols / span);
+        if (auto it = ready.find(m.name); it != ready.end()) {
+            for (int i = static_cast<int>(it->second * kCols / span); i < from && i < kCols; ++i) {
+                bar[i] = '.';
+            }
+        }
+        char fill = m.status == "failed" ? 'x' : m.Succeeded() ? '#' : '-';
+        for (int i = from; i <= std::max(from, to - 1) && i < kCols; ++i) bar[i] = fill;
+        std::string line = m.name + std::string(width + 2 - m.name.size(), ' ') + "|" + bar + "| " +
+                           FormatUsAsMs(m.start_us) + " +" + FormatUsAsMs(m.duration_us) + " ms " +
+                           m.status;
+        out << line << "\n";
+    }
+    return out.str();
+}
+
+std::string RenderTimelineSvg(const Status& s) {
+    constexpr int kLabelW = 170, kChartW = 800, kRowH = 22, kTop = 60, kBarH = 14;
+    int64_t span = 1;
+    for (const auto& m : s.modules) span = std::max(span, m.start_us + m.duration_us);
+    int64_t step = TickStep(span);
+    span = ((span + step - 1) / step) * step;  // end on a tick
+    auto x = [&](int64_t us) {
+        return kLabelW + static_cast<double>(us) * kChartW / static_cast<double>(span);
+    };
+    const int rows = static_cast<int>(s.modules.size());
+    const int legend_y = kTop + rows * kRowH + 40;
+    const int height = legend_y + 40;
+    const int width = kLabelW + kChartW + 40;
+    std::map<std::string, int> row_of;
+    for (int i = 0; i < rows; ++i) row_of[s.modules[i].name] = i;
+    auto ready = ReadyTimes(s);
+
+    std::ostringstream out;
+    char buf[512];
+    out << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+    out << "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"" << width
+        << "\" height=\"" << height << "\" viewBox=\"0 0 " << width << " " << height << "\">\n";
+    out << "<style>text{font-family:sans-serif;font-size:11px;fill:#212121}"
+           ".tick{stroke:#e0e0e0}.dep{stroke:#757575;stroke-width:0.8;fill:none}"
+           ".title{font-size:14px;font-weight:bold}</style>\n";
+    out << "<rect x=\"0\" y=\"0\" width=\"" << width << "\" height=\"" << height
+        << "\" fill=\"#ffffff\"/>\n";
+    Counts c = Count(s);
+    out << "<text class=\"title\" x=\"10\" y=\"20\">peinit module stage: " << rows << " modules, "
+        << c.ok << " ok, " << c.failed << " failed, " << c.skipped + c.missing << " not loaded, "
+        << c.blacklisted << " blacklisted; " << s.modules_total_ms << " ms, " << s.workers
+        << " workers</text>\n";
+    // Axis with ticks and labels.
+    out << "<g class=\"axis\">\n";
+    for (int64_t t = 0; t <= span; t += step) {
+        std::snprintf(buf, sizeof buf,
+                      "<line class=\"tick\" x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\"/>"
+                      "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s</text>\n",
+                      x(t), kTop - 8, x(t), kTop + rows * kRowH, x(t), kTop - 12,
+                      FormatUsAsMs(t).c_str());
+        out << buf;
+    }
+    std::snprintf(buf, sizeof buf,
+                  "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">time since the start of "
+                  "the module stage (ms)</text>\n<text x=\"10\" y=\"%d\">module</text>\n",
+                  kLabelW + kChartW / 2.0, kTop + rows * kRowH + 20, kTop - 12);
+    out << buf << "</g>\n";
+    // Bars: a light segment from "dependencies live" to the start, then the load itself.
+    for (int i = 0; i < rows; ++i) {
+        const ModuleRow& m = s.modules[i];
+        int y = kTop + i * kRowH + (kRowH - kBarH) / 2;
+        std::string colour = Colour(m.status);
+        std::snprintf(buf, sizeof buf, "<text x=\"%d\" y=\"%d\">%s</text>\n", 10, y + kBarH - 3,
+                      XmlEscape(m.name).c_str());
+        out << buf;
+        if (auto it = ready.find(m.name); it != ready.end() && it->second < m.start_us) {
+            std::snprintf(buf, sizeof buf,
+                          "<rect class=\"wait\" x=\"%.1f\" y=\"%d\" width=\"%.1f\" height=\"%d\" "
+                          "fill=\"%s\" fill-opacity=\"0.25\"><title>%s waited %s ms after its "
+                          "dependencies were live</title></rect>\n",
+                          x(it->second), y, x(m.start_us) - x(it->second), kBarH, colour.c_str(),
+                          XmlEscape(m.name).c_str(), FormatUsAsMs(m.start_us - it->second).c_str());
+            out << buf;
+        }
+        double w = std::max(1.5, x(m.start_us + m.duration_us) - x(m.start_us));
+        std::string tip = m.name + ": " + m.status + ", start " + FormatUsAsMs(m.start_us) +
+                          " ms, " + FormatUsAsMs(m.duration_us) + " ms";
+        if (!m.reason.empty()) tip += " (" + m.reason + ")";
+        std::snprintf(
+            buf, sizeof buf,
+            "<rect class=\"bar\" data-module=\"%s\" data-status=\"%s\" x=\"%.1f\" "
+            "y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"%s\"><title>%s</title></rect>\n",
+            XmlEscape(m.name).c_str(), m.status.c_str(), x(m.start_us), y, w, kBarH, colour.c_str(),
+            XmlEscape(tip).c_str());
+        out << buf;
+        std::snprintf(buf, sizeof buf, "<text x=\"%.1f\" y=\"%d\">%s ms</text>\n",
+                      x(m.start_us) + w + 3, y + kBarH - 3, FormatUsAsMs(m.duration_us).c_str());
+        out << buf;
+    }
+    // Dependency lines: from the end of a dependency's bar to the start of its dependent's.
+    for (int i = 0; i < rows; ++i) {
+        const ModuleRow& m = s.modules[i];
+        for (const auto& d : m.waits_for) {
+            auto it = row_of.find(d);
+            if (it == row_of.end()) continue;
+            const ModuleRow& dep = s.modules[it->second];
+            int64_t dep_end = dep.start_us + dep.duration_us;
+            if (dep_end > m.start_us) continue;
+            std::snprintf(buf, sizeof buf, "<path class=\"dep\" d=\"M%.1f %d V%d H%.1f\"/>\n",
+                          x(dep_end), kTop + it->second * kRowH + kRowH / 2,
+                          kTop + i * kRowH + kRowH / 2, x(m.start_us));
+            out << buf;
+        }
+    }
+    // Legend.
+    out << "<g class=\"legend\">\n";
+    int lx = 10;
+    for (const char* status :
+         {"loaded", "already-loaded", "builtin", "failed", "missing", "skipped", "blacklisted"}) {
+        std::snprintf(buf, sizeof buf,
+                      "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"%s\"/>"
+                      "<text x=\"%d\" y=\"%d\">%s</text>\n",
+                      lx, legend_y, Colour(status).c_str(), lx + 16, legend_y + 10, status);
+        out << buf;
+        lx += 30 + static_cast<int>(std::string_view(status).size()) * 7;
+    }
+    std::snprintf(buf, sizeof buf,
+                  "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"#2e7d32\" "
+                  "fill-opacity=\"0.25\"/><text x=\"%d\" y=\"%d\">waiting after its "
+                  "dependencies were live</text>\n<path class=\"dep\" d=\"M%d %d h20\"/>"
+                  "<text x=\"%d\" y=\"%d\">dependency</text>\n",
+                  lx, legend_y, lx + 16, legend_y + 10, lx + 230, legend_y + 6, lx + 254,
+                  legend_y + 10);
+    out << buf << "</g>\n</svg>\n";
+    return out.str();
+}
+
+}  // namespace peinit

@@ -1,0 +1,172 @@
+#pragma once
+
+// The status model behind `peinitctl status`, `modules` and `timeline`: built from the
+// kernel's facts (read by peinit/sys/status_sources.h) and peinit's boot record
+// (/run/peinit/{policy,lockdown,modules}.json), then rendered as text, JSON (STATUS-JSON.md,
+// version 1) or an SVG chart. Everything here is pure: parsing is done on text the caller read,
+// so tests build a Status from fixture strings.
+//
+// The kernel is the authority for what is enforced (lock flag, sig_enforce, kernel.modprobe);
+// the record says what peinit was asked to do and why. A problem is anything that failed or a
+// lock state that differs from what the policy asked; problems decide the exit code.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace peinit {
+
+// One `module_lockdown: ...` line from the kernel log (kernel/README.md, R-07).
+struct LockLogEvent {
+    int64_t time_us = 0;  // kernel log timestamp: microseconds since boot
+    std::string result;   // "locked", "already-locked", "denied"
+    int64_t pid = 0;
+    int64_t uid = -1;
+    std::string comm;
+    std::string trigger;  // "registry", "runtime-syscall", "boot-orchestrator-step"
+};
+
+// Parses one kernel log message (without the kmsg "prio,seq,ts,flags;" prefix). Returns nullopt
+// for lines that are not module_lockdown lines.
+std::optional<LockLogEvent> ParseLockLogLine(std::string_view message, int64_t time_us);
+
+// What was read from the running kernel. nullopt / empty: not readable (the reason is in notes).
+struct KernelFacts {
+    // module_lockdown(QUERY): nullopt when the syscall could not be asked (ENOSYS, --root).
+    std::optional<bool> query_locked;
+    bool syscall_missing = false;             // QUERY failed with ENOSYS: unpatched kernel
+    std::optional<bool> sysctl_locked;        // /proc/sys/kernel/module_loading_locked
+    std::optional<bool> modules_disabled;     // /proc/sys/kernel/modules_disabled
+    std::optional<std::string> modprobe;      // /proc/sys/kernel/modprobe ("" = empty)
+    std::optional<std::string> sig_enforce;   // /sys/module/module/parameters/sig_enforce
+    std::optional<std::string> lsm_lockdown;  // /sys/kernel/security/lockdown, raw
+    // Every module_lockdown line of the kernel log, oldest first (when the log was readable).
+    std::optional<std::vector<LockLogEvent>> lock_log;
+    std::vector<std::string> notes;  // why something could not be read
+};
+
+// The text of one record file, or why it is not there.
+struct RecordText {
+    std::string path;
+    std::optional<std::string> text;  // nullopt: missing or unreadable
+    std::string error;                // "missing" or the read error
+};
+
+struct StatusInputs {
+    KernelFacts kernel;
+    RecordText policy;    // policy.json (config stage)
+    RecordText lockdown;  // lockdown.json (lockdown stage)
+    RecordText modules;   // modules.json (module stage)
+};
+
+struct ModuleRow {
+    std::string name;
+    std::string status;  // "loaded", "already-loaded", "builtin", "failed", "skipped", ...
+    std::string unit;
+    std::string errno_name;
+    int64_t error = 0;
+    std::string reason;
+    std::string package;
+    int64_t start_us = 0;
+    int64_t duration_us = 0;
+    std::vector<std::string> requested_by;
+    // Modules that had to be live before this one started: the record's `waits_for` when it has
+    // one, else derived from the requested_by chains (the module a chain ends at needs this one).
+    std::vector<std::string> waits_for;
+
+    bool Succeeded() const {
+        return status == "loaded" || status == "already-loaded" || status == "builtin";
+    }
+    bool IsProblem() const { return status == "failed" || status == "missing"; }
+};
+
+struct Sourced {
+    std::string value;
+    std::string source;  // "default", "hive", "fallback", "cmdline"
+};
+
+struct BlacklistRow {
+    std::string module;
+    std::string source;
+};
+
+struct Status {
+    static constexpr int kVersion = 1;
+
+    // --- lock (kernel facts first, then the record and the kernel log) ---------------------
+    std::optional<bool> locked;  // nullopt: unknown
+    // Where `locked` was read: "module_lockdown", "sysctl", "modules_disabled", "".
+    std::string locked_from;
+    // "syscall" (module_loading_locked) or "modules_disabled" (unpatched fallback), "" unlocked.
+    std::string mechanism;
+    bool syscall_available = false;
+    std::optional<bool> modules_disabled;
+    std::string trigger;  // of the lock that set the flag
+    std::optional<int64_t> set_by_pid;
+    std::string set_by_comm;
+    std::string set_by_from;              // "kernel-log" or "record"
+    std::optional<int64_t> locked_at_ms;  // boot offset
+    std::string locked_at_wall;           // RFC 3339 UTC (record only)
+    // The policy's request (policy.json lock_after_boot, lockdown.json otherwise).
+    std::optional<bool> lock_requested;
+    std::string lock_requested_source;
+    std::string lock_error;  // lockdown.json error
+
+    // --- kernel knobs -----------------------------------------------------------------------
+    std::optional<std::string> sig_enforce;   // "1"/"0" (Y/N normalised)
+    std::optional<std::string> lsm_lockdown;  // active level: "none", "integrity", ...
+    std::optional<std::string> modprobe;      // kernel.modprobe as the kernel has it
+
+    // --- policy (policy.json) -----------------------------------------------------------------
+    bool policy_present = false;
+    std::string hive_state;  // "loaded", "absent", "fallback"
+    std::string hive_path;
+    std::vector<std::string> hive_errors;
+    Sourced autoload;
+    std::vector<std::string> autoload_allowed;
+    std::vector<BlacklistRow> blacklist;
+    Sourced signing;
+    std::optional<std::string> policy_modprobe;
+    std::vector<std::string> ignored;
+
+    // --- modules (modules.json) -------------------------------------------------------------
+    bool modules_present = false;
+    std::vector<ModuleRow> modules;  // sorted by start time
+    int64_t modules_total_ms = 0;
+    int64_t modules_boot_offset_ms = 0;
+    int64_t workers = 0;
+    std::string modules_error;
+    std::string signing_error;  // modules.json signing.error when not applied
+
+    // --- records ------------------------------------------------------------------------------
+    struct RecordState {
+        std::string name;  // "policy", "lockdown", "modules"
+        std::string path;
+        std::string state;  // "ok", "missing", "invalid"
+        std::string error;
+    };
+    std::vector<RecordState> records;
+    std::vector<std::string> problems;  // each makes the exit code 1
+    std::vector<std::string> notes;     // informational (missing record, unreadable facts)
+    bool anything_read = false;
+
+    // 0: everything as configured; 1: a problem; 2: nothing could be read.
+    int ExitCode() const;
+    bool RecordMissing() const;
+};
+
+Status BuildStatus(const StatusInputs& inputs);
+
+// Renderers. `color` is never used: output is plain so it can be parsed and diffed.
+std::string RenderStatusText(const Status& status);
+std::string RenderStatusJson(const Status& status);
+// `failed_only`: only rows that are problems or skipped.
+std::string RenderModulesText(const Status& status, bool failed_only);
+std::string RenderModulesJson(const Status& status, bool failed_only);
+std::string RenderTimelineText(const Status& status);
+// An SVG chart like `systemd-analyze plot`: one <rect class="bar"> per module.
+std::string RenderTimelineSvg(const Status& status);
+
+}  // namespace peinit

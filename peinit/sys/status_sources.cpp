@@ -1,0 +1,234 @@
+#include "peinit/sys/status_sources.h"
+
+#include <fcntl.h>
+#include <linux/module_lockdown.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <ostream>
+#include <sstream>
+
+namespace peinit {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kLockedSysctl = "kernel/module_loading_locked";
+constexpr const char* kModulesDisabled = "kernel/modules_disabled";
+constexpr const char* kModprobe = "kernel/modprobe";
+constexpr const char* kSigEnforce = "module/module/parameters/sig_enforce";
+constexpr const char* kLsmLockdown = "kernel/security/lockdown";
+
+Result<std::string> ReadFile(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return ErrnoErr("open " + path.string());
+    std::ostringstream text;
+    text << in.rdbuf();
+    std::string s = text.str();
+    while (!s.empty() && s.back() == '\n') s.pop_back();
+    return s;
+}
+
+std::optional<bool> AsFlag(const std::string& v) {
+    if (v == "1") return true;
+    if (v == "0") return false;
+    return std::nullopt;
+}
+
+// One record of /dev/kmsg: "PRIO,SEQ,USEC,FLAGS;MESSAGE" (continuation lines start with ' ').
+void ParseKmsgRecord(std::string_view record, std::vector<LockLogEvent>& out) {
+    auto semi = record.find(';');
+    if (semi == std::string_view::npos || record.empty() || record.front() == ' ') return;
+    std::string_view header = record.substr(0, semi);
+    std::string_view message = record.substr(semi + 1);
+    if (auto nl = message.find('\n'); nl != std::string_view::npos) message = message.substr(0, nl);
+    int64_t usec = 0;
+    auto c1 = header.find(',');
+    auto c2 = c1 == std::string_view::npos ? c1 : header.find(',', c1 + 1);
+    auto c3 = c2 == std::string_view::npos ? c2 : header.find(',', c2 + 1);
+    if (c2 != std::string_view::npos) {
+        std::string ts(header.substr(c2 + 1, c3 == std::string_view::npos ? c3 : c3 - c2 - 1));
+        try {
+            usec = std::stoll(ts);
+        } catch (...) {
+            usec = 0;
+        }
+    }
+    if (auto e = ParseLockLogLine(message, usec)) out.push_back(*e);
+}
+
+}  // namespace
+
+std::optional<std::vector<LockLogEvent>> ReadLockLog(const fs::path& kmsg, std::string& error) {
+    int fd = open(kmsg.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        error = kmsg.string() + ": " + std::strerror(errno);
+        return std::nullopt;
+    }
+    std::vector<LockLogEvent> events;
+    std::string pending;  // for regular files, whose reads are not record-aligned
+    std::vector<char> buf(16384);
+    for (;;) {
+        ssize_t n = read(fd, buf.data(), buf.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EPIPE) continue;  // a record was overwritten: go on
+        if (n <= 0) break;                      // EOF, EAGAIN (end of the ring), error
+        pending.append(buf.data(), static_cast<size_t>(n));
+        size_t start = 0;
+        for (size_t nl; (nl = pending.find('\n', start)) != std::string::npos; start = nl + 1) {
+            ParseKmsgRecord(std::string_view(pending).substr(start, nl - start), events);
+        }
+        pending.erase(0, start);
+    }
+    if (!pending.empty()) ParseKmsgRecord(pending, events);
+    close(fd);
+    return events;
+}
+
+KernelFacts ReadKernelFacts(Kernel& kernel, const fs::path& root) {
+    KernelFacts k;
+    const bool live = fs::weakly_canonical(root) == fs::path("/");
+    std::function<Result<std::string>(const std::string&)> sysctl, sysfs;
+    if (live) {
+        sysctl = [&](const std::string& key) { return kernel.ReadSysctl(key); };
+        sysfs = [&](const std::string& path) { return kernel.ReadSysfs(path); };
+        auto q = kernel.ModuleLockdown(MODULE_LOCKDOWN_QUERY, 0);
+        if (q) {
+            k.query_locked = *q == 1;
+        } else {
+            k.syscall_missing = q.error().code() == ENOSYS;
+            k.notes.push_back(k.syscall_missing
+                                  ? "module_lockdown(2) is not available: unpatched kernel"
+                                  : "module_lockdown(QUERY): " + q.error().message());
+        }
+    } else {
+        sysctl = [&](const std::string& key) { return ReadFile(root / "proc/sys" / key); };
+        sysfs = [&](const std::string& path) { return ReadFile(root / "sys" / path); };
+    }
+    if (auto v = sysctl(kLockedSysctl)) {
+        k.sysctl_locked = AsFlag(*v);
+    } else if (!k.query_locked && !k.syscall_missing) {
+        k.notes.push_back("kernel.module_loading_locked: " + v.error().message());
+    }
+    if (auto v = sysctl(kModulesDisabled)) k.modules_disabled = AsFlag(*v);
+    if (auto v = sysctl(kModprobe)) {
+        k.modprobe = *v;
+    } else {
+        k.notes.push_back("kernel.modprobe: " + v.error().message());
+    }
+    if (auto v = sysfs(kSigEnforce)) k.sig_enforce = *v;
+    if (auto v = sysfs(kLsmLockdown)) k.lsm_lockdown = *v;
+
+    std::string error;
+    k.lock_log = ReadLockLog(live ? fs::path("/dev/kmsg") : root / "dev/kmsg", error);
+    if (!k.lock_log && live) k.notes.push_back("kernel log not readable (" + error + ")");
+    return k;
+}
+
+StatusInputs ReadStatusInputs(Kernel& kernel, const fs::path& root) {
+    StatusInputs in;
+    in.kernel = ReadKernelFacts(kernel, root);
+    auto load = [&](const char* name) {
+        RecordText rec;
+        fs::path path = root / "run/peinit" / name;
+        rec.path = path.lexically_normal().string();
+        std::error_code ec;
+        if (!fs::exists(path, ec)) {
+            rec.error = "missing";
+            return rec;
+        }
+        if (auto text = ReadFile(path)) {
+            rec.text = *text;
+        } else {
+            rec.error = text.error().message();
+        }
+        return rec;
+    };
+    in.policy = load("policy.json");
+    in.lockdown = load("lockdown.json");
+    in.modules = load("modules.json");
+    return in;
+}
+
+namespace {
+
+// "module_lockdown(QUERY)=1, kernel.module_loading_locked=1"; true when both say locked.
+bool ReadBack(Kernel& kernel, std::ostream& out) {
+    auto q = kernel.ModuleLockdown(MODULE_LOCKDOWN_QUERY, 0);
+    auto s = kernel.ReadSysctl(kLockedSysctl);
+    out << "  read back: module_lockdown(QUERY)="
+        << (q ? std::to_string(*q) : "error (" + q.error().message() + ")")
+        << ", kernel.module_loading_locked=" << (s ? *s : "error (" + s.error().message() + ")")
+        << "\n";
+    return q && *q == 1 && (!s || *s == "1");
+}
+
+int FallbackLock(Kernel& kernel, std::ostream& out, std::ostream& err) {
+    if (auto w = kernel.WriteSysctl(kModulesDisabled, "1"); !w) {
+        if (w.error().code() == EPERM || w.error().code() == EACCES) {
+            err << "peinitctl: lock refused: kernel.modules_disabled needs root with "
+                   "SeLoadDriverPrivilege (CAP_SYS_MODULE)\n";
+        } else {
+            err << "peinitctl: lock failed: kernel.modules_disabled=1: " << w.error().message()
+                << "\n";
+        }
+        return 1;
+    }
+    auto m = kernel.WriteSysctl(kModprobe, "\n");
+    auto d = kernel.ReadSysctl(kModulesDisabled);
+    auto p = kernel.ReadSysctl(kModprobe);
+    out << "peinitctl: module loading locked with the fallback (kernel.modules_disabled=1, "
+           "empty kernel.modprobe)\n"
+        << "  read back: kernel.modules_disabled=" << (d ? *d : "error") << ", kernel.modprobe=\""
+        << (p ? *p : "error") << "\"\n";
+    if (!m) {
+        err << "peinitctl: kernel.modprobe could not be emptied: " << m.error().message()
+            << " (demand loads still start the helper)\n";
+        return 1;
+    }
+    return d && *d == "1" && p && p->empty() ? 0 : 1;
+}
+
+}  // namespace
+
+int RunRuntimeLock(Kernel& kernel, bool fallback, std::ostream& out, std::ostream& err) {
+    auto before = kernel.ModuleLockdown(MODULE_LOCKDOWN_QUERY, 0);
+    auto r = kernel.ModuleLockdown(MODULE_LOCKDOWN_LOCK, MODULE_LOCKDOWN_TRIGGER_RUNTIME);
+    if (r) {
+        bool was_locked = before && *before == 1;
+        out << (was_locked ? "peinitctl: module loading was already locked (no-op)\n"
+                           : "peinitctl: module loading locked (module_lockdown LOCK, trigger "
+                             "runtime-syscall)\n");
+        if (!ReadBack(kernel, out)) {
+            err << "peinitctl: the kernel does not report the lock after LOCK succeeded\n";
+            return 1;
+        }
+        return 0;
+    }
+    switch (r.error().code()) {
+        case EPERM:
+            err << "peinitctl: lock refused: SeTcbPrivilege (CAP_SYS_ADMIN) required\n";
+            ReadBack(kernel, err);
+            return 1;
+        case ENOSYS:
+            if (!fallback) {
+                err << "peinitctl: this kernel has no module_lockdown(2) (unpatched): nothing "
+                       "was changed.\n"
+                       "  The upstream fallback is kernel.modules_disabled=1 plus an empty "
+                       "kernel.modprobe (the kernel would still start the helper for demand "
+                       "loads); it is one-way until reboot and is not audited.\n"
+                       "  Run `peinitctl lock --fallback` to apply it.\n";
+                return 1;
+            }
+            return FallbackLock(kernel, out, err);
+        default:
+            err << "peinitctl: lock failed: " << r.error().message() << "\n";
+            return 1;
+    }
+}
+
+}  // namespace peinit

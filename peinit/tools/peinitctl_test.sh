@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The command-line contract of peinitctl: --help on every command (exit 0), usage errors (exit 2),
+# status/modules/timeline against fixture roots (tests/fixtures/peinitctl/), exit codes 0/1/2,
+# JSON that python's json module accepts with "version": 1, and an SVG that an XML parser accepts
+# with one bar per module. The model itself is tested in tests/unit/status_test.cpp.
+# Usage: peinitctl_test.sh PATH/TO/peinitctl FIXTURES_DIR
+set -uo pipefail
+ctl=$(realpath "${1:?usage: $0 PEINITCTL FIXTURES}")
+fixtures=$(realpath "${2:?usage: $0 PEINITCTL FIXTURES}")
+work=$(mktemp -d /tmp/peinitctl-test.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+failures=0
+
+# expect STATUS DESCRIPTION -- COMMAND...: runs COMMAND and checks its exit status; the output is
+# in $work/out and $work/err.
+expect() {
+    local want=$1 what=$2
+    shift 3
+    "$@" >out 2>err
+    local got=$?
+    if [[ $got != "$want" ]]; then
+        echo "FAIL: $what: exit $got, wanted $want"; sed 's/^/  stdout: /' out; sed 's/^/  stderr: /' err
+        failures=$((failures + 1))
+    fi
+}
+contains() {
+    if ! grep -qF -- "$2" "$1"; then
+        echo "FAIL: $3: $1 lacks \"$2\""; sed 's/^/  /' "$1"
+        failures=$((failures + 1))
+    fi
+}
+python_check() {  # python_check FILE DESCRIPTION PYTHON-CODE (the parsed document is `d`)
+    if ! python3 - "$1" "$3" <<'PY'
+import json, sys, xml.dom.minidom
+path, code = sys.argv[1], sys.argv[2]
+text = open(path).read()
+d = xml.dom.minidom.parseString(text) if text.lstrip().startswith("<") else json.loads(text)
+exec(code)
+PY
+    then
+        echo "FAIL: $2"; failures=$((failures + 1))
+    fi
+}
+
+# Help and usage.
+expect 0 "--help" -- "$ctl" --help
+contains out "usage: peinitctl" "--help prints the usage"
+for c in status lock modules timeline; do
+    expect 0 "$c --help" -- "$ctl" "$c" --help
+    contains out "usage: peinitctl $c" "$c --help"
+done
+expect 2 "no command" -- "$ctl"
+expect 2 "unknown command" -- "$ctl" frobnicate
+contains err 'unknown command "frobnicate"' "unknown command named"
+expect 2 "unknown option" -- "$ctl" status --bogus
+contains err 'unknown argument "--bogus"' "unknown option named"
+expect 2 "--root without a value" -- "$ctl" status --root
+expect 2 "lock takes no --json" -- "$ctl" lock --json
+expect 2 "timeline --svg without a file" -- "$ctl" timeline --svg
+
+# A locked boot with everything as configured.
+root=$fixtures/locked
+expect 0 "status (locked)" -- "$ctl" status --root "$root"
+contains out "locked (module_lockdown syscall)" "status shows the lock"
+contains out "trigger registry" "status shows the trigger"
+contains out "allow-list (hive)" "status shows AutoLoadPolicy"
+contains out "pcspkr (cmdline)" "status shows blacklist sources"
+expect 0 "status --json (locked)" -- "$ctl" status --json --root "$root"
+python_check out "status JSON fields" '
+assert d["version"] == 1 and d["exit_code"] == 0, d
+assert d["lock"]["locked"] is True and d["lock"]["trigger"] == "registry"
+assert d["lock"]["pid"] == 1 and d["lock"]["boot_offset_ms"] == 2344
+assert d["kernel"]["sig_enforce"] == "0" and d["kernel"]["lsm_lockdown"] == "none"
+assert len(d["modules"]["list"]) == 5
+'
+expect 0 "modules" -- "$ctl" modules --root "$root"
+contains out "jbd2" "modules table"
+expect 0 "modules --failed --json" -- "$ctl" modules --failed --json --root "$root"
+python_check out "modules --failed lists only the blacklisted one" '
+assert [m["name"] for m in d["modules"]] == ["floppy"], d'
+expect 0 "timeline" -- "$ctl" timeline --root "$root"
+expect 0 "timeline --svg" -- "$ctl" timeline --svg "$work/t.svg" --root "$root"
+python_check "$work/t.svg" "SVG has one bar per module" '
+bars = [r for r in d.getElementsByTagName("rect") if r.getAttribute("class") == "bar"]
+assert len(bars) == 5, len(bars)
+'
+expect 1 "timeline --svg into a missing directory" -- "$ctl" timeline --svg /nonexistent/x.svg --root "$root"
+
+# A failed module is a problem: exit 1, listed first.
+cp -r "$root" failed
+sed -i 's/"start_us": 500, "status": "loaded"/"start_us": 500, "status": "failed"/' failed/run/peinit/modules.json
+expect 1 "status with a failed module" -- "$ctl" status --root failed
+contains out "Problems:" "problems come first"
+expect 1 "modules with a failed module" -- "$ctl" modules --failed --root failed
+
+# The kernel's facts without a record: still reported, the record is missing, exit 0.
+expect 0 "kernel facts only" -- "$ctl" status --root "$fixtures/kernel-only"
+contains out "record missing" "says the record is missing"
+contains out "unlocked" "reports the kernel's lock state"
+expect 2 "modules without a record" -- "$ctl" modules --root "$fixtures/kernel-only"
+# Nothing readable at all: exit 2.
+expect 2 "nothing readable" -- "$ctl" status --root "$fixtures/empty"
+expect 2 "nothing readable (json)" -- "$ctl" status --json --root "$fixtures/empty"
+python_check out "JSON says exit 2" 'assert d["exit_code"] == 2'
+
+if ((failures)); then
+    echo "$failures failure(s)"
+    exit 1
+fi
+echo "peinitctl CLI: all checks passed"

@@ -1,0 +1,429 @@
+// The status model behind peinitctl (peinit/core/status.h) from fixture records and kernel
+// facts, its JSON round trip, the SVG timeline, and `peinitctl lock` (RunRuntimeLock) against
+// the FakeKernel.
+
+#include "peinit/core/status.h"
+
+#include <gtest/gtest.h>
+#include <linux/module_lockdown.h>
+
+#include <boost/property_tree/json_parser.hpp>
+#include <boost/property_tree/ptree.hpp>
+#include <boost/property_tree/xml_parser.hpp>
+#include <filesystem>
+#include <sstream>
+
+#include "peinit/sys/fake_kernel.h"
+#include "peinit/sys/status_sources.h"
+
+namespace peinit {
+namespace {
+
+namespace pt = boost::property_tree;
+
+const char* kPolicy = R"({
+  "version": 1,
+  "hive": {"state": "loaded", "path": "/etc/peinit/hive.toml", "errors": []},
+  "lock_after_boot": {"value": true, "source": "hive"},
+  "autoload": {"value": "allow-list", "source": "hive"},
+  "autoload_allowed": ["af_packet"],
+  "blacklist": [{"module": "floppy", "source": "hive"}, {"module": "pcspkr", "source": "cmdline"}],
+  "signing": {"value": "warn", "source": "default"},
+  "ignored": []
+})";
+
+const char* kPolicyNoLock = R"({
+  "version": 1,
+  "hive": {"state": "loaded", "path": "/etc/peinit/hive.toml", "errors": []},
+  "lock_after_boot": {"value": false, "source": "hive"},
+  "autoload": {"value": "enabled", "source": "default"},
+  "autoload_allowed": [], "blacklist": [],
+  "signing": {"value": "warn", "source": "default"}, "ignored": []
+})";
+
+const char* kPolicyFallback = R"({
+  "version": 1,
+  "hive": {"state": "fallback", "path": "/etc/peinit/hive.toml",
+           "errors": ["/etc/peinit/hive.toml: group- or world-writable"]},
+  "lock_after_boot": {"value": true, "source": "fallback"},
+  "autoload": {"value": "disabled", "source": "fallback"},
+  "autoload_allowed": [], "blacklist": [],
+  "signing": {"value": "warn", "source": "default"}, "ignored": []
+})";
+
+const char* kLockdown = R"({
+  "version": 1, "requested": true, "requested_by": "hive", "mechanism": "syscall",
+  "trigger": "registry", "locked": true, "error": "", "pid": 1, "comm": "peinit",
+  "boot_offset_ms": 2345, "wall_time": "2024-05-01T10:00:02Z"
+})";
+
+const char* kLockdownNone = R"({
+  "version": 1, "requested": false, "requested_by": "hive", "mechanism": "",
+  "trigger": "", "locked": false, "error": "", "pid": 1, "comm": "peinit",
+  "boot_offset_ms": 2345, "wall_time": "2024-05-01T10:00:02Z"
+})";
+
+std::string ModulesRecord(const std::string& loop_status) {
+    return R"({
+  "version": 1, "total_ms": 14, "boot_offset_ms": 2100, "workers": 2, "error": "",
+  "signing": {"applied": true, "error": "", "policy": "warn", "sig_enforce": "N"},
+  "modules": [
+    {"name": "ext4", "status": "loaded", "unit": "storage", "errno": "", "error": 0,
+     "reason": "", "package": "fs.pkg", "start_us": 9000, "duration_us": 4000,
+     "requested_by": ["unit storage"]},
+    {"name": "jbd2", "status": "loaded", "unit": "", "errno": "", "error": 0, "reason": "",
+     "package": "fs.pkg", "start_us": 1000, "duration_us": 3000,
+     "requested_by": ["unit storage -> ext4"]},
+    {"name": "loop", "status": ")" +
+           loop_status + R"(", "unit": "base", "errno": "ENOEXEC", "error": 8,
+     "reason": "bad image", "package": "base.pkg", "start_us": 500, "duration_us": 1500,
+     "requested_by": ["unit base"]},
+    {"name": "floppy", "status": "blacklisted", "unit": "base", "errno": "", "error": 0,
+     "reason": "hive Blacklist", "package": "", "start_us": 0, "duration_us": 0,
+     "requested_by": ["unit base"]}
+  ]
+})";
+}
+
+RecordText Rec(const char* name, const std::string& text) {
+    return {std::string("/run/peinit/") + name, text, ""};
+}
+RecordText Missing(const char* name) {
+    return {std::string("/run/peinit/") + name, std::nullopt, "missing"};
+}
+
+KernelFacts LockedKernel() {
+    KernelFacts k;
+    k.query_locked = true;
+    k.sysctl_locked = true;
+    k.modules_disabled = false;
+    k.modprobe = "/sbin/peinit-modprobe";
+    k.sig_enforce = "N";
+    k.lsm_lockdown = "[none] integrity confidentiality";
+    return k;
+}
+
+StatusInputs LockedBoot() {
+    StatusInputs in;
+    in.kernel = LockedKernel();
+    in.policy = Rec("policy.json", kPolicy);
+    in.lockdown = Rec("lockdown.json", kLockdown);
+    in.modules = Rec("modules.json", ModulesRecord("loaded"));
+    return in;
+}
+
+TEST(Status, LockedBootAsConfigured) {
+    Status s = BuildStatus(LockedBoot());
+    EXPECT_EQ(s.ExitCode(), 0) << RenderStatusText(s);
+    EXPECT_TRUE(s.problems.empty());
+    EXPECT_EQ(s.locked, true);
+    EXPECT_EQ(s.mechanism, "syscall");
+    EXPECT_EQ(s.locked_from, "module_lockdown");
+    EXPECT_EQ(s.trigger, "registry");
+    EXPECT_EQ(s.set_by_pid, 1);
+    EXPECT_EQ(s.set_by_comm, "peinit");
+    EXPECT_EQ(s.set_by_from, "record");
+    EXPECT_EQ(s.locked_at_ms, 2345);
+    EXPECT_EQ(s.locked_at_wall, "2024-05-01T10:00:02Z");
+    EXPECT_EQ(s.sig_enforce, "0");
+    EXPECT_EQ(s.lsm_lockdown, "none");
+    EXPECT_EQ(s.autoload.value, "allow-list");
+    ASSERT_EQ(s.blacklist.size(), 2u);
+    EXPECT_EQ(s.blacklist[1].module, "pcspkr");
+    EXPECT_EQ(s.blacklist[1].source, "cmdline");
+    // Sorted by start time; the never-attempted blacklisted one last.
+    ASSERT_EQ(s.modules.size(), 4u);
+    EXPECT_EQ(s.modules[0].name, "loop");
+    EXPECT_EQ(s.modules[1].name, "jbd2");
+    EXPECT_EQ(s.modules[2].name, "ext4");
+    EXPECT_EQ(s.modules[3].name, "floppy");
+    // ext4 needed jbd2 (from the requested_by chain).
+    EXPECT_EQ(s.modules[2].waits_for, std::vector<std::string>{"jbd2"});
+    std::string text = RenderStatusText(s);
+    EXPECT_EQ(text.find("Problems:"), std::string::npos);
+    EXPECT_NE(text.find("locked (module_lockdown syscall)"), std::string::npos) << text;
+    EXPECT_NE(text.find("trigger registry"), std::string::npos) << text;
+}
+
+TEST(Status, KernelLogNamesWhoLockedAtRuntime) {
+    StatusInputs in = LockedBoot();
+    in.policy = Rec("policy.json", kPolicyNoLock);
+    in.lockdown = Rec("lockdown.json", kLockdownNone);
+    auto refused = ParseLockLogLine(
+        "module_lockdown: lock refused (EPERM: needs CAP_SYS_ADMIN) for pid=57 uid=65534 "
+        "euid=65534 auid=4294967295 ses=4294967295 comm=peinitctl exe=/usr/bin/peinitctl "
+        "cap_eff=0000000000000000 trigger=runtime-syscall result=denied",
+        4'000'000);
+    auto locked = ParseLockLogLine(
+        "module_lockdown: locked by pid=58 uid=0 euid=0 auid=4294967295 ses=4294967295 "
+        "comm=peinitctl exe=/usr/bin/peinitctl cap_eff=000001ffffffffff "
+        "trigger=runtime-syscall result=locked",
+        5'250'000);
+    ASSERT_TRUE(refused && locked);
+    EXPECT_EQ(refused->result, "denied");
+    EXPECT_EQ(refused->uid, 65534);
+    in.kernel.lock_log = std::vector<LockLogEvent>{*refused, *locked};
+    Status s = BuildStatus(in);
+    EXPECT_EQ(s.ExitCode(), 0) << RenderStatusText(s);  // a runtime lock is not a problem
+    EXPECT_EQ(s.trigger, "runtime-syscall");
+    EXPECT_EQ(s.set_by_pid, 58);
+    EXPECT_EQ(s.set_by_comm, "peinitctl");
+    EXPECT_EQ(s.set_by_from, "kernel-log");
+    EXPECT_EQ(s.locked_at_ms, 5250);
+    EXPECT_EQ(s.lock_requested, false);
+}
+
+TEST(Status, NotALockLine) {
+    EXPECT_FALSE(ParseLockLogLine("loop: module loaded", 1));
+    EXPECT_FALSE(ParseLockLogLine("module_lockdown: garbage", 1));
+}
+
+TEST(Status, UnlockedAsConfigured) {
+    StatusInputs in = LockedBoot();
+    in.kernel.query_locked = false;
+    in.kernel.sysctl_locked = false;
+    in.policy = Rec("policy.json", kPolicyNoLock);
+    in.lockdown = Rec("lockdown.json", kLockdownNone);
+    Status s = BuildStatus(in);
+    EXPECT_EQ(s.ExitCode(), 0) << RenderStatusText(s);
+    EXPECT_EQ(s.locked, false);
+    EXPECT_EQ(s.mechanism, "");
+    EXPECT_NE(RenderStatusText(s).find("unlocked"), std::string::npos);
+}
+
+TEST(Status, LockDiffersFromPolicyIsAProblem) {
+    StatusInputs in = LockedBoot();
+    in.kernel.query_locked = false;
+    in.kernel.sysctl_locked = false;
+    Status s = BuildStatus(in);
+    EXPECT_EQ(s.ExitCode(), 1);
+    ASSERT_FALSE(s.problems.empty());
+    EXPECT_NE(s.problems[0].find("lock differs from policy"), std::string::npos) << s.problems[0];
+    std::string text = RenderStatusText(s);
+    EXPECT_EQ(text.find("Problems:"), 0u) << text;  // problems first
+}
+
+TEST(Status, LockedByBootStepAlthoughPolicySaidNoIsAProblem) {
+    StatusInputs in = LockedBoot();
+    in.policy = Rec("policy.json", kPolicyNoLock);
+    Status s = BuildStatus(in);
+    EXPECT_EQ(s.ExitCode(), 1);
+}
+
+TEST(Status, FailedModuleIsAProblem) {
+    StatusInputs in = LockedBoot();
+    in.modules = Rec("modules.json", ModulesRecord("failed"));
+    Status s = BuildStatus(in);
+    EXPECT_EQ(s.ExitCode(), 1);
+    ASSERT_EQ(s.problems.size(), 1u);
+    EXPECT_EQ(s.problems[0], "module loop failed: ENOEXEC: bad image");
+    EXPECT_NE(RenderModulesText(s, true).find("loop"), std::string::npos);
+    EXPECT_EQ(RenderModulesText(s, true).find("jbd2"), std::string::npos);
+}
+
+TEST(Status, FallbackHiveIsAProblem) {
+    StatusInputs in = LockedBoot();
+    in.policy = Rec("policy.json", kPolicyFallback);
+    in.kernel.modprobe = "";
+    Status s = BuildStatus(in);
+    EXPECT_EQ(s.ExitCode(), 1);
+    EXPECT_EQ(s.hive_state, "fallback");
+    ASSERT_EQ(s.problems.size(), 1u);
+    EXPECT_NE(s.problems[0].find("hardened fallback"), std::string::npos);
+    EXPECT_NE(s.problems[0].find("world-writable"), std::string::npos);
+}
+
+TEST(Status, ModulesDisabledFallbackMechanism) {
+    StatusInputs in = LockedBoot();
+    in.kernel = KernelFacts{};
+    in.kernel.syscall_missing = true;
+    in.kernel.modules_disabled = true;
+    in.kernel.modprobe = "";
+    in.lockdown = Rec("lockdown.json", R"({"version": 1, "requested": true,
+        "requested_by": "hive", "mechanism": "modules_disabled",
+        "trigger": "boot-orchestrator-step", "locked": true, "error": "", "pid": 1,
+        "comm": "peinit", "boot_offset_ms": 900, "wall_time": "2024-05-01T10:00:01Z"})");
+    Status s = BuildStatus(in);
+    EXPECT_EQ(s.ExitCode(), 0) << RenderStatusText(s);
+    EXPECT_EQ(s.locked, true);
+    EXPECT_EQ(s.mechanism, "modules_disabled");
+    EXPECT_EQ(s.trigger, "boot-orchestrator-step");
+    EXPECT_FALSE(s.syscall_available);
+    // The fallback with a helper still set is a problem.
+    in.kernel.modprobe = "/sbin/modprobe";
+    EXPECT_EQ(BuildStatus(in).ExitCode(), 1);
+}
+
+TEST(Status, MissingRecordStillReportsTheKernel) {
+    StatusInputs in;
+    in.kernel.sysctl_locked = false;
+    in.kernel.modprobe = "/sbin/modprobe";
+    in.policy = Missing("policy.json");
+    in.lockdown = Missing("lockdown.json");
+    in.modules = Missing("modules.json");
+    Status s = BuildStatus(in);
+    EXPECT_EQ(s.ExitCode(), 0);
+    EXPECT_TRUE(s.RecordMissing());
+    EXPECT_EQ(s.locked, false);
+    std::string text = RenderStatusText(s);
+    EXPECT_NE(text.find("record missing: /run/peinit/policy.json"), std::string::npos) << text;
+}
+
+TEST(Status, NothingReadableIsExit2) {
+    StatusInputs in;
+    in.policy = Missing("policy.json");
+    in.lockdown = Missing("lockdown.json");
+    in.modules = Missing("modules.json");
+    EXPECT_EQ(BuildStatus(in).ExitCode(), 2);
+}
+
+TEST(Status, InvalidRecordIsAProblem) {
+    StatusInputs in = LockedBoot();
+    in.modules = Rec("modules.json", "{\"version\": 1, ");
+    Status s = BuildStatus(in);
+    EXPECT_EQ(s.ExitCode(), 1);
+    EXPECT_EQ(s.records[2].state, "invalid");
+    in.modules = Rec("modules.json", R"({"version": 2})");
+    EXPECT_EQ(BuildStatus(in).records[2].state, "invalid");
+}
+
+TEST(Status, JsonRoundTrip) {
+    StatusInputs in = LockedBoot();
+    in.modules = Rec("modules.json", ModulesRecord("failed"));
+    Status s = BuildStatus(in);
+    std::istringstream json(RenderStatusJson(s));
+    pt::ptree t;
+    ASSERT_NO_THROW(pt::read_json(json, t));
+    EXPECT_EQ(t.get<int>("version"), 1);
+    EXPECT_EQ(t.get<int>("exit_code"), 1);
+    EXPECT_EQ(t.get_child("problems").size(), 1u);
+    EXPECT_EQ(t.get<bool>("lock.locked"), true);
+    EXPECT_EQ(t.get<std::string>("lock.mechanism"), "syscall");
+    EXPECT_EQ(t.get<std::string>("lock.trigger"), "registry");
+    EXPECT_EQ(t.get<int>("lock.pid"), 1);
+    EXPECT_EQ(t.get<std::string>("lock.comm"), "peinit");
+    EXPECT_EQ(t.get<int64_t>("lock.boot_offset_ms"), 2345);
+    EXPECT_EQ(t.get<bool>("lock.requested"), true);
+    EXPECT_EQ(t.get<std::string>("kernel.sig_enforce"), "0");
+    EXPECT_EQ(t.get<std::string>("kernel.lsm_lockdown"), "none");
+    EXPECT_EQ(t.get<std::string>("kernel.modprobe"), "/sbin/peinit-modprobe");
+    EXPECT_EQ(t.get<std::string>("policy.autoload.value"), "allow-list");
+    EXPECT_EQ(t.get<std::string>("policy.hive.state"), "loaded");
+    EXPECT_EQ(t.get_child("policy.blacklist").size(), 2u);
+    EXPECT_EQ(t.get<int>("modules.summary.failed"), 1);
+    EXPECT_EQ(t.get<int>("modules.summary.ok"), 2);
+    const auto& list = t.get_child("modules.list");
+    ASSERT_EQ(list.size(), 4u);
+    const auto& first = list.begin()->second;
+    EXPECT_EQ(first.get<std::string>("name"), "loop");
+    EXPECT_EQ(first.get<std::string>("status"), "failed");
+    EXPECT_EQ(first.get<std::string>("errno"), "ENOEXEC");
+    EXPECT_EQ(first.get<int64_t>("duration_us"), 1500);
+    EXPECT_EQ(t.get_child("records").size(), 3u);
+}
+
+TEST(Status, JsonOmitsUnknownLockState) {
+    StatusInputs in;
+    in.kernel.modprobe = "/sbin/modprobe";
+    in.policy = Missing("policy.json");
+    in.lockdown = Missing("lockdown.json");
+    in.modules = Missing("modules.json");
+    std::istringstream json(RenderStatusJson(BuildStatus(in)));
+    pt::ptree t;
+    pt::read_json(json, t);
+    EXPECT_FALSE(t.get_optional<bool>("lock.locked"));
+    EXPECT_EQ(t.get<bool>("policy.present"), false);
+    EXPECT_EQ(t.get<bool>("modules.present"), false);
+}
+
+TEST(Status, SvgHasOneBarPerModule) {
+    Status s = BuildStatus(LockedBoot());
+    std::istringstream svg(RenderTimelineSvg(s));
+    pt::ptree t;
+    ASSERT_NO_THROW(pt::read_xml(svg, t));
+    int bars = 0, waits = 0, deps = 0;
+    std::vector<std::string> names;
+    for (const auto& [tag, node] : t.get_child("svg")) {
+        std::string cls = node.get<std::string>("<xmlattr>.class", "");
+        if (tag == "rect" && cls == "bar") {
+            ++bars;
+            names.push_back(node.get<std::string>("<xmlattr>.data-module"));
+        }
+        if (tag == "rect" && cls == "wait") ++waits;
+        if (tag == "path" && cls == "dep") ++deps;
+    }
+    EXPECT_EQ(bars, 4);
+    EXPECT_EQ(names, (std::vector<std::string>{"loop", "jbd2", "ext4", "floppy"}));
+    EXPECT_EQ(waits, 1);  // ext4 started 5 ms after jbd2 was live
+    EXPECT_EQ(deps, 1);
+    std::string timeline = RenderTimelineText(s);
+    EXPECT_NE(timeline.find("ext4"), std::string::npos);
+}
+
+TEST(Status, ReadsFixtureRoot) {
+    FakeKernel kernel;
+    auto root = std::filesystem::path(PEINIT_SOURCE_DIR) / "tests/fixtures/peinitctl/locked";
+    Status s = BuildStatus(ReadStatusInputs(kernel, root));
+    EXPECT_EQ(s.ExitCode(), 0) << RenderStatusText(s);
+    EXPECT_EQ(s.locked_from, "sysctl");
+    EXPECT_EQ(s.set_by_from, "kernel-log");
+    EXPECT_EQ(s.set_by_comm, "init");
+    EXPECT_EQ(s.locked_at_ms, 2344);
+    EXPECT_EQ(s.locked_at_wall, "2024-05-01T10:00:02Z");
+    EXPECT_EQ(s.modules.size(), 5u);
+    EXPECT_TRUE(kernel.Calls().empty());  // an offline root never asks the kernel
+}
+
+// --- peinitctl lock ----------------------------------------------------------------------------
+
+TEST(RuntimeLock, PrivilegedLocks) {
+    FakeKernel kernel;
+    std::ostringstream out, err;
+    EXPECT_EQ(RunRuntimeLock(kernel, false, out, err), 0) << err.str();
+    EXPECT_TRUE(kernel.IsLocked());
+    EXPECT_EQ(kernel.LockTrigger(), MODULE_LOCKDOWN_TRIGGER_RUNTIME);
+    EXPECT_NE(out.str().find("trigger runtime-syscall"), std::string::npos) << out.str();
+    EXPECT_NE(out.str().find("module_lockdown(QUERY)=1"), std::string::npos) << out.str();
+    // Again: a no-op that still succeeds.
+    std::ostringstream out2;
+    EXPECT_EQ(RunRuntimeLock(kernel, false, out2, err), 0);
+    EXPECT_NE(out2.str().find("already locked"), std::string::npos) << out2.str();
+}
+
+TEST(RuntimeLock, UnprivilegedIsRefused) {
+    FakeKernel kernel;
+    kernel.SetPrivileged(false);
+    std::ostringstream out, err;
+    EXPECT_EQ(RunRuntimeLock(kernel, false, out, err), 1);
+    EXPECT_FALSE(kernel.IsLocked());
+    EXPECT_EQ(kernel.Sysctl("kernel/module_loading_locked"), "0");
+    EXPECT_EQ(
+        err.str().rfind("peinitctl: lock refused: SeTcbPrivilege (CAP_SYS_ADMIN) required\n", 0),
+        0u)
+        << err.str();
+}
+
+TEST(RuntimeLock, UnpatchedWithoutFallbackChangesNothing) {
+    FakeKernel kernel;
+    kernel.SetUnpatched(true);
+    std::ostringstream out, err;
+    EXPECT_EQ(RunRuntimeLock(kernel, false, out, err), 1);
+    EXPECT_NE(err.str().find("kernel.modules_disabled=1"), std::string::npos) << err.str();
+    EXPECT_NE(err.str().find("--fallback"), std::string::npos);
+    EXPECT_TRUE(kernel.Calls(KernelOp::kWriteSysctl).empty());
+    EXPECT_NE(kernel.Sysctl("kernel/modules_disabled"), "1");
+}
+
+TEST(RuntimeLock, UnpatchedWithFallbackDisablesModules) {
+    FakeKernel kernel;
+    kernel.SetUnpatched(true);
+    kernel.SetSysctl("kernel/modprobe", "/sbin/modprobe");
+    std::ostringstream out, err;
+    EXPECT_EQ(RunRuntimeLock(kernel, true, out, err), 0) << err.str();
+    EXPECT_EQ(kernel.Sysctl("kernel/modules_disabled"), "1");
+    EXPECT_EQ(kernel.Sysctl("kernel/modprobe").value_or("x"), "");
+    EXPECT_NE(out.str().find("fallback"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace peinit
