@@ -4,11 +4,13 @@
 #include <cstring>
 #include <exception>
 #include <iostream>
+#include <string_view>
 
 #include <unistd.h>
 
 #include "peinit/cli/commands.h"
 #include "peinit/init/pid1.h"
+#include "stages/autoload/helper.h"
 
 namespace {
 
@@ -39,6 +41,11 @@ int Main(int argc, char** argv) {
 
 int main(int argc, char** argv) {
     if (getpid() == 1) peinit::RunPid1();
+    // Run by the kernel as kernel.modprobe (a link named peinit-modprobe): the demand-load helper.
+    if (std::string_view arg0 = argc > 0 ? argv[0] : "";
+        arg0 == "peinit-modprobe" || arg0.ends_with("/peinit-modprobe")) {
+        return peinit::ModprobeHelperMain(argc, argv);
+    }
     try {
         return Main(argc, argv);
     } catch (...) {

@@ -2,6 +2,8 @@
 
 #include <chrono>
 
+#include "stages/autoload/autoload.h"
+#include "stages/coldplug/coldplug.h"
 #include "stages/config/config.h"
 #include "stages/early_mounts/early_mounts.h"
 #include "stages/handoff/handoff.h"
@@ -15,7 +17,9 @@ std::span<const Stage> BootStages() {
     static constexpr Stage kStages[] = {
         {"early-mounts", Criticality::kFatal, RunEarlyMounts},
         {"config", Criticality::kFatal, RunConfig},
+        {"autoload", Criticality::kFatal, RunAutoload},
         {"modules", Criticality::kDegrade, RunModules},
+        {"coldplug", Criticality::kDegrade, RunColdplug},
         {"lockdown", Criticality::kFatal, RunLockdown},
         {"handoff", Criticality::kFatal, RunHandoff},
     };

@@ -1,0 +1,99 @@
+#include "stages/autoload/autoload.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <system_error>
+
+#include "peinit/sys/kernel.h"
+#include "peinit/sys/record.h"
+
+namespace peinit {
+
+namespace {
+
+constexpr const char* kModprobeSysctl = "kernel/modprobe";
+
+// Makes ROOT/sbin/peinit-modprobe a link to the running peinit binary when the image does not
+// ship one. Best effort: a missing helper fails demand loads closed (the kernel cannot exec it).
+void EnsureOwnHelper(const BootContext& ctx) {
+    namespace fs = std::filesystem;
+    const fs::path link = ctx.paths.Under(kPeinitModprobePath);
+    std::error_code ec;
+    if (fs::exists(fs::symlink_status(link, ec))) return;
+    fs::path self = fs::read_symlink("/proc/self/exe", ec);
+    if (ec) {
+        spdlog::warn("autoload: {} is missing and /proc/self/exe is unreadable ({}), ignoring",
+                     link.string(), ec.message());
+        return;
+    }
+    fs::create_directories(link.parent_path(), ec);
+    fs::create_symlink(self, link, ec);
+    if (ec) {
+        spdlog::warn("autoload: cannot create {} -> {}: {}, ignoring", link.string(), self.string(),
+                     ec.message());
+        return;
+    }
+    spdlog::info("autoload: created {} -> {}", link.string(), self.string());
+}
+
+void WriteRecord(const BootContext& ctx, const std::string& helper, PolicySource helper_source,
+                 const std::string& read_back, const std::string& error) {
+    toml::array allowed;
+    for (const auto& m : ctx.policy.autoload_allowed) allowed.push_back(m);
+    toml::table record{
+        {"version", 1},
+        {"policy", std::string(ToString(ctx.policy.autoload.value))},
+        {"source", std::string(ToString(ctx.policy.autoload.source))},
+        {"helper", helper},
+        {"helper_source", std::string(ToString(helper_source))},
+        {"read_back", read_back},
+        {"allowed", std::move(allowed)},
+        {"error", error},
+    };
+    if (auto r = WriteJsonAtomically(ctx.paths.Under("/run/peinit/autoload.json").string(), record);
+        !r) {
+        spdlog::error("autoload: cannot write the boot record: {}", r.error().message());
+    }
+}
+
+}  // namespace
+
+std::string HelperPathFor(const EffectivePolicy& policy) {
+    if (policy.autoload.value == AutoLoadPolicy::kDisabled) return "";
+    return policy.modprobe.value.value_or(std::string(kPeinitModprobePath));
+}
+
+Result<void> RunAutoload(BootContext& ctx) {
+    const std::string helper = HelperPathFor(ctx.policy);
+    const PolicySource helper_source = ctx.policy.autoload.value == AutoLoadPolicy::kDisabled
+                                           ? ctx.policy.autoload.source
+                                       : ctx.policy.modprobe.value ? ctx.policy.modprobe.source
+                                                                   : PolicySource::kDefault;
+    if (!helper.empty() && helper == kPeinitModprobePath) EnsureOwnHelper(ctx);
+
+    std::string read_back;
+    auto fail = [&](const Error& error) -> Result<void> {
+        WriteRecord(ctx, helper, helper_source, read_back, error.message());
+        return error;
+    };
+    // "\n" empties the string (proc_dostring stops at the newline).
+    if (auto w = ctx.kernel.WriteSysctl(kModprobeSysctl, helper.empty() ? "\n" : helper); !w) {
+        return fail(w.error().Context("write kernel.modprobe: "));
+    }
+    auto r = ctx.kernel.ReadSysctl(kModprobeSysctl);
+    if (!r) return fail(r.error().Context("read back kernel.modprobe: "));
+    read_back = *r;
+    if (read_back != helper) {
+        return fail(Error("read back: kernel.modprobe is \"" + read_back + "\", expected \"" +
+                          helper + "\""));
+    }
+    WriteRecord(ctx, helper, helper_source, read_back, "");
+    spdlog::info("autoload policy={}({}) helper=\"{}\"({}) allowed={}",
+                 ToString(ctx.policy.autoload.value), ToString(ctx.policy.autoload.source), helper,
+                 ToString(helper_source), ctx.policy.autoload_allowed.size());
+    return Ok();
+}
+
+}  // namespace peinit

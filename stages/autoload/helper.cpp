@@ -1,0 +1,123 @@
+#include "stages/autoload/helper.h"
+
+#include <fcntl.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <string_view>
+
+#include "peinit/core/demand_load.h"
+#include "peinit/sys/config_files.h"
+#include "peinit/sys/kernel_release.h"
+#include "peinit/sys/linux_kernel.h"
+#include "stages/autoload/demand_loader.h"
+
+namespace peinit {
+
+namespace {
+
+// The kernel may start the helper without descriptors 0-2. Occupy them with /dev/null so
+// nothing we open later (the kmsg descriptor, a package) can be mistaken for stdout/stderr.
+void EnsureStandardDescriptors() {
+    for (int fd = 0; fd < 3; ++fd) {
+        if (fcntl(fd, F_GETFD) >= 0) continue;
+        int n = open("/dev/null", O_RDWR);
+        if (n < 0) return;
+        if (n != fd) {
+            dup2(n, fd);
+            close(n);
+        }
+    }
+}
+
+void WriteKmsg(const std::vector<HelperLogLine>& lines) {
+    if (lines.empty()) return;
+    int fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return;
+    for (const auto& l : lines) {
+        std::string record = "<" + std::to_string(l.priority) + ">" +
+                             std::string(kHelperProgramName) + ": " + l.text.substr(0, 900) + "\n";
+        ssize_t n;
+        do {
+            n = write(fd, record.data(), record.size());
+        } while (n < 0 && errno == EINTR);
+    }
+    close(fd);
+}
+
+}  // namespace
+
+int RunDemandLoadHelper(const std::vector<std::string>& args, const BootPaths& paths,
+                        const std::string& kernel_release, Kernel& kernel,
+                        std::vector<HelperLogLine>& log) {
+    std::vector<std::string_view> views(args.begin(), args.end());
+    auto parsed = ParseHelperArgs(views);
+    if (!parsed) {
+        log.push_back(
+            {LOG_ERR, "usage: " + parsed.error().message() + " (expected: -q -- MODULE-OR-ALIAS)"});
+        return 2;
+    }
+    const std::string& alias = parsed->alias;
+
+    // The same policy PID 1 computed: hive + command line.
+    Cmdline cmdline;
+    if (auto text = ReadConfigFile(paths.CmdlineFile().string())) {
+        cmdline = ParseCmdline(text->text);
+    } else {
+        log.push_back({LOG_WARNING, "cannot read the kernel command line: " +
+                                        text.error().message() + ", ignoring"});
+    }
+    Hive hive = LoadHive(paths.HiveFile().string());
+    EffectivePolicy policy = ComputeEffectivePolicy(hive, cmdline);
+
+    auto loader = DemandLoader::Open(paths, kernel_release, policy, cmdline);
+    if (!loader) {
+        // Nothing can be resolved. Under `disabled` this is still a refusal, not an error.
+        log.push_back({LOG_ERR, "demand load of " + alias +
+                                    " failed: module tree: " + loader.error().message()});
+        return 1;
+    }
+    DemandLoadReport report = (*loader)->Load(kernel, alias, "demand " + alias);
+    if (!report.error.empty()) {
+        log.push_back({LOG_ERR, "demand load of " + alias + " failed: " + report.error});
+        return 1;
+    }
+    if (report.resolved.empty()) return 1;  // like modprobe -q: quiet when nothing provides it
+    for (const auto& r : report.refused) {
+        log.push_back({LOG_WARNING, "refused demand load of " + alias + " (module " + r.module +
+                                        "): " + r.reason});
+    }
+    for (const auto& o : report.outcomes) {
+        if (o.status == ModuleOutcome::Status::kLoaded) {
+            log.push_back({LOG_INFO, "loaded " + o.module + " for " + alias +
+                                         (o.package.empty() ? "" : " from " + o.package)});
+        } else if (!o.Succeeded() && !o.reason.starts_with("refused: ") &&
+                   o.status != ModuleOutcome::Status::kBlacklisted) {
+            log.push_back({LOG_ERR, "demand load of " + alias + ": module " + o.module + " " +
+                                        std::string(ToString(o.status)) + ": " + o.reason});
+        }
+    }
+    return report.Succeeded() ? 0 : 1;
+}
+
+int ModprobeHelperMain(int argc, char** argv) noexcept {
+    try {
+        EnsureStandardDescriptors();
+        std::vector<std::string> args;
+        for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
+        std::vector<HelperLogLine> log;
+        int status = 1;
+        if (auto release = RunningKernelRelease()) {
+            LinuxKernel kernel;
+            status = RunDemandLoadHelper(args, BootPaths{}, *release, kernel, log);
+        } else {
+            log.push_back({LOG_ERR, "uname: " + release.error().message()});
+        }
+        WriteKmsg(log);
+        return status;
+    } catch (...) {
+        return 1;
+    }
+}
+
+}  // namespace peinit

@@ -1,0 +1,30 @@
+#pragma once
+
+// The coldplug stage: drivers for the hardware present at boot. Criticality: degrade.
+// Runs after the module stage and before lockdown, so that with LockAfterBoot the drivers are
+// in before the lock.
+//
+// Every device's MODALIAS (libudev, peinit/sys/udev.h) is resolved with libkmod; each resolved
+// module not already live is decided by the same policy as a demand load (DecideDemandLoad:
+// blacklist in every mode, then AutoLoadPolicy) and loaded through DemandLoader, i.e. only from
+// verified signed packages, dependencies first. Each module is attempted at most once even when
+// several devices want it. Every attempt and refusal is appended to ctx.module_outcomes with
+// requested-by `coldplug <device syspath>`; /run/peinit/coldplug.json (version 1) lists the
+// devices, what they resolved to and the outcomes; the log gets one line per load, refusal and
+// failure and a summary `coldplug done devices=N matched=M loaded=L refused=R failed=F ms=T`.
+// Returns an error only when it could not run (no device list, no module tree).
+
+#include <vector>
+
+#include "peinit/core/boot_context.h"
+#include "peinit/core/result.h"
+#include "peinit/sys/udev.h"
+
+namespace peinit {
+
+Result<void> RunColdplug(BootContext& ctx);
+
+// The stage's work on a given device list (tests pass fixture modaliases).
+Result<void> Coldplug(BootContext& ctx, const std::vector<DeviceModalias>& devices);
+
+}  // namespace peinit
