@@ -1,0 +1,144 @@
+#include "image_boot.h"
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#ifndef PEINIT_SOURCE_DIR
+#error "PEINIT_SOURCE_DIR must be defined"
+#endif
+#ifndef PEINIT_BINARY_DIR
+#error "PEINIT_BINARY_DIR must be defined"
+#endif
+#ifndef PEINIT_IMAGE_TOOL
+#error "PEINIT_IMAGE_TOOL must be defined"
+#endif
+
+namespace fs = std::filesystem;
+
+namespace peinit::testing {
+
+namespace {
+
+void ReplaceAll(std::string& s, const std::string& from, const std::string& to) {
+    for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size())) {
+        s.replace(pos, from.size(), to);
+    }
+}
+
+std::string ShellQuote(const std::string& s) {
+    std::string out = "'";
+    for (char c : s) {
+        if (c == '\'') {
+            out += "'\\''";
+        } else {
+            out += c;
+        }
+    }
+    return out + "'";
+}
+
+// Runs a shell command, returning its exit status and combined output.
+int Run(const std::string& command, std::string& output) {
+    FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+    if (pipe == nullptr) return -1;
+    std::array<char, 4096> buf;
+    size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) output.append(buf.data(), n);
+    int status = pclose(pipe);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace
+
+std::vector<std::string> ImageBootResult::Grep(const std::string& needle) const {
+    std::vector<std::string> out;
+    for (const auto& line : qemu.lines()) {
+        if (line.find(needle) != std::string::npos) out.push_back(line);
+    }
+    return out;
+}
+
+std::map<std::string, std::string> ImageBootResult::Probes() const {
+    std::map<std::string, std::string> out;
+    for (const auto& line : qemu.lines()) {
+        size_t at = line.find("PROBE ");
+        if (at == std::string::npos) continue;
+        std::istringstream in(line.substr(at + 6));
+        std::string name;
+        in >> name;
+        std::string rest;
+        std::getline(in, rest);
+        if (!rest.empty() && rest[0] == ' ') rest.erase(0, 1);
+        out[name] = rest;
+    }
+    return out;
+}
+
+std::string KernelDirFor(const std::string& kernel) {
+    const char* env =
+        std::getenv(kernel == "debian" ? "PEINIT_DEBIAN_KERNEL_DIR" : "PEINIT_KERNEL_DIR");
+    return env != nullptr ? env : "";
+}
+
+ImageBootResult BuildAndBoot(const ImageBoot& boot) {
+    ImageBootResult result;
+    std::string kernel_dir = KernelDirFor(boot.kernel);
+    if (kernel_dir.empty()) {
+        result.build_error = "no kernel: set " +
+                             std::string(boot.kernel == "debian" ? "PEINIT_DEBIAN_KERNEL_DIR"
+                                                                 : "PEINIT_KERNEL_DIR") +
+                             " (tests/run does)";
+        return result;
+    }
+    fs::path dir = fs::current_path() / "boot-artifacts" / boot.name;
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    fs::create_directories(dir / "image", ec);
+
+    fs::path image_dir = boot.image_dir;
+    if (image_dir.empty()) {
+        image_dir = dir / "image";
+        std::string toml = boot.image_toml;
+        ReplaceAll(toml, "@SRC@", PEINIT_SOURCE_DIR);
+        ReplaceAll(toml, "@BUILD@", PEINIT_BINARY_DIR);
+        ReplaceAll(toml, "@CASE@",
+                   std::string(PEINIT_SOURCE_DIR) + "/tests/boot/images/" + boot.name);
+        std::ofstream(image_dir / "image.toml") << toml;
+    }
+
+    fs::path initrd = dir / "initrd.img";
+    std::string command = ShellQuote(PEINIT_IMAGE_TOOL) + " build " +
+                          ShellQuote(image_dir.string()) + " -o " + ShellQuote(initrd.string()) +
+                          " --kernel-dir " + ShellQuote(kernel_dir);
+    std::string output;
+    if (Run(command, output) != 0) {
+        result.build_error = "peinit-image build failed:\n" + output;
+        return result;
+    }
+
+    std::string kernel_image = kernel_dir + "/bzImage";
+    if (boot.kernel == "debian") {
+        std::ifstream kver_file(kernel_dir + "/kver");
+        std::string kver;
+        std::getline(kver_file, kver);
+        kernel_image = kernel_dir + "/boot/vmlinuz-" + kver;
+    }
+    QemuOptions options;
+    options.kernel = kernel_image;
+    options.initrd = initrd.string();
+    options.append = boot.append;
+    options.smp = boot.smp;
+    options.timeout = boot.timeout;
+    options.extra_args = boot.qemu_args;
+    options.log_file = (dir / "serial.log").string();
+    result.qemu = run_qemu(options);
+    return result;
+}
+
+}  // namespace peinit::testing

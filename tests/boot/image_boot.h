@@ -1,0 +1,50 @@
+// Boot tests of whole peinit images: write an image definition, build it with the real
+// `peinit-image build`, boot it under QEMU (qemu_runner.h) and look at what the guest printed.
+// Shared by every image boot test (PID 1, modules, lockdown/policy, peinitctl).
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "qemu_runner.h"
+
+namespace peinit::testing {
+
+struct ImageBoot {
+    // Name of the case: the image is built in boot-artifacts/<name>/ under the test's working
+    // directory, next to the serial log.
+    std::string name;
+    // The image.toml text. "@SRC@" is replaced by the source tree, "@BUILD@" by the build tree
+    // and "@CASE@" by tests/boot/images/<name> (so definitions can name units, hives and the
+    // static probes built by CMake with absolute paths).
+    std::string image_toml;
+    // Instead of image_toml: an existing image directory (e.g. images/demo), built as it is.
+    std::string image_dir;
+    // "peinit" (PEINIT_KERNEL_DIR) or "debian" (PEINIT_DEBIAN_KERNEL_DIR): must match the
+    // definition's `kernel`.
+    std::string kernel = "peinit";
+    std::string append;  // extra kernel command line
+    int smp = 2;
+    std::vector<std::string> qemu_args;
+    std::chrono::seconds timeout{240};
+};
+
+struct ImageBootResult {
+    std::string build_error;  // non-empty: the image did not build (output of peinit-image)
+    QemuResult qemu;
+
+    // Lines of the console output that contain `needle`.
+    std::vector<std::string> Grep(const std::string& needle) const;
+    bool Has(const std::string& needle) const { return !Grep(needle).empty(); }
+    // "PROBE <name> ok|FAIL <detail>" lines: name -> rest ("ok", "FAIL ...").
+    std::map<std::string, std::string> Probes() const;
+};
+
+// The kernel directory for `kernel` from the environment; "" when unset.
+std::string KernelDirFor(const std::string& kernel);
+
+// Builds and boots. Never throws.
+ImageBootResult BuildAndBoot(const ImageBoot& boot);
+
+}  // namespace peinit::testing
