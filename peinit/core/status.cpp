@@ -691,7 +691,8 @@ std::map<std::string, int64_t> ReadyTimes(const Status& s) {
 
 std::string Colour(const std::string& status) {
     if (status == "loaded") return "#2e7d32";
-    if (status == "already-loaded" || status == "builtin") return "#0277bd";
+    if (status == "already-loaded") return "#0277bd";
+    if (status == "builtin") return "#00897b";
     if (status == "failed") return "#c62828";
     if (status == "missing") return "#ef6c00";
     if (status == "blacklisted") return "#424242";
@@ -876,7 +877,7 @@ std::string RenderTimelineSvg(const Status& s) {
                   "fill-opacity=\"0.25\"/><text x=\"%d\" y=\"%d\">waiting after its "
                   "dependencies were live</text>\n<path class=\"dep\" d=\"M%d %d h20\"/>"
                   "<text x=\"%d\" y=\"%d\">dependency</text>\n",
-                  lx, legend_y, lx + 16, legend_y + 10, lx + 230, legend_y + 6, lx + 254,
+                  lx, legend_y, lx + 16, legend_y + 10, lx + 280, legend_y + 6, lx + 304,
                   legend_y + 10);
     out << buf << "</g>\n</svg>\n";
     return out.str();
