@@ -2,7 +2,7 @@
 # Shared set-up for the README's two commands: installs what is missing (Debian packages),
 # builds or reuses the patched kernel and the Debian kernel fixture (cached outside the repo),
 # and configures + builds the project. Idempotent; safe to run on a fresh Debian 12 machine.
-# Sourced by tests/run and images/boot-demo; sets PEINIT_KERNEL_DIR, PEINIT_DEBIAN_KERNEL_DIR
+# Sourced by tests/run and images/run-demo; sets PEINIT_KERNEL_DIR, PEINIT_DEBIAN_KERNEL_DIR
 # and PEINIT_BUILD_DIR.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
