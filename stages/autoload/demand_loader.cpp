@@ -146,7 +146,7 @@ DemandLoadReport DemandLoader::LoadResolved(Kernel& kernel, std::string_view ali
                                                               : Status::kSkipped;
             o.reason = e.reason;
             if (requested && e.status == ModuleStatus::kBlacklisted) {
-                report.refused.push_back({e.name, e.reason});
+                report.refused.push_back({e.name, "blacklisted (" + e.reason + ")"});
             }
             report.outcomes.push_back(std::move(o));
             continue;

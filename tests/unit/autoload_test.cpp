@@ -1,0 +1,413 @@
+// Demand loads (R-15): the shared policy decision (DecideDemandLoad), the helper's argument
+// parsing, the autoload stage (kernel.modprobe written, emptied, read back) on FakeKernel, and the
+// helper end to end (RunDemandLoadHelper) on the synthetic tree tests/fixtures/roots/autoload with
+// signed packages made at test time.
+
+#include "stages/autoload/autoload.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <tuple>
+
+#include "peinit/core/demand_load.h"
+#include "peinit/sys/fake_kernel.h"
+#include "peinit/sys/package.h"
+#include "peinit/sys/package_crypto.h"
+#include "stages/autoload/demand_loader.h"
+#include "stages/autoload/helper.h"
+#include "tests/unit/demand_root.h"
+#include "tests/unit/fixture_roots.h"
+
+namespace peinit {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using Verdict = DemandDecision::Verdict;
+
+// --- the decision table ----------------------------------------------------------------------
+
+EffectivePolicy PolicyOf(AutoLoadPolicy mode, bool blacklisted, bool allowed) {
+    EffectivePolicy p;
+    p.autoload.value = mode;
+    p.autoload.source = PolicySource::kHive;
+    if (blacklisted) p.blacklist.push_back({"af_packet", PolicySource::kHive});
+    p.blacklist.push_back({"floppy", PolicySource::kCmdline});
+    p.autoload_allowed = {"e1000e"};
+    if (allowed) p.autoload_allowed.push_back("af_packet");
+    return p;
+}
+
+class DecisionTable : public ::testing::TestWithParam<
+                          std::tuple<AutoLoadPolicy, bool /*blacklisted*/, bool /*allowed*/>> {};
+
+TEST_P(DecisionTable, MatchesTheRules) {
+    auto [mode, blacklisted, allowed] = GetParam();
+    DemandDecision d =
+        DecideDemandLoad(PolicyOf(mode, blacklisted, allowed), "net-pf-17", "af_packet");
+    Verdict want = Verdict::kAllow;
+    if (blacklisted) {
+        want = Verdict::kBlacklisted;  // the blacklist applies in every mode
+    } else if (mode == AutoLoadPolicy::kDisabled) {
+        want = Verdict::kPolicyDisabled;
+    } else if (mode == AutoLoadPolicy::kAllowList && !allowed) {
+        want = Verdict::kNotAllowListed;
+    }
+    EXPECT_EQ(d.verdict, want) << d.reason;
+    EXPECT_EQ(d.allowed(), want == Verdict::kAllow);
+    switch (want) {
+        case Verdict::kAllow:
+            EXPECT_EQ(d.reason, mode == AutoLoadPolicy::kAllowList ? "in AutoLoadAllowed"
+                                                                   : "AutoLoadPolicy is enabled");
+            break;
+        case Verdict::kBlacklisted:
+            EXPECT_EQ(d.reason, "blacklisted (hive Machine\\System\\Modules\\Blacklist)");
+            break;
+        case Verdict::kPolicyDisabled:
+            EXPECT_EQ(d.reason, "AutoLoadPolicy is disabled");
+            break;
+        case Verdict::kNotAllowListed:
+            EXPECT_EQ(d.reason, "not in AutoLoadAllowed");
+            break;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllModes, DecisionTable,
+                         ::testing::Combine(::testing::Values(AutoLoadPolicy::kEnabled,
+                                                              AutoLoadPolicy::kAllowList,
+                                                              AutoLoadPolicy::kDisabled),
+                                            ::testing::Bool(), ::testing::Bool()));
+
+TEST(DemandDecision, NamesAreNormalisedAndCommandLineBlacklistIsNamed) {
+    EffectivePolicy p = PolicyOf(AutoLoadPolicy::kAllowList, false, false);
+    p.autoload_allowed.push_back("snd-hda-intel");
+    EXPECT_TRUE(DecideDemandLoad(p, "pci:x", "snd_hda_intel").allowed());
+    EXPECT_TRUE(DecideDemandLoad(p, "pci:x", "snd-hda-intel").allowed());
+    DemandDecision d = DecideDemandLoad(p, "floppy", "floppy");
+    EXPECT_EQ(d.verdict, Verdict::kBlacklisted);
+    EXPECT_EQ(d.reason, "blacklisted (kernel command line modprobe.blacklist=floppy)");
+}
+
+// --- helper arguments ------------------------------------------------------------------------
+
+Result<HelperArgs> Parse(std::vector<std::string_view> args) { return ParseHelperArgs(args); }
+
+TEST(HelperArgs, KernelFormAndModprobeVariants) {
+    auto a = Parse({"-q", "--", "net-pf-17"});
+    ASSERT_TRUE(a) << a.error().message();
+    EXPECT_EQ(a->alias, "net-pf-17");
+    EXPECT_TRUE(a->quiet);
+    a = Parse({"--", "pci:v00008086d000010D3sv*sd*bc02sc00i00"});
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->alias, "pci:v00008086d000010D3sv*sd*bc02sc00i00");
+    EXPECT_FALSE(a->quiet);
+    a = Parse({"-q", "-b", "fs-ext4"});
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->alias, "fs-ext4");
+    a = Parse({"af_packet"});
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->alias, "af_packet");
+    // After `--` even a dash-leading word is the name, not an option.
+    a = Parse({"-q", "--", "-r"});
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->alias, "-r");
+}
+
+TEST(HelperArgs, GarbageIsRefused) {
+    EXPECT_THAT(Parse({}).error().message(), HasSubstr("no module name or alias"));
+    EXPECT_THAT(Parse({"-q", "--"}).error().message(), HasSubstr("no module name or alias"));
+    EXPECT_THAT(Parse({"-r", "af_packet"}).error().message(), HasSubstr("unsupported option"));
+    EXPECT_THAT(Parse({"--show-depends", "x"}).error().message(),
+                HasSubstr("unsupported option \"--show-depends\""));
+    EXPECT_THAT(Parse({"-q", "--", "a", "b"}).error().message(), HasSubstr("exactly one"));
+    EXPECT_THAT(Parse({"-q", "--", "../../x"}).error().message(), HasSubstr("not a module name"));
+    EXPECT_THAT(Parse({"-q", "--", "a=b"}).error().message(), HasSubstr("not a module name"));
+    EXPECT_THAT(Parse({"-q", "--", ""}).error().message(), HasSubstr("not a module name"));
+    EXPECT_THAT(Parse({"-q", "--", std::string_view("a\nb")}).error().message(),
+                HasSubstr("not a module name"));
+    EXPECT_EQ(Parse({"-x"}).error().code(), EINVAL);
+}
+
+// --- the autoload stage ----------------------------------------------------------------------
+
+class AutoloadStageTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/peinit-autoload-stage-XXXXXX";
+        ASSERT_NE(mkdtemp(tmpl), nullptr);
+        root_ = tmpl;
+        fs::create_directories(root_ / "run/peinit");
+        ctx_.paths.root = root_;
+        auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log_);
+        auto logger = std::make_shared<spdlog::logger>("autoload-test", sink);
+        logger->set_pattern("%v");
+        saved_ = spdlog::default_logger();
+        spdlog::set_default_logger(logger);
+    }
+    void TearDown() override {
+        spdlog::set_default_logger(saved_);
+        std::error_code ec;
+        fs::remove_all(root_, ec);
+    }
+    std::string Record() const {
+        std::string r = testing::ReadFileOrEmpty(root_ / "run/peinit/autoload.json");
+        r.erase(std::remove_if(r.begin(), r.end(), [](char c) { return std::isspace(c); }),
+                r.end());
+        return r;
+    }
+
+    fs::path root_;
+    FakeKernel kernel_;
+    BootContext ctx_{kernel_};
+    std::ostringstream log_;
+    std::shared_ptr<spdlog::logger> saved_;
+};
+
+TEST_F(AutoloadStageTest, EnabledInstallsPeinitsHelperAndReadsItBack) {
+    ASSERT_TRUE(RunAutoload(ctx_));
+    EXPECT_EQ(kernel_.Sysctl("kernel/modprobe"), "/sbin/peinit-modprobe");
+    auto writes = kernel_.Calls(KernelOp::kWriteSysctl);
+    ASSERT_EQ(writes.size(), 1u);
+    EXPECT_EQ(writes[0].name, "kernel/modprobe");
+    auto reads = kernel_.Calls(KernelOp::kReadSysctl);
+    ASSERT_EQ(reads.size(), 1u);
+    EXPECT_GT(reads[0].start, writes[0].end - std::chrono::nanoseconds(1));
+    // The link to the running binary, made because the "image" lacked it.
+    EXPECT_TRUE(fs::is_symlink(root_ / "sbin/peinit-modprobe"));
+    EXPECT_THAT(log_.str(), HasSubstr("autoload policy=enabled(default) "
+                                      "helper=\"/sbin/peinit-modprobe\"(default)"));
+    EXPECT_THAT(Record(), HasSubstr("\"helper\":\"/sbin/peinit-modprobe\""));
+    EXPECT_THAT(Record(), HasSubstr("\"policy\":\"enabled\""));
+    EXPECT_THAT(Record(), HasSubstr("\"read_back\":\"/sbin/peinit-modprobe\""));
+}
+
+TEST_F(AutoloadStageTest, ExistingHelperIsKept) {
+    fs::create_directories(root_ / "sbin");
+    std::ofstream(root_ / "sbin/peinit-modprobe") << "shipped by the image";
+    ASSERT_TRUE(RunAutoload(ctx_));
+    EXPECT_FALSE(fs::is_symlink(root_ / "sbin/peinit-modprobe"));
+}
+
+TEST_F(AutoloadStageTest, AllowListUsesTheHivesHelperPath) {
+    ctx_.policy.autoload = {AutoLoadPolicy::kAllowList, PolicySource::kHive};
+    ctx_.policy.autoload_allowed = {"af_packet"};
+    ctx_.policy.modprobe = {std::string("/usr/lib/peinit/helper"), PolicySource::kHive};
+    ASSERT_TRUE(RunAutoload(ctx_));
+    EXPECT_EQ(kernel_.Sysctl("kernel/modprobe"), "/usr/lib/peinit/helper");
+    EXPECT_FALSE(fs::exists(root_ / "sbin/peinit-modprobe"));
+    EXPECT_THAT(log_.str(), HasSubstr("autoload policy=allow-list(hive) "
+                                      "helper=\"/usr/lib/peinit/helper\"(hive) allowed=1"));
+    EXPECT_THAT(Record(), HasSubstr("\"allowed\":[\"af_packet\"]"));
+}
+
+TEST_F(AutoloadStageTest, DisabledEmptiesTheHelperPath) {
+    ctx_.policy.autoload = {AutoLoadPolicy::kDisabled, PolicySource::kCmdline};
+    ctx_.policy.modprobe = {std::string("/usr/lib/peinit/helper"), PolicySource::kHive};
+    ASSERT_TRUE(RunAutoload(ctx_));
+    EXPECT_EQ(kernel_.Sysctl("kernel/modprobe"), "");
+    auto writes = kernel_.Calls(KernelOp::kWriteSysctl);
+    ASSERT_EQ(writes.size(), 1u);
+    EXPECT_EQ(writes[0].args, "");  // "\n", stripped as the kernel's proc_dostring does
+    EXPECT_THAT(log_.str(), HasSubstr("autoload policy=disabled(cmdline) helper=\"\"(cmdline)"));
+    EXPECT_THAT(Record(), HasSubstr("\"helper\":\"\""));
+    EXPECT_FALSE(fs::exists(root_ / "sbin/peinit-modprobe"));
+}
+
+TEST_F(AutoloadStageTest, WriteOrReadFailureIsAnError) {
+    kernel_.SetOpError(KernelOp::kWriteSysctl, "kernel/modprobe", EPERM);
+    auto r = RunAutoload(ctx_);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), EPERM);
+    EXPECT_THAT(r.error().message(), HasSubstr("write kernel.modprobe"));
+    EXPECT_THAT(Record(), HasSubstr("\"error\":\"writekernel.modprobe"));
+
+    FakeKernel k2;
+    BootContext c2(k2);
+    c2.paths.root = root_;
+    k2.SetOpError(KernelOp::kReadSysctl, "kernel/modprobe", EIO);
+    auto r2 = RunAutoload(c2);
+    ASSERT_FALSE(r2);
+    EXPECT_THAT(r2.error().message(), HasSubstr("read back kernel.modprobe"));
+}
+
+TEST(AutoloadHelperPath, FollowsThePolicy) {
+    EffectivePolicy p;
+    EXPECT_EQ(HelperPathFor(p), "/sbin/peinit-modprobe");
+    p.modprobe.value = "/x";
+    EXPECT_EQ(HelperPathFor(p), "/x");
+    p.autoload.value = AutoLoadPolicy::kDisabled;
+    EXPECT_EQ(HelperPathFor(p), "");
+}
+
+// --- the helper end to end -------------------------------------------------------------------
+
+class HelperTest : public ::testing::Test {
+  protected:
+    void SetUp() override { ASSERT_NO_FATAL_FAILURE(root_.Make()); }
+    // The hive is only trusted when root-owned.
+    void RequireRoot() {
+        if (geteuid() != 0) GTEST_SKIP() << "a trusted hive must be root-owned";
+    }
+    int Run(std::vector<std::string> args) {
+        log_.clear();
+        return RunDemandLoadHelper(args, root_.Paths(), testing::kFixtureKver, kernel_, log_);
+    }
+    int Demand(const std::string& alias) { return Run({"-q", "--", alias}); }
+    std::string Log() const {
+        std::string out;
+        for (const auto& l : log_) out += std::to_string(l.priority) + " " + l.text + "\n";
+        return out;
+    }
+    std::vector<std::string> Loads() const {
+        std::vector<std::string> names;
+        for (const auto& c : kernel_.Calls(KernelOp::kInitModule)) names.push_back(c.name);
+        return names;
+    }
+
+    testing::DemandRoot root_;
+    FakeKernel kernel_;
+    std::vector<HelperLogLine> log_;
+};
+
+TEST_F(HelperTest, EnabledByDefaultLoadsLikeModprobeDependenciesFirst) {
+    EXPECT_EQ(Demand("net-pf-17"), 0) << Log();
+    EXPECT_THAT(Loads(), ElementsAre("af_packet"));
+    EXPECT_THAT(Log(), HasSubstr("6 loaded af_packet for net-pf-17 from all.pkg"));
+    EXPECT_EQ(Demand("algif-hash"), 0) << Log();
+    EXPECT_THAT(Loads(), ElementsAre("af_packet", "af_alg", "algif_hash"));
+    // A second request for a loaded module: EEXIST counts as loaded.
+    EXPECT_EQ(Demand("net-pf-17"), 0) << Log();
+}
+
+TEST_F(HelperTest, AliasWithSeveralModulesLoadsEach) {
+    EXPECT_EQ(Demand("dual-alias"), 0) << Log();
+    EXPECT_THAT(Loads(), ElementsAre("dual_a", "dual_b"));
+}
+
+TEST_F(HelperTest, UnknownAliasIsQuietFailure) {
+    EXPECT_EQ(Demand("net-pf-99999"), 1);
+    EXPECT_THAT(log_, IsEmpty());
+    EXPECT_THAT(Loads(), IsEmpty());
+}
+
+TEST_F(HelperTest, BuiltinIsAlreadyLive) {
+    EXPECT_EQ(Demand("net-pf-99"), 0) << Log();
+    EXPECT_THAT(Loads(), IsEmpty());
+}
+
+TEST_F(HelperTest, GarbageArgumentsExitTwo) {
+    EXPECT_EQ(Run({}), 2);
+    EXPECT_THAT(Log(), HasSubstr("usage: no module name or alias given"));
+    EXPECT_EQ(Run({"-q", "--", "a", "b"}), 2);
+    EXPECT_EQ(Run({"--remove", "af_packet"}), 2);
+    EXPECT_THAT(Loads(), IsEmpty());
+}
+
+TEST_F(HelperTest, ModprobeDDenialsApply) {
+    EXPECT_EQ(Demand("pci:v0000DEADd00001234sv00000000sd00000000bc02sc00i00"), 1);
+    EXPECT_THAT(Log(), HasSubstr("4 refused demand load of "
+                                 "pci:v0000DEADd00001234sv00000000sd00000000bc02sc00i00 (module "
+                                 "bad_drv): blacklisted (/etc/modprobe.d/autoload.conf:2 "
+                                 "blacklist bad_drv)"));
+    // A dependency denied by `install bl_dep /bin/false`: the module cannot load.
+    EXPECT_EQ(Demand("pci:v0000BEEFd00000001sv00000000sd00000000bc02sc00i00"), 1);
+    EXPECT_THAT(Log(), HasSubstr("module bl_dep_user skipped"));
+    EXPECT_THAT(Loads(), IsEmpty());
+}
+
+TEST_F(HelperTest, OnlyFromVerifiedPackages) {
+    testing::DemandRoot partial;
+    ASSERT_NO_FATAL_FAILURE(partial.Make({"af_alg"}));
+    std::vector<HelperLogLine> log;
+    EXPECT_EQ(RunDemandLoadHelper({"-q", "--", "net-pf-17"}, partial.Paths(), testing::kFixtureKver,
+                                  kernel_, log),
+              1);
+    ASSERT_EQ(log.size(), 1u);
+    EXPECT_EQ(log[0].text,
+              "demand load of net-pf-17: module af_packet failed: not in a verified "
+              "package");
+    EXPECT_THAT(Loads(), IsEmpty());
+}
+
+TEST_F(HelperTest, KernelErrorIsReported) {
+    kernel_.SetModuleError("af_packet", EKEYREJECTED);
+    EXPECT_EQ(Demand("net-pf-17"), 1);
+    EXPECT_THAT(Log(), HasSubstr("module af_packet failed"));
+    EXPECT_THAT(Log(), HasSubstr("EKEYREJECTED"));
+}
+
+TEST_F(HelperTest, AllowListLoadsOnlyListedModules) {
+    RequireRoot();
+    root_.SetHive(
+        "AutoLoadPolicy = \"allow-list\"\nAutoLoadAllowed = [\"af_packet\", "
+        "\"algif_hash\"]\n");
+    EXPECT_EQ(Demand("net-pf-17"), 0) << Log();
+    EXPECT_EQ(Demand("net-pf-38"), 1);
+    EXPECT_THAT(Log(), HasSubstr("4 refused demand load of net-pf-38 (module af_alg): not in "
+                                 "AutoLoadAllowed"));
+    // The allow-list names resolved modules; their dependencies come with them.
+    EXPECT_EQ(Demand("algif-hash"), 0) << Log();
+    EXPECT_THAT(Loads(), ElementsAre("af_packet", "af_alg", "algif_hash"));
+}
+
+TEST_F(HelperTest, DisabledRefusesEverything) {
+    RequireRoot();
+    root_.SetHive("AutoLoadPolicy = \"disabled\"\n");
+    EXPECT_EQ(Demand("net-pf-17"), 1);
+    EXPECT_THAT(Log(), HasSubstr("refused demand load of net-pf-17 (module af_packet): "
+                                 "AutoLoadPolicy is disabled"));
+    EXPECT_THAT(Loads(), IsEmpty());
+}
+
+TEST_F(HelperTest, BlacklistAppliesWhenEnabled) {
+    RequireRoot();
+    root_.SetHive("AutoLoadPolicy = \"enabled\"\nBlacklist = [\"af_packet\"]\n");
+    EXPECT_EQ(Demand("net-pf-17"), 1);
+    EXPECT_THAT(Log(), HasSubstr("refused demand load of net-pf-17 (module af_packet): "
+                                 "blacklisted (hive Machine\\System\\Modules\\Blacklist)"));
+    root_.SetCmdline("modprobe.blacklist=af_alg");
+    EXPECT_EQ(Demand("net-pf-38"), 1);
+    EXPECT_THAT(Log(), HasSubstr("(module af_alg): blacklisted (kernel command line "
+                                 "modprobe.blacklist=af_alg)"));
+    EXPECT_THAT(Loads(), IsEmpty());
+}
+
+TEST_F(HelperTest, CommandLineCannotLoosenTheHive) {
+    RequireRoot();
+    root_.SetHive("AutoLoadPolicy = \"allow-list\"\nAutoLoadAllowed = [\"af_packet\"]\n");
+    root_.SetCmdline("peinit.autoload=enabled");
+    EXPECT_EQ(Demand("net-pf-38"), 1);
+    EXPECT_THAT(Log(), HasSubstr("not in AutoLoadAllowed"));
+    root_.SetCmdline("peinit.autoload=disabled");  // but may tighten it
+    EXPECT_EQ(Demand("net-pf-17"), 1);
+    EXPECT_THAT(Log(), HasSubstr("AutoLoadPolicy is disabled"));
+    EXPECT_THAT(Loads(), IsEmpty());
+}
+
+TEST_F(HelperTest, MalformedHiveFailsClosed) {
+    root_.SetHive("LockAfterBoot = \"maybe\"\n");
+    EXPECT_EQ(Demand("net-pf-17"), 1);
+    EXPECT_THAT(Log(), HasSubstr("AutoLoadPolicy is disabled"));
+    EXPECT_THAT(Loads(), IsEmpty());
+}
+
+TEST_F(HelperTest, MissingTreeIsAnError) {
+    EXPECT_EQ(
+        RunDemandLoadHelper({"-q", "--", "net-pf-17"}, root_.Paths(), "9.9.9-none", kernel_, log_),
+        1);
+    EXPECT_THAT(Log(), HasSubstr("3 demand load of net-pf-17 failed: module tree"));
+}
+
+}  // namespace
+}  // namespace peinit

@@ -1,0 +1,173 @@
+// The coldplug stage on fixture modaliases: resolution against the synthetic tree
+// tests/fixtures/roots/autoload, the shared demand-load policy, loads from signed packages through
+// FakeKernel, outcomes and the boot record. (The libudev enumeration itself needs a real sysfs:
+// the QEMU boot tests cover it.)
+
+#include "stages/coldplug/coldplug.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <sstream>
+
+#include "peinit/sys/fake_kernel.h"
+#include "tests/unit/demand_root.h"
+
+namespace peinit {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+using Status = ModuleOutcome::Status;
+
+const DeviceModalias kVirtioNet{"/sys/devices/pci0000:00/0000:00:02.0/virtio0",
+                                "virtio:d00000001v00001AF4"};
+const DeviceModalias kVirtioNet2{"/sys/devices/pci0000:00/0000:00:03.0/virtio1",
+                                 "virtio:d00000001v00001AF4"};
+const DeviceModalias kE1000e{"/sys/devices/pci0000:00/0000:00:04.0",
+                             "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00"};
+const DeviceModalias kBad{"/sys/devices/pci0000:00/0000:00:05.0",
+                          "pci:v0000DEADd00000001sv00000000sd00000000bc02sc00i00"};
+const DeviceModalias kBlDep{"/sys/devices/pci0000:00/0000:00:06.0",
+                            "pci:v0000BEEFd00000001sv00000000sd00000000bc02sc00i00"};
+const DeviceModalias kUnknown{"/sys/devices/platform/serial8250", "platform:serial8250"};
+
+class ColdplugTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        ASSERT_NO_FATAL_FAILURE(root_.Make());
+        ctx_.paths = root_.Paths();
+        ctx_.kernel_release = testing::kFixtureKver;
+        auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log_);
+        auto logger = std::make_shared<spdlog::logger>("coldplug-test", sink);
+        logger->set_pattern("%v");
+        saved_ = spdlog::default_logger();
+        spdlog::set_default_logger(logger);
+    }
+    void TearDown() override { spdlog::set_default_logger(saved_); }
+
+    void Run(const std::vector<DeviceModalias>& devices) {
+        auto r = Coldplug(ctx_, devices);
+        ASSERT_TRUE(r) << r.error().message();
+    }
+    std::vector<std::string> Loads() const {
+        std::vector<std::string> names;
+        for (const auto& c : kernel_.Calls(KernelOp::kInitModule)) names.push_back(c.name);
+        return names;
+    }
+    const ModuleOutcome* Outcome(const std::string& name) const {
+        for (const auto& o : ctx_.module_outcomes) {
+            if (o.module == name) return &o;
+        }
+        return nullptr;
+    }
+    std::string Record() const {
+        std::string r = testing::ReadFileOrEmpty(root_.root() / "run/peinit/coldplug.json");
+        r.erase(std::remove_if(r.begin(), r.end(), [](char c) { return std::isspace(c); }),
+                r.end());
+        return r;
+    }
+
+    testing::DemandRoot root_;
+    FakeKernel kernel_;
+    BootContext ctx_{kernel_};
+    std::ostringstream log_;
+    std::shared_ptr<spdlog::logger> saved_;
+};
+
+TEST_F(ColdplugTest, LoadsDriversWithDependenciesFirst) {
+    Run({kUnknown, kVirtioNet, kE1000e});
+    EXPECT_THAT(Loads(), ElementsAre("failover", "net_failover", "virtio_net", "e1000e"));
+    const ModuleOutcome* o = Outcome("virtio_net");
+    ASSERT_NE(o, nullptr);
+    EXPECT_EQ(o->status, Status::kLoaded);
+    EXPECT_EQ(o->package, "all.pkg");
+    EXPECT_THAT(o->requested_by, ElementsAre("coldplug " + kVirtioNet.syspath));
+    ASSERT_NE(Outcome("failover"), nullptr);
+    EXPECT_THAT(Outcome("failover")->requested_by.front(),
+                HasSubstr("coldplug " + kVirtioNet.syspath));
+    EXPECT_THAT(log_.str(), HasSubstr("coldplug: loaded virtio_net for " + kVirtioNet.syspath));
+    EXPECT_THAT(log_.str(),
+                HasSubstr("coldplug done devices=3 matched=2 loaded=4 refused=0 failed=0"));
+    EXPECT_THAT(Record(), HasSubstr("\"modalias\":\"virtio:d00000001v00001AF4\""));
+    EXPECT_THAT(Record(), HasSubstr("\"modules\":[\"virtio_net\"]"));
+}
+
+TEST_F(ColdplugTest, EachModuleOnceAndAlreadyLoadedSkipped) {
+    ctx_.module_outcomes.push_back({});  // the module stage's outcomes are kept
+    Run({kVirtioNet, kVirtioNet2});
+    EXPECT_THAT(Loads(), ElementsAre("failover", "net_failover", "virtio_net"));
+    EXPECT_EQ(ctx_.module_outcomes.size(), 4u);
+    // Loaded by the boot before: EEXIST counts as loaded.
+    FakeKernel k2;
+    k2.SetLoaded("e1000e");
+    BootContext c2(k2);
+    c2.paths = root_.Paths();
+    c2.kernel_release = testing::kFixtureKver;
+    ASSERT_TRUE(Coldplug(c2, {kE1000e}));
+    ASSERT_EQ(c2.module_outcomes.size(), 1u);
+    EXPECT_EQ(c2.module_outcomes[0].status, Status::kAlreadyLoaded);
+}
+
+TEST_F(ColdplugTest, AllowListAppliesToTheResolvedDriverOnly) {
+    ctx_.policy.autoload = {AutoLoadPolicy::kAllowList, PolicySource::kHive};
+    ctx_.policy.autoload_allowed = {"virtio_net"};
+    Run({kVirtioNet, kE1000e});
+    EXPECT_THAT(Loads(), ElementsAre("failover", "net_failover", "virtio_net"));
+    const ModuleOutcome* o = Outcome("e1000e");
+    ASSERT_NE(o, nullptr);
+    EXPECT_EQ(o->status, Status::kSkipped);
+    EXPECT_EQ(o->reason, "refused: not in AutoLoadAllowed");
+    EXPECT_THAT(log_.str(), HasSubstr("coldplug: refused e1000e for " + kE1000e.syspath +
+                                      " (alias " + kE1000e.modalias + "): not in AutoLoadAllowed"));
+    EXPECT_THAT(log_.str(), HasSubstr("loaded=3 refused=1 failed=0"));
+}
+
+TEST_F(ColdplugTest, DisabledLoadsNothing) {
+    ctx_.policy.autoload = {AutoLoadPolicy::kDisabled, PolicySource::kFallback};
+    Run({kVirtioNet, kE1000e});
+    EXPECT_THAT(Loads(), IsEmpty());
+    EXPECT_THAT(log_.str(), HasSubstr("AutoLoadPolicy is disabled"));
+    EXPECT_THAT(log_.str(), HasSubstr("loaded=0 refused=2 failed=0"));
+}
+
+TEST_F(ColdplugTest, BlacklistsApply) {
+    ctx_.policy.blacklist = {{"e1000e", PolicySource::kHive}};
+    Run({kE1000e, kBad, kBlDep});
+    EXPECT_THAT(Loads(), IsEmpty());
+    ASSERT_NE(Outcome("e1000e"), nullptr);
+    EXPECT_EQ(Outcome("e1000e")->status, Status::kBlacklisted);
+    ASSERT_NE(Outcome("bad_drv"), nullptr);
+    EXPECT_EQ(Outcome("bad_drv")->status, Status::kBlacklisted);
+    EXPECT_THAT(Outcome("bad_drv")->reason, HasSubstr("autoload.conf"));
+    ASSERT_NE(Outcome("bl_dep_user"), nullptr);
+    EXPECT_EQ(Outcome("bl_dep_user")->status, Status::kSkipped);
+    EXPECT_THAT(Outcome("bl_dep_user")->reason, HasSubstr("bl_dep"));
+    EXPECT_THAT(log_.str(), HasSubstr("refused=2"));
+}
+
+TEST_F(ColdplugTest, DemandLoadFailuresAreRecordedAndTheRestGoesOn) {
+    kernel_.SetModuleError("net_failover", ENOEXEC);
+    Run({kVirtioNet, kE1000e});
+    EXPECT_THAT(Loads(), ElementsAre("failover", "net_failover", "e1000e"));
+    EXPECT_EQ(Outcome("net_failover")->status, Status::kFailed);
+    EXPECT_EQ(Outcome("net_failover")->error, ENOEXEC);
+    EXPECT_EQ(Outcome("virtio_net")->status, Status::kSkipped);
+    EXPECT_EQ(Outcome("virtio_net")->reason, "dependency net_failover did not load");
+    EXPECT_EQ(Outcome("e1000e")->status, Status::kLoaded);
+    EXPECT_THAT(log_.str(), HasSubstr("failed=2"));
+}
+
+TEST_F(ColdplugTest, NoModuleTreeIsNotAnError) {
+    ctx_.kernel_release = "9.9.9-none";
+    Run({kVirtioNet});
+    EXPECT_THAT(Loads(), IsEmpty());
+    EXPECT_THAT(log_.str(), HasSubstr("no module tree"));
+}
+
+}  // namespace
+}  // namespace peinit

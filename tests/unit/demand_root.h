@@ -1,0 +1,84 @@
+#pragma once
+
+// A fixture root for demand-load and coldplug tests: the synthetic tree
+// tests/fixtures/roots/autoload copied into a fresh directory, a trusted key, and one signed
+// package holding (fake bytes of) the chosen modules.
+
+#include <sys/stat.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "peinit/core/boot_context.h"
+#include "peinit/sys/package.h"
+#include "peinit/sys/package_crypto.h"
+#include "tests/unit/fixture_roots.h"
+
+namespace peinit::testing {
+
+namespace fs = std::filesystem;
+
+// Every module of the autoload fixture tree.
+inline const std::vector<std::string> kAutoloadModules = {
+    "af_packet", "af_alg",  "algif_hash", "failover", "net_failover", "virtio_net",
+    "e1000e",    "bad_drv", "dual_a",     "dual_b",   "bl_dep",       "bl_dep_user"};
+
+// A root with the autoload fixture tree, a trusted key and one signed package of every module.
+class DemandRoot {
+  public:
+    void Make(std::vector<std::string> packaged = kAutoloadModules) {
+        fs::path fixture = FixtureRoot("autoload");
+        ASSERT_FALSE(fixture.empty());
+        char tmpl[] = "/tmp/peinit-autoload-XXXXXX";
+        ASSERT_NE(mkdtemp(tmpl), nullptr);
+        tmp_ = tmpl;
+        root_ = tmp_ / "root";
+        fs::copy(fixture, root_, fs::copy_options::recursive);
+        for (const char* d : {"run/peinit", "etc/peinit/keys", "usr/lib/peinit/packages", "proc"}) {
+            fs::create_directories(root_ / d);
+        }
+        auto key = SigningKey::Generate();
+        ASSERT_TRUE(key) << key.error().message();
+        auto pem = key->PublicPem();
+        ASSERT_TRUE(pem);
+        std::ofstream(root_ / "etc/peinit/keys/test.pub") << *pem;
+        PackageSpec spec{"all", "1", kFixtureKver, {}};
+        for (const auto& m : packaged) {
+            std::string text = "fake module " + m;
+            std::vector<std::byte> bytes(text.size());
+            std::memcpy(bytes.data(), text.data(), text.size());
+            spec.files.push_back({"modules/" + m + ".ko", std::move(bytes)});
+        }
+        auto pkg = CreatePackage(spec, &*key);
+        ASSERT_TRUE(pkg) << pkg.error().message();
+        std::ofstream out(root_ / "usr/lib/peinit/packages/all.pkg", std::ios::binary);
+        out.write(reinterpret_cast<const char*>(pkg->data()),
+                  static_cast<std::streamsize>(pkg->size()));
+        SetCmdline("console=ttyS0");
+    }
+    ~DemandRoot() {
+        std::error_code ec;
+        if (!tmp_.empty()) fs::remove_all(tmp_, ec);
+    }
+    void SetCmdline(const std::string& text) { std::ofstream(root_ / "proc/cmdline") << text; }
+    void SetHive(const std::string& modules_key_body) {
+        fs::path p = root_ / "etc/peinit/hive.toml";
+        std::ofstream(p) << "['Machine\\System\\Modules']\n" << modules_key_body;
+        ::chmod(p.c_str(), 0644);
+    }
+    const fs::path& root() const { return root_; }
+    BootPaths Paths() const {
+        BootPaths p;
+        p.root = root_;
+        return p;
+    }
+
+  private:
+    fs::path tmp_;
+    fs::path root_;
+};
+
+}  // namespace peinit::testing
