@@ -13,6 +13,7 @@
 #include "initramfs/elf_closure.h"
 #include "initramfs/image_units.h"
 #include "initramfs/process.h"
+#include "peinit/core/module_policy.h"
 
 namespace peinit::image {
 
@@ -88,7 +89,8 @@ bool Exists(const std::string& p) {
 // output before devtmpfs is mounted.
 Result<void> AddSkeleton(ImageTree& tree) {
     for (const char* d :
-         {"proc", "sys", "dev", "run", "etc", "etc/peinit", "etc/peinit/units", "etc/peinit/keys"})
+         {"proc", "sys", "dev", "run", "etc", "etc/peinit", "etc/peinit/units", "etc/peinit/keys",
+          "usr/lib/peinit/packages"})
         PEINIT_TRY(tree.AddDirectory(d, 0755));
     PEINIT_TRY(tree.AddDirectory("tmp", 01777));
     PEINIT_TRY(tree.AddDirectory("root", 0700));
@@ -116,12 +118,21 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     std::vector<std::string> errors;
     auto collect = [&](const Error& e) { errors.push_back(e.message()); };
 
-    // 1. The kernel tree.
+    // 1. The kernel tree (with the definition's out-of-tree modules staged into it).
     auto kernel = OpenKernelTree(opts.kernel_dir);
     if (!kernel)
         return Err(def.file + ": kernel \"" + KernelKindName(def.kernel) +
                    "\": " + kernel.error().message());
     c.kernel = *kernel;
+    std::unique_ptr<StagedKernelTree> staged;
+    KernelTree modules_tree = c.kernel;  // what modules resolve against
+    if (!def.extra_modules.empty()) {
+        std::vector<ExtraModule> extra;
+        for (const auto& m : def.extra_modules)
+            extra.push_back({m.value, def.file + ":" + std::to_string(m.line)});
+        staged = PEINIT_TRY(StageExtraModules(c.kernel, extra));
+        modules_tree = staged->tree;
+    }
 
     phase("kernel tree");
     // 2. Units, hive and command line, validated with the parsers peinit uses at boot.
@@ -155,7 +166,7 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     for (const auto& m : def.modules)
         wants.push_back({m.value, def.file + ":" + std::to_string(m.line), "", false});
     ModuleClosure closure;
-    if (auto r = ResolveModuleClosure(c.kernel, wants, deny))
+    if (auto r = ResolveModuleClosure(modules_tree, wants, deny))
         closure = std::move(*r);
     else
         collect(r.error());
@@ -214,9 +225,83 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
         c.units.push_back(dst);
     }
     if (def.hive) PEINIT_TRY(c.tree.AddHostFile(kImageHivePath, def.hive->value, 0644));
-    PEINIT_TRY(AddModulesToTree(c.tree, c.kernel, closure));
+    PEINIT_TRY(AddModuleIndexesToTree(c.tree, modules_tree, closure));
     for (const auto& m : closure.files) c.modules.push_back(m.name);
-    phase("units, hive, modules + depmod");
+    phase("units, hive, module indexes (depmod)");
+
+    // 7. Keys and packages: the image key signs the image's package; pre-built packages are
+    //    checked against the image's trust store (image key + `keys`) and shipped as they are.
+    std::string key_dir = opts.key_dir.empty() ? DefaultImageKeyDir() : opts.key_dir;
+    ImageSigningKey signing = PEINIT_TRY(LoadImageSigningKey(def, key_dir));
+    c.signing_key = signing.origin;
+    c.signer = signing.key.public_key().fingerprint;
+    TrustStore trusted;
+    trusted.Add(signing.key.public_key());
+    const std::string keys_dir = std::string(kImageKeysDir).substr(1);
+    {
+        std::string dst = keys_dir + "/" + kImageKeyFile;
+        PEINIT_TRY(c.tree.AddFile(dst, PEINIT_TRY(signing.key.PublicPem()), 0644,
+                                  "the image signing key (" + signing.origin + ")"));
+        c.keys.push_back("/" + dst);
+    }
+    for (const auto& k : def.keys) {
+        std::string where = def.file + ":" + std::to_string(k.line) + ": key " + k.value + ": ";
+        std::ifstream in(k.value);
+        std::stringstream ss;
+        ss << in.rdbuf();
+        auto pub = ParsePublicKeyPem(ss.str());
+        if (!pub) {
+            errors.push_back(where + pub.error().message());
+            continue;
+        }
+        trusted.Add(*pub);
+        std::string dst = keys_dir + "/" + k.value.substr(k.value.rfind('/') + 1);
+        if (auto added = c.tree.AddHostFile(dst, k.value, 0644); !added)
+            errors.push_back(where + added.error().message());
+        else
+            c.keys.push_back("/" + dst);
+    }
+    if (!errors.empty()) return Err(Join(errors));
+    const std::string pkg_dir = std::string(kImagePackagesDir).substr(1);
+    std::set<std::string> provided;  // modules a pre-built package provides (or claims to)
+    for (const auto& p : def.packages) {
+        auto checked = CheckExtraPackage(p, def.file, trusted, c.kernel.kver);
+        if (!checked) {
+            errors.push_back(checked.error().message());
+            continue;
+        }
+        std::string dst = pkg_dir + "/" + checked->file.file_name;
+        std::string data(reinterpret_cast<const char*>(checked->file.bytes.data()),
+                         checked->file.bytes.size());
+        if (auto added = c.tree.AddFile(dst, std::move(data), 0644, p.path); !added) {
+            errors.push_back(def.file + ":" + std::to_string(p.line) + ": " +
+                             added.error().message());
+            continue;
+        }
+        c.packages.push_back("/" + dst);
+        provided.insert(checked->file.modules.begin(), checked->file.modules.end());
+        if (!checked->verified)
+            c.warnings.push_back("package " + checked->file.file_name +
+                                 " ships deliberately unverifiable (expect = \"rejected\"): " +
+                                 checked->reason);
+    }
+    if (!errors.empty()) return Err(Join(errors));
+    // Every module of the closure that no pre-built package provides goes into the image's own
+    // package(s): nothing is shipped as a loose .ko.
+    std::vector<PackModule> to_pack;
+    for (const auto& m : closure.files) {
+        if (provided.count(NormalizeModuleName(m.name)) != 0) continue;
+        to_pack.push_back({m.rel_path, modules_tree.modules_dir + "/" + m.rel_path});
+    }
+    auto packed = PackImageModules(def.name, c.kernel.kver, to_pack, signing.key, opts.mtime);
+    if (!packed) return packed.error();
+    for (auto& f : *packed) {
+        std::string dst = pkg_dir + "/" + f.file_name;
+        std::string data(reinterpret_cast<const char*>(f.bytes.data()), f.bytes.size());
+        PEINIT_TRY(c.tree.AddFile(dst, std::move(data), 0644, "the image's module package"));
+        c.packages.push_back("/" + dst);
+    }
+    phase("packages (pack + sign)");
     c.builtin_modules = closure.builtins;
     c.services = units.services.size();
     // Every service must be able to start: its program is in the image.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "initramfs/image_definition.h"
+#include "initramfs/image_packages.h"
 #include "initramfs/image_tree.h"
 #include "initramfs/kernel_modules.h"
 #include "peinit/core/result.h"
@@ -31,6 +32,9 @@ struct BuildOptions {
     std::vector<ShippedBinary> binaries;
     std::string sysroot = "/";  // where shared libraries are looked up
     int64_t mtime = 0;          // SOURCE_DATE_EPOCH
+    // Where the build-local image signing key lives when the definition names no signing_key
+    // (image_packages.h); empty: DefaultImageKeyDir().
+    std::string key_dir;
 };
 
 // What went into an image, for the build summary and tests.
@@ -39,7 +43,11 @@ struct ImageContents {
     KernelTree kernel;
     std::vector<std::string> binaries;   // image paths
     std::vector<std::string> libraries;  // image paths
-    std::vector<std::string> modules;    // module names
+    std::vector<std::string> modules;    // module names (the closure; none ships loose)
+    std::vector<std::string> packages;   // image paths of every shipped package
+    std::vector<std::string> keys;       // image paths of the trusted keys
+    std::string signing_key;             // where the image's signing key came from
+    std::string signer;                  // its fingerprint
     std::vector<std::string> builtin_modules;
     std::vector<std::string> units;  // image paths
     size_t services = 0;

@@ -173,6 +173,81 @@ class Parser {
         }
     }
 
+    // `packages = ["a.pkg"]` or `[[packages]]` tables with `path` and `expect`.
+    void ParsePackages(const toml::node& n, ImageDefinition& def) {
+        const toml::array* arr = n.as_array();
+        if (arr == nullptr) {
+            Fail(LineOf(n), "\"packages\" must be an array of paths or tables ([[packages]])");
+            return;
+        }
+        for (const toml::node& e : *arr) {
+            ExtraPackage p;
+            p.line = LineOf(e);
+            std::string rel;
+            if (e.is_string()) {
+                rel = e.as_string()->get();
+            } else if (const toml::table* t = e.as_table()) {
+                bool ok = true;
+                for (auto&& [k, v] : *t) {
+                    std::string key(k.str());
+                    if (key == "path") {
+                        if (auto s = String(v, "packages.path"))
+                            rel = *s;
+                        else
+                            ok = false;
+                    } else if (key == "expect") {
+                        auto s = String(v, "packages.expect");
+                        if (s && *s == "valid") {
+                            p.expect = PackageExpect::kValid;
+                        } else if (s && *s == "rejected") {
+                            p.expect = PackageExpect::kRejected;
+                        } else {
+                            if (s)
+                                Fail(LineOf(v), "\"packages.expect\" must be \"valid\" or "
+                                                "\"rejected\", not \"" + *s + "\"");
+                            ok = false;
+                        }
+                    } else {
+                        Fail(static_cast<int>(k.source().begin.line),
+                             "unknown key \"" + key + "\" in [[packages]] (expected path, expect)");
+                        ok = false;
+                    }
+                }
+                if (!ok) continue;
+            } else {
+                Fail(p.line, "\"packages\" entries must be paths or tables with path and expect");
+                continue;
+            }
+            if (rel.empty()) {
+                Fail(p.line, "[[packages]] entry without \"path\"");
+                continue;
+            }
+            if (!rel.ends_with(".pkg")) {
+                Fail(p.line, "\"packages\": " + rel + " must end in .pkg");
+                continue;
+            }
+            auto abs = ExistingPath(rel, p.line, "packages", false);
+            if (!abs) continue;
+            p.path = *abs;
+            def.packages.push_back(std::move(p));
+        }
+    }
+
+    // A list of existing regular files with a given suffix.
+    std::vector<Located<std::string>> FileList(const toml::node& n, const std::string& key,
+                                               const std::string& suffix) {
+        std::vector<Located<std::string>> out;
+        for (auto& f : StringList(n, key)) {
+            if (!f.value.ends_with(suffix)) {
+                Fail(f.line, "\"" + key + "\": " + f.value + " must end in " + suffix);
+                continue;
+            }
+            if (auto abs = ExistingPath(f.value, f.line, key, false))
+                out.push_back({*abs, f.line});
+        }
+        return out;
+    }
+
     void ParseBoot(const toml::node& n, ImageDefinition& def) {
         const toml::table* t = n.as_table();
         if (t == nullptr) {
@@ -257,10 +332,16 @@ class Parser {
                 ParseFiles(v, def);
             } else if (key == "boot") {
                 ParseBoot(v, def);
-            } else if (key == "packages" || key == "keys") {
-                Fail(line, "\"" + key +
-                               "\" is reserved for signed module packages, which this peinit-image "
-                               "does not implement yet");
+            } else if (key == "packages") {
+                ParsePackages(v, def);
+            } else if (key == "keys") {
+                def.keys = FileList(v, key, ".pub");
+            } else if (key == "extra_modules") {
+                def.extra_modules = FileList(v, key, ".ko");
+            } else if (key == "signing_key") {
+                if (auto s = String(v, key))
+                    if (auto abs = ExistingPath(*s, LineOf(v), key, false))
+                        def.signing_key = Located<std::string>{*abs, LineOf(v)};
             } else {
                 Fail(line, "unknown key \"" + key + "\"");
             }

@@ -33,6 +33,17 @@ struct ExtraFile {
     int line = 0;
 };
 
+// A pre-built signed package shipped as it is (`packages` / `[[packages]]`).
+enum class PackageExpect { kValid, kRejected };
+struct ExtraPackage {
+    std::string path;  // absolute host path
+    // kValid: must verify at build time against the image's trusted keys and kernel release.
+    // kRejected: must fail that verification (a deliberately broken package, for tests of the
+    // boot-time rejection path); shipped all the same.
+    PackageExpect expect = PackageExpect::kValid;
+    int line = 0;
+};
+
 struct BootSettings {
     int memory_mb = 512;
     int smp = 1;
@@ -52,6 +63,14 @@ struct ImageDefinition {
     Compression compression = Compression::kZstd;
     std::vector<Located<std::string>> modules;
     std::vector<ExtraFile> files;
+    // Out-of-tree modules (.ko files, absolute host paths) added to the image's module tree
+    // (lib/modules/KVER/extra/) before the module set is resolved and depmod runs.
+    std::vector<Located<std::string>> extra_modules;
+    // The Ed25519 private key (peinit-pkg keygen) that signs the image's module package; none:
+    // the build-local key in ${PEINIT_CACHE:-~/.cache/peinit}/image-keys/.
+    std::optional<Located<std::string>> signing_key;
+    std::vector<ExtraPackage> packages;             // shipped to /usr/lib/peinit/packages/
+    std::vector<Located<std::string>> keys;         // extra trusted keys, /etc/peinit/keys/
     // Strip debug information from the programs the image ships (peinit, peinitctl and ELF
     // [[files]]); libraries come from the host's packages, already stripped.
     bool strip = true;

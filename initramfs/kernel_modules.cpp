@@ -204,8 +204,8 @@ Result<void> WriteText(const std::string& path, const std::string& text) {
 
 }  // namespace
 
-Result<void> AddModulesToTree(ImageTree& tree, const KernelTree& kernel,
-                              const ModuleClosure& closure) {
+Result<void> AddModuleIndexesToTree(ImageTree& tree, const KernelTree& kernel,
+                                    const ModuleClosure& closure) {
     const std::string image_dir = "lib/modules/" + kernel.kver;
     PEINIT_TRY(tree.AddDirectory(image_dir));
 
@@ -222,7 +222,11 @@ Result<void> AddModulesToTree(ImageTree& tree, const KernelTree& kernel,
         std::string dst = stage_mod + "/" + m.rel_path;
         PEINIT_TRY(MakeDirs(dst.substr(0, dst.rfind('/'))));
         if (::symlink(src.c_str(), dst.c_str()) != 0) return ErrnoErr("symlink " + dst);
-        PEINIT_TRY(tree.AddHostFile(image_dir + "/" + m.rel_path, src, 0644));
+        // An empty placeholder: libkmod's dependency parser (kmod_module_parse_depline ->
+        // kmod_module_new_from_path) stat()s every dependency's path and silently drops one that
+        // does not exist, so the path must exist; the bytes are in the signed package.
+        PEINIT_TRY(tree.AddFile(image_dir + "/" + m.rel_path, "", 0644,
+                                "placeholder for " + m.name + " (bytes in the signed package)"));
         shipped.insert(m.rel_path);
     }
 
@@ -262,6 +266,112 @@ Result<void> AddModulesToTree(ImageTree& tree, const KernelTree& kernel,
         PEINIT_TRY(tree.AddHostFile(image_dir + "/" + n, p, 0644));
     }
     return Ok();
+}
+
+namespace {
+
+void RemoveTree(const std::string& p) {
+    struct stat st;
+    if (::lstat(p.c_str(), &st) != 0) return;
+    if (S_ISDIR(st.st_mode)) {
+        for (const auto& n : ListDir(p)) RemoveTree(p + "/" + n);
+        ::rmdir(p.c_str());
+    } else {
+        ::unlink(p.c_str());
+    }
+}
+
+// Module names of every .ko modules.dep lists ("kernel/fs/ext4/ext4.ko: ..." -> ext4).
+Result<std::set<std::string>> TreeModuleNames(const KernelTree& kernel) {
+    std::set<std::string> out;
+    std::stringstream ss(PEINIT_TRY(ReadText(kernel.modules_dir + "/modules.dep")));
+    std::string line;
+    while (std::getline(ss, line)) {
+        auto colon = line.find(':');
+        if (colon == std::string::npos) continue;
+        std::string path = line.substr(0, colon);
+        auto slash = path.rfind('/');
+        std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+        auto dot = base.find(".ko");
+        if (dot == std::string::npos) continue;
+        out.insert(NormalizeModuleName(base.substr(0, dot)));
+    }
+    return out;
+}
+
+bool IsElfRelocatable(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    char h[18] = {};
+    in.read(h, sizeof h);
+    // ELF magic, ET_REL (1) little-endian at e_type.
+    return in.gcount() == sizeof h && h[0] == 0x7f && h[1] == 'E' && h[2] == 'L' && h[3] == 'F' &&
+           h[16] == 1 && h[17] == 0;
+}
+
+}  // namespace
+
+StagedKernelTree::~StagedKernelTree() {
+    if (!staging.empty()) RemoveTree(staging);
+}
+
+Result<std::unique_ptr<StagedKernelTree>> StageExtraModules(const KernelTree& kernel,
+                                                            const std::vector<ExtraModule>& extra) {
+    auto staged = std::make_unique<StagedKernelTree>();
+    const char* tmp = std::getenv("TMPDIR");
+    std::string tmpl = std::string(tmp != nullptr && *tmp ? tmp : "/tmp") + "/peinit-extra.XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) return ErrnoErr("mkdtemp " + tmpl);
+    staged->staging = tmpl;
+    const std::string mod_dir = tmpl + "/lib/modules/" + kernel.kver;
+    PEINIT_TRY(MakeDirs(mod_dir + "/extra"));
+    const std::string conf_dir = tmpl + "/depmod.d";
+    PEINIT_TRY(MakeDirs(conf_dir));
+
+    // The kernel's module directories as symlinks (depmod follows them), its built-in lists
+    // and order as copies; the indexes are regenerated below.
+    for (const auto& n : ListDir(kernel.modules_dir)) {
+        std::string src = kernel.modules_dir + "/" + n;
+        if (n == "build" || n == "source" || n == "extra") continue;
+        if (IsDir(src)) {
+            if (::symlink(src.c_str(), (mod_dir + "/" + n).c_str()) != 0)
+                return ErrnoErr("symlink " + mod_dir + "/" + n);
+        } else if (n == "modules.order" || n == "modules.builtin" ||
+                   n == "modules.builtin.modinfo") {
+            PEINIT_TRY(WriteText(mod_dir + "/" + n, PEINIT_TRY(ReadText(src))));
+        }
+    }
+    if (IsDir(kernel.modules_dir + "/extra"))
+        return Err(kernel.modules_dir + "/extra exists; extra_modules needs that directory");
+
+    std::set<std::string> known = PEINIT_TRY(TreeModuleNames(kernel));
+    std::set<std::string> seen;
+    std::vector<std::string> errors;
+    for (const auto& m : extra) {
+        std::string base = m.path.substr(m.path.rfind('/') + 1);
+        std::string name = NormalizeModuleName(base.substr(0, base.size() - 3));
+        if (!IsFile(m.path) || !IsElfRelocatable(m.path)) {
+            errors.push_back(m.origin + ": extra module " + m.path +
+                             " is not a kernel module (an ELF relocatable .ko)");
+        } else if (known.count(name) != 0) {
+            errors.push_back(m.origin + ": extra module " + name + " (" + m.path +
+                             ") is already in kernel " + kernel.kver +
+                             "'s tree; an extra module cannot replace an in-tree one");
+        } else if (!seen.insert(name).second) {
+            errors.push_back(m.origin + ": extra module " + name + " is listed twice");
+        } else if (::symlink(m.path.c_str(), (mod_dir + "/extra/" + base).c_str()) != 0) {
+            return ErrnoErr("symlink " + mod_dir + "/extra/" + base);
+        }
+    }
+    if (!errors.empty()) return Err(Join(errors));
+
+    auto res = PEINIT_TRY(RunCapture({"depmod", "-b", tmpl, "-C", conf_dir, kernel.kver},
+                                     /*merge_stderr=*/true));
+    if (res.status != 0)
+        return Err("depmod over the kernel tree with extra_modules failed (status " +
+                   std::to_string(res.status) + "): " + Trim(res.output));
+    staged->tree = kernel;
+    staged->tree.module_root = tmpl;
+    staged->tree.modules_dir = mod_dir;
+    return staged;
 }
 
 }  // namespace peinit::image

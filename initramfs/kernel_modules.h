@@ -7,6 +7,7 @@
 //   kernel/build:          DIR/bzImage, DIR/kver, DIR/modroot/lib/modules/KVER/
 //   kernel/debian-kernel:  DIR/boot/vmlinuz-KVER, DIR/kver, DIR/lib/modules/KVER/
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -64,15 +65,43 @@ Result<ModuleClosure> ResolveModuleClosure(const KernelTree& kernel,
                                            const std::vector<ModuleWant>& wants,
                                            const std::vector<ModuleDeny>& deny = {});
 
-// Adds the closure's module files to the image under /lib/modules/KVER, with modules.order,
-// modules.builtin(.modinfo) and depmod indexes generated for exactly this subset.
+// Adds the closure's depmod indexes to the image under /lib/modules/KVER: modules.order,
+// modules.builtin(.modinfo) and the depmod indexes generated for exactly this subset. The .ko
+// bytes are NOT added: they ship inside the image's signed package (image_packages.h). Each .ko
+// path holds an empty placeholder, because libkmod drops a dependency whose file does not exist
+// (kmod_module_parse_depline stat()s it); the module tree in the image serves resolution only.
 //
 // The indexes come from `depmod -b STAGING KVER` run on a staging tree of symlinks: libkmod
 // can read the binary index format but has no API to write it, and depmod from the same kmod
 // package is the reference producer of what libkmod in the image will read. depmod runs with
 // an empty configuration (-C on an empty directory) so host /etc/depmod.d cannot change the
 // result, and modules.order fixes the order of modules.dep independently of readdir order.
-Result<void> AddModulesToTree(ImageTree& tree, const KernelTree& kernel,
-                              const ModuleClosure& closure);
+Result<void> AddModuleIndexesToTree(ImageTree& tree, const KernelTree& kernel,
+                                    const ModuleClosure& closure);
+
+// An out-of-tree module for the image (`extra_modules`).
+struct ExtraModule {
+    std::string path;    // host .ko file
+    std::string origin;  // "images/x/image.toml:7"
+};
+
+// The kernel's module tree plus out-of-tree modules: a staging directory holding symlinks to
+// the kernel's module directories, the extra modules as extra/NAME.ko, and depmod indexes over
+// all of it. `tree` describes it like any kernel directory (same kver and image); the staging
+// directory is removed when this object is destroyed.
+class StagedKernelTree {
+  public:
+    StagedKernelTree() = default;
+    StagedKernelTree(const StagedKernelTree&) = delete;
+    StagedKernelTree& operator=(const StagedKernelTree&) = delete;
+    ~StagedKernelTree();
+    KernelTree tree;
+    std::string staging;
+};
+
+// Errors: a file that is not an ELF relocatable module, a name the kernel tree already has
+// (an extra module cannot shadow an in-tree one), the same name twice, depmod failing.
+Result<std::unique_ptr<StagedKernelTree>> StageExtraModules(const KernelTree& kernel,
+                                                            const std::vector<ExtraModule>& extra);
 
 }  // namespace peinit::image

@@ -187,7 +187,8 @@ Result<ImageDefinition> DoBuild(const BuildArgs& a, std::string* kernel_image) {
     std::cerr << "peinit-image: wrote " << a.output << ": " << c.tree.entries().size()
               << " entries, " << Mib(c.tree.PayloadBytes()) << " payload, "
               << Mib(static_cast<uint64_t>(st.st_size)) << " " << CompressionName(compression)
-              << "; kernel " << c.kernel.kver << ", " << c.modules.size() << " modules, "
+              << "; kernel " << c.kernel.kver << ", " << c.modules.size() << " modules in "
+              << c.packages.size() << " signed packages (" << c.keys.size() << " trusted keys), "
               << c.libraries.size() << " libraries, " << c.units.size() << " unit files ("
               << c.services << " services); " << timing << "\n";
     for (const auto& w : c.warnings) std::cerr << "peinit-image: warning: " << w << "\n";
