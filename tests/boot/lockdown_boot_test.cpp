@@ -1,0 +1,285 @@
+// Boot tests of the lockdown and module-policy story (R-01, R-02, R-14..R-19): each test builds
+// one image from tests/boot/images/lockdown-<case>/ with the real `peinit-image build`, adds the
+// policy probe (tests/boot/policy_probe.c, a service whose exit powers the guest off), a signed
+// package of the kernel's modules with its key (the module stage, the coldplug stage and
+// peinit-modprobe load only from verified packages) and test modules as plain files, boots it
+// under QEMU and asserts on the probe's "PROBE name ok|FAIL detail" lines and on the console.
+// One gtest test = one boot = one ctest test.
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "image_boot.h"
+
+#ifndef PEINIT_SOURCE_DIR
+#error "PEINIT_SOURCE_DIR must be defined"
+#endif
+
+namespace fs = std::filesystem;
+using peinit::testing::BuildAndBoot;
+using peinit::testing::ImageBoot;
+using peinit::testing::ImageBootResult;
+using peinit::testing::KernelDirFor;
+
+namespace {
+
+std::string Quote(const std::string& s) {
+    std::string out = "'";
+    for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
+}
+
+std::pair<std::string, int> RunCommand(const std::string& command) {
+    std::string out;
+    FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+    if (pipe == nullptr) return {"popen failed", -1};
+    std::array<char, 4096> buf;
+    size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
+    int status = pclose(pipe);
+    return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+}
+
+std::string ReadFirstLine(const fs::path& p) {
+    std::ifstream in(p);
+    std::string line;
+    std::getline(in, line);
+    return line;
+}
+
+std::string ReadAll(const fs::path& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+struct Case {
+    std::string name;  // tests/boot/images/<name>
+    std::string kernel = "peinit";
+    std::string append;  // as the image's `cmdline` (BuildAndBoot does not read it)
+    std::vector<std::string> qemu_args;
+    // Modules for the signed package: every module of the tree when empty (peinit kernel).
+    std::vector<std::string> package_modules;
+    // Files copied into /lib/peinit-test/: paths relative to the kernel dir.
+    std::vector<std::string> test_files;
+};
+
+class LockdownBoot : public ::testing::Test {
+  protected:
+    // Builds and boots `c`; the probe's results and console are in the returned result.
+    ImageBootResult Boot(const Case& c) {
+        ImageBootResult result;
+        const std::string kernel_dir = KernelDirFor(c.kernel);
+        if (kernel_dir.empty()) {
+            result.build_error = "no kernel dir for " + c.kernel +
+                                 ": set PEINIT_KERNEL_DIR / PEINIT_DEBIAN_KERNEL_DIR";
+            return result;
+        }
+        const std::string kver = ReadFirstLine(fs::path(kernel_dir) / "kver");
+        const fs::path moddir = c.kernel == "debian"
+                                    ? fs::path(kernel_dir) / "lib/modules" / kver
+                                    : fs::path(kernel_dir) / "modroot/lib/modules" / kver;
+
+        char tmpl[] = "/tmp/peinit-lockdown-boot.XXXXXX";
+        if (mkdtemp(tmpl) == nullptr) {
+            result.build_error = "mkdtemp failed";
+            return result;
+        }
+        work_ = tmpl;
+
+        // The signed package: the chosen modules' .ko files from the kernel's tree.
+        std::string files;
+        std::istringstream dep(ReadAll(moddir / "modules.dep"));
+        for (std::string line; std::getline(dep, line);) {
+            std::string rel = line.substr(0, line.find(':'));
+            std::string stem = fs::path(rel).stem().string();
+            bool wanted = c.package_modules.empty();
+            for (const auto& m : c.package_modules) wanted = wanted || m == stem;
+            if (wanted) files += " " + Quote((moddir / rel).string());
+        }
+        const std::string pkg = PEINIT_PKG_TOOL;
+        auto [keygen, keygen_rc] =
+            RunCommand(Quote(pkg) + " keygen --out-dir " + Quote((work_ / "keys").string()));
+        if (keygen_rc != 0) {
+            result.build_error = "peinit-pkg keygen: " + keygen;
+            return result;
+        }
+        auto [create, create_rc] =
+            RunCommand(Quote(pkg) + " create --name lockdown-test --version 1 --kver " + kver +
+                       " -o " + Quote((work_ / "modules.pkg").string()) + " --sign-key " +
+                       Quote((work_ / "keys/package-signing.key").string()) + files);
+        if (create_rc != 0) {
+            result.build_error = "peinit-pkg create: " + create;
+            return result;
+        }
+
+        std::string toml =
+            ReadAll(fs::path(PEINIT_SOURCE_DIR) / "tests/boot/images" / c.name / "image.toml");
+        auto add_file = [&](const std::string& src, const std::string& dst) {
+            toml += "\n[[files]]\nsrc = \"" + src + "\"\ndst = \"" + dst + "\"\n";
+        };
+        add_file(POLICY_PROBE_PATH, "/usr/bin/policy_probe");
+        add_file((work_ / "modules.pkg").string(), "/usr/lib/peinit/packages/modules.pkg");
+        add_file((work_ / "keys/package-signing.pub").string(),
+                 "/etc/peinit/keys/package-signing.pub");
+        for (const auto& f : c.test_files) {
+            add_file((fs::path(kernel_dir) / f).string(),
+                     "/lib/peinit-test/" + (fs::path(f).parent_path().filename() == "unsigned"
+                                                ? "unsigned/" + fs::path(f).filename().string()
+                                                : fs::path(f).filename().string()));
+        }
+
+        ImageBoot boot;
+        boot.name = c.name;
+        boot.image_toml = toml;
+        boot.kernel = c.kernel;
+        boot.append = c.append;
+        boot.qemu_args = c.qemu_args;
+        boot.smp = 2;
+        boot.timeout = std::chrono::seconds(180);
+        result = BuildAndBoot(boot);
+        return result;
+    }
+
+    void TearDown() override {
+        std::error_code ec;
+        if (!work_.empty()) fs::remove_all(work_, ec);
+    }
+
+    // Every named probe ran and said ok; the probe finished; the guest powered off cleanly.
+    static void ExpectProbes(const ImageBootResult& r, const std::vector<std::string>& names) {
+        ASSERT_TRUE(r.build_error.empty()) << r.build_error;
+        auto probes = r.Probes();
+        for (const auto& n : names) {
+            auto it = probes.find(n);
+            if (it == probes.end()) {
+                ADD_FAILURE() << "probe " << n << " did not run";
+            } else {
+                EXPECT_EQ(it->second, "ok") << "probe " << n;
+            }
+        }
+        for (const auto& [n, v] : probes) EXPECT_EQ(v, "ok") << "probe " << n;
+        EXPECT_TRUE(r.Has("PROBE-DONE")) << "the probe did not finish";
+        EXPECT_TRUE(r.qemu.clean_exit()) << r.qemu.describe();
+        std::cerr << "boot " << r.qemu.describe() << "\n";
+    }
+
+    static std::string Console(const ImageBootResult& r) {
+        std::string out;
+        for (const auto& l : r.qemu.lines()) out += l + "\n";
+        return out;
+    }
+
+    fs::path work_;
+};
+
+const char* kProvider = "test-modules/peinit_test_provider.ko";
+const char* kUnsigned = "test-modules/unsigned/peinit_test_param.ko";
+
+TEST_F(LockdownBoot, LockedAfterBoot) {
+    Case c{"lockdown-locked",
+           "peinit",
+           "peinit.lock=0 peinit.autoload=enabled",
+           {"-nic", "user,model=virtio-net-pci"},
+           {},
+           {kProvider}};
+    ImageBootResult r = Boot(c);
+    ExpectProbes(r, {"locked", "finit_eperm", "init_eperm", "initfile_eperm", "delete_eperm",
+                     "delete_missing_eperm", "packet_eafnosupport", "packet_not_loaded",
+                     "loop_loaded", "dummy_not_loaded", "coldplug_virtio_net", "record_syscall",
+                     "record_locked", "coldplug_record"});
+    // The kernel's own record of the lock, from the hive.
+    auto lock_lines = r.Grep("module_lockdown: locked by pid=1");
+    ASSERT_FALSE(lock_lines.empty()) << Console(r);
+    EXPECT_NE(lock_lines.front().find("trigger=registry"), std::string::npos) << lock_lines[0];
+    EXPECT_TRUE(r.Has("lockdown locked=1 mechanism=syscall trigger=registry")) << Console(r);
+    // A refused boot module does not prevent the lock.
+    EXPECT_TRUE(r.Has("module dummy failed")) << Console(r);
+    // The command line cannot loosen the hive.
+    EXPECT_TRUE(r.Has("peinit.lock=0 ignored")) << Console(r);
+    EXPECT_TRUE(r.Has("coldplug: loaded virtio_net")) << Console(r);
+    EXPECT_TRUE(r.Has("autoload policy=enabled")) << Console(r);
+}
+
+TEST_F(LockdownBoot, UnlockedDemandLoadsEnabled) {
+    Case c{"lockdown-unlocked", "peinit", "", {}, {}, {kProvider}};
+    ImageBootResult r = Boot(c);
+    ExpectProbes(
+        r, {"unlocked", "helper", "load", "loaded", "unload", "unloaded", "packet_demand_load",
+            "packet_loaded", "alg_blacklisted", "alg_not_loaded", "record_enabled"});
+    EXPECT_TRUE(r.Has("lockdown locked=0")) << Console(r);
+    EXPECT_TRUE(r.Has("peinit-modprobe: loaded af_packet for net-pf-17")) << Console(r);
+    EXPECT_TRUE(
+        r.Has("peinit-modprobe: refused demand load of net-pf-38 (module af_alg): "
+              "blacklisted (hive Machine\\System\\Modules\\Blacklist)"))
+        << Console(r);
+}
+
+TEST_F(LockdownBoot, AllowList) {
+    Case c{"lockdown-allowlist",
+           "peinit",
+           "peinit.autoload=enabled",
+           {"-nic", "user,model=virtio-net-pci"},
+           {},
+           {}};
+    ImageBootResult r = Boot(c);
+    ExpectProbes(r, {"unlocked", "helper", "packet_allowed", "packet_loaded", "alg_refused",
+                     "alg_not_loaded", "virtio_net_refused", "record_allow_list"});
+    EXPECT_TRUE(
+        r.Has("peinit-modprobe: refused demand load of net-pf-38 (module af_alg): not in "
+              "AutoLoadAllowed"))
+        << Console(r);
+    EXPECT_TRUE(r.Has("peinit.autoload=enabled ignored")) << Console(r);
+    EXPECT_TRUE(r.Has("coldplug: refused virtio_net")) << Console(r);
+    EXPECT_TRUE(r.Has("autoload policy=allow-list(hive)")) << Console(r);
+}
+
+TEST_F(LockdownBoot, AutoloadDisabledAndSigningEnforced) {
+    Case c{"lockdown-disabled", "peinit", "", {}, {}, {kProvider, kUnsigned}};
+    ImageBootResult r = Boot(c);
+    ExpectProbes(
+        r, {"unlocked", "helper_empty", "packet_no_demand_load", "packet_not_loaded", "sig_enforce",
+            "signed_boot_module", "unsigned_rejected", "unsigned_not_loaded", "signed_loads"});
+    // No helper ran at all.
+    EXPECT_FALSE(r.Has("peinit-modprobe:")) << Console(r);
+    EXPECT_TRUE(r.Has("autoload policy=disabled(hive) helper=\"\"")) << Console(r);
+    EXPECT_TRUE(r.Has("modules signing policy=enforce(hive) sig_enforce=Y")) << Console(r);
+}
+
+TEST_F(LockdownBoot, MalformedHiveFallsBackHardened) {
+    Case c{"lockdown-fallback", "peinit", "", {}, {}, {kProvider}};
+    ImageBootResult r = Boot(c);
+    ExpectProbes(
+        r, {"locked", "helper_empty", "packet_eafnosupport", "finit_eperm", "record_fallback"});
+    EXPECT_TRUE(r.Has("applying the hardened fallback")) << Console(r);
+    EXPECT_TRUE(r.Has("autoload policy=disabled(fallback)")) << Console(r);
+    EXPECT_TRUE(r.Has("lockdown locked=1 mechanism=syscall")) << Console(r);
+    EXPECT_FALSE(r.Has("peinit-modprobe:")) << Console(r);
+}
+
+TEST_F(LockdownBoot, DebianKernelFallsBackToModulesDisabled) {
+    Case c{"lockdown-debian", "debian", "", {}, {"dummy"}, {}};
+    const std::string kernel_dir = KernelDirFor("debian");
+    if (!kernel_dir.empty()) {
+        c.test_files = {"lib/modules/" + ReadFirstLine(fs::path(kernel_dir) / "kver") +
+                        "/kernel/drivers/net/dummy.ko"};
+    }
+    ImageBootResult r = Boot(c);
+    ExpectProbes(r, {"modules_disabled", "helper_empty", "dummy_loaded", "finit_eperm",
+                     "init_eperm", "delete_eperm", "record_mechanism"});
+    EXPECT_TRUE(r.Has("mechanism=modules_disabled")) << Console(r);
+    EXPECT_FALSE(r.Has("module_lockdown: locked")) << Console(r);
+}
+
+}  // namespace

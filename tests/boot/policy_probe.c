@@ -1,0 +1,198 @@
+/* policy_probe: the guest side of the lockdown/policy boot tests (lockdown_boot_test.cpp).
+ *
+ * Runs as a service after PID 1's boot stages, performs the checks named on its command line in
+ * order and prints one line per check on the console:
+ *     PROBE <name> ok
+ *     PROBE <name> FAIL <detail>
+ * then "PROBE-DONE" and exits 0 (the unit's exit_action powers the machine off).
+ *
+ * Each argument is NAME@KIND:ARGS, where an expected result is an errno name or 0:
+ *   read:PATH=TEXT       the file's first line equals TEXT ("" for an empty line)
+ *   contains:PATH~TEXT   the file contains TEXT
+ *   exists:PATH / absent:PATH
+ *   finit:PATH=RESULT    finit_module(open(PATH), "", 0)
+ *   init:RESULT          init_module(NULL, 0, "") (patched kernel: EPERM before anything else)
+ *   initfile:PATH=RESULT init_module of PATH's bytes
+ *   delete:NAME=RESULT   delete_module(NAME, O_NONBLOCK)
+ *   socket:FAMILY,TYPE=RESULT  socket(FAMILY, TYPE, 0) (numbers)
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static const char *errname(int e) {
+    switch (e) {
+        case 0: return "0";
+        case EPERM: return "EPERM";
+        case ENOENT: return "ENOENT";
+        case EEXIST: return "EEXIST";
+        case EINVAL: return "EINVAL";
+        case EFAULT: return "EFAULT";
+        case ENOEXEC: return "ENOEXEC";
+        case EBUSY: return "EBUSY";
+        case EAFNOSUPPORT: return "EAFNOSUPPORT";
+        case EKEYREJECTED: return "EKEYREJECTED";
+        case ENOKEY: return "ENOKEY";
+        case EBADMSG: return "EBADMSG";
+        case ENOSYS: return "ENOSYS";
+        case EACCES: return "EACCES";
+        case EWOULDBLOCK: return "EWOULDBLOCK";
+        case ESOCKTNOSUPPORT: return "ESOCKTNOSUPPORT";
+        case EPROTONOSUPPORT: return "EPROTONOSUPPORT";
+        default: {
+            static char buf[32];
+            snprintf(buf, sizeof buf, "errno%d", e);
+            return buf;
+        }
+    }
+}
+
+static void report(const char *name, int ok, const char *detail) {
+    if (ok) {
+        printf("PROBE %s ok\n", name);
+    } else {
+        printf("PROBE %s FAIL %s\n", name, detail);
+    }
+    fflush(stdout);
+}
+
+/* Compares a call's outcome (0 or errno) with the expected name. */
+static void expect(const char *name, int got, const char *want) {
+    char detail[256];
+    snprintf(detail, sizeof detail, "got %s, want %s", errname(got), want);
+    report(name, strcmp(errname(got), want) == 0, detail);
+}
+
+static char *read_file(const char *path, size_t *len) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap + 1);
+    for (;;) {
+        if (n == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap + 1);
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        n += (size_t)r;
+    }
+    close(fd);
+    buf[n] = '\0';
+    if (len) *len = n;
+    return buf;
+}
+
+static void check(char *arg) {
+    char *at = strchr(arg, '@');
+    char *colon = at ? strchr(at, ':') : NULL;
+    if (!at || !colon) {
+        report(arg, 0, "bad check syntax");
+        return;
+    }
+    *at = '\0';
+    *colon = '\0';
+    const char *name = arg, *kind = at + 1;
+    char *rest = colon + 1;
+    char detail[512];
+
+    if (strcmp(kind, "read") == 0 || strcmp(kind, "finit") == 0 ||
+        strcmp(kind, "initfile") == 0 || strcmp(kind, "delete") == 0 ||
+        strcmp(kind, "socket") == 0) {
+        char *eq = strrchr(rest, '=');
+        if (!eq) {
+            report(name, 0, "missing =");
+            return;
+        }
+        *eq = '\0';
+        const char *want = eq + 1;
+        if (strcmp(kind, "read") == 0) {
+            char *text = read_file(rest, NULL);
+            if (!text) {
+                snprintf(detail, sizeof detail, "cannot read %s: %s", rest, errname(errno));
+                report(name, 0, detail);
+                return;
+            }
+            text[strcspn(text, "\n")] = '\0';
+            snprintf(detail, sizeof detail, "%s reads \"%s\", want \"%s\"", rest, text, want);
+            report(name, strcmp(text, want) == 0, detail);
+            free(text);
+        } else if (strcmp(kind, "finit") == 0) {
+            int fd = open(rest, O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                snprintf(detail, sizeof detail, "open %s: %s", rest, errname(errno));
+                report(name, 0, detail);
+                return;
+            }
+            long r = syscall(SYS_finit_module, fd, "", 0);
+            expect(name, r == 0 ? 0 : errno, want);
+            close(fd);
+        } else if (strcmp(kind, "initfile") == 0) {
+            size_t len = 0;
+            char *image = read_file(rest, &len);
+            if (!image) {
+                snprintf(detail, sizeof detail, "read %s: %s", rest, errname(errno));
+                report(name, 0, detail);
+                return;
+            }
+            long r = syscall(SYS_init_module, image, (unsigned long)len, "");
+            expect(name, r == 0 ? 0 : errno, want);
+            free(image);
+        } else if (strcmp(kind, "delete") == 0) {
+            long r = syscall(SYS_delete_module, rest, O_NONBLOCK);
+            expect(name, r == 0 ? 0 : errno, want);
+        } else {
+            int family = 0, type = 0;
+            if (sscanf(rest, "%d,%d", &family, &type) != 2) {
+                report(name, 0, "socket needs FAMILY,TYPE");
+                return;
+            }
+            int s = socket(family, type, 0);
+            expect(name, s >= 0 ? 0 : errno, want);
+            if (s >= 0) close(s);
+        }
+    } else if (strcmp(kind, "init") == 0) {
+        long r = syscall(SYS_init_module, NULL, 0UL, "");
+        expect(name, r == 0 ? 0 : errno, rest);
+    } else if (strcmp(kind, "contains") == 0) {
+        char *tilde = strchr(rest, '~');
+        if (!tilde) {
+            report(name, 0, "missing ~");
+            return;
+        }
+        *tilde = '\0';
+        char *text = read_file(rest, NULL);
+        if (!text) {
+            snprintf(detail, sizeof detail, "cannot read %s: %s", rest, errname(errno));
+            report(name, 0, detail);
+            return;
+        }
+        snprintf(detail, sizeof detail, "%s does not contain \"%s\": %.300s", rest, tilde + 1,
+                 text);
+        report(name, strstr(text, tilde + 1) != NULL, detail);
+        free(text);
+    } else if (strcmp(kind, "exists") == 0 || strcmp(kind, "absent") == 0) {
+        struct stat st;
+        int there = stat(rest, &st) == 0;
+        int want_there = strcmp(kind, "exists") == 0;
+        snprintf(detail, sizeof detail, "%s %s", rest, there ? "exists" : "is absent");
+        report(name, there == want_there, detail);
+    } else {
+        report(name, 0, "unknown check kind");
+    }
+}
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; ++i) check(argv[i]);
+    printf("PROBE-DONE\n");
+    fflush(stdout);
+    return 0;
+}
