@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <set>
@@ -20,6 +21,8 @@
 #include "initramfs/image_definition.h"
 #include "initramfs/image_tree.h"
 #include "peinit/sys/kmod.h"
+#include "peinit/sys/package.h"
+#include "peinit/sys/package_crypto.h"
 
 namespace peinit::image {
 namespace {
@@ -58,11 +61,15 @@ class ImageBuildTest : public ::testing::Test {
         char tmpl[] = "/tmp/image-build-test.XXXXXX";
         ASSERT_NE(::mkdtemp(tmpl), nullptr);
         out_ = tmpl;
+        char keys_tmpl[] = "/tmp/image-build-test-keys.XXXXXX";
+        ASSERT_NE(::mkdtemp(keys_tmpl), nullptr);
+        keys_ = keys_tmpl;
         kver_ = ReadAll(kernel_dir_ + "/kver");
         while (!kver_.empty() && kver_.back() == '\n') kver_.pop_back();
     }
     void TearDown() override {
         if (!out_.empty()) std::system(("rm -rf " + out_).c_str());
+        if (!keys_.empty()) std::system(("rm -rf " + keys_).c_str());
     }
 
     // /bin/ls stands in for peinit: a real dynamically linked program.
@@ -71,6 +78,7 @@ class ImageBuildTest : public ::testing::Test {
         o.kernel_dir = kernel_dir_;
         o.binaries = {{"/init", "/bin/ls", true}};
         o.mtime = mtime;
+        o.key_dir = keys_ + "/image-keys";
         return o;
     }
     ImageDefinition Load(const std::string& name) {
@@ -80,7 +88,7 @@ class ImageBuildTest : public ::testing::Test {
     }
     std::string ModDir() const { return "lib/modules/" + kver_; }
 
-    std::string kernel_dir_, out_, kver_;
+    std::string kernel_dir_, out_, kver_, keys_;
 };
 
 TEST_F(ImageBuildTest, ContentsReadBack) {
@@ -143,18 +151,58 @@ TEST_F(ImageBuildTest, ContentsReadBack) {
     }
     EXPECT_EQ(built->libraries.size(), 4u);
 
-    // Modules: bridge with its dependency chain, dummy, vfat (from the .conf list) and fat.
-    for (const char* ko :
-         {"kernel/net/bridge/bridge.ko", "kernel/net/802/stp.ko", "kernel/net/llc/llc.ko",
-          "kernel/drivers/net/dummy.ko", "kernel/fs/fat/vfat.ko", "kernel/fs/fat/fat.ko"}) {
+    // Modules: bridge with its dependency chain, dummy, vfat (from the .conf list) and fat. No
+    // loose .ko bytes: each path is an empty placeholder (libkmod needs the path), the bytes
+    // are in the signed image package.
+    const std::vector<std::string> kos = {"kernel/net/bridge/bridge.ko", "kernel/net/802/stp.ko",
+                                          "kernel/net/llc/llc.ko", "kernel/drivers/net/dummy.ko",
+                                          "kernel/fs/fat/vfat.ko", "kernel/fs/fat/fat.ko"};
+    for (const auto& ko : kos) {
         std::string p = ModDir() + "/" + ko;
         expect(p, EntryType::kFile, 0644);
-        EXPECT_EQ(by_path[p].data, ReadAll(kernel_dir_ + "/" + p)) << ko;
+        EXPECT_EQ(by_path[p].data, "") << ko;
     }
-    size_t kos = 0;
+    size_t placeholders = 0;
     for (const auto& [p, e] : by_path)
-        if (p.size() > 3 && p.compare(p.size() - 3, 3, ".ko") == 0) ++kos;
-    EXPECT_EQ(kos, built->modules.size());
+        if (p.size() > 3 && p.compare(p.size() - 3, 3, ".ko") == 0) {
+            ++placeholders;
+            EXPECT_EQ(e.size, 0u) << p << ": a loose module with bytes";
+        }
+    EXPECT_EQ(placeholders, built->modules.size());
+
+    // The package verifies against the shipped key and the kernel release, and holds exactly
+    // the kernel's bytes of every module of the closure.
+    expect("usr/lib/peinit/packages/image.pkg", EntryType::kFile, 0644);
+    expect("etc/peinit/keys/image.pub", EntryType::kFile, 0644);
+    EXPECT_EQ(built->packages, std::vector<std::string>{"/usr/lib/peinit/packages/image.pkg"});
+    auto pub = ParsePublicKeyPem(by_path["etc/peinit/keys/image.pub"].data);
+    ASSERT_TRUE(pub) << pub.error().message();
+    EXPECT_EQ(pub->fingerprint, built->signer);
+    TrustStore trust;
+    trust.Add(*pub);
+    const std::string& pkg_data = by_path["usr/lib/peinit/packages/image.pkg"].data;
+    std::vector<std::byte> pkg(pkg_data.size());
+    std::memcpy(pkg.data(), pkg_data.data(), pkg_data.size());
+    auto verified = VerifyPackage(pkg, trust, kver_);
+    ASSERT_TRUE(verified) << verified.error().message();
+    EXPECT_EQ(verified->files().size(), built->modules.size());
+    for (const auto& ko : kos) {
+        const VerifiedFile* f = nullptr;
+        for (const auto& vf : verified->files())
+            if (vf.path() == "modules/" + ko) f = &vf;
+        ASSERT_NE(f, nullptr) << ko;
+        std::string host = ReadAll(kernel_dir_ + "/" + ModDir() + "/" + ko);
+        ASSERT_EQ(f->bytes().size(), host.size()) << ko;
+        EXPECT_EQ(std::memcmp(f->bytes().data(), host.data(), host.size()), 0) << ko;
+    }
+    // The private key is in the key directory (0600), never in the image.
+    struct stat key_st;
+    ASSERT_EQ(::stat((keys_ + "/image-keys/image-signing.key").c_str(), &key_st), 0);
+    EXPECT_EQ(key_st.st_mode & 0777, 0600u);
+    ASSERT_EQ(::stat((keys_ + "/image-keys").c_str(), &key_st), 0);
+    EXPECT_EQ(key_st.st_mode & 0777, 0700u);
+    for (const auto& [p, e] : by_path)
+        EXPECT_EQ(e.data.find("PRIVATE KEY"), std::string::npos) << p;
     for (const char* idx : {"modules.dep", "modules.dep.bin", "modules.alias.bin",
                             "modules.symbols.bin", "modules.builtin", "modules.builtin.bin",
                             "modules.builtin.modinfo", "modules.order", "modules.softdep"})
@@ -214,6 +262,147 @@ TEST_F(ImageBuildTest, ByteReproducible) {
             EXPECT_EQ(bytes_a.substr(0, 6), "070701");
         }
     }
+}
+
+std::vector<std::byte> Bytes(const std::string& s) {
+    std::vector<std::byte> out(s.size());
+    std::memcpy(out.data(), s.data(), s.size());
+    return out;
+}
+
+void WriteBytes(const std::string& path, const std::vector<std::byte>& bytes) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc)
+        .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+// Pre-built packages: a valid one (vendor key from `keys`) and a deliberately tampered one
+// (expect = "rejected") ship unchanged; the modules they provide are not packed again.
+TEST_F(ImageBuildTest, PrebuiltPackagesAndKeys) {
+    auto vendor = SigningKey::Generate();
+    ASSERT_TRUE(vendor);
+    std::ofstream(out_ + "/vendor.pub") << *vendor->PublicPem();
+    auto make = [&](const std::string& name, const std::string& rel, const SigningKey& key) {
+        PackageSpec spec{name, "1", kver_, {}};
+        spec.files.push_back({"modules/" + rel, Bytes(ReadAll(kernel_dir_ + "/" + ModDir() + "/" + rel))});
+        auto pkg = CreatePackage(spec, &key);
+        EXPECT_TRUE(pkg) << pkg.error().message();
+        return pkg ? *pkg : std::vector<std::byte>{};
+    };
+    auto good = make("good", "kernel/drivers/net/dummy.ko", *vendor);
+    WriteBytes(out_ + "/good.pkg", good);
+    auto bad = make("bad", "kernel/fs/fat/vfat.ko", *vendor);
+    std::string_view all(reinterpret_cast<const char*>(bad.data()), bad.size());
+    size_t elf = all.find("\x7f" "ELF");
+    ASSERT_NE(elf, std::string_view::npos);
+    bad[elf + 100] ^= std::byte{1};
+    WriteBytes(out_ + "/bad.pkg", bad);
+
+    std::string img = out_ + "/img";
+    ASSERT_EQ(::mkdir(img.c_str(), 0755), 0);
+    std::string head = "kernel = \"debian\"\nmodules = [\"dummy\", \"vfat\"]\nkeys = [\"" + out_ +
+                       "/vendor.pub\"]\n";
+    std::ofstream(img + "/image.toml") << head << "[[packages]]\npath = \"" << out_
+                                       << "/good.pkg\"\n[[packages]]\npath = \"" << out_
+                                       << "/bad.pkg\"\nexpect = \"rejected\"\n";
+    auto def = LoadImageDefinition(img);
+    ASSERT_TRUE(def) << def.error().message();
+    auto c = ComposeImage(*def, Options());
+    ASSERT_TRUE(c) << c.error().message();
+    EXPECT_EQ(c->packages, (std::vector<std::string>{"/usr/lib/peinit/packages/good.pkg",
+                                                     "/usr/lib/peinit/packages/bad.pkg",
+                                                     "/usr/lib/peinit/packages/image.pkg"}));
+    EXPECT_EQ(c->keys, (std::vector<std::string>{"/etc/peinit/keys/image.pub",
+                                                 "/etc/peinit/keys/vendor.pub"}));
+    EXPECT_EQ(c->tree.Find("usr/lib/peinit/packages/good.pkg")->data.size(), good.size());
+    EXPECT_EQ(std::memcmp(c->tree.Find("usr/lib/peinit/packages/bad.pkg")->data.data(), bad.data(),
+                          bad.size()),
+              0);
+    ASSERT_EQ(c->warnings.size(), 1u);
+    EXPECT_NE(c->warnings[0].find("package bad.pkg ships deliberately unverifiable"), std::string::npos)
+        << c->warnings[0];
+    EXPECT_NE(c->warnings[0].find("hash-mismatch"), std::string::npos) << c->warnings[0];
+    // image.pkg holds fat (vfat's dependency) but neither dummy nor vfat.
+    const std::string& data = c->tree.Find("usr/lib/peinit/packages/image.pkg")->data;
+    auto info = InspectPackage(Bytes(data));
+    ASSERT_TRUE(info) << info.error().message();
+    std::vector<std::string> paths;
+    for (const auto& f : info->manifest.files) paths.push_back(f.path);
+    EXPECT_EQ(paths, std::vector<std::string>{"modules/kernel/fs/fat/fat.ko"});
+
+    // Mismatched expectations and untrusted packages fail the build.
+    auto other = SigningKey::Generate();
+    ASSERT_TRUE(other);
+    WriteBytes(out_ + "/foreign.pkg", make("foreign", "kernel/drivers/net/dummy.ko", *other));
+    std::ofstream(img + "/image.toml", std::ios::trunc)
+        << head << "[[packages]]\npath = \"" << out_ << "/good.pkg\"\nexpect = \"rejected\"\n"
+        << "[[packages]]\npath = \"" << out_ << "/foreign.pkg\"\n";
+    def = LoadImageDefinition(img);
+    ASSERT_TRUE(def) << def.error().message();
+    auto r = ComposeImage(*def, Options());
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().message(),
+              img + "/image.toml:4: package " + out_ + "/good.pkg verifies, but expect = \"rejected\"\n" +
+                  img + "/image.toml:7: package " + out_ + "/foreign.pkg does not verify against the "
+                  "image's keys and kernel " + kver_ + ": untrusted-key: " +
+                  r.error().message().substr(r.error().message().find("untrusted-key: ") + 15));
+}
+
+TEST_F(ImageBuildTest, SigningKeyFromDefinition) {
+    auto key = SigningKey::Generate();
+    ASSERT_TRUE(key);
+    std::string img = out_ + "/img";
+    ASSERT_EQ(::mkdir(img.c_str(), 0755), 0);
+    std::ofstream(img + "/sign.key") << *key->PrivatePem();
+    ::chmod((img + "/sign.key").c_str(), 0644);
+    std::ofstream(img + "/image.toml") << "kernel = \"debian\"\nmodules = [\"dummy\"]\nsigning_key = \"sign.key\"\n";
+    auto def = LoadImageDefinition(img);
+    ASSERT_TRUE(def) << def.error().message();
+    auto r = ComposeImage(*def, Options());
+    ASSERT_FALSE(r) << "a key others can read is refused";
+    EXPECT_NE(r.error().message().find("image.toml:3: signing_key: "), std::string::npos)
+        << r.error().message();
+    ::chmod((img + "/sign.key").c_str(), 0600);
+    auto ok = ComposeImage(*def, Options());
+    ASSERT_TRUE(ok) << ok.error().message();
+    EXPECT_EQ(ok->signer, key->public_key().fingerprint);
+    EXPECT_EQ(ok->signing_key, img + "/sign.key");
+    struct stat st;
+    EXPECT_NE(::stat((keys_ + "/image-keys").c_str(), &st), 0) << "no build-local key was made";
+}
+
+// Out-of-tree modules join the module tree (extra/) before resolution and depmod; one that
+// would shadow an in-tree module is refused.
+TEST_F(ImageBuildTest, ExtraModules) {
+    std::string ko = out_ + "/peinit_extra_dummy.ko";
+    std::ofstream(ko, std::ios::binary) << ReadAll(kernel_dir_ + "/" + ModDir() + "/kernel/drivers/net/dummy.ko");
+    std::string img = out_ + "/img";
+    ASSERT_EQ(::mkdir(img.c_str(), 0755), 0);
+    std::ofstream(img + "/image.toml") << "kernel = \"debian\"\nmodules = [\"peinit_extra_dummy\"]\n"
+                                       << "extra_modules = [\"" << ko << "\"]\n";
+    auto def = LoadImageDefinition(img);
+    ASSERT_TRUE(def) << def.error().message();
+    auto c = ComposeImage(*def, Options());
+    ASSERT_TRUE(c) << c.error().message();
+    EXPECT_EQ(c->modules, std::vector<std::string>{"peinit_extra_dummy"});
+    ASSERT_NE(c->tree.Find(ModDir() + "/extra/peinit_extra_dummy.ko"), nullptr);
+    EXPECT_NE(c->tree.Find(ModDir() + "/modules.dep")->data.find("extra/peinit_extra_dummy.ko:"),
+              std::string::npos);
+    auto info = InspectPackage(Bytes(c->tree.Find("usr/lib/peinit/packages/image.pkg")->data));
+    ASSERT_TRUE(info);
+    ASSERT_EQ(info->manifest.files.size(), 1u);
+    EXPECT_EQ(info->manifest.files[0].path, "modules/extra/peinit_extra_dummy.ko");
+
+    std::string shadow = out_ + "/dummy.ko";
+    std::ofstream(shadow, std::ios::binary) << ReadAll(ko);
+    std::ofstream(img + "/image.toml", std::ios::trunc)
+        << "kernel = \"debian\"\nextra_modules = [\"" << shadow << "\"]\n";
+    def = LoadImageDefinition(img);
+    ASSERT_TRUE(def);
+    auto r = ComposeImage(*def, Options());
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().message(), img + "/image.toml:2: extra module dummy (" + shadow +
+                                       ") is already in kernel " + kver_ +
+                                       "'s tree; an extra module cannot replace an in-tree one");
 }
 
 // A failed build reports `want`, writes nothing, and leaves an existing output alone.
@@ -383,22 +572,23 @@ TEST_F(ImageBuildTest, ToolBuildsWithSourceDateEpoch) {
     std::ofstream(manifest) << "# test\n/init /bin/ls required\n";
     std::string common = "build '" + kFixtures + "/small' --kernel-dir '" + kernel_dir_ +
                          "' --binaries '" + manifest + "' --compression gzip -o ";
-    ToolRun a = Tool(common + "'" + out_ + "/a.cpio.gz'", "SOURCE_DATE_EPOCH=42");
+    ToolRun a = Tool(common + "'" + out_ + "/a.cpio.gz'", "SOURCE_DATE_EPOCH=42 PEINIT_CACHE=" + keys_);
     ASSERT_EQ(a.status, 0) << a.output;
     EXPECT_NE(a.output.find("wrote " + out_ + "/a.cpio.gz"), std::string::npos) << a.output;
-    ToolRun b = Tool(common + "'" + out_ + "/b.cpio.gz'", "SOURCE_DATE_EPOCH=42");
+    ToolRun b = Tool(common + "'" + out_ + "/b.cpio.gz'", "SOURCE_DATE_EPOCH=42 PEINIT_CACHE=" + keys_);
     ASSERT_EQ(b.status, 0) << b.output;
     EXPECT_TRUE(ReadAll(out_ + "/a.cpio.gz") == ReadAll(out_ + "/b.cpio.gz"));
     auto entries = ReadCpio(out_ + "/a.cpio.gz");
     ASSERT_TRUE(entries);
     for (const auto& e : *entries) EXPECT_EQ(e.mtime, 42) << e.path;
 
-    ToolRun bad = Tool(common + "'" + out_ + "/c.cpio.gz'", "SOURCE_DATE_EPOCH=yesterday");
+    ToolRun bad = Tool(common + "'" + out_ + "/c.cpio.gz'", "SOURCE_DATE_EPOCH=yesterday PEINIT_CACHE=" + keys_);
     EXPECT_EQ(bad.status, 1);
     EXPECT_NE(bad.output.find("SOURCE_DATE_EPOCH=\"yesterday\""), std::string::npos);
 
     ToolRun invalid = Tool("build '" + kFixtures + "/bad-module' --kernel-dir '" + kernel_dir_ +
-                           "' --binaries '" + manifest + "' -o '" + out_ + "/d.cpio'");
+                               "' --binaries '" + manifest + "' -o '" + out_ + "/d.cpio'",
+                           "PEINIT_CACHE=" + keys_);
     EXPECT_EQ(invalid.status, 1);
     EXPECT_NE(invalid.output.find("image.toml:4: unknown module \"no_such_module\""),
               std::string::npos)

@@ -164,10 +164,52 @@ TEST_F(ImageDefinitionTest, BootErrors) {
               "img/image.toml:3: unknown key \"cpus\" in [boot] (expected memory, smp, qemu_args)");
 }
 
-TEST_F(ImageDefinitionTest, ReservedPackages) {
-    EXPECT_EQ(ErrorOf("kernel = \"peinit\"\npackages = [\"net.pkg\"]\n"),
-              "img/image.toml:2: \"packages\" is reserved for signed module packages, which this "
-              "peinit-image does not implement yet");
+TEST_F(ImageDefinitionTest, PackagesKeysExtraModulesSigningKey) {
+    Write("a.pkg", "x");
+    Write("b.pkg", "x");
+    Write("v.pub", "x");
+    Write("m.ko", "x");
+    Write("s.key", "x");
+    auto def = ParseImageDefinition(
+        "kernel = \"peinit\"\nsigning_key = \"s.key\"\nkeys = [\"v.pub\"]\n"
+        "extra_modules = [\"m.ko\"]\n"
+        "[[packages]]\npath = \"a.pkg\"\n[[packages]]\npath = \"b.pkg\"\nexpect = \"rejected\"\n",
+        "img/image.toml", dir_);
+    ASSERT_TRUE(def) << def.error().message();
+    ASSERT_EQ(def->packages.size(), 2u);
+    EXPECT_EQ(def->packages[0].path, dir_ + "/a.pkg");
+    EXPECT_EQ(def->packages[0].expect, PackageExpect::kValid);
+    EXPECT_EQ(def->packages[1].expect, PackageExpect::kRejected);
+    EXPECT_EQ(def->packages[1].line, 7);
+    ASSERT_EQ(def->keys.size(), 1u);
+    EXPECT_EQ(def->keys[0].value, dir_ + "/v.pub");
+    ASSERT_EQ(def->extra_modules.size(), 1u);
+    EXPECT_EQ(def->extra_modules[0].value, dir_ + "/m.ko");
+    ASSERT_TRUE(def->signing_key);
+    EXPECT_EQ(def->signing_key->value, dir_ + "/s.key");
+    // The short form: a list of paths (expect = "valid").
+    auto short_form =
+        ParseImageDefinition("kernel = \"peinit\"\npackages = [\"a.pkg\"]\n", "img/image.toml", dir_);
+    ASSERT_TRUE(short_form) << short_form.error().message();
+    EXPECT_EQ(short_form->packages.size(), 1u);
+}
+
+TEST_F(ImageDefinitionTest, PackageErrors) {
+    Write("a.pkg", "x");
+    EXPECT_EQ(ErrorOf("kernel = \"peinit\"\npackages = [\"net.tar\"]\n"),
+              "img/image.toml:2: \"packages\": net.tar must end in .pkg");
+    EXPECT_EQ(ErrorOf("kernel = \"peinit\"\npackages = [\"nope.pkg\"]\n"),
+              "img/image.toml:2: \"packages\": " + dir_ + "/nope.pkg does not exist");
+    EXPECT_EQ(ErrorOf("kernel = \"peinit\"\n[[packages]]\npath = \"a.pkg\"\nexpect = \"maybe\"\n"),
+              "img/image.toml:4: \"packages.expect\" must be \"valid\" or \"rejected\", not \"maybe\"");
+    EXPECT_EQ(ErrorOf("kernel = \"peinit\"\n[[packages]]\nfile = \"a.pkg\"\n"),
+              "img/image.toml:3: unknown key \"file\" in [[packages]] (expected path, expect)");
+    EXPECT_EQ(ErrorOf("kernel = \"peinit\"\nkeys = [\"k.pem\"]\n"),
+              "img/image.toml:2: \"keys\": k.pem must end in .pub");
+    EXPECT_EQ(ErrorOf("kernel = \"peinit\"\nextra_modules = [\"x.ko\"]\n"),
+              "img/image.toml:2: \"extra_modules\": " + dir_ + "/x.ko does not exist");
+    EXPECT_EQ(ErrorOf("kernel = \"peinit\"\nsigning_key = 3\n"),
+              "img/image.toml:2: \"signing_key\" must be a string");
 }
 
 TEST_F(ImageDefinitionTest, TomlSyntaxError) {

@@ -503,6 +503,23 @@ TEST_F(ModuleStageTest, LooseKoIsNeverLoadedAndUntrustedOrForeignPackagesAreReje
     EXPECT_THAT(log_.str(), HasSubstr("module dia_base failed: not in a verified package"));
 }
 
+// An image's module tree is index-only (initramfs/IMAGE.md): every .ko is an empty
+// placeholder (libkmod's dependency parser drops a dependency whose path does not exist), the
+// bytes come from the packages. Resolution still works; a module no package holds fails closed.
+TEST_F(ModuleStageTest, IndexOnlyTreeLoadsFromPackages) {
+    for (const auto& e : fs::recursive_directory_iterator(root_ / "lib/modules")) {
+        if (e.path().extension() == ".ko") fs::resize_file(e.path(), 0);
+    }
+    WritePackage("storage.pkg", {"ext4", "jbd2", "mbcache", "crc16"});
+    SetUnits({{"a", ModulesToml({"ext4", "dia_base"})}});
+    Run();
+    EXPECT_THAT(LoadNames(), UnorderedElementsAre("ext4", "jbd2", "mbcache", "crc16"));
+    EXPECT_EQ(Outcome("ext4").status, Status::kLoaded);
+    EXPECT_EQ(Outcome("ext4").package, "storage.pkg");
+    EXPECT_EQ(Outcome("dia_base").status, Status::kFailed);
+    EXPECT_EQ(Outcome("dia_base").reason, "not in a verified package");
+}
+
 TEST_F(ModuleStageTest, NoTrustStoreTrustsNothing) {
     WriteAllPackage();
     fs::remove_all(root_ / "etc/peinit/keys");

@@ -1,0 +1,386 @@
+// Module-stage boot tests (issues 5 and 6): whole images built by peinit-image, whose modules
+// ship only inside signed packages, booted in QEMU. The probe service (modules_probe.c) prints
+// /proc/modules, sig_enforce and /run/peinit/modules.json and then powers the machine off; each
+// ctest test is one gtest case (the slow-modules case boots twice).
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "image_boot.h"
+
+#ifndef PEINIT_SOURCE_DIR
+#error "PEINIT_SOURCE_DIR must be defined"
+#endif
+#ifndef PEINIT_PKG_TOOL
+#error "PEINIT_PKG_TOOL must be defined"
+#endif
+
+namespace fs = std::filesystem;
+
+namespace peinit::testing {
+namespace {
+
+std::string Explain(const ImageBootResult& r) {
+  return r.build_error.empty() ? r.qemu.describe() + "\n" + r.qemu.output : r.build_error;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string KernelRelease(const std::string& kernel_dir) {
+  std::string kver = ReadFile(kernel_dir + "/kver");
+  while (!kver.empty() && (kver.back() == '\n' || kver.back() == ' ')) kver.pop_back();
+  return kver;
+}
+
+// Runs a shell command; returns its status and appends its output to `log`.
+int Sh(const std::string& command, std::string& log) {
+  FILE* p = popen((command + " 2>&1").c_str(), "r");
+  if (p == nullptr) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) log.append(buf, n);
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// A private scratch directory outside the git work tree (peinit-pkg keygen refuses one inside).
+struct Scratch {
+  Scratch() {
+    char tmpl[] = "/tmp/peinit-modules-boot.XXXXXX";
+    if (mkdtemp(tmpl) != nullptr) path = tmpl;
+  }
+  ~Scratch() {
+    std::error_code ec;
+    if (!path.empty()) fs::remove_all(path, ec);
+  }
+  std::string path;
+};
+
+// What the probe printed.
+struct ProbeOutput {
+  std::map<std::string, std::string> proc_modules;  // name -> state
+  std::string sig_enforce;
+  std::string record;                               // /run/peinit/modules.json
+  bool done = false;
+  // Record: module name -> status, package; and the summary's numbers.
+  std::map<std::string, std::string> status;
+  std::map<std::string, std::string> package;
+  std::map<std::string, std::string> errno_name;
+};
+
+ProbeOutput Parse(const ImageBootResult& r) {
+  ProbeOutput p;
+  for (const auto& line : r.qemu.lines()) {
+    auto take = [&](const std::string& prefix, std::string& rest) {
+      size_t at = line.find(prefix);
+      if (at == std::string::npos) return false;
+      rest = line.substr(at + prefix.size());
+      return true;
+    };
+    std::string rest;
+    if (take("PROC_MODULE ", rest)) {
+      std::istringstream in(rest);
+      std::string name, state;
+      in >> name >> state;
+      p.proc_modules[name] = state;
+    } else if (take("SIG_ENFORCE ", rest)) {
+      p.sig_enforce = rest;
+    } else if (take("RECORD ", rest)) {
+      p.record += rest + "\n";
+    } else if (line.find("MODULES_PROBE done") != std::string::npos) {
+      p.done = true;
+    }
+  }
+  // Module objects of the record (keys are sorted: errno < name < package < status).
+  static const std::regex kModule(
+      R"re(\{[^{}]*"errno"\s*:\s*"([^"]*)"[^{}]*"name"\s*:\s*"([^"]*)"[^{}]*"package"\s*:\s*"([^"]*)"[^{}]*"status"\s*:\s*"([^"]*)")re");
+  for (std::sregex_iterator it(p.record.begin(), p.record.end(), kModule), end; it != end; ++it) {
+    p.errno_name[(*it)[2]] = (*it)[1];
+    p.package[(*it)[2]] = (*it)[3];
+    p.status[(*it)[2]] = (*it)[4];
+  }
+  return p;
+}
+
+// "modules done ok=N failed=M skipped=K blacklisted=B ms=T workers=W" -> key -> value.
+std::map<std::string, long> ModulesDone(const ImageBootResult& r) {
+  std::map<std::string, long> out;
+  auto lines = r.Grep("modules done ok=");
+  if (lines.empty()) return out;
+  static const std::regex kPair(R"((\w+)=(\d+))");
+  const std::string& line = lines.back();
+  for (std::sregex_iterator it(line.begin(), line.end(), kPair), end; it != end; ++it) {
+    out[(*it)[1]] = std::stol((*it)[2]);
+  }
+  return out;
+}
+
+// Index of the first console line containing `needle`, or -1.
+long LineOf(const ImageBootResult& r, const std::string& needle) {
+  auto lines = r.qemu.lines();
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (lines[i].find(needle) != std::string::npos) return static_cast<long>(i);
+  }
+  return -1;
+}
+
+// The image.toml head shared by the peinit-kernel cases: the probe and its unit.
+std::string ProbeFiles() {
+  return "[[files]]\nsrc = \"@BUILD@/tests/boot/modules_probe\"\ndst = \"/usr/bin/modules_probe\"\n";
+}
+
+std::string TestModule(const std::string& kernel_dir, const std::string& name) {
+  return "\"" + kernel_dir + "/test-modules/" + name + ".ko\"";
+}
+
+// The out-of-tree test modules load in dependency order from the image's package, a failing
+// init is reported with its errno without stopping the rest, and a blacklisted module stays out.
+TEST(ModulesBoot, TestModulesOrderFailureBlacklist) {
+  std::string kdir = KernelDirFor("peinit");
+  ASSERT_FALSE(kdir.empty()) << "PEINIT_KERNEL_DIR is not set";
+  ImageBoot boot;
+  boot.name = "modules-test";
+  boot.image_toml = "kernel = \"peinit\"\n"
+                    "units = [\"@SRC@/tests/boot/images/modules-probe/units\", \"@CASE@/units\"]\n"
+                    "hive = \"@CASE@/hive.toml\"\n"
+                    "extra_modules = [" +
+                    TestModule(kdir, "peinit_test_provider") + ", " +
+                    TestModule(kdir, "peinit_test_consumer") + ", " +
+                    TestModule(kdir, "peinit_test_fail") + ", " +
+                    TestModule(kdir, "peinit_test_param") + "]\n" + ProbeFiles();
+  auto r = BuildAndBoot(boot);
+  ASSERT_TRUE(r.build_error.empty()) << r.build_error;
+  ProbeOutput p = Parse(r);
+  ASSERT_TRUE(p.done) << Explain(r);
+
+  // Dependency order: the provider is live before the consumer's init runs.
+  long provider = LineOf(r, "peinit_test_provider: loaded");
+  long consumer = LineOf(r, "peinit_test_consumer: loaded, provider value=42");
+  EXPECT_GE(provider, 0) << Explain(r);
+  EXPECT_GT(consumer, provider) << Explain(r);
+  EXPECT_EQ(p.proc_modules["peinit_test_provider"], "Live");
+  EXPECT_EQ(p.proc_modules["peinit_test_consumer"], "Live");
+  EXPECT_EQ(p.proc_modules["dummy"], "Live");
+  EXPECT_EQ(p.package["peinit_test_consumer"], "image.pkg");
+
+  // The failing module: reported with its errno; nothing else is affected.
+  EXPECT_TRUE(r.Has("module peinit_test_fail failed: ")) << Explain(r);
+  EXPECT_FALSE(r.Grep("(ENODEV)").empty()) << Explain(r);
+  EXPECT_EQ(p.status["peinit_test_fail"], "failed");
+  EXPECT_EQ(p.errno_name["peinit_test_fail"], "ENODEV");
+  EXPECT_EQ(p.proc_modules.count("peinit_test_fail"), 0u);
+
+  // The blacklisted module stays out and the reason names the hive.
+  EXPECT_TRUE(r.Has("module peinit_test_param blacklisted (hive")) << Explain(r);
+  EXPECT_EQ(p.status["peinit_test_param"], "blacklisted");
+  EXPECT_EQ(p.proc_modules.count("peinit_test_param"), 0u);
+  EXPECT_FALSE(r.Has("peinit_test_param: ")) << "its init never ran\n" << Explain(r);
+
+  auto done = ModulesDone(r);
+  EXPECT_EQ(done["ok"], 3) << Explain(r);
+  EXPECT_EQ(done["failed"], 1);
+  EXPECT_EQ(done["blacklisted"], 1);
+  EXPECT_TRUE(r.qemu.clean_exit()) << Explain(r);
+}
+
+// Eight independent 200 ms modules: with four workers the stage takes well under half of the
+// strictly sequential time (one worker).
+TEST(ModulesBoot, SlowModulesLoadInParallel) {
+  std::string kdir = KernelDirFor("peinit");
+  ASSERT_FALSE(kdir.empty()) << "PEINIT_KERNEL_DIR is not set";
+  std::string extra;
+  for (int i = 1; i <= 8; ++i) {
+    extra += (i > 1 ? ", " : "") + TestModule(kdir, "peinit_test_slow" + std::to_string(i));
+  }
+  std::map<int, long> ms;
+  for (int workers : {4, 1}) {
+    ImageBoot boot;
+    boot.name = "modules-slow-w" + std::to_string(workers);
+    boot.image_toml = "kernel = \"peinit\"\n"
+                      "units = [\"@SRC@/tests/boot/images/modules-probe/units\", "
+                      "\"@SRC@/tests/boot/images/modules-slow/units\"]\n"
+                      "extra_modules = [" +
+                      extra + "]\n" + ProbeFiles();
+    boot.append = "peinit.workers=" + std::to_string(workers);
+    auto r = BuildAndBoot(boot);
+    ASSERT_TRUE(r.build_error.empty()) << r.build_error;
+    ProbeOutput p = Parse(r);
+    ASSERT_TRUE(p.done) << Explain(r);
+    auto done = ModulesDone(r);
+    EXPECT_EQ(done["ok"], 8) << Explain(r);
+    EXPECT_EQ(done["workers"], workers) << Explain(r);
+    for (int i = 1; i <= 8; ++i) {
+      EXPECT_EQ(p.proc_modules["peinit_test_slow" + std::to_string(i)], "Live") << i;
+    }
+    ms[workers] = done["ms"];
+    std::cout << "[ figures ] slow modules: workers=" << workers << " ms=" << done["ms"]
+              << " (boot " << r.qemu.describe() << ")\n";
+  }
+  EXPECT_GE(ms[1], 1600) << "eight sequential 200 ms inits";
+  EXPECT_LT(ms[4] * 2, ms[1]) << "workers=4: " << ms[4] << " ms, workers=1: " << ms[1] << " ms";
+}
+
+// Debian's kernel with its own signed modules, packed into the image's package: the whole
+// real set loads, and /proc/modules agrees with the stage's record and summary.
+TEST(ModulesBoot, DebianRealModuleSetMatchesProcModules) {
+  ImageBoot boot;
+  boot.name = "modules-debian";
+  boot.kernel = "debian";
+  boot.image_toml = "kernel = \"debian\"\n"
+                    "units = [\"@SRC@/tests/boot/images/modules-probe/units\", \"@CASE@/units\"]\n" +
+                    ProbeFiles();
+  auto r = BuildAndBoot(boot);
+  ASSERT_TRUE(r.build_error.empty()) << r.build_error;
+  ProbeOutput p = Parse(r);
+  ASSERT_TRUE(p.done) << Explain(r);
+  auto done = ModulesDone(r);
+  EXPECT_EQ(done["failed"], 0) << Explain(r);
+  EXPECT_EQ(done["skipped"], 0) << Explain(r);
+  std::set<std::string> loaded;
+  long builtin = 0;
+  for (const auto& [name, status] : p.status) {
+    if (status == "loaded") loaded.insert(name);
+    if (status == "builtin" || status == "already-loaded") ++builtin;
+  }
+  EXPECT_EQ(static_cast<long>(loaded.size()) + builtin, done["ok"]) << p.record;
+  for (const char* m : {"ext4", "jbd2", "mbcache", "bridge", "stp", "llc", "virtio_net",
+                        "net_failover", "failover"}) {
+    EXPECT_TRUE(loaded.count(m)) << m << "\n" << p.record;
+  }
+  for (const auto& m : loaded) {
+    EXPECT_EQ(p.proc_modules[m], "Live") << m << " is loaded in the record, not in /proc/modules";
+    EXPECT_EQ(p.package[m], "image.pkg") << m;
+  }
+  std::cout << "[ figures ] debian real set: " << loaded.size() << " modules loaded, ms="
+            << done["ms"] << " workers=" << done["workers"] << "\n";
+  EXPECT_TRUE(r.qemu.clean_exit()) << Explain(r);
+}
+
+// A good and a tampered pre-built package (the tampered one is a copy of a good package with
+// one payload byte flipped, shipped with expect = "rejected"): the good package's modules
+// load, none of the tampered one's do, and the console names the package and the reason.
+TEST(ModulesBoot, TamperedPackageIsRejectedGoodOneLoads) {
+  std::string kdir = KernelDirFor("peinit");
+  ASSERT_FALSE(kdir.empty()) << "PEINIT_KERNEL_DIR is not set";
+  Scratch tmp;
+  ASSERT_FALSE(tmp.path.empty());
+  const std::string pkg = std::string("'") + PEINIT_PKG_TOOL + "'";
+  const std::string kver = KernelRelease(kdir);
+  std::string log;
+  ASSERT_EQ(Sh(pkg + " keygen --out-dir " + tmp.path + " --name vendor", log), 0) << log;
+  ASSERT_EQ(Sh(pkg + " create --name good --version 1 --kver " + kver + " --sign-key " +
+                   tmp.path + "/vendor.key -o " + tmp.path + "/good.pkg " + kdir +
+                   "/test-modules/peinit_test_provider.ko " + kdir +
+                   "/test-modules/peinit_test_consumer.ko",
+               log),
+            0)
+      << log;
+  ASSERT_EQ(Sh(pkg + " create --name bad --version 1 --kver " + kver + " --sign-key " +
+                   tmp.path + "/vendor.key -o " + tmp.path + "/bad.pkg " + kdir +
+                   "/test-modules/peinit_test_slow1.ko " + kdir +
+                   "/test-modules/peinit_test_slow2.ko",
+               log),
+            0)
+      << log;
+  // Flip one byte inside the first module's payload (past its ELF header).
+  std::string bad = ReadFile(tmp.path + "/bad.pkg");
+  size_t elf = bad.find("\x7f" "ELF");
+  ASSERT_NE(elf, std::string::npos);
+  bad[elf + 300] = static_cast<char>(bad[elf + 300] ^ 0x01);
+  std::ofstream(tmp.path + "/bad.pkg", std::ios::binary | std::ios::trunc) << bad;
+  ASSERT_NE(Sh(pkg + " verify --trust " + tmp.path + " " + tmp.path + "/bad.pkg", log), 0);
+
+  ImageBoot boot;
+  boot.name = "modules-tampered";
+  boot.image_toml =
+      "kernel = \"peinit\"\n"
+      "units = [\"@SRC@/tests/boot/images/modules-probe/units\", \"@CASE@/units\"]\n"
+      "keys = [\"" + tmp.path + "/vendor.pub\"]\n"
+      "extra_modules = [" + TestModule(kdir, "peinit_test_provider") + ", " +
+      TestModule(kdir, "peinit_test_consumer") + ", " + TestModule(kdir, "peinit_test_slow1") +
+      ", " + TestModule(kdir, "peinit_test_slow2") + "]\n" + ProbeFiles() +
+      "[[packages]]\npath = \"" + tmp.path + "/good.pkg\"\n"
+      "[[packages]]\npath = \"" + tmp.path + "/bad.pkg\"\nexpect = \"rejected\"\n";
+  auto r = BuildAndBoot(boot);
+  ASSERT_TRUE(r.build_error.empty()) << r.build_error;
+  ProbeOutput p = Parse(r);
+  ASSERT_TRUE(p.done) << Explain(r);
+
+  EXPECT_TRUE(r.Has("package good.pkg verified: good 1")) << Explain(r);
+  EXPECT_TRUE(r.Has("package bad.pkg rejected: hash-mismatch: modules/peinit_test_slow1.ko"))
+      << Explain(r);
+  EXPECT_EQ(p.proc_modules["peinit_test_provider"], "Live");
+  EXPECT_EQ(p.proc_modules["peinit_test_consumer"], "Live");
+  EXPECT_EQ(p.package["peinit_test_consumer"], "good.pkg");
+  EXPECT_EQ(p.package["peinit_test_provider"], "good.pkg");
+  EXPECT_EQ(p.proc_modules["dummy"], "Live");
+  EXPECT_EQ(p.package["dummy"], "image.pkg");
+  for (const char* m : {"peinit_test_slow1", "peinit_test_slow2"}) {
+    EXPECT_EQ(p.proc_modules.count(m), 0u) << m;
+    EXPECT_EQ(p.status[m], "failed") << m;
+    EXPECT_TRUE(r.Has(std::string("module ") + m + " failed: package rejected (bad.pkg: hash-mismatch"))
+        << m << "\n" << Explain(r);
+  }
+  EXPECT_TRUE(r.qemu.clean_exit()) << Explain(r);
+}
+
+// SigningPolicy=enforce: a module signed by a key the kernel does not know, inside a validly
+// signed package, is refused by the kernel (EKEYREJECTED); a module signed with the kernel's
+// own key loads.
+TEST(ModulesBoot, EnforceRejectsModuleSignedByUnknownKey) {
+  std::string kdir = KernelDirFor("peinit");
+  ASSERT_FALSE(kdir.empty()) << "PEINIT_KERNEL_DIR is not set";
+  Scratch tmp;
+  ASSERT_FALSE(tmp.path.empty());
+  std::string log;
+  const std::string t = tmp.path;
+  ASSERT_EQ(Sh("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=peinit-throwaway "
+               "-keyout " + t + "/throwaway.pem -outform DER -out " + t + "/throwaway.x509",
+               log),
+            0)
+      << log;
+  ASSERT_EQ(Sh("cp " + kdir + "/test-modules/unsigned/peinit_test_param.ko " + t + "/ && " +
+                   kdir + "/build/scripts/sign-file sha256 " + t + "/throwaway.pem " + t +
+                   "/throwaway.x509 " + t + "/peinit_test_param.ko",
+               log),
+            0)
+      << log;
+
+  ImageBoot boot;
+  boot.name = "modules-enforce";
+  boot.image_toml =
+      "kernel = \"peinit\"\n"
+      "units = [\"@SRC@/tests/boot/images/modules-probe/units\", \"@CASE@/units\"]\n"
+      "hive = \"@CASE@/hive.toml\"\n"
+      "extra_modules = [\"" + t + "/peinit_test_param.ko\", " +
+      TestModule(kdir, "peinit_test_provider") + "]\n" + ProbeFiles();
+  auto r = BuildAndBoot(boot);
+  ASSERT_TRUE(r.build_error.empty()) << r.build_error;
+  ProbeOutput p = Parse(r);
+  ASSERT_TRUE(p.done) << Explain(r);
+  EXPECT_TRUE(r.Has("modules signing policy=enforce(hive) sig_enforce=Y")) << Explain(r);
+  EXPECT_EQ(p.sig_enforce, "Y");
+  EXPECT_TRUE(r.Has("package image.pkg verified")) << Explain(r);
+  EXPECT_TRUE(r.Has("module peinit_test_param failed: ")) << Explain(r);
+  EXPECT_FALSE(r.Grep("(EKEYREJECTED)").empty()) << Explain(r);
+  EXPECT_EQ(p.status["peinit_test_param"], "failed");
+  EXPECT_EQ(p.errno_name["peinit_test_param"], "EKEYREJECTED");
+  EXPECT_EQ(p.proc_modules.count("peinit_test_param"), 0u);
+  EXPECT_EQ(p.proc_modules["peinit_test_provider"], "Live");
+  EXPECT_TRUE(r.qemu.clean_exit()) << Explain(r);
+}
+
+}  // namespace
+}  // namespace peinit::testing
