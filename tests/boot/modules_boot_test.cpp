@@ -186,7 +186,9 @@ TEST(ModulesBoot, TestModulesOrderFailureBlacklist) {
   EXPECT_TRUE(r.Has("module peinit_test_param blacklisted (hive")) << Explain(r);
   EXPECT_EQ(p.status["peinit_test_param"], "blacklisted");
   EXPECT_EQ(p.proc_modules.count("peinit_test_param"), 0u);
-  EXPECT_FALSE(r.Has("peinit_test_param: ")) << "its init never ran\n" << Explain(r);
+  for (const auto& line : r.Grep("peinit_test_param: ")) {
+    EXPECT_NE(line.find("RECORD "), std::string::npos) << "its init ran: " << line;
+  }
 
   auto done = ModulesDone(r);
   EXPECT_EQ(done["ok"], 3) << Explain(r);
@@ -204,7 +206,8 @@ TEST(ModulesBoot, SlowModulesLoadInParallel) {
   for (int i = 1; i <= 8; ++i) {
     extra += (i > 1 ? ", " : "") + TestModule(kdir, "peinit_test_slow" + std::to_string(i));
   }
-  std::map<int, long> ms;
+  std::map<int, long> ms;    // the stage's total (modules done ... ms=)
+  std::map<int, long> span;  // first load start to last load end, from the record (us)
   for (int workers : {4, 1}) {
     ImageBoot boot;
     boot.name = "modules-slow-w" + std::to_string(workers);
@@ -224,12 +227,29 @@ TEST(ModulesBoot, SlowModulesLoadInParallel) {
     for (int i = 1; i <= 8; ++i) {
       EXPECT_EQ(p.proc_modules["peinit_test_slow" + std::to_string(i)], "Live") << i;
     }
+    // Record keys are sorted: duration_us < ... < name < ... < start_us.
+    static const std::regex kTimes(
+        R"re("duration_us"\s*:\s*(\d+)[^{}]*"name"\s*:\s*"peinit_test_slow\d"[^{}]*"start_us"\s*:\s*(\d+))re");
+    long first = -1, last = 0;
+    int timed = 0;
+    for (std::sregex_iterator it(p.record.begin(), p.record.end(), kTimes), end; it != end; ++it) {
+      long start = std::stol((*it)[2]), duration = std::stol((*it)[1]);
+      first = first < 0 ? start : std::min(first, start);
+      last = std::max(last, start + duration);
+      ++timed;
+    }
+    EXPECT_EQ(timed, 8) << p.record;
     ms[workers] = done["ms"];
-    std::cout << "[ figures ] slow modules: workers=" << workers << " ms=" << done["ms"]
-              << " (boot " << r.qemu.describe() << ")\n";
+    span[workers] = (last - first) / 1000;
+    std::cout << "[ figures ] slow modules: workers=" << workers << " stage ms=" << done["ms"]
+              << " load span ms=" << span[workers] << " (boot " << r.qemu.describe() << ")\n";
   }
   EXPECT_GE(ms[1], 1600) << "eight sequential 200 ms inits";
-  EXPECT_LT(ms[4] * 2, ms[1]) << "workers=4: " << ms[4] << " ms, workers=1: " << ms[1] << " ms";
+  // The loads themselves: four at a time take well under half the sequential span (ideal: a
+  // quarter). The stage total also holds verification and planning (~150 ms under TCG), so its
+  // bound is looser.
+  EXPECT_LT(span[4] * 2, span[1]) << "workers=4: " << span[4] << " ms, workers=1: " << span[1];
+  EXPECT_LT(ms[4] * 10, ms[1] * 6) << "workers=4: " << ms[4] << " ms, workers=1: " << ms[1];
 }
 
 // Debian's kernel with its own signed modules, packed into the image's package: the whole
@@ -238,6 +258,9 @@ TEST(ModulesBoot, DebianRealModuleSetMatchesProcModules) {
   ImageBoot boot;
   boot.name = "modules-debian";
   boot.kernel = "debian";
+  // ext4's crc32c soft dependency resolves to crc32c_intel too, whose init needs SSE4.2:
+  // QEMU's default TCG CPU (qemu64) lacks it (ENODEV), "max" has it.
+  boot.qemu_args = {"-cpu", "max"};
   boot.image_toml = "kernel = \"debian\"\n"
                     "units = [\"@SRC@/tests/boot/images/modules-probe/units\", \"@CASE@/units\"]\n" +
                     ProbeFiles();
