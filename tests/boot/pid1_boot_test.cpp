@@ -2,6 +2,9 @@
 // Each ctest test is one boot; the assertions read what the guest printed.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <filesystem>
+
 #include "image_boot.h"
 
 namespace peinit::testing {
@@ -100,6 +103,44 @@ TEST(Pid1Boot, DebianKernelImageBoots) {
     EXPECT_TRUE(r.Has("Linux version 6.1.0-")) << Explain(r);
     EXPECT_TRUE(r.Has("peinit: stage handoff done ok")) << Explain(r);
     EXPECT_TRUE(r.Has("peinit debian: services started")) << Explain(r);
+    EXPECT_TRUE(r.qemu.clean_exit()) << Explain(r);
+}
+
+// root= on the command line: peinit loads the disk and file-system drivers, locks, mounts the
+// ext4 root (file system found from /proc/filesystems), moves /proc /sys /dev /run, empties the
+// initramfs and execs the real root's /sbin/init as PID 1.
+TEST(Pid1Boot, SwitchesToTheRealRoot) {
+    namespace fs = std::filesystem;
+    fs::path work = fs::current_path() / "boot-artifacts" / "switchroot-disk";
+    std::error_code ec;
+    fs::remove_all(work, ec);
+    for (const char* dir : {"sbin", "proc", "sys", "dev", "run"}) {
+        fs::create_directories(work / "root" / dir);
+    }
+    fs::copy_file(PEINIT_ROOT_INIT, work / "root" / "sbin" / "init");
+    std::string disk = (work / "disk.img").string();
+    std::string mkfs = "mke2fs -q -F -t ext4 -d " + (work / "root").string() + " " + disk + " 16M";
+    ASSERT_EQ(std::system(mkfs.c_str()), 0) << mkfs;
+
+    ImageBoot boot;
+    boot.name = "switchroot";
+    boot.image_toml = R"(kernel = "peinit"
+units = ["@CASE@/units"]
+hive = "@CASE@/hive.toml"
+)";
+    boot.append = "root=/dev/vda";
+    boot.qemu_args = {"-drive", "file=" + disk + ",if=virtio,format=raw"};
+    auto r = BuildAndBoot(boot);
+    ASSERT_TRUE(r.build_error.empty()) << r.build_error;
+    EXPECT_TRUE(r.Has("peinit: lockdown locked=1")) << Explain(r);
+    EXPECT_TRUE(r.Has("peinit: handoff: mounted /dev/vda (ext4) on /newroot")) << Explain(r);
+    EXPECT_TRUE(r.Has("peinit: handoff: exec /sbin/init on /dev/vda")) << Explain(r);
+    auto probes = r.Probes();
+    for (const char* check :
+         {"root_init_is_pid1", "root_is_ext4", "proc_moved", "dev_moved", "initramfs_init_gone"}) {
+        EXPECT_EQ(probes[check], "ok") << check << "\n" << Explain(r);
+    }
+    EXPECT_FALSE(r.Has("Kernel panic")) << Explain(r);
     EXPECT_TRUE(r.qemu.clean_exit()) << Explain(r);
 }
 
