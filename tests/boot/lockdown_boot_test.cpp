@@ -1,8 +1,9 @@
 // Boot tests of the lockdown and module-policy story (R-01, R-02, R-14..R-19): each test builds
-// one image from tests/boot/images/lockdown-<case>/ with the real `peinit-image build`, adds the
-// policy probe (tests/boot/policy_probe.c, a service whose exit powers the guest off), a signed
-// package of the kernel's modules with its key (the module stage, the coldplug stage and
-// peinit-modprobe load only from verified packages) and test modules as plain files, boots it
+// one image from tests/boot/images/lockdown-<case>/ with the real `peinit-image build` (which
+// ships the image's modules in a signed package: the module stage, the coldplug stage and
+// peinit-modprobe load only from verified packages), adds the policy probe
+// (tests/boot/policy_probe.c, a service whose exit powers the guest off) and test modules as
+// plain files, boots it
 // under QEMU and asserts on the probe's "PROBE name ok|FAIL detail" lines and on the console.
 // One gtest test = one boot = one ctest test.
 
@@ -33,23 +34,6 @@ using peinit::testing::KernelDirFor;
 
 namespace {
 
-std::string Quote(const std::string& s) {
-    std::string out = "'";
-    for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return out + "'";
-}
-
-std::pair<std::string, int> RunCommand(const std::string& command) {
-    std::string out;
-    FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-    if (pipe == nullptr) return {"popen failed", -1};
-    std::array<char, 4096> buf;
-    size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-    int status = pclose(pipe);
-    return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
-}
-
 std::string ReadFirstLine(const fs::path& p) {
     std::ifstream in(p);
     std::string line;
@@ -69,8 +53,6 @@ struct Case {
     std::string kernel = "peinit";
     std::string append;  // as the image's `cmdline` (BuildAndBoot does not read it)
     std::vector<std::string> qemu_args;
-    // Modules for the signed package: every module of the tree when empty (peinit kernel).
-    std::vector<std::string> package_modules;
     // Files copied into /lib/peinit-test/: paths relative to the kernel dir.
     std::vector<std::string> test_files;
 };
@@ -86,53 +68,12 @@ class LockdownBoot : public ::testing::Test {
                                  ": set PEINIT_KERNEL_DIR / PEINIT_DEBIAN_KERNEL_DIR";
             return result;
         }
-        const std::string kver = ReadFirstLine(fs::path(kernel_dir) / "kver");
-        const fs::path moddir = c.kernel == "debian"
-                                    ? fs::path(kernel_dir) / "lib/modules" / kver
-                                    : fs::path(kernel_dir) / "modroot/lib/modules" / kver;
-
-        char tmpl[] = "/tmp/peinit-lockdown-boot.XXXXXX";
-        if (mkdtemp(tmpl) == nullptr) {
-            result.build_error = "mkdtemp failed";
-            return result;
-        }
-        work_ = tmpl;
-
-        // The signed package: the chosen modules' .ko files from the kernel's tree.
-        std::string files;
-        std::istringstream dep(ReadAll(moddir / "modules.dep"));
-        for (std::string line; std::getline(dep, line);) {
-            std::string rel = line.substr(0, line.find(':'));
-            std::string stem = fs::path(rel).stem().string();
-            bool wanted = c.package_modules.empty();
-            for (const auto& m : c.package_modules) wanted = wanted || m == stem;
-            if (wanted) files += " " + Quote((moddir / rel).string());
-        }
-        const std::string pkg = PEINIT_PKG_TOOL;
-        auto [keygen, keygen_rc] =
-            RunCommand(Quote(pkg) + " keygen --out-dir " + Quote((work_ / "keys").string()));
-        if (keygen_rc != 0) {
-            result.build_error = "peinit-pkg keygen: " + keygen;
-            return result;
-        }
-        auto [create, create_rc] =
-            RunCommand(Quote(pkg) + " create --name lockdown-test --version 1 --kver " + kver +
-                       " -o " + Quote((work_ / "modules.pkg").string()) + " --sign-key " +
-                       Quote((work_ / "keys/package-signing.key").string()) + files);
-        if (create_rc != 0) {
-            result.build_error = "peinit-pkg create: " + create;
-            return result;
-        }
-
         std::string toml =
             ReadAll(fs::path(PEINIT_SOURCE_DIR) / "tests/boot/images" / c.name / "image.toml");
         auto add_file = [&](const std::string& src, const std::string& dst) {
             toml += "\n[[files]]\nsrc = \"" + src + "\"\ndst = \"" + dst + "\"\n";
         };
         add_file(POLICY_PROBE_PATH, "/usr/bin/policy_probe");
-        add_file((work_ / "modules.pkg").string(), "/usr/lib/peinit/packages/modules.pkg");
-        add_file((work_ / "keys/package-signing.pub").string(),
-                 "/etc/peinit/keys/package-signing.pub");
         for (const auto& f : c.test_files) {
             add_file((fs::path(kernel_dir) / f).string(),
                      "/lib/peinit-test/" + (fs::path(f).parent_path().filename() == "unsigned"
@@ -150,11 +91,6 @@ class LockdownBoot : public ::testing::Test {
         boot.timeout = std::chrono::seconds(180);
         result = BuildAndBoot(boot);
         return result;
-    }
-
-    void TearDown() override {
-        std::error_code ec;
-        if (!work_.empty()) fs::remove_all(work_, ec);
     }
 
     // Every named probe ran and said ok; the probe finished; the guest powered off cleanly.
@@ -180,8 +116,6 @@ class LockdownBoot : public ::testing::Test {
         for (const auto& l : r.qemu.lines()) out += l + "\n";
         return out;
     }
-
-    fs::path work_;
 };
 
 const char* kProvider = "test-modules/peinit_test_provider.ko";
@@ -192,7 +126,6 @@ TEST_F(LockdownBoot, LockedAfterBoot) {
            "peinit",
            "peinit.lock=0 peinit.autoload=enabled",
            {"-nic", "user,model=virtio-net-pci"},
-           {},
            {kProvider}};
     ImageBootResult r = Boot(c);
     ExpectProbes(r, {"locked", "finit_eperm", "init_eperm", "initfile_eperm", "delete_eperm",
@@ -213,7 +146,7 @@ TEST_F(LockdownBoot, LockedAfterBoot) {
 }
 
 TEST_F(LockdownBoot, UnlockedDemandLoadsEnabled) {
-    Case c{"lockdown-unlocked", "peinit", "", {}, {}, {kProvider}};
+    Case c{"lockdown-unlocked", "peinit", "", {}, {kProvider}};
     ImageBootResult r = Boot(c);
     ExpectProbes(
         r, {"unlocked", "helper", "load", "loaded", "unload", "unloaded", "packet_demand_load",
@@ -231,7 +164,6 @@ TEST_F(LockdownBoot, AllowList) {
            "peinit",
            "peinit.autoload=enabled",
            {"-nic", "user,model=virtio-net-pci"},
-           {},
            {}};
     ImageBootResult r = Boot(c);
     ExpectProbes(r, {"unlocked", "helper", "packet_allowed", "packet_loaded", "alg_refused",
@@ -249,7 +181,7 @@ TEST_F(LockdownBoot, AutoloadDisabledAndSigningEnforced) {
     // (A signed .ko shipped as a [[files]] entry would not show "signed loads": the builder's
     // strip --strip-debug of ELF files drops the appended signature. The boot module `loop`,
     // loaded from the signed package under enforce, shows it instead.)
-    Case c{"lockdown-disabled", "peinit", "", {}, {}, {kUnsigned}};
+    Case c{"lockdown-disabled", "peinit", "", {}, {kUnsigned}};
     ImageBootResult r = Boot(c);
     ExpectProbes(
         r, {"unlocked", "helper_empty", "packet_no_demand_load", "packet_not_loaded", "sig_enforce",
@@ -261,7 +193,7 @@ TEST_F(LockdownBoot, AutoloadDisabledAndSigningEnforced) {
 }
 
 TEST_F(LockdownBoot, MalformedHiveFallsBackHardened) {
-    Case c{"lockdown-fallback", "peinit", "", {}, {}, {kProvider}};
+    Case c{"lockdown-fallback", "peinit", "", {}, {kProvider}};
     ImageBootResult r = Boot(c);
     ExpectProbes(
         r, {"locked", "helper_empty", "packet_eafnosupport", "finit_eperm", "record_fallback"});
@@ -272,7 +204,7 @@ TEST_F(LockdownBoot, MalformedHiveFallsBackHardened) {
 }
 
 TEST_F(LockdownBoot, DebianKernelFallsBackToModulesDisabled) {
-    Case c{"lockdown-debian", "debian", "", {}, {"dummy"}, {}};
+    Case c{"lockdown-debian", "debian", "", {}, {}};
     const std::string kernel_dir = KernelDirFor("debian");
     if (!kernel_dir.empty()) {
         c.test_files = {"lib/modules/" + ReadFirstLine(fs::path(kernel_dir) / "kver") +
