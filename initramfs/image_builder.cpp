@@ -88,9 +88,8 @@ bool Exists(const std::string& p) {
 // The skeleton every image has: mount points, and the two device nodes peinit needs for
 // output before devtmpfs is mounted.
 Result<void> AddSkeleton(ImageTree& tree) {
-    for (const char* d :
-         {"proc", "sys", "dev", "run", "etc", "etc/peinit", "etc/peinit/units", "etc/peinit/keys",
-          "usr/lib/peinit/packages"})
+    for (const char* d : {"proc", "sys", "dev", "run", "etc", "etc/peinit", "etc/peinit/units",
+                          "etc/peinit/keys", "usr/lib/peinit/packages"})
         PEINIT_TRY(tree.AddDirectory(d, 0755));
     PEINIT_TRY(tree.AddDirectory("tmp", 01777));
     PEINIT_TRY(tree.AddDirectory("root", 0700));
@@ -281,9 +280,9 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
         c.packages.push_back("/" + dst);
         provided.insert(checked->file.modules.begin(), checked->file.modules.end());
         if (!checked->verified)
-            c.warnings.push_back("package " + checked->file.file_name +
-                                 " ships deliberately unverifiable (expect = \"rejected\"): " +
-                                 checked->reason);
+            c.warnings.push_back(
+                "package " + checked->file.file_name +
+                " ships deliberately unverifiable (expect = \"rejected\"): " + checked->reason);
     }
     if (!errors.empty()) return Err(Join(errors));
     // Every module of the closure that no pre-built package provides goes into the image's own

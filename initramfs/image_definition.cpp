@@ -203,8 +203,10 @@ class Parser {
                             p.expect = PackageExpect::kRejected;
                         } else {
                             if (s)
-                                Fail(LineOf(v), "\"packages.expect\" must be \"valid\" or "
-                                                "\"rejected\", not \"" + *s + "\"");
+                                Fail(LineOf(v),
+                                     "\"packages.expect\" must be \"valid\" or "
+                                     "\"rejected\", not \"" +
+                                         *s + "\"");
                             ok = false;
                         }
                     } else {
@@ -242,8 +244,7 @@ class Parser {
                 Fail(f.line, "\"" + key + "\": " + f.value + " must end in " + suffix);
                 continue;
             }
-            if (auto abs = ExistingPath(f.value, f.line, key, false))
-                out.push_back({*abs, f.line});
+            if (auto abs = ExistingPath(f.value, f.line, key, false)) out.push_back({*abs, f.line});
         }
         return out;
     }

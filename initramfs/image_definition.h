@@ -69,8 +69,8 @@ struct ImageDefinition {
     // The Ed25519 private key (peinit-pkg keygen) that signs the image's module package; none:
     // the build-local key in ${PEINIT_CACHE:-~/.cache/peinit}/image-keys/.
     std::optional<Located<std::string>> signing_key;
-    std::vector<ExtraPackage> packages;             // shipped to /usr/lib/peinit/packages/
-    std::vector<Located<std::string>> keys;         // extra trusted keys, /etc/peinit/keys/
+    std::vector<ExtraPackage> packages;      // shipped to /usr/lib/peinit/packages/
+    std::vector<Located<std::string>> keys;  // extra trusted keys, /etc/peinit/keys/
     // Strip debug information from the programs the image ships (peinit, peinitctl and ELF
     // [[files]]); libraries come from the host's packages, already stripped.
     bool strip = true;

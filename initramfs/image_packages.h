@@ -60,7 +60,7 @@ Result<std::vector<PackageFile>> PackImageModules(const std::string& name, const
 
 // A pre-built package after its build-time check.
 struct CheckedPackage {
-    PackageFile file;    // bytes as read, shipped unchanged
+    PackageFile file;  // bytes as read, shipped unchanged
     bool verified = false;
     std::string reason;  // the verifier's reason when it did not verify
 };

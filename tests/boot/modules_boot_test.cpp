@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -231,25 +232,32 @@ TEST(ModulesBoot, SlowModulesLoadInParallel) {
     static const std::regex kTimes(
         R"re("duration_us"\s*:\s*(\d+)[^{}]*"name"\s*:\s*"peinit_test_slow\d"[^{}]*"start_us"\s*:\s*(\d+))re");
     long first = -1, last = 0;
-    int timed = 0;
+    std::vector<std::pair<long, int>> edges;  // (time, +1 start / -1 end)
     for (std::sregex_iterator it(p.record.begin(), p.record.end(), kTimes), end; it != end; ++it) {
       long start = std::stol((*it)[2]), duration = std::stol((*it)[1]);
       first = first < 0 ? start : std::min(first, start);
       last = std::max(last, start + duration);
-      ++timed;
+      edges.push_back({start, 1});
+      edges.push_back({start + duration, -1});
     }
-    EXPECT_EQ(timed, 8) << p.record;
+    EXPECT_EQ(edges.size(), 16u) << p.record;
+    std::sort(edges.begin(), edges.end());  // an end sorts before a start at the same time
+    int running = 0, most = 0;
+    for (const auto& e : edges) most = std::max(most, running += e.second);
+    EXPECT_EQ(most, workers) << "loads in flight at once\n" << p.record;
     ms[workers] = done["ms"];
     span[workers] = (last - first) / 1000;
     std::cout << "[ figures ] slow modules: workers=" << workers << " stage ms=" << done["ms"]
               << " load span ms=" << span[workers] << " (boot " << r.qemu.describe() << ")\n";
   }
   EXPECT_GE(ms[1], 1600) << "eight sequential 200 ms inits";
-  // The loads themselves: four at a time take well under half the sequential span (ideal: a
-  // quarter). The stage total also holds verification and planning (~150 ms under TCG), so its
-  // bound is looser.
-  EXPECT_LT(span[4] * 2, span[1]) << "workers=4: " << span[4] << " ms, workers=1: " << span[1];
-  EXPECT_LT(ms[4] * 10, ms[1] * 6) << "workers=4: " << ms[4] << " ms, workers=1: " << ms[1];
+  // The loads themselves: four at a time. Ideal: a quarter of the sequential span; measured
+  // 0.34-0.46 under TCG on a 2-core host (each load also verifies a signature and relocates on
+  // 2 vCPUs, and the host is shared). The bound is generous: under 60 %. The stage total adds
+  // package verification and planning, 150-750 ms depending on host load, so it is only
+  // required to be shorter.
+  EXPECT_LT(span[4] * 10, span[1] * 6) << "workers=4: " << span[4] << " ms, workers=1: " << span[1];
+  EXPECT_LT(ms[4], ms[1]) << "workers=4: " << ms[4] << " ms, workers=1: " << ms[1];
 }
 
 // Debian's kernel with its own signed modules, packed into the image's package: the whole

@@ -154,9 +154,9 @@ TEST_F(ImageBuildTest, ContentsReadBack) {
     // Modules: bridge with its dependency chain, dummy, vfat (from the .conf list) and fat. No
     // loose .ko bytes: each path is an empty placeholder (libkmod needs the path), the bytes
     // are in the signed image package.
-    const std::vector<std::string> kos = {"kernel/net/bridge/bridge.ko", "kernel/net/802/stp.ko",
-                                          "kernel/net/llc/llc.ko", "kernel/drivers/net/dummy.ko",
-                                          "kernel/fs/fat/vfat.ko", "kernel/fs/fat/fat.ko"};
+    const std::vector<std::string> kos = {
+        "kernel/net/bridge/bridge.ko", "kernel/net/802/stp.ko", "kernel/net/llc/llc.ko",
+        "kernel/drivers/net/dummy.ko", "kernel/fs/fat/vfat.ko", "kernel/fs/fat/fat.ko"};
     for (const auto& ko : kos) {
         std::string p = ModDir() + "/" + ko;
         expect(p, EntryType::kFile, 0644);
@@ -272,7 +272,8 @@ std::vector<std::byte> Bytes(const std::string& s) {
 
 void WriteBytes(const std::string& path, const std::vector<std::byte>& bytes) {
     std::ofstream(path, std::ios::binary | std::ios::trunc)
-        .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+        .write(reinterpret_cast<const char*>(bytes.data()),
+               static_cast<std::streamsize>(bytes.size()));
 }
 
 // Pre-built packages: a valid one (vendor key from `keys`) and a deliberately tampered one
@@ -283,7 +284,8 @@ TEST_F(ImageBuildTest, PrebuiltPackagesAndKeys) {
     std::ofstream(out_ + "/vendor.pub") << *vendor->PublicPem();
     auto make = [&](const std::string& name, const std::string& rel, const SigningKey& key) {
         PackageSpec spec{name, "1", kver_, {}};
-        spec.files.push_back({"modules/" + rel, Bytes(ReadAll(kernel_dir_ + "/" + ModDir() + "/" + rel))});
+        spec.files.push_back(
+            {"modules/" + rel, Bytes(ReadAll(kernel_dir_ + "/" + ModDir() + "/" + rel))});
         auto pkg = CreatePackage(spec, &key);
         EXPECT_TRUE(pkg) << pkg.error().message();
         return pkg ? *pkg : std::vector<std::byte>{};
@@ -292,7 +294,9 @@ TEST_F(ImageBuildTest, PrebuiltPackagesAndKeys) {
     WriteBytes(out_ + "/good.pkg", good);
     auto bad = make("bad", "kernel/fs/fat/vfat.ko", *vendor);
     std::string_view all(reinterpret_cast<const char*>(bad.data()), bad.size());
-    size_t elf = all.find("\x7f" "ELF");
+    size_t elf = all.find(
+        "\x7f"
+        "ELF");
     ASSERT_NE(elf, std::string_view::npos);
     bad[elf + 100] ^= std::byte{1};
     WriteBytes(out_ + "/bad.pkg", bad);
@@ -301,9 +305,9 @@ TEST_F(ImageBuildTest, PrebuiltPackagesAndKeys) {
     ASSERT_EQ(::mkdir(img.c_str(), 0755), 0);
     std::string head = "kernel = \"debian\"\nmodules = [\"dummy\", \"vfat\"]\nkeys = [\"" + out_ +
                        "/vendor.pub\"]\n";
-    std::ofstream(img + "/image.toml") << head << "[[packages]]\npath = \"" << out_
-                                       << "/good.pkg\"\n[[packages]]\npath = \"" << out_
-                                       << "/bad.pkg\"\nexpect = \"rejected\"\n";
+    std::ofstream(img + "/image.toml")
+        << head << "[[packages]]\npath = \"" << out_ << "/good.pkg\"\n[[packages]]\npath = \""
+        << out_ << "/bad.pkg\"\nexpect = \"rejected\"\n";
     auto def = LoadImageDefinition(img);
     ASSERT_TRUE(def) << def.error().message();
     auto c = ComposeImage(*def, Options());
@@ -318,7 +322,8 @@ TEST_F(ImageBuildTest, PrebuiltPackagesAndKeys) {
                           bad.size()),
               0);
     ASSERT_EQ(c->warnings.size(), 1u);
-    EXPECT_NE(c->warnings[0].find("package bad.pkg ships deliberately unverifiable"), std::string::npos)
+    EXPECT_NE(c->warnings[0].find("package bad.pkg ships deliberately unverifiable"),
+              std::string::npos)
         << c->warnings[0];
     EXPECT_NE(c->warnings[0].find("hash-mismatch"), std::string::npos) << c->warnings[0];
     // image.pkg holds fat (vfat's dependency) but neither dummy nor vfat.
@@ -341,9 +346,12 @@ TEST_F(ImageBuildTest, PrebuiltPackagesAndKeys) {
     auto r = ComposeImage(*def, Options());
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().message(),
-              img + "/image.toml:4: package " + out_ + "/good.pkg verifies, but expect = \"rejected\"\n" +
-                  img + "/image.toml:7: package " + out_ + "/foreign.pkg does not verify against the "
-                  "image's keys and kernel " + kver_ + ": untrusted-key: " +
+              img + "/image.toml:4: package " + out_ +
+                  "/good.pkg verifies, but expect = \"rejected\"\n" + img +
+                  "/image.toml:7: package " + out_ +
+                  "/foreign.pkg does not verify against the "
+                  "image's keys and kernel " +
+                  kver_ + ": untrusted-key: " +
                   r.error().message().substr(r.error().message().find("untrusted-key: ") + 15));
 }
 
@@ -354,7 +362,8 @@ TEST_F(ImageBuildTest, SigningKeyFromDefinition) {
     ASSERT_EQ(::mkdir(img.c_str(), 0755), 0);
     std::ofstream(img + "/sign.key") << *key->PrivatePem();
     ::chmod((img + "/sign.key").c_str(), 0644);
-    std::ofstream(img + "/image.toml") << "kernel = \"debian\"\nmodules = [\"dummy\"]\nsigning_key = \"sign.key\"\n";
+    std::ofstream(img + "/image.toml")
+        << "kernel = \"debian\"\nmodules = [\"dummy\"]\nsigning_key = \"sign.key\"\n";
     auto def = LoadImageDefinition(img);
     ASSERT_TRUE(def) << def.error().message();
     auto r = ComposeImage(*def, Options());
@@ -374,11 +383,13 @@ TEST_F(ImageBuildTest, SigningKeyFromDefinition) {
 // would shadow an in-tree module is refused.
 TEST_F(ImageBuildTest, ExtraModules) {
     std::string ko = out_ + "/peinit_extra_dummy.ko";
-    std::ofstream(ko, std::ios::binary) << ReadAll(kernel_dir_ + "/" + ModDir() + "/kernel/drivers/net/dummy.ko");
+    std::ofstream(ko, std::ios::binary)
+        << ReadAll(kernel_dir_ + "/" + ModDir() + "/kernel/drivers/net/dummy.ko");
     std::string img = out_ + "/img";
     ASSERT_EQ(::mkdir(img.c_str(), 0755), 0);
-    std::ofstream(img + "/image.toml") << "kernel = \"debian\"\nmodules = [\"peinit_extra_dummy\"]\n"
-                                       << "extra_modules = [\"" << ko << "\"]\n";
+    std::ofstream(img + "/image.toml")
+        << "kernel = \"debian\"\nmodules = [\"peinit_extra_dummy\"]\n"
+        << "extra_modules = [\"" << ko << "\"]\n";
     auto def = LoadImageDefinition(img);
     ASSERT_TRUE(def) << def.error().message();
     auto c = ComposeImage(*def, Options());
@@ -572,17 +583,20 @@ TEST_F(ImageBuildTest, ToolBuildsWithSourceDateEpoch) {
     std::ofstream(manifest) << "# test\n/init /bin/ls required\n";
     std::string common = "build '" + kFixtures + "/small' --kernel-dir '" + kernel_dir_ +
                          "' --binaries '" + manifest + "' --compression gzip -o ";
-    ToolRun a = Tool(common + "'" + out_ + "/a.cpio.gz'", "SOURCE_DATE_EPOCH=42 PEINIT_CACHE=" + keys_);
+    ToolRun a =
+        Tool(common + "'" + out_ + "/a.cpio.gz'", "SOURCE_DATE_EPOCH=42 PEINIT_CACHE=" + keys_);
     ASSERT_EQ(a.status, 0) << a.output;
     EXPECT_NE(a.output.find("wrote " + out_ + "/a.cpio.gz"), std::string::npos) << a.output;
-    ToolRun b = Tool(common + "'" + out_ + "/b.cpio.gz'", "SOURCE_DATE_EPOCH=42 PEINIT_CACHE=" + keys_);
+    ToolRun b =
+        Tool(common + "'" + out_ + "/b.cpio.gz'", "SOURCE_DATE_EPOCH=42 PEINIT_CACHE=" + keys_);
     ASSERT_EQ(b.status, 0) << b.output;
     EXPECT_TRUE(ReadAll(out_ + "/a.cpio.gz") == ReadAll(out_ + "/b.cpio.gz"));
     auto entries = ReadCpio(out_ + "/a.cpio.gz");
     ASSERT_TRUE(entries);
     for (const auto& e : *entries) EXPECT_EQ(e.mtime, 42) << e.path;
 
-    ToolRun bad = Tool(common + "'" + out_ + "/c.cpio.gz'", "SOURCE_DATE_EPOCH=yesterday PEINIT_CACHE=" + keys_);
+    ToolRun bad = Tool(common + "'" + out_ + "/c.cpio.gz'",
+                       "SOURCE_DATE_EPOCH=yesterday PEINIT_CACHE=" + keys_);
     EXPECT_EQ(bad.status, 1);
     EXPECT_NE(bad.output.find("SOURCE_DATE_EPOCH=\"yesterday\""), std::string::npos);
 

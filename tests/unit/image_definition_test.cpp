@@ -188,8 +188,8 @@ TEST_F(ImageDefinitionTest, PackagesKeysExtraModulesSigningKey) {
     ASSERT_TRUE(def->signing_key);
     EXPECT_EQ(def->signing_key->value, dir_ + "/s.key");
     // The short form: a list of paths (expect = "valid").
-    auto short_form =
-        ParseImageDefinition("kernel = \"peinit\"\npackages = [\"a.pkg\"]\n", "img/image.toml", dir_);
+    auto short_form = ParseImageDefinition("kernel = \"peinit\"\npackages = [\"a.pkg\"]\n",
+                                           "img/image.toml", dir_);
     ASSERT_TRUE(short_form) << short_form.error().message();
     EXPECT_EQ(short_form->packages.size(), 1u);
 }
@@ -200,8 +200,9 @@ TEST_F(ImageDefinitionTest, PackageErrors) {
               "img/image.toml:2: \"packages\": net.tar must end in .pkg");
     EXPECT_EQ(ErrorOf("kernel = \"peinit\"\npackages = [\"nope.pkg\"]\n"),
               "img/image.toml:2: \"packages\": " + dir_ + "/nope.pkg does not exist");
-    EXPECT_EQ(ErrorOf("kernel = \"peinit\"\n[[packages]]\npath = \"a.pkg\"\nexpect = \"maybe\"\n"),
-              "img/image.toml:4: \"packages.expect\" must be \"valid\" or \"rejected\", not \"maybe\"");
+    EXPECT_EQ(
+        ErrorOf("kernel = \"peinit\"\n[[packages]]\npath = \"a.pkg\"\nexpect = \"maybe\"\n"),
+        "img/image.toml:4: \"packages.expect\" must be \"valid\" or \"rejected\", not \"maybe\"");
     EXPECT_EQ(ErrorOf("kernel = \"peinit\"\n[[packages]]\nfile = \"a.pkg\"\n"),
               "img/image.toml:3: unknown key \"file\" in [[packages]] (expected path, expect)");
     EXPECT_EQ(ErrorOf("kernel = \"peinit\"\nkeys = [\"k.pem\"]\n"),
