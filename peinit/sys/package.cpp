@@ -7,9 +7,10 @@
 #include <algorithm>
 
 #include "peinit/sys/package_archive.h"
+#include "peinit/sys/package_internal.h"
 
 namespace peinit {
-namespace {
+namespace detail {
 
 std::string_view AsText(std::span<const std::byte> bytes) {
     return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
@@ -19,14 +20,6 @@ std::vector<std::byte> AsBytes(std::string_view text) {
     const auto* p = reinterpret_cast<const std::byte*>(text.data());
     return {p, p + text.size()};
 }
-
-// The members of a package sorted into their roles, after the layout rules of PACKAGE.md:
-// MANIFEST first, MANIFEST.sig second when present, then payload under modules/.
-struct Layout {
-    ArchiveMember* manifest = nullptr;
-    ArchiveMember* signature = nullptr;
-    std::span<ArchiveMember> payload;
-};
 
 Result<Layout> SplitLayout(std::vector<ArchiveMember>& members) {
     Layout layout;
@@ -102,13 +95,13 @@ Result<void> CheckPayload(const Manifest& manifest, std::span<const ArchiveMembe
     return Ok();
 }
 
-Result<ArchiveMember> MakeSignatureMember(std::span<const std::byte> manifest,
-                                          const SigningKey& key) {
-    std::string text = PEINIT_TRY(SignManifest(manifest, key));
-    return ArchiveMember{std::string(kSignatureMember), AsBytes(text)};
-}
+}  // namespace detail
 
-}  // namespace
+using detail::AsBytes;
+using detail::AsText;
+using detail::CheckPayload;
+using detail::Layout;
+using detail::SplitLayout;
 
 Result<std::vector<std::byte>> ReadFileOnce(const std::filesystem::path& path,
                                             std::size_t max_bytes) {
@@ -203,64 +196,6 @@ Result<VerifiedPackage> VerifyPackage(std::span<const std::byte> bytes, const Tr
         package.files_.push_back(std::move(file));
     }
     return package;
-}
-
-Result<std::string> SignManifest(std::span<const std::byte> manifest, const SigningKey& key) {
-    PackageSignature sig;
-    sig.key_fingerprint = key.public_key().fingerprint;
-    sig.value = PEINIT_TRY(key.Sign(manifest));
-    return SerializeSignature(sig);
-}
-
-Result<std::vector<std::byte>> CreatePackage(const PackageSpec& spec, const SigningKey* key,
-                                             std::int64_t mtime) {
-    std::vector<const PackageInput*> inputs;
-    for (const auto& f : spec.files) inputs.push_back(&f);
-    std::sort(inputs.begin(), inputs.end(),
-              [](const PackageInput* a, const PackageInput* b) { return a->path < b->path; });
-
-    Manifest manifest;
-    manifest.name = spec.name;
-    manifest.version = spec.version;
-    manifest.kernel_release = spec.kernel_release;
-    for (const PackageInput* in : inputs) {
-        PEINIT_TRY(ValidatePayloadPath(in->path));
-        if (!manifest.files.empty() && manifest.files.back().path == in->path) {
-            return Reject(PackageReject::kDuplicatePath, in->path + " given twice");
-        }
-        if (in->bytes.size() > kMaxPayloadFileBytes) {
-            return Reject(
-                PackageReject::kTooLarge,
-                in->path + " is larger than " + std::to_string(kMaxPayloadFileBytes) + " bytes");
-        }
-        manifest.files.push_back({in->path, in->bytes.size(), Sha256Of(in->bytes)});
-    }
-    std::string manifest_text = SerializeManifest(manifest);
-    // Round-trip through the verifier's parser: whatever it would reject, we refuse to write.
-    PEINIT_TRY(ParseManifest(manifest_text));
-
-    std::vector<ArchiveMember> members;
-    members.push_back({std::string(kManifestMember), AsBytes(manifest_text)});
-    if (key != nullptr) {
-        members.push_back(PEINIT_TRY(MakeSignatureMember(members[0].data, *key)));
-    }
-    for (const PackageInput* in : inputs) members.push_back({in->path, in->bytes});
-    return WriteArchive(members, mtime);
-}
-
-Result<std::vector<std::byte>> SignPackage(std::span<const std::byte> package,
-                                           const SigningKey& key, std::int64_t mtime) {
-    std::vector<ArchiveMember> members = PEINIT_TRY(ReadArchive(package));
-    Layout layout = PEINIT_TRY(SplitLayout(members));
-    // An existing signature, valid or not, is replaced.
-    Manifest manifest = PEINIT_TRY(ParseManifest(AsText(layout.manifest->data)));
-    PEINIT_TRY(CheckPayload(manifest, layout.payload));
-
-    std::vector<ArchiveMember> out;
-    out.push_back(std::move(*layout.manifest));
-    out.push_back(PEINIT_TRY(MakeSignatureMember(out[0].data, key)));
-    for (auto& m : layout.payload) out.push_back(std::move(m));
-    return WriteArchive(out, mtime);
 }
 
 Result<PackageInfo> InspectPackage(std::span<const std::byte> bytes) {
