@@ -55,28 +55,6 @@ std::string SanitizeField(const std::string& s) {
     return out.empty() ? "image" : out;
 }
 
-// The modules a package that did not verify says it carries (unverified: for the builder's
-// bookkeeping and messages only).
-std::vector<std::string> ClaimedModules(std::span<const std::byte> bytes) {
-    std::vector<std::string> out;
-    auto members = ReadArchive(bytes);
-    if (!members) return out;
-    for (const auto& m : *members) {
-        if (m.path != kManifestMember) continue;
-        std::string_view text(reinterpret_cast<const char*>(m.data.data()), m.data.size());
-        if (auto manifest = ParseManifest(text)) {
-            for (const auto& f : manifest->files) out.push_back(ModuleNameOfPath(f.path));
-            return out;
-        }
-    }
-    for (const auto& m : *members) {
-        std::string_view p = m.path;
-        if (p.starts_with(kPayloadPrefix) && p.ends_with(kPayloadSuffix))
-            out.push_back(ModuleNameOfPath(p));
-    }
-    return out;
-}
-
 std::string BaseName(const std::string& p) {
     auto slash = p.rfind('/');
     return slash == std::string::npos ? p : p.substr(slash + 1);

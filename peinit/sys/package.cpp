@@ -198,6 +198,27 @@ Result<VerifiedPackage> VerifyPackage(std::span<const std::byte> bytes, const Tr
     return package;
 }
 
+std::vector<std::string> ClaimedModules(std::span<const std::byte> bytes) {
+    std::vector<std::string> out;
+    auto members = ReadArchive(bytes);
+    if (!members) return out;
+    for (const auto& m : *members) {
+        if (m.path != kManifestMember) continue;
+        std::string_view text(reinterpret_cast<const char*>(m.data.data()), m.data.size());
+        if (auto manifest = ParseManifest(text)) {
+            for (const auto& f : manifest->files) out.push_back(ModuleNameOfPath(f.path));
+            return out;
+        }
+    }
+    for (const auto& m : *members) {
+        std::string_view p = m.path;
+        if (p.starts_with(kPayloadPrefix) && p.ends_with(kPayloadSuffix)) {
+            out.push_back(ModuleNameOfPath(p));
+        }
+    }
+    return out;
+}
+
 Result<PackageInfo> InspectPackage(std::span<const std::byte> bytes) {
     std::vector<ArchiveMember> members = PEINIT_TRY(ReadArchive(bytes));
     Layout layout = PEINIT_TRY(SplitLayout(members));

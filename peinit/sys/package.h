@@ -124,4 +124,9 @@ struct PackageInfo {
 };
 Result<PackageInfo> InspectPackage(std::span<const std::byte> bytes);
 
+// The modules a package says it carries, read WITHOUT verification: from its MANIFEST when that
+// parses, else from its payload member names. Untrusted, for messages and bookkeeping only (why
+// a module from a rejected package is not loaded); empty when even the container is bad.
+std::vector<std::string> ClaimedModules(std::span<const std::byte> bytes);
+
 }  // namespace peinit

@@ -9,33 +9,6 @@
 
 namespace peinit {
 
-namespace {
-
-// The modules a rejected package says it carries, to explain why a module the boot wants is
-// not loaded. Untrusted input, used for messages only; empty when even the container is bad.
-std::vector<std::string> ClaimedModules(std::span<const std::byte> bytes) {
-    std::vector<std::string> out;
-    auto members = ReadArchive(bytes);
-    if (!members) return out;
-    for (const auto& m : *members) {
-        if (m.path != kManifestMember) continue;
-        std::string_view text(reinterpret_cast<const char*>(m.data.data()), m.data.size());
-        if (auto manifest = ParseManifest(text)) {
-            for (const auto& f : manifest->files) out.push_back(ModuleNameOfPath(f.path));
-            return out;
-        }
-    }
-    for (const auto& m : *members) {
-        std::string_view p = m.path;
-        if (p.starts_with(kPayloadPrefix) && p.ends_with(kPayloadSuffix)) {
-            out.push_back(ModuleNameOfPath(p));
-        }
-    }
-    return out;
-}
-
-}  // namespace
-
 PackageSet PackageSet::Load(const std::filesystem::path& dir, const std::filesystem::path& keys_dir,
                             const std::string& kernel_release) {
     PackageSet set;
