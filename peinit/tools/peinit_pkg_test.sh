@@ -6,30 +6,7 @@
 set -uo pipefail
 pkg=$(realpath "${1:?usage: $0 PEINIT_PKG}")
 [[ -x $pkg ]] || { echo "no executable $pkg"; exit 1; }
-work=$(mktemp -d /tmp/peinit-pkg-test.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-failures=0
-
-# expect STATUS DESCRIPTION -- COMMAND...: runs COMMAND, checks its exit status; the output is in
-# $work/out and $work/err.
-expect() {
-    local want=$1 what=$2
-    shift 3
-    "$@" >out 2>err
-    local got=$?
-    if [[ $got != "$want" ]]; then
-        echo "FAIL: $what: exit $got, wanted $want"; sed 's/^/  stdout: /' out; sed 's/^/  stderr: /' err
-        failures=$((failures + 1))
-    fi
-}
-# contains FILE TEXT DESCRIPTION
-contains() {
-    if ! grep -qF -- "$2" "$1"; then
-        echo "FAIL: $3: $1 lacks \"$2\""; sed 's/^/  /' "$1"
-        failures=$((failures + 1))
-    fi
-}
+source "$(dirname "$(realpath "$0")")/../../tests/cli_lib.sh" peinit-pkg-test
 
 # Help and usage.
 expect 0 "main help" -- "$pkg" --help

@@ -7,29 +7,7 @@
 set -uo pipefail
 ctl=$(realpath "${1:?usage: $0 PEINITCTL FIXTURES}")
 fixtures=$(realpath "${2:?usage: $0 PEINITCTL FIXTURES}")
-work=$(mktemp -d /tmp/peinitctl-test.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-failures=0
-
-# expect STATUS DESCRIPTION -- COMMAND...: runs COMMAND and checks its exit status; the output is
-# in $work/out and $work/err.
-expect() {
-    local want=$1 what=$2
-    shift 3
-    "$@" >out 2>err
-    local got=$?
-    if [[ $got != "$want" ]]; then
-        echo "FAIL: $what: exit $got, wanted $want"; sed 's/^/  stdout: /' out; sed 's/^/  stderr: /' err
-        failures=$((failures + 1))
-    fi
-}
-contains() {
-    if ! grep -qF -- "$2" "$1"; then
-        echo "FAIL: $3: $1 lacks \"$2\""; sed 's/^/  /' "$1"
-        failures=$((failures + 1))
-    fi
-}
+source "$(dirname "$(realpath "$0")")/../../tests/cli_lib.sh" peinitctl-test
 python_check() {  # python_check FILE DESCRIPTION PYTHON-CODE (the parsed document is `d`)
     if ! python3 - "$1" "$3" <<'PY'
 import json, sys, xml.dom.minidom
