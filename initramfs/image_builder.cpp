@@ -224,7 +224,7 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
         c.units.push_back(dst);
     }
     if (def.hive) PEINIT_TRY(c.tree.AddHostFile(kImageHivePath, def.hive->value, 0644));
-    PEINIT_TRY(AddModuleIndexesToTree(c.tree, modules_tree, closure));
+    PEINIT_TRY(AddModuleIndexesToTree(c.tree, modules_tree, closure, def.loose_modules));
     for (const auto& m : closure.files) c.modules.push_back(m.name);
     phase("units, hive, module indexes (depmod)");
 

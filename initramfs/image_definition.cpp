@@ -327,6 +327,11 @@ class Parser {
                     def.strip = v.as_boolean()->get();
                 else
                     Fail(LineOf(v), "\"strip\" must be a boolean");
+            } else if (key == "loose_modules") {
+                if (v.is_boolean())
+                    def.loose_modules = v.as_boolean()->get();
+                else
+                    Fail(LineOf(v), "\"loose_modules\" must be a boolean");
             } else if (key == "modules") {
                 def.modules = StringList(v, key);
             } else if (key == "files") {

@@ -74,6 +74,10 @@ struct ImageDefinition {
     // Strip debug information from the programs the image ships (peinit, peinitctl and ELF
     // [[files]]); libraries come from the host's packages, already stripped.
     bool strip = true;
+    // Ship each module's real .ko bytes at its /lib/modules path instead of an empty placeholder
+    // (baselines such as `modprobe -a` in benchmarks, debugging). peinit itself still loads only
+    // from the signed package; the bytes are also packed there as usual.
+    bool loose_modules = false;
     BootSettings boot;
 };
 

@@ -205,7 +205,7 @@ Result<void> WriteText(const std::string& path, const std::string& text) {
 }  // namespace
 
 Result<void> AddModuleIndexesToTree(ImageTree& tree, const KernelTree& kernel,
-                                    const ModuleClosure& closure) {
+                                    const ModuleClosure& closure, bool loose_files) {
     const std::string image_dir = "lib/modules/" + kernel.kver;
     PEINIT_TRY(tree.AddDirectory(image_dir));
 
@@ -225,8 +225,12 @@ Result<void> AddModuleIndexesToTree(ImageTree& tree, const KernelTree& kernel,
         // An empty placeholder: libkmod's dependency parser (kmod_module_parse_depline ->
         // kmod_module_new_from_path) stat()s every dependency's path and silently drops one that
         // does not exist, so the path must exist; the bytes are in the signed package.
-        PEINIT_TRY(tree.AddFile(image_dir + "/" + m.rel_path, "", 0644,
-                                "placeholder for " + m.name + " (bytes in the signed package)"));
+        if (loose_files) {
+            PEINIT_TRY(tree.AddHostFile(image_dir + "/" + m.rel_path, src, 0644));
+        } else {
+            PEINIT_TRY(tree.AddFile(image_dir + "/" + m.rel_path, "", 0644,
+                                    "placeholder for " + m.name + " (bytes in the signed package)"));
+        }
         shipped.insert(m.rel_path);
     }
 

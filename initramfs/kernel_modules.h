@@ -76,8 +76,10 @@ Result<ModuleClosure> ResolveModuleClosure(const KernelTree& kernel,
 // package is the reference producer of what libkmod in the image will read. depmod runs with
 // an empty configuration (-C on an empty directory) so host /etc/depmod.d cannot change the
 // result, and modules.order fixes the order of modules.dep independently of readdir order.
+// With `loose_files` each path holds the module's real bytes instead (image.toml
+// `loose_modules`).
 Result<void> AddModuleIndexesToTree(ImageTree& tree, const KernelTree& kernel,
-                                    const ModuleClosure& closure);
+                                    const ModuleClosure& closure, bool loose_files = false);
 
 // An out-of-tree module for the image (`extra_modules`).
 struct ExtraModule {

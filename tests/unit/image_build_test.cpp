@@ -236,6 +236,31 @@ TEST_F(ImageBuildTest, ContentsReadBack) {
     EXPECT_EQ((*kmod)->Lookup("ext4")->size(), 0u) << "only the shipped subset is indexed";
 }
 
+// loose_modules: every module path holds the kernel's real bytes (for baselines such as
+// `modprobe -a`); the signed package still holds them too.
+TEST_F(ImageBuildTest, LooseModulesShipRealBytes) {
+    ImageDefinition def = Load("small");
+    def.loose_modules = true;
+    std::string file = out_ + "/small-loose.cpio";
+    auto built = BuildImage(def, Options(), Compression::kNone, file);
+    ASSERT_TRUE(built) << built.error().message();
+    auto entries = ReadCpio(file);
+    ASSERT_TRUE(entries) << entries.error().message();
+    size_t kos = 0;
+    bool package = false;
+    for (const auto& e : *entries) {
+        if (e.path == "usr/lib/peinit/packages/image.pkg") package = true;
+        if (e.path.size() < 3 || e.path.compare(e.path.size() - 3, 3, ".ko") != 0) continue;
+        ++kos;
+        ASSERT_EQ(e.path.rfind(ModDir() + "/", 0), 0u) << e.path;
+        std::string host = ReadAll(kernel_dir_ + "/" + e.path);
+        EXPECT_GT(host.size(), 0u) << e.path;
+        EXPECT_TRUE(e.data == host) << e.path << ": not the kernel's bytes";
+    }
+    EXPECT_EQ(kos, built->modules.size());
+    EXPECT_TRUE(package) << "the signed package is still shipped";
+}
+
 TEST_F(ImageBuildTest, ByteReproducible) {
     ImageDefinition def = Load("small");
     for (Compression c : {Compression::kNone, Compression::kGzip, Compression::kZstd}) {

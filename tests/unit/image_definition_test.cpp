@@ -49,6 +49,7 @@ cmdline = "quiet peinit.lock=1"
 compression = "gzip"
 modules = ["dummy", "net-pf-17"]
 strip = false
+loose_modules = true
 
 [[files]]
 src = "hello.sh"
@@ -78,6 +79,7 @@ qemu_args = ["-nic", "none"]
     EXPECT_EQ(def->modules[1].value, "net-pf-17");
     EXPECT_EQ(def->modules[1].line, 7);
     EXPECT_FALSE(def->strip);
+    EXPECT_TRUE(def->loose_modules);
     ASSERT_EQ(def->files.size(), 2u);
     EXPECT_EQ(def->files[0].src, dir_ + "/hello.sh");
     EXPECT_EQ(def->files[0].dst, "/usr/bin/hello");
@@ -94,6 +96,7 @@ TEST_F(ImageDefinitionTest, Defaults) {
     EXPECT_EQ(def->kernel, KernelKind::kPeinit);
     EXPECT_EQ(def->compression, Compression::kZstd);
     EXPECT_TRUE(def->strip);
+    EXPECT_FALSE(def->loose_modules);
     EXPECT_FALSE(def->hive);
     EXPECT_EQ(def->boot.memory_mb, 512);
     EXPECT_EQ(def->boot.smp, 1);
@@ -127,6 +130,8 @@ TEST_F(ImageDefinitionTest, WrongTypes) {
     EXPECT_EQ(ErrorOf("kernel = 1\n"), "img/image.toml:1: \"kernel\" must be a string");
     EXPECT_EQ(ErrorOf("kernel = \"peinit\"\nstrip = \"yes\"\n"),
               "img/image.toml:2: \"strip\" must be a boolean");
+    EXPECT_EQ(ErrorOf("kernel = \"peinit\"\nloose_modules = 1\n"),
+              "img/image.toml:2: \"loose_modules\" must be a boolean");
 }
 
 TEST_F(ImageDefinitionTest, MissingPaths) {
