@@ -1,0 +1,496 @@
+#!/usr/bin/env python3
+"""peinit benchmark (run it through tests/bench/run, which does the set-up).
+
+Three parts, each side by side in one run:
+  modules    the module stage in the QEMU boot harness (TCG, -smp 2): peinit with its default
+             worker count, peinit with workers=1, `modprobe -a` (kmod) on the same list, and a
+             bare finit_module loop over a precomputed order (the floor), on two workloads;
+  image      `peinit-image build` vs mkinitramfs (initramfs-tools) vs dracut for Debian's kernel
+             and the same module set: wall time, output size, byte-reproducibility;
+  footprint  peinit's binary sizes and PID 1's memory after boot (from the module boots).
+Prints tables and writes every figure as JSON.
+"""
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# The real workload: Debian's own signed modules; filesystems, network drivers and stacks, a
+# device-mapper target and a sound driver (38 modules with their dependencies and soft
+# dependencies). CPU-bound: relocation and signature checks.
+REAL_MODULES = ["ext4", "btrfs", "vfat", "xfs", "virtio_net", "e1000", "bridge", "dm_crypt",
+                "nf_tables", "snd_hda_intel"]
+# The slow workload: eight independent test modules whose init sleeps 200 ms (I/O-bound).
+SLOW_MODULES = ["peinit_test_slow%d" % i for i in range(1, 9)]
+MODES = ["peinit", "peinit-w1", "modprobe", "loop"]
+MODE_LABELS = {
+    "peinit": "peinit, default workers",
+    "peinit-w1": "peinit, workers=1",
+    "modprobe": "modprobe -a (kmod)",
+    "loop": "bare finit_module loop",
+}
+TRACE = "trace_event=syscalls:sys_enter_init_module,syscalls:sys_enter_finit_module"
+
+
+def log(msg):
+    print("bench: " + msg, file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, text=True, **kw)
+
+
+def kver_of(kernel_dir):
+    with open(os.path.join(kernel_dir, "kver")) as f:
+        return f.read().strip()
+
+
+class Workload:
+    def __init__(self, name, kernel, kernel_dir, modules, extra_modules, memory, qemu_args,
+                 append):
+        self.name, self.kernel, self.kernel_dir = name, kernel, kernel_dir
+        self.modules, self.extra_modules = modules, extra_modules
+        self.memory, self.qemu_args, self.append = memory, qemu_args, append
+        self.kver = kver_of(kernel_dir)
+
+
+def workloads(args):
+    out = []
+    if "real" in args.workloads:
+        out.append(Workload("real", "debian", os.environ["PEINIT_DEBIAN_KERNEL_DIR"],
+                            REAL_MODULES, [], 1024, ["-cpu", "max"], [TRACE]))
+    if "slow" in args.workloads:
+        kdir = os.environ["PEINIT_KERNEL_DIR"]
+        out.append(Workload("slow", "peinit", kdir, SLOW_MODULES,
+                            [os.path.join(kdir, "test-modules", m + ".ko") for m in SLOW_MODULES],
+                            512, [], []))
+    return out
+
+
+def toml_list(items):
+    return "[" + ", ".join(json.dumps(i) for i in items) + "]"
+
+
+def write_image(dir_, w, mode, order_file=None, loose=True, probe=True):
+    """Writes an image definition for workload `w` in `mode` into dir_."""
+    os.makedirs(os.path.join(dir_, "units"), exist_ok=True)
+    with open(os.path.join(dir_, "hive.toml"), "w") as f:
+        # Every mode the same: no lock (modprobe and the loop run after the stages), and demand
+        # loads refused, so only the listed set loads.
+        f.write("[Machine.System.Modules]\nLockAfterBoot = false\nAutoLoadPolicy = \"disabled\"\n")
+    units = ""
+    if mode.startswith("peinit"):
+        units += "".join('[[module]]\nname = "%s"\n\n' % m for m in w.modules)
+        exec_ = ["/usr/bin/bench_probe", "peinit"]
+    elif mode == "modprobe":
+        exec_ = ["/usr/bin/bench_probe", "modprobe"] + w.modules
+    else:
+        exec_ = ["/usr/bin/bench_probe", "loop", "/etc/bench/order"]
+    if probe:
+        units += ('[[service]]\nname = "bench-probe"\nexec = %s\nexit_action = "poweroff"\n'
+                  % toml_list(exec_))
+    with open(os.path.join(dir_, "units", "bench.toml"), "w") as f:
+        f.write('description = "benchmark: %s, %s"\n\n' % (w.name, mode) + units)
+    files = [("@BUILD@/tests/bench/bench_probe", "/usr/bin/bench_probe"),
+             ("/bin/kmod", "/sbin/modprobe")]
+    if order_file:
+        files.append((order_file, "/etc/bench/order"))
+    build = os.environ["PEINIT_BUILD_DIR"]
+    text = 'kernel = "%s"\nunits = ["units"]\nhive = "hive.toml"\n' % w.kernel
+    text += "modules = %s\n" % toml_list(w.modules)
+    if w.extra_modules:
+        text += "extra_modules = %s\n" % toml_list(w.extra_modules)
+    text += "loose_modules = %s\n" % ("true" if loose else "false")
+    text += 'compression = "none"\n' if loose else 'compression = "zstd"\n'
+    if probe:
+        for src, dst in files:
+            text += '\n[[files]]\nsrc = "%s"\ndst = "%s"\n' % (src.replace("@BUILD@", build), dst)
+    text += "\n[boot]\nmemory = %d\nsmp = 2\nqemu_args = %s\n" % (w.memory, toml_list(w.qemu_args))
+    with open(os.path.join(dir_, "image.toml"), "w") as f:
+        f.write(text)
+
+
+def image_tool():
+    return os.path.join(os.environ["PEINIT_BUILD_DIR"], "initramfs", "peinit-image")
+
+
+def load_order(w, work):
+    """The precomputed load order for the bare loop: kmod's own resolution
+    (`modprobe --show-depends`) run on the host against the image's module tree."""
+    d = os.path.join(work, "order-image")
+    write_image(d, w, "modprobe")
+    img = os.path.join(work, "order.cpio")
+    run([image_tool(), "build", d, "-o", img, "--kernel-dir", w.kernel_dir],
+        stdout=subprocess.DEVNULL)
+    root = os.path.join(work, "order-root")
+    os.makedirs(root, exist_ok=True)
+    with open(img, "rb") as f:
+        subprocess.run(["cpio", "-idm", "--quiet"], cwd=root, stdin=f, check=True)
+    out = run(["modprobe", "-d", root, "-S", w.kver, "-a", "--show-depends"] + w.modules,
+              capture_output=True).stdout
+    paths = []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "insmod":
+            p = parts[1][len(root):]
+            if p not in paths:
+                paths.append(p)
+    order = os.path.join(work, "order.txt")
+    with open(order, "w") as f:
+        f.write("\n".join(paths) + "\n")
+    return order, len(paths)
+
+
+def parse_boot(output):
+    fig = {}
+    record_lines = []
+    for line in output.splitlines():
+        m = re.search(r"BENCH (\w+)=(\S+)", line)
+        if m:
+            fig[m.group(1)] = m.group(2)
+        i = line.find("BENCH_RECORD ")
+        if i >= 0:
+            record_lines.append(line[i + len("BENCH_RECORD "):])
+        m = re.search(r"modules done ok=(\d+) failed=(\d+) skipped=(\d+) blacklisted=(\d+) "
+                      r"ms=(\d+) workers=(\d+)", line)
+        if m:
+            fig.update(stage_ok=int(m.group(1)), stage_failed=int(m.group(2)),
+                       stage_ms=int(m.group(5)), workers=int(m.group(6)))
+    fig["done"] = re.search(r"^BENCH done\r?$", output, re.M) is not None
+    if record_lines:
+        try:
+            rec = json.loads("\n".join(record_lines))
+            loads = [m for m in rec["modules"] if m["status"] in ("loaded", "failed")]
+            if loads:
+                first = min(m["start_us"] for m in loads)
+                last = max(m["start_us"] + m["duration_us"] for m in loads)
+                fig["span_ms"] = (last - first) / 1000.0
+            fig["already_loaded"] = sum(1 for m in rec["modules"]
+                                        if m["status"] == "already-loaded")
+        except (ValueError, KeyError) as e:
+            fig["record_error"] = str(e)
+    return fig
+
+
+def num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def bench_modules(args, work, results):
+    for w in workloads(args):
+        log("workload %s: %s kernel %s, modules %s" % (w.name, w.kernel, w.kver,
+                                                       " ".join(w.modules)))
+        wdir = os.path.join(work, w.name)
+        order, n_order = load_order(w, wdir)
+        for mode in MODES:
+            write_image(os.path.join(wdir, mode), w, mode, order_file=order)
+        boots = {mode: [] for mode in MODES}
+        for i in range(args.boots):
+            for mode in MODES:  # round-robin: host load drifts evenly over the modes
+                extra = list(w.append) + (["peinit.workers=1"] if mode == "peinit-w1" else [])
+                cmd = [image_tool(), "boot", os.path.join(wdir, mode), "--kernel-dir",
+                       w.kernel_dir, "--timeout", "600",
+                       "--output", os.path.join(wdir, mode + ".cpio")]
+                if extra:
+                    cmd += ["--"] + extra
+                t0 = time.monotonic()
+                p = subprocess.run(cmd, capture_output=True, text=True)
+                wall = time.monotonic() - t0
+                fig = parse_boot(p.stdout)
+                fig["boot_s"] = round(wall, 2)
+                fig["exit"] = p.returncode
+                with open(os.path.join(wdir, "%s-%d.log" % (mode, i + 1)), "w") as f:
+                    f.write(p.stdout + p.stderr)
+                if not fig["done"] or p.returncode != 0:
+                    log("%s/%s boot %d did not finish (exit %d); log in %s" %
+                        (w.name, mode, i + 1, p.returncode, wdir))
+                boots[mode].append(fig)
+                log("%s/%s boot %d: %s" % (w.name, mode, i + 1, summary_of(mode, fig)))
+        results["modules"][w.name] = summarize(w, boots, n_order)
+
+
+def load_ms(mode, fig):
+    return num(fig.get("stage_ms")) if mode.startswith("peinit") else num(fig.get("load_ms"))
+
+
+def summary_of(mode, fig):
+    parts = ["load %s ms" % load_ms(mode, fig)]
+    if "span_ms" in fig:
+        parts.append("span %.0f ms" % fig["span_ms"])
+    parts.append("proc_modules %s" % fig.get("proc_modules"))
+    parts.append("load syscalls %s+%s" % (fig.get("init_module_calls"),
+                                          fig.get("finit_module_calls")))
+    return ", ".join(parts)
+
+
+def summarize(w, boots, n_order):
+    out = {"kernel": w.kernel, "kernel_release": w.kver, "modules": w.modules,
+           "closure": n_order, "modes": {}}
+    for mode, figs in boots.items():
+        ok = [f for f in figs if f["done"] and f["exit"] == 0]
+        loaded = [int(f["proc_modules"]) for f in ok if "proc_modules" in f]
+        calls = []
+        for f in ok:
+            a, b = num(f.get("init_module_calls")), num(f.get("finit_module_calls"))
+            if a is not None and b is not None:
+                calls.append(int(a + b))
+        failed = [int(f.get("stage_failed", f.get("load_failed", 0))) for f in ok]
+        # Load syscalls the kernel saw beyond one per module that ended up loaded (and one per
+        # failure): duplicates. Counted from the kernel's tracepoints where it has them.
+        dups = [c - l - fl for c, l, fl in zip(calls, loaded, failed)] if calls else []
+        out["modes"][mode] = {
+            "boots": len(figs), "completed": len(ok),
+            "load_ms": [load_ms(mode, f) for f in ok],
+            "load_ms_median": median([load_ms(mode, f) for f in ok]),
+            "span_ms_median": median([f.get("span_ms") for f in ok]),
+            "workers": median([f.get("workers") for f in ok]),
+            "proc_modules": sorted(set(loaded)),
+            "failed": sum(failed),
+            "load_syscalls": calls,
+            "duplicate_load_syscalls": dups,
+            "already_loaded": [f.get("already_loaded") for f in ok if "already_loaded" in f],
+            "pid1_rss_kb_median": median([num(f.get("pid1_rss_kb")) for f in ok]),
+            "pid1_hwm_kb_median": median([num(f.get("pid1_hwm_kb")) for f in ok]),
+            "pid1_threads": sorted({int(f["pid1_threads"]) for f in ok if "pid1_threads" in f}),
+            "boot_s_median": median([f["boot_s"] for f in figs]),
+        }
+    m = out["modes"]
+
+    def ratio(a, b):
+        x = m.get(a, {}).get("load_ms_median")
+        y = m.get(b, {}).get("load_ms_median")
+        return round(x / y, 2) if x and y else None
+
+    out["ratios"] = {
+        "peinit/modprobe": ratio("peinit", "modprobe"),
+        "peinit/loop": ratio("peinit", "loop"),
+        "peinit-w1/modprobe": ratio("peinit-w1", "modprobe"),
+        "peinit/peinit-w1": ratio("peinit", "peinit-w1"),
+        "modprobe/loop": ratio("modprobe", "loop"),
+    }
+    sp, lp = m.get("peinit", {}).get("span_ms_median"), m.get("loop", {}).get("load_ms_median")
+    out["ratios"]["peinit load span/loop"] = round(sp / lp, 2) if sp and lp else None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Image build: peinit-image vs mkinitramfs vs dracut, Debian's kernel, the real module set.
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def in_kernel_namespace(debian_root, kver, script):
+    """Runs `script` (sh) in a private mount namespace whose /lib/modules/KVER and
+    /boot/config-KVER are Debian's kernel fixture: mkinitramfs and dracut read those fixed
+    paths, and the host's own directories stay untouched (an empty /lib/modules is created as
+    the mount point when the host has none)."""
+    wrapper = r"""
+set -e
+mount --make-rprivate /
+[ -d /lib/modules ] || mkdir /lib/modules
+mount -t tmpfs bench-modules /lib/modules
+mkdir /lib/modules/{kver}
+mount --bind {root}/lib/modules/{kver} /lib/modules/{kver}
+mount -t tmpfs bench-boot /boot
+cp {root}/boot/config-{kver} {root}/boot/System.map-{kver} /boot/ 2>/dev/null || true
+{script}
+""".format(root=debian_root, kver=kver, script=script)
+    return subprocess.run(["unshare", "--mount", "sh", "-c", wrapper], capture_output=True,
+                          text=True)
+
+
+def timed_builds(name, build, outputs, n):
+    """Runs build(out) for each of n outputs; returns times, sizes, hashes."""
+    times, sizes, hashes = [], [], []
+    for out in outputs[:n]:
+        t0 = time.monotonic()
+        err = build(out)
+        dt = time.monotonic() - t0
+        if err:
+            log("%s build failed: %s" % (name, err[-2000:]))
+            return {"error": err[-2000:]}
+        times.append(round(dt, 2))
+        sizes.append(os.path.getsize(out))
+        hashes.append(sha256(out))
+        log("%s build: %.2f s, %d bytes, sha256 %s" % (name, dt, sizes[-1], hashes[-1][:16]))
+    listing = subprocess.run(["lsinitramfs", outputs[0]], capture_output=True, text=True).stdout
+    kos = sum(1 for line in listing.splitlines() if line.endswith(".ko"))
+    return {"seconds": times, "seconds_median": median(times), "bytes": sizes[-1],
+            "reproducible": len(set(hashes)) == 1, "sha256": hashes, "module_files": kos,
+            "entries": len(listing.splitlines())}
+
+
+def bench_image(args, work, results):
+    root = os.environ["PEINIT_DEBIAN_KERNEL_DIR"]
+    kver = kver_of(root)
+    d = os.path.join(work, "image")
+    os.makedirs(d, exist_ok=True)
+    env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000")
+    n = args.image_builds
+    w = Workload("real", "debian", root, REAL_MODULES, [], 1024, [], [])
+    defn = os.path.join(d, "peinit-def")
+    write_image(defn, w, "peinit", loose=False, probe=False)
+    out = {"kernel_release": kver, "modules": REAL_MODULES, "source_date_epoch": 1700000000}
+
+    def peinit_build(o):
+        p = subprocess.run([image_tool(), "build", defn, "-o", o, "--kernel-dir", root],
+                           capture_output=True, text=True, env=env)
+        return None if p.returncode == 0 else p.stdout + p.stderr
+    out["peinit-image"] = timed_builds("peinit-image", peinit_build,
+                                       [os.path.join(d, "peinit-%d.img" % i) for i in range(n)], n)
+
+    # initramfs-tools: its configuration, with MODULES=list and the same module list.
+    conf = os.path.join(d, "initramfs-tools")
+    shutil.rmtree(conf, ignore_errors=True)
+    shutil.copytree("/etc/initramfs-tools", conf)
+    with open(os.path.join(conf, "initramfs.conf"), "a") as f:
+        f.write("\nMODULES=list\nCOMPRESS=zstd\n")
+    with open(os.path.join(conf, "modules"), "w") as f:
+        f.write("\n".join(REAL_MODULES) + "\n")
+
+    def mkinitramfs_build(o):
+        p = in_kernel_namespace(root, kver, "SOURCE_DATE_EPOCH=1700000000 mkinitramfs -d %s -o %s %s"
+                                % (conf, o, kver))
+        return None if p.returncode == 0 else p.stdout + p.stderr
+    out["mkinitramfs"] = timed_builds("mkinitramfs", mkinitramfs_build,
+                                      [os.path.join(d, "mkinitramfs-%d.img" % i) for i in range(n)],
+                                      n)
+
+    def dracut_build(o):
+        p = in_kernel_namespace(
+            root, kver,
+            "SOURCE_DATE_EPOCH=1700000000 dracut --quiet --force --no-hostonly --reproducible "
+            "--zstd --no-early-microcode -m 'base' --drivers '%s' --kver %s %s"
+            % (" ".join(REAL_MODULES), kver, o))
+        return None if p.returncode == 0 else p.stdout + p.stderr
+    out["dracut"] = timed_builds("dracut", dracut_build,
+                                 [os.path.join(d, "dracut-%d.img" % i) for i in range(n)], n)
+    pm = out["peinit-image"].get("seconds_median")
+    for other in ("mkinitramfs", "dracut"):
+        om = out[other].get("seconds_median")
+        out["peinit-image/" + other] = round(pm / om, 3) if pm and om else None
+    results["image"] = out
+
+
+def bench_footprint(results):
+    build = os.environ["PEINIT_BUILD_DIR"]
+    out = {}
+    for name, rel in (("peinit", "peinit/peinit"), ("peinitctl", "peinit/tools/peinitctl")):
+        path = os.path.join(build, rel)
+        stripped = path + ".bench-stripped"
+        run(["strip", "--strip-debug", "-o", stripped, path])
+        out[name] = {"bytes": os.path.getsize(path), "stripped_bytes": os.path.getsize(stripped)}
+        os.unlink(stripped)
+    results["footprint"] = out
+
+
+# ---------------------------------------------------------------------------------------------
+
+def fmt(v, unit=""):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return ("%.0f" % v if abs(v) >= 100 else "%.2f" % v) + unit
+    return str(v) + unit
+
+
+def print_tables(results):
+    print()
+    for name, wl in results.get("modules", {}).items():
+        print("## Module stage, workload %s (%s kernel %s, %d modules in the closure, %s boots)"
+              % (name, wl["kernel"], wl["kernel_release"], wl["closure"],
+                 wl["modes"]["peinit"]["boots"]))
+        print("| mode | load ms (median) | loads only ms | modules loaded | load syscalls | "
+              "duplicates | PID 1 RSS kB | PID 1 threads |")
+        print("|---|---|---|---|---|---|---|---|")
+        for mode, m in wl["modes"].items():
+            label = MODE_LABELS[mode] + (" (%d)" % m["workers"] if mode == "peinit" and
+                                         m["workers"] else "")
+            print("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                label, fmt(m["load_ms_median"]), fmt(m["span_ms_median"]),
+                ",".join(map(str, m["proc_modules"])) or "n/a",
+                ",".join(map(str, sorted(set(m["load_syscalls"])))) or "n/a",
+                ",".join(map(str, sorted(set(m["duplicate_load_syscalls"])))) or "n/a",
+                fmt(m["pid1_rss_kb_median"]), ",".join(map(str, m["pid1_threads"])) or "n/a"))
+        print("ratios: " + ", ".join("%s = %s" % (k, fmt(v)) for k, v in wl["ratios"].items()))
+        print()
+    if "image" in results:
+        im = results["image"]
+        print("## Image build (Debian kernel %s, modules %s)" % (im["kernel_release"],
+                                                                 " ".join(im["modules"])))
+        print("| builder | wall s (median) | output bytes | entries | .ko files | reproducible |")
+        print("|---|---|---|---|---|---|")
+        for b in ("peinit-image", "mkinitramfs", "dracut"):
+            r = im[b]
+            if "error" in r:
+                print("| %s | failed | | | | |" % b)
+            else:
+                print("| %s | %s | %d | %d | %d | %s |" % (
+                    b, fmt(r["seconds_median"]), r["bytes"], r["entries"], r["module_files"],
+                    "yes" if r["reproducible"] else "no"))
+        print("ratios: peinit-image/mkinitramfs = %s, peinit-image/dracut = %s" %
+              (fmt(im["peinit-image/mkinitramfs"]), fmt(im["peinit-image/dracut"])))
+        print()
+    if "footprint" in results:
+        print("## Footprint")
+        for name, f in results["footprint"].items():
+            print("%s: %d bytes, %d stripped" % (name, f["bytes"], f["stripped_bytes"]))
+        print()
+
+
+def main():
+    ap = argparse.ArgumentParser(prog="tests/bench/run", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--boots", type=int, default=5, help="boots per mode and workload (5)")
+    ap.add_argument("--image-builds", type=int, default=3, help="builds per image builder (3)")
+    ap.add_argument("--only", action="append", choices=["modules", "image", "footprint"],
+                    help="run only this part (repeatable; default: all)")
+    ap.add_argument("--workloads", default="real,slow",
+                    help="comma-separated module workloads: real, slow (default both)")
+    ap.add_argument("--json", help="where to write the results (default: "
+                    "$PEINIT_BUILD_DIR/bench/results.json)")
+    args = ap.parse_args()
+    args.workloads = args.workloads.split(",")
+    parts = args.only or ["modules", "image", "footprint"]
+    build = os.environ["PEINIT_BUILD_DIR"]
+    work = os.path.join(build, "bench")
+    os.makedirs(work, exist_ok=True)
+    results = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "host_cpus": os.cpu_count(), "qemu": "TCG, -smp 2", "modules": {}}
+    if "footprint" in parts:
+        bench_footprint(results)
+    if "image" in parts:
+        bench_image(args, work, results)
+    if "modules" in parts:
+        bench_modules(args, work, results)
+    path = args.json or os.path.join(work, "results.json")
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2, sort_keys=True)
+    print_tables(results)
+    print("JSON: " + path)
+
+
+if __name__ == "__main__":
+    main()

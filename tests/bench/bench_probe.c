@@ -1,0 +1,173 @@
+/* Guest side of the benchmark (tests/bench/run): a static service run after peinit's stages.
+ *
+ *   bench_probe peinit             peinit's module stage already loaded the set; only report
+ *   bench_probe modprobe NAME...   time `/sbin/modprobe -a NAME...` (kmod, sequential)
+ *   bench_probe loop LISTFILE      time finit_module() on each path of LISTFILE, in order (the
+ *                                  floor: no lookup, no dependency work, one syscall each)
+ *
+ * Then it reports, one "BENCH key=value" line each:
+ *   load_ms, load_failed              (modprobe and loop modes) wall time of the loads
+ *   pid1_rss_kb, pid1_hwm_kb, pid1_threads   /proc/1/status (peinit after every stage)
+ *   proc_modules                      lines in /proc/modules
+ *   (peinit mode) BENCH_RECORD <line>  every line of /run/peinit/modules.json
+ *   init_module_calls, finit_module_calls    load syscalls the kernel saw since boot, counted
+ *                                     from the syscall tracepoints (kernel command line
+ *                                     trace_event=syscalls:sys_enter_init_module,...);
+ *                                     "n/a" when the kernel has no tracefs
+ * and "BENCH done". The unit gives it exit_action = "poweroff". */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
+static int run_modprobe(int argc, char** argv) {
+  /* argv: NAME... -> /sbin/modprobe -a NAME... */
+  char** args = calloc((size_t)argc + 3, sizeof(char*));
+  if (args == NULL) return -1;
+  args[0] = "modprobe";
+  args[1] = "-a";
+  for (int i = 0; i < argc; ++i) args[i + 2] = argv[i];
+  double start = now_ms();
+  pid_t pid = fork();
+  if (pid == 0) {
+    execv("/sbin/modprobe", args);
+    perror("bench_probe: exec /sbin/modprobe");
+    _exit(127);
+  }
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) < 0) {
+    perror("bench_probe: modprobe");
+    return -1;
+  }
+  double elapsed = now_ms() - start;
+  printf("BENCH load_ms=%.1f\n", elapsed);
+  printf("BENCH load_failed=%d\n", WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1);
+  free(args);
+  return 0;
+}
+
+static int run_loop(const char* list) {
+  FILE* f = fopen(list, "r");
+  if (f == NULL) {
+    printf("BENCH error=cannot-open-%s\n", list);
+    return -1;
+  }
+  char path[4096];
+  int failed = 0;
+  double start = now_ms();
+  while (fgets(path, sizeof path, f) != NULL) {
+    path[strcspn(path, "\n")] = '\0';
+    if (path[0] == '\0') continue;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || syscall(SYS_finit_module, fd, "", 0) != 0) {
+      if (errno != EEXIST) {
+        printf("BENCH loop_error=%s:%s\n", path, strerror(errno));
+        ++failed;
+      }
+    }
+    if (fd >= 0) close(fd);
+  }
+  double elapsed = now_ms() - start;
+  fclose(f);
+  printf("BENCH load_ms=%.1f\n", elapsed);
+  printf("BENCH load_failed=%d\n", failed);
+  return 0;
+}
+
+static void report_pid1(void) {
+  FILE* f = fopen("/proc/1/status", "r");
+  if (f == NULL) return;
+  char line[512];
+  long v;
+  while (fgets(line, sizeof line, f) != NULL) {
+    if (sscanf(line, "VmRSS: %ld", &v) == 1) printf("BENCH pid1_rss_kb=%ld\n", v);
+    if (sscanf(line, "VmHWM: %ld", &v) == 1) printf("BENCH pid1_hwm_kb=%ld\n", v);
+    if (sscanf(line, "Threads: %ld", &v) == 1) printf("BENCH pid1_threads=%ld\n", v);
+  }
+  fclose(f);
+}
+
+static void report_proc_modules(void) {
+  FILE* f = fopen("/proc/modules", "r");
+  int n = 0;
+  char line[4096];
+  if (f != NULL) {
+    while (fgets(line, sizeof line, f) != NULL) ++n;
+    fclose(f);
+  }
+  printf("BENCH proc_modules=%d\n", n);
+}
+
+static void report_load_syscalls(void) {
+  const char* dir = "/sys/kernel/tracing";
+  struct stat st;
+  if (stat(dir, &st) != 0 ||
+      (mount("nodev", dir, "tracefs", 0, NULL) != 0 && errno != EBUSY)) {
+    printf("BENCH init_module_calls=n/a\nBENCH finit_module_calls=n/a\n");
+    return;
+  }
+  FILE* f = fopen("/sys/kernel/tracing/trace", "r");
+  if (f == NULL) {
+    printf("BENCH init_module_calls=n/a\nBENCH finit_module_calls=n/a\n");
+    return;
+  }
+  long init_calls = 0, finit_calls = 0;
+  char line[4096];
+  while (fgets(line, sizeof line, f) != NULL) {
+    if (line[0] == '#') continue;
+    if (strstr(line, "sys_finit_module(") != NULL)
+      ++finit_calls;
+    else if (strstr(line, "sys_init_module(") != NULL)
+      ++init_calls;
+  }
+  fclose(f);
+  printf("BENCH init_module_calls=%ld\nBENCH finit_module_calls=%ld\n", init_calls, finit_calls);
+}
+
+int main(int argc, char** argv) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  if (argc < 2) {
+    fprintf(stderr, "usage: bench_probe peinit | modprobe NAME... | loop LISTFILE\n");
+    return 2;
+  }
+  int rc = 0;
+  if (strcmp(argv[1], "modprobe") == 0 && argc > 2) {
+    rc = run_modprobe(argc - 2, argv + 2);
+  } else if (strcmp(argv[1], "loop") == 0 && argc == 3) {
+    rc = run_loop(argv[2]);
+  } else if (strcmp(argv[1], "peinit") != 0) {
+    fprintf(stderr, "bench_probe: unknown mode %s\n", argv[1]);
+    return 2;
+  }
+  if (strcmp(argv[1], "peinit") == 0) {
+    FILE* rec = fopen("/run/peinit/modules.json", "r");
+    char* line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while (rec != NULL && (n = getline(&line, &cap, rec)) > 0) {
+      line[strcspn(line, "\n")] = '\0';
+      printf("BENCH_RECORD %s\n", line);
+    }
+    free(line);
+    if (rec != NULL) fclose(rec);
+  }
+  report_pid1();
+  report_proc_modules();
+  report_load_syscalls();
+  printf("BENCH done\n");
+  return rc == 0 ? 0 : 1;
+}
