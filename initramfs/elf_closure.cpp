@@ -9,6 +9,7 @@
 #include <climits>
 #include <cstring>
 #include <deque>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
@@ -252,6 +253,15 @@ bool IsElfFile(const std::string& path) {
     ssize_t n = ::read(fd, magic, SELFMAG);
     ::close(fd);
     return n == SELFMAG && std::memcmp(magic, ELFMAG, SELFMAG) == 0;
+}
+
+bool IsElfRelocatable(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    char h[18] = {};
+    in.read(h, sizeof h);
+    // ELF magic, ET_REL (1) little-endian at e_type.
+    return in.gcount() == sizeof h && h[0] == 0x7f && h[1] == 'E' && h[2] == 'L' && h[3] == 'F' &&
+           h[16] == 1 && h[17] == 0;
 }
 
 Result<ElfInfo> ReadElf(const std::string& path) {

@@ -32,6 +32,9 @@ struct ElfInfo {
 // True when the file starts with the ELF magic (false for scripts and data).
 bool IsElfFile(const std::string& path);
 
+// True for an ELF relocatable object (ET_REL), such as a kernel module (.ko).
+bool IsElfRelocatable(const std::string& path);
+
 // Parses the headers of one ELF file.
 Result<ElfInfo> ReadElf(const std::string& path);
 

@@ -41,10 +41,12 @@ Result<std::vector<ShippedBinary>> LoadBinaryManifest(const std::string& path) {
 namespace {
 
 // Adds a program, without its debug information when `strip` (strip --strip-debug writes a
-// deterministic copy; the ELF headers the library closure reads are unchanged).
+// deterministic copy; the ELF headers the library closure reads are unchanged). Relocatable
+// objects (kernel modules) are never stripped: strip would drop a module's appended signature.
 Result<void> AddProgram(ImageTree& tree, const std::string& image_path, const std::string& host,
                         uint32_t mode, bool strip) {
-    if (!strip || !IsElfFile(host)) return tree.AddHostFile(image_path, host, mode);
+    if (!strip || !IsElfFile(host) || IsElfRelocatable(host))
+        return tree.AddHostFile(image_path, host, mode);
     const char* tmpdir = std::getenv("TMPDIR");
     std::string tmp =
         std::string(tmpdir != nullptr && *tmpdir ? tmpdir : "/tmp") + "/peinit-image-strip.XXXXXX";

@@ -397,10 +397,18 @@ Result<std::vector<ListedEntry>> ReadCpio(const std::string& path) {
             const char* t = archive_entry_symlink(ae);
             le.data = t != nullptr ? t : "";
         } else if (le.type == EntryType::kFile) {
-            le.data.resize(le.size);
-            la_ssize_t n = archive_read_data(a, le.data.data(), le.data.size());
-            if (n < 0 || static_cast<uint64_t>(n) != le.size) {
-                std::string msg = ArchiveError(a, path + ": " + le.path);
+            // Read what is there instead of trusting the header's size up front: a damaged or
+            // hostile header can claim gigabytes that the archive does not hold.
+            char buf[1 << 16];
+            la_ssize_t n;
+            while ((n = archive_read_data(a, buf, sizeof buf)) > 0) {
+                le.data.append(buf, static_cast<size_t>(n));
+            }
+            if (n < 0 || le.data.size() != le.size) {
+                std::string msg = n < 0 ? ArchiveError(a, path + ": " + le.path)
+                                        : path + ": " + le.path + ": " +
+                                              std::to_string(le.data.size()) + " of " +
+                                              std::to_string(le.size) + " bytes";
                 archive_read_free(a);
                 return Err(msg);
             }

@@ -12,6 +12,7 @@
 #include <set>
 #include <sstream>
 
+#include "initramfs/elf_closure.h"
 #include "initramfs/process.h"
 #include "peinit/core/plan.h"
 #include "peinit/sys/kmod.h"
@@ -301,15 +302,6 @@ Result<std::set<std::string>> TreeModuleNames(const KernelTree& kernel) {
         out.insert(NormalizeModuleName(base.substr(0, dot)));
     }
     return out;
-}
-
-bool IsElfRelocatable(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    char h[18] = {};
-    in.read(h, sizeof h);
-    // ELF magic, ET_REL (1) little-endian at e_type.
-    return in.gcount() == sizeof h && h[0] == 0x7f && h[1] == 'E' && h[2] == 'L' && h[3] == 'F' &&
-           h[16] == 1 && h[17] == 0;
 }
 
 }  // namespace

@@ -261,6 +261,37 @@ TEST_F(ImageBuildTest, LooseModulesShipRealBytes) {
     EXPECT_TRUE(package) << "the signed package is still shipped";
 }
 
+// A kernel module shipped as a [[files]] entry keeps its bytes: stripping would drop its
+// appended signature. Programs are still stripped.
+TEST_F(ImageBuildTest, FilesKeepModuleSignatures) {
+    ImageDefinition def = Load("small");
+    const std::string ko = kernel_dir_ + "/" + ModDir() + "/kernel/drivers/net/dummy.ko";
+    const std::string host = ReadAll(ko);
+    const std::string marker = "~Module signature appended~\n";
+    ASSERT_GT(host.size(), marker.size());
+    ASSERT_EQ(host.substr(host.size() - marker.size()), marker) << "fixture module is signed";
+    def.files.push_back({ko, "/opt/dummy.ko", std::nullopt, 1});
+    def.files.push_back({"/bin/true", "/opt/true", std::nullopt, 2});
+    ASSERT_TRUE(def.strip);
+    std::string file = out_ + "/small-files.cpio";
+    auto built = BuildImage(def, Options(), Compression::kNone, file);
+    ASSERT_TRUE(built) << built.error().message();
+    auto entries = ReadCpio(file);
+    ASSERT_TRUE(entries) << entries.error().message();
+    bool saw_ko = false, saw_true = false;
+    for (const auto& e : *entries) {
+        if (e.path == "opt/dummy.ko") {
+            saw_ko = true;
+            EXPECT_TRUE(e.data == host) << "the module's bytes changed";
+        } else if (e.path == "opt/true") {
+            saw_true = true;
+            EXPECT_LE(e.data.size(), ReadAll("/bin/true").size());
+        }
+    }
+    EXPECT_TRUE(saw_ko);
+    EXPECT_TRUE(saw_true);
+}
+
 TEST_F(ImageBuildTest, ByteReproducible) {
     ImageDefinition def = Load("small");
     for (Compression c : {Compression::kNone, Compression::kGzip, Compression::kZstd}) {
