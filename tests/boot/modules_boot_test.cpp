@@ -147,7 +147,8 @@ std::string TestModule(const std::string& kernel_dir, const std::string& name) {
 }
 
 // The out-of-tree test modules load in dependency order from the image's package, a failing
-// init is reported with its errno without stopping the rest, and a blacklisted module stays out.
+// init is reported with its errno without stopping the rest, its hard dependent is skipped with a
+// reason naming it, and a blacklisted module stays out.
 TEST(ModulesBoot, TestModulesOrderFailureBlacklist) {
   std::string kdir = KernelDirFor("peinit");
   ASSERT_FALSE(kdir.empty()) << "PEINIT_KERNEL_DIR is not set";
@@ -160,6 +161,7 @@ TEST(ModulesBoot, TestModulesOrderFailureBlacklist) {
                     TestModule(kdir, "peinit_test_provider") + ", " +
                     TestModule(kdir, "peinit_test_consumer") + ", " +
                     TestModule(kdir, "peinit_test_fail") + ", " +
+                    TestModule(kdir, "peinit_test_fail_dep") + ", " +
                     TestModule(kdir, "peinit_test_param") + "]\n" + ProbeFiles();
   auto r = BuildAndBoot(boot);
   ASSERT_TRUE(r.build_error.empty()) << r.build_error;
@@ -176,12 +178,19 @@ TEST(ModulesBoot, TestModulesOrderFailureBlacklist) {
   EXPECT_EQ(p.proc_modules["dummy"], "Live");
   EXPECT_EQ(p.package["peinit_test_consumer"], "image.pkg");
 
-  // The failing module: reported with its errno; nothing else is affected.
+  // The failing module: reported with its errno; only its dependent is affected.
   EXPECT_TRUE(r.Has("module peinit_test_fail failed: ")) << Explain(r);
   EXPECT_FALSE(r.Grep("(ENODEV)").empty()) << Explain(r);
   EXPECT_EQ(p.status["peinit_test_fail"], "failed");
   EXPECT_EQ(p.errno_name["peinit_test_fail"], "ENODEV");
   EXPECT_EQ(p.proc_modules.count("peinit_test_fail"), 0u);
+
+  // Its hard dependent is never attempted: skipped, naming the failed dependency and its errno.
+  EXPECT_TRUE(r.Has("module peinit_test_fail_dep skipped: dependency peinit_test_fail failed (ENODEV"))
+      << Explain(r);
+  EXPECT_EQ(p.status["peinit_test_fail_dep"], "skipped") << p.record;
+  EXPECT_EQ(p.proc_modules.count("peinit_test_fail_dep"), 0u);
+  EXPECT_FALSE(r.Has("peinit_test_fail_dep: loaded")) << "its init ran";
 
   // The blacklisted module stays out and the reason names the hive.
   EXPECT_TRUE(r.Has("module peinit_test_param blacklisted (hive")) << Explain(r);
@@ -194,6 +203,7 @@ TEST(ModulesBoot, TestModulesOrderFailureBlacklist) {
   auto done = ModulesDone(r);
   EXPECT_EQ(done["ok"], 3) << Explain(r);
   EXPECT_EQ(done["failed"], 1);
+  EXPECT_EQ(done["skipped"], 1);
   EXPECT_EQ(done["blacklisted"], 1);
   EXPECT_TRUE(r.qemu.clean_exit()) << Explain(r);
 }
