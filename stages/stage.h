@@ -29,8 +29,9 @@ std::span<const Stage> BootStages();
 // Runs `stages` in order. Each stage logs a machine-readable start and end marker:
 //   stage NAME start
 //   stage NAME done ok ms=12            (or: done failed ms=12 error="...")
-// A failed fatal stage stops the run and its error (prefixed with the stage name) is returned;
-// a failed degrade stage is logged and the run goes on.
+// A failed fatal stage stops the run and its error (prefixed with the stage name) is returned,
+// and its name is left in ctx.failed_stage; a failed degrade stage is logged and the run goes
+// on.
 Result<void> RunStages(std::span<const Stage> stages, BootContext& ctx);
 
 }  // namespace peinit

@@ -45,6 +45,7 @@ Result<void> RunStages(std::span<const Stage> stages, BootContext& ctx) {
         }
         spdlog::critical("stage {} done failed ms={} error=\"{}\"", stage.name, ms,
                          result.error().message());
+        ctx.failed_stage = stage.name;
         return result.error().Context("stage " + std::string(stage.name) + ": ");
     }
     return Ok();

@@ -112,6 +112,8 @@ struct BootContext {
     // emergency path fails closed (it locks).
     bool config_loaded = false;
     LockOutcome lock;
+    // The fatal stage whose failure stopped the boot (RunStages), for the emergency record.
+    std::string failed_stage;
 };
 
 }  // namespace peinit

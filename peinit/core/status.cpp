@@ -211,6 +211,16 @@ LockdownRecord ReadLockdown(const pt::ptree& t) {
     return r;
 }
 
+BootRecord ReadBoot(const pt::ptree& t) {
+    BootRecord r;
+    r.state = Str(t, "state");
+    r.stage = Str(t, "stage");
+    r.error = Str(t, "error");
+    r.boot_offset_ms = Int(t, "boot_offset_ms");
+    r.wall_time = Str(t, "wall_time");
+    return r;
+}
+
 std::optional<pt::ptree> LoadRecord(const std::string& name, const RecordText& rec, Status& s) {
     Status::RecordState state{name, rec.path, "ok", ""};
     std::optional<pt::ptree> tree;
@@ -304,6 +314,10 @@ void ResolveLock(const KernelFacts& k, const std::optional<LockdownRecord>& rec,
 }
 
 void FindProblems(Status& s) {
+    // First: when the boot stopped, everything below is a consequence of where it stopped.
+    if (s.boot && s.boot->state == "emergency") {
+        s.problems.push_back("boot stopped on the emergency path: " + s.boot->error);
+    }
     if (s.lock_requested == true && s.locked == false) {
         s.problems.push_back("lock differs from policy: LockAfterBoot=true (" +
                              s.lock_requested_source + ") but module loading is not locked");
@@ -392,6 +406,10 @@ Status BuildStatus(const StatusInputs& in) {
     std::optional<LockdownRecord> lockdown;
     if (auto t = LoadRecord("lockdown", in.lockdown, s)) lockdown = ReadLockdown(*t);
     if (auto t = LoadRecord("modules", in.modules, s)) ReadModules(*t, s);
+    // boot.json exists only after an emergency: its absence is the normal case, not a note.
+    if (in.boot.text || (!in.boot.error.empty() && in.boot.error != "missing")) {
+        if (auto t = LoadRecord("boot", in.boot, s)) s.boot = ReadBoot(*t);
+    }
 
     ResolveLock(k, lockdown, s);
     FindProblems(s);
@@ -496,7 +514,9 @@ std::string RenderStatusText(const Status& s) {
     }
 
     out << "Boot-time modules:\n";
-    if (!s.modules_present) {
+    if (!s.modules_present && s.boot && !s.boot->stage.empty()) {
+        Line(out, "record", "missing: not attempted, the boot stopped in stage " + s.boot->stage);
+    } else if (!s.modules_present) {
         Line(out, "record", "missing");
     } else {
         Counts c = Count(s);
@@ -626,6 +646,25 @@ std::string RenderStatusJson(const Status& s) {
         {"lock", std::move(lock)},          {"kernel", std::move(kernel)},
         {"policy", std::move(policy)},      {"modules", std::move(modules)},
         {"records", std::move(records)},
+    };
+    if (s.boot) {
+        root.insert("boot", toml::table{{"state", s.boot->state},
+                                        {"stage", s.boot->stage},
+                                        {"error", s.boot->error},
+                                        {"boot_offset_ms", s.boot->boot_offset_ms},
+                                        {"wall_time", s.boot->wall_time}});
+    }
+    return ToJson(root);
+}
+
+std::string RenderBootRecordJson(const BootRecord& record) {
+    toml::table root{
+        {"version", 1},
+        {"state", record.state},
+        {"stage", record.stage},
+        {"error", record.error},
+        {"boot_offset_ms", record.boot_offset_ms},
+        {"wall_time", record.wall_time},
     };
     return ToJson(root);
 }

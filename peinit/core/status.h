@@ -2,9 +2,9 @@
 
 // The status model behind `peinitctl status`, `modules` and `timeline`: built from the
 // kernel's facts (read by peinit/sys/status_sources.h) and peinit's boot record
-// (/run/peinit/{policy,lockdown,modules}.json), then rendered as text, JSON (STATUS-JSON.md,
-// version 1) or an SVG chart. Everything here is pure: parsing is done on text the caller read,
-// so tests build a Status from fixture strings.
+// (/run/peinit/{policy,lockdown,modules}.json, and boot.json after an emergency), then rendered
+// as text, JSON (STATUS-JSON.md, version 1) or an SVG chart. Everything here is pure: parsing is
+// done on text the caller read, so tests build a Status from fixture strings.
 //
 // The kernel is the authority for what is enforced (lock flag, sig_enforce, kernel.modprobe);
 // the record says what peinit was asked to do and why. A problem is anything that failed or a
@@ -59,7 +59,22 @@ struct StatusInputs {
     RecordText policy;    // policy.json (config stage)
     RecordText lockdown;  // lockdown.json (lockdown stage)
     RecordText modules;   // modules.json (module stage)
+    // boot.json: written only by PID 1's emergency path, so its absence is normal and not
+    // reported (unlike the three stage records).
+    RecordText boot;
 };
+
+// /run/peinit/boot.json (version 1): why the boot stopped. PID 1's emergency path writes it
+// before it powers off (or starts the emergency shell, where `peinitctl status` reads it) and
+// renders it into the status it prints on the console.
+struct BootRecord {
+    std::string state = "emergency";
+    std::string stage;  // the fatal stage that failed ("" when the error was not a stage's)
+    std::string error;  // the error that stopped the boot
+    int64_t boot_offset_ms = 0;
+    std::string wall_time;  // RFC 3339 UTC
+};
+std::string RenderBootRecordJson(const BootRecord& record);
 
 struct ModuleRow {
     std::string name;
@@ -82,7 +97,8 @@ struct ModuleRow {
     bool IsProblem() const { return status == "failed" || status == "missing"; }
 };
 
-struct Sourced {
+// A policy value as the record has it, with its source (hive.h's Sourced<T> is the typed one).
+struct SourcedText {
     std::string value;
     std::string source;  // "default", "hive", "fallback", "cmdline"
 };
@@ -124,10 +140,10 @@ struct Status {
     std::string hive_state;  // "loaded", "absent", "fallback"
     std::string hive_path;
     std::vector<std::string> hive_errors;
-    Sourced autoload;
+    SourcedText autoload;
     std::vector<std::string> autoload_allowed;
     std::vector<BlacklistRow> blacklist;
-    Sourced signing;
+    SourcedText signing;
     std::optional<std::string> policy_modprobe;
     std::vector<std::string> ignored;
 
@@ -140,9 +156,13 @@ struct Status {
     std::string modules_error;
     std::string signing_error;  // modules.json signing.error when not applied
 
+    // --- boot (boot.json) ----------------------------------------------------------------------
+    // Set when the boot stopped on the emergency path: the record says which stage and why.
+    std::optional<BootRecord> boot;
+
     // --- records ------------------------------------------------------------------------------
     struct RecordState {
-        std::string name;  // "policy", "lockdown", "modules"
+        std::string name;  // "policy", "lockdown", "modules", "boot" (only when present)
         std::string path;
         std::string state;  // "ok", "missing", "invalid"
         std::string error;

@@ -9,12 +9,17 @@
 #include <chrono>
 #include <exception>
 #include <optional>
+#include <sstream>
+#include <string>
 
+#include "peinit/core/status.h"
 #include "peinit/init/services.h"
 #include "peinit/sys/config_files.h"
 #include "peinit/sys/linux_kernel.h"
 #include "peinit/sys/log.h"
+#include "peinit/sys/record.h"
 #include "peinit/sys/signals.h"
+#include "peinit/sys/status_sources.h"
 #include "stages/lockdown/lockdown.h"
 #include "stages/stage.h"
 
@@ -51,6 +56,31 @@ namespace {
     Halt();
 }
 
+// Says what happened where a user looks: records the emergency in /run/peinit/boot.json (read
+// by `peinitctl status`, e.g. from the emergency shell) and prints that same status on the
+// console, kernel facts included (lock state read back from the kernel), with the error first.
+// The status is built from the record just rendered, not re-read, so it is complete even when
+// /run could not be written (early-mounts failed).
+void ExplainEmergency(BootContext& ctx, const Error& error) {
+    BootRecord record;
+    record.stage = ctx.failed_stage;
+    record.error = error.message();
+    record.boot_offset_ms = BootOffsetMs();
+    record.wall_time = WallTimeUtc();
+    std::string json = RenderBootRecordJson(record);
+    std::string path = ctx.paths.Under("/run/peinit/boot.json").string();
+    if (auto wrote = WriteFileAtomically(path, json); !wrote) {
+        spdlog::critical("emergency: cannot write {}: {}", path, wrote.error().message());
+    }
+    StatusInputs inputs = ReadStatusInputs(ctx.kernel, ctx.paths.root);
+    inputs.boot = RecordText{path, json, ""};
+    std::istringstream text(RenderStatusText(BuildStatus(inputs)));
+    spdlog::critical("emergency: status (as peinitctl status shows it):");
+    for (std::string line; std::getline(text, line);) {
+        spdlog::critical("emergency: status: {}", line);
+    }
+}
+
 // The one emergency path: a fatal boot error. Fail closed, tell the console, then power off
 // (or run the image's emergency shell first when the command line asks for it).
 [[noreturn]] void Emergency(BootContext& ctx, SignalQueue* signals, const Error& error) {
@@ -63,6 +93,7 @@ namespace {
             spdlog::critical("emergency: lock failed: {}", locked.error().message());
         }
     }
+    ExplainEmergency(ctx, error);
     bool want_shell = false;
     for (const auto& p : ctx.cmdline.params) {
         want_shell = want_shell || (p.key == "peinit.emergency" && p.value == "shell");

@@ -11,7 +11,10 @@ namespace peinit {
 Result<void> WriteJsonAtomically(const std::string& path, const toml::table& record) {
     std::ostringstream out;
     out << toml::json_formatter(record) << "\n";
-    std::string text = out.str();
+    return WriteFileAtomically(path, out.str());
+}
+
+Result<void> WriteFileAtomically(const std::string& path, const std::string& text) {
     std::string tmp = path + ".tmp";
     int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return ErrnoErr("open " + tmp);

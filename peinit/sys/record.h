@@ -14,6 +14,8 @@
 namespace peinit {
 
 Result<void> WriteJsonAtomically(const std::string& path, const toml::table& record);
+// The same for text that is already rendered (boot.json, peinit/core/status.h).
+Result<void> WriteFileAtomically(const std::string& path, const std::string& text);
 
 // Milliseconds since boot (CLOCK_BOOTTIME) and the wall clock as RFC 3339 UTC, for records.
 int64_t BootOffsetMs();

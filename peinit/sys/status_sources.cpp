@@ -151,6 +151,7 @@ StatusInputs ReadStatusInputs(Kernel& kernel, const fs::path& root) {
     in.policy = load("policy.json");
     in.lockdown = load("lockdown.json");
     in.modules = load("modules.json");
+    in.boot = load("boot.json");
     return in;
 }
 

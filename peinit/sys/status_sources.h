@@ -24,7 +24,7 @@ KernelFacts ReadKernelFacts(Kernel& kernel, const std::filesystem::path& root);
 std::optional<std::vector<LockLogEvent>> ReadLockLog(const std::filesystem::path& kmsg,
                                                      std::string& error);
 
-// ROOT/run/peinit/{policy,lockdown,modules}.json.
+// ROOT/run/peinit/{policy,lockdown,modules}.json, and boot.json when the emergency path left one.
 StatusInputs ReadStatusInputs(Kernel& kernel, const std::filesystem::path& root);
 
 // `peinitctl lock [--fallback]`: module_lockdown(LOCK, runtime-syscall) and a read-back. Without

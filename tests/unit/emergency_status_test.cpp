@@ -1,0 +1,220 @@
+// What a user learns when the boot stops (issue 9, fault injection): a unit ordering cycle is
+// a unit error, so the config stage fails, the stage table names the fatal stage, and the
+// emergency record (/run/peinit/boot.json, peinit/core/status.h BootRecord) makes the status
+// say why, first, whether it is rendered by PID 1 on the console or by `peinitctl status`.
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <boost/property_tree/json_parser.hpp>
+#include <boost/property_tree/ptree.hpp>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "peinit/core/boot_context.h"
+#include "peinit/core/status.h"
+#include "peinit/sys/fake_kernel.h"
+#include "peinit/sys/status_sources.h"
+#include "stages/config/config.h"
+#include "stages/stage.h"
+
+namespace peinit {
+namespace {
+
+namespace fs = std::filesystem;
+namespace pt = boost::property_tree;
+
+class TempRoot {
+  public:
+    TempRoot() {
+        char tmpl[] = "/tmp/peinit-emergency-test.XXXXXX";
+        if (mkdtemp(tmpl) != nullptr) path_ = tmpl;
+    }
+    ~TempRoot() {
+        std::error_code ec;
+        if (!path_.empty()) fs::remove_all(path_, ec);
+    }
+    const fs::path& path() const { return path_; }
+    void Write(const std::string& rel, const std::string& text) const {
+        fs::path p = path_ / rel;
+        fs::create_directories(p.parent_path());
+        std::ofstream(p) << text;
+    }
+
+  private:
+    fs::path path_;
+};
+
+// A root whose units order cycle-a after cycle-b after cycle-a; `peinit.lock=1` asks for the
+// lock (no hive, so the result does not depend on who owns the files).
+void WriteCycleRoot(const TempRoot& root) {
+    root.Write("proc/cmdline", "console=ttyS0 peinit.lock=1\n");
+    root.Write("etc/peinit/units/cycle-a.toml",
+               "description = \"a\"\nafter = [\"cycle-b\"]\n[[module]]\nname = \"loop\"\n");
+    root.Write("etc/peinit/units/cycle-b.toml",
+               "description = \"b\"\nafter = [\"cycle-a\"]\n[[module]]\nname = \"dummy\"\n");
+    root.Write("etc/peinit/units/fine.toml",
+               "description = \"fine\"\n[[service]]\nname = \"s\"\nexec = [\"/bin/true\"]\n");
+}
+
+bool g_after_config_ran = false;
+Result<void> MarkRan(BootContext&) {
+    g_after_config_ran = true;
+    return Ok();
+}
+
+// The defined behaviour of an `after` cycle at boot: every unit in it is reported with the
+// cycle, and the config stage fails (fatal), with the policy already known, so the emergency
+// path locks as the policy asks; no unit from the broken set is used.
+TEST(UnitCycleAtBoot, ConfigStageFailsNamingTheCycle) {
+    TempRoot root;
+    ASSERT_FALSE(root.path().empty());
+    WriteCycleRoot(root);
+    FakeKernel kernel;
+    BootContext ctx(kernel);
+    ctx.paths.root = root.path();
+    auto result = RunConfig(ctx);
+    ASSERT_FALSE(result);
+    const std::string message = result.error().message();
+    EXPECT_NE(message.find("2 error(s) in unit files"), std::string::npos) << message;
+    EXPECT_NE(message.find("cycle-a.toml:2: ordering cycle: cycle-a -> cycle-b -> cycle-a"),
+              std::string::npos)
+        << message;
+    EXPECT_TRUE(ctx.config_loaded);
+    EXPECT_TRUE(ctx.policy.lock_after_boot.value);
+    EXPECT_TRUE(ctx.units.units.empty());
+}
+
+// The stage table stops at the failed fatal stage and names it for the emergency record.
+TEST(UnitCycleAtBoot, StageTableNamesTheFailedStage) {
+    TempRoot root;
+    ASSERT_FALSE(root.path().empty());
+    WriteCycleRoot(root);
+    FakeKernel kernel;
+    BootContext ctx(kernel);
+    ctx.paths.root = root.path();
+    g_after_config_ran = false;
+    const Stage stages[] = {
+        {"config", Criticality::kFatal, RunConfig},
+        {"after-config", Criticality::kFatal, MarkRan},
+    };
+    auto result = RunStages(stages, ctx);
+    ASSERT_FALSE(result);
+    EXPECT_EQ(ctx.failed_stage, "config");
+    EXPECT_EQ(result.error().message().rfind("stage config: ", 0), 0u) << result.error().message();
+    EXPECT_FALSE(g_after_config_ran);
+}
+
+BootRecord CycleEmergency() {
+    BootRecord r;
+    r.stage = "config";
+    r.error =
+        "stage config: 2 error(s) in unit files, first: /etc/peinit/units/cycle-a.toml:2: "
+        "ordering cycle: cycle-a -> cycle-b -> cycle-a";
+    r.boot_offset_ms = 1234;
+    r.wall_time = "2024-05-01T10:00:01Z";
+    return r;
+}
+
+// What PID 1 prints on the emergency path: the kernel's lock state, the policy record written
+// before the failure, and the emergency first among the problems.
+StatusInputs EmergencyInputs() {
+    StatusInputs in;
+    in.kernel.query_locked = true;
+    in.kernel.sysctl_locked = true;
+    in.kernel.modprobe = "/sbin/peinit-modprobe";
+    in.policy = {"/run/peinit/policy.json", R"({
+      "version": 1,
+      "hive": {"state": "loaded", "path": "/etc/peinit/hive.toml", "errors": []},
+      "lock_after_boot": {"value": true, "source": "hive"},
+      "autoload": {"value": "enabled", "source": "default"},
+      "autoload_allowed": [], "blacklist": [],
+      "signing": {"value": "warn", "source": "default"}, "ignored": []})",
+                 ""};
+    in.lockdown = {"/run/peinit/lockdown.json", R"({
+      "version": 1, "requested": true, "requested_by": "hive", "mechanism": "syscall",
+      "trigger": "registry", "locked": true, "error": "", "pid": 1, "comm": "peinit",
+      "boot_offset_ms": 1300, "wall_time": "2024-05-01T10:00:01Z"})",
+                   ""};
+    in.modules = {"/run/peinit/modules.json", std::nullopt, "missing"};
+    in.boot = {"/run/peinit/boot.json", RenderBootRecordJson(CycleEmergency()), ""};
+    return in;
+}
+
+TEST(EmergencyStatus, ProblemsStartWithWhyTheBootStopped) {
+    Status s = BuildStatus(EmergencyInputs());
+    ASSERT_TRUE(s.boot.has_value());
+    EXPECT_EQ(s.boot->state, "emergency");
+    EXPECT_EQ(s.boot->stage, "config");
+    EXPECT_EQ(s.boot->boot_offset_ms, 1234);
+    ASSERT_FALSE(s.problems.empty());
+    EXPECT_EQ(s.problems.front(),
+              "boot stopped on the emergency path: stage config: 2 error(s) in unit files, "
+              "first: /etc/peinit/units/cycle-a.toml:2: ordering cycle: cycle-a -> cycle-b -> "
+              "cycle-a");
+    EXPECT_EQ(s.ExitCode(), 1);
+    EXPECT_EQ(s.locked, true);
+
+    std::string text = RenderStatusText(s);
+    EXPECT_EQ(text.rfind("Problems:\n  ! boot stopped on the emergency path: stage config: ", 0),
+              0u)
+        << text;
+    EXPECT_NE(text.find("locked (module_lockdown syscall)"), std::string::npos) << text;
+    EXPECT_NE(text.find("record           missing: not attempted, the boot stopped in stage "
+                        "config"),
+              std::string::npos)
+        << text;
+
+    pt::ptree json;
+    std::istringstream in(RenderStatusJson(s));
+    ASSERT_NO_THROW(pt::read_json(in, json));
+    EXPECT_EQ(json.get<std::string>("boot.state", ""), "emergency");
+    EXPECT_EQ(json.get<std::string>("boot.stage", ""), "config");
+    EXPECT_EQ(json.get<int64_t>("boot.boot_offset_ms", 0), 1234);
+    EXPECT_EQ(json.get<int>("exit_code", 0), 1);
+}
+
+// A normal boot has no boot.json: nothing about it in the status, not even a note.
+TEST(EmergencyStatus, NoBootRecordIsNotWorthANote) {
+    StatusInputs in = EmergencyInputs();
+    in.boot = {"/run/peinit/boot.json", std::nullopt, "missing"};
+    Status s = BuildStatus(in);
+    EXPECT_FALSE(s.boot.has_value());
+    EXPECT_EQ(s.records.size(), 3u);
+    for (const auto& n : s.notes) EXPECT_EQ(n.find("boot.json"), std::string::npos) << n;
+    for (const auto& p : s.problems) EXPECT_EQ(p.find("emergency"), std::string::npos) << p;
+    std::string json = RenderStatusJson(s);
+    EXPECT_EQ(json.find("\"boot\""), std::string::npos) << json;
+}
+
+TEST(EmergencyStatus, InvalidBootRecordIsAProblem) {
+    StatusInputs in = EmergencyInputs();
+    in.boot = {"/run/peinit/boot.json", "{\"version\": 1,", ""};
+    Status s = BuildStatus(in);
+    EXPECT_FALSE(s.boot.has_value());
+    ASSERT_EQ(s.records.size(), 4u);
+    EXPECT_EQ(s.records[3].name, "boot");
+    EXPECT_EQ(s.records[3].state, "invalid");
+    EXPECT_EQ(s.ExitCode(), 1);
+}
+
+// peinitctl reads the record PID 1 left under ROOT/run/peinit (the emergency shell's view).
+TEST(EmergencyStatus, ReadFromTheRunDirectory) {
+    TempRoot root;
+    ASSERT_FALSE(root.path().empty());
+    root.Write("run/peinit/boot.json", RenderBootRecordJson(CycleEmergency()));
+    root.Write("proc/sys/kernel/module_loading_locked", "1\n");
+    FakeKernel kernel;
+    Status s = BuildStatus(ReadStatusInputs(kernel, root.path()));
+    ASSERT_TRUE(s.boot.has_value());
+    EXPECT_EQ(s.boot->error, CycleEmergency().error);
+    EXPECT_EQ(s.locked, true);
+    ASSERT_FALSE(s.problems.empty());
+    EXPECT_NE(s.problems.front().find("ordering cycle: cycle-a -> cycle-b -> cycle-a"),
+              std::string::npos);
+}
+
+}  // namespace
+}  // namespace peinit
