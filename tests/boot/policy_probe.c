@@ -4,7 +4,11 @@
  * order and prints one line per check on the console:
  *     PROBE <name> ok
  *     PROBE <name> FAIL <detail>
- * then "PROBE-DONE" and exits 0 (the unit's exit_action powers the machine off).
+ * then "PROBE-DONE" and exits 0 (the unit's exit_action powers the machine off). Each line is
+ * sent (tcdrain) before the next check runs and before the probe exits: kernel messages (a
+ * check's own, e.g. "Loading of unsigned module is rejected", or PID 1's next log line) go
+ * through printk straight to the serial port and would otherwise land in the middle of a line
+ * the host parses.
  *
  * Each argument is NAME@KIND:ARGS, where an expected result is an errno name or 0:
  *   read:PATH=TEXT       the file's first line equals TEXT ("" for an empty line)
@@ -25,6 +29,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <termios.h>
 #include <unistd.h>
 
 static const char *errname(int e) {
@@ -61,6 +66,7 @@ static void report(const char *name, int ok, const char *detail) {
         printf("PROBE %s FAIL %s\n", name, detail);
     }
     fflush(stdout);
+    (void)tcdrain(STDOUT_FILENO); /* not a tty: nothing to wait for */
 }
 
 /* Compares a call's outcome (0 or errno) with the expected name. */
@@ -194,5 +200,6 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; ++i) check(argv[i]);
     printf("PROBE-DONE\n");
     fflush(stdout);
+    (void)tcdrain(STDOUT_FILENO); /* not a tty: nothing to wait for */
     return 0;
 }
