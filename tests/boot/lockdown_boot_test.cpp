@@ -1,4 +1,6 @@
-// Boot tests of the lockdown and module-policy story (R-01, R-02, R-14..R-19): each test builds
+// Boot tests of the lockdown and module-policy story (R-02, R-14..R-17, R-19; the malformed hive
+// and the Debian kernel's modules_disabled fallback are fault cases, in
+// fault_boot_test.cpp): each test builds
 // one image from tests/boot/images/lockdown-<case>/ with the real `peinit-image build` (which
 // ships the image's modules in a signed package: the module stage, the coldplug stage and
 // peinit-modprobe load only from verified packages), adds the policy probe
@@ -33,13 +35,6 @@ using peinit::testing::ImageBootResult;
 using peinit::testing::KernelDirFor;
 
 namespace {
-
-std::string ReadFirstLine(const fs::path& p) {
-    std::ifstream in(p);
-    std::string line;
-    std::getline(in, line);
-    return line;
-}
 
 std::string ReadAll(const fs::path& p) {
     std::ifstream in(p);
@@ -190,31 +185,6 @@ TEST_F(LockdownBoot, AutoloadDisabledAndSigningEnforced) {
     EXPECT_FALSE(r.Has("peinit-modprobe:")) << Console(r);
     EXPECT_TRUE(r.Has("autoload policy=disabled(hive) helper=\"\"")) << Console(r);
     EXPECT_TRUE(r.Has("modules signing policy=enforce(hive) sig_enforce=Y")) << Console(r);
-}
-
-TEST_F(LockdownBoot, MalformedHiveFallsBackHardened) {
-    Case c{"lockdown-fallback", "peinit", "", {}, {kProvider}};
-    ImageBootResult r = Boot(c);
-    ExpectProbes(
-        r, {"locked", "helper_empty", "packet_eafnosupport", "finit_eperm", "record_fallback"});
-    EXPECT_TRUE(r.Has("applying the hardened fallback")) << Console(r);
-    EXPECT_TRUE(r.Has("autoload policy=disabled(fallback)")) << Console(r);
-    EXPECT_TRUE(r.Has("lockdown locked=1 mechanism=syscall")) << Console(r);
-    EXPECT_FALSE(r.Has("peinit-modprobe:")) << Console(r);
-}
-
-TEST_F(LockdownBoot, DebianKernelFallsBackToModulesDisabled) {
-    Case c{"lockdown-debian", "debian", "", {}, {}};
-    const std::string kernel_dir = KernelDirFor("debian");
-    if (!kernel_dir.empty()) {
-        c.test_files = {"lib/modules/" + ReadFirstLine(fs::path(kernel_dir) / "kver") +
-                        "/kernel/drivers/net/dummy.ko"};
-    }
-    ImageBootResult r = Boot(c);
-    ExpectProbes(r, {"modules_disabled", "helper_empty", "dummy_loaded", "finit_eperm",
-                     "init_eperm", "delete_eperm", "record_mechanism"});
-    EXPECT_TRUE(r.Has("mechanism=modules_disabled")) << Console(r);
-    EXPECT_FALSE(r.Has("module_lockdown: locked")) << Console(r);
 }
 
 }  // namespace

@@ -44,35 +44,6 @@ dst = "/usr/bin/pid1_probe"
     EXPECT_TRUE(r.qemu.clean_exit()) << Explain(r);
 }
 
-// A unit that fails validation at boot (planted past the builder as a plain file): peinit
-// takes the one emergency path: it names the error, still locks (the hive asks for it, and
-// failing closed is the rule), powers off; no kernel panic.
-TEST(Pid1Boot, BrokenUnitTakesTheEmergencyPath) {
-    ImageBoot boot;
-    boot.name = "broken";
-    boot.image_toml = R"(kernel = "peinit"
-units = ["@CASE@/units"]
-hive = "@CASE@/hive.toml"
-[[files]]
-src = "@CASE@/zz-broken.toml"
-dst = "/etc/peinit/units/zz-broken.toml"
-mode = "0644"
-[[files]]
-src = "@BUILD@/tests/boot/pid1_probe"
-dst = "/usr/bin/pid1_probe"
-)";
-    auto r = BuildAndBoot(boot);
-    ASSERT_TRUE(r.build_error.empty()) << r.build_error;
-    EXPECT_TRUE(r.Has("zz-broken.toml:5: unknown key \"modlues\" in [[module]]")) << Explain(r);
-    EXPECT_TRUE(r.Has("peinit: stage config done failed")) << Explain(r);
-    EXPECT_TRUE(r.Has("peinit: emergency: stage config:")) << Explain(r);
-    EXPECT_TRUE(r.Has("module_lockdown: locked by pid=1")) << Explain(r);
-    EXPECT_TRUE(r.Has("peinit: emergency: powering off")) << Explain(r);
-    EXPECT_FALSE(r.Has("service never started")) << Explain(r);
-    EXPECT_FALSE(r.Has("Kernel panic")) << Explain(r);
-    EXPECT_TRUE(r.qemu.clean_exit()) << Explain(r);
-}
-
 // The README's main job: images/demo boots to its services, the lock engages, and the VM
 // powers off by itself.
 TEST(Pid1Boot, DemoImageBootsToItsServices) {
