@@ -46,43 +46,6 @@ namespace pt = boost::property_tree;
 namespace peinit::testing {
 namespace {
 
-std::string ReadAll(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-void ReplaceAll(std::string& s, const std::string& from, const std::string& to) {
-    for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size())) {
-        s.replace(pos, from.size(), to);
-    }
-}
-
-// Runs a shell command; returns its status and appends its output to `log`.
-int Sh(const std::string& command, std::string& log) {
-    FILE* p = popen((command + " 2>&1").c_str(), "r");
-    if (p == nullptr) return -1;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) log.append(buf, n);
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-// A private scratch directory outside the git work tree (peinit-pkg keygen refuses one inside).
-struct Scratch {
-    Scratch() {
-        char tmpl[] = "/tmp/peinit-fault-boot.XXXXXX";
-        if (mkdtemp(tmpl) != nullptr) path = tmpl;
-    }
-    ~Scratch() {
-        std::error_code ec;
-        if (!path.empty()) fs::remove_all(path, ec);
-    }
-    std::string path;
-};
-
 // Console lines of the kernel or of PID 1, which may interleave with a service's output.
 bool IsNoise(const std::string& line) {
     for (const char* prefix : {"peinit: ", "module_lockdown: ", "audit: ", "random: "}) {
@@ -143,10 +106,10 @@ FaultBoot Boot(const std::string& name, const std::string& kernel = "peinit",
                           ": set PEINIT_KERNEL_DIR / PEINIT_DEBIAN_KERNEL_DIR";
         return f;
     }
-    std::string kver = ReadAll(fs::path(kdir) / "kver");
+    std::string kver = ReadFile((fs::path(kdir) / "kver").string());
     while (!kver.empty() && (kver.back() == '\n' || kver.back() == ' ')) kver.pop_back();
     std::string toml =
-        ReadAll(fs::path(PEINIT_SOURCE_DIR) / "tests/boot/images" / name / "image.toml");
+        ReadFile((fs::path(PEINIT_SOURCE_DIR) / "tests/boot/images" / name / "image.toml").string());
     ReplaceAll(toml, "@KDIR@", kdir);
     ReplaceAll(toml, "@KVER@", kver);
     ReplaceAll(toml, "@SCRATCH@", scratch);
@@ -521,9 +484,9 @@ TEST(FaultBoot, MalformedHive) {
 TEST(FaultBoot, RejectedPackage) {
     const std::string kdir = KernelDirFor("peinit");
     ASSERT_FALSE(kdir.empty()) << "PEINIT_KERNEL_DIR is not set";
-    Scratch tmp;
+    ScratchDir tmp;
     ASSERT_FALSE(tmp.path.empty());
-    std::string kver = ReadAll(fs::path(kdir) / "kver");
+    std::string kver = ReadFile((fs::path(kdir) / "kver").string());
     while (!kver.empty() && kver.back() == '\n') kver.pop_back();
     const std::string pkg = std::string("'") + PEINIT_PKG_TOOL + "'";
     std::string log;

@@ -23,7 +23,12 @@ namespace fs = std::filesystem;
 
 namespace peinit::testing {
 
-namespace {
+std::string ReadFile(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
 
 void ReplaceAll(std::string& s, const std::string& from, const std::string& to) {
     for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size())) {
@@ -43,18 +48,25 @@ std::string ShellQuote(const std::string& s) {
     return out + "'";
 }
 
-// Runs a shell command, returning its exit status and combined output.
-int Run(const std::string& command, std::string& output) {
+int Sh(const std::string& command, std::string& log) {
     FILE* pipe = popen((command + " 2>&1").c_str(), "r");
     if (pipe == nullptr) return -1;
     std::array<char, 4096> buf;
     size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) output.append(buf.data(), n);
+    while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) log.append(buf.data(), n);
     int status = pclose(pipe);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-}  // namespace
+ScratchDir::ScratchDir() {
+    char tmpl[] = "/tmp/peinit-boot-test.XXXXXX";
+    if (mkdtemp(tmpl) != nullptr) path = tmpl;
+}
+
+ScratchDir::~ScratchDir() {
+    std::error_code ec;
+    if (!path.empty()) fs::remove_all(path, ec);
+}
 
 std::vector<std::string> ImageBootResult::Grep(const std::string& needle) const {
     std::vector<std::string> out;
@@ -117,7 +129,7 @@ ImageBootResult BuildAndBoot(const ImageBoot& boot) {
                           ShellQuote(image_dir.string()) + " -o " + ShellQuote(initrd.string()) +
                           " --kernel-dir " + ShellQuote(kernel_dir);
     std::string output;
-    if (Run(command, output) != 0) {
+    if (Sh(command, output) != 0) {
         result.build_error = "peinit-image build failed:\n" + output;
         return result;
     }

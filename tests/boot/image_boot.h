@@ -47,4 +47,21 @@ std::string KernelDirFor(const std::string& kernel);
 // Builds and boots. Never throws.
 ImageBootResult BuildAndBoot(const ImageBoot& boot);
 
+// Small helpers shared by the boot tests.
+std::string ReadFile(const std::string& path);  // "" when unreadable
+void ReplaceAll(std::string& s, const std::string& from, const std::string& to);
+std::string ShellQuote(const std::string& s);
+// Runs `command` with sh, appends its stdout and stderr to `log` and returns its exit status
+// (-1 when it has none).
+int Sh(const std::string& command, std::string& log);
+// A private scratch directory under /tmp (outside the git work tree: peinit-pkg keygen refuses
+// one inside), removed with its contents.
+struct ScratchDir {
+    ScratchDir();
+    ~ScratchDir();
+    ScratchDir(const ScratchDir&) = delete;
+    ScratchDir& operator=(const ScratchDir&) = delete;
+    std::string path;
+};
+
 }  // namespace peinit::testing

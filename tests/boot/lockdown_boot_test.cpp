@@ -33,15 +33,9 @@ using peinit::testing::BuildAndBoot;
 using peinit::testing::ImageBoot;
 using peinit::testing::ImageBootResult;
 using peinit::testing::KernelDirFor;
+using peinit::testing::ReadFile;
 
 namespace {
-
-std::string ReadAll(const fs::path& p) {
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 
 struct Case {
     std::string name;  // tests/boot/images/<name>
@@ -64,7 +58,7 @@ class LockdownBoot : public ::testing::Test {
             return result;
         }
         std::string toml =
-            ReadAll(fs::path(PEINIT_SOURCE_DIR) / "tests/boot/images" / c.name / "image.toml");
+            ReadFile((fs::path(PEINIT_SOURCE_DIR) / "tests/boot/images" / c.name / "image.toml").string());
         auto add_file = [&](const std::string& src, const std::string& dst) {
             toml += "\n[[files]]\nsrc = \"" + src + "\"\ndst = \"" + dst + "\"\n";
         };

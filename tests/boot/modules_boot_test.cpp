@@ -32,42 +32,11 @@ std::string Explain(const ImageBootResult& r) {
   return r.build_error.empty() ? r.qemu.describe() + "\n" + r.qemu.output : r.build_error;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::string KernelRelease(const std::string& kernel_dir) {
   std::string kver = ReadFile(kernel_dir + "/kver");
   while (!kver.empty() && (kver.back() == '\n' || kver.back() == ' ')) kver.pop_back();
   return kver;
 }
-
-// Runs a shell command; returns its status and appends its output to `log`.
-int Sh(const std::string& command, std::string& log) {
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) log.append(buf, n);
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-// A private scratch directory outside the git work tree (peinit-pkg keygen refuses one inside).
-struct Scratch {
-  Scratch() {
-    char tmpl[] = "/tmp/peinit-modules-boot.XXXXXX";
-    if (mkdtemp(tmpl) != nullptr) path = tmpl;
-  }
-  ~Scratch() {
-    std::error_code ec;
-    if (!path.empty()) fs::remove_all(path, ec);
-  }
-  std::string path;
-};
 
 // What the probe printed.
 struct ProbeOutput {
@@ -316,7 +285,7 @@ TEST(ModulesBoot, DebianRealModuleSetMatchesProcModules) {
 TEST(ModulesBoot, TamperedPackageIsRejectedGoodOneLoads) {
   std::string kdir = KernelDirFor("peinit");
   ASSERT_FALSE(kdir.empty()) << "PEINIT_KERNEL_DIR is not set";
-  Scratch tmp;
+  ScratchDir tmp;
   ASSERT_FALSE(tmp.path.empty());
   const std::string pkg = std::string("'") + PEINIT_PKG_TOOL + "'";
   const std::string kver = KernelRelease(kdir);
@@ -384,7 +353,7 @@ TEST(ModulesBoot, TamperedPackageIsRejectedGoodOneLoads) {
 TEST(ModulesBoot, EnforceRejectsModuleSignedByUnknownKey) {
   std::string kdir = KernelDirFor("peinit");
   ASSERT_FALSE(kdir.empty()) << "PEINIT_KERNEL_DIR is not set";
-  Scratch tmp;
+  ScratchDir tmp;
   ASSERT_FALSE(tmp.path.empty());
   std::string log;
   const std::string t = tmp.path;

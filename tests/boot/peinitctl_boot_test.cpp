@@ -26,8 +26,12 @@
 #include <string>
 #include <vector>
 
+#include "image_boot.h"
+
 namespace fs = std::filesystem;
 namespace pt = boost::property_tree;
+using peinit::testing::Sh;
+using peinit::testing::ShellQuote;
 
 namespace {
 
@@ -45,20 +49,6 @@ std::string Env(const char* name, const char* fallback) {
     const char* v = std::getenv(name);
     return v != nullptr && *v != '\0' ? v : fallback;
 }
-
-// Runs a shell command; returns its output (stdout + stderr) and exit status.
-std::pair<std::string, int> RunCommand(const std::string& command) {
-    std::string out;
-    FILE* p = popen((command + " 2>&1").c_str(), "r");
-    if (p == nullptr) return {"popen failed", -1};
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    int status = pclose(p);
-    return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
-}
-
-std::string Quote(const std::string& s) { return "'" + s + "'"; }
 
 // The module's .ko under the kernel's module tree (modules.dep is the index).
 std::string ModulePath(const fs::path& moddir, const std::string& name) {
@@ -104,24 +94,30 @@ class PeinitctlBoot : public ::testing::Test {
         for (const char* m : {"loop", "dummy", "bridge", "stp", "llc"}) {
             std::string path = ModulePath(moddir, m);
             EXPECT_FALSE(path.empty()) << m << " is not in " << moddir;
-            files += " " + Quote(path);
+            files += " " + ShellQuote(path);
         }
-        auto [keygen, keygen_rc] = RunCommand(Quote(PEINIT_PKG_TOOL) + " keygen --out-dir " +
-                                              Quote((work / "keys").string()));
-        EXPECT_EQ(keygen_rc, 0) << keygen;
-        auto [create, create_rc] =
-            RunCommand(Quote(PEINIT_PKG_TOOL) + " create --name boot --version 1 --kver " + kver +
-                       " -o " + Quote((work / "boot.pkg").string()) + " --sign-key " +
-                       Quote((work / "keys/package-signing.key").string()) + files);
-        EXPECT_EQ(create_rc, 0) << create;
+        std::string log;
+        EXPECT_EQ(Sh(ShellQuote(PEINIT_PKG_TOOL) + " keygen --out-dir " +
+                         ShellQuote((work / "keys").string()),
+                     log),
+                  0)
+            << log;
+        EXPECT_EQ(Sh(ShellQuote(PEINIT_PKG_TOOL) + " create --name boot --version 1 --kver " +
+                         kver + " -o " + ShellQuote((work / "boot.pkg").string()) + " --sign-key " +
+                         ShellQuote((work / "keys/package-signing.key").string()) + files,
+                     log),
+                  0)
+            << log;
         std::ofstream(dir / "image.toml", std::ios::app)
             << "\n[[files]]\nsrc = \"" << (work / "boot.pkg").string()
             << "\"\ndst = \"/usr/lib/peinit/packages/boot.pkg\"\n\n[[files]]\nsrc = \""
             << (work / "keys/package-signing.pub").string()
             << "\"\ndst = \"/etc/peinit/keys/package-signing.pub\"\n";
 
-        auto [out, rc] = RunCommand(Quote(PEINIT_IMAGE_TOOL) + " boot " + Quote(dir.string()) +
-                                    " --kernel-dir " + Quote(kernel_dir) + " --timeout 300");
+        std::string out;
+        int rc = Sh(ShellQuote(PEINIT_IMAGE_TOOL) + " boot " + ShellQuote(dir.string()) +
+                        " --kernel-dir " + ShellQuote(kernel_dir) + " --timeout 300",
+                    out);
         console = out;
         std::ofstream(fs::path("peinitctl-" + image + ".log")) << out;
         EXPECT_EQ(rc, 0) << "the guest did not power off cleanly; console in peinitctl-" << image
