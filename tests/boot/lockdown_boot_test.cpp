@@ -167,9 +167,7 @@ TEST_F(LockdownBoot, AllowList) {
 }
 
 TEST_F(LockdownBoot, AutoloadDisabledAndSigningEnforced) {
-    // (A signed .ko shipped as a [[files]] entry would not show "signed loads": the builder's
-    // strip --strip-debug of ELF files drops the appended signature. The boot module `loop`,
-    // loaded from the signed package under enforce, shows it instead.)
+    // "Signed loads" under enforce: the boot module `loop`, loaded from the signed package.
     Case c{"lockdown-disabled", "peinit", "", {}, {kUnsigned}};
     ImageBootResult r = Boot(c);
     ExpectProbes(
