@@ -143,8 +143,13 @@ class Interpreter {
         }
         std::string module = key.substr(0, dot);
         std::string param = key.substr(dot + 1);
-        if (!IsValidModuleName(module) || param.empty()) {
+        if (!IsValidModuleName(module) || !IsValidModuleParamName(param)) {
             return Diagnose(p, "malformed module parameter (expected module.param=value)");
+        }
+        // ModuleOptions() hands the value on in the kernel's parameter syntax, whose quoting
+        // cannot carry a '"' inside a value (units refuse it too).
+        if (p.value && p.value->find('"') != std::string::npos) {
+            return Diagnose(p, "module parameter value cannot contain '\"'");
         }
         out_.module_params.push_back({NormalizeModuleName(module), param, p.value});
     }

@@ -65,6 +65,14 @@ bool IsValidModuleName(std::string_view name) {
     });
 }
 
+bool IsValidModuleParamName(std::string_view name) {
+    if (name.empty() || name[0] == '-' || name[0] == '.') return false;
+    return std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_' || c == '-' || c == '.';
+    });
+}
+
 bool IsValidModuleRef(std::string_view name) {
     if (name.empty() || name.size() > 255) return false;
     return std::all_of(name.begin(), name.end(), [](char c) {

@@ -37,6 +37,11 @@ bool IsValidModuleName(std::string_view name);
 // paths wherever names are written).
 bool IsValidModuleRef(std::string_view name);
 
+// A module parameter name as unit options and `module.param=` may give it: characters of
+// [A-Za-z0-9_.-], the first not '-' or '.' (what the kernel's parameters are named with; nothing
+// its tokeniser would split, unquote or read as the `--` that ends the parameters).
+bool IsValidModuleParamName(std::string_view name);
+
 // ASCII case-insensitive equality (registry names, policy words).
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 std::string ToLowerAscii(std::string_view text);

@@ -15,7 +15,9 @@
 namespace peinit {
 
 // Parses `text`; on a syntax error appends `path:line: <toml++ description>` to `errors` and
-// returns nullopt. toml++ throws; this is the one place that catches it.
+// returns nullopt. toml++ throws; this is the one place that catches it. Text that is not UTF-8,
+// or holds a raw code point toml++ 3.3.0 mishandles (toml_util.cpp), is refused first with its
+// line.
 std::optional<toml::table> ParseTomlDocument(const std::string& path, std::string_view text,
                                              ConfigErrors& errors);
 

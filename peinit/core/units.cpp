@@ -14,15 +14,6 @@ namespace peinit {
 
 namespace {
 
-bool IsParamNameChar(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '-' || c == '.';
-}
-
-bool IsValidParamName(std::string_view name) {
-    return !name.empty() && std::all_of(name.begin(), name.end(), IsParamNameChar);
-}
-
 bool IsValidEnvName(std::string_view name) {
     if (name.empty() || (name[0] >= '0' && name[0] <= '9')) return false;
     return std::all_of(name.begin(), name.end(), [](char c) {
@@ -209,7 +200,7 @@ class TomlUnitParser {
             // rather than silently lose options.
             bool saw_dashes = false;
             for (const auto& p : TokenizeCmdline(text, nullptr, &saw_dashes)) {
-                if (!IsValidParamName(p.key)) {
+                if (!IsValidModuleParamName(p.key)) {
                     Error(LineOf(node), "invalid module option " + Quote(p.key));
                     return std::nullopt;
                 }
@@ -229,7 +220,7 @@ class TomlUnitParser {
         bool ok = true;
         for (auto&& [key, value] : *table) {
             std::string_view k = key.str();
-            if (!IsValidParamName(k)) {
+            if (!IsValidModuleParamName(k)) {
                 Error(LineOf(key), "invalid module option " + Quote(k));
                 ok = false;
                 continue;

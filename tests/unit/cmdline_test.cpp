@@ -96,6 +96,20 @@ TEST(Cmdline, MalformedModuleParams) {
                     "bad!mod.p=3: malformed module parameter (expected module.param=value)"));
 }
 
+// Found by tests/fuzz (cmdline): ModuleOptions() must give back exactly the module's parameters
+// when the kernel tokenises it again, which a '"' in a value or a spaced or "--" parameter name
+// broke ("loop.max_loop=8\"-- single \"init" became max_loop=8"-- plus two stray parameters).
+TEST(Cmdline, ModuleParamsTheKernelCouldNotReadBackAreRefused) {
+    auto c = ParseCmdline(R"(loop.max_loop=8"-- single "init a.-- "a.b c=1" a.ok="x y")");
+    EXPECT_THAT(c.module_params, ElementsAre(ModuleParam{"a", "ok", "x y"}));
+    EXPECT_THAT(DiagnosticTexts(c),
+                ElementsAre(R"(loop.max_loop=8"-- single "init: module parameter value cannot )"
+                            R"(contain '"')",
+                            "a.--: malformed module parameter (expected module.param=value)",
+                            "a.b c=1: malformed module parameter (expected module.param=value)"));
+    EXPECT_THAT(TokenizeCmdline(c.ModuleOptions("a")), ElementsAre(Kv("ok", "x y")));
+}
+
 TEST(Cmdline, BlacklistAccumulatesNormalisesAndDeduplicates) {
     auto c = ParseCmdline(
         "modprobe.blacklist=floppy,pcspkr modprobe.blacklist=snd-pcsp,,floppy "

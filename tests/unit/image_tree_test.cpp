@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -83,6 +84,25 @@ TEST(ImageTreeTest, WriteFailureLeavesNothing) {
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().message(),
               "cannot create a temporary file in /nonexistent-dir: No such file or directory");
+}
+
+// Found by tests/fuzz (cpio): ReadCpio sized its buffer from the header before reading, so a
+// 128-byte archive claiming a 4 GiB file made `peinit-image list` allocate (and zero) 4 GiB.
+TEST(ImageTreeTest, ReadCpioDoesNotTrustTheHeaderSize) {
+    char name[16];
+    std::string header = "070701";
+    for (unsigned v : {1u, 0100644u, 0u, 0u, 1u, 0u, 0xFFFFFFFFu, 0u, 0u, 0u, 0u, 2u, 0u}) {
+        std::snprintf(name, sizeof name, "%08X", v);
+        header += name;
+    }
+    char tmpl[] = "/tmp/image-tree-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    std::string path = std::string(tmpl) + "/huge.cpio";
+    std::ofstream(path, std::ios::binary) << header << std::string("a\0", 2) << "0123456789abcdef";
+    auto entries = ReadCpio(path);
+    ASSERT_FALSE(entries);
+    EXPECT_EQ(entries.error().message(), path + ": a: 16 of 4294967295 bytes");
+    std::system((std::string("rm -rf ") + tmpl).c_str());
 }
 
 TEST(ImageTreeTest, SourceDateEpoch) {

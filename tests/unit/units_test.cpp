@@ -180,6 +180,23 @@ TEST(UnitErrors, TomlSyntaxErrorUsesTomlppLine) {
                             "redefine existing string 'name'"));
 }
 
+// Found by tests/fuzz (hive, units): toml++ 3.3.0 reaches __builtin_unreachable() when it
+// classifies code points such as U+00E9 as whitespace (here: inside a key), so these are refused
+// before toml++ sees the text; an escape in a string still works.
+TEST(UnitErrors, CodePointsTomlppMishandlesAreRefusedWithTheirLine) {
+    EXPECT_THAT(ParseErrors("u.toml", "[[module]]\nname = \"a\"\n\"caf\u00e9\" = 1\n"),
+                ElementsAre("units/u.toml:3: character U+00E9 is not accepted (the TOML library "
+                            "mishandles it); in a string, write it as \\u00E9 instead"));
+    EXPECT_THAT(ParseErrors("s.toml", "s = \"\"\"\\\n\u00a7\"\"\"\n"),
+                ElementsAre("units/s.toml:2: character U+00A7 is not accepted (the TOML library "
+                            "mishandles it); in a string, write it as \\u00A7 instead"));
+    EXPECT_THAT(ParseErrors("b.toml", "description = \"\xcc\"\n"),
+                ElementsAre("units/b.toml:1: not valid UTF-8"));
+    Unit u = MustParse("units/e.toml",
+                       "description = \"caf\\u00e9 \u65e5\"\n[[module]]\nname = \"a\"\n");
+    EXPECT_EQ(u.description, "caf\u00e9 \u65e5");
+}
+
 TEST(UnitErrors, UnknownTopLevelKey) {
     std::string text;
     for (int i = 0; i < 10; ++i) text += "# padding\n";
