@@ -13,6 +13,7 @@ packages=(
     libtomlplusplus-dev libspdlog-dev libgtest-dev libgmock-dev libssl-dev libarchive-dev
     qemu-system-x86 kmod cpio zstd xz-utils e2fsprogs groff-base dash
     linux-source-6.1 flex bison bc libelf-dev dwarves rsync
+    clang libclang-rt-14-dev
 )
 missing=()
 for p in "${packages[@]}"; do
