@@ -405,10 +405,11 @@ Result<std::vector<ListedEntry>> ReadCpio(const std::string& path) {
                 le.data.append(buf, static_cast<size_t>(n));
             }
             if (n < 0 || le.data.size() != le.size) {
-                std::string msg = n < 0 ? ArchiveError(a, path + ": " + le.path)
-                                        : path + ": " + le.path + ": " +
-                                              std::to_string(le.data.size()) + " of " +
-                                              std::to_string(le.size) + " bytes";
+                const char* why = n < 0 ? archive_error_string(a) : nullptr;
+                std::string msg = path + ": " + le.path + ": only " +
+                                  std::to_string(le.data.size()) + " of " +
+                                  std::to_string(le.size) + " bytes" +
+                                  (why != nullptr ? std::string(" (") + why + ")" : "");
                 archive_read_free(a);
                 return Err(msg);
             }

@@ -2,6 +2,7 @@
 
 #include "initramfs/image_tree.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -101,7 +102,9 @@ TEST(ImageTreeTest, ReadCpioDoesNotTrustTheHeaderSize) {
     std::ofstream(path, std::ios::binary) << header << std::string("a\0", 2) << "0123456789abcdef";
     auto entries = ReadCpio(path);
     ASSERT_FALSE(entries);
-    EXPECT_EQ(entries.error().message(), path + ": a: 16 of 4294967295 bytes");
+    // How much libarchive hands over before it gives up is its business; the size is ours.
+    EXPECT_THAT(entries.error().message(),
+                ::testing::MatchesRegex(path + ": a: only [0-9]+ of 4294967295 bytes.*"));
     std::system((std::string("rm -rf ") + tmpl).c_str());
 }
 
