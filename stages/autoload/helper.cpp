@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "peinit/core/demand_load.h"
+#include "peinit/core/policy_record.h"
 #include "peinit/sys/config_files.h"
 #include "peinit/sys/kernel_release.h"
 #include "peinit/sys/linux_kernel.h"
@@ -59,7 +60,8 @@ int RunDemandLoadHelper(const std::vector<std::string>& args, const BootPaths& p
     }
     const std::string& alias = parsed->alias;
 
-    // The same policy PID 1 computed: hive + command line.
+    // Exactly the policy PID 1 computed and recorded: never recomputed here, since the
+    // hive may be absent (after the handoff) or different. No usable record: disabled.
     Cmdline cmdline;
     if (auto text = ReadConfigFile(paths.CmdlineFile().string())) {
         cmdline = ParseCmdline(text->text);
@@ -67,12 +69,20 @@ int RunDemandLoadHelper(const std::vector<std::string>& args, const BootPaths& p
         log.push_back({LOG_WARNING, "cannot read the kernel command line: " +
                                         text.error().message() + ", ignoring"});
     }
-    Hive hive = LoadHive(paths.HiveFile().string());
-    EffectivePolicy policy = ComputeEffectivePolicy(hive, cmdline);
+    auto record_text = ReadConfigFile(paths.Under(kPolicyRecordPath).string());
+    auto record = record_text ? ParsePolicyRecord(record_text->text)
+                              : Result<PolicyRecord>(record_text.error());
+    if (!record) {
+        log.push_back({LOG_WARNING, "refused demand load of " + alias +
+                                        ": no usable policy record (" + record.error().message() +
+                                        "), failing closed as AutoLoadPolicy=disabled"});
+        return 1;
+    }
+    const EffectivePolicy& policy = record->policy;
+    BootPaths modload{paths.Under(record->modload_root)};
 
-    auto loader = DemandLoader::Open(paths, kernel_release, policy, cmdline);
+    auto loader = DemandLoader::Open(modload, kernel_release, policy, cmdline);
     if (!loader) {
-        // Nothing can be resolved. Under `disabled` this is still a refusal, not an error.
         log.push_back({LOG_ERR, "demand load of " + alias +
                                     " failed: module tree: " + loader.error().message()});
         return 1;

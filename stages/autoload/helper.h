@@ -6,9 +6,11 @@
 // child of a kernel thread, with a fixed minimal environment and possibly without stdin,
 // stdout or stderr; nothing here depends on the environment.
 //
-// It computes the same effective policy PID 1 computed (the hive at /etc/peinit/hive.toml and
-// /proc/cmdline, through LoadHive/ParseCmdline/ComputeEffectivePolicy: one source of truth, no
-// state handed over from PID 1) and loads through DemandLoader (stages/autoload/
+// It enforces exactly the policy PID 1 recorded in /run/peinit/policy.json
+// (peinit/core/policy_record.h), never a recomputation from the hive: after the switch to the
+// real root the hive is gone. A missing, unreadable or malformed record is AutoLoadPolicy
+// `disabled` (fail closed). It resolves and loads from the record's `modload_root` ("/" in the
+// initramfs, /run/peinit/modload after the handoff) through DemandLoader (stages/autoload/
 // demand_loader.h), i.e. only from verified signed packages. Refusals and failures go to
 // /dev/kmsg, e.g.
 //   peinit-modprobe: refused demand load of net-pf-38 (module af_alg): not in AutoLoadAllowed

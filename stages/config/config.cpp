@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "peinit/core/policy_record.h"
 #include "peinit/sys/config_files.h"
 #include "peinit/sys/record.h"
 
@@ -9,42 +10,12 @@ namespace peinit {
 
 namespace {
 
-toml::table SourcedValue(std::string_view value, PolicySource source) {
-    return toml::table{{"value", std::string(value)}, {"source", std::string(ToString(source))}};
-}
-
-// /run/peinit/policy.json: the effective policy and where each value came from, for
-// `peinitctl status` (the kernel is the authority for what is enforced; this says why).
+// /run/peinit/policy.json (peinit/core/policy_record.h): for `peinitctl status`, and the policy
+// the demand-load helper enforces.
 void WritePolicyRecord(const BootContext& ctx) {
-    const EffectivePolicy& p = ctx.policy;
-    toml::array errors;
-    for (const auto& e : ctx.hive.errors) errors.push_back(e.ToString());
-    toml::array allowed;
-    for (const auto& m : p.autoload_allowed) allowed.push_back(m);
-    toml::array blacklist;
-    for (const auto& b : p.blacklist) {
-        blacklist.push_back(
-            toml::table{{"module", b.module}, {"source", std::string(ToString(b.source))}});
-    }
-    toml::array ignored;
-    for (const auto& i : p.ignored) ignored.push_back(i);
-    toml::table record{
-        {"version", 1},
-        {"hive", toml::table{{"state", std::string(ToString(ctx.hive.state))},
-                             {"path", ctx.hive.path},
-                             {"errors", std::move(errors)}}},
-        {"lock_after_boot",
-         toml::table{{"value", p.lock_after_boot.value},
-                     {"source", std::string(ToString(p.lock_after_boot.source))}}},
-        {"autoload", SourcedValue(ToString(p.autoload.value), p.autoload.source)},
-        {"autoload_allowed", std::move(allowed)},
-        {"blacklist", std::move(blacklist)},
-        {"signing", SourcedValue(ToString(p.signing.value), p.signing.source)},
-        {"ignored", std::move(ignored)},
-    };
-    if (p.modprobe.value) record.insert("modprobe", *p.modprobe.value);
-    if (p.workers.value) record.insert("workers", static_cast<int64_t>(*p.workers.value));
-    if (auto r = WriteJsonAtomically(ctx.paths.Under("/run/peinit/policy.json").string(), record);
+    PolicyRecord record{ctx.policy, ctx.hive.state, ctx.hive.path, {}, "/"};
+    for (const auto& e : ctx.hive.errors) record.hive_errors.push_back(e.ToString());
+    if (auto r = WriteJsonAtomically(ctx.paths.Under(kPolicyRecordPath).string(), ToToml(record));
         !r) {
         spdlog::error("config: cannot write the boot record: {}", r.error().message());
     }

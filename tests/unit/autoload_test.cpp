@@ -402,6 +402,43 @@ TEST_F(HelperTest, MalformedHiveFailsClosed) {
     EXPECT_THAT(Loads(), IsEmpty());
 }
 
+// the helper enforces the record PID 1 wrote; without a usable one it refuses (it never
+// falls back to a looser policy computed from whatever files it finds).
+TEST_F(HelperTest, MissingOrMalformedPolicyRecordFailsClosed) {
+    fs::remove(root_.root() / "run/peinit/policy.json");
+    EXPECT_EQ(Demand("net-pf-17"), 1);
+    EXPECT_THAT(Log(), HasSubstr("refused demand load of net-pf-17: no usable policy record"));
+    EXPECT_THAT(Log(), HasSubstr("failing closed as AutoLoadPolicy=disabled"));
+    std::ofstream(root_.root() / "run/peinit/policy.json") << "{\"version\": 1, \"autoload\": 3}";
+    EXPECT_EQ(Demand("net-pf-17"), 1);
+    EXPECT_THAT(Log(), HasSubstr("no usable policy record (policy.json: "));
+    EXPECT_THAT(Loads(), IsEmpty());
+}
+
+// The record, not the hive, is the policy: a hive changed after PID 1 read it has no effect.
+TEST_F(HelperTest, EnforcesTheRecordNotTheHive) {
+    RequireRoot();
+    root_.SetHive("AutoLoadPolicy = \"disabled\"\n");
+    std::ofstream(root_.root() / "etc/peinit/hive.toml") << "";  // hive emptied afterwards
+    EXPECT_EQ(Demand("net-pf-17"), 1);
+    EXPECT_THAT(Log(), HasSubstr("AutoLoadPolicy is disabled"));
+    EXPECT_THAT(Loads(), IsEmpty());
+}
+
+// After the handoff the record's modload_root names the tree PID 1 handed over: the helper
+// resolves and loads from it, not from the (real) root's own /lib/modules.
+TEST_F(HelperTest, LoadsFromTheRecordedModloadRoot) {
+    fs::path handed = root_.root() / "run/peinit/modload";
+    fs::create_directories(handed);
+    for (const char* d : {"lib", "usr", "etc"}) {
+        fs::rename(root_.root() / d, handed / d);
+    }
+    EXPECT_EQ(Demand("net-pf-17"), 1);  // "/" has no module tree any more
+    root_.RecordPolicy("/run/peinit/modload");
+    EXPECT_EQ(Demand("net-pf-17"), 0) << Log();
+    EXPECT_THAT(Loads(), ElementsAre("af_packet"));
+}
+
 TEST_F(HelperTest, MissingTreeIsAnError) {
     EXPECT_EQ(
         RunDemandLoadHelper({"-q", "--", "net-pf-17"}, root_.Paths(), "9.9.9-none", kernel_, log_),

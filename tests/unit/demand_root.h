@@ -13,6 +13,9 @@
 #include <vector>
 
 #include "peinit/core/boot_context.h"
+#include "peinit/core/policy_record.h"
+#include "peinit/sys/config_files.h"
+#include "peinit/sys/record.h"
 #include "peinit/sys/package.h"
 #include "peinit/sys/package_crypto.h"
 #include "tests/unit/fixture_roots.h"
@@ -63,11 +66,27 @@ class DemandRoot {
         std::error_code ec;
         if (!tmp_.empty()) fs::remove_all(tmp_, ec);
     }
-    void SetCmdline(const std::string& text) { std::ofstream(root_ / "proc/cmdline") << text; }
+    // The command line and the hive, and the policy record PID 1's config stage writes from
+    // them (the helper enforces the record, not the hive).
+    void SetCmdline(const std::string& text) {
+        std::ofstream(root_ / "proc/cmdline") << text;
+        RecordPolicy();
+    }
     void SetHive(const std::string& modules_key_body) {
         fs::path p = root_ / "etc/peinit/hive.toml";
         std::ofstream(p) << "['Machine\\System\\Modules']\n" << modules_key_body;
         ::chmod(p.c_str(), 0644);
+        RecordPolicy();
+    }
+    void RecordPolicy(const std::string& modload_root = "/") {
+        std::ifstream in(root_ / "proc/cmdline");
+        std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        Hive hive = LoadHive((root_ / "etc/peinit/hive.toml").string());
+        PolicyRecord record{ComputeEffectivePolicy(hive, ParseCmdline(cmdline)), hive.state,
+                            hive.path, {}, modload_root};
+        auto written = WriteJsonAtomically((root_ / "run/peinit/policy.json").string(),
+                                           ToToml(record));
+        ASSERT_TRUE(written) << written.error().message();
     }
     const fs::path& root() const { return root_; }
     BootPaths Paths() const {
