@@ -63,7 +63,7 @@ mtime $SOURCE_DATE_EPOCH (0 when unset).
 
 constexpr const char* kBootUsage =
     R"(usage: peinit-image boot IMAGE [--smp N] [--memory MIB] [--timeout S] [--kernel-dir DIR]
-                         [--output OUT] [-- EXTRA CMDLINE...]
+                         [--output OUT] [--disk FILE]... [-- EXTRA CMDLINE...]
 
 Builds IMAGE (into the build directory, unless --output) and boots it:
   qemu-system-x86_64 -accel tcg -machine q35 -m MIB -smp N -nographic -no-reboot
@@ -76,6 +76,8 @@ The guest console is this process's stdout; the exit status is QEMU's (124 on ti
   --timeout S        kill QEMU after S seconds (default: none)
   --kernel-dir DIR   as for build
   --output OUT       where to write the image
+  --disk FILE        attach FILE as a raw virtio disk (/dev/vda, /dev/vdb, ... in order),
+                     e.g. a real root for root=UUID=...
 )";
 
 constexpr const char* kListUsage = R"(usage: peinit-image list FILE
@@ -255,10 +257,15 @@ std::string QuoteForDisplay(const std::string& s) {
     return out + "'";
 }
 
+// QEMU's option syntax: a comma inside a value is written twice.
+void ReplaceAllCommas(std::string& s) {
+    for (size_t i = 0; (i = s.find(',', i)) != std::string::npos; i += 2) s.insert(i, ",");
+}
+
 int CmdBoot(const std::vector<std::string>& args) {
     BuildArgs a;
-    std::string smp, memory, timeout, problem;
-    std::vector<std::string> extra;
+    std::string smp, memory, timeout, problem, disk;
+    std::vector<std::string> extra, disks;
     for (size_t i = 0; i < args.size() && problem.empty(); ++i) {
         const std::string& s = args[i];
         if (s == "--") {
@@ -276,6 +283,13 @@ int CmdBoot(const std::vector<std::string>& args) {
             TakeValue(args, i, "--output", a.output, problem) ||
             TakeValue(args, i, "-o", a.output, problem))
             continue;
+        if (TakeValue(args, i, "--disk", disk, problem)) {
+            if (problem.empty() && ::access(disk.c_str(), R_OK) != 0) {
+                problem = "--disk " + disk + ": " + std::strerror(errno);
+            }
+            disks.push_back(disk);
+            continue;
+        }
         if (!s.empty() && s[0] == '-')
             problem = "unknown option " + s;
         else if (a.image.empty())
@@ -333,6 +347,11 @@ int CmdBoot(const std::vector<std::string>& args) {
                                      "-append",
                                      cmdline};
     for (const auto& q : def->boot.qemu_args) qemu.push_back(q);
+    for (const auto& d : disks) {
+        std::string file = d;
+        ReplaceAllCommas(file);
+        qemu.insert(qemu.end(), {"-drive", "file=" + file + ",if=virtio,format=raw"});
+    }
     std::string shown;
     for (const auto& q : qemu) shown += (shown.empty() ? "" : " ") + QuoteForDisplay(q);
     std::cerr << "peinit-image: " << shown << "\n";

@@ -23,7 +23,7 @@ struct Stage {
     Result<void> (*run)(BootContext&);
 };
 
-// early-mounts, config, autoload, modules, coldplug, lockdown, handoff, in that order.
+// early-mounts, config, autoload, modules, coldplug, lockdown, handover, handoff, in that order.
 std::span<const Stage> BootStages();
 
 // Runs `stages` in order. Each stage logs a machine-readable start and end marker:

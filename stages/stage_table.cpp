@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "stages/autoload/autoload.h"
+#include "stages/autoload/handover.h"
 #include "stages/coldplug/coldplug.h"
 #include "stages/config/config.h"
 #include "stages/early_mounts/early_mounts.h"
@@ -21,6 +22,7 @@ std::span<const Stage> BootStages() {
         {"modules", Criticality::kDegrade, RunModules},
         {"coldplug", Criticality::kDegrade, RunColdplug},
         {"lockdown", Criticality::kFatal, RunLockdown},
+        {"handover", Criticality::kDegrade, RunHandover},
         {"handoff", Criticality::kFatal, RunHandoff},
     };
     return kStages;

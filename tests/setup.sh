@@ -11,7 +11,7 @@ packages=(
     build-essential cmake ninja-build pkg-config git python3
     libboost-dev libboost-program-options-dev libmount-dev libkmod-dev libudev-dev
     libtomlplusplus-dev libspdlog-dev libgtest-dev libgmock-dev libssl-dev libarchive-dev
-    qemu-system-x86 kmod cpio zstd xz-utils e2fsprogs groff-base dash
+    qemu-system-x86 kmod cpio zstd xz-utils e2fsprogs fdisk mmdebstrap groff-base dash
     linux-source-6.1 flex bison bc libelf-dev dwarves rsync
     clang libclang-rt-14-dev
 )
@@ -33,8 +33,12 @@ else
     export PEINIT_KERNEL_DIR=
 fi
 
+# The real-root fixture: a minimal Debian 12 with systemd (tests/realroot/build, cached).
+export PEINIT_REALROOT_DIR=$("$repo/tests/realroot/build" | tail -n 1)
+
 export PEINIT_BUILD_DIR=${PEINIT_BUILD_DIR:-$repo/build}
 cmake -S "$repo" -B "$PEINIT_BUILD_DIR" -G Ninja -DPEINIT_WERROR=ON \
     -DPEINIT_KERNEL_DIR="$PEINIT_KERNEL_DIR" \
-    -DPEINIT_DEBIAN_KERNEL_DIR="$PEINIT_DEBIAN_KERNEL_DIR" >&2
+    -DPEINIT_DEBIAN_KERNEL_DIR="$PEINIT_DEBIAN_KERNEL_DIR" \
+    -DPEINIT_REALROOT_DIR="$PEINIT_REALROOT_DIR" >&2
 cmake --build "$PEINIT_BUILD_DIR" -j "$(nproc)" >&2

@@ -3,6 +3,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -27,6 +29,28 @@ Result<bool> IsRamfsOrTmpfs(const std::string& path) {
 bool IsExecutableFile(const std::string& path) {
     struct stat st;
     return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111) != 0;
+}
+
+Result<void> CheckExecutableInRoot(const std::string& root, const std::string& path) {
+    int rootfd = open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0) return ErrnoErr("open " + root);
+    struct open_how how {};
+    how.flags = O_PATH | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    size_t first = path.find_first_not_of('/');
+    std::string relative = first == std::string::npos ? "." : path.substr(first);
+    int fd = static_cast<int>(syscall(SYS_openat2, rootfd, relative.c_str(), &how, sizeof how));
+    int err = errno;
+    close(rootfd);
+    if (fd < 0) return ErrnoErr(path + " does not resolve inside the new root", err);
+    struct stat st;
+    int rc = fstat(fd, &st);
+    err = errno;
+    close(fd);
+    if (rc != 0) return ErrnoErr("stat " + path, err);
+    if (!S_ISREG(st.st_mode)) return Err(path + " is not a regular file", ENOEXEC);
+    if ((st.st_mode & 0111) == 0) return Err(path + " has no execute permission", EACCES);
+    return Ok();
 }
 
 bool WaitForPath(const std::string& path, int timeout_ms) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/close_range.h>
 #include <linux/module_lockdown.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -214,8 +215,28 @@ Result<void> LinuxKernel::Exec(const std::vector<std::string>& argv,
     if (argv.empty()) return Err("exec: empty argv", EINVAL);
     auto args = CStrings(argv);
     auto envp = CStrings(env);
+    // The new program starts clean, as it would from the kernel: every descriptor beyond
+    // 0-2 (the console) closed, an empty signal mask and default dispositions (execve resets
+    // caught signals but keeps ignored ones and the mask). Done so that a failed execve leaves
+    // this process as it was: descriptors are only marked close-on-exec, mask and ignored
+    // signals are restored.
+    ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+    sigset_t none, old_mask;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, &old_mask);
+    std::vector<int> ignored;
+    for (int sig = 1; sig < NSIG; ++sig) {
+        struct sigaction sa {};
+        if (::sigaction(sig, nullptr, &sa) == 0 && sa.sa_handler == SIG_IGN) {
+            ::signal(sig, SIG_DFL);
+            ignored.push_back(sig);
+        }
+    }
     ::execve(argv[0].c_str(), args.data(), envp.data());
-    return ErrnoErr("exec " + argv[0]);
+    int err = errno;
+    for (int sig : ignored) ::signal(sig, SIG_IGN);
+    ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+    return ErrnoErr("exec " + argv[0], err);
 }
 
 Result<void> LinuxKernel::SwitchRoot(const std::string& new_root) {

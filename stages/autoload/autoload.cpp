@@ -38,8 +38,11 @@ void EnsureOwnHelper(const BootContext& ctx) {
     spdlog::info("autoload: created {} -> {}", link.string(), self.string());
 }
 
-void WriteRecord(const BootContext& ctx, const std::string& helper, PolicySource helper_source,
-                 const std::string& read_back, const std::string& error) {
+}  // namespace
+
+void WriteAutoloadRecord(const BootContext& ctx, const std::string& helper,
+                         PolicySource helper_source, const std::string& read_back,
+                         const std::string& error) {
     toml::array allowed;
     for (const auto& m : ctx.policy.autoload_allowed) allowed.push_back(m);
     toml::table record{
@@ -58,8 +61,6 @@ void WriteRecord(const BootContext& ctx, const std::string& helper, PolicySource
     }
 }
 
-}  // namespace
-
 std::string HelperPathFor(const EffectivePolicy& policy) {
     if (policy.autoload.value == AutoLoadPolicy::kDisabled) return "";
     return policy.modprobe.value.value_or(std::string(kPeinitModprobePath));
@@ -75,7 +76,7 @@ Result<void> RunAutoload(BootContext& ctx) {
 
     std::string read_back;
     auto fail = [&](const Error& error) -> Result<void> {
-        WriteRecord(ctx, helper, helper_source, read_back, error.message());
+        WriteAutoloadRecord(ctx, helper, helper_source, read_back, error.message());
         return error;
     };
     // "\n" empties the string (proc_dostring stops at the newline).
@@ -89,7 +90,7 @@ Result<void> RunAutoload(BootContext& ctx) {
         return fail(Error("read back: kernel.modprobe is \"" + read_back + "\", expected \"" +
                           helper + "\""));
     }
-    WriteRecord(ctx, helper, helper_source, read_back, "");
+    WriteAutoloadRecord(ctx, helper, helper_source, read_back, "");
     spdlog::info("autoload policy={}({}) helper=\"{}\"({}) allowed={}",
                  ToString(ctx.policy.autoload.value), ToString(ctx.policy.autoload.source), helper,
                  ToString(helper_source), ctx.policy.autoload_allowed.size());

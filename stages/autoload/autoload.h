@@ -27,6 +27,11 @@ inline constexpr std::string_view kPeinitModprobePath = "/sbin/peinit-modprobe";
 
 Result<void> RunAutoload(BootContext& ctx);
 
+// /run/peinit/autoload.json (also rewritten by the handover stage for the real root).
+void WriteAutoloadRecord(const BootContext& ctx, const std::string& helper,
+                         PolicySource helper_source, const std::string& read_back,
+                         const std::string& error);
+
 // The kernel.modprobe value the effective policy requires ("" for disabled).
 std::string HelperPathFor(const EffectivePolicy& policy);
 

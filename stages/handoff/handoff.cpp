@@ -2,8 +2,13 @@
 
 #include <spdlog/spdlog.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <thread>
+
+#include "peinit/core/root_spec.h"
+#include "peinit/sys/block_devices.h"
 #include "peinit/sys/config_files.h"
 #include "peinit/sys/fs.h"
 #include "peinit/sys/kernel.h"
@@ -13,65 +18,133 @@ namespace peinit {
 
 namespace {
 
-constexpr int kRootWaitMs = 10000;
-constexpr const char* kNewRoot = "/newroot";
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
 
-std::optional<std::string> Param(const Cmdline& cmdline, std::string_view key) {
-    std::optional<std::string> value;
-    for (const auto& p : cmdline.params) {
-        if (p.key == key && p.value) value = p.value;  // last one wins, as in the kernel
+constexpr const char* kNewRoot = "/newroot";
+constexpr milliseconds kPoll{50};
+constexpr milliseconds kStillWaitingEvery{10000};
+
+// The device root= names, once it is there: path and probed file system.
+std::optional<BlockDevice> FindRoot(const BootContext& ctx, const RootSpec& spec,
+                                    std::vector<BlockDevice>* seen) {
+    if (spec.IsPath()) {
+        std::string path = ctx.paths.Under(spec.value).string();
+        struct stat st;
+        if (stat(path.c_str(), &st) != 0 || !S_ISBLK(st.st_mode)) return std::nullopt;
+        return ProbeBlockDevice(spec.value.substr(spec.value.rfind('/') + 1), path);
     }
-    return value;
+    auto devices = ProbeBlockDevices(ctx.paths.Under("/sys/class/block").string(),
+                                     ctx.paths.Under("/dev").string());
+    for (const auto& d : devices) {
+        if (d.Matches(spec)) return d;
+    }
+    if (seen) *seen = std::move(devices);
+    return std::nullopt;
 }
 
-Result<void> MountRoot(BootContext& ctx, const std::string& device, const std::string& target) {
-    unsigned long flags = ctx.cmdline.HasFlag("rw") ? 0 : MS_RDONLY;
-    std::string data = Param(ctx.cmdline, "rootflags").value_or("");
-    std::vector<std::string> types;
-    if (auto fstype = Param(ctx.cmdline, "rootfstype")) {
-        types.push_back(*fstype);
+// Why the root may not have appeared: the drivers coldplug matched for present hardware and did
+// not load (refused by the policy or the blacklist, or failed).
+std::string UnloadedColdplugDrivers(const BootContext& ctx) {
+    std::string out;
+    for (const auto& o : ctx.module_outcomes) {
+        bool coldplug = false;
+        for (const auto& r : o.requested_by) coldplug = coldplug || r.starts_with("coldplug ");
+        if (!coldplug || o.Succeeded()) continue;
+        out += (out.empty() ? "" : ", ") + o.module + " (" +
+               (o.reason.empty() ? std::string(ToString(o.status)) : o.reason) + ")";
+    }
+    return out;
+}
+
+Result<BlockDevice> WaitForRoot(const BootContext& ctx, const RootOptions& o) {
+    if (o.delay.count() > 0) {
+        spdlog::info("handoff: rootdelay: waiting {} s before looking for the root",
+                     o.delay.count() / 1000);
+        std::this_thread::sleep_for(o.delay);
+    }
+    const auto start = Clock::now();
+    auto next_note = start + kStillWaitingEvery;
+    std::vector<BlockDevice> seen;
+    for (;;) {
+        if (auto dev = FindRoot(ctx, o.spec, &seen)) return *dev;
+        auto now = Clock::now();
+        if (o.wait && now - start >= *o.wait) break;
+        if (now >= next_note) {
+            spdlog::warn("handoff: still waiting for root {} ({} s)", o.spec.ToString(),
+                         std::chrono::duration_cast<std::chrono::seconds>(now - start).count());
+            next_note += kStillWaitingEvery;
+        }
+        std::this_thread::sleep_for(kPoll);
+    }
+    if (o.spec.IsPath()) {
+        seen = ProbeBlockDevices(ctx.paths.Under("/sys/class/block").string(),
+                                 ctx.paths.Under("/dev").string());
+    }
+    std::string devices;
+    for (const auto& d : seen) devices += (devices.empty() ? "" : ", ") + d.Describe();
+    std::string message = "root device " + o.spec.ToString() + " did not appear within " +
+                          std::to_string(o.wait->count() / 1000) + " s (block devices: " +
+                          (devices.empty() ? "none" : devices) + ")";
+    if (std::string drivers = UnloadedColdplugDrivers(ctx); !drivers.empty()) {
+        message += "; drivers coldplug matched and did not load: " + drivers;
     } else {
+        message += "; is its block driver in the boot-time module set?";
+    }
+    return Err(message, ENODEV);
+}
+
+Result<std::string> MountRoot(BootContext& ctx, const RootOptions& o, const BlockDevice& dev,
+                              const std::string& target) {
+    auto parsed = ParseMountOptions(o.flags);
+    if (!parsed) return parsed.error().Context("rootflags: ");
+    const MountOptions& opts = *parsed;
+    unsigned long flags = opts.flags & ~MS_RDONLY;
+    if (o.read_only) flags |= MS_RDONLY;
+    std::vector<std::string> types = o.fstypes;
+    if (types.empty() && !dev.type.empty()) types.push_back(dev.type);
+    if (types.empty()) {
         auto filesystems = ReadConfigFile(ctx.paths.Under("/proc/filesystems").string());
         if (!filesystems) return filesystems.error();
         types = BlockFilesystems(filesystems->text);
     }
     std::string tried;
     for (const auto& type : types) {
-        auto mounted = ctx.kernel.Mount(device, target, type, flags, data);
+        auto mounted = ctx.kernel.Mount(dev.path, target, type, flags, opts.data);
         if (mounted) {
-            spdlog::info("handoff: mounted {} ({}) on {}", device, type, target);
-            return Ok();
+            spdlog::info("handoff: mounted {} ({}, {}) on {}", dev.path, type,
+                         o.read_only ? "ro" : "rw", target);
+            return type;
         }
         tried += (tried.empty() ? "" : ", ") + type + ": " + mounted.error().message();
     }
-    return Err("cannot mount root " + device + " (" + (tried.empty() ? "no file system" : tried) +
-               ")");
+    std::string hint = dev.type.empty() ? "" : " (probed file system: " + dev.type + ")";
+    return Err("cannot mount root " + o.spec.ToString() + " = " + dev.path + hint + " (" +
+               (tried.empty() ? "no file system" : tried) + ")");
 }
 
-Result<void> SwitchToRealRoot(BootContext& ctx, const std::string& device) {
-    if (device.find('=') != std::string::npos) {
-        return Err("root=" + device + " is not supported by this initramfs: use a device path");
-    }
+Result<void> SwitchToRealRoot(BootContext& ctx) {
+    RootOptions o = PEINIT_TRY(ParseRootOptions(ctx.cmdline));
+    for (const auto& w : o.warnings) spdlog::warn("handoff: {}", w);
     if (getpid() != 1) return Err("handoff: not PID 1, refusing to switch root");
-    std::string dev_path = ctx.paths.Under(device).string();
-    if (!WaitForPath(dev_path, kRootWaitMs)) {
-        return Err("root device " + device + " did not appear within " +
-                   std::to_string(kRootWaitMs / 1000) + " s");
-    }
+    BlockDevice dev = PEINIT_TRY(WaitForRoot(ctx, o));
+    spdlog::info("handoff: root {} is {}", o.spec.ToString(), dev.Describe());
+
     std::string new_root = ctx.paths.Under(kNewRoot).string();
     if (auto made = ctx.kernel.MakeDir(new_root, 0755); !made && made.error().code() != EEXIST) {
         return made.error();
     }
-    PEINIT_TRY(MountRoot(ctx, dev_path, new_root));
+    PEINIT_TRY(MountRoot(ctx, o, dev, new_root));
 
     auto ramfs = PEINIT_TRY(IsRamfsOrTmpfs(ctx.paths.root.string()));
     if (!ramfs) return Err("handoff: / is not an initramfs (ramfs/tmpfs), refusing to empty it");
     if (PEINIT_TRY(DeviceOf(new_root)) == PEINIT_TRY(DeviceOf(ctx.paths.root.string()))) {
-        return Err("handoff: root=" + device + " is the initramfs itself");
+        return Err("handoff: root=" + o.spec.ToString() + " is the initramfs itself");
     }
     std::string init = ctx.cmdline.init.value_or("/sbin/init");
-    if (!IsExecutableFile(new_root + init)) {
-        return Err("handoff: " + init + " is not an executable file on " + device);
+    if (auto ok = CheckExecutableInRoot(new_root, init); !ok) {
+        return Err("handoff: init=" + init + " on " + o.spec.ToString() + ": " +
+                   ok.error().message());
     }
 
     for (const char* mnt : {"/proc", "/sys", "/dev", "/run"}) {
@@ -79,6 +152,7 @@ Result<void> SwitchToRealRoot(BootContext& ctx, const std::string& device) {
         std::string to = new_root + mnt;
         if (ctx.kernel.Mount(from, to, "", MS_MOVE, "")) continue;
         // The real root has no such directory: the mount is dropped instead of moved.
+        spdlog::warn("handoff: the new root has no {}: the mount is dropped, not moved", mnt);
         (void)ctx.kernel.Umount(from, MNT_DETACH);
     }
     size_t left = RemoveTreeOnDevice(ctx.paths.root.string());
@@ -87,7 +161,7 @@ Result<void> SwitchToRealRoot(BootContext& ctx, const std::string& device) {
 
     std::vector<std::string> argv = {init};
     argv.insert(argv.end(), ctx.cmdline.init_args.begin(), ctx.cmdline.init_args.end());
-    spdlog::info("handoff: exec {} on {}", init, device);
+    spdlog::info("handoff: exec {} on {}", init, o.spec.ToString());
     ShutdownLogging();
     return ctx.kernel.Exec(argv, {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "TERM=linux"});
 }
@@ -99,7 +173,7 @@ Result<void> RunHandoff(BootContext& ctx) {
         spdlog::info("handoff: no root=, peinit stays PID 1 and runs the services");
         return Ok();
     }
-    return SwitchToRealRoot(ctx, *ctx.cmdline.root);
+    return SwitchToRealRoot(ctx);
 }
 
 }  // namespace peinit

@@ -106,7 +106,7 @@ hive = "@CASE@/hive.toml"
     auto r = BuildAndBoot(boot);
     ASSERT_TRUE(r.build_error.empty()) << r.build_error;
     EXPECT_TRUE(r.Has("peinit: lockdown locked=1")) << Explain(r);
-    EXPECT_TRUE(r.Has("peinit: handoff: mounted /dev/vda (ext4) on /newroot")) << Explain(r);
+    EXPECT_TRUE(r.Has("peinit: handoff: mounted /dev/vda (ext4, ro) on /newroot")) << Explain(r);
     EXPECT_TRUE(r.Has("peinit: handoff: exec /sbin/init on /dev/vda")) << Explain(r);
     auto probes = r.Probes();
     for (const char* check :

@@ -1,0 +1,198 @@
+#include "stages/autoload/handover.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "peinit/core/policy_record.h"
+#include "peinit/sys/config_files.h"
+#include "peinit/sys/kernel.h"
+#include "peinit/sys/record.h"
+#include "stages/autoload/autoload.h"
+
+namespace peinit {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kModprobeSysctl = "kernel/modprobe";
+
+// glibc's own objects come from the real root (its loader is the program interpreter there);
+// a second copy of libc beside another ld.so would not work.
+bool IsGlibc(const std::string& name) {
+    for (const char* prefix : {"ld-linux", "libc.so", "libm.so", "libpthread.so", "libdl.so",
+                               "librt.so", "libresolv.so", "libutil.so", "libanl.so"}) {
+        if (name.starts_with(prefix)) return true;
+    }
+    return false;
+}
+
+// The shared objects this process has mapped (its whole closure), from /proc/self/maps.
+std::set<std::string> MappedLibraries() {
+    std::set<std::string> out;
+    std::ifstream maps("/proc/self/maps");
+    std::string line;
+    while (std::getline(maps, line)) {
+        auto slash = line.find('/');
+        if (slash == std::string::npos) continue;
+        std::string path = line.substr(slash);
+        std::string name = fs::path(path).filename().string();
+        if (name.find(".so") != std::string::npos && !IsGlibc(name)) out.insert(path);
+    }
+    return out;
+}
+
+Result<void> Copy(const fs::path& from, const fs::path& to, mode_t mode) {
+    std::error_code ec;
+    fs::create_directories(to.parent_path(), ec);
+    fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
+    if (ec) return Err("copy " + from.string() + " to " + to.string() + ": " + ec.message());
+    if (::chmod(to.c_str(), mode) != 0) return ErrnoErr("chmod " + to.string());
+    return Ok();
+}
+
+// Copies the regular files below `from` (recursively; kernel modules themselves excluded: the
+// helper loads only from packages) to `to`.
+Result<void> CopyTree(const fs::path& from, const fs::path& to) {
+    std::error_code ec;
+    if (!fs::exists(from, ec)) return Ok();
+    for (auto it = fs::recursive_directory_iterator(from, ec); !ec && it != fs::end(it);
+         it.increment(ec)) {
+        if (!it->is_regular_file()) continue;
+        std::string name = it->path().filename().string();
+        if (name.ends_with(".ko") || name.find(".ko.") != std::string::npos) continue;
+        PEINIT_TRY(Copy(it->path(), to / fs::relative(it->path(), from), 0600));
+    }
+    if (ec) return Err("read " + from.string() + ": " + ec.message());
+    return Ok();
+}
+
+// peinitctl (and, when `helper`, this binary as the demand-load helper) with the libraries they
+// need beyond glibc, under ROOT/run/peinit/{bin,lib}: the real root may not have peinit.
+Result<void> CopyTools(const BootContext& ctx, bool helper) {
+    const fs::path run = ctx.paths.Under("/run/peinit");
+    std::error_code ec;
+    if (fs::path ctl = ctx.paths.Under("/usr/bin/peinitctl"); fs::exists(ctl, ec)) {
+        PEINIT_TRY(Copy(ctl, run / "bin/peinitctl", 0755));
+    }
+    if (helper) {
+        fs::path self = fs::read_symlink("/proc/self/exe", ec);
+        if (ec) return Err("/proc/self/exe: " + ec.message());
+        PEINIT_TRY(Copy(self, ctx.paths.Under(kHandedOverHelperPath), 0755));
+    }
+    for (const auto& lib : MappedLibraries()) {
+        PEINIT_TRY(Copy(lib, run / "lib" / fs::path(lib).filename(), 0644));
+    }
+    return Ok();
+}
+
+// What the helper resolves and loads from once the initramfs is gone, root-only.
+Result<void> CopyModloadTree(const BootContext& ctx) {
+    const fs::path modload = ctx.paths.Under(kModloadRoot);
+    std::error_code ec;
+    fs::create_directories(modload, ec);
+    if (::chmod(modload.c_str(), 0700) != 0) return ErrnoErr("chmod " + modload.string());
+    for (const char* dir : {"/etc/modprobe.d", "/lib/modprobe.d", "/etc/peinit/keys",
+                            "/usr/lib/peinit/packages"}) {
+        PEINIT_TRY(CopyTree(ctx.paths.Under(dir), modload / fs::path(dir).relative_path()));
+    }
+    PEINIT_TRY(CopyTree(ctx.paths.ModulesDir() / ctx.kernel_release,
+                        modload / "lib/modules" / ctx.kernel_release));
+    return Ok();
+}
+
+// kernel.modprobe = `helper`, read back.
+Result<void> SetHelper(BootContext& ctx, const std::string& helper) {
+    PEINIT_TRY(ctx.kernel.WriteSysctl(kModprobeSysctl, helper.empty() ? "\n" : helper));
+    auto back = PEINIT_TRY(ctx.kernel.ReadSysctl(kModprobeSysctl));
+    if (back != helper) {
+        return Err("read back: kernel.modprobe is \"" + back + "\", expected \"" + helper + "\"");
+    }
+    return Ok();
+}
+
+PolicySource HelperSource(const EffectivePolicy& p) {
+    return p.modprobe.value ? p.modprobe.source : PolicySource::kDefault;
+}
+
+}  // namespace
+
+std::string BlacklistExport(const EffectivePolicy& policy) {
+    std::ostringstream out;
+    out << "# Written by peinit (PID 1) from the effective policy (/run/peinit/policy.json): the\n"
+           "# registry's Machine\\System\\Modules\\Blacklist and modprobe.blacklist=. `blacklist`\n"
+           "# stops alias lookups (udev, request_module), `install ... /bin/false` an explicit\n"
+           "# `modprobe NAME`. A direct finit_module(2) (insmod) is not covered.\n";
+    for (const auto& b : policy.blacklist) {
+        out << "blacklist " << b.module << "\ninstall " << b.module << " /bin/false\n";
+    }
+    return out.str();
+}
+
+Result<void> RunHandover(BootContext& ctx) {
+    const fs::path exported = ctx.paths.Under(kBlacklistExportPath);
+    std::error_code ec;
+    fs::create_directories(exported.parent_path(), ec);
+    if (auto w = WriteFileAtomically(exported.string(), BlacklistExport(ctx.policy)); !w) {
+        spdlog::error("handover: cannot export the blacklist: {}", w.error().message());
+    } else {
+        spdlog::info("handover: blacklist exported to {} ({} modules)", kBlacklistExportPath,
+                     ctx.policy.blacklist.size());
+    }
+    if (!ctx.cmdline.root) return Ok();  // peinit stays PID 1: its helper stays where it is
+
+    const std::string installed = HelperPathFor(ctx.policy);
+    const bool hand_over = !ctx.lock.locked && installed == kPeinitModprobePath;
+    std::string helper;
+    std::string error;
+    if (auto tools = CopyTools(ctx, hand_over); !tools) {
+        // peinitctl is a convenience; the helper is not.
+        if (hand_over) error = "cannot hand the helper over: " + tools.error().message();
+        spdlog::error("handover: {}", tools.error().message());
+    }
+    if (!error.empty()) {
+    } else if (ctx.lock.locked) {
+        spdlog::info("handover: module loading is locked: the real root gets no helper");
+    } else if (installed.empty()) {
+        spdlog::info("handover: AutoLoadPolicy=disabled: the real root gets no helper");
+    } else if (installed != kPeinitModprobePath) {
+        // The registry's own helper path: the real root is expected to provide it.
+        spdlog::info("handover: kernel.modprobe stays \"{}\" (Machine\\System\\Kernel\\Modprobe)",
+                     installed);
+        helper = installed;
+    } else if (auto copied = CopyModloadTree(ctx); !copied) {
+        error = "cannot hand the helper over: " + copied.error().message();
+    } else {
+        PolicyRecord record{ctx.policy, ctx.hive.state, ctx.hive.path, {}, kModloadRoot};
+        for (const auto& e : ctx.hive.errors) record.hive_errors.push_back(e.ToString());
+        if (auto w = WriteJsonAtomically(ctx.paths.Under(kPolicyRecordPath).string(),
+                                         ToToml(record));
+            !w) {
+            error = "cannot record the handed-over tree: " + w.error().message();
+        } else {
+            helper = kHandedOverHelperPath;
+        }
+    }
+    Result<void> set = SetHelper(ctx, helper);
+    if (!set) {
+        error += (error.empty() ? "" : "; ") + set.error().message();
+        (void)SetHelper(ctx, "");  // fail closed: no helper rather than a wrong one
+        helper.clear();
+    }
+    WriteAutoloadRecord(ctx, helper, HelperSource(ctx.policy), helper, error);
+    if (!error.empty()) {
+        return Err(error + ": demand loads in the real root fail (kernel.modprobe is empty)");
+    }
+    if (!helper.empty()) {
+        spdlog::info("handover: kernel.modprobe={} enforces AutoLoadPolicy={} in the real root",
+                     helper, ToString(ctx.policy.autoload.value));
+    }
+    return Ok();
+}
+
+}  // namespace peinit
