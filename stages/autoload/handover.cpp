@@ -56,8 +56,8 @@ Result<void> Copy(const fs::path& from, const fs::path& to, mode_t mode) {
     return Ok();
 }
 
-// Copies the regular files below `from` (recursively; kernel modules themselves excluded: the
-// helper loads only from packages) to `to`.
+// Copies the regular files below `from` (recursively) to `to`; kernel modules become empty
+// stubs, as in the image (the helper loads only from packages).
 Result<void> CopyTree(const fs::path& from, const fs::path& to) {
     std::error_code ec;
     if (!fs::exists(from, ec)) return Ok();
@@ -65,8 +65,14 @@ Result<void> CopyTree(const fs::path& from, const fs::path& to) {
          it.increment(ec)) {
         if (!it->is_regular_file()) continue;
         std::string name = it->path().filename().string();
-        if (name.ends_with(".ko") || name.find(".ko.") != std::string::npos) continue;
-        PEINIT_TRY(Copy(it->path(), to / fs::relative(it->path(), from), 0600));
+        fs::path dest = to / fs::relative(it->path(), from);
+        if (name.ends_with(".ko") || name.find(".ko.") != std::string::npos) {
+            // The module tree's stub: the planner needs the path, the bytes come from packages.
+            fs::create_directories(dest.parent_path(), ec);
+            if (!std::ofstream(dest)) return Err("cannot create " + dest.string());
+            continue;
+        }
+        PEINIT_TRY(Copy(it->path(), dest, 0600));
     }
     if (ec) return Err("read " + from.string() + ": " + ec.message());
     return Ok();

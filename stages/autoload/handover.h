@@ -13,7 +13,7 @@
 //   copied there: /run/peinit/bin/peinit-modprobe (this binary) and peinitctl, the shared
 //   libraries they need beyond glibc in /run/peinit/lib (their DT_RPATH), and the module tree
 //   the helper resolves and loads from in /run/peinit/modload (mode 0700: depmod indexes,
-//   modprobe.d, the signed packages and trusted keys; no loose .ko). policy.json then names
+//   modprobe.d, the signed packages and trusted keys; .ko paths as empty stubs). policy.json then names
 //   that tree as `modload_root`, and kernel.modprobe is pointed at the copy and read back.
 //   Anything failing on the way empties kernel.modprobe instead (demand loads fail at once:
 //   never a looser policy than PID 1 applied) and is logged as an error.

@@ -153,4 +153,8 @@ ImageBootResult BuildAndBoot(const ImageBoot& boot) {
     return result;
 }
 
+std::string Explain(const ImageBootResult& r) {
+    return r.build_error.empty() ? r.qemu.describe() + "\n" + r.qemu.output : r.build_error;
+}
+
 }  // namespace peinit::testing

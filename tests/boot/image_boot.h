@@ -44,6 +44,9 @@ struct ImageBootResult {
 // The kernel directory for `kernel` from the environment; "" when unset.
 std::string KernelDirFor(const std::string& kernel);
 
+// For failure messages: how QEMU ended and the whole console, or the build error.
+std::string Explain(const ImageBootResult& r);
+
 // Builds and boots. Never throws.
 ImageBootResult BuildAndBoot(const ImageBoot& boot);
 

@@ -10,9 +10,6 @@
 namespace peinit::testing {
 namespace {
 
-std::string Explain(const ImageBootResult& r) {
-    return r.build_error.empty() ? r.qemu.describe() + "\n" + r.qemu.output : r.build_error;
-}
 
 // The image's service (pid1_probe) checks mounts, records and reaping, then sends SIGTERM to
 // PID 1, which must shut down in order and power off: QEMU exits 0 by itself.

@@ -1,0 +1,332 @@
+// Boot tests of the initramfs role with a real root (R-24, R-25): a minimal Debian 12 with
+// systemd (tests/realroot/build) on a virtio disk, found by root=UUID= / PARTUUID= / LABEL=,
+// booted under peinit's lock (or with the helper handed over). Each test makes its own disk
+// from the cached fixture tree plus a test unit that prints what it saw on the console with
+// markers, then powers the VM off from inside systemd.
+#include <gtest/gtest.h>
+
+#include <boost/property_tree/json_parser.hpp>
+#include <boost/property_tree/ptree.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "image_boot.h"
+
+namespace peinit::testing {
+namespace {
+
+namespace fs = std::filesystem;
+namespace pt = boost::property_tree;
+
+constexpr const char* kUuid = "5eb0c3f6-1c8a-4f0e-9d52-00000000beef";
+
+std::string RealRootTree() {
+    const char* dir = std::getenv("PEINIT_REALROOT_DIR");
+    return dir && *dir ? std::string(dir) + "/root" : "";
+}
+
+// A scratch directory of files laid over the fixture tree.
+struct Overlay {
+    fs::path dir;
+    explicit Overlay(const fs::path& d) : dir(d) {
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+        fs::create_directories(dir);
+    }
+    void Write(const std::string& path, const std::string& text, fs::perms mode = fs::perms(0644)) {
+        fs::path p = dir / fs::path(path).relative_path();
+        fs::create_directories(p.parent_path());
+        std::ofstream(p) << text;
+        fs::permissions(p, mode);
+    }
+    void Copy(const std::string& from, const std::string& path) {
+        fs::path p = dir / fs::path(path).relative_path();
+        fs::create_directories(p.parent_path());
+        fs::copy(from, p, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+    }
+    // A oneshot unit, wanted by multi-user.target, whose output goes to the console.
+    void Unit(const std::string& name, const std::string& service_lines) {
+        Write("/etc/systemd/system/" + name,
+              "[Unit]\nDescription=peinit boot test\nAfter=systemd-modules-load.service "
+              "systemd-udev-trigger.service\n\n[Service]\nType=oneshot\nStandardOutput=tty\n"
+              "StandardError=tty\nTTYPath=/dev/console\n" +
+                  service_lines);
+        fs::create_directories(dir / "etc/systemd/system/multi-user.target.wants");
+        fs::create_symlink("../" + name, dir / "etc/systemd/system/multi-user.target.wants" / name);
+    }
+};
+
+// Runs tests/realroot/make-disk; returns its log on failure ("" when it worked).
+std::string MakeDisk(const Overlay& overlay, const std::string& out, const std::string& args) {
+    std::string log;
+    std::string cmd = std::string(PEINIT_SOURCE_DIR) + "/tests/realroot/make-disk --root " +
+                      ShellQuote(RealRootTree()) + " --add " + ShellQuote(overlay.dir.string()) +
+                      " --out " + ShellQuote(out) + " " + args;
+    return Sh(cmd, log) == 0 ? "" : cmd + "\n" + log;
+}
+
+// The test unit's ExecStart lines: peinitctl status --json as nobody on one console line
+// `STATUS-JSON {...}`, then `systemctl poweroff`.
+const char* kStatusAndPoweroff =
+    "ExecStart=-/bin/setpriv --reuid=nobody --regid=nogroup --clear-groups /bin/sh -c "
+    "'echo \"STATUS-JSON $(/run/peinit/bin/peinitctl status --json | tr -d \"\\\\n\")\"'\n"
+    "ExecStart=/bin/systemctl --no-block poweroff\n";
+
+std::optional<pt::ptree> StatusJson(const ImageBootResult& r) {
+    for (const auto& line : r.Grep("STATUS-JSON {")) {
+        try {
+            std::istringstream in(line.substr(line.find('{')));
+            pt::ptree tree;
+            pt::read_json(in, tree);
+            return tree;
+        } catch (const std::exception&) {
+        }
+    }
+    return std::nullopt;
+}
+
+std::map<std::string, std::string> ModuleStatuses(const pt::ptree& status) {
+    std::map<std::string, std::string> out;
+    if (auto list = status.get_child_optional("modules.list")) {
+        for (const auto& [k, m] : *list) out[m.get("name", "")] = m.get("status", "");
+    }
+    return out;
+}
+
+class RealRootBoot : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        if (RealRootTree().empty()) GTEST_FAIL() << "PEINIT_REALROOT_DIR is not set";
+        work_ = fs::current_path() / "boot-artifacts" /
+                ::testing::UnitTest::GetInstance()->current_test_info()->name();
+        fs::create_directories(work_);
+    }
+    fs::path work_;
+};
+
+// Patched kernel, root=UUID=, LockAfterBoot=true, default init: peinit loads the root's
+// drivers from its signed package, locks, resolves /sbin/init inside the merged-/usr root
+// (/sbin -> usr/sbin, init -> /lib/systemd/systemd) and systemd comes up under the lock:
+// systemd-modules-load's refusal is visible and does not stop the boot; an unprivileged
+// `peinitctl status --json` sees the lock set by PID 1 with trigger registry and every boot-time
+// module's outcome; `systemctl poweroff` powers the VM off.
+TEST_F(RealRootBoot, SystemdStartsUnderTheLock) {
+    Overlay overlay(work_ / "overlay");
+    overlay.Unit("peinit-test.service",
+                 "ExecStart=-/bin/sh -c 'journalctl -b -o cat -u systemd-modules-load | "
+                 "sed \"s/^/JOURNAL /\"'\n" +
+                     std::string(kStatusAndPoweroff));
+    // A real root has its kernel's modules and asks for some at boot: under the lock, refused.
+    std::string kver = ReadFile(KernelDirFor("peinit") + "/kver");
+    while (!kver.empty() && kver.back() == '\n') kver.pop_back();
+    overlay.Copy(KernelDirFor("peinit") + "/modroot/lib/modules/" + kver,
+                 "/usr/lib/modules/" + kver);
+    overlay.Write("/etc/modules-load.d/peinit-test.conf", "dummy\n");
+    std::string disk = (work_ / "disk.img").string();
+    ASSERT_EQ(MakeDisk(overlay, disk, std::string("--uuid ") + kUuid), "");
+
+    ImageBoot boot;
+    boot.name = "realroot-locked";
+    boot.image_dir = std::string(PEINIT_SOURCE_DIR) + "/images/realroot";
+    boot.append = std::string("root=UUID=") + kUuid + " rw systemd.show_status=error";
+    boot.qemu_args = {"-drive", "file=" + disk + ",if=virtio,format=raw"};
+    boot.timeout = std::chrono::seconds(400);
+    auto r = BuildAndBoot(boot);
+    ASSERT_TRUE(r.build_error.empty()) << r.build_error;
+    EXPECT_TRUE(r.Has("peinit: lockdown locked=1 mechanism=syscall trigger=registry"))
+        << Explain(r);
+    EXPECT_TRUE(r.Has(std::string("peinit: handoff: root UUID=") + kUuid + " is vda (ext4"))
+        << Explain(r);
+    EXPECT_TRUE(r.Has(std::string("peinit: handoff: exec /sbin/init on UUID=") + kUuid))
+        << Explain(r);
+    EXPECT_TRUE(r.Has("systemd[1]: systemd 252")) << Explain(r);
+    // systemd-modules-load was refused by the kernel, and the system came up all the same.
+    EXPECT_TRUE(r.Has("JOURNAL Failed to insert module 'dummy': Operation not permitted"))
+        << Explain(r);
+    auto status = StatusJson(r);
+    ASSERT_TRUE(status) << Explain(r);
+    EXPECT_EQ(status->get("lock.locked", false), true);
+    EXPECT_EQ(status->get("lock.mechanism", ""), "syscall");
+    EXPECT_EQ(status->get("lock.trigger", ""), "registry");
+    EXPECT_EQ(status->get("lock.pid", 0), 1);
+    auto modules = ModuleStatuses(*status);
+    for (const char* m : {"virtio_blk", "ext4", "jbd2", "mbcache", "crc16"}) {
+        EXPECT_EQ(modules[m], "loaded") << m << "\n" << Explain(r);
+    }
+    EXPECT_TRUE(r.Has("reboot: Power down")) << Explain(r);
+    EXPECT_FALSE(r.Has("Kernel panic")) << Explain(r);
+    EXPECT_TRUE(r.qemu.clean_exit()) << Explain(r);
+}
+
+// LockAfterBoot=false, AutoLoadPolicy=allow-list: the real root keeps demand loading through
+// the helper PID 1 handed over in /run/peinit (its own copy of the package, keys and indexes):
+// socket(AF_PACKET) demand-loads the allow-listed af_packet, socket(AF_ALG) is refused with the
+// reason in the kernel log, and `modprobe dummy` of the hive-blacklisted module is refused by
+// kmod itself through /run/modprobe.d.
+TEST_F(RealRootBoot, AllowListHelperIsHandedOver) {
+    Overlay overlay(work_ / "overlay");
+    overlay.Copy(PEINIT_POLICY_PROBE, "/usr/local/bin/policy_probe");
+    std::string kver = ReadFile(KernelDirFor("peinit") + "/kver");
+    while (!kver.empty() && kver.back() == '\n') kver.pop_back();
+    overlay.Copy(KernelDirFor("peinit") + "/modroot/lib/modules/" + kver,
+                 "/usr/lib/modules/" + kver);
+    overlay.Unit("peinit-test.service",
+                 "ExecStart=-/usr/local/bin/policy_probe af_packet@socket:17,3=0 "
+                 "af_alg@socket:38,5=EAFNOSUPPORT\n"
+                 "ExecStart=-/bin/sh -c 'out=$(modprobe dummy 2>&1); rc=$?; "
+                 "echo \"$out\" | sed \"s/^/MODPROBE /\"; "
+                 "echo \"MODPROBE rc=$rc live=$(test -e /sys/module/dummy && echo yes || echo no)\"'\n" +
+                     std::string(kStatusAndPoweroff));
+    std::string disk = (work_ / "disk.img").string();
+    ASSERT_EQ(MakeDisk(overlay, disk, std::string("--uuid ") + kUuid), "");
+
+    ImageBoot boot;
+    boot.name = "realroot-allowlist";
+    boot.image_toml = R"(kernel = "peinit"
+units = ["@CASE@/units"]
+hive = "@CASE@/hive.toml"
+modules = ["af_packet", "algif_hash", "dummy"]
+)";
+    boot.append = std::string("root=UUID=") + kUuid + " rw systemd.show_status=error";
+    boot.qemu_args = {"-m", "1024", "-drive", "file=" + disk + ",if=virtio,format=raw"};
+    boot.timeout = std::chrono::seconds(400);
+    auto r = BuildAndBoot(boot);
+    ASSERT_TRUE(r.build_error.empty()) << r.build_error;
+    EXPECT_TRUE(r.Has("peinit: handover: kernel.modprobe=/run/peinit/bin/peinit-modprobe "
+                      "enforces AutoLoadPolicy=allow-list in the real root"))
+        << Explain(r);
+    EXPECT_TRUE(r.Has("systemd[1]: systemd 252")) << Explain(r);
+    auto probes = r.Probes();
+    EXPECT_EQ(probes["af_packet"], "ok") << Explain(r);
+    EXPECT_EQ(probes["af_alg"], "ok") << Explain(r);
+    EXPECT_TRUE(r.Has("peinit-modprobe: loaded af_packet for net-pf-17 from image.pkg"))
+        << Explain(r);
+    EXPECT_TRUE(r.Has("peinit-modprobe: refused demand load of net-pf-38 (module af_alg): not in "
+                      "AutoLoadAllowed"))
+        << Explain(r);
+    EXPECT_TRUE(r.Has("install command '/bin/false' for module dummy")) << Explain(r);
+    EXPECT_TRUE(r.Has("MODPROBE rc=1 live=no")) << Explain(r);
+    auto status = StatusJson(r);
+    ASSERT_TRUE(status) << Explain(r);
+    EXPECT_EQ(status->get("lock.locked", true), false);
+    EXPECT_EQ(status->get("kernel.modprobe", ""), "/run/peinit/bin/peinit-modprobe");
+    EXPECT_EQ(status->get("policy.autoload.value", ""), "allow-list");
+    EXPECT_TRUE(r.qemu.clean_exit()) << Explain(r);
+}
+
+// Debian's stock kernel (no module_lockdown): the same root comes up under the fallback lock
+// (kernel.modules_disabled=1, kernel.modprobe emptied), and status in the real root says so.
+TEST_F(RealRootBoot, DebianKernelFallbackLock) {
+    Overlay overlay(work_ / "overlay");
+    overlay.Unit("peinit-test.service", kStatusAndPoweroff);
+    std::string disk = (work_ / "disk.img").string();
+    ASSERT_EQ(MakeDisk(overlay, disk, std::string("--uuid ") + kUuid), "");
+
+    ImageBoot boot;
+    boot.name = "realroot-debian";
+    boot.kernel = "debian";
+    boot.image_toml = R"(kernel = "debian"
+units = ["@CASE@/units"]
+hive = "@CASE@/hive.toml"
+)";
+    boot.append = std::string("root=UUID=") + kUuid + " rw systemd.show_status=error";
+    // crc32c_intel (ext4's crc32c) needs SSE4.2.
+    boot.qemu_args = {"-cpu", "max", "-m", "1024", "-drive",
+                      "file=" + disk + ",if=virtio,format=raw"};
+    boot.timeout = std::chrono::seconds(400);
+    auto r = BuildAndBoot(boot);
+    ASSERT_TRUE(r.build_error.empty()) << r.build_error;
+    EXPECT_TRUE(r.Has("peinit: lockdown locked=1 mechanism=modules_disabled")) << Explain(r);
+    EXPECT_TRUE(r.Has("systemd[1]: systemd 252")) << Explain(r);
+    auto status = StatusJson(r);
+    ASSERT_TRUE(status) << Explain(r);
+    EXPECT_EQ(status->get("lock.locked", false), true);
+    EXPECT_EQ(status->get("lock.mechanism", ""), "modules_disabled");
+    EXPECT_EQ(status->get("kernel.modprobe", "x"), "");
+    auto modules = ModuleStatuses(*status);
+    for (const char* m : {"virtio_blk", "ext4"}) {
+        EXPECT_TRUE(modules[m] == "loaded" || modules[m] == "builtin") << m << "\n" << Explain(r);
+    }
+    EXPECT_TRUE(r.qemu.clean_exit()) << Explain(r);
+}
+
+// root=PARTUUID= and root=LABEL=, with a decoy disk first: the tag picks the right device (a GPT
+// partition on the second disk, found by libblkid probing, since no udev makes /dev/disk/by-*
+// links in the initramfs). The real root's init is the small static root_init.
+TEST_F(RealRootBoot, PartuuidAndLabelFindTheRightDisk) {
+    fs::path tree = work_ / "tree";
+    for (const char* dir : {"sbin", "proc", "sys", "dev", "run"}) fs::create_directories(tree / dir);
+    fs::copy_file(PEINIT_ROOT_INIT, tree / "sbin/init", fs::copy_options::overwrite_existing);
+    std::string decoy = (work_ / "decoy.img").string();
+    std::string gpt = (work_ / "gpt.img").string();
+    std::string log;
+    std::string make = std::string(PEINIT_SOURCE_DIR) + "/tests/realroot/make-disk --root " +
+                       ShellQuote(tree.string()) + " --size 16 ";
+    ASSERT_EQ(Sh(make + "--out " + ShellQuote(decoy) + " --label decoy", log), 0) << log;
+    ASSERT_EQ(Sh(make + "--out " + ShellQuote(gpt) +
+                     " --label peinit-label --gpt --partlabel peinit-part "
+                     "--partuuid 6a1d4e2c-0f3b-4c5d-8e9f-0123456789ab",
+                 log),
+              0)
+        << log;
+    for (const std::string root :
+         {"PARTUUID=6A1D4E2C-0F3B-4C5D-8E9F-0123456789AB", "LABEL=peinit-label"}) {
+        ImageBoot boot;
+        boot.name = "realroot-tags";  // units: virtio_blk + ext4; LockAfterBoot
+        boot.image_toml = R"(kernel = "peinit"
+units = ["@CASE@/units"]
+hive = "@CASE@/hive.toml"
+)";
+        boot.append = "root=" + root;
+        boot.qemu_args = {"-drive", "file=" + decoy + ",if=virtio,format=raw",
+                          "-drive", "file=" + gpt + ",if=virtio,format=raw"};
+        auto r = BuildAndBoot(boot);
+        ASSERT_TRUE(r.build_error.empty()) << r.build_error;
+        EXPECT_TRUE(r.Has("peinit: handoff: root " + root + " is vdb1 (ext4")) << root << "\n"
+                                                                              << Explain(r);
+        EXPECT_TRUE(r.Has("peinit: handoff: mounted /dev/vdb1 (ext4, ro) on /newroot"))
+            << Explain(r);
+        auto probes = r.Probes();
+        EXPECT_EQ(probes["root_init_is_pid1"], "ok") << Explain(r);
+        EXPECT_TRUE(r.qemu.clean_exit()) << Explain(r);
+    }
+}
+
+// The root device never appears (its disk driver is shipped but not in the boot-time set, and
+// AutoLoadPolicy=disabled keeps coldplug from loading it): a bounded wait, an emergency message
+// that names what was awaited, the block devices seen and the driver coldplug matched and did
+// not load; the lock is still applied and the VM powers off.
+TEST_F(RealRootBoot, MissingRootIsExplainedAndStillLocked) {
+    std::string disk = (work_ / "disk.img").string();
+    fs::path tree = work_ / "tree";
+    fs::create_directories(tree / "sbin");
+    std::string log;
+    ASSERT_EQ(Sh(std::string(PEINIT_SOURCE_DIR) + "/tests/realroot/make-disk --root " +
+                     ShellQuote(tree.string()) + " --size 16 --out " + ShellQuote(disk),
+                 log),
+              0)
+        << log;
+    ImageBoot boot;
+    boot.name = "realroot-missing";
+    boot.image_toml = R"(kernel = "peinit"
+units = ["@CASE@/units"]
+hive = "@CASE@/hive.toml"
+modules = ["virtio_blk"]
+)";
+    boot.append = std::string("root=UUID=") + kUuid + " rootwait=3";
+    boot.qemu_args = {"-drive", "file=" + disk + ",if=virtio,format=raw"};
+    auto r = BuildAndBoot(boot);
+    ASSERT_TRUE(r.build_error.empty()) << r.build_error;
+    EXPECT_TRUE(r.Has(std::string("root device UUID=") + kUuid + " did not appear within 3 s"))
+        << Explain(r);
+    EXPECT_TRUE(r.Has("drivers coldplug matched and did not load: virtio_blk (refused: "))
+        << Explain(r);
+    EXPECT_TRUE(r.Has("peinit: lockdown locked=1")) << Explain(r);
+    EXPECT_FALSE(r.Has("Kernel panic")) << Explain(r);
+    EXPECT_TRUE(r.qemu.clean_exit()) << Explain(r);
+}
+
+}  // namespace
+}  // namespace peinit::testing
