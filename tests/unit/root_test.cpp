@@ -1,0 +1,262 @@
+// The real root as the command line names it (peinit/core/root_spec.h), as libblkid and
+// libmount read devices and options (peinit/sys/block_devices.h), the policy record the
+// demand-load helper enforces (peinit/core/policy_record.h), and the handover stage's
+// blacklist export and locked branch (stages/autoload/handover.h).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "peinit/core/policy_record.h"
+#include "peinit/core/root_spec.h"
+#include "peinit/sys/block_devices.h"
+#include "peinit/sys/fake_kernel.h"
+#include "peinit/sys/fs.h"
+#include "stages/autoload/handover.h"
+
+namespace peinit {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+TEST(RootSpec, DevicePathsAndTags) {
+    EXPECT_EQ(*ParseRootSpec("/dev/vda2"), (RootSpec{"", "/dev/vda2"}));
+    EXPECT_EQ(*ParseRootSpec("UUID=5eb0c3f6-1c8a"), (RootSpec{"UUID", "5eb0c3f6-1c8a"}));
+    EXPECT_EQ(*ParseRootSpec("partuuid=ABCD-01"), (RootSpec{"PARTUUID", "ABCD-01"}));
+    EXPECT_EQ(*ParseRootSpec("LABEL=my root"), (RootSpec{"LABEL", "my root"}));
+    EXPECT_EQ(*ParseRootSpec("PARTLABEL=system=a"), (RootSpec{"PARTLABEL", "system=a"}));
+    EXPECT_EQ(ParseRootSpec("LABEL=x")->ToString(), "LABEL=x");
+}
+
+TEST(RootSpec, BadValuesSayWhatIsAccepted) {
+    auto unknown = ParseRootSpec("ID=1234");
+    ASSERT_FALSE(unknown);
+    EXPECT_THAT(unknown.error().message(),
+                HasSubstr("unknown tag ID (use a /dev path, UUID=, PARTUUID=, LABEL= or PARTLABEL=)"));
+    EXPECT_THAT(ParseRootSpec("UUID=").error().message(), HasSubstr("the UUID is empty"));
+    EXPECT_THAT(ParseRootSpec("PARTUUID=abcd/PARTNROFF=1").error().message(),
+                HasSubstr("PARTNROFF= and other suffixes are not supported"));
+    EXPECT_THAT(ParseRootSpec("fe01").error().message(), HasSubstr("is not supported"));
+    EXPECT_FALSE(ParseRootSpec(""));
+    EXPECT_FALSE(ParseRootSpec("/"));
+}
+
+TEST(RootSpec, TagValuesCompareLikeBlkid) {
+    RootSpec uuid{"UUID", "5EB0C3F6-1c8a"};
+    EXPECT_TRUE(RootTagValueMatches(uuid, "5eb0c3f6-1C8A"));
+    EXPECT_FALSE(RootTagValueMatches(uuid, "5eb0c3f6-1c8b"));
+    RootSpec label{"LABEL", "Root"};
+    EXPECT_TRUE(RootTagValueMatches(label, "Root"));
+    EXPECT_FALSE(RootTagValueMatches(label, "root"));  // labels are exact
+}
+
+TEST(RootOptions, DefaultsAreTheKernels) {
+    auto o = ParseRootOptions(ParseCmdline("root=/dev/vda"));
+    ASSERT_TRUE(o);
+    EXPECT_TRUE(o->read_only);
+    EXPECT_TRUE(o->fstypes.empty());
+    EXPECT_EQ(o->flags, "");
+    ASSERT_TRUE(o->wait);
+    EXPECT_EQ(*o->wait, std::chrono::seconds(10));
+    EXPECT_EQ(o->delay, std::chrono::milliseconds(0));
+    EXPECT_FALSE(ParseRootOptions(ParseCmdline("quiet")));
+}
+
+TEST(RootOptions, EveryParameter) {
+    auto o = ParseRootOptions(ParseCmdline(
+        "ro root=LABEL=r rootfstype=ext4,xfs rootflags=noatime,data=ordered rw rootwait=30 "
+        "rootdelay=2"));
+    ASSERT_TRUE(o);
+    EXPECT_EQ(o->spec, (RootSpec{"LABEL", "r"}));
+    EXPECT_THAT(o->fstypes, ElementsAre("ext4", "xfs"));
+    EXPECT_EQ(o->flags, "noatime,data=ordered");
+    EXPECT_FALSE(o->read_only);  // the last of ro/rw wins
+    EXPECT_EQ(*o->wait, std::chrono::seconds(30));
+    EXPECT_EQ(o->delay, std::chrono::seconds(2));
+    EXPECT_TRUE(o->warnings.empty());
+}
+
+TEST(RootOptions, RootwaitWithoutValueWaitsAsLongAsItTakes) {
+    auto o = ParseRootOptions(ParseCmdline("root=/dev/vda rootwait"));
+    ASSERT_TRUE(o);
+    EXPECT_FALSE(o->wait);
+    auto bad = ParseRootOptions(ParseCmdline("root=/dev/vda rootwait=soon rootdelay=x"));
+    ASSERT_TRUE(bad);
+    EXPECT_FALSE(bad->wait);
+    EXPECT_THAT(bad->warnings, ElementsAre(HasSubstr("rootwait=soon: not a number of seconds"),
+                                           HasSubstr("rootdelay=x: not a number of seconds")));
+}
+
+TEST(MountOptions, LibmountSplitsFlagsFromData) {
+    auto o = ParseMountOptions("ro,noatime,nosuid,data=ordered,errors=remount-ro");
+    ASSERT_TRUE(o) << o.error().message();
+    EXPECT_EQ(o->flags, static_cast<unsigned long>(MS_RDONLY | MS_NOATIME | MS_NOSUID));
+    EXPECT_EQ(o->data, "data=ordered,errors=remount-ro");
+    auto user_only = ParseMountOptions("defaults,nofail,x-systemd.device-timeout=5");
+    ASSERT_TRUE(user_only);
+    EXPECT_EQ(user_only->data, "");
+    EXPECT_EQ(ParseMountOptions("")->flags, 0u);
+}
+
+// A scratch directory under /tmp, removed afterwards.
+struct Scratch {
+    fs::path dir;
+    Scratch() {
+        char tmpl[] = "/tmp/peinit-root-XXXXXX";
+        dir = mkdtemp(tmpl);
+    }
+    ~Scratch() {
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+    }
+};
+
+// libblkid reads what mke2fs wrote: type, UUID and label (a file stands in for the device).
+TEST(BlockDevices, ProbesFileSystemTags) {
+    Scratch s;
+    std::string img = (s.dir / "fs.img").string();
+    std::string cmd = "mke2fs -q -F -t ext4 -L peinit-test -U 0d4e9a2c-3b1f-4a6e-8c7d-5e4f3a2b1c0d " +
+                      img + " 8M >/dev/null 2>&1";
+    if (std::system(cmd.c_str()) != 0) GTEST_SKIP() << "mke2fs is not installed";
+    BlockDevice d = ProbeBlockDevice("fs", img);
+    EXPECT_EQ(d.type, "ext4");
+    EXPECT_EQ(d.uuid, "0d4e9a2c-3b1f-4a6e-8c7d-5e4f3a2b1c0d");
+    EXPECT_EQ(d.label, "peinit-test");
+    EXPECT_TRUE(d.Matches({"UUID", "0D4E9A2C-3B1F-4A6E-8C7D-5E4F3A2B1C0D"}));
+    EXPECT_TRUE(d.Matches({"LABEL", "peinit-test"}));
+    EXPECT_FALSE(d.Matches({"PARTUUID", "0d4e9a2c-3b1f-4a6e-8c7d-5e4f3a2b1c0d"}));
+    EXPECT_EQ(d.Describe(), "fs (ext4 UUID=0d4e9a2c-3b1f-4a6e-8c7d-5e4f3a2b1c0d LABEL=peinit-test)");
+    BlockDevice missing = ProbeBlockDevice("nope", (s.dir / "nope").string());
+    EXPECT_EQ(missing.Describe(), "nope (no file system)");
+}
+
+// Symlinks inside the new root resolve inside it, the way the real init will see them.
+TEST(ExecutableInRoot, MergedUsrSymlinkChain) {
+    Scratch s;
+    fs::path root = s.dir / "root";
+    fs::create_directories(root / "usr/sbin");
+    fs::create_directories(root / "usr/lib/systemd");
+    fs::create_symlink("usr/sbin", root / "sbin");
+    fs::create_symlink("usr/lib", root / "lib");
+    // Absolute: from the initramfs it would point at the initramfs's own /lib.
+    fs::create_symlink("/lib/systemd/systemd", root / "usr/sbin/init");
+    std::ofstream(root / "usr/lib/systemd/systemd") << "#!/bin/true\n";
+    EXPECT_FALSE(CheckExecutableInRoot(root.string(), "/sbin/init"));  // not executable yet
+    fs::permissions(root / "usr/lib/systemd/systemd", fs::perms(0755));
+    auto ok = CheckExecutableInRoot(root.string(), "/sbin/init");
+    EXPECT_TRUE(ok) << ok.error().message();
+    // `..` cannot leave the root either.
+    fs::create_symlink("../../../../../../bin/true", root / "usr/sbin/escape");
+    EXPECT_FALSE(CheckExecutableInRoot(root.string(), "/sbin/escape"));
+    auto missing = CheckExecutableInRoot(root.string(), "/sbin/nothing");
+    ASSERT_FALSE(missing);
+    EXPECT_THAT(missing.error().message(), HasSubstr("does not resolve inside the new root"));
+    EXPECT_FALSE(CheckExecutableInRoot(root.string(), "/usr/sbin"));  // a directory
+}
+
+EffectivePolicy SamplePolicy() {
+    EffectivePolicy p;
+    p.lock_after_boot = {true, PolicySource::kHive};
+    p.autoload = {AutoLoadPolicy::kAllowList, PolicySource::kHive};
+    p.autoload_allowed = {"af_packet", "dummy"};
+    p.blacklist = {{"bad_drv", PolicySource::kHive}, {"floppy", PolicySource::kCmdline}};
+    p.signing = {SigningPolicy::kEnforce, PolicySource::kCmdline};
+    p.modprobe.value = "/usr/lib/peinit/helper";
+    p.workers.value = 3;
+    p.ignored = {"peinit.lock=0 ignored"};
+    return p;
+}
+
+TEST(PolicyRecord, RoundTrips) {
+    PolicyRecord r{SamplePolicy(), HiveState::kLoaded, "/etc/peinit/hive.toml", {"a:1: x"},
+                   "/run/peinit/modload"};
+    std::ostringstream json;
+    json << toml::json_formatter(ToToml(r));
+    auto back = ParsePolicyRecord(json.str());
+    ASSERT_TRUE(back) << back.error().message();
+    const EffectivePolicy& p = back->policy;
+    EXPECT_TRUE(p.lock_after_boot.value);
+    EXPECT_EQ(p.autoload.value, AutoLoadPolicy::kAllowList);
+    EXPECT_EQ(p.autoload.source, PolicySource::kHive);
+    EXPECT_THAT(p.autoload_allowed, ElementsAre("af_packet", "dummy"));
+    ASSERT_EQ(p.blacklist.size(), 2u);
+    EXPECT_EQ(p.blacklist[1], (BlacklistEntry{"floppy", PolicySource::kCmdline}));
+    EXPECT_EQ(p.signing.value, SigningPolicy::kEnforce);
+    EXPECT_EQ(p.modprobe.value, "/usr/lib/peinit/helper");
+    EXPECT_EQ(p.workers.value, 3);
+    EXPECT_EQ(back->hive_state, HiveState::kLoaded);
+    EXPECT_THAT(back->hive_errors, ElementsAre("a:1: x"));
+    EXPECT_EQ(back->modload_root, "/run/peinit/modload");
+}
+
+TEST(PolicyRecord, MalformedIsAnErrorNamingTheField) {
+    PolicyRecord r{SamplePolicy(), HiveState::kLoaded, "/h", {}, "/"};
+    std::ostringstream json;
+    json << toml::json_formatter(ToToml(r));
+    std::string good = json.str();
+    auto with = [&](const std::string& from, const std::string& to) {
+        std::string s = good;
+        auto at = s.find(from);
+        EXPECT_NE(at, std::string::npos) << from;
+        if (at != std::string::npos) s.replace(at, from.size(), to);
+        return ParsePolicyRecord(s);
+    };
+    EXPECT_THAT(with("\"allow-list\"", "\"everything\"").error().message(),
+                HasSubstr("autoload.value: unknown value \"everything\""));
+    EXPECT_THAT(with("\"version\" : 1", "\"version\" : 7").error().message(),
+                HasSubstr("version is not 1"));
+    EXPECT_THAT(with("\"bad_drv\"", "\"../x\"").error().message(), HasSubstr("blacklist"));
+    EXPECT_THAT(ParsePolicyRecord("{").error().message(), HasSubstr("policy.json: line"));
+    EXPECT_FALSE(ParsePolicyRecord(""));
+}
+
+TEST(Handover, BlacklistExportStopsAliasesAndExplicitLoads) {
+    EffectivePolicy p = SamplePolicy();
+    std::string text = BlacklistExport(p);
+    EXPECT_THAT(text, HasSubstr("\nblacklist bad_drv\ninstall bad_drv /bin/false\n"));
+    EXPECT_THAT(text, HasSubstr("\nblacklist floppy\ninstall floppy /bin/false\n"));
+    EXPECT_THAT(text, HasSubstr("A direct finit_module(2) (insmod) is not covered"));
+    EXPECT_THAT(BlacklistExport(EffectivePolicy{}), Not(HasSubstr("\nblacklist ")));
+}
+
+// Locked before the switch: the real root gets no helper (kernel.modprobe emptied, nothing
+// copied), the blacklist is exported either way.
+TEST(Handover, LockedRootGetsNoHelper) {
+    Scratch s;
+    FakeKernel kernel;
+    BootContext ctx(kernel);
+    ctx.paths.root = s.dir;
+    ctx.cmdline = ParseCmdline("root=/dev/vda");
+    ctx.policy = SamplePolicy();
+    ctx.lock.locked = true;
+    ASSERT_TRUE(kernel.WriteSysctl("kernel/modprobe", "/sbin/peinit-modprobe"));
+    auto r = RunHandover(ctx);
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(*kernel.ReadSysctl("kernel/modprobe"), "");
+    EXPECT_FALSE(fs::exists(s.dir / "run/peinit/modload"));
+    EXPECT_TRUE(fs::exists(s.dir / "run/modprobe.d/peinit-blacklist.conf"));
+}
+
+// Without root= peinit stays PID 1: its helper stays, only the export is written.
+TEST(Handover, ServiceModeKeepsTheHelper) {
+    Scratch s;
+    FakeKernel kernel;
+    BootContext ctx(kernel);
+    ctx.paths.root = s.dir;
+    ctx.policy = SamplePolicy();
+    ASSERT_TRUE(kernel.WriteSysctl("kernel/modprobe", "/sbin/peinit-modprobe"));
+    ASSERT_TRUE(RunHandover(ctx));
+    EXPECT_EQ(*kernel.ReadSysctl("kernel/modprobe"), "/sbin/peinit-modprobe");
+    EXPECT_TRUE(fs::exists(s.dir / "run/modprobe.d/peinit-blacklist.conf"));
+    EXPECT_FALSE(fs::exists(s.dir / "run/peinit/bin"));
+}
+
+}  // namespace
+}  // namespace peinit
