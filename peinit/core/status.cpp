@@ -390,6 +390,24 @@ int Status::ExitCode() const {
     return problems.empty() ? 0 : 1;
 }
 
+// Who answers the kernel's demand loads (request_module) and what it enforces.
+std::string DescribeHelper(const Status& s) {
+    if (s.locked.value_or(false)) return "none: module loading is locked";
+    if (!s.modprobe) return "";
+    const std::string policy =
+        s.autoload.value.empty() ? "" : "AutoLoadPolicy=" + s.autoload.value + " and the blacklist";
+    if (s.modprobe->empty()) return "none: demand loads fail at once";
+    if (*s.modprobe == "/run/peinit/bin/peinit-modprobe") {
+        return "peinit's, handed over to the real root: enforces " + policy +
+               " as recorded in /run/peinit/policy.json";
+    }
+    if (*s.modprobe == "/sbin/peinit-modprobe") {
+        return "peinit's: enforces " + policy + " as recorded in /run/peinit/policy.json";
+    }
+    return "\"" + *s.modprobe + "\" is not peinit's helper: peinit does not enforce " + policy +
+           " on demand loads";
+}
+
 Status BuildStatus(const StatusInputs& in) {
     Status s;
     const KernelFacts& k = in.kernel;
@@ -412,6 +430,7 @@ Status BuildStatus(const StatusInputs& in) {
     }
 
     ResolveLock(k, lockdown, s);
+    s.helper = DescribeHelper(s);
     FindProblems(s);
     return s;
 }
@@ -497,6 +516,7 @@ std::string RenderStatusText(const Status& s) {
     Line(out, "sig_enforce", s.sig_enforce.value_or("unknown"));
     Line(out, "lockdown LSM", s.lsm_lockdown.value_or("not present"));
     if (s.modprobe) Line(out, "kernel.modprobe", s.modprobe->empty() ? "(empty)" : *s.modprobe);
+    if (!s.helper.empty()) Line(out, "demand loads", s.helper);
 
     out << "Policy:\n";
     if (!s.policy_present) {
@@ -602,6 +622,7 @@ std::string RenderStatusJson(const Status& s) {
     if (s.sig_enforce) kernel.insert("sig_enforce", *s.sig_enforce);
     if (s.lsm_lockdown) kernel.insert("lsm_lockdown", *s.lsm_lockdown);
     if (s.modprobe) kernel.insert("modprobe", *s.modprobe);
+    if (!s.helper.empty()) kernel.insert("helper", s.helper);
 
     toml::array blacklist;
     for (const auto& b : s.blacklist) {

@@ -134,6 +134,8 @@ struct Status {
     std::optional<std::string> sig_enforce;   // "1"/"0" (Y/N normalised)
     std::optional<std::string> lsm_lockdown;  // active level: "none", "integrity", ...
     std::optional<std::string> modprobe;      // kernel.modprobe as the kernel has it
+    // Who answers demand loads and what it enforces (from the lock, kernel.modprobe, policy).
+    std::string helper;
 
     // --- policy (policy.json) -----------------------------------------------------------------
     bool policy_present = false;

@@ -173,6 +173,33 @@ TEST(Status, KernelLogNamesWhoLockedAtRuntime) {
     EXPECT_EQ(s.lock_requested, false);
 }
 
+// status says who answers demand loads and what it enforces.
+TEST(Status, SaysWhichHelperAnswersDemandLoads) {
+    StatusInputs in;
+    in.policy = Rec("policy.json", kPolicyNoLock);
+    in.kernel.query_locked = false;
+    auto helper = [&](const std::string& modprobe) {
+        in.kernel.modprobe = modprobe;
+        return BuildStatus(in).helper;
+    };
+    EXPECT_EQ(helper("/run/peinit/bin/peinit-modprobe"),
+              "peinit's, handed over to the real root: enforces AutoLoadPolicy=enabled and the "
+              "blacklist as recorded in /run/peinit/policy.json");
+    EXPECT_EQ(helper("/sbin/peinit-modprobe"),
+              "peinit's: enforces AutoLoadPolicy=enabled and the blacklist as recorded in "
+              "/run/peinit/policy.json");
+    EXPECT_EQ(helper(""), "none: demand loads fail at once");
+    EXPECT_EQ(helper("/sbin/modprobe"),
+              "\"/sbin/modprobe\" is not peinit's helper: peinit does not enforce "
+              "AutoLoadPolicy=enabled and the blacklist on demand loads");
+    in.kernel.query_locked = true;
+    EXPECT_EQ(helper("/sbin/modprobe"), "none: module loading is locked");
+    Status s = BuildStatus(in);
+    EXPECT_NE(RenderStatusText(s).find("demand loads     none: module loading is locked"),
+              std::string::npos)
+        << RenderStatusText(s);
+}
+
 TEST(Status, NotALockLine) {
     EXPECT_FALSE(ParseLockLogLine("loop: module loaded", 1));
     EXPECT_FALSE(ParseLockLogLine("module_lockdown: garbage", 1));
