@@ -229,9 +229,19 @@ Result<void> FakeKernel::FinitModule(int /*fd*/, const std::string& name, const 
     return LoadModule(KernelOp::kFinitModule, name, params);
 }
 
-Result<void> FakeKernel::InitModule(const std::string& name, std::span<const std::byte> /*image*/,
+Result<void> FakeKernel::InitModule(const std::string& name, std::span<const std::byte> image,
                                     const std::string& params) {
+    {
+        std::lock_guard lock(mutex_);
+        images_[NormalizeModuleName(name)].assign(image.begin(), image.end());
+    }
     return LoadModule(KernelOp::kInitModule, name, params);
+}
+
+std::vector<std::byte> FakeKernel::InitModuleImage(const std::string& name) const {
+    std::lock_guard lock(mutex_);
+    auto it = images_.find(NormalizeModuleName(name));
+    return it == images_.end() ? std::vector<std::byte>{} : it->second;
 }
 
 Result<void> FakeKernel::DeleteModule(const std::string& name, unsigned int flags) {

@@ -91,6 +91,8 @@ class FakeKernel final : public Kernel {
     // The trigger of the LOCK that set the flag (nullopt while unlocked).
     std::optional<unsigned int> LockTrigger() const;
     std::optional<std::string> Sysctl(const std::string& key) const;
+    // The bytes the last init_module of `module` was given (empty: never called).
+    std::vector<std::byte> InitModuleImage(const std::string& module) const;
     // The most loads that were in flight at the same time (parallelism tests).
     int MaxConcurrentLoads() const;
 
@@ -137,6 +139,7 @@ class FakeKernel final : public Kernel {
     std::map<std::string, std::chrono::milliseconds> module_latency_;
     std::map<std::pair<KernelOp, std::string>, int> op_errors_;
     std::vector<std::string> loaded_;
+    std::map<std::string, std::vector<std::byte>> images_;
     std::set<std::string> loading_;
     int in_flight_ = 0;
     int max_in_flight_ = 0;

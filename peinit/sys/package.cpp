@@ -1,5 +1,7 @@
 #include "peinit/sys/package.h"
 
+#include "peinit/core/module_file.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -212,7 +214,7 @@ std::vector<std::string> ClaimedModules(std::span<const std::byte> bytes) {
     }
     for (const auto& m : *members) {
         std::string_view p = m.path;
-        if (p.starts_with(kPayloadPrefix) && p.ends_with(kPayloadSuffix)) {
+        if (p.starts_with(kPayloadPrefix) && ModuleCompressionOf(p.substr(p.rfind('/') + 1))) {
             out.push_back(ModuleNameOfPath(p));
         }
     }

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <charconv>
 
+#include "peinit/core/module_file.h"
+
 namespace peinit {
 namespace {
 
@@ -158,27 +160,18 @@ Result<void> ValidateMemberPath(std::string_view path) {
 
 Result<void> ValidatePayloadPath(std::string_view path) {
     PEINIT_TRY(ValidateMemberPath(path));
-    if (path.size() <= kPayloadPrefix.size() + kPayloadSuffix.size() ||
-        path.substr(0, kPayloadPrefix.size()) != kPayloadPrefix ||
-        path.substr(path.size() - kPayloadSuffix.size()) != kPayloadSuffix) {
-        return Reject(PackageReject::kBadPath,
-                      "\"" + std::string(path) + "\": payload must be modules/<...>.ko");
-    }
-    // "modules/.ko" has an empty module name.
     auto base = path.substr(path.rfind('/') + 1);
-    if (base.size() <= kPayloadSuffix.size()) {
-        return Reject(PackageReject::kBadPath, "\"" + std::string(path) + "\": empty module name");
+    if (!path.starts_with(kPayloadPrefix) || path.size() <= kPayloadPrefix.size() ||
+        !ModuleCompressionOf(base)) {
+        return Reject(PackageReject::kBadPath,
+                      "\"" + std::string(path) +
+                          "\": payload must be modules/<...>.ko (or .ko.gz, .ko.xz, .ko.zst)");
     }
     return Ok();
 }
 
 std::string ModuleNameOfPath(std::string_view path) {
-    auto base = path.substr(path.rfind('/') + 1);
-    if (base.size() >= kPayloadSuffix.size() &&
-        base.substr(base.size() - kPayloadSuffix.size()) == kPayloadSuffix) {
-        base.remove_suffix(kPayloadSuffix.size());
-    }
-    std::string name(base);
+    std::string name(StripModuleSuffix(path.substr(path.rfind('/') + 1)));
     std::replace(name.begin(), name.end(), '-', '_');
     return name;
 }

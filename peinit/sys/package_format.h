@@ -25,7 +25,7 @@ inline constexpr int kPackageFormatVersion = 1;
 inline constexpr std::string_view kManifestMember = "MANIFEST";
 inline constexpr std::string_view kSignatureMember = "MANIFEST.sig";
 inline constexpr std::string_view kPayloadPrefix = "modules/";
-inline constexpr std::string_view kPayloadSuffix = ".ko";
+// Payload files end in .ko, or .ko.gz / .ko.xz / .ko.zst (peinit/core/module_file.h).
 
 // Limits. A package is read whole into memory, so every size is capped before anything is
 // allocated for it; the caps are far above what a module package needs (the largest Debian 6.1

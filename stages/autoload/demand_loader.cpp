@@ -6,6 +6,7 @@
 #include <set>
 
 #include "peinit/sys/kernel.h"
+#include "peinit/sys/module_decompress.h"
 
 namespace peinit {
 
@@ -181,7 +182,9 @@ DemandLoadReport DemandLoader::LoadResolved(Kernel& kernel, std::string_view ali
             continue;
         }
         o.package = src.package;
-        auto r = kernel.InitModule(e.name, src.file->bytes(), e.options);
+        auto image = ModuleImageOf(src.file->path(), src.file->bytes());
+        auto r = image ? kernel.InitModule(e.name, image->bytes(), e.options)
+                       : Result<void>(image.error());
         o.duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
         if (r) {
             o.status = Status::kLoaded;

@@ -12,6 +12,7 @@
 
 #include "peinit/core/plan.h"
 #include "peinit/sys/kernel.h"
+#include "peinit/sys/module_decompress.h"
 #include "peinit/sys/kernel_release.h"
 #include "peinit/sys/kmod.h"
 #include "peinit/sys/record.h"
@@ -408,7 +409,14 @@ Result<void> RunModules(BootContext& ctx) {
             return a;
         }
         a.package = src.package;
-        auto r = ctx.kernel.InitModule(e.name, src.file->bytes(), e.options);
+        auto image = ModuleImageOf(src.file->path(), src.file->bytes());
+        if (!image) {
+            a.error = image.error().code();
+            a.cause = "cannot decompress";
+            a.message = image.error().message();
+            return a;
+        }
+        auto r = ctx.kernel.InitModule(e.name, image->bytes(), e.options);
         if (r) {
             a.ok = true;
         } else if (r.error().code() == EEXIST) {

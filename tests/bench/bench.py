@@ -7,7 +7,11 @@ Three parts, each side by side in one run:
              bare finit_module loop over a precomputed order (the floor), on two workloads;
   image      `peinit-image build` vs mkinitramfs (initramfs-tools) vs dracut for Debian's kernel
              and the same module set: wall time, output size, byte-reproducibility;
-  footprint  peinit's binary sizes and PID 1's memory after boot (from the module boots).
+  footprint  peinit's binary sizes and PID 1's memory after boot (from the module boots);
+  realroot   the initramfs role on Debian's kernel and the real-root fixture (Debian 12 with
+             systemd, root=UUID=): guest time from `Run /init` to systemd's first line and to
+             the lock, peinit's image vs Debian's own initramfs-tools image (mkinitramfs,
+             default MODULES=most) of the same kernel and disk.
 Prints tables and writes every figure as JSON.
 """
 import argparse
@@ -394,6 +398,86 @@ def bench_image(args, work, results):
     results["image"] = out
 
 
+REALROOT_UUID = "5eb0c3f6-1c8a-4f0e-9d52-0000000be7c4"
+STAMP = re.compile(r"^\[\s*(\d+\.\d+)\]\s?(.*)$")
+
+
+def stamped(output, needle):
+    """Seconds (printk timestamp) of the first console line containing needle."""
+    for line in output.splitlines():
+        m = STAMP.match(line.replace("\r", ""))
+        if m and needle in m.group(2):
+            return float(m.group(1))
+    return None
+
+
+def bench_realroot(args, work, results):
+    root = os.environ["PEINIT_DEBIAN_KERNEL_DIR"]
+    kver = kver_of(root)
+    d = os.path.join(work, "realroot")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    disk = os.path.join(d, "disk.img")
+    empty = os.path.join(d, "empty")
+    os.makedirs(empty)
+    run([os.path.join(REPO, "tests/realroot/make-disk"), "--root",
+         os.path.join(os.environ["PEINIT_REALROOT_DIR"], "root"), "--add", empty, "--out", disk,
+         "--uuid", REALROOT_UUID])
+    # peinit: the root's drivers from the signed package, the lock, the handoff.
+    defn = os.path.join(d, "peinit-def")
+    os.makedirs(os.path.join(defn, "units"))
+    with open(os.path.join(defn, "hive.toml"), "w") as f:
+        f.write("[Machine.System.Modules]\nLockAfterBoot = true\nAutoLoadPolicy = \"disabled\"\n")
+    with open(os.path.join(defn, "units", "root.toml"), "w") as f:
+        f.write("".join('[[module]]\nname = "%s"\n\n' % m
+                        for m in ("virtio_pci", "virtio_blk", "ext4")))
+    with open(os.path.join(defn, "image.toml"), "w") as f:
+        f.write('kernel = "debian"\nunits = ["units"]\nhive = "hive.toml"\ncompression = "zstd"\n')
+    images = {"peinit": os.path.join(d, "peinit.img"),
+              "initramfs-tools": os.path.join(d, "initramfs-tools.img")}
+    run([image_tool(), "build", defn, "-o", images["peinit"], "--kernel-dir", root],
+        capture_output=True)
+    p = in_kernel_namespace(root, kver, "mkinitramfs -o %s %s" % (images["initramfs-tools"], kver))
+    if p.returncode != 0:
+        log("mkinitramfs failed: " + (p.stdout + p.stderr)[-2000:])
+        return
+    vmlinuz = os.path.join(root, "boot", "vmlinuz-" + kver)
+    append = ("console=ttyS0 panic=-1 root=UUID=%s rw systemd.unit=poweroff.target "
+              "systemd.show_status=0" % REALROOT_UUID)
+    out = {"kernel_release": kver, "boots": args.boots, "modes": {}}
+    figures = {m: {"init_to_systemd_s": [], "init_to_lock_s": [], "kernel_to_systemd_s": []}
+               for m in images}
+    for i in range(args.boots):
+        for mode, img in images.items():  # interleaved, round-robin
+            cmd = ["qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-cpu", "max",
+                   "-m", "1024", "-smp", "2", "-nographic", "-no-reboot", "-serial", "mon:stdio",
+                   "-kernel", vmlinuz, "-initrd", img, "-append", append,
+                   "-drive", "file=%s,if=virtio,format=raw,snapshot=on" % disk]
+            try:
+                q = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                                   stdin=subprocess.DEVNULL, errors="replace")
+                output = q.stdout
+            except subprocess.TimeoutExpired as e:
+                output = e.stdout or ""
+            start = stamped(output, "Run /init as init process")
+            first = stamped(output, "systemd[1]: systemd ")
+            lock = stamped(output, "peinit: lockdown locked=1")
+            log("realroot %s boot %d: Run /init %s, systemd %s, lock %s" % (mode, i + 1, start,
+                                                                            first, lock))
+            f = figures[mode]
+            if start is not None and first is not None:
+                f["init_to_systemd_s"].append(round(first - start, 3))
+                f["kernel_to_systemd_s"].append(round(first, 3))
+            if start is not None and lock is not None:
+                f["init_to_lock_s"].append(round(lock - start, 3))
+    for mode, f in figures.items():
+        out["modes"][mode] = dict(f, **{k + "_median": median(v) for k, v in f.items()})
+    a = out["modes"]["peinit"].get("init_to_systemd_s_median")
+    b = out["modes"]["initramfs-tools"].get("init_to_systemd_s_median")
+    out["peinit/initramfs-tools"] = round(a / b, 3) if a and b else None
+    results["realroot"] = out
+
+
 def bench_footprint(results):
     build = os.environ["PEINIT_BUILD_DIR"]
     out = {}
@@ -453,6 +537,20 @@ def print_tables(results):
         print("ratios: peinit-image/mkinitramfs = %s, peinit-image/dracut = %s" %
               (fmt(im["peinit-image/mkinitramfs"]), fmt(im["peinit-image/dracut"])))
         print()
+    if "realroot" in results:
+        rr = results["realroot"]
+        print("## Real root (Debian kernel %s, Debian 12 systemd root, root=UUID=, %d boots)"
+              % (rr["kernel_release"], rr["boots"]))
+        print("| initramfs | Run /init -> systemd s (median) | Run /init -> lock s | "
+              "kernel start -> systemd s |")
+        print("|---|---|---|---|")
+        for mode, m in rr["modes"].items():
+            print("| %s | %s | %s | %s |" % (mode, fmt(m.get("init_to_systemd_s_median")),
+                                            fmt(m.get("init_to_lock_s_median")),
+                                            fmt(m.get("kernel_to_systemd_s_median"))))
+        print("ratio: peinit/initramfs-tools (Run /init -> systemd) = %s"
+              % fmt(rr["peinit/initramfs-tools"]))
+        print()
     if "footprint" in results:
         print("## Footprint")
         for name, f in results["footprint"].items():
@@ -465,7 +563,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--boots", type=int, default=5, help="boots per mode and workload (5)")
     ap.add_argument("--image-builds", type=int, default=3, help="builds per image builder (3)")
-    ap.add_argument("--only", action="append", choices=["modules", "image", "footprint"],
+    ap.add_argument("--only", action="append",
+                    choices=["modules", "image", "footprint", "realroot"],
                     help="run only this part (repeatable; default: all)")
     ap.add_argument("--workloads", default="real,slow",
                     help="comma-separated module workloads: real, slow (default both)")
@@ -473,7 +572,7 @@ def main():
                     "$PEINIT_BUILD_DIR/bench/results.json)")
     args = ap.parse_args()
     args.workloads = args.workloads.split(",")
-    parts = args.only or ["modules", "image", "footprint"]
+    parts = args.only or ["modules", "image", "footprint", "realroot"]
     build = os.environ["PEINIT_BUILD_DIR"]
     work = os.path.join(build, "bench")
     os.makedirs(work, exist_ok=True)
@@ -485,6 +584,8 @@ def main():
         bench_image(args, work, results)
     if "modules" in parts:
         bench_modules(args, work, results)
+    if "realroot" in parts:
+        bench_realroot(args, work, results)
     path = args.json or os.path.join(work, "results.json")
     with open(path, "w") as f:
         json.dump(results, f, indent=2, sort_keys=True)

@@ -100,7 +100,7 @@ std::string KernelDirFor(const std::string& kernel) {
 
 ImageBootResult BuildAndBoot(const ImageBoot& boot) {
     ImageBootResult result;
-    std::string kernel_dir = KernelDirFor(boot.kernel);
+    std::string kernel_dir = boot.kernel_dir.empty() ? KernelDirFor(boot.kernel) : boot.kernel_dir;
     if (kernel_dir.empty()) {
         result.build_error = "no kernel: set " +
                              std::string(boot.kernel == "debian" ? "PEINIT_DEBIAN_KERNEL_DIR"

@@ -24,6 +24,9 @@ struct ImageBoot {
     // "peinit" (PEINIT_KERNEL_DIR) or "debian" (PEINIT_DEBIAN_KERNEL_DIR): must match the
     // definition's `kernel`.
     std::string kernel = "peinit";
+    // Instead of the environment's directory for `kernel`: this kernel directory (bzImage, kver,
+    // modroot/lib/modules/KVER), e.g. a copy of it with compressed modules.
+    std::string kernel_dir;
     std::string append;  // extra kernel command line
     int smp = 2;
     std::vector<std::string> qemu_args;

@@ -16,6 +16,7 @@
 
 #include "peinit/core/plan.h"
 #include "peinit/sys/fake_kernel.h"
+#include "peinit/sys/module_decompress.h"
 #include "peinit/sys/kmod.h"
 #include "peinit/sys/package.h"
 #include "peinit/sys/package_crypto.h"
@@ -518,6 +519,62 @@ TEST_F(ModuleStageTest, IndexOnlyTreeLoadsFromPackages) {
     EXPECT_EQ(Outcome("ext4").package, "storage.pkg");
     EXPECT_EQ(Outcome("dia_base").status, Status::kFailed);
     EXPECT_EQ(Outcome("dia_base").reason, "not in a verified package");
+}
+
+// a package may hold modules compressed as distributions ship them; the verified bytes
+// are decompressed in memory and the kernel gets the ELF image. A member that does not
+// decompress fails that module (and skips its dependents), with the reason.
+TEST_F(ModuleStageTest, CompressedModulesAreDecompressedFromTheVerifiedBytes) {
+    PackageSpec spec{"storage", "1", testing::kFixtureKver, {}};
+    std::map<std::string, std::vector<std::byte>> elf;
+    const std::vector<std::pair<std::string, ModuleCompression>> members = {
+        {"ext4", ModuleCompression::kZstd},
+        {"jbd2", ModuleCompression::kXz},
+        {"mbcache", ModuleCompression::kGzip},
+        {"crc16", ModuleCompression::kNone}};
+    for (const auto& [m, c] : members) {
+        std::string text = "\x7f" "ELF fake module " + m + std::string(4096, 'x');
+        elf[m].resize(text.size());
+        std::memcpy(elf[m].data(), text.data(), text.size());
+        std::vector<std::byte> bytes = elf[m];
+        std::string suffix = ".ko";
+        if (c != ModuleCompression::kNone) {
+            auto packed = CompressModule(c, bytes);
+            ASSERT_TRUE(packed) << packed.error().message();
+            EXPECT_LT(packed->size(), bytes.size());
+            bytes = std::move(*packed);
+            suffix += c == ModuleCompression::kZstd ? ".zst" : c == ModuleCompression::kXz ? ".xz" : ".gz";
+        }
+        spec.files.push_back({"modules/fs/" + m + suffix, std::move(bytes)});
+    }
+    auto pkg = CreatePackage(spec, &*key_);
+    ASSERT_TRUE(pkg) << pkg.error().message();
+    std::ofstream(root_ / "usr/lib/peinit/packages/storage.pkg", std::ios::binary)
+        .write(reinterpret_cast<const char*>(pkg->data()), static_cast<std::streamsize>(pkg->size()));
+    SetUnits({{"a", ModulesToml({"ext4"})}});
+    Run();
+    EXPECT_THAT(LoadNames(), UnorderedElementsAre("ext4", "jbd2", "mbcache", "crc16"));
+    for (const auto& [m, c] : members) {
+        EXPECT_EQ(kernel_.InitModuleImage(m), elf[m]) << m << " (" << ToString(c) << ")";
+    }
+}
+
+TEST_F(ModuleStageTest, CorruptCompressedModuleFailsWithTheReason) {
+    PackageSpec spec{"storage", "1", testing::kFixtureKver, {}};
+    std::vector<std::byte> elf(8192, std::byte{'x'});
+    auto packed = CompressModule(ModuleCompression::kZstd, elf);
+    ASSERT_TRUE(packed);
+    packed->resize(packed->size() / 2);  // signed and hashed as it is: truncated at the source
+    spec.files.push_back({"modules/crc16.ko.zst", std::move(*packed)});
+    auto pkg = CreatePackage(spec, &*key_);
+    ASSERT_TRUE(pkg) << pkg.error().message();
+    std::ofstream(root_ / "usr/lib/peinit/packages/storage.pkg", std::ios::binary)
+        .write(reinterpret_cast<const char*>(pkg->data()), static_cast<std::streamsize>(pkg->size()));
+    SetUnits({{"a", ModulesToml({"crc16"})}});
+    Run();
+    EXPECT_THAT(LoadNames(), IsEmpty());
+    EXPECT_EQ(Outcome("crc16").status, Status::kFailed);
+    EXPECT_THAT(Outcome("crc16").reason, HasSubstr("modules/crc16.ko.zst: zstd: truncated"));
 }
 
 TEST_F(ModuleStageTest, NoTrustStoreTrustsNothing) {

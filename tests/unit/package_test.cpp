@@ -3,6 +3,7 @@
 // Keys and fake modules are generated at test time; no private key is committed.
 
 #include "peinit/sys/package.h"
+#include "peinit/sys/module_decompress.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -637,7 +638,8 @@ TEST(PackageSignatureText, RoundTripAndStrictness) {
 
 TEST(PackagePaths, PayloadPathRules) {
     for (std::string ok :
-         {"modules/a.ko", "modules/kernel/drivers/net/virtio_net.ko", "modules/a-b_c+d.ko"}) {
+         {"modules/a.ko", "modules/kernel/drivers/net/virtio_net.ko", "modules/a-b_c+d.ko",
+          "modules/fs/ext4.ko.zst", "modules/fs/ext4.ko.xz", "modules/fs/ext4.ko.gz"}) {
         EXPECT_TRUE(ValidatePayloadPath(ok)) << ok;
     }
     const std::vector<std::string> bad_paths = {
@@ -650,6 +652,8 @@ TEST(PackagePaths, PayloadPathRules) {
         "modules/../a.ko",
         "modules/a.o",
         "modules/a~.ko",
+        "modules/a.ko.bz2",
+        "modules/.ko.zst",
         "modules/" + std::string(kMaxPathBytes, 'a') + ".ko"};
     for (const std::string& bad : bad_paths) {
         auto r = ValidatePayloadPath(bad);
@@ -657,6 +661,8 @@ TEST(PackagePaths, PayloadPathRules) {
         EXPECT_EQ(PackageRejectOf(r.error()), PackageReject::kBadPath) << bad;
     }
     EXPECT_EQ(ModuleNameOfPath("modules/net/virtio-net.ko"), "virtio_net");
+    EXPECT_EQ(ModuleNameOfPath("modules/fs/ext4.ko.zst"), "ext4");
+    EXPECT_EQ(ModuleNameOfPath("modules/fs/nls-utf8.ko.xz"), "nls_utf8");
 }
 
 TEST(PackageReasons, SlugsAreDistinctAndParseBack) {
@@ -912,6 +918,38 @@ TEST(PackageFixture, GoldenV1PackageStillVerifies) {
     EXPECT_EQ(Text(pkg->files()[1].bytes()),
               "\x7f"
               "ELF fake module \"beta\" for the format-1 fixture\n");
+}
+
+}  // namespace
+}  // namespace peinit
+
+namespace peinit {
+namespace {
+
+// the decoders kmod uses, on what their encoders produce; errors name the file.
+TEST(ModuleImage, DecompressesEveryFormatAndNamesBadInput) {
+    std::vector<std::byte> elf(100000);
+    for (std::size_t i = 0; i < elf.size(); ++i) elf[i] = std::byte(static_cast<unsigned char>(i * 7 % 251));
+    EXPECT_EQ(ModuleImageOf("modules/a.ko", elf)->bytes().data(), elf.data());  // a view, no copy
+    for (auto [c, suffix] : {std::pair{ModuleCompression::kGzip, ".ko.gz"},
+                             std::pair{ModuleCompression::kXz, ".ko.xz"},
+                             std::pair{ModuleCompression::kZstd, ".ko.zst"}}) {
+        auto packed = CompressModule(c, elf);
+        ASSERT_TRUE(packed) << suffix;
+        auto image = ModuleImageOf(std::string("modules/a") + suffix, *packed);
+        ASSERT_TRUE(image) << image.error().message();
+        EXPECT_TRUE(std::equal(image->bytes().begin(), image->bytes().end(), elf.begin(), elf.end()))
+            << suffix;
+        std::vector<std::byte> garbage(packed->size(), std::byte{0x55});
+        auto bad = ModuleImageOf(std::string("modules/a") + suffix, garbage);
+        ASSERT_FALSE(bad) << suffix;
+        EXPECT_THAT(bad.error().message(), ::testing::StartsWith(std::string("modules/a") + suffix + ": "));
+        auto cut = ModuleImageOf(std::string("modules/a") + suffix,
+                                 std::span(*packed).first(packed->size() / 2));
+        ASSERT_FALSE(cut) << suffix;
+        EXPECT_THAT(cut.error().message(), ::testing::HasSubstr("truncated")) << suffix;
+    }
+    EXPECT_FALSE(ModuleImageOf("modules/a.ko.bz2", elf));
 }
 
 }  // namespace
