@@ -122,6 +122,41 @@ Result<void> SetHelper(BootContext& ctx, const std::string& helper) {
     return Ok();
 }
 
+// What the real root's kernel.modprobe is to be, once what it needs is in /run/peinit.
+Result<std::string> HelperForRealRoot(BootContext& ctx) {
+    const std::string installed = HelperPathFor(ctx.policy);
+    const bool hand_over = !ctx.lock.locked && installed == kPeinitModprobePath;
+    if (auto tools = CopyTools(ctx, hand_over); !tools) {
+        if (hand_over) return tools.error().Context("cannot hand the helper over: ");
+        // Only peinitctl was being copied: a convenience.
+        spdlog::error("handover: {}, ignoring", tools.error().message());
+    }
+    if (ctx.lock.locked) {
+        spdlog::info("handover: module loading is locked: the real root gets no helper");
+        return std::string();
+    }
+    if (installed.empty()) {
+        spdlog::info("handover: AutoLoadPolicy=disabled: the real root gets no helper");
+        return std::string();
+    }
+    if (!hand_over) {
+        // The registry's own helper path: the real root is expected to provide it.
+        spdlog::info("handover: kernel.modprobe stays \"{}\" (Machine\\System\\Kernel\\Modprobe)",
+                     installed);
+        return installed;
+    }
+    if (auto copied = CopyModloadTree(ctx); !copied) {
+        return copied.error().Context("cannot hand the helper over: ");
+    }
+    PolicyRecord record{ctx.policy, ctx.hive.state, ctx.hive.path, {}, kModloadRoot};
+    for (const auto& e : ctx.hive.errors) record.hive_errors.push_back(e.ToString());
+    if (auto w = WriteJsonAtomically(ctx.paths.Under(kPolicyRecordPath).string(), ToToml(record));
+        !w) {
+        return w.error().Context("cannot record the handed-over tree: ");
+    }
+    return std::string(kHandedOverHelperPath);
+}
+
 PolicySource HelperSource(const EffectivePolicy& p) {
     return p.modprobe.value ? p.modprobe.source : PolicySource::kDefault;
 }
@@ -152,38 +187,9 @@ Result<void> RunHandover(BootContext& ctx) {
     }
     if (!ctx.cmdline.root) return Ok();  // peinit stays PID 1: its helper stays where it is
 
-    const std::string installed = HelperPathFor(ctx.policy);
-    const bool hand_over = !ctx.lock.locked && installed == kPeinitModprobePath;
-    std::string helper;
-    std::string error;
-    if (auto tools = CopyTools(ctx, hand_over); !tools) {
-        // peinitctl is a convenience; the helper is not.
-        if (hand_over) error = "cannot hand the helper over: " + tools.error().message();
-        spdlog::error("handover: {}", tools.error().message());
-    }
-    if (!error.empty()) {
-    } else if (ctx.lock.locked) {
-        spdlog::info("handover: module loading is locked: the real root gets no helper");
-    } else if (installed.empty()) {
-        spdlog::info("handover: AutoLoadPolicy=disabled: the real root gets no helper");
-    } else if (installed != kPeinitModprobePath) {
-        // The registry's own helper path: the real root is expected to provide it.
-        spdlog::info("handover: kernel.modprobe stays \"{}\" (Machine\\System\\Kernel\\Modprobe)",
-                     installed);
-        helper = installed;
-    } else if (auto copied = CopyModloadTree(ctx); !copied) {
-        error = "cannot hand the helper over: " + copied.error().message();
-    } else {
-        PolicyRecord record{ctx.policy, ctx.hive.state, ctx.hive.path, {}, kModloadRoot};
-        for (const auto& e : ctx.hive.errors) record.hive_errors.push_back(e.ToString());
-        if (auto w = WriteJsonAtomically(ctx.paths.Under(kPolicyRecordPath).string(),
-                                         ToToml(record));
-            !w) {
-            error = "cannot record the handed-over tree: " + w.error().message();
-        } else {
-            helper = kHandedOverHelperPath;
-        }
-    }
+    auto chosen = HelperForRealRoot(ctx);
+    std::string helper = chosen ? *chosen : "";
+    std::string error = chosen ? "" : chosen.error().message();
     Result<void> set = SetHelper(ctx, helper);
     if (!set) {
         error += (error.empty() ? "" : "; ") + set.error().message();
