@@ -8,6 +8,8 @@ Three parts, each side by side in one run:
   image      `peinit-image build` vs mkinitramfs (initramfs-tools) vs dracut for Debian's kernel
              and the same module set: wall time, output size, byte-reproducibility;
   footprint  peinit's binary sizes and PID 1's memory after boot (from the module boots);
+  compressed the cost of compressed modules (R-30): peinit's module stage on the `real` workload
+             with the closure's modules as .ko, .ko.xz and .ko.zst (decompressed in memory);
   realroot   the initramfs role on Debian's kernel and the real-root fixture (Debian 12 with
              systemd, root=UUID=): guest time from `Run /init` to systemd's first line and to
              the lock, peinit's image vs Debian's own initramfs-tools image (mkinitramfs,
@@ -398,6 +400,60 @@ def bench_image(args, work, results):
     results["image"] = out
 
 
+def bench_compressed(args, work, results):
+    root = os.environ["PEINIT_DEBIAN_KERNEL_DIR"]
+    kver = kver_of(root)
+    w = [x for x in workloads(argparse.Namespace(workloads=["real"])) if x.name == "real"][0]
+    d = os.path.join(work, "compressed")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    deps = run(["modprobe", "-d", root, "-S", kver, "-a", "--show-depends"] + w.modules,
+               capture_output=True).stdout
+    closure = sorted({line.split()[1] for line in deps.splitlines()
+                      if line.startswith("insmod ")})
+    out = {"kernel_release": kver, "modules": len(closure), "boots": args.boots, "formats": {}}
+    trees = {}
+    for fmt_, tool in (("ko", None), ("xz", ["xz", "-q", "--check=crc32", "--rm"]),
+                       ("zst", ["zstd", "-q", "-19", "--rm"])):
+        tree = os.path.join(d, fmt_)
+        os.makedirs(os.path.join(tree, "lib", "modules"))
+        os.makedirs(os.path.join(tree, "boot"))
+        shutil.copy(os.path.join(root, "kver"), tree)
+        os.symlink(os.path.join(root, "boot", "vmlinuz-" + kver),
+                   os.path.join(tree, "boot", "vmlinuz-" + kver))
+        # Hard links: compressing one (`--rm` unlinks it) leaves the fixture untouched.
+        run(["cp", "-al", os.path.join(root, "lib", "modules", kver),
+             os.path.join(tree, "lib", "modules")])
+        size = 0
+        for path in closure:
+            mine = os.path.join(tree, os.path.relpath(path, root))
+            if tool:
+                run(tool + [mine])
+                mine += "." + fmt_
+            size += os.path.getsize(mine)
+        run(["depmod", "-b", tree, kver])
+        defn = os.path.join(d, fmt_ + "-def")
+        write_image(defn, w, "peinit", loose=False)
+        trees[fmt_] = (tree, defn)
+        out["formats"][fmt_] = {"closure_bytes": size, "stage_ms": []}
+    for i in range(args.boots):
+        for fmt_, (tree, defn) in trees.items():
+            p = subprocess.run([image_tool(), "boot", defn, "--kernel-dir", tree, "--timeout",
+                                "600", "--output", os.path.join(d, fmt_ + ".cpio")],
+                               capture_output=True, text=True)
+            fig = parse_boot(p.stdout)
+            log("compressed %s boot %d: stage %s ms, ok=%s" % (fmt_, i + 1, fig.get("stage_ms"),
+                                                              fig.get("stage_ok")))
+            out["formats"][fmt_]["stage_ms"].append(fig.get("stage_ms"))
+    for f in out["formats"].values():
+        f["stage_ms_median"] = median(f["stage_ms"])
+    base = out["formats"]["ko"]["stage_ms_median"]
+    for fmt_ in ("xz", "zst"):
+        m = out["formats"][fmt_]["stage_ms_median"]
+        out[fmt_ + "/ko"] = round(m / base, 3) if m and base else None
+    results["compressed"] = out
+
+
 REALROOT_UUID = "5eb0c3f6-1c8a-4f0e-9d52-0000000be7c4"
 STAMP = re.compile(r"^\[\s*(\d+\.\d+)\]\s?(.*)$")
 
@@ -537,6 +593,17 @@ def print_tables(results):
         print("ratios: peinit-image/mkinitramfs = %s, peinit-image/dracut = %s" %
               (fmt(im["peinit-image/mkinitramfs"]), fmt(im["peinit-image/dracut"])))
         print()
+    if "compressed" in results:
+        c = results["compressed"]
+        print("## Compressed modules (Debian kernel %s, `real` workload: %d modules, %d boots)"
+              % (c["kernel_release"], c["modules"], c["boots"]))
+        print("| module files | closure bytes | module stage ms (median) |")
+        print("|---|---|---|")
+        for fmt_, f in c["formats"].items():
+            print("| .%s | %d | %s |" % ("ko" if fmt_ == "ko" else "ko." + fmt_,
+                                        f["closure_bytes"], fmt(f["stage_ms_median"])))
+        print("ratios: .ko.xz/.ko = %s, .ko.zst/.ko = %s" % (fmt(c["xz/ko"]), fmt(c["zst/ko"])))
+        print()
     if "realroot" in results:
         rr = results["realroot"]
         print("## Real root (Debian kernel %s, Debian 12 systemd root, root=UUID=, %d boots)"
@@ -564,7 +631,7 @@ def main():
     ap.add_argument("--boots", type=int, default=5, help="boots per mode and workload (5)")
     ap.add_argument("--image-builds", type=int, default=3, help="builds per image builder (3)")
     ap.add_argument("--only", action="append",
-                    choices=["modules", "image", "footprint", "realroot"],
+                    choices=["modules", "image", "footprint", "compressed", "realroot"],
                     help="run only this part (repeatable; default: all)")
     ap.add_argument("--workloads", default="real,slow",
                     help="comma-separated module workloads: real, slow (default both)")
@@ -572,7 +639,7 @@ def main():
                     "$PEINIT_BUILD_DIR/bench/results.json)")
     args = ap.parse_args()
     args.workloads = args.workloads.split(",")
-    parts = args.only or ["modules", "image", "footprint", "realroot"]
+    parts = args.only or ["modules", "image", "footprint", "compressed", "realroot"]
     build = os.environ["PEINIT_BUILD_DIR"]
     work = os.path.join(build, "bench")
     os.makedirs(work, exist_ok=True)
@@ -584,6 +651,8 @@ def main():
         bench_image(args, work, results)
     if "modules" in parts:
         bench_modules(args, work, results)
+    if "compressed" in parts:
+        bench_compressed(args, work, results)
     if "realroot" in parts:
         bench_realroot(args, work, results)
     path = args.json or os.path.join(work, "results.json")

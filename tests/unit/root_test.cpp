@@ -4,7 +4,10 @@
 // blacklist export and locked branch (stages/autoload/handover.h).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/mount.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -16,6 +19,7 @@
 #include "peinit/sys/block_devices.h"
 #include "peinit/sys/fake_kernel.h"
 #include "peinit/sys/fs.h"
+#include "peinit/sys/linux_kernel.h"
 #include "stages/autoload/handover.h"
 
 namespace peinit {
@@ -256,6 +260,66 @@ TEST(Handover, ServiceModeKeepsTheHelper) {
     EXPECT_EQ(*kernel.ReadSysctl("kernel/modprobe"), "/sbin/peinit-modprobe");
     EXPECT_TRUE(fs::exists(s.dir / "run/modprobe.d/peinit-blacklist.conf"));
     EXPECT_FALSE(fs::exists(s.dir / "run/peinit/bin"));
+}
+
+// the real init starts clean. PID 1 has signals blocked (signalfd), some ignored, and
+// descriptors open (kmsg, the signalfd); LinuxKernel::Exec must not pass any of that on.
+TEST(CleanExec, EmptyMaskDefaultDispositionsOnlyStdio) {
+    int out[2];
+    ASSERT_EQ(pipe(out), 0);
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        sigset_t all;
+        sigfillset(&all);
+        sigprocmask(SIG_BLOCK, &all, nullptr);
+        signal(SIGUSR1, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        int leaked = open("/dev/null", O_RDONLY);  // no O_CLOEXEC: would be inherited
+        (void)leaked;
+        dup2(out[1], 1);
+        close(out[0]);
+        close(out[1]);
+        LinuxKernel kernel;
+        (void)kernel.Exec({"/bin/sh", "-c",
+                           "grep -E '^Sig(Blk|Ign)' /proc/self/status; "
+                           // ls lists the shell's descriptors plus its own one (3).
+                           "echo fds; exec ls /proc/self/fd"},
+                          {"PATH=/usr/bin:/bin"});
+        _exit(127);
+    }
+    close(out[1]);
+    std::string text;
+    char buf[512];
+    for (ssize_t n; (n = read(out[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+    close(out[0]);
+    int status = 0;
+    waitpid(child, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << text;
+    EXPECT_THAT(text, HasSubstr("SigBlk:\t0000000000000000"));
+    EXPECT_THAT(text, HasSubstr("SigIgn:\t0000000000000000"));
+    EXPECT_THAT(text, ::testing::EndsWith("fds\n0\n1\n2\n3\n"));
+}
+
+// A failed exec leaves the caller as it was (PID 1 goes on to its emergency path).
+TEST(CleanExec, FailureRestoresMaskAndIgnoredSignals) {
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGUSR2);
+    ASSERT_EQ(sigprocmask(SIG_BLOCK, &block, &old), 0);
+    auto old_handler = signal(SIGWINCH, SIG_IGN);
+    LinuxKernel kernel;
+    auto r = kernel.Exec({"/nonexistent/init"}, {});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), ENOENT);
+    sigset_t now;
+    sigprocmask(SIG_SETMASK, nullptr, &now);
+    EXPECT_TRUE(sigismember(&now, SIGUSR2));
+    struct sigaction sa {};
+    sigaction(SIGWINCH, nullptr, &sa);
+    EXPECT_EQ(sa.sa_handler, SIG_IGN);
+    signal(SIGWINCH, old_handler);
+    sigprocmask(SIG_SETMASK, &old, nullptr);
 }
 
 }  // namespace
