@@ -157,4 +157,10 @@ std::string Explain(const ImageBootResult& r) {
     return r.build_error.empty() ? r.qemu.describe() + "\n" + r.qemu.output : r.build_error;
 }
 
+std::string KernelRelease(const std::string& kernel_dir) {
+    std::string kver = ReadFile(kernel_dir + "/kver");
+    while (!kver.empty() && (kver.back() == '\n' || kver.back() == ' ')) kver.pop_back();
+    return kver;
+}
+
 }  // namespace peinit::testing

@@ -55,6 +55,8 @@ ImageBootResult BuildAndBoot(const ImageBoot& boot);
 
 // Small helpers shared by the boot tests.
 std::string ReadFile(const std::string& path);  // "" when unreadable
+// The release a kernel directory is for (its `kver` file).
+std::string KernelRelease(const std::string& kernel_dir);
 void ReplaceAll(std::string& s, const std::string& from, const std::string& to);
 std::string ShellQuote(const std::string& s);
 // Runs `command` with sh, appends its stdout and stderr to `log` and returns its exit status

@@ -28,11 +28,6 @@ namespace fs = std::filesystem;
 namespace peinit::testing {
 namespace {
 
-std::string KernelRelease(const std::string& kernel_dir) {
-  std::string kver = ReadFile(kernel_dir + "/kver");
-  while (!kver.empty() && (kver.back() == '\n' || kver.back() == ' ')) kver.pop_back();
-  return kver;
-}
 
 // What the probe printed.
 struct ProbeOutput {

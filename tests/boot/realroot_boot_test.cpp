@@ -95,6 +95,21 @@ std::map<std::string, std::string> ModuleStatuses(const pt::ptree& status) {
     return out;
 }
 
+// A small ext4 disk whose /sbin/init is the static root_init (prints PROBE lines, powers off):
+// for boots that only need a root to switch to. `args` go to make-disk.
+std::string StaticRootDisk(const fs::path& work, const std::string& name, const std::string& args) {
+    fs::path tree = work / (name + "-tree");
+    for (const char* dir : {"sbin", "proc", "sys", "dev", "run"}) fs::create_directories(tree / dir);
+    fs::copy_file(PEINIT_ROOT_INIT, tree / "sbin/init", fs::copy_options::overwrite_existing);
+    std::string disk = (work / (name + ".img")).string();
+    std::string log;
+    std::string cmd = std::string(PEINIT_SOURCE_DIR) + "/tests/realroot/make-disk --root " +
+                      ShellQuote(tree.string()) + " --size 16 --out " + ShellQuote(disk) + " " +
+                      args;
+    EXPECT_EQ(Sh(cmd, log), 0) << cmd << "\n" << log;
+    return disk;
+}
+
 class RealRootBoot : public ::testing::Test {
   protected:
     void SetUp() override {
@@ -119,8 +134,7 @@ TEST_F(RealRootBoot, SystemdStartsUnderTheLock) {
                  "/lib/systemd/systemd-modules-load 2>&1 | sed \"s/^/MODLOAD /\"'\n" +
                      std::string(kStatusAndPoweroff));
     // A real root has its kernel's modules and asks for some at boot: under the lock, refused.
-    std::string kver = ReadFile(KernelDirFor("peinit") + "/kver");
-    while (!kver.empty() && kver.back() == '\n') kver.pop_back();
+    std::string kver = KernelRelease(KernelDirFor("peinit"));
     overlay.Copy(KernelDirFor("peinit") + "/modroot/lib/modules/" + kver,
                  "/usr/lib/modules/" + kver);
     overlay.Write("/etc/modules-load.d/peinit-test.conf", "dummy\n");
@@ -170,8 +184,7 @@ TEST_F(RealRootBoot, SystemdStartsUnderTheLock) {
 TEST_F(RealRootBoot, AllowListHelperIsHandedOver) {
     Overlay overlay(work_ / "overlay");
     overlay.Copy(PEINIT_POLICY_PROBE, "/usr/local/bin/policy_probe");
-    std::string kver = ReadFile(KernelDirFor("peinit") + "/kver");
-    while (!kver.empty() && kver.back() == '\n') kver.pop_back();
+    std::string kver = KernelRelease(KernelDirFor("peinit"));
     overlay.Copy(KernelDirFor("peinit") + "/modroot/lib/modules/" + kver,
                  "/usr/lib/modules/" + kver);
     overlay.Unit("peinit-test.service",
@@ -258,21 +271,11 @@ hive = "@CASE@/hive.toml"
 // partition on the second disk, found by libblkid probing, since no udev makes /dev/disk/by-*
 // links in the initramfs). The real root's init is the small static root_init.
 TEST_F(RealRootBoot, PartuuidAndLabelFindTheRightDisk) {
-    fs::path tree = work_ / "tree";
-    for (const char* dir : {"sbin", "proc", "sys", "dev", "run"}) fs::create_directories(tree / dir);
-    fs::copy_file(PEINIT_ROOT_INIT, tree / "sbin/init", fs::copy_options::overwrite_existing);
-    std::string decoy = (work_ / "decoy.img").string();
-    std::string gpt = (work_ / "gpt.img").string();
-    std::string log;
-    std::string make = std::string(PEINIT_SOURCE_DIR) + "/tests/realroot/make-disk --root " +
-                       ShellQuote(tree.string()) + " --size 16 ";
-    ASSERT_EQ(Sh(make + "--out " + ShellQuote(decoy) + " --label decoy", log), 0) << log;
-    ASSERT_EQ(Sh(make + "--out " + ShellQuote(gpt) +
-                     " --label peinit-label --gpt --partlabel peinit-part "
-                     "--partuuid 6a1d4e2c-0f3b-4c5d-8e9f-0123456789ab",
-                 log),
-              0)
-        << log;
+    std::string decoy = StaticRootDisk(work_, "decoy", "--label decoy");
+    std::string gpt = StaticRootDisk(work_, "gpt",
+                                     "--label peinit-label --gpt --partlabel peinit-part "
+                                     "--partuuid 6a1d4e2c-0f3b-4c5d-8e9f-0123456789ab");
+    ASSERT_FALSE(HasFailure());
     for (const std::string root :
          {"PARTUUID=6A1D4E2C-0F3B-4C5D-8E9F-0123456789AB", "LABEL=peinit-label"}) {
         ImageBoot boot;
@@ -301,15 +304,8 @@ hive = "@CASE@/hive.toml"
 // that names what was awaited, the block devices seen and the driver coldplug matched and did
 // not load; the lock is still applied and the VM powers off.
 TEST_F(RealRootBoot, MissingRootIsExplainedAndStillLocked) {
-    std::string disk = (work_ / "disk.img").string();
-    fs::path tree = work_ / "tree";
-    fs::create_directories(tree / "sbin");
-    std::string log;
-    ASSERT_EQ(Sh(std::string(PEINIT_SOURCE_DIR) + "/tests/realroot/make-disk --root " +
-                     ShellQuote(tree.string()) + " --size 16 --out " + ShellQuote(disk),
-                 log),
-              0)
-        << log;
+    std::string disk = StaticRootDisk(work_, "disk", "");
+    ASSERT_FALSE(HasFailure());
     ImageBoot boot;
     boot.name = "realroot-missing";
     boot.image_toml = R"(kernel = "peinit"
@@ -336,8 +332,7 @@ modules = ["virtio_blk"]
 // they drive is mounted.
 TEST_F(RealRootBoot, CompressedModulesLoadAtBoot) {
     const std::string kdir = KernelDirFor("peinit");
-    std::string kver = ReadFile(kdir + "/kver");
-    while (!kver.empty() && kver.back() == '\n') kver.pop_back();
+    std::string kver = KernelRelease(kdir);
     fs::path zkernel = work_ / "kernel";
     std::error_code ec;
     fs::remove_all(zkernel, ec);
@@ -356,17 +351,8 @@ TEST_F(RealRootBoot, CompressedModulesLoadAtBoot) {
                  log),
               0)
         << log;
-    fs::path tree = work_ / "tree";
-    for (const char* dir : {"sbin", "proc", "sys", "dev", "run"}) fs::create_directories(tree / dir);
-    fs::copy_file(PEINIT_ROOT_INIT, tree / "sbin/init", fs::copy_options::overwrite_existing);
-    std::string disk = (work_ / "disk.img").string();
-    ASSERT_EQ(Sh(std::string(PEINIT_SOURCE_DIR) + "/tests/realroot/make-disk --root " +
-                     ShellQuote(tree.string()) + " --size 16 --label zroot --out " +
-                     ShellQuote(disk),
-                 log),
-              0)
-        << log;
-
+    std::string disk = StaticRootDisk(work_, "disk", "--label zroot");
+    ASSERT_FALSE(HasFailure());
     ImageBoot boot;
     boot.name = "realroot-tags";  // units: virtio_blk + ext4; LockAfterBoot
     boot.kernel_dir = zkernel.string();
