@@ -413,15 +413,15 @@ def bench_compressed(args, work, results):
                       if line.startswith("insmod ")})
     out = {"kernel_release": kver, "modules": len(closure), "boots": args.boots, "formats": {}}
     trees = {}
-    for fmt_, tool in (("ko", None), ("xz", ["xz", "-q", "--check=crc32", "--rm"]),
-                       ("zst", ["zstd", "-q", "-19", "--rm"])):
+    for fmt_, tool in (("ko", None), ("xz", ["xz", "-q", "-f", "--check=crc32"]),
+                       ("zst", ["zstd", "-q", "-f", "-19", "--rm"])):
         tree = os.path.join(d, fmt_)
         os.makedirs(os.path.join(tree, "lib", "modules"))
         os.makedirs(os.path.join(tree, "boot"))
         shutil.copy(os.path.join(root, "kver"), tree)
         os.symlink(os.path.join(root, "boot", "vmlinuz-" + kver),
                    os.path.join(tree, "boot", "vmlinuz-" + kver))
-        # Hard links: compressing one (`--rm` unlinks it) leaves the fixture untouched.
+        # Hard links: compressing one (the tool unlinks it) leaves the fixture untouched.
         run(["cp", "-al", os.path.join(root, "lib", "modules", kver),
              os.path.join(tree, "lib", "modules")])
         size = 0
