@@ -431,6 +431,7 @@ Status BuildStatus(const StatusInputs& in) {
 
     ResolveLock(k, lockdown, s);
     s.helper = DescribeHelper(s);
+    if (in.blacklist_exported) s.blacklist_export = "/run/modprobe.d/peinit-blacklist.conf";
     FindProblems(s);
     return s;
 }
@@ -529,6 +530,11 @@ std::string RenderStatusText(const Status& s) {
         std::vector<std::string> bl;
         for (const auto& b : s.blacklist) bl.push_back(b.module + SourceSuffix(b.source));
         Line(out, "Blacklist", bl.empty() ? "(none)" : Join(bl, ", "));
+        if (!s.blacklist_export.empty()) {
+            Line(out, "exported to",
+                 s.blacklist_export +
+                     " (modprobe, udev, systemd-modules-load; not a direct finit_module)");
+        }
         Line(out, "SigningPolicy", s.signing.value + SourceSuffix(s.signing.source));
         for (const auto& i : s.ignored) Line(out, "ignored", i);
     }
@@ -640,6 +646,7 @@ std::string RenderStatusJson(const Status& s) {
         {"ignored", StrArray(s.ignored)},
     };
     if (s.policy_modprobe) policy.insert("modprobe", *s.policy_modprobe);
+    policy.insert("blacklist_export", s.blacklist_export);
 
     Counts c = Count(s);
     toml::table modules{

@@ -62,6 +62,8 @@ struct StatusInputs {
     // boot.json: written only by PID 1's emergency path, so its absence is normal and not
     // reported (unlike the three stage records).
     RecordText boot;
+    // /run/modprobe.d/peinit-blacklist.conf exists (the handover stage's export for libkmod).
+    bool blacklist_exported = false;
 };
 
 // /run/peinit/boot.json (version 1): why the boot stopped. PID 1's emergency path writes it
@@ -148,6 +150,8 @@ struct Status {
     SourcedText signing;
     std::optional<std::string> policy_modprobe;
     std::vector<std::string> ignored;
+    // Where the blacklist is exported for the system's own libkmod users ("" when it is not).
+    std::string blacklist_export;
 
     // --- modules (modules.json) -------------------------------------------------------------
     bool modules_present = false;

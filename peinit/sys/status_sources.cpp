@@ -152,6 +152,8 @@ StatusInputs ReadStatusInputs(Kernel& kernel, const fs::path& root) {
     in.lockdown = load("lockdown.json");
     in.modules = load("modules.json");
     in.boot = load("boot.json");
+    std::error_code ec;
+    in.blacklist_exported = fs::exists(root / "run/modprobe.d/peinit-blacklist.conf", ec);
     return in;
 }
 

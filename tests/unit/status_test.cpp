@@ -194,6 +194,10 @@ TEST(Status, SaysWhichHelperAnswersDemandLoads) {
               "AutoLoadPolicy=enabled and the blacklist on demand loads");
     in.kernel.query_locked = true;
     EXPECT_EQ(helper("/sbin/modprobe"), "none: module loading is locked");
+    in.blacklist_exported = true;
+    EXPECT_EQ(BuildStatus(in).blacklist_export, "/run/modprobe.d/peinit-blacklist.conf");
+    EXPECT_NE(RenderStatusText(BuildStatus(in)).find("not a direct finit_module"),
+              std::string::npos);
     Status s = BuildStatus(in);
     EXPECT_NE(RenderStatusText(s).find("demand loads     none: module loading is locked"),
               std::string::npos)
