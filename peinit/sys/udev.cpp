@@ -1,48 +1,77 @@
 #include "peinit/sys/udev.h"
 
-#include <libudev.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-#include <memory>
+#include <algorithm>
+#include <cerrno>
+#include <filesystem>
+#include <set>
+#include <string_view>
+#include <utility>
 
 namespace peinit {
 
 namespace {
 
-struct UdevDeleter {
-    void operator()(udev* u) const noexcept { udev_unref(u); }
-};
-struct EnumerateDeleter {
-    void operator()(udev_enumerate* e) const noexcept { udev_enumerate_unref(e); }
-};
-struct DeviceDeleter {
-    void operator()(udev_device* d) const noexcept { udev_device_unref(d); }
-};
+namespace fs = std::filesystem;
+
+// The value of the MODALIAS= line of a uevent file ("" when there is none).
+std::string UeventModalias(const fs::path& uevent) {
+    int fd = open(uevent.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return "";
+    char buf[4096];
+    ssize_t n;
+    do {
+        n = read(fd, buf, sizeof buf);
+    } while (n < 0 && errno == EINTR);
+    close(fd);
+    if (n <= 0) return "";
+    std::string_view text(buf, static_cast<size_t>(n));
+    constexpr std::string_view kKey = "MODALIAS=";
+    for (size_t pos = 0; pos < text.size();) {
+        size_t eol = text.find('\n', pos);
+        std::string_view line = text.substr(pos, eol == std::string_view::npos ? eol : eol - pos);
+        if (line.starts_with(kKey)) return std::string(line.substr(kKey.size()));
+        if (eol == std::string_view::npos) break;
+        pos = eol + 1;
+    }
+    return "";
+}
 
 }  // namespace
 
-Result<std::vector<DeviceModalias>> EnumerateModaliases() {
-    std::unique_ptr<udev, UdevDeleter> ctx(udev_new());
-    if (!ctx) return ErrnoErr("udev_new");
-    std::unique_ptr<udev_enumerate, EnumerateDeleter> en(udev_enumerate_new(ctx.get()));
-    if (!en) return ErrnoErr("udev_enumerate_new");
-    if (int r = udev_enumerate_add_match_property(en.get(), "MODALIAS", "*"); r < 0) {
-        return ErrnoErr("udev_enumerate_add_match_property", -r);
+Result<std::vector<DeviceModalias>> EnumerateModaliases(const std::string& sysfs) {
+    std::error_code ec;
+    if (!fs::is_directory(fs::path(sysfs) / "bus", ec)) {
+        return Err(sysfs + "/bus is not readable", ENOENT);
     }
-    if (int r = udev_enumerate_scan_devices(en.get()); r < 0) {
-        return ErrnoErr("udev_enumerate_scan_devices", -r);
-    }
+    // Devices are told apart by the inode of their directory (one stat) rather than by
+    // resolving every link (a realpath walks each component); only matches are resolved.
+    std::set<std::pair<dev_t, ino_t>> seen;
     std::vector<DeviceModalias> out;
-    udev_list_entry* entry = nullptr;
-    udev_list_entry_foreach(entry, udev_enumerate_get_list_entry(en.get())) {
-        const char* syspath = udev_list_entry_get_name(entry);
-        if (syspath == nullptr) continue;
-        std::unique_ptr<udev_device, DeviceDeleter> dev(
-            udev_device_new_from_syspath(ctx.get(), syspath));
-        if (!dev) continue;  // gone since the scan
-        const char* alias = udev_device_get_property_value(dev.get(), "MODALIAS");
-        if (alias == nullptr || *alias == '\0') continue;
-        out.push_back({syspath, alias});
+    auto scan = [&](const fs::path& dir) {
+        std::error_code e;
+        for (const auto& entry : fs::directory_iterator(dir, e)) {
+            struct stat st;
+            if (stat(entry.path().c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+            if (!seen.insert({st.st_dev, st.st_ino}).second) continue;
+            std::string alias = UeventModalias(entry.path() / "uevent");
+            if (alias.empty()) continue;
+            std::error_code e2;
+            fs::path real = fs::canonical(entry.path(), e2);
+            out.push_back({e2 ? entry.path().string() : real.string(), std::move(alias)});
+        }
+    };
+    for (const char* top : {"bus", "class"}) {
+        std::error_code e;
+        for (const auto& group : fs::directory_iterator(fs::path(sysfs) / top, e)) {
+            scan(std::string(top) == "bus" ? group.path() / "devices" : group.path());
+        }
     }
+    std::sort(out.begin(), out.end(),
+              [](const DeviceModalias& a, const DeviceModalias& b) { return a.syspath < b.syspath; });
     return out;
 }
 

@@ -151,8 +151,12 @@ Result<void> Coldplug(BootContext& ctx, const std::vector<DeviceModalias>& devic
 }
 
 Result<void> RunColdplug(BootContext& ctx) {
+    const auto start = Clock::now();
     auto devices = EnumerateModaliases();
     if (!devices) return devices.error().Context("enumerate devices: ");
+    spdlog::info("coldplug: {} devices with a modalias, enumerated in {} ms", devices->size(),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start)
+                     .count());
     return Coldplug(ctx, *devices);
 }
 

@@ -10,6 +10,8 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "peinit/sys/fake_kernel.h"
@@ -167,6 +169,55 @@ TEST_F(ColdplugTest, NoModuleTreeIsNotAnError) {
     Run({kVirtioNet});
     EXPECT_THAT(Loads(), IsEmpty());
     EXPECT_THAT(log_.str(), HasSubstr("no module tree"));
+}
+
+}  // namespace
+}  // namespace peinit
+
+namespace peinit {
+namespace {
+
+// The enumeration on a sysfs-shaped tree: devices reached through bus/*/devices and class/*
+// symlinks, each once by its real path, with the MODALIAS of its uevent file (a CPU has no
+// `modalias` attribute, only the uevent line); devices without one are left out.
+TEST(EnumerateModaliases, ReadsUeventOfEveryBusAndClassDeviceOnce) {
+    namespace fs = std::filesystem;
+    char tmpl[] = "/tmp/peinit-sysfs-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    fs::path sys = tmpl;
+    auto device = [&](const std::string& rel, const std::string& uevent) {
+        fs::create_directories(sys / rel);
+        std::ofstream(sys / rel / "uevent") << uevent;
+    };
+    device("devices/pci0000:00/0000:00:02.0", "DRIVER=\nPCI_ID=1AF4:1000\nMODALIAS=pci:v00001AF4d00001000sv\n");
+    device("devices/pci0000:00/0000:00:02.0/virtio0", "MODALIAS=virtio:d00000001v00001AF4\n");
+    device("devices/system/cpu/cpu0", "MODALIAS=cpu:type:x86,ven0000fam0006mod003F:feature:,0000\n");
+    device("devices/virtual/input/input0", "PRODUCT=19/0/1/0\nMODALIAS=input:b0019v0000p0001e0000-e0,1,k74\n");
+    device("devices/virtual/tty/ttyS0", "MAJOR=4\nMINOR=64\n");  // no MODALIAS
+    for (const auto& [link, target] :
+         std::vector<std::pair<std::string, std::string>>{
+             {"bus/pci/devices/0000:00:02.0", "../../../devices/pci0000:00/0000:00:02.0"},
+             {"bus/virtio/devices/virtio0", "../../../devices/pci0000:00/0000:00:02.0/virtio0"},
+             {"bus/cpu/devices/cpu0", "../../../devices/system/cpu/cpu0"},
+             {"class/input/input0", "../../devices/virtual/input/input0"},
+             {"class/tty/ttyS0", "../../devices/virtual/tty/ttyS0"},
+             // The same device seen twice (a class link to a bus device): listed once.
+             {"class/virtio-ports/virtio0", "../../devices/pci0000:00/0000:00:02.0/virtio0"}}) {
+        fs::create_directories((sys / link).parent_path());
+        fs::create_symlink(target, sys / link);
+    }
+    auto devices = EnumerateModaliases(sys.string());
+    ASSERT_TRUE(devices) << devices.error().message();
+    std::vector<std::string> aliases;
+    for (const auto& d : *devices) aliases.push_back(d.modalias);
+    EXPECT_EQ(aliases, (std::vector<std::string>{
+                           "pci:v00001AF4d00001000sv", "virtio:d00000001v00001AF4",
+                           "cpu:type:x86,ven0000fam0006mod003F:feature:,0000",
+                           "input:b0019v0000p0001e0000-e0,1,k74"}));
+    EXPECT_EQ((*devices)[1].syspath,
+              fs::canonical(sys / "devices/pci0000:00/0000:00:02.0/virtio0").string());
+    EXPECT_FALSE(EnumerateModaliases((sys / "nope").string()));
+    fs::remove_all(sys);
 }
 
 }  // namespace
