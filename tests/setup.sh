@@ -9,7 +9,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 packages=(
     build-essential cmake ninja-build pkg-config git python3
-    libboost-dev libboost-program-options-dev libmount-dev libkmod-dev libudev-dev
+    libboost-dev libboost-program-options-dev libmount-dev libkmod-dev
     libtomlplusplus-dev libspdlog-dev libgtest-dev libgmock-dev libssl-dev libarchive-dev
     zlib1g-dev liblzma-dev libzstd-dev
     qemu-system-x86 kmod cpio zstd xz-utils e2fsprogs fdisk mmdebstrap groff-base dash

@@ -4,7 +4,7 @@
 // Runs after the module stage and before lockdown, so that with LockAfterBoot the drivers are
 // in before the lock.
 //
-// Every device's MODALIAS (libudev, peinit/sys/udev.h) is resolved with libkmod; each resolved
+// Every device's MODALIAS (read from sysfs, peinit/sys/udev.h) is resolved with libkmod; each resolved
 // module not already live is decided by the same policy as a demand load (DecideDemandLoad:
 // blacklist in every mode, then AutoLoadPolicy) and loaded through DemandLoader, i.e. only from
 // verified signed packages, dependencies first. Each module is attempted at most once even when

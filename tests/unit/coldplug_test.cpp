@@ -1,7 +1,7 @@
 // The coldplug stage on fixture modaliases: resolution against the synthetic tree
 // tests/fixtures/roots/autoload, the shared demand-load policy, loads from signed packages through
-// FakeKernel, outcomes and the boot record. (The libudev enumeration itself needs a real sysfs:
-// the QEMU boot tests cover it.)
+// FakeKernel, outcomes and the boot record; the sysfs enumeration on a sysfs-shaped tree (the
+// QEMU boot tests cover it on a real one).
 
 #include "stages/coldplug/coldplug.h"
 
