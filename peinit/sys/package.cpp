@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <system_error>
+#include <thread>
 
 #include "peinit/sys/package_archive.h"
 #include "peinit/sys/package_internal.h"
@@ -51,6 +54,35 @@ Result<Layout> SplitLayout(std::vector<ArchiveMember>& members) {
 
 // Matches the payload members against the manifest: same set of files, in manifest order, with
 // the same sizes and SHA-256. Each mismatch has its own reason, checked in that order.
+// The SHA-256 of every member, hashed on up to one thread per CPU (at most 8): the boot waits
+// for this before its first load, and a package is tens of megabytes. Each thread takes the next
+// unhashed member; the result is the same as hashing in order.
+std::vector<Sha256Digest> Sha256OfEach(std::span<const ArchiveMember> payload) {
+    std::vector<Sha256Digest> digests(payload.size());
+    std::atomic<std::size_t> next{0};
+    auto work = [&] {
+        for (std::size_t i; (i = next.fetch_add(1)) < payload.size();) {
+            digests[i] = Sha256Of(payload[i].data);
+        }
+    };
+    std::size_t bytes = 0;
+    for (const auto& m : payload) bytes += m.data.size();
+    unsigned threads = std::min<unsigned>({std::max(1u, std::thread::hardware_concurrency()), 8u,
+                                           static_cast<unsigned>(payload.size())});
+    if (bytes < (1u << 20)) threads = 1;  // not worth a thread
+    std::vector<std::thread> helpers;
+    for (unsigned t = 1; t < threads; ++t) {
+        try {
+            helpers.emplace_back(work);
+        } catch (const std::system_error&) {
+            break;  // no thread: the calling thread hashes the rest
+        }
+    }
+    work();
+    for (auto& h : helpers) h.join();
+    return digests;
+}
+
 Result<void> CheckPayload(const Manifest& manifest, std::span<const ArchiveMember> payload) {
     // Container paths are unique (ReadArchive) and manifest paths are sorted and unique
     // (ParseManifest), so positions identify files.
@@ -80,14 +112,17 @@ Result<void> CheckPayload(const Manifest& manifest, std::span<const ArchiveMembe
         }
     }
     for (std::size_t i = 0; i < payload.size(); ++i) {
+        if (payload[i].data.size() != manifest.files[i].size) {
+            return Reject(PackageReject::kSizeMismatch,
+                          payload[i].path + " is " + std::to_string(payload[i].data.size()) +
+                              " bytes, the manifest says " + std::to_string(manifest.files[i].size));
+        }
+    }
+    const std::vector<Sha256Digest> digests = Sha256OfEach(payload);
+    for (std::size_t i = 0; i < payload.size(); ++i) {
         const ArchiveMember& member = payload[i];
         const ManifestFile& file = manifest.files[i];
-        if (member.data.size() != file.size) {
-            return Reject(PackageReject::kSizeMismatch,
-                          member.path + " is " + std::to_string(member.data.size()) +
-                              " bytes, the manifest says " + std::to_string(file.size));
-        }
-        Sha256Digest digest = Sha256Of(member.data);
+        const Sha256Digest& digest = digests[i];
         if (digest != file.sha256) {
             return Reject(PackageReject::kHashMismatch,
                           member.path + " has SHA-256 " + HexEncode(digest) +
