@@ -9,8 +9,6 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
-#include <chrono>
-#include <thread>
 
 namespace peinit {
 
@@ -24,11 +22,6 @@ Result<bool> IsRamfsOrTmpfs(const std::string& path) {
     struct statfs sfs;
     if (statfs(path.c_str(), &sfs) != 0) return ErrnoErr("statfs " + path);
     return sfs.f_type == RAMFS_MAGIC || sfs.f_type == TMPFS_MAGIC;
-}
-
-bool IsExecutableFile(const std::string& path) {
-    struct stat st;
-    return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111) != 0;
 }
 
 Result<void> CheckExecutableInRoot(const std::string& root, const std::string& path) {
@@ -51,15 +44,6 @@ Result<void> CheckExecutableInRoot(const std::string& root, const std::string& p
     if (!S_ISREG(st.st_mode)) return Err(path + " is not a regular file", ENOEXEC);
     if ((st.st_mode & 0111) == 0) return Err(path + " has no execute permission", EACCES);
     return Ok();
-}
-
-bool WaitForPath(const std::string& path, int timeout_ms) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    while (access(path.c_str(), F_OK) != 0) {
-        if (std::chrono::steady_clock::now() >= deadline) return false;
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return true;
 }
 
 std::vector<std::string> BlockFilesystems(std::string_view text) {

@@ -19,17 +19,11 @@ Result<dev_t> DeviceOf(const std::string& path);
 // True when `path` is on a ramfs or tmpfs: the only roots that may be emptied and replaced.
 Result<bool> IsRamfsOrTmpfs(const std::string& path);
 
-// True for an existing regular file with an execute bit.
-bool IsExecutableFile(const std::string& path);
-
 // Checks that `path` (absolute, as seen from inside `root`) names a regular file with an
 // execute bit, resolving every symlink on the way inside `root` (openat2 RESOLVE_IN_ROOT): on a
 // merged-/usr root, /sbin -> usr/sbin and /usr/sbin/init -> /lib/systemd/systemd (absolute)
 // mean root's /lib, never the initramfs's. The error says what is wrong.
 Result<void> CheckExecutableInRoot(const std::string& root, const std::string& path);
-
-// Waits up to `timeout_ms` for `path` to exist (a block device appearing in devtmpfs).
-bool WaitForPath(const std::string& path, int timeout_ms);
 
 // The file systems of /proc/filesystems text that need a device (lines without "nodev").
 std::vector<std::string> BlockFilesystems(std::string_view proc_filesystems);
