@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,6 +18,7 @@
 namespace peinit {
 
 class Kernel;
+class ModloadSession;
 
 // Every file peinit reads, under one root ("/" at boot, a fixture tree in tests).
 struct BootPaths {
@@ -56,6 +58,10 @@ struct ModuleOutcome {
     std::string package;
     // When the attempt started, from the start of the module stage.
     std::chrono::microseconds start{0};
+    // When every module it waits for had been attempted (0 when it waits for none).
+    std::chrono::microseconds ready{0};
+    // The modules that had to be live (or attempted, for soft dependencies) before it started.
+    std::vector<std::string> waits_for;
 
     bool Succeeded() const {
         return status == Status::kLoaded || status == Status::kAlreadyLoaded ||
@@ -114,6 +120,10 @@ struct BootContext {
     LockOutcome lock;
     // The fatal stage whose failure stopped the boot (RunStages), for the emergency record.
     std::string failed_stage;
+    // The module-loading session (peinit/modload/session.h): opened by the module stage, used
+    // by coldplug and the handover, closed after the last stage so that PID 1 keeps no package
+    // bytes and no libkmod context.
+    std::shared_ptr<ModloadSession> modload;
 };
 
 }  // namespace peinit

@@ -1,5 +1,6 @@
 #include "peinit/init/pid1.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/reboot.h>
@@ -14,6 +15,7 @@
 
 #include "peinit/core/status.h"
 #include "peinit/init/services.h"
+#include "peinit/modload/session.h"
 #include "peinit/sys/config_files.h"
 #include "peinit/sys/linux_kernel.h"
 #include "peinit/sys/log.h"
@@ -122,6 +124,17 @@ void ExplainEmergency(BootContext& ctx, const Error& error) {
     Shutdown(ctx.kernel, signals, RB_POWER_OFF, "emergency");
 }
 
+// This process's resident set (VmRSS), in KiB; 0 when unreadable.
+long ResidentKib() {
+    auto status = ReadConfigFile("/proc/self/status");
+    if (!status) return 0;
+    std::istringstream in(status->text);
+    for (std::string line; std::getline(in, line);) {
+        if (line.starts_with("VmRSS:")) return std::strtol(line.c_str() + 6, nullptr, 10);
+    }
+    return 0;
+}
+
 [[noreturn]] void Run() {
     umask(022);
     setsid();
@@ -141,7 +154,11 @@ void ExplainEmergency(BootContext& ctx, const Error& error) {
     if (auto booted = RunStages(BootStages(), ctx); !booted) {
         Emergency(ctx, queue, booted.error());
     }
-    spdlog::info("boot complete");
+    // The boot's modules are in: PID 1 keeps no package bytes and no libkmod context, and hands
+    // the freed heap back to the kernel.
+    ctx.modload.reset();
+    malloc_trim(0);
+    spdlog::info("boot complete rss_kib={}", ResidentKib());
 
     auto passwd = ReadConfigFile(ctx.paths.Under("/etc/passwd").string());
     ServiceRunner services(kernel, ctx.units, passwd ? passwd->text : "");

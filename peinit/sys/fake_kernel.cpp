@@ -178,6 +178,16 @@ int FakeKernel::ScriptedError(KernelOp op, const std::string& name) const {
     return it == op_errors_.end() ? 0 : it->second;
 }
 
+std::optional<std::string> FakeKernel::ModuleInitState(const std::string& path) const {
+    constexpr std::string_view kPrefix = "module/", kSuffix = "/initstate";
+    std::string_view p = path;
+    if (!p.starts_with(kPrefix) || !p.ends_with(kSuffix)) return std::nullopt;
+    std::string name(p.substr(kPrefix.size(), p.size() - kPrefix.size() - kSuffix.size()));
+    if (std::find(loaded_.begin(), loaded_.end(), name) != loaded_.end()) return "live";
+    if (loading_.count(name) != 0) return "coming";
+    return std::nullopt;
+}
+
 bool FakeKernel::ModulesLockedLocked() const {
     auto it = sysctl_.find(kModulesDisabled);
     return locked_ || (it != sysctl_.end() && it->second == "1");
@@ -347,10 +357,12 @@ Result<std::string> FakeKernel::ReadSysfs(const std::string& path) {
         auto it = sysfs_.find(path);
         if (int scripted = ScriptedError(KernelOp::kReadSysfs, path); scripted != 0) {
             error = scripted;
-        } else if (it == sysfs_.end()) {
-            error = ENOENT;
-        } else {
+        } else if (it != sysfs_.end()) {
             value = it->second;
+        } else if (auto state = ModuleInitState(path)) {
+            value = *state;  // like /sys/module/NAME/initstate of a module we loaded
+        } else {
+            error = ENOENT;
         }
     }
     auto r = Record(KernelOp::kReadSysfs, path, value, error, start);

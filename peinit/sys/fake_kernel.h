@@ -129,7 +129,10 @@ class FakeKernel final : public Kernel {
     Result<void> Record(KernelOp op, std::string name, std::string args, int error,
                         Clock::time_point start);
     int ScriptedError(KernelOp op, const std::string& name) const;  // needs mutex_ held
-    bool ModulesLockedLocked() const;                               // needs mutex_ held
+    bool ModulesLockedLocked() const;
+    // "live"/"coming" for module/NAME/initstate of a module loaded (or loading) here; needs
+    // mutex_ held.
+    std::optional<std::string> ModuleInitState(const std::string& path) const;
     Result<void> LoadModule(KernelOp op, const std::string& name, const std::string& params);
 
     mutable std::mutex mutex_;

@@ -26,7 +26,7 @@ std::vector<std::byte> AsBytes(std::string_view text) {
     return {p, p + text.size()};
 }
 
-Result<Layout> SplitLayout(std::vector<ArchiveMember>& members) {
+Result<Layout> SplitLayout(const std::vector<ArchiveEntry>& members) {
     Layout layout;
     if (members.front().path != kManifestMember) {
         return Reject(PackageReject::kBadLayout,
@@ -52,38 +52,9 @@ Result<Layout> SplitLayout(std::vector<ArchiveMember>& members) {
     return layout;
 }
 
-// Matches the payload members against the manifest: same set of files, in manifest order, with
-// the same sizes and SHA-256. Each mismatch has its own reason, checked in that order.
-// The SHA-256 of every member, hashed on up to one thread per CPU (at most 8): the boot waits
-// for this before its first load, and a package is tens of megabytes. Each thread takes the next
-// unhashed member; the result is the same as hashing in order.
-std::vector<Sha256Digest> Sha256OfEach(std::span<const ArchiveMember> payload) {
-    std::vector<Sha256Digest> digests(payload.size());
-    std::atomic<std::size_t> next{0};
-    auto work = [&] {
-        for (std::size_t i; (i = next.fetch_add(1)) < payload.size();) {
-            digests[i] = Sha256Of(payload[i].data);
-        }
-    };
-    std::size_t bytes = 0;
-    for (const auto& m : payload) bytes += m.data.size();
-    unsigned threads = std::min<unsigned>({std::max(1u, std::thread::hardware_concurrency()), 8u,
-                                           static_cast<unsigned>(payload.size())});
-    if (bytes < (1u << 20)) threads = 1;  // not worth a thread
-    std::vector<std::thread> helpers;
-    for (unsigned t = 1; t < threads; ++t) {
-        try {
-            helpers.emplace_back(work);
-        } catch (const std::system_error&) {
-            break;  // no thread: the calling thread hashes the rest
-        }
-    }
-    work();
-    for (auto& h : helpers) h.join();
-    return digests;
-}
-
-Result<void> CheckPayload(const Manifest& manifest, std::span<const ArchiveMember> payload) {
+// The payload members against the manifest: same set of files, in manifest order, with the same
+// sizes. Each mismatch has its own reason, checked in that order.
+Result<void> CheckPayloadLayout(const Manifest& manifest, std::span<const ArchiveEntry> payload) {
     // Container paths are unique (ReadArchive) and manifest paths are sorted and unique
     // (ParseManifest), so positions identify files.
     std::vector<std::size_t> index_of;  // manifest index of each payload member
@@ -118,25 +89,61 @@ Result<void> CheckPayload(const Manifest& manifest, std::span<const ArchiveMembe
                               " bytes, the manifest says " + std::to_string(manifest.files[i].size));
         }
     }
-    const std::vector<Sha256Digest> digests = Sha256OfEach(payload);
-    for (std::size_t i = 0; i < payload.size(); ++i) {
-        const ArchiveMember& member = payload[i];
-        const ManifestFile& file = manifest.files[i];
-        const Sha256Digest& digest = digests[i];
-        if (digest != file.sha256) {
+    return Ok();
+}
+
+// Hashed on up to one thread per CPU (at most 8): the boot waits for this before its first
+// load. Each thread takes the next unhashed member; the result is the same as hashing in order.
+Result<void> CheckHashes(std::span<const HashCheck> checks) {
+    std::vector<Sha256Digest> digests(checks.size());
+    std::atomic<std::size_t> next{0};
+    auto work = [&] {
+        for (std::size_t i; (i = next.fetch_add(1)) < checks.size();) {
+            digests[i] = Sha256Of(checks[i].data);
+        }
+    };
+    std::size_t bytes = 0;
+    for (const auto& c : checks) bytes += c.data.size();
+    unsigned threads = std::min<unsigned>({std::max(1u, std::thread::hardware_concurrency()), 8u,
+                                           static_cast<unsigned>(checks.size())});
+    if (bytes < (1u << 20)) threads = 1;  // not worth a thread
+    std::vector<std::thread> helpers;
+    for (unsigned t = 1; t < threads; ++t) {
+        try {
+            helpers.emplace_back(work);
+        } catch (const std::system_error&) {
+            break;  // no thread: the calling thread hashes the rest
+        }
+    }
+    work();
+    for (auto& h : helpers) h.join();
+    for (std::size_t k = 0; k < checks.size(); ++k) {
+        if (digests[k] != *checks[k].expected) {
             return Reject(PackageReject::kHashMismatch,
-                          member.path + " has SHA-256 " + HexEncode(digest) +
-                              ", the manifest says " + HexEncode(file.sha256));
+                          *checks[k].path + " has SHA-256 " + HexEncode(digests[k]) +
+                              ", the manifest says " + HexEncode(*checks[k].expected));
         }
     }
     return Ok();
+}
+
+Result<void> CheckPayload(const Manifest& manifest, std::span<const ArchiveEntry> payload) {
+    PEINIT_TRY(CheckPayloadLayout(manifest, payload));
+    std::vector<HashCheck> checks;
+    checks.reserve(payload.size());
+    for (std::size_t i = 0; i < payload.size(); ++i) {
+        checks.push_back({payload[i].data, &manifest.files[i].sha256, &payload[i].path});
+    }
+    return CheckHashes(checks);
 }
 
 }  // namespace detail
 
 using detail::AsBytes;
 using detail::AsText;
+using detail::CheckHashes;
 using detail::CheckPayload;
+using detail::CheckPayloadLayout;
 using detail::Layout;
 using detail::SplitLayout;
 
@@ -180,18 +187,55 @@ Result<std::vector<std::byte>> ReadFileOnce(const std::filesystem::path& path,
     return data;
 }
 
-const VerifiedFile* VerifiedPackage::FindModule(std::string_view module_name) const {
+std::size_t SignedPackage::IndexOfModule(std::string_view module_name) const {
     std::string wanted(module_name);
     std::replace(wanted.begin(), wanted.end(), '-', '_');
-    for (const auto& f : files_) {
-        if (f.module_name() == wanted) return &f;
+    for (std::size_t i = 0; i < files_.size(); ++i) {
+        if (files_[i].module_name() == wanted) return i;
     }
-    return nullptr;
+    return files_.size();
 }
 
-Result<VerifiedPackage> VerifyPackage(std::span<const std::byte> bytes, const TrustStore& trusted,
-                                      std::optional<std::string> kernel_release) {
-    std::vector<ArchiveMember> members = PEINIT_TRY(ReadArchive(bytes));
+Result<void> SignedPackage::Verify(std::span<const std::size_t> which) {
+    if (rejected_) return *rejected_;
+    std::vector<std::size_t> todo;
+    for (std::size_t i : which) {
+        if (i < files_.size() && !checked_[i]) todo.push_back(i);
+    }
+    if (todo.empty()) return Ok();
+    std::vector<detail::HashCheck> checks;
+    for (std::size_t i : todo) checks.push_back({files_[i].bytes_, &files_[i].sha256_, &files_[i].path_});
+    if (auto r = CheckHashes(checks); !r) {
+        rejected_ = r.error();
+        return r.error();
+    }
+    for (std::size_t i : todo) checked_[i] = 1;
+    return Ok();
+}
+
+Result<void> SignedPackage::VerifyAll() {
+    std::vector<std::size_t> all(files_.size());
+    for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+    return Verify(all);
+}
+
+const VerifiedFile* SignedPackage::Verified(std::size_t i) const {
+    if (rejected_ || i >= files_.size() || !checked_[i]) return nullptr;
+    return &files_[i];
+}
+
+std::size_t SignedPackage::verified_count() const {
+    return static_cast<std::size_t>(std::count(checked_.begin(), checked_.end(), 1));
+}
+
+const VerifiedFile* VerifiedPackage::FindModule(std::string_view module_name) const {
+    std::size_t i = package_.IndexOfModule(module_name);
+    return i < package_.size() ? &package_.files_[i] : nullptr;
+}
+
+Result<SignedPackage> OpenPackage(std::vector<std::byte>&& bytes, const TrustStore& trusted,
+                                  std::optional<std::string> kernel_release) {
+    std::vector<ArchiveEntry> members = PEINIT_TRY(ReadArchive(bytes));
     Layout layout = PEINIT_TRY(SplitLayout(members));
 
     // Authenticate MANIFEST before parsing it: nothing an untrusted party wrote is interpreted
@@ -216,9 +260,9 @@ Result<VerifiedPackage> VerifyPackage(std::span<const std::byte> bytes, const Tr
             PackageReject::kWrongKernelRelease,
             "built for " + manifest.kernel_release + ", this kernel is " + *kernel_release);
     }
-    PEINIT_TRY(CheckPayload(manifest, layout.payload));
+    PEINIT_TRY(CheckPayloadLayout(manifest, layout.payload));
 
-    VerifiedPackage package;
+    SignedPackage package;
     package.name_ = std::move(manifest.name);
     package.version_ = std::move(manifest.version);
     package.kernel_release_ = std::move(manifest.kernel_release);
@@ -226,13 +270,23 @@ Result<VerifiedPackage> VerifyPackage(std::span<const std::byte> bytes, const Tr
     package.files_.reserve(layout.payload.size());
     for (std::size_t i = 0; i < layout.payload.size(); ++i) {
         VerifiedFile file;
-        file.path_ = std::move(layout.payload[i].path);
+        file.path_ = layout.payload[i].path;
         file.sha256_ = manifest.files[i].sha256;
-        // Moving the vector keeps its buffer: these are the very bytes CheckPayload hashed.
-        file.bytes_ = std::move(layout.payload[i].data);
+        file.bytes_ = layout.payload[i].data;  // a view into `bytes`
         package.files_.push_back(std::move(file));
     }
+    package.checked_.assign(package.files_.size(), 0);
+    // Moving the vector keeps its heap buffer, so the views stay valid.
+    package.buffer_ = std::move(bytes);
     return package;
+}
+
+Result<VerifiedPackage> VerifyPackage(std::vector<std::byte> bytes, const TrustStore& trusted,
+                                      std::optional<std::string> kernel_release) {
+    SignedPackage package =
+        PEINIT_TRY(OpenPackage(std::move(bytes), trusted, std::move(kernel_release)));
+    PEINIT_TRY(package.VerifyAll());
+    return VerifiedPackage(std::move(package));
 }
 
 std::vector<std::string> ClaimedModules(std::span<const std::byte> bytes) {
@@ -257,7 +311,7 @@ std::vector<std::string> ClaimedModules(std::span<const std::byte> bytes) {
 }
 
 Result<PackageInfo> InspectPackage(std::span<const std::byte> bytes) {
-    std::vector<ArchiveMember> members = PEINIT_TRY(ReadArchive(bytes));
+    std::vector<ArchiveEntry> members = PEINIT_TRY(ReadArchive(bytes));
     Layout layout = PEINIT_TRY(SplitLayout(members));
     PackageInfo info;
     if (layout.signature != nullptr) {

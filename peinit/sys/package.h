@@ -4,11 +4,18 @@
 // peinit-pkg tool. The format is specified in peinit/sys/PACKAGE.md.
 //
 // The security property this API is shaped around: the bytes that were verified are the bytes
-// that get loaded. A package is read into memory once (ReadFileOnce); VerifyPackage checks that
-// buffer and copies each payload into a VerifiedPackage, whose bytes are the ones that were
-// hashed; the loader hands those bytes to the kernel (through a sealed memfd, package_memfd.h,
-// or init_module) without ever opening the package or a module by path again. A
-// VerifiedPackage can only be made by VerifyPackage, so holding one means the checks passed.
+// that get loaded. A package is read into memory once (ReadFileOnce) and that buffer is owned by
+// the package object from then on: members are views into it, never copies, and never re-read
+// from a path an attacker might swap. A module's bytes are handed out (VerifiedFile) only after
+// their SHA-256 matched the signed manifest; the loader hands those bytes to the kernel (through
+// a sealed memfd, package_memfd.h, or init_module) without opening anything again.
+//
+// Two ways to verify:
+// - OpenPackage checks everything but the payload hashes at once (container, signature,
+//   manifest, kernel release, the file set, order and sizes) and hashes members on request
+//   (SignedPackage::Verify): the boot hashes only what it is about to load. A member whose hash
+//   does not match rejects the whole package from then on (nothing more of it is handed out).
+// - VerifyPackage does all of it, every hash included, and returns a VerifiedPackage.
 
 #include <cstdint>
 #include <filesystem>
@@ -24,14 +31,8 @@
 
 namespace peinit {
 
+class SignedPackage;
 class VerifiedPackage;
-
-// Verifies a package held in memory: container structure, signature by a key in `trusted`,
-// manifest, target kernel release (when `kernel_release` is given), and every file's size and
-// SHA-256. Any failure rejects the whole package with a PackageReject reason
-// (PackageRejectOf(error)); nothing of a rejected package is returned.
-Result<VerifiedPackage> VerifyPackage(std::span<const std::byte> bytes, const TrustStore& trusted,
-                                      std::optional<std::string> kernel_release);
 
 // Reads a whole regular file into memory with one open and bounded reads (more than
 // `max_bytes` is an error, as is anything but a regular file). Used for packages so that the
@@ -39,8 +40,8 @@ Result<VerifiedPackage> VerifyPackage(std::span<const std::byte> bytes, const Tr
 Result<std::vector<std::byte>> ReadFileOnce(const std::filesystem::path& path,
                                             std::size_t max_bytes = kMaxPackageBytes);
 
-// One verified payload file. Its bytes are the exact bytes whose SHA-256 matched the signed
-// manifest.
+// One verified payload file: a view of the exact bytes whose SHA-256 matched the signed manifest.
+// Valid as long as the package object it came from.
 class VerifiedFile {
   public:
     const std::string& path() const { return path_; }                    // "modules/.../foo.ko"
@@ -49,43 +50,101 @@ class VerifiedFile {
     std::span<const std::byte> bytes() const { return bytes_; }
 
   private:
-    friend Result<VerifiedPackage> VerifyPackage(std::span<const std::byte>, const TrustStore&,
-                                                 std::optional<std::string>);
+    friend class SignedPackage;
+    friend Result<SignedPackage> OpenPackage(std::vector<std::byte>&&, const TrustStore&,
+                                             std::optional<std::string>);
     VerifiedFile() = default;
     std::string path_;
     Sha256Digest sha256_{};
-    std::vector<std::byte> bytes_;
+    std::span<const std::byte> bytes_;
 };
 
-// A package whose signature, manifest and every payload hash were checked. Move-only: it owns
-// the payload bytes, and copies of them have no use.
-class VerifiedPackage {
+// A package whose container, signature and manifest were checked, and whose payload hashes are
+// checked on request. Owns the package bytes. Move-only; not thread-safe (callers serialise).
+class SignedPackage {
   public:
-    VerifiedPackage(VerifiedPackage&&) = default;
-    VerifiedPackage& operator=(VerifiedPackage&&) = default;
-    VerifiedPackage(const VerifiedPackage&) = delete;
-    VerifiedPackage& operator=(const VerifiedPackage&) = delete;
+    SignedPackage(SignedPackage&&) = default;
+    SignedPackage& operator=(SignedPackage&&) = default;
+    SignedPackage(const SignedPackage&) = delete;
+    SignedPackage& operator=(const SignedPackage&) = delete;
 
     const std::string& name() const { return name_; }
     const std::string& version() const { return version_; }
     const std::string& kernel_release() const { return kernel_release_; }
     // Fingerprint of the trusted key that signed the manifest.
     const std::string& signer() const { return signer_; }
-    // In manifest order (sorted by path).
-    const std::vector<VerifiedFile>& files() const { return files_; }
-    // The payload file providing module `module_name` ('-' and '_' equivalent), or nullptr.
-    const VerifiedFile* FindModule(std::string_view module_name) const;
+    std::size_t size() const { return files_.size(); }  // payload files, in manifest order
+    const std::string& path(std::size_t i) const { return files_[i].path_; }
+    std::string module_name(std::size_t i) const { return files_[i].module_name(); }
+    // The file providing module `module_name` ('-' and '_' equivalent), or size().
+    std::size_t IndexOfModule(std::string_view module_name) const;
+
+    // Hashes the files `which` not hashed yet (on up to one thread per CPU). The first mismatch
+    // (in the order given) rejects the package: the error is returned now and on every later
+    // call, and Verified() hands out nothing more.
+    Result<void> Verify(std::span<const std::size_t> which);
+    Result<void> VerifyAll();
+    // File i when its hash has been checked and the package is not rejected; else nullptr.
+    const VerifiedFile* Verified(std::size_t i) const;
+    std::size_t verified_count() const;
+    // Why a hash check rejected the package (nullopt while none has).
+    const std::optional<Error>& rejection() const { return rejected_; }
 
   private:
-    friend Result<VerifiedPackage> VerifyPackage(std::span<const std::byte>, const TrustStore&,
-                                                 std::optional<std::string>);
-    VerifiedPackage() = default;
+    friend Result<SignedPackage> OpenPackage(std::vector<std::byte>&&, const TrustStore&,
+                                             std::optional<std::string>);
+    friend class VerifiedPackage;
+    SignedPackage() = default;
+    std::vector<std::byte> buffer_;  // the package file; files_ are views into it
     std::string name_;
     std::string version_;
     std::string kernel_release_;
     std::string signer_;
     std::vector<VerifiedFile> files_;
+    std::vector<char> checked_;  // per file: its hash matched
+    std::optional<Error> rejected_;
 };
+
+// Checks a package held in memory except for its payload hashes: container structure,
+// signature by a key in `trusted`, manifest, target kernel release (when `kernel_release` is
+// given), the payload's file set, order and sizes. Takes the bytes over on success only (on
+// failure `bytes` is left as it was). Any failure rejects the whole package with a PackageReject
+// reason (PackageRejectOf(error)).
+Result<SignedPackage> OpenPackage(std::vector<std::byte>&& bytes, const TrustStore& trusted,
+                                  std::optional<std::string> kernel_release);
+
+// OpenPackage and every payload hash: nothing of a rejected package is returned.
+Result<VerifiedPackage> VerifyPackage(std::vector<std::byte> bytes, const TrustStore& trusted,
+                                      std::optional<std::string> kernel_release);
+inline Result<VerifiedPackage> VerifyPackage(std::span<const std::byte> bytes,
+                                             const TrustStore& trusted,
+                                             std::optional<std::string> kernel_release);
+
+// A package whose signature, manifest and every payload hash were checked. Move-only.
+class VerifiedPackage {
+  public:
+    const std::string& name() const { return package_.name(); }
+    const std::string& version() const { return package_.version(); }
+    const std::string& kernel_release() const { return package_.kernel_release(); }
+    const std::string& signer() const { return package_.signer(); }
+    // In manifest order (sorted by path).
+    const std::vector<VerifiedFile>& files() const { return package_.files_; }
+    // The payload file providing module `module_name` ('-' and '_' equivalent), or nullptr.
+    const VerifiedFile* FindModule(std::string_view module_name) const;
+
+  private:
+    friend Result<VerifiedPackage> VerifyPackage(std::vector<std::byte>, const TrustStore&,
+                                                 std::optional<std::string>);
+    explicit VerifiedPackage(SignedPackage package) : package_(std::move(package)) {}
+    SignedPackage package_;
+};
+
+inline Result<VerifiedPackage> VerifyPackage(std::span<const std::byte> bytes,
+                                             const TrustStore& trusted,
+                                             std::optional<std::string> kernel_release) {
+    return VerifyPackage(std::vector<std::byte>(bytes.begin(), bytes.end()), trusted,
+                         std::move(kernel_release));
+}
 
 // A payload file for CreatePackage: its path inside the package ("modules/foo.ko") and bytes.
 struct PackageInput {

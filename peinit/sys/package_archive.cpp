@@ -67,7 +67,7 @@ Unexpected ContainerError(archive* a, std::size_t total) {
 
 }  // namespace
 
-Result<std::vector<ArchiveMember>> ReadArchive(std::span<const std::byte> bytes) {
+Result<std::vector<ArchiveEntry>> ReadArchive(std::span<const std::byte> bytes) {
     const std::size_t total = bytes.size();
     if (total == 0) return Reject(PackageReject::kEmpty, "zero bytes");
     if (total > kMaxPackageBytes) {
@@ -86,7 +86,7 @@ Result<std::vector<ArchiveMember>> ReadArchive(std::span<const std::byte> bytes)
         return ContainerError(a.get(), total);
     }
 
-    std::vector<ArchiveMember> members;
+    std::vector<ArchiveEntry> members;
     std::unordered_set<std::string> seen;
     std::size_t data_end = 0;  // offset just past the last member's padded data
     while (true) {
@@ -127,23 +127,16 @@ Result<std::vector<ArchiveMember>> ReadArchive(std::span<const std::byte> bytes)
         if (header_end > total || size > total - header_end) {
             return Reject(PackageReject::kTruncated, "\"" + path + "\" is cut short");
         }
-        ArchiveMember member;
+        // The data follows the header in our buffer (no compression filter): take it as a view
+        // and let libarchive skip it, so a package's bytes are never copied.
+        ArchiveEntry member;
         member.path = std::move(path);
-        member.data.resize(static_cast<std::size_t>(size));
-        std::size_t done = 0;
-        while (done < member.data.size()) {
-            la_ssize_t n =
-                archive_read_data(a.get(), member.data.data() + done, member.data.size() - done);
-            if (n < 0) return ContainerError(a.get(), total);
-            if (n == 0) {
-                return Reject(PackageReject::kTruncated, "\"" + member.path + "\" is cut short");
-            }
-            done += static_cast<std::size_t>(n);
-        }
+        member.data = bytes.subspan(header_end, static_cast<std::size_t>(size));
+        if (archive_read_data_skip(a.get()) != ARCHIVE_OK) return ContainerError(a.get(), total);
         data_end = header_end + RoundUp(member.data.size());
         // The block padding after the data must be zeros (as every writer makes it): nothing
         // rides along in a package that the manifest does not account for.
-        if (data_end > total) {
+        if (data_end > total || Consumed(a.get()) != data_end) {
             return Reject(PackageReject::kTruncated, "\"" + member.path + "\" is cut short");
         }
         auto padding = bytes.subspan(header_end + member.data.size(),

@@ -35,6 +35,14 @@ la_ssize_t AppendToVector(archive*, void* client, const void* buf, size_t len) {
 
 Result<std::vector<std::byte>> WriteArchive(std::span<const ArchiveMember> members,
                                             std::int64_t mtime) {
+    std::vector<ArchiveEntry> views;
+    views.reserve(members.size());
+    for (const auto& m : members) views.push_back({m.path, m.data});
+    return WriteArchive(views, mtime);
+}
+
+Result<std::vector<std::byte>> WriteArchive(std::span<const ArchiveEntry> members,
+                                            std::int64_t mtime) {
     std::vector<std::byte> out;
     std::unique_ptr<archive, WriteFree> a(archive_write_new());
     if (!a) return Err("libarchive: out of memory");

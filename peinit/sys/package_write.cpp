@@ -70,16 +70,17 @@ Result<std::vector<std::byte>> CreatePackage(const PackageSpec& spec, const Sign
 
 Result<std::vector<std::byte>> SignPackage(std::span<const std::byte> package,
                                            const SigningKey& key, std::int64_t mtime) {
-    std::vector<ArchiveMember> members = PEINIT_TRY(ReadArchive(package));
+    std::vector<ArchiveEntry> members = PEINIT_TRY(ReadArchive(package));
     Layout layout = PEINIT_TRY(SplitLayout(members));
     // An existing signature, valid or not, is replaced.
     Manifest manifest = PEINIT_TRY(ParseManifest(AsText(layout.manifest->data)));
     PEINIT_TRY(CheckPayload(manifest, layout.payload));
 
-    std::vector<ArchiveMember> out;
-    out.push_back(std::move(*layout.manifest));
-    out.push_back(PEINIT_TRY(MakeSignatureMember(out[0].data, key)));
-    for (auto& m : layout.payload) out.push_back(std::move(m));
+    ArchiveMember signature = PEINIT_TRY(MakeSignatureMember(layout.manifest->data, key));
+    std::vector<ArchiveEntry> out;
+    out.push_back(*layout.manifest);
+    out.push_back({signature.path, signature.data});
+    out.insert(out.end(), layout.payload.begin(), layout.payload.end());
     return WriteArchive(out, mtime);
 }
 

@@ -11,7 +11,7 @@
 #include "peinit/sys/config_files.h"
 #include "peinit/sys/kernel_release.h"
 #include "peinit/sys/linux_kernel.h"
-#include "stages/autoload/demand_loader.h"
+#include "peinit/modload/session.h"
 
 namespace peinit {
 
@@ -81,13 +81,13 @@ int RunDemandLoadHelper(const std::vector<std::string>& args, const BootPaths& p
     const EffectivePolicy& policy = record->policy;
     BootPaths modload{paths.Under(record->modload_root)};
 
-    auto loader = DemandLoader::Open(modload, kernel_release, policy, cmdline);
-    if (!loader) {
+    ModloadSession session(kernel, modload, kernel_release, policy, cmdline);
+    if (auto db = session.Db(); !db) {
         log.push_back({LOG_ERR, "demand load of " + alias +
-                                    " failed: module tree: " + loader.error().message()});
+                                    " failed: module tree: " + db.error().message()});
         return 1;
     }
-    DemandLoadReport report = (*loader)->Load(kernel, alias, "demand " + alias);
+    DemandLoadReport report = session.Demand(alias, "demand " + alias);
     if (!report.error.empty()) {
         log.push_back({LOG_ERR, "demand load of " + alias + " failed: " + report.error});
         return 1;

@@ -10,8 +10,11 @@
 // (peinit/core/policy_record.h), never a recomputation from the hive: after the switch to the
 // real root the hive is gone. A missing, unreadable or malformed record is AutoLoadPolicy
 // `disabled` (fail closed). It resolves and loads from the record's `modload_root` ("/" in the
-// initramfs, /run/peinit/modload after the handoff) through DemandLoader (stages/autoload/
-// demand_loader.h), i.e. only from verified signed packages. Refusals and failures go to
+// initramfs, /run/peinit/modload after the handoff) through its own module-loading session
+// (peinit/modload/session.h), i.e. only from verified signed packages: it reads each package
+// once, checks its signature and hashes only the members it is about to load (dependencies
+// included), never the whole package, since it may trust no bytes it did not hash itself.
+// Refusals and failures go to
 // /dev/kmsg, e.g.
 //   peinit-modprobe: refused demand load of net-pf-38 (module af_alg): not in AutoLoadAllowed
 // Exit status: 0 when every module the alias resolved to is live, 1 when something was refused,

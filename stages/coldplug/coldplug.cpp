@@ -8,7 +8,7 @@
 
 #include "peinit/sys/kernel_release.h"
 #include "peinit/sys/record.h"
-#include "stages/autoload/demand_loader.h"
+#include "peinit/modload/session.h"
 
 namespace peinit {
 
@@ -84,9 +84,15 @@ Result<void> Coldplug(BootContext& ctx, const std::vector<DeviceModalias>& devic
         WriteRecord(ctx, records, outcomes, elapsed_ms(), "no module tree");
         return Ok();
     }
-    auto loader = DemandLoader::Open(ctx.paths, ctx.kernel_release, ctx.policy, ctx.cmdline);
-    if (!loader) {
-        Error e = loader.error().Context("module tree: ");
+    // The boot's session (the module stage opened it): the same libkmod context and the same
+    // verified packages, nothing read or hashed twice.
+    if (!ctx.modload || ctx.modload->kernel_release() != ctx.kernel_release) {
+        ctx.modload = std::make_shared<ModloadSession>(ctx.kernel, ctx.paths, ctx.kernel_release,
+                                                       ctx.policy, ctx.cmdline);
+    }
+    ModloadSession& session = *ctx.modload;
+    if (auto db = session.Db(); !db) {
+        Error e = db.error().Context("module tree: ");
         WriteRecord(ctx, records, outcomes, elapsed_ms(), e.message());
         return e;
     }
@@ -95,7 +101,7 @@ Result<void> Coldplug(BootContext& ctx, const std::vector<DeviceModalias>& devic
     int matched = 0, loaded = 0, refused = 0, failed = 0;
     for (const DeviceModalias& dev : devices) {
         DeviceRecord rec{&dev, {}, {}};
-        auto resolved = (*loader)->Resolve(dev.modalias);
+        auto resolved = session.Resolve(dev.modalias);
         if (!resolved) {
             rec.error = resolved.error().message();
             spdlog::warn("coldplug: {} ({}): {}, ignoring", dev.syspath, dev.modalias, rec.error);
@@ -107,7 +113,7 @@ Result<void> Coldplug(BootContext& ctx, const std::vector<DeviceModalias>& devic
         std::vector<std::string> todo;
         for (const auto& m : rec.resolved) {
             if (!attempted.insert(m).second) continue;
-            if (DemandLoader::IsLive(ctx.kernel, m)) {
+            if (session.IsLive(m)) {
                 spdlog::debug("coldplug: {} for {} is already loaded", m, dev.syspath);
                 continue;
             }
@@ -117,7 +123,7 @@ Result<void> Coldplug(BootContext& ctx, const std::vector<DeviceModalias>& devic
         if (todo.empty()) continue;
 
         DemandLoadReport report =
-            (*loader)->LoadResolved(ctx.kernel, dev.modalias, todo, "coldplug " + dev.syspath);
+            session.DemandResolved(dev.modalias, todo, "coldplug " + dev.syspath);
         if (!report.error.empty()) {
             ++failed;
             spdlog::error("coldplug: {} ({}): {}", dev.syspath, dev.modalias, report.error);

@@ -6,7 +6,9 @@
 //
 // Every device's MODALIAS (read from sysfs, peinit/sys/udev.h) is resolved with libkmod; each resolved
 // module not already live is decided by the same policy as a demand load (DecideDemandLoad:
-// blacklist in every mode, then AutoLoadPolicy) and loaded through DemandLoader, i.e. only from
+// blacklist in every mode, then AutoLoadPolicy) and loaded through the boot's module-loading
+// session (ctx.modload, peinit/modload/session.h: the module stage's libkmod context and
+// verified packages, opened here only when the module stage did not run), i.e. only from
 // verified signed packages, dependencies first. Each module is attempted at most once even when
 // several devices want it. Every attempt and refusal is appended to ctx.module_outcomes with
 // requested-by `coldplug <device syspath>`; /run/peinit/coldplug.json (version 1) lists the

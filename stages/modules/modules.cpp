@@ -7,17 +7,16 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 
 #include "peinit/core/plan.h"
+#include "peinit/modload/session.h"
 #include "peinit/sys/kernel.h"
-#include "peinit/sys/module_decompress.h"
 #include "peinit/sys/kernel_release.h"
 #include "peinit/sys/kmod.h"
 #include "peinit/sys/record.h"
-#include "stages/modules/loader.h"
-#include "stages/modules/packages.h"
 
 namespace peinit {
 
@@ -30,11 +29,6 @@ constexpr const char* kSigEnforce = "module/module/parameters/sig_enforce";
 constexpr const char* kRecordPath = "/run/peinit/modules.json";
 constexpr int kMaxDefaultWorkers = 8;
 constexpr int kNoUnit = std::numeric_limits<int>::max();
-
-std::string ErrnoName(int err) {
-    const char* name = strerrorname_np(err);
-    return name != nullptr ? name : "errno " + std::to_string(err);
-}
 
 std::string Join(const std::vector<std::string>& items, std::string_view sep) {
     std::string out;
@@ -79,8 +73,9 @@ struct Requests {
     std::map<std::string, int, std::less<>> unit_index;
 };
 
-Requests CollectRequests(const BootContext& ctx) {
+Requests CollectRequests(const BootContext& ctx, const ModloadSession& session) {
     Requests r;
+    r.input = session.NewInput();
     const auto& units = ctx.units.units;
     for (std::size_t u = 0; u < units.size(); ++u) {
         std::string by = "unit " + units[u].name;
@@ -91,17 +86,6 @@ Requests CollectRequests(const BootContext& ctx) {
     }
     for (const auto& name : ctx.cmdline.modules_load) {
         r.input.requests.push_back({name, "modules_load=", "", false});
-    }
-    for (const auto& b : ctx.policy.blacklist) {
-        std::string source = b.source == PolicySource::kCmdline
-                                 ? "kernel command line modprobe.blacklist=" + b.module
-                                 : "hive Machine\\System\\Modules\\Blacklist";
-        r.input.blacklist.push_back({b.module, std::move(source)});
-    }
-    std::set<std::string> seen;
-    for (const auto& p : ctx.cmdline.module_params) {
-        if (!seen.insert(p.module).second) continue;
-        r.input.options.push_back({p.module, ctx.cmdline.ModuleOptions(p.module)});
     }
     return r;
 }
@@ -179,6 +163,13 @@ bool IsRequiredMissing(const Plan& plan, const std::string& name) {
                        [&](const std::string& e) { return e.starts_with(prefix); });
 }
 
+// Where the stage's time went, from its start (ms): reading and checking the packages'
+// signatures, planning, hashing the members the plan loads, until the first load started, and
+// from the first load's start to the last one's end.
+struct Phases {
+    int64_t packages_ms = 0, plan_ms = 0, hash_ms = 0, first_load_ms = 0, loads_ms = 0;
+};
+
 struct Summary {
     int ok = 0, failed = 0, skipped = 0, blacklisted = 0;
 };
@@ -187,11 +178,13 @@ void WriteRecord(const BootContext& ctx, const std::string& wall_time, int64_t b
                  int workers, PolicySource workers_source, int threads, int64_t total_ms,
                  const SigningState& signing, const Summary& summary, const PackageSet* packages,
                  const Plan* plan, const std::vector<std::string>& warnings,
-                 const std::string& error) {
+                 const Phases& phases, const std::string& error) {
     toml::array modules;
     for (const auto& o : ctx.module_outcomes) {
         toml::array chains;
         for (const auto& c : o.requested_by) chains.push_back(c);
+        toml::array waits;
+        for (const auto& w : o.waits_for) waits.push_back(w);
         modules.push_back(toml::table{
             {"name", o.module},
             {"status", std::string(ToString(o.status))},
@@ -202,7 +195,9 @@ void WriteRecord(const BootContext& ctx, const std::string& wall_time, int64_t b
             {"reason", o.reason},
             {"package", o.package},
             {"start_us", static_cast<int64_t>(o.start.count())},
+            {"ready_us", static_cast<int64_t>(o.ready.count())},
             {"duration_us", static_cast<int64_t>(o.duration.count())},
+            {"waits_for", std::move(waits)},
         });
     }
     toml::array pkgs;
@@ -218,6 +213,7 @@ void WriteRecord(const BootContext& ctx, const std::string& wall_time, int64_t b
                 {"signer", p.signer},
                 {"reason", p.reason},
                 {"modules", std::move(mods)},
+                {"hashed", static_cast<int64_t>(p.hashed)},
             });
         }
     }
@@ -250,6 +246,14 @@ void WriteRecord(const BootContext& ctx, const std::string& wall_time, int64_t b
              {"failed", summary.failed},
              {"skipped", summary.skipped},
              {"blacklisted", summary.blacklisted},
+         }},
+        {"phases",
+         toml::table{
+             {"packages_ms", phases.packages_ms},
+             {"plan_ms", phases.plan_ms},
+             {"hash_ms", phases.hash_ms},
+             {"first_load_ms", phases.first_load_ms},
+             {"loads_ms", phases.loads_ms},
          }},
         {"packages", std::move(pkgs)},
         {"modules", std::move(modules)},
@@ -296,21 +300,26 @@ Result<void> RunModules(BootContext& ctx) {
                  ToString(ctx.policy.signing.source),
                  signing.sig_enforce.empty() ? "unknown" : signing.sig_enforce);
 
-    // Packages first: read once, verified before anything is loaded.
-    PackageSet packages =
-        PackageSet::Load(ctx.paths.PackagesDir(), ctx.paths.TrustedKeysDir(), ctx.kernel_release);
+    // One session per boot: coldplug and the handover use it after this stage.
+    ctx.modload = std::make_shared<ModloadSession>(ctx.kernel, ctx.paths, ctx.kernel_release,
+                                                   ctx.policy, ctx.cmdline);
+    ModloadSession& session = *ctx.modload;
+    if (!signing.applied) session.RefuseLoads(signing.error);
+
+    // Packages first: read once and their signatures checked before anything is planned; the
+    // members the plan loads are hashed before the first load (R-10, PACKAGE.md).
+    Phases phases;
+    auto since = [](Clock::time_point t) {
+        return static_cast<int64_t>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count());
+    };
+    auto step = Clock::now();
+    PackageSet& packages = session.Packages();
+    phases.packages_ms = since(step);
     std::vector<std::string> warnings = packages.warnings();
-    for (const auto& p : packages.reports()) {
-        if (p.verified) {
-            spdlog::info("package {} verified: {} {} signer={} modules={}", p.file, p.name,
-                         p.version, p.signer.substr(0, 16), p.modules.size());
-        } else {
-            spdlog::error("package {} rejected: {}", p.file, p.reason);
-        }
-    }
     for (const auto& w : packages.warnings()) spdlog::warn("modules: {}", w);
 
-    Requests requests = CollectRequests(ctx);
+    Requests requests = CollectRequests(ctx, session);
     Summary summary;
     auto fail_all = [&](const Error& error) -> Result<void> {
         // Could not run: every request is recorded as failed with the reason.
@@ -329,19 +338,21 @@ Result<void> RunModules(BootContext& ctx) {
         spdlog::error("modules done ok=0 failed={} skipped=0 blacklisted=0 ms={} workers={}",
                       summary.failed, elapsed_ms(), workers);
         WriteRecord(ctx, wall_time, boot_offset_ms, workers, workers_source, 0, elapsed_ms(),
-                    signing, summary, &packages, nullptr, warnings, error.message());
+                    signing, summary, &packages, nullptr, warnings, phases, error.message());
         return error;
     };
 
     Plan plan;
+    step = Clock::now();
     if (!requests.input.requests.empty()) {
         // All libkmod work happens here, on this thread (libkmod is not thread-safe).
-        auto db = KmodDb::Open(ctx.paths.root, ctx.kernel_release);
+        auto db = session.Db();
         if (!db) return fail_all(db.error().Context("module tree: "));
         auto built = BuildPlan(**db, requests.input);
         if (!built) return fail_all(built.error().Context("module plan: "));
         plan = std::move(*built);
     }
+    phases.plan_ms = since(step);
     for (const auto& w : plan.warnings) {
         spdlog::warn("module plan: {}", w);
         warnings.push_back(w);
@@ -351,21 +362,10 @@ Result<void> RunModules(BootContext& ctx) {
     std::size_t loadable = 0;
     while (loadable < plan.entries.size() && plan.entries[loadable].Loadable()) ++loadable;
     std::vector<int> owner = OwningUnits(plan, loadable, requests);
-    std::vector<LoadJob> jobs(loadable);
-    std::vector<ModuleSource> sources(loadable);
+    std::vector<LoadJob> jobs = ModloadSession::JobsOf(plan, loadable);
     for (std::size_t i = 0; i < loadable; ++i) {
+        jobs[i].unit = owner[i];
         const PlanEntry& e = plan.entries[i];
-        LoadJob& job = jobs[i];
-        job.name = e.name;
-        job.builtin = e.status == ModuleStatus::kBuiltin;
-        job.unit = owner[i];
-        for (std::size_t w : e.waits_for) {
-            if (w >= loadable) continue;
-            const std::string& dep = plan.entries[w].name;
-            bool hard = std::find(e.hard_deps.begin(), e.hard_deps.end(), dep) != e.hard_deps.end();
-            (hard ? job.hard : job.soft).push_back(w);
-        }
-        if (!job.builtin) sources[i] = packages.Find(e.name);
         if (!e.ignored_install_command.empty()) {
             spdlog::warn("module {}: modprobe.d install command ignored at boot: {}", e.name,
                          e.ignored_install_command);
@@ -390,45 +390,28 @@ Result<void> RunModules(BootContext& ctx) {
         }
     }
 
-    // The load itself, on the workers: only the Kernel seam and read-only data.
-    auto load = [&](std::size_t i) -> LoadAttempt {
-        LoadAttempt a;
-        const PlanEntry& e = plan.entries[i];
-        const ModuleSource& src = sources[i];
-        if (!signing.applied || src.file == nullptr) {
-            // Nothing verified to load; a module the kernel already has is still fine.
-            auto state = ctx.kernel.ReadSysfs("module/" + e.name + "/initstate");
-            if (state && *state == "live") {
-                a.ok = a.already_loaded = true;
-                return a;
-            }
-            a.message = !signing.applied ? signing.error : src.failure;
-            a.cause = !signing.applied                              ? "signing policy not applied"
-                      : src.failure.starts_with("package rejected") ? "package rejected"
-                                                                    : src.failure;
-            return a;
-        }
-        a.package = src.package;
-        auto image = ModuleImageOf(src.file->path(), src.file->bytes());
-        if (!image) {
-            a.error = image.error().code();
-            a.cause = "cannot decompress";
-            a.message = image.error().message();
-            return a;
-        }
-        auto r = ctx.kernel.InitModule(e.name, image->bytes(), e.options);
-        if (r) {
-            a.ok = true;
-        } else if (r.error().code() == EEXIST) {
-            a.ok = a.already_loaded = true;
+    const auto hashed_before = session.counters().hash_us;
+    LoaderReport report = session.RunPlan(plan, jobs, loader_units, workers, origin);
+    phases.hash_ms = (session.counters().hash_us - hashed_before) / 1000;
+    std::optional<std::chrono::microseconds> first, last;
+    for (std::size_t i = 0; i < loadable; ++i) {
+        if (jobs[i].builtin || report.results[i].state == JobResult::State::kSkipped) continue;
+        const auto& r = report.results[i];
+        first = first ? std::min(*first, r.start) : r.start;
+        last = last ? std::max(*last, r.start + r.duration) : r.start + r.duration;
+    }
+    if (first) {
+        phases.first_load_ms = first->count() / 1000;
+        phases.loads_ms = (*last - *first).count() / 1000;
+    }
+    for (const auto& p : packages.reports()) {
+        if (p.verified) {
+            spdlog::info("package {} verified: {} {} signer={} modules={} hashed={}", p.file,
+                         p.name, p.version, p.signer.substr(0, 16), p.modules.size(), p.hashed);
         } else {
-            a.error = r.error().code();
-            a.cause = a.error != 0 ? ErrnoName(a.error) : r.error().message();
-            a.message = r.error().message() + " (" + a.cause + ")";
+            spdlog::error("package {} rejected: {}", p.file, p.reason);
         }
-        return a;
-    };
-    LoaderReport report = RunLoader(jobs, loader_units, std::max(workers, 1), load, origin);
+    }
     for (const auto& w : report.warnings) {
         spdlog::warn("modules: {}", w);
         warnings.push_back(w);
@@ -437,47 +420,30 @@ Result<void> RunModules(BootContext& ctx) {
     // Outcomes, in plan order.
     for (std::size_t i = 0; i < plan.entries.size(); ++i) {
         const PlanEntry& e = plan.entries[i];
-        ModuleOutcome o;
-        o.module = e.name;
+        const bool is_job = i < loadable;
+        ModuleOutcome o = ModloadSession::OutcomeOf(plan, i, is_job ? &jobs[i] : nullptr,
+                                                    is_job ? &report.results[i] : nullptr);
         o.unit = DirectUnit(e);
-        o.requested_by = e.requested_by;
         const std::string wanted = Join(e.requested_by, "; ");
-        if (i < loadable) {
-            const JobResult& r = report.results[i];
-            o.start = r.start;
-            o.duration = r.duration;
-            if (jobs[i].builtin) {
-                o.status = Status::kBuiltin;
-            } else if (r.state == JobResult::State::kLive) {
-                o.status = r.attempt.already_loaded ? Status::kAlreadyLoaded : Status::kLoaded;
-                o.package = r.attempt.package;
-            } else if (r.state == JobResult::State::kFailed) {
-                o.status = Status::kFailed;
-                o.error = r.attempt.error;
-                o.reason = r.attempt.message;
-                o.package = r.attempt.package;
+        switch (o.status) {
+            case Status::kFailed:
                 spdlog::error("module {} failed: {}, wanted by {}", e.name, o.reason, wanted);
-            } else {
-                o.status = Status::kSkipped;
-                o.reason = r.skip_reason;
+                break;
+            case Status::kSkipped:
                 spdlog::warn("module {} skipped: {}, wanted by {}", e.name, o.reason, wanted);
-            }
-        } else if (e.status == ModuleStatus::kBlacklisted) {
-            o.status = Status::kBlacklisted;
-            o.reason = e.reason;
-            spdlog::warn("module {} blacklisted ({}): wanted by {}", e.name, e.reason, wanted);
-        } else if (e.status == ModuleStatus::kMissing) {
-            o.status = Status::kMissing;
-            o.reason = e.reason;
-            if (IsRequiredMissing(plan, e.name)) {
-                spdlog::error("module {} missing: {}, wanted by {}", e.name, e.reason, wanted);
-            } else {
-                spdlog::info("module {} missing (optional): {}, ignoring", e.name, e.reason);
-            }
-        } else {
-            o.status = Status::kSkipped;
-            o.reason = e.reason;
-            spdlog::warn("module {} skipped: {}, wanted by {}", e.name, e.reason, wanted);
+                break;
+            case Status::kBlacklisted:
+                spdlog::warn("module {} blacklisted ({}): wanted by {}", e.name, e.reason, wanted);
+                break;
+            case Status::kMissing:
+                if (IsRequiredMissing(plan, e.name)) {
+                    spdlog::error("module {} missing: {}, wanted by {}", e.name, e.reason, wanted);
+                } else {
+                    spdlog::info("module {} missing (optional): {}, ignoring", e.name, e.reason);
+                }
+                break;
+            default:
+                break;
         }
         switch (o.status) {
             case Status::kLoaded:
@@ -506,7 +472,7 @@ Result<void> RunModules(BootContext& ctx) {
                  summary.ok, summary.failed, summary.skipped, summary.blacklisted, total_ms,
                  workers);
     WriteRecord(ctx, wall_time, boot_offset_ms, workers, workers_source, report.threads, total_ms,
-                signing, summary, &packages, &plan, warnings, "");
+                signing, summary, &packages, &plan, warnings, phases, "");
     return Ok();
 }
 

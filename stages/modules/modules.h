@@ -10,13 +10,16 @@
 //    (hive and `modprobe.blacklist=`, each with its source, plus the tree's modprobe.d).
 //    All libkmod work happens here, on the calling thread: the plan against
 //    ROOT/lib/modules/<running release> (ctx.kernel_release, uname -r when empty).
-// 3. Signed packages: every package in ROOT/usr/lib/peinit/packages is read once and
-//    verified against ROOT/etc/peinit/keys and the running release before anything loads.
-//    A module is loaded only from the verified bytes of a verified package, with
-//    init_module(2) on those very bytes (no path is opened again between check and load). A
-//    module from a rejected package fails with `package rejected (<reason>)`; one that no
-//    verified package holds fails with `not in a verified package`: a loose .ko in the module
-//    tree is never loaded (fail closed). The tree only supplies the dependency indexes.
+// 3. Signed packages, through the boot's module-loading session, which this stage opens
+//    and leaves in ctx.modload for coldplug (peinit/modload/session.h): every package in
+//    ROOT/usr/lib/peinit/packages is read once and its signature and manifest checked against
+//    ROOT/etc/peinit/keys and the running release; the members the plan loads (the boot set and
+//    its dependencies) are hashed before the first load, the rest only if coldplug needs them.
+//    A module is loaded only from verified bytes, with init_module(2) on those very bytes (no
+//    path is opened again between check and load). A module from a rejected package fails with
+//    `package rejected (<reason>)`, and a package with a tampered boot-set member loads nothing
+//    of the boot set; one that no package holds fails with `not in a verified package`: a loose
+//    .ko in the module tree is never loaded (fail closed). The tree only supplies the indexes.
 // 4. Loading: a bounded pool of workers (ctx.policy.workers, else the number of CPUs
 //    capped at 8; 1 = strictly sequential in plan order) starts each module as soon as its
 //    dependencies are live, honouring unit `after` and `sequential` barriers (loader.h); never
@@ -24,8 +27,9 @@
 //    dependents with the named reason and stops nothing else. Every thread is joined before
 //    the stage returns.
 // 5. Outcomes: ctx.module_outcomes has one entry per planned module; /run/peinit/modules.json
-//    (version 1) is written atomically; the log gets one line per failure, blacklist and skip
-//    and one summary line `modules done ok=N failed=M skipped=K blacklisted=B ms=T workers=W`.
+//    (version 1, with each module's `waits_for` and ready time, and the stage's `phases`:
+//    packages, plan, hashing, first load, loads) is written atomically; the log gets one line
+//    per failure, blacklist and skip and one summary line `modules done ok=N failed=M skipped=K blacklisted=B ms=T workers=W`.
 //
 // Guarantees to the next stage (lockdown): when it returns, every boot-time module has been
 // attempted and no thread of it is left. Returns an error only when it could not run at

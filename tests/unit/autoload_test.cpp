@@ -22,7 +22,7 @@
 #include "peinit/sys/fake_kernel.h"
 #include "peinit/sys/package.h"
 #include "peinit/sys/package_crypto.h"
-#include "stages/autoload/demand_loader.h"
+#include "peinit/modload/session.h"
 #include "stages/autoload/helper.h"
 #include "tests/unit/demand_root.h"
 #include "tests/unit/fixture_roots.h"

@@ -14,7 +14,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "peinit/modload/session.h"
 #include "peinit/sys/fake_kernel.h"
+#include "stages/modules/modules.h"
 #include "tests/unit/demand_root.h"
 
 namespace peinit {
@@ -52,6 +54,20 @@ class ColdplugTest : public ::testing::Test {
     }
     void TearDown() override { spdlog::set_default_logger(saved_); }
 
+    // The module stage with one unit loading `modules`, as the boot runs it before coldplug.
+    void RunModuleStage(const std::vector<std::string>& modules) {
+        std::string text;
+        for (const auto& m : modules) text += "[[module]]\nname = \"" + m + "\"\n";
+        ConfigErrors errors;
+        auto unit = ParseUnitFile("units/boot.toml", text, errors);
+        ASSERT_TRUE(unit);
+        std::vector<Unit> units;
+        units.push_back(std::move(*unit));
+        ctx_.units = LinkUnits(std::move(units), errors);
+        ASSERT_TRUE(errors.empty());
+        auto r = RunModules(ctx_);
+        ASSERT_TRUE(r) << r.error().message();
+    }
     void Run(const std::vector<DeviceModalias>& devices) {
         auto r = Coldplug(ctx_, devices);
         ASSERT_TRUE(r) << r.error().message();
@@ -99,20 +115,59 @@ TEST_F(ColdplugTest, LoadsDriversWithDependenciesFirst) {
     EXPECT_THAT(Record(), HasSubstr("\"modules\":[\"virtio_net\"]"));
 }
 
+// One module-loading session per boot: coldplug reuses the module stage's libkmod context and
+// verified packages, and no module is handed to the kernel twice.
+TEST_F(ColdplugTest, ReusesTheBootSessionAndLoadsNothingTwice) {
+    RunModuleStage({"virtio_net"});
+    ASSERT_NE(ctx_.modload, nullptr);
+    const ModloadSession* session = ctx_.modload.get();
+    Run({kVirtioNet, kVirtioNet2, kE1000e});
+    ASSERT_EQ(ctx_.modload.get(), session);
+    EXPECT_EQ(session->counters().db_opens, 1);
+    EXPECT_EQ(session->counters().package_set_loads, 1);
+    EXPECT_THAT(Loads(), ElementsAre("failover", "net_failover", "virtio_net", "e1000e"));
+    EXPECT_EQ(session->counters().load_calls, 4);
+    // Only the members that loaded were hashed, each once.
+    auto reports = ctx_.modload->Packages().reports();
+    ASSERT_EQ(reports.size(), 1u);
+    EXPECT_TRUE(reports[0].verified);
+    EXPECT_EQ(reports[0].hashed, 4u);
+}
+
+// A member outside the boot set is hashed on first use: tampered, it is refused with the
+// reason, and the boot set (hashed before the first load) was not affected.
+TEST_F(ColdplugTest, TamperedMemberOutsideTheBootSetIsRefusedOnFirstUse) {
+    root_.Tamper("e1000e");
+    RunModuleStage({"virtio_net"});
+    EXPECT_EQ(Outcome("virtio_net")->status, Status::kLoaded);
+    Run({kE1000e});
+    EXPECT_THAT(Loads(), ElementsAre("failover", "net_failover", "virtio_net"));
+    ASSERT_NE(Outcome("e1000e"), nullptr);
+    EXPECT_EQ(Outcome("e1000e")->status, Status::kFailed);
+    EXPECT_THAT(Outcome("e1000e")->reason,
+                ::testing::StartsWith("package rejected (all.pkg: hash-mismatch: modules/e1000e.ko"));
+    EXPECT_THAT(Record(), HasSubstr("hash-mismatch:modules/e1000e.ko"));
+    // From then on the package hands out nothing more.
+    ModuleSource later = ctx_.modload->Packages().Find("af_packet");
+    EXPECT_EQ(later.file, nullptr);
+    EXPECT_THAT(later.failure, ::testing::StartsWith("package rejected (all.pkg: hash-mismatch"));
+}
+
 TEST_F(ColdplugTest, EachModuleOnceAndAlreadyLoadedSkipped) {
     ctx_.module_outcomes.push_back({});  // the module stage's outcomes are kept
     Run({kVirtioNet, kVirtioNet2});
     EXPECT_THAT(Loads(), ElementsAre("failover", "net_failover", "virtio_net"));
     EXPECT_EQ(ctx_.module_outcomes.size(), 4u);
-    // Loaded by the boot before: EEXIST counts as loaded.
+    // Live before coldplug (loaded by the module stage, or built in): nothing is handed to the
+    // kernel again and nothing is recorded twice.
     FakeKernel k2;
     k2.SetLoaded("e1000e");
     BootContext c2(k2);
     c2.paths = root_.Paths();
     c2.kernel_release = testing::kFixtureKver;
     ASSERT_TRUE(Coldplug(c2, {kE1000e}));
-    ASSERT_EQ(c2.module_outcomes.size(), 1u);
-    EXPECT_EQ(c2.module_outcomes[0].status, Status::kAlreadyLoaded);
+    EXPECT_THAT(c2.module_outcomes, IsEmpty());
+    EXPECT_THAT(k2.Calls(KernelOp::kInitModule), IsEmpty());
 }
 
 TEST_F(ColdplugTest, AllowListAppliesToTheResolvedDriverOnly) {
@@ -159,7 +214,7 @@ TEST_F(ColdplugTest, DemandLoadFailuresAreRecordedAndTheRestGoesOn) {
     EXPECT_EQ(Outcome("net_failover")->status, Status::kFailed);
     EXPECT_EQ(Outcome("net_failover")->error, ENOEXEC);
     EXPECT_EQ(Outcome("virtio_net")->status, Status::kSkipped);
-    EXPECT_EQ(Outcome("virtio_net")->reason, "dependency net_failover did not load");
+    EXPECT_EQ(Outcome("virtio_net")->reason, "dependency net_failover failed (ENOEXEC)");
     EXPECT_EQ(Outcome("e1000e")->status, Status::kLoaded);
     EXPECT_THAT(log_.str(), HasSubstr("failed=2"));
 }

@@ -88,6 +88,16 @@ class DemandRoot {
                                            ToToml(record));
         ASSERT_TRUE(written) << written.error().message();
     }
+    // Changes one byte of `module`'s payload in all.pkg: same size, another SHA-256.
+    void Tamper(const std::string& module) {
+        fs::path p = root_ / "usr/lib/peinit/packages/all.pkg";
+        std::ifstream in(p, std::ios::binary);
+        std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        auto at = bytes.find("fake module " + module);
+        ASSERT_NE(at, std::string::npos) << module;
+        bytes[at] = 'F';
+        std::ofstream(p, std::ios::binary | std::ios::trunc) << bytes;
+    }
     const fs::path& root() const { return root_; }
     BootPaths Paths() const {
         BootPaths p;

@@ -131,7 +131,7 @@ class PackageTest : public ::testing::Test {
         package_ = std::move(*pkg);
         auto members = ReadArchive(package_);
         ASSERT_TRUE(members) << members.error().message();
-        members_ = std::move(*members);
+        for (const auto& m : *members) members_.push_back({m.path, {m.data.begin(), m.data.end()}});
         ASSERT_EQ(members_.size(), 5u);
     }
 

@@ -66,6 +66,9 @@ struct JobResult {
     std::string skip_reason;  // for skipped jobs: "dependency jbd2 failed (EKEYREJECTED)"
     std::chrono::microseconds start{0};
     std::chrono::microseconds duration{0};
+    // When its dependencies had all been settled (0 without any): start - ready is the time it
+    // waited for a worker or a unit gate.
+    std::chrono::microseconds ready{0};
 };
 
 struct LoaderReport {

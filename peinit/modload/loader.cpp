@@ -1,4 +1,4 @@
-#include "stages/modules/loader.h"
+#include "peinit/modload/loader.h"
 
 #include <algorithm>
 #include <condition_variable>
@@ -40,6 +40,7 @@ class Scheduler {
                 JobResult& r = report_.results[*j];
                 r.state = State::kRunning;
                 r.start = Now();
+                r.ready = ReadyTime(*j);
                 ++in_flight_;
                 lock.unlock();
                 LoadAttempt attempt = load_(*j);
@@ -78,6 +79,17 @@ class Scheduler {
         return s == State::kLive || s == State::kFailed || s == State::kSkipped;
     }
     bool Pending(std::size_t j) const { return report_.results[j].state == State::kPending; }
+    // When the last dependency of j was settled (0 without dependencies).
+    std::chrono::microseconds ReadyTime(std::size_t j) const {
+        std::chrono::microseconds ready{0};
+        for (const auto* deps : {&jobs_[j].hard, &jobs_[j].soft}) {
+            for (std::size_t d : *deps) {
+                const JobResult& r = report_.results[d];
+                ready = std::max(ready, r.start + r.duration);
+            }
+        }
+        return ready;
+    }
 
     void Settle(std::size_t j) {
         --unsettled_;

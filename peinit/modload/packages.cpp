@@ -1,0 +1,149 @@
+#include "peinit/modload/packages.h"
+
+#include <algorithm>
+#include <system_error>
+
+#include "peinit/core/module_policy.h"
+
+namespace peinit {
+
+std::unique_ptr<PackageSet> PackageSet::Load(const std::filesystem::path& dir,
+                                             const std::filesystem::path& keys_dir,
+                                             const std::string& kernel_release) {
+    std::unique_ptr<PackageSet> set(new PackageSet());
+    std::error_code ec;
+    if (!std::filesystem::exists(dir, ec)) return set;
+
+    std::vector<std::filesystem::path> files;
+    std::filesystem::directory_iterator it(dir, ec);
+    for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+        const auto& p = it->path();
+        std::string name = p.filename().string();
+        if (name.starts_with(".") || p.extension() != ".pkg") continue;
+        files.push_back(p);
+    }
+    if (ec) set->warnings_.push_back("cannot list " + dir.string() + ": " + ec.message());
+    std::sort(files.begin(), files.end());
+    if (files.empty()) return set;
+
+    std::string trust_error;
+    TrustStore trusted;
+    if (auto loaded = TrustStore::LoadDirectory(keys_dir)) {
+        trusted = std::move(*loaded);
+    } else {
+        trust_error = "no usable trust store: " + loaded.error().message();
+    }
+
+    for (const auto& path : files) {
+        Entry entry;
+        entry.file = path.filename().string();
+        entry.report.file = entry.file;
+        auto bytes = ReadFileOnce(path);
+        if (!bytes) {
+            entry.report.reason = bytes.error().message();
+            set->entries_.push_back(std::move(entry));
+            continue;
+        }
+        if (!trust_error.empty()) {
+            entry.report.reason = trust_error;
+            entry.report.modules = ClaimedModules(*bytes);
+            set->entries_.push_back(std::move(entry));
+            continue;
+        }
+        auto opened = OpenPackage(std::move(*bytes), trusted, kernel_release);
+        if (!opened) {
+            // The bytes stay ours on failure: their claimed names explain the rejection.
+            entry.report.reason = opened.error().message();
+            entry.report.modules = ClaimedModules(*bytes);
+            set->entries_.push_back(std::move(entry));
+            continue;
+        }
+        const std::size_t e = set->entries_.size();
+        entry.report.verified = true;
+        entry.report.name = opened->name();
+        entry.report.version = opened->version();
+        entry.report.signer = opened->signer();
+        for (std::size_t i = 0; i < opened->size(); ++i) {
+            std::string module = opened->module_name(i);
+            auto [at, inserted] = set->index_.try_emplace(module, e, i);
+            if (!inserted) {
+                set->warnings_.push_back("module " + module + " is in packages " +
+                                         set->entries_[at->second.first].file + " and " +
+                                         entry.file + "; using " +
+                                         set->entries_[at->second.first].file);
+            }
+            entry.report.modules.push_back(std::move(module));
+        }
+        entry.package = std::move(*opened);
+        set->entries_.push_back(std::move(entry));
+    }
+    return set;
+}
+
+void PackageSet::Refresh(Entry& entry) {
+    if (entry.package) entry.report.hashed = entry.package->verified_count();
+}
+
+void PackageSet::Reject(Entry& entry, const Error& error) {
+    entry.report.verified = false;
+    entry.report.reason = error.message();
+    Refresh(entry);
+}
+
+void PackageSet::Prepare(const std::vector<std::string>& modules) {
+    std::lock_guard lock(mu_);
+    std::vector<std::vector<std::size_t>> wanted(entries_.size());
+    for (const auto& m : modules) {
+        auto it = index_.find(NormalizeModuleName(m));
+        if (it != index_.end()) wanted[it->second.first].push_back(it->second.second);
+    }
+    for (std::size_t e = 0; e < entries_.size(); ++e) {
+        Entry& entry = entries_[e];
+        if (wanted[e].empty() || !entry.package) continue;
+        std::sort(wanted[e].begin(), wanted[e].end());
+        if (auto r = entry.package->Verify(wanted[e]); !r) Reject(entry, r.error());
+        Refresh(entry);
+    }
+}
+
+ModuleSource PackageSet::Find(std::string_view module) {
+    std::lock_guard lock(mu_);
+    ModuleSource source;
+    const std::string wanted = NormalizeModuleName(module);
+    if (auto it = index_.find(wanted); it != index_.end()) {
+        Entry& entry = entries_[it->second.first];
+        const std::size_t i = it->second.second;
+        source.package = entry.file;
+        if (!entry.package->Verified(i) && !entry.package->rejection()) {
+            const std::size_t one[] = {i};
+            if (auto r = entry.package->Verify(one); !r) Reject(entry, r.error());
+            Refresh(entry);
+        }
+        if (const VerifiedFile* f = entry.package->Verified(i)) {
+            source.file = f;
+            return source;
+        }
+        source.failure = "package rejected (" + entry.file + ": " + entry.report.reason + ")";
+        return source;
+    }
+    for (const auto& entry : entries_) {
+        if (entry.report.verified) continue;
+        const auto& mods = entry.report.modules;
+        if (std::find(mods.begin(), mods.end(), wanted) != mods.end()) {
+            source.package = entry.file;
+            source.failure = "package rejected (" + entry.file + ": " + entry.report.reason + ")";
+            return source;
+        }
+    }
+    source.failure = "not in a verified package";
+    return source;
+}
+
+std::vector<PackageReport> PackageSet::reports() const {
+    std::lock_guard lock(mu_);
+    std::vector<PackageReport> out;
+    for (const auto& e : entries_) out.push_back(e.report);
+    return out;
+}
+
+}  // namespace peinit

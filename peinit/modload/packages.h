@@ -1,0 +1,101 @@
+#pragma once
+
+// The signed packages of an image as one set: what the module-loading session
+// (session.h) loads module bytes from.
+//
+// Load reads every package in the packages directory exactly once (ReadFileOnce) and checks
+// everything but the payload hashes: container, signature against the trust store, manifest,
+// the running kernel's release, file set, order and sizes (OpenPackage). A package that fails
+// any of that contributes nothing.
+//
+// Payload hashes are checked before a single byte of a member reaches the kernel, and only for
+// what is about to load: Prepare hashes a whole set at once (the boot-time modules and their
+// dependencies, before the first load; a mismatch there rejects the package, so nothing of the
+// boot set loads from it), and Find hashes a member on first use (coldplug, demand loads). A
+// member whose hash does not match rejects its package from then on: the module asked for and
+// every later one from that package fail with `package rejected (<file>: hash-mismatch: ...)`.
+// A module found in no usable package is `not in a verified package`: a loose .ko in the module
+// tree is never loaded (fail closed).
+//
+// Thread-safe: Find may be called from the loader's workers.
+
+#include <cstddef>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "peinit/sys/package.h"
+
+namespace peinit {
+
+// What happened to one package file, for the log and the boot record.
+struct PackageReport {
+    std::string file;  // file name in the packages directory, e.g. "storage.pkg"
+    // Signature and manifest checked, and no hash checked so far mismatched.
+    bool verified = false;
+    std::string name;     // from the signed manifest ("" when rejected before it was read)
+    std::string version;  // from the signed manifest
+    std::string signer;   // fingerprint of the trusted key that signed it
+    // Why it was rejected: the verifier's message ("hash-mismatch: modules/jbd2.ko has ..."),
+    // or the read error.
+    std::string reason;
+    // Module names it provides (signed manifest) or claims to provide (rejected before its
+    // signature was checked: read from its unverified manifest or member names, only to explain
+    // a failure, never to load).
+    std::vector<std::string> modules;
+    // Members whose SHA-256 has been checked (the rest were not needed).
+    std::size_t hashed = 0;
+};
+
+// Where the bytes of one module come from.
+struct ModuleSource {
+    const VerifiedFile* file = nullptr;  // null: not loadable
+    std::string package;                 // file name of the package that provides it
+    // When file is null: "package rejected (<file>: <reason>)" or "not in a verified package".
+    std::string failure;
+};
+
+class PackageSet {
+  public:
+    // Reads and checks every "*.pkg" regular file in `dir` (sorted by name). A missing
+    // directory is an empty set. A trust directory that cannot be loaded trusts nothing: every
+    // package is then rejected with that reason.
+    static std::unique_ptr<PackageSet> Load(const std::filesystem::path& dir,
+                                            const std::filesystem::path& keys_dir,
+                                            const std::string& kernel_release);
+
+    // Hashes the members providing `modules` (names not in any package are ignored), package
+    // by package; a mismatch rejects that package.
+    void Prepare(const std::vector<std::string>& modules);
+
+    // The verified bytes of `module`, hashing its member first when that was not done yet.
+    ModuleSource Find(std::string_view module);
+
+    std::vector<PackageReport> reports() const;
+    // Non-fatal problems: an unreadable directory, a module provided by two packages.
+    const std::vector<std::string>& warnings() const { return warnings_; }
+
+  private:
+    PackageSet() = default;
+    struct Entry {
+        std::string file;
+        std::optional<SignedPackage> package;  // nullopt: rejected before any hash
+        PackageReport report;
+    };
+    // Locked: the report is brought up to date.
+    void Reject(Entry& entry, const Error& error);
+    void Refresh(Entry& entry);
+
+    mutable std::mutex mu_;
+    std::vector<Entry> entries_;
+    // Module name -> (entry, member index) for the usable packages, first package wins.
+    std::map<std::string, std::pair<std::size_t, std::size_t>, std::less<>> index_;
+    std::vector<std::string> warnings_;
+};
+
+}  // namespace peinit

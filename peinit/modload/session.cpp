@@ -1,0 +1,300 @@
+#include "peinit/modload/session.h"
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include "peinit/core/demand_load.h"
+#include "peinit/sys/kernel.h"
+#include "peinit/sys/kmod.h"
+#include "peinit/sys/module_decompress.h"
+
+namespace peinit {
+
+namespace {
+
+using Status = ModuleOutcome::Status;
+
+bool Contains(const std::vector<std::string>& v, std::string_view s) {
+    return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+}  // namespace
+
+std::string ErrnoName(int err) {
+    const char* name = strerrorname_np(err);
+    return name != nullptr ? name : "errno " + std::to_string(err);
+}
+
+bool DemandLoadReport::Succeeded() const {
+    if (resolved.empty() || !error.empty() || !refused.empty()) return false;
+    for (const auto& m : resolved) {
+        if (Contains(already_live, m)) continue;
+        auto it = std::find_if(outcomes.begin(), outcomes.end(),
+                               [&](const ModuleOutcome& o) { return o.module == m; });
+        if (it == outcomes.end() || !it->Succeeded()) return false;
+    }
+    return true;
+}
+
+ModloadSession::ModloadSession(Kernel& kernel, BootPaths paths, std::string kernel_release,
+                               EffectivePolicy policy, Cmdline cmdline)
+    : kernel_(kernel),
+      paths_(std::move(paths)),
+      kernel_release_(std::move(kernel_release)),
+      policy_(std::move(policy)),
+      cmdline_(std::move(cmdline)) {}
+
+ModloadSession::~ModloadSession() = default;
+
+SessionCounters ModloadSession::counters() const {
+    return {db_opens_, package_set_loads_, load_calls_.load(), hash_us_};
+}
+
+Result<KmodDb*> ModloadSession::Db() {
+    if (db_) return db_.get();
+    if (db_error_) return *db_error_;
+    ++db_opens_;
+    auto db = KmodDb::Open(paths_.root, kernel_release_);
+    if (!db) {
+        db_error_ = db.error();
+        return db.error();
+    }
+    db_ = std::move(*db);
+    return db_.get();
+}
+
+PackageSet& ModloadSession::Packages() {
+    if (!packages_) {
+        ++package_set_loads_;
+        packages_ =
+            PackageSet::Load(paths_.PackagesDir(), paths_.TrustedKeysDir(), kernel_release_);
+    }
+    return *packages_;
+}
+
+PlanInput ModloadSession::NewInput() const {
+    PlanInput input;
+    for (const auto& b : policy_.blacklist) {
+        input.blacklist.push_back(
+            {b.module, b.source == PolicySource::kCmdline
+                           ? "kernel command line modprobe.blacklist=" + b.module
+                           : "hive Machine\\System\\Modules\\Blacklist"});
+    }
+    std::set<std::string> seen;
+    for (const auto& p : cmdline_.module_params) {
+        if (!seen.insert(p.module).second) continue;
+        input.options.push_back({p.module, cmdline_.ModuleOptions(p.module)});
+    }
+    return input;
+}
+
+bool ModloadSession::IsLive(std::string_view module) {
+    auto state = kernel_.ReadSysfs("module/" + NormalizeModuleName(module) + "/initstate");
+    return state && *state == "live";
+}
+
+LoadAttempt ModloadSession::LoadEntry(const PlanEntry& e) {
+    LoadAttempt a;
+    ModuleSource src;
+    if (!refusal_) src = Packages().Find(e.name);
+    if (refusal_ || src.file == nullptr) {
+        // Nothing verified to load; a module the kernel already has is still fine.
+        if (IsLive(e.name)) {
+            a.ok = a.already_loaded = true;
+            return a;
+        }
+        a.message = refusal_ ? *refusal_ : src.failure;
+        a.cause = refusal_                                      ? "signing policy not applied"
+                  : src.failure.starts_with("package rejected") ? "package rejected"
+                                                                : src.failure;
+        a.package = src.package;
+        return a;
+    }
+    a.package = src.package;
+    auto image = ModuleImageOf(src.file->path(), src.file->bytes());
+    if (!image) {
+        a.error = image.error().code();
+        a.cause = "cannot decompress";
+        a.message = image.error().message();
+        return a;
+    }
+    ++load_calls_;
+    auto r = kernel_.InitModule(e.name, image->bytes(), e.options);
+    if (r) {
+        a.ok = true;
+    } else if (r.error().code() == EEXIST) {
+        a.ok = a.already_loaded = true;
+    } else {
+        a.error = r.error().code();
+        a.cause = a.error != 0 ? ErrnoName(a.error) : r.error().message();
+        a.message = r.error().message() + " (" + a.cause + ")";
+    }
+    return a;
+}
+
+std::vector<LoadJob> ModloadSession::JobsOf(const Plan& plan, std::size_t loadable) {
+    std::vector<LoadJob> jobs(loadable);
+    for (std::size_t i = 0; i < loadable; ++i) {
+        const PlanEntry& e = plan.entries[i];
+        LoadJob& job = jobs[i];
+        job.name = e.name;
+        job.builtin = e.status == ModuleStatus::kBuiltin;
+        for (std::size_t w : e.waits_for) {
+            if (w >= loadable) continue;
+            const std::string& dep = plan.entries[w].name;
+            bool hard = Contains(e.hard_deps, dep);
+            (hard ? job.hard : job.soft).push_back(w);
+        }
+    }
+    return jobs;
+}
+
+LoaderReport ModloadSession::RunPlan(const Plan& plan, const std::vector<LoadJob>& jobs,
+                                     const std::vector<LoaderUnit>& units, int workers,
+                                     std::chrono::steady_clock::time_point origin) {
+    // Hash everything the plan may load before the first load: a package with a tampered
+    // member among them loads nothing of this plan (PACKAGE.md).
+    if (!refusal_) {
+        std::vector<std::string> names;
+        for (const auto& job : jobs) {
+            if (!job.builtin) names.push_back(job.name);
+        }
+        if (!names.empty()) {
+            const auto start = std::chrono::steady_clock::now();
+            Packages().Prepare(names);
+            hash_us_ += std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::steady_clock::now() - start)
+                            .count();
+        }
+    }
+    return RunLoader(
+        jobs, units, std::max(workers, 1),
+        [&](std::size_t i) { return LoadEntry(plan.entries[i]); }, origin);
+}
+
+ModuleOutcome ModloadSession::OutcomeOf(const Plan& plan, std::size_t i, const LoadJob* job,
+                                        const JobResult* r) {
+    const PlanEntry& e = plan.entries[i];
+    ModuleOutcome o;
+    o.module = e.name;
+    o.requested_by = e.requested_by;
+    for (std::size_t w : e.waits_for) o.waits_for.push_back(plan.entries[w].name);
+    if (job == nullptr || r == nullptr) {
+        o.status = e.status == ModuleStatus::kBlacklisted ? Status::kBlacklisted
+                   : e.status == ModuleStatus::kMissing   ? Status::kMissing
+                                                          : Status::kSkipped;
+        o.reason = e.reason;
+        return o;
+    }
+    o.start = r->start;
+    o.ready = r->ready;
+    o.duration = r->duration;
+    if (job->builtin) {
+        o.status = Status::kBuiltin;
+    } else if (r->state == JobResult::State::kLive) {
+        o.status = r->attempt.already_loaded ? Status::kAlreadyLoaded : Status::kLoaded;
+        o.package = r->attempt.package;
+    } else if (r->state == JobResult::State::kFailed) {
+        o.status = Status::kFailed;
+        o.error = r->attempt.error;
+        o.reason = r->attempt.message;
+        o.package = r->attempt.package;
+    } else {
+        o.status = Status::kSkipped;
+        o.reason = r->skip_reason;
+    }
+    return o;
+}
+
+Result<std::vector<std::string>> ModloadSession::Resolve(std::string_view alias) {
+    KmodDb* db = PEINIT_TRY(Db());
+    auto names = db->Lookup(alias);
+    (void)db->TakeWarnings();
+    return names;
+}
+
+DemandLoadReport ModloadSession::Demand(std::string_view alias, const std::string& origin) {
+    auto resolved = Resolve(alias);
+    if (!resolved) {
+        DemandLoadReport report;
+        report.alias = std::string(alias);
+        report.error = resolved.error().message();
+        return report;
+    }
+    return DemandResolved(alias, *resolved, origin);
+}
+
+DemandLoadReport ModloadSession::DemandResolved(std::string_view alias,
+                                                const std::vector<std::string>& modules,
+                                                const std::string& origin) {
+    DemandLoadReport report;
+    report.alias = std::string(alias);
+    report.resolved = modules;
+
+    // 1. The policy, per resolved module.
+    PlanInput input = NewInput();
+    for (const auto& m : modules) {
+        DemandDecision d = DecideDemandLoad(policy_, alias, m);
+        if (!d.allowed()) {
+            report.refused.push_back({m, d.reason});
+            ModuleOutcome o;
+            o.module = m;
+            o.status = d.verdict == DemandDecision::Verdict::kBlacklisted ? Status::kBlacklisted
+                                                                          : Status::kSkipped;
+            o.reason = "refused: " + d.reason;
+            o.requested_by = {origin};
+            report.outcomes.push_back(std::move(o));
+            continue;
+        }
+        if (IsLive(m)) {
+            report.already_live.push_back(m);
+            continue;
+        }
+        input.requests.push_back({m, origin, "", false});
+    }
+    if (input.requests.empty()) return report;
+
+    // 2. The plan: dependencies, modprobe.d denials, options.
+    auto db = Db();
+    if (!db) {
+        report.error = db.error().message();
+        return report;
+    }
+    auto plan = BuildPlan(**db, input);
+    (void)(*db)->TakeWarnings();
+    if (!plan) {
+        report.error = plan.error().message();
+        return report;
+    }
+
+    // 3. Load in plan order on one worker. Dependencies the kernel already has are live from
+    //    the start and left out of the report, like built-ins.
+    std::size_t loadable = 0;
+    while (loadable < plan->entries.size() && plan->entries[loadable].Loadable()) ++loadable;
+    std::vector<LoadJob> jobs = JobsOf(*plan, loadable);
+    std::vector<bool> quiet(loadable, false);
+    for (std::size_t i = 0; i < loadable; ++i) {
+        const bool requested = Contains(modules, jobs[i].name);
+        if (jobs[i].builtin) {
+            quiet[i] = true;
+            if (requested) report.already_live.push_back(jobs[i].name);
+        } else if (!requested && IsLive(jobs[i].name)) {
+            jobs[i].builtin = quiet[i] = true;
+        }
+    }
+    LoaderReport run = RunPlan(*plan, jobs, {}, 1, std::chrono::steady_clock::now());
+    for (std::size_t i = 0; i < plan->entries.size(); ++i) {
+        if (i < loadable && quiet[i]) continue;
+        const bool is_job = i < loadable;
+        ModuleOutcome o = OutcomeOf(*plan, i, is_job ? &jobs[i] : nullptr,
+                                    is_job ? &run.results[i] : nullptr);
+        if (o.status == Status::kBlacklisted && Contains(modules, o.module)) {
+            report.refused.push_back({o.module, "blacklisted (" + o.reason + ")"});
+        }
+        report.outcomes.push_back(std::move(o));
+    }
+    return report;
+}
+
+}  // namespace peinit
