@@ -129,25 +129,6 @@ void ReadPolicy(const pt::ptree& t, Status& s) {
     }
 }
 
-// Edges from the requested_by chains: "unit storage -> ext4" on jbd2 means ext4 needed jbd2.
-void DeriveWaits(std::vector<ModuleRow>& rows) {
-    std::map<std::string, std::set<std::string>> needs;
-    for (const auto& row : rows) {
-        for (const auto& chain : row.requested_by) {
-            auto arrow = chain.rfind(" -> ");
-            if (arrow == std::string::npos) continue;
-            std::string last = chain.substr(arrow + 4);
-            if (last.starts_with("alias ") || last == row.name) continue;
-            needs[last].insert(row.name);
-        }
-    }
-    for (auto& row : rows) {
-        if (!row.waits_for.empty()) continue;
-        auto it = needs.find(row.name);
-        if (it != needs.end()) row.waits_for.assign(it->second.begin(), it->second.end());
-    }
-}
-
 void ReadModules(const pt::ptree& t, Status& s) {
     s.modules_present = true;
     s.modules_total_ms = Int(t, "total_ms");
@@ -158,7 +139,6 @@ void ReadModules(const pt::ptree& t, Status& s) {
         s.signing_error = Str(t, "signing.error");
         if (s.signing_error.empty()) s.signing_error = "signing policy not applied";
     }
-    bool recorded_waits = false;
     if (auto list = t.get_child_optional("modules")) {
         for (const auto& [k, v] : *list) {
             ModuleRow row;
@@ -172,14 +152,13 @@ void ReadModules(const pt::ptree& t, Status& s) {
             row.start_us = Int(v, "start_us");
             row.duration_us = Int(v, "duration_us");
             row.requested_by = Strings(v, "requested_by");
-            if (v.get_child_optional("waits_for")) {
-                recorded_waits = true;
-                row.waits_for = Strings(v, "waits_for");
+            row.waits_for = Strings(v, "waits_for");
+            if (!row.waits_for.empty() && v.get_child_optional("ready_us")) {
+                row.ready_us = Int(v, "ready_us");
             }
             s.modules.push_back(std::move(row));
         }
     }
-    if (!recorded_waits) DeriveWaits(s.modules);
     std::stable_sort(s.modules.begin(), s.modules.end(), [](const auto& a, const auto& b) {
         // Attempted modules by start time; the ones never attempted (no duration) after them.
         bool a_run = a.duration_us > 0 || a.Succeeded() || a.status == "failed";
@@ -593,6 +572,7 @@ toml::array ModuleArray(const Status& s, bool failed_only) {
             {"duration_us", m.duration_us},
             {"requested_by", StrArray(m.requested_by)},
             {"waits_for", StrArray(m.waits_for)},
+            {"ready_us", m.ready_us},
         });
     }
     return list;
@@ -740,18 +720,11 @@ std::string RenderModulesText(const Status& s, bool failed_only) {
 
 namespace {
 
-// When each module's dependencies were all live (the end of the last one), if it had any.
+// When each module's dependencies had all been attempted, as the module stage recorded it.
 std::map<std::string, int64_t> ReadyTimes(const Status& s) {
-    std::map<std::string, int64_t> end;
-    for (const auto& m : s.modules) end[m.name] = m.start_us + m.duration_us;
     std::map<std::string, int64_t> ready;
     for (const auto& m : s.modules) {
-        int64_t r = -1;
-        for (const auto& d : m.waits_for) {
-            auto it = end.find(d);
-            if (it != end.end() && it->second <= m.start_us) r = std::max(r, it->second);
-        }
-        if (r >= 0) ready[m.name] = r;
+        if (m.ready_us >= 0) ready[m.name] = m.ready_us;
     }
     return ready;
 }

@@ -89,9 +89,10 @@ struct ModuleRow {
     int64_t start_us = 0;
     int64_t duration_us = 0;
     std::vector<std::string> requested_by;
-    // Modules that had to be live before this one started: the record's `waits_for` when it has
-    // one, else derived from the requested_by chains (the module a chain ends at needs this one).
+    // Modules that had to be live before this one started, and when the last of them was done
+    // (-1: not recorded, or it waited for none), both as the module stage recorded them.
     std::vector<std::string> waits_for;
+    int64_t ready_us = -1;
 
     bool Succeeded() const {
         return status == "loaded" || status == "already-loaded" || status == "builtin";

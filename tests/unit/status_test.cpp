@@ -70,7 +70,7 @@ std::string ModulesRecord(const std::string& loop_status) {
   "modules": [
     {"name": "ext4", "status": "loaded", "unit": "storage", "errno": "", "error": 0,
      "reason": "", "package": "fs.pkg", "start_us": 9000, "duration_us": 4000,
-     "requested_by": ["unit storage"]},
+     "ready_us": 4000, "requested_by": ["unit storage"], "waits_for": ["jbd2"]},
     {"name": "jbd2", "status": "loaded", "unit": "", "errno": "", "error": 0, "reason": "",
      "package": "fs.pkg", "start_us": 1000, "duration_us": 3000,
      "requested_by": ["unit storage -> ext4"]},
@@ -137,8 +137,10 @@ TEST(Status, LockedBootAsConfigured) {
     EXPECT_EQ(s.modules[1].name, "jbd2");
     EXPECT_EQ(s.modules[2].name, "ext4");
     EXPECT_EQ(s.modules[3].name, "floppy");
-    // ext4 needed jbd2 (from the requested_by chain).
+    // ext4 needed jbd2, and was ready when jbd2 was done (both from the record).
     EXPECT_EQ(s.modules[2].waits_for, std::vector<std::string>{"jbd2"});
+    EXPECT_EQ(s.modules[2].ready_us, 4000);
+    EXPECT_EQ(s.modules[1].ready_us, -1);
     std::string text = RenderStatusText(s);
     EXPECT_EQ(text.find("Problems:"), std::string::npos);
     EXPECT_NE(text.find("locked (module_lockdown syscall)"), std::string::npos) << text;
