@@ -117,7 +117,7 @@ Result<ModuleClosure> ResolveModuleClosure(const KernelTree& kernel,
                              kernel.kver + " (" + kernel.modules_dir + ")");
             continue;
         }
-        input.requests.push_back({w.name, w.origin, w.options, w.optional});
+        input.requests.push_back({w.name, RequestOrigin::Other(w.origin), w.options, w.optional});
     }
     if (!errors.empty()) return Err(Join(errors));
 

@@ -253,16 +253,16 @@ bool BuildInput(const Options& opts, PlanInput& input) {
             return false;
         }
         for (const auto& unit : load.units.units) {
-            std::string by = "unit " + fs::path(unit.path).filename().string();
+            auto by = RequestOrigin::Unit(fs::path(unit.path).filename().string());
             for (const auto& m : unit.modules) {
                 input.requests.push_back({m.name, by, m.options, m.optional});
             }
         }
     }
     for (const auto& name : cmd.modules_load) {
-        input.requests.push_back({name, "modules_load=", "", false});
+        input.requests.push_back({name, RequestOrigin::Cmdline(), "", false});
     }
-    for (const auto& m : opts.modules) input.requests.push_back({m, "--module", "", false});
+    for (const auto& m : opts.modules) input.requests.push_back({m, RequestOrigin::Other("--module"), "", false});
 
     Hive hive;  // absent: no Blacklist
     std::string hive_path = opts.hive.value_or((opts.root / "etc/peinit/hive.toml").string());

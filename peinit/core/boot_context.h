@@ -13,6 +13,7 @@
 
 #include "peinit/core/cmdline.h"
 #include "peinit/core/hive.h"
+#include "peinit/core/plan.h"
 #include "peinit/core/units.h"
 
 namespace peinit {
@@ -52,8 +53,10 @@ struct ModuleOutcome {
     int error = 0;       // errno for kFailed (0 when the failure was not the kernel's)
     std::string reason;  // human-readable detail for failed/skipped/blacklisted
     std::chrono::microseconds duration{0};
-    // Every chain that wanted it, e.g. "unit storage -> ext4" (from the plan).
+    // Every chain that wanted it, e.g. "unit storage -> ext4" (from the plan), for people.
     std::vector<std::string> requested_by;
+    // Who wanted it, directly or through a dependency (typed, for code).
+    std::vector<RequestOrigin> origins;
     // The verified package its bytes came from ("" when nothing was loaded from a package).
     std::string package;
     // When the attempt started, from the start of the module stage.

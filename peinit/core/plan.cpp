@@ -66,6 +66,7 @@ struct Node {
     std::vector<std::size_t> parents;
     std::vector<std::size_t> hard, pre, post;
     std::vector<std::size_t> posted_by;  // nodes that list this one as a soft `post` dependency
+    std::vector<std::size_t> direct;     // requests naming it (directly or by an alias)
     bool expanded = false;
 
     // The chain through this node, as its dependencies see it.
@@ -94,17 +95,20 @@ class Planner {
     // Phase 1: look up every request and walk its dependencies (breadth first, so the first
     // chain recorded for a module is a shortest one).
     Result<void> Resolve() {
-        for (const auto& req : input_.requests) {
+        for (std::size_t r = 0; r < input_.requests.size(); ++r) {
+            const ModuleRequest& req = input_.requests[r];
             auto names = PEINIT_TRY(db_.Lookup(req.name));
             if (names.empty()) {
                 std::size_t i = MissingRequest(req.name);
-                AddChain(i, req.requested_by, std::nullopt);
+                AddChain(i, req.origin.Describe(), std::nullopt);
                 AddRoot(i, req.optional);
+                AddDirect(i, r);
                 continue;
             }
             for (const auto& name : names) {
                 std::size_t i = PEINIT_TRY(GetNode(name));
-                std::string chain = req.requested_by;
+                AddDirect(i, r);
+                std::string chain = req.origin.Describe();
                 if (NormalizeModuleName(req.name) != nodes_[i].record.name) {
                     chain += " -> alias " + req.name;
                 }
@@ -119,6 +123,38 @@ class Planner {
             PEINIT_TRY(Expand(i));
         }
         return Ok();
+    }
+
+    void AddDirect(std::size_t i, std::size_t request) {
+        auto& d = nodes_[i].direct;
+        if (std::find(d.begin(), d.end(), request) == d.end()) d.push_back(request);
+    }
+
+    // For every node, the requests whose dependency closure reaches it (edges: hard, soft pre
+    // and post, whatever their status).
+    std::vector<std::vector<std::size_t>> WantedBy() const {
+        std::vector<std::vector<std::size_t>> wanted(nodes_.size());
+        for (std::size_t r = 0; r < input_.requests.size(); ++r) {
+            std::vector<bool> seen(nodes_.size(), false);
+            std::vector<std::size_t> stack;
+            for (std::size_t i = 0; i < nodes_.size(); ++i) {
+                const auto& d = nodes_[i].direct;
+                if (std::find(d.begin(), d.end(), r) != d.end()) stack.push_back(i);
+            }
+            while (!stack.empty()) {
+                std::size_t i = stack.back();
+                stack.pop_back();
+                if (seen[i]) continue;
+                seen[i] = true;
+                wanted[i].push_back(r);
+                for (const auto* edges : {&nodes_[i].hard, &nodes_[i].pre, &nodes_[i].post}) {
+                    for (std::size_t j : *edges) {
+                        if (!seen[j]) stack.push_back(j);
+                    }
+                }
+            }
+        }
+        return wanted;
     }
 
     void AddRoot(std::size_t i, bool optional) {
@@ -385,6 +421,7 @@ class Planner {
         std::vector<std::size_t> position(nodes_.size());
         for (std::size_t k = 0; k < order.size(); ++k) position[order[k]] = k;
 
+        const std::vector<std::vector<std::size_t>> wanted = WantedBy();
         Plan plan;
         for (std::size_t i : order) {
             Node& n = nodes_[i];
@@ -407,6 +444,8 @@ class Planner {
                 AppendOptions(e.options, it->second);
             }
             e.requested_by = n.chains;
+            e.direct = n.direct;
+            e.wanted_by = wanted[i];
             e.ignored_install_command = n.record.install_command;
             if (e.Loadable()) {
                 for (std::size_t p : Predecessors(i)) e.waits_for.push_back(position[p]);
@@ -457,5 +496,21 @@ class Planner {
 }  // namespace
 
 Result<Plan> BuildPlan(ModuleDb& db, const PlanInput& input) { return Planner(db, input).Run(); }
+
+std::string RequestOrigin::Describe() const {
+    switch (kind) {
+        case Kind::kUnit:
+            return "unit " + name;
+        case Kind::kCmdline:
+            return "modules_load=";
+        case Kind::kColdplug:
+            return "coldplug " + name;
+        case Kind::kDemand:
+            return "demand " + name;
+        case Kind::kOther:
+            return name;
+    }
+    return name;
+}
 
 }  // namespace peinit

@@ -69,10 +69,35 @@ class ModuleDb {
     virtual std::vector<std::string> TakeWarnings() { return {}; }
 };
 
+// Who asked for a module, typed so that nothing parses a description back.
+struct RequestOrigin {
+    enum class Kind {
+        kUnit,      // a unit's [[module]]; name = unit name
+        kCmdline,   // modules_load= / rd.modules_load=
+        kColdplug,  // a device's MODALIAS; name = device syspath
+        kDemand,    // request_module(); name = the alias
+        kOther,     // a tool or test; name = how to describe it
+    };
+    Kind kind = Kind::kOther;
+    std::string name;
+
+    static RequestOrigin Unit(std::string unit) { return {Kind::kUnit, std::move(unit)}; }
+    static RequestOrigin Cmdline() { return {Kind::kCmdline, ""}; }
+    static RequestOrigin Coldplug(std::string syspath) {
+        return {Kind::kColdplug, std::move(syspath)};
+    }
+    static RequestOrigin Demand(std::string alias) { return {Kind::kDemand, std::move(alias)}; }
+    static RequestOrigin Other(std::string what) { return {Kind::kOther, std::move(what)}; }
+
+    // "unit storage", "modules_load=", "coldplug /sys/devices/...", "demand net-pf-17".
+    std::string Describe() const;
+    bool operator==(const RequestOrigin&) const = default;
+};
+
 // One module the boot wants.
 struct ModuleRequest {
-    std::string name;          // module name or alias
-    std::string requested_by;  // e.g. "unit net.toml", "modules_load="
+    std::string name;  // module name or alias
+    RequestOrigin origin;
     std::string options;       // extra options of this request (appended last)
     // A module that does not exist for this kernel is left out without an error (units'
     // `optional = true`); a denied one is still an error.
@@ -116,8 +141,13 @@ struct PlanEntry {
     std::vector<std::string> soft_pre;
     std::vector<std::string> soft_post;
     std::string options;  // merged: modprobe.d, command line, request
-    // Every chain that wanted this module, e.g. "unit storage.toml -> ext4" for jbd2.
+    // Every chain that wanted this module, e.g. "unit storage.toml -> ext4" for jbd2 (for
+    // people; code uses the indices below).
     std::vector<std::string> requested_by;
+    // Indices into PlanInput::requests: the requests that name this module (directly or by an
+    // alias), and every request whose dependency closure reaches it (the direct ones included).
+    std::vector<std::size_t> direct;
+    std::vector<std::size_t> wanted_by;
     // The graph for the parallel loader: indices (into Plan::entries) of the entries that must be
     // live before this one starts. Only set for load/builtin entries, and only pointing at
     // load/builtin entries, all of which come earlier in Plan::entries.

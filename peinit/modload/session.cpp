@@ -173,12 +173,18 @@ LoaderReport ModloadSession::RunPlan(const Plan& plan, const std::vector<LoadJob
         [&](std::size_t i) { return LoadEntry(plan.entries[i]); }, origin);
 }
 
-ModuleOutcome ModloadSession::OutcomeOf(const Plan& plan, std::size_t i, const LoadJob* job,
-                                        const JobResult* r) {
+ModuleOutcome ModloadSession::OutcomeOf(const Plan& plan, const PlanInput& input, std::size_t i,
+                                        const LoadJob* job, const JobResult* r) {
     const PlanEntry& e = plan.entries[i];
     ModuleOutcome o;
     o.module = e.name;
     o.requested_by = e.requested_by;
+    for (std::size_t w : e.wanted_by) {
+        const RequestOrigin& origin = input.requests[w].origin;
+        if (std::find(o.origins.begin(), o.origins.end(), origin) == o.origins.end()) {
+            o.origins.push_back(origin);
+        }
+    }
     for (std::size_t w : e.waits_for) o.waits_for.push_back(plan.entries[w].name);
     if (job == nullptr || r == nullptr) {
         o.status = e.status == ModuleStatus::kBlacklisted ? Status::kBlacklisted
@@ -214,7 +220,7 @@ Result<std::vector<std::string>> ModloadSession::Resolve(std::string_view alias)
     return names;
 }
 
-DemandLoadReport ModloadSession::Demand(std::string_view alias, const std::string& origin) {
+DemandLoadReport ModloadSession::Demand(std::string_view alias, const RequestOrigin& origin) {
     auto resolved = Resolve(alias);
     if (!resolved) {
         DemandLoadReport report;
@@ -227,7 +233,7 @@ DemandLoadReport ModloadSession::Demand(std::string_view alias, const std::strin
 
 DemandLoadReport ModloadSession::DemandResolved(std::string_view alias,
                                                 const std::vector<std::string>& modules,
-                                                const std::string& origin) {
+                                                const RequestOrigin& origin) {
     DemandLoadReport report;
     report.alias = std::string(alias);
     report.resolved = modules;
@@ -243,7 +249,8 @@ DemandLoadReport ModloadSession::DemandResolved(std::string_view alias,
             o.status = d.verdict == DemandDecision::Verdict::kBlacklisted ? Status::kBlacklisted
                                                                           : Status::kSkipped;
             o.reason = "refused: " + d.reason;
-            o.requested_by = {origin};
+            o.requested_by = {origin.Describe()};
+            o.origins = {origin};
             report.outcomes.push_back(std::move(o));
             continue;
         }
@@ -287,7 +294,7 @@ DemandLoadReport ModloadSession::DemandResolved(std::string_view alias,
     for (std::size_t i = 0; i < plan->entries.size(); ++i) {
         if (i < loadable && quiet[i]) continue;
         const bool is_job = i < loadable;
-        ModuleOutcome o = OutcomeOf(*plan, i, is_job ? &jobs[i] : nullptr,
+        ModuleOutcome o = OutcomeOf(*plan, input, i, is_job ? &jobs[i] : nullptr,
                                     is_job ? &run.results[i] : nullptr);
         if (o.status == Status::kBlacklisted && Contains(modules, o.module)) {
             report.refused.push_back({o.module, "blacklisted (" + o.reason + ")"});

@@ -103,18 +103,19 @@ class ModloadSession {
     LoaderReport RunPlan(const Plan& plan, const std::vector<LoadJob>& jobs,
                          const std::vector<LoaderUnit>& units, int workers,
                          std::chrono::steady_clock::time_point origin);
-    // The outcome of plan entry `i` (its loader result when it was a job).
-    static ModuleOutcome OutcomeOf(const Plan& plan, std::size_t i, const LoadJob* job,
-                                   const JobResult* result);
+    // The outcome of plan entry `i` of the plan made from `input` (its loader result when it
+    // was a job).
+    static ModuleOutcome OutcomeOf(const Plan& plan, const PlanInput& input, std::size_t i,
+                                   const LoadJob* job, const JobResult* result);
 
     // Demand loading (coldplug, the helper): resolve an alias like modprobe, decide each module
     // with DecideDemandLoad (blacklist in every mode, then AutoLoadPolicy), plan the allowed
     // ones with the boot planner and load them in plan order. Modules already live are left
     // alone; `origin` names the requester in the outcomes ("coldplug /sys/devices/...").
     Result<std::vector<std::string>> Resolve(std::string_view alias);
-    DemandLoadReport Demand(std::string_view alias, const std::string& origin);
+    DemandLoadReport Demand(std::string_view alias, const RequestOrigin& origin);
     DemandLoadReport DemandResolved(std::string_view alias, const std::vector<std::string>& modules,
-                                    const std::string& origin);
+                                    const RequestOrigin& origin);
 
     // Whether the kernel reports `module` live (/sys/module/NAME/initstate).
     bool IsLive(std::string_view module);

@@ -87,7 +87,7 @@ int RunDemandLoadHelper(const std::vector<std::string>& args, const BootPaths& p
                                     " failed: module tree: " + db.error().message()});
         return 1;
     }
-    DemandLoadReport report = session.Demand(alias, "demand " + alias);
+    DemandLoadReport report = session.Demand(alias, RequestOrigin::Demand(alias));
     if (!report.error.empty()) {
         log.push_back({LOG_ERR, "demand load of " + alias + " failed: " + report.error});
         return 1;

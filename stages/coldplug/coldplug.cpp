@@ -123,7 +123,7 @@ Result<void> Coldplug(BootContext& ctx, const std::vector<DeviceModalias>& devic
         if (todo.empty()) continue;
 
         DemandLoadReport report =
-            session.DemandResolved(dev.modalias, todo, "coldplug " + dev.syspath);
+            session.DemandResolved(dev.modalias, todo, RequestOrigin::Coldplug(dev.syspath));
         if (!report.error.empty()) {
             ++failed;
             spdlog::error("coldplug: {} ({}): {}", dev.syspath, dev.modalias, report.error);

@@ -49,7 +49,7 @@ std::string UnloadedColdplugDrivers(const BootContext& ctx) {
     std::string out;
     for (const auto& o : ctx.module_outcomes) {
         bool coldplug = false;
-        for (const auto& r : o.requested_by) coldplug = coldplug || r.starts_with("coldplug ");
+        for (const auto& r : o.origins) coldplug = coldplug || r.kind == RequestOrigin::Kind::kColdplug;
         if (!coldplug || o.Succeeded()) continue;
         out += (out.empty() ? "" : ", ") + o.module + " (" +
                (o.reason.empty() ? std::string(ToString(o.status)) : o.reason) + ")";

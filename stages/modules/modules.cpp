@@ -39,9 +39,6 @@ std::string Join(const std::vector<std::string>& items, std::string_view sep) {
     return out;
 }
 
-// The first link of a requested-by chain: "unit storage -> ext4" -> "unit storage".
-std::string_view ChainRoot(std::string_view chain) { return chain.substr(0, chain.find(" -> ")); }
-
 struct SigningState {
     std::string sig_enforce;  // as read back ("Y", "N"), "" when unreadable
     bool applied = true;      // false: enforce was asked for and the kernel does not enforce
@@ -69,8 +66,9 @@ SigningState ApplySigningPolicy(BootContext& ctx) {
 
 struct Requests {
     PlanInput input;
-    // "unit NAME" -> index in ctx.units.units (which is in `after` order).
-    std::map<std::string, int, std::less<>> unit_index;
+    // Per request: the index of its unit in ctx.units.units (which is in `after` order), -1 for
+    // the command line.
+    std::vector<int> unit_of;
 };
 
 Requests CollectRequests(const BootContext& ctx, const ModloadSession& session) {
@@ -78,14 +76,15 @@ Requests CollectRequests(const BootContext& ctx, const ModloadSession& session) 
     r.input = session.NewInput();
     const auto& units = ctx.units.units;
     for (std::size_t u = 0; u < units.size(); ++u) {
-        std::string by = "unit " + units[u].name;
-        r.unit_index[by] = static_cast<int>(u);
         for (const auto& spec : units[u].modules) {
-            r.input.requests.push_back({spec.name, by, spec.options, spec.optional});
+            r.input.requests.push_back(
+                {spec.name, RequestOrigin::Unit(units[u].name), spec.options, spec.optional});
+            r.unit_of.push_back(static_cast<int>(u));
         }
     }
     for (const auto& name : ctx.cmdline.modules_load) {
-        r.input.requests.push_back({name, "modules_load=", "", false});
+        r.input.requests.push_back({name, RequestOrigin::Cmdline(), "", false});
+        r.unit_of.push_back(-1);
     }
     return r;
 }
@@ -97,9 +96,8 @@ Requests CollectRequests(const BootContext& ctx, const ModloadSession& session) 
 std::vector<int> OwningUnits(const Plan& plan, std::size_t loadable, const Requests& requests) {
     std::vector<int> owner(loadable, kNoUnit);
     for (std::size_t i = 0; i < loadable; ++i) {
-        for (const auto& chain : plan.entries[i].requested_by) {
-            auto it = requests.unit_index.find(ChainRoot(chain));
-            if (it != requests.unit_index.end()) owner[i] = std::min(owner[i], it->second);
+        for (std::size_t r : plan.entries[i].wanted_by) {
+            if (requests.unit_of[r] >= 0) owner[i] = std::min(owner[i], requests.unit_of[r]);
         }
     }
     for (std::size_t k = loadable; k-- > 0;) {
@@ -116,7 +114,8 @@ std::vector<int> OwningUnits(const Plan& plan, std::size_t loadable, const Reque
 // A sequential unit's jobs in load order: each listed module (in the unit's order) after the
 // unit's own jobs it waits for, then whatever else the unit owns, in plan order.
 std::vector<std::size_t> UnitSequence(const Plan& plan, std::size_t loadable,
-                                      const std::vector<int>& owner, int u, const Unit& unit) {
+                                      const std::vector<int>& owner, int u,
+                                      const Requests& requests) {
     std::vector<std::size_t> seq;
     std::vector<bool> placed(loadable, false);
     auto visit = [&](auto&& self, std::size_t j) -> void {
@@ -127,17 +126,12 @@ std::vector<std::size_t> UnitSequence(const Plan& plan, std::size_t loadable,
         }
         seq.push_back(j);
     };
-    const std::string by = "unit " + unit.name;
-    for (const auto& spec : unit.modules) {
-        const std::string direct = NormalizeModuleName(spec.name);
-        const std::string alias = by + " -> alias " + spec.name;
+    // The unit's requests are in its [[module]] order.
+    for (std::size_t r = 0; r < requests.unit_of.size(); ++r) {
+        if (requests.unit_of[r] != u) continue;
         for (std::size_t j = 0; j < loadable; ++j) {
-            const auto& e = plan.entries[j];
-            bool listed = false;
-            for (const auto& chain : e.requested_by) {
-                listed = listed || (chain == by && e.name == direct) || chain == alias;
-            }
-            if (listed) visit(visit, j);
+            const auto& direct = plan.entries[j].direct;
+            if (std::find(direct.begin(), direct.end(), r) != direct.end()) visit(visit, j);
         }
     }
     for (std::size_t j = 0; j < loadable; ++j) visit(visit, j);
@@ -145,14 +139,10 @@ std::vector<std::size_t> UnitSequence(const Plan& plan, std::size_t loadable,
 }
 
 // The unit that asked for an entry directly ("" for dependencies and the command line).
-std::string DirectUnit(const PlanEntry& e) {
-    for (const auto& chain : e.requested_by) {
-        std::string_view c = chain;
-        if (!c.starts_with("unit ")) continue;
-        auto arrow = c.find(" -> ");
-        if (arrow == std::string_view::npos || c.substr(arrow).starts_with(" -> alias ")) {
-            return std::string(ChainRoot(c).substr(5));
-        }
+std::string DirectUnit(const PlanEntry& e, const Requests& requests) {
+    for (std::size_t r : e.direct) {
+        const RequestOrigin& origin = requests.input.requests[r].origin;
+        if (origin.kind == RequestOrigin::Kind::kUnit) return origin.name;
     }
     return "";
 }
@@ -331,7 +321,8 @@ Result<void> RunModules(BootContext& ctx) {
             o.module = name;
             o.status = Status::kFailed;
             o.reason = error.message();
-            o.requested_by = {req.requested_by};
+            o.requested_by = {req.origin.Describe()};
+            o.origins = {req.origin};
             ctx.module_outcomes.push_back(std::move(o));
         }
         summary.failed = static_cast<int>(ctx.module_outcomes.size());
@@ -386,7 +377,7 @@ Result<void> RunModules(BootContext& ctx) {
         loader_units[u].after.assign(closure.begin(), closure.end());
         if (units[u].sequential) {
             loader_units[u].sequence =
-                UnitSequence(plan, loadable, owner, static_cast<int>(u), units[u]);
+                UnitSequence(plan, loadable, owner, static_cast<int>(u), requests);
         }
     }
 
@@ -421,9 +412,10 @@ Result<void> RunModules(BootContext& ctx) {
     for (std::size_t i = 0; i < plan.entries.size(); ++i) {
         const PlanEntry& e = plan.entries[i];
         const bool is_job = i < loadable;
-        ModuleOutcome o = ModloadSession::OutcomeOf(plan, i, is_job ? &jobs[i] : nullptr,
-                                                    is_job ? &report.results[i] : nullptr);
-        o.unit = DirectUnit(e);
+        ModuleOutcome o =
+            ModloadSession::OutcomeOf(plan, requests.input, i, is_job ? &jobs[i] : nullptr,
+                                      is_job ? &report.results[i] : nullptr);
+        o.unit = DirectUnit(e, requests);
         const std::string wanted = Join(e.requested_by, "; ");
         switch (o.status) {
             case Status::kFailed:

@@ -359,7 +359,7 @@ TEST_F(ModuleStageTest, OneWorkerLoadsStrictlyInPlanOrder) {
     Run();
     PlanInput input;
     for (const char* m : {"ext4", "dia_top", "soft_main", "opt_mod"}) {
-        input.requests.push_back({m, "unit a", "", false});
+        input.requests.push_back({m, RequestOrigin::Unit("a"), "", false});
     }
     std::vector<std::string> plan_order;
     for (const auto& e : PlanFor(input).entries) {

@@ -151,7 +151,7 @@ class PlanDebianTest : public ::testing::TestWithParam<std::string> {
 TEST_P(PlanDebianTest, ClosureEqualsModprobeAndOrderIsValid) {
     const std::string& module = GetParam();
     PlanInput input;
-    input.requests.push_back({module, "test", "", false});
+    input.requests.push_back({module, RequestOrigin::Other("test"), "", false});
     auto plan = BuildPlan(*db_, input);
     ASSERT_TRUE(plan) << plan.error().message();
     EXPECT_TRUE(plan->ok()) << ::testing::PrintToString(plan->errors);
@@ -187,7 +187,7 @@ TEST(PlanDebianAll, OnePlanForEveryModule) {
     auto db = KmodDb::Open(tree.root, tree.kver);
     ASSERT_TRUE(db) << db.error().message();
     PlanInput input;
-    for (const auto& m : kModules) input.requests.push_back({m, "unit all.toml", "", false});
+    for (const auto& m : kModules) input.requests.push_back({m, RequestOrigin::Unit("all.toml"), "", false});
     auto plan = BuildPlan(**db, input);
     ASSERT_TRUE(plan) << plan.error().message();
     EXPECT_TRUE(plan->ok()) << ::testing::PrintToString(plan->errors);

@@ -41,7 +41,7 @@ class PlanTest : public ::testing::Test {
     }
 
     Plan Request(const std::vector<std::string>& names, PlanInput input = {}) {
-        for (const auto& n : names) input.requests.push_back({n, "unit storage.toml", "", false});
+        for (const auto& n : names) input.requests.push_back({n, RequestOrigin::Unit("storage.toml"), "", false});
         return Build(input);
     }
 
@@ -177,7 +177,7 @@ TEST_F(PlanTest, OptionsMergeModprobeDThenCmdlineThenRequest) {
     PlanInput input;
     input.options.push_back({"opt-mod", "b=5"});
     input.options.push_back({"ext4", "unrelated=1"});
-    input.requests.push_back({"opt_mod", "unit opt.toml", "d=4", false});
+    input.requests.push_back({"opt_mod", RequestOrigin::Unit("opt.toml"), "d=4", false});
     Plan plan = Build(input);
     EXPECT_TRUE(plan.ok());
     EXPECT_EQ(Entry(plan, "opt_mod").options, "a=1 b=2 c=3 b=5 d=4");
@@ -304,8 +304,8 @@ TEST_F(PlanTest, IndexNamingAMissingDependencyIsAWarning) {
 
 TEST_F(PlanTest, OptionalMissingModuleIsNotAnError) {
     PlanInput input;
-    input.requests.push_back({"no_such_module", "unit extra.toml", "", true});
-    input.requests.push_back({"bl_conf", "unit extra.toml", "", true});
+    input.requests.push_back({"no_such_module", RequestOrigin::Unit("extra.toml"), "", true});
+    input.requests.push_back({"bl_conf", RequestOrigin::Unit("extra.toml"), "", true});
     Plan plan = Build(input);
     EXPECT_EQ(Entry(plan, "no_such_module").status, ModuleStatus::kMissing);
     // Optional only forgives absence: a denied module is still an error.
@@ -314,9 +314,9 @@ TEST_F(PlanTest, OptionalMissingModuleIsNotAnError) {
 
 TEST_F(PlanTest, EachModuleOnceWhateverReachesIt) {
     PlanInput input;
-    input.requests.push_back({"dia_top", "unit a.toml", "", false});
-    input.requests.push_back({"dia-left", "unit b.toml", "", false});
-    input.requests.push_back({"dia_top", "modules_load=", "", false});
+    input.requests.push_back({"dia_top", RequestOrigin::Unit("a.toml"), "", false});
+    input.requests.push_back({"dia-left", RequestOrigin::Unit("b.toml"), "", false});
+    input.requests.push_back({"dia_top", RequestOrigin::Cmdline(), "", false});
     Plan plan = Build(input);
     EXPECT_TRUE(plan.ok());
     ExpectValidOrder(plan);
@@ -327,6 +327,12 @@ TEST_F(PlanTest, EachModuleOnceWhateverReachesIt) {
                                      "unit a.toml -> dia_top -> dia_right"));
     EXPECT_EQ(Pos(plan, "dia_base"), 0u);
     EXPECT_EQ(Pos(plan, "dia_top"), 3u);
+    // The same facts as indices into the requests, for code (no chain is parsed back).
+    EXPECT_THAT(Entry(plan, "dia_top").direct, ElementsAre(0u, 2u));
+    EXPECT_THAT(Entry(plan, "dia_left").direct, ElementsAre(1u));
+    EXPECT_THAT(Entry(plan, "dia_base").direct, IsEmpty());
+    EXPECT_THAT(Entry(plan, "dia_base").wanted_by, ElementsAre(0u, 1u, 2u));
+    EXPECT_THAT(Entry(plan, "dia_right").wanted_by, ElementsAre(0u, 2u));
 }
 
 TEST_F(PlanTest, ForeignInstallCommandIsReportedNotRun) {
@@ -340,7 +346,7 @@ TEST_F(PlanTest, ForeignInstallCommandIsReportedNotRun) {
 TEST_F(PlanTest, Deterministic) {
     PlanInput input;
     for (const char* m : {"ext4", "dia_top", "soft_conf", "bl_conf_top", "cyc_user"}) {
-        input.requests.push_back({m, "unit all.toml", "", false});
+        input.requests.push_back({m, RequestOrigin::Unit("all.toml"), "", false});
     }
     Plan a = Build(input);
     auto other_db = KmodDb::Open(root_, testing::kFixtureKver);
@@ -385,7 +391,7 @@ TEST(PlanMemoryDb, SkipNamesTheRootCauseThroughIntermediateModules) {
     db.Add("mid").hard_deps = {"low"};
     db.Add("low").denied_by = "hive Blacklist";
     PlanInput input;
-    input.requests.push_back({"top", "unit t.toml", "", false});
+    input.requests.push_back({"top", RequestOrigin::Unit("t.toml"), "", false});
     auto plan = BuildPlan(db, input);
     ASSERT_TRUE(plan);
     EXPECT_THAT(plan->errors, ElementsAre("top: dependency low is blacklisted (hive Blacklist) "
@@ -401,7 +407,7 @@ TEST(PlanMemoryDb, PostCycleAndSelfCycle) {
     db.Add("self").soft_pre = {"self"};
     db.Add("fine");
     PlanInput input;
-    for (const char* m : {"a", "self", "fine"}) input.requests.push_back({m, "test", "", false});
+    for (const char* m : {"a", "self", "fine"}) input.requests.push_back({m, RequestOrigin::Other("test"), "", false});
     auto plan = BuildPlan(db, input);
     ASSERT_TRUE(plan);
     EXPECT_THAT(plan->errors, Contains("dependency cycle: a -> b -> a"));
@@ -414,7 +420,7 @@ TEST(PlanMemoryDb, DbFailureIsAnError) {
     MemoryDb db;
     db.Add("a").hard_deps = {"vanished"};
     PlanInput input;
-    input.requests.push_back({"a", "test", "", false});
+    input.requests.push_back({"a", RequestOrigin::Other("test"), "", false});
     auto plan = BuildPlan(db, input);
     ASSERT_FALSE(plan);
     EXPECT_THAT(plan.error().message(), HasSubstr("vanished"));
