@@ -1,5 +1,13 @@
 #include "peinit/modload/loader.h"
 
+#include <fcntl.h>
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
 #include <algorithm>
 #include <condition_variable>
 #include <mutex>
@@ -13,6 +21,22 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using State = JobResult::State;
+
+// Whether thread `tid` of this process is blocked (S or D); false when unknown.
+bool Blocked(int tid) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char buf[256];
+    ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) return false;
+    buf[n] = '\0';
+    const char* paren = std::strrchr(buf, ')');  // the command name may hold anything
+    if (paren == nullptr || paren[1] != ' ') return false;
+    return paren[2] == 'S' || paren[2] == 'D';
+}
 
 class Scheduler {
   public:
@@ -35,6 +59,10 @@ class Scheduler {
     // One worker: picks ready jobs and runs them until every job is settled.
     void Work() {
         std::unique_lock lock(mutex_);
+        clockid_t clock;
+        if (pthread_getcpuclockid(pthread_self(), &clock) == 0) {
+            workers_.push_back({clock, static_cast<int>(gettid()), {}});
+        }
         while (true) {
             if (auto j = Pick()) {
                 JobResult& r = report_.results[*j];
@@ -63,6 +91,43 @@ class Scheduler {
     }
 
     LoaderReport TakeReport() { return std::move(report_); }
+
+    // Waits up to `timeout` for a change; true once every job is settled.
+    bool WaitSettled(std::chrono::milliseconds timeout) {
+        std::unique_lock lock(mutex_);
+        changed_.wait_for(lock, timeout, [&] { return unsettled_ == 0; });
+        return unsettled_ == 0;
+    }
+
+    // How many workers are asleep: blocked (state S or D in /proc/self/task/TID/stat) and
+    // without CPU time since the last call. A worker that is runnable but waits for a CPU is
+    // not asleep, so CPU-bound loads never count, however busy the machine is.
+    int SleepingWorkers() {
+        std::lock_guard lock(mutex_);
+        int sleeping = 0;
+        for (Worker& w : workers_) {
+            timespec ts{};
+            if (clock_gettime(w.clock, &ts) != 0) continue;
+            const auto cpu = std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+            const bool idle_cpu = cpu - w.cpu < std::chrono::milliseconds(1);
+            w.cpu = cpu;
+            if (idle_cpu && Blocked(w.tid)) ++sleeping;
+        }
+        return sleeping;
+    }
+
+    // Whether another worker would start a job now: every worker is busy with a load and a job
+    // is ready (never inside a sequential unit, which runs one job at a time).
+    bool Starved(int threads) {
+        std::lock_guard lock(mutex_);
+        if (in_flight_ < threads || active_ >= 0) return false;
+        for (std::size_t j = 0; j < jobs_.size(); ++j) {
+            if (Pending(j) && !Sequential(j) && DepsReady(j) && GateOpen(jobs_[j].unit)) {
+                return true;
+            }
+        }
+        return false;
+    }
 
   private:
     std::chrono::microseconds Now() const {
@@ -208,6 +273,12 @@ class Scheduler {
 
     std::mutex mutex_;
     std::condition_variable changed_;
+    struct Worker {
+        clockid_t clock;
+        int tid;
+        std::chrono::nanoseconds cpu;  // CPU time at the last SleepingWorkers()
+    };
+    std::vector<Worker> workers_;
     LoaderReport report_;
     std::vector<int> unit_unsettled_;
     std::size_t unsettled_ = 0;
@@ -219,19 +290,39 @@ class Scheduler {
 
 LoaderReport RunLoader(const std::vector<LoadJob>& jobs, const std::vector<LoaderUnit>& units,
                        int workers, const std::function<LoadAttempt(std::size_t)>& load,
-                       std::chrono::steady_clock::time_point origin) {
+                       std::chrono::steady_clock::time_point origin, int max_workers) {
     Scheduler scheduler(jobs, units, load, origin);
-    std::size_t loads =
+    const std::size_t loads =
         std::count_if(jobs.begin(), jobs.end(), [](const LoadJob& j) { return !j.builtin; });
-    std::size_t want = std::min<std::size_t>(static_cast<std::size_t>(std::max(workers, 1)), loads);
+    workers = std::max(workers, 1);
+    const std::size_t most =
+        std::min<std::size_t>(static_cast<std::size_t>(std::max(max_workers, workers)), loads);
+    const std::size_t want = std::min<std::size_t>(static_cast<std::size_t>(workers), most);
     std::vector<std::thread> threads;
     std::string thread_error;
-    if (want > 1) {
-        for (std::size_t i = 0; i < want; ++i) {
-            try {
-                threads.emplace_back([&scheduler] { scheduler.Work(); });
-            } catch (const std::system_error& e) {
-                thread_error = e.what();
+    auto spawn = [&] {
+        try {
+            threads.emplace_back([&scheduler] { scheduler.Work(); });
+            return true;
+        } catch (const std::system_error& e) {
+            thread_error = e.what();
+            return false;
+        }
+    };
+    if (most > 1) {
+        for (std::size_t i = 0; i < want && spawn(); ++i) {
+        }
+    }
+    // More workers only while the loads in flight leave CPUs idle (module inits that sleep):
+    // every worker busy, a job ready, and fewer workers awake than CPUs.
+    constexpr std::chrono::milliseconds kTick{10};
+    const int cpus = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    if (!threads.empty() && most > threads.size()) {
+        while (!scheduler.WaitSettled(kTick)) {
+            const int n = static_cast<int>(threads.size());
+            const int sleeping = scheduler.SleepingWorkers();
+            if (threads.size() < most && sleeping > 0 && n - sleeping < cpus &&
+                scheduler.Starved(n) && !spawn()) {
                 break;
             }
         }
@@ -242,8 +333,8 @@ LoaderReport RunLoader(const std::vector<LoadJob>& jobs, const std::vector<Loade
     LoaderReport report = scheduler.TakeReport();
     report.threads = static_cast<int>(threads.size());
     if (!thread_error.empty()) {
-        report.warnings.push_back("could create only " + std::to_string(threads.size()) + " of " +
-                                  std::to_string(want) + " worker threads: " + thread_error);
+        report.warnings.push_back("could create only " + std::to_string(threads.size()) +
+                                  " worker threads: " + thread_error);
     }
     return report;
 }

@@ -21,7 +21,7 @@
 //
 // Threads: all are created and joined inside Run (PID 1 is single-threaded before and after;
 // its signals are blocked before any stage runs, so the workers inherit the blocked mask).
-// With one worker, or one job, no thread is created. The `load` callback runs on the workers
+// With one worker and no room to add more, or one job, no thread is created. The `load` callback runs on the workers
 // and must be thread-safe; it must not touch libkmod.
 
 #include <chrono>
@@ -77,9 +77,14 @@ struct LoaderReport {
     std::vector<std::string> warnings;
 };
 
-// Runs every job. `workers` >= 1. Times are measured from `origin`.
+// Runs every job on `workers` workers (at least 1). With `max_workers` above that, the loader
+// adds workers (one per 10 ms tick, up to max_workers) while every worker is busy, a job is
+// ready, some worker is asleep in its load (blocked, no CPU time for a tick: a module init that
+// sleeps) and fewer workers are awake than there are CPUs. CPU-bound loads keep it at
+// `workers`, even on a busy machine (a preempted worker is runnable, not asleep). Times are
+// measured from `origin`.
 LoaderReport RunLoader(const std::vector<LoadJob>& jobs, const std::vector<LoaderUnit>& units,
                        int workers, const std::function<LoadAttempt(std::size_t)>& load,
-                       std::chrono::steady_clock::time_point origin);
+                       std::chrono::steady_clock::time_point origin, int max_workers = 0);
 
 }  // namespace peinit

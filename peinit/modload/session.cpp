@@ -152,6 +152,7 @@ std::vector<LoadJob> ModloadSession::JobsOf(const Plan& plan, std::size_t loadab
 
 LoaderReport ModloadSession::RunPlan(const Plan& plan, const std::vector<LoadJob>& jobs,
                                      const std::vector<LoaderUnit>& units, int workers,
+                                     int max_workers,
                                      std::chrono::steady_clock::time_point origin) {
     // Hash everything the plan may load before the first load: a package with a tampered
     // member among them loads nothing of this plan (PACKAGE.md).
@@ -170,7 +171,7 @@ LoaderReport ModloadSession::RunPlan(const Plan& plan, const std::vector<LoadJob
     }
     return RunLoader(
         jobs, units, std::max(workers, 1),
-        [&](std::size_t i) { return LoadEntry(plan.entries[i]); }, origin);
+        [&](std::size_t i) { return LoadEntry(plan.entries[i]); }, origin, max_workers);
 }
 
 ModuleOutcome ModloadSession::OutcomeOf(const Plan& plan, const PlanInput& input, std::size_t i,
@@ -290,7 +291,7 @@ DemandLoadReport ModloadSession::DemandResolved(std::string_view alias,
             jobs[i].builtin = quiet[i] = true;
         }
     }
-    LoaderReport run = RunPlan(*plan, jobs, {}, 1, std::chrono::steady_clock::now());
+    LoaderReport run = RunPlan(*plan, jobs, {}, 1, 1, std::chrono::steady_clock::now());
     for (std::size_t i = 0; i < plan->entries.size(); ++i) {
         if (i < loadable && quiet[i]) continue;
         const bool is_job = i < loadable;

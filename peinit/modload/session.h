@@ -99,9 +99,10 @@ class ModloadSession {
     // The loader jobs of a plan's loadable entries (they come first, in load order): names,
     // built-ins, hard and soft edges.
     static std::vector<LoadJob> JobsOf(const Plan& plan, std::size_t loadable);
-    // Runs the jobs with LoadEntry on `workers` workers.
+    // Runs the jobs with LoadEntry on `workers` workers, up to `max_workers` while loads sleep
+    // (RunLoader).
     LoaderReport RunPlan(const Plan& plan, const std::vector<LoadJob>& jobs,
-                         const std::vector<LoaderUnit>& units, int workers,
+                         const std::vector<LoaderUnit>& units, int workers, int max_workers,
                          std::chrono::steady_clock::time_point origin);
     // The outcome of plan entry `i` of the plan made from `input` (its loader result when it
     // was a job).

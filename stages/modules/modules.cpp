@@ -28,6 +28,7 @@ using Status = ModuleOutcome::Status;
 constexpr const char* kSigEnforce = "module/module/parameters/sig_enforce";
 constexpr const char* kRecordPath = "/run/peinit/modules.json";
 constexpr int kMaxDefaultWorkers = 8;
+constexpr int kMaxAdaptiveWorkers = 16;
 constexpr int kNoUnit = std::numeric_limits<int>::max();
 
 std::string Join(const std::vector<std::string>& items, std::string_view sep) {
@@ -382,7 +383,10 @@ Result<void> RunModules(BootContext& ctx) {
     }
 
     const auto hashed_before = session.counters().hash_us;
-    LoaderReport report = session.RunPlan(plan, jobs, loader_units, workers, origin);
+    // Explicit workers (peinit.workers=, ModuleWorkers) are exact; by default the loader may add
+    // workers while module inits sleep.
+    const int max_workers = ctx.policy.workers.value ? workers : kMaxAdaptiveWorkers;
+    LoaderReport report = session.RunPlan(plan, jobs, loader_units, workers, max_workers, origin);
     phases.hash_ms = (session.counters().hash_us - hashed_before) / 1000;
     std::optional<std::chrono::microseconds> first, last;
     for (std::size_t i = 0; i < loadable; ++i) {

@@ -20,8 +20,9 @@
 //    `package rejected (<reason>)`, and a package with a tampered boot-set member loads nothing
 //    of the boot set; one that no package holds fails with `not in a verified package`: a loose
 //    .ko in the module tree is never loaded (fail closed). The tree only supplies the indexes.
-// 4. Loading: a bounded pool of workers (ctx.policy.workers, else the number of CPUs
-//    capped at 8; 1 = strictly sequential in plan order) starts each module as soon as its
+// 4. Loading: a bounded pool of workers (ctx.policy.workers, exactly; 1 = strictly
+//    sequential in plan order; else the number of CPUs capped at 8, growing up to 16 while the
+//    loads in flight leave the CPUs idle, i.e. module inits that sleep) starts each module as soon as its
 //    dependencies are live, honouring unit `after` and `sequential` barriers (loader.h); never
 //    loads a module twice; EEXIST and built-ins count as success; a failure skips its
 //    dependents with the named reason and stops nothing else. Every thread is joined before

@@ -4,6 +4,9 @@
  *   bench_probe modprobe NAME...   time `/sbin/modprobe -a NAME...` (kmod, sequential)
  *   bench_probe loop LISTFILE      time finit_module() on each path of LISTFILE, in order (the
  *                                  floor: no lookup, no dependency work, one syscall each)
+ *   bench_probe levels LISTFILE    the same over "LEVEL PATH" lines sorted by level, each level
+ *                                  loaded by two threads, the next level only once it is done
+ *                                  (a perfect two-worker scheduler over the dependency levels)
  *
  * Then it reports, one "BENCH key=value" line each:
  *   load_ms, load_failed              (modprobe and loop modes) wall time of the loads
@@ -17,6 +20,7 @@
  * and "BENCH done". The unit gives it exit_action = "poweroff". */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +64,20 @@ static int run_modprobe(int argc, char** argv) {
   return 0;
 }
 
+/* One finit_module() of `path`; 0, or 1 when it failed with anything but EEXIST. */
+static int load_path(const char* path) {
+  int failed = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || syscall(SYS_finit_module, fd, "", 0) != 0) {
+    if (errno != EEXIST) {
+      printf("BENCH loop_error=%s:%s\n", path, strerror(errno));
+      failed = 1;
+    }
+  }
+  if (fd >= 0) close(fd);
+  return failed;
+}
+
 static int run_loop(const char* list) {
   FILE* f = fopen(list, "r");
   if (f == NULL) {
@@ -72,17 +90,68 @@ static int run_loop(const char* list) {
   while (fgets(path, sizeof path, f) != NULL) {
     path[strcspn(path, "\n")] = '\0';
     if (path[0] == '\0') continue;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || syscall(SYS_finit_module, fd, "", 0) != 0) {
-      if (errno != EEXIST) {
-        printf("BENCH loop_error=%s:%s\n", path, strerror(errno));
-        ++failed;
-      }
-    }
-    if (fd >= 0) close(fd);
+    failed += load_path(path);
   }
   double elapsed = now_ms() - start;
   fclose(f);
+  printf("BENCH load_ms=%.1f\n", elapsed);
+  printf("BENCH load_failed=%d\n", failed);
+  return 0;
+}
+
+struct level_work {
+  char** paths;
+  int count;
+  int next; /* guarded by lock */
+  int failed;
+  pthread_mutex_t lock;
+};
+
+static void* level_worker(void* arg) {
+  struct level_work* w = arg;
+  for (;;) {
+    pthread_mutex_lock(&w->lock);
+    int i = w->next < w->count ? w->next++ : -1;
+    pthread_mutex_unlock(&w->lock);
+    if (i < 0) return NULL;
+    int f = load_path(w->paths[i]);
+    pthread_mutex_lock(&w->lock);
+    w->failed += f;
+    pthread_mutex_unlock(&w->lock);
+  }
+}
+
+static int run_levels(const char* list) {
+  FILE* f = fopen(list, "r");
+  if (f == NULL) {
+    printf("BENCH error=cannot-open-%s\n", list);
+    return -1;
+  }
+  int levels[4096];
+  char* paths[4096];
+  int n = 0;
+  char line[4096];
+  while (n < 4096 && fgets(line, sizeof line, f) != NULL) {
+    char path[4096];
+    if (sscanf(line, "%d %4095s", &levels[n], path) != 2) continue;
+    paths[n++] = strdup(path);
+  }
+  fclose(f);
+  int failed = 0;
+  double start = now_ms();
+  for (int first = 0; first < n;) {
+    int end = first;
+    while (end < n && levels[end] == levels[first]) ++end;
+    struct level_work w = {paths + first, end - first, 0, 0, PTHREAD_MUTEX_INITIALIZER};
+    pthread_t t;
+    int threaded = w.count > 1 && pthread_create(&t, NULL, level_worker, &w) == 0;
+    level_worker(&w);
+    if (threaded) pthread_join(t, NULL);
+    failed += w.failed;
+    first = end;
+  }
+  double elapsed = now_ms() - start;
+  for (int i = 0; i < n; ++i) free(paths[i]);
   printf("BENCH load_ms=%.1f\n", elapsed);
   printf("BENCH load_failed=%d\n", failed);
   return 0;
@@ -141,7 +210,7 @@ static void report_load_syscalls(void) {
 int main(int argc, char** argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc < 2) {
-    fprintf(stderr, "usage: bench_probe peinit | modprobe NAME... | loop LISTFILE\n");
+    fprintf(stderr, "usage: bench_probe peinit | modprobe NAME... | loop LISTFILE | levels LISTFILE\n");
     return 2;
   }
   int rc = 0;
@@ -149,6 +218,8 @@ int main(int argc, char** argv) {
     rc = run_modprobe(argc - 2, argv + 2);
   } else if (strcmp(argv[1], "loop") == 0 && argc == 3) {
     rc = run_loop(argv[2]);
+  } else if (strcmp(argv[1], "levels") == 0 && argc == 3) {
+    rc = run_levels(argv[2]);
   } else if (strcmp(argv[1], "peinit") != 0) {
     fprintf(stderr, "bench_probe: unknown mode %s\n", argv[1]);
     return 2;

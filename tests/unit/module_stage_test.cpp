@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "peinit/core/plan.h"
+#include "peinit/modload/loader.h"
 #include "peinit/sys/fake_kernel.h"
 #include "peinit/sys/module_decompress.h"
 #include "peinit/sys/kmod.h"
@@ -407,6 +408,44 @@ TEST_F(ModuleStageTest, ParallelWorkersOverlapLatencies) {
     EXPECT_EQ(parallel_kernel.MaxConcurrentLoads(), 4);
     EXPECT_EQ(parallel_kernel.LoadedModules().size(), 8u);
     EXPECT_THAT(CompactRecord(), HasSubstr("\"threads\":4"));
+}
+
+// By default the pool grows while module inits sleep (the CPUs are idle), up to every ready
+// load in flight; explicit workers (ParallelWorkersOverlapLatencies) stay exact.
+TEST_F(ModuleStageTest, DefaultWorkersGrowWhileInitsSleep) {
+    WriteAllPackage();
+    ctx_.cmdline.modules_load = kIndependent;
+    for (const auto& m : kIndependent) kernel_.SetModuleLatency(m, 300ms);
+    ctx_.policy.workers.value.reset();
+    auto t0 = std::chrono::steady_clock::now();
+    Run();
+    auto elapsed = std::chrono::steady_clock::now() - t0;
+    std::cout << "[ figures  ] 8 sleeping inits x 300 ms, default workers ("
+              << DefaultModuleWorkers() << "): "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
+              << " ms, max concurrent " << kernel_.MaxConcurrentLoads() << "\n";
+    EXPECT_GT(kernel_.MaxConcurrentLoads(), std::min(DefaultModuleWorkers(), 7));
+    EXPECT_EQ(kernel_.LoadedModules().size(), 8u);
+    // With only the default workers it could not take less than 8 / workers x 300 ms.
+    EXPECT_LT(elapsed, 300ms * 8 / std::min(DefaultModuleWorkers(), 4) - 100ms);
+}
+
+// CPU-bound loads never grow the pool, however busy the machine is: a worker that waits for a
+// CPU is runnable, not asleep.
+TEST(Loader, CpuBoundLoadsKeepTheWorkerCount) {
+    std::vector<LoadJob> jobs(8);
+    for (std::size_t i = 0; i < jobs.size(); ++i) jobs[i].name = "spin" + std::to_string(i);
+    auto spin = [](std::size_t) {
+        const auto end = std::chrono::steady_clock::now() + 60ms;
+        volatile unsigned long x = 0;
+        while (std::chrono::steady_clock::now() < end) x = x + 1;
+        LoadAttempt a;
+        a.ok = true;
+        return a;
+    };
+    LoaderReport report = RunLoader(jobs, {}, 2, spin, std::chrono::steady_clock::now(), 16);
+    EXPECT_EQ(report.threads, 2);
+    for (const auto& r : report.results) EXPECT_EQ(r.state, JobResult::State::kLive);
 }
 
 TEST_F(ModuleStageTest, SequentialUnitIsABarrier) {
