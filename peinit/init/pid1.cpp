@@ -19,6 +19,7 @@
 #include "peinit/sys/config_files.h"
 #include "peinit/sys/linux_kernel.h"
 #include "peinit/sys/log.h"
+#include "peinit/sys/memory.h"
 #include "peinit/sys/record.h"
 #include "peinit/sys/signals.h"
 #include "peinit/sys/status_sources.h"
@@ -124,17 +125,6 @@ void ExplainEmergency(BootContext& ctx, const Error& error) {
     Shutdown(ctx.kernel, signals, RB_POWER_OFF, "emergency");
 }
 
-// This process's resident set (VmRSS), in KiB; 0 when unreadable.
-long ResidentKib() {
-    auto status = ReadConfigFile("/proc/self/status");
-    if (!status) return 0;
-    std::istringstream in(status->text);
-    for (std::string line; std::getline(in, line);) {
-        if (line.starts_with("VmRSS:")) return std::strtol(line.c_str() + 6, nullptr, 10);
-    }
-    return 0;
-}
-
 [[noreturn]] void Run() {
     umask(022);
     setsid();
@@ -154,11 +144,15 @@ long ResidentKib() {
     if (auto booted = RunStages(BootStages(), ctx); !booted) {
         Emergency(ctx, queue, booted.error());
     }
-    // The boot's modules are in: PID 1 keeps no package bytes and no libkmod context, and hands
-    // the freed heap back to the kernel.
+    // The boot's modules are in: PID 1 keeps no package bytes and no libkmod context, hands the
+    // freed heap back to the kernel and lets go of the library pages the stages ran.
     ctx.modload.reset();
     malloc_trim(0);
-    spdlog::info("boot complete rss_kib={}", ResidentKib());
+    const long before = ResidentKib();
+    auto dropped = DropCleanFileMappings();
+    if (!dropped) spdlog::warn("memory: {}", dropped.error().message());
+    spdlog::info("boot complete rss_kib={} (library pages released: {} KiB)", ResidentKib(),
+                 before - ResidentKib());
 
     auto passwd = ReadConfigFile(ctx.paths.Under("/etc/passwd").string());
     ServiceRunner services(kernel, ctx.units, passwd ? passwd->text : "");

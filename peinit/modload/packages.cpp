@@ -38,7 +38,7 @@ std::unique_ptr<PackageSet> PackageSet::Load(const std::filesystem::path& dir,
         Entry entry;
         entry.file = path.filename().string();
         entry.report.file = entry.file;
-        auto bytes = ReadFileOnce(path);
+        auto bytes = ReadFileSealed(path);
         if (!bytes) {
             entry.report.reason = bytes.error().message();
             set->entries_.push_back(std::move(entry));
@@ -46,7 +46,7 @@ std::unique_ptr<PackageSet> PackageSet::Load(const std::filesystem::path& dir,
         }
         if (!trust_error.empty()) {
             entry.report.reason = trust_error;
-            entry.report.modules = ClaimedModules(*bytes);
+            entry.report.modules = ClaimedModules(bytes->span());
             set->entries_.push_back(std::move(entry));
             continue;
         }
@@ -54,7 +54,7 @@ std::unique_ptr<PackageSet> PackageSet::Load(const std::filesystem::path& dir,
         if (!opened) {
             // The bytes stay ours on failure: their claimed names explain the rejection.
             entry.report.reason = opened.error().message();
-            entry.report.modules = ClaimedModules(*bytes);
+            entry.report.modules = ClaimedModules(bytes->span());
             set->entries_.push_back(std::move(entry));
             continue;
         }

@@ -3,7 +3,8 @@
 // The signed packages of an image as one set: what the module-loading session
 // (session.h) loads module bytes from.
 //
-// Load reads every package in the packages directory exactly once (ReadFileOnce) and checks
+// Load reads every package in the packages directory exactly once (ReadFileSealed: one copy by
+// the kernel into a sealed memfd, mapped read-only) and checks
 // everything but the payload hashes: container, signature against the trust store, manifest,
 // the running kernel's release, file set, order and sizes (OpenPackage). A package that fails
 // any of that contributes nothing.

@@ -3,6 +3,8 @@
 #include "peinit/core/module_file.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -167,11 +169,20 @@ Result<std::vector<std::byte>> ReadFileOnce(const std::filesystem::path& path,
     // The size may change under us; read until EOF but never past the limit.
     while (true) {
         if (done == data.size()) {
-            if (data.size() > max_bytes) {
+            // Full: one byte more tells EOF from growth without doubling the buffer.
+            std::byte probe;
+            ssize_t n = ::read(fd, &probe, 1);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) return ErrnoErr(path.string());
+            if (n == 0) break;
+            if (data.size() >= max_bytes) {
                 return Err(path.string() + ": grew past the limit of " + std::to_string(max_bytes) +
                            " bytes while being read");
             }
-            data.resize(std::max<std::size_t>(data.size() * 2, 4096));
+            data.push_back(probe);
+            ++done;
+            data.resize(std::min(std::max<std::size_t>(data.size() * 2, 4096), max_bytes + 1));
+            continue;
         }
         ssize_t n = ::read(fd, data.data() + done, data.size() - done);
         if (n < 0 && errno == EINTR) continue;
@@ -228,14 +239,81 @@ std::size_t SignedPackage::verified_count() const {
     return static_cast<std::size_t>(std::count(checked_.begin(), checked_.end(), 1));
 }
 
+PackageBytes::PackageBytes(PackageBytes&& other) noexcept
+    : heap_(std::move(other.heap_)), map_(other.map_), map_len_(other.map_len_) {
+    other.map_ = nullptr;
+    other.map_len_ = 0;
+}
+
+PackageBytes& PackageBytes::operator=(PackageBytes&& other) noexcept {
+    if (this != &other) {
+        if (map_ != nullptr) ::munmap(map_, map_len_);
+        heap_ = std::move(other.heap_);
+        map_ = other.map_;
+        map_len_ = other.map_len_;
+        other.map_ = nullptr;
+        other.map_len_ = 0;
+    }
+    return *this;
+}
+
+PackageBytes::~PackageBytes() {
+    if (map_ != nullptr) ::munmap(map_, map_len_);
+}
+
+Result<PackageBytes> ReadFileSealed(const std::filesystem::path& path, std::size_t max_bytes) {
+    int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (in < 0) return ErrnoErr(path.string());
+    struct Closer {
+        int fd;
+        ~Closer() {
+            if (fd >= 0) ::close(fd);
+        }
+    } in_closer{in};
+    struct stat st;
+    if (::fstat(in, &st) != 0) return ErrnoErr(path.string());
+    if (!S_ISREG(st.st_mode)) return Err(path.string() + ": not a regular file");
+    if (static_cast<std::uint64_t>(st.st_size) > max_bytes) {
+        return Err(path.string() + ": " + std::to_string(st.st_size) + " bytes (limit " +
+                   std::to_string(max_bytes) + ")");
+    }
+    int memfd = ::memfd_create("peinit-package", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (memfd < 0) return ErrnoErr("memfd_create");
+    Closer mem_closer{memfd};
+    // Until EOF (the size may change under us), never past the limit.
+    std::size_t done = 0;
+    while (true) {
+        ssize_t n = ::sendfile(memfd, in, nullptr, max_bytes + 1 - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return ErrnoErr(path.string() + ": copy into a memfd");
+        if (n == 0) break;
+        done += static_cast<std::size_t>(n);
+        if (done > max_bytes) {
+            return Err(path.string() + ": grew past the limit of " + std::to_string(max_bytes) +
+                       " bytes while being read");
+        }
+    }
+    if (::fcntl(memfd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) !=
+        0) {
+        return ErrnoErr("seal the package memfd");
+    }
+    PackageBytes bytes;
+    if (done == 0) return bytes;
+    void* map = ::mmap(nullptr, done, PROT_READ, MAP_SHARED | MAP_POPULATE, memfd, 0);
+    if (map == MAP_FAILED) return ErrnoErr("mmap the package memfd");
+    bytes.map_ = map;
+    bytes.map_len_ = done;
+    return bytes;
+}
+
 const VerifiedFile* VerifiedPackage::FindModule(std::string_view module_name) const {
     std::size_t i = package_.IndexOfModule(module_name);
     return i < package_.size() ? &package_.files_[i] : nullptr;
 }
 
-Result<SignedPackage> OpenPackage(std::vector<std::byte>&& bytes, const TrustStore& trusted,
+Result<SignedPackage> OpenPackage(PackageBytes&& bytes, const TrustStore& trusted,
                                   std::optional<std::string> kernel_release) {
-    std::vector<ArchiveEntry> members = PEINIT_TRY(ReadArchive(bytes));
+    std::vector<ArchiveEntry> members = PEINIT_TRY(ReadArchive(bytes.span()));
     Layout layout = PEINIT_TRY(SplitLayout(members));
 
     // Authenticate MANIFEST before parsing it: nothing an untrusted party wrote is interpreted
@@ -276,15 +354,15 @@ Result<SignedPackage> OpenPackage(std::vector<std::byte>&& bytes, const TrustSto
         package.files_.push_back(std::move(file));
     }
     package.checked_.assign(package.files_.size(), 0);
-    // Moving the vector keeps its heap buffer, so the views stay valid.
+    // Moving keeps the heap buffer or the mapping where it is, so the views stay valid.
     package.buffer_ = std::move(bytes);
     return package;
 }
 
 Result<VerifiedPackage> VerifyPackage(std::vector<std::byte> bytes, const TrustStore& trusted,
                                       std::optional<std::string> kernel_release) {
-    SignedPackage package =
-        PEINIT_TRY(OpenPackage(std::move(bytes), trusted, std::move(kernel_release)));
+    SignedPackage package = PEINIT_TRY(
+        OpenPackage(PackageBytes(std::move(bytes)), trusted, std::move(kernel_release)));
     PEINIT_TRY(package.VerifyAll());
     return VerifiedPackage(std::move(package));
 }

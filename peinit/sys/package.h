@@ -4,7 +4,8 @@
 // peinit-pkg tool. The format is specified in peinit/sys/PACKAGE.md.
 //
 // The security property this API is shaped around: the bytes that were verified are the bytes
-// that get loaded. A package is read into memory once (ReadFileOnce) and that buffer is owned by
+// that get loaded. A package is read into memory once (ReadFileOnce, or ReadFileSealed at boot:
+// a sealed memfd nobody can change) and that buffer is owned by
 // the package object from then on: members are views into it, never copies, and never re-read
 // from a path an attacker might swap. A module's bytes are handed out (VerifiedFile) only after
 // their SHA-256 matched the signed manifest; the loader hands those bytes to the kernel (through
@@ -40,6 +41,37 @@ class VerifiedPackage;
 Result<std::vector<std::byte>> ReadFileOnce(const std::filesystem::path& path,
                                             std::size_t max_bytes = kMaxPackageBytes);
 
+// Bytes a package object owns: a heap buffer, or a read-only mapping of a sealed memfd that
+// holds a copy of a file (ReadFileSealed). Either way nothing can change them. Move-only.
+class PackageBytes {
+  public:
+    PackageBytes() = default;
+    explicit PackageBytes(std::vector<std::byte> heap) : heap_(std::move(heap)) {}
+    PackageBytes(PackageBytes&& other) noexcept;
+    PackageBytes& operator=(PackageBytes&& other) noexcept;
+    PackageBytes(const PackageBytes&) = delete;
+    PackageBytes& operator=(const PackageBytes&) = delete;
+    ~PackageBytes();
+
+    std::span<const std::byte> span() const {
+        return map_ != nullptr ? std::span(static_cast<const std::byte*>(map_), map_len_)
+                               : std::span<const std::byte>(heap_);
+    }
+
+  private:
+    friend Result<PackageBytes> ReadFileSealed(const std::filesystem::path&, std::size_t);
+    std::vector<std::byte> heap_;
+    void* map_ = nullptr;
+    std::size_t map_len_ = 0;
+};
+
+// ReadFileOnce for the boot: the file is copied once, by the kernel (sendfile), into an
+// anonymous memfd that is then sealed against every change and mapped read-only; no page is
+// zeroed or copied in user space, which matters for packages of tens of megabytes on slow CPUs.
+// The same limits and errors as ReadFileOnce.
+Result<PackageBytes> ReadFileSealed(const std::filesystem::path& path,
+                                    std::size_t max_bytes = kMaxPackageBytes);
+
 // One verified payload file: a view of the exact bytes whose SHA-256 matched the signed manifest.
 // Valid as long as the package object it came from.
 class VerifiedFile {
@@ -51,7 +83,7 @@ class VerifiedFile {
 
   private:
     friend class SignedPackage;
-    friend Result<SignedPackage> OpenPackage(std::vector<std::byte>&&, const TrustStore&,
+    friend Result<SignedPackage> OpenPackage(PackageBytes&&, const TrustStore&,
                                              std::optional<std::string>);
     VerifiedFile() = default;
     std::string path_;
@@ -91,11 +123,11 @@ class SignedPackage {
     const std::optional<Error>& rejection() const { return rejected_; }
 
   private:
-    friend Result<SignedPackage> OpenPackage(std::vector<std::byte>&&, const TrustStore&,
+    friend Result<SignedPackage> OpenPackage(PackageBytes&&, const TrustStore&,
                                              std::optional<std::string>);
     friend class VerifiedPackage;
     SignedPackage() = default;
-    std::vector<std::byte> buffer_;  // the package file; files_ are views into it
+    PackageBytes buffer_;  // the package file; files_ are views into it
     std::string name_;
     std::string version_;
     std::string kernel_release_;
@@ -110,7 +142,7 @@ class SignedPackage {
 // given), the payload's file set, order and sizes. Takes the bytes over on success only (on
 // failure `bytes` is left as it was). Any failure rejects the whole package with a PackageReject
 // reason (PackageRejectOf(error)).
-Result<SignedPackage> OpenPackage(std::vector<std::byte>&& bytes, const TrustStore& trusted,
+Result<SignedPackage> OpenPackage(PackageBytes&& bytes, const TrustStore& trusted,
                                   std::optional<std::string> kernel_release);
 
 // OpenPackage and every payload hash: nothing of a rejected package is returned.

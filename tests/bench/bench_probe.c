@@ -10,7 +10,8 @@
  *
  * Then it reports, one "BENCH key=value" line each:
  *   load_ms, load_failed              (modprobe and loop modes) wall time of the loads
- *   pid1_rss_kb, pid1_hwm_kb, pid1_threads   /proc/1/status (peinit after every stage)
+ *   pid1_rss_kb, pid1_hwm_kb, pid1_threads   /proc/1/status (peinit after every stage), and
+ *   pid1_rss_{anon,file,shmem}_kb     what the resident set is made of
  *   proc_modules                      lines in /proc/modules
  *   (peinit mode) BENCH_RECORD <line>  every line of /run/peinit/modules.json
  *   init_module_calls, finit_module_calls    load syscalls the kernel saw since boot, counted
@@ -166,6 +167,9 @@ static void report_pid1(void) {
     if (sscanf(line, "VmRSS: %ld", &v) == 1) printf("BENCH pid1_rss_kb=%ld\n", v);
     if (sscanf(line, "VmHWM: %ld", &v) == 1) printf("BENCH pid1_hwm_kb=%ld\n", v);
     if (sscanf(line, "Threads: %ld", &v) == 1) printf("BENCH pid1_threads=%ld\n", v);
+    if (sscanf(line, "RssAnon: %ld", &v) == 1) printf("BENCH pid1_rss_anon_kb=%ld\n", v);
+    if (sscanf(line, "RssFile: %ld", &v) == 1) printf("BENCH pid1_rss_file_kb=%ld\n", v);
+    if (sscanf(line, "RssShmem: %ld", &v) == 1) printf("BENCH pid1_rss_shmem_kb=%ld\n", v);
   }
   fclose(f);
 }

@@ -759,6 +759,37 @@ TEST_F(PackageFilesTest, ReadFileOnce) {
     auto missing = ReadFileOnce(dir_ / "missing");
     ASSERT_FALSE(missing);
     EXPECT_EQ(missing.error().code(), ENOENT);
+    // Larger than one read, and exactly at the limit.
+    std::string big(300000, 'x');
+    Write(dir_ / "big", big);
+    auto whole = ReadFileOnce(dir_ / "big", big.size());
+    ASSERT_TRUE(whole);
+    EXPECT_EQ(Text(*whole), big);
+    EXPECT_FALSE(ReadFileOnce(dir_ / "big", big.size() - 1));
+}
+
+// The boot's read: one kernel-side copy into a sealed memfd. The bytes are the file's as it was
+// read; changing the file afterwards changes nothing the package object holds.
+TEST_F(PackageFilesTest, ReadFileSealedIsACopyNobodyCanChange) {
+    std::string big(300000, 'x');
+    big[1234] = 'y';
+    Write(dir_ / "big", big);
+    auto sealed = ReadFileSealed(dir_ / "big", big.size());
+    ASSERT_TRUE(sealed) << sealed.error().message();
+    EXPECT_EQ(Text(sealed->span()), big);
+    Write(dir_ / "big", std::string(big.size(), 'z'));
+    EXPECT_EQ(Text(sealed->span()), big);
+    PackageBytes moved = std::move(*sealed);
+    EXPECT_EQ(Text(moved.span()), big);
+    EXPECT_FALSE(ReadFileSealed(dir_ / "big", big.size() - 1));
+    EXPECT_FALSE(ReadFileSealed(dir_));
+    auto missing = ReadFileSealed(dir_ / "missing");
+    ASSERT_FALSE(missing);
+    EXPECT_EQ(missing.error().code(), ENOENT);
+    Write(dir_ / "empty", "");
+    auto empty = ReadFileSealed(dir_ / "empty");
+    ASSERT_TRUE(empty);
+    EXPECT_TRUE(empty->span().empty());
 }
 
 // --- the sealed memfd ------------------------------------------------------------------------
