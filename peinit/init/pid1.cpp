@@ -144,19 +144,22 @@ void ExplainEmergency(BootContext& ctx, const Error& error) {
     if (auto booted = RunStages(BootStages(), ctx); !booted) {
         Emergency(ctx, queue, booted.error());
     }
-    // The boot's modules are in: PID 1 keeps no package bytes and no libkmod context, hands the
-    // freed heap back to the kernel and lets go of the library pages the stages ran.
+    // The boot's modules are in: PID 1 keeps no package bytes and no libkmod context.
     ctx.modload.reset();
-    malloc_trim(0);
-    const long before = ResidentKib();
-    auto dropped = DropCleanFileMappings();
-    if (!dropped) spdlog::warn("memory: {}", dropped.error().message());
-    spdlog::info("boot complete rss_kib={} (library pages released: {} KiB)", ResidentKib(),
-                 before - ResidentKib());
+    spdlog::info("boot complete");
 
     auto passwd = ReadConfigFile(ctx.paths.Under("/etc/passwd").string());
     ServiceRunner services(kernel, ctx.units, passwd ? passwd->text : "");
     services.StartReady();
+    // PID 1 is now the supervisor it stays: it hands the freed heap back to the kernel and lets
+    // go of the library pages the stages ran (peinit/sys/memory.h).
+    malloc_trim(0);
+    const long before = ResidentKib();
+    if (auto dropped = DropCleanFileMappings(); !dropped) {
+        spdlog::warn("memory: {}", dropped.error().message());
+    }
+    spdlog::info("supervising rss_kib={} (library pages released: {} KiB)", ResidentKib(),
+                 before - ResidentKib());
     bool announced = false;
     while (true) {
         if (!announced && services.AllDone()) {
