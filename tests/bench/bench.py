@@ -32,14 +32,15 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# The real workload: Debian's own signed modules, 22 unrelated top-level drivers and file systems
+# The real workload: Debian's own signed modules, 27 unrelated top-level drivers and file systems
 # a distribution's initramfs or early boot might load (disk and network controllers, file
-# systems, network stacks, device-mapper targets, USB storage, sound), with every dependency
-# and soft dependency: over 100 modules in the closure, chosen for breadth, not for how well
-# they parallelise. CPU-bound: relocation and signature checks.
+# systems, network stacks, device-mapper and MD targets, USB storage, sound), with every
+# dependency and soft dependency: 102 modules in the closure, chosen for breadth, not for how
+# well they parallelise. CPU-bound: relocation and signature checks.
 REAL_MODULES = ["ext4", "btrfs", "xfs", "vfat", "nfsv4", "cifs", "virtio_net", "e1000", "e1000e",
-                "igb", "ixgbe", "bridge", "bonding", "dm_crypt", "dm_raid", "nf_tables",
-                "nft_ct", "snd_hda_intel", "usb_storage", "uas", "nvme", "iscsi_tcp"]
+                "igb", "ixgbe", "r8169", "bridge", "bonding", "tun", "sctp", "dm_crypt",
+                "dm_raid", "raid456", "nf_tables", "nft_ct", "snd_hda_intel", "snd_usb_audio",
+                "usb_storage", "uas", "nvme", "iscsi_tcp"]
 # The slow workload: eight independent test modules whose init sleeps 200 ms (I/O-bound).
 SLOW_MODULES = ["peinit_test_slow%d" % i for i in range(1, 9)]
 MODES = ["peinit", "peinit-w1", "modprobe", "loop", "levels"]
