@@ -149,22 +149,44 @@ using detail::CheckPayloadLayout;
 using detail::Layout;
 using detail::SplitLayout;
 
-Result<std::vector<std::byte>> ReadFileOnce(const std::filesystem::path& path,
-                                            std::size_t max_bytes) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) return ErrnoErr(path.string());
-    struct Closer {
-        int fd;
-        ~Closer() { ::close(fd); }
-    } closer{fd};
+namespace {
+
+// An open descriptor, closed on destruction.
+struct OwnedFd {
+    int fd = -1;
+    OwnedFd() = default;
+    explicit OwnedFd(int f) : fd(f) {}
+    OwnedFd(const OwnedFd&) = delete;
+    OwnedFd& operator=(const OwnedFd&) = delete;
+    ~OwnedFd() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+// Opens `path` for reading once: a regular file of at most `max_bytes` (its size now: it may
+// still change, so readers stop at EOF or at the limit).
+Result<std::size_t> OpenBounded(const std::filesystem::path& path, std::size_t max_bytes,
+                                OwnedFd& out) {
+    out.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (out.fd < 0) return ErrnoErr(path.string());
     struct stat st;
-    if (::fstat(fd, &st) != 0) return ErrnoErr(path.string());
+    if (::fstat(out.fd, &st) != 0) return ErrnoErr(path.string());
     if (!S_ISREG(st.st_mode)) return Err(path.string() + ": not a regular file");
     if (static_cast<std::uint64_t>(st.st_size) > max_bytes) {
         return Err(path.string() + ": " + std::to_string(st.st_size) + " bytes (limit " +
                    std::to_string(max_bytes) + ")");
     }
-    std::vector<std::byte> data(static_cast<std::size_t>(st.st_size));
+    return static_cast<std::size_t>(st.st_size);
+}
+
+}  // namespace
+
+Result<std::vector<std::byte>> ReadFileOnce(const std::filesystem::path& path,
+                                            std::size_t max_bytes) {
+    OwnedFd file;
+    const std::size_t size = PEINIT_TRY(OpenBounded(path, max_bytes, file));
+    const int fd = file.fd;
+    std::vector<std::byte> data(size);
     std::size_t done = 0;
     // The size may change under us; read until EOF but never past the limit.
     while (true) {
@@ -262,24 +284,12 @@ PackageBytes::~PackageBytes() {
 }
 
 Result<PackageBytes> ReadFileSealed(const std::filesystem::path& path, std::size_t max_bytes) {
-    int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (in < 0) return ErrnoErr(path.string());
-    struct Closer {
-        int fd;
-        ~Closer() {
-            if (fd >= 0) ::close(fd);
-        }
-    } in_closer{in};
-    struct stat st;
-    if (::fstat(in, &st) != 0) return ErrnoErr(path.string());
-    if (!S_ISREG(st.st_mode)) return Err(path.string() + ": not a regular file");
-    if (static_cast<std::uint64_t>(st.st_size) > max_bytes) {
-        return Err(path.string() + ": " + std::to_string(st.st_size) + " bytes (limit " +
-                   std::to_string(max_bytes) + ")");
-    }
-    int memfd = ::memfd_create("peinit-package", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (memfd < 0) return ErrnoErr("memfd_create");
-    Closer mem_closer{memfd};
+    OwnedFd file;
+    PEINIT_TRY(OpenBounded(path, max_bytes, file));
+    const int in = file.fd;
+    OwnedFd mem(::memfd_create("peinit-package", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    if (mem.fd < 0) return ErrnoErr("memfd_create");
+    const int memfd = mem.fd;
     // Until EOF (the size may change under us), never past the limit.
     std::size_t done = 0;
     while (true) {

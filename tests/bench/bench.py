@@ -187,13 +187,22 @@ def load_order(w, work):
 def parse_boot(output):
     fig = {}
     record_lines = []
+    cut = False  # the last record line was cut by a kernel message; this line ends it
     for line in output.splitlines():
+        if cut:
+            record_lines[-1] += line
+            cut = False
+            continue
         m = re.search(r"BENCH (\w+)=(\S+)", line)
         if m:
             fig[m.group(1)] = m.group(2)
         i = line.find("BENCH_RECORD ")
         if i >= 0:
-            record_lines.append(line[i + len("BENCH_RECORD "):])
+            rest = line[i + len("BENCH_RECORD "):]
+            k = re.search(r"\[\s*\d+\.\d+\] ", rest)  # printk on the same console
+            if k:
+                rest, cut = rest[:k.start()], True
+            record_lines.append(rest)
         m = re.search(r"modules done ok=(\d+) failed=(\d+) skipped=(\d+) blacklisted=(\d+) "
                       r"ms=(\d+) workers=(\d+)", line)
         if m:
