@@ -10,7 +10,8 @@
  *
  * Then it reports, one "BENCH key=value" line each:
  *   load_ms, load_failed              (modprobe and loop modes) wall time of the loads
- *   pid1_rss_kb, pid1_hwm_kb, pid1_threads   /proc/1/status (peinit after every stage), and
+ *   pid1_rss_kb, pid1_hwm_kb, pid1_threads   /proc/1/status (peinit after every stage, once
+ *                                     it has settled: asleep for 3 samples 100 ms apart), and
  *   pid1_rss_{anon,file,shmem}_kb     what the resident set is made of
  *   proc_modules                      lines in /proc/modules
  *   (peinit mode) BENCH_RECORD <line>  every line of /run/peinit/modules.json
@@ -158,7 +159,33 @@ static int run_levels(const char* list) {
   return 0;
 }
 
+/* PID 1's state letter from /proc/1/stat ('S' asleep, 'R' running), '?' when unreadable. */
+static char pid1_state(void) {
+  FILE* f = fopen("/proc/1/stat", "r");
+  char buf[512];
+  char state = '?';
+  if (f != NULL) {
+    if (fgets(buf, sizeof buf, f) != NULL) {
+      char* paren = strrchr(buf, ')');
+      if (paren != NULL && paren[1] == ' ') state = paren[2];
+    }
+    fclose(f);
+  }
+  return state;
+}
+
+/* PID 1 settles after starting the services (it trims its memory then): its figures are read
+ * once it has been asleep for three samples 100 ms apart (at most 5 s). */
+static void wait_pid1_idle(void) {
+  int asleep = 0;
+  for (int i = 0; i < 50 && asleep < 3; ++i) {
+    asleep = pid1_state() == 'S' ? asleep + 1 : 0;
+    usleep(100 * 1000);
+  }
+}
+
 static void report_pid1(void) {
+  wait_pid1_idle();
   FILE* f = fopen("/proc/1/status", "r");
   if (f == NULL) return;
   char line[512];
