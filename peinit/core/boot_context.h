@@ -20,6 +20,7 @@ namespace peinit {
 
 class Kernel;
 class ModloadSession;
+class PackagePrefetch;
 
 // Every file peinit reads, under one root ("/" at boot, a fixture tree in tests).
 struct BootPaths {
@@ -127,6 +128,9 @@ struct BootContext {
     // by coldplug and the handover, closed after the last stage so that PID 1 keeps no package
     // bytes and no libkmod context.
     std::shared_ptr<ModloadSession> modload;
+    // The packages being read and hashed ahead (peinit/modload/packages.h), started by PID 1
+    // before the first stage and taken over by the module stage; null in tests and offline.
+    std::shared_ptr<PackagePrefetch> package_prefetch;
 };
 
 }  // namespace peinit

@@ -16,6 +16,7 @@
 #include "peinit/core/status.h"
 #include "peinit/init/services.h"
 #include "peinit/modload/session.h"
+#include "peinit/sys/kernel_release.h"
 #include "peinit/sys/config_files.h"
 #include "peinit/sys/linux_kernel.h"
 #include "peinit/sys/log.h"
@@ -140,6 +141,12 @@ void ExplainEmergency(BootContext& ctx, const Error& error) {
     // Ctrl-Alt-Del becomes SIGINT to PID 1 instead of an immediate reboot.
     (void)kernel.Reboot(RB_DISABLE_CAD);
     static BootContext ctx(kernel);
+    // The packages are read, checked and hashed on a thread of their own while the stages before
+    // the module stage run (their signals are blocked already, so the thread's are too).
+    if (auto release = RunningKernelRelease()) {
+        ctx.package_prefetch = PackagePrefetch::Start(ctx.paths.PackagesDir(),
+                                                      ctx.paths.TrustedKeysDir(), *release);
+    }
 
     if (auto booted = RunStages(BootStages(), ctx); !booted) {
         Emergency(ctx, queue, booted.error());

@@ -139,6 +139,33 @@ ModuleSource PackageSet::Find(std::string_view module) {
     return source;
 }
 
+void PackageSet::PrecomputeDigests(unsigned max_threads) {
+    std::lock_guard lock(mu_);
+    for (auto& entry : entries_) {
+        if (entry.package) entry.package->PrecomputeDigests(max_threads);
+    }
+}
+
+std::shared_ptr<PackagePrefetch> PackagePrefetch::Start(std::filesystem::path packages_dir,
+                                                        std::filesystem::path keys_dir,
+                                                        std::string kernel_release) {
+    auto prefetch = std::make_shared<PackagePrefetch>();
+    prefetch->kernel_release_ = kernel_release;
+    try {
+        prefetch->future_ = std::async(
+            std::launch::async, [dir = std::move(packages_dir), keys = std::move(keys_dir),
+                                 release = std::move(kernel_release)] {
+                auto set = PackageSet::Load(dir, keys, release);
+                // One thread: the earlier stages run beside it.
+                set->PrecomputeDigests(1);
+                return set;
+            });
+    } catch (const std::system_error&) {
+        return nullptr;
+    }
+    return prefetch;
+}
+
 std::vector<PackageReport> PackageSet::reports() const {
     std::lock_guard lock(mu_);
     std::vector<PackageReport> out;

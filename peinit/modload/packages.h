@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -74,6 +75,11 @@ class PackageSet {
     // by package; a mismatch rejects that package.
     void Prepare(const std::vector<std::string>& modules);
 
+    // Computes every member's SHA-256 ahead of need (PID 1 does it in the background while the
+    // earlier stages run); Prepare and Find then only compare. Nothing is judged here: a
+    // tampered member still only rejects its package when it is needed.
+    void PrecomputeDigests(unsigned max_threads);
+
     // The verified bytes of `module`, hashing its member first when that was not done yet.
     ModuleSource Find(std::string_view module);
 
@@ -97,6 +103,26 @@ class PackageSet {
     // Module name -> (entry, member index) for the usable packages, first package wins.
     std::map<std::string, std::pair<std::size_t, std::size_t>, std::less<>> index_;
     std::vector<std::string> warnings_;
+};
+
+// PackageSet::Load and PrecomputeDigests on a thread of their own, started by PID 1 before the
+// first stage: reading, checking signatures and hashing overlap the stages before the module
+// stage, which then takes the set over (ModloadSession::AdoptPackages). Nothing in it depends on
+// the configuration: the packages and keys directories are fixed, the release is uname's.
+class PackagePrefetch {
+  public:
+    // Starts the work; nullptr when no thread could be created (the module stage then reads the
+    // packages itself).
+    static std::shared_ptr<PackagePrefetch> Start(std::filesystem::path packages_dir,
+                                                  std::filesystem::path keys_dir,
+                                                  std::string kernel_release);
+    const std::string& kernel_release() const { return kernel_release_; }
+    // Waits for the set (once).
+    std::unique_ptr<PackageSet> Take() { return future_.get(); }
+
+  private:
+    std::string kernel_release_;
+    std::future<std::unique_ptr<PackageSet>> future_;
 };
 
 }  // namespace peinit

@@ -73,6 +73,12 @@ PackageSet& ModloadSession::Packages() {
     return *packages_;
 }
 
+void ModloadSession::AdoptPackages(std::unique_ptr<PackageSet> packages) {
+    if (packages_ || !packages) return;
+    ++package_set_loads_;
+    packages_ = std::move(packages);
+}
+
 PlanInput ModloadSession::NewInput() const {
     PlanInput input;
     for (const auto& b : policy_.blacklist) {

@@ -80,6 +80,9 @@ class ModloadSession {
     Result<KmodDb*> Db();
     // The packages, read on first use.
     PackageSet& Packages();
+    // Takes over a set read ahead (PackagePrefetch) for the same release instead of reading
+    // the packages again; ignored when the session has its set already.
+    void AdoptPackages(std::unique_ptr<PackageSet> packages);
     bool packages_loaded() const { return packages_ != nullptr; }
 
     // A plan input with the policy's blacklist (each entry with its source) and the command

@@ -94,20 +94,19 @@ Result<void> CheckPayloadLayout(const Manifest& manifest, std::span<const Archiv
     return Ok();
 }
 
-// Hashed on up to one thread per CPU (at most 8): the boot waits for this before its first
-// load. Each thread takes the next unhashed member; the result is the same as hashing in order.
-Result<void> CheckHashes(std::span<const HashCheck> checks) {
-    std::vector<Sha256Digest> digests(checks.size());
+// Each thread takes the next unhashed item; the result is the same as hashing in order.
+std::vector<Sha256Digest> Sha256OfEach(std::span<const std::span<const std::byte>> data,
+                                       unsigned max_threads) {
+    std::vector<Sha256Digest> digests(data.size());
     std::atomic<std::size_t> next{0};
     auto work = [&] {
-        for (std::size_t i; (i = next.fetch_add(1)) < checks.size();) {
-            digests[i] = Sha256Of(checks[i].data);
-        }
+        for (std::size_t i; (i = next.fetch_add(1)) < data.size();) digests[i] = Sha256Of(data[i]);
     };
     std::size_t bytes = 0;
-    for (const auto& c : checks) bytes += c.data.size();
-    unsigned threads = std::min<unsigned>({std::max(1u, std::thread::hardware_concurrency()), 8u,
-                                           static_cast<unsigned>(checks.size())});
+    for (const auto& d : data) bytes += d.size();
+    unsigned threads =
+        std::min<unsigned>({std::max(1u, std::thread::hardware_concurrency()),
+                            std::max(1u, max_threads), static_cast<unsigned>(data.size())});
     if (bytes < (1u << 20)) threads = 1;  // not worth a thread
     std::vector<std::thread> helpers;
     for (unsigned t = 1; t < threads; ++t) {
@@ -119,6 +118,11 @@ Result<void> CheckHashes(std::span<const HashCheck> checks) {
     }
     work();
     for (auto& h : helpers) h.join();
+    return digests;
+}
+
+Result<void> CompareDigests(std::span<const HashCheck> checks,
+                            std::span<const Sha256Digest> digests) {
     for (std::size_t k = 0; k < checks.size(); ++k) {
         if (digests[k] != *checks[k].expected) {
             return Reject(PackageReject::kHashMismatch,
@@ -127,6 +131,14 @@ Result<void> CheckHashes(std::span<const HashCheck> checks) {
         }
     }
     return Ok();
+}
+
+// The boot waits for this before its first load (a package is tens of megabytes).
+Result<void> CheckHashes(std::span<const HashCheck> checks) {
+    std::vector<std::span<const std::byte>> data;
+    data.reserve(checks.size());
+    for (const auto& c : checks) data.push_back(c.data);
+    return CompareDigests(checks, Sha256OfEach(data));
 }
 
 Result<void> CheckPayload(const Manifest& manifest, std::span<const ArchiveEntry> payload) {
@@ -236,14 +248,32 @@ Result<void> SignedPackage::Verify(std::span<const std::size_t> which) {
         if (i < files_.size() && !checked_[i]) todo.push_back(i);
     }
     if (todo.empty()) return Ok();
+    // Digests computed ahead (PrecomputeDigests) are compared, the rest hashed now.
+    std::vector<std::span<const std::byte>> unhashed;
+    for (std::size_t i : todo) {
+        if (!digested_[i]) unhashed.push_back(files_[i].bytes_);
+    }
+    std::vector<Sha256Digest> fresh = detail::Sha256OfEach(unhashed);
     std::vector<detail::HashCheck> checks;
-    for (std::size_t i : todo) checks.push_back({files_[i].bytes_, &files_[i].sha256_, &files_[i].path_});
-    if (auto r = CheckHashes(checks); !r) {
+    std::vector<Sha256Digest> digests;
+    std::size_t k = 0;
+    for (std::size_t i : todo) {
+        checks.push_back({files_[i].bytes_, &files_[i].sha256_, &files_[i].path_});
+        digests.push_back(digested_[i] ? digest_[i] : fresh[k++]);
+    }
+    if (auto r = detail::CompareDigests(checks, digests); !r) {
         rejected_ = r.error();
         return r.error();
     }
     for (std::size_t i : todo) checked_[i] = 1;
     return Ok();
+}
+
+void SignedPackage::PrecomputeDigests(unsigned max_threads) {
+    std::vector<std::span<const std::byte>> data;
+    for (const auto& f : files_) data.push_back(f.bytes_);
+    digest_ = detail::Sha256OfEach(data, max_threads);
+    digested_.assign(files_.size(), 1);
 }
 
 Result<void> SignedPackage::VerifyAll() {
@@ -364,6 +394,8 @@ Result<SignedPackage> OpenPackage(PackageBytes&& bytes, const TrustStore& truste
         package.files_.push_back(std::move(file));
     }
     package.checked_.assign(package.files_.size(), 0);
+    package.digested_.assign(package.files_.size(), 0);
+    package.digest_.resize(package.files_.size());
     // Moving keeps the heap buffer or the mapping where it is, so the views stay valid.
     package.buffer_ = std::move(bytes);
     return package;

@@ -116,6 +116,10 @@ class SignedPackage {
     // call, and Verified() hands out nothing more.
     Result<void> Verify(std::span<const std::size_t> which);
     Result<void> VerifyAll();
+    // Computes every member's SHA-256 ahead of need (on up to `max_threads` threads) without
+    // judging anything: Verify then only compares. A mismatch still rejects the package only
+    // when Verify meets it, so a tampered member nobody loads changes nothing.
+    void PrecomputeDigests(unsigned max_threads);
     // File i when its hash has been checked and the package is not rejected; else nullptr.
     const VerifiedFile* Verified(std::size_t i) const;
     std::size_t verified_count() const;
@@ -134,6 +138,8 @@ class SignedPackage {
     std::string signer_;
     std::vector<VerifiedFile> files_;
     std::vector<char> checked_;  // per file: its hash matched
+    std::vector<Sha256Digest> digest_;  // per file, when digested_: its computed SHA-256
+    std::vector<char> digested_;
     std::optional<Error> rejected_;
 };
 

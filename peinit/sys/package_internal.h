@@ -38,8 +38,15 @@ struct HashCheck {
     const std::string* path;
 };
 
-// Hashes every member of `checks` on up to one thread per CPU; the first mismatch in the order
-// given is the error (hash-mismatch).
+// The SHA-256 of each of `data`, hashed on up to `max_threads` threads (at most one per CPU).
+std::vector<Sha256Digest> Sha256OfEach(std::span<const std::span<const std::byte>> data,
+                                       unsigned max_threads = 8);
+
+// The first of `checks` (in the order given) whose digest differs, as a hash-mismatch error.
+Result<void> CompareDigests(std::span<const HashCheck> checks,
+                            std::span<const Sha256Digest> digests);
+
+// Sha256OfEach, then CompareDigests.
 Result<void> CheckHashes(std::span<const HashCheck> checks);
 
 // CheckPayloadLayout, then every member's hash.

@@ -305,6 +305,11 @@ Result<void> RunModules(BootContext& ctx) {
             std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count());
     };
     auto step = Clock::now();
+    // Read ahead by PID 1 while the earlier stages ran: only what is left is waited for here.
+    if (auto prefetch = std::move(ctx.package_prefetch);
+        prefetch && prefetch->kernel_release() == ctx.kernel_release) {
+        session.AdoptPackages(prefetch->Take());
+    }
     PackageSet& packages = session.Packages();
     phases.packages_ms = since(step);
     std::vector<std::string> warnings = packages.warnings();

@@ -153,6 +153,26 @@ TEST_F(ColdplugTest, TamperedMemberOutsideTheBootSetIsRefusedOnFirstUse) {
     EXPECT_THAT(later.failure, ::testing::StartsWith("package rejected (all.pkg: hash-mismatch"));
 }
 
+// PID 1 reads and hashes the packages ahead, on a thread of its own; the module stage takes the
+// set over (no second read) and judges only what it needs: a tampered member outside the boot
+// set is still refused only on first use.
+TEST_F(ColdplugTest, PrefetchedPackagesAreTakenOverAndJudgedOnlyWhenNeeded) {
+    root_.Tamper("e1000e");
+    const BootPaths paths = root_.Paths();
+    ctx_.package_prefetch = PackagePrefetch::Start(paths.PackagesDir(), paths.TrustedKeysDir(),
+                                                   testing::kFixtureKver);
+    ASSERT_NE(ctx_.package_prefetch, nullptr);
+    RunModuleStage({"virtio_net"});
+    EXPECT_EQ(ctx_.package_prefetch, nullptr);
+    EXPECT_EQ(Outcome("virtio_net")->status, Status::kLoaded);
+    EXPECT_EQ(ctx_.modload->counters().package_set_loads, 1);
+    Run({kE1000e});
+    EXPECT_EQ(Outcome("e1000e")->status, Status::kFailed);
+    EXPECT_THAT(Outcome("e1000e")->reason,
+                ::testing::StartsWith("package rejected (all.pkg: hash-mismatch: modules/e1000e.ko"));
+    EXPECT_THAT(Loads(), ElementsAre("failover", "net_failover", "virtio_net"));
+}
+
 TEST_F(ColdplugTest, EachModuleOnceAndAlreadyLoadedSkipped) {
     ctx_.module_outcomes.push_back({});  // the module stage's outcomes are kept
     Run({kVirtioNet, kVirtioNet2});
