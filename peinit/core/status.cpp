@@ -3,6 +3,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <boost/property_tree/json_parser.hpp>
 #include <boost/property_tree/ptree.hpp>
 #include <cmath>
@@ -83,16 +84,6 @@ std::string ActiveLsmLevel(const std::string& raw) {
     auto close = raw.find(']', open == std::string::npos ? 0 : open);
     if (open == std::string::npos || close == std::string::npos) return Trim(raw);
     return raw.substr(open + 1, close - open - 1);
-}
-
-// The value of "key=" in a module_lockdown log line ("" when absent).
-std::string Field(std::string_view line, std::string_view key) {
-    std::string needle = " " + std::string(key) + "=";
-    auto pos = line.find(needle);
-    if (pos == std::string_view::npos) return "";
-    pos += needle.size();
-    auto end = line.find(' ', pos);
-    return std::string(line.substr(pos, end == std::string_view::npos ? line.npos : end - pos));
 }
 
 std::string FormatMs(int64_t ms) {
@@ -337,25 +328,72 @@ void FindProblems(Status& s) {
 
 }  // namespace
 
+// The exact lines the kernel patch writes (kernel/patches/0002, module_lockdown_report):
+//   module_lockdown: <what> pid=%d uid=%u euid=%u auid=%u ses=%u comm=%*pE exe=%*pE
+//                    cap_eff=%s trigger=%s result=%s
+// with <what> one of the three openings below, each with its one result. comm and exe are the
+// caller's and may hold spaces and `key=value` text, so the kernel's own fields are read from
+// both ends, never searched for: pid to ses from the start, cap_eff, trigger and result from the
+// end. Anything else is not lock evidence.
 std::optional<LockLogEvent> ParseLockLogLine(std::string_view message, int64_t time_us) {
-    constexpr std::string_view kPrefix = "module_lockdown: ";
-    auto pos = message.find(kPrefix);
-    if (pos == std::string_view::npos) return std::nullopt;
-    std::string_view line = message.substr(pos);
+    static constexpr std::pair<std::string_view, std::string_view> kOpenings[] = {
+        {"module_lockdown: locked by ", "locked"},
+        {"module_lockdown: already locked, no-op for ", "already-locked"},
+        {"module_lockdown: lock refused (EPERM: needs CAP_SYS_ADMIN) for ", "denied"},
+    };
+    std::string_view expected;
+    std::string_view rest;
+    for (const auto& [opening, result] : kOpenings) {
+        if (message.starts_with(opening)) {
+            expected = result;
+            rest = message.substr(opening.size());
+        }
+    }
+    if (expected.empty()) return std::nullopt;
+    while (!rest.empty() && (rest.back() == '\n' || rest.back() == '\r')) rest.remove_suffix(1);
+
+    // From the start: pid=N uid=N euid=N auid=N ses=N comm=
     LockLogEvent e;
     e.time_us = time_us;
-    e.result = Field(line, "result");
-    e.trigger = Field(line, "trigger");
-    e.comm = Field(line, "comm");
-    std::string pid = Field(line, "pid");
-    std::string uid = Field(line, "uid");
-    if (e.result.empty() || pid.empty()) return std::nullopt;
-    try {
-        e.pid = std::stoll(pid);
-        if (!uid.empty()) e.uid = std::stoll(uid);
-    } catch (...) {
-        return std::nullopt;
+    int64_t numbers[5];
+    constexpr std::string_view kNumbered[] = {"pid=", "uid=", "euid=", "auid=", "ses="};
+    for (int i = 0; i < 5; ++i) {
+        if (!rest.starts_with(kNumbered[i])) return std::nullopt;
+        rest.remove_prefix(kNumbered[i].size());
+        std::size_t digits = 0;
+        while (digits < rest.size() && digits < 19 && std::isdigit(static_cast<unsigned char>(rest[digits]))) {
+            ++digits;
+        }
+        if (digits == 0 || digits >= rest.size() || rest[digits] != ' ') return std::nullopt;
+        numbers[i] = std::stoll(std::string(rest.substr(0, digits)));
+        rest.remove_prefix(digits + 1);
     }
+    if (!rest.starts_with("comm=")) return std::nullopt;
+    rest.remove_prefix(5);
+    // From the end: " cap_eff=HEX trigger=WORD result=WORD".
+    auto take_last = [&](std::string_view key, auto valid) -> std::optional<std::string> {
+        const std::string needle = " " + std::string(key) + "=";
+        auto pos = rest.rfind(needle);
+        if (pos == std::string_view::npos) return std::nullopt;
+        std::string_view value = rest.substr(pos + needle.size());
+        if (value.empty() || !std::all_of(value.begin(), value.end(), valid)) return std::nullopt;
+        rest = rest.substr(0, pos);
+        return std::string(value);
+    };
+    auto word = [](char c) { return std::islower(static_cast<unsigned char>(c)) || c == '-'; };
+    auto hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
+    auto result = take_last("result", word);
+    auto trigger = result ? take_last("trigger", word) : std::nullopt;
+    auto cap_eff = trigger ? take_last("cap_eff", hex) : std::nullopt;
+    if (!cap_eff || *result != expected) return std::nullopt;
+    // What is left is "COMM exe=EXE"; the comm is shown, never trusted for anything.
+    auto exe = rest.find(" exe=");
+    if (exe == std::string_view::npos) return std::nullopt;
+    e.result = *result;
+    e.trigger = *trigger;
+    e.comm = std::string(rest.substr(0, exe));
+    e.pid = numbers[0];
+    e.uid = numbers[1];
     return e;
 }
 

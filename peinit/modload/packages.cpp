@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <system_error>
+#include <thread>
 
 #include "peinit/core/module_policy.h"
 
@@ -156,8 +157,7 @@ std::shared_ptr<PackagePrefetch> PackagePrefetch::Start(std::filesystem::path pa
             std::launch::async, [dir = std::move(packages_dir), keys = std::move(keys_dir),
                                  release = std::move(kernel_release)] {
                 auto set = PackageSet::Load(dir, keys, release);
-                // One thread: the earlier stages run beside it.
-                set->PrecomputeDigests(1);
+                set->PrecomputeDigests(std::max(1u, std::thread::hardware_concurrency()));
                 return set;
             });
     } catch (const std::system_error&) {

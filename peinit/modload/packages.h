@@ -117,8 +117,15 @@ class PackagePrefetch {
                                                   std::filesystem::path keys_dir,
                                                   std::string kernel_release);
     const std::string& kernel_release() const { return kernel_release_; }
-    // Waits for the set (once).
-    std::unique_ptr<PackageSet> Take() { return future_.get(); }
+    // Waits for the set (once; nullptr after that, or when the work failed).
+    std::unique_ptr<PackageSet> Take() {
+        if (!future_.valid()) return nullptr;
+        try {
+            return future_.get();
+        } catch (...) {
+            return nullptr;  // e.g. out of memory on that thread: the caller reads them itself
+        }
+    }
 
   private:
     std::string kernel_release_;

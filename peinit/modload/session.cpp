@@ -67,16 +67,20 @@ Result<KmodDb*> ModloadSession::Db() {
 PackageSet& ModloadSession::Packages() {
     if (!packages_) {
         ++package_set_loads_;
-        packages_ =
-            PackageSet::Load(paths_.PackagesDir(), paths_.TrustedKeysDir(), kernel_release_);
+        if (prefetch_) {
+            packages_ = prefetch_->Take();
+            prefetch_.reset();
+        }
+        if (!packages_) {
+            packages_ = PackageSet::Load(paths_.PackagesDir(), paths_.TrustedKeysDir(),
+                                         kernel_release_);
+        }
     }
     return *packages_;
 }
 
-void ModloadSession::AdoptPackages(std::unique_ptr<PackageSet> packages) {
-    if (packages_ || !packages) return;
-    ++package_set_loads_;
-    packages_ = std::move(packages);
+void ModloadSession::AdoptPrefetch(std::shared_ptr<PackagePrefetch> prefetch) {
+    if (!packages_) prefetch_ = std::move(prefetch);
 }
 
 PlanInput ModloadSession::NewInput() const {

@@ -80,9 +80,9 @@ class ModloadSession {
     Result<KmodDb*> Db();
     // The packages, read on first use.
     PackageSet& Packages();
-    // Takes over a set read ahead (PackagePrefetch) for the same release instead of reading
-    // the packages again; ignored when the session has its set already.
-    void AdoptPackages(std::unique_ptr<PackageSet> packages);
+    // Takes over packages being read ahead (PackagePrefetch, same release) instead of reading
+    // them again: Packages() waits for them on first use. Ignored once the set is there.
+    void AdoptPrefetch(std::shared_ptr<PackagePrefetch> prefetch);
     bool packages_loaded() const { return packages_ != nullptr; }
 
     // A plan input with the policy's blacklist (each entry with its source) and the command
@@ -135,6 +135,7 @@ class ModloadSession {
     std::unique_ptr<KmodDb> db_;
     std::optional<Error> db_error_;
     std::unique_ptr<PackageSet> packages_;
+    std::shared_ptr<PackagePrefetch> prefetch_;
     std::optional<std::string> refusal_;
     int db_opens_ = 0;
     int package_set_loads_ = 0;

@@ -4,6 +4,7 @@
 #include <linux/module_lockdown.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -40,11 +41,19 @@ std::optional<bool> AsFlag(const std::string& v) {
 }
 
 // One record of /dev/kmsg: "PRIO,SEQ,USEC,FLAGS;MESSAGE" (continuation lines start with ' ').
+// Only the kernel's own records count: PRIO is facility * 8 + level, and the kernel gives every
+// record written from user space (to /dev/kmsg, by any process) a facility other than 0.
 void ParseKmsgRecord(std::string_view record, std::vector<LockLogEvent>& out) {
     auto semi = record.find(';');
     if (semi == std::string_view::npos || record.empty() || record.front() == ' ') return;
     std::string_view header = record.substr(0, semi);
     std::string_view message = record.substr(semi + 1);
+    std::string_view prio = header.substr(0, header.find(','));
+    if (prio.empty() || prio.size() > 4 ||
+        !std::all_of(prio.begin(), prio.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+        std::stoi(std::string(prio)) >= 8) {
+        return;
+    }
     if (auto nl = message.find('\n'); nl != std::string_view::npos) message = message.substr(0, nl);
     int64_t usec = 0;
     auto c1 = header.find(',');

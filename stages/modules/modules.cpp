@@ -304,16 +304,13 @@ Result<void> RunModules(BootContext& ctx) {
         return static_cast<int64_t>(
             std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count());
     };
-    auto step = Clock::now();
-    // Read ahead by PID 1 while the earlier stages ran: only what is left is waited for here.
+    // Read ahead by PID 1 since its start (the earlier stages run beside it); the plan is made
+    // while that work goes on, and only what is left of it is waited for, after the plan.
     if (auto prefetch = std::move(ctx.package_prefetch);
         prefetch && prefetch->kernel_release() == ctx.kernel_release) {
-        session.AdoptPackages(prefetch->Take());
+        session.AdoptPrefetch(std::move(prefetch));
     }
-    PackageSet& packages = session.Packages();
-    phases.packages_ms = since(step);
-    std::vector<std::string> warnings = packages.warnings();
-    for (const auto& w : packages.warnings()) spdlog::warn("modules: {}", w);
+    std::vector<std::string> warnings;
 
     Requests requests = CollectRequests(ctx, session);
     Summary summary;
@@ -335,12 +332,13 @@ Result<void> RunModules(BootContext& ctx) {
         spdlog::error("modules done ok=0 failed={} skipped=0 blacklisted=0 ms={} workers={}",
                       summary.failed, elapsed_ms(), workers);
         WriteRecord(ctx, wall_time, boot_offset_ms, workers, workers_source, 0, elapsed_ms(),
-                    signing, summary, &packages, nullptr, warnings, phases, error.message());
+                    signing, summary, &session.Packages(), nullptr, warnings, phases,
+                    error.message());
         return error;
     };
 
     Plan plan;
-    step = Clock::now();
+    auto step = Clock::now();
     if (!requests.input.requests.empty()) {
         // All libkmod work happens here, on this thread (libkmod is not thread-safe).
         auto db = session.Db();
@@ -387,6 +385,14 @@ Result<void> RunModules(BootContext& ctx) {
         }
     }
 
+    // The packages: read (and hashed) ahead, or read now.
+    step = Clock::now();
+    PackageSet& packages = session.Packages();
+    phases.packages_ms = since(step);
+    for (const auto& w : packages.warnings()) {
+        spdlog::warn("modules: {}", w);
+        warnings.push_back(w);
+    }
     const auto hashed_before = session.counters().hash_us;
     // Explicit workers (peinit.workers=, ModuleWorkers) are exact; by default the loader may add
     // workers while module inits sleep.

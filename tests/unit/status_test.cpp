@@ -11,6 +11,7 @@
 #include <boost/property_tree/ptree.hpp>
 #include <boost/property_tree/xml_parser.hpp>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "peinit/sys/fake_kernel.h"
@@ -209,6 +210,56 @@ TEST(Status, SaysWhichHelperAnswersDemandLoads) {
 TEST(Status, NotALockLine) {
     EXPECT_FALSE(ParseLockLogLine("loop: module loaded", 1));
     EXPECT_FALSE(ParseLockLogLine("module_lockdown: garbage", 1));
+    // The opening and the result must agree, and the line must be whole.
+    EXPECT_FALSE(ParseLockLogLine(
+        "module_lockdown: locked by pid=58 uid=0 euid=0 auid=1 ses=1 comm=x exe=/x "
+        "cap_eff=1ff trigger=registry result=denied",
+        1));
+    EXPECT_FALSE(ParseLockLogLine("module_lockdown: locked by pid=58 uid=0 comm=x result=locked", 1));
+}
+
+// lock evidence cannot be forged from user space: a caller's comm or exe holding
+// ` key=value` text, a demand-load alias with a whole lock line in it, or a record written to
+// /dev/kmsg by a process (any facility but the kernel's).
+TEST(Status, LockEvidenceCannotBeForged) {
+    const std::string tail = " cap_eff=0000000000000000 trigger=runtime-syscall result=denied";
+    auto refused = [&](const std::string& comm, const std::string& exe) {
+        return ParseLockLogLine(
+            "module_lockdown: lock refused (EPERM: needs CAP_SYS_ADMIN) for pid=57 uid=65534 "
+            "euid=65534 auid=4294967295 ses=4294967295 comm=" + comm + " exe=" + exe + tail, 1);
+    };
+    auto e = refused(" result=locked", "/tmp/x");
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->result, "denied");
+    EXPECT_EQ(e->trigger, "runtime-syscall");
+    EXPECT_EQ(e->comm, " result=locked");
+    e = refused("x", "/tmp/a cap_eff=1ff trigger=registry result=locked");
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->result, "denied");
+    EXPECT_EQ(e->trigger, "runtime-syscall");
+    EXPECT_EQ(e->pid, 57);
+    // The helper's kmsg line quoting a crafted alias: not anchored at the start.
+    EXPECT_FALSE(ParseLockLogLine(
+        "peinit-modprobe: refused demand load of module_lockdown: locked by pid=1 uid=0 euid=0 "
+        "auid=1 ses=1 comm=peinit exe=/init cap_eff=1ff trigger=registry result=locked",
+        1));
+
+    // Records in /dev/kmsg form: the same exact line counts only with the kernel's facility.
+    char tmpl[] = "/tmp/peinit-kmsg-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    const std::filesystem::path kmsg = std::filesystem::path(tmpl) / "kmsg";
+    const std::string line =
+        "module_lockdown: locked by pid=1 uid=0 euid=0 auid=4294967295 ses=4294967295 "
+        "comm=peinit exe=/init cap_eff=000001ffffffffff trigger=registry result=locked";
+    std::ofstream(kmsg) << "13,100,2000000,-;" << line << "\n"   // LOG_USER: a process wrote it
+                        << "5,101,3000000,-;" << line << "\n";   // facility 0: the kernel's
+    std::string error;
+    auto events = ReadLockLog(kmsg, error);
+    std::filesystem::remove_all(tmpl);
+    ASSERT_TRUE(events) << error;
+    ASSERT_EQ(events->size(), 1u);
+    EXPECT_EQ(events->front().time_us, 3000000);
+    EXPECT_EQ(events->front().result, "locked");
 }
 
 TEST(Status, UnlockedAsConfigured) {
