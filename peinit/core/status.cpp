@@ -120,6 +120,22 @@ void ReadPolicy(const pt::ptree& t, Status& s) {
     }
 }
 
+void ReadColdplug(const pt::ptree& t, Status& s) {
+    if (auto list = t.get_child_optional("modules")) {
+        for (const auto& [k, v] : *list) {
+            ModuleRow row;
+            row.name = Str(v, "name");
+            row.status = Str(v, "status");
+            row.error = Int(v, "error");
+            row.reason = Str(v, "reason");
+            row.package = Str(v, "package");
+            row.duration_us = Int(v, "duration_us");
+            row.requested_by = Strings(v, "requested_by");
+            s.coldplug.push_back(std::move(row));
+        }
+    }
+}
+
 void ReadModules(const pt::ptree& t, Status& s) {
     s.modules_present = true;
     s.modules_total_ms = Int(t, "total_ms");
@@ -324,6 +340,19 @@ void FindProblems(Status& s) {
         s.problems.push_back("module " + m.name + " " + m.status +
                              (detail.empty() ? "" : ": " + detail));
     }
+    for (const auto& m : s.coldplug) {
+        // Refusals are the policy at work, and a device whose driver the image does not carry
+        // is the image's choice; a package that fails its check or a load the kernel refused
+        // is a problem.
+        if (m.status != "failed" || m.reason.starts_with("not in a verified package")) continue;
+        std::string device;
+        for (const auto& r : m.requested_by) {
+            if (r.starts_with("coldplug ")) device = r.substr(9);
+        }
+        s.problems.push_back("coldplug: module " + m.name + " failed" +
+                             (m.reason.empty() ? "" : ": " + m.reason) +
+                             (device.empty() ? "" : " (for " + device + ")"));
+    }
 }
 
 }  // namespace
@@ -444,6 +473,9 @@ Status BuildStatus(const StatusInputs& in) {
     // boot.json exists only after an emergency: its absence is the normal case, not a note.
     if (in.boot.text || (!in.boot.error.empty() && in.boot.error != "missing")) {
         if (auto t = LoadRecord("boot", in.boot, s)) s.boot = ReadBoot(*t);
+    }
+    if (in.coldplug.text || (!in.coldplug.error.empty() && in.coldplug.error != "missing")) {
+        if (auto t = LoadRecord("coldplug", in.coldplug, s)) ReadColdplug(*t, s);
     }
 
     ResolveLock(k, lockdown, s);
@@ -693,6 +725,17 @@ std::string RenderStatusJson(const Status& s) {
         {"policy", std::move(policy)},      {"modules", std::move(modules)},
         {"records", std::move(records)},
     };
+    if (!s.coldplug.empty()) {
+        toml::array list;
+        for (const auto& m : s.coldplug) {
+            list.push_back(toml::table{{"name", m.name},
+                                       {"status", m.status},
+                                       {"reason", m.reason},
+                                       {"package", m.package},
+                                       {"requested_by", StrArray(m.requested_by)}});
+        }
+        root.insert("coldplug", toml::table{{"list", std::move(list)}});
+    }
     if (s.boot) {
         root.insert("boot", toml::table{{"state", s.boot->state},
                                         {"stage", s.boot->stage},

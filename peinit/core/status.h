@@ -59,6 +59,9 @@ struct StatusInputs {
     RecordText policy;    // policy.json (config stage)
     RecordText lockdown;  // lockdown.json (lockdown stage)
     RecordText modules;   // modules.json (module stage)
+    // coldplug.json (coldplug stage): read when present; its absence (a boot that stopped
+    // earlier, or an older image) is not a note.
+    RecordText coldplug;
     // boot.json: written only by PID 1's emergency path, so its absence is normal and not
     // reported (unlike the three stage records).
     RecordText boot;
@@ -162,6 +165,11 @@ struct Status {
     int64_t workers = 0;
     std::string modules_error;
     std::string signing_error;  // modules.json signing.error when not applied
+
+    // --- coldplug (coldplug.json) ---------------------------------------------------------------
+    // The modules coldplug attempted or refused for the devices present (requested_by names the
+    // device); a failure is a problem, a refusal by the policy is not.
+    std::vector<ModuleRow> coldplug;
 
     // --- boot (boot.json) ----------------------------------------------------------------------
     // Set when the boot stopped on the emergency path: the record says which stage and why.

@@ -161,6 +161,7 @@ StatusInputs ReadStatusInputs(Kernel& kernel, const fs::path& root) {
     in.lockdown = load("lockdown.json");
     in.modules = load("modules.json");
     in.boot = load("boot.json");
+    in.coldplug = load("coldplug.json");
     std::error_code ec;
     in.blacklist_exported = fs::exists(root / "run/modprobe.d/peinit-blacklist.conf", ec);
     return in;

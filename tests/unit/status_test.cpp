@@ -207,6 +207,34 @@ TEST(Status, SaysWhichHelperAnswersDemandLoads) {
         << RenderStatusText(s);
 }
 
+// A module coldplug could not load (e.g. a tampered package member, refused on first use) is a
+// problem with its reason; a refusal by the auto-load policy is not.
+TEST(Status, ColdplugFailuresAreProblems) {
+    StatusInputs in = LockedBoot();
+    in.coldplug = Rec("coldplug.json", R"J({"version": 1, "policy": "enabled", "total_ms": 9,
+      "devices": [], "error": "", "modules": [
+        {"name": "e1000e", "status": "failed", "error": 0, "package": "all.pkg",
+         "reason": "package rejected (all.pkg: hash-mismatch: modules/e1000e.ko has SHA-256 1, the manifest says 2)",
+         "requested_by": ["coldplug /sys/devices/pci0000:00/0000:00:04.0"], "duration_us": 0},
+        {"name": "af_alg", "status": "skipped", "error": 0, "package": "",
+         "reason": "refused: not in AutoLoadAllowed",
+         "requested_by": ["coldplug /sys/devices/platform/x"], "duration_us": 0}]})J");
+    Status s = BuildStatus(in);
+    EXPECT_EQ(s.ExitCode(), 1);
+    ASSERT_EQ(s.problems.size(), 1u) << RenderStatusText(s);
+    EXPECT_EQ(s.problems[0],
+              "coldplug: module e1000e failed: package rejected (all.pkg: hash-mismatch: "
+              "modules/e1000e.ko has SHA-256 1, the manifest says 2) (for "
+              "/sys/devices/pci0000:00/0000:00:04.0)");
+    pt::ptree t;
+    std::istringstream json(RenderStatusJson(s));
+    pt::read_json(json, t);
+    EXPECT_EQ(t.get_child("coldplug.list").size(), 2u);
+    EXPECT_EQ(t.get_child("coldplug.list").begin()->second.get<std::string>("status"), "failed");
+    // Without the record (an older image, or the boot stopped earlier): nothing is noted.
+    EXPECT_EQ(BuildStatus(LockedBoot()).ExitCode(), 0);
+}
+
 TEST(Status, NotALockLine) {
     EXPECT_FALSE(ParseLockLogLine("loop: module loaded", 1));
     EXPECT_FALSE(ParseLockLogLine("module_lockdown: garbage", 1));
