@@ -120,32 +120,10 @@ void ReadPolicy(const pt::ptree& t, Status& s) {
     }
 }
 
-void ReadColdplug(const pt::ptree& t, Status& s) {
-    if (auto list = t.get_child_optional("modules")) {
-        for (const auto& [k, v] : *list) {
-            ModuleRow row;
-            row.name = Str(v, "name");
-            row.status = Str(v, "status");
-            row.error = Int(v, "error");
-            row.reason = Str(v, "reason");
-            row.package = Str(v, "package");
-            row.duration_us = Int(v, "duration_us");
-            row.requested_by = Strings(v, "requested_by");
-            s.coldplug.push_back(std::move(row));
-        }
-    }
-}
-
-void ReadModules(const pt::ptree& t, Status& s) {
-    s.modules_present = true;
-    s.modules_total_ms = Int(t, "total_ms");
-    s.modules_boot_offset_ms = Int(t, "boot_offset_ms");
-    s.workers = Int(t, "workers");
-    s.modules_error = Str(t, "error");
-    if (Bool(t, "signing.applied") == false) {
-        s.signing_error = Str(t, "signing.error");
-        if (s.signing_error.empty()) s.signing_error = "signing policy not applied";
-    }
+// The "modules" list of modules.json or coldplug.json (coldplug's rows have no unit, errno,
+// start or waits; those read as empty).
+std::vector<ModuleRow> ReadModuleRows(const pt::ptree& t) {
+    std::vector<ModuleRow> rows;
     if (auto list = t.get_child_optional("modules")) {
         for (const auto& [k, v] : *list) {
             ModuleRow row;
@@ -163,9 +141,23 @@ void ReadModules(const pt::ptree& t, Status& s) {
             if (!row.waits_for.empty() && v.get_child_optional("ready_us")) {
                 row.ready_us = Int(v, "ready_us");
             }
-            s.modules.push_back(std::move(row));
+            rows.push_back(std::move(row));
         }
     }
+    return rows;
+}
+
+void ReadModules(const pt::ptree& t, Status& s) {
+    s.modules_present = true;
+    s.modules_total_ms = Int(t, "total_ms");
+    s.modules_boot_offset_ms = Int(t, "boot_offset_ms");
+    s.workers = Int(t, "workers");
+    s.modules_error = Str(t, "error");
+    if (Bool(t, "signing.applied") == false) {
+        s.signing_error = Str(t, "signing.error");
+        if (s.signing_error.empty()) s.signing_error = "signing policy not applied";
+    }
+    s.modules = ReadModuleRows(t);
     std::stable_sort(s.modules.begin(), s.modules.end(), [](const auto& a, const auto& b) {
         // Attempted modules by start time; the ones never attempted (no duration) after them.
         bool a_run = a.duration_us > 0 || a.Succeeded() || a.status == "failed";
@@ -475,7 +467,7 @@ Status BuildStatus(const StatusInputs& in) {
         if (auto t = LoadRecord("boot", in.boot, s)) s.boot = ReadBoot(*t);
     }
     if (in.coldplug.text || (!in.coldplug.error.empty() && in.coldplug.error != "missing")) {
-        if (auto t = LoadRecord("coldplug", in.coldplug, s)) ReadColdplug(*t, s);
+        if (auto t = LoadRecord("coldplug", in.coldplug, s)) s.coldplug = ReadModuleRows(*t);
     }
 
     ResolveLock(k, lockdown, s);
