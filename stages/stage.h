@@ -31,7 +31,7 @@ std::span<const Stage> BootStages();
 //   stage NAME done ok ms=12            (or: done failed ms=12 error="...")
 // A failed fatal stage stops the run and its error (prefixed with the stage name) is returned,
 // and its name is left in ctx.failed_stage; a failed degrade stage is logged and the run goes
-// on.
+// on. A stage that throws fails with "unexpected exception: WHAT" by the same rules.
 Result<void> RunStages(std::span<const Stage> stages, BootContext& ctx);
 
 }  // namespace peinit

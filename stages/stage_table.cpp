@@ -1,6 +1,8 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <exception>
+#include <string>
 
 #include "stages/autoload/autoload.h"
 #include "stages/autoload/handover.h"
@@ -28,11 +30,28 @@ std::span<const Stage> BootStages() {
     return kStages;
 }
 
+namespace {
+
+// A stage that throws (nothing should; a bug or std::bad_alloc) fails like one that returned its
+// error: a degrade stage is logged and the boot goes on, a fatal one takes the emergency path.
+// PID 1 never unwinds out of the table.
+Result<void> RunContained(const Stage& stage, BootContext& ctx) noexcept {
+    try {
+        return stage.run(ctx);
+    } catch (const std::exception& e) {
+        return Err(std::string("unexpected exception: ") + e.what());
+    } catch (...) {
+        return Err("unexpected exception");
+    }
+}
+
+}  // namespace
+
 Result<void> RunStages(std::span<const Stage> stages, BootContext& ctx) {
     for (const Stage& stage : stages) {
         spdlog::info("stage {} start", stage.name);
         auto start = std::chrono::steady_clock::now();
-        Result<void> result = stage.run(ctx);
+        Result<void> result = RunContained(stage, ctx);
         auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::steady_clock::now() - start)
                       .count();

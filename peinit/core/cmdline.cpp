@@ -166,14 +166,28 @@ class Interpreter {
 
     void ApplyPeinit(const KernelParam& p) {
         const std::string& key = p.key;
+        // The command line only tightens: a value that cannot be read is taken as the
+        // strictest one (a typo must not leave a machine looser than its owner asked for).
         if (KeyIs(key, "peinit.lock")) {
             auto v = ParsePeinitBool(p.value);
-            if (!v) return Diagnose(p, "not a boolean (expected 0 or 1)");
-            out_.lock = out_.lock.value_or(false) || *v;
+            if (!v) Diagnose(p, "not a boolean (expected 0 or 1): taken as 1, the strictest");
+            out_.lock = out_.lock.value_or(false) || v.value_or(true);
         } else if (KeyIs(key, "peinit.autoload")) {
             auto v = p.value ? ParseAutoLoadPolicy(*p.value) : std::nullopt;
-            if (!v) return Diagnose(p, "expected enabled, allow-list or disabled");
-            out_.autoload = out_.autoload ? std::max(*out_.autoload, *v) : *v;
+            if (!v) {
+                Diagnose(p, "expected enabled, allow-list or disabled: taken as disabled, the "
+                            "strictest");
+            }
+            const AutoLoadPolicy a = v.value_or(AutoLoadPolicy::kDisabled);
+            out_.autoload = out_.autoload ? std::max(*out_.autoload, a) : a;
+        } else if (KeyIs(key, "peinit.emergency")) {
+            if (p.value && *p.value == "shell") {
+                out_.emergency = EmergencyAction::kShell;
+            } else if (p.value && *p.value == "poweroff") {
+                out_.emergency = EmergencyAction::kPoweroff;
+            } else {
+                Diagnose(p, "expected shell or poweroff");
+            }
         } else if (KeyIs(key, "peinit.workers")) {
             int n = 0;
             const std::string& s = p.value.value_or("");

@@ -42,6 +42,12 @@ struct CmdlineDiagnostic {
     std::string ToString() const { return param + ": " + message; }
 };
 
+// What PID 1 does on the emergency path once it has locked (when required) and explained.
+enum class EmergencyAction {
+    kPoweroff,  // the default
+    kShell,     // run the image's /bin/sh on the console first (only behind a required lock)
+};
+
 struct Cmdline {
     // Every kernel parameter before `--`, in order (repeats kept).
     std::vector<KernelParam> params;
@@ -65,10 +71,14 @@ struct Cmdline {
     std::vector<std::string> modules_load;
 
     // peinit.lock=: repeats combine to the strictest (1 wins), since the command line exists
-    // only to tighten and a later parameter must not undo an earlier one.
+    // only to tighten and a later parameter must not undo an earlier one. A value that is not
+    // a boolean counts as 1 (with a diagnostic).
     std::optional<bool> lock;
-    // peinit.autoload=: repeats combine to the strictest.
+    // peinit.autoload=: repeats combine to the strictest; an unknown value counts as disabled
+    // (with a diagnostic).
     std::optional<AutoLoadPolicy> autoload;
+    // peinit.emergency=shell|poweroff: the last valid occurrence wins (default poweroff).
+    std::optional<EmergencyAction> emergency;
     // peinit.workers=N (1..kMaxWorkers): the last valid occurrence wins.
     std::optional<int> workers;
     // module.sig_enforce= (kernel boolean syntax): the last occurrence wins.

@@ -98,11 +98,11 @@ void ExplainEmergency(BootContext& ctx, const Error& error) {
         }
     }
     ExplainEmergency(ctx, error);
-    bool want_shell = false;
-    for (const auto& p : ctx.cmdline.params) {
-        want_shell = want_shell || (p.key == "peinit.emergency" && p.value == "shell");
+    if (ctx.cmdline.emergency == EmergencyAction::kShell && !EmergencyShellAllowed(ctx)) {
+        spdlog::critical("emergency: peinit.emergency=shell refused: module loading must be "
+                         "locked and is not");
     }
-    if (want_shell) {
+    if (EmergencyShellAllowed(ctx)) {
         struct stat st;
         std::string shell = ctx.paths.Under("/bin/sh").string();
         if (stat(shell.c_str(), &st) == 0) {
@@ -212,6 +212,12 @@ void ExplainEmergency(BootContext& ctx, const Error& error) {
 }
 
 }  // namespace
+
+bool EmergencyShellAllowed(const BootContext& ctx) {
+    if (ctx.cmdline.emergency != EmergencyAction::kShell) return false;
+    const bool lock_required = !ctx.config_loaded || ctx.policy.lock_after_boot.value;
+    return ctx.lock.locked || !lock_required;
+}
 
 void RunPid1() noexcept {
     try {

@@ -12,4 +12,11 @@ namespace peinit {
 // syncs, then calls reboot(2).
 [[noreturn]] void RunPid1() noexcept;
 
+struct BootContext;
+
+// Whether the emergency path may start the image's shell: peinit.emergency=shell was given and
+// module loading is locked, or the lock is not required (LockAfterBoot false in a policy that
+// was read). A required lock that could not be applied never leaves a shell behind it.
+bool EmergencyShellAllowed(const BootContext& ctx);
+
 }  // namespace peinit

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <optional>
 #include <system_error>
@@ -41,10 +42,22 @@ bool Blocked(int tid) {
 class Scheduler {
   public:
     Scheduler(const std::vector<LoadJob>& jobs, const std::vector<LoaderUnit>& units,
-              const std::function<LoadAttempt(std::size_t)>& load, Clock::time_point origin)
-        : jobs_(jobs), units_(units), load_(load), origin_(origin) {
+              const std::function<LoadAttempt(std::size_t)>& load, Clock::time_point origin,
+              bool critical_first)
+        : jobs_(jobs), units_(units), load_(load), origin_(origin), critical_first_(critical_first) {
         report_.results.resize(jobs.size());
         unit_unsettled_.assign(units.size(), 0);
+        // Longest chain of work from each job to the end of the graph. Dependencies have
+        // earlier indices (plan order), so one backward pass sees every dependent first.
+        chain_.assign(jobs.size(), 0);
+        for (std::size_t j = jobs.size(); j-- > 0;) {
+            chain_[j] += jobs[j].builtin ? 0 : std::max<std::size_t>(jobs[j].cost, 1);
+            for (const auto* deps : {&jobs[j].hard, &jobs[j].soft}) {
+                for (std::size_t d : *deps) {
+                    if (d < j) chain_[d] = std::max(chain_[d], chain_[j]);
+                }
+            }
+        }
         for (std::size_t j = 0; j < jobs.size(); ++j) {
             if (jobs[j].builtin) {
                 report_.results[j].state = State::kLive;
@@ -71,7 +84,7 @@ class Scheduler {
                 r.ready = ReadyTime(*j);
                 ++in_flight_;
                 lock.unlock();
-                LoadAttempt attempt = load_(*j);
+                LoadAttempt attempt = Contained(*j);
                 auto end = Now();
                 lock.lock();
                 --in_flight_;
@@ -130,6 +143,24 @@ class Scheduler {
     }
 
   private:
+    // The load callback, with an exception (a bug, std::bad_alloc) turned into a failed load
+    // with its reason: a worker thread that let it escape would terminate PID 1.
+    LoadAttempt Contained(std::size_t j) noexcept {
+        try {
+            return load_(j);
+        } catch (const std::exception& e) {
+            return Unexpected(e.what());
+        } catch (...) {
+            return Unexpected("unknown");
+        }
+    }
+    static LoadAttempt Unexpected(const char* what) {
+        LoadAttempt a;
+        a.message = std::string("unexpected exception: ") + what;
+        a.cause = "unexpected exception";
+        return a;
+    }
+
     std::chrono::microseconds Now() const {
         return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - origin_);
     }
@@ -247,10 +278,15 @@ class Scheduler {
             active_ = static_cast<int>(u);
             return Pick();
         }
+        std::optional<std::size_t> best;
         for (std::size_t j = 0; j < jobs_.size(); ++j) {
-            if (Pending(j) && !Sequential(j) && DepsReady(j) && GateOpen(jobs_[j].unit)) return j;
+            if (Pending(j) && !Sequential(j) && DepsReady(j) && GateOpen(jobs_[j].unit) &&
+                (!best || chain_[j] > chain_[*best])) {
+                best = j;
+                if (!critical_first_) break;  // one worker: plan order
+            }
         }
-        return Stalled();
+        return best ? best : Stalled();
     }
 
     // Nothing may start. If nothing is in flight either, the unit ordering contradicts the
@@ -270,6 +306,7 @@ class Scheduler {
     const std::vector<LoaderUnit>& units_;
     const std::function<LoadAttempt(std::size_t)>& load_;
     const Clock::time_point origin_;
+    const bool critical_first_;
 
     std::mutex mutex_;
     std::condition_variable changed_;
@@ -281,6 +318,7 @@ class Scheduler {
     std::vector<Worker> workers_;
     LoaderReport report_;
     std::vector<int> unit_unsettled_;
+    std::vector<std::size_t> chain_;  // per job: its cost plus the costliest chain after it
     std::size_t unsettled_ = 0;
     int in_flight_ = 0;
     int active_ = -1;  // the sequential unit running, -1 for none
@@ -291,12 +329,12 @@ class Scheduler {
 LoaderReport RunLoader(const std::vector<LoadJob>& jobs, const std::vector<LoaderUnit>& units,
                        int workers, const std::function<LoadAttempt(std::size_t)>& load,
                        std::chrono::steady_clock::time_point origin, int max_workers) {
-    Scheduler scheduler(jobs, units, load, origin);
     const std::size_t loads =
         std::count_if(jobs.begin(), jobs.end(), [](const LoadJob& j) { return !j.builtin; });
     workers = std::max(workers, 1);
     const std::size_t most =
         std::min<std::size_t>(static_cast<std::size_t>(std::max(max_workers, workers)), loads);
+    Scheduler scheduler(jobs, units, load, origin, most > 1);
     const std::size_t want = std::min<std::size_t>(static_cast<std::size_t>(workers), most);
     std::vector<std::thread> threads;
     std::string thread_error;

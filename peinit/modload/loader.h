@@ -14,13 +14,21 @@
 //   loads in flight, then runs the unit's jobs one at a time in `sequence` order; nothing else
 //   starts until the last of them has been attempted.
 // - Each job runs at most once (no second load of a module loaded or in flight).
-// - Ready jobs start in plan order, so one worker loads in exactly the plan's order.
+// - Among the jobs ready to start, a free worker takes the one with the longest chain of work
+//   still behind it (its `cost` plus the costliest chain of jobs that wait for it: critical path
+//   first, as list schedulers do), ties in plan order. With no costs given (all 0) every job
+//   counts 1, so a job with more waiting on it goes first. The stage gives each job its
+//   module's size: ext4's chain (jbd2, mbcache, ...) then starts before small leaf drivers
+//   whose loads end sooner anyway. One worker (no room for more) loads in exactly the plan's
+//   order: the order cannot change its total time.
 // Should unit ordering ever contradict the dependency graph (a soft `post` edge across units),
 // the loader does not deadlock: when nothing is in flight and nothing may start, it starts the
 // earliest pending job whose dependencies have been attempted, and says so in `warnings`.
 //
 // Threads: all are created and joined inside Run (PID 1 is single-threaded before and after;
 // its signals are blocked before any stage runs, so the workers inherit the blocked mask).
+// A load callback that throws fails its job ("unexpected exception: WHAT"); nothing escapes a
+// worker.
 // With one worker and no room to add more, or one job, no thread is created. The `load` callback runs on the workers
 // and must be thread-safe; it must not touch libkmod.
 
@@ -38,6 +46,7 @@ struct LoadJob {
     std::vector<std::size_t> hard;  // must be live first (earlier indices)
     std::vector<std::size_t> soft;  // must have been attempted first (earlier indices)
     int unit = -1;                  // owning unit (index into LoaderUnits), -1 for none
+    std::size_t cost = 0;           // estimated cost of the load (bytes); 0 counts as 1
 };
 
 struct LoaderUnit {

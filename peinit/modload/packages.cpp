@@ -140,6 +140,14 @@ ModuleSource PackageSet::Find(std::string_view module) {
     return source;
 }
 
+std::size_t PackageSet::SizeOf(std::string_view module) const {
+    std::lock_guard lock(mu_);
+    auto it = index_.find(NormalizeModuleName(module));
+    if (it == index_.end()) return 0;
+    const Entry& entry = entries_[it->second.first];
+    return entry.package ? entry.package->file_size(it->second.second) : 0;
+}
+
 void PackageSet::PrecomputeDigests(unsigned max_threads) {
     std::lock_guard lock(mu_);
     for (auto& entry : entries_) {
@@ -155,9 +163,17 @@ std::shared_ptr<PackagePrefetch> PackagePrefetch::Start(std::filesystem::path pa
     try {
         prefetch->future_ = std::async(
             std::launch::async, [dir = std::move(packages_dir), keys = std::move(keys_dir),
-                                 release = std::move(kernel_release)] {
+                                 release = std::move(kernel_release),
+                                 timing = prefetch->timing_] {
+                using Clock = std::chrono::steady_clock;
+                const auto start = Clock::now();
                 auto set = PackageSet::Load(dir, keys, release);
+                const auto loaded = Clock::now();
                 set->PrecomputeDigests(std::max(1u, std::thread::hardware_concurrency()));
+                timing->load =
+                    std::chrono::duration_cast<std::chrono::microseconds>(loaded - start);
+                timing->digests =
+                    std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - loaded);
                 return set;
             });
     } catch (const std::system_error&) {

@@ -20,6 +20,7 @@
 //
 // Thread-safe: Find may be called from the loader's workers.
 
+#include <chrono>
 #include <cstddef>
 #include <filesystem>
 #include <future>
@@ -80,6 +81,10 @@ class PackageSet {
     // tampered member still only rejects its package when it is needed.
     void PrecomputeDigests(unsigned max_threads);
 
+    // The size of the member providing `module` (its signed manifest size, nothing hashed), 0
+    // when no usable package has it: the loader's estimate of what a load costs.
+    std::size_t SizeOf(std::string_view module) const;
+
     // The verified bytes of `module`, hashing its member first when that was not done yet.
     ModuleSource Find(std::string_view module);
 
@@ -117,6 +122,13 @@ class PackagePrefetch {
                                                   std::filesystem::path keys_dir,
                                                   std::string kernel_release);
     const std::string& kernel_release() const { return kernel_release_; }
+    // How long reading and checking the packages took, and hashing their members (valid once
+    // Take has returned the set).
+    struct Timing {
+        std::chrono::microseconds load{0};
+        std::chrono::microseconds digests{0};
+    };
+    const Timing& timing() const { return *timing_; }
     // Waits for the set (once; nullptr after that, or when the work failed).
     std::unique_ptr<PackageSet> Take() {
         if (!future_.valid()) return nullptr;
@@ -129,6 +141,7 @@ class PackagePrefetch {
 
   private:
     std::string kernel_release_;
+    std::shared_ptr<Timing> timing_ = std::make_shared<Timing>();
     std::future<std::unique_ptr<PackageSet>> future_;
 };
 

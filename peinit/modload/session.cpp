@@ -4,6 +4,7 @@
 #include <cstring>
 #include <set>
 
+#include "peinit/core/cmdline.h"
 #include "peinit/core/demand_load.h"
 #include "peinit/sys/kernel.h"
 #include "peinit/sys/kmod.h"
@@ -43,7 +44,19 @@ ModloadSession::ModloadSession(Kernel& kernel, BootPaths paths, std::string kern
       paths_(std::move(paths)),
       kernel_release_(std::move(kernel_release)),
       policy_(std::move(policy)),
-      cmdline_(std::move(cmdline)) {}
+      cmdline_(std::move(cmdline)) {
+    // SigningPolicy=enforce holds for every loader, not only the boot's module stage (which
+    // applies it before opening its session): when the kernel does not enforce signatures,
+    // coldplug and the demand-load helper load nothing either.
+    if (policy_.signing.value == SigningPolicy::kEnforce) {
+        auto read = kernel_.ReadSysfs(kSigEnforceSysfs);
+        if (!read || !ParseKernelBool(*read).value_or(false)) {
+            refusal_ = "SigningPolicy=enforce is not in effect (module.sig_enforce " +
+                       (read ? "reads " + *read : "unreadable: " + read.error().message()) +
+                       "): loading nothing";
+        }
+    }
+}
 
 ModloadSession::~ModloadSession() = default;
 
@@ -179,8 +192,13 @@ LoaderReport ModloadSession::RunPlan(const Plan& plan, const std::vector<LoadJob
                             .count();
         }
     }
+    // What each load costs, for the loader's choice among ready jobs: the module's size.
+    std::vector<LoadJob> costed = jobs;
+    if (!refusal_) {
+        for (auto& job : costed) job.cost = job.builtin ? 0 : Packages().SizeOf(job.name);
+    }
     return RunLoader(
-        jobs, units, std::max(workers, 1),
+        costed, units, std::max(workers, 1),
         [&](std::size_t i) { return LoadEntry(plan.entries[i]); }, origin, max_workers);
 }
 

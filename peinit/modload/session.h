@@ -31,6 +31,9 @@
 
 namespace peinit {
 
+// The kernel's signature enforcement (module.sig_enforce), under /sys.
+inline constexpr const char* kSigEnforceSysfs = "module/module/parameters/sig_enforce";
+
 class Kernel;
 class KmodDb;
 
@@ -90,7 +93,8 @@ class ModloadSession {
     PlanInput NewInput() const;
 
     // From now on nothing is loaded (a module the kernel already has still counts), with
-    // `reason`: SigningPolicy=enforce could not be applied.
+    // `reason`: SigningPolicy=enforce could not be applied. A session whose policy says enforce
+    // refuses by itself when module.sig_enforce does not read true when it is opened.
     void RefuseLoads(std::string reason) { refusal_ = std::move(reason); }
 
     // The one load step: the verified bytes of the entry's module from its package,

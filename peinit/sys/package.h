@@ -108,6 +108,8 @@ class SignedPackage {
     std::size_t size() const { return files_.size(); }  // payload files, in manifest order
     const std::string& path(std::size_t i) const { return files_[i].path_; }
     std::string module_name(std::size_t i) const { return files_[i].module_name(); }
+    // Size of file i as the signed manifest gives it (its hash need not be checked yet).
+    std::size_t file_size(std::size_t i) const { return files_[i].bytes_.size(); }
     // The file providing module `module_name` ('-' and '_' equivalent), or size().
     std::size_t IndexOfModule(std::string_view module_name) const;
 

@@ -78,8 +78,10 @@ Result<void> CopyTree(const fs::path& from, const fs::path& to) {
     return Ok();
 }
 
-// peinitctl (and, when `helper`, this binary as the demand-load helper) with the libraries they
-// need beyond glibc, under ROOT/run/peinit/{bin,lib}: the real root may not have peinit.
+// peinitctl (and, when `helper`, this binary as the demand-load helper with the libraries it
+// needs beyond glibc) under ROOT/run/peinit/{bin,lib}: the real root may not have peinit.
+// peinitctl needs nothing beyond glibc (peinit/tools/CMakeLists.txt), so without the helper
+// only that one file is copied.
 Result<void> CopyTools(const BootContext& ctx, bool helper) {
     const fs::path run = ctx.paths.Under("/run/peinit");
     std::error_code ec;
@@ -90,9 +92,9 @@ Result<void> CopyTools(const BootContext& ctx, bool helper) {
         fs::path self = fs::read_symlink("/proc/self/exe", ec);
         if (ec) return Err("/proc/self/exe: " + ec.message());
         PEINIT_TRY(Copy(self, ctx.paths.Under(kHandedOverHelperPath), 0755));
-    }
-    for (const auto& lib : MappedLibraries()) {
-        PEINIT_TRY(Copy(lib, run / "lib" / fs::path(lib).filename(), 0644));
+        for (const auto& lib : MappedLibraries()) {
+            PEINIT_TRY(Copy(lib, run / "lib" / fs::path(lib).filename(), 0644));
+        }
     }
     return Ok();
 }

@@ -10,7 +10,6 @@ namespace peinit {
 
 namespace {
 
-constexpr const char* kLockedSysctl = "kernel/module_loading_locked";
 constexpr const char* kModulesDisabled = "kernel/modules_disabled";
 
 Result<void> ExpectSysctl(Kernel& kernel, const char* key, const char* want) {
@@ -22,13 +21,26 @@ Result<void> ExpectSysctl(Kernel& kernel, const char* key, const char* want) {
     return Ok();
 }
 
+// The read-back after LOCK: the syscall's own QUERY (the state the kernel enforces), not a
+// file under /proc that a mount could shadow.
+Result<void> ExpectLocked(Kernel& kernel) {
+    auto state = kernel.ModuleLockdown(MODULE_LOCKDOWN_QUERY, 0);
+    if (!state) return state.error().Context("read back: module_lockdown(QUERY): ");
+    if (*state != 1) {
+        return Err("read back: module_lockdown(QUERY) returns " + std::to_string(*state) +
+                   ", expected 1");
+    }
+    return Ok();
+}
+
 // The upstream lock for kernels without our syscall. modules_disabled stops explicit loads,
 // but the kernel would still start the modprobe helper as root for demand loads, so the helper
-// path is emptied too.
+// path is emptied too; both are read back.
 Result<void> FallbackLock(BootContext& ctx) {
     PEINIT_TRY(ctx.kernel.WriteSysctl(kModulesDisabled, "1"));
     PEINIT_TRY(ctx.kernel.WriteSysctl("kernel/modprobe", "\n"));
-    return ExpectSysctl(ctx.kernel, kModulesDisabled, "1");
+    PEINIT_TRY(ExpectSysctl(ctx.kernel, kModulesDisabled, "1"));
+    return ExpectSysctl(ctx.kernel, "kernel/modprobe", "");
 }
 
 void WriteRecord(const BootContext& ctx) {
@@ -67,7 +79,7 @@ Result<void> EngageLock(BootContext& ctx) {
     auto locked = ctx.kernel.ModuleLockdown(MODULE_LOCKDOWN_LOCK, trigger);
     if (locked) {
         lock.mechanism = "syscall";
-        result = ExpectSysctl(ctx.kernel, kLockedSysctl, "1");
+        result = ExpectLocked(ctx.kernel);
     } else if (locked.error().code() == ENOSYS) {
         spdlog::warn(
             "lockdown: module_lockdown(2) is not available (unpatched kernel): falling "

@@ -25,7 +25,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using Status = ModuleOutcome::Status;
 
-constexpr const char* kSigEnforce = "module/module/parameters/sig_enforce";
+constexpr const char* kSigEnforce = kSigEnforceSysfs;
 constexpr const char* kRecordPath = "/run/peinit/modules.json";
 constexpr int kMaxDefaultWorkers = 8;
 constexpr int kMaxAdaptiveWorkers = 16;
@@ -159,6 +159,8 @@ bool IsRequiredMissing(const Plan& plan, const std::string& name) {
 // from the first load's start to the last one's end.
 struct Phases {
     int64_t packages_ms = 0, plan_ms = 0, hash_ms = 0, first_load_ms = 0, loads_ms = 0;
+    // The read-ahead thread's own work (-1: the packages were not read ahead).
+    int64_t prefetch_load_ms = -1, prefetch_digests_ms = -1;
 };
 
 struct Summary {
@@ -245,6 +247,8 @@ void WriteRecord(const BootContext& ctx, const std::string& wall_time, int64_t b
              {"hash_ms", phases.hash_ms},
              {"first_load_ms", phases.first_load_ms},
              {"loads_ms", phases.loads_ms},
+             {"prefetch_load_ms", phases.prefetch_load_ms},
+             {"prefetch_digests_ms", phases.prefetch_digests_ms},
          }},
         {"packages", std::move(pkgs)},
         {"modules", std::move(modules)},
@@ -306,9 +310,11 @@ Result<void> RunModules(BootContext& ctx) {
     };
     // Read ahead by PID 1 since its start (the earlier stages run beside it); the plan is made
     // while that work goes on, and only what is left of it is waited for, after the plan.
-    if (auto prefetch = std::move(ctx.package_prefetch);
-        prefetch && prefetch->kernel_release() == ctx.kernel_release) {
-        session.AdoptPrefetch(std::move(prefetch));
+    std::shared_ptr<PackagePrefetch> prefetch = std::move(ctx.package_prefetch);
+    if (prefetch && prefetch->kernel_release() == ctx.kernel_release) {
+        session.AdoptPrefetch(prefetch);
+    } else {
+        prefetch.reset();
     }
     std::vector<std::string> warnings;
 
@@ -389,6 +395,10 @@ Result<void> RunModules(BootContext& ctx) {
     step = Clock::now();
     PackageSet& packages = session.Packages();
     phases.packages_ms = since(step);
+    if (prefetch) {
+        phases.prefetch_load_ms = prefetch->timing().load.count() / 1000;
+        phases.prefetch_digests_ms = prefetch->timing().digests.count() / 1000;
+    }
     for (const auto& w : packages.warnings()) {
         spdlog::warn("modules: {}", w);
         warnings.push_back(w);

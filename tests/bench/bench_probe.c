@@ -19,7 +19,13 @@
  *                                     from the syscall tracepoints (kernel command line
  *                                     trace_event=syscalls:sys_enter_init_module,...);
  *                                     "n/a" when the kernel has no tracefs
- * and "BENCH done". The unit gives it exit_action = "poweroff". */
+ * and "BENCH done". The unit gives it exit_action = "poweroff".
+ *
+ *   bench-real-init                (this program under that name, the realroot part's init=) writes
+ *                                  "peinit-bench: real init starts" to /dev/kmsg and execs
+ *                                  /lib/systemd/systemd: the moment the initramfs (peinit's or
+ *                                  initramfs-tools's) handed over, in the same clock as its
+ *                                  "Run /init" line. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -240,6 +246,19 @@ static void report_load_syscalls(void) {
 
 int main(int argc, char** argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
+  const char* self = argc > 0 ? strrchr(argv[0], '/') : NULL;
+  if (argc > 0 && strcmp(self != NULL ? self + 1 : argv[0], "bench-real-init") == 0) {
+    int kmsg = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+    static const char kLine[] = "<6>peinit-bench: real init starts\n";
+    if (kmsg >= 0) {
+      if (write(kmsg, kLine, sizeof kLine - 1) < 0) perror("bench_probe: /dev/kmsg");
+      close(kmsg);
+    }
+    char* const init_argv[] = {"/lib/systemd/systemd", NULL};
+    execv(init_argv[0], init_argv);
+    perror("bench_probe: exec /lib/systemd/systemd");
+    return 1;
+  }
   if (argc < 2) {
     fprintf(stderr, "usage: bench_probe peinit | modprobe NAME... | loop LISTFILE | levels LISTFILE\n");
     return 2;

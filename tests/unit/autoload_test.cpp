@@ -370,6 +370,20 @@ TEST_F(HelperTest, DisabledRefusesEverything) {
     EXPECT_THAT(Loads(), IsEmpty());
 }
 
+// SigningPolicy=enforce holds for demand loads too: when the kernel does not enforce
+// signatures, the helper loads nothing and says why; once it does, the same request loads.
+TEST_F(HelperTest, EnforceThatIsNotInEffectLoadsNothing) {
+    RequireRoot();
+    root_.SetHive("SigningPolicy = \"enforce\"\n");
+    EXPECT_EQ(Demand("net-pf-17"), 1);
+    EXPECT_THAT(Log(), HasSubstr("SigningPolicy=enforce is not in effect "
+                                 "(module.sig_enforce reads N): loading nothing"));
+    EXPECT_THAT(Loads(), IsEmpty());
+    ASSERT_TRUE(kernel_.WriteSysfs(kSigEnforceSysfs, "1"));
+    EXPECT_EQ(Demand("net-pf-17"), 0) << Log();
+    EXPECT_THAT(Loads(), ElementsAre("af_packet"));
+}
+
 TEST_F(HelperTest, BlacklistAppliesWhenEnabled) {
     RequireRoot();
     root_.SetHive("AutoLoadPolicy = \"enabled\"\nBlacklist = [\"af_packet\"]\n");

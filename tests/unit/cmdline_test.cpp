@@ -143,10 +143,13 @@ TEST(Cmdline, PeinitLockIsStrictestOfRepeats) {
     EXPECT_EQ(ParseCmdline("peinit.lock=1 peinit.lock=0").lock, true);
     EXPECT_EQ(ParseCmdline("peinit.lock=0 peinit.lock=1").lock, true);
     EXPECT_FALSE(ParseCmdline("quiet").lock);
-    auto bad = ParseCmdline("peinit.lock=maybe");
-    EXPECT_FALSE(bad.lock);
+    // A malformed tightening tightens to the strictest value instead of being ignored.
+    auto bad = ParseCmdline("peinit.lock=enabled");
+    EXPECT_EQ(bad.lock, true);
     EXPECT_THAT(DiagnosticTexts(bad),
-                ElementsAre("peinit.lock=maybe: not a boolean (expected 0 or 1)"));
+                ElementsAre("peinit.lock=enabled: not a boolean (expected 0 or 1): taken as 1, "
+                            "the strictest"));
+    EXPECT_EQ(ParseCmdline("peinit.lock=0 peinit.lock=maybe").lock, true);
 }
 
 TEST(Cmdline, PeinitAutoloadOnlyTightensAcrossRepeats) {
@@ -155,11 +158,27 @@ TEST(Cmdline, PeinitAutoloadOnlyTightensAcrossRepeats) {
               AutoLoadPolicy::kDisabled);
     EXPECT_EQ(ParseCmdline("peinit.autoload=enabled peinit.autoload=allow-list").autoload,
               AutoLoadPolicy::kAllowList);
-    auto bad = ParseCmdline("peinit.autoload=foo peinit.autoload");
-    EXPECT_FALSE(bad.autoload);
+    // A typo tightens to the strictest value (disabled) instead of being ignored.
+    auto bad = ParseCmdline("peinit.autoload=enabeld peinit.autoload");
+    EXPECT_EQ(bad.autoload, AutoLoadPolicy::kDisabled);
     EXPECT_THAT(DiagnosticTexts(bad),
-                ElementsAre("peinit.autoload=foo: expected enabled, allow-list or disabled",
-                            "peinit.autoload: expected enabled, allow-list or disabled"));
+                ElementsAre("peinit.autoload=enabeld: expected enabled, allow-list or disabled: "
+                            "taken as disabled, the strictest",
+                            "peinit.autoload: expected enabled, allow-list or disabled: taken "
+                            "as disabled, the strictest"));
+    EXPECT_EQ(ParseCmdline("peinit.autoload=allow-lst").autoload, AutoLoadPolicy::kDisabled);
+}
+
+TEST(Cmdline, PeinitEmergencyIsTyped) {
+    EXPECT_FALSE(ParseCmdline("quiet").emergency);
+    EXPECT_EQ(ParseCmdline("peinit.emergency=shell").emergency, EmergencyAction::kShell);
+    EXPECT_EQ(ParseCmdline("peinit.emergency=shell peinit.emergency=poweroff").emergency,
+              EmergencyAction::kPoweroff);
+    auto bad = ParseCmdline("peinit.emergency=shel");
+    EXPECT_FALSE(bad.emergency);
+    EXPECT_THAT(DiagnosticTexts(bad),
+                ElementsAre("peinit.emergency=shel: expected shell or poweroff"));
+    EXPECT_THAT(DiagnosticTexts(ParseCmdline("peinit.emergency=shell")), IsEmpty());
 }
 
 TEST(Cmdline, PeinitWorkers) {

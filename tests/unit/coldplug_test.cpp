@@ -212,6 +212,24 @@ TEST_F(ColdplugTest, DisabledLoadsNothing) {
     EXPECT_THAT(log_.str(), HasSubstr("loaded=0 refused=2 failed=0"));
 }
 
+// SigningPolicy=enforce holds for coldplug too: when the kernel does not enforce signatures
+// (module.sig_enforce reads N, nothing could set it), coldplug loads nothing and says why.
+TEST_F(ColdplugTest, EnforceThatIsNotInEffectLoadsNothing) {
+    ctx_.policy.signing = {SigningPolicy::kEnforce, PolicySource::kHive};
+    Run({kVirtioNet, kE1000e});
+    EXPECT_THAT(Loads(), IsEmpty());
+    ASSERT_NE(Outcome("e1000e"), nullptr);
+    EXPECT_EQ(Outcome("e1000e")->status, Status::kFailed);
+    EXPECT_THAT(Outcome("e1000e")->reason,
+                HasSubstr("SigningPolicy=enforce is not in effect (module.sig_enforce reads N)"));
+    // Once the kernel enforces, the same devices get their drivers.
+    ctx_.module_outcomes.clear();
+    ctx_.modload.reset();
+    ASSERT_TRUE(kernel_.WriteSysfs(kSigEnforceSysfs, "1"));
+    Run({kE1000e});
+    EXPECT_THAT(Loads(), ElementsAre("e1000e"));
+}
+
 TEST_F(ColdplugTest, BlacklistsApply) {
     ctx_.policy.blacklist = {{"e1000e", PolicySource::kHive}};
     Run({kE1000e, kBad, kBlDep});

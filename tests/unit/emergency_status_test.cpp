@@ -4,6 +4,8 @@
 // say why, first, whether it is rendered by PID 1 on the console or by `peinitctl status`.
 
 #include <gtest/gtest.h>
+
+#include <stdexcept>
 #include <stdlib.h>
 
 #include <boost/property_tree/json_parser.hpp>
@@ -14,6 +16,8 @@
 #include <string>
 
 #include "peinit/core/boot_context.h"
+#include "peinit/core/cmdline.h"
+#include "peinit/init/pid1.h"
 #include "peinit/core/status.h"
 #include "peinit/sys/fake_kernel.h"
 #include "peinit/sys/status_sources.h"
@@ -105,6 +109,53 @@ TEST(UnitCycleAtBoot, StageTableNamesTheFailedStage) {
     EXPECT_EQ(ctx.failed_stage, "config");
     EXPECT_EQ(result.error().message().rfind("stage config: ", 0), 0u) << result.error().message();
     EXPECT_FALSE(g_after_config_ran);
+}
+
+Result<void> Throws(BootContext&) { throw std::runtime_error("injected"); }
+
+// A stage that throws fails by the table's rules instead of unwinding out of PID 1: a degrade
+// stage is logged and the boot goes on, a fatal one stops it with the exception named.
+TEST(StageTable, ExceptionsFailTheStageAndNeverEscape) {
+    FakeKernel kernel;
+    BootContext ctx(kernel);
+    g_after_config_ran = false;
+    const Stage degrade[] = {
+        {"boom", Criticality::kDegrade, Throws},
+        {"after", Criticality::kFatal, MarkRan},
+    };
+    EXPECT_TRUE(RunStages(degrade, ctx));
+    EXPECT_TRUE(g_after_config_ran);
+    EXPECT_TRUE(ctx.failed_stage.empty());
+
+    g_after_config_ran = false;
+    const Stage fatal[] = {
+        {"boom", Criticality::kFatal, Throws},
+        {"after", Criticality::kFatal, MarkRan},
+    };
+    auto result = RunStages(fatal, ctx);
+    ASSERT_FALSE(result);
+    EXPECT_EQ(ctx.failed_stage, "boom");
+    EXPECT_EQ(result.error().message(), "stage boom: unexpected exception: injected");
+    EXPECT_FALSE(g_after_config_ran);
+}
+
+// peinit.emergency=shell never leaves a shell behind a required lock that is not applied.
+TEST(EmergencyShell, OnlyBehindTheLockOrWhenNoneIsRequired) {
+    FakeKernel kernel;
+    BootContext ctx(kernel);
+    ctx.cmdline = ParseCmdline("peinit.emergency=shell");
+    ctx.config_loaded = false;  // the policy was never read: the lock is required
+    EXPECT_FALSE(EmergencyShellAllowed(ctx));
+    ctx.lock.locked = true;
+    EXPECT_TRUE(EmergencyShellAllowed(ctx));
+    ctx.lock.locked = false;
+    ctx.config_loaded = true;
+    ctx.policy.lock_after_boot.value = true;
+    EXPECT_FALSE(EmergencyShellAllowed(ctx));
+    ctx.policy.lock_after_boot.value = false;
+    EXPECT_TRUE(EmergencyShellAllowed(ctx));
+    ctx.cmdline = ParseCmdline("peinit.emergency=poweroff");
+    EXPECT_FALSE(EmergencyShellAllowed(ctx));
 }
 
 BootRecord CycleEmergency() {

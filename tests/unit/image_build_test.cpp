@@ -20,6 +20,7 @@
 #include "initramfs/image_builder.h"
 #include "initramfs/image_definition.h"
 #include "initramfs/image_tree.h"
+#include "initramfs/image_units.h"
 #include "peinit/sys/kmod.h"
 #include "peinit/sys/package.h"
 #include "peinit/sys/package_crypto.h"
@@ -508,6 +509,17 @@ TEST_F(ImageBuildTest, BadHiveFails) {
                        kFixtures +
                            "/bad-hive/hive.toml:3: AutoLoadPolicy: unknown value "
                            "\"sometimes\" (expected enabled, allow-list or disabled)");
+}
+
+// peinit.emergency is a typed command-line parameter: the builder accepts its values and names
+// a typo with the definition's line.
+TEST(ImageCmdline, EmergencyIsATypedParameter) {
+    EXPECT_TRUE(CheckCmdline("quiet peinit.emergency=shell", "image.toml:5"));
+    EXPECT_TRUE(CheckCmdline("peinit.emergency=poweroff", "image.toml:5"));
+    auto bad = CheckCmdline("peinit.emergency=shel", "image.toml:5");
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().message(),
+              "image.toml:5: cmdline: peinit.emergency=shel: expected shell or poweroff");
 }
 
 TEST_F(ImageBuildTest, MissingKernelDirFails) {

@@ -12,7 +12,10 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
+#include <thread>
 #include <sstream>
+#include <stdexcept>
 
 #include "peinit/core/plan.h"
 #include "peinit/modload/loader.h"
@@ -432,6 +435,74 @@ TEST_F(ModuleStageTest, DefaultWorkersGrowWhileInitsSleep) {
 
 // CPU-bound loads never grow the pool, however busy the machine is: a worker that waits for a
 // CPU is runnable, not asleep.
+// A free worker takes the ready job with the longest chain of work behind it: the costly
+// chain (prep -> big) starts at once instead of after the small leaves before it in plan order,
+// and the whole set ends sooner than in plan order.
+TEST(Loader, LongestChainStartsFirst) {
+    std::vector<LoadJob> jobs(5);
+    const char* names[] = {"leaf1", "leaf2", "leaf3", "prep", "big"};
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+        jobs[i].name = names[i];
+        jobs[i].cost = 1000;
+    }
+    jobs[4].cost = 30000;
+    jobs[4].hard = {3};
+    auto run = [&](std::vector<LoadJob> js) {
+        std::mutex mu;
+        std::vector<std::string> order;
+        auto load = [&](std::size_t i) {
+            {
+                std::lock_guard lock(mu);
+                order.push_back(js[i].name);
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(js[i].cost / 100));
+            LoadAttempt a;
+            a.ok = true;
+            return a;
+        };
+        auto t0 = std::chrono::steady_clock::now();
+        LoaderReport report = RunLoader(js, {}, 2, load, t0, 2);
+        for (const auto& r : report.results) EXPECT_EQ(r.state, JobResult::State::kLive);
+        return std::make_pair(order, std::chrono::steady_clock::now() - t0);
+    };
+    auto [order, elapsed] = run(jobs);
+    ASSERT_EQ(order.size(), 5u);
+    EXPECT_EQ(order[0], "prep");  // its chain (prep + big) is the longest
+    // Costs without sizes count 1 each: a job with dependents still goes before a lone leaf.
+    for (auto& j : jobs) j.cost = 0;
+    auto [unsized, unused] = run(jobs);
+    EXPECT_EQ(unsized[0], "prep");
+    // prep then big on one worker while the leaves share the other: about 310 ms.
+    std::cout << "[ figures  ] longest chain first: "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
+              << " ms (ideal 310)\n";
+}
+
+// A load that throws fails its job with the reason and skips its dependents; the other loads
+// go on and no exception leaves a worker thread (it would terminate PID 1).
+TEST(Loader, ThrowingLoadFailsItsJobOnly) {
+    std::vector<LoadJob> jobs(4);
+    const char* names[] = {"ok1", "boom", "after_boom", "ok2"};
+    for (std::size_t i = 0; i < jobs.size(); ++i) jobs[i].name = names[i];
+    jobs[2].hard = {1};
+    auto load = [](std::size_t i) -> LoadAttempt {
+        if (i == 1) throw std::runtime_error("injected");
+        LoadAttempt a;
+        a.ok = true;
+        return a;
+    };
+    for (int workers : {1, 2}) {
+        LoaderReport report = RunLoader(jobs, {}, workers, load, std::chrono::steady_clock::now(),
+                                        workers);
+        EXPECT_EQ(report.results[0].state, JobResult::State::kLive);
+        EXPECT_EQ(report.results[1].state, JobResult::State::kFailed);
+        EXPECT_EQ(report.results[1].attempt.message, "unexpected exception: injected");
+        EXPECT_EQ(report.results[2].state, JobResult::State::kSkipped);
+        EXPECT_EQ(report.results[2].skip_reason, "dependency boom failed (unexpected exception)");
+        EXPECT_EQ(report.results[3].state, JobResult::State::kLive);
+    }
+}
+
 TEST(Loader, CpuBoundLoadsKeepTheWorkerCount) {
     std::vector<LoadJob> jobs(8);
     for (std::size_t i = 0; i < jobs.size(); ++i) jobs[i].name = "spin" + std::to_string(i);
