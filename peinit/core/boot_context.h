@@ -5,6 +5,7 @@
 // and each stage reads it and fills in its results for the next stages and for status.
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -122,6 +123,10 @@ struct BootContext {
     // emergency path fails closed (it locks).
     bool config_loaded = false;
     LockOutcome lock;
+    // The kernel's uevent count (/sys/kernel/uevent_seqnum) right before coldplug enumerated the
+    // devices (0: coldplug did not run). Devices of events up to it were present for coldplug;
+    // PID 1's hot-add (peinit/init/hotplug.h) handles the later ones.
+    uint64_t coldplug_seqnum = 0;
     // The fatal stage whose failure stopped the boot (RunStages), for the emergency record.
     std::string failed_stage;
     // The module-loading session (peinit/modload/session.h): opened by the module stage, used

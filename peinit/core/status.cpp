@@ -147,6 +147,26 @@ std::vector<ModuleRow> ReadModuleRows(const pt::ptree& t) {
     return rows;
 }
 
+// services.json (peinit/init/services.h).
+void ReadServices(const pt::ptree& t, Status& s) {
+    if (auto list = t.get_child_optional("services")) {
+        for (const auto& [k, v] : *list) {
+            s.services.push_back({Str(v, "name"), Strings(v, "privileges"), Str(v, "state"),
+                                  Str(v, "result")});
+        }
+    }
+}
+
+// hotplug.json (peinit/init/hotplug.h).
+void ReadHotplug(const pt::ptree& t, Status& s) {
+    if (auto list = t.get_child_optional("devices")) {
+        for (const auto& [k, v] : *list) {
+            s.hotplug.push_back({Str(v, "syspath"), Str(v, "modalias"), Str(v, "result"),
+                                 Str(v, "detail"), Strings(v, "modules")});
+        }
+    }
+}
+
 void ReadModules(const pt::ptree& t, Status& s) {
     s.modules_present = true;
     s.modules_total_ms = Int(t, "total_ms");
@@ -338,6 +358,12 @@ void FindProblems(Status& s) {
         // is a problem.
         if (m.status != "failed" || m.reason.starts_with("not in a verified package")) continue;
         std::string device;
+    for (const auto& d : s.hotplug) {
+        if (d.result != "failed" || d.detail.find("not in a verified package") != std::string::npos) {
+            continue;
+        }
+        s.problems.push_back("hot-add: " + d.syspath + " (" + d.modalias + "): " + d.detail);
+    }
         for (const auto& r : m.requested_by) {
             if (r.starts_with("coldplug ")) device = r.substr(9);
         }
@@ -513,6 +539,12 @@ Counts Count(const Status& s) {
 
 std::string LockText(const Status& s) {
     if (!s.locked) return "unknown (no lock state readable)";
+    if (in.services.text || (!in.services.error.empty() && in.services.error != "missing")) {
+        if (auto t = LoadRecord("services", in.services, s)) ReadServices(*t, s);
+    }
+    if (in.hotplug.text || (!in.hotplug.error.empty() && in.hotplug.error != "missing")) {
+        if (auto t = LoadRecord("hotplug", in.hotplug, s)) ReadHotplug(*t, s);
+    }
     std::string out = *s.locked ? "locked" : "unlocked";
     if (*s.locked) {
         out += s.mechanism == "modules_disabled" ? " (kernel.modules_disabled fallback)"
@@ -642,6 +674,26 @@ toml::array ModuleArray(const Status& s, bool failed_only) {
 
 std::string ToJson(const toml::table& t) {
     std::ostringstream out;
+    if (!s.services.empty()) {
+        out << "Services:\n";
+        for (const auto& sv : s.services) {
+            std::string privileges;
+            for (const auto& p : sv.privileges) privileges += (privileges.empty() ? "" : ", ") + p;
+            out << "  " << sv.name << std::string(sv.name.size() < 16 ? 17 - sv.name.size() : 1, ' ')
+                << "privileges: " << (privileges.empty() ? "none" : privileges) << " (" << sv.state
+                << (sv.result.empty() ? "" : " " + sv.result) << ")\n";
+        }
+    }
+    if (!s.hotplug.empty()) {
+        out << "Hot-added devices:\n";
+        for (const auto& d : s.hotplug) {
+            std::string modules;
+            for (const auto& m : d.modules) modules += (modules.empty() ? "" : ",") + m;
+            out << "  " << d.syspath << "  " << d.result
+                << (modules.empty() ? "" : " " + modules)
+                << (d.detail.empty() ? "" : ": " + d.detail) << "\n";
+        }
+    }
     out << toml::json_formatter(t) << "\n";
     return out.str();
 }
@@ -782,6 +834,27 @@ std::string RenderModulesText(const Status& s, bool failed_only) {
         if (!m.reason.empty()) detail += (detail.empty() ? "" : " ") + m.reason;
         std::string line = pad(FormatUsAsMs(m.start_us), 9) + pad(m.name, name_w) +
                            pad(m.status, status_w) + pad(FormatUsAsMs(m.duration_us), 8) +
+    if (!s.services.empty()) {
+        toml::array list;
+        for (const auto& sv : s.services) {
+            list.push_back(toml::table{{"name", sv.name},
+                                       {"privileges", StrArray(sv.privileges)},
+                                       {"state", sv.state},
+                                       {"result", sv.result}});
+        }
+        root.insert("services", toml::table{{"list", std::move(list)}});
+    }
+    if (!s.hotplug.empty()) {
+        toml::array list;
+        for (const auto& d : s.hotplug) {
+            list.push_back(toml::table{{"syspath", d.syspath},
+                                       {"modalias", d.modalias},
+                                       {"result", d.result},
+                                       {"modules", StrArray(d.modules)},
+                                       {"detail", d.detail}});
+        }
+        root.insert("hotplug", toml::table{{"devices", std::move(list)}});
+    }
                            pad(m.unit.empty() ? "-" : m.unit, unit_w) + detail;
         while (!line.empty() && line.back() == ' ') line.pop_back();
         out << line << "\n";

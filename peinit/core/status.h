@@ -67,6 +67,10 @@ struct StatusInputs {
     RecordText boot;
     // /run/modprobe.d/peinit-blacklist.conf exists (the handover stage's export for libkmod).
     bool blacklist_exported = false;
+    // services.json (PID 1, once services run) and hotplug.json (PID 1's hot-add, only once a
+    // device was added after coldplug): read when present, their absence is not a note.
+    RecordText services;
+    RecordText hotplug;
 };
 
 // /run/peinit/boot.json (version 1): why the boot stopped. PID 1's emergency path writes it
@@ -182,6 +186,26 @@ struct Status {
         std::string state;  // "ok", "missing", "invalid"
         std::string error;
     };
+    // --- services (services.json) --------------------------------------------------------------
+    // Each service PID 1 runs and the privileges its unit grants: every other one's
+    // capability is not in the service's bounding set.
+    struct ServiceRow {
+        std::string name;
+        std::vector<std::string> privileges;  // "SeLoadDriverPrivilege", "SeTcbPrivilege"
+        std::string state;                    // "waiting", "running", "exited", "failed"
+        std::string result;                   // "exit 0", or why it did not start
+    };
+    std::vector<ServiceRow> services;
+
+    // --- hot-add (hotplug.json) -----------------------------------------------------------------
+    // Devices added after coldplug while peinit stayed PID 1 and what was done for each;
+    // a "failed" one is a problem (unless its driver is not in the image's packages).
+    struct HotplugRow {
+        std::string syspath, modalias, result, detail;
+        std::vector<std::string> modules;
+    };
+    std::vector<HotplugRow> hotplug;
+
     std::vector<RecordState> records;
     std::vector<std::string> problems;  // each makes the exit code 1
     std::vector<std::string> notes;     // informational (missing record, unreadable facts)

@@ -1,5 +1,7 @@
 #include "peinit/core/units.h"
 
+#include <linux/capability.h>
+
 #include <algorithm>
 #include <functional>
 #include <map>
@@ -320,6 +322,8 @@ class TomlUnitParser {
                 Environment(node, s.environment);
             } else if (k == "after") {
                 s.after = NameList(node, "after", "service");
+            } else if (k == "privileges") {
+                Privileges(node, s.privileges);
             } else if (k == "exit_action") {
                 auto v = String(node, "exit_action");
                 if (!v) continue;
@@ -361,6 +365,41 @@ class TomlUnitParser {
         }
         if (exec[0].empty() || exec[0][0] != '/') {
             Error(LineOf(node), "\"exec\" program must be an absolute path, not " + Quote(exec[0]));
+        }
+    }
+
+    // `privileges = ["SeLoadDriverPrivilege", ...]`: known names only, each once; stored in
+    // kAllPrivileges order so that logs and records do not depend on how the unit spelled it.
+    void Privileges(const toml::node& node, std::vector<Privilege>& out) {
+        const toml::array* array = node.as_array();
+        if (array == nullptr) return WrongType(node, "privileges", "an array of strings");
+        std::map<Privilege, int> seen;
+        for (const toml::node& item : *array) {
+            const auto* s = item.as_string();
+            if (s == nullptr) {
+                Error(LineOf(item), "\"privileges\" entries must be strings, not " +
+                                        std::string(TomlTypeName(item)));
+                continue;
+            }
+            auto privilege = ParsePrivilege(s->get());
+            if (!privilege) {
+                std::string known;
+                for (Privilege p : kAllPrivileges) {
+                    known += (known.empty() ? "" : ", ") + std::string(PrivilegeName(p));
+                }
+                Error(LineOf(item),
+                      "unknown privilege " + Quote(s->get()) + " in \"privileges\" (known: " +
+                          known + ")");
+                continue;
+            }
+            auto [it, inserted] = seen.emplace(*privilege, LineOf(item));
+            if (!inserted) {
+                Error(LineOf(item), "privilege " + Quote(s->get()) +
+                                        " is listed twice in \"privileges\"");
+            }
+        }
+        for (Privilege p : kAllPrivileges) {
+            if (seen.contains(p)) out.push_back(p);
         }
     }
 
@@ -457,6 +496,33 @@ std::string UnitNameFromPath(std::string_view path) {
     size_t dot = file.rfind('.');
     if (dot != std::string_view::npos && dot > 0) file = file.substr(0, dot);
     return std::string(file);
+}
+
+std::string_view PrivilegeName(Privilege privilege) {
+    switch (privilege) {
+        case Privilege::kLoadDriver:
+            return "SeLoadDriverPrivilege";
+        case Privilege::kTcb:
+            return "SeTcbPrivilege";
+    }
+    return "?";
+}
+
+std::optional<Privilege> ParsePrivilege(std::string_view name) {
+    for (Privilege p : kAllPrivileges) {
+        if (PrivilegeName(p) == name) return p;
+    }
+    return std::nullopt;
+}
+
+int PrivilegeCapability(Privilege privilege) {
+    switch (privilege) {
+        case Privilege::kLoadDriver:
+            return CAP_SYS_MODULE;
+        case Privilege::kTcb:
+            return CAP_SYS_ADMIN;
+    }
+    return -1;
 }
 
 bool IsValidUnitName(std::string_view name) {

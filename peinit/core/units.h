@@ -41,6 +41,22 @@ struct ModuleSpec {
     int line = 0;
 };
 
+// A privilege a service may be granted (the Peios names of the KACS privilege catalogue). peinit
+// maps each to the Linux capability that stands for it on our kernel (spec §3) and keeps it in
+// a service's capability bounding set only when the service's unit grants it.
+enum class Privilege {
+    kLoadDriver,  // "SeLoadDriverPrivilege" == CAP_SYS_MODULE: load and unload modules
+    kTcb,         // "SeTcbPrivilege" == CAP_SYS_ADMIN: among others, module_lockdown(LOCK)
+};
+// Every privilege, in the order status and logs list them.
+inline constexpr Privilege kAllPrivileges[] = {Privilege::kLoadDriver, Privilege::kTcb};
+// "SeLoadDriverPrivilege", "SeTcbPrivilege".
+std::string_view PrivilegeName(Privilege privilege);
+// The privilege named exactly `name` (case-sensitive, as written in units and status).
+std::optional<Privilege> ParsePrivilege(std::string_view name);
+// The Linux capability number standing for `privilege` (CAP_SYS_MODULE, CAP_SYS_ADMIN).
+int PrivilegeCapability(Privilege privilege);
+
 struct ServiceSpec {
     std::string name;               // unique across all units
     std::vector<std::string> exec;  // argv; exec[0] is an absolute path
@@ -49,6 +65,9 @@ struct ServiceSpec {
     // Sorted by variable name (toml++ tables are ordered), "NAME" -> "value".
     std::vector<std::pair<std::string, std::string>> environment;
     std::vector<NameRef> after;  // services this one starts after
+    // Privileges the unit grants (`privileges = [...]`), each once, in kAllPrivileges order.
+    // Every other privilege's capability is dropped from the service's bounding set.
+    std::vector<Privilege> privileges;
     // What PID 1 does when this service exits, whatever its status (systemd's
     // SuccessAction/FailureAction in one): images whose job ends with a service (tests, the
     // demo) power off by themselves.

@@ -1,6 +1,7 @@
 #include "peinit/init/pid1.h"
 
 #include <malloc.h>
+#include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/reboot.h>
@@ -14,6 +15,7 @@
 #include <string>
 
 #include "peinit/core/status.h"
+#include "peinit/init/hotplug.h"
 #include "peinit/init/services.h"
 #include "peinit/modload/session.h"
 #include "peinit/sys/kernel_release.h"
@@ -24,6 +26,7 @@
 #include "peinit/sys/record.h"
 #include "peinit/sys/signals.h"
 #include "peinit/sys/status_sources.h"
+#include "peinit/sys/uevent.h"
 #include "stages/lockdown/lockdown.h"
 #include "stages/stage.h"
 
@@ -126,6 +129,31 @@ void ExplainEmergency(BootContext& ctx, const Error& error) {
     Shutdown(ctx.kernel, signals, RB_POWER_OFF, "emergency");
 }
 
+// How long a hot-add session stays open without events (a bus driver's load adds the devices
+// on that bus right after it: they reuse the session).
+constexpr int kHotplugIdleMs = 2000;
+
+// Reads every queued uevent and hands the added devices to `hotplug`. `session` is the boot's
+// module-loading session, lent for the first batch (null later). When the kernel dropped
+// events (the queue overflowed), every device in sysfs is looked at again instead.
+void HandleUevents(UeventSocket& uevents, Hotplug& hotplug, BootContext& ctx,
+                   std::shared_ptr<ModloadSession> session) {
+    bool overflowed = false;
+    std::vector<Uevent> events = uevents.Drain(overflowed);
+    std::vector<DeviceModalias> devices = HotAddedDevices(events, ctx.coldplug_seqnum);
+    if (overflowed) {
+        spdlog::warn("hotplug: the kernel dropped uevents (queue full); looking at every device");
+        if (auto all = EnumerateModaliases(ctx.paths.Under("/sys").string())) {
+            devices = std::move(*all);
+        } else {
+            spdlog::error("hotplug: {}", all.error().message());
+        }
+    }
+    if (devices.empty()) return;
+    if (session) hotplug.Adopt(std::move(session));
+    hotplug.Handle(devices);
+}
+
 [[noreturn]] void Run() {
     umask(022);
     setsid();
@@ -148,15 +176,33 @@ void ExplainEmergency(BootContext& ctx, const Error& error) {
                                                       ctx.paths.TrustedKeysDir(), *release);
     }
 
+    // Opened before the stages so that no device falls between coldplug's enumeration and the
+    // event loop: the kernel queues every "add@" event from now on (peinit/sys/uevent.h).
+    // Close-on-exec: a `root=` boot's real init never sees it.
+    auto uevents = UeventSocket::Open();
+    if (!uevents) {
+        spdlog::warn("hotplug: {}: devices added after coldplug get no driver",
+                     uevents.error().message());
+    }
+
     if (auto booted = RunStages(BootStages(), ctx); !booted) {
         Emergency(ctx, queue, booted.error());
+    }
+    // Still PID 1 (no `root=`): devices added since coldplug enumerated (among them those
+    // that coldplug's own loads created) get their drivers now, with the boot's session, before
+    // the services start; later ones as they come (R-29).
+    static Hotplug hotplug(ctx);
+    if (uevents) {
+        HandleUevents(*uevents, hotplug, ctx, std::move(ctx.modload));
+        hotplug.Idle();
     }
     // The boot's modules are in: PID 1 keeps no package bytes and no libkmod context.
     ctx.modload.reset();
     spdlog::info("boot complete");
 
     auto passwd = ReadConfigFile(ctx.paths.Under("/etc/passwd").string());
-    ServiceRunner services(kernel, ctx.units, passwd ? passwd->text : "");
+    ServiceRunner services(kernel, ctx.units, passwd ? passwd->text : "",
+                           ctx.paths.Under("/run/peinit/services.json").string());
     services.StartReady();
     // PID 1 is now the supervisor it stays: it hands the freed heap back to the kernel and lets
     // go of the library pages the stages ran (peinit/sys/memory.h).
@@ -178,8 +224,24 @@ void ExplainEmergency(BootContext& ctx, const Error& error) {
             // Without a signalfd, still reap once a second so orphans never pile up.
             sleep(1);
             sig = SIGCHLD;
-        } else if (auto next = queue->Next(-1); next && *next) {
-            sig = **next;
+            if (uevents) HandleUevents(*uevents, hotplug, ctx, nullptr);
+        } else {
+            // The signals and the uevents; while a hot-add session is open, wake up after
+            // kHotplugIdleMs without events to close it.
+            pollfd fds[2] = {{queue->fd(), POLLIN, 0}, {uevents ? uevents->fd() : -1, POLLIN, 0}};
+            int ready = poll(fds, 2, hotplug.session_open() ? kHotplugIdleMs : -1);
+            if (ready == 0) {
+                hotplug.Idle();
+                malloc_trim(0);
+                spdlog::info("hotplug: idle rss_kib={}", ResidentKib());
+                continue;
+            }
+            if (ready > 0 && fds[1].revents != 0) {  // POLLERR too: the queue overflowed
+                HandleUevents(*uevents, hotplug, ctx, nullptr);
+            }
+            if (ready > 0 && fds[0].revents != 0) {
+                if (auto next = queue->Next(0); next && *next) sig = **next;
+            }
         }
         if (!sig) continue;
         switch (*sig) {

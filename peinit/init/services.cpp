@@ -2,11 +2,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <optional>
 #include <string_view>
 #include <utility>
 
 #include "peinit/sys/kernel.h"
+#include "peinit/sys/record.h"
 #include "peinit/sys/signals.h"
 
 namespace peinit {
@@ -39,14 +41,31 @@ std::optional<std::pair<uint32_t, uint32_t>> LookupUser(std::string_view passwd,
     return std::nullopt;
 }
 
+std::string PrivilegeList(const std::vector<Privilege>& privileges) {
+    std::string out;
+    for (Privilege p : privileges) out += (out.empty() ? "" : ",") + std::string(PrivilegeName(p));
+    return out.empty() ? "none" : out;
+}
+
 }  // namespace
 
-ServiceRunner::ServiceRunner(Kernel& kernel, const UnitSet& units, std::string passwd)
-    : kernel_(kernel), passwd_(std::move(passwd)) {
+std::vector<int> CapabilitiesToDrop(const ServiceSpec& spec) {
+    std::vector<int> caps;
+    for (Privilege p : kAllPrivileges) {
+        if (std::find(spec.privileges.begin(), spec.privileges.end(), p) == spec.privileges.end()) {
+            caps.push_back(PrivilegeCapability(p));
+        }
+    }
+    return caps;
+}
+
+ServiceRunner::ServiceRunner(Kernel& kernel, const UnitSet& units, std::string passwd,
+                             std::string record_path)
+    : kernel_(kernel), passwd_(std::move(passwd)), record_path_(std::move(record_path)) {
     for (const Unit& unit : units.units) {
         for (const ServiceSpec& spec : unit.services) {
             by_name_[spec.name] = services_.size();
-            services_.push_back({&spec});
+            services_.push_back({&spec, State::kWaiting, -1, ""});
         }
     }
 }
@@ -54,7 +73,9 @@ ServiceRunner::ServiceRunner(Kernel& kernel, const UnitSet& units, std::string p
 bool ServiceRunner::Ready(const Entry& entry) const {
     for (const NameRef& dep : entry.spec->after) {
         auto it = by_name_.find(dep.name);
-        if (it != by_name_.end() && services_[it->second].state != State::kExited) return false;
+        if (it == by_name_.end()) continue;
+        State state = services_[it->second].state;
+        if (state != State::kExited && state != State::kFailed) return false;
     }
     return true;
 }
@@ -74,6 +95,7 @@ void ServiceRunner::StartReady() {
             }
             SpawnOptions options;
             options.uid = entry.spec->uid;
+            options.drop_capabilities = CapabilitiesToDrop(*entry.spec);
             Result<pid_t> pid = Err("");
             if (entry.spec->user) {
                 auto ids = LookupUser(passwd_, *entry.spec->user);
@@ -90,14 +112,54 @@ void ServiceRunner::StartReady() {
             if (!pid) {
                 spdlog::error("service {} failed to start: {}", entry.spec->name,
                               pid.error().message());
-                entry.state = State::kExited;
+                entry.state = State::kFailed;
+                entry.result = "not started: " + pid.error().message();
                 changed = true;
                 continue;
             }
             entry.pid = *pid;
             entry.state = State::kRunning;
-            spdlog::info("service {} started pid={}", entry.spec->name, *pid);
+            spdlog::info("service {} started pid={} privileges={}", entry.spec->name, *pid,
+                         PrivilegeList(entry.spec->privileges));
         }
+    }
+    WriteRecord();
+}
+
+std::string_view ServiceRunner::StateName(State state) {
+    switch (state) {
+        case State::kWaiting:
+            return "waiting";
+        case State::kRunning:
+            return "running";
+        case State::kExited:
+            return "exited";
+        case State::kFailed:
+            return "failed";
+    }
+    return "?";
+}
+
+void ServiceRunner::WriteRecord() const {
+    if (record_path_.empty()) return;
+    toml::array list;
+    for (const Entry& entry : services_) {
+        toml::array privileges;
+        for (Privilege p : entry.spec->privileges) privileges.push_back(std::string(PrivilegeName(p)));
+        toml::table row{
+            {"name", entry.spec->name},
+            {"privileges", std::move(privileges)},
+            {"state", std::string(StateName(entry.state))},
+            {"pid", static_cast<int64_t>(entry.pid)},
+            {"result", entry.result},
+        };
+        if (entry.spec->uid) row.insert("uid", static_cast<int64_t>(*entry.spec->uid));
+        if (entry.spec->user) row.insert("user", *entry.spec->user);
+        list.push_back(std::move(row));
+    }
+    toml::table record{{"version", 1}, {"services", std::move(list)}};
+    if (auto r = WriteJsonAtomically(record_path_, record); !r) {
+        spdlog::warn("services: cannot write {}: {}", record_path_, r.error().message());
     }
 }
 
@@ -105,8 +167,10 @@ ServiceSpec::ExitAction ServiceRunner::OnExit(pid_t pid, int status) {
     for (Entry& entry : services_) {
         if (entry.state != State::kRunning || entry.pid != pid) continue;
         entry.state = State::kExited;
-        spdlog::info("service {} exited {}", entry.spec->name, DescribeWaitStatus(status));
+        entry.result = DescribeWaitStatus(status);
+        spdlog::info("service {} exited {}", entry.spec->name, entry.result);
         if (entry.spec->exit_action != ServiceSpec::ExitAction::kNone) {
+            WriteRecord();
             return entry.spec->exit_action;
         }
         StartReady();
@@ -118,7 +182,7 @@ ServiceSpec::ExitAction ServiceRunner::OnExit(pid_t pid, int status) {
 
 bool ServiceRunner::AllDone() const {
     for (const Entry& entry : services_) {
-        if (entry.state != State::kExited) return false;
+        if (entry.state != State::kExited && entry.state != State::kFailed) return false;
     }
     return true;
 }

@@ -3,11 +3,19 @@
 // One-shot services from the unit files, started by PID 1 once every boot stage has succeeded.
 // A service starts when every service in its `after` has exited (whatever its status); nothing
 // is restarted. PID 1's event loop reports every reaped child here.
+//
+// Least privilege: a service starts without SeLoadDriverPrivilege (CAP_SYS_MODULE) and
+// SeTcbPrivilege (CAP_SYS_ADMIN) in its capability bounding set (nor its inheritable and
+// ambient sets) unless its unit grants them (`privileges`, units/SCHEMA.md); a service whose
+// capabilities cannot be dropped does not start (fail closed). Which service holds which
+// privilege, and each service's state, is recorded in /run/peinit/services.json (version 1)
+// for `peinitctl status`.
 
 #include <sys/types.h>
 
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "peinit/core/units.h"
@@ -16,10 +24,16 @@ namespace peinit {
 
 class Kernel;
 
+// The capabilities removed from a service's bounding set: those of every privilege its unit
+// does not grant, in kAllPrivileges order.
+std::vector<int> CapabilitiesToDrop(const ServiceSpec& spec);
+
 class ServiceRunner {
   public:
-    // `passwd` is the image's /etc/passwd, for services with `user`.
-    ServiceRunner(Kernel& kernel, const UnitSet& units, std::string passwd);
+    // `passwd` is the image's /etc/passwd, for services with `user`. `record_path` is where
+    // the services record is written ("" for none).
+    ServiceRunner(Kernel& kernel, const UnitSet& units, std::string passwd,
+                  std::string record_path = "");
 
     // Starts every service whose `after` services have all exited. A service that cannot be
     // started (exec failure) counts as exited, so the ones after it still run.
@@ -31,16 +45,20 @@ class ServiceRunner {
     size_t size() const { return services_.size(); }
 
   private:
-    enum class State { kWaiting, kRunning, kExited };
+    enum class State { kWaiting, kRunning, kExited, kFailed };
     struct Entry {
         const ServiceSpec* spec;
         State state = State::kWaiting;
         pid_t pid = -1;
+        std::string result;  // "exit 0", "signal 9 (Killed)", or why it did not start
     };
     bool Ready(const Entry& entry) const;
+    static std::string_view StateName(State state);
+    void WriteRecord() const;
 
     Kernel& kernel_;
     std::string passwd_;
+    std::string record_path_;
     std::vector<Entry> services_;
     std::map<std::string, size_t, std::less<>> by_name_;
 };

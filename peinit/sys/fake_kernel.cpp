@@ -498,3 +498,10 @@ Result<void> FakeKernel::SwitchRoot(const std::string& new_root) {
 }
 
 }  // namespace peinit
+    if (!options.drop_capabilities.empty()) {
+        std::string caps;
+        for (int cap : options.drop_capabilities) {
+            caps += (caps.empty() ? "" : ",") + std::to_string(cap);
+        }
+        args += " | drop_caps=" + caps;
+    }

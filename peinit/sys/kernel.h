@@ -26,6 +26,11 @@ struct SpawnOptions {
     // for a non-zero uid, no capabilities. Unset: as the caller.
     std::optional<uint32_t> uid;
     std::optional<uint32_t> gid;
+    // Capabilities (CAP_* numbers) removed from the process's bounding, inheritable and ambient
+    // sets before the exec, so that neither the program nor anything it executes (a set-uid
+    // root or file-capability binary included) can hold them (R-28: services hold SeLoadDriver
+    // and SeTcb only when their unit grants them). Failing to drop one fails the spawn.
+    std::vector<int> drop_capabilities;
 };
 
 class Kernel {

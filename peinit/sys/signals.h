@@ -26,6 +26,9 @@ class SignalQueue {
 
     // The next pending signal, waiting at most `timeout_ms` (-1: forever); nullopt on timeout.
     Result<std::optional<int>> Next(int timeout_ms);
+    // The signalfd (non-blocking), for a caller that polls it together with other descriptors
+    // and then takes the signal with Next(0).
+    int fd() const { return fd_; }
 
   private:
     explicit SignalQueue(int fd) : fd_(fd) {}

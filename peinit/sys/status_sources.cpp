@@ -176,6 +176,8 @@ bool ReadBack(Kernel& kernel, std::ostream& out) {
     out << "  read back: module_lockdown(QUERY)="
         << (q ? std::to_string(*q) : "error (" + q.error().message() + ")")
         << ", kernel.module_loading_locked=" << (s ? *s : "error (" + s.error().message() + ")")
+    in.services = load("services.json");
+    in.hotplug = load("hotplug.json");
         << "\n";
     return q && *q == 1 && (!s || *s == "1");
 }

@@ -8,6 +8,7 @@
 
 #include "peinit/sys/kernel_release.h"
 #include "peinit/sys/record.h"
+#include "peinit/sys/uevent.h"
 #include "peinit/modload/session.h"
 
 namespace peinit {
@@ -158,6 +159,13 @@ Result<void> Coldplug(BootContext& ctx, const std::vector<DeviceModalias>& devic
 
 Result<void> RunColdplug(BootContext& ctx) {
     const auto start = Clock::now();
+    // Every device whose uevent is numbered up to this is in the enumeration below; PID 1's
+    // hot-add takes the later ones (peinit/init/hotplug.h).
+    if (auto seqnum = ReadUeventSeqnum()) {
+        ctx.coldplug_seqnum = *seqnum;
+    } else {
+        spdlog::warn("coldplug: {}", seqnum.error().message());
+    }
     auto devices = EnumerateModaliases();
     if (!devices) return devices.error().Context("enumerate devices: ");
     spdlog::info("coldplug: {} devices with a modalias, enumerated in {} ms", devices->size(),

@@ -14,7 +14,9 @@
 // requested-by `coldplug <device syspath>`; /run/peinit/coldplug.json (version 1) lists the
 // devices, what they resolved to and the outcomes; the log gets one line per load, refusal and
 // failure and a summary `coldplug done devices=N matched=M loaded=L refused=R failed=F ms=T`.
-// Returns an error only when it could not run (no device list, no module tree).
+// Returns an error only when it could not run (no device list, no module tree). RunColdplug
+// notes the kernel's uevent count before it enumerates (ctx.coldplug_seqnum): devices that
+// appear later are PID 1's hot-add (peinit/init/hotplug.h), when peinit stays PID 1.
 
 #include <vector>
 

@@ -148,13 +148,17 @@ ImageBootResult BuildAndBoot(const ImageBoot& boot) {
     options.smp = boot.smp;
     options.timeout = boot.timeout;
     options.extra_args = boot.qemu_args;
+    options.monitor = boot.monitor;
     options.log_file = (dir / "serial.log").string();
     result.qemu = run_qemu(options);
     return result;
 }
 
 std::string Explain(const ImageBootResult& r) {
-    return r.build_error.empty() ? r.qemu.describe() + "\n" + r.qemu.output : r.build_error;
+    if (!r.build_error.empty()) return r.build_error;
+    std::string out = r.qemu.describe() + "\n" + r.qemu.output;
+    if (!r.qemu.monitor_log.empty()) out += "\n--- QEMU monitor ---\n" + r.qemu.monitor_log;
+    return out;
 }
 
 std::string KernelRelease(const std::string& kernel_dir) {

@@ -30,6 +30,9 @@ struct ImageBoot {
     std::string append;  // extra kernel command line
     int smp = 2;
     std::vector<std::string> qemu_args;
+    // QEMU monitor commands sent when the console shows a text (qemu_runner.h), e.g. to
+    // hot-plug a device once a service asks for it.
+    std::vector<MonitorStep> monitor;
     std::chrono::seconds timeout{240};
 };
 

@@ -44,6 +44,8 @@ struct Case {
     std::vector<std::string> qemu_args;
     // Files copied into /lib/peinit-test/: paths relative to the kernel dir.
     std::vector<std::string> test_files;
+    // QEMU monitor commands sent when the console shows a text (hot-plug).
+    std::vector<peinit::testing::MonitorStep> monitor = {};
 };
 
 class LockdownBoot : public ::testing::Test {
@@ -76,8 +78,9 @@ class LockdownBoot : public ::testing::Test {
         boot.kernel = c.kernel;
         boot.append = c.append;
         boot.qemu_args = c.qemu_args;
+        boot.monitor = c.monitor;
         boot.smp = 2;
-        boot.timeout = std::chrono::seconds(180);
+        boot.timeout = std::chrono::seconds(c.monitor.empty() ? 180 : 360);
         result = BuildAndBoot(boot);
         return result;
     }
@@ -177,6 +180,87 @@ TEST_F(LockdownBoot, AutoloadDisabledAndSigningEnforced) {
     EXPECT_FALSE(r.Has("peinit-modprobe:")) << Console(r);
     EXPECT_TRUE(r.Has("autoload policy=disabled(hive) helper=\"\"")) << Console(r);
     EXPECT_TRUE(r.Has("modules signing policy=enforce(hive) sig_enforce=Y")) << Console(r);
+}
+
+// Issue 15 point 10: services hold SeLoadDriver (CAP_SYS_MODULE) and SeTcb
+// (CAP_SYS_ADMIN) only when their unit grants them. All four services run as root: without the
+// bounding-set drop the ordinary one would load the module and lock.
+TEST_F(LockdownBoot, ServicePrivileges) {
+    Case c{"lockdown-privileges", "peinit", "", {}, {kProvider}};
+    ImageBootResult r = Boot(c);
+    ExpectProbes(r, {"ordinary_bounding", "ordinary_initfile_eperm", "ordinary_finit_eperm",
+                     "ordinary_lock_eperm", "ordinary_left_unlocked", "ordinary_nothing_loaded",
+                     "loader_bounding", "loader_initfile", "loader_loaded", "loader_lock_eperm",
+                     "loader_left_unlocked", "locker_bounding", "locker_delete_eperm",
+                     "locker_lock", "locker_locked", "record_services"});
+    EXPECT_TRUE(r.Has("service ordinary started pid=")) << Console(r);
+    EXPECT_TRUE(r.Has("privileges=none")) << Console(r);
+    EXPECT_TRUE(r.Has("privileges=SeLoadDriverPrivilege")) << Console(r);
+    EXPECT_TRUE(r.Has("privileges=SeTcbPrivilege")) << Console(r);
+    // The kernel's record names the service that locked, and the trigger.
+    auto lock_lines = r.Grep("module_lockdown: locked by");
+    ASSERT_FALSE(lock_lines.empty()) << Console(r);
+    EXPECT_NE(lock_lines.front().find("trigger=runtime-syscall"), std::string::npos)
+        << lock_lines.front();
+    // `peinitctl status` says which service holds which privilege.
+    auto holds = [&](const std::string& service, const std::string& privileges) {
+        for (const auto& line : r.Grep("  " + service + " ")) {
+            if (line.find("privileges: " + privileges) != std::string::npos) return true;
+        }
+        return false;
+    };
+    EXPECT_TRUE(holds("ordinary", "none")) << Console(r);
+    EXPECT_TRUE(holds("loader", "SeLoadDriverPrivilege")) << Console(r);
+    EXPECT_TRUE(holds("locker", "SeTcbPrivilege")) << Console(r);
+}
+
+// Issue 15 point 11: while peinit stays PID 1, devices hot-plugged through the QEMU
+// monitor get their drivers under the same AutoLoadPolicy and blacklist as coldplug, until the
+// lock; after a runtime lock nothing is attempted. Debian's kernel: PCIe hotplug, and
+// virtio_pci is a module there.
+TEST_F(LockdownBoot, HotAddUnderThePolicyUntilTheLock) {
+    Case c{"hotplug-debian",
+           "debian",
+           "",
+           {"-nic", "none", "-device", "pcie-root-port,id=rp1,chassis=1,slot=1", "-device",
+            "pcie-root-port,id=rp2,chassis=2,slot=2", "-device",
+            "pcie-root-port,id=rp3,chassis=3,slot=3", "-device",
+            "pcie-root-port,id=rp4,chassis=4,slot=4"},
+           {},
+           {{"PROBE-MARK hotplug-before-lock", "device_add virtio-rng-pci,bus=rp1,id=rng0"},
+            {"PROBE-MARK hotplug-before-lock", "device_add virtio-balloon-pci,bus=rp2,id=bal0"},
+            {"PROBE-MARK hotplug-before-lock", "device_add virtio-keyboard-pci,bus=rp3,id=kbd0"},
+            {"PROBE-MARK hotplug-after-lock", "device_add virtio-net-pci,bus=rp4,id=net0"}}};
+    ImageBootResult r = Boot(c);
+    ExpectProbes(r, {"unlocked", "rng_not_at_boot", "add_before_lock", "rng_loaded",
+                     "virtio_pci_loaded", "balloon_seen", "balloon_refused", "input_seen",
+                     "input_refused", "locked", "add_after_lock", "net_seen", "net_not_loaded",
+                     "record_locked"});
+    EXPECT_EQ(r.qemu.monitor_steps_sent, 4u) << r.qemu.monitor_log;
+    // Allowed: the bus driver for the PCI device, then the rng driver for its virtio device.
+    EXPECT_TRUE(r.Has("hotplug: loaded virtio_pci for /sys/devices/")) << Console(r);
+    EXPECT_TRUE(r.Has("hotplug: loaded virtio_rng for /sys/devices/")) << Console(r);
+    // The blacklist and the allow-list, as for coldplug.
+    bool balloon = false, input = false;
+    for (const auto& l : r.Grep("hotplug: refused virtio_balloon for /sys/devices/")) {
+        balloon = balloon || l.find("blacklisted") != std::string::npos;
+    }
+    for (const auto& l : r.Grep("hotplug: refused virtio_input for /sys/devices/")) {
+        input = input || l.find("not in AutoLoadAllowed") != std::string::npos;
+    }
+    EXPECT_TRUE(balloon) << Console(r);
+    EXPECT_TRUE(input) << Console(r);
+    // After the lock: the NIC's devices were seen and nothing was attempted.
+    bool locked_batch = false;
+    for (const auto& l : r.Grep("hotplug done devices=")) {
+        locked_batch = locked_batch || (l.find("locked=0") == std::string::npos &&
+                                        l.find("loaded=0 refused=0 failed=0") != std::string::npos);
+    }
+    EXPECT_TRUE(locked_batch) << Console(r);
+    EXPECT_FALSE(r.Has("hotplug: loaded virtio_net")) << Console(r);
+    EXPECT_FALSE(r.Has("hotplug: module virtio_net")) << Console(r);
+    // `peinitctl status` shows the hot-added devices.
+    EXPECT_TRUE(r.Has("Hot-added devices:")) << Console(r);
 }
 
 }  // namespace

@@ -19,6 +19,11 @@
  *   initfile:PATH=RESULT init_module of PATH's bytes
  *   delete:NAME=RESULT   delete_module(NAME, O_NONBLOCK)
  *   socket:FAMILY,TYPE=RESULT  socket(FAMILY, TYPE, 0) (numbers)
+ *   lock:RESULT          module_lockdown(LOCK, runtime-syscall) (SeTcb: CAP_SYS_ADMIN)
+ *   mark:TEXT            prints "PROBE-MARK TEXT" (the host acts on it, e.g. hot-plugs a device
+ *                        through the QEMU monitor); always ok
+ *   wait:PATH=SECONDS    PATH appears within SECONDS
+ *   waitfor:PATH~TEXT    the file contains TEXT within 90 s
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,7 +35,10 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <linux/module_lockdown.h>
 
 static const char *errname(int e) {
     switch (e) {
@@ -165,6 +173,47 @@ static void check(char *arg) {
             expect(name, s >= 0 ? 0 : errno, want);
             if (s >= 0) close(s);
         }
+    } else if (strcmp(kind, "lock") == 0) {
+        long r = syscall(__NR_module_lockdown, MODULE_LOCKDOWN_LOCK, MODULE_LOCKDOWN_TRIGGER_RUNTIME);
+        expect(name, r == 0 ? 0 : errno, rest);
+    } else if (strcmp(kind, "mark") == 0) {
+        printf("PROBE-MARK %s\n", rest);
+        report(name, 1, "");
+    } else if (strcmp(kind, "wait") == 0 || strcmp(kind, "waitfor") == 0) {
+        int contains = strcmp(kind, "waitfor") == 0;
+        char *sep = strrchr(rest, contains ? '~' : '=');
+        if (!sep) {
+            report(name, 0, contains ? "missing ~" : "missing =");
+            return;
+        }
+        *sep = '\0';
+        const char *what = sep + 1;
+        int seconds = contains ? 90 : atoi(what);
+        struct timespec start, now;
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        int ok = 0;
+        for (;;) {
+            if (contains) {
+                char *text = read_file(rest, NULL);
+                ok = text && strstr(text, what) != NULL;
+                free(text);
+            } else {
+                struct stat st;
+                ok = stat(rest, &st) == 0;
+            }
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (ok || now.tv_sec - start.tv_sec >= seconds) break;
+            usleep(100 * 1000);
+        }
+        if (contains) {
+            char *text = read_file(rest, NULL);
+            snprintf(detail, sizeof detail, "%s did not contain \"%s\" within %d s: %.300s", rest,
+                     what, seconds, text ? text : "(unreadable)");
+            free(text);
+        } else {
+            snprintf(detail, sizeof detail, "%s did not appear within %d s", rest, seconds);
+        }
+        report(name, ok, detail);
     } else if (strcmp(kind, "init") == 0) {
         long r = syscall(SYS_init_module, NULL, 0UL, "");
         expect(name, r == 0 ? 0 : errno, rest);

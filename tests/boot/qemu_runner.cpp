@@ -3,11 +3,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -29,9 +32,36 @@ bool wait_until(pid_t pid, int& status, Clock::time_point deadline) {
   }
 }
 
+// Connects to QEMU's monitor socket, retrying while QEMU starts; -1 on failure.
+int connect_monitor(const std::string& path, Clock::time_point deadline) {
+  for (;;) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return -1;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return fd;
+    close(fd);
+    if (Clock::now() >= deadline) return -1;
+    usleep(50 * 1000);
+  }
+}
+
+// Appends whatever the monitor has said to `log` (non-blocking).
+void drain_monitor(int fd, std::string& log) {
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) return;
+    for (ssize_t i = 0; i < n; ++i) {
+      if (buf[i] != '\r') log.push_back(buf[i]);
+    }
+  }
+}
+
 }  // namespace
 
-std::vector<std::string> qemu_command(const QemuOptions& o) {
+std::vector<std::string> qemu_command(const QemuOptions& o, const std::string& monitor_socket) {
   std::string append = "console=ttyS0 panic=-1";
   if (!o.append.empty()) append += " " + o.append;
   std::vector<std::string> argv = {o.qemu_binary,
@@ -44,6 +74,10 @@ std::vector<std::string> qemu_command(const QemuOptions& o) {
                                    "-kernel", o.kernel,
                                    "-initrd", o.initrd,
                                    "-append", append};
+  if (!monitor_socket.empty()) {
+    argv.push_back("-monitor");
+    argv.push_back("unix:" + monitor_socket + ",server=on,wait=off");
+  }
   argv.insert(argv.end(), o.extra_args.begin(), o.extra_args.end());
   return argv;
 }
@@ -84,7 +118,25 @@ std::vector<std::string> QemuResult::lines() const {
 
 QemuResult run_qemu(const QemuOptions& o) {
   QemuResult res;
-  res.command = qemu_command(o);
+  std::string monitor_dir, monitor_path;
+  if (!o.monitor.empty()) {
+    char tmpl[] = "/tmp/peinit-qemu-monitor-XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) {
+      res.error = std::string("mkdtemp: ") + std::strerror(errno);
+      return res;
+    }
+    monitor_dir = tmpl;
+    monitor_path = monitor_dir + "/monitor.sock";
+  }
+  struct MonitorDirCleanup {
+    std::string dir;
+    ~MonitorDirCleanup() {
+      if (dir.empty()) return;
+      unlink((dir + "/monitor.sock").c_str());
+      rmdir(dir.c_str());
+    }
+  } cleanup{monitor_dir};
+  res.command = qemu_command(o, monitor_path);
   if (o.kernel.empty() || access(o.kernel.c_str(), R_OK) != 0) {
     res.error = "kernel image not readable: '" + o.kernel + "'";
     return res;
@@ -151,6 +203,11 @@ QemuResult run_qemu(const QemuOptions& o) {
   if (!o.log_file.empty()) log.open(o.log_file, std::ios::binary | std::ios::trunc);
 
   auto deadline = start + o.timeout;
+  int monitor_fd = -1;
+  if (!monitor_path.empty()) {
+    monitor_fd = connect_monitor(monitor_path, Clock::now() + std::chrono::seconds(20));
+    if (monitor_fd < 0) res.error = "cannot connect to the QEMU monitor at " + monitor_path;
+  }
   bool eof = false;
   char buf[8192];
   while (!eof) {
@@ -180,6 +237,21 @@ QemuResult run_qemu(const QemuOptions& o) {
     }
     res.output.append(buf, static_cast<size_t>(r));
     if (log) log.write(buf, r), log.flush();
+    if (monitor_fd >= 0) {
+      drain_monitor(monitor_fd, res.monitor_log);
+      while (res.monitor_steps_sent < o.monitor.size() &&
+             res.output.find(o.monitor[res.monitor_steps_sent].after) != std::string::npos) {
+        std::string line = o.monitor[res.monitor_steps_sent].command + "\n";
+        ssize_t w = write(monitor_fd, line.data(), line.size());
+        res.monitor_log += "\n>>> " + line;
+        if (w != static_cast<ssize_t>(line.size())) res.monitor_log += "(short write)\n";
+        ++res.monitor_steps_sent;
+      }
+    }
+  }
+  if (monitor_fd >= 0) {
+    drain_monitor(monitor_fd, res.monitor_log);
+    close(monitor_fd);
   }
   close(pipefd[0]);
 

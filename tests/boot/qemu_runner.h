@@ -9,6 +9,14 @@
 
 namespace peinit::testing {
 
+// A QEMU monitor (HMP) command sent once the guest's console has printed `after`, e.g.
+// {"PROBE-MARK add", "device_add virtio-rng-pci,bus=rp1,id=rng0"}. Steps run in order; each
+// waits for its own text (searched in the whole output so far).
+struct MonitorStep {
+  std::string after;
+  std::string command;
+};
+
 struct QemuOptions {
   std::string kernel;  // bzImage
   std::string initrd;  // initramfs (cpio, optionally compressed)
@@ -20,6 +28,8 @@ struct QemuOptions {
   // If non-empty, the serial output is also written to this file.
   std::string log_file;
   std::vector<std::string> extra_args;  // appended to the qemu command line
+  // When non-empty, QEMU gets a monitor on a private unix socket and these are sent on it.
+  std::vector<MonitorStep> monitor;
   std::string qemu_binary = "qemu-system-x86_64";
 };
 
@@ -33,6 +43,9 @@ struct QemuResult {
   std::chrono::milliseconds elapsed{0};
   std::string error;          // launch or I/O error
   std::vector<std::string> command;  // the argv used
+  // What was sent on the monitor and what it answered (MonitorStep), for failure messages.
+  std::string monitor_log;
+  size_t monitor_steps_sent = 0;
 
   // True if the guest powered off / rebooted and qemu exited with status 0.
   bool clean_exit() const { return launched && exited && !timed_out && exit_status == 0; }
@@ -42,8 +55,10 @@ struct QemuResult {
   std::vector<std::string> lines() const;
 };
 
-// The argv that run_qemu() would execute (for logging / reproduction).
-std::vector<std::string> qemu_command(const QemuOptions& options);
+// The argv that run_qemu() would execute (for logging / reproduction). `monitor_socket`: the
+// path of the monitor socket when options.monitor is used.
+std::vector<std::string> qemu_command(const QemuOptions& options,
+                                      const std::string& monitor_socket = "");
 
 // Boots and waits.  Never throws; problems are reported in the result.
 QemuResult run_qemu(const QemuOptions& options);

@@ -223,7 +223,7 @@ TEST(FakeKernel, OtherOperationsAreLoggedInOrderAndScriptable) {
     EXPECT_EQ(sys.error().message(), "mount /sys: Device or resource busy");
     EXPECT_TRUE(k.MakeDir("/run", 0755));
     EXPECT_TRUE(k.Mknod("/dev/kmsg", 020644, 0x10b));
-    auto pid = k.Spawn({"/bin/svc", "-x"}, {"A=1"}, SpawnOptions{.uid = 1000, .gid = {}});
+    auto pid = k.Spawn({"/bin/svc", "-x"}, {"A=1"}, SpawnOptions{.uid = 1000, .gid = {}, .drop_capabilities = {}});
     ASSERT_TRUE(pid);
     EXPECT_GT(*pid, 1);
     EXPECT_EQ(k.Spawn({}, {}, {}).error().code(), EINVAL);

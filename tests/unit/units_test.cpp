@@ -344,6 +344,62 @@ exit_action = 1
                             "units/t.toml:9: \"exit_action\" must be a string, not integer"));
 }
 
+// Issue 15 point 10 (R-28): a unit grants privileges to its services by name; every other
+// privilege's capability leaves the service's bounding set (services_test.cpp).
+TEST(Units, ServicePrivileges) {
+    Unit u = MustParse("units/p.toml", R"([[service]]
+name = "ordinary"
+exec = ["/bin/true"]
+
+[[service]]
+name = "loader"
+exec = ["/bin/true"]
+privileges = ["SeTcbPrivilege", "SeLoadDriverPrivilege"]
+
+[[service]]
+name = "none"
+exec = ["/bin/true"]
+privileges = []
+)");
+    ASSERT_EQ(u.services.size(), 3u);
+    EXPECT_THAT(u.services[0].privileges, IsEmpty());
+    // Stored in catalogue order, whatever order the unit wrote them in.
+    EXPECT_THAT(u.services[1].privileges, ElementsAre(Privilege::kLoadDriver, Privilege::kTcb));
+    EXPECT_THAT(u.services[2].privileges, IsEmpty());
+    EXPECT_EQ(PrivilegeName(Privilege::kLoadDriver), "SeLoadDriverPrivilege");
+    EXPECT_EQ(PrivilegeName(Privilege::kTcb), "SeTcbPrivilege");
+    EXPECT_EQ(ParsePrivilege("SeTcbPrivilege"), Privilege::kTcb);
+    EXPECT_EQ(ParsePrivilege("setcbprivilege"), std::nullopt);
+    EXPECT_EQ(PrivilegeCapability(Privilege::kLoadDriver), 16);  // CAP_SYS_MODULE
+    EXPECT_EQ(PrivilegeCapability(Privilege::kTcb), 21);         // CAP_SYS_ADMIN
+}
+
+TEST(UnitErrors, ServicePrivileges) {
+    EXPECT_THAT(ParseErrors("p.toml", R"([[service]]
+name = "a"
+exec = ["/bin/true"]
+privileges = ["SeLoadDriverPrivilege",
+  "SeDebugPrivilege",
+  "seloaddriverprivilege",
+  "SeLoadDriverPrivilege",
+  1]
+
+[[service]]
+name = "b"
+exec = ["/bin/true"]
+privileges = "SeTcbPrivilege"
+)"),
+                ElementsAre("units/p.toml:5: unknown privilege \"SeDebugPrivilege\" in "
+                            "\"privileges\" (known: SeLoadDriverPrivilege, SeTcbPrivilege)",
+                            "units/p.toml:6: unknown privilege \"seloaddriverprivilege\" in "
+                            "\"privileges\" (known: SeLoadDriverPrivilege, SeTcbPrivilege)",
+                            "units/p.toml:7: privilege \"SeLoadDriverPrivilege\" is listed "
+                            "twice in \"privileges\"",
+                            "units/p.toml:8: \"privileges\" entries must be strings, not integer",
+                            "units/p.toml:13: \"privileges\" must be an array of strings, not "
+                            "string"));
+}
+
 TEST(UnitErrors, ServiceTables) {
     EXPECT_THAT(ParseErrors("s.toml", R"([[service]]
 exec = ["/bin/true"]
@@ -609,6 +665,23 @@ TEST(Check, CollectsUnitHiveAndCmdlineProblems) {
                                    "allow-list or disabled)",
                             "cmdline: peinit.workers=0: not an integer between 1 and 256"));
     EXPECT_EQ(report.hive_state, HiveState::kFallback);
+    EXPECT_FALSE(report.ok());
+}
+
+TEST(Check, UnknownPrivilegeIsAnErrorWithFileAndLine) {
+    TempDir root;
+    fs::create_directories(root.path() + "/etc/peinit/units");
+    root.Write("etc/peinit/units/svc.toml",
+               "[[service]]\nname = \"s\"\nexec = [\"/bin/true\"]\n"
+               "privileges = [\"SeLoadDriverPrivilege\", \"SeTcb\"]\n");
+    CheckOptions options;
+    options.root = root.path();
+    options.check_trust = false;
+    CheckReport report = CheckConfiguration(options);
+    EXPECT_THAT(report.problems,
+                ElementsAre(root.path() + "/etc/peinit/units/svc.toml:4: unknown privilege "
+                                          "\"SeTcb\" in \"privileges\" (known: "
+                                          "SeLoadDriverPrivilege, SeTcbPrivilege)"));
     EXPECT_FALSE(report.ok());
 }
 

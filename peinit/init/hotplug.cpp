@@ -1,0 +1,207 @@
+#include "peinit/init/hotplug.h"
+
+#include <linux/module_lockdown.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <set>
+
+#include "peinit/modload/session.h"
+#include "peinit/sys/kernel.h"
+#include "peinit/sys/kernel_release.h"
+#include "peinit/sys/record.h"
+
+namespace peinit {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Status = ModuleOutcome::Status;
+
+template <typename T>
+void PushBounded(std::deque<T>& list, T item) {
+    list.push_back(std::move(item));
+    while (list.size() > Hotplug::kMaxRecorded) list.pop_front();
+}
+
+}  // namespace
+
+Hotplug::Hotplug(BootContext& ctx) : ctx_(ctx) {}
+
+Hotplug::~Hotplug() = default;
+
+Result<bool> Hotplug::Locked() {
+    auto query = ctx_.kernel.ModuleLockdown(MODULE_LOCKDOWN_QUERY, 0);
+    if (query) return *query != 0;
+    if (query.error().code() != ENOSYS) return query.error().Context("module_lockdown(QUERY): ");
+    // An unpatched kernel: its lock is kernel.modules_disabled.
+    auto disabled = ctx_.kernel.ReadSysctl("kernel/modules_disabled");
+    if (!disabled) return disabled.error().Context("kernel.modules_disabled: ");
+    return *disabled != "0";
+}
+
+ModloadSession* Hotplug::Session() {
+    if (session_) return session_.get();
+    session_ = std::make_shared<ModloadSession>(ctx_.kernel, ctx_.paths, ctx_.kernel_release,
+                                                ctx_.policy, ctx_.cmdline);
+    ++sessions_opened_;
+    return session_.get();
+}
+
+void Hotplug::Adopt(std::shared_ptr<ModloadSession> session) {
+    if (!session_ && session && session->kernel_release() == ctx_.kernel_release) {
+        session_ = std::move(session);
+    }
+}
+
+void Hotplug::Idle() {
+    if (!session_) return;
+    session_.reset();
+    spdlog::debug("hotplug: idle, module-loading session closed");
+}
+
+void Hotplug::Handle(const std::vector<DeviceModalias>& devices) {
+    if (devices.empty()) return;
+    const auto origin = Clock::now();
+    if (ctx_.kernel_release.empty()) {
+        if (auto release = RunningKernelRelease()) ctx_.kernel_release = *release;
+    }
+    const bool have_tree =
+        !ctx_.kernel_release.empty() &&
+        std::filesystem::exists(ctx_.paths.ModulesDir() / ctx_.kernel_release / "modules.dep");
+    int loaded = 0, refused = 0, failed = 0, locked = 0;
+    std::set<std::string> attempted;  // each module once per batch
+    for (const DeviceModalias& dev : devices) {
+        HotplugDevice rec{dev.syspath, dev.modalias, "", {}, "", BootOffsetMs()};
+        auto finish = [&](std::string result, std::string detail) {
+            rec.result = std::move(result);
+            rec.detail = std::move(detail);
+            PushBounded(devices_, std::move(rec));
+        };
+        // 1. The kernel's own answer, right before anything is attempted for this device.
+        auto is_locked = Locked();
+        if (!is_locked || *is_locked) {
+            ++locked;
+            finish("locked", is_locked ? "module loading is locked: nothing attempted"
+                                       : "lock state unknown (" + is_locked.error().message() +
+                                             "): nothing attempted");
+            continue;
+        }
+        // 2. Nothing is loaded on demand at all.
+        if (ctx_.policy.autoload.value == AutoLoadPolicy::kDisabled) {
+            ++refused;
+            spdlog::warn("hotplug: refused {} ({}): AutoLoadPolicy is disabled", dev.syspath,
+                         dev.modalias);
+            finish("disabled", "AutoLoadPolicy is disabled: nothing attempted");
+            continue;
+        }
+        if (!have_tree) {
+            finish("no-driver", "no module tree for " + ctx_.kernel_release);
+            continue;
+        }
+        // 3. As coldplug: resolve, decide, load from the verified packages.
+        ModloadSession& session = *Session();
+        auto resolved = session.Resolve(dev.modalias);
+        if (!resolved) {
+            ++failed;
+            spdlog::error("hotplug: {} ({}): {}", dev.syspath, dev.modalias,
+                          resolved.error().message());
+            finish("failed", resolved.error().message());
+            continue;
+        }
+        rec.modules = *resolved;
+        if (rec.modules.empty()) {
+            spdlog::info("hotplug: no driver for {} ({})", dev.syspath, dev.modalias);
+            finish("no-driver", "no module matches the MODALIAS");
+            continue;
+        }
+        std::vector<std::string> todo;
+        for (const auto& m : rec.modules) {
+            if (attempted.count(m) == 0 && !session.IsLive(m)) todo.push_back(m);
+        }
+        if (todo.empty()) {
+            finish("present", "");
+            continue;
+        }
+        attempted.insert(todo.begin(), todo.end());
+        DemandLoadReport report = session.DemandResolved(
+            dev.modalias, todo, RequestOrigin::Other("hotplug " + dev.syspath));
+        if (!report.error.empty()) {
+            ++failed;
+            spdlog::error("hotplug: {} ({}): {}", dev.syspath, dev.modalias, report.error);
+            finish("failed", report.error);
+            continue;
+        }
+        std::string refusal, failure;
+        for (const auto& r : report.refused) {
+            ++refused;
+            spdlog::warn("hotplug: refused {} for {} (alias {}): {}", r.module, dev.syspath,
+                         dev.modalias, r.reason);
+            if (refusal.empty()) refusal = r.module + ": " + r.reason;
+        }
+        for (auto& o : report.outcomes) {
+            if (o.status == Status::kLoaded || o.status == Status::kAlreadyLoaded) {
+                ++loaded;
+                spdlog::info("hotplug: loaded {} for {} from {}", o.module, dev.syspath,
+                             o.package);
+            } else if (!o.reason.starts_with("refused: ") && o.status != Status::kBlacklisted) {
+                ++failed;
+                spdlog::error("hotplug: module {} {} for {}: {}", o.module, ToString(o.status),
+                              dev.syspath, o.reason);
+                if (failure.empty()) failure = o.module + " " + std::string(ToString(o.status)) +
+                                               ": " + o.reason;
+            }
+            PushBounded(outcomes_, std::move(o));
+        }
+        if (!failure.empty()) {
+            finish("failed", failure);
+        } else if (!refusal.empty()) {
+            finish("refused", refusal);
+        } else {
+            finish("loaded", "");
+        }
+    }
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - origin).count();
+    spdlog::info("hotplug done devices={} loaded={} refused={} failed={} locked={} ms={}",
+                 devices.size(), loaded, refused, failed, locked, ms);
+    WriteRecord();
+}
+
+void Hotplug::WriteRecord() const {
+    toml::array devs;
+    for (const auto& d : devices_) {
+        toml::array modules;
+        for (const auto& m : d.modules) modules.push_back(m);
+        devs.push_back(toml::table{{"syspath", d.syspath},
+                                   {"modalias", d.modalias},
+                                   {"result", d.result},
+                                   {"modules", std::move(modules)},
+                                   {"detail", d.detail},
+                                   {"boot_offset_ms", d.boot_offset_ms}});
+    }
+    toml::array mods;
+    for (const auto& o : outcomes_) {
+        toml::array chains;
+        for (const auto& c : o.requested_by) chains.push_back(c);
+        mods.push_back(toml::table{{"name", o.module},
+                                   {"status", std::string(ToString(o.status))},
+                                   {"requested_by", std::move(chains)},
+                                   {"error", o.error},
+                                   {"reason", o.reason},
+                                   {"package", o.package},
+                                   {"duration_us", static_cast<int64_t>(o.duration.count())}});
+    }
+    toml::table record{
+        {"version", 1},
+        {"policy", std::string(ToString(ctx_.policy.autoload.value))},
+        {"devices", std::move(devs)},
+        {"modules", std::move(mods)},
+    };
+    std::string path = ctx_.paths.Under("/run/peinit/hotplug.json").string();
+    if (auto r = WriteJsonAtomically(path, record); !r) {
+        spdlog::error("hotplug: cannot write {}: {}", path, r.error().message());
+    }
+}
+
+}  // namespace peinit

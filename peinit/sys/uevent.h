@@ -1,0 +1,68 @@
+#pragma once
+
+// Kernel uevents (R-29): what PID 1 listens to, once it stays PID 1 (no `root=`), to give
+// devices that appear after coldplug their drivers. The kernel broadcasts one datagram per
+// event on NETLINK_KOBJECT_UEVENT, multicast group 1, without udevd in between:
+//     "add@/devices/pci0000:00/0000:00:1c.0/0000:01:00.0\0ACTION=add\0DEVPATH=...\0
+//      SUBSYSTEM=pci\0MODALIAS=pci:v00001AF4d00001044...\0SEQNUM=1234\0"
+// Every event carries SEQNUM, the kernel's running count (also in /sys/kernel/uevent_seqnum),
+// so an event can be placed before or after a sysfs enumeration.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "peinit/core/result.h"
+#include "peinit/sys/udev.h"
+
+namespace peinit {
+
+struct Uevent {
+    std::string action;     // "add", "remove", "bind", ...
+    std::string devpath;    // "/devices/...", relative to /sys
+    std::string subsystem;  // "pci", "virtio", ...
+    std::string modalias;   // "" when the device has none
+    uint64_t seqnum = 0;
+};
+
+// Parses one datagram as the kernel sends it ("ACTION@DEVPATH" then NUL-separated KEY=VALUE
+// pairs). nullopt for anything else: udevd's "libudev" messages, a header that does not match
+// its ACTION=/DEVPATH= pairs, an event without SEQNUM.
+std::optional<Uevent> ParseUevent(std::string_view datagram);
+
+// The devices among `events` that may need a driver: ACTION=add with a MODALIAS and a SEQNUM
+// above `after_seqnum` (the events up to it were emitted before coldplug enumerated the devices,
+// so coldplug has seen those devices), each device once, as /sys paths, in event order.
+std::vector<DeviceModalias> HotAddedDevices(const std::vector<Uevent>& events,
+                                            uint64_t after_seqnum);
+
+// /sys/kernel/uevent_seqnum under `sysfs`: the SEQNUM of the last event the kernel emitted.
+Result<uint64_t> ReadUeventSeqnum(const std::string& sysfs = "/sys");
+
+// The kernel's uevent broadcast, group 1, non-blocking and close-on-exec (the real init of a
+// `root=` boot never inherits it). A socket filter keeps only "add@" events that are not
+// modules' own ("add@/module/NAME"), so the module stage's loads do not fill the queue before
+// PID 1 reads it; the receive buffer is raised (SO_RCVBUFFORCE) for the same reason. Only
+// datagrams from the kernel (netlink port 0) are accepted.
+class UeventSocket {
+  public:
+    static Result<UeventSocket> Open();
+    UeventSocket(UeventSocket&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+    UeventSocket(const UeventSocket&) = delete;
+    UeventSocket& operator=(const UeventSocket&) = delete;
+    UeventSocket& operator=(UeventSocket&&) = delete;
+    ~UeventSocket();
+
+    int fd() const { return fd_; }
+    // Every event queued now, oldest first. `overflowed` is set when the kernel reported that
+    // it dropped events (ENOBUFS): the caller must then look at sysfs again.
+    std::vector<Uevent> Drain(bool& overflowed);
+
+  private:
+    explicit UeventSocket(int fd) : fd_(fd) {}
+    int fd_;
+};
+
+}  // namespace peinit

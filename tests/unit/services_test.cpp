@@ -1,0 +1,156 @@
+// Services under least privilege (issue 15 point 10, R-28): every service loses the capabilities
+// of the privileges its unit does not grant (CAP_SYS_MODULE for SeLoadDriverPrivilege,
+// CAP_SYS_ADMIN for SeTcbPrivilege) from its bounding set, through the Kernel seam's Spawn
+// option; the services record says which service holds which privilege. The boot test
+// (tests/boot/lockdown_boot_test.cpp, LockdownBoot.ServicePrivileges) checks what the kernel
+// then refuses.
+
+#include "peinit/init/services.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <linux/capability.h>
+#include <stdlib.h>
+
+#include <boost/property_tree/json_parser.hpp>
+#include <boost/property_tree/ptree.hpp>
+#include <filesystem>
+#include <sstream>
+
+#include "peinit/sys/fake_kernel.h"
+
+namespace peinit {
+namespace {
+
+namespace fs = std::filesystem;
+namespace pt = boost::property_tree;
+using ::testing::ElementsAre;
+using ::testing::EndsWith;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+UnitSet Units(const std::string& text) {
+    ConfigErrors errors;
+    auto unit = ParseUnitFile("units/svc.toml", text, errors);
+    EXPECT_TRUE(unit.has_value()) << (errors.empty() ? "" : errors[0].ToString());
+    std::vector<Unit> units;
+    if (unit) units.push_back(std::move(*unit));
+    UnitSet set = LinkUnits(std::move(units), errors);
+    EXPECT_TRUE(errors.empty());
+    return set;
+}
+
+const char* kThree = R"([[service]]
+name = "app"
+exec = ["/usr/bin/app"]
+uid = 1000
+
+[[service]]
+name = "driver-loader"
+exec = ["/usr/bin/loader"]
+privileges = ["SeLoadDriverPrivilege"]
+
+[[service]]
+name = "locker"
+exec = ["/usr/bin/locker"]
+after = ["driver-loader"]
+privileges = ["SeTcbPrivilege", "SeLoadDriverPrivilege"]
+)";
+
+TEST(ServicePrivileges, UngrantedCapabilitiesAreDroppedFromTheBoundingSet) {
+    UnitSet units = Units(kThree);
+    ASSERT_EQ(units.ServiceCount(), 3u);
+    const ServiceSpec* app = units.FindService("app");
+    const ServiceSpec* loader = units.FindService("driver-loader");
+    const ServiceSpec* locker = units.FindService("locker");
+    ASSERT_TRUE(app && loader && locker);
+    EXPECT_THAT(CapabilitiesToDrop(*app), ElementsAre(CAP_SYS_MODULE, CAP_SYS_ADMIN));
+    EXPECT_THAT(CapabilitiesToDrop(*loader), ElementsAre(CAP_SYS_ADMIN));
+    EXPECT_THAT(CapabilitiesToDrop(*locker), IsEmpty());
+
+    FakeKernel kernel;
+    ServiceRunner runner(kernel, units, "");
+    runner.StartReady();
+    auto spawns = kernel.Calls(KernelOp::kSpawn);
+    ASSERT_EQ(spawns.size(), 2u);  // locker waits for driver-loader
+    EXPECT_EQ(spawns[0].name, "/usr/bin/app");
+    EXPECT_THAT(spawns[0].args, EndsWith("| uid=1000 | drop_caps=16,21"));
+    EXPECT_EQ(spawns[1].name, "/usr/bin/loader");
+    EXPECT_THAT(spawns[1].args, EndsWith("| drop_caps=21"));
+    // FakeKernel numbers from 100: app 100, driver-loader 101. Its exit starts locker, which
+    // keeps both privileges.
+    ASSERT_EQ(runner.OnExit(101, 0), ServiceSpec::ExitAction::kNone);
+    spawns = kernel.Calls(KernelOp::kSpawn);
+    ASSERT_EQ(spawns.size(), 3u) << "locker did not start";
+    EXPECT_EQ(spawns[2].name, "/usr/bin/locker");
+    EXPECT_THAT(spawns[2].args, Not(HasSubstr("drop_caps")));
+}
+
+class TempDir {
+  public:
+    TempDir() {
+        char tmpl[] = "/tmp/peinit-services-XXXXXX";
+        if (mkdtemp(tmpl) != nullptr) path_ = tmpl;
+    }
+    ~TempDir() {
+        std::error_code ec;
+        if (!path_.empty()) fs::remove_all(path_, ec);
+    }
+    const fs::path& path() const { return path_; }
+
+  private:
+    fs::path path_;
+};
+
+struct RecordRow {
+    std::string name, state, result;
+    std::vector<std::string> privileges;
+};
+
+std::vector<RecordRow> ReadRecord(const fs::path& path) {
+    pt::ptree t;
+    pt::read_json(path.string(), t);
+    EXPECT_EQ(t.get<int>("version"), 1);
+    std::vector<RecordRow> rows;
+    for (const auto& [k, v] : t.get_child("services")) {
+        RecordRow row{v.get<std::string>("name"), v.get<std::string>("state"),
+                      v.get<std::string>("result"), {}};
+        for (const auto& [pk, pv] : v.get_child("privileges")) {
+            row.privileges.push_back(pv.get_value<std::string>());
+        }
+        rows.push_back(std::move(row));
+    }
+    return rows;
+}
+
+TEST(ServicePrivileges, RecordSaysWhichServiceHoldsWhichPrivilege) {
+    TempDir dir;
+    ASSERT_FALSE(dir.path().empty());
+    const fs::path record = dir.path() / "services.json";
+    UnitSet units = Units(kThree);
+    FakeKernel kernel;
+    kernel.SetOpError(KernelOp::kSpawn, "/usr/bin/loader", EACCES);
+    ServiceRunner runner(kernel, units, "", record.string());
+    runner.StartReady();
+    auto rows = ReadRecord(record);
+    ASSERT_EQ(rows.size(), 3u);
+    EXPECT_EQ(rows[0].name, "app");
+    EXPECT_THAT(rows[0].privileges, IsEmpty());
+    EXPECT_EQ(rows[0].state, "running");
+    EXPECT_EQ(rows[1].name, "driver-loader");
+    EXPECT_THAT(rows[1].privileges, ElementsAre("SeLoadDriverPrivilege"));
+    EXPECT_EQ(rows[1].state, "failed");
+    EXPECT_THAT(rows[1].result, HasSubstr("not started"));
+    // A service whose predecessor could not start still runs, with both privileges.
+    EXPECT_EQ(rows[2].name, "locker");
+    EXPECT_THAT(rows[2].privileges, ElementsAre("SeLoadDriverPrivilege", "SeTcbPrivilege"));
+    EXPECT_EQ(rows[2].state, "running");
+    runner.OnExit(100, 0);  // app
+    rows = ReadRecord(record);
+    EXPECT_EQ(rows[0].state, "exited");
+    EXPECT_EQ(rows[0].result, "exit 0");
+}
+
+}  // namespace
+}  // namespace peinit
