@@ -352,18 +352,18 @@ void FindProblems(Status& s) {
         s.problems.push_back("module " + m.name + " " + m.status +
                              (detail.empty() ? "" : ": " + detail));
     }
-    for (const auto& m : s.coldplug) {
-        // Refusals are the policy at work, and a device whose driver the image does not carry
-        // is the image's choice; a package that fails its check or a load the kernel refused
-        // is a problem.
-        if (m.status != "failed" || m.reason.starts_with("not in a verified package")) continue;
-        std::string device;
     for (const auto& d : s.hotplug) {
         if (d.result != "failed" || d.detail.find("not in a verified package") != std::string::npos) {
             continue;
         }
         s.problems.push_back("hot-add: " + d.syspath + " (" + d.modalias + "): " + d.detail);
     }
+    for (const auto& m : s.coldplug) {
+        // Refusals are the policy at work, and a device whose driver the image does not carry
+        // is the image's choice; a package that fails its check or a load the kernel refused
+        // is a problem.
+        if (m.status != "failed" || m.reason.starts_with("not in a verified package")) continue;
+        std::string device;
         for (const auto& r : m.requested_by) {
             if (r.starts_with("coldplug ")) device = r.substr(9);
         }
@@ -495,6 +495,12 @@ Status BuildStatus(const StatusInputs& in) {
     if (in.coldplug.text || (!in.coldplug.error.empty() && in.coldplug.error != "missing")) {
         if (auto t = LoadRecord("coldplug", in.coldplug, s)) s.coldplug = ReadModuleRows(*t);
     }
+    if (in.services.text || (!in.services.error.empty() && in.services.error != "missing")) {
+        if (auto t = LoadRecord("services", in.services, s)) ReadServices(*t, s);
+    }
+    if (in.hotplug.text || (!in.hotplug.error.empty() && in.hotplug.error != "missing")) {
+        if (auto t = LoadRecord("hotplug", in.hotplug, s)) ReadHotplug(*t, s);
+    }
 
     ResolveLock(k, lockdown, s);
     s.helper = DescribeHelper(s);
@@ -539,12 +545,6 @@ Counts Count(const Status& s) {
 
 std::string LockText(const Status& s) {
     if (!s.locked) return "unknown (no lock state readable)";
-    if (in.services.text || (!in.services.error.empty() && in.services.error != "missing")) {
-        if (auto t = LoadRecord("services", in.services, s)) ReadServices(*t, s);
-    }
-    if (in.hotplug.text || (!in.hotplug.error.empty() && in.hotplug.error != "missing")) {
-        if (auto t = LoadRecord("hotplug", in.hotplug, s)) ReadHotplug(*t, s);
-    }
     std::string out = *s.locked ? "locked" : "unlocked";
     if (*s.locked) {
         out += s.mechanism == "modules_disabled" ? " (kernel.modules_disabled fallback)"
@@ -612,6 +612,26 @@ std::string RenderStatusText(const Status& s) {
         for (const auto& i : s.ignored) Line(out, "ignored", i);
     }
 
+    if (!s.services.empty()) {
+        out << "Services:\n";
+        for (const auto& sv : s.services) {
+            std::string privileges;
+            for (const auto& p : sv.privileges) privileges += (privileges.empty() ? "" : ", ") + p;
+            out << "  " << sv.name << std::string(sv.name.size() < 16 ? 17 - sv.name.size() : 1, ' ')
+                << "privileges: " << (privileges.empty() ? "none" : privileges) << " (" << sv.state
+                << (sv.result.empty() ? "" : " " + sv.result) << ")\n";
+        }
+    }
+    if (!s.hotplug.empty()) {
+        out << "Hot-added devices:\n";
+        for (const auto& d : s.hotplug) {
+            std::string modules;
+            for (const auto& m : d.modules) modules += (modules.empty() ? "" : ",") + m;
+            out << "  " << d.syspath << "  " << d.result
+                << (modules.empty() ? "" : " " + modules)
+                << (d.detail.empty() ? "" : ": " + d.detail) << "\n";
+        }
+    }
     out << "Boot-time modules:\n";
     if (!s.modules_present && s.boot && !s.boot->stage.empty()) {
         Line(out, "record", "missing: not attempted, the boot stopped in stage " + s.boot->stage);
@@ -674,26 +694,6 @@ toml::array ModuleArray(const Status& s, bool failed_only) {
 
 std::string ToJson(const toml::table& t) {
     std::ostringstream out;
-    if (!s.services.empty()) {
-        out << "Services:\n";
-        for (const auto& sv : s.services) {
-            std::string privileges;
-            for (const auto& p : sv.privileges) privileges += (privileges.empty() ? "" : ", ") + p;
-            out << "  " << sv.name << std::string(sv.name.size() < 16 ? 17 - sv.name.size() : 1, ' ')
-                << "privileges: " << (privileges.empty() ? "none" : privileges) << " (" << sv.state
-                << (sv.result.empty() ? "" : " " + sv.result) << ")\n";
-        }
-    }
-    if (!s.hotplug.empty()) {
-        out << "Hot-added devices:\n";
-        for (const auto& d : s.hotplug) {
-            std::string modules;
-            for (const auto& m : d.modules) modules += (modules.empty() ? "" : ",") + m;
-            out << "  " << d.syspath << "  " << d.result
-                << (modules.empty() ? "" : " " + modules)
-                << (d.detail.empty() ? "" : ": " + d.detail) << "\n";
-        }
-    }
     out << toml::json_formatter(t) << "\n";
     return out.str();
 }
@@ -769,6 +769,27 @@ std::string RenderStatusJson(const Status& s) {
         {"policy", std::move(policy)},      {"modules", std::move(modules)},
         {"records", std::move(records)},
     };
+    if (!s.services.empty()) {
+        toml::array list;
+        for (const auto& sv : s.services) {
+            list.push_back(toml::table{{"name", sv.name},
+                                       {"privileges", StrArray(sv.privileges)},
+                                       {"state", sv.state},
+                                       {"result", sv.result}});
+        }
+        root.insert("services", toml::table{{"list", std::move(list)}});
+    }
+    if (!s.hotplug.empty()) {
+        toml::array list;
+        for (const auto& d : s.hotplug) {
+            list.push_back(toml::table{{"syspath", d.syspath},
+                                       {"modalias", d.modalias},
+                                       {"result", d.result},
+                                       {"modules", StrArray(d.modules)},
+                                       {"detail", d.detail}});
+        }
+        root.insert("hotplug", toml::table{{"devices", std::move(list)}});
+    }
     if (!s.coldplug.empty()) {
         toml::array list;
         for (const auto& m : s.coldplug) {
@@ -834,27 +855,6 @@ std::string RenderModulesText(const Status& s, bool failed_only) {
         if (!m.reason.empty()) detail += (detail.empty() ? "" : " ") + m.reason;
         std::string line = pad(FormatUsAsMs(m.start_us), 9) + pad(m.name, name_w) +
                            pad(m.status, status_w) + pad(FormatUsAsMs(m.duration_us), 8) +
-    if (!s.services.empty()) {
-        toml::array list;
-        for (const auto& sv : s.services) {
-            list.push_back(toml::table{{"name", sv.name},
-                                       {"privileges", StrArray(sv.privileges)},
-                                       {"state", sv.state},
-                                       {"result", sv.result}});
-        }
-        root.insert("services", toml::table{{"list", std::move(list)}});
-    }
-    if (!s.hotplug.empty()) {
-        toml::array list;
-        for (const auto& d : s.hotplug) {
-            list.push_back(toml::table{{"syspath", d.syspath},
-                                       {"modalias", d.modalias},
-                                       {"result", d.result},
-                                       {"modules", StrArray(d.modules)},
-                                       {"detail", d.detail}});
-        }
-        root.insert("hotplug", toml::table{{"devices", std::move(list)}});
-    }
                            pad(m.unit.empty() ? "-" : m.unit, unit_w) + detail;
         while (!line.empty() && line.back() == ' ') line.pop_back();
         out << line << "\n";

@@ -62,15 +62,15 @@ struct StatusInputs {
     // coldplug.json (coldplug stage): read when present; its absence (a boot that stopped
     // earlier, or an older image) is not a note.
     RecordText coldplug;
+    // services.json (PID 1, once services run) and hotplug.json (PID 1's hot-add, only once a
+    // device was added after coldplug): read when present, their absence is not a note.
+    RecordText services;
+    RecordText hotplug;
     // boot.json: written only by PID 1's emergency path, so its absence is normal and not
     // reported (unlike the three stage records).
     RecordText boot;
     // /run/modprobe.d/peinit-blacklist.conf exists (the handover stage's export for libkmod).
     bool blacklist_exported = false;
-    // services.json (PID 1, once services run) and hotplug.json (PID 1's hot-add, only once a
-    // device was added after coldplug): read when present, their absence is not a note.
-    RecordText services;
-    RecordText hotplug;
 };
 
 // /run/peinit/boot.json (version 1): why the boot stopped. PID 1's emergency path writes it
@@ -175,17 +175,6 @@ struct Status {
     // device); a failure is a problem, a refusal by the policy is not.
     std::vector<ModuleRow> coldplug;
 
-    // --- boot (boot.json) ----------------------------------------------------------------------
-    // Set when the boot stopped on the emergency path: the record says which stage and why.
-    std::optional<BootRecord> boot;
-
-    // --- records ------------------------------------------------------------------------------
-    struct RecordState {
-        std::string name;  // "policy", "lockdown", "modules", "boot" (only when present)
-        std::string path;
-        std::string state;  // "ok", "missing", "invalid"
-        std::string error;
-    };
     // --- services (services.json) --------------------------------------------------------------
     // Each service PID 1 runs and the privileges its unit grants: every other one's
     // capability is not in the service's bounding set.
@@ -206,6 +195,17 @@ struct Status {
     };
     std::vector<HotplugRow> hotplug;
 
+    // --- boot (boot.json) ----------------------------------------------------------------------
+    // Set when the boot stopped on the emergency path: the record says which stage and why.
+    std::optional<BootRecord> boot;
+
+    // --- records ------------------------------------------------------------------------------
+    struct RecordState {
+        std::string name;  // "policy", "lockdown", "modules", "boot" (only when present)
+        std::string path;
+        std::string state;  // "ok", "missing", "invalid"
+        std::string error;
+    };
     std::vector<RecordState> records;
     std::vector<std::string> problems;  // each makes the exit code 1
     std::vector<std::string> notes;     // informational (missing record, unreadable facts)

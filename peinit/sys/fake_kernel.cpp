@@ -469,6 +469,13 @@ Result<pid_t> FakeKernel::Spawn(const std::vector<std::string>& argv,
     }
     std::string args = Join(argv) + " | " + Join(env);
     if (options.uid) args += " | uid=" + std::to_string(*options.uid);
+    if (!options.drop_capabilities.empty()) {
+        std::string caps;
+        for (int cap : options.drop_capabilities) {
+            caps += (caps.empty() ? "" : ",") + std::to_string(cap);
+        }
+        args += " | drop_caps=" + caps;
+    }
     auto r = Record(KernelOp::kSpawn, program, args, error, start);
     if (!r) return r.error();
     return pid;
@@ -498,10 +505,3 @@ Result<void> FakeKernel::SwitchRoot(const std::string& new_root) {
 }
 
 }  // namespace peinit
-    if (!options.drop_capabilities.empty()) {
-        std::string caps;
-        for (int cap : options.drop_capabilities) {
-            caps += (caps.empty() ? "" : ",") + std::to_string(cap);
-        }
-        args += " | drop_caps=" + caps;
-    }

@@ -162,6 +162,8 @@ StatusInputs ReadStatusInputs(Kernel& kernel, const fs::path& root) {
     in.modules = load("modules.json");
     in.boot = load("boot.json");
     in.coldplug = load("coldplug.json");
+    in.services = load("services.json");
+    in.hotplug = load("hotplug.json");
     std::error_code ec;
     in.blacklist_exported = fs::exists(root / "run/modprobe.d/peinit-blacklist.conf", ec);
     return in;
@@ -176,8 +178,6 @@ bool ReadBack(Kernel& kernel, std::ostream& out) {
     out << "  read back: module_lockdown(QUERY)="
         << (q ? std::to_string(*q) : "error (" + q.error().message() + ")")
         << ", kernel.module_loading_locked=" << (s ? *s : "error (" + s.error().message() + ")")
-    in.services = load("services.json");
-    in.hotplug = load("hotplug.json");
         << "\n";
     return q && *q == 1 && (!s || *s == "1");
 }
