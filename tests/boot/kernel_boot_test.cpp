@@ -2,8 +2,10 @@
 // QEMU with an initramfs whose /init is kernel_probe, then asserts on every
 // "PROBE <name> ok|FAIL <detail>" line the guest printed.
 //
-// Two boots: "main" (signing floor warn, lockdown, enforcement) and
-// "enforce" (module.sig_enforce=1).  The kernel is found through
+// Three boots: "main" (signing floor warn, lockdown, LOCK against the loads
+// and unloads in flight, enforcement), "autoload" (DISABLE_AUTOLOAD,
+// SEAL_MODPROBE, rate-limited and encoded refusal records) and "enforce"
+// (module.sig_enforce=1).  The kernel is found through
 // PEINIT_KERNEL_DIR (environment, set by ctest from the CMake cache
 // variable of the same name); if it is empty every test fails.
 #include <gtest/gtest.h>
@@ -68,7 +70,19 @@ const std::vector<std::string> kMainChecks = {
     "einval_lock_without_trigger",
     "einval_query_unknown_trigger",
     "einval_flag_unchanged",
+    "inflight_unload_target_loads",
+    "inflight_caught",
     "root_lock",
+    "inflight_lock_waited",
+    "inflight_load_live",
+    "inflight_unload_finished",
+    "inflight_demand_loading_init_live",
+    "inflight_nothing_half_done",
+    "inflight_request_module_refused",
+    "inflight_calls_succeeded",
+    "inflight_new_load_refused_at_once",
+    "inflight_lock_logged_after_them",
+    "inflight_nothing_later",
     "locked_state",
     "lock_logged",
     "lock_audited",
@@ -97,6 +111,44 @@ const std::vector<std::string> kEnforceChecks = {
     "enforce_signed_loads",
     "enforce_not_tainted",
     "unlocked_af_packet_demand_load",
+};
+
+// Issue 15: DISABLE_AUTOLOAD and SEAL_MODPROBE, and the rate limit and encoding of
+// refusal records.
+const std::vector<std::string> kAutoloadChecks = {
+    "setup_modprobe_helper",
+    "new_ops_initially_unset",
+    "new_sysctls_mode_0444",
+    "autoload_enabled_demand_load",
+    "nobody_disable_autoload_eperm",
+    "nobody_seal_modprobe_eperm",
+    "nobody_reads_new_states",
+    "nobody_new_ops_child_exit",
+    "nobody_new_ops_flags_unchanged",
+    "disable_autoload_refusal_logged",
+    "seal_modprobe_refusal_audited",
+    "new_ops_einval",
+    "new_ops_einval_flags_unchanged",
+    "root_disable_autoload",
+    "autoload_disabled_state",
+    "disable_autoload_logged",
+    "disable_autoload_audited",
+    "disabled_demand_load_fails_at_once",
+    "disabled_explicit_load_works",
+    "second_disable_autoload_noop",
+    "root_seal_modprobe",
+    "modprobe_sealed_state",
+    "seal_modprobe_logged",
+    "seal_modprobe_audited",
+    "sealed_modprobe_write_eperm",
+    "second_seal_noop",
+    "new_ops_final_state",
+    "inject_child_refused",
+    "inject_log_encoded",
+    "inject_audit_encoded",
+    "flood_child_refused",
+    "flood_log_rate_limited",
+    "flood_audit_rate_limited",
 };
 
 struct Check {
@@ -179,7 +231,8 @@ std::string build_initramfs(const fs::path& kdir, const fs::path& work, const fs
   const std::vector<std::string> test_modules = {
       "peinit_test_provider", "peinit_test_consumer", "peinit_test_fail",
       "peinit_test_param",    "peinit_test_slow1",    "peinit_test_slow2",
-      "peinit_test_slow3"};
+      "peinit_test_slow3",    "peinit_test_slow4",    "peinit_test_slow5",
+      "peinit_test_slow6",    "peinit_test_reqmod"};
   for (const auto& m : test_modules) {
     if (!(err = copy(kdir / "test-modules" / (m + ".ko"), stage / "modules/signed" / (m + ".ko")))
              .empty())
@@ -328,6 +381,16 @@ TEST(MainBoot, ReportsOnlyKnownChecks) { expect_only_known_checks("main", kMainC
 class MainBootCheck : public ::testing::TestWithParam<std::string> {};
 TEST_P(MainBootCheck, Passed) { expect_check("main", GetParam()); }
 INSTANTIATE_TEST_SUITE_P(Probe, MainBootCheck, ::testing::ValuesIn(kMainChecks), param_name);
+
+// ---- autoload boot: the one-way autoload gates, refusal records -------------
+
+TEST(AutoloadBoot, CompletesAndPowersOff) { expect_boot_completed("autoload"); }
+TEST(AutoloadBoot, ReportsOnlyKnownChecks) { expect_only_known_checks("autoload", kAutoloadChecks); }
+
+class AutoloadBootCheck : public ::testing::TestWithParam<std::string> {};
+TEST_P(AutoloadBootCheck, Passed) { expect_check("autoload", GetParam()); }
+INSTANTIATE_TEST_SUITE_P(Probe, AutoloadBootCheck, ::testing::ValuesIn(kAutoloadChecks),
+                         param_name);
 
 // ---- enforce boot: module.sig_enforce=1 ------------------------------------
 

@@ -9,8 +9,10 @@
  *     PROBE <name> FAIL <detail>
  *
  * then "PROBE-END", and powers the machine off.  The mode comes from the
- * kernel command line: probe_mode=main (default) or probe_mode=enforce
- * (boot with module.sig_enforce=1).
+ * kernel command line: probe_mode=main (default), probe_mode=enforce
+ * (boot with module.sig_enforce=1) or probe_mode=autoload (the one-way
+ * DISABLE_AUTOLOAD and SEAL_MODPROBE ops, and the rate limit and encoding of
+ * refusal records).
  *
  * Initramfs layout expected (built by the boot-test fixture):
  *   /init                      this program
@@ -32,7 +34,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/klog.h>
+#include <sched.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -336,6 +340,65 @@ static int wait_child(pid_t pid)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+static void pin_to_cpu(int cpu)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+}
+
+/* /sys/module/NAME/initstate without the newline ("" if the module is absent). */
+static void module_initstate(const char *name, char *out, size_t outlen)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "/sys/module/%s/initstate", name);
+	char *s = read_file(path, NULL);
+	snprintf(out, outlen, "%s", s ? s : "");
+	free(s);
+	char *nl = strchr(out, '\n');
+	if (nl)
+		*nl = '\0';
+}
+
+/* The audit encoding of a caller-chosen string (audit_log_n_untrustedstring). */
+static void audit_encode(const char *in, char *out, size_t outlen)
+{
+	bool hex = false;
+	for (const unsigned char *p = (const unsigned char *)in; *p; p++)
+		if (*p == '"' || *p < 0x21 || *p > 0x7e)
+			hex = true;
+	if (!hex) {
+		snprintf(out, outlen, "\"%s\"", in);
+		return;
+	}
+	size_t n = 0;
+	for (const unsigned char *p = (const unsigned char *)in; *p && n + 3 <= outlen; p++)
+		n += (size_t)snprintf(out + n, outlen - n, "%02X", *p);
+}
+
+static int become_nobody(void)
+{
+	if (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0)
+		return -1;
+	return 0;
+}
+
 /* ---- checks -------------------------------------------------------------- */
 
 static void check_lock_state(const char *name, long want)
@@ -494,7 +557,7 @@ static void run_main(void)
 	       "%s", line);
 	report("refusal_audited",
 	       kmsg_wait_line(3000, line, sizeof(line), AUDIT_KERNEL_OTHER_STR,
-			      "op=module_lockdown trigger=runtime-syscall result=denied", pidstr,
+			      "op=module_lockdown action=lock trigger=runtime-syscall result=denied", pidstr,
 			      "res=0"),
 	       "%s", line);
 
@@ -523,21 +586,140 @@ static void run_main(void)
 	       "QUERY trigger=99: %ld %s", r, errname(r ? errno : 0));
 	check_lock_state("einval_flag_unchanged", 0);
 
-	/* Root locks. */
+
+	/*
+	 * R-26: LOCK waits for the loads and unloads in flight.  Three are
+	 * started on CPU 0 and caught in the middle: an unload whose exit sleeps,
+	 * a load whose init sleeps, and a load whose init demand-loads another
+	 * module after LOCK has set the flag (which must be refused at once, not
+	 * deadlock).  A fourth child starts a load while LOCK waits: it must be
+	 * refused without blocking.  LOCK runs on CPU 1.
+	 */
+	expect_finit("inflight_unload_target_loads", "/modules/signed/peinit_test_slow4.ko",
+		     "delay_ms=1 exit_delay_ms=3000", 0);
+	pid_t unloader = fork();
+	if (unloader == 0) {
+		pin_to_cpu(0);
+		_exit(delete_module("peinit_test_slow4", O_NONBLOCK) == 0 ? 0 : errno);
+	}
+	pid_t loader = fork();
+	if (loader == 0) {
+		pin_to_cpu(0);
+		int err = 0;
+		finit_module_path("/modules/signed/peinit_test_slow5.ko", "delay_ms=3000", &err);
+		_exit(err);
+	}
+	pid_t requester = fork();
+	if (requester == 0) {
+		pin_to_cpu(0);
+		int err = 0;
+		finit_module_path("/modules/signed/peinit_test_reqmod.ko",
+				  "delay_ms=1500 request=net-pf-17", &err);
+		_exit(err);
+	}
+	bool caught = kmsg_wait_line(10000, NULL, 0, "peinit_test_slow4: exit start", NULL, NULL,
+				     NULL) &&
+		      kmsg_wait_line(10000, NULL, 0, "peinit_test_slow5: init start", NULL, NULL,
+				     NULL) &&
+		      kmsg_wait_line(10000, NULL, 0, "peinit_test_reqmod: init start", NULL, NULL,
+				     NULL);
+	char st4[32], st5[32], str[32];
+	module_initstate("peinit_test_slow4", st4, sizeof(st4));
+	module_initstate("peinit_test_slow5", st5, sizeof(st5));
+	module_initstate("peinit_test_reqmod", str, sizeof(str));
+	report("inflight_caught", caught && !strcmp(st4, "going") && !strcmp(st5, "coming") &&
+	       !strcmp(str, "coming"),
+	       "before LOCK: slow4 %s (unloading), slow5 %s, reqmod %s (loading)", st4, st5, str);
+
+	int late_pipe[2];
+	if (pipe(late_pipe) != 0)
+		late_pipe[0] = late_pipe[1] = -1;
+	pid_t late = fork();
+	if (late == 0) {
+		pin_to_cpu(0);
+		long long deadline = now_ms() + 10000;
+		while (lockdown(MODULE_LOCKDOWN_QUERY, 0) != 1 && now_ms() < deadline)
+			sleep_ms(5);
+		long long t0 = now_ms();
+		int err = 0;
+		finit_module_path("/modules/signed/peinit_test_slow6.ko", "delay_ms=1", &err);
+		long long res[3] = {err, t0, now_ms()};
+		if (write(late_pipe[1], res, sizeof(res)) != sizeof(res))
+			_exit(1);
+		_exit(0);
+	}
+	close(late_pipe[1]);
+
+	/* Root locks (on CPU 1, while the three are in flight). */
+	pin_to_cpu(1);
 	kmsg_note("locking now");
+	long long lock_start = now_ms();
 	errno = 0;
 	r = lockdown(MODULE_LOCKDOWN_LOCK, MODULE_LOCKDOWN_TRIGGER_BOOT);
+	long long lock_end = now_ms();
 	report("root_lock", r == 0, "LOCK(boot-orchestrator-step)=%ld %s", r,
 	       errname(r ? errno : 0));
+	/* What the kernel says the moment LOCK has returned. */
+	module_initstate("peinit_test_slow4", st4, sizeof(st4));
+	module_initstate("peinit_test_slow5", st5, sizeof(st5));
+	module_initstate("peinit_test_reqmod", str, sizeof(str));
+	char *mods_at_lock = read_file("/proc/modules", NULL);
+	report("inflight_lock_waited", lock_end - lock_start >= 1000,
+	       "LOCK took %lld ms (the init still had over 2 s to sleep)", lock_end - lock_start);
+	report("inflight_load_live", !strcmp(st5, "live") && module_loaded("peinit_test_slow5"),
+	       "slow5 initstate=%s when LOCK returned", st5[0] ? st5 : "(absent)");
+	report("inflight_unload_finished", st4[0] == '\0' && !module_loaded("peinit_test_slow4"),
+	       "slow4 initstate=%s when LOCK returned", st4[0] ? st4 : "(absent)");
+	report("inflight_demand_loading_init_live", !strcmp(str, "live"),
+	       "reqmod initstate=%s when LOCK returned", str[0] ? str : "(absent)");
+	report("inflight_nothing_half_done",
+	       mods_at_lock && !strstr(mods_at_lock, " Loading ") && !strstr(mods_at_lock, " Unloading "),
+	       "/proc/modules when LOCK returned has no Loading/Unloading module");
+	report("inflight_request_module_refused",
+	       kmsg_wait_line(0, line, sizeof(line), "peinit_test_reqmod: request_module(net-pf-17)=-1",
+			      NULL, NULL, NULL) &&
+	       count_lines(HELPER_LOG, "HELPER net-pf-17") == 0,
+	       "%s; helper runs for net-pf-17: %d", line, count_lines(HELPER_LOG, "HELPER net-pf-17"));
+	int ust = wait_child(unloader), lst = wait_child(loader), rst = wait_child(requester);
+	report("inflight_calls_succeeded", ust == 0 && lst == 0 && rst == 0,
+	       "delete_module(slow4)=%s finit(slow5)=%s finit(reqmod)=%s", errname(ust),
+	       errname(lst), errname(rst));
+	long long late_res[3] = {-1, 0, 0};
+	ssize_t lr = read(late_pipe[0], late_res, sizeof(late_res));
+	close(late_pipe[0]);
+	int late_st = wait_child(late);
+	report("inflight_new_load_refused_at_once",
+	       late_st == 0 && lr == (ssize_t)sizeof(late_res) && late_res[0] == EPERM &&
+	       late_res[2] < lock_end && late_res[2] - late_res[1] < 500,
+	       "finit(slow6) started while LOCK waited: %s after %lld ms, %lld ms before LOCK returned",
+	       errname((int)late_res[0]), late_res[2] - late_res[1], lock_end - late_res[2]);
+	/* "locked by" is written once the operations in flight are done. */
+	char *all = kmsg_snapshot();
+	char *loaded_at = strstr(all, "peinit_test_slow5: loaded");
+	char *locked_at = strstr(all, "module_lockdown: locked by ");
+	report("inflight_lock_logged_after_them", loaded_at && locked_at && loaded_at < locked_at,
+	       "slow5 loaded %s the lock line", loaded_at && locked_at && loaded_at < locked_at ?
+	       "before" : "NOT before");
+	free(all);
+	sleep_ms(1000);
+	char *mods_later = read_file("/proc/modules", NULL);
+	report("inflight_nothing_later",
+	       mods_at_lock && mods_later && !strcmp(mods_at_lock, mods_later) &&
+	       !module_loaded("peinit_test_slow6"),
+	       "/proc/modules 1 s after LOCK %s; slow6 loaded=%d",
+	       mods_at_lock && mods_later && !strcmp(mods_at_lock, mods_later) ? "unchanged" : "CHANGED",
+	       module_loaded("peinit_test_slow6"));
+	free(mods_at_lock);
+	free(mods_later);
 	check_lock_state("locked_state", 1);
 	snprintf(pidstr, sizeof(pidstr), "pid=%d ", (int)getpid());
 	report("lock_logged",
 	       kmsg_wait_line(2000, line, sizeof(line), "module_lockdown: locked by ", pidstr,
-			      "trigger=boot-orchestrator-step", "exe=/init"),
+			      "trigger=boot-orchestrator-step", "exe=\"/init\""),
 	       "%s", line);
 	report("lock_audited",
 	       kmsg_wait_line(3000, line, sizeof(line), AUDIT_KERNEL_OTHER_STR,
-			      "op=module_lockdown trigger=boot-orchestrator-step result=locked",
+			      "op=module_lockdown action=lock trigger=boot-orchestrator-step result=locked",
 			      pidstr, "res=1"),
 	       "%s", line);
 
@@ -645,6 +827,291 @@ static void run_enforce(void)
 		close(pfd);
 }
 
+
+/* ---- probe_mode=autoload: DISABLE_AUTOLOAD, SEAL_MODPROBE, refusal records -- */
+
+#define INJECT_EXE "/x result=locked trigger=registry"
+#define INJECT_COMM "a result=locked" /* 15 bytes: the whole of TASK_COMM_LEN */
+#define FLOOD 100
+
+static void check_new_op_state(const char *name, long want_autoload, long want_sealed)
+{
+	long qa = lockdown(MODULE_LOCKDOWN_QUERY_AUTOLOAD, 0);
+	long qm = lockdown(MODULE_LOCKDOWN_QUERY_MODPROBE, MODULE_LOCKDOWN_TRIGGER_RUNTIME);
+	long sa = read_long(MODULE_LOCKDOWN_AUTOLOAD_SYSCTL_PATH);
+	long sm = read_long(MODULE_LOCKDOWN_MODPROBE_SYSCTL_PATH);
+	long ql = lockdown(MODULE_LOCKDOWN_QUERY, 0);
+	report(name, qa == want_autoload && sa == want_autoload && qm == want_sealed &&
+	       sm == want_sealed && ql == 0,
+	       "QUERY_AUTOLOAD=%ld sysctl=%ld (want %ld) QUERY_MODPROBE=%ld sysctl=%ld (want %ld) "
+	       "QUERY=%ld (want 0)", qa, sa, want_autoload, qm, sm, want_sealed, ql);
+}
+
+static void child_nobody_new_ops(void)
+{
+	if (become_nobody() != 0) {
+		report("nobody_new_ops_setuid", false, "%s", strerror(errno));
+		_exit(1);
+	}
+	errno = 0;
+	long rd = lockdown(MODULE_LOCKDOWN_DISABLE_AUTOLOAD, MODULE_LOCKDOWN_TRIGGER_RUNTIME);
+	int ed = errno;
+	report("nobody_disable_autoload_eperm", rd == -1 && ed == EPERM,
+	       "DISABLE_AUTOLOAD=%ld errno=%s", rd, errname(ed));
+	errno = 0;
+	long rs = lockdown(MODULE_LOCKDOWN_SEAL_MODPROBE, MODULE_LOCKDOWN_TRIGGER_RUNTIME);
+	int es = errno;
+	report("nobody_seal_modprobe_eperm", rs == -1 && es == EPERM, "SEAL_MODPROBE=%ld errno=%s",
+	       rs, errname(es));
+	/* Both states are readable without privilege. */
+	check_new_op_state("nobody_reads_new_states", 0, 0);
+	_exit(0);
+}
+
+/* Run as INJECT_EXE: an unprivileged caller whose comm and exe hold " key=value" text. */
+static int inject_child(void)
+{
+	if (become_nobody() != 0 || prctl(PR_SET_NAME, INJECT_COMM, 0, 0, 0) != 0)
+		return 2;
+	errno = 0;
+	long r = lockdown(MODULE_LOCKDOWN_LOCK, MODULE_LOCKDOWN_TRIGGER_RUNTIME);
+	return r == -1 && errno == EPERM ? 0 : 1;
+}
+
+static void child_flood(void)
+{
+	if (become_nobody() != 0)
+		_exit(2);
+	int refused = 0;
+	for (int i = 0; i < FLOOD; i++)
+		if (lockdown(MODULE_LOCKDOWN_LOCK, MODULE_LOCKDOWN_TRIGGER_RUNTIME) == -1 &&
+		    errno == EPERM)
+			refused++;
+	/* After the rate limit's interval (5 s) the next refusal is kept and carries the count. */
+	sleep_ms(5500);
+	if (lockdown(MODULE_LOCKDOWN_LOCK, MODULE_LOCKDOWN_TRIGGER_RUNTIME) == -1 && errno == EPERM)
+		refused++;
+	_exit(refused == FLOOD + 1 ? 0 : 1);
+}
+
+/* Counts the kernel-log lines holding both needles and sums their suppressed= fields. */
+static int count_refusals(const char *n1, const char *n2, long *suppressed_sum, long *last)
+{
+	char *all = kmsg_snapshot();
+	int n = 0;
+	*suppressed_sum = 0;
+	*last = -1;
+	for (char *line = strtok(all, "\n"); line; line = strtok(NULL, "\n")) {
+		if (!strstr(line, n1) || !strstr(line, n2))
+			continue;
+		n++;
+		char *sp = strstr(line, " suppressed=");
+		*last = sp ? strtol(sp + 12, NULL, 10) : -1;
+		if (sp)
+			*suppressed_sum += *last;
+	}
+	free(all);
+	return n;
+}
+
+static void run_autoload(void)
+{
+	char line[1024], pidstr[32];
+	struct stat st;
+
+	check_new_op_state("new_ops_initially_unset", 0, 0);
+	bool ma = stat(MODULE_LOCKDOWN_AUTOLOAD_SYSCTL_PATH, &st) == 0 && (st.st_mode & 07777) == 0444;
+	bool mm = stat(MODULE_LOCKDOWN_MODPROBE_SYSCTL_PATH, &st) == 0 && (st.st_mode & 07777) == 0444;
+	report("new_sysctls_mode_0444", ma && mm, "module_autoload_disabled %s, modprobe_sealed %s",
+	       ma ? "0444" : "NOT 0444", mm ? "0444" : "NOT 0444");
+
+	/* Before: a demand load runs the helper. */
+	int h0 = count_lines(HELPER_LOG, "HELPER net-pf-17");
+	int pfd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+	int perr = errno;
+	report("autoload_enabled_demand_load", pfd >= 0 &&
+	       count_lines(HELPER_LOG, "HELPER net-pf-17") == h0 + 1 && module_loaded("af_packet"),
+	       "socket(AF_PACKET)=%d %s af_packet loaded=%d", pfd, errname(pfd < 0 ? perr : 0),
+	       module_loaded("af_packet"));
+	if (pfd >= 0)
+		close(pfd);
+
+	/* Unprivileged: refused, audited, flags unchanged. */
+	pid_t npid = run_child(child_nobody_new_ops);
+	int nst = wait_child(npid);
+	report("nobody_new_ops_child_exit", nst == 0, "status=%d", nst);
+	check_new_op_state("nobody_new_ops_flags_unchanged", 0, 0);
+	snprintf(pidstr, sizeof(pidstr), "pid=%d ", (int)npid);
+	report("disable_autoload_refusal_logged",
+	       kmsg_wait_line(2000, line, sizeof(line),
+			      "module_lockdown: disable-autoload refused (EPERM: needs CAP_SYS_ADMIN) for ",
+			      pidstr, "result=denied suppressed=0", NULL),
+	       "%s", line);
+	report("seal_modprobe_refusal_audited",
+	       kmsg_wait_line(3000, line, sizeof(line), AUDIT_KERNEL_OTHER_STR,
+			      "op=module_lockdown action=seal-modprobe trigger=runtime-syscall result=denied",
+			      pidstr, "res=0"),
+	       "%s", line);
+
+	/* Argument errors: EINVAL, nothing set. */
+	errno = 0;
+	long r1 = lockdown(MODULE_LOCKDOWN_DISABLE_AUTOLOAD, 0);
+	int e1 = errno;
+	errno = 0;
+	long r2 = lockdown(MODULE_LOCKDOWN_SEAL_MODPROBE, 99);
+	int e2 = errno;
+	errno = 0;
+	long r3 = lockdown(MODULE_LOCKDOWN_QUERY_AUTOLOAD, 99);
+	int e3 = errno;
+	errno = 0;
+	long r4 = lockdown(6, MODULE_LOCKDOWN_TRIGGER_BOOT);
+	int e4 = errno;
+	report("new_ops_einval", r1 == -1 && e1 == EINVAL && r2 == -1 && e2 == EINVAL &&
+	       r3 == -1 && e3 == EINVAL && r4 == -1 && e4 == EINVAL,
+	       "DISABLE_AUTOLOAD(0)=%s SEAL_MODPROBE(99)=%s QUERY_AUTOLOAD(99)=%s op 6=%s",
+	       errname(e1), errname(e2), errname(e3), errname(e4));
+	check_new_op_state("new_ops_einval_flags_unchanged", 0, 0);
+
+	/* Root disables demand loading: one-way, logged and audited. */
+	snprintf(pidstr, sizeof(pidstr), "pid=%d ", (int)getpid());
+	errno = 0;
+	long r = lockdown(MODULE_LOCKDOWN_DISABLE_AUTOLOAD, MODULE_LOCKDOWN_TRIGGER_BOOT);
+	report("root_disable_autoload", r == 0, "DISABLE_AUTOLOAD=%ld %s", r, errname(r ? errno : 0));
+	check_new_op_state("autoload_disabled_state", 1, 0);
+	report("disable_autoload_logged",
+	       kmsg_wait_line(2000, line, sizeof(line), "module_lockdown: autoload disabled by ", pidstr,
+			      "exe=\"/init\"", "trigger=boot-orchestrator-step result=autoload-disabled"),
+	       "%s", line);
+	report("disable_autoload_audited",
+	       kmsg_wait_line(3000, line, sizeof(line), AUDIT_KERNEL_OTHER_STR,
+			      "op=module_lockdown action=disable-autoload trigger=boot-orchestrator-step "
+			      "result=autoload-disabled", pidstr, "res=1"),
+	       "%s", line);
+
+	/* Root may still rewrite kernel.modprobe (not sealed yet), and it does not matter. */
+	int mfd = open("/proc/sys/kernel/modprobe", O_WRONLY | O_CLOEXEC);
+	bool wrote = mfd >= 0 && write(mfd, "/sbin/test-modprobe\n", 20) == 20;
+	if (mfd >= 0)
+		close(mfd);
+	int a0 = count_lines(HELPER_LOG, "HELPER ");
+	long long t0 = now_ms();
+	errno = 0;
+	int afd = socket(AF_ALG, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	int aerr = errno;
+	long long took = now_ms() - t0;
+	sleep_ms(300);
+	int a1 = count_lines(HELPER_LOG, "HELPER ");
+	report("disabled_demand_load_fails_at_once",
+	       wrote && afd == -1 && aerr == EAFNOSUPPORT && a1 == a0 && !module_loaded("af_alg"),
+	       "kernel.modprobe rewritten by root=%d; socket(AF_ALG)=%d %s in %lld ms; helper runs "
+	       "%d->%d; af_alg loaded=%d", wrote, afd, errname(afd < 0 ? aerr : 0), took, a0, a1,
+	       module_loaded("af_alg"));
+	if (afd >= 0)
+		close(afd);
+	expect_finit("disabled_explicit_load_works", "/modules/signed/peinit_test_slow2.ko",
+		     "delay_ms=1", 0);
+	errno = 0;
+	r = lockdown(MODULE_LOCKDOWN_DISABLE_AUTOLOAD, MODULE_LOCKDOWN_TRIGGER_RUNTIME);
+	report("second_disable_autoload_noop", r == 0 &&
+	       kmsg_wait_line(2000, line, sizeof(line),
+			      "module_lockdown: autoload already disabled, no-op for ", pidstr,
+			      "result=already-disabled", NULL),
+	       "DISABLE_AUTOLOAD=%ld: %s", r, line);
+
+	/* Root seals kernel.modprobe: nobody, root included, can change it any more. */
+	errno = 0;
+	r = lockdown(MODULE_LOCKDOWN_SEAL_MODPROBE, MODULE_LOCKDOWN_TRIGGER_REGISTRY);
+	report("root_seal_modprobe", r == 0, "SEAL_MODPROBE=%ld %s", r, errname(r ? errno : 0));
+	check_new_op_state("modprobe_sealed_state", 1, 1);
+	report("seal_modprobe_logged",
+	       kmsg_wait_line(2000, line, sizeof(line), "module_lockdown: kernel.modprobe sealed by ",
+			      pidstr, "trigger=registry", "result=modprobe-sealed"),
+	       "%s", line);
+	report("seal_modprobe_audited",
+	       kmsg_wait_line(3000, line, sizeof(line), AUDIT_KERNEL_OTHER_STR,
+			      "op=module_lockdown action=seal-modprobe trigger=registry "
+			      "result=modprobe-sealed", pidstr, "res=1"),
+	       "%s", line);
+	errno = 0;
+	mfd = open("/proc/sys/kernel/modprobe", O_WRONLY | O_CLOEXEC);
+	int oerr = errno;
+	ssize_t wn = -1;
+	int werr = 0;
+	if (mfd >= 0) {
+		errno = 0;
+		wn = write(mfd, "/tmp/evil\n", 10);
+		werr = errno;
+		close(mfd);
+	}
+	report("sealed_modprobe_write_eperm",
+	       mfd >= 0 && wn == -1 && werr == EPERM &&
+	       file_contains("/proc/sys/kernel/modprobe", "/sbin/test-modprobe"),
+	       "open=%s write=%zd %s; kernel.modprobe still /sbin/test-modprobe=%d",
+	       mfd >= 0 ? "ok" : errname(oerr), wn, errname(werr),
+	       file_contains("/proc/sys/kernel/modprobe", "/sbin/test-modprobe"));
+	errno = 0;
+	r = lockdown(MODULE_LOCKDOWN_SEAL_MODPROBE, MODULE_LOCKDOWN_TRIGGER_RUNTIME);
+	report("second_seal_noop", r == 0 &&
+	       kmsg_wait_line(2000, line, sizeof(line),
+			      "module_lockdown: kernel.modprobe already sealed, no-op for ", pidstr,
+			      "result=already-sealed", NULL),
+	       "SEAL_MODPROBE=%ld: %s", r, line);
+	check_new_op_state("new_ops_final_state", 1, 1);
+
+	/* A caller cannot inject " key=value" text through its comm or exe. */
+	bool linked = link("/init", INJECT_EXE) == 0;
+	pid_t ipid = fork();
+	if (ipid == 0) {
+		char *argv[] = {(char *)INJECT_EXE, (char *)"inject-child", NULL};
+		execv(INJECT_EXE, argv);
+		_exit(3);
+	}
+	int ist = wait_child(ipid);
+	report("inject_child_refused", linked && ist == 0, "link=%d status=%d", linked, ist);
+	char comm_enc[64], exe_enc[128], want[300];
+	audit_encode(INJECT_COMM, comm_enc, sizeof(comm_enc));
+	audit_encode(INJECT_EXE, exe_enc, sizeof(exe_enc));
+	snprintf(pidstr, sizeof(pidstr), "pid=%d ", (int)ipid);
+	snprintf(want, sizeof(want), " comm=%s exe=%s cap_eff=0000000000000000 ", comm_enc, exe_enc);
+	bool found = kmsg_wait_line(2000, line, sizeof(line), "module_lockdown: lock refused", pidstr,
+				    NULL, NULL);
+	size_t ll = strlen(line);
+	const char *tail = " trigger=runtime-syscall result=denied suppressed=0";
+	report("inject_log_encoded",
+	       found && strstr(line, want) && ll > strlen(tail) &&
+	       !strcmp(line + ll - strlen(tail), tail) && !strstr(line, "comm=a result") &&
+	       !strstr(line, "trigger=registry"),
+	       "%s", line);
+	snprintf(want, sizeof(want), "comm=%s exe=%s", comm_enc, exe_enc);
+	report("inject_audit_encoded",
+	       kmsg_wait_line(3000, line, sizeof(line), AUDIT_KERNEL_OTHER_STR,
+			      "action=lock trigger=runtime-syscall result=denied", pidstr, want),
+	       "%s", line);
+
+	/*
+	 * A flood of refusals: after a quiet interval, the first few of the burst
+	 * are kept, the rest only counted, and the next kept record carries the
+	 * count.
+	 */
+	sleep_ms(5500);
+	pid_t fpid = run_child(child_flood);
+	int fst = wait_child(fpid);
+	report("flood_child_refused", fst == 0, "status=%d (%d refusals expected)", fst, FLOOD + 1);
+	snprintf(pidstr, sizeof(pidstr), "pid=%d ", (int)fpid);
+	long sum = 0, last = -1;
+	sleep_ms(200);
+	int n = count_refusals("module_lockdown: lock refused", pidstr, &sum, &last);
+	report("flood_log_rate_limited", n >= 2 && n <= 6 && n + sum == FLOOD + 1 && last > 0,
+	       "%d kernel-log records for %d refusals, suppressed counts sum to %ld, last "
+	       "suppressed=%ld", n, FLOOD + 1, sum, last);
+	kmsg_wait_line(3000, NULL, 0, AUDIT_KERNEL_OTHER_STR, pidstr, "suppressed=", NULL);
+	long asum = 0, alast = -1;
+	int an = count_refusals(AUDIT_KERNEL_OTHER_STR " ", pidstr, &asum, &alast);
+	report("flood_audit_rate_limited", an >= 1 && an <= 6 && alast == last,
+	       "%d audit records for %d refusals, the last with suppressed=%ld", an, FLOOD + 1,
+	       alast);
+}
+
 static void setup(void)
 {
 	mkdir("/proc", 0555);
@@ -673,14 +1140,20 @@ static void setup(void)
 	       "kernel.modprobe=/sbin/test-modprobe");
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "inject-child"))
+		return inject_child();
 	setup();
 	char *cmdline = read_file("/proc/cmdline", NULL);
 	bool enforce = cmdline && strstr(cmdline, "probe_mode=enforce");
-	out_line(enforce ? "PROBE-MODE enforce\n" : "PROBE-MODE main\n");
+	bool autoload = cmdline && strstr(cmdline, "probe_mode=autoload");
+	out_line(enforce ? "PROBE-MODE enforce\n" : autoload ? "PROBE-MODE autoload\n"
+							      : "PROBE-MODE main\n");
 	if (enforce)
 		run_enforce();
+	else if (autoload)
+		run_autoload();
 	else
 		run_main();
 	free(cmdline);
