@@ -79,6 +79,7 @@ Result<ImageSigningKey> LoadImageSigningKey(const ImageDefinition& def,
                                        ": signing_key: ");
         return ImageSigningKey{std::move(*key), def.signing_key->value};
     }
+    if (auto r = CheckPrivateKeyDir(key_dir); !r) return r.error().Context("image key directory: ");
     const std::string path = key_dir + "/" + kKeyFileName;
     struct stat st;
     if (::stat(path.c_str(), &st) != 0) {

@@ -335,10 +335,20 @@ void FindProblems(Status& s) {
         s.problems.push_back("hive " + s.hive_path + " not usable, hardened fallback applied: " +
                              Join(s.hive_errors, "; "));
     }
+    if (s.autoload.value == "disabled" && s.autoload_disabled == false &&
+        !s.locked.value_or(false)) {
+        s.problems.push_back(
+            "AutoLoadPolicy=disabled but the kernel's autoload gate is not set: only "
+            "kernel.modprobe stands between a demand load and the helper");
+    }
     if (s.autoload.value == "disabled" && s.modprobe && !s.modprobe->empty() &&
         s.mechanism != "syscall") {
         s.problems.push_back("AutoLoadPolicy=disabled but kernel.modprobe is \"" + *s.modprobe +
                              "\"");
+    }
+    if (s.signing.value == "enforce" && s.tainted && (*s.tainted & (uint64_t{1} << 13)) != 0) {
+        s.problems.push_back("SigningPolicy=enforce but the kernel is tainted E: an unsigned "
+                             "module was loaded");
     }
     if (s.signing.value == "enforce" && s.sig_enforce == "0") {
         s.problems.push_back("SigningPolicy=enforce but sig_enforce is 0");
@@ -375,13 +385,46 @@ void FindProblems(Status& s) {
 
 }  // namespace
 
-// The exact lines the kernel patch writes (kernel/patches/0002, module_lockdown_report):
-//   module_lockdown: <what> pid=%d uid=%u euid=%u auid=%u ses=%u comm=%*pE exe=%*pE
-//                    cap_eff=%s trigger=%s result=%s
-// with <what> one of the three openings below, each with its one result. comm and exe are the
-// caller's and may hold spaces and `key=value` text, so the kernel's own fields are read from
-// both ends, never searched for: pid to ses from the start, cap_eff, trigger and result from the
-// end. Anything else is not lock evidence.
+// The exact lines the kernel patch writes for LOCK (kernel/patches/0005,
+// module_lockdown_report):
+//   module_lockdown: <what> pid=%d uid=%u euid=%u auid=%u ses=%u comm=ENC exe=ENC
+//                    cap_eff=%s trigger=%s result=%s[ suppressed=%u]
+// with <what> one of the three openings below, each with its one result, and " suppressed=N"
+// on refusals only. comm and exe are the caller's: the kernel writes them as
+// audit_log_untrustedstring does ("text" without spaces, quotes or control bytes, else the bytes
+// in upper-case hex), so neither holds a space and the line splits into exactly its fields.
+// Anything else (other openings, other ops' lines, a field out of place) is not lock evidence.
+namespace {
+
+// Decodes an audit-encoded value: "text" or upper-case hex of an even length.
+std::optional<std::string> DecodeUntrusted(std::string_view v) {
+    if (v.size() >= 2 && v.front() == '"' && v.back() == '"') {
+        std::string_view inner = v.substr(1, v.size() - 2);
+        for (char c : inner) {
+            if (c == '"' || static_cast<unsigned char>(c) < 0x21 ||
+                static_cast<unsigned char>(c) > 0x7e) {
+                return std::nullopt;
+            }
+        }
+        return std::string(inner);
+    }
+    if (v.empty() || v.size() % 2 != 0) return std::nullopt;
+    std::string out;
+    auto nibble = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    for (std::size_t i = 0; i < v.size(); i += 2) {
+        int hi = nibble(v[i]), lo = nibble(v[i + 1]);
+        if (hi < 0 || lo < 0) return std::nullopt;
+        out.push_back(static_cast<char>(hi * 16 + lo));
+    }
+    return out;
+}
+
+}  // namespace
+
 std::optional<LockLogEvent> ParseLockLogLine(std::string_view message, int64_t time_us) {
     static constexpr std::pair<std::string_view, std::string_view> kOpenings[] = {
         {"module_lockdown: locked by ", "locked"},
@@ -399,46 +442,46 @@ std::optional<LockLogEvent> ParseLockLogLine(std::string_view message, int64_t t
     if (expected.empty()) return std::nullopt;
     while (!rest.empty() && (rest.back() == '\n' || rest.back() == '\r')) rest.remove_suffix(1);
 
-    // From the start: pid=N uid=N euid=N auid=N ses=N comm=
+    std::vector<std::string_view> fields;
+    for (std::size_t pos = 0;;) {
+        auto sp = rest.find(' ', pos);
+        fields.push_back(rest.substr(pos, sp == std::string_view::npos ? sp : sp - pos));
+        if (sp == std::string_view::npos) break;
+        pos = sp + 1;
+    }
+    const bool refusal = expected == "denied";
+    constexpr std::string_view kKeys[] = {"pid",     "uid",     "euid",   "auid",       "ses",
+                                          "comm",    "exe",     "cap_eff", "trigger", "result",
+                                          "suppressed"};
+    const std::size_t want = refusal ? 11 : 10;
+    if (fields.size() != want) return std::nullopt;
+    std::string_view values[11];
+    for (std::size_t i = 0; i < want; ++i) {
+        const std::string key = std::string(kKeys[i]) + "=";
+        if (!fields[i].starts_with(key) || fields[i].size() == key.size()) return std::nullopt;
+        values[i] = fields[i].substr(key.size());
+    }
+    auto all = [](std::string_view v, auto pred) {
+        return std::all_of(v.begin(), v.end(), [&](char c) { return pred(static_cast<unsigned char>(c)); });
+    };
+    auto digit = [](unsigned char c) { return std::isdigit(c) != 0; };
+    int64_t numbers[5];
+    for (int i = 0; i < 5; ++i) {
+        if (values[i].size() > 19 || !all(values[i], digit)) return std::nullopt;
+        numbers[i] = std::stoll(std::string(values[i]));
+    }
+    auto comm = DecodeUntrusted(values[5]);
+    if (!comm || !DecodeUntrusted(values[6])) return std::nullopt;
+    if (!all(values[7], [](unsigned char c) { return std::isxdigit(c) != 0; })) return std::nullopt;
+    auto word = [](unsigned char c) { return std::islower(c) || c == '-'; };
+    if (!all(values[8], word) || values[9] != expected) return std::nullopt;
+    if (refusal && (values[10].size() > 10 || !all(values[10], digit))) return std::nullopt;
+
     LockLogEvent e;
     e.time_us = time_us;
-    int64_t numbers[5];
-    constexpr std::string_view kNumbered[] = {"pid=", "uid=", "euid=", "auid=", "ses="};
-    for (int i = 0; i < 5; ++i) {
-        if (!rest.starts_with(kNumbered[i])) return std::nullopt;
-        rest.remove_prefix(kNumbered[i].size());
-        std::size_t digits = 0;
-        while (digits < rest.size() && digits < 19 && std::isdigit(static_cast<unsigned char>(rest[digits]))) {
-            ++digits;
-        }
-        if (digits == 0 || digits >= rest.size() || rest[digits] != ' ') return std::nullopt;
-        numbers[i] = std::stoll(std::string(rest.substr(0, digits)));
-        rest.remove_prefix(digits + 1);
-    }
-    if (!rest.starts_with("comm=")) return std::nullopt;
-    rest.remove_prefix(5);
-    // From the end: " cap_eff=HEX trigger=WORD result=WORD".
-    auto take_last = [&](std::string_view key, auto valid) -> std::optional<std::string> {
-        const std::string needle = " " + std::string(key) + "=";
-        auto pos = rest.rfind(needle);
-        if (pos == std::string_view::npos) return std::nullopt;
-        std::string_view value = rest.substr(pos + needle.size());
-        if (value.empty() || !std::all_of(value.begin(), value.end(), valid)) return std::nullopt;
-        rest = rest.substr(0, pos);
-        return std::string(value);
-    };
-    auto word = [](char c) { return std::islower(static_cast<unsigned char>(c)) || c == '-'; };
-    auto hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
-    auto result = take_last("result", word);
-    auto trigger = result ? take_last("trigger", word) : std::nullopt;
-    auto cap_eff = trigger ? take_last("cap_eff", hex) : std::nullopt;
-    if (!cap_eff || *result != expected) return std::nullopt;
-    // What is left is "COMM exe=EXE"; the comm is shown, never trusted for anything.
-    auto exe = rest.find(" exe=");
-    if (exe == std::string_view::npos) return std::nullopt;
-    e.result = *result;
-    e.trigger = *trigger;
-    e.comm = std::string(rest.substr(0, exe));
+    e.result = std::string(values[9]);
+    e.trigger = std::string(values[8]);
+    e.comm = *comm;
     e.pid = numbers[0];
     e.uid = numbers[1];
     return e;
@@ -457,6 +500,9 @@ int Status::ExitCode() const {
 // Who answers the kernel's demand loads (request_module) and what it enforces.
 std::string DescribeHelper(const Status& s) {
     if (s.locked.value_or(false)) return "none: module loading is locked";
+    if (s.autoload_disabled.value_or(false)) {
+        return "none: autoload is disabled in the kernel (request_module fails at once)";
+    }
     if (!s.modprobe) return "";
     const std::string policy =
         s.autoload.value.empty() ? "" : "AutoLoadPolicy=" + s.autoload.value + " and the blacklist";
@@ -472,6 +518,39 @@ std::string DescribeHelper(const Status& s) {
            " on demand loads";
 }
 
+// The kernel's taint letters (kernel/panic.c, taint_flags[]), bit 0 first.
+std::vector<std::string> TaintFlags(uint64_t mask) {
+    static constexpr std::string_view kFlags[] = {
+        "P: proprietary module loaded",     "F: module force-loaded",
+        "S: kernel running on an out-of-specification system",
+        "R: module force-unloaded",         "M: machine check exception",
+        "B: bad page referenced",           "U: taint requested by user space",
+        "D: kernel oops or BUG",            "A: ACPI table overridden by user",
+        "W: kernel warning",                "C: staging driver loaded",
+        "I: firmware bug workaround",       "O: out-of-tree module loaded",
+        "E: unsigned module loaded",        "L: soft lockup",
+        "K: kernel live-patched",           "X: auxiliary taint (distribution)",
+        "T: kernel built with the struct randomization plugin"};
+    std::vector<std::string> out;
+    for (std::size_t bit = 0; bit < 64; ++bit) {
+        if ((mask & (uint64_t{1} << bit)) == 0) continue;
+        out.push_back(bit < std::size(kFlags) ? std::string(kFlags[bit])
+                                              : "bit " + std::to_string(bit));
+    }
+    return out;
+}
+
+std::optional<uint64_t> ParseTaint(std::string_view raw) {
+    const std::string text = Trim(raw);
+    if (text.empty() || text.size() > 20) return std::nullopt;
+    uint64_t v = 0;
+    for (char c : text) {
+        if (c < '0' || c > '9') return std::nullopt;
+        v = v * 10 + static_cast<uint64_t>(c - '0');
+    }
+    return v;
+}
+
 Status BuildStatus(const StatusInputs& in) {
     Status s;
     const KernelFacts& k = in.kernel;
@@ -482,7 +561,13 @@ Status BuildStatus(const StatusInputs& in) {
     }
     if (k.sig_enforce) s.sig_enforce = NormaliseBoolText(*k.sig_enforce);
     if (k.lsm_lockdown) s.lsm_lockdown = ActiveLsmLevel(*k.lsm_lockdown);
+    if (k.tainted) {
+        s.tainted = ParseTaint(*k.tainted);
+        if (s.tainted) s.taint_flags = TaintFlags(*s.tainted);
+    }
     if (k.modprobe) s.modprobe = Trim(*k.modprobe);
+    s.autoload_disabled = k.autoload_disabled;
+    s.modprobe_sealed = k.modprobe_sealed;
 
     if (auto t = LoadRecord("policy", in.policy, s)) ReadPolicy(*t, s);
     std::optional<LockdownRecord> lockdown;
@@ -504,6 +589,11 @@ Status BuildStatus(const StatusInputs& in) {
 
     ResolveLock(k, lockdown, s);
     s.helper = DescribeHelper(s);
+    if (s.locked.value_or(false) || s.autoload_disabled.value_or(false)) {
+        s.autoload_enforced_by = "kernel";
+    } else if (s.modprobe) {
+        s.autoload_enforced_by = "helper-path";
+    }
     if (in.blacklist_exported) s.blacklist_export = "/run/modprobe.d/peinit-blacklist.conf";
     FindProblems(s);
     return s;
@@ -589,8 +679,26 @@ std::string RenderStatusText(const Status& s) {
     }
     Line(out, "sig_enforce", s.sig_enforce.value_or("unknown"));
     Line(out, "lockdown LSM", s.lsm_lockdown.value_or("not present"));
+    if (s.tainted) {
+        Line(out, "tainted", *s.tainted == 0 ? "0 (not tainted)"
+                                             : std::to_string(*s.tainted) + " (" +
+                                                   Join(s.taint_flags, "; ") + ")");
+    }
     if (s.modprobe) Line(out, "kernel.modprobe", s.modprobe->empty() ? "(empty)" : *s.modprobe);
+    if (s.modprobe_sealed) {
+        Line(out, "modprobe sealed",
+             *s.modprobe_sealed ? "yes: kernel.modprobe can no longer be changed"
+                                : "no: root can still change kernel.modprobe");
+    }
     if (!s.helper.empty()) Line(out, "demand loads", s.helper);
+    if (s.autoload_disabled.value_or(false)) {
+        Line(out, "autoload gate", "disabled in the kernel: request_module fails at once");
+    } else if (s.autoload_disabled) {
+        Line(out, "autoload gate", "open: the policy is enforced by the helper path");
+    } else if (s.modprobe) {
+        Line(out, "autoload gate",
+             "not in this kernel: the policy is enforced only by the helper path");
+    }
 
     out << "Policy:\n";
     if (!s.policy_present) {
@@ -721,8 +829,17 @@ std::string RenderStatusJson(const Status& s) {
     toml::table kernel;
     if (s.sig_enforce) kernel.insert("sig_enforce", *s.sig_enforce);
     if (s.lsm_lockdown) kernel.insert("lsm_lockdown", *s.lsm_lockdown);
+    if (s.tainted) {
+        toml::array flags;
+        for (const auto& f : s.taint_flags) flags.push_back(f);
+        kernel.insert("tainted", static_cast<int64_t>(*s.tainted));
+        kernel.insert("taint_flags", std::move(flags));
+    }
     if (s.modprobe) kernel.insert("modprobe", *s.modprobe);
     if (!s.helper.empty()) kernel.insert("helper", s.helper);
+    if (s.autoload_disabled) kernel.insert("autoload_disabled", *s.autoload_disabled);
+    if (s.modprobe_sealed) kernel.insert("modprobe_sealed", *s.modprobe_sealed);
+    if (!s.autoload_enforced_by.empty()) kernel.insert("autoload_enforced_by", s.autoload_enforced_by);
 
     toml::array blacklist;
     for (const auto& b : s.blacklist) {

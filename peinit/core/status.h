@@ -40,8 +40,14 @@ struct KernelFacts {
     std::optional<bool> sysctl_locked;        // /proc/sys/kernel/module_loading_locked
     std::optional<bool> modules_disabled;     // /proc/sys/kernel/modules_disabled
     std::optional<std::string> modprobe;      // /proc/sys/kernel/modprobe ("" = empty)
+    // The kernel's one-way autoload gates (R-27): module_lockdown(QUERY_AUTOLOAD /
+    // QUERY_MODPROBE), else /proc/sys/kernel/{module_autoload_disabled,modprobe_sealed}.
+    // nullopt: this kernel has no such gate (stock kernel, or not readable).
+    std::optional<bool> autoload_disabled;
+    std::optional<bool> modprobe_sealed;
     std::optional<std::string> sig_enforce;   // /sys/module/module/parameters/sig_enforce
     std::optional<std::string> lsm_lockdown;  // /sys/kernel/security/lockdown, raw
+    std::optional<std::string> tainted;       // /proc/sys/kernel/tainted, raw (a decimal mask)
     // Every module_lockdown line of the kernel log, oldest first (when the log was readable).
     std::optional<std::vector<LockLogEvent>> lock_log;
     std::vector<std::string> notes;  // why something could not be read
@@ -143,9 +149,19 @@ struct Status {
     // --- kernel knobs -----------------------------------------------------------------------
     std::optional<std::string> sig_enforce;   // "1"/"0" (Y/N normalised)
     std::optional<std::string> lsm_lockdown;  // active level: "none", "integrity", ...
+    // kernel.tainted: the mask, and its flags as the kernel prints them ("E: unsigned module
+    // loaded", ...), lowest bit first; nullopt when not readable.
+    std::optional<uint64_t> tainted;
+    std::vector<std::string> taint_flags;
     std::optional<std::string> modprobe;      // kernel.modprobe as the kernel has it
     // Who answers demand loads and what it enforces (from the lock, kernel.modprobe, policy).
     std::string helper;
+    // The kernel's autoload gates (R-27); nullopt: the kernel has none (stock kernel).
+    std::optional<bool> autoload_disabled;  // request_module fails at once for every caller
+    std::optional<bool> modprobe_sealed;    // kernel.modprobe can no longer be written
+    // "kernel" (autoload disabled in the kernel, or loading locked) or "helper-path" (only
+    // kernel.modprobe stands between a demand load and the policy).
+    std::string autoload_enforced_by;
 
     // --- policy (policy.json) -----------------------------------------------------------------
     bool policy_present = false;
@@ -215,6 +231,10 @@ struct Status {
     int ExitCode() const;
     bool RecordMissing() const;
 };
+
+// kernel.tainted as the kernel prints it: one "LETTER: meaning" per set bit, bit 0 first.
+std::vector<std::string> TaintFlags(uint64_t mask);
+std::optional<uint64_t> ParseTaint(std::string_view text);
 
 Status BuildStatus(const StatusInputs& inputs);
 

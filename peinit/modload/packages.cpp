@@ -115,12 +115,13 @@ ModuleSource PackageSet::Find(std::string_view module) {
         Entry& entry = entries_[it->second.first];
         const std::size_t i = it->second.second;
         source.package = entry.file;
-        if (!entry.package->Verified(i) && !entry.package->rejection()) {
+        if (entry.report.verified && !entry.package->Verified(i) &&
+            !entry.package->rejection()) {
             const std::size_t one[] = {i};
             if (auto r = entry.package->Verify(one); !r) Reject(entry, r.error());
             Refresh(entry);
         }
-        if (const VerifiedFile* f = entry.package->Verified(i)) {
+        if (const VerifiedFile* f = entry.package->Verified(i); f && entry.report.verified) {
             source.file = f;
             return source;
         }
@@ -138,6 +139,13 @@ ModuleSource PackageSet::Find(std::string_view module) {
     }
     source.failure = "not in a verified package";
     return source;
+}
+
+void PackageSet::RejectPackageOf(std::string_view module, const Error& error) {
+    std::lock_guard lock(mu_);
+    if (auto it = index_.find(NormalizeModuleName(module)); it != index_.end()) {
+        Reject(entries_[it->second.first], error);
+    }
 }
 
 std::size_t PackageSet::SizeOf(std::string_view module) const {

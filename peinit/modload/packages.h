@@ -81,6 +81,10 @@ class PackageSet {
     // tampered member still only rejects its package when it is needed.
     void PrecomputeDigests(unsigned max_threads);
 
+    // Rejects the package providing `module` from now on (a check after the hashes failed: its
+    // member holds another module than its name says); nothing more loads from it.
+    void RejectPackageOf(std::string_view module, const Error& error);
+
     // The size of the member providing `module` (its signed manifest size, nothing hashed), 0
     // when no usable package has it: the loader's estimate of what a load costs.
     std::size_t SizeOf(std::string_view module) const;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <set>
 
 #include "peinit/core/cmdline.h"
@@ -9,6 +10,7 @@
 #include "peinit/sys/kernel.h"
 #include "peinit/sys/kmod.h"
 #include "peinit/sys/module_decompress.h"
+#include "peinit/sys/module_elf.h"
 
 namespace peinit {
 
@@ -140,6 +142,14 @@ LoadAttempt ModloadSession::LoadEntry(const PlanEntry& e) {
         a.error = image.error().code();
         a.cause = "cannot decompress";
         a.message = image.error().message();
+        return a;
+    }
+    // The bytes must be the module they are looked up as: a signed member holding another
+    // module rejects its package, like a hash mismatch.
+    if (auto named = CheckModuleName(image->bytes(), e.name, src.file->path()); !named) {
+        Packages().RejectPackageOf(e.name, named.error());
+        a.cause = "package rejected";
+        a.message = "package rejected (" + src.package + ": " + named.error().message() + ")";
         return a;
     }
     ++load_calls_;
@@ -303,6 +313,37 @@ DemandLoadReport ModloadSession::DemandResolved(std::string_view alias,
         report.error = plan.error().message();
         return report;
     }
+    // Soft dependencies (softdep pre/post) are modules of their own that nobody listed: the
+    // policy decides on them like on the module asked for. Hard dependencies come with an
+    // allowed module (it cannot work without them). A refused soft dependency is left out of
+    // the plan, as the planner leaves out one that cannot load.
+    std::map<std::string, std::string> soft_refused;  // module -> reason
+    {
+        std::set<std::string> hard(modules.begin(), modules.end());
+        for (bool grew = true; grew;) {
+            grew = false;
+            for (const auto& e : plan->entries) {
+                if (!hard.count(e.name)) continue;
+                for (const auto& d : e.hard_deps) grew = hard.insert(d).second || grew;
+            }
+        }
+        for (const auto& e : plan->entries) {
+            if (hard.count(e.name) || e.status != ModuleStatus::kLoad) continue;
+            DemandDecision d = DecideDemandLoad(policy_, alias, e.name);
+            if (d.allowed()) continue;
+            soft_refused[e.name] = d.reason;
+            report.soft_refused.push_back({e.name, d.reason});
+            input.blacklist.push_back({e.name, "refused soft dependency: " + d.reason});
+        }
+        if (!soft_refused.empty()) {
+            plan = BuildPlan(**db, input);
+            (void)(*db)->TakeWarnings();
+            if (!plan) {
+                report.error = plan.error().message();
+                return report;
+            }
+        }
+    }
 
     // 3. Load in plan order on one worker. Dependencies the kernel already has are live from
     //    the start and left out of the report, like built-ins.
@@ -325,6 +366,10 @@ DemandLoadReport ModloadSession::DemandResolved(std::string_view alias,
         const bool is_job = i < loadable;
         ModuleOutcome o = OutcomeOf(*plan, input, i, is_job ? &jobs[i] : nullptr,
                                     is_job ? &run.results[i] : nullptr);
+        if (auto it = soft_refused.find(o.module); it != soft_refused.end()) {
+            o.status = Status::kSkipped;
+            o.reason = "refused: " + it->second + " (a soft dependency is decided on its own)";
+        }
         if (o.status == Status::kBlacklisted && Contains(modules, o.module)) {
             report.refused.push_back({o.module, "blacklisted (" + o.reason + ")"});
         }

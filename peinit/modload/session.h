@@ -50,6 +50,8 @@ struct DemandLoadReport {
     // Every module attempted, refused or skipped (modules already live are left out).
     std::vector<ModuleOutcome> outcomes;
     std::vector<DemandRefusal> refused;
+    // Soft dependencies the policy refused (left out; the modules asked for still load).
+    std::vector<DemandRefusal> soft_refused;
     // Requested modules that were already live (or built in): nothing to do.
     std::vector<std::string> already_live;
     // The tree could not be read or planned.

@@ -1,5 +1,6 @@
 #include "peinit/sys/fake_kernel.h"
 
+#include <linux/capability.h>
 #include <linux/module_lockdown.h>
 
 #include <algorithm>
@@ -14,6 +15,8 @@ namespace {
 
 constexpr const char* kModulesDisabled = "kernel/modules_disabled";
 constexpr const char* kLockedSysctl = "kernel/module_loading_locked";
+constexpr const char* kAutoloadSysctl = "kernel/module_autoload_disabled";
+constexpr const char* kSealedSysctl = "kernel/modprobe_sealed";
 
 bool IsKnownTrigger(unsigned int trigger) {
     return trigger == MODULE_LOCKDOWN_TRIGGER_REGISTRY ||
@@ -64,6 +67,8 @@ std::string_view ToString(KernelOp op) {
             return "module_lockdown";
         case KernelOp::kReboot:
             return "reboot";
+        case KernelOp::kAudit:
+            return "audit";
         case KernelOp::kSpawn:
             return "spawn";
         case KernelOp::kExec:
@@ -106,6 +111,26 @@ void FakeKernel::SetPrivileged(bool privileged) {
 void FakeKernel::SetUnpatched(bool unpatched) {
     std::lock_guard lock(mutex_);
     unpatched_ = unpatched;
+}
+
+void FakeKernel::SetNoAutoloadGates(bool none) {
+    std::lock_guard lock(mutex_);
+    no_autoload_gates_ = none;
+}
+
+void FakeKernel::SetAuditAvailable(bool available) {
+    std::lock_guard lock(mutex_);
+    audit_available_ = available;
+}
+
+bool FakeKernel::IsAutoloadDisabled() const {
+    std::lock_guard lock(mutex_);
+    return autoload_disabled_;
+}
+
+bool FakeKernel::IsModprobeSealed() const {
+    std::lock_guard lock(mutex_);
+    return modprobe_sealed_;
 }
 
 void FakeKernel::SetOpError(KernelOp op, const std::string& name, int err) {
@@ -151,6 +176,10 @@ std::optional<unsigned int> FakeKernel::LockTrigger() const {
 std::optional<std::string> FakeKernel::Sysctl(const std::string& key) const {
     std::lock_guard lock(mutex_);
     if (key == kLockedSysctl && !unpatched_) return std::string(locked_ ? "1" : "0");
+    if (!unpatched_ && !no_autoload_gates_) {
+        if (key == kAutoloadSysctl) return std::string(autoload_disabled_ ? "1" : "0");
+        if (key == kSealedSysctl) return std::string(modprobe_sealed_ ? "1" : "0");
+    }
     auto it = sysctl_.find(key);
     if (it == sysctl_.end()) return std::nullopt;
     return it->second;
@@ -280,18 +309,34 @@ Result<int> FakeKernel::ModuleLockdown(unsigned int op, unsigned int trigger) {
     int value = 0;
     {
         std::lock_guard lock(mutex_);
+        const bool gate_op = op >= MODULE_LOCKDOWN_DISABLE_AUTOLOAD &&
+                             op <= MODULE_LOCKDOWN_QUERY_MODPROBE;
+        const bool query = op == MODULE_LOCKDOWN_QUERY || op == MODULE_LOCKDOWN_QUERY_AUTOLOAD ||
+                           op == MODULE_LOCKDOWN_QUERY_MODPROBE;
         if (unpatched_) {
             error = ENOSYS;
-        } else if (op == MODULE_LOCKDOWN_QUERY) {
+        } else if (gate_op && no_autoload_gates_) {
+            error = EINVAL;  // an older patch: unknown op
+        } else if (query) {
             if (trigger != 0 && !IsKnownTrigger(trigger)) {
                 error = EINVAL;
-            } else {
+            } else if (op == MODULE_LOCKDOWN_QUERY) {
                 value = locked_ ? 1 : 0;
+            } else if (op == MODULE_LOCKDOWN_QUERY_AUTOLOAD) {
+                value = autoload_disabled_ ? 1 : 0;
+            } else {
+                value = modprobe_sealed_ ? 1 : 0;
             }
-        } else if (op != MODULE_LOCKDOWN_LOCK || !IsKnownTrigger(trigger)) {
+        } else if ((op != MODULE_LOCKDOWN_LOCK && op != MODULE_LOCKDOWN_DISABLE_AUTOLOAD &&
+                    op != MODULE_LOCKDOWN_SEAL_MODPROBE) ||
+                   !IsKnownTrigger(trigger)) {
             error = EINVAL;
         } else if (!privileged_) {
             error = EPERM;  // and the flag stays as it was
+        } else if (op == MODULE_LOCKDOWN_DISABLE_AUTOLOAD) {
+            autoload_disabled_ = true;
+        } else if (op == MODULE_LOCKDOWN_SEAL_MODPROBE) {
+            modprobe_sealed_ = true;
         } else {
             if (!locked_) lock_trigger_ = trigger;
             locked_ = true;
@@ -331,6 +376,10 @@ Result<void> FakeKernel::WriteSysctl(const std::string& key, const std::string& 
         } else if (key == kLockedSysctl) {
             // Mode 0444: even root's open(O_WRONLY) is refused.
             error = unpatched_ ? ENOENT : EACCES;
+        } else if ((key == kAutoloadSysctl || key == kSealedSysctl)) {
+            error = unpatched_ || no_autoload_gates_ ? ENOENT : EACCES;
+        } else if (key == "kernel/modprobe" && modprobe_sealed_) {
+            error = EPERM;  // MODULE_LOCKDOWN_SEAL_MODPROBE: one-way, root included
         } else if (sysctl_.count(key) == 0) {
             error = ENOENT;
         } else if (key == kModulesDisabled) {
@@ -443,6 +492,22 @@ Result<void> FakeKernel::Mknod(const std::string& path, mode_t mode, dev_t dev) 
     }
     return Record(KernelOp::kMknod, path,
                   "mode=" + std::to_string(mode) + " dev=" + std::to_string(dev), error, start);
+}
+
+bool FakeKernel::HasCapability(int cap) {
+    std::lock_guard lock(mutex_);
+    return privileged_ || (cap != CAP_SYS_ADMIN && cap != CAP_SYS_MODULE);
+}
+
+Result<void> FakeKernel::AuditUserMessage(int type, const std::string& text) {
+    const auto start = Clock::now();
+    int error;
+    {
+        std::lock_guard lock(mutex_);
+        error = !audit_available_ ? EPROTONOSUPPORT
+                                  : ScriptedError(KernelOp::kAudit, std::to_string(type));
+    }
+    return Record(KernelOp::kAudit, std::to_string(type), text, error, start);
 }
 
 Result<void> FakeKernel::Reboot(int cmd) {

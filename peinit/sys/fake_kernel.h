@@ -43,6 +43,7 @@ enum class KernelOp {
     kWriteSysfs,
     kModuleLockdown,
     kReboot,
+    kAudit,
     kSpawn,
     kExec,
     kSwitchRoot,
@@ -78,6 +79,12 @@ class FakeKernel final : public Kernel {
     // An unpatched kernel: module_lockdown fails with ENOSYS and there is no
     // kernel/module_loading_locked sysctl.
     void SetUnpatched(bool unpatched);
+    // A patched kernel from before the autoload gates: module_lockdown's
+    // DISABLE_AUTOLOAD, SEAL_MODPROBE and their QUERY ops fail with EINVAL, and their sysctls
+    // are absent.
+    void SetNoAutoloadGates(bool none);
+    // A kernel without audit (CONFIG_AUDIT off): AuditUserMessage fails with EPROTONOSUPPORT.
+    void SetAuditAvailable(bool available);
     // Fails every call of `op` on `name` (a path, key or module) with `err`.
     void SetOpError(KernelOp op, const std::string& name, int err);
     void SetSysctl(const std::string& key, const std::string& value);
@@ -88,6 +95,10 @@ class FakeKernel final : public Kernel {
     // Loaded modules in load-completion order.
     std::vector<std::string> LoadedModules() const;
     bool IsLocked() const;
+    // DISABLE_AUTOLOAD / SEAL_MODPROBE have been applied (sealed: kernel.modprobe writes fail
+    // with EPERM).
+    bool IsAutoloadDisabled() const;
+    bool IsModprobeSealed() const;
     // The trigger of the LOCK that set the flag (nullopt while unlocked).
     std::optional<unsigned int> LockTrigger() const;
     std::optional<std::string> Sysctl(const std::string& key) const;
@@ -113,6 +124,11 @@ class FakeKernel final : public Kernel {
     Result<std::string> ReadSysfs(const std::string& path) override;
     Result<void> WriteSysfs(const std::string& path, const std::string& value) override;
     Result<int> ModuleLockdown(unsigned int op, unsigned int trigger) override;
+    // SetPrivileged(false) drops CAP_SYS_ADMIN and CAP_SYS_MODULE; every other cap is held.
+    bool HasCapability(int cap) override;
+    // Recorded (op kAudit, name = the type, args = the text); EPROTONOSUPPORT after
+    // SetAuditAvailable(false).
+    Result<void> AuditUserMessage(int type, const std::string& text) override;
     Result<void> Reboot(int cmd) override;
     Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                         const SpawnOptions& options) override;
@@ -149,6 +165,10 @@ class FakeKernel final : public Kernel {
     bool privileged_ = true;
     bool unpatched_ = false;
     bool locked_ = false;
+    bool no_autoload_gates_ = false;
+    bool audit_available_ = true;
+    bool autoload_disabled_ = false;
+    bool modprobe_sealed_ = false;
     std::optional<unsigned int> lock_trigger_;
     std::map<std::string, std::string> sysctl_;
     std::map<std::string, std::string> sysfs_;

@@ -69,6 +69,13 @@ class Kernel {
     // LOCK returns 0. ENOSYS on an unpatched kernel.
     virtual Result<int> ModuleLockdown(unsigned int op, unsigned int trigger) = 0;
 
+    // Whether the calling process holds capability `cap` (CAP_*) in its effective set.
+    virtual bool HasCapability(int cap) = 0;
+    // Sends a user-space audit record of `type` (an AUDIT_USER_* / AUDIT_USYS_* message type
+    // of <linux/audit.h>) with `text` ("key=value ...") over the audit netlink socket; the kernel
+    // adds the caller's pid, uid, auid and session. EPROTONOSUPPORT when the kernel has no audit.
+    virtual Result<void> AuditUserMessage(int type, const std::string& text) = 0;
+
     // reboot(2) with a LINUX_REBOOT_CMD_* / RB_* command. Does not return on success.
     virtual Result<void> Reboot(int cmd) = 0;
 

@@ -2,19 +2,25 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/audit.h>
 #include <linux/capability.h>
+#include <linux/netlink.h>
 #include <linux/close_range.h>
 #include <linux/module_lockdown.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 namespace peinit {
 
@@ -153,6 +159,49 @@ Result<int> LinuxKernel::ModuleLockdown(unsigned int op, unsigned int trigger) {
     (void)trigger;
     return Err("module_lockdown: not available on this architecture", ENOSYS);
 #endif
+}
+
+bool LinuxKernel::HasCapability(int cap) {
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+    if (::syscall(SYS_capget, &header, data) != 0) return false;
+    return (data[CAP_TO_INDEX(cap)].effective & CAP_TO_MASK(cap)) != 0;
+}
+
+Result<void> LinuxKernel::AuditUserMessage(int type, const std::string& text) {
+    int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_AUDIT);
+    if (fd < 0) return ErrnoErr("audit netlink socket");
+    struct {
+        nlmsghdr header;
+        char text[AUDIT_MESSAGE_TEXT_MAX];
+    } request{};
+    const std::size_t length = std::min(text.size(), sizeof(request.text) - 1);
+    std::memcpy(request.text, text.data(), length);
+    request.header.nlmsg_len = NLMSG_LENGTH(length + 1);
+    request.header.nlmsg_type = static_cast<uint16_t>(type);
+    request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+    request.header.nlmsg_seq = 1;
+    sockaddr_nl kernel{};
+    kernel.nl_family = AF_NETLINK;
+    timeval timeout{1, 0};  // the kernel answers at once; never hang PID 1 on audit
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    if (::sendto(fd, &request, request.header.nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel),
+                 sizeof(kernel)) < 0) {
+        int err = errno;
+        ::close(fd);
+        return ErrnoErr("audit netlink send", err);
+    }
+    alignas(nlmsghdr) char reply[256];
+    ssize_t n = ::recv(fd, reply, sizeof(reply), 0);
+    int err = n < 0 ? errno : 0;
+    ::close(fd);
+    if (n < 0) return ErrnoErr("audit netlink acknowledgement", err);
+    auto* answer = reinterpret_cast<nlmsghdr*>(reply);
+    if (NLMSG_OK(answer, static_cast<unsigned>(n)) && answer->nlmsg_type == NLMSG_ERROR) {
+        auto* e = static_cast<nlmsgerr*>(NLMSG_DATA(answer));
+        if (e->error != 0) return ErrnoErr("audit record", -e->error);
+    }
+    return Ok();
 }
 
 Result<void> LinuxKernel::Reboot(int cmd) {

@@ -24,6 +24,8 @@ class LinuxKernel final : public Kernel {
     Result<std::string> ReadSysfs(const std::string& path) override;
     Result<void> WriteSysfs(const std::string& path, const std::string& value) override;
     Result<int> ModuleLockdown(unsigned int op, unsigned int trigger) override;
+    bool HasCapability(int cap) override;
+    Result<void> AuditUserMessage(int type, const std::string& text) override;
     Result<void> Reboot(int cmd) override;
     Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                         const SpawnOptions& options) override;

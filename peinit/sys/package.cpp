@@ -1,5 +1,8 @@
 #include "peinit/sys/package.h"
 
+#include "peinit/sys/module_decompress.h"
+#include "peinit/sys/module_elf.h"
+
 #include "peinit/core/module_file.h"
 
 #include <fcntl.h>
@@ -406,6 +409,14 @@ Result<VerifiedPackage> VerifyPackage(std::vector<std::byte> bytes, const TrustS
     SignedPackage package = PEINIT_TRY(
         OpenPackage(PackageBytes(std::move(bytes)), trusted, std::move(kernel_release)));
     PEINIT_TRY(package.VerifyAll());
+    // Every member holds the module its file name says (decompressed first when compressed;
+    // one that does not decompress is the loader's error to report).
+    for (std::size_t i = 0; i < package.size(); ++i) {
+        const VerifiedFile* f = package.Verified(i);
+        if (auto image = ModuleImageOf(f->path(), f->bytes())) {
+            PEINIT_TRY(CheckModuleName(image->bytes(), f->module_name(), f->path()));
+        }
+    }
     return VerifiedPackage(std::move(package));
 }
 

@@ -239,4 +239,41 @@ Result<Ed25519Signature> SigningKey::Sign(std::span<const std::byte> message) co
     return sig;
 }
 
+std::optional<std::filesystem::path> EnclosingGitWorkTree(const std::filesystem::path& dir) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    fs::path p = fs::weakly_canonical(fs::absolute(dir, ec), ec);
+    if (ec) return std::nullopt;
+    while (true) {
+        if (fs::exists(p / ".git", ec)) return p;
+        if (!p.has_parent_path() || p.parent_path() == p) return std::nullopt;
+        p = p.parent_path();
+    }
+}
+
+Result<void> CheckPrivateKeyDir(const std::filesystem::path& dir) {
+    if (auto repo = EnclosingGitWorkTree(dir)) {
+        return Err(dir.string() + " is inside the git work tree " + repo->string() +
+                   "; private keys must not be written into a repository");
+    }
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0) {
+        if (errno == ENOENT) return Ok();  // created 0700 by its first use
+        return ErrnoErr(dir.string());
+    }
+    if (!S_ISDIR(st.st_mode)) return Err(dir.string() + ": not a directory");
+    if (st.st_uid != ::geteuid()) {
+        return Err(dir.string() + ": owned by uid " + std::to_string(st.st_uid) + ", not by uid " +
+                   std::to_string(::geteuid()) +
+                   " (who uses it): a key directory someone else controls can swap the key");
+    }
+    if ((st.st_mode & 077) != 0) {
+        char mode[8];
+        std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
+        return Err(dir.string() + ": key directory is accessible by group or others (mode " +
+                   mode + "); chmod 700 it");
+    }
+    return Ok();
+}
+
 }  // namespace peinit

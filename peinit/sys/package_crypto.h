@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -81,5 +82,13 @@ class SigningKey {
     std::shared_ptr<EVP_PKEY> pkey_;
     PublicKey public_;
 };
+
+// The git work tree holding `dir` (a .git entry in it or an ancestor), if any.
+std::optional<std::filesystem::path> EnclosingGitWorkTree(const std::filesystem::path& dir);
+
+// A directory that holds (or will hold) private keys: refused inside a git work tree, and,
+// when it exists, unless it is a directory owned by the caller's effective uid that group and
+// others cannot enter (as ssh does for ~/.ssh). The error names the directory and the fix.
+Result<void> CheckPrivateKeyDir(const std::filesystem::path& dir);
 
 }  // namespace peinit

@@ -37,6 +37,7 @@ constexpr ReasonName kReasonNames[] = {
     {PackageReject::kMissingFile, "missing-file"},
     {PackageReject::kSizeMismatch, "size-mismatch"},
     {PackageReject::kHashMismatch, "hash-mismatch"},
+    {PackageReject::kModuleNameMismatch, "module-name-mismatch"},
 };
 
 bool IsFieldChar(char c) {

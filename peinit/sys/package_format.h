@@ -62,6 +62,7 @@ enum class PackageReject {
     kMissingFile,           // a file the manifest lists is not in the archive
     kSizeMismatch,          // a payload member's size differs from the manifest
     kHashMismatch,          // a payload member's SHA-256 differs from the manifest
+    kModuleNameMismatch,    // a member's module image names another module than its file name
 };
 
 // The stable slug of a reason ("hash-mismatch"); rejection messages start with "<slug>: ".

@@ -1,6 +1,9 @@
 #include "peinit/sys/status_sources.h"
 
+#include "peinit/sys/fallback_lock.h"
+
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/module_lockdown.h>
 #include <unistd.h>
 
@@ -21,6 +24,8 @@ namespace {
 constexpr const char* kLockedSysctl = "kernel/module_loading_locked";
 constexpr const char* kModulesDisabled = "kernel/modules_disabled";
 constexpr const char* kModprobe = "kernel/modprobe";
+constexpr const char* kAutoloadDisabled = "kernel/module_autoload_disabled";
+constexpr const char* kModprobeSealed = "kernel/modprobe_sealed";
 constexpr const char* kSigEnforce = "module/module/parameters/sig_enforce";
 constexpr const char* kLsmLockdown = "kernel/security/lockdown";
 
@@ -129,8 +134,21 @@ KernelFacts ReadKernelFacts(Kernel& kernel, const fs::path& root) {
     } else {
         k.notes.push_back("kernel.modprobe: " + v.error().message());
     }
+    // The autoload gates (R-27): the QUERY ops when the syscall answers, else the read-only
+    // sysctls. A kernel without them (stock, or an older patch: EINVAL) has no gate.
+    auto gate = [&](unsigned int op, const char* key) -> std::optional<bool> {
+        if (live && k.query_locked) {
+            auto q = kernel.ModuleLockdown(op, 0);
+            if (q) return *q == 1;
+        }
+        if (auto v = sysctl(key)) return AsFlag(*v);
+        return std::nullopt;
+    };
+    k.autoload_disabled = gate(MODULE_LOCKDOWN_QUERY_AUTOLOAD, kAutoloadDisabled);
+    k.modprobe_sealed = gate(MODULE_LOCKDOWN_QUERY_MODPROBE, kModprobeSealed);
     if (auto v = sysfs(kSigEnforce)) k.sig_enforce = *v;
     if (auto v = sysfs(kLsmLockdown)) k.lsm_lockdown = *v;
+    if (auto v = sysctl("kernel/tainted")) k.tainted = *v;
 
     std::string error;
     k.lock_log = ReadLockLog(live ? fs::path("/dev/kmsg") : root / "dev/kmsg", error);
@@ -183,29 +201,33 @@ bool ReadBack(Kernel& kernel, std::ostream& out) {
 }
 
 int FallbackLock(Kernel& kernel, std::ostream& out, std::ostream& err) {
-    if (auto w = kernel.WriteSysctl(kModulesDisabled, "1"); !w) {
-        if (w.error().code() == EPERM || w.error().code() == EACCES) {
-            err << "peinitctl: lock refused: kernel.modules_disabled needs root with "
-                   "SeLoadDriverPrivilege (CAP_SYS_MODULE)\n";
-        } else {
-            err << "peinitctl: lock failed: kernel.modules_disabled=1: " << w.error().message()
-                << "\n";
-        }
+    // kernel.modules_disabled itself only asks for CAP_SYS_MODULE, but locking module loading is
+    // SeTcb's decision (R-07), as module_lockdown(LOCK) is: checked here, before any write.
+    if (!kernel.HasCapability(CAP_SYS_ADMIN)) {
+        err << "peinitctl: lock refused: SeTcbPrivilege (CAP_SYS_ADMIN) required, for the "
+               "fallback as for module_lockdown(2); nothing was changed\n";
         return 1;
     }
-    auto m = kernel.WriteSysctl(kModprobe, "\n");
+    auto lock = ApplyFallbackLock(kernel, "runtime-syscall");
     auto d = kernel.ReadSysctl(kModulesDisabled);
     auto p = kernel.ReadSysctl(kModprobe);
-    out << "peinitctl: module loading locked with the fallback (kernel.modules_disabled=1, "
-           "empty kernel.modprobe)\n"
-        << "  read back: kernel.modules_disabled=" << (d ? *d : "error") << ", kernel.modprobe=\""
-        << (p ? *p : "error") << "\"\n";
-    if (!m) {
-        err << "peinitctl: kernel.modprobe could not be emptied: " << m.error().message()
-            << " (demand loads still start the helper)\n";
+    if (lock.result) {
+        out << "peinitctl: module loading locked with the fallback (kernel.modules_disabled=1, "
+               "empty kernel.modprobe)\n";
+    }
+    (lock.result ? out : err) << "  read back: kernel.modules_disabled=" << (d ? *d : "error")
+                              << ", kernel.modprobe=\"" << (p ? *p : "error") << "\"\n"
+                              << "  audit record: " << lock.audit << "\n";
+    if (!lock.result) {
+        const int code = lock.result.error().code();
+        err << "peinitctl: fallback lock failed: " << lock.result.error().message()
+            << (code == EPERM || code == EACCES
+                    ? " (kernel.modules_disabled needs uid 0 with CAP_SYS_MODULE as well)"
+                    : "")
+            << "\n";
         return 1;
     }
-    return d && *d == "1" && p && p->empty() ? 0 : 1;
+    return 0;
 }
 
 }  // namespace
@@ -235,7 +257,8 @@ int RunRuntimeLock(Kernel& kernel, bool fallback, std::ostream& out, std::ostrea
                        "was changed.\n"
                        "  The upstream fallback is kernel.modules_disabled=1 plus an empty "
                        "kernel.modprobe (the kernel would still start the helper for demand "
-                       "loads); it is one-way until reboot and is not audited.\n"
+                       "loads); it is one-way until reboot; the kernel does not audit it (peinitctl sends a "
+                       "user-space audit record).\n"
                        "  Run `peinitctl lock --fallback` to apply it.\n";
                 return 1;
             }

@@ -221,18 +221,6 @@ Result<void> WriteNewFile(const fs::path& path, std::string_view data, mode_t mo
     return Ok();
 }
 
-// The git work tree containing `dir`, if any (a .git entry in it or an ancestor).
-std::optional<fs::path> EnclosingGitTree(const fs::path& dir) {
-    std::error_code ec;
-    fs::path p = fs::weakly_canonical(fs::absolute(dir, ec), ec);
-    if (ec) return std::nullopt;
-    while (true) {
-        if (fs::exists(p / ".git", ec)) return p;
-        if (!p.has_parent_path() || p.parent_path() == p) return std::nullopt;
-        p = p.parent_path();
-    }
-}
-
 int Keygen(int argc, char** argv) {
     Args args;
     if (auto err = ParseArgs(argc, argv, {"--out-dir", "--name"}, args); !err.empty()) {
@@ -246,7 +234,7 @@ int Keygen(int argc, char** argv) {
     if (name.empty() || name.find('/') != std::string::npos || name[0] == '.') {
         return Usage("--name must be a plain file name", kKeygenHelp);
     }
-    if (auto repo = EnclosingGitTree(*out_dir)) {
+    if (auto repo = EnclosingGitWorkTree(*out_dir)) {
         return Fail(*out_dir + " is inside the git work tree " + repo->string() +
                     "; private keys must not be written into a repository");
     }

@@ -34,8 +34,16 @@ expect 1 "keygen refuses a git tree" -- "$pkg" keygen --out-dir repo/keys
 contains err "git work tree" "keygen in a git tree"
 mkdir trust && cp keys/test.pub trust/
 
-# Fake modules.
-printf '\177ELFalpha-module-bytes' >alpha.ko
+# Fake modules: alpha.ko is an x86-64 ELF relocatable naming itself "alpha" where a kernel
+# module does (.modinfo name= and struct module's name in .gnu.linkonce.this_module), which the
+# name binding checks; beta.ko is not ELF at all (the kernel would refuse it by itself).
+cat >alpha.c <<'EOF'
+__attribute__((section(".modinfo"), used)) static const char info[] = "name=alpha\0alpha-module-bytes";
+__attribute__((section(".gnu.linkonce.this_module"), used)) struct { char pad[24]; char name[56]; }
+    this_module = {{0}, "alpha"};
+EOF
+cc -c -o alpha.ko alpha.c
+alpha_size=$(stat -c %s alpha.ko)
 head -c 5000 /dev/urandom >beta.ko
 
 # create (signed), verify, list.
@@ -45,7 +53,7 @@ expect 0 "verify" -- "$pkg" verify --trust trust --kver 6.1.0-56-amd64 demo.pkg
 contains out "OK: demo 1.0 for 6.1.0-56-amd64, 2 file(s)" "verify"
 expect 0 "verify without kver" -- "$pkg" verify --trust trust demo.pkg
 expect 0 "list" -- "$pkg" list demo.pkg
-contains out "modules/alpha.ko 22 " "list"
+contains out "modules/alpha.ko $alpha_size " "list"
 contains out "(not verified)" "list"
 
 # Reproducible: same inputs, same bytes.
@@ -98,9 +106,9 @@ expect 0 "create with module signing" -- "$pkg" create --name demo --version 1.0
     --kver 6.1.0-56-amd64 -o modsig.pkg --sign-key keys/test.key \
     --module-sign-key mod.pem --module-sign-cert mod.x509 --sign-file ./sign-file alpha.ko
 expect 0 "list module-signed" -- "$pkg" list modsig.pkg
-contains out "modules/alpha.ko 50 " "module signed size"
+contains out "modules/alpha.ko $((alpha_size + 28)) " "module signed size"
 grep -qaF '~Module signature appended~' modsig.pkg || { echo "FAIL: signed module not packaged"; failures=$((failures + 1)); }
-[[ $(stat -c %s alpha.ko) == 22 ]] || { echo "FAIL: input module modified"; failures=$((failures + 1)); }
+[[ $(stat -c %s alpha.ko) == "$alpha_size" ]] || { echo "FAIL: input module modified"; failures=$((failures + 1)); }
 expect 1 "failing sign-file" -- "$pkg" create --name demo --version 1.0 --kver k -o x.pkg \
     --module-sign-key mod.pem --module-sign-cert mod.x509 --sign-file /bin/false alpha.ko
 [[ ! -e x.pkg ]] || { echo "FAIL: output written despite failure"; failures=$((failures + 1)); }

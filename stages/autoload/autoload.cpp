@@ -1,5 +1,6 @@
 #include "stages/autoload/autoload.h"
 
+#include <linux/module_lockdown.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -42,7 +43,7 @@ void EnsureOwnHelper(const BootContext& ctx) {
 
 void WriteAutoloadRecord(const BootContext& ctx, const std::string& helper,
                          PolicySource helper_source, const std::string& read_back,
-                         const std::string& error) {
+                         const std::string& error, const std::string& gate) {
     toml::array allowed;
     for (const auto& m : ctx.policy.autoload_allowed) allowed.push_back(m);
     toml::table record{
@@ -54,11 +55,34 @@ void WriteAutoloadRecord(const BootContext& ctx, const std::string& helper,
         {"read_back", read_back},
         {"allowed", std::move(allowed)},
         {"error", error},
+        {"gate", gate},
     };
     if (auto r = WriteJsonAtomically(ctx.paths.Under("/run/peinit/autoload.json").string(), record);
         !r) {
         spdlog::error("autoload: cannot write the boot record: {}", r.error().message());
     }
+}
+
+Result<bool> ApplyAutoloadGate(Kernel& kernel, unsigned int op, unsigned int query_op,
+                               unsigned int trigger) {
+    const char* name = op == MODULE_LOCKDOWN_DISABLE_AUTOLOAD ? "DISABLE_AUTOLOAD" : "SEAL_MODPROBE";
+    auto set = kernel.ModuleLockdown(op, trigger);
+    if (!set) {
+        if (set.error().code() == ENOSYS || set.error().code() == EINVAL) return false;
+        return set.error().Context(std::string("module_lockdown(") + name + "): ");
+    }
+    auto back = kernel.ModuleLockdown(query_op, 0);
+    if (!back) return back.error().Context(std::string("read back ") + name + ": ");
+    if (*back != 1) {
+        return Err(std::string("read back: module_lockdown(") + name + ") returned 0 but the " +
+                   "kernel reports the gate unset");
+    }
+    return true;
+}
+
+unsigned int GateTrigger(const EffectivePolicy& policy) {
+    return policy.autoload.source == PolicySource::kHive ? MODULE_LOCKDOWN_TRIGGER_REGISTRY
+                                                         : MODULE_LOCKDOWN_TRIGGER_BOOT;
 }
 
 std::string HelperPathFor(const EffectivePolicy& policy) {
@@ -76,7 +100,7 @@ Result<void> RunAutoload(BootContext& ctx) {
 
     std::string read_back;
     auto fail = [&](const Error& error) -> Result<void> {
-        WriteAutoloadRecord(ctx, helper, helper_source, read_back, error.message());
+        WriteAutoloadRecord(ctx, helper, helper_source, read_back, error.message(), "");
         return error;
     };
     // "\n" empties the string (proc_dostring stops at the newline).
@@ -90,10 +114,32 @@ Result<void> RunAutoload(BootContext& ctx) {
         return fail(Error("read back: kernel.modprobe is \"" + read_back + "\", expected \"" +
                           helper + "\""));
     }
-    WriteAutoloadRecord(ctx, helper, helper_source, read_back, "");
-    spdlog::info("autoload policy={}({}) helper=\"{}\"({}) allowed={}",
+
+    // R-27: the kernel's one-way gates.
+    const bool disabled = ctx.policy.autoload.value == AutoLoadPolicy::kDisabled;
+    std::string gate;
+    if (disabled || !ctx.cmdline.root) {
+        auto applied = disabled ? ApplyAutoloadGate(ctx.kernel, MODULE_LOCKDOWN_DISABLE_AUTOLOAD,
+                                                    MODULE_LOCKDOWN_QUERY_AUTOLOAD,
+                                                    GateTrigger(ctx.policy))
+                                : ApplyAutoloadGate(ctx.kernel, MODULE_LOCKDOWN_SEAL_MODPROBE,
+                                                    MODULE_LOCKDOWN_QUERY_MODPROBE,
+                                                    GateTrigger(ctx.policy));
+        if (!applied) return fail(applied.error());
+        gate = !*applied ? "none" : disabled ? "autoload-disabled" : "modprobe-sealed";
+        if (!*applied) {
+            spdlog::warn("autoload: the kernel has no {} gate (module_lockdown(2) without it): "
+                         "AutoLoadPolicy={} is enforced only by the helper path (kernel.modprobe)",
+                         disabled ? "autoload" : "kernel.modprobe seal",
+                         ToString(ctx.policy.autoload.value));
+        }
+    } else {
+        gate = "handover";  // the real root's helper is set, then sealed, by the handover stage
+    }
+    WriteAutoloadRecord(ctx, helper, helper_source, read_back, "", gate);
+    spdlog::info("autoload policy={}({}) helper=\"{}\"({}) allowed={} gate={}",
                  ToString(ctx.policy.autoload.value), ToString(ctx.policy.autoload.source), helper,
-                 ToString(helper_source), ctx.policy.autoload_allowed.size());
+                 ToString(helper_source), ctx.policy.autoload_allowed.size(), gate);
     return Ok();
 }
 

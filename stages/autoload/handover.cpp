@@ -1,5 +1,6 @@
 #include "stages/autoload/handover.h"
 
+#include <linux/module_lockdown.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
@@ -198,7 +199,25 @@ Result<void> RunHandover(BootContext& ctx) {
         (void)SetHelper(ctx, "");  // fail closed: no helper rather than a wrong one
         helper.clear();
     }
-    WriteAutoloadRecord(ctx, helper, HelperSource(ctx.policy), helper, error);
+    // the real root's helper is final: seal it (an emptied path too: fail closed). Under
+    // AutoLoadPolicy=disabled the autoload stage has closed the kernel's gate already.
+    std::string gate = "autoload-disabled";
+    if (ctx.policy.autoload.value != AutoLoadPolicy::kDisabled) {
+        auto sealed = ApplyAutoloadGate(ctx.kernel, MODULE_LOCKDOWN_SEAL_MODPROBE,
+                                        MODULE_LOCKDOWN_QUERY_MODPROBE, GateTrigger(ctx.policy));
+        if (!sealed) {
+            error += (error.empty() ? "" : "; ") + sealed.error().message();
+            gate = "";
+        } else {
+            gate = *sealed ? "modprobe-sealed" : "none";
+            if (!*sealed) {
+                spdlog::warn("handover: the kernel cannot seal kernel.modprobe: AutoLoadPolicy={} "
+                             "is enforced only by the helper path",
+                             ToString(ctx.policy.autoload.value));
+            }
+        }
+    }
+    WriteAutoloadRecord(ctx, helper, HelperSource(ctx.policy), helper, error, gate);
     if (!error.empty()) {
         return Err(error + ": demand loads in the real root fail (kernel.modprobe is empty)");
     }

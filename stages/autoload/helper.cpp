@@ -97,6 +97,10 @@ int RunDemandLoadHelper(const std::vector<std::string>& args, const BootPaths& p
         log.push_back({LOG_WARNING, "refused demand load of " + alias + " (module " + r.module +
                                         "): " + r.reason});
     }
+    for (const auto& r : report.soft_refused) {
+        log.push_back({LOG_WARNING, "refused soft dependency " + r.module + " of " + alias +
+                                        ": " + r.reason});
+    }
     for (const auto& o : report.outcomes) {
         if (o.status == ModuleOutcome::Status::kLoaded) {
             log.push_back({LOG_INFO, "loaded " + o.module + " for " + alias +

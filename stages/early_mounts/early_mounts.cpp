@@ -16,11 +16,18 @@ struct EarlyMount {
     const char* fstype;
     unsigned long flags;
     const char* data;
+    // A kernel without this file system (ENODEV) or its mount point (ENOENT) is fine; the
+    // mount point is the kernel's own (never created).
+    bool optional = false;
 };
 
 constexpr EarlyMount kEarlyMounts[] = {
     {"proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""},
     {"sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""},
+    // So that the lockdown LSM's level (/sys/kernel/security/lockdown) is really read by status
+    // and the real root finds it mounted (moved along with /sys).
+    {"securityfs", "/sys/kernel/security", "securityfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "",
+     true},
     {"devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755"},
     {"tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"},
 };
@@ -30,11 +37,20 @@ constexpr EarlyMount kEarlyMounts[] = {
 Result<void> RunEarlyMounts(BootContext& ctx) {
     for (const EarlyMount& m : kEarlyMounts) {
         std::string target = ctx.paths.Under(m.target).string();
-        if (auto made = ctx.kernel.MakeDir(target, 0755); !made && made.error().code() != EEXIST) {
-            return made.error();
+        if (!m.optional) {
+            if (auto made = ctx.kernel.MakeDir(target, 0755);
+                !made && made.error().code() != EEXIST) {
+                return made.error();
+            }
         }
         auto mounted = ctx.kernel.Mount(m.source, target, m.fstype, m.flags, m.data);
-        if (!mounted && mounted.error().code() != EBUSY) return mounted.error();
+        if (mounted || mounted.error().code() == EBUSY) continue;
+        if (m.optional &&
+            (mounted.error().code() == ENODEV || mounted.error().code() == ENOENT)) {
+            spdlog::debug("early mounts: no {} in this kernel", m.fstype);
+            continue;
+        }
+        return mounted.error();
     }
     if (auto made = ctx.kernel.MakeDir(ctx.paths.Under("/run/peinit").string(), 0755);
         !made && made.error().code() != EEXIST) {

@@ -3,23 +3,13 @@
 #include <linux/module_lockdown.h>
 #include <spdlog/spdlog.h>
 
+#include "peinit/sys/fallback_lock.h"
 #include "peinit/sys/kernel.h"
 #include "peinit/sys/record.h"
 
 namespace peinit {
 
 namespace {
-
-constexpr const char* kModulesDisabled = "kernel/modules_disabled";
-
-Result<void> ExpectSysctl(Kernel& kernel, const char* key, const char* want) {
-    auto value = kernel.ReadSysctl(key);
-    if (!value) return value.error().Context("read back: ");
-    if (*value != want) {
-        return Err(std::string("read back: ") + key + " is " + *value + ", expected " + want);
-    }
-    return Ok();
-}
 
 // The read-back after LOCK: the syscall's own QUERY (the state the kernel enforces), not a
 // file under /proc that a mount could shadow.
@@ -31,16 +21,6 @@ Result<void> ExpectLocked(Kernel& kernel) {
                    ", expected 1");
     }
     return Ok();
-}
-
-// The upstream lock for kernels without our syscall. modules_disabled stops explicit loads,
-// but the kernel would still start the modprobe helper as root for demand loads, so the helper
-// path is emptied too; both are read back.
-Result<void> FallbackLock(BootContext& ctx) {
-    PEINIT_TRY(ctx.kernel.WriteSysctl(kModulesDisabled, "1"));
-    PEINIT_TRY(ctx.kernel.WriteSysctl("kernel/modprobe", "\n"));
-    PEINIT_TRY(ExpectSysctl(ctx.kernel, kModulesDisabled, "1"));
-    return ExpectSysctl(ctx.kernel, "kernel/modprobe", "");
 }
 
 void WriteRecord(const BootContext& ctx) {
@@ -86,7 +66,9 @@ Result<void> EngageLock(BootContext& ctx) {
             "back to kernel.modules_disabled=1 and an empty kernel.modprobe");
         lock.mechanism = "modules_disabled";
         lock.trigger = "boot-orchestrator-step";
-        result = FallbackLock(ctx);
+        auto fallback = ApplyFallbackLock(ctx.kernel, lock.trigger);
+        result = fallback.result;
+        spdlog::info("lockdown: audit record of the fallback lock: {}", fallback.audit);
     } else {
         result = locked.error().Context("module_lockdown(LOCK): ");
     }

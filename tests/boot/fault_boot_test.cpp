@@ -474,6 +474,10 @@ TEST(FaultBoot, MalformedHive) {
     EXPECT_TRUE(status.Has("LockAfterBoot    true (fallback)")) << status.Text();
     EXPECT_TRUE(status.Has("AutoLoadPolicy   disabled (fallback)")) << status.Text();
     EXPECT_TRUE(status.Has("kernel.modprobe  (empty)")) << status.Text();
+    // Issue 15: PID 1 mounts securityfs, so Debian's lockdown LSM level is read, not "not
+    // present"; the taint mask is shown.
+    EXPECT_TRUE(status.Has("lockdown LSM     none")) << status.Text();
+    EXPECT_TRUE(status.Has("tainted          ")) << status.Text();
     ExpectFailedList(f, 0, {});
 }
 
@@ -547,6 +551,10 @@ TEST(FaultBoot, MissingLockSyscall) {
                      "init_eperm", "delete_eperm", "record_mechanism"});
     EXPECT_TRUE(f.r.Has("mechanism=modules_disabled")) << f.Console();
     EXPECT_FALSE(f.r.Has("module_lockdown: locked")) << f.Console();
+    // Issue 15: modules_disabled has no kernel audit record; PID 1 sends a user-space one.
+    EXPECT_TRUE(f.r.Has("op=module-lockdown-fallback mechanism=modules_disabled "
+                        "trigger=boot-orchestrator-step res=success"))
+        << f.Console();
     // (d)
     ExpectStatusProblems(f, 0, {});
     const Section& status = f.sections["status"];

@@ -7,6 +7,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <linux/module_lockdown.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -241,6 +242,76 @@ TEST_F(AutoloadStageTest, WriteOrReadFailureIsAnError) {
     EXPECT_THAT(r2.error().message(), HasSubstr("read back kernel.modprobe"));
 }
 
+// the kernel's one-way gates, each read back with its QUERY op.
+TEST_F(AutoloadStageTest, EnabledSealsTheHelperPath) {
+    ASSERT_TRUE(RunAutoload(ctx_));
+    EXPECT_TRUE(kernel_.IsModprobeSealed());
+    EXPECT_FALSE(kernel_.IsAutoloadDisabled());
+    auto lockdown = kernel_.Calls(KernelOp::kModuleLockdown);
+    ASSERT_EQ(lockdown.size(), 2u);
+    EXPECT_EQ(lockdown[0].args, "op=" + std::to_string(MODULE_LOCKDOWN_SEAL_MODPROBE) +
+                                    " trigger=" + std::to_string(MODULE_LOCKDOWN_TRIGGER_BOOT));
+    EXPECT_EQ(lockdown[1].args, "op=" + std::to_string(MODULE_LOCKDOWN_QUERY_MODPROBE) + " trigger=0");
+    // After the helper path was written and read back.
+    EXPECT_GT(lockdown[0].start, kernel_.Calls(KernelOp::kReadSysctl).back().end -
+                                     std::chrono::nanoseconds(1));
+    EXPECT_FALSE(kernel_.WriteSysctl("kernel/modprobe", "/tmp/evil"));
+    EXPECT_EQ(kernel_.Sysctl("kernel/modprobe"), "/sbin/peinit-modprobe");
+    EXPECT_THAT(Record(), HasSubstr("\"gate\":\"modprobe-sealed\""));
+    EXPECT_THAT(log_.str(), HasSubstr("gate=modprobe-sealed"));
+}
+
+TEST_F(AutoloadStageTest, DisabledClosesTheKernelGate) {
+    ctx_.policy.autoload = {AutoLoadPolicy::kDisabled, PolicySource::kHive};
+    ASSERT_TRUE(RunAutoload(ctx_));
+    EXPECT_TRUE(kernel_.IsAutoloadDisabled());
+    EXPECT_FALSE(kernel_.IsModprobeSealed());
+    auto lockdown = kernel_.Calls(KernelOp::kModuleLockdown);
+    ASSERT_EQ(lockdown.size(), 2u);
+    EXPECT_EQ(lockdown[0].args, "op=" + std::to_string(MODULE_LOCKDOWN_DISABLE_AUTOLOAD) +
+                                    " trigger=" + std::to_string(MODULE_LOCKDOWN_TRIGGER_REGISTRY));
+    EXPECT_EQ(kernel_.Sysctl("kernel/modprobe"), "");
+    EXPECT_THAT(Record(), HasSubstr("\"gate\":\"autoload-disabled\""));
+}
+
+// With root= the handover stage sets the real root's helper, then seals it.
+TEST_F(AutoloadStageTest, WithARealRootTheSealWaitsForTheHandover) {
+    ctx_.cmdline.root = "/dev/vda";
+    ASSERT_TRUE(RunAutoload(ctx_));
+    EXPECT_FALSE(kernel_.IsModprobeSealed());
+    EXPECT_TRUE(kernel_.Calls(KernelOp::kModuleLockdown).empty());
+    EXPECT_THAT(Record(), HasSubstr("\"gate\":\"handover\""));
+}
+
+// A kernel without the gates: the policy rests on the helper path alone, which is said.
+TEST_F(AutoloadStageTest, WithoutKernelGatesTheHelperPathAloneEnforces) {
+    for (bool stock : {true, false}) {
+        FakeKernel k;
+        if (stock) {
+            k.SetUnpatched(true);
+        } else {
+            k.SetNoAutoloadGates(true);
+        }
+        BootContext c(k);
+        c.paths.root = root_;
+        c.policy.autoload = {AutoLoadPolicy::kDisabled, PolicySource::kHive};
+        ASSERT_TRUE(RunAutoload(c));
+        EXPECT_EQ(k.Sysctl("kernel/modprobe"), "");  // as before: empty helper path
+        EXPECT_FALSE(k.IsAutoloadDisabled());
+        EXPECT_THAT(Record(), HasSubstr("\"gate\":\"none\""));
+        EXPECT_THAT(log_.str(), HasSubstr("is enforced only by the helper path"));
+    }
+}
+
+TEST_F(AutoloadStageTest, GateRefusedIsAnError) {
+    kernel_.SetPrivileged(false);
+    auto r = RunAutoload(ctx_);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), EPERM);
+    EXPECT_THAT(r.error().message(), HasSubstr("module_lockdown(SEAL_MODPROBE)"));
+    EXPECT_THAT(Record(), HasSubstr("module_lockdown(SEAL_MODPROBE)"));
+}
+
 TEST(AutoloadHelperPath, FollowsThePolicy) {
     EffectivePolicy p;
     EXPECT_EQ(HelperPathFor(p), "/sbin/peinit-modprobe");
@@ -359,6 +430,25 @@ TEST_F(HelperTest, AllowListLoadsOnlyListedModules) {
     // The allow-list names resolved modules; their dependencies come with them.
     EXPECT_EQ(Demand("algif-hash"), 0) << Log();
     EXPECT_THAT(Loads(), ElementsAre("af_packet", "af_alg", "algif_hash"));
+}
+
+// A soft dependency (softdep) is a module nobody listed: the allow-list decides on it like on
+// the module asked for, which still loads without it; hard dependencies come with the module.
+TEST_F(HelperTest, AllowListDecidesOnSoftDependenciesToo) {
+    RequireRoot();
+    std::ofstream(root_.root() / "etc/modprobe.d/soft.conf") << "softdep af_packet post: af_alg\n";
+    root_.SetHive("AutoLoadPolicy = \"allow-list\"\nAutoLoadAllowed = [\"af_packet\"]\n");
+    EXPECT_EQ(Demand("net-pf-17"), 0) << Log();
+    EXPECT_THAT(Loads(), ElementsAre("af_packet"));
+    EXPECT_THAT(Log(), HasSubstr("4 refused soft dependency af_alg of net-pf-17: not in "
+                                 "AutoLoadAllowed"));
+    // Unloaded again (kmod skips the soft dependencies of a module already loaded), then asked
+    // for with both allowed: the soft dependency follows.
+    ASSERT_TRUE(kernel_.DeleteModule("af_packet", 0));
+    root_.SetHive(
+        "AutoLoadPolicy = \"allow-list\"\nAutoLoadAllowed = [\"af_packet\", \"af_alg\"]\n");
+    EXPECT_EQ(Demand("net-pf-17"), 0) << Log();
+    EXPECT_THAT(Loads(), ElementsAre("af_packet", "af_packet", "af_alg"));
 }
 
 TEST_F(HelperTest, DisabledRefusesEverything) {

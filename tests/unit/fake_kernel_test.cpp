@@ -182,6 +182,37 @@ TEST(FakeKernel, LockedKernelRefusesEveryModuleOperation) {
     EXPECT_THAT(k.LoadedModules(), ElementsAre("before"));
 }
 
+// the one-way autoload gates, as the kernel patch has them (kernel/README.md).
+TEST(FakeKernel, AutoloadGatesAreOneWayAndReadable) {
+    FakeKernel k;
+    EXPECT_EQ(*k.ModuleLockdown(MODULE_LOCKDOWN_QUERY_AUTOLOAD, 0), 0);
+    EXPECT_EQ(*k.ModuleLockdown(MODULE_LOCKDOWN_QUERY_MODPROBE, 0), 0);
+    EXPECT_EQ(*k.ReadSysctl("kernel/module_autoload_disabled"), "0");
+    EXPECT_EQ(k.ModuleLockdown(MODULE_LOCKDOWN_SEAL_MODPROBE, 0).error().code(), EINVAL);
+    k.SetPrivileged(false);
+    EXPECT_EQ(k.ModuleLockdown(MODULE_LOCKDOWN_SEAL_MODPROBE, MODULE_LOCKDOWN_TRIGGER_BOOT)
+                  .error().code(),
+              EPERM);
+    EXPECT_FALSE(k.IsModprobeSealed());
+    k.SetPrivileged(true);
+    ASSERT_TRUE(k.ModuleLockdown(MODULE_LOCKDOWN_SEAL_MODPROBE, MODULE_LOCKDOWN_TRIGGER_BOOT));
+    ASSERT_TRUE(k.ModuleLockdown(MODULE_LOCKDOWN_SEAL_MODPROBE, MODULE_LOCKDOWN_TRIGGER_BOOT));
+    EXPECT_EQ(*k.ModuleLockdown(MODULE_LOCKDOWN_QUERY_MODPROBE, 0), 1);
+    EXPECT_EQ(*k.ReadSysctl("kernel/modprobe_sealed"), "1");
+    EXPECT_EQ(k.WriteSysctl("kernel/modprobe", "/tmp/x").error().code(), EPERM);
+    EXPECT_EQ(k.WriteSysctl("kernel/modprobe_sealed", "0").error().code(), EACCES);
+    ASSERT_TRUE(k.ModuleLockdown(MODULE_LOCKDOWN_DISABLE_AUTOLOAD, MODULE_LOCKDOWN_TRIGGER_REGISTRY));
+    EXPECT_TRUE(k.IsAutoloadDisabled());
+    EXPECT_FALSE(k.IsLocked());  // neither gate locks module loading
+    EXPECT_TRUE(Load(k, "explicit_still_loads"));
+
+    FakeKernel old;
+    old.SetNoAutoloadGates(true);
+    EXPECT_EQ(old.ModuleLockdown(MODULE_LOCKDOWN_QUERY_AUTOLOAD, 0).error().code(), EINVAL);
+    EXPECT_EQ(old.ReadSysctl("kernel/modprobe_sealed").error().code(), ENOENT);
+    EXPECT_EQ(*old.ModuleLockdown(MODULE_LOCKDOWN_QUERY, 0), 0);
+}
+
 TEST(FakeKernel, UnpatchedKernelFallsBackToModulesDisabled) {
     FakeKernel k;
     k.SetUnpatched(true);

@@ -25,6 +25,7 @@
 #include "peinit/sys/package.h"
 #include "peinit/sys/package_crypto.h"
 #include "stages/modules/modules.h"
+#include "tests/unit/fake_module_elf.h"
 #include "tests/unit/fixture_roots.h"
 
 namespace peinit {
@@ -96,7 +97,8 @@ class ModuleStageTest : public ::testing::Test {
     // A package file in the image's packages directory with `modules` (fake payload bytes: the
     // fake kernel does not look at them), signed by `key` (the trusted key by default).
     void WritePackage(const std::string& file, const std::vector<std::string>& modules,
-                      const SigningKey* key = nullptr, std::string kver = "", bool tamper = false) {
+                      const SigningKey* key = nullptr, std::string kver = "", bool tamper = false,
+                      const std::map<std::string, std::vector<std::byte>>& images = {}) {
         PackageSpec spec;
         spec.name = fs::path(file).stem().string();
         spec.version = "1";
@@ -105,6 +107,7 @@ class ModuleStageTest : public ::testing::Test {
             std::string text = "fake module " + m + " payload";
             std::vector<std::byte> bytes(text.size());
             std::memcpy(bytes.data(), text.data(), text.size());
+            if (auto it = images.find(m); it != images.end()) bytes = it->second;
             spec.files.push_back({"modules/" + m + ".ko", std::move(bytes)});
         }
         auto pkg = CreatePackage(spec, key != nullptr ? key : &*key_);
@@ -595,6 +598,31 @@ TEST_F(ModuleStageTest, TamperedPackageLoadsNothingAndItsModulesSayWhy) {
     EXPECT_THAT(CompactRecord(), HasSubstr("\"file\":\"storage.pkg\""));
 }
 
+// A signed member holding another module than its name says never reaches the kernel: the
+// load step reads the module's own name from the verified (decompressed) image, and a mismatch
+// rejects the package like a hash mismatch, so nothing more loads from it.
+TEST_F(ModuleStageTest, MemberHoldingAnotherModuleIsNeverLoaded) {
+    WritePackage("good.pkg", {"crc16", "mbcache", "crc32c_generic", "crc32c_intel", "ext4"});
+    WritePackage("storage.pkg", {"jbd2", "opt_mod"}, nullptr, "", false,
+                 {{"jbd2", testing::FakeModuleElf("evil", "evil")},
+                  {"opt_mod", testing::FakeModuleElf("opt_mod", "opt_mod")}});
+    SetUnits({{"a", ModulesToml({"ext4", "crc16"})}, {"b", ModulesToml({"opt_mod"}, "after = [\"a\"]")}});
+    Run();
+    EXPECT_THAT(LoadNames(), ::testing::Not(Contains("jbd2")));
+    EXPECT_THAT(LoadNames(), ::testing::Not(Contains("opt_mod")));
+    EXPECT_EQ(Outcome("jbd2").status, Status::kFailed);
+    EXPECT_EQ(Outcome("jbd2").reason,
+              "package rejected (storage.pkg: module-name-mismatch: modules/jbd2.ko holds module "
+              "\"evil\", not \"jbd2\")");
+    EXPECT_EQ(Outcome("ext4").status, Status::kSkipped);
+    EXPECT_EQ(Outcome("ext4").reason, "dependency jbd2 failed (package rejected)");
+    EXPECT_EQ(Outcome("opt_mod").status, Status::kFailed);
+    EXPECT_THAT(Outcome("opt_mod").reason,
+                StartsWith("package rejected (storage.pkg: module-name-mismatch"));
+    EXPECT_EQ(Outcome("crc16").status, Status::kLoaded);
+    EXPECT_THAT(log_.str(), HasSubstr("package storage.pkg rejected: module-name-mismatch: "));
+}
+
 TEST_F(ModuleStageTest, LooseKoIsNeverLoadedAndUntrustedOrForeignPackagesAreRejected) {
     auto other = SigningKey::Generate();
     ASSERT_TRUE(other);
@@ -643,9 +671,8 @@ TEST_F(ModuleStageTest, CompressedModulesAreDecompressedFromTheVerifiedBytes) {
         {"mbcache", ModuleCompression::kGzip},
         {"crc16", ModuleCompression::kNone}};
     for (const auto& [m, c] : members) {
-        std::string text = "\x7f" "ELF fake module " + m + std::string(4096, 'x');
-        elf[m].resize(text.size());
-        std::memcpy(elf[m].data(), text.data(), text.size());
+        elf[m] = testing::FakeModuleElf(m, m);
+        elf[m].resize(elf[m].size() + 4096, std::byte{'x'});
         std::vector<std::byte> bytes = elf[m];
         std::string suffix = ".ko";
         if (c != ModuleCompression::kNone) {

@@ -26,6 +26,7 @@
 #include "peinit/sys/package_archive.h"
 #include "peinit/sys/package_memfd.h"
 
+#include "tests/unit/fake_module_elf.h"
 namespace peinit {
 namespace {
 
@@ -42,17 +43,24 @@ std::string Text(std::span<const std::byte> b) {
     return {reinterpret_cast<const char*>(b.data()), b.size()};
 }
 
-// A fake module: ELF magic, a marker naming it (so tests can find it inside a package), then
-// deterministic noise.
-std::vector<std::byte> FakeKo(const std::string& name, std::size_t size) {
-    std::string s =
-        "\x7f"
-        "ELF<" +
-        name + ">";
+// A fake module: a minimal ELF module named `module` (the name binding checks it), then a
+// marker "<name>" (so tests can find it inside a package), then deterministic noise up to
+// `size` bytes (never shorter than the ELF and the marker).
+std::vector<std::byte> FakeKo(const std::string& name, std::size_t size,
+                              const std::string& module = "") {
+    const std::string m = module.empty() ? name : module;
+    std::vector<std::byte> out = testing::FakeModuleElf(m, m);
+    std::string s = "<" + name + ">";
     std::mt19937 rng(static_cast<unsigned>(std::hash<std::string>()(name)));
-    while (s.size() < size) s.push_back(static_cast<char>(rng() & 0xff));
-    s.resize(size);
-    return Bytes(s);
+    while (out.size() + s.size() < size) s.push_back(static_cast<char>(rng() & 0xff));
+    auto tail = Bytes(s);
+    out.insert(out.end(), tail.begin(), tail.end());
+    return out;
+}
+
+// Where FakeKo's marker starts inside the file.
+std::size_t MarkerOffset(const std::string& module) {
+    return testing::FakeModuleElf(module, module).size();
 }
 
 PackageSpec DemoSpec() {
@@ -63,7 +71,7 @@ PackageSpec DemoSpec() {
     // Sizes straddle the 512-byte tar block: exact multiple, one over, small.
     spec.files.push_back({"modules/zeta.ko", FakeKo("zeta", 1024)});
     spec.files.push_back({"modules/alpha.ko", FakeKo("alpha", 4097)});
-    spec.files.push_back({"modules/net/beta-drv.ko", FakeKo("beta", 100)});
+    spec.files.push_back({"modules/net/beta-drv.ko", FakeKo("beta", 500, "beta_drv")});
     return spec;
 }
 
@@ -234,7 +242,7 @@ TEST_F(PackageTest, ContainerLayout) {
         ManifestText(),
         "peinit-package-format 1\nname demo\nversion 1.0.0\nkernel-release " + std::string(kKver) +
             "\nfile modules/alpha.ko 4097 " + HexEncode(Sha256Of(FakeKo("alpha", 4097))) +
-            "\nfile modules/net/beta-drv.ko 100 " + HexEncode(Sha256Of(FakeKo("beta", 100))) +
+            "\nfile modules/net/beta-drv.ko 500 " + HexEncode(Sha256Of(FakeKo("beta", 500, "beta_drv"))) +
             "\nfile modules/zeta.ko 1024 " + HexEncode(Sha256Of(FakeKo("zeta", 1024))) + "\n");
 }
 
@@ -297,6 +305,27 @@ TEST_F(PackageTest, CreateRejectsBadInputs) {
 
 // --- tamper matrix: one byte changed ---------------------------------------------------------
 
+// A validly signed member holding another module than its file name says (or a module whose
+// two names disagree) is its own rejection: the file name is bound to the module inside.
+TEST_F(PackageTest, MemberHoldingAnotherModuleIsModuleNameMismatch) {
+    PackageSpec spec{"swap", "1", kKver, {}};
+    spec.files.push_back({"modules/jbd2.ko", testing::FakeModuleElf("jbd2", "jbd2")});
+    spec.files.push_back({"modules/ext4.ko", testing::FakeModuleElf("evil", "evil")});
+    auto pkg = CreatePackage(spec, &*key_);
+    ASSERT_TRUE(pkg) << pkg.error().message();
+    EXPECT_EQ(RejectionOf(*pkg), PackageReject::kModuleNameMismatch);
+    EXPECT_EQ(last_message_,
+              "module-name-mismatch: modules/ext4.ko holds module \"evil\", not \"ext4\"");
+    spec.files[1].bytes = testing::FakeModuleElf("ext4", "evil");
+    auto split = CreatePackage(spec, &*key_);
+    ASSERT_TRUE(split);
+    EXPECT_EQ(RejectionOf(*split), PackageReject::kModuleNameMismatch);
+    spec.files[1].bytes = testing::FakeModuleElf("ext4", "ext4");
+    auto good = CreatePackage(spec, &*key_);
+    ASSERT_TRUE(good);
+    EXPECT_TRUE(VerifyPackage(*good, trusted_, kKver));
+}
+
 TEST_F(PackageTest, OneByteInManifestIsBadSignature) {
     auto bytes = package_;
     bytes[Find("name demo") + 5] = std::byte{'D'};
@@ -333,10 +362,11 @@ TEST_F(PackageTest, SignatureNotHexIsMalformedSignature) {
 }
 
 TEST_F(PackageTest, OneByteInEachPayloadIsHashMismatch) {
-    for (std::string marker : {"<alpha>", "<beta>", "<zeta>"}) {
+    for (std::string name : {"alpha", "beta", "zeta"}) {
+        const std::string marker = "<" + name + ">";
         SCOPED_TRACE(marker);
         // First byte, a middle byte and the last byte of the file.
-        std::size_t start = Find(marker) - 4;
+        std::size_t start = Find(marker) - MarkerOffset(name == "beta" ? "beta_drv" : name);
         auto file = std::find_if(members_.begin(), members_.end(), [&](const ArchiveMember& m) {
             return Text(m.data).find(marker) != std::string::npos;
         });
@@ -387,7 +417,7 @@ TEST_F(PackageTest, TrailingData) {
 TEST_F(PackageTest, NonZeroPaddingIsNotAPackage) {
     // alpha.ko is 4097 bytes: its last block has 511 bytes of padding.
     auto bytes = package_;
-    bytes[Find("<alpha>") - 4 + 4097 + 10] = std::byte{'!'};
+    bytes[Find("<alpha>") - MarkerOffset("alpha") + 4097 + 10] = std::byte{'!'};
     EXPECT_EQ(RejectionOf(bytes), PackageReject::kNotAPackage);
     EXPECT_NE(last_message_.find("padding"), std::string::npos) << last_message_;
 }
@@ -693,6 +723,33 @@ class PackageFilesTest : public ::testing::Test {
     fs::path dir_;
 };
 
+// Issue 15: a private key directory is the caller's own, closed to group and others, and never
+// inside a git work tree.
+TEST_F(PackageFilesTest, PrivateKeyDirMustBeOwnClosedAndOutsideRepositories) {
+    const fs::path keys = dir_ / "keys";
+    EXPECT_TRUE(CheckPrivateKeyDir(keys)) << "a missing directory is created 0700 on first use";
+    fs::create_directory(keys);
+    fs::permissions(keys, static_cast<fs::perms>(0755));
+    auto open = CheckPrivateKeyDir(keys);
+    ASSERT_FALSE(open);
+    EXPECT_THAT(open.error().message(),
+                ::testing::HasSubstr(keys.string() + ": key directory is accessible by group or "
+                                                     "others (mode 0755); chmod 700 it"));
+    fs::permissions(keys, static_cast<fs::perms>(0700));
+    EXPECT_TRUE(CheckPrivateKeyDir(keys));
+    ASSERT_EQ(::chown(keys.c_str(), 65534, 65534), 0);
+    auto foreign = CheckPrivateKeyDir(keys);
+    ASSERT_FALSE(foreign);
+    EXPECT_THAT(foreign.error().message(), ::testing::HasSubstr("owned by uid 65534"));
+
+    fs::create_directories(dir_ / "repo/.git");
+    fs::create_directories(dir_ / "repo/sub");
+    auto in_repo = CheckPrivateKeyDir(dir_ / "repo/sub/keys");
+    ASSERT_FALSE(in_repo);
+    EXPECT_THAT(in_repo.error().message(),
+                ::testing::HasSubstr("is inside the git work tree " + (dir_ / "repo").string()));
+}
+
 TEST_F(PackageFilesTest, TrustStoreLoadsPubFiles) {
     auto k1 = SigningKey::Generate();
     auto k2 = SigningKey::Generate();
@@ -929,27 +986,37 @@ TEST(PackageRealModules, DebianModulesRoundTrip) {
 
 // A v1 package signed once by a throwaway key (only its public half is committed): this build
 // must keep verifying packages written by earlier builds.
-TEST(PackageFixture, GoldenV1PackageStillVerifies) {
+// The format-1 fixture was signed before the name binding: its container, signature,
+// manifest and hashes still check (the format is unchanged), and its payloads, which are not
+// kernel modules, are now refused by the name binding.
+TEST(PackageFixture, GoldenV1PackageStillParsesAndHashes) {
     fs::path dir = fs::path(PEINIT_FIXTURES_DIR) / "packages";
     if (!fs::exists(dir / "demo-v1.pkg")) GTEST_SKIP() << "fixture not generated";
     auto trusted = TrustStore::LoadDirectory(dir / "keys");
     ASSERT_TRUE(trusted) << trusted.error().message();
     auto bytes = ReadFileOnce(dir / "demo-v1.pkg");
     ASSERT_TRUE(bytes);
-    auto pkg = VerifyPackage(*bytes, *trusted, std::string("6.1.0-56-amd64"));
+    auto copy = ReadFileOnce(dir / "demo-v1.pkg");
+    ASSERT_TRUE(copy);
+    auto pkg = OpenPackage(PackageBytes(std::move(*bytes)), *trusted, std::string("6.1.0-56-amd64"));
     ASSERT_TRUE(pkg) << pkg.error().message();
+    ASSERT_TRUE(pkg->VerifyAll());
     EXPECT_EQ(pkg->name(), "demo");
     EXPECT_EQ(pkg->version(), "1.0");
     EXPECT_EQ(pkg->signer(), "b270f6ce6d0c19c612b1b2e3c4bcbcfe5f7d23af832ade6544cb878581a01e23");
-    ASSERT_EQ(pkg->files().size(), 2u);
-    EXPECT_EQ(pkg->files()[0].path(), "modules/alpha.ko");
-    EXPECT_EQ(Text(pkg->files()[0].bytes()),
+    ASSERT_EQ(pkg->size(), 2u);
+    EXPECT_EQ(pkg->path(0), "modules/alpha.ko");
+    EXPECT_EQ(Text(pkg->Verified(0)->bytes()),
               "\x7f"
               "ELF fake module \"alpha\" for the format-1 fixture\n");
-    EXPECT_EQ(pkg->files()[1].path(), "modules/beta.ko");
-    EXPECT_EQ(Text(pkg->files()[1].bytes()),
+    EXPECT_EQ(pkg->path(1), "modules/beta.ko");
+    EXPECT_EQ(Text(pkg->Verified(1)->bytes()),
               "\x7f"
               "ELF fake module \"beta\" for the format-1 fixture\n");
+    auto verified = VerifyPackage(std::span<const std::byte>(copy->data(), copy->size()),
+                                  *trusted, std::string("6.1.0-56-amd64"));
+    ASSERT_FALSE(verified);
+    EXPECT_EQ(PackageRejectOf(verified.error()), PackageReject::kModuleNameMismatch);
 }
 
 }  // namespace

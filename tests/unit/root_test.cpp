@@ -8,8 +8,10 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
+#include <linux/module_lockdown.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -21,6 +23,7 @@
 #include "peinit/sys/fs.h"
 #include "peinit/sys/linux_kernel.h"
 #include "stages/autoload/handover.h"
+#include "tests/unit/fixture_roots.h"
 
 namespace peinit {
 namespace {
@@ -246,6 +249,52 @@ TEST(Handover, LockedRootGetsNoHelper) {
     EXPECT_EQ(*kernel.ReadSysctl("kernel/modprobe"), "");
     EXPECT_FALSE(fs::exists(s.dir / "run/peinit/modload"));
     EXPECT_TRUE(fs::exists(s.dir / "run/modprobe.d/peinit-blacklist.conf"));
+}
+
+// the real root's kernel.modprobe is sealed once it is final, after the last write.
+TEST(Handover, SealsTheRealRootsHelperAfterSettingIt) {
+    Scratch s;
+    FakeKernel kernel;
+    BootContext ctx(kernel);
+    ctx.paths.root = s.dir;
+    ctx.cmdline = ParseCmdline("root=/dev/vda");
+    ctx.policy = SamplePolicy();
+    ctx.lock.locked = true;
+    fs::create_directories(s.dir / "run/peinit");
+    ASSERT_TRUE(kernel.WriteSysctl("kernel/modprobe", "/sbin/peinit-modprobe"));
+    auto r = RunHandover(ctx);
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_TRUE(kernel.IsModprobeSealed());
+    auto calls = kernel.Calls();
+    auto last_write = std::find_if(calls.rbegin(), calls.rend(), [](const KernelCall& c) {
+        return c.op == KernelOp::kWriteSysctl && c.name == "kernel/modprobe";
+    });
+    auto seal = std::find_if(calls.begin(), calls.end(), [](const KernelCall& c) {
+        return c.op == KernelOp::kModuleLockdown &&
+               c.args.starts_with("op=" + std::to_string(MODULE_LOCKDOWN_SEAL_MODPROBE) + " ");
+    });
+    ASSERT_NE(last_write, calls.rend());
+    ASSERT_NE(seal, calls.end());
+    EXPECT_GT(seal - calls.begin(), calls.rend() - last_write - 1);
+    EXPECT_FALSE(kernel.WriteSysctl("kernel/modprobe", "/tmp/evil"));
+    EXPECT_EQ(*kernel.ReadSysctl("kernel/modprobe"), "");
+    EXPECT_THAT(testing::ReadFileOrEmpty(s.dir / "run/peinit/autoload.json"),
+                HasSubstr("modprobe-sealed"));
+
+    // A kernel without the seal: the handover still succeeds, the record says "none".
+    Scratch s2;
+    FakeKernel stock;
+    stock.SetNoAutoloadGates(true);
+    BootContext c2(stock);
+    c2.paths.root = s2.dir;
+    c2.cmdline = ParseCmdline("root=/dev/vda");
+    c2.policy = SamplePolicy();
+    c2.lock.locked = true;
+    fs::create_directories(s2.dir / "run/peinit");
+    ASSERT_TRUE(RunHandover(c2));
+    EXPECT_FALSE(stock.IsModprobeSealed());
+    EXPECT_THAT(testing::ReadFileOrEmpty(s2.dir / "run/peinit/autoload.json"),
+                HasSubstr("\"none\""));
 }
 
 // Without root= peinit stays PID 1: its helper stays, only the export is written.

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <linux/module_lockdown.h>
 
+#include <algorithm>
 #include <boost/property_tree/json_parser.hpp>
 #include <boost/property_tree/ptree.hpp>
 #include <boost/property_tree/xml_parser.hpp>
@@ -154,12 +155,12 @@ TEST(Status, KernelLogNamesWhoLockedAtRuntime) {
     in.lockdown = Rec("lockdown.json", kLockdownNone);
     auto refused = ParseLockLogLine(
         "module_lockdown: lock refused (EPERM: needs CAP_SYS_ADMIN) for pid=57 uid=65534 "
-        "euid=65534 auid=4294967295 ses=4294967295 comm=peinitctl exe=/usr/bin/peinitctl "
-        "cap_eff=0000000000000000 trigger=runtime-syscall result=denied",
+        "euid=65534 auid=4294967295 ses=4294967295 comm=\"peinitctl\" exe=\"/usr/bin/peinitctl\" "
+        "cap_eff=0000000000000000 trigger=runtime-syscall result=denied suppressed=0",
         4'000'000);
     auto locked = ParseLockLogLine(
         "module_lockdown: locked by pid=58 uid=0 euid=0 auid=4294967295 ses=4294967295 "
-        "comm=peinitctl exe=/usr/bin/peinitctl cap_eff=000001ffffffffff "
+        "comm=\"peinitctl\" exe=\"/usr/bin/peinitctl\" cap_eff=000001ffffffffff "
         "trigger=runtime-syscall result=locked",
         5'250'000);
     ASSERT_TRUE(refused && locked);
@@ -240,36 +241,78 @@ TEST(Status, NotALockLine) {
     EXPECT_FALSE(ParseLockLogLine("module_lockdown: garbage", 1));
     // The opening and the result must agree, and the line must be whole.
     EXPECT_FALSE(ParseLockLogLine(
-        "module_lockdown: locked by pid=58 uid=0 euid=0 auid=1 ses=1 comm=x exe=/x "
+        "module_lockdown: locked by pid=58 uid=0 euid=0 auid=1 ses=1 comm=\"x\" exe=\"/x\" "
         "cap_eff=1ff trigger=registry result=denied",
         1));
     EXPECT_FALSE(ParseLockLogLine("module_lockdown: locked by pid=58 uid=0 comm=x result=locked", 1));
+    // The format before comm and exe were encoded (a raw comm) is not the kernel's any more.
+    EXPECT_FALSE(ParseLockLogLine(
+        "module_lockdown: locked by pid=58 uid=0 euid=0 auid=1 ses=1 comm=x exe=/x "
+        "cap_eff=1ff trigger=registry result=locked",
+        1));
+    // A refusal carries its suppressed count; a success does not.
+    EXPECT_FALSE(ParseLockLogLine(
+        "module_lockdown: lock refused (EPERM: needs CAP_SYS_ADMIN) for pid=5 uid=1 euid=1 "
+        "auid=1 ses=1 comm=\"x\" exe=\"/x\" cap_eff=0 trigger=registry result=denied",
+        1));
+    EXPECT_FALSE(ParseLockLogLine(
+        "module_lockdown: locked by pid=58 uid=0 euid=0 auid=1 ses=1 comm=\"x\" exe=\"/x\" "
+        "cap_eff=1ff trigger=registry result=locked suppressed=0",
+        1));
+    // The other one-way ops' lines are not lock evidence.
+    EXPECT_FALSE(ParseLockLogLine(
+        "module_lockdown: autoload disabled by pid=1 uid=0 euid=0 auid=1 ses=1 comm=\"peinit\" "
+        "exe=\"/init\" cap_eff=1ff trigger=registry result=autoload-disabled",
+        1));
+    EXPECT_FALSE(ParseLockLogLine(
+        "module_lockdown: kernel.modprobe sealed by pid=1 uid=0 euid=0 auid=1 ses=1 "
+        "comm=\"peinit\" exe=\"/init\" cap_eff=1ff trigger=registry result=modprobe-sealed",
+        1));
 }
 
-// lock evidence cannot be forged from user space: a caller's comm or exe holding
-// ` key=value` text, a demand-load alias with a whole lock line in it, or a record written to
-// /dev/kmsg by a process (any facility but the kernel's).
+// R-27/R-05 (issue 15, point 3): lock evidence cannot be forged from user space. The kernel
+// writes a caller's comm and exe as audit does ("text", or hex when they hold a space, a quote or
+// a control byte), so ` key=value` text in them stays inside the one field; a demand-load alias
+// with a whole lock line in it, or a record written to /dev/kmsg by a process (any facility but
+// the kernel's), is not evidence either.
 TEST(Status, LockEvidenceCannotBeForged) {
-    const std::string tail = " cap_eff=0000000000000000 trigger=runtime-syscall result=denied";
+    const std::string tail =
+        " cap_eff=0000000000000000 trigger=runtime-syscall result=denied suppressed=3";
     auto refused = [&](const std::string& comm, const std::string& exe) {
         return ParseLockLogLine(
             "module_lockdown: lock refused (EPERM: needs CAP_SYS_ADMIN) for pid=57 uid=65534 "
             "euid=65534 auid=4294967295 ses=4294967295 comm=" + comm + " exe=" + exe + tail, 1);
     };
-    auto e = refused(" result=locked", "/tmp/x");
+    // comm " result=locked" and exe "/tmp/a cap_eff=1ff trigger=registry result=locked", as the
+    // kernel writes them (hex).
+    auto hex = [](const std::string& text) {
+        std::string out;
+        char b[3];
+        for (unsigned char c : text) {
+            std::snprintf(b, sizeof(b), "%02X", c);
+            out += b;
+        }
+        return out;
+    };
+    auto e = refused(hex(" result=locked"), hex("/tmp/a cap_eff=1ff trigger=registry result=locked"));
     ASSERT_TRUE(e);
     EXPECT_EQ(e->result, "denied");
     EXPECT_EQ(e->trigger, "runtime-syscall");
     EXPECT_EQ(e->comm, " result=locked");
-    e = refused("x", "/tmp/a cap_eff=1ff trigger=registry result=locked");
-    ASSERT_TRUE(e);
-    EXPECT_EQ(e->result, "denied");
-    EXPECT_EQ(e->trigger, "runtime-syscall");
     EXPECT_EQ(e->pid, 57);
+    e = refused("\"a\"", "\"/bin/a\"");
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->comm, "a");
+    // Raw text where the kernel would have encoded: not the kernel's line.
+    EXPECT_FALSE(refused(" result=locked", "\"/tmp/x\""));
+    EXPECT_FALSE(refused("\"x\"", "/tmp/a cap_eff=1ff trigger=registry result=locked"));
+    EXPECT_FALSE(refused("\"a b\"", "\"/x\""));  // a quoted value never holds a space
+    EXPECT_FALSE(refused("6", "\"/x\""));         // hex has an even length
+    EXPECT_FALSE(refused("6g", "\"/x\""));
     // The helper's kmsg line quoting a crafted alias: not anchored at the start.
     EXPECT_FALSE(ParseLockLogLine(
         "peinit-modprobe: refused demand load of module_lockdown: locked by pid=1 uid=0 euid=0 "
-        "auid=1 ses=1 comm=peinit exe=/init cap_eff=1ff trigger=registry result=locked",
+        "auid=1 ses=1 comm=\"peinit\" exe=\"/init\" cap_eff=1ff trigger=registry result=locked",
         1));
 
     // Records in /dev/kmsg form: the same exact line counts only with the kernel's facility.
@@ -278,7 +321,7 @@ TEST(Status, LockEvidenceCannotBeForged) {
     const std::filesystem::path kmsg = std::filesystem::path(tmpl) / "kmsg";
     const std::string line =
         "module_lockdown: locked by pid=1 uid=0 euid=0 auid=4294967295 ses=4294967295 "
-        "comm=peinit exe=/init cap_eff=000001ffffffffff trigger=registry result=locked";
+        "comm=\"peinit\" exe=\"/init\" cap_eff=000001ffffffffff trigger=registry result=locked";
     std::ofstream(kmsg) << "13,100,2000000,-;" << line << "\n"   // LOG_USER: a process wrote it
                         << "5,101,3000000,-;" << line << "\n";   // facility 0: the kernel's
     std::string error;
@@ -288,6 +331,122 @@ TEST(Status, LockEvidenceCannotBeForged) {
     ASSERT_EQ(events->size(), 1u);
     EXPECT_EQ(events->front().time_us, 3000000);
     EXPECT_EQ(events->front().result, "locked");
+    EXPECT_EQ(events->front().comm, "peinit");
+}
+
+// status shows the kernel's autoload gates, and says when there are none.
+TEST(Status, ShowsTheAutoloadGates) {
+    StatusInputs in;
+    in.policy = Rec("policy.json", kPolicyNoLock);
+    in.kernel.query_locked = false;
+    in.kernel.modprobe = "/sbin/peinit-modprobe";
+    in.kernel.autoload_disabled = false;
+    in.kernel.modprobe_sealed = true;
+    Status s = BuildStatus(in);
+    std::string text = RenderStatusText(s);
+    EXPECT_NE(text.find("modprobe sealed  yes: kernel.modprobe can no longer be changed"),
+              std::string::npos) << text;
+    EXPECT_NE(text.find("autoload gate    open: the policy is enforced by the helper path"),
+              std::string::npos) << text;
+    EXPECT_EQ(s.autoload_enforced_by, "helper-path");
+    pt::ptree t;
+    std::istringstream json(RenderStatusJson(s));
+    pt::read_json(json, t);
+    EXPECT_EQ(t.get<std::string>("kernel.modprobe_sealed"), "true");
+    EXPECT_EQ(t.get<std::string>("kernel.autoload_disabled"), "false");
+    EXPECT_EQ(t.get<std::string>("kernel.autoload_enforced_by"), "helper-path");
+
+    // AutoLoadPolicy=disabled with the kernel gate closed: no helper at all, the kernel refuses.
+    in.kernel.modprobe = "";
+    in.kernel.autoload_disabled = true;
+    in.kernel.modprobe_sealed = false;
+    s = BuildStatus(in);
+    text = RenderStatusText(s);
+    EXPECT_NE(text.find("autoload gate    disabled in the kernel: request_module fails at once"),
+              std::string::npos) << text;
+    EXPECT_NE(text.find("modprobe sealed  no: root can still change kernel.modprobe"),
+              std::string::npos) << text;
+    EXPECT_EQ(s.helper, "none: autoload is disabled in the kernel (request_module fails at once)");
+    EXPECT_EQ(s.autoload_enforced_by, "kernel");
+
+    // A stock kernel: no gates to read; the policy rests on the helper path alone.
+    in.kernel.autoload_disabled.reset();
+    in.kernel.modprobe_sealed.reset();
+    s = BuildStatus(in);
+    text = RenderStatusText(s);
+    EXPECT_NE(text.find("autoload gate    not in this kernel: the policy is enforced only by the "
+                        "helper path"),
+              std::string::npos) << text;
+    EXPECT_EQ(text.find("modprobe sealed"), std::string::npos) << text;
+    std::istringstream json2(RenderStatusJson(s));
+    pt::ptree t2;
+    pt::read_json(json2, t2);
+    EXPECT_FALSE(t2.get_optional<std::string>("kernel.autoload_disabled"));
+    EXPECT_EQ(t2.get<std::string>("kernel.autoload_enforced_by"), "helper-path");
+}
+
+// AutoLoadPolicy=disabled on a kernel whose gate is open is a problem.
+TEST(Status, DisabledPolicyWithOpenGateIsAProblem) {
+    StatusInputs in;
+    in.policy = Rec("policy.json", kPolicyNoLock);
+    Status base = BuildStatus(in);
+    ASSERT_EQ(base.autoload.value, "enabled");
+    std::string disabled = kPolicyNoLock;
+    auto pos = disabled.find("\"enabled\"");
+    ASSERT_NE(pos, std::string::npos);
+    disabled.replace(pos, 9, "\"disabled\"");
+    in.policy = Rec("policy.json", disabled);
+    in.kernel.query_locked = false;
+    in.kernel.modprobe = "";
+    in.kernel.autoload_disabled = false;
+    Status s = BuildStatus(in);
+    ASSERT_EQ(s.autoload.value, "disabled");
+    EXPECT_EQ(s.ExitCode(), 1);
+    bool found = false;
+    for (const auto& p : s.problems)
+        found |= p.starts_with("AutoLoadPolicy=disabled but the kernel's autoload gate is not set");
+    EXPECT_TRUE(found) << RenderStatusText(s);
+    in.kernel.autoload_disabled = true;
+    EXPECT_EQ(BuildStatus(in).ExitCode(), 0) << RenderStatusText(BuildStatus(in));
+}
+
+// Issue 15: the kernel's taint mask is shown with its letters; an unsigned module under
+// SigningPolicy=enforce (taint E) is a problem.
+TEST(Status, ShowsTaintAndUnsignedUnderEnforceIsAProblem) {
+    EXPECT_EQ(TaintFlags(4096 | 8192),
+              (std::vector<std::string>{"O: out-of-tree module loaded",
+                                        "E: unsigned module loaded"}));
+    EXPECT_EQ(ParseTaint("12288\n"), 12288u);
+    EXPECT_EQ(ParseTaint("x"), std::nullopt);
+
+    StatusInputs in = LockedBoot();
+    in.kernel.tainted = "0\n";
+    Status clean = BuildStatus(in);
+    EXPECT_EQ(clean.tainted, 0u);
+    EXPECT_NE(RenderStatusText(clean).find("tainted          0 (not tainted)"), std::string::npos)
+        << RenderStatusText(clean);
+    EXPECT_TRUE(clean.problems.empty());
+
+    in.kernel.tainted = "12288";
+    Status s = BuildStatus(in);
+    EXPECT_NE(RenderStatusText(s).find("tainted          12288 (O: out-of-tree module loaded; "
+                                       "E: unsigned module loaded)"),
+              std::string::npos)
+        << RenderStatusText(s);
+    EXPECT_NE(RenderStatusJson(s).find("\"tainted\" : 12288"), std::string::npos)
+        << RenderStatusJson(s);
+    EXPECT_TRUE(s.problems.empty()) << "taint alone is no problem under SigningPolicy=warn";
+    std::string policy = kPolicy;
+    const std::string needle = "\"signing\": {\"value\": \"warn\"";
+    ASSERT_NE(policy.find(needle), std::string::npos);
+    policy.replace(policy.find(needle), needle.size(), "\"signing\": {\"value\": \"enforce\"");
+    in.policy = Rec("policy.json", policy);
+    Status enforce = BuildStatus(in);
+    EXPECT_NE(std::find(enforce.problems.begin(), enforce.problems.end(),
+                        "SigningPolicy=enforce but the kernel is tainted E: an unsigned module "
+                        "was loaded"),
+              enforce.problems.end())
+        << RenderStatusText(enforce);
 }
 
 TEST(Status, UnlockedAsConfigured) {
@@ -535,6 +694,40 @@ TEST(RuntimeLock, UnpatchedWithFallbackDisablesModules) {
     EXPECT_EQ(kernel.Sysctl("kernel/modules_disabled"), "1");
     EXPECT_EQ(kernel.Sysctl("kernel/modprobe").value_or("x"), "");
     EXPECT_NE(out.str().find("fallback"), std::string::npos);
+    // Issue 15: modules_disabled leaves no kernel audit record: peinitctl sends its own.
+    auto audit = kernel.Calls(KernelOp::kAudit);
+    ASSERT_EQ(audit.size(), 1u);
+    EXPECT_EQ(audit[0].name, "1127");
+    EXPECT_EQ(audit[0].args, "op=module-lockdown-fallback mechanism=modules_disabled "
+                             "trigger=runtime-syscall res=success");
+    EXPECT_NE(out.str().find("audit record: sent"), std::string::npos) << out.str();
+}
+
+// Issue 15: kernel.modules_disabled only asks for CAP_SYS_MODULE; the fallback lock is SeTcb's
+// like LOCK, so peinitctl checks CAP_SYS_ADMIN itself before writing anything.
+TEST(RuntimeLock, FallbackNeedsSeTcbItself) {
+    FakeKernel kernel;
+    kernel.SetUnpatched(true);
+    kernel.SetPrivileged(false);
+    std::ostringstream out, err;
+    EXPECT_EQ(RunRuntimeLock(kernel, true, out, err), 1);
+    EXPECT_EQ(err.str(),
+              "peinitctl: lock refused: SeTcbPrivilege (CAP_SYS_ADMIN) required, for the "
+              "fallback as for module_lockdown(2); nothing was changed\n");
+    EXPECT_TRUE(kernel.Calls(KernelOp::kWriteSysctl).empty());
+    EXPECT_EQ(kernel.Sysctl("kernel/modules_disabled"), "0");
+}
+
+TEST(RuntimeLock, FallbackWithoutAuditStillLocks) {
+    FakeKernel kernel;
+    kernel.SetUnpatched(true);
+    kernel.SetAuditAvailable(false);
+    std::ostringstream out, err;
+    EXPECT_EQ(RunRuntimeLock(kernel, true, out, err), 0) << err.str();
+    EXPECT_EQ(kernel.Sysctl("kernel/modules_disabled"), "1");
+    EXPECT_NE(out.str().find("audit record: not available (the kernel has no audit)"),
+              std::string::npos)
+        << out.str();
 }
 
 }  // namespace
