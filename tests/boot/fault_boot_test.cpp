@@ -98,7 +98,7 @@ struct FaultBoot {
 // Builds tests/boot/images/<name> for `kernel` ("peinit" or "debian"), boots it and parses what
 // the guest printed. `scratch` replaces @SCRATCH@.
 FaultBoot Boot(const std::string& name, const std::string& kernel = "peinit",
-               const std::string& scratch = "") {
+               const std::string& scratch = "", const std::string& append = "") {
     FaultBoot f;
     const std::string kdir = KernelDirFor(kernel);
     if (kdir.empty()) {
@@ -124,6 +124,7 @@ FaultBoot Boot(const std::string& name, const std::string& kernel = "peinit",
     boot.name = name;
     boot.image_toml = toml;
     boot.kernel = kernel;
+    boot.append = append;
     boot.smp = 2;
     // TCG on a shared 2-core host: a boot takes 20-90 s; leave room under ctest's 400 s.
     boot.timeout = std::chrono::seconds(330);
@@ -537,7 +538,8 @@ TEST(FaultBoot, RejectedPackage) {
 // and status names the mechanism.
 // (Moved from LockdownBoot.DebianKernelFallsBackToModulesDisabled, every assertion kept.)
 TEST(FaultBoot, MissingLockSyscall) {
-    FaultBoot f = Boot("fault-missing-lock-syscall", "debian");
+    // audit=1: without auditd the kernel prints user-space audit records to the console.
+    FaultBoot f = Boot("fault-missing-lock-syscall", "debian", "", "audit=1");
     ASSERT_TRUE(f.r.build_error.empty()) << f.r.build_error;
     ExpectBootedToServices(f);
     // (a)

@@ -159,7 +159,8 @@ TEST_F(LockdownBoot, AllowList) {
            {}};
     ImageBootResult r = Boot(c);
     ExpectProbes(r, {"unlocked", "helper", "packet_allowed", "packet_loaded", "alg_refused",
-                     "alg_not_loaded", "virtio_net_refused", "record_allow_list"});
+                     "alg_not_loaded", "virtio_net_refused", "record_allow_list",
+                     "modprobe_sealed", "record_gate"});
     EXPECT_TRUE(
         r.Has("peinit-modprobe: refused demand load of net-pf-38 (module af_alg): not in "
               "AutoLoadAllowed"))
@@ -167,6 +168,8 @@ TEST_F(LockdownBoot, AllowList) {
     EXPECT_TRUE(r.Has("peinit.autoload=enabled ignored")) << Console(r);
     EXPECT_TRUE(r.Has("coldplug: refused virtio_net")) << Console(r);
     EXPECT_TRUE(r.Has("autoload policy=allow-list(hive)")) << Console(r);
+    // Issue 15: with its helper installed, PID 1 seals kernel.modprobe.
+    EXPECT_TRUE(r.Has("gate=modprobe-sealed")) << Console(r);
 }
 
 TEST_F(LockdownBoot, AutoloadDisabledAndSigningEnforced) {
@@ -174,11 +177,13 @@ TEST_F(LockdownBoot, AutoloadDisabledAndSigningEnforced) {
     Case c{"lockdown-disabled", "peinit", "", {}, {kUnsigned}};
     ImageBootResult r = Boot(c);
     ExpectProbes(
-        r, {"unlocked", "helper_empty", "packet_no_demand_load", "packet_not_loaded", "sig_enforce",
+        r, {"unlocked", "helper_empty", "autoload_gate_closed", "packet_no_demand_load", "packet_not_loaded", "sig_enforce",
             "signed_boot_module", "unsigned_rejected", "unsigned_not_loaded"});
     // No helper ran at all.
     EXPECT_FALSE(r.Has("peinit-modprobe:")) << Console(r);
     EXPECT_TRUE(r.Has("autoload policy=disabled(hive) helper=\"\"")) << Console(r);
+    // Issue 15: disabled is the kernel's gate, not only an empty kernel.modprobe.
+    EXPECT_TRUE(r.Has("gate=autoload-disabled")) << Console(r);
     EXPECT_TRUE(r.Has("modules signing policy=enforce(hive) sig_enforce=Y")) << Console(r);
 }
 
