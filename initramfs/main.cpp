@@ -197,8 +197,8 @@ Result<ImageDefinition> DoBuild(const BuildArgs& a, std::string* kernel_image) {
     if (!a.compression.empty()) compression = PEINIT_TRY(ParseCompression(a.compression));
     BuildOptions opts;
     opts.kernel_dir = PEINIT_TRY(ResolveKernelDir(def.kernel, a.kernel_dir));
-    opts.binaries =
-        PEINIT_TRY(LoadBinaryManifest(a.manifest.empty() ? DefaultManifest() : a.manifest));
+    std::string manifest = a.manifest.empty() ? DefaultManifest() : a.manifest;
+    opts.binaries = PEINIT_TRY(LoadBinaryManifest(manifest));
     opts.sysroot = a.sysroot;
     opts.mtime = PEINIT_TRY(SourceDateEpoch());
     auto t0 = std::chrono::steady_clock::now();
@@ -217,7 +217,8 @@ Result<ImageDefinition> DoBuild(const BuildArgs& a, std::string* kernel_image) {
               << "; kernel " << c.kernel.kver << ", " << c.modules.size() << " modules in "
               << c.packages.size() << " signed packages (" << c.keys.size() << " trusted keys), "
               << c.libraries.size() << " libraries, " << c.units.size() << " unit files ("
-              << c.services << " services); " << timing << "\n";
+              << c.services << " services), programs from " << manifest << "; " << timing
+              << "\n";
     for (const auto& w : c.warnings) std::cerr << "peinit-image: warning: " << w << "\n";
     if (a.timing) {
         for (const auto& [name, s] : c.timing) {
