@@ -417,6 +417,9 @@ Result<std::vector<ListedEntry>> ReadEntries(struct archive* a, const std::strin
     return out;
 }
 
+// An initramfs that unpacks to more than this is not one (and would exhaust memory).
+constexpr std::size_t kMaxDecompressedBytes = std::size_t{2} << 30;
+
 // The whole output of the decompressor for the stream at the start of `in`.
 Result<std::pair<std::string, std::string>> Decompress(std::string_view in,
                                                        const std::string& where) {
@@ -432,7 +435,13 @@ Result<std::pair<std::string, std::string>> Decompress(std::string_view in,
     std::string out;
     char buf[1 << 16];
     la_ssize_t n;
-    while ((n = archive_read_data(r.a, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    while ((n = archive_read_data(r.a, buf, sizeof buf)) > 0) {
+        out.append(buf, static_cast<size_t>(n));
+        if (out.size() > kMaxDecompressedBytes) {
+            return Err(where + ": decompresses to more than " +
+                       std::to_string(kMaxDecompressedBytes >> 20) + " MiB");
+        }
+    }
     if (n < 0) return Err(ArchiveError(r.a, where));
     return std::pair{name, std::move(out)};
 }
