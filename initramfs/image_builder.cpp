@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -33,7 +34,11 @@ Result<std::vector<ShippedBinary>> LoadBinaryManifest(const std::string& path) {
             (req != "required" && req != "optional"))
             return Err(path + ":" + std::to_string(n) +
                        ": expected \"IMAGE_PATH HOST_PATH required|optional\"");
-        out.push_back({image_path, host_path, req == "required"});
+        // A relative program path is relative to the manifest (the installed one, in
+        // PREFIX/share/peinit, names ../../sbin/peinit).
+        std::filesystem::path host(host_path);
+        if (host.is_relative()) host = std::filesystem::path(path).parent_path() / host;
+        out.push_back({image_path, host.lexically_normal().string(), req == "required"});
     }
     return out;
 }

@@ -24,7 +24,8 @@ struct ShippedBinary {
 };
 
 // Reads the binaries manifest CMake generates (initramfs/CMakeLists.txt,
-// PEINIT_IMAGE_BINARIES): one "IMAGE_PATH HOST_PATH required|optional" per line, '#' comments.
+// PEINIT_IMAGE_BINARIES): one "IMAGE_PATH HOST_PATH required|optional" per line, '#' comments;
+// a relative HOST_PATH is relative to the manifest's directory.
 Result<std::vector<ShippedBinary>> LoadBinaryManifest(const std::string& path);
 
 struct BuildOptions {

@@ -354,15 +354,15 @@ Result<void> WriteCpio(const ImageTree& tree, const std::string& output, const W
     return Ok();
 }
 
-Result<std::vector<ListedEntry>> ReadCpio(const std::string& path) {
+namespace {
+
+struct ArchiveReader {
     struct archive* a = archive_read_new();
-    archive_read_support_filter_all(a);
-    archive_read_support_format_cpio(a);
-    if (archive_read_open_filename(a, path.c_str(), 1 << 16) != ARCHIVE_OK) {
-        std::string msg = ArchiveError(a, path);
-        archive_read_free(a);
-        return Err(msg);
-    }
+    ~ArchiveReader() { archive_read_free(a); }
+};
+
+// Reads the entries of the archive open in `a` up to its trailer.
+Result<std::vector<ListedEntry>> ReadEntries(struct archive* a, const std::string& where) {
     std::vector<ListedEntry> out;
     struct archive_entry* ae = nullptr;
     int r;
@@ -406,22 +406,101 @@ Result<std::vector<ListedEntry>> ReadCpio(const std::string& path) {
             }
             if (n < 0 || le.data.size() != le.size) {
                 const char* why = n < 0 ? archive_error_string(a) : nullptr;
-                std::string msg = path + ": " + le.path + ": only " +
-                                  std::to_string(le.data.size()) + " of " +
-                                  std::to_string(le.size) + " bytes" +
-                                  (why != nullptr ? std::string(" (") + why + ")" : "");
-                archive_read_free(a);
-                return Err(msg);
+                return Err(where + ": " + le.path + ": only " + std::to_string(le.data.size()) +
+                           " of " + std::to_string(le.size) + " bytes" +
+                           (why != nullptr ? std::string(" (") + why + ")" : ""));
             }
         }
         out.push_back(std::move(le));
     }
-    if (r != ARCHIVE_EOF) {
-        std::string msg = ArchiveError(a, path);
-        archive_read_free(a);
-        return Err(msg);
+    if (r != ARCHIVE_EOF) return Err(ArchiveError(a, where));
+    return out;
+}
+
+// An initramfs that unpacks to more than this is not one (and would exhaust memory).
+constexpr std::size_t kMaxDecompressedBytes = std::size_t{2} << 30;
+
+// The whole output of the decompressor for the stream at the start of `in`.
+Result<std::pair<std::string, std::string>> Decompress(std::string_view in,
+                                                       const std::string& where) {
+    ArchiveReader r;
+    archive_read_support_filter_all(r.a);
+    archive_read_support_format_raw(r.a);
+    struct archive_entry* ae = nullptr;
+    if (archive_read_open_memory(r.a, in.data(), in.size()) != ARCHIVE_OK ||
+        archive_read_next_header(r.a, &ae) != ARCHIVE_OK) {
+        return Err(ArchiveError(r.a, where));
     }
-    archive_read_free(a);
+    std::string name = archive_filter_name(r.a, 0);
+    std::string out;
+    char buf[1 << 16];
+    la_ssize_t n;
+    while ((n = archive_read_data(r.a, buf, sizeof buf)) > 0) {
+        out.append(buf, static_cast<size_t>(n));
+        if (out.size() > kMaxDecompressedBytes) {
+            return Err(where + ": decompresses to more than " +
+                       std::to_string(kMaxDecompressedBytes >> 20) + " MiB");
+        }
+    }
+    if (n < 0) return Err(ArchiveError(r.a, where));
+    return std::pair{name, std::move(out)};
+}
+
+// The archives in `bytes` as the kernel's initramfs unpacker takes them: NUL padding skipped,
+// an uncompressed cpio archive read up to its trailer and the next one looked for after it, a
+// compressed stream decompressed and its contents taken the same way (libarchive does not say
+// where a compressed stream ends, so, as lsinitramfs does, it runs to the end of the file).
+Result<void> ReadArchivesIn(std::string_view bytes, uint64_t base, const std::string& compression,
+                            const std::string& path, std::vector<ListedArchive>& out) {
+    std::size_t pos = 0;
+    while (pos < bytes.size()) {
+        if (bytes[pos] == '\0') {
+            ++pos;
+            continue;
+        }
+        uint64_t offset = base + (compression == "none" ? pos : 0);
+        std::string where = path + " (archive at byte " + std::to_string(offset) + ")";
+        std::string_view rest = bytes.substr(pos);
+        if (!rest.starts_with("07070")) {
+            if (compression != "none") return Err(where + ": not a cpio archive");
+            auto [name, plain] = PEINIT_TRY(Decompress(rest, where));
+            if (name == "none") return Err(where + ": neither a cpio archive nor compressed");
+            PEINIT_TRY(ReadArchivesIn(plain, base + pos, name, path, out));
+            return Ok();
+        }
+        ArchiveReader r;
+        archive_read_support_format_cpio(r.a);
+        if (archive_read_open_memory(r.a, rest.data(), rest.size()) != ARCHIVE_OK) {
+            return Err(ArchiveError(r.a, where));
+        }
+        ListedArchive archive{offset, compression, PEINIT_TRY(ReadEntries(r.a, where))};
+        // What the cpio reader consumed, trailer included: the next archive starts after it.
+        auto consumed = archive_filter_bytes(r.a, 0);
+        if (consumed <= 0) return Err(where + ": empty archive");
+        pos += static_cast<std::size_t>(consumed);
+        out.push_back(std::move(archive));
+    }
+    return Ok();
+}
+
+}  // namespace
+
+Result<std::vector<ListedArchive>> ReadCpioArchives(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return ErrnoErr(path);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (in.bad()) return ErrnoErr("read " + path);
+    std::vector<ListedArchive> out;
+    PEINIT_TRY(ReadArchivesIn(bytes, 0, "none", path, out));
+    if (out.empty()) return Err(path + ": no cpio archive");
+    return out;
+}
+
+Result<std::vector<ListedEntry>> ReadCpio(const std::string& path) {
+    std::vector<ListedEntry> out;
+    for (auto& archive : PEINIT_TRY(ReadCpioArchives(path))) {
+        for (auto& e : archive.entries) out.push_back(std::move(e));
+    }
     return out;
 }
 

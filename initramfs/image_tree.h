@@ -90,7 +90,19 @@ struct ListedEntry {
     std::string data;  // file contents or symlink target
 };
 
-// Reads any (compressed) cpio archive back with libarchive.
+// One cpio archive of an image file: where it starts (for a compressed one, where the compressed
+// stream starts), its compression ("none", "gzip", "zstd", ... as libarchive names it) and its
+// entries.
+struct ListedArchive {
+    uint64_t offset = 0;
+    std::string compression;
+    std::vector<ListedEntry> entries;
+};
+
+// Reads every cpio archive of an image file with libarchive, as the kernel does: archives one
+// after the other, each compressed or not, NUL padding between them (`peinit-image list`).
+Result<std::vector<ListedArchive>> ReadCpioArchives(const std::string& path);
+// The entries of all of them, in order.
 Result<std::vector<ListedEntry>> ReadCpio(const std::string& path);
 
 // SOURCE_DATE_EPOCH from the environment (0 when unset); an unparsable value is an error.

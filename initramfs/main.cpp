@@ -4,17 +4,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "initramfs/image_builder.h"
 #include "initramfs/image_definition.h"
 #include "initramfs/process.h"
+#include "peinit/tools/host_args.h"
 
 #ifndef PEINIT_SOURCE_DIR
 #error "PEINIT_SOURCE_DIR must be defined by the build"
@@ -26,6 +31,9 @@
 namespace peinit::image {
 namespace {
 
+// `boot` kills QEMU after this many seconds unless --timeout says otherwise (0: never).
+constexpr int kDefaultBootTimeout = 600;
+
 constexpr const char* kMainUsage = R"(usage: peinit-image COMMAND [ARGS...]
 
 Builds peinit initramfs images from image definitions (images/NAME/image.toml, format in
@@ -34,10 +42,15 @@ initramfs/IMAGE.md) and boots them in QEMU.
 commands:
   build IMAGE -o OUT [options]    validate the definition and write the cpio image
   boot IMAGE [options] [-- ARGS]  build the image and boot it in QEMU (TCG)
-  list FILE                       list the entries of an image
+  list FILE                       list the entries of every archive in an image
   help [COMMAND]                  this text, or a command's
 
-`peinit-image COMMAND --help` describes each command.
+`peinit-image COMMAND --help` describes each command; `peinit-image --version` prints the
+version.
+
+The programs an image ships (peinit as /init, peinitctl) come from a manifest: --binaries,
+else $PEINIT_IMAGE_BINARIES, else the one installed beside this program
+(PREFIX/share/peinit/binaries.manifest), else the build tree's.
 )";
 
 constexpr const char* kBuildUsage =
@@ -53,7 +66,10 @@ shared libraries) and writes nothing on error; OUT is replaced atomically.
                          default: $PEINIT_KERNEL_DIR or $PEINIT_DEBIAN_KERNEL_DIR by the
                          image's kernel, else the output of running that script
   --compression X        override the definition's compression
-  --binaries MANIFEST    programs to ship (default: the manifest the build generated)
+  --binaries MANIFEST    programs to ship, "IMAGE_PATH HOST_PATH required|optional" per
+                         line, HOST_PATH relative to the manifest's directory unless absolute
+                         (default: $PEINIT_IMAGE_BINARIES, else PREFIX/share/peinit/
+                         binaries.manifest beside an installed peinit-image, else the build's)
   --sysroot DIR          where shared libraries are looked up (default /)
   --timing               print the time each build phase took
 
@@ -65,7 +81,7 @@ constexpr const char* kBootUsage =
     R"(usage: peinit-image boot IMAGE [--smp N] [--memory MIB] [--timeout S] [--kernel-dir DIR]
                          [--output OUT] [--disk FILE]... [-- EXTRA CMDLINE...]
 
-Builds IMAGE (into the build directory, unless --output) and boots it:
+Builds IMAGE and boots it:
   qemu-system-x86_64 -accel tcg -machine q35 -m MIB -smp N -nographic -no-reboot
       -serial mon:stdio -kernel KERNEL -initrd IMAGE
       -append "console=ttyS0 panic=-1 <image cmdline> <EXTRA>"
@@ -73,43 +89,43 @@ The guest console is this process's stdout; the exit status is QEMU's (124 on ti
 
   --smp N            virtual CPUs (default: the definition's [boot] smp, else 1)
   --memory MIB       guest memory (default: [boot] memory, else 512)
-  --timeout S        kill QEMU after S seconds (default: none)
+  --timeout S        kill QEMU after S seconds, 0 for never (default: 600)
   --kernel-dir DIR   as for build
-  --output OUT       where to write the image
+  -o, --output OUT   keep the image as OUT (default: a fresh directory under $TMPDIR or
+                     /tmp, removed when QEMU exits)
   --disk FILE        attach FILE as a raw virtio disk (/dev/vda, /dev/vdb, ... in order),
                      e.g. a real root for root=UUID=...
 )";
 
 constexpr const char* kListUsage = R"(usage: peinit-image list FILE
 
-Prints every entry of an image: mode, uid/gid, size or device, path (and link target).
+Prints every entry of an image: mode, uid/gid, size or device, path (and link target). An
+image may be several cpio archives one after the other, each compressed or not (e.g. early
+microcode before the main archive), as the kernel reads them: each archive starts with a line
+"# archive N at byte OFFSET: COMPRESSION, ENTRIES entries".
 )";
 
-int Usage(const char* text, const std::string& problem) {
-    if (!problem.empty()) std::cerr << "peinit-image: " << problem << "\n";
-    std::cerr << text;
-    return 2;
-}
+using args::Arity;
 
-bool IsHelp(const std::string& a) { return a == "--help" || a == "-h"; }
-
-// Takes the value of "--opt VALUE" or "--opt=VALUE".
-bool TakeValue(const std::vector<std::string>& args, size_t& i, const std::string& name,
-               std::string& out, std::string& problem) {
-    const std::string& a = args[i];
-    if (a == name) {
-        if (i + 1 >= args.size()) {
-            problem = name + " needs a value";
-            return true;
-        }
-        out = args[++i];
-        return true;
+// Parses a command's arguments (peinit/core/args.h syntax); nullopt after --help or a usage
+// error, with `exit` set to the status to return.
+std::optional<args::Parsed> ParseCommand(const std::string& command,
+                                         const std::vector<std::string>& argv,
+                                         std::span<const args::OptionSpec> spec,
+                                         const char* usage, int& exit) {
+    std::vector<char*> ptrs;
+    for (const auto& a : argv) ptrs.push_back(const_cast<char*>(a.c_str()));
+    auto parsed = args::ParseHost(ptrs, spec);
+    if (!parsed) {
+        exit = args::UsageError("peinit-image " + command, parsed.error().message(), usage);
+        return std::nullopt;
     }
-    if (a.rfind(name + "=", 0) == 0) {
-        out = a.substr(name.size() + 1);
-        return true;
+    if (parsed->help) {
+        std::cout << usage;
+        exit = 0;
+        return std::nullopt;
     }
-    return false;
+    return std::move(*parsed);
 }
 
 bool ParseInt(const std::string& s, int lo, int hi, int& out) {
@@ -146,7 +162,16 @@ Result<std::string> ResolveKernelDir(KernelKind kind, const std::string& flag) {
     return dir;
 }
 
-std::string DefaultManifest() { return std::string(PEINIT_IMAGE_BUILD_DIR) + "/binaries.manifest"; }
+// The manifest of programs to ship when --binaries is not given (kMainUsage).
+std::string DefaultManifest() {
+    if (const char* env = std::getenv("PEINIT_IMAGE_BINARIES"); env != nullptr && *env != '\0')
+        return env;
+    std::error_code ec;
+    auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    auto installed = self.parent_path().parent_path() / "share/peinit/binaries.manifest";
+    if (!ec && std::filesystem::exists(installed, ec)) return installed.string();
+    return std::string(PEINIT_IMAGE_BUILD_DIR) + "/binaries.manifest";
+}
 
 struct BuildArgs {
     std::string image;
@@ -172,8 +197,8 @@ Result<ImageDefinition> DoBuild(const BuildArgs& a, std::string* kernel_image) {
     if (!a.compression.empty()) compression = PEINIT_TRY(ParseCompression(a.compression));
     BuildOptions opts;
     opts.kernel_dir = PEINIT_TRY(ResolveKernelDir(def.kernel, a.kernel_dir));
-    opts.binaries =
-        PEINIT_TRY(LoadBinaryManifest(a.manifest.empty() ? DefaultManifest() : a.manifest));
+    std::string manifest = a.manifest.empty() ? DefaultManifest() : a.manifest;
+    opts.binaries = PEINIT_TRY(LoadBinaryManifest(manifest));
     opts.sysroot = a.sysroot;
     opts.mtime = PEINIT_TRY(SourceDateEpoch());
     auto t0 = std::chrono::steady_clock::now();
@@ -192,7 +217,8 @@ Result<ImageDefinition> DoBuild(const BuildArgs& a, std::string* kernel_image) {
               << "; kernel " << c.kernel.kver << ", " << c.modules.size() << " modules in "
               << c.packages.size() << " signed packages (" << c.keys.size() << " trusted keys), "
               << c.libraries.size() << " libraries, " << c.units.size() << " unit files ("
-              << c.services << " services); " << timing << "\n";
+              << c.services << " services), programs from " << manifest << "; " << timing
+              << "\n";
     for (const auto& w : c.warnings) std::cerr << "peinit-image: warning: " << w << "\n";
     if (a.timing) {
         for (const auto& [name, s] : c.timing) {
@@ -210,38 +236,32 @@ Result<ImageDefinition> DoBuild(const BuildArgs& a, std::string* kernel_image) {
     return def;
 }
 
-int CmdBuild(const std::vector<std::string>& args) {
+int CmdBuild(const std::vector<std::string>& argv) {
+    static constexpr args::OptionSpec kSpec[] = {
+        {"--output", Arity::kValue, 'o'}, {"--kernel-dir", Arity::kValue},
+        {"--compression", Arity::kValue}, {"--binaries", Arity::kValue},
+        {"--sysroot", Arity::kValue},     {"--timing"},
+    };
+    int exit = 0;
+    auto parsed = ParseCommand("build", argv, kSpec, kBuildUsage, exit);
+    if (!parsed) return exit;
+    auto usage = [](const std::string& problem) {
+        return args::UsageError("peinit-image build", problem, kBuildUsage);
+    };
+    if (parsed->operands.empty()) return usage("missing IMAGE");
+    if (parsed->operands.size() > 1) return usage(args::UnexpectedOperand(parsed->operands[1]));
+    if (!parsed->Has("--output")) return usage(args::Required("--output"));
     BuildArgs a;
-    std::string problem;
-    for (size_t i = 0; i < args.size() && problem.empty(); ++i) {
-        const std::string& s = args[i];
-        if (IsHelp(s)) {
-            std::cout << kBuildUsage;
-            return 0;
-        }
-        if (s == "--timing") {
-            a.timing = true;
-            continue;
-        }
-        if (TakeValue(args, i, "-o", a.output, problem) ||
-            TakeValue(args, i, "--output", a.output, problem) ||
-            TakeValue(args, i, "--kernel-dir", a.kernel_dir, problem) ||
-            TakeValue(args, i, "--compression", a.compression, problem) ||
-            TakeValue(args, i, "--binaries", a.manifest, problem) ||
-            TakeValue(args, i, "--sysroot", a.sysroot, problem))
-            continue;
-        if (!s.empty() && s[0] == '-')
-            problem = "unknown option " + s;
-        else if (a.image.empty())
-            a.image = s;
-        else
-            problem = "unexpected argument " + s;
+    a.image = parsed->operands[0];
+    a.output = *parsed->Value("--output");
+    a.kernel_dir = parsed->Value("--kernel-dir").value_or("");
+    a.compression = parsed->Value("--compression").value_or("");
+    a.manifest = parsed->Value("--binaries").value_or("");
+    a.sysroot = parsed->Value("--sysroot").value_or("/");
+    a.timing = parsed->Has("--timing");
+    if (!a.compression.empty()) {
+        if (auto c = ParseCompression(a.compression); !c) return usage(c.error().message());
     }
-    if (problem.empty() && a.image.empty()) problem = "missing IMAGE";
-    if (problem.empty() && a.output.empty()) problem = "missing -o OUT";
-    if (problem.empty() && !a.compression.empty() && !ParseCompression(a.compression))
-        problem = ParseCompression(a.compression).error().message();
-    if (!problem.empty()) return Usage(kBuildUsage, problem);
     auto r = DoBuild(a, nullptr);
     if (!r) {
         std::cerr << "peinit-image: " << r.error().message() << "\n";
@@ -262,50 +282,52 @@ void ReplaceAllCommas(std::string& s) {
     for (size_t i = 0; (i = s.find(',', i)) != std::string::npos; i += 2) s.insert(i, ",");
 }
 
-int CmdBoot(const std::vector<std::string>& args) {
-    BuildArgs a;
-    std::string smp, memory, timeout, problem, disk;
-    std::vector<std::string> extra, disks;
-    for (size_t i = 0; i < args.size() && problem.empty(); ++i) {
-        const std::string& s = args[i];
-        if (s == "--") {
-            extra.assign(args.begin() + static_cast<long>(i) + 1, args.end());
-            break;
-        }
-        if (IsHelp(s)) {
-            std::cout << kBootUsage;
-            return 0;
-        }
-        if (TakeValue(args, i, "--smp", smp, problem) ||
-            TakeValue(args, i, "--memory", memory, problem) ||
-            TakeValue(args, i, "--timeout", timeout, problem) ||
-            TakeValue(args, i, "--kernel-dir", a.kernel_dir, problem) ||
-            TakeValue(args, i, "--output", a.output, problem) ||
-            TakeValue(args, i, "-o", a.output, problem))
-            continue;
-        if (TakeValue(args, i, "--disk", disk, problem)) {
-            if (problem.empty() && ::access(disk.c_str(), R_OK) != 0) {
-                problem = "--disk " + disk + ": " + std::strerror(errno);
-            }
-            disks.push_back(disk);
-            continue;
-        }
-        if (!s.empty() && s[0] == '-')
-            problem = "unknown option " + s;
-        else if (a.image.empty())
-            a.image = s;
-        else
-            problem = "unexpected argument " + s + " (kernel arguments go after --)";
+// Removes a directory tree when it goes out of scope (the default output of `boot`).
+struct ScratchDir {
+    std::string path;
+    ~ScratchDir() {
+        std::error_code ec;
+        if (!path.empty()) std::filesystem::remove_all(path, ec);
     }
-    int smp_n = 0, mem_n = 0, timeout_n = 0;
-    if (problem.empty() && a.image.empty()) problem = "missing IMAGE";
-    if (problem.empty() && !smp.empty() && !ParseInt(smp, 1, 64, smp_n))
-        problem = "--smp must be 1..64";
-    if (problem.empty() && !memory.empty() && !ParseInt(memory, 64, 65536, mem_n))
-        problem = "--memory must be 64..65536 (MiB)";
-    if (problem.empty() && !timeout.empty() && !ParseInt(timeout, 1, 86400, timeout_n))
-        problem = "--timeout must be 1..86400 seconds";
-    if (!problem.empty()) return Usage(kBootUsage, problem);
+};
+
+int CmdBoot(const std::vector<std::string>& argv) {
+    static constexpr args::OptionSpec kSpec[] = {
+        {"--smp", Arity::kValue},        {"--memory", Arity::kValue},
+        {"--timeout", Arity::kValue},    {"--kernel-dir", Arity::kValue},
+        {"--output", Arity::kValue, 'o'}, {"--disk", Arity::kList},
+    };
+    // Everything after "--" goes to the kernel command line.
+    auto dashes = std::find(argv.begin(), argv.end(), "--");
+    std::vector<std::string> extra(dashes == argv.end() ? dashes : dashes + 1, argv.end());
+    int exit = 0;
+    auto parsed = ParseCommand("boot", {argv.begin(), dashes}, kSpec, kBootUsage, exit);
+    if (!parsed) return exit;
+    auto usage = [](const std::string& problem) {
+        return args::UsageError("peinit-image boot", problem, kBootUsage);
+    };
+    if (parsed->operands.empty()) return usage("missing IMAGE");
+    if (parsed->operands.size() > 1) {
+        return usage(args::UnexpectedOperand(parsed->operands[1]) +
+                     " (kernel arguments go after --)");
+    }
+    BuildArgs a;
+    a.image = parsed->operands[0];
+    a.kernel_dir = parsed->Value("--kernel-dir").value_or("");
+    a.output = parsed->Value("--output").value_or("");
+    int smp_n = 0, mem_n = 0, timeout_n = kDefaultBootTimeout;
+    if (auto v = parsed->Value("--smp"); v && !ParseInt(*v, 1, 64, smp_n))
+        return usage("--smp must be 1..64");
+    if (auto v = parsed->Value("--memory"); v && !ParseInt(*v, 64, 65536, mem_n))
+        return usage("--memory must be 64..65536 (MiB)");
+    if (auto v = parsed->Value("--timeout"); v && !ParseInt(*v, 0, 86400, timeout_n))
+        return usage("--timeout must be 0..86400 seconds");
+    std::vector<std::string> disks = parsed->Values("--disk");
+    for (const auto& disk : disks) {
+        if (::access(disk.c_str(), R_OK) != 0) {
+            return usage("--disk " + disk + ": " + std::strerror(errno));
+        }
+    }
 
     // Peek at the definition for the default output name.
     auto peek = LoadImageDefinition(a.image);
@@ -313,9 +335,15 @@ int CmdBoot(const std::vector<std::string>& args) {
         std::cerr << "peinit-image: " << peek.error().message() << "\n";
         return 1;
     }
+    ScratchDir scratch;
     if (a.output.empty()) {
-        std::string dir = std::string(PEINIT_IMAGE_BUILD_DIR) + "/images";
-        ::mkdir(dir.c_str(), 0755);
+        const char* tmp = std::getenv("TMPDIR");
+        std::string dir = std::string(tmp != nullptr && *tmp ? tmp : "/tmp") + "/peinit-image-boot.XXXXXX";
+        if (::mkdtemp(dir.data()) == nullptr) {
+            std::cerr << "peinit-image: " << Error::FromErrno("mkdtemp " + dir).message() << "\n";
+            return 1;
+        }
+        scratch.path = dir;
         a.output = dir + "/" + peek->name + ".cpio" + CompressionSuffix(peek->compression);
     }
     std::string kernel_image;
@@ -361,69 +389,94 @@ int CmdBoot(const std::vector<std::string>& args) {
         std::cerr << "peinit-image: " << status.error().message() << "\n";
         return 1;
     }
-    if (*status == 124) std::cerr << "peinit-image: QEMU killed after " << timeout_n << " s\n";
+    if (*status == 124) {
+        std::cerr << "peinit-image: QEMU killed after " << timeout_n
+                  << " s (--timeout S to wait longer, 0 for no limit)\n";
+    }
     return *status;
 }
 
-int CmdList(const std::vector<std::string>& args) {
-    if (args.size() == 1 && IsHelp(args[0])) {
-        std::cout << kListUsage;
-        return 0;
+int CmdList(const std::vector<std::string>& argv) {
+    int exit = 0;
+    auto parsed = ParseCommand("list", argv, {}, kListUsage, exit);
+    if (!parsed) return exit;
+    if (parsed->operands.size() != 1) {
+        return args::UsageError("peinit-image list",
+                                parsed->operands.empty()
+                                    ? std::string("missing FILE")
+                                    : args::UnexpectedOperand(parsed->operands[1]),
+                                kListUsage);
     }
-    if (args.size() != 1)
-        return Usage(kListUsage, args.empty() ? "missing FILE" : "too many arguments");
-    auto entries = ReadCpio(args[0]);
-    if (!entries) {
-        std::cerr << "peinit-image: " << entries.error().message() << "\n";
+    auto archives = ReadCpioArchives(parsed->operands[0]);
+    if (!archives) {
+        std::cerr << "peinit-image: " << archives.error().message() << "\n";
         return 1;
     }
-    for (const auto& e : *entries) {
-        char type = '-';
-        if (e.type == EntryType::kDirectory) type = 'd';
-        if (e.type == EntryType::kSymlink) type = 'l';
-        if (e.type == EntryType::kCharDevice) type = 'c';
-        char line[128];
-        if (e.type == EntryType::kCharDevice)
-            std::snprintf(line, sizeof line, "%c%04o %lld/%lld %5u,%-5u ", type, e.mode,
-                          static_cast<long long>(e.uid), static_cast<long long>(e.gid),
-                          e.rdev_major, e.rdev_minor);
-        else
-            std::snprintf(line, sizeof line, "%c%04o %lld/%lld %11llu ", type, e.mode,
-                          static_cast<long long>(e.uid), static_cast<long long>(e.gid),
-                          static_cast<unsigned long long>(e.size));
-        std::cout << line << "/" << e.path;
-        if (e.type == EntryType::kSymlink) std::cout << " -> " << e.data;
-        std::cout << "\n";
+    for (std::size_t i = 0; i < archives->size(); ++i) {
+        const ListedArchive& archive = (*archives)[i];
+        std::cout << "# archive " << i + 1 << " at byte " << archive.offset << ": "
+                  << archive.compression << ", " << archive.entries.size() << " entries\n";
+        for (const auto& e : archive.entries) {
+            char type = '-';
+            if (e.type == EntryType::kDirectory) type = 'd';
+            if (e.type == EntryType::kSymlink) type = 'l';
+            if (e.type == EntryType::kCharDevice) type = 'c';
+            char line[128];
+            if (e.type == EntryType::kCharDevice)
+                std::snprintf(line, sizeof line, "%c%04o %lld/%lld %5u,%-5u ", type, e.mode,
+                              static_cast<long long>(e.uid), static_cast<long long>(e.gid),
+                              e.rdev_major, e.rdev_minor);
+            else
+                std::snprintf(line, sizeof line, "%c%04o %lld/%lld %11llu ", type, e.mode,
+                              static_cast<long long>(e.uid), static_cast<long long>(e.gid),
+                              static_cast<unsigned long long>(e.size));
+            std::cout << line << "/" << e.path;
+            if (e.type == EntryType::kSymlink) std::cout << " -> " << e.data;
+            std::cout << "\n";
+        }
     }
     return 0;
 }
 
+struct Command {
+    const char* name;
+    const char* usage;
+    int (*run)(const std::vector<std::string>&);
+};
+
+constexpr Command kCommands[] = {
+    {"build", kBuildUsage, CmdBuild},
+    {"boot", kBootUsage, CmdBoot},
+    {"list", kListUsage, CmdList},
+};
+
 int Main(int argc, char** argv) {
-    std::vector<std::string> args(argv + 1, argv + argc);
-    if (args.empty()) return Usage(kMainUsage, "missing COMMAND");
-    std::string cmd = args[0];
-    std::vector<std::string> rest(args.begin() + 1, args.end());
-    if (IsHelp(cmd)) {
-        std::cout << kMainUsage;
-        return 0;
-    }
-    if (cmd == "help") {
-        if (rest.empty())
+    if (argc < 2) return args::UsageError("peinit-image", "no command given", kMainUsage);
+    std::vector<std::string> rest(argv + 2, argv + argc);
+    auto first = args::ReadFirstArgument(argv[1]);
+    switch (first.kind) {
+        case args::FirstArgument::kHelp:
+            // `help COMMAND` is that command's --help.
+            if (!rest.empty()) {
+                for (const auto& c : kCommands) {
+                    if (rest[0] == c.name) return c.run({"--help"});
+                }
+                return args::UsageError("peinit-image", args::UnknownCommand(rest[0]), kMainUsage);
+            }
             std::cout << kMainUsage;
-        else if (rest[0] == "build")
-            std::cout << kBuildUsage;
-        else if (rest[0] == "boot")
-            std::cout << kBootUsage;
-        else if (rest[0] == "list")
-            std::cout << kListUsage;
-        else
-            return Usage(kMainUsage, "unknown command " + rest[0]);
-        return 0;
+            return 0;
+        case args::FirstArgument::kVersion:
+            std::cout << args::VersionText("peinit-image");
+            return 0;
+        case args::FirstArgument::kError:
+            return args::UsageError("peinit-image", first.text, kMainUsage);
+        case args::FirstArgument::kCommand:
+            break;
     }
-    if (cmd == "build") return CmdBuild(rest);
-    if (cmd == "boot") return CmdBoot(rest);
-    if (cmd == "list") return CmdList(rest);
-    return Usage(kMainUsage, "unknown command " + cmd);
+    for (const auto& c : kCommands) {
+        if (first.text == c.name) return c.run(rest);
+    }
+    return args::UsageError("peinit-image", args::UnknownCommand(first.text), kMainUsage);
 }
 
 }  // namespace

@@ -1,14 +1,15 @@
 // The peinit binary's entry point. As PID 1 it runs the boot (peinit/init/pid1.h) and never
 // returns; as a normal command it dispatches the offline subcommands.
 
-#include <cstring>
 #include <exception>
 #include <iostream>
+#include <span>
 #include <string_view>
 
 #include <unistd.h>
 
 #include "peinit/cli/commands.h"
+#include "peinit/core/args.h"
 #include "peinit/init/pid1.h"
 #include "stages/autoload/helper.h"
 
@@ -17,24 +18,33 @@ namespace {
 constexpr const char* kUsage =
     "usage: peinit COMMAND [ARGS...]\n"
     "\n"
+    "As PID 1, peinit boots the system (peinit(8)); otherwise it runs a command:\n"
+    "\n"
     "commands:\n"
     "  check   validate unit files and the registry hive (peinit check --help)\n"
-    "  plan    show the boot-time module plan (peinit plan --help)\n";
+    "  plan    show the boot-time module plan (peinit plan --help)\n"
+    "\n"
+    "`peinit --version` prints the version.\n";
 
 int Main(int argc, char** argv) {
-    if (argc < 2) {
-        std::cerr << kUsage;
-        return 2;
+    if (argc < 2) return peinit::args::UsageError("peinit", "no command given", kUsage);
+    auto first = peinit::args::ReadFirstArgument(argv[1]);
+    std::span<char* const> rest(argv + 2, argv + argc);
+    switch (first.kind) {
+        case peinit::args::FirstArgument::kHelp:
+            std::cout << kUsage;
+            return 0;
+        case peinit::args::FirstArgument::kVersion:
+            std::cout << peinit::args::VersionText("peinit");
+            return 0;
+        case peinit::args::FirstArgument::kError:
+            return peinit::args::UsageError("peinit", first.text, kUsage);
+        case peinit::args::FirstArgument::kCommand:
+            break;
     }
-    const char* command = argv[1];
-    if (std::strcmp(command, "-h") == 0 || std::strcmp(command, "--help") == 0) {
-        std::cout << kUsage;
-        return 0;
-    }
-    if (std::strcmp(command, "check") == 0) return peinit::cli::Check(argc - 2, argv + 2);
-    if (std::strcmp(command, "plan") == 0) return peinit::cli::Plan(argc - 2, argv + 2);
-    std::cerr << "peinit: unknown command \"" << command << "\"\n" << kUsage;
-    return 2;
+    if (first.text == "check") return peinit::cli::Check(rest);
+    if (first.text == "plan") return peinit::cli::Plan(rest);
+    return peinit::args::UsageError("peinit", peinit::args::UnknownCommand(first.text), kUsage);
 }
 
 }  // namespace

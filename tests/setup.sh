@@ -12,7 +12,7 @@ packages=(
     libboost-dev libboost-program-options-dev libmount-dev libkmod-dev
     libtomlplusplus-dev libspdlog-dev libgtest-dev libgmock-dev libssl-dev libarchive-dev
     zlib1g-dev liblzma-dev libzstd-dev
-    qemu-system-x86 kmod cpio zstd xz-utils e2fsprogs fdisk mmdebstrap groff-base dash
+    qemu-system-x86 kmod cpio zstd xz-utils e2fsprogs fdisk mmdebstrap groff-base man-db dash
     linux-source-6.1 flex bison bc libelf-dev dwarves rsync
     clang libclang-rt-14-dev
 )

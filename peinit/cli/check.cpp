@@ -7,6 +7,7 @@
 #include <string>
 
 #include "peinit/cli/commands.h"
+#include "peinit/core/args.h"
 #include "peinit/sys/config_files.h"
 
 namespace peinit::cli {
@@ -29,49 +30,26 @@ constexpr const char* kUsage =
     "\n"
     "Exit status: 0 clean, 1 problems found, 2 usage error.\n";
 
-int Usage(const std::string& problem) {
-    std::cerr << "peinit check: " << problem << "\n" << kUsage;
-    return 2;
-}
+constexpr args::OptionSpec kOptions[] = {
+    {"--root", args::Arity::kValue},
+    {"--hive", args::Arity::kValue},
+    {"--cmdline", args::Arity::kValue},
+    {"--no-trust-check"},
+};
 
-int Run(int argc, char** argv) {
-    CheckOptions options;
-    for (int i = 0; i < argc; ++i) {
-        std::string arg = argv[i];
-        auto value = [&](const char* name) -> const char* {
-            std::string prefix = std::string(name) + "=";
-            if (arg.rfind(prefix, 0) == 0) return argv[i] + prefix.size();
-            if (arg == name && i + 1 < argc) return argv[++i];
-            return nullptr;
-        };
-        auto is = [&](const char* name) {
-            return arg == name || arg.rfind(std::string(name) + "=", 0) == 0;
-        };
-        if (arg == "-h" || arg == "--help") {
-            std::cout << kUsage;
-            return 0;
-        } else if (is("--root")) {
-            const char* v = value("--root");
-            if (v == nullptr || *v == '\0') return Usage("--root needs a directory");
-            options.root = v;
-        } else if (is("--hive")) {
-            const char* v = value("--hive");
-            if (v == nullptr || *v == '\0') return Usage("--hive needs a file");
-            options.hive = v;
-        } else if (is("--cmdline")) {
-            const char* v = value("--cmdline");
-            if (v == nullptr) return Usage("--cmdline needs a command line");
-            options.cmdline = v;
-        } else if (arg == "--no-trust-check") {
-            options.check_trust = false;
-        } else if (arg == "--") {
-            for (++i; i < argc; ++i) options.unit_dirs.emplace_back(argv[i]);
-        } else if (!arg.empty() && arg[0] == '-') {
-            return Usage("unknown option " + arg);
-        } else {
-            options.unit_dirs.push_back(arg);
-        }
+int Run(std::span<char* const> argv) {
+    auto parsed = args::Parse(argv, kOptions);
+    if (!parsed) return args::UsageError("peinit check", parsed.error().message(), kUsage);
+    if (parsed->help) {
+        std::cout << kUsage;
+        return 0;
     }
+    CheckOptions options;
+    if (auto root = parsed->Value("--root")) options.root = *root;
+    if (auto hive = parsed->Value("--hive")) options.hive = *hive;
+    options.cmdline = parsed->Value("--cmdline");
+    options.check_trust = !parsed->Has("--no-trust-check");
+    options.unit_dirs = parsed->operands;
 
     CheckReport report = CheckConfiguration(options);
     for (const auto& p : report.problems) std::cout << p << "\n";
@@ -91,9 +69,9 @@ int Run(int argc, char** argv) {
 
 }  // namespace
 
-int Check(int argc, char** argv) noexcept {
+int Check(std::span<char* const> argv) noexcept {
     try {
-        return Run(argc, argv);
+        return Run(argv);
     } catch (const std::exception& e) {
         std::cerr << "peinit check: internal error: " << e.what() << "\n";
     } catch (...) {

@@ -3,7 +3,6 @@
 #include "peinit/core/plan.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -13,6 +12,8 @@
 #include <vector>
 
 #include "peinit/cli/commands.h"
+#include "peinit/core/args.h"
+#include "peinit/core/json.h"
 #include "peinit/core/cmdline.h"
 #include "peinit/core/hive.h"
 #include "peinit/sys/config_files.h"
@@ -27,6 +28,8 @@ namespace fs = std::filesystem;
 constexpr int kExitOk = 0;
 constexpr int kExitUnresolved = 1;
 constexpr int kExitUsage = 2;
+// "version" of the --json document; bumped when a key is removed or changes type.
+constexpr int kJsonVersion = 1;
 
 constexpr const char* kUsage =
     R"(usage: peinit plan --root DIR --kver KVER [--units DIR ...] [--hive FILE]
@@ -44,7 +47,8 @@ dependencies, options and status. Nothing is loaded.
                   when it exists; ownership is not checked offline)
   --cmdline TEXT  kernel command line: modules_load=, modprobe.blacklist=, mod.param=
   --module NAME   a module name or alias to plan (repeatable)
-  --json          machine-readable output
+  --json          machine-readable output: one object with "version": 1, "root", "kver",
+                  "ok", "modules" (the fields above, in load order), "warnings", "errors"
   --help          this text
 
 Requests are planned in this order: units (in their load order), modules_load=, --module.
@@ -61,87 +65,34 @@ struct Options {
     std::optional<std::string> cmdline;
     std::vector<std::string> modules;
     bool json = false;
-    bool help = false;
 };
 
-Result<Options> ParseArgs(int argc, char** argv) {
+constexpr args::OptionSpec kOptions[] = {
+    {"--root", args::Arity::kValue},  {"--kver", args::Arity::kValue},
+    {"--units", args::Arity::kList},  {"--hive", args::Arity::kValue},
+    {"--cmdline", args::Arity::kValue}, {"--module", args::Arity::kList},
+    {"--json"},
+};
+
+Result<Options> ReadOptions(const args::Parsed& parsed) {
+    if (!parsed.operands.empty()) return Err(args::UnexpectedOperand(parsed.operands[0]));
     Options opts;
-    bool have_root = false;
-    for (int i = 0; i < argc; ++i) {
-        std::string arg = argv[i];
-        std::optional<std::string> inline_value;
-        if (auto eq = arg.find('='); arg.starts_with("--") && eq != std::string::npos) {
-            inline_value = arg.substr(eq + 1);
-            arg.resize(eq);
-        }
-        auto value = [&]() -> Result<std::string> {
-            if (inline_value) return *inline_value;
-            if (i + 1 >= argc) return Err(arg + " needs a value");
-            return std::string(argv[++i]);
-        };
-        if (arg == "--help" || arg == "-h") {
-            opts.help = true;
-        } else if (arg == "--json") {
-            opts.json = true;
-        } else if (arg == "--root") {
-            opts.root = PEINIT_TRY(value());
-            have_root = true;
-        } else if (arg == "--kver") {
-            opts.kver = PEINIT_TRY(value());
-        } else if (arg == "--units") {
-            opts.units.push_back(PEINIT_TRY(value()));
-        } else if (arg == "--hive") {
-            opts.hive = PEINIT_TRY(value());
-        } else if (arg == "--cmdline") {
-            opts.cmdline = PEINIT_TRY(value());
-        } else if (arg == "--module") {
-            opts.modules.push_back(PEINIT_TRY(value()));
-        } else {
-            return Err("unknown argument " + std::string(argv[i]));
-        }
-    }
-    if (opts.help) return opts;
-    if (!have_root) return Err("--root is required");
-    if (opts.kver.empty()) return Err("--kver is required");
+    if (!parsed.Has("--root")) return Err(args::Required("--root"));
+    if (!parsed.Has("--kver")) return Err(args::Required("--kver"));
+    opts.root = *parsed.Value("--root");
+    opts.kver = *parsed.Value("--kver");
+    opts.units = parsed.Values("--units");
+    opts.hive = parsed.Value("--hive");
+    opts.cmdline = parsed.Value("--cmdline");
+    opts.modules = parsed.Values("--module");
+    opts.json = parsed.Has("--json");
     return opts;
 }
 
-std::string JsonString(std::string_view s) {
-    std::string out = "\"";
-    for (unsigned char c : s) {
-        switch (c) {
-            case '"':
-                out += "\\\"";
-                break;
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            case '\t':
-                out += "\\t";
-                break;
-            default:
-                if (c < 0x20) {
-                    char buf[8];
-                    std::snprintf(buf, sizeof buf, "\\u%04x", c);
-                    out += buf;
-                } else {
-                    out += static_cast<char>(c);
-                }
-        }
-    }
-    return out + "\"";
-}
-
-std::string JsonList(const std::vector<std::string>& items) {
-    std::string out = "[";
-    for (std::size_t i = 0; i < items.size(); ++i) {
-        if (i) out += ", ";
-        out += JsonString(items[i]);
-    }
-    return out + "]";
+toml::array JsonList(const std::vector<std::string>& items) {
+    toml::array out;
+    for (const auto& i : items) out.push_back(i);
+    return out;
 }
 
 std::string Words(const std::vector<std::string>& items) {
@@ -210,25 +161,31 @@ void PrintText(std::ostream& out, const Options& opts, const fs::path& root,
 
 void PrintJson(std::ostream& out, const Options& opts, const fs::path& root,
                const peinit::Plan& plan) {
-    out << "{\n  \"root\": " << JsonString(opts.root.string())
-        << ",\n  \"kver\": " << JsonString(opts.kver)
-        << ",\n  \"ok\": " << (plan.ok() ? "true" : "false") << ",\n  \"modules\": [";
-    for (std::size_t i = 0; i < plan.entries.size(); ++i) {
-        const auto& e = plan.entries[i];
-        out << (i ? ",\n" : "\n") << "    {\"name\": " << JsonString(e.name)
-            << ", \"status\": " << JsonString(StatusName(e.status))
-            << ", \"reason\": " << JsonString(e.reason)
-            << ", \"path\": " << JsonString(TargetPath(root, e.path))
-            << ", \"hard_deps\": " << JsonList(e.hard_deps)
-            << ", \"soft_pre\": " << JsonList(e.soft_pre)
-            << ", \"soft_post\": " << JsonList(e.soft_post)
-            << ", \"options\": " << JsonString(e.options)
-            << ", \"waits_for\": " << JsonList(WaitNames(plan, e))
-            << ", \"requested_by\": " << JsonList(e.requested_by)
-            << ", \"ignored_install_command\": " << JsonString(e.ignored_install_command) << "}";
+    toml::array modules;
+    for (const auto& e : plan.entries) {
+        modules.push_back(toml::table{
+            {"name", e.name},
+            {"status", StatusName(e.status)},
+            {"reason", e.reason},
+            {"path", TargetPath(root, e.path)},
+            {"hard_deps", JsonList(e.hard_deps)},
+            {"soft_pre", JsonList(e.soft_pre)},
+            {"soft_post", JsonList(e.soft_post)},
+            {"options", e.options},
+            {"waits_for", JsonList(WaitNames(plan, e))},
+            {"requested_by", JsonList(e.requested_by)},
+            {"ignored_install_command", e.ignored_install_command},
+        });
     }
-    out << "\n  ],\n  \"warnings\": " << JsonList(plan.warnings)
-        << ",\n  \"errors\": " << JsonList(plan.errors) << "\n}\n";
+    out << FormatJson(toml::table{
+        {"version", kJsonVersion},
+        {"root", opts.root.string()},
+        {"kver", opts.kver},
+        {"ok", plan.ok()},
+        {"modules", std::move(modules)},
+        {"warnings", JsonList(plan.warnings)},
+        {"errors", JsonList(plan.errors)},
+    });
 }
 
 // Fills `input` the way the boot-time module stage does: unit modules, modules_load=, then
@@ -296,17 +253,16 @@ bool BuildInput(const Options& opts, PlanInput& input) {
 
 }  // namespace
 
-int Plan(int argc, char** argv) noexcept {
+int Plan(std::span<char* const> argv) noexcept {
     try {
-        auto opts = ParseArgs(argc, argv);
-        if (!opts) {
-            std::cerr << "peinit plan: " << opts.error().message() << "\n" << kUsage;
-            return kExitUsage;
-        }
-        if (opts->help) {
+        auto parsed = args::Parse(argv, kOptions);
+        if (!parsed) return args::UsageError("peinit plan", parsed.error().message(), kUsage);
+        if (parsed->help) {
             std::cout << kUsage;
             return kExitOk;
         }
+        auto opts = ReadOptions(*parsed);
+        if (!opts) return args::UsageError("peinit plan", opts.error().message(), kUsage);
         PlanInput input;
         if (!BuildInput(*opts, input)) return kExitUsage;
 

@@ -1,5 +1,7 @@
 #include "peinit/core/status.h"
 
+#include "peinit/core/json.h"
+
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -778,9 +780,9 @@ toml::array StrArray(const std::vector<std::string>& items) {
     return a;
 }
 
-toml::array ModuleArray(const Status& s, bool failed_only) {
+toml::array ModuleArray(const std::vector<ModuleRow>& rows, bool failed_only) {
     toml::array list;
-    for (const auto& m : s.modules) {
+    for (const auto& m : rows) {
         if (failed_only && m.Succeeded()) continue;
         list.push_back(toml::table{
             {"name", m.name},
@@ -798,12 +800,6 @@ toml::array ModuleArray(const Status& s, bool failed_only) {
         });
     }
     return list;
-}
-
-std::string ToJson(const toml::table& t) {
-    std::ostringstream out;
-    out << toml::json_formatter(t) << "\n";
-    return out.str();
 }
 
 }  // namespace
@@ -871,7 +867,7 @@ std::string RenderStatusJson(const Status& s) {
                                 {"missing", c.missing},
                                 {"skipped", c.skipped},
                                 {"blacklisted", c.blacklisted}}},
-        {"list", ModuleArray(s, false)},
+        {"list", ModuleArray(s.modules, false)},
     };
 
     toml::array records;
@@ -925,7 +921,7 @@ std::string RenderStatusJson(const Status& s) {
                                         {"boot_offset_ms", s.boot->boot_offset_ms},
                                         {"wall_time", s.boot->wall_time}});
     }
-    return ToJson(root);
+    return FormatJson(root);
 }
 
 std::string RenderBootRecordJson(const BootRecord& record) {
@@ -937,16 +933,56 @@ std::string RenderBootRecordJson(const BootRecord& record) {
         {"boot_offset_ms", record.boot_offset_ms},
         {"wall_time", record.wall_time},
     };
-    return ToJson(root);
+    return FormatJson(root);
 }
 
 std::string RenderModulesJson(const Status& s, bool failed_only) {
     toml::table root{
         {"version", Status::kVersion},
         {"present", s.modules_present},
-        {"modules", ModuleArray(s, failed_only)},
+        {"modules", ModuleArray(s.modules, failed_only)},
     };
-    return ToJson(root);
+    return FormatJson(root);
+}
+
+std::vector<ModuleRow> BlameRows(const Status& s) {
+    std::vector<ModuleRow> rows;
+    for (const auto& m : s.modules) {
+        if (m.status == "loaded" || m.status == "already-loaded" || m.status == "failed") {
+            rows.push_back(m);
+        }
+    }
+    std::sort(rows.begin(), rows.end(), [](const ModuleRow& a, const ModuleRow& b) {
+        return a.duration_us != b.duration_us ? a.duration_us > b.duration_us : a.name < b.name;
+    });
+    return rows;
+}
+
+std::string RenderBlameText(const Status& s) {
+    std::vector<ModuleRow> rows = BlameRows(s);
+    size_t width = 0;
+    for (const auto& m : rows) width = std::max(width, FormatUsAsMs(m.duration_us).size());
+    std::ostringstream out;
+    for (const auto& m : rows) {
+        std::string ms = FormatUsAsMs(m.duration_us);
+        out << std::string(width - ms.size(), ' ') << ms << " ms  " << m.name;
+        if (m.status != "loaded") {
+            std::string detail = m.errno_name;
+            if (!m.reason.empty()) detail += (detail.empty() ? "" : " ") + m.reason;
+            out << " (" << m.status << (detail.empty() ? "" : ": " + detail) << ")";
+        }
+        out << "\n";
+    }
+    return out.str();
+}
+
+std::string RenderBlameJson(const Status& s) {
+    toml::table root{
+        {"version", Status::kVersion},
+        {"present", s.modules_present},
+        {"modules", ModuleArray(BlameRows(s), false)},
+    };
+    return FormatJson(root);
 }
 
 std::string RenderModulesText(const Status& s, bool failed_only) {

@@ -244,6 +244,12 @@ std::string RenderStatusJson(const Status& status);
 // `failed_only`: only rows that are problems or skipped.
 std::string RenderModulesText(const Status& status, bool failed_only);
 std::string RenderModulesJson(const Status& status, bool failed_only);
+// `peinitctl blame` (like `systemd-analyze blame`): the modules whose load was attempted
+// (loaded, already-loaded, failed), longest load first, ties by name.
+std::vector<ModuleRow> BlameRows(const Status& status);
+std::string RenderBlameText(const Status& status);
+// {"version": 1, "present": bool, "modules": [...]}: the module objects of RenderModulesJson.
+std::string RenderBlameJson(const Status& status);
 std::string RenderTimelineText(const Status& status);
 // An SVG chart like `systemd-analyze plot`: one <rect class="bar"> per module.
 std::string RenderTimelineSvg(const Status& status);

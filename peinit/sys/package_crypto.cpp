@@ -154,13 +154,16 @@ Result<TrustStore> TrustStore::LoadDirectory(const std::filesystem::path& dir) {
     if (ec) return Err(dir.string() + ": " + ec.message(), ec.value());
     std::sort(files.begin(), files.end());
     TrustStore store;
-    for (const auto& file : files) {
-        std::string pem = PEINIT_TRY(ReadSmallFile(file, /*secret=*/false));
-        auto key = ParsePublicKeyPem(pem);
-        if (!key) return Unexpected(key.error().Context(file.string() + ": "));
-        store.Add(std::move(*key));
-    }
+    for (const auto& file : files) PEINIT_TRY(store.AddFile(file));
     return store;
+}
+
+Result<void> TrustStore::AddFile(const std::filesystem::path& file) {
+    std::string pem = PEINIT_TRY(ReadSmallFile(file, /*secret=*/false));
+    auto key = ParsePublicKeyPem(pem);
+    if (!key) return Unexpected(key.error().Context(file.string() + ": "));
+    Add(std::move(*key));
+    return Ok();
 }
 
 void TrustStore::Add(PublicKey key) {

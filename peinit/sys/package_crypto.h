@@ -47,6 +47,8 @@ class TrustStore {
 
     // Adds a key; adding the same key twice keeps one copy.
     void Add(PublicKey key);
+    // Adds the PEM Ed25519 public key in `file`; an error names the file.
+    Result<void> AddFile(const std::filesystem::path& file);
 
     // The key with this fingerprint, or nullptr when it is not trusted.
     const PublicKey* Find(std::string_view fingerprint) const;

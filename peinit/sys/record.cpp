@@ -4,14 +4,13 @@
 #include <unistd.h>
 
 #include <ctime>
-#include <sstream>
+
+#include "peinit/core/json.h"
 
 namespace peinit {
 
 Result<void> WriteJsonAtomically(const std::string& path, const toml::table& record) {
-    std::ostringstream out;
-    out << toml::json_formatter(record) << "\n";
-    return WriteFileAtomically(path, out.str());
+    return WriteFileAtomically(path, FormatJson(record));
 }
 
 Result<void> WriteFileAtomically(const std::string& path, const std::string& text) {

@@ -2,8 +2,8 @@
 
 // The boot record under /run/peinit (read by peinitctl): JSON files written atomically (a
 // temporary file in the same directory, fsync, rename), so a reader never sees half a record.
-// The JSON is produced by toml++'s JSON formatter from a toml::table, which keeps types
-// (booleans, integers) without a hand-written encoder.
+// The JSON is formatted from a toml::table by FormatJson (peinit/core/json.h), the one JSON
+// formatting of every tool.
 
 #include <toml++/toml.h>
 

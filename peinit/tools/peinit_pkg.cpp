@@ -13,12 +13,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <map>
+#include <span>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "peinit/sys/package.h"
+#include "peinit/tools/host_args.h"
 
 extern char** environ;
 
@@ -42,7 +43,7 @@ commands:
   verify   verify a package against trusted keys
   list     show a package's manifest and signer
 
-`peinit-pkg COMMAND --help` describes each command.
+`peinit-pkg COMMAND --help` describes each command; `peinit-pkg --version` prints the version.
 exit status: 0 ok, 1 failed (reason on stderr), 2 usage error
 )";
 
@@ -50,8 +51,9 @@ constexpr const char* kKeygenHelp = R"(usage: peinit-pkg keygen --out-dir DIR [-
 
 Writes DIR/NAME.key (PKCS#8 PEM private key, mode 0600) and DIR/NAME.pub (PEM public key, to
 install in an image's trust directory); NAME defaults to "package-signing". Existing files are
-never overwritten. DIR must be outside any git work tree: private keys do not belong in a
-repository (nor in an image: only the .pub goes there). Prints the key's fingerprint.
+never overwritten. DIR is created (mode 0700) when it does not exist, but its parent must: a
+mistyped path is refused, not made. DIR must be outside any git work tree: private keys do not
+belong in a repository (nor in an image: only the .pub goes there). Prints the key's fingerprint.
 )";
 
 constexpr const char* kCreateHelp =
@@ -76,11 +78,15 @@ Checks PKG's contents against its manifest, then adds or replaces its signature 
 Writes OUT (default: PKG, replaced atomically).
 )";
 
-constexpr const char* kVerifyHelp = R"(usage: peinit-pkg verify --trust DIR [--kver KVER] PKG
+constexpr const char* kVerifyHelp =
+    R"(usage: peinit-pkg verify (--trust DIR | --key PUB)... [--kver KVER] PKG...
 
-Verifies PKG exactly as peinit does at boot: container, signature by a key in DIR/*.pub,
+Verifies each PKG exactly as peinit does at boot: container, signature by a trusted key,
 manifest, kernel release (when --kver is given) and every file's SHA-256.
-Exit 0 and a summary on stdout when it passes; exit 1 with the reason on stderr otherwise.
+  --trust DIR   trust every DIR/*.pub (an image's trust directory); repeatable
+  --key PUB     trust the PEM public key in file PUB; repeatable
+Prints "PKG: OK: ..." on stdout for each package that passes and "PKG: reason" on stderr for
+each that does not. Exit 0 when every package passes, 1 when any fails.
 )";
 
 constexpr const char* kListHelp = R"(usage: peinit-pkg list PKG
@@ -90,16 +96,8 @@ fingerprint of the key that signed it. The payload is checked against the manife
 signature is NOT checked against any trust store (use `verify` for that).
 )";
 
-// Parsed command line of one subcommand: --opt VALUE / --opt=VALUE options and positionals.
-struct Args {
-    std::map<std::string, std::string> options;
-    std::vector<std::string> positional;
-    bool help = false;
-};
-
-int Usage(const std::string& message, const char* help) {
-    std::fprintf(stderr, "peinit-pkg: %s\n\n%s", message.c_str(), help);
-    return kExitUsage;
+int Usage(const std::string& command, const std::string& message, const char* help) {
+    return args::UsageError("peinit-pkg " + command, message, help);
 }
 
 int Fail(const std::string& message) {
@@ -107,46 +105,22 @@ int Fail(const std::string& message) {
     return kExitFailed;
 }
 
-// Parses argv against the set of options that take a value; returns an error message or "".
-std::string ParseArgs(int argc, char** argv, const std::vector<std::string>& known, Args& out) {
-    bool only_positional = false;
-    for (int i = 0; i < argc; ++i) {
-        std::string arg = argv[i];
-        if (only_positional || arg.empty() || arg[0] != '-' || arg == "-") {
-            out.positional.push_back(arg);
-            continue;
-        }
-        if (arg == "--") {
-            only_positional = true;
-            continue;
-        }
-        if (arg == "--help" || arg == "-h") {
-            out.help = true;
-            continue;
-        }
-        std::string name = arg;
-        std::optional<std::string> value;
-        if (auto eq = arg.find('='); eq != std::string::npos && arg.rfind("--", 0) == 0) {
-            name = arg.substr(0, eq);
-            value = arg.substr(eq + 1);
-        }
-        if (std::find(known.begin(), known.end(), name) == known.end()) {
-            return "unknown option " + name;
-        }
-        if (!value) {
-            if (i + 1 >= argc) return name + " needs a value";
-            value = argv[++i];
-        }
-        if (out.options.count(name) != 0) return name + " given twice";
-        out.options[name] = *value;
+// Parses a subcommand's arguments (peinit/core/args.h syntax); nullopt after --help or a usage
+// error, with `exit` set to the status to return.
+std::optional<args::Parsed> ParseCommand(const std::string& command, std::span<char* const> argv,
+                                         std::span<const args::OptionSpec> spec,
+                                         const char* help, int& exit) {
+    auto parsed = args::ParseHost(argv, spec);
+    if (!parsed) {
+        exit = Usage(command, parsed.error().message(), help);
+        return std::nullopt;
     }
-    return "";
-}
-
-std::optional<std::string> Opt(const Args& args, const std::string& name) {
-    auto it = args.options.find(name);
-    if (it == args.options.end()) return std::nullopt;
-    return it->second;
+    if (parsed->help) {
+        std::fputs(help, stdout);
+        exit = kExitOk;
+        return std::nullopt;
+    }
+    return std::move(*parsed);
 }
 
 Result<std::int64_t> SourceDateEpoch() {
@@ -221,26 +195,41 @@ Result<void> WriteNewFile(const fs::path& path, std::string_view data, mode_t mo
     return Ok();
 }
 
-int Keygen(int argc, char** argv) {
-    Args args;
-    if (auto err = ParseArgs(argc, argv, {"--out-dir", "--name"}, args); !err.empty()) {
-        return Usage(err, kKeygenHelp);
+using args::Arity;
+
+int Keygen(std::span<char* const> argv) {
+    static constexpr args::OptionSpec kSpec[] = {{"--out-dir", Arity::kValue},
+                                                 {"--name", Arity::kValue}};
+    int exit = kExitOk;
+    auto args = ParseCommand("keygen", argv, kSpec, kKeygenHelp, exit);
+    if (!args) return exit;
+    auto out_dir = args->Value("--out-dir");
+    if (!out_dir) return Usage("keygen", args::Required("--out-dir"), kKeygenHelp);
+    if (!args->operands.empty()) {
+        return Usage("keygen", args::UnexpectedOperand(args->operands[0]), kKeygenHelp);
     }
-    if (args.help) return std::fputs(kKeygenHelp, stdout), kExitOk;
-    auto out_dir = Opt(args, "--out-dir");
-    if (!out_dir) return Usage("--out-dir is required", kKeygenHelp);
-    if (!args.positional.empty()) return Usage("unexpected " + args.positional[0], kKeygenHelp);
-    std::string name = Opt(args, "--name").value_or("package-signing");
-    if (name.empty() || name.find('/') != std::string::npos || name[0] == '.') {
-        return Usage("--name must be a plain file name", kKeygenHelp);
+    std::string name = args->Value("--name").value_or("package-signing");
+    if (name.find('/') != std::string::npos || name[0] == '.') {
+        return Usage("keygen", "--name must be a plain file name", kKeygenHelp);
     }
     if (auto repo = EnclosingGitWorkTree(*out_dir)) {
         return Fail(*out_dir + " is inside the git work tree " + repo->string() +
                     "; private keys must not be written into a repository");
     }
+    // The directory itself may be new; a missing parent is a mistyped path, not made.
     std::error_code ec;
-    fs::create_directories(*out_dir, ec);
-    if (ec) return Fail(*out_dir + ": " + ec.message());
+    if (!fs::is_directory(*out_dir, ec)) {
+        fs::path dir = fs::absolute(*out_dir, ec).lexically_normal();
+        if (dir.filename().empty()) dir = dir.parent_path();  // "DIR/"
+        fs::path parent = dir.parent_path();
+        if (!fs::is_directory(parent, ec)) {
+            return Fail(*out_dir + ": parent directory " + parent.string() +
+                        " does not exist (not creating it)");
+        }
+        if (::mkdir(out_dir->c_str(), 0700) != 0) {
+            return Fail(Error::FromErrno("create " + *out_dir).message());
+        }
+    }
 
     auto key = SigningKey::Generate();
     if (!key) return Fail(key.error().message());
@@ -304,45 +293,53 @@ Result<std::vector<std::byte>> KernelSignModule(const std::string& sign_file,
     return result;
 }
 
-int Create(int argc, char** argv) {
-    Args args;
-    if (auto err = ParseArgs(argc, argv,
-                             {"--name", "--version", "--kver", "-o", "--output", "--sign-key",
-                              "--module-sign-key", "--module-sign-cert", "--sign-file"},
-                             args);
-        !err.empty()) {
-        return Usage(err, kCreateHelp);
+// The first of `names` that `args` lacks, as a usage message ("" when all are there).
+std::string MissingOption(const args::Parsed& args, std::initializer_list<const char*> names) {
+    for (const char* name : names) {
+        if (!args.Has(name)) return args::Required(name);
     }
-    if (args.help) return std::fputs(kCreateHelp, stdout), kExitOk;
-    auto name = Opt(args, "--name");
-    auto version = Opt(args, "--version");
-    auto kver = Opt(args, "--kver");
-    auto out = Opt(args, "-o");
-    if (!out) out = Opt(args, "--output");
-    if (!name || !version || !kver || !out) {
-        return Usage("--name, --version, --kver and -o are required", kCreateHelp);
+    return "";
+}
+
+int Create(std::span<char* const> argv) {
+    static constexpr args::OptionSpec kSpec[] = {
+        {"--name", Arity::kValue},          {"--version", Arity::kValue},
+        {"--kver", Arity::kValue},          {"--output", Arity::kValue, 'o'},
+        {"--sign-key", Arity::kValue},      {"--module-sign-key", Arity::kValue},
+        {"--module-sign-cert", Arity::kValue}, {"--sign-file", Arity::kValue},
+    };
+    int exit = kExitOk;
+    auto args = ParseCommand("create", argv, kSpec, kCreateHelp, exit);
+    if (!args) return exit;
+    if (auto missing = MissingOption(*args, {"--name", "--version", "--kver", "--output"});
+        !missing.empty()) {
+        return Usage("create", missing, kCreateHelp);
     }
-    if (args.positional.empty()) return Usage("no FILE.ko given", kCreateHelp);
-    auto mod_key = Opt(args, "--module-sign-key");
-    auto mod_cert = Opt(args, "--module-sign-cert");
-    auto sign_file = Opt(args, "--sign-file");
+    auto name = args->Value("--name");
+    auto version = args->Value("--version");
+    auto kver = args->Value("--kver");
+    auto out = args->Value("--output");
+    if (args->operands.empty()) return Usage("create", "no FILE.ko given", kCreateHelp);
+    auto mod_key = args->Value("--module-sign-key");
+    auto mod_cert = args->Value("--module-sign-cert");
+    auto sign_file = args->Value("--sign-file");
     int module_signing = !!mod_key + !!mod_cert + !!sign_file;
     if (module_signing != 0 && module_signing != 3) {
-        return Usage("--module-sign-key, --module-sign-cert and --sign-file go together",
+        return Usage("create", "--module-sign-key, --module-sign-cert and --sign-file go together",
                      kCreateHelp);
     }
     auto epoch = SourceDateEpoch();
-    if (!epoch) return Usage(epoch.error().message(), kCreateHelp);
+    if (!epoch) return Fail(epoch.error().message());
 
     std::optional<SigningKey> key;
-    if (auto key_path = Opt(args, "--sign-key")) {
+    if (auto key_path = args->Value("--sign-key")) {
         auto loaded = SigningKey::LoadFile(*key_path);
         if (!loaded) return Fail(loaded.error().message());
         key.emplace(std::move(*loaded));
     }
 
     PackageSpec spec{*name, *version, *kver, {}};
-    for (const auto& file : args.positional) {
+    for (const auto& file : args->operands) {
         fs::path path = file;
         auto data = module_signing ? KernelSignModule(*sign_file, *mod_key, *mod_cert, path)
                                    : ReadFileOnce(path, kMaxPayloadFileBytes);
@@ -359,19 +356,19 @@ int Create(int argc, char** argv) {
     return kExitOk;
 }
 
-int Sign(int argc, char** argv) {
-    Args args;
-    if (auto err = ParseArgs(argc, argv, {"--key", "-o", "--output"}, args); !err.empty()) {
-        return Usage(err, kSignHelp);
-    }
-    if (args.help) return std::fputs(kSignHelp, stdout), kExitOk;
-    auto key_path = Opt(args, "--key");
-    if (!key_path) return Usage("--key is required", kSignHelp);
-    if (args.positional.size() != 1) return Usage("exactly one PKG expected", kSignHelp);
-    const std::string& in = args.positional[0];
-    std::string out = Opt(args, "-o").value_or(Opt(args, "--output").value_or(in));
+int Sign(std::span<char* const> argv) {
+    static constexpr args::OptionSpec kSpec[] = {{"--key", Arity::kValue},
+                                                 {"--output", Arity::kValue, 'o'}};
+    int exit = kExitOk;
+    auto args = ParseCommand("sign", argv, kSpec, kSignHelp, exit);
+    if (!args) return exit;
+    auto key_path = args->Value("--key");
+    if (!key_path) return Usage("sign", args::Required("--key"), kSignHelp);
+    if (args->operands.size() != 1) return Usage("sign", "exactly one PKG expected", kSignHelp);
+    const std::string& in = args->operands[0];
+    std::string out = args->Value("--output").value_or(in);
     auto epoch = SourceDateEpoch();
-    if (!epoch) return Usage(epoch.error().message(), kSignHelp);
+    if (!epoch) return Fail(epoch.error().message());
 
     auto key = SigningKey::LoadFile(*key_path);
     if (!key) return Fail(key.error().message());
@@ -384,35 +381,49 @@ int Sign(int argc, char** argv) {
     return kExitOk;
 }
 
-int Verify(int argc, char** argv) {
-    Args args;
-    if (auto err = ParseArgs(argc, argv, {"--trust", "--kver"}, args); !err.empty()) {
-        return Usage(err, kVerifyHelp);
+int Verify(std::span<char* const> argv) {
+    static constexpr args::OptionSpec kSpec[] = {{"--trust", Arity::kList},
+                                                 {"--key", Arity::kList},
+                                                 {"--kver", Arity::kValue}};
+    int exit = kExitOk;
+    auto args = ParseCommand("verify", argv, kSpec, kVerifyHelp, exit);
+    if (!args) return exit;
+    if (!args->Has("--trust") && !args->Has("--key")) {
+        return Usage("verify", "no trusted key: give --trust DIR or --key PUB", kVerifyHelp);
     }
-    if (args.help) return std::fputs(kVerifyHelp, stdout), kExitOk;
-    auto trust_dir = Opt(args, "--trust");
-    if (!trust_dir) return Usage("--trust is required", kVerifyHelp);
-    if (args.positional.size() != 1) return Usage("exactly one PKG expected", kVerifyHelp);
-    const std::string& path = args.positional[0];
+    if (args->operands.empty()) return Usage("verify", "no PKG given", kVerifyHelp);
 
-    auto trusted = TrustStore::LoadDirectory(*trust_dir);
-    if (!trusted) return Fail("trust store: " + trusted.error().message());
-    auto bytes = ReadFileOnce(path);
-    if (!bytes) return Fail(bytes.error().message());
-    auto pkg = VerifyPackage(*bytes, *trusted, Opt(args, "--kver"));
-    if (!pkg) return Fail(path + ": " + pkg.error().message());
-    std::printf("%s: OK: %s %s for %s, %zu file(s), signed by %s\n", path.c_str(),
-                pkg->name().c_str(), pkg->version().c_str(), pkg->kernel_release().c_str(),
-                pkg->files().size(), pkg->signer().c_str());
-    return kExitOk;
+    TrustStore trusted;
+    for (const auto& dir : args->Values("--trust")) {
+        auto loaded = TrustStore::LoadDirectory(dir);
+        if (!loaded) return Fail("trust store: " + loaded.error().message());
+        for (const auto& key : loaded->keys()) trusted.Add(key);
+    }
+    for (const auto& file : args->Values("--key")) {
+        if (auto r = trusted.AddFile(file); !r) return Fail("trusted key: " + r.error().message());
+    }
+    int status = kExitOk;
+    for (const auto& path : args->operands) {
+        auto bytes = ReadFileOnce(path);
+        auto pkg = bytes ? VerifyPackage(*bytes, trusted, args->Value("--kver"))
+                         : Result<VerifiedPackage>(bytes.error());
+        if (!pkg) {
+            status = Fail(bytes ? path + ": " + pkg.error().message() : pkg.error().message());
+            continue;
+        }
+        std::printf("%s: OK: %s %s for %s, %zu file(s), signed by %s\n", path.c_str(),
+                    pkg->name().c_str(), pkg->version().c_str(), pkg->kernel_release().c_str(),
+                    pkg->files().size(), pkg->signer().c_str());
+    }
+    return status;
 }
 
-int List(int argc, char** argv) {
-    Args args;
-    if (auto err = ParseArgs(argc, argv, {}, args); !err.empty()) return Usage(err, kListHelp);
-    if (args.help) return std::fputs(kListHelp, stdout), kExitOk;
-    if (args.positional.size() != 1) return Usage("exactly one PKG expected", kListHelp);
-    const std::string& path = args.positional[0];
+int List(std::span<char* const> argv) {
+    int exit = kExitOk;
+    auto args = ParseCommand("list", argv, {}, kListHelp, exit);
+    if (!args) return exit;
+    if (args->operands.size() != 1) return Usage("list", "exactly one PKG expected", kListHelp);
+    const std::string& path = args->operands[0];
     auto bytes = ReadFileOnce(path);
     if (!bytes) return Fail(bytes.error().message());
     auto info = InspectPackage(*bytes);
@@ -430,20 +441,27 @@ int List(int argc, char** argv) {
 }
 
 int Main(int argc, char** argv) {
-    if (argc < 2) return Usage("no command given", kMainHelp);
-    std::string command = argv[1];
-    if (command == "--help" || command == "-h" || command == "help") {
-        std::fputs(kMainHelp, stdout);
-        return kExitOk;
+    if (argc < 2) return args::UsageError("peinit-pkg", "no command given", kMainHelp);
+    auto first = args::ReadFirstArgument(argv[1]);
+    std::span<char* const> rest(argv + 2, argv + argc);
+    switch (first.kind) {
+        case args::FirstArgument::kHelp:
+            std::fputs(kMainHelp, stdout);
+            return kExitOk;
+        case args::FirstArgument::kVersion:
+            std::fputs(args::VersionText("peinit-pkg").c_str(), stdout);
+            return kExitOk;
+        case args::FirstArgument::kError:
+            return args::UsageError("peinit-pkg", first.text, kMainHelp);
+        case args::FirstArgument::kCommand:
+            break;
     }
-    int sub_argc = argc - 2;
-    char** sub_argv = argv + 2;
-    if (command == "keygen") return Keygen(sub_argc, sub_argv);
-    if (command == "create") return Create(sub_argc, sub_argv);
-    if (command == "sign") return Sign(sub_argc, sub_argv);
-    if (command == "verify") return Verify(sub_argc, sub_argv);
-    if (command == "list") return List(sub_argc, sub_argv);
-    return Usage("unknown command " + command, kMainHelp);
+    if (first.text == "keygen") return Keygen(rest);
+    if (first.text == "create") return Create(rest);
+    if (first.text == "sign") return Sign(rest);
+    if (first.text == "verify") return Verify(rest);
+    if (first.text == "list") return List(rest);
+    return args::UsageError("peinit-pkg", args::UnknownCommand(first.text), kMainHelp);
 }
 
 }  // namespace

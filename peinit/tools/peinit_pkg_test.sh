@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The command-line contract of peinit-pkg: help and usage errors (exit 2), keygen file modes and
-# its refusal to write into a git tree, create/sign/verify/list, verification failures (exit 1
+# The command-line contract of peinit-pkg: help, --version and usage errors (exit 2), keygen file
+# modes and its refusal to write into a git tree or under a missing parent, verify with key files
+# and several packages, create/sign/verify/list, verification failures (exit 1
 # with the reason on stderr), and module signing through a stand-in sign-file.
 # Usage: peinit_pkg_test.sh PATH/TO/peinit-pkg
 set -uo pipefail
@@ -15,10 +16,16 @@ for cmd in keygen create sign verify list; do
     expect 0 "$cmd --help" -- "$pkg" "$cmd" --help
     contains out "usage: peinit-pkg $cmd" "$cmd --help"
 done
+expect 0 "--version" -- "$pkg" --version
+contains out "peinit-pkg (peinit) " "--version"
 expect 2 "no command" -- "$pkg"
 expect 2 "unknown command" -- "$pkg" frobnicate
 expect 2 "unknown option" -- "$pkg" verify --trust keys --bogus x.pkg
-expect 2 "missing required option" -- "$pkg" verify x.pkg
+contains err 'peinit-pkg verify: unknown option "--bogus"' "unknown option named"
+expect 2 "missing trusted key" -- "$pkg" verify x.pkg
+contains err "no trusted key" "verify without --trust or --key"
+expect 2 "missing required option" -- "$pkg" sign x.pkg
+contains err "peinit-pkg sign: option --key is required" "sign without --key"
 expect 2 "partial module signing options" -- "$pkg" create --name n --version 1 --kver k -o o.pkg \
     --sign-file /bin/true a.ko
 
@@ -32,6 +39,12 @@ expect 0 "second key" -- "$pkg" keygen --out-dir other --name other
 mkdir -p repo/.git
 expect 1 "keygen refuses a git tree" -- "$pkg" keygen --out-dir repo/keys
 contains err "git work tree" "keygen in a git tree"
+# A mistyped path is refused, not created; a new directory under an existing one is made (0700).
+expect 1 "keygen refuses a missing parent" -- "$pkg" keygen --out-dir "$work/typo/dir"
+contains err "parent directory $work/typo does not exist" "keygen names the missing parent"
+[[ ! -e $work/typo ]] || { echo "FAIL: keygen created $work/typo"; failures=$((failures + 1)); }
+expect 0 "keygen makes its own directory" -- "$pkg" keygen --out-dir "$work/new-keys/"
+[[ $(stat -c %a "$work/new-keys") == 700 ]] || { echo "FAIL: new key dir mode"; failures=$((failures + 1)); }
 mkdir trust && cp keys/test.pub trust/
 
 # Fake modules: alpha.ko is an x86-64 ELF relocatable naming itself "alpha" where a kernel
@@ -52,6 +65,12 @@ expect 0 "create signed" -- "$pkg" create --name demo --version 1.0 --kver 6.1.0
 expect 0 "verify" -- "$pkg" verify --trust trust --kver 6.1.0-56-amd64 demo.pkg
 contains out "OK: demo 1.0 for 6.1.0-56-amd64, 2 file(s)" "verify"
 expect 0 "verify without kver" -- "$pkg" verify --trust trust demo.pkg
+# Key files as well as trust directories, several packages in one call.
+expect 0 "verify with a key file" -- "$pkg" verify --key keys/test.pub demo.pkg demo.pkg
+[[ $(grep -c ": OK: demo 1.0" out) == 2 ]] || { echo "FAIL: one OK line per package"; cat out; failures=$((failures + 1)); }
+expect 0 "verify with --key and --trust together" -- "$pkg" verify --trust other --key=keys/test.pub demo.pkg
+expect 1 "a private key is no trusted key" -- "$pkg" verify --key keys/test.key demo.pkg
+contains err "keys/test.key" "the bad key file is named"
 expect 0 "list" -- "$pkg" list demo.pkg
 contains out "modules/alpha.ko $alpha_size " "list"
 contains out "(not verified)" "list"
@@ -76,6 +95,10 @@ head -c 3000 /dev/urandom >garbage.pkg
 expect 1 "garbage" -- "$pkg" verify --trust trust garbage.pkg
 contains err "not-a-package" "garbage"
 expect 1 "missing file" -- "$pkg" verify --trust trust nope.pkg
+# The exit status is the worst of the packages; each failure is named, the others still pass.
+expect 1 "one bad package among good ones" -- "$pkg" verify --trust trust demo.pkg garbage.pkg demo.pkg
+[[ $(grep -c ": OK:" out) == 2 ]] || { echo "FAIL: good packages still verified"; cat out; failures=$((failures + 1)); }
+contains err "garbage.pkg: not-a-package" "the bad package is named"
 
 # Unsigned, then sign, then re-sign with another key.
 expect 0 "create unsigned" -- "$pkg" create --name demo --version 1.0 --kver 6.1.0-56-amd64 \

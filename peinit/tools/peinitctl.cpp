@@ -8,10 +8,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <span>
 #include <iostream>
 #include <string>
 #include <vector>
 
+#include "peinit/core/args.h"
 #include "peinit/core/status.h"
 #include "peinit/sys/linux_kernel.h"
 #include "peinit/sys/status_sources.h"
@@ -19,19 +22,23 @@
 namespace {
 
 using peinit::Status;
+using peinit::args::Arity;
+using peinit::args::OptionSpec;
 
 constexpr const char* kUsage =
-    "usage: peinitctl COMMAND [OPTIONS]\n"
+    "usage: peinitctl [COMMAND] [OPTIONS]\n"
     "\n"
     "commands:\n"
-    "  status [--json] [--root DIR]         lock state, policy and boot-time modules\n"
+    "  status [--json] [--root DIR]         lock state, policy and boot-time modules (the\n"
+    "                                       default when no command is given)\n"
     "  lock [--fallback]                    lock module loading now (needs SeTcbPrivilege)\n"
     "  modules [--failed] [--json] [--root DIR]  the module stage, sorted by start time\n"
+    "  blame [--json] [--root DIR]          the modules sorted by load time, longest first\n"
     "  timeline [--svg FILE] [--root DIR]   the module stage on a time axis\n"
     "\n"
-    "`peinitctl COMMAND --help` describes each command. Exit status: 0 as configured, 1 a\n"
-    "problem (failure, or a lock state other than the policy asked), 2 usage error or nothing\n"
-    "readable.\n";
+    "`peinitctl COMMAND --help` describes each command; `peinitctl --version` prints the\n"
+    "version. Exit status: 0 as configured, 1 a problem (failure, or a lock state other than\n"
+    "the policy asked), 2 usage error or nothing readable.\n";
 
 constexpr const char* kStatusUsage =
     "usage: peinitctl status [--json] [--root DIR]\n"
@@ -73,6 +80,20 @@ constexpr const char* kModulesUsage =
     "Exit status: 0 no module failed, 1 a module failed or is missing, 2 usage error or no\n"
     "record.\n";
 
+constexpr const char* kBlameUsage =
+    "usage: peinitctl blame [--json] [--root DIR]\n"
+    "\n"
+    "The boot-time modules whose load was attempted (loaded, already loaded, failed), sorted\n"
+    "by how long each took to load, longest first, like `systemd-analyze blame`: duration (ms)\n"
+    "and module, with the outcome and reason after a module that did not load.\n"
+    "\n"
+    "  --json      machine-readable output (schema version 1): the module objects of\n"
+    "              `modules --json`, in this order\n"
+    "  --root DIR  read DIR/run/peinit/modules.json\n"
+    "\n"
+    "Exit status: 0 no module failed, 1 a module failed or is missing, 2 usage error or no\n"
+    "record.\n";
+
 constexpr const char* kTimelineUsage =
     "usage: peinitctl timeline [--svg FILE] [--root DIR]\n"
     "\n"
@@ -86,7 +107,6 @@ constexpr const char* kTimelineUsage =
     "Exit status: 0 written, 1 the file could not be written, 2 usage error or no record.\n";
 
 struct Options {
-    bool help = false;
     bool json = false;
     bool failed = false;
     bool fallback = false;
@@ -94,46 +114,8 @@ struct Options {
     std::string svg;
 };
 
-// Parses the options a command accepts (`allowed`, e.g. "json root"); false on a usage error.
-bool ParseOptions(const char* command, int argc, char** argv, const std::string& allowed,
-                  Options& o) {
-    auto allows = [&](const char* name) { return allowed.find(name) != std::string::npos; };
-    for (int i = 0; i < argc; ++i) {
-        std::string a = argv[i];
-        auto value = [&](std::string& into) {
-            if (auto eq = a.find('='); eq != std::string::npos) {
-                into = a.substr(eq + 1);
-                return !into.empty();
-            }
-            if (i + 1 >= argc) return false;
-            into = argv[++i];
-            return true;
-        };
-        if (a == "-h" || a == "--help") {
-            o.help = true;
-        } else if (a == "--json" && allows("json")) {
-            o.json = true;
-        } else if (a == "--failed" && allows("failed")) {
-            o.failed = true;
-        } else if (a == "--fallback" && allows("fallback")) {
-            o.fallback = true;
-        } else if ((a == "--root" || a.starts_with("--root=")) && allows("root")) {
-            if (!value(o.root)) {
-                std::cerr << "peinitctl " << command << ": --root needs a directory\n";
-                return false;
-            }
-        } else if ((a == "--svg" || a.starts_with("--svg=")) && allows("svg")) {
-            if (!value(o.svg)) {
-                std::cerr << "peinitctl " << command << ": --svg needs a file name\n";
-                return false;
-            }
-        } else {
-            std::cerr << "peinitctl " << command << ": unknown argument \"" << a << "\"\n";
-            return false;
-        }
-    }
-    return true;
-}
+constexpr OptionSpec kJson{"--json"}, kFailed{"--failed"}, kFallback{"--fallback"},
+    kRoot{"--root", Arity::kValue}, kSvg{"--svg", Arity::kValue};
 
 Status LoadStatus(const Options& o) {
     peinit::LinuxKernel kernel;
@@ -146,20 +128,34 @@ int StatusCommand(const Options& o) {
     return s.ExitCode();
 }
 
-int ModulesCommand(const Options& o) {
+// The module table of `modules` and `blame`: exit 2 without a record, 1 when a module failed.
+int ModuleListing(const char* command, const Options& o,
+                  const std::function<std::string(const Status&)>& render) {
     Status s = LoadStatus(o);
     if (!s.modules_present && !o.json) {
-        std::cerr << "peinitctl modules: no module record under " << o.root
+        std::cerr << "peinitctl " << command << ": no module record under " << o.root
                   << "run/peinit (not booted by peinit?)\n";
         return 2;
     }
-    std::cout << (o.json ? peinit::RenderModulesJson(s, o.failed)
-                         : peinit::RenderModulesText(s, o.failed));
+    std::cout << render(s);
     if (!s.modules_present) return 2;
     for (const auto& m : s.modules) {
         if (m.IsProblem()) return 1;
     }
     return s.modules_error.empty() ? 0 : 1;
+}
+
+int ModulesCommand(const Options& o) {
+    return ModuleListing("modules", o, [&](const Status& s) {
+        return o.json ? peinit::RenderModulesJson(s, o.failed)
+                      : peinit::RenderModulesText(s, o.failed);
+    });
+}
+
+int BlameCommand(const Options& o) {
+    return ModuleListing("blame", o, [&](const Status& s) {
+        return o.json ? peinit::RenderBlameJson(s) : peinit::RenderBlameText(s);
+    });
 }
 
 int TimelineCommand(const Options& o) {
@@ -193,48 +189,68 @@ int TimelineCommand(const Options& o) {
     return 0;
 }
 
-int Main(int argc, char** argv) {
-    if (argc < 2) {
-        std::cerr << kUsage;
-        return 2;
-    }
-    std::string command = argv[1];
-    if (command == "-h" || command == "--help" || command == "help") {
-        std::cout << kUsage;
+struct Command {
+    const char* name;
+    const char* usage;
+    std::vector<OptionSpec> options;
+    int (*run)(const Options&);
+};
+
+int LockCommand(const Options& o) {
+    peinit::LinuxKernel kernel;
+    return peinit::RunRuntimeLock(kernel, o.fallback, std::cout, std::cerr);
+}
+
+const Command kCommands[] = {
+    {"status", kStatusUsage, {kJson, kRoot}, StatusCommand},
+    {"lock", kLockUsage, {kFallback}, LockCommand},
+    {"modules", kModulesUsage, {kFailed, kJson, kRoot}, ModulesCommand},
+    {"blame", kBlameUsage, {kJson, kRoot}, BlameCommand},
+    {"timeline", kTimelineUsage, {kSvg, kRoot}, TimelineCommand},
+};
+
+int RunCommand(const Command& c, std::span<char* const> argv) {
+    std::string prog = std::string("peinitctl ") + c.name;
+    auto parsed = peinit::args::Parse(argv, c.options);
+    if (!parsed) return peinit::args::UsageError(prog, parsed.error().message(), c.usage);
+    if (parsed->help) {
+        std::cout << c.usage;
         return 0;
     }
-    struct Command {
-        const char* name;
-        const char* usage;
-        const char* options;
-        int (*run)(const Options&);
-    };
-    static const Command kCommands[] = {
-        {"status", kStatusUsage, "json root", StatusCommand},
-        {"lock", kLockUsage, "fallback",
-         [](const Options& o) {
-             peinit::LinuxKernel kernel;
-             return peinit::RunRuntimeLock(kernel, o.fallback, std::cout, std::cerr);
-         }},
-        {"modules", kModulesUsage, "failed json root", ModulesCommand},
-        {"timeline", kTimelineUsage, "svg root", TimelineCommand},
-    };
-    for (const auto& c : kCommands) {
-        if (command != c.name) continue;
-        Options o;
-        if (!ParseOptions(c.name, argc - 2, argv + 2, c.options, o)) {
-            std::cerr << c.usage;
-            return 2;
-        }
-        if (o.help) {
-            std::cout << c.usage;
-            return 0;
-        }
-        if (!o.root.empty() && o.root.back() != '/') o.root += '/';
-        return c.run(o);
+    if (!parsed->operands.empty()) {
+        return peinit::args::UsageError(
+            prog, peinit::args::UnexpectedOperand(parsed->operands[0]), c.usage);
     }
-    std::cerr << "peinitctl: unknown command \"" << command << "\"\n" << kUsage;
-    return 2;
+    Options o;
+    o.json = parsed->Has("--json");
+    o.failed = parsed->Has("--failed");
+    o.fallback = parsed->Has("--fallback");
+    o.root = parsed->Value("--root").value_or("/");
+    o.svg = parsed->Value("--svg").value_or("");
+    if (o.root.back() != '/') o.root += '/';
+    return c.run(o);
+}
+
+int Main(int argc, char** argv) {
+    // No command: `status`, as systemctl lists units.
+    if (argc < 2) return RunCommand(kCommands[0], {});
+    auto first = peinit::args::ReadFirstArgument(argv[1]);
+    switch (first.kind) {
+        case peinit::args::FirstArgument::kHelp:
+            std::cout << kUsage;
+            return 0;
+        case peinit::args::FirstArgument::kVersion:
+            std::cout << peinit::args::VersionText("peinitctl");
+            return 0;
+        case peinit::args::FirstArgument::kError:
+            return peinit::args::UsageError("peinitctl", first.text, kUsage);
+        case peinit::args::FirstArgument::kCommand:
+            break;
+    }
+    for (const auto& c : kCommands) {
+        if (first.text == c.name) return RunCommand(c, {argv + 2, argv + argc});
+    }
+    return peinit::args::UsageError("peinitctl", peinit::args::UnknownCommand(first.text), kUsage);
 }
 
 }  // namespace

@@ -631,10 +631,13 @@ TEST(ImageToolTest, UsageErrorsExitTwo) {
     EXPECT_EQ(Tool("boot").status, 2);
     EXPECT_EQ(Tool("boot images/demo --smp 0").status, 2);
     EXPECT_EQ(Tool("boot images/demo --timeout soon").status, 2);
+    EXPECT_EQ(Tool("boot images/demo --smp").status, 2);
     EXPECT_EQ(Tool("list").status, 2);
     ToolRun r = Tool("build images/demo");
-    EXPECT_NE(r.output.find("missing -o OUT"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("peinit-image build: option --output is required"), std::string::npos)
+        << r.output;
     EXPECT_NE(r.output.find("usage: peinit-image build"), std::string::npos) << r.output;
+    EXPECT_EQ(Tool("boot images/demo --timeout -1").status, 2);
 }
 
 TEST(ImageToolTest, HelpExitsZero) {

@@ -6,9 +6,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 namespace peinit::image {
@@ -104,7 +107,8 @@ TEST(ImageTreeTest, ReadCpioDoesNotTrustTheHeaderSize) {
     ASSERT_FALSE(entries);
     // How much libarchive hands over before it gives up is its business; the size is ours.
     EXPECT_THAT(entries.error().message(),
-                ::testing::MatchesRegex(path + ": a: only [0-9]+ of 4294967295 bytes.*"));
+                ::testing::MatchesRegex(path + " \\(archive at byte 0\\): a: only [0-9]+ of "
+                                               "4294967295 bytes.*"));
     std::system((std::string("rm -rf ") + tmpl).c_str());
 }
 
@@ -115,6 +119,74 @@ TEST(ImageTreeTest, SourceDateEpoch) {
     EXPECT_FALSE(SourceDateEpoch());
     ::unsetenv("SOURCE_DATE_EPOCH");
     EXPECT_EQ(*SourceDateEpoch(), 0);
+}
+
+}  // namespace
+}  // namespace peinit::image
+
+namespace peinit::image {
+namespace {
+
+// An initramfs may be several archives one after the other (early microcode, then the main
+// archive), each compressed or not, with NUL padding between: `peinit-image list` shows them all.
+TEST(ImageTreeTest, ReadsConcatenatedArchives) {
+    char tmpl[] = "/tmp/image-tree-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    std::string dir = tmpl;
+    ImageTree early, main;
+    ASSERT_TRUE(early.AddFile("/kernel/x86/microcode/GenuineIntel.bin", "ucode", 0644, "test"));
+    ASSERT_TRUE(main.AddFile("/init", "#!/bin/sh\n", 0755, "test"));
+    ASSERT_TRUE(WriteCpio(early, dir + "/early.cpio", {Compression::kNone, 0}));
+    ASSERT_TRUE(WriteCpio(main, dir + "/main.cpio.zst", {Compression::kZstd, 0}));
+    ASSERT_TRUE(WriteCpio(main, dir + "/main.cpio.gz", {Compression::kGzip, 0}));
+    auto read = [](const std::string& p) {
+        std::ifstream in(p, std::ios::binary);
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    };
+    std::string early_bytes = read(dir + "/early.cpio");
+    std::string padding(512 - early_bytes.size() % 512, '\0');
+    std::string image = early_bytes + padding + early_bytes + read(dir + "/main.cpio.zst");
+    std::ofstream(dir + "/image", std::ios::binary) << image;
+
+    auto archives = ReadCpioArchives(dir + "/image");
+    ASSERT_TRUE(archives) << archives.error().message();
+    ASSERT_EQ(archives->size(), 3u);
+    const uint64_t second = early_bytes.size() + padding.size();
+    EXPECT_EQ((*archives)[0].offset, 0u);
+    EXPECT_EQ((*archives)[0].compression, "none");
+    EXPECT_EQ((*archives)[1].offset, second);
+    EXPECT_EQ((*archives)[1].compression, "none");
+    EXPECT_EQ((*archives)[2].offset, second + early_bytes.size());
+    EXPECT_EQ((*archives)[2].compression, "zstd");
+    auto has = [](const ListedArchive& a, const std::string& path) {
+        return std::any_of(a.entries.begin(), a.entries.end(),
+                           [&](const ListedEntry& e) { return e.path == path; });
+    };
+    EXPECT_TRUE(has((*archives)[1], "kernel/x86/microcode/GenuineIntel.bin"));
+    EXPECT_TRUE(has((*archives)[2], "init"));
+    EXPECT_FALSE(has((*archives)[2], "kernel/x86/microcode/GenuineIntel.bin"));
+    // ReadCpio: every entry of every archive.
+    auto entries = ReadCpio(dir + "/image");
+    ASSERT_TRUE(entries);
+    EXPECT_EQ(entries->size(), (*archives)[0].entries.size() * 2 + (*archives)[2].entries.size());
+
+    // Two gzip archives back to back: both, as the kernel reads them.
+    std::ofstream(dir + "/gz", std::ios::binary)
+        << early_bytes + read(dir + "/main.cpio.gz") + read(dir + "/main.cpio.gz");
+    auto gz = ReadCpioArchives(dir + "/gz");
+    ASSERT_TRUE(gz) << gz.error().message();
+    ASSERT_EQ(gz->size(), 3u);
+    EXPECT_EQ((*gz)[1].compression, "gzip");
+    EXPECT_TRUE(has((*gz)[2], "init"));
+
+    // Something that is neither: named with its offset.
+    std::ofstream(dir + "/junk", std::ios::binary) << early_bytes + "junk";
+    auto junk = ReadCpioArchives(dir + "/junk");
+    ASSERT_FALSE(junk);
+    EXPECT_EQ(junk.error().message(), dir + "/junk (archive at byte " +
+                                          std::to_string(early_bytes.size()) +
+                                          "): neither a cpio archive nor compressed");
+    std::filesystem::remove_all(dir);
 }
 
 }  // namespace
