@@ -48,6 +48,8 @@ struct ModuleOutcome {
         kBlacklisted,    // denied by the blacklist
         kBuiltin,        // built into the kernel: counts as success, nothing loaded
         kMissing,        // not in the module tree for this kernel
+        kNoDevice,       // its init found no device (ENODEV/ENXIO) and its unit said
+                         // if_hardware_present: not a failure
     };
     std::string module;  // resolved module name
     std::string unit;    // the unit that asked for it ("" for dependencies / cmdline)
@@ -74,7 +76,8 @@ struct ModuleOutcome {
     }
 };
 
-// "loaded", "already-loaded", "failed", "skipped", "blacklisted", "builtin", "missing".
+// "loaded", "already-loaded", "failed", "skipped", "blacklisted", "builtin", "missing",
+// "no-device".
 inline std::string_view ToString(ModuleOutcome::Status status) {
     switch (status) {
         case ModuleOutcome::Status::kLoaded:
@@ -91,6 +94,8 @@ inline std::string_view ToString(ModuleOutcome::Status status) {
             return "builtin";
         case ModuleOutcome::Status::kMissing:
             return "missing";
+        case ModuleOutcome::Status::kNoDevice:
+            return "no-device";
     }
     return "unknown";
 }

@@ -616,7 +616,7 @@ std::string SourceSuffix(const std::string& source) {
 }
 
 struct Counts {
-    int ok = 0, failed = 0, skipped = 0, blacklisted = 0, missing = 0;
+    int ok = 0, failed = 0, skipped = 0, blacklisted = 0, missing = 0, no_device = 0;
 };
 Counts Count(const Status& s) {
     Counts c;
@@ -629,6 +629,8 @@ Counts Count(const Status& s) {
             ++c.blacklisted;
         else if (m.status == "missing")
             ++c.missing;
+        else if (m.status == "no-device")
+            ++c.no_device;
         else
             ++c.skipped;
     }
@@ -752,8 +754,9 @@ std::string RenderStatusText(const Status& s) {
         Line(out, "summary",
              std::to_string(c.ok) + " ok, " + std::to_string(c.failed) + " failed, " +
                  std::to_string(c.missing) + " missing, " + std::to_string(c.skipped) +
-                 " skipped, " + std::to_string(c.blacklisted) + " blacklisted in " +
-                 std::to_string(s.modules_total_ms) + " ms");
+                 " skipped, " + std::to_string(c.blacklisted) + " blacklisted" +
+                 (c.no_device > 0 ? ", " + std::to_string(c.no_device) + " no device" : "") +
+                 " in " + std::to_string(s.modules_total_ms) + " ms");
         size_t width = 4;
         for (const auto& m : s.modules) width = std::max(width, m.name.size());
         for (const auto& m : s.modules) {
@@ -866,7 +869,8 @@ std::string RenderStatusJson(const Status& s) {
                                 {"failed", c.failed},
                                 {"missing", c.missing},
                                 {"skipped", c.skipped},
-                                {"blacklisted", c.blacklisted}}},
+                                {"blacklisted", c.blacklisted},
+                                {"no_device", c.no_device}}},
         {"list", ModuleArray(s.modules, false)},
     };
 
@@ -1035,6 +1039,7 @@ std::string Colour(const std::string& status) {
     if (status == "failed") return "#c62828";
     if (status == "missing") return "#ef6c00";
     if (status == "blacklisted") return "#424242";
+    if (status == "no-device") return "#90a4ae";
     return "#9e9e9e";  // skipped
 }
 
@@ -1134,7 +1139,7 @@ std::string RenderTimelineSvg(const Status& s) {
         << "\" fill=\"#ffffff\"/>\n";
     Counts c = Count(s);
     out << "<text class=\"title\" x=\"10\" y=\"20\">peinit module stage: " << rows << " modules, "
-        << c.ok << " ok, " << c.failed << " failed, " << c.skipped + c.missing << " not loaded, "
+        << c.ok << " ok, " << c.failed << " failed, " << c.skipped + c.missing + c.no_device << " not loaded, "
         << c.blacklisted << " blacklisted; " << s.modules_total_ms << " ms, " << s.workers
         << " workers</text>\n";
     // Axis with ticks and labels.
@@ -1203,7 +1208,8 @@ std::string RenderTimelineSvg(const Status& s) {
     out << "<g class=\"legend\">\n";
     int lx = 10;
     for (const char* status :
-         {"loaded", "already-loaded", "builtin", "failed", "missing", "skipped", "blacklisted"}) {
+         {"loaded", "already-loaded", "builtin", "failed", "missing", "skipped", "blacklisted",
+          "no-device"}) {
         std::snprintf(buf, sizeof buf,
                       "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"%s\"/>"
                       "<text x=\"%d\" y=\"%d\">%s</text>\n",

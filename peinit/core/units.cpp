@@ -181,6 +181,8 @@ class TomlUnitParser {
                 if (auto o = Options(node)) m.options = *o;
             } else if (k == "optional") {
                 if (auto b = Bool(node, "optional")) m.optional = *b;
+            } else if (k == "if_hardware_present") {
+                if (auto b = Bool(node, "if_hardware_present")) m.if_hardware_present = *b;
             } else {
                 Error(LineOf(key), "unknown key " + Quote(k) + " in [[module]]");
             }

@@ -39,6 +39,9 @@ struct ModuleSpec {
     // A module that does not exist for this kernel is skipped without an error.
     bool optional = false;
     int line = 0;
+    // Load if the hardware is present: when the module's init finds no device (ENODEV, ENXIO)
+    // the outcome is "no-device", reported as such and not a problem.
+    bool if_hardware_present = false;
 };
 
 // A privilege a service may be granted (the Peios names of the KACS privilege catalogue). peinit

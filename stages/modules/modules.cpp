@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <limits>
@@ -70,6 +71,8 @@ struct Requests {
     // Per request: the index of its unit in ctx.units.units (which is in `after` order), -1 for
     // the command line.
     std::vector<int> unit_of;
+    // Per request: its unit said `if_hardware_present`.
+    std::vector<bool> if_hardware_present;
 };
 
 Requests CollectRequests(const BootContext& ctx, const ModloadSession& session) {
@@ -81,11 +84,13 @@ Requests CollectRequests(const BootContext& ctx, const ModloadSession& session) 
             r.input.requests.push_back(
                 {spec.name, RequestOrigin::Unit(units[u].name), spec.options, spec.optional});
             r.unit_of.push_back(static_cast<int>(u));
+            r.if_hardware_present.push_back(spec.if_hardware_present);
         }
     }
     for (const auto& name : ctx.cmdline.modules_load) {
         r.input.requests.push_back({name, RequestOrigin::Cmdline(), "", false});
         r.unit_of.push_back(-1);
+        r.if_hardware_present.push_back(false);
     }
     return r;
 }
@@ -148,6 +153,18 @@ std::string DirectUnit(const PlanEntry& e, const Requests& requests) {
     return "";
 }
 
+// A module whose init found no device, asked for directly and only by units that load it "if
+// the hardware is present": no-device, not a failure (issue 16; systemd-modules-load, too,
+// takes ENODEV as benign).
+bool IsAbsentHardware(const PlanEntry& e, const ModuleOutcome& o, const Requests& requests) {
+    if (o.status != ModuleOutcome::Status::kFailed || (o.error != ENODEV && o.error != ENXIO) ||
+        e.direct.empty()) {
+        return false;
+    }
+    return std::all_of(e.direct.begin(), e.direct.end(),
+                       [&](std::size_t r) { return requests.if_hardware_present[r]; });
+}
+
 bool IsRequiredMissing(const Plan& plan, const std::string& name) {
     const std::string prefix = name + ": missing";
     return std::any_of(plan.errors.begin(), plan.errors.end(),
@@ -164,7 +181,7 @@ struct Phases {
 };
 
 struct Summary {
-    int ok = 0, failed = 0, skipped = 0, blacklisted = 0;
+    int ok = 0, failed = 0, skipped = 0, blacklisted = 0, no_device = 0;
 };
 
 void WriteRecord(const BootContext& ctx, const std::string& wall_time, int64_t boot_offset_ms,
@@ -239,6 +256,7 @@ void WriteRecord(const BootContext& ctx, const std::string& wall_time, int64_t b
              {"failed", summary.failed},
              {"skipped", summary.skipped},
              {"blacklisted", summary.blacklisted},
+             {"no_device", summary.no_device},
          }},
         {"phases",
          toml::table{
@@ -335,8 +353,9 @@ Result<void> RunModules(BootContext& ctx) {
             ctx.module_outcomes.push_back(std::move(o));
         }
         summary.failed = static_cast<int>(ctx.module_outcomes.size());
-        spdlog::error("modules done ok=0 failed={} skipped=0 blacklisted=0 ms={} workers={}",
-                      summary.failed, elapsed_ms(), workers);
+        spdlog::error(
+            "modules done ok=0 failed={} skipped=0 blacklisted=0 no_device=0 ms={} workers={}",
+            summary.failed, elapsed_ms(), workers);
         WriteRecord(ctx, wall_time, boot_offset_ms, workers, workers_source, 0, elapsed_ms(),
                     signing, summary, &session.Packages(), nullptr, warnings, phases,
                     error.message());
@@ -441,8 +460,18 @@ Result<void> RunModules(BootContext& ctx) {
             ModloadSession::OutcomeOf(plan, requests.input, i, is_job ? &jobs[i] : nullptr,
                                       is_job ? &report.results[i] : nullptr);
         o.unit = DirectUnit(e, requests);
+        if (IsAbsentHardware(e, o, requests)) {
+            o.status = Status::kNoDevice;
+            o.reason = "no device for it (" + o.reason + "); its unit loads it if the hardware "
+                       "is present";
+        }
         const std::string wanted = Join(e.requested_by, "; ");
         switch (o.status) {
+            case Status::kNoDevice:
+                spdlog::info("module {}: no device present, not loaded (if_hardware_present), "
+                             "wanted by {}",
+                             e.name, wanted);
+                break;
             case Status::kFailed:
                 spdlog::error("module {} failed: {}, wanted by {}", e.name, o.reason, wanted);
                 break;
@@ -480,14 +509,18 @@ Result<void> RunModules(BootContext& ctx) {
             case Status::kMissing:
                 ++(IsRequiredMissing(plan, e.name) ? summary.failed : summary.skipped);
                 break;
+            case Status::kNoDevice:
+                ++summary.no_device;
+                break;
         }
         ctx.module_outcomes.push_back(std::move(o));
     }
 
     const int64_t total_ms = elapsed_ms();
-    spdlog::info("modules done ok={} failed={} skipped={} blacklisted={} ms={} workers={}",
-                 summary.ok, summary.failed, summary.skipped, summary.blacklisted, total_ms,
-                 workers);
+    spdlog::info(
+        "modules done ok={} failed={} skipped={} blacklisted={} no_device={} ms={} workers={}",
+        summary.ok, summary.failed, summary.skipped, summary.blacklisted, summary.no_device,
+        total_ms, workers);
     WriteRecord(ctx, wall_time, boot_offset_ms, workers, workers_source, report.threads, total_ms,
                 signing, summary, &packages, &plan, warnings, phases, "");
     return Ok();

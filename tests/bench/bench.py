@@ -203,11 +203,10 @@ def parse_boot(output):
             if k:
                 rest, cut = rest[:k.start()], True
             record_lines.append(rest)
-        m = re.search(r"modules done ok=(\d+) failed=(\d+) skipped=(\d+) blacklisted=(\d+) "
-                      r"ms=(\d+) workers=(\d+)", line)
+        m = re.search(r"modules done ok=(\d+) failed=(\d+) .*?\bms=(\d+) workers=(\d+)", line)
         if m:
             fig.update(stage_ok=int(m.group(1)), stage_failed=int(m.group(2)),
-                       stage_ms=int(m.group(5)), workers=int(m.group(6)))
+                       stage_ms=int(m.group(3)), workers=int(m.group(4)))
     fig["done"] = re.search(r"^BENCH done\r?$", output, re.M) is not None
     if record_lines:
         try:

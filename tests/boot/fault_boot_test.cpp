@@ -303,6 +303,30 @@ TEST(FaultBoot, FailingModuleInit) {
         << f.sections["failed"].Text();
 }
 
+// 1b. The same driver, loaded "if the hardware is present" (issue 16): its ENODEV is the
+// outcome no-device, not a problem; status exits 0 and says so.
+TEST(FaultBoot, AbsentHardwareIsNoDeviceNotAProblem) {
+    FaultBoot f = Boot("fault-absent-hardware");
+    ASSERT_TRUE(f.r.build_error.empty()) << f.r.build_error;
+    ExpectBootedToServices(f);
+    ASSERT_TRUE(f.record_parsed) << f.Console();
+    EXPECT_EQ(f.proc_modules.count("peinit_test_fail"), 0u);
+    EXPECT_EQ(f.record["peinit_test_fail"].status, "no-device");
+    EXPECT_EQ(f.record["peinit_test_fail"].errno_name, "ENODEV");
+    EXPECT_EQ(f.record["peinit_test_provider"].status, "loaded");
+    EXPECT_EQ(f.summary["ok"], 2) << f.record_text;
+    EXPECT_EQ(f.summary["failed"], 0) << f.record_text;
+    EXPECT_EQ(f.summary["no_device"], 1) << f.record_text;
+    EXPECT_TRUE(f.r.Has("peinit: module peinit_test_fail: no device present, not loaded "
+                        "(if_hardware_present)"))
+        << f.Console();
+    EXPECT_FALSE(f.r.Has("peinit: module peinit_test_fail failed")) << f.Console();
+    ExpectProbes(f, {"locked", "fail_absent", "provider_live"});
+    ExpectStatusLocked(f.sections["status"]);
+    ExpectStatusProblems(f, 0, {});
+    EXPECT_TRUE(f.sections["status"].Has("1 no device")) << f.sections["status"].Text();
+}
+
 // 2. A unit names a module the kernel does not have: recorded missing (a failure: it was not
 // optional), everything else loads, the lock is applied.
 TEST(FaultBoot, MissingModule) {

@@ -237,7 +237,7 @@ TEST_F(ModuleStageTest, EveryDependencyIsLiveBeforeItsDependentStarts) {
     EXPECT_THAT(Outcome("jbd2").requested_by, ElementsAre("unit storage -> ext4"));
     EXPECT_EQ(Outcome("jbd2").unit, "");
     EXPECT_GE(Outcome("jbd2").duration, 40ms);
-    EXPECT_THAT(log_.str(), HasSubstr("modules done ok=10 failed=0 skipped=0 blacklisted=0 ms="));
+    EXPECT_THAT(log_.str(), HasSubstr("modules done ok=10 failed=0 skipped=0 blacklisted=0 no_device=0 ms="));
     EXPECT_THAT(log_.str(), HasSubstr(" workers=4"));
 }
 
@@ -662,6 +662,25 @@ TEST_F(ModuleStageTest, IndexOnlyTreeLoadsFromPackages) {
 // a package may hold modules compressed as distributions ship them; the verified bytes
 // are decompressed in memory and the kernel gets the ELF image. A member that does not
 // decompress fails that module (and skips its dependents), with the reason.
+// Issue 16: a unit may load a driver "if the hardware is present". Its init finding no device
+// (ENODEV) is then no-device, not a failure; without the flag, or for another errno, it fails.
+TEST_F(ModuleStageTest, IfHardwarePresentTurnsNoDeviceIntoItsOwnOutcome) {
+    WriteAllPackage();
+    kernel_.SetModuleError("mbcache", ENODEV);
+    kernel_.SetModuleError("crc16", ENODEV);
+    kernel_.SetModuleError("jbd2", EIO);
+    SetUnits({{"hw", "[[module]]\nname = \"mbcache\"\nif_hardware_present = true\n"
+                     "[[module]]\nname = \"jbd2\"\nif_hardware_present = true\n"},
+              {"plain", ModulesToml({"crc16"})}});
+    Run();
+    EXPECT_EQ(Outcome("mbcache").status, Status::kNoDevice);
+    EXPECT_THAT(Outcome("mbcache").reason, HasSubstr("no device for it"));
+    EXPECT_EQ(Outcome("jbd2").status, Status::kFailed) << "only a missing device is forgiven";
+    EXPECT_EQ(Outcome("crc16").status, Status::kFailed) << "its unit did not say so";
+    EXPECT_THAT(CompactRecord(), HasSubstr("\"status\":\"no-device\""));
+    EXPECT_THAT(CompactRecord(), HasSubstr("\"no_device\":1"));
+}
+
 TEST_F(ModuleStageTest, CompressedModulesAreDecompressedFromTheVerifiedBytes) {
     PackageSpec spec{"storage", "1", testing::kFixtureKver, {}};
     std::map<std::string, std::vector<std::byte>> elf;
@@ -829,7 +848,8 @@ TEST_F(ModuleStageTest, RecordHoldsEveryModuleWithTimesAndSources) {
     EXPECT_THAT(r, HasSubstr("\"package\":\"all.pkg\""));
     EXPECT_THAT(r, HasSubstr("\"verified\":true"));
     EXPECT_THAT(r,
-                HasSubstr("\"summary\":{\"blacklisted\":0,\"failed\":1,\"ok\":4,\"skipped\":1}"));
+                HasSubstr("\"summary\":{\"blacklisted\":0,\"failed\":1,\"no_device\":0,\"ok\":4,"
+                          "\"skipped\":1}"));
     // Times: crc16's duration is at least its scripted latency.
     EXPECT_GE(Outcome("crc16").duration, 20ms);
     EXPECT_GT(Outcome("ext4").start.count(), 0);
