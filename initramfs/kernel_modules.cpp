@@ -148,7 +148,7 @@ Result<ModuleClosure> ResolveModuleClosure(const KernelTree& kernel,
     if (!deny.empty()) {
         for (const auto& d : deny) input.blacklist.push_back({d.name, d.source});
         Plan denied = PEINIT_TRY(BuildPlan(**db, input));
-        out.warnings = denied.errors;
+        out.warnings = denied.denied;
     }
     return out;
 }

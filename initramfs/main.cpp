@@ -164,18 +164,36 @@ std::string Mib(uint64_t bytes) {
     return buf;
 }
 
+// The kernel directory, programs, sysroot and timestamp of a build. Problems finding the kernel
+// or the programs join the definition's (`def.problems`), so that the build reports them with
+// everything else; a kernel that cannot be found is not opened.
+Result<void> ResolveBuildOptions(const BuildArgs& a, ImageDefinition& def, BuildOptions& opts) {
+    if (def.kernel_known) {
+        if (auto dir = ResolveKernelDir(def.kernel, a.kernel_dir)) {
+            opts.kernel_dir = *dir;
+        } else {
+            def.problems.push_back(dir.error().message());
+            def.kernel_known = false;
+        }
+    }
+    if (auto b = LoadBinaryManifest(a.manifest.empty() ? DefaultManifest() : a.manifest))
+        opts.binaries = std::move(*b);
+    else
+        def.problems.push_back(b.error().message());
+    opts.sysroot = a.sysroot;
+    opts.mtime = PEINIT_TRY(SourceDateEpoch());
+    return Ok();
+}
+
 // Runs a build and prints its one-line summary to stderr.
 Result<ImageDefinition> DoBuild(const BuildArgs& a, std::string* kernel_image) {
     auto start = std::chrono::steady_clock::now();
-    ImageDefinition def = PEINIT_TRY(LoadImageDefinition(a.image));
+    // The definition's problems are reported together with the build's (ComposeImage).
+    ImageDefinition def = PEINIT_TRY(ReadImageDefinition(a.image));
     Compression compression = def.compression;
     if (!a.compression.empty()) compression = PEINIT_TRY(ParseCompression(a.compression));
     BuildOptions opts;
-    opts.kernel_dir = PEINIT_TRY(ResolveKernelDir(def.kernel, a.kernel_dir));
-    opts.binaries =
-        PEINIT_TRY(LoadBinaryManifest(a.manifest.empty() ? DefaultManifest() : a.manifest));
-    opts.sysroot = a.sysroot;
-    opts.mtime = PEINIT_TRY(SourceDateEpoch());
+    PEINIT_TRY(ResolveBuildOptions(a, def, opts));
     auto t0 = std::chrono::steady_clock::now();
     ImageContents c = PEINIT_TRY(BuildImage(def, opts, compression, a.output));
     auto end = std::chrono::steady_clock::now();

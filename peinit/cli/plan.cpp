@@ -49,8 +49,8 @@ dependencies, options and status. Nothing is loaded.
 
 Requests are planned in this order: units (in their load order), modules_load=, --module.
 
-Exit status: 0 every requested module resolves, 1 something is missing, blacklisted or in a
-dependency cycle, 2 usage or I/O error.
+Exit status: 0 every requested module resolves or is kept out by a deny list (a warning: the
+policy at work), 1 something is missing or in a dependency cycle, 2 usage or I/O error.
 )";
 
 struct Options {
@@ -198,9 +198,10 @@ void PrintText(std::ostream& out, const Options& opts, const fs::path& root,
                 << e.ignored_install_command << "\n";
         }
     }
-    if (!plan.warnings.empty()) {
+    if (!plan.warnings.empty() || !plan.denied.empty()) {
         out << "\nwarnings:\n";
         for (const auto& w : plan.warnings) out << "  " << w << "\n";
+        for (const auto& w : plan.denied) out << "  " << w << "\n";
     }
     if (!plan.errors.empty()) {
         out << "\nerrors:\n";
@@ -227,7 +228,9 @@ void PrintJson(std::ostream& out, const Options& opts, const fs::path& root,
             << ", \"requested_by\": " << JsonList(e.requested_by)
             << ", \"ignored_install_command\": " << JsonString(e.ignored_install_command) << "}";
     }
-    out << "\n  ],\n  \"warnings\": " << JsonList(plan.warnings)
+    std::vector<std::string> warnings = plan.warnings;
+    warnings.insert(warnings.end(), plan.denied.begin(), plan.denied.end());
+    out << "\n  ],\n  \"warnings\": " << JsonList(warnings)
         << ",\n  \"errors\": " << JsonList(plan.errors) << "\n}\n";
 }
 

@@ -391,25 +391,42 @@ TEST_F(ImageBuildTest, PrebuiltPackagesAndKeys) {
     for (const auto& f : info->manifest.files) paths.push_back(f.path);
     EXPECT_EQ(paths, std::vector<std::string>{"modules/kernel/fs/fat/fat.ko"});
 
-    // Mismatched expectations and untrusted packages fail the build.
+    // Mismatched expectations and untrusted packages fail the build, all of them at once, each
+    // with what to do: an untrusted signer's key belongs in `keys` (named by its fingerprint);
+    // only a damaged package may be meant as `expect = "rejected"`.
     auto other = SigningKey::Generate();
     ASSERT_TRUE(other);
+    const std::string fp = other->public_key().fingerprint;
     WriteBytes(out_ + "/foreign.pkg", make("foreign", "kernel/drivers/net/dummy.ko", *other));
     std::ofstream(img + "/image.toml", std::ios::trunc)
         << head << "[[packages]]\npath = \"" << out_ << "/good.pkg\"\nexpect = \"rejected\"\n"
-        << "[[packages]]\npath = \"" << out_ << "/foreign.pkg\"\n";
+        << "[[packages]]\npath = \"" << out_ << "/foreign.pkg\"\n"
+        << "[[packages]]\npath = \"" << out_ << "/bad.pkg\"\n";
     def = LoadImageDefinition(img);
     ASSERT_TRUE(def) << def.error().message();
     auto r = ComposeImage(*def, Options());
     ASSERT_FALSE(r);
-    EXPECT_EQ(r.error().message(),
-              img + "/image.toml:4: package " + out_ +
-                  "/good.pkg verifies, but expect = \"rejected\"\n" + img +
-                  "/image.toml:7: package " + out_ +
-                  "/foreign.pkg does not verify against the "
-                  "image's keys and kernel " +
-                  kver_ + ": untrusted-key: " +
-                  r.error().message().substr(r.error().message().find("untrusted-key: ") + 15));
+    std::vector<std::string> lines;
+    std::stringstream ss(r.error().message());
+    for (std::string l; std::getline(ss, l);) lines.push_back(l);
+    ASSERT_EQ(lines.size(), 3u) << r.error().message();
+    EXPECT_EQ(lines[0], img + "/image.toml:4: package " + out_ +
+                            "/good.pkg verifies, but expect = \"rejected\"");
+    EXPECT_EQ(lines[1], img + "/image.toml:7: package " + out_ +
+                            "/foreign.pkg does not verify against the image's keys and kernel " +
+                            kver_ + ": untrusted-key: signed by key " + fp +
+                            ", which is not trusted (add the signer's public key, fingerprint " +
+                            fp +
+                            ", to \"keys\" (peinit-pkg keygen wrote it as NAME.pub beside the "
+                            "NAME.key the package was signed with))");
+    EXPECT_EQ(lines[1].find("expect"), std::string::npos) << "no expect = \"rejected\" advice";
+    EXPECT_TRUE(lines[2].starts_with(img + "/image.toml:9: package " + out_ +
+                                     "/bad.pkg does not verify against the image's keys and "
+                                     "kernel " + kver_ + ": hash-mismatch: "))
+        << lines[2];
+    EXPECT_TRUE(lines[2].ends_with(
+        " (if it is damaged on purpose, set expect = \"rejected\" to ship it deliberately)"))
+        << lines[2];
 }
 
 TEST_F(ImageBuildTest, SigningKeyFromDefinition) {
