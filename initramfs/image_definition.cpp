@@ -363,6 +363,26 @@ std::string JoinLines(const std::vector<std::string>& lines) {
     return out;
 }
 
+// The table a section starting at `line` belongs to ("files" for "[[files]]", "boot" for
+// "[boot]"), or "" for the top level.
+std::string SectionName(std::string_view text, int line) {
+    size_t pos = 0;
+    for (int l = 1; l < line && pos != std::string_view::npos; ++l) {
+        pos = text.find('\n', pos);
+        if (pos != std::string_view::npos) ++pos;
+    }
+    if (pos == std::string_view::npos) return "";
+    std::string_view l = text.substr(pos, text.find('\n', pos) - pos);
+    size_t first = l.find_first_not_of(" \t");
+    if (first == std::string_view::npos || l[first] != '[') return "";
+    std::string name;
+    for (char c : l.substr(first)) {
+        if (c == ']' || c == '#') break;
+        if (c != '[' && c != ' ' && c != '\t') name += c;
+    }
+    return name;
+}
+
 // The line of a "FILE:LINE: message" problem (0 when it has none).
 int LineOfMessage(const std::string& message, const std::string& file) {
     if (message.compare(0, file.size() + 1, file + ":") != 0) return 0;
@@ -395,7 +415,16 @@ Result<ImageDefinition> ReadImageDefinitionText(const std::string& text, const s
         return LineOfMessage(a, file) < LineOfMessage(b, file);
     });
     def.broken = p.broken();
-    def.syntax_errors = !doc.complete();
+    // A syntax error leaves its section incomplete: the top level (any key may be missing), or
+    // the table it is in ([boot], [[files]], ...).
+    for (int line : doc.error_lines) {
+        int start = *(std::upper_bound(doc.section_starts.begin(), doc.section_starts.end(), line) - 1);
+        std::string header = SectionName(text, start);
+        if (header.empty())
+            def.syntax_errors = true;
+        else
+            def.broken.insert(header);
+    }
     return def;
 }
 

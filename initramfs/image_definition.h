@@ -86,7 +86,7 @@ struct ImageDefinition {
     // the checks that do not depend on the broken ones.
     std::vector<std::string> problems;
     std::set<std::string> broken;  // top-level keys with a problem
-    bool syntax_errors = false;    // lines were skipped: any key may be missing
+    bool syntax_errors = false;    // top-level lines were skipped: any key may be missing
     bool kernel_known = true;      // `kernel` is set and valid
     // True when `key` may be wrong or incomplete (a problem there, or a syntax error anywhere):
     // a check that depends on it would report consequences, not mistakes.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -42,6 +43,19 @@ std::pair<char32_t, size_t> DecodeUtf8(std::string_view text, size_t i) {
     return {c, len};
 }
 
+// toml++'s is_value_terminator for ASCII (whitespace, ']', '}', ',', '#'); any non-ASCII
+// character counts as not one (the check refuses those it would misclassify before asking).
+bool IsValueTerminator(char32_t c) {
+    return c == ' ' || c == '\t' || (c >= '\n' && c <= '\r') || c == ']' || c == '}' ||
+           c == ',' || c == '#';
+}
+
+// Whether a value can start after `prev`: after whitespace, '=', '[', '{' or ','.
+bool StartsToken(char32_t prev) {
+    return prev == ' ' || prev == '\t' || prev == '\n' || prev == '\r' || prev == '=' ||
+           prev == '[' || prev == '{' || prev == ',';
+}
+
 // Where toml++'s parser is when it reads a character. Read from parser.inl (3.3.0): inside
 // comments and literal strings it only compares characters with delimiters and control
 // characters, and so inside basic strings, except in a multi-line basic string right after a
@@ -72,13 +86,39 @@ std::optional<ConfigError> CheckTomlText(const std::string& path, std::string_vi
     TomlContext ctx = TomlContext::kBare;
     bool escaped = false;   // basic strings: the previous character was a backslash
     bool skipping = false;  // multi-line basic strings: in a line-ending backslash's whitespace
+    bool numeric = false;   // in a value that starts with a digit or a sign
+    bool after_numeric_space = false;  // right after such a value and one space
+    char32_t prev = '\n';  // the previous character outside strings and comments
     int line = 1;
-    for (size_t i = 0; i < text.size();) {
+    for (size_t i = 0; i < text.size(); prev = ctx == TomlContext::kBare ? text[i - 1] : '\n') {
         auto [c, len] = DecodeUtf8(text, i);
         if (len == 0) return ConfigError{path, line, "not valid UTF-8"};
         line += c == '\n';
         switch (ctx) {
             case TomlContext::kBare:
+                // A value that starts with a digit or a sign is read ahead up to a value
+                // terminator (parse_value's scan, which classifies every character), quotes
+                // included; a date followed by a space is read on past it. Inside such a token
+                // a quote opens no string.
+                if (numeric) {
+                    if (!IsValueTerminator(c)) {
+                        if (TomlMisclassifies(c)) {
+                            return refused(line, c, "outside a string or comment");
+                        }
+                        break;
+                    }
+                    numeric = false;
+                    after_numeric_space = c == ' ';
+                } else if (after_numeric_space && (c == '"' || c == '\'')) {
+                    numeric = true;
+                    break;
+                } else {
+                    after_numeric_space = false;
+                    if (((c >= '0' && c <= '9') || c == '+' || c == '-') && StartsToken(prev)) {
+                        numeric = true;
+                        break;
+                    }
+                }
                 if (c == '#') {
                     ctx = TomlContext::kComment;
                 } else if (c == '"' || c == '\'') {
@@ -159,6 +199,10 @@ bool BlankLine(std::string& text, int line) {
     return changed;
 }
 
+bool BlankLineExists(const std::string& text, int line) {
+    return line <= 1 + static_cast<int>(std::count(text.begin(), text.end(), '\n'));
+}
+
 // First lines of the text's sections: line 1 (the top level), then every line whose first
 // non-blank character is '[' outside a multi-line string (a table header).
 std::vector<int> SectionStarts(std::string_view text) {
@@ -217,7 +261,17 @@ TomlDocument ParseTomlRecovering(const std::string& path, std::string_view text,
         // the first (a header, or the start of a multi-line value): only the first is reported.
         if (doc.Independent(error->line)) errors.push_back(*error);
         doc.error_lines.push_back(error->line);
-        if (!BlankLine(work, error->line)) break;  // no progress: give up on the rest
+        if (BlankLine(work, error->line)) continue;
+        // Nothing left to blank on that line (an unterminated array or string reported at the
+        // end): skip its whole section, so the other sections are still checked.
+        auto next = std::upper_bound(doc.section_starts.begin(), doc.section_starts.end(),
+                                     error->line);
+        int last = next == doc.section_starts.end() ? std::numeric_limits<int>::max() : *next - 1;
+        bool changed = false;
+        for (int l = *(next - 1); l <= last && BlankLineExists(work, l); ++l) {
+            changed = BlankLine(work, l) || changed;
+        }
+        if (!changed) break;  // no progress: give up on the rest
     }
     return doc;
 }

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "peinit/sys/config_files.h"
+#include "tests/unit/fixture_roots.h"
 
 namespace peinit {
 namespace {
@@ -198,6 +199,19 @@ TEST(UnitErrors, CodePointsTomlppMishandlesAreRefusedWhereItClassifiesThem) {
                 ElementsAre("units/t.toml:2: character U+3001 is not accepted right after a "
                             "backslash (the TOML library mishandles it there); write it as "
                             "\\u3001 inside a string"));
+    // A value that starts with a digit or a sign is read ahead to the next value terminator,
+    // quotes included (found by tests/fuzz, target toml); a date is read on past one space.
+    EXPECT_THAT(ParseErrors("n.toml", "s = +\"\u00e9\"\n"),
+                ElementsAre("units/n.toml:1: character U+00E9 is not accepted outside a string "
+                            "or comment (the TOML library mishandles it there); write it as "
+                            "\\u00E9 inside a string"));
+    EXPECT_THAT(ParseErrors("d.toml", "d = 1979-05-27 '\u2c60'\n"),
+                ElementsAre("units/d.toml:1: character U+2C60 is not accepted outside a string "
+                            "or comment (the TOML library mishandles it there); write it as "
+                            "\\u2C60 inside a string"));
+    // After a terminator the next string is a string again.
+    EXPECT_THAT(ParseErrors("a.toml", "x = [1, \"\u00e9\", -2,'\u00e9']\n[[module]]\nname = \"a\"\n"),
+                ElementsAre("units/a.toml:1: unknown key \"x\""));
     // The same code points where toml++ only compares them with delimiters reach toml++, which
     // reports what is wrong in TOML terms.
     EXPECT_THAT(ParseErrors("k.toml", "\"caf\u00e9\" = 1\n[[module]]\nname = \"a\"\n"),
@@ -740,6 +754,84 @@ TEST(Check, ExplicitHiveMustExist) {
     CheckReport report = CheckConfiguration(options);
     EXPECT_THAT(report.problems,
                 ElementsAre(root.path() + "/nope.toml: cannot read: No such file or directory"));
+}
+
+// Issue 16 acceptance: one unit file with eleven independent mistakes (wrong types, unknown keys,
+// a missing name, a bad path, a bad uid, an unknown privilege, a bad exit action, an unknown
+// `after` target, and two TOML syntax errors in different tables). One run of `peinit check`
+// names every one of them, each with its file and line.
+TEST(UnitCheckCli, EveryMistakeOfOneUnitInOneRun) {
+    char tmpl[] = "/tmp/peinit-check-cli-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    fs::path dir = tmpl;
+    std::ofstream(dir / "base.toml") << "[[module]]\nname = \"loop\"\n";
+    std::ofstream(dir / "net.toml") << R"(# Réseau: the host's network drivers
+description = "Réseau"
+after = ["base", "ghost"]
+sequential = "yes"
+modlues = []
+
+[[module]]
+name = "dummy"
+
+[[module]]
+name = "e1000e"
+optional = maybe
+
+[[module]]
+nmae = "vxlan"
+
+[[service]]
+name = "dhcp"
+exec = ["sbin/dhcpcd"]
+uid = -1
+privileges = ["SeTcb"]
+
+[[service]]
+name = "ntp"
+exec = ["/sbin/ntpd"]
+exec = ["/sbin/chronyd"]
+
+[[service]]
+name = "log"
+exec = ["/sbin/syslogd"]
+exit_action = "halt"
+)";
+    auto r = testing::RunCommand(
+        {testing::PeinitBinary().string(), "check", "--no-trust-check", dir.string()});
+    fs::remove_all(dir);
+    const std::string f = dir.string() + "/net.toml:";
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_EQ(r.out,
+              f + "4: \"sequential\" must be a boolean, not string\n" +
+              f + "5: unknown key \"modlues\"\n" +
+              f + "12: Error while parsing value: could not determine value type\n" +
+              f + "14: [[module]] has no \"name\"\n" +
+              f + "15: unknown key \"nmae\" in [[module]]\n" +
+              f + "19: \"exec\" program must be an absolute path, not \"sbin/dhcpcd\"\n" +
+              f + "20: uid -1 is out of range\n" +
+              f + "21: unknown privilege \"SeTcb\" in \"privileges\" (known: "
+                  "SeLoadDriverPrivilege, SeTcbPrivilege)\n" +
+              f + "26: Error while parsing key-value pair: cannot redefine existing array "
+                  "'exec'\n" +
+              f + "31: exit_action must be \"none\", \"poweroff\" or \"reboot\", not \"halt\"\n" +
+              f + "3: unknown unit \"ghost\" in \"after\"\n" +
+              "peinit check: 1 unit(s), 1 module(s), 0 service(s); hive absent (defaults); 11 "
+              "problem(s)\n");
+}
+
+// A syntax error hides nothing outside its table; inside it, only the error itself is reported
+// (what the other checks find there may be its consequence: the line it was on is skipped).
+TEST(UnitErrors, SyntaxErrorsAreReportedWithTheRestOfTheFile) {
+    EXPECT_THAT(ParseErrors("s.toml", "description = 1\n[[module]]\nname = \n"
+                                      "[[module]]\nname = \"a\"\nopts = 1\n"
+                                      "[[service]]\nname = \"s\"\nexec = [\"/x\"\nuser = \"u\"\n"),
+                ElementsAre("units/s.toml:1: \"description\" must be a string, not integer",
+                            "units/s.toml:3: Error while parsing key-value pair: expected value, "
+                            "saw '\\n'",
+                            "units/s.toml:6: unknown key \"opts\" in [[module]]",
+                            "units/s.toml:10: Error while parsing array: expected comma or "
+                            "closing ']', saw 'u'"));
 }
 
 }  // namespace
