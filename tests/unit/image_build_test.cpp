@@ -638,6 +638,68 @@ ToolRun Tool(const std::string& args, const std::string& env = "") {
     return r;
 }
 
+// Issue 16 acceptance: one image definition with twelve independent mistakes, across the
+// definition (bad value, unknown key, three in one [[files]] entry, a syntax error in [boot]),
+// the units (one broken unit), the hive, the command line, the module set (one unknown module
+// from the definition, one from a valid unit) and the keys. One `peinit-image build` names every
+// one of them, each with file:line, and writes nothing.
+TEST_F(ImageBuildTest, EveryMistakeOfOneImageInOneRun) {
+    std::string img = out_ + "/img";
+    ASSERT_EQ(::mkdir(img.c_str(), 0755), 0);
+    ASSERT_EQ(::mkdir((img + "/units").c_str(), 0755), 0);
+    std::ofstream(img + "/image.toml") << R"(kernel = "debian"
+units = ["units"]
+modules = ["dummy", "vxlna"]
+compression = "lz4"
+keys = ["notakey.pub"]
+cmdline = "quiet peinit.emergency=shel"
+colour = "blue"
+hive = "hive.toml"
+
+[[files]]
+src = "missing.sh"
+dst = "bin/x"
+mode = "9"
+
+[boot]
+memory = 512 MiB
+)";
+    std::ofstream(img + "/units/net.toml") << "[[module]]\nnmae = \"dummy\"\n";
+    std::ofstream(img + "/units/base.toml") << "[[module]]\nname = \"nosuchmod\"\n";
+    std::ofstream(img + "/notakey.pub") << "not a key\n";
+    std::ofstream(img + "/hive.toml") << "['Machine\\System\\Modules']\nLockAfterBoot = \"yes\"\n";
+    std::string manifest = out_ + "/binaries.manifest";
+    std::ofstream(manifest) << "/init /bin/ls required\n";
+    ToolRun r = Tool("build '" + img + "' --kernel-dir '" + kernel_dir_ + "' --binaries '" +
+                         manifest + "' -o '" + out_ + "/x.cpio'",
+                     "PEINIT_CACHE=" + keys_);
+    EXPECT_EQ(r.status, 1) << r.output;
+    EXPECT_FALSE(Exists(out_ + "/x.cpio")) << "a failing build writes nothing";
+    const std::string def = img + "/image.toml:";
+    const std::string tree = kernel_dir_ + "/lib/modules/" + kver_;
+    std::vector<std::string> expected = {
+        "peinit-image: " + def + "4: unknown compression \"lz4\" (expected none, gzip or zstd)",
+        def + "7: unknown key \"colour\"",
+        def + "11: \"files.src\": " + img + "/missing.sh does not exist",
+        def + "12: \"files.dst\" \"bin/x\" must be an absolute path",
+        def + "13: \"files.mode\" \"9\" is not an octal mode",
+        def + "16: Error while parsing key-value pair: expected a comment or whitespace, saw 'M'",
+        img + "/units/net.toml:1: [[module]] has no \"name\"",
+        img + "/units/net.toml:2: unknown key \"nmae\" in [[module]]",
+        img + "/hive.toml:2: LockAfterBoot: unknown value \"yes\" (expected \"true\" or \"false\")",
+        def + "6: cmdline: peinit.emergency=shel: expected shell or poweroff",
+        img + "/units/base.toml:1: unknown module \"nosuchmod\": not in kernel " + kver_ + " (" +
+            tree + ")",
+        def + "3: unknown module \"vxlna\": not in kernel " + kver_ + " (" + tree + ")",
+        def + "5: key " + img + "/notakey.pub: not a PEM public key: " +
+            "error:1E08010C:DECODER routines::unsupported",
+    };
+    std::vector<std::string> lines;
+    std::stringstream ss(r.output);
+    for (std::string l; std::getline(ss, l);) lines.push_back(l);
+    EXPECT_EQ(lines, expected) << r.output;
+}
+
 TEST(ImageToolTest, UsageErrorsExitTwo) {
     EXPECT_EQ(Tool("").status, 2);
     EXPECT_EQ(Tool("frobnicate").status, 2);
