@@ -1,6 +1,6 @@
 // `peinit plan`: prints the boot-time module plan for a module tree without loading anything.
 
-#include "peinit/core/plan.h"
+#include "peinit/core/boot_plan.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -16,6 +16,7 @@
 #include "peinit/core/cmdline.h"
 #include "peinit/core/hive.h"
 #include "peinit/sys/config_files.h"
+#include "peinit/sys/kernel_release.h"
 #include "peinit/sys/kmod.h"
 
 namespace peinit::cli {
@@ -29,15 +30,17 @@ constexpr int kExitUnresolved = 1;
 constexpr int kExitUsage = 2;
 
 constexpr const char* kUsage =
-    R"(usage: peinit plan --root DIR --kver KVER [--units DIR ...] [--hive FILE]
-                   [--cmdline TEXT] [--module NAME ...] [--json]
+    R"(usage: peinit plan [--root DIR] [--kver KVER] [--units DIR ...] [--hive FILE]
+                   [--cmdline TEXT] [--module NAME ...] [--json | --compact]
 
 Resolves the boot-time module set against DIR/lib/modules/KVER (depmod indexes, via libkmod)
 and DIR's modprobe.d, and prints every module in load order with its path, hard and soft
 dependencies, options and status. Nothing is loaded.
 
-  --root DIR      root of the module tree (the image or system being planned)
-  --kver KVER     kernel release (the folder under DIR/lib/modules)
+  --root DIR      root of the module tree (the image or system being planned; default /);
+                  a kernel/build output directory (DIR/modroot/lib/modules) works too
+  --kver KVER     kernel release (the folder under lib/modules); default DIR/kver when the
+                  directory has one (kernel/build, kernel/debian-kernel), else `uname -r`
   --units DIR     unit files (*.toml, *.conf modules-load lists) whose modules to plan
                   (repeatable; default DIR/etc/peinit/units when it exists)
   --hive FILE     registry hive whose Blacklist applies (default DIR/etc/peinit/hive.toml
@@ -45,6 +48,8 @@ dependencies, options and status. Nothing is loaded.
   --cmdline TEXT  kernel command line: modules_load=, modprobe.blacklist=, mod.param=
   --module NAME   a module name or alias to plan (repeatable)
   --json          machine-readable output
+  --compact       one line per module in load order, like `modprobe --show-depends`:
+                  "insmod PATH OPTIONS", "builtin NAME", "# blacklisted NAME: SOURCE", ...
   --help          this text
 
 Requests are planned in this order: units (in their load order), modules_load=, --module.
@@ -61,6 +66,7 @@ struct Options {
     std::optional<std::string> cmdline;
     std::vector<std::string> modules;
     bool json = false;
+    bool compact = false;
     bool help = false;
 };
 
@@ -83,6 +89,8 @@ Result<Options> ParseArgs(int argc, char** argv) {
             opts.help = true;
         } else if (arg == "--json") {
             opts.json = true;
+        } else if (arg == "--compact") {
+            opts.compact = true;
         } else if (arg == "--root") {
             opts.root = PEINIT_TRY(value());
             have_root = true;
@@ -101,141 +109,12 @@ Result<Options> ParseArgs(int argc, char** argv) {
         }
     }
     if (opts.help) return opts;
-    if (!have_root) return Err("--root is required");
-    if (opts.kver.empty()) return Err("--kver is required");
+    if (!have_root) opts.root = "/";
+    if (opts.json && opts.compact) return Err("--json and --compact exclude each other");
     return opts;
 }
 
-std::string JsonString(std::string_view s) {
-    std::string out = "\"";
-    for (unsigned char c : s) {
-        switch (c) {
-            case '"':
-                out += "\\\"";
-                break;
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            case '\t':
-                out += "\\t";
-                break;
-            default:
-                if (c < 0x20) {
-                    char buf[8];
-                    std::snprintf(buf, sizeof buf, "\\u%04x", c);
-                    out += buf;
-                } else {
-                    out += static_cast<char>(c);
-                }
-        }
-    }
-    return out + "\"";
-}
-
-std::string JsonList(const std::vector<std::string>& items) {
-    std::string out = "[";
-    for (std::size_t i = 0; i < items.size(); ++i) {
-        if (i) out += ", ";
-        out += JsonString(items[i]);
-    }
-    return out + "]";
-}
-
-std::string Words(const std::vector<std::string>& items) {
-    if (items.empty()) return "-";
-    std::string out;
-    for (const auto& s : items) out += (out.empty() ? "" : " ") + s;
-    return out;
-}
-
-// The .ko path as the planned system sees it ("/lib/modules/..."), independent of where the
-// tree sits on this machine.
-std::string TargetPath(const fs::path& root, const std::string& path) {
-    if (path.empty()) return "";
-    fs::path rel = fs::path(path).lexically_relative(root);
-    if (rel.empty() || rel.native().starts_with("..")) return path;
-    return "/" + rel.string();
-}
-
-std::string StatusText(const PlanEntry& e) {
-    std::string s(StatusName(e.status));
-    if (!e.reason.empty()) s += ": " + e.reason;
-    return s;
-}
-
-std::vector<std::string> WaitNames(const peinit::Plan& plan, const PlanEntry& e) {
-    std::vector<std::string> out;
-    for (std::size_t i : e.waits_for) out.push_back(plan.entries[i].name);
-    return out;
-}
-
-void PrintText(std::ostream& out, const Options& opts, const fs::path& root,
-               const peinit::Plan& plan) {
-    std::size_t load = 0, builtin = 0;
-    for (const auto& e : plan.entries) {
-        load += e.status == ModuleStatus::kLoad;
-        builtin += e.status == ModuleStatus::kBuiltin;
-    }
-    out << "peinit plan: root " << opts.root.string() << ", kernel " << opts.kver << "\n";
-    out << load << " to load, " << builtin << " built in, " << plan.entries.size() - load - builtin
-        << " not loaded\n";
-    std::size_t n = 0;
-    for (const auto& e : plan.entries) {
-        out << "\n" << ++n << ". " << e.name << "\n";
-        out << "   status:     " << StatusText(e) << "\n";
-        if (!e.path.empty()) out << "   path:       " << TargetPath(root, e.path) << "\n";
-        out << "   hard deps:  " << Words(e.hard_deps) << "\n";
-        out << "   soft pre:   " << Words(e.soft_pre) << "\n";
-        out << "   soft post:  " << Words(e.soft_post) << "\n";
-        out << "   options:    " << (e.options.empty() ? "-" : e.options) << "\n";
-        if (e.Loadable()) out << "   waits for:  " << Words(WaitNames(plan, e)) << "\n";
-        for (const auto& chain : e.requested_by) out << "   wanted by:  " << chain << "\n";
-        if (!e.ignored_install_command.empty()) {
-            out << "   note:       modprobe.d install command not run by peinit: "
-                << e.ignored_install_command << "\n";
-        }
-    }
-    if (!plan.warnings.empty() || !plan.denied.empty()) {
-        out << "\nwarnings:\n";
-        for (const auto& w : plan.warnings) out << "  " << w << "\n";
-        for (const auto& w : plan.denied) out << "  " << w << "\n";
-    }
-    if (!plan.errors.empty()) {
-        out << "\nerrors:\n";
-        for (const auto& err : plan.errors) out << "  " << err << "\n";
-    }
-}
-
-void PrintJson(std::ostream& out, const Options& opts, const fs::path& root,
-               const peinit::Plan& plan) {
-    out << "{\n  \"root\": " << JsonString(opts.root.string())
-        << ",\n  \"kver\": " << JsonString(opts.kver)
-        << ",\n  \"ok\": " << (plan.ok() ? "true" : "false") << ",\n  \"modules\": [";
-    for (std::size_t i = 0; i < plan.entries.size(); ++i) {
-        const auto& e = plan.entries[i];
-        out << (i ? ",\n" : "\n") << "    {\"name\": " << JsonString(e.name)
-            << ", \"status\": " << JsonString(StatusName(e.status))
-            << ", \"reason\": " << JsonString(e.reason)
-            << ", \"path\": " << JsonString(TargetPath(root, e.path))
-            << ", \"hard_deps\": " << JsonList(e.hard_deps)
-            << ", \"soft_pre\": " << JsonList(e.soft_pre)
-            << ", \"soft_post\": " << JsonList(e.soft_post)
-            << ", \"options\": " << JsonString(e.options)
-            << ", \"waits_for\": " << JsonList(WaitNames(plan, e))
-            << ", \"requested_by\": " << JsonList(e.requested_by)
-            << ", \"ignored_install_command\": " << JsonString(e.ignored_install_command) << "}";
-    }
-    std::vector<std::string> warnings = plan.warnings;
-    warnings.insert(warnings.end(), plan.denied.begin(), plan.denied.end());
-    out << "\n  ],\n  \"warnings\": " << JsonList(warnings)
-        << ",\n  \"errors\": " << JsonList(plan.errors) << "\n}\n";
-}
-
-// Fills `input` the way the boot-time module stage does: unit modules, modules_load=, then
-// --module; the blacklist of the hive tightened by the command line; mod.param= options.
+// Fills `input` the way the boot-time module stage does (BootPlanInput), plus --module.
 // Returns false (after printing why) when the units or the hive cannot be used.
 bool BuildInput(const Options& opts, PlanInput& input) {
     Cmdline cmd = ParseCmdline(opts.cmdline.value_or(""));
@@ -248,6 +127,7 @@ bool BuildInput(const Options& opts, PlanInput& input) {
     if (unit_dirs.empty() && fs::is_directory(opts.root / "etc/peinit/units", ec)) {
         unit_dirs.push_back((opts.root / "etc/peinit/units").string());
     }
+    UnitSet units;
     if (!unit_dirs.empty()) {
         UnitLoad load = LoadUnitDirs(unit_dirs);
         if (!load.errors.empty()) {
@@ -255,17 +135,8 @@ bool BuildInput(const Options& opts, PlanInput& input) {
             std::cerr << "peinit plan: unit errors (see `peinit check`)\n";
             return false;
         }
-        for (const auto& unit : load.units.units) {
-            auto by = RequestOrigin::Unit(fs::path(unit.path).filename().string());
-            for (const auto& m : unit.modules) {
-                input.requests.push_back({m.name, by, m.options, m.optional});
-            }
-        }
+        units = std::move(load.units);
     }
-    for (const auto& name : cmd.modules_load) {
-        input.requests.push_back({name, RequestOrigin::Cmdline(), "", false});
-    }
-    for (const auto& m : opts.modules) input.requests.push_back({m, RequestOrigin::Other("--module"), "", false});
 
     Hive hive;  // absent: no Blacklist
     std::string hive_path = opts.hive.value_or((opts.root / "etc/peinit/hive.toml").string());
@@ -281,18 +152,9 @@ bool BuildInput(const Options& opts, PlanInput& input) {
                       << " (the boot would use the hardened fallback)\n";
         }
     }
-    EffectivePolicy policy = ComputeEffectivePolicy(hive, cmd);
-    for (const auto& b : policy.blacklist) {
-        std::string source = b.source == PolicySource::kCmdline
-                                 ? "kernel command line modprobe.blacklist=" + b.module
-                                 : "hive Machine\\System\\Modules\\Blacklist";
-        input.blacklist.push_back({b.module, source});
-    }
-    std::vector<std::string> seen;
-    for (const auto& mp : cmd.module_params) {
-        if (std::find(seen.begin(), seen.end(), mp.module) != seen.end()) continue;
-        seen.push_back(mp.module);
-        input.options.push_back({mp.module, cmd.ModuleOptions(mp.module)});
+    input = BootPlanInput(units, hive, cmd);
+    for (const auto& m : opts.modules) {
+        input.requests.push_back({m, RequestOrigin::Other("--module"), "", false});
     }
     return true;
 }
@@ -313,7 +175,18 @@ int Plan(int argc, char** argv) noexcept {
         PlanInput input;
         if (!BuildInput(*opts, input)) return kExitUsage;
 
-        auto db = KmodDb::Open(opts->root, opts->kver);
+        // Where lib/modules is (kernel/build keeps it in modroot/) and which release, as
+        // modprobe would pick it when none is given.
+        auto layout = ReadModuleTreeLayout(opts->root.string());
+        if (!layout) {
+            std::cerr << "peinit plan: " << layout.error().message() << "\n";
+            return kExitUsage;
+        }
+        if (opts->kver.empty()) {
+            auto running = RunningKernelRelease();
+            opts->kver = layout->kver ? *layout->kver : running ? *running : "";
+        }
+        auto db = KmodDb::Open(layout->root, opts->kver);
         if (!db) {
             std::cerr << "peinit plan: " << db.error().message() << "\n";
             return kExitUsage;
@@ -323,11 +196,10 @@ int Plan(int argc, char** argv) noexcept {
             std::cerr << "peinit plan: " << plan.error().message() << "\n";
             return kExitUsage;
         }
-        if (opts->json) {
-            PrintJson(std::cout, *opts, (*db)->kmod().root(), *plan);
-        } else {
-            PrintText(std::cout, *opts, (*db)->kmod().root(), *plan);
-        }
+        PlanView view{"peinit plan", opts->root.string(), opts->kver, (*db)->kmod().root()};
+        std::cout << (opts->json      ? RenderPlanJson(*plan, view)
+                      : opts->compact ? RenderPlanCompact(*plan, view)
+                                      : RenderPlanText(*plan, view));
         std::cout.flush();
         return plan->ok() ? kExitOk : kExitUnresolved;
     } catch (const std::exception& e) {
