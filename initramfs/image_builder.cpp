@@ -13,6 +13,9 @@
 #include "initramfs/elf_closure.h"
 #include "initramfs/image_units.h"
 #include "initramfs/process.h"
+#include "peinit/core/boot_plan.h"
+#include "peinit/core/cmdline.h"
+#include "peinit/sys/kmod.h"
 #include "peinit/core/module_policy.h"
 
 namespace peinit::image {
@@ -351,6 +354,45 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     c.builtin_modules = closure.builtins;
     for (const auto& w : closure.warnings) c.warnings.push_back("at boot: " + w);
     return c;
+}
+
+Result<ImagePlan> PlanImage(const ImageDefinition& def, const std::string& kernel_dir) {
+    std::vector<std::string> errors = def.problems;
+    // The units as peinit reads them at boot: linked, in load order.
+    UnitScan units = ScanUnits(def.unit_dirs, errors);
+    Hive hive;
+    if (def.hive) {
+        if (auto h = LoadHive(def.hive->value))
+            hive = std::move(*h);
+        else
+            errors.push_back(h.error().message());
+    }
+    Cmdline cmd = ParseCmdline(def.cmdline);
+    for (const auto& d : cmd.diagnostics)
+        errors.push_back(def.file + ":" + std::to_string(def.cmdline_line) + ": cmdline: " +
+                         d.ToString());
+    ImagePlan out;
+    if (def.kernel_known) {
+        if (auto k = OpenKernelTree(kernel_dir))
+            out.kernel = *k;
+        else
+            errors.push_back(def.file + ": kernel \"" + KernelKindName(def.kernel) + "\": " +
+                             k.error().message());
+    }
+    if (!errors.empty()) return Err(Join(errors));
+    std::unique_ptr<StagedKernelTree> staged;
+    KernelTree tree = out.kernel;
+    if (!def.extra_modules.empty()) {
+        std::vector<ExtraModule> extra;
+        for (const auto& m : def.extra_modules)
+            extra.push_back({m.value, def.file + ":" + std::to_string(m.line)});
+        staged = PEINIT_TRY(StageExtraModules(out.kernel, extra));
+        tree = staged->tree;
+    }
+    auto db = PEINIT_TRY(KmodDb::Open(tree.module_root, tree.kver));
+    out.plan = PEINIT_TRY(BuildPlan(*db, BootPlanInput(units.set, hive, cmd)));
+    out.tree_root = tree.module_root;  // paths are shown relative to it, as in the image
+    return out;
 }
 
 Result<ImageContents> BuildImage(const ImageDefinition& def, const BuildOptions& opts,

@@ -88,6 +88,7 @@ UnitScan ScanUnits(const std::vector<Located<std::string>>& dirs,
     }
     std::sort(scan.files.begin(), scan.files.end(),
               [](const UnitFile& a, const UnitFile& b) { return a.name < b.name; });
+    scan.set = std::move(set);
     return scan;
 }
 

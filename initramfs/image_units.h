@@ -11,6 +11,7 @@
 #include "initramfs/kernel_modules.h"
 #include "peinit/core/hive.h"
 #include "peinit/core/result.h"
+#include "peinit/core/units.h"
 
 namespace peinit::image {
 
@@ -30,6 +31,7 @@ struct UnitScan {
     std::vector<UnitFile> files;      // sorted by name
     std::vector<ModuleWant> modules;  // every module the units load at boot
     std::vector<ServiceProgram> services;
+    UnitSet set;  // the units without errors, linked, in load order
 };
 
 // Parses and links the unit files (*.toml, *.conf) of every directory, as one set (the image

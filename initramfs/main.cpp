@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +16,7 @@
 #include "initramfs/image_builder.h"
 #include "initramfs/image_definition.h"
 #include "initramfs/process.h"
+#include "peinit/core/boot_plan.h"
 
 #ifndef PEINIT_SOURCE_DIR
 #error "PEINIT_SOURCE_DIR must be defined by the build"
@@ -33,6 +35,8 @@ initramfs/IMAGE.md) and boots them in QEMU.
 
 commands:
   build IMAGE -o OUT [options]    validate the definition and write the cpio image
+  check IMAGE [options]           every validation of build, writing nothing
+  plan IMAGE [options]            the module plan the image's PID 1 would run at boot
   boot IMAGE [options] [-- ARGS]  build the image and boot it in QEMU (TCG)
   list FILE                       list the entries of an image
   help [COMMAND]                  this text, or a command's
@@ -78,6 +82,26 @@ The guest console is this process's stdout; the exit status is QEMU's (124 on ti
   --output OUT       where to write the image
   --disk FILE        attach FILE as a raw virtio disk (/dev/vda, /dev/vdb, ... in order),
                      e.g. a real root for root=UUID=...
+)";
+
+constexpr const char* kCheckUsage =
+    R"(usage: peinit-image check IMAGE [--kernel-dir DIR] [--binaries MANIFEST] [--sysroot DIR]
+
+Runs every validation of `build` (definition, units, hive, command line, modules against the
+kernel's tree, programs, libraries, keys, packages, service programs) and writes nothing.
+Every problem is printed as FILE:LINE: MESSAGE, all of them in one run, then the warnings.
+Options as for build. Exit status: 0 valid, 1 problems, 2 usage error.
+)";
+
+constexpr const char* kPlanUsage =
+    R"(usage: peinit-image plan IMAGE [--kernel-dir DIR] [--json | --compact]
+
+Prints the module plan the image's PID 1 would run at boot: its units' modules, then
+modules_load= of its cmdline, under the hive's Blacklist and modprobe.blacklist=, resolved
+against the kernel's tree with extra_modules added, in the forms of `peinit plan` (detailed,
+--json, or --compact: one line per load, "insmod PATH OPTIONS" / "builtin NAME").
+What a deny list keeps out is a warning. Exit status: 0 every request resolves, 1 problems
+(the definition's, or requests that cannot load), 2 usage error.
 )";
 
 constexpr const char* kListUsage = R"(usage: peinit-image list FILE
@@ -226,6 +250,85 @@ Result<ImageDefinition> DoBuild(const BuildArgs& a, std::string* kernel_image) {
         *kernel_image = c.kernel.image;
     }
     return def;
+}
+
+// `check` and `plan`: IMAGE and the options they share with build.
+int ParseImageArgs(const std::vector<std::string>& args, const char* usage, BuildArgs& a,
+                   std::vector<std::string> flags, std::string& flag) {
+    std::string problem;
+    for (size_t i = 0; i < args.size() && problem.empty(); ++i) {
+        const std::string& s = args[i];
+        if (IsHelp(s)) {
+            std::cout << usage;
+            return 0;
+        }
+        if (std::find(flags.begin(), flags.end(), s) != flags.end()) {
+            if (!flag.empty()) problem = flag + " and " + s + " exclude each other";
+            flag = s;
+            continue;
+        }
+        if (TakeValue(args, i, "--kernel-dir", a.kernel_dir, problem) ||
+            (usage == kCheckUsage && (TakeValue(args, i, "--binaries", a.manifest, problem) ||
+                                      TakeValue(args, i, "--sysroot", a.sysroot, problem))))
+            continue;
+        if (!s.empty() && s[0] == '-')
+            problem = "unknown option " + s;
+        else if (a.image.empty())
+            a.image = s;
+        else
+            problem = "unexpected argument " + s;
+    }
+    if (problem.empty() && a.image.empty()) problem = "missing IMAGE";
+    if (!problem.empty()) return Usage(usage, problem);
+    return -1;
+}
+
+int CmdCheck(const std::vector<std::string>& args) {
+    BuildArgs a;
+    std::string flag;
+    if (int rc = ParseImageArgs(args, kCheckUsage, a, {}, flag); rc >= 0) return rc;
+    auto checked = [&]() -> Result<ImageContents> {
+        ImageDefinition def = PEINIT_TRY(ReadImageDefinition(a.image));
+        BuildOptions opts;
+        PEINIT_TRY(ResolveBuildOptions(a, def, opts));
+        return ComposeImage(def, opts);
+    }();
+    if (!checked) {
+        std::cerr << "peinit-image: " << checked.error().message() << "\n";
+        return 1;
+    }
+    for (const auto& w : checked->warnings) std::cerr << "peinit-image: warning: " << w << "\n";
+    std::cerr << "peinit-image: " << a.image << ": ok (kernel " << checked->kernel.kver << ", "
+              << checked->modules.size() << " modules, " << checked->units.size()
+              << " unit files, " << checked->services << " services)\n";
+    return 0;
+}
+
+int CmdPlan(const std::vector<std::string>& args) {
+    BuildArgs a;
+    std::string form;
+    if (int rc = ParseImageArgs(args, kPlanUsage, a, {"--json", "--compact"}, form); rc >= 0)
+        return rc;
+    auto planned = [&]() -> Result<ImagePlan> {
+        ImageDefinition def = PEINIT_TRY(ReadImageDefinition(a.image));
+        std::string kernel_dir;
+        if (def.kernel_known) {
+            if (auto dir = ResolveKernelDir(def.kernel, a.kernel_dir))
+                kernel_dir = *dir;
+            else
+                def.problems.push_back(dir.error().message());
+        }
+        return PlanImage(def, kernel_dir);
+    }();
+    if (!planned) {
+        std::cerr << "peinit-image: " << planned.error().message() << "\n";
+        return 1;
+    }
+    PlanView view{"peinit-image plan", a.image, planned->kernel.kver, planned->tree_root};
+    std::cout << (form == "--json"      ? RenderPlanJson(planned->plan, view)
+                  : form == "--compact" ? RenderPlanCompact(planned->plan, view)
+                                        : RenderPlanText(planned->plan, view));
+    return planned->plan.ok() ? 0 : 1;
 }
 
 int CmdBuild(const std::vector<std::string>& args) {
@@ -432,6 +535,10 @@ int Main(int argc, char** argv) {
             std::cout << kBuildUsage;
         else if (rest[0] == "boot")
             std::cout << kBootUsage;
+        else if (rest[0] == "check")
+            std::cout << kCheckUsage;
+        else if (rest[0] == "plan")
+            std::cout << kPlanUsage;
         else if (rest[0] == "list")
             std::cout << kListUsage;
         else
@@ -440,6 +547,8 @@ int Main(int argc, char** argv) {
     }
     if (cmd == "build") return CmdBuild(rest);
     if (cmd == "boot") return CmdBoot(rest);
+    if (cmd == "check") return CmdCheck(rest);
+    if (cmd == "plan") return CmdPlan(rest);
     if (cmd == "list") return CmdList(rest);
     return Usage(kMainUsage, "unknown command " + cmd);
 }

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -700,6 +701,85 @@ memory = 512 MiB
     EXPECT_EQ(lines, expected) << r.output;
 }
 
+// `peinit-image plan IMAGE`: the plan the image's PID 1 would run, from its units (in their
+// order), cmdline and hive, against the kernel tree with extra_modules staged in; one line per
+// load with --compact; a hive-blacklisted module is a warning (exit 0), the same as in build.
+TEST_F(ImageBuildTest, ToolPlanShowsTheBootPlanWithExtraModules) {
+    std::string ko = out_ + "/peinit_extra_dummy.ko";
+    std::ofstream(ko, std::ios::binary)
+        << ReadAll(kernel_dir_ + "/" + ModDir() + "/kernel/drivers/net/dummy.ko");
+    std::string img = out_ + "/img";
+    ASSERT_EQ(::mkdir(img.c_str(), 0755), 0);
+    ASSERT_EQ(::mkdir((img + "/units").c_str(), 0755), 0);
+    std::ofstream(img + "/image.toml")
+        << "kernel = \"debian\"\nunits = [\"units\"]\nhive = \"hive.toml\"\n"
+        << "cmdline = \"modules_load=loop\"\nextra_modules = [\"" << ko << "\"]\n";
+    std::ofstream(img + "/units/net.toml")
+        << "[[module]]\nname = \"peinit_extra_dummy\"\noptions = \"numdummies=2\"\n"
+        << "[[module]]\nname = \"vfat\"\n";
+    std::ofstream(img + "/hive.toml") << "['Machine\\System\\Modules']\nBlacklist = [\"vfat\"]\n";
+    ToolRun r = Tool("plan '" + img + "' --kernel-dir '" + kernel_dir_ + "' --compact");
+    EXPECT_EQ(r.status, 0) << r.output;
+    const std::string mods = "/lib/modules/" + kver_ + "/";
+    EXPECT_NE(r.output.find("insmod " + mods + "extra/peinit_extra_dummy.ko numdummies=2\n"),
+              std::string::npos)
+        << r.output;
+    EXPECT_NE(r.output.find("insmod " + mods + "kernel/drivers/block/loop.ko\n"),
+              std::string::npos)
+        << r.output;
+    EXPECT_NE(r.output.find("# blacklisted vfat: hive Machine\\System\\Modules\\Blacklist\n"),
+              std::string::npos)
+        << r.output;
+    EXPECT_NE(r.output.find("# warning: vfat: blacklisted (hive Machine\\System\\Modules\\"
+                            "Blacklist), requested by unit net.toml\n"),
+              std::string::npos)
+        << r.output;
+    EXPECT_EQ(r.output.find("# error"), std::string::npos) << r.output;
+    // The detailed form is peinit plan's.
+    ToolRun full = Tool("plan '" + img + "' --kernel-dir '" + kernel_dir_ + "'");
+    EXPECT_EQ(full.status, 0) << full.output;
+    EXPECT_NE(full.output.find("peinit-image plan: root " + img + ", kernel " + kver_),
+              std::string::npos)
+        << full.output;
+    EXPECT_NE(full.output.find("   wanted by:  unit net.toml\n"), std::string::npos)
+        << full.output;
+    // The same blacklisted module is a warning in build too, with the same words.
+    std::ofstream(img + "/image.toml", std::ios::app) << "";
+    auto def = LoadImageDefinition(img);
+    ASSERT_TRUE(def) << def.error().message();
+    auto c = ComposeImage(*def, Options());
+    ASSERT_TRUE(c) << c.error().message();
+    EXPECT_NE(std::find(c->warnings.begin(), c->warnings.end(),
+                        "at boot: vfat: blacklisted (hive Blacklist), requested by " + img +
+                            "/units/net.toml:4"),
+              c->warnings.end());
+    // A module nothing provides is an error: exit 1.
+    std::ofstream(img + "/units/more.conf") << "nosuchmod\n";
+    ToolRun missing = Tool("plan '" + img + "' --kernel-dir '" + kernel_dir_ + "' --compact");
+    EXPECT_EQ(missing.status, 1) << missing.output;
+    EXPECT_NE(missing.output.find("# error: nosuchmod: missing"), std::string::npos)
+        << missing.output;
+}
+
+// `peinit-image check IMAGE`: build's validations, nothing written, exit 0/1.
+TEST_F(ImageBuildTest, ToolCheckValidatesWithoutWriting) {
+    std::string manifest = out_ + "/binaries.manifest";
+    std::ofstream(manifest) << "/init /bin/ls required\n";
+    std::string args = "check '" + kFixtures + "/small' --kernel-dir '" + kernel_dir_ +
+                       "' --binaries '" + manifest + "'";
+    ToolRun ok = Tool(args, "PEINIT_CACHE=" + keys_);
+    EXPECT_EQ(ok.status, 0) << ok.output;
+    EXPECT_NE(ok.output.find(kFixtures + "/small: ok (kernel " + kver_), std::string::npos)
+        << ok.output;
+    ToolRun bad = Tool("check '" + kFixtures + "/bad-module' --kernel-dir '" + kernel_dir_ +
+                           "' --binaries '" + manifest + "'",
+                       "PEINIT_CACHE=" + keys_);
+    EXPECT_EQ(bad.status, 1) << bad.output;
+    EXPECT_NE(bad.output.find("unknown module"), std::string::npos) << bad.output;
+    EXPECT_EQ(Tool("check").status, 2);
+    EXPECT_EQ(Tool("plan x --json --compact").status, 2);
+}
+
 TEST(ImageToolTest, UsageErrorsExitTwo) {
     EXPECT_EQ(Tool("").status, 2);
     EXPECT_EQ(Tool("frobnicate").status, 2);
@@ -718,7 +798,8 @@ TEST(ImageToolTest, UsageErrorsExitTwo) {
 
 TEST(ImageToolTest, HelpExitsZero) {
     for (const char* args :
-         {"--help", "help", "build --help", "boot --help", "list --help", "help boot"}) {
+         {"--help", "help", "build --help", "boot --help", "list --help", "help boot",
+          "check --help", "plan --help", "help plan"}) {
         ToolRun r = Tool(args);
         EXPECT_EQ(r.status, 0) << args;
         EXPECT_NE(r.output.find("usage: peinit-image"), std::string::npos) << args;

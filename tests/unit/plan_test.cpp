@@ -524,10 +524,32 @@ TEST_F(PlanCliTest, BadUnitsExitTwo) {
     EXPECT_THAT(r.err, HasSubstr("bad.toml:"));
 }
 
+// kernel/build's output (DIR/modroot/lib/modules/KVER, DIR/kver) is understood, the release
+// defaults to DIR/kver, and --compact prints one line per load like `modprobe --show-depends`.
+TEST_F(PlanCliTest, KernelBuildLayoutDefaultReleaseAndCompact) {
+    namespace fs = std::filesystem;
+    char tmpl[] = "/tmp/peinit-plan-cli-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    fs::path dir = tmpl;
+    fs::create_directory_symlink(root_, dir / "modroot");
+    std::ofstream(dir / "kver") << testing::kFixtureKver << "\n";
+    auto r = Run({"--root", dir.string(), "--module", "ext4", "--cmdline", "ext4.x=1", "--compact"});
+    fs::remove_all(dir);
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    const std::string mods = std::string("/lib/modules/") + testing::kFixtureKver + "/kernel/";
+    auto jbd2 = r.out.find("insmod " + mods + "fs/jbd2/jbd2.ko\n");
+    auto ext4 = r.out.find("insmod " + mods + "fs/ext4/ext4.ko x=1\n");
+    ASSERT_NE(jbd2, std::string::npos) << r.out;
+    ASSERT_NE(ext4, std::string::npos) << r.out;
+    EXPECT_LT(jbd2, ext4);
+    EXPECT_EQ(Run({"--root", root_.string(), "--json", "--compact"}).status, 2);
+}
+
 TEST_F(PlanCliTest, UsageAndIoErrorsExitTwo) {
     EXPECT_EQ(Run({"--help"}).status, 0);
     EXPECT_THAT(Run({"--help"}).out, HasSubstr("usage: peinit plan"));
-    EXPECT_EQ(Run({"--root", root_.string()}).status, 2);                      // no --kver
+    // No --kver and no DIR/kver: `uname -r`, which the fixture tree does not have.
+    EXPECT_EQ(Run({"--root", root_.string()}).status, 2);
     EXPECT_EQ(Run({"--kver", "1", "--root", "/nonexistent-root"}).status, 2);  // no tree
     auto bad = Base();
     bad.push_back("--frobnicate");
