@@ -14,6 +14,9 @@
 #include "initramfs/elf_closure.h"
 #include "initramfs/image_units.h"
 #include "initramfs/process.h"
+#include "peinit/core/boot_plan.h"
+#include "peinit/core/cmdline.h"
+#include "peinit/sys/kmod.h"
 #include "peinit/core/module_policy.h"
 
 namespace peinit::image {
@@ -121,32 +124,44 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
         c.timing.emplace_back(name, std::chrono::duration<double>(now - last).count());
         last = now;
     };
-    std::vector<std::string> errors;
+    // Every stage runs and reports unless its input is broken (then its findings would be
+    // consequences): the definition's problems, then each stage's, all in one run. Nothing is
+    // assembled for output once there is an error.
+    std::vector<std::string> errors = def.problems;
     auto collect = [&](const Error& e) { errors.push_back(e.message()); };
 
     // 1. The kernel tree (with the definition's out-of-tree modules staged into it).
-    auto kernel = OpenKernelTree(opts.kernel_dir);
-    if (!kernel)
-        return Err(def.file + ": kernel \"" + KernelKindName(def.kernel) +
-                   "\": " + kernel.error().message());
-    c.kernel = *kernel;
+    bool have_kernel = false;
+    bool modules_resolvable = false;  // the tree modules resolve against is complete
     std::unique_ptr<StagedKernelTree> staged;
-    KernelTree modules_tree = c.kernel;  // what modules resolve against
-    if (!def.extra_modules.empty()) {
+    KernelTree modules_tree;
+    if (def.kernel_known) {
+        if (auto kernel = OpenKernelTree(opts.kernel_dir)) {
+            c.kernel = *kernel;
+            have_kernel = true;
+            modules_tree = c.kernel;
+            modules_resolvable = !def.Broken("extra_modules");
+        } else {
+            errors.push_back(def.file + ": kernel \"" + KernelKindName(def.kernel) +
+                             "\": " + kernel.error().message());
+        }
+    }
+    if (have_kernel && !def.extra_modules.empty()) {
         std::vector<ExtraModule> extra;
         for (const auto& m : def.extra_modules)
             extra.push_back({m.value, def.file + ":" + std::to_string(m.line)});
-        staged = PEINIT_TRY(StageExtraModules(c.kernel, extra));
-        modules_tree = staged->tree;
+        if (auto s = StageExtraModules(c.kernel, extra)) {
+            staged = std::move(*s);
+            modules_tree = staged->tree;
+        } else {
+            collect(s.error());
+            modules_resolvable = false;
+        }
     }
 
     phase("kernel tree");
     // 2. Units, hive and command line, validated with the parsers peinit uses at boot.
-    UnitScan units;
-    if (auto u = ScanUnits(def.unit_dirs))
-        units = std::move(*u);
-    else
-        collect(u.error());
+    UnitScan units = ScanUnits(def.unit_dirs, errors);
     std::vector<ModuleWant> wants = units.modules;
     std::vector<ModuleDeny> deny;
     if (def.hive) {
@@ -172,14 +187,17 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     for (const auto& m : def.modules)
         wants.push_back({m.value, def.file + ":" + std::to_string(m.line), "", false});
     ModuleClosure closure;
-    if (auto r = ResolveModuleClosure(modules_tree, wants, deny))
-        closure = std::move(*r);
-    else
-        collect(r.error());
+    if (modules_resolvable) {
+        if (auto r = ResolveModuleClosure(modules_tree, wants, deny))
+            closure = std::move(*r);
+        else
+            collect(r.error());
+    }
 
     phase("module plan");
-    // 4. Programs.
-    std::vector<ShippedBinary> programs;
+    // 4. Programs, [[files]] and the shared-library closure of every ELF among them.
+    if (auto added = AddSkeleton(c.tree); !added) collect(added.error());
+    std::vector<std::string> elf_roots;
     for (const auto& b : opts.binaries) {
         if (!Exists(b.host_path)) {
             if (b.required)
@@ -187,14 +205,10 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
                                  "; build it first)");
             continue;
         }
-        programs.push_back(b);
-    }
-    if (!errors.empty()) return Err(Join(errors));
-
-    PEINIT_TRY(AddSkeleton(c.tree));
-    std::vector<std::string> elf_roots;
-    for (const auto& b : programs) {
-        PEINIT_TRY(AddProgram(c.tree, b.image_path, b.host_path, 0755, def.strip));
+        if (auto added = AddProgram(c.tree, b.image_path, b.host_path, 0755, def.strip); !added) {
+            collect(added.error());
+            continue;
+        }
         c.binaries.push_back(b.image_path);
         if (IsElfFile(b.host_path)) elf_roots.push_back(b.host_path);
     }
@@ -207,48 +221,68 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
             struct stat st;
             if (::stat(f.src.c_str(), &st) == 0 && (st.st_mode & 0111) != 0) mode = 0755;
         }
-        auto added = AddProgram(c.tree, f.dst, f.src, mode, def.strip);
-        if (!added) return added.error().Context(def.file + ":" + std::to_string(f.line) + ": ");
+        if (auto added = AddProgram(c.tree, f.dst, f.src, mode, def.strip); !added) {
+            errors.push_back(def.file + ":" + std::to_string(f.line) + ": " +
+                             added.error().message());
+            continue;
+        }
         if (IsElfFile(f.src)) elf_roots.push_back(f.src);
     }
 
     phase("programs (strip)");
-    // 5. Shared-library closure of every ELF we ship.
     ClosureOptions copts;
     copts.sysroot = opts.sysroot;
-    auto libs = ElfClosure(elf_roots, copts);
-    if (!libs) return libs.error().Context("shared libraries: ");
-    for (const auto& lib : *libs) {
-        PEINIT_TRY(c.tree.AddHostFile(lib.path, lib.host_path, 0755));
-        c.libraries.push_back(lib.path);
+    if (auto libs = ElfClosure(elf_roots, copts)) {
+        for (const auto& lib : *libs) {
+            if (auto added = c.tree.AddHostFile(lib.path, lib.host_path, 0755); !added) {
+                collect(added.error());
+                continue;
+            }
+            c.libraries.push_back(lib.path);
+        }
+    } else {
+        collect(libs.error().Context("shared libraries: "));
     }
 
     phase("library closure");
-    // 6. Units, hive, modules.
-    for (const auto& u : units.files) {
-        std::string dst = std::string(kImageUnitsDir) + "/" + u.name;
-        PEINIT_TRY(c.tree.AddHostFile(dst, u.host_path, 0644));
-        c.units.push_back(dst);
+    // 5. Every service must be able to start: its program is in the image (unless [[files]]
+    //    has problems: the program may be what a broken entry would have shipped).
+    c.services = units.services.size();
+    for (const auto& svc : units.services) {
+        if (def.Broken("files")) break;
+        const Entry* e = c.tree.Find(svc.path);
+        if (e == nullptr || (e->type != EntryType::kFile && e->type != EntryType::kSymlink))
+            errors.push_back(svc.origin + ": service \"" + svc.service + "\" runs " + svc.path +
+                             ", which is not in the image (ship it with [[files]])");
+        else if (e->type == EntryType::kFile && (e->mode & 0111) == 0)
+            errors.push_back(svc.origin + ": service \"" + svc.service + "\" runs " + svc.path +
+                             ", which is not executable in the image (mode " + Octal(e->mode) +
+                             ")");
     }
-    if (def.hive) PEINIT_TRY(c.tree.AddHostFile(kImageHivePath, def.hive->value, 0644));
-    PEINIT_TRY(AddModuleIndexesToTree(c.tree, modules_tree, closure, def.loose_modules));
-    for (const auto& m : closure.files) c.modules.push_back(m.name);
-    phase("units, hive, module indexes (depmod)");
 
-    // 7. Keys and packages: the image key signs the image's package; pre-built packages are
+    // 6. Keys and packages: the image key signs the image's package; pre-built packages are
     //    checked against the image's trust store (image key + `keys`) and shipped as they are.
     std::string key_dir = opts.key_dir.empty() ? DefaultImageKeyDir() : opts.key_dir;
-    ImageSigningKey signing = PEINIT_TRY(LoadImageSigningKey(def, key_dir));
-    c.signing_key = signing.origin;
-    c.signer = signing.key.public_key().fingerprint;
+    auto signing = LoadImageSigningKey(def, key_dir);
+    bool trust_complete = signing.has_value() && !def.Broken("keys");
     TrustStore trusted;
-    trusted.Add(signing.key.public_key());
     const std::string keys_dir = std::string(kImageKeysDir).substr(1);
-    {
+    if (signing) {
+        c.signing_key = signing->origin;
+        c.signer = signing->key.public_key().fingerprint;
+        trusted.Add(signing->key.public_key());
         std::string dst = keys_dir + "/" + kImageKeyFile;
-        PEINIT_TRY(c.tree.AddFile(dst, PEINIT_TRY(signing.key.PublicPem()), 0644,
-                                  "the image signing key (" + signing.origin + ")"));
-        c.keys.push_back("/" + dst);
+        auto pem = signing->key.PublicPem();
+        if (!pem)
+            collect(pem.error());
+        else if (auto added = c.tree.AddFile(dst, *pem, 0644,
+                                             "the image signing key (" + signing->origin + ")");
+                 !added)
+            collect(added.error());
+        else
+            c.keys.push_back("/" + dst);
+    } else {
+        collect(signing.error());
     }
     for (const auto& k : def.keys) {
         std::string where = def.file + ":" + std::to_string(k.line) + ": key " + k.value + ": ";
@@ -258,6 +292,7 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
         auto pub = ParsePublicKeyPem(ss.str());
         if (!pub) {
             errors.push_back(where + pub.error().message());
+            trust_complete = false;
             continue;
         }
         trusted.Add(*pub);
@@ -267,10 +302,11 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
         else
             c.keys.push_back("/" + dst);
     }
-    if (!errors.empty()) return Err(Join(errors));
     const std::string pkg_dir = std::string(kImagePackagesDir).substr(1);
     std::set<std::string> provided;  // modules a pre-built package provides (or claims to)
+    // With a key missing from the trust store, "untrusted" would be a consequence, not news.
     for (const auto& p : def.packages) {
+        if (!have_kernel || !trust_complete) break;
         auto checked = CheckExtraPackage(p, def.file, trusted, c.kernel.kver);
         if (!checked) {
             errors.push_back(checked.error().message());
@@ -291,7 +327,19 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
                 "package " + checked->file.file_name +
                 " ships deliberately unverifiable (expect = \"rejected\"): " + checked->reason);
     }
+    phase("keys, packages (check)");
     if (!errors.empty()) return Err(Join(errors));
+
+    // 7. Assembly (every check passed): units, hive, module indexes, the image's own package.
+    for (const auto& u : units.files) {
+        std::string dst = std::string(kImageUnitsDir) + "/" + u.name;
+        PEINIT_TRY(c.tree.AddHostFile(dst, u.host_path, 0644));
+        c.units.push_back(dst);
+    }
+    if (def.hive) PEINIT_TRY(c.tree.AddHostFile(kImageHivePath, def.hive->value, 0644));
+    PEINIT_TRY(AddModuleIndexesToTree(c.tree, modules_tree, closure, def.loose_modules));
+    for (const auto& m : closure.files) c.modules.push_back(m.name);
+    phase("units, hive, module indexes (depmod)");
     // Every module of the closure that no pre-built package provides goes into the image's own
     // package(s): nothing is shipped as a loose .ko.
     std::vector<PackModule> to_pack;
@@ -299,7 +347,7 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
         if (provided.count(NormalizeModuleName(m.name)) != 0) continue;
         to_pack.push_back({m.rel_path, modules_tree.modules_dir + "/" + m.rel_path});
     }
-    auto packed = PackImageModules(def.name, c.kernel.kver, to_pack, signing.key, opts.mtime);
+    auto packed = PackImageModules(def.name, c.kernel.kver, to_pack, signing->key, opts.mtime);
     if (!packed) return packed.error();
     for (auto& f : *packed) {
         std::string dst = pkg_dir + "/" + f.file_name;
@@ -309,21 +357,47 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     }
     phase("packages (pack + sign)");
     c.builtin_modules = closure.builtins;
-    c.services = units.services.size();
-    // Every service must be able to start: its program is in the image.
-    for (const auto& svc : units.services) {
-        const Entry* e = c.tree.Find(svc.path);
-        if (e == nullptr || (e->type != EntryType::kFile && e->type != EntryType::kSymlink))
-            errors.push_back(svc.origin + ": service \"" + svc.service + "\" runs " + svc.path +
-                             ", which is not in the image (ship it with [[files]])");
-        else if (e->type == EntryType::kFile && (e->mode & 0111) == 0)
-            errors.push_back(svc.origin + ": service \"" + svc.service + "\" runs " + svc.path +
-                             ", which is not executable in the image (mode " + Octal(e->mode) +
-                             ")");
-    }
-    if (!errors.empty()) return Err(Join(errors));
     for (const auto& w : closure.warnings) c.warnings.push_back("at boot: " + w);
     return c;
+}
+
+Result<ImagePlan> PlanImage(const ImageDefinition& def, const std::string& kernel_dir) {
+    std::vector<std::string> errors = def.problems;
+    // The units as peinit reads them at boot: linked, in load order.
+    UnitScan units = ScanUnits(def.unit_dirs, errors);
+    Hive hive;
+    if (def.hive) {
+        if (auto h = LoadHive(def.hive->value))
+            hive = std::move(*h);
+        else
+            errors.push_back(h.error().message());
+    }
+    Cmdline cmd = ParseCmdline(def.cmdline);
+    for (const auto& d : cmd.diagnostics)
+        errors.push_back(def.file + ":" + std::to_string(def.cmdline_line) + ": cmdline: " +
+                         d.ToString());
+    ImagePlan out;
+    if (def.kernel_known) {
+        if (auto k = OpenKernelTree(kernel_dir))
+            out.kernel = *k;
+        else
+            errors.push_back(def.file + ": kernel \"" + KernelKindName(def.kernel) + "\": " +
+                             k.error().message());
+    }
+    if (!errors.empty()) return Err(Join(errors));
+    std::unique_ptr<StagedKernelTree> staged;
+    KernelTree tree = out.kernel;
+    if (!def.extra_modules.empty()) {
+        std::vector<ExtraModule> extra;
+        for (const auto& m : def.extra_modules)
+            extra.push_back({m.value, def.file + ":" + std::to_string(m.line)});
+        staged = PEINIT_TRY(StageExtraModules(out.kernel, extra));
+        tree = staged->tree;
+    }
+    auto db = PEINIT_TRY(KmodDb::Open(tree.module_root, tree.kver));
+    out.plan = PEINIT_TRY(BuildPlan(*db, BootPlanInput(units.set, hive, cmd)));
+    out.tree_root = tree.module_root;  // paths are shown relative to it, as in the image
+    return out;
 }
 
 Result<ImageContents> BuildImage(const ImageDefinition& def, const BuildOptions& opts,

@@ -12,6 +12,7 @@
 #include "initramfs/image_packages.h"
 #include "initramfs/image_tree.h"
 #include "initramfs/kernel_modules.h"
+#include "peinit/core/plan.h"
 #include "peinit/core/result.h"
 
 namespace peinit::image {
@@ -63,6 +64,17 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
 // ComposeImage, then writes `output` atomically with the given compression.
 Result<ImageContents> BuildImage(const ImageDefinition& def, const BuildOptions& opts,
                                  Compression compression, const std::string& output);
+
+// The module plan the image's PID 1 would run at boot (the module stage's input: units, hive
+// Blacklist, `cmdline`), resolved against the kernel's tree with `extra_modules` staged in.
+// Errors: the definition's, the units', hive's and command line's problems, a kernel tree that
+// cannot be opened; what the plan itself cannot satisfy is in the plan (Plan::errors).
+struct ImagePlan {
+    Plan plan;
+    KernelTree kernel;
+    std::string tree_root;  // holds lib/modules (the staging directory with extra_modules)
+};
+Result<ImagePlan> PlanImage(const ImageDefinition& def, const std::string& kernel_dir);
 
 // Fixed image locations (shared with peinit at boot).
 inline constexpr const char* kImageUnitsDir = "/etc/peinit/units";

@@ -4,8 +4,12 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <set>
 #include <fstream>
 #include <sstream>
+
+#include "peinit/core/toml_util.h"
 
 namespace peinit::image {
 
@@ -19,7 +23,7 @@ std::string AbsoluteUnder(const std::string& dir, const std::string& p) {
     return dir + "/" + p;
 }
 
-int LineOf(const toml::node& n) { return static_cast<int>(n.source().begin.line); }
+using peinit::LineOf;
 
 // Collects every problem of one definition so the user sees them all at once.
 class Parser {
@@ -28,16 +32,20 @@ class Parser {
 
     void Fail(int line, const std::string& msg) {
         errors_.push_back({line, file_ + ":" + std::to_string(line) + ": " + msg});
+        broken_.insert(key_);
     }
-    // Every error, in file order (toml++ iterates a table's keys sorted by name).
-    std::string errors() const {
+    // Every error in file order (toml++ iterates a table's keys sorted by name), leaving out
+    // what may be a consequence of a syntax error (TomlDocument::Independent).
+    std::vector<std::string> errors(const TomlDocument& doc) const {
         auto sorted = errors_;
         std::stable_sort(sorted.begin(), sorted.end(),
                          [](const auto& a, const auto& b) { return a.first < b.first; });
-        std::string out;
-        for (const auto& [line, msg] : sorted) out += (out.empty() ? "" : "\n") + msg;
+        std::vector<std::string> out;
+        for (const auto& [line, msg] : sorted)
+            if (doc.Independent(line)) out.push_back(msg);
         return out;
     }
+    const std::set<std::string>& broken() const { return broken_; }
 
     std::optional<std::string> String(const toml::node& n, const std::string& key) {
         if (auto v = n.value<std::string>(); v && n.is_string()) return *v;
@@ -107,67 +115,49 @@ class Parser {
             }
             ExtraFile f;
             f.line = LineOf(e);
-            bool ok = true;
+            size_t before = errors_.size();
+            // Every field is checked, so all of an entry's mistakes are named at once.
             for (auto&& [k, v] : *t) {
                 std::string key(k.str());
                 if (key == "src") {
-                    if (auto s = String(v, "files.src"))
-                        f.src = *s;
-                    else
-                        ok = false;
+                    if (auto s = String(v, "files.src")) f.src = *s;
                 } else if (key == "dst") {
-                    if (auto s = String(v, "files.dst"))
-                        f.dst = *s;
-                    else
-                        ok = false;
+                    if (auto s = String(v, "files.dst")) f.dst = *s;
                 } else if (key == "mode") {
                     if (v.is_integer()) {
                         int64_t m = v.as_integer()->get();
-                        if (m < 0 || m > 07777) {
+                        if (m < 0 || m > 07777)
                             Fail(LineOf(v), "\"files.mode\" must be between 0 and 0o7777");
-                            ok = false;
-                        } else {
+                        else
                             f.mode = static_cast<uint32_t>(m);
-                        }
                     } else if (v.is_string()) {
                         const std::string& s = v.as_string()->get();
                         char* end = nullptr;
                         unsigned long m = std::strtoul(s.c_str(), &end, 8);
-                        if (s.empty() || *end != '\0' || m > 07777) {
+                        if (s.empty() || *end != '\0' || m > 07777)
                             Fail(LineOf(v), "\"files.mode\" \"" + s + "\" is not an octal mode");
-                            ok = false;
-                        } else {
+                        else
                             f.mode = static_cast<uint32_t>(m);
-                        }
                     } else {
                         Fail(LineOf(v), "\"files.mode\" must be an integer (0o755) or a string");
-                        ok = false;
                     }
                 } else {
                     Fail(static_cast<int>(k.source().begin.line),
                          "unknown key \"" + key + "\" in [[files]] (expected src, dst, mode)");
-                    ok = false;
                 }
             }
-            if (f.src.empty() && ok) {
-                Fail(f.line, "[[files]] entry without \"src\"");
-                ok = false;
+            if (!t->contains("src")) Fail(f.line, "[[files]] entry without \"src\"");
+            if (!t->contains("dst")) Fail(f.line, "[[files]] entry without \"dst\"");
+            if (!f.dst.empty()) {
+                if (f.dst[0] != '/')
+                    Fail(LineOf(*t->get("dst")),
+                         "\"files.dst\" \"" + f.dst + "\" must be an absolute path");
+                else if (auto norm = NormalizeImagePath(f.dst); !norm)
+                    Fail(LineOf(*t->get("dst")), "\"files.dst\": " + norm.error().message());
             }
-            if (f.dst.empty() && ok) {
-                Fail(f.line, "[[files]] entry without \"dst\"");
-                ok = false;
-            }
-            if (!ok) continue;
-            if (f.dst[0] != '/') {
-                Fail(f.line, "\"files.dst\" \"" + f.dst + "\" must be an absolute path");
-                continue;
-            }
-            if (auto norm = NormalizeImagePath(f.dst); !norm) {
-                Fail(f.line, "\"files.dst\": " + norm.error().message());
-                continue;
-            }
-            auto abs = ExistingPath(f.src, f.line, "files.src", false);
-            if (!abs) continue;
+            std::optional<std::string> abs;
+            if (!f.src.empty()) abs = ExistingPath(f.src, LineOf(*t->get("src")), "files.src", false);
+            if (errors_.size() != before) continue;
             f.src = *abs;
             def.files.push_back(std::move(f));
         }
@@ -285,6 +275,7 @@ class Parser {
         bool have_kernel = false;
         for (auto&& [k, v] : root) {
             std::string key(k.str());
+            key_ = key;
             int line = static_cast<int>(k.source().begin.line);
             if (key == "description") {
                 if (auto s = String(v, key)) def.description = *s;
@@ -352,15 +343,51 @@ class Parser {
                 Fail(line, "unknown key \"" + key + "\"");
             }
         }
+        key_ = "kernel";
         if (!have_kernel && root.find("kernel") == root.end())
             Fail(1, "missing required key \"kernel\" (\"peinit\" or \"debian\")");
+        def.kernel_known = have_kernel;
     }
 
   private:
     std::string file_;
     std::string dir_;
     std::vector<std::pair<int, std::string>> errors_;
+    std::string key_;                // the top-level key being parsed
+    std::set<std::string> broken_;   // top-level keys with an error
 };
+
+std::string JoinLines(const std::vector<std::string>& lines) {
+    std::string out;
+    for (const auto& l : lines) out += (out.empty() ? "" : "\n") + l;
+    return out;
+}
+
+// The table a section starting at `line` belongs to ("files" for "[[files]]", "boot" for
+// "[boot]"), or "" for the top level.
+std::string SectionName(std::string_view text, int line) {
+    size_t pos = 0;
+    for (int l = 1; l < line && pos != std::string_view::npos; ++l) {
+        pos = text.find('\n', pos);
+        if (pos != std::string_view::npos) ++pos;
+    }
+    if (pos == std::string_view::npos) return "";
+    std::string_view l = text.substr(pos, text.find('\n', pos) - pos);
+    size_t first = l.find_first_not_of(" \t");
+    if (first == std::string_view::npos || l[first] != '[') return "";
+    std::string name;
+    for (char c : l.substr(first)) {
+        if (c == ']' || c == '#') break;
+        if (c != '[' && c != ' ' && c != '\t') name += c;
+    }
+    return name;
+}
+
+// The line of a "FILE:LINE: message" problem (0 when it has none).
+int LineOfMessage(const std::string& message, const std::string& file) {
+    if (message.compare(0, file.size() + 1, file + ":") != 0) return 0;
+    return std::atoi(message.c_str() + file.size() + 1);
+}
 
 std::string BaseName(std::string p) {
     while (p.size() > 1 && p.back() == '/') p.pop_back();
@@ -370,26 +397,45 @@ std::string BaseName(std::string p) {
 
 }  // namespace
 
-Result<ImageDefinition> ParseImageDefinition(const std::string& text, const std::string& file,
-                                             const std::string& dir) {
-    toml::table root;
-    try {
-        root = toml::parse(text, file);
-    } catch (const toml::parse_error& e) {
-        return Err(file + ":" + std::to_string(e.source().begin.line) + ": " +
-                   std::string(e.description()));
-    }
+Result<ImageDefinition> ReadImageDefinitionText(const std::string& text, const std::string& file,
+                                                const std::string& dir) {
+    ConfigErrors syntax;
+    TomlDocument doc = ParseTomlRecovering(file, text, syntax);
     ImageDefinition def;
     def.dir = dir;
     def.file = file;
     def.name = BaseName(dir);
+    for (const auto& e : syntax) def.problems.push_back(e.ToString());
+    if (!doc.table) return Err(JoinLines(def.problems));
     Parser p(file, dir);
-    p.Parse(root, def);
-    if (!p.errors().empty()) return Err(p.errors());
+    p.Parse(*doc.table, def);
+    std::vector<std::string> semantic = p.errors(doc);
+    def.problems.insert(def.problems.end(), semantic.begin(), semantic.end());
+    std::stable_sort(def.problems.begin(), def.problems.end(), [&](const auto& a, const auto& b) {
+        return LineOfMessage(a, file) < LineOfMessage(b, file);
+    });
+    def.broken = p.broken();
+    // A syntax error leaves its section incomplete: the top level (any key may be missing), or
+    // the table it is in ([boot], [[files]], ...).
+    for (int line : doc.error_lines) {
+        int start = *(std::upper_bound(doc.section_starts.begin(), doc.section_starts.end(), line) - 1);
+        std::string header = SectionName(text, start);
+        if (header.empty())
+            def.syntax_errors = true;
+        else
+            def.broken.insert(header);
+    }
     return def;
 }
 
-Result<ImageDefinition> LoadImageDefinition(const std::string& path) {
+Result<ImageDefinition> ParseImageDefinition(const std::string& text, const std::string& file,
+                                             const std::string& dir) {
+    ImageDefinition def = PEINIT_TRY(ReadImageDefinitionText(text, file, dir));
+    if (!def.problems.empty()) return Err(JoinLines(def.problems));
+    return def;
+}
+
+Result<ImageDefinition> ReadImageDefinition(const std::string& path) {
     std::string dir = path;
     while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
     std::string file = dir + "/image.toml";
@@ -403,7 +449,17 @@ Result<ImageDefinition> LoadImageDefinition(const std::string& path) {
     std::stringstream ss;
     ss << in.rdbuf();
     if (in.bad()) return ErrnoErr(file);
-    return ParseImageDefinition(ss.str(), file, dir);
+    return ReadImageDefinitionText(ss.str(), file, dir);
+}
+
+Result<ImageDefinition> LoadImageDefinition(const std::string& path) {
+    ImageDefinition def = PEINIT_TRY(ReadImageDefinition(path));
+    if (!def.problems.empty()) return Err(JoinLines(def.problems));
+    return def;
+}
+
+bool ImageDefinition::Broken(const std::string& key) const {
+    return syntax_errors || broken.contains(key);
 }
 
 }  // namespace peinit::image

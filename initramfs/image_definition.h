@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -79,10 +80,26 @@ struct ImageDefinition {
     // from the signed package; the bytes are also packed there as usual.
     bool loose_modules = false;
     BootSettings boot;
+
+    // Read with ReadImageDefinition: every problem of the definition ("FILE:LINE: message", in
+    // file order). The fields that had none are set, so the builder still runs (and reports)
+    // the checks that do not depend on the broken ones.
+    std::vector<std::string> problems;
+    std::set<std::string> broken;  // top-level keys with a problem
+    bool syntax_errors = false;    // top-level lines were skipped: any key may be missing
+    bool kernel_known = true;      // `kernel` is set and valid
+    // True when `key` may be wrong or incomplete (a problem there, or a syntax error anywhere):
+    // a check that depends on it would report consequences, not mistakes.
+    bool Broken(const std::string& key) const;
 };
 
-// Parses `dir`/image.toml (or `dir` itself when it names a .toml file).
+// Parses `dir`/image.toml (or `dir` itself when it names a .toml file). Any problem is an error
+// (all of them, one per line).
 Result<ImageDefinition> LoadImageDefinition(const std::string& dir);
+
+// As LoadImageDefinition, but the problems are in `problems` and the error is only for a file
+// that cannot be read or parsed at all: for the builder, which reports them with its own.
+Result<ImageDefinition> ReadImageDefinition(const std::string& dir);
 
 // Parses definition text; `file` is used in messages and `dir` to resolve relative paths.
 Result<ImageDefinition> ParseImageDefinition(const std::string& text, const std::string& file,

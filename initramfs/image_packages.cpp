@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
+#include <span>
 #include <sstream>
 
 #include "peinit/sys/package_archive.h"
@@ -58,6 +59,26 @@ std::string SanitizeField(const std::string& s) {
 std::string BaseName(const std::string& p) {
     auto slash = p.rfind('/');
     return slash == std::string::npos ? p : p.substr(slash + 1);
+}
+
+// What to do about a pre-built package that does not verify, by the verifier's reason: an
+// untrusted signer is a missing `keys` entry, a wrong release a package built for another
+// kernel; only a package that is damaged or forged may be meant to ship that way.
+std::string RejectionHint(const Error& error, std::span<const std::byte> bytes,
+                          const std::string& kver) {
+    auto reason = PackageRejectOf(error);
+    if (reason == PackageReject::kUntrustedKey) {
+        auto info = InspectPackage(bytes);
+        std::string signer = info && info->signature ? info->signature->key_fingerprint : "?";
+        return "add the signer's public key, fingerprint " + signer +
+               ", to \"keys\" (peinit-pkg keygen wrote it as NAME.pub beside the NAME.key the "
+               "package was signed with)";
+    }
+    if (reason == PackageReject::kWrongKernelRelease)
+        return "rebuild it for kernel " + kver + " (peinit-pkg create --kver " + kver + ")";
+    if (reason == PackageReject::kUnsigned)
+        return "sign it (peinit-pkg sign --key KEY) and add that key's .pub to \"keys\"";
+    return "if it is damaged on purpose, set expect = \"rejected\" to ship it deliberately";
 }
 
 }  // namespace
@@ -176,7 +197,7 @@ Result<CheckedPackage> CheckExtraPackage(const ExtraPackage& entry, const std::s
     c.file.bytes = std::move(*bytes);
     if (entry.expect == PackageExpect::kValid && !c.verified)
         return Err(where + " does not verify against the image's keys and kernel " + kver + ": " +
-                   c.reason + " (set expect = \"rejected\" to ship it deliberately)");
+                   c.reason + " (" + RejectionHint(verified.error(), c.file.bytes, kver) + ")");
     if (entry.expect == PackageExpect::kRejected && c.verified)
         return Err(where + " verifies, but expect = \"rejected\"");
     return c;

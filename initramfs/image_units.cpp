@@ -32,10 +32,11 @@ std::string JoinErrors(const ConfigErrors& errors) {
 
 }  // namespace
 
-Result<UnitScan> ScanUnits(const std::vector<Located<std::string>>& dirs) {
+UnitScan ScanUnits(const std::vector<Located<std::string>>& dirs,
+                   std::vector<std::string>& problems) {
     UnitScan scan;
     ConfigErrors errors;
-    std::vector<Unit> units;
+    std::vector<UnitSource> sources;
     std::map<std::string, std::string> seen;  // file name -> path
     for (const auto& dir : dirs) {
         DIR* d = ::opendir(dir.value.c_str());
@@ -68,12 +69,14 @@ Result<UnitScan> ScanUnits(const std::vector<Located<std::string>>& dirs) {
                 errors.push_back({p, 0, text.error().message()});
                 continue;
             }
-            if (auto unit = ParseUnitFile(p, *text, errors)) units.push_back(std::move(*unit));
+            sources.push_back({p, std::move(*text)});
             scan.files.push_back({n, p});
         }
     }
-    UnitSet set = LinkUnits(std::move(units), errors);
-    if (!errors.empty()) return Err(JoinErrors(errors));
+    // Units without errors still count (their modules are resolved, their services checked),
+    // so the build reports their problems together with the broken units'.
+    UnitSet set = ParseUnits(sources, errors);
+    for (const auto& e : errors) problems.push_back(e.ToString());
     for (const Unit& u : set.units) {
         for (const ModuleSpec& m : u.modules)
             scan.modules.push_back(
@@ -85,6 +88,7 @@ Result<UnitScan> ScanUnits(const std::vector<Located<std::string>>& dirs) {
     }
     std::sort(scan.files.begin(), scan.files.end(),
               [](const UnitFile& a, const UnitFile& b) { return a.name < b.name; });
+    scan.set = std::move(set);
     return scan;
 }
 

@@ -11,6 +11,7 @@
 #include "initramfs/kernel_modules.h"
 #include "peinit/core/hive.h"
 #include "peinit/core/result.h"
+#include "peinit/core/units.h"
 
 namespace peinit::image {
 
@@ -30,12 +31,15 @@ struct UnitScan {
     std::vector<UnitFile> files;      // sorted by name
     std::vector<ModuleWant> modules;  // every module the units load at boot
     std::vector<ServiceProgram> services;
+    UnitSet set;  // the units without errors, linked, in load order
 };
 
 // Parses and links the unit files (*.toml, *.conf) of every directory, as one set (the image
-// ships them into one directory). Every problem is reported at once, one "FILE:LINE: message"
-// per line. Other files in the directories are an error too: peinit would ignore them.
-Result<UnitScan> ScanUnits(const std::vector<Located<std::string>>& dirs);
+// ships them into one directory), with the parser peinit uses (ParseUnits). Every problem is
+// appended to `problems` ("FILE:LINE: message"); the scan holds what the units without errors
+// load and run. Other files in the directories are an error too: peinit would ignore them.
+UnitScan ScanUnits(const std::vector<Located<std::string>>& dirs,
+                   std::vector<std::string>& problems);
 
 // Parses the hive; any problem (which would put peinit into the hardened fallback at boot) is
 // an error here, "FILE:LINE: message".

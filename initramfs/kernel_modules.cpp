@@ -15,6 +15,7 @@
 #include "initramfs/elf_closure.h"
 #include "initramfs/process.h"
 #include "peinit/core/plan.h"
+#include "peinit/sys/kernel_release.h"
 #include "peinit/sys/kmod.h"
 
 namespace peinit::image {
@@ -73,11 +74,11 @@ Result<KernelTree> OpenKernelTree(const std::string& dir_in) {
     if (!IsDir(dir)) return Err("kernel directory " + dir + " does not exist");
     KernelTree k;
     k.dir = dir;
-    k.module_root = IsDir(dir + "/modroot/lib/modules") ? dir + "/modroot" : dir;
+    ModuleTreeLayout layout = PEINIT_TRY(ReadModuleTreeLayout(dir));
+    k.module_root = layout.root;
     std::string lm = k.module_root + "/lib/modules";
-    if (IsFile(dir + "/kver")) {
-        k.kver = Trim(PEINIT_TRY(ReadText(dir + "/kver")));
-        if (k.kver.empty()) return Err(dir + "/kver is empty");
+    if (layout.kver) {
+        k.kver = *layout.kver;
     } else {
         std::vector<std::string> releases;
         for (const auto& n : ListDir(lm))
@@ -148,7 +149,7 @@ Result<ModuleClosure> ResolveModuleClosure(const KernelTree& kernel,
     if (!deny.empty()) {
         for (const auto& d : deny) input.blacklist.push_back({d.name, d.source});
         Plan denied = PEINIT_TRY(BuildPlan(**db, input));
-        out.warnings = denied.errors;
+        out.warnings = denied.denied;
     }
     return out;
 }

@@ -20,6 +20,7 @@
 #include "initramfs/image_definition.h"
 #include "initramfs/process.h"
 #include "peinit/tools/host_args.h"
+#include "peinit/core/boot_plan.h"
 
 #ifndef PEINIT_SOURCE_DIR
 #error "PEINIT_SOURCE_DIR must be defined by the build"
@@ -41,6 +42,8 @@ initramfs/IMAGE.md) and boots them in QEMU.
 
 commands:
   build IMAGE -o OUT [options]    validate the definition and write the cpio image
+  check IMAGE [options]           every validation of build, writing nothing
+  plan IMAGE [options]            the module plan the image's PID 1 would run at boot
   boot IMAGE [options] [-- ARGS]  build the image and boot it in QEMU (TCG)
   list FILE                       list the entries of every archive in an image
   help [COMMAND]                  this text, or a command's
@@ -95,6 +98,26 @@ The guest console is this process's stdout; the exit status is QEMU's (124 on ti
                      /tmp, removed when QEMU exits)
   --disk FILE        attach FILE as a raw virtio disk (/dev/vda, /dev/vdb, ... in order),
                      e.g. a real root for root=UUID=...
+)";
+
+constexpr const char* kCheckUsage =
+    R"(usage: peinit-image check IMAGE [--kernel-dir DIR] [--binaries MANIFEST] [--sysroot DIR]
+
+Runs every validation of `build` (definition, units, hive, command line, modules against the
+kernel's tree, programs, libraries, keys, packages, service programs) and writes nothing.
+Every problem is printed as FILE:LINE: MESSAGE, all of them in one run, then the warnings.
+Options as for build. Exit status: 0 valid, 1 problems, 2 usage error.
+)";
+
+constexpr const char* kPlanUsage =
+    R"(usage: peinit-image plan IMAGE [--kernel-dir DIR] [--json | --compact]
+
+Prints the module plan the image's PID 1 would run at boot: its units' modules, then
+modules_load= of its cmdline, under the hive's Blacklist and modprobe.blacklist=, resolved
+against the kernel's tree with extra_modules added, in the forms of `peinit plan` (detailed,
+--json, or --compact: one line per load, "insmod PATH OPTIONS" / "builtin NAME").
+What a deny list keeps out is a warning. Exit status: 0 every request resolves, 1 problems
+(the definition's, or requests that cannot load), 2 usage error.
 )";
 
 constexpr const char* kListUsage = R"(usage: peinit-image list FILE
@@ -189,18 +212,37 @@ std::string Mib(uint64_t bytes) {
     return buf;
 }
 
+// The kernel directory, programs, sysroot and timestamp of a build. Problems finding the kernel
+// or the programs join the definition's (`def.problems`), so that the build reports them with
+// everything else; a kernel that cannot be found is not opened.
+Result<void> ResolveBuildOptions(const BuildArgs& a, ImageDefinition& def, BuildOptions& opts) {
+    if (def.kernel_known) {
+        if (auto dir = ResolveKernelDir(def.kernel, a.kernel_dir)) {
+            opts.kernel_dir = *dir;
+        } else {
+            def.problems.push_back(dir.error().message());
+            def.kernel_known = false;
+        }
+    }
+    if (auto b = LoadBinaryManifest(a.manifest.empty() ? DefaultManifest() : a.manifest))
+        opts.binaries = std::move(*b);
+    else
+        def.problems.push_back(b.error().message());
+    opts.sysroot = a.sysroot;
+    opts.mtime = PEINIT_TRY(SourceDateEpoch());
+    return Ok();
+}
+
 // Runs a build and prints its one-line summary to stderr.
 Result<ImageDefinition> DoBuild(const BuildArgs& a, std::string* kernel_image) {
     auto start = std::chrono::steady_clock::now();
-    ImageDefinition def = PEINIT_TRY(LoadImageDefinition(a.image));
+    // The definition's problems are reported together with the build's (ComposeImage).
+    ImageDefinition def = PEINIT_TRY(ReadImageDefinition(a.image));
     Compression compression = def.compression;
     if (!a.compression.empty()) compression = PEINIT_TRY(ParseCompression(a.compression));
     BuildOptions opts;
-    opts.kernel_dir = PEINIT_TRY(ResolveKernelDir(def.kernel, a.kernel_dir));
-    std::string manifest = a.manifest.empty() ? DefaultManifest() : a.manifest;
-    opts.binaries = PEINIT_TRY(LoadBinaryManifest(manifest));
-    opts.sysroot = a.sysroot;
-    opts.mtime = PEINIT_TRY(SourceDateEpoch());
+    PEINIT_TRY(ResolveBuildOptions(a, def, opts));
+    const std::string manifest = a.manifest.empty() ? DefaultManifest() : a.manifest;
     auto t0 = std::chrono::steady_clock::now();
     ImageContents c = PEINIT_TRY(BuildImage(def, opts, compression, a.output));
     auto end = std::chrono::steady_clock::now();
@@ -234,6 +276,82 @@ Result<ImageDefinition> DoBuild(const BuildArgs& a, std::string* kernel_image) {
         *kernel_image = c.kernel.image;
     }
     return def;
+}
+
+// `check` and `plan`: IMAGE and the options they share with build.
+std::optional<args::Parsed> ParseImageCommand(const std::string& command,
+                                              const std::vector<std::string>& argv,
+                                              std::span<const args::OptionSpec> spec,
+                                              const char* usage, BuildArgs& a, int& exit) {
+    auto parsed = ParseCommand(command, argv, spec, usage, exit);
+    if (!parsed) return std::nullopt;
+    auto fail = [&](const std::string& problem) {
+        exit = args::UsageError("peinit-image " + command, problem, usage);
+        return std::nullopt;
+    };
+    if (parsed->operands.empty()) return fail("missing IMAGE");
+    if (parsed->operands.size() > 1) return fail(args::UnexpectedOperand(parsed->operands[1]));
+    if (parsed->Has("--json") && parsed->Has("--compact")) {
+        return fail("--json and --compact exclude each other");
+    }
+    a.image = parsed->operands[0];
+    a.kernel_dir = parsed->Value("--kernel-dir").value_or("");
+    a.manifest = parsed->Value("--binaries").value_or("");
+    a.sysroot = parsed->Value("--sysroot").value_or("/");
+    return parsed;
+}
+
+int CmdCheck(const std::vector<std::string>& argv) {
+    static constexpr args::OptionSpec kSpec[] = {{"--kernel-dir", Arity::kValue},
+                                                 {"--binaries", Arity::kValue},
+                                                 {"--sysroot", Arity::kValue}};
+    BuildArgs a;
+    int exit = 0;
+    if (!ParseImageCommand("check", argv, kSpec, kCheckUsage, a, exit)) return exit;
+    auto checked = [&]() -> Result<ImageContents> {
+        ImageDefinition def = PEINIT_TRY(ReadImageDefinition(a.image));
+        BuildOptions opts;
+        PEINIT_TRY(ResolveBuildOptions(a, def, opts));
+        return ComposeImage(def, opts);
+    }();
+    if (!checked) {
+        std::cerr << "peinit-image: " << checked.error().message() << "\n";
+        return 1;
+    }
+    for (const auto& w : checked->warnings) std::cerr << "peinit-image: warning: " << w << "\n";
+    std::cerr << "peinit-image: " << a.image << ": ok (kernel " << checked->kernel.kver << ", "
+              << checked->modules.size() << " modules, " << checked->units.size()
+              << " unit files, " << checked->services << " services)\n";
+    return 0;
+}
+
+int CmdPlan(const std::vector<std::string>& argv) {
+    static constexpr args::OptionSpec kSpec[] = {
+        {"--kernel-dir", Arity::kValue}, {"--json"}, {"--compact"}};
+    BuildArgs a;
+    int exit = 0;
+    auto parsed = ParseImageCommand("plan", argv, kSpec, kPlanUsage, a, exit);
+    if (!parsed) return exit;
+    auto planned = [&]() -> Result<ImagePlan> {
+        ImageDefinition def = PEINIT_TRY(ReadImageDefinition(a.image));
+        std::string kernel_dir;
+        if (def.kernel_known) {
+            if (auto dir = ResolveKernelDir(def.kernel, a.kernel_dir))
+                kernel_dir = *dir;
+            else
+                def.problems.push_back(dir.error().message());
+        }
+        return PlanImage(def, kernel_dir);
+    }();
+    if (!planned) {
+        std::cerr << "peinit-image: " << planned.error().message() << "\n";
+        return 1;
+    }
+    PlanView view{"peinit-image plan", a.image, planned->kernel.kver, planned->tree_root};
+    std::cout << (parsed->Has("--json")      ? RenderPlanJson(planned->plan, view)
+                  : parsed->Has("--compact") ? RenderPlanCompact(planned->plan, view)
+                                             : RenderPlanText(planned->plan, view));
+    return planned->plan.ok() ? 0 : 1;
 }
 
 int CmdBuild(const std::vector<std::string>& argv) {
@@ -446,6 +564,8 @@ struct Command {
 
 constexpr Command kCommands[] = {
     {"build", kBuildUsage, CmdBuild},
+    {"check", kCheckUsage, CmdCheck},
+    {"plan", kPlanUsage, CmdPlan},
     {"boot", kBootUsage, CmdBoot},
     {"list", kListUsage, CmdList},
 };

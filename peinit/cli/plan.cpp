@@ -1,8 +1,9 @@
 // `peinit plan`: prints the boot-time module plan for a module tree without loading anything.
 
-#include "peinit/core/plan.h"
+#include "peinit/core/boot_plan.h"
 
 #include <algorithm>
+
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -13,10 +14,10 @@
 
 #include "peinit/cli/commands.h"
 #include "peinit/core/args.h"
-#include "peinit/core/json.h"
 #include "peinit/core/cmdline.h"
 #include "peinit/core/hive.h"
 #include "peinit/sys/config_files.h"
+#include "peinit/sys/kernel_release.h"
 #include "peinit/sys/kmod.h"
 
 namespace peinit::cli {
@@ -28,19 +29,19 @@ namespace fs = std::filesystem;
 constexpr int kExitOk = 0;
 constexpr int kExitUnresolved = 1;
 constexpr int kExitUsage = 2;
-// "version" of the --json document; bumped when a key is removed or changes type.
-constexpr int kJsonVersion = 1;
 
 constexpr const char* kUsage =
-    R"(usage: peinit plan --root DIR --kver KVER [--units DIR ...] [--hive FILE]
-                   [--cmdline TEXT] [--module NAME ...] [--json]
+    R"(usage: peinit plan [--root DIR] [--kver KVER] [--units DIR ...] [--hive FILE]
+                   [--cmdline TEXT] [--module NAME ...] [--json | --compact]
 
 Resolves the boot-time module set against DIR/lib/modules/KVER (depmod indexes, via libkmod)
 and DIR's modprobe.d, and prints every module in load order with its path, hard and soft
 dependencies, options and status. Nothing is loaded.
 
-  --root DIR      root of the module tree (the image or system being planned)
-  --kver KVER     kernel release (the folder under DIR/lib/modules)
+  --root DIR      root of the module tree (the image or system being planned; default /);
+                  a kernel/build output directory (DIR/modroot/lib/modules) works too
+  --kver KVER     kernel release (the folder under lib/modules); default DIR/kver when the
+                  directory has one (kernel/build, kernel/debian-kernel), else `uname -r`
   --units DIR     unit files (*.toml, *.conf modules-load lists) whose modules to plan
                   (repeatable; default DIR/etc/peinit/units when it exists)
   --hive FILE     registry hive whose Blacklist applies (default DIR/etc/peinit/hive.toml
@@ -49,147 +50,50 @@ dependencies, options and status. Nothing is loaded.
   --module NAME   a module name or alias to plan (repeatable)
   --json          machine-readable output: one object with "version": 1, "root", "kver",
                   "ok", "modules" (the fields above, in load order), "warnings", "errors"
+  --compact       one line per module in load order, like `modprobe --show-depends`:
+                  "insmod PATH OPTIONS", "builtin NAME", "# blacklisted NAME: SOURCE", ...
   --help          this text
 
 Requests are planned in this order: units (in their load order), modules_load=, --module.
 
-Exit status: 0 every requested module resolves, 1 something is missing, blacklisted or in a
-dependency cycle, 2 usage or I/O error.
+Exit status: 0 every requested module resolves or is kept out by a deny list (a warning: the
+policy at work), 1 something is missing or in a dependency cycle, 2 usage or I/O error.
 )";
 
 struct Options {
-    fs::path root;
+    fs::path root = "/";
     std::string kver;
     std::vector<std::string> units;
     std::optional<std::string> hive;
     std::optional<std::string> cmdline;
     std::vector<std::string> modules;
     bool json = false;
+    bool compact = false;
 };
 
 constexpr args::OptionSpec kOptions[] = {
     {"--root", args::Arity::kValue},  {"--kver", args::Arity::kValue},
     {"--units", args::Arity::kList},  {"--hive", args::Arity::kValue},
     {"--cmdline", args::Arity::kValue}, {"--module", args::Arity::kList},
-    {"--json"},
+    {"--json"}, {"--compact"},
 };
 
 Result<Options> ReadOptions(const args::Parsed& parsed) {
     if (!parsed.operands.empty()) return Err(args::UnexpectedOperand(parsed.operands[0]));
     Options opts;
-    if (!parsed.Has("--root")) return Err(args::Required("--root"));
-    if (!parsed.Has("--kver")) return Err(args::Required("--kver"));
-    opts.root = *parsed.Value("--root");
-    opts.kver = *parsed.Value("--kver");
+    if (auto root = parsed.Value("--root")) opts.root = *root;
+    opts.kver = parsed.Value("--kver").value_or("");
     opts.units = parsed.Values("--units");
     opts.hive = parsed.Value("--hive");
     opts.cmdline = parsed.Value("--cmdline");
     opts.modules = parsed.Values("--module");
     opts.json = parsed.Has("--json");
+    opts.compact = parsed.Has("--compact");
+    if (opts.json && opts.compact) return Err("--json and --compact exclude each other");
     return opts;
 }
 
-toml::array JsonList(const std::vector<std::string>& items) {
-    toml::array out;
-    for (const auto& i : items) out.push_back(i);
-    return out;
-}
-
-std::string Words(const std::vector<std::string>& items) {
-    if (items.empty()) return "-";
-    std::string out;
-    for (const auto& s : items) out += (out.empty() ? "" : " ") + s;
-    return out;
-}
-
-// The .ko path as the planned system sees it ("/lib/modules/..."), independent of where the
-// tree sits on this machine.
-std::string TargetPath(const fs::path& root, const std::string& path) {
-    if (path.empty()) return "";
-    fs::path rel = fs::path(path).lexically_relative(root);
-    if (rel.empty() || rel.native().starts_with("..")) return path;
-    return "/" + rel.string();
-}
-
-std::string StatusText(const PlanEntry& e) {
-    std::string s(StatusName(e.status));
-    if (!e.reason.empty()) s += ": " + e.reason;
-    return s;
-}
-
-std::vector<std::string> WaitNames(const peinit::Plan& plan, const PlanEntry& e) {
-    std::vector<std::string> out;
-    for (std::size_t i : e.waits_for) out.push_back(plan.entries[i].name);
-    return out;
-}
-
-void PrintText(std::ostream& out, const Options& opts, const fs::path& root,
-               const peinit::Plan& plan) {
-    std::size_t load = 0, builtin = 0;
-    for (const auto& e : plan.entries) {
-        load += e.status == ModuleStatus::kLoad;
-        builtin += e.status == ModuleStatus::kBuiltin;
-    }
-    out << "peinit plan: root " << opts.root.string() << ", kernel " << opts.kver << "\n";
-    out << load << " to load, " << builtin << " built in, " << plan.entries.size() - load - builtin
-        << " not loaded\n";
-    std::size_t n = 0;
-    for (const auto& e : plan.entries) {
-        out << "\n" << ++n << ". " << e.name << "\n";
-        out << "   status:     " << StatusText(e) << "\n";
-        if (!e.path.empty()) out << "   path:       " << TargetPath(root, e.path) << "\n";
-        out << "   hard deps:  " << Words(e.hard_deps) << "\n";
-        out << "   soft pre:   " << Words(e.soft_pre) << "\n";
-        out << "   soft post:  " << Words(e.soft_post) << "\n";
-        out << "   options:    " << (e.options.empty() ? "-" : e.options) << "\n";
-        if (e.Loadable()) out << "   waits for:  " << Words(WaitNames(plan, e)) << "\n";
-        for (const auto& chain : e.requested_by) out << "   wanted by:  " << chain << "\n";
-        if (!e.ignored_install_command.empty()) {
-            out << "   note:       modprobe.d install command not run by peinit: "
-                << e.ignored_install_command << "\n";
-        }
-    }
-    if (!plan.warnings.empty()) {
-        out << "\nwarnings:\n";
-        for (const auto& w : plan.warnings) out << "  " << w << "\n";
-    }
-    if (!plan.errors.empty()) {
-        out << "\nerrors:\n";
-        for (const auto& err : plan.errors) out << "  " << err << "\n";
-    }
-}
-
-void PrintJson(std::ostream& out, const Options& opts, const fs::path& root,
-               const peinit::Plan& plan) {
-    toml::array modules;
-    for (const auto& e : plan.entries) {
-        modules.push_back(toml::table{
-            {"name", e.name},
-            {"status", StatusName(e.status)},
-            {"reason", e.reason},
-            {"path", TargetPath(root, e.path)},
-            {"hard_deps", JsonList(e.hard_deps)},
-            {"soft_pre", JsonList(e.soft_pre)},
-            {"soft_post", JsonList(e.soft_post)},
-            {"options", e.options},
-            {"waits_for", JsonList(WaitNames(plan, e))},
-            {"requested_by", JsonList(e.requested_by)},
-            {"ignored_install_command", e.ignored_install_command},
-        });
-    }
-    out << FormatJson(toml::table{
-        {"version", kJsonVersion},
-        {"root", opts.root.string()},
-        {"kver", opts.kver},
-        {"ok", plan.ok()},
-        {"modules", std::move(modules)},
-        {"warnings", JsonList(plan.warnings)},
-        {"errors", JsonList(plan.errors)},
-    });
-}
-
-// Fills `input` the way the boot-time module stage does: unit modules, modules_load=, then
-// --module; the blacklist of the hive tightened by the command line; mod.param= options.
+// Fills `input` the way the boot-time module stage does (BootPlanInput), plus --module.
 // Returns false (after printing why) when the units or the hive cannot be used.
 bool BuildInput(const Options& opts, PlanInput& input) {
     Cmdline cmd = ParseCmdline(opts.cmdline.value_or(""));
@@ -202,6 +106,7 @@ bool BuildInput(const Options& opts, PlanInput& input) {
     if (unit_dirs.empty() && fs::is_directory(opts.root / "etc/peinit/units", ec)) {
         unit_dirs.push_back((opts.root / "etc/peinit/units").string());
     }
+    UnitSet units;
     if (!unit_dirs.empty()) {
         UnitLoad load = LoadUnitDirs(unit_dirs);
         if (!load.errors.empty()) {
@@ -209,17 +114,8 @@ bool BuildInput(const Options& opts, PlanInput& input) {
             std::cerr << "peinit plan: unit errors (see `peinit check`)\n";
             return false;
         }
-        for (const auto& unit : load.units.units) {
-            auto by = RequestOrigin::Unit(fs::path(unit.path).filename().string());
-            for (const auto& m : unit.modules) {
-                input.requests.push_back({m.name, by, m.options, m.optional});
-            }
-        }
+        units = std::move(load.units);
     }
-    for (const auto& name : cmd.modules_load) {
-        input.requests.push_back({name, RequestOrigin::Cmdline(), "", false});
-    }
-    for (const auto& m : opts.modules) input.requests.push_back({m, RequestOrigin::Other("--module"), "", false});
 
     Hive hive;  // absent: no Blacklist
     std::string hive_path = opts.hive.value_or((opts.root / "etc/peinit/hive.toml").string());
@@ -235,18 +131,9 @@ bool BuildInput(const Options& opts, PlanInput& input) {
                       << " (the boot would use the hardened fallback)\n";
         }
     }
-    EffectivePolicy policy = ComputeEffectivePolicy(hive, cmd);
-    for (const auto& b : policy.blacklist) {
-        std::string source = b.source == PolicySource::kCmdline
-                                 ? "kernel command line modprobe.blacklist=" + b.module
-                                 : "hive Machine\\System\\Modules\\Blacklist";
-        input.blacklist.push_back({b.module, source});
-    }
-    std::vector<std::string> seen;
-    for (const auto& mp : cmd.module_params) {
-        if (std::find(seen.begin(), seen.end(), mp.module) != seen.end()) continue;
-        seen.push_back(mp.module);
-        input.options.push_back({mp.module, cmd.ModuleOptions(mp.module)});
+    input = BootPlanInput(units, hive, cmd);
+    for (const auto& m : opts.modules) {
+        input.requests.push_back({m, RequestOrigin::Other("--module"), "", false});
     }
     return true;
 }
@@ -266,7 +153,18 @@ int Plan(std::span<char* const> argv) noexcept {
         PlanInput input;
         if (!BuildInput(*opts, input)) return kExitUsage;
 
-        auto db = KmodDb::Open(opts->root, opts->kver);
+        // Where lib/modules is (kernel/build keeps it in modroot/) and which release, as
+        // modprobe would pick it when none is given.
+        auto layout = ReadModuleTreeLayout(opts->root.string());
+        if (!layout) {
+            std::cerr << "peinit plan: " << layout.error().message() << "\n";
+            return kExitUsage;
+        }
+        if (opts->kver.empty()) {
+            auto running = RunningKernelRelease();
+            opts->kver = layout->kver ? *layout->kver : running ? *running : "";
+        }
+        auto db = KmodDb::Open(layout->root, opts->kver);
         if (!db) {
             std::cerr << "peinit plan: " << db.error().message() << "\n";
             return kExitUsage;
@@ -276,11 +174,10 @@ int Plan(std::span<char* const> argv) noexcept {
             std::cerr << "peinit plan: " << plan.error().message() << "\n";
             return kExitUsage;
         }
-        if (opts->json) {
-            PrintJson(std::cout, *opts, (*db)->kmod().root(), *plan);
-        } else {
-            PrintText(std::cout, *opts, (*db)->kmod().root(), *plan);
-        }
+        PlanView view{"peinit plan", opts->root.string(), opts->kver, (*db)->kmod().root()};
+        std::cout << (opts->json      ? RenderPlanJson(*plan, view)
+                      : opts->compact ? RenderPlanCompact(*plan, view)
+                                      : RenderPlanText(*plan, view));
         std::cout.flush();
         return plan->ok() ? kExitOk : kExitUnresolved;
     } catch (const std::exception& e) {

@@ -68,6 +68,8 @@ struct Node {
     std::vector<std::size_t> posted_by;  // nodes that list this one as a soft `post` dependency
     std::vector<std::size_t> direct;     // requests naming it (directly or by an alias)
     bool expanded = false;
+    // It will not load because a deny list says so (it, or a hard dependency, is blacklisted).
+    bool denied = false;
 
     // The chain through this node, as its dependencies see it.
     std::string Via() const {
@@ -209,6 +211,7 @@ class Planner {
             }
         } else if (!sources.empty()) {
             n.status = ModuleStatus::kBlacklisted;
+            n.denied = true;
             n.reason = Join(sources, "; ");
             n.cause = "dependency " + m + " is blacklisted (" + n.reason + ")";
         } else if (n.record.path.empty()) {
@@ -362,6 +365,7 @@ class Planner {
                     if (Loadable(j)) continue;
                     nodes_[i].status = ModuleStatus::kSkipped;
                     nodes_[i].cause = nodes_[j].cause;
+                    nodes_[i].denied = nodes_[j].denied;
                     nodes_[i].reason = nodes_[j].cause + " via " + nodes_[i].Via();
                     changed = true;
                     break;
@@ -455,6 +459,7 @@ class Planner {
         }
 
         std::vector<std::string> errors = errors_;
+        std::vector<std::string> denied;
         for (std::size_t r : roots_) {
             const Node& n = nodes_[r];
             std::string requested = Join(n.chains, ", ");
@@ -463,7 +468,7 @@ class Planner {
                 case ModuleStatus::kBuiltin:
                     continue;
                 case ModuleStatus::kBlacklisted:
-                    errors.push_back(n.record.name + ": blacklisted (" + n.reason +
+                    denied.push_back(n.record.name + ": blacklisted (" + n.reason +
                                      "), requested by " + requested);
                     break;
                 case ModuleStatus::kMissing:
@@ -472,11 +477,12 @@ class Planner {
                                      requested);
                     break;
                 case ModuleStatus::kSkipped:
-                    errors.push_back(n.record.name + ": " + n.reason);
+                    (n.denied ? denied : errors).push_back(n.record.name + ": " + n.reason);
                     break;
             }
         }
         plan.errors = std::move(errors);
+        plan.denied = std::move(denied);
         plan.warnings = db_.TakeWarnings();
         return plan;
     }

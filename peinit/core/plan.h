@@ -14,7 +14,8 @@
 //   whether requested directly or reached as a dependency. This is stricter than modprobe, whose
 //   modprobe.d `blacklist` only hides a module from alias lookups and which still loads it by
 //   name or as a dependency. A module whose hard dependency is denied or missing cannot load; it
-//   is skipped and the error names the dependency, the deny source and the chain that wanted it.
+//   is skipped and Plan::denied names the dependency, the deny source and the chain that wanted
+//   it (a warning: a deny list is deliberate policy).
 //   A denied or missing *soft* dependency is only left out: the module loads without it.
 // - A dependency cycle (only soft dependencies can form one once depmod has run) is an error
 //   naming the cycle; its members and whatever hard-depends on them are skipped.
@@ -168,6 +169,11 @@ struct Plan {
     std::vector<std::string> errors;
     // Non-fatal problems reported by the db (ModuleDb::TakeWarnings).
     std::vector<std::string> warnings;
+    // Requests a deny list keeps from loading, e.g. "ext4: dependency jbd2 is blacklisted (...)
+    // via unit storage.toml -> ext4": the policy at work, so a warning, not an error, wherever a
+    // plan is shown (`peinit plan`, `peinit-image plan/check/build`, the boot log, `peinitctl
+    // status`); the entries say `blacklisted` or `skipped`.
+    std::vector<std::string> denied;
 
     bool ok() const { return errors.empty(); }
     const PlanEntry* Find(std::string_view name) const;

@@ -358,6 +358,13 @@ void FindProblems(Status& s) {
     if (!s.signing_error.empty()) s.problems.push_back("signing: " + s.signing_error);
     if (!s.modules_error.empty()) s.problems.push_back("module stage: " + s.modules_error);
     for (const auto& m : s.modules) {
+        // A module a deny list kept out is the policy at work: a note, as in `peinit plan` and
+        // `peinit-image build`, not a problem.
+        if (m.status == "blacklisted") {
+            s.notes.push_back("module " + m.name + " blacklisted (" + m.reason + ")" +
+                              (m.requested_by.empty() ? "" : ", requested by " +
+                                                                 Join(m.requested_by, ", ")));
+        }
         if (!m.IsProblem()) continue;
         std::string detail = m.errno_name;
         if (!m.reason.empty()) detail += (detail.empty() ? "" : ": ") + m.reason;

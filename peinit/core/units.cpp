@@ -44,20 +44,22 @@ class TomlUnitParser {
     TomlUnitParser(const std::string& path, ConfigErrors& errors)
         : path_(path), errors_(errors), first_error_(errors.size()) {}
 
-    std::optional<Unit> Parse(std::string_view text) {
-        auto table = ParseTomlDocument(path_, text, errors_);
-        if (!table) return std::nullopt;
-
+    // The unit as far as it could be read; `broken` when it has any error.
+    Unit Parse(std::string_view text) {
         Unit unit;
         unit.name = UnitNameFromPath(path_);
         unit.path = path_;
         unit.format = UnitFormat::kToml;
+        unit.broken = true;
+        TomlDocument doc = ParseTomlRecovering(path_, text, errors_);
         if (!IsValidUnitName(unit.name)) {
             Error(1, "invalid unit name " + Quote(unit.name) + " (from the file name)");
         }
+        if (!doc.table) return unit;
 
+        size_t first_check = errors_.size();
         size_t declared = 0;
-        for (auto&& [key, node] : *table) {
+        for (auto&& [key, node] : *doc.table) {
             std::string_view k = key.str();
             if (k == "description") {
                 if (auto s = String(node, "description")) unit.description = *s;
@@ -77,16 +79,23 @@ class TomlUnitParser {
                 Error(LineOf(key), "unknown key " + Quote(k));
             }
         }
-        if (declared == 0) Error(1, "unit declares no modules or services");
+        if (declared == 0 && doc.complete()) Error(1, "unit declares no modules or services");
         CheckDuplicateModules(unit);
+        // With a syntax error, what the checks find in that error's section may be its
+        // consequence (the line that was blanked held a name, a header, ...): not reported.
+        errors_.erase(std::remove_if(errors_.begin() + static_cast<std::ptrdiff_t>(first_check),
+                                     errors_.end(),
+                                     [&](const ConfigError& e) { return !doc.Independent(e.line); }),
+                      errors_.end());
 
         if (errors_.size() != first_error_) {
             // toml++ iterates keys in sorted order; report in file order instead.
             std::stable_sort(
                 errors_.begin() + static_cast<std::ptrdiff_t>(first_error_), errors_.end(),
                 [](const ConfigError& a, const ConfigError& b) { return a.line < b.line; });
-            return std::nullopt;
+            return unit;
         }
+        unit.broken = false;
         return unit;
     }
 
@@ -535,13 +544,9 @@ bool IsValidUnitName(std::string_view name) {
     });
 }
 
-std::optional<Unit> ParseTomlUnit(const std::string& path, std::string_view text,
-                                  ConfigErrors& errors) {
-    return TomlUnitParser(path, errors).Parse(text);
-}
+namespace {
 
-std::optional<Unit> ParseModulesLoadList(const std::string& path, std::string_view text,
-                                         ConfigErrors& errors) {
+Unit ReadModulesLoadList(const std::string& path, std::string_view text, ConfigErrors& errors) {
     size_t before = errors.size();
     Unit unit;
     unit.name = UnitNameFromPath(path);
@@ -568,17 +573,45 @@ std::optional<Unit> ParseModulesLoadList(const std::string& path, std::string_vi
         if (!seen.insert(NormalizeModuleName(line)).second) continue;
         unit.modules.push_back({std::string(line), "", false, line_no});
     }
-    if (errors.size() != before) return std::nullopt;
+    unit.broken = errors.size() != before;
     return unit;
+}
+
+// The unit as far as it could be read, `broken` when it has errors.
+Unit ReadUnitFile(const std::string& path, std::string_view text, ConfigErrors& errors) {
+    std::string_view p = path;
+    if (p.size() > 5 && p.substr(p.size() - 5) == ".conf") {
+        return ReadModulesLoadList(path, text, errors);
+    }
+    return TomlUnitParser(path, errors).Parse(text);
+}
+
+std::optional<Unit> Usable(Unit unit) {
+    if (unit.broken) return std::nullopt;
+    return unit;
+}
+
+}  // namespace
+
+std::optional<Unit> ParseTomlUnit(const std::string& path, std::string_view text,
+                                  ConfigErrors& errors) {
+    return Usable(TomlUnitParser(path, errors).Parse(text));
+}
+
+std::optional<Unit> ParseModulesLoadList(const std::string& path, std::string_view text,
+                                         ConfigErrors& errors) {
+    return Usable(ReadModulesLoadList(path, text, errors));
 }
 
 std::optional<Unit> ParseUnitFile(const std::string& path, std::string_view text,
                                   ConfigErrors& errors) {
-    std::string_view p = path;
-    if (p.size() > 5 && p.substr(p.size() - 5) == ".conf") {
-        return ParseModulesLoadList(path, text, errors);
-    }
-    return ParseTomlUnit(path, text, errors);
+    return Usable(ReadUnitFile(path, text, errors));
+}
+
+UnitSet ParseUnits(const std::vector<UnitSource>& files, ConfigErrors& errors) {
+    std::vector<Unit> units;
+    for (const UnitSource& f : files) units.push_back(ReadUnitFile(f.path, f.text, errors));
+    return LinkUnits(std::move(units), errors);
 }
 
 UnitSet LinkUnits(std::vector<Unit> units, ConfigErrors& errors) {
@@ -586,6 +619,7 @@ UnitSet LinkUnits(std::vector<Unit> units, ConfigErrors& errors) {
                      [](const Unit& a, const Unit& b) { return a.name < b.name; });
     const size_t n = units.size();
     std::vector<bool> dropped(n, false);
+    for (size_t i = 0; i < n; ++i) dropped[i] = units[i].broken;
     auto error = [&](size_t i, int line, std::string message) {
         errors.push_back({units[i].path, line, std::move(message)});
         dropped[i] = true;
@@ -610,7 +644,9 @@ UnitSet LinkUnits(std::vector<Unit> units, ConfigErrors& errors) {
     std::map<std::string, ServiceAt> services;
     std::vector<ServiceAt> service_list;
     for (size_t i = 0; i < n; ++i) {
-        if (dropped[i]) continue;
+        // A broken unit's services still count as defined (and as duplicates): a reference to
+        // one is "whose unit has errors", not "unknown".
+        if (dropped[i] && !units[i].broken) continue;
         for (size_t k = 0; k < units[i].services.size(); ++k) {
             const ServiceSpec& s = units[i].services[k];
             auto [it, inserted] = services.emplace(s.name, ServiceAt{i, k});
@@ -644,6 +680,24 @@ UnitSet LinkUnits(std::vector<Unit> units, ConfigErrors& errors) {
                           " here but " + Quote(it->second.spec->options) + " in " +
                           units[it->second.unit].path + ":" +
                           std::to_string(it->second.spec->line));
+            }
+        }
+    }
+
+    // A broken unit is not linked, but what it refers to is checked all the same: an unknown
+    // name there is a mistake of its own, not a consequence of the unit's other errors.
+    for (size_t i = 0; i < n; ++i) {
+        if (!units[i].broken) continue;
+        for (const NameRef& ref : units[i].after) {
+            if (!by_name.contains(ref.name)) {
+                error(i, ref.line, "unknown unit " + Quote(ref.name) + " in \"after\"");
+            }
+        }
+        for (const ServiceSpec& s : units[i].services) {
+            for (const NameRef& ref : s.after) {
+                if (!services.contains(ref.name)) {
+                    error(i, ref.line, "unknown service " + Quote(ref.name) + " in \"after\"");
+                }
             }
         }
     }

@@ -93,6 +93,9 @@ struct Unit {
     bool sequential = false;
     std::vector<ModuleSpec> modules;
     std::vector<ServiceSpec> services;
+    // Read with errors (only ParseUnits passes such units on): LinkUnits still checks its name,
+    // services and references, then drops it.
+    bool broken = false;
 };
 
 // A linked, validated set of units in load order: every unit comes after the units in its
@@ -127,6 +130,18 @@ std::optional<Unit> ParseModulesLoadList(const std::string& path, std::string_vi
 // Dispatches on the extension (.toml or .conf).
 std::optional<Unit> ParseUnitFile(const std::string& path, std::string_view text,
                                   ConfigErrors& errors);
+
+// A unit file's path (as used in messages) and text.
+struct UnitSource {
+    std::string path;
+    std::string text;
+};
+
+// Parses and links unit files: what `peinit check`, peinit at boot and the image builder run.
+// Every problem of every file is reported in one pass: a unit with errors is not used, but its
+// name, services and references still take part in the link checks, so an unknown `after`
+// target is reported together with the unit's other mistakes.
+UnitSet ParseUnits(const std::vector<UnitSource>& files, ConfigErrors& errors);
 
 // Links parsed units: rejects duplicate unit and service names, conflicting options for one
 // module, unknown `after` targets and ordering cycles, and orders the rest. A unit with an

@@ -107,7 +107,7 @@ Result<FileContents> ReadConfigFile(const std::string& path, bool follow_symlink
 
 UnitLoad LoadUnitDirs(const std::vector<std::string>& dirs) {
     UnitLoad load;
-    std::vector<Unit> parsed;
+    std::vector<UnitSource> files;
     for (const auto& dir : dirs) {
         auto names = ListUnitFiles(dir);
         if (!names) {
@@ -121,12 +121,10 @@ UnitLoad LoadUnitDirs(const std::vector<std::string>& dirs) {
                 load.errors.push_back(ReadError(path, file.error()));
                 continue;
             }
-            if (auto unit = ParseUnitFile(path, file->text, load.errors)) {
-                parsed.push_back(std::move(*unit));
-            }
+            files.push_back({path, std::move(file->text)});
         }
     }
-    load.units = LinkUnits(std::move(parsed), load.errors);
+    load.units = ParseUnits(files, load.errors);
     return load;
 }
 

@@ -43,7 +43,8 @@ std::string OpenSslError() {
 // Never prompt for a passphrase: the tool runs in scripts and peinit has no terminal.
 int NoPassphrase(char*, int, int, void*) { return -1; }
 
-Result<std::string> ReadSmallFile(const std::filesystem::path& path, bool secret) {
+// Reads a key file; `mode` (when not null) receives its permission bits.
+Result<std::string> ReadSmallFile(const std::filesystem::path& path, mode_t* mode = nullptr) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) return ErrnoErr(path.string());
     struct stat st;
@@ -56,13 +57,7 @@ Result<std::string> ReadSmallFile(const std::filesystem::path& path, bool secret
         ::close(fd);
         return Err(path.string() + ": not a regular file");
     }
-    if (secret && (st.st_mode & 077) != 0) {
-        ::close(fd);
-        char mode[8];
-        std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
-        return Err(path.string() + ": private key is accessible by group or others (mode " + mode +
-                   "); chmod 600 it");
-    }
+    if (mode != nullptr) *mode = st.st_mode & 07777;
     std::string data;
     char buf[4096];
     while (true) {
@@ -159,7 +154,7 @@ Result<TrustStore> TrustStore::LoadDirectory(const std::filesystem::path& dir) {
 }
 
 Result<void> TrustStore::AddFile(const std::filesystem::path& file) {
-    std::string pem = PEINIT_TRY(ReadSmallFile(file, /*secret=*/false));
+    std::string pem = PEINIT_TRY(ReadSmallFile(file));
     auto key = ParsePublicKeyPem(pem);
     if (!key) return Unexpected(key.error().Context(file.string() + ": "));
     Add(std::move(*key));
@@ -199,11 +194,27 @@ Result<SigningKey> SigningKey::FromPem(std::string_view pem) {
 }
 
 Result<SigningKey> SigningKey::LoadFile(const std::filesystem::path& path) {
-    std::string pem = PEINIT_TRY(ReadSmallFile(path, /*secret=*/true));
+    mode_t mode = 0;
+    std::string pem = PEINIT_TRY(ReadSmallFile(path, &mode));
     auto key = FromPem(pem);
+    // The usual mix-up: the .pub half where the private key belongs.
+    auto pub = key ? Result<PublicKey>(Err("")) : ParsePublicKeyPem(pem);
     // Scrub our copy of the secret before it is freed.
     OPENSSL_cleanse(pem.data(), pem.size());
-    if (!key) return Unexpected(key.error().Context(path.string() + ": "));
+    if (!key) {
+        if (pub) {
+            return Err(path.string() + ": this is a public key (fingerprint " + pub->fingerprint +
+                       "), not a private key: pass the private key it belongs to (peinit-pkg "
+                       "keygen writes NAME.key beside NAME.pub)");
+        }
+        return Unexpected(key.error().Context(path.string() + ": "));
+    }
+    if ((mode & 077) != 0) {
+        char text[16];
+        std::snprintf(text, sizeof(text), "%04o", static_cast<unsigned>(mode));
+        return Err(path.string() + ": private key is accessible by group or others (mode " + text +
+                   "); chmod 600 it");
+    }
     return key;
 }
 

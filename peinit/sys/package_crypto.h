@@ -67,7 +67,8 @@ class SigningKey {
     // Parses a PEM private key (PKCS#8, as Generate/PrivatePem write) holding an Ed25519 key.
     static Result<SigningKey> FromPem(std::string_view pem);
     // Reads a private key file, refusing one that group or others can read or write (as ssh
-    // does: a key others can read is not secret any more).
+    // does: a key others can read is not secret any more). A public key given instead is named
+    // as such, with its fingerprint.
     static Result<SigningKey> LoadFile(const std::filesystem::path& path);
 
     Result<std::string> PrivatePem() const;

@@ -32,6 +32,7 @@ expect 2 "partial module signing options" -- "$pkg" create --name n --version 1 
 # keygen: modes, fingerprint, no overwrite, no git trees.
 expect 0 "keygen" -- "$pkg" keygen --out-dir keys --name test
 contains out "fingerprint:" "keygen"
+cp out keygen.out
 [[ $(stat -c %a keys/test.key) == 600 ]] || { echo "FAIL: key mode $(stat -c %a keys/test.key)"; failures=$((failures + 1)); }
 [[ $(stat -c %a keys/test.pub) == 644 ]] || { echo "FAIL: pub mode"; failures=$((failures + 1)); }
 expect 1 "keygen refuses to overwrite" -- "$pkg" keygen --out-dir keys --name test
@@ -115,6 +116,13 @@ contains err "untrusted-key" "re-signed"
 cp keys/test.key loose.key && chmod 644 loose.key
 expect 1 "loose key" -- "$pkg" sign --key loose.key unsigned.pkg
 contains err "chmod 600" "loose key"
+
+# A public key where the private one belongs is named as such, whatever its mode (a .pub is
+# world-readable by design): no "chmod 600" advice.
+fp=$(sed -n 's/^fingerprint: //p' keygen.out)
+expect 1 "public key as --key" -- "$pkg" sign --key keys/test.pub unsigned.pkg
+contains err "keys/test.pub: this is a public key (fingerprint $fp), not a private key" "public key as --key"
+if grep -qF "chmod" err; then echo "FAIL: public key as --key: still suggests chmod"; failures=$((failures + 1)); fi
 
 # Module signing through a stand-in for the kernel's scripts/sign-file: it must get
 # "sha256 KEY CERT IN OUT" and the package must hold its output, not the input.

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -391,25 +392,42 @@ TEST_F(ImageBuildTest, PrebuiltPackagesAndKeys) {
     for (const auto& f : info->manifest.files) paths.push_back(f.path);
     EXPECT_EQ(paths, std::vector<std::string>{"modules/kernel/fs/fat/fat.ko"});
 
-    // Mismatched expectations and untrusted packages fail the build.
+    // Mismatched expectations and untrusted packages fail the build, all of them at once, each
+    // with what to do: an untrusted signer's key belongs in `keys` (named by its fingerprint);
+    // only a damaged package may be meant as `expect = "rejected"`.
     auto other = SigningKey::Generate();
     ASSERT_TRUE(other);
+    const std::string fp = other->public_key().fingerprint;
     WriteBytes(out_ + "/foreign.pkg", make("foreign", "kernel/drivers/net/dummy.ko", *other));
     std::ofstream(img + "/image.toml", std::ios::trunc)
         << head << "[[packages]]\npath = \"" << out_ << "/good.pkg\"\nexpect = \"rejected\"\n"
-        << "[[packages]]\npath = \"" << out_ << "/foreign.pkg\"\n";
+        << "[[packages]]\npath = \"" << out_ << "/foreign.pkg\"\n"
+        << "[[packages]]\npath = \"" << out_ << "/bad.pkg\"\n";
     def = LoadImageDefinition(img);
     ASSERT_TRUE(def) << def.error().message();
     auto r = ComposeImage(*def, Options());
     ASSERT_FALSE(r);
-    EXPECT_EQ(r.error().message(),
-              img + "/image.toml:4: package " + out_ +
-                  "/good.pkg verifies, but expect = \"rejected\"\n" + img +
-                  "/image.toml:7: package " + out_ +
-                  "/foreign.pkg does not verify against the "
-                  "image's keys and kernel " +
-                  kver_ + ": untrusted-key: " +
-                  r.error().message().substr(r.error().message().find("untrusted-key: ") + 15));
+    std::vector<std::string> lines;
+    std::stringstream ss(r.error().message());
+    for (std::string l; std::getline(ss, l);) lines.push_back(l);
+    ASSERT_EQ(lines.size(), 3u) << r.error().message();
+    EXPECT_EQ(lines[0], img + "/image.toml:4: package " + out_ +
+                            "/good.pkg verifies, but expect = \"rejected\"");
+    EXPECT_EQ(lines[1], img + "/image.toml:7: package " + out_ +
+                            "/foreign.pkg does not verify against the image's keys and kernel " +
+                            kver_ + ": untrusted-key: signed by key " + fp +
+                            ", which is not trusted (add the signer's public key, fingerprint " +
+                            fp +
+                            ", to \"keys\" (peinit-pkg keygen wrote it as NAME.pub beside the "
+                            "NAME.key the package was signed with))");
+    EXPECT_EQ(lines[1].find("expect"), std::string::npos) << "no expect = \"rejected\" advice";
+    EXPECT_TRUE(lines[2].starts_with(img + "/image.toml:9: package " + out_ +
+                                     "/bad.pkg does not verify against the image's keys and "
+                                     "kernel " + kver_ + ": hash-mismatch: "))
+        << lines[2];
+    EXPECT_TRUE(lines[2].ends_with(
+        " (if it is damaged on purpose, set expect = \"rejected\" to ship it deliberately)"))
+        << lines[2];
 }
 
 TEST_F(ImageBuildTest, SigningKeyFromDefinition) {
@@ -621,6 +639,147 @@ ToolRun Tool(const std::string& args, const std::string& env = "") {
     return r;
 }
 
+// Issue 16 acceptance: one image definition with twelve independent mistakes, across the
+// definition (bad value, unknown key, three in one [[files]] entry, a syntax error in [boot]),
+// the units (one broken unit), the hive, the command line, the module set (one unknown module
+// from the definition, one from a valid unit) and the keys. One `peinit-image build` names every
+// one of them, each with file:line, and writes nothing.
+TEST_F(ImageBuildTest, EveryMistakeOfOneImageInOneRun) {
+    std::string img = out_ + "/img";
+    ASSERT_EQ(::mkdir(img.c_str(), 0755), 0);
+    ASSERT_EQ(::mkdir((img + "/units").c_str(), 0755), 0);
+    std::ofstream(img + "/image.toml") << R"(kernel = "debian"
+units = ["units"]
+modules = ["dummy", "vxlna"]
+compression = "lz4"
+keys = ["notakey.pub"]
+cmdline = "quiet peinit.emergency=shel"
+colour = "blue"
+hive = "hive.toml"
+
+[[files]]
+src = "missing.sh"
+dst = "bin/x"
+mode = "9"
+
+[boot]
+memory = 512 MiB
+)";
+    std::ofstream(img + "/units/net.toml") << "[[module]]\nnmae = \"dummy\"\n";
+    std::ofstream(img + "/units/base.toml") << "[[module]]\nname = \"nosuchmod\"\n";
+    std::ofstream(img + "/notakey.pub") << "not a key\n";
+    std::ofstream(img + "/hive.toml") << "['Machine\\System\\Modules']\nLockAfterBoot = \"yes\"\n";
+    std::string manifest = out_ + "/binaries.manifest";
+    std::ofstream(manifest) << "/init /bin/ls required\n";
+    ToolRun r = Tool("build '" + img + "' --kernel-dir '" + kernel_dir_ + "' --binaries '" +
+                         manifest + "' -o '" + out_ + "/x.cpio'",
+                     "PEINIT_CACHE=" + keys_);
+    EXPECT_EQ(r.status, 1) << r.output;
+    EXPECT_FALSE(Exists(out_ + "/x.cpio")) << "a failing build writes nothing";
+    const std::string def = img + "/image.toml:";
+    const std::string tree = kernel_dir_ + "/lib/modules/" + kver_;
+    std::vector<std::string> expected = {
+        "peinit-image: " + def + "4: unknown compression \"lz4\" (expected none, gzip or zstd)",
+        def + "7: unknown key \"colour\"",
+        def + "11: \"files.src\": " + img + "/missing.sh does not exist",
+        def + "12: \"files.dst\" \"bin/x\" must be an absolute path",
+        def + "13: \"files.mode\" \"9\" is not an octal mode",
+        def + "16: Error while parsing key-value pair: expected a comment or whitespace, saw 'M'",
+        img + "/units/net.toml:1: [[module]] has no \"name\"",
+        img + "/units/net.toml:2: unknown key \"nmae\" in [[module]]",
+        img + "/hive.toml:2: LockAfterBoot: unknown value \"yes\" (expected \"true\" or \"false\")",
+        def + "6: cmdline: peinit.emergency=shel: expected shell or poweroff",
+        img + "/units/base.toml:1: unknown module \"nosuchmod\": not in kernel " + kver_ + " (" +
+            tree + ")",
+        def + "3: unknown module \"vxlna\": not in kernel " + kver_ + " (" + tree + ")",
+        def + "5: key " + img + "/notakey.pub: not a PEM public key: " +
+            "error:1E08010C:DECODER routines::unsupported",
+    };
+    std::vector<std::string> lines;
+    std::stringstream ss(r.output);
+    for (std::string l; std::getline(ss, l);) lines.push_back(l);
+    EXPECT_EQ(lines, expected) << r.output;
+}
+
+// `peinit-image plan IMAGE`: the plan the image's PID 1 would run, from its units (in their
+// order), cmdline and hive, against the kernel tree with extra_modules staged in; one line per
+// load with --compact; a hive-blacklisted module is a warning (exit 0), the same as in build.
+TEST_F(ImageBuildTest, ToolPlanShowsTheBootPlanWithExtraModules) {
+    std::string ko = out_ + "/peinit_extra_dummy.ko";
+    std::ofstream(ko, std::ios::binary)
+        << ReadAll(kernel_dir_ + "/" + ModDir() + "/kernel/drivers/net/dummy.ko");
+    std::string img = out_ + "/img";
+    ASSERT_EQ(::mkdir(img.c_str(), 0755), 0);
+    ASSERT_EQ(::mkdir((img + "/units").c_str(), 0755), 0);
+    std::ofstream(img + "/image.toml")
+        << "kernel = \"debian\"\nunits = [\"units\"]\nhive = \"hive.toml\"\n"
+        << "cmdline = \"modules_load=loop\"\nextra_modules = [\"" << ko << "\"]\n";
+    std::ofstream(img + "/units/net.toml")
+        << "[[module]]\nname = \"peinit_extra_dummy\"\noptions = \"numdummies=2\"\n"
+        << "[[module]]\nname = \"vfat\"\n";
+    std::ofstream(img + "/hive.toml") << "['Machine\\System\\Modules']\nBlacklist = [\"vfat\"]\n";
+    ToolRun r = Tool("plan '" + img + "' --kernel-dir '" + kernel_dir_ + "' --compact");
+    EXPECT_EQ(r.status, 0) << r.output;
+    const std::string mods = "/lib/modules/" + kver_ + "/";
+    EXPECT_NE(r.output.find("insmod " + mods + "extra/peinit_extra_dummy.ko numdummies=2\n"),
+              std::string::npos)
+        << r.output;
+    EXPECT_NE(r.output.find("insmod " + mods + "kernel/drivers/block/loop.ko\n"),
+              std::string::npos)
+        << r.output;
+    EXPECT_NE(r.output.find("# blacklisted vfat: hive Machine\\System\\Modules\\Blacklist\n"),
+              std::string::npos)
+        << r.output;
+    EXPECT_NE(r.output.find("# warning: vfat: blacklisted (hive Machine\\System\\Modules\\"
+                            "Blacklist), requested by unit net.toml\n"),
+              std::string::npos)
+        << r.output;
+    EXPECT_EQ(r.output.find("# error"), std::string::npos) << r.output;
+    // The detailed form is peinit plan's.
+    ToolRun full = Tool("plan '" + img + "' --kernel-dir '" + kernel_dir_ + "'");
+    EXPECT_EQ(full.status, 0) << full.output;
+    EXPECT_NE(full.output.find("peinit-image plan: root " + img + ", kernel " + kver_),
+              std::string::npos)
+        << full.output;
+    EXPECT_NE(full.output.find("   wanted by:  unit net.toml\n"), std::string::npos)
+        << full.output;
+    // The same blacklisted module is a warning in build too, with the same words.
+    std::ofstream(img + "/image.toml", std::ios::app) << "";
+    auto def = LoadImageDefinition(img);
+    ASSERT_TRUE(def) << def.error().message();
+    auto c = ComposeImage(*def, Options());
+    ASSERT_TRUE(c) << c.error().message();
+    EXPECT_NE(std::find(c->warnings.begin(), c->warnings.end(),
+                        "at boot: vfat: blacklisted (hive Blacklist), requested by " + img +
+                            "/units/net.toml:4"),
+              c->warnings.end());
+    // A module nothing provides is an error: exit 1.
+    std::ofstream(img + "/units/more.conf") << "nosuchmod\n";
+    ToolRun missing = Tool("plan '" + img + "' --kernel-dir '" + kernel_dir_ + "' --compact");
+    EXPECT_EQ(missing.status, 1) << missing.output;
+    EXPECT_NE(missing.output.find("# error: nosuchmod: missing"), std::string::npos)
+        << missing.output;
+}
+
+// `peinit-image check IMAGE`: build's validations, nothing written, exit 0/1.
+TEST_F(ImageBuildTest, ToolCheckValidatesWithoutWriting) {
+    std::string manifest = out_ + "/binaries.manifest";
+    std::ofstream(manifest) << "/init /bin/ls required\n";
+    std::string args = "check '" + kFixtures + "/small' --kernel-dir '" + kernel_dir_ +
+                       "' --binaries '" + manifest + "'";
+    ToolRun ok = Tool(args, "PEINIT_CACHE=" + keys_);
+    EXPECT_EQ(ok.status, 0) << ok.output;
+    EXPECT_NE(ok.output.find(kFixtures + "/small: ok (kernel " + kver_), std::string::npos)
+        << ok.output;
+    ToolRun bad = Tool("check '" + kFixtures + "/bad-module' --kernel-dir '" + kernel_dir_ +
+                           "' --binaries '" + manifest + "'",
+                       "PEINIT_CACHE=" + keys_);
+    EXPECT_EQ(bad.status, 1) << bad.output;
+    EXPECT_NE(bad.output.find("unknown module"), std::string::npos) << bad.output;
+    EXPECT_EQ(Tool("check").status, 2);
+    EXPECT_EQ(Tool("plan x --json --compact").status, 2);
+}
+
 TEST(ImageToolTest, UsageErrorsExitTwo) {
     EXPECT_EQ(Tool("").status, 2);
     EXPECT_EQ(Tool("frobnicate").status, 2);
@@ -642,7 +801,8 @@ TEST(ImageToolTest, UsageErrorsExitTwo) {
 
 TEST(ImageToolTest, HelpExitsZero) {
     for (const char* args :
-         {"--help", "help", "build --help", "boot --help", "list --help", "help boot"}) {
+         {"--help", "help", "build --help", "boot --help", "list --help", "help boot",
+          "check --help", "plan --help", "help plan"}) {
         ToolRun r = Tool(args);
         EXPECT_EQ(r.status, 0) << args;
         EXPECT_NE(r.output.find("usage: peinit-image"), std::string::npos) << args;

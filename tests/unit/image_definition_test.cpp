@@ -145,7 +145,7 @@ TEST_F(ImageDefinitionTest, MissingPaths) {
 
 TEST_F(ImageDefinitionTest, FilesErrors) {
     EXPECT_EQ(ErrorOf("kernel = \"peinit\"\n[[files]]\nsrc = \"hello.sh\"\ndst = \"usr/bin/x\"\n"),
-              "img/image.toml:2: \"files.dst\" \"usr/bin/x\" must be an absolute path");
+              "img/image.toml:4: \"files.dst\" \"usr/bin/x\" must be an absolute path");
     EXPECT_EQ(ErrorOf("kernel = \"peinit\"\n[[files]]\nsrc = \"hello.sh\"\n"),
               "img/image.toml:2: [[files]] entry without \"dst\"");
     EXPECT_EQ(ErrorOf("kernel = \"peinit\"\n[[files]]\nsrc = \"hello.sh\"\ndst = \"/x\"\n"
@@ -155,9 +155,18 @@ TEST_F(ImageDefinitionTest, FilesErrors) {
                       "owner = 0\n"),
               "img/image.toml:5: unknown key \"owner\" in [[files]] (expected src, dst, mode)");
     EXPECT_EQ(ErrorOf("kernel = \"peinit\"\n[[files]]\nsrc = \"missing\"\ndst = \"/x\"\n"),
-              "img/image.toml:2: \"files.src\": " + dir_ + "/missing does not exist");
+              "img/image.toml:3: \"files.src\": " + dir_ + "/missing does not exist");
     EXPECT_EQ(ErrorOf("kernel = \"peinit\"\n[[files]]\nsrc = \"hello.sh\"\ndst = \"/a/../b\"\n"),
-              "img/image.toml:2: \"files.dst\": image path \"/a/../b\" contains \"..\"");
+              "img/image.toml:4: \"files.dst\": image path \"/a/../b\" contains \"..\"");
+    // Every bad field of one entry at once, each at its line.
+    EXPECT_EQ(ErrorOf("kernel = \"peinit\"\n[[files]]\nsrc = \"missing\"\ndst = \"rel\"\n"
+                      "mode = \"9\"\nowner = 0\n[[files]]\nmode = 0o644\n"),
+              "img/image.toml:3: \"files.src\": " + dir_ + "/missing does not exist\n"
+              "img/image.toml:4: \"files.dst\" \"rel\" must be an absolute path\n"
+              "img/image.toml:5: \"files.mode\" \"9\" is not an octal mode\n"
+              "img/image.toml:6: unknown key \"owner\" in [[files]] (expected src, dst, mode)\n"
+              "img/image.toml:7: [[files]] entry without \"src\"\n"
+              "img/image.toml:7: [[files]] entry without \"dst\"");
 }
 
 TEST_F(ImageDefinitionTest, BootErrors) {

@@ -806,6 +806,26 @@ TEST_F(PackageFilesTest, PrivateKeyFileMustBePrivate) {
     EXPECT_EQ(loaded->public_key().fingerprint, key->public_key().fingerprint);
 }
 
+// The .pub where the private key belongs is named as a public key, not a key to chmod (a public
+// key is world-readable by design); a private key that is not private still is.
+TEST_F(PackageFilesTest, PublicKeyGivenAsPrivateKeyIsNamed) {
+    auto key = SigningKey::Generate();
+    ASSERT_TRUE(key);
+    Write(dir_ / "k.pub", *key->PublicPem(), 0644);
+    auto loaded = SigningKey::LoadFile(dir_ / "k.pub");
+    ASSERT_FALSE(loaded);
+    EXPECT_EQ(loaded.error().message(),
+              (dir_ / "k.pub").string() + ": this is a public key (fingerprint " +
+                  key->public_key().fingerprint +
+                  "), not a private key: pass the private key it belongs to (peinit-pkg keygen "
+                  "writes NAME.key beside NAME.pub)");
+    Write(dir_ / "junk.key", "not a key at all\n", 0600);
+    auto junk = SigningKey::LoadFile(dir_ / "junk.key");
+    ASSERT_FALSE(junk);
+    EXPECT_NE(junk.error().message().find("not a PEM private key"), std::string::npos)
+        << junk.error().message();
+}
+
 TEST_F(PackageFilesTest, ReadFileOnce) {
     Write(dir_ / "f", "hello");
     auto data = ReadFileOnce(dir_ / "f");

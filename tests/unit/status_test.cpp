@@ -4,6 +4,7 @@
 
 #include "peinit/core/status.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <linux/module_lockdown.h>
 
@@ -479,6 +480,19 @@ TEST(Status, LockedByBootStepAlthoughPolicySaidNoIsAProblem) {
     in.policy = Rec("policy.json", kPolicyNoLock);
     Status s = BuildStatus(in);
     EXPECT_EQ(s.ExitCode(), 1);
+}
+
+// A module the deny list kept out is the policy at work: a note (the same warning `peinit plan`
+// and `peinit-image build` give), and the exit status stays 0.
+TEST(Status, BlacklistedModuleIsANoteNotAProblem) {
+    Status s = BuildStatus(LockedBoot());
+    EXPECT_EQ(s.ExitCode(), 0) << RenderStatusText(s);
+    EXPECT_TRUE(s.problems.empty());
+    EXPECT_THAT(s.notes, ::testing::Contains(
+                             "module floppy blacklisted (hive Blacklist), requested by unit base"));
+    EXPECT_NE(RenderStatusText(s).find("Notes:\n  - module floppy blacklisted (hive Blacklist)"),
+              std::string::npos)
+        << RenderStatusText(s);
 }
 
 TEST(Status, FailedModuleIsAProblem) {

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "peinit/sys/config_files.h"
+#include "tests/unit/fixture_roots.h"
 
 namespace peinit {
 namespace {
@@ -181,20 +182,80 @@ TEST(UnitErrors, TomlSyntaxErrorUsesTomlppLine) {
 }
 
 // Found by tests/fuzz (hive, units): toml++ 3.3.0 reaches __builtin_unreachable() when it
-// classifies code points such as U+00E9 as whitespace (here: inside a key), so these are refused
-// before toml++ sees the text; an escape in a string still works.
-TEST(UnitErrors, CodePointsTomlppMishandlesAreRefusedWithTheirLine) {
-    EXPECT_THAT(ParseErrors("u.toml", "[[module]]\nname = \"a\"\n\"caf\u00e9\" = 1\n"),
-                ElementsAre("units/u.toml:3: character U+00E9 is not accepted (the TOML library "
-                            "mishandles it); in a string, write it as \\u00E9 instead"));
-    EXPECT_THAT(ParseErrors("s.toml", "s = \"\"\"\\\n\u00a7\"\"\"\n"),
-                ElementsAre("units/s.toml:2: character U+00A7 is not accepted (the TOML library "
-                            "mishandles it); in a string, write it as \\u00A7 instead"));
+// classifies code points such as U+00E9 as whitespace. It does so outside strings and comments
+// (here: in a bare key, where non-ASCII is not TOML anyway), right after a backslash in a
+// multi-line basic string, and at the first character after a line-ending backslash: there they
+// are refused before toml++ sees the text, with their line; an escape still spells them.
+TEST(UnitErrors, CodePointsTomlppMishandlesAreRefusedWhereItClassifiesThem) {
+    EXPECT_THAT(ParseErrors("u.toml", "[[module]]\nname = \"a\"\ncaf\u00e9 = 1\n"),
+                ElementsAre("units/u.toml:3: character U+00E9 is not accepted outside a string "
+                            "or comment (the TOML library mishandles it there); write it as "
+                            "\\u00E9 inside a string"));
+    EXPECT_THAT(ParseErrors("s.toml", "s = \"\"\"a \\\n\n   \u00a7\"\"\"\n"),
+                ElementsAre("units/s.toml:3: character U+00A7 is not accepted as the first "
+                            "character after a line-ending backslash (the TOML library "
+                            "mishandles it there); write it as \\u00A7 inside a string"));
+    EXPECT_THAT(ParseErrors("t.toml", "s = \"\"\"\nx\\\u3001\"\"\"\n"),
+                ElementsAre("units/t.toml:2: character U+3001 is not accepted right after a "
+                            "backslash (the TOML library mishandles it there); write it as "
+                            "\\u3001 inside a string"));
+    // A value that starts with a digit or a sign is read ahead to the next value terminator,
+    // quotes included (found by tests/fuzz, target toml); a date is read on past one space.
+    EXPECT_THAT(ParseErrors("n.toml", "s = +\"\u00e9\"\n"),
+                ElementsAre("units/n.toml:1: character U+00E9 is not accepted outside a string "
+                            "or comment (the TOML library mishandles it there); write it as "
+                            "\\u00E9 inside a string"));
+    EXPECT_THAT(ParseErrors("d.toml", "d = 1979-05-27 '\u2c60'\n"),
+                ElementsAre("units/d.toml:1: character U+2C60 is not accepted outside a string "
+                            "or comment (the TOML library mishandles it there); write it as "
+                            "\\u2C60 inside a string"));
+    // After a terminator the next string is a string again.
+    EXPECT_THAT(ParseErrors("a.toml", "x = [1, \"\u00e9\", -2,'\u00e9']\n[[module]]\nname = \"a\"\n"),
+                ElementsAre("units/a.toml:1: unknown key \"x\""));
+    // The same code points where toml++ only compares them with delimiters reach toml++, which
+    // reports what is wrong in TOML terms.
+    EXPECT_THAT(ParseErrors("k.toml", "\"caf\u00e9\" = 1\n[[module]]\nname = \"a\"\n"),
+                ElementsAre("units/k.toml:1: unknown key \"caf\u00e9\""));
+    EXPECT_THAT(ParseErrors("e.toml", "description = \"\\\u00e9\"\n"),
+                ElementsAre("units/e.toml:1: Error while parsing string: unknown escape "
+                            "sequence '\\\u00e9'"));
+}
+
+TEST(UnitErrors, InvalidUtf8IsRefusedWithItsLineEvenInComments) {
     EXPECT_THAT(ParseErrors("b.toml", "description = \"\xcc\"\n"),
                 ElementsAre("units/b.toml:1: not valid UTF-8"));
-    Unit u = MustParse("units/e.toml",
-                       "description = \"caf\\u00e9 \u65e5\"\n[[module]]\nname = \"a\"\n");
-    EXPECT_EQ(u.description, "caf\u00e9 \u65e5");
+    EXPECT_THAT(ParseErrors("c.toml", "[[module]]\nname = \"a\"\n# caf\xc3\n"),
+                ElementsAre("units/c.toml:3: not valid UTF-8"));
+    // Overlong (U+002F in two bytes), a surrogate (U+D800), past U+10FFFF.
+    for (const char* bad : {"# \xc0\xaf\n", "# \xed\xa0\x80\n", "# \xf4\x90\x80\x80\n"}) {
+        EXPECT_THAT(ParseErrors("o.toml", std::string("\n") + bad),
+                    ElementsAre("units/o.toml:2: not valid UTF-8"))
+            << bad;
+    }
+}
+
+// UTF-8 in comments and string values is accepted raw, in every kind of string, and kept byte
+// for byte, the code points toml++ would mishandle elsewhere included (U+00E9, U+00A7, U+3001,
+// U+FB30); a line-ending backslash before other text still works.
+TEST(Units, Utf8InCommentsAndStringValuesIsKept) {
+    const std::string text =
+        "# R\u00e9seau \u00a7 \u3001 \ufb30 \u65e5\u672c\n"
+        "description = \"R\u00e9seau \u00a7\u3001\ufb30\"  # caf\u00e9\n"
+        "[[module]]  # \u00e9\n"
+        "name = \"a\"\n"
+        "[[service]]\n"
+        "name = \"s\"\n"
+        "exec = ['/bin/echo', 'caf\u00e9 \u00a7', \"\"\"\n\u00e9\n\u3001\"\"\",\n"
+        "        '''\u00a7\n\u00e9''', \"\"\"x \\\n   \u65e5\u00e9\"\"\", \"\\u00e9\"]\n"
+        "environment = { GREETING = \"gr\u00fc\u00df dich\" }\n";
+    Unit u = MustParse("units/utf8.toml", text);
+    EXPECT_EQ(u.description, "R\u00e9seau \u00a7\u3001\ufb30");
+    ASSERT_EQ(u.services.size(), 1u);
+    EXPECT_THAT(u.services[0].exec,
+                ElementsAre("/bin/echo", "caf\u00e9 \u00a7", "\u00e9\n\u3001", "\u00a7\n\u00e9",
+                            "x \u65e5\u00e9", "\u00e9"));
+    ASSERT_EQ(u.services[0].environment.size(), 1u);
+    EXPECT_EQ(u.services[0].environment[0].second, "gr\u00fc\u00df dich");
 }
 
 TEST(UnitErrors, UnknownTopLevelKey) {
@@ -693,6 +754,84 @@ TEST(Check, ExplicitHiveMustExist) {
     CheckReport report = CheckConfiguration(options);
     EXPECT_THAT(report.problems,
                 ElementsAre(root.path() + "/nope.toml: cannot read: No such file or directory"));
+}
+
+// Issue 16 acceptance: one unit file with eleven independent mistakes (wrong types, unknown keys,
+// a missing name, a bad path, a bad uid, an unknown privilege, a bad exit action, an unknown
+// `after` target, and two TOML syntax errors in different tables). One run of `peinit check`
+// names every one of them, each with its file and line.
+TEST(UnitCheckCli, EveryMistakeOfOneUnitInOneRun) {
+    char tmpl[] = "/tmp/peinit-check-cli-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    fs::path dir = tmpl;
+    std::ofstream(dir / "base.toml") << "[[module]]\nname = \"loop\"\n";
+    std::ofstream(dir / "net.toml") << R"(# Réseau: the host's network drivers
+description = "Réseau"
+after = ["base", "ghost"]
+sequential = "yes"
+modlues = []
+
+[[module]]
+name = "dummy"
+
+[[module]]
+name = "e1000e"
+optional = maybe
+
+[[module]]
+nmae = "vxlan"
+
+[[service]]
+name = "dhcp"
+exec = ["sbin/dhcpcd"]
+uid = -1
+privileges = ["SeTcb"]
+
+[[service]]
+name = "ntp"
+exec = ["/sbin/ntpd"]
+exec = ["/sbin/chronyd"]
+
+[[service]]
+name = "log"
+exec = ["/sbin/syslogd"]
+exit_action = "halt"
+)";
+    auto r = testing::RunCommand(
+        {testing::PeinitBinary().string(), "check", "--no-trust-check", dir.string()});
+    fs::remove_all(dir);
+    const std::string f = dir.string() + "/net.toml:";
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_EQ(r.out,
+              f + "4: \"sequential\" must be a boolean, not string\n" +
+              f + "5: unknown key \"modlues\"\n" +
+              f + "12: Error while parsing value: could not determine value type\n" +
+              f + "14: [[module]] has no \"name\"\n" +
+              f + "15: unknown key \"nmae\" in [[module]]\n" +
+              f + "19: \"exec\" program must be an absolute path, not \"sbin/dhcpcd\"\n" +
+              f + "20: uid -1 is out of range\n" +
+              f + "21: unknown privilege \"SeTcb\" in \"privileges\" (known: "
+                  "SeLoadDriverPrivilege, SeTcbPrivilege)\n" +
+              f + "26: Error while parsing key-value pair: cannot redefine existing array "
+                  "'exec'\n" +
+              f + "31: exit_action must be \"none\", \"poweroff\" or \"reboot\", not \"halt\"\n" +
+              f + "3: unknown unit \"ghost\" in \"after\"\n" +
+              "peinit check: 1 unit(s), 1 module(s), 0 service(s); hive absent (defaults); 11 "
+              "problem(s)\n");
+}
+
+// A syntax error hides nothing outside its table; inside it, only the error itself is reported
+// (what the other checks find there may be its consequence: the line it was on is skipped).
+TEST(UnitErrors, SyntaxErrorsAreReportedWithTheRestOfTheFile) {
+    EXPECT_THAT(ParseErrors("s.toml", "description = 1\n[[module]]\nname = \n"
+                                      "[[module]]\nname = \"a\"\nopts = 1\n"
+                                      "[[service]]\nname = \"s\"\nexec = [\"/x\"\nuser = \"u\"\n"),
+                ElementsAre("units/s.toml:1: \"description\" must be a string, not integer",
+                            "units/s.toml:3: Error while parsing key-value pair: expected value, "
+                            "saw '\\n'",
+                            "units/s.toml:6: unknown key \"opts\" in [[module]]",
+                            "units/s.toml:10: Error while parsing array: expected comma or "
+                            "closing ']', saw 'u'"));
 }
 
 }  // namespace
