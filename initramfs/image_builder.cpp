@@ -141,6 +141,22 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
             have_kernel = true;
             modules_tree = c.kernel;
             modules_resolvable = !def.Broken("extra_modules");
+            // kernel/build names every release it makes *-peinit (CONFIG_LOCALVERSION): a tree
+            // of another kind boots without the lock syscall, or with a kernel the image's
+            // other files were not meant for.
+            const bool peinit_release = c.kernel.kver.ends_with("-peinit");
+            if (peinit_release != (def.kernel == KernelKind::kPeinit)) {
+                errors.push_back(
+                    def.file +
+                    (def.kernel_line > 0 ? ":" + std::to_string(def.kernel_line) : "") +
+                    ": kernel = \"" +
+                    KernelKindName(def.kernel) + "\" but " + c.kernel.dir + " holds kernel " +
+                    c.kernel.kver + (peinit_release ? ", a peinit kernel (kernel/build)"
+                                                    : ", not a peinit kernel (kernel/build's "
+                                                      "releases end in -peinit)") +
+                    ": set kernel = \"" + (peinit_release ? "peinit" : "debian") +
+                    "\" or give the right --kernel-dir");
+            }
         } else {
             errors.push_back(def.file + ": kernel \"" + KernelKindName(def.kernel) +
                              "\": " + kernel.error().message());

@@ -291,6 +291,7 @@ class Parser {
                         continue;
                     }
                     have_kernel = true;
+                    def.kernel_line = LineOf(v);
                 }
             } else if (key == "units") {
                 for (auto& d : StringList(v, key))

@@ -57,6 +57,7 @@ struct ImageDefinition {
     std::string file;  // path of image.toml, as used in messages
     std::string description;
     KernelKind kernel = KernelKind::kPeinit;
+    int kernel_line = 0;
     std::vector<Located<std::string>> unit_dirs;  // absolute host paths
     std::optional<Located<std::string>> hive;     // absolute host path
     std::string cmdline;

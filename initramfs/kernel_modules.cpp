@@ -14,9 +14,14 @@
 
 #include "initramfs/elf_closure.h"
 #include "initramfs/process.h"
+#include "peinit/core/cmdline.h"
+#include "peinit/core/module_policy.h"
 #include "peinit/core/plan.h"
 #include "peinit/sys/kernel_release.h"
 #include "peinit/sys/kmod.h"
+#include "peinit/sys/module_decompress.h"
+#include "peinit/sys/module_elf.h"
+#include "peinit/sys/package.h"
 
 namespace peinit::image {
 
@@ -59,9 +64,9 @@ std::vector<std::string> ListDir(const std::string& dir) {
     return out;
 }
 
-std::string Join(const std::vector<std::string>& v) {
+std::string Join(const std::vector<std::string>& v, std::string_view sep = "\n") {
     std::string s;
-    for (const auto& e : v) s += (s.empty() ? "" : "\n") + e;
+    for (const auto& e : v) s += (s.empty() ? "" : std::string(sep)) + e;
     return s;
 }
 
@@ -102,6 +107,43 @@ Result<KernelTree> OpenKernelTree(const std::string& dir_in) {
     return k;
 }
 
+namespace {
+
+// The kernel ignores a parameter a module does not declare (a warning in its log, then the
+// module loads): a unit's options naming one would only show at boot, as a module that
+// "loaded" without its setting. Checked against the module's own .modinfo (parm=, parmtype=);
+// `dyndbg` is accepted by every module. The error names the request's origin (unit file:line).
+Result<void> CheckModuleParameters(const PlanEntry& e, const PlanInput& input) {
+    auto bytes = ReadFileOnce(e.path);
+    if (!bytes) return bytes.error();
+    auto image = ModuleImageOf(e.path, *bytes);
+    if (!image) return image.error();
+    auto info = ReadModuleElf(image->bytes());
+    if (!info) return info.error().Context(e.path + ": ");
+    if (!*info) return Ok();  // not ELF: the package check says so
+    std::vector<std::string> unknown;
+    for (const auto& p : TokenizeCmdline(e.options)) {
+        const std::string name = NormalizeModuleName(p.key);
+        if (name == "dyndbg") continue;
+        const auto& params = (*info)->parameters;
+        if (std::none_of(params.begin(), params.end(), [&](const std::string& q) {
+                return NormalizeModuleName(q) == name;
+            })) {
+            unknown.push_back("\"" + p.key + "\"");
+        }
+    }
+    if (unknown.empty()) return Ok();
+    std::vector<std::string> origins;
+    for (std::size_t r : e.direct) origins.push_back(input.requests[r].origin.name);
+    const auto& params = (*info)->parameters;
+    return Err((origins.empty() ? std::string("modprobe.d") : Join(origins, ", ")) + ": module " +
+               e.name + " has no parameter " + Join(unknown, ", ") + " (options \"" + e.options +
+               "\"; it has " + (params.empty() ? "none" : Join(params, ", ")) +
+               "): the kernel would ignore it");
+}
+
+}  // namespace
+
 Result<ModuleClosure> ResolveModuleClosure(const KernelTree& kernel,
                                            const std::vector<ModuleWant>& wants,
                                            const std::vector<ModuleDeny>& deny) {
@@ -126,6 +168,12 @@ Result<ModuleClosure> ResolveModuleClosure(const KernelTree& kernel,
     // there and the boot-time plan sees the whole graph.
     Plan plan = PEINIT_TRY(BuildPlan(**db, input));
     for (const auto& e : plan.errors) errors.push_back("module plan: " + e);
+    if (!errors.empty()) return Err(Join(errors));
+
+    for (const PlanEntry& e : plan.entries) {
+        if (e.status != ModuleStatus::kLoad || e.options.empty()) continue;
+        if (auto r = CheckModuleParameters(e, input); !r) errors.push_back(r.error().message());
+    }
     if (!errors.empty()) return Err(Join(errors));
 
     ModuleClosure out;

@@ -3,11 +3,13 @@
 #include <gelf.h>
 #include <libelf.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <mutex>
 
 #include "peinit/core/module_policy.h"
+#include "peinit/sys/module_decompress.h"
 #include "peinit/sys/package_format.h"
 
 namespace peinit {
@@ -23,23 +25,26 @@ std::string_view Bytes(Elf_Data* data) {
     return {static_cast<const char*>(data->d_buf), data->d_size};
 }
 
-// `name=` among the NUL-separated key=value strings of .modinfo ("" when absent).
-std::string ModinfoName(std::string_view modinfo) {
+// The NUL-separated key=value strings of .modinfo, in order.
+std::vector<std::pair<std::string_view, std::string_view>> ModinfoEntries(std::string_view modinfo) {
+    std::vector<std::pair<std::string_view, std::string_view>> out;
     for (std::size_t pos = 0; pos < modinfo.size();) {
         std::size_t end = modinfo.find('\0', pos);
         if (end == std::string_view::npos) end = modinfo.size();
         std::string_view entry = modinfo.substr(pos, end - pos);
-        if (entry.starts_with("name=")) return std::string(entry.substr(5));
+        if (auto eq = entry.find('='); eq != std::string_view::npos) {
+            out.emplace_back(entry.substr(0, eq), entry.substr(eq + 1));
+        }
         pos = end + 1;
     }
-    return "";
+    return out;
 }
 
 }  // namespace
 
-Result<std::optional<std::string>> ModuleNameOfImage(std::span<const std::byte> image) {
+Result<std::optional<ModuleElfInfo>> ReadModuleElf(std::span<const std::byte> image) {
     if (image.size() < EI_NIDENT || std::memcmp(image.data(), ELFMAG, SELFMAG) != 0) {
-        return std::optional<std::string>();
+        return std::optional<ModuleElfInfo>();
     }
     static std::once_flag version_once;
     std::call_once(version_once, [] { (void)elf_version(EV_CURRENT); });
@@ -62,6 +67,7 @@ Result<std::optional<std::string>> ModuleNameOfImage(std::span<const std::byte> 
     if (elf_getshdrstrndx(elf.get(), &shstrndx) != 0) {
         return Err(std::string("no section name table: ") + elf_errmsg(-1));
     }
+    ModuleElfInfo info;
     std::string modinfo_name;
     std::optional<std::string> this_module_name;
     for (Elf_Scn* scn = elf_nextscn(elf.get(), nullptr); scn != nullptr;
@@ -71,7 +77,19 @@ Result<std::optional<std::string>> ModuleNameOfImage(std::span<const std::byte> 
         const char* name = elf_strptr(elf.get(), shstrndx, shdr.sh_name);
         if (name == nullptr) continue;
         if (std::strcmp(name, ".modinfo") == 0) {
-            modinfo_name = ModinfoName(Bytes(elf_rawdata(scn, nullptr)));
+            for (const auto& [key, value] : ModinfoEntries(Bytes(elf_rawdata(scn, nullptr)))) {
+                if (key == "name") {
+                    modinfo_name = value;
+                } else if (key == "vermagic") {
+                    info.vermagic = value;
+                } else if (key == "parm" || key == "parmtype") {
+                    std::string param(value.substr(0, value.find(':')));
+                    if (std::find(info.parameters.begin(), info.parameters.end(), param) ==
+                        info.parameters.end()) {
+                        info.parameters.push_back(std::move(param));
+                    }
+                }
+            }
         } else if (std::strcmp(name, ".gnu.linkonce.this_module") == 0) {
             std::string_view data = Bytes(elf_rawdata(scn, nullptr));
             if (data.size() <= kThisModuleNameOffset) {
@@ -89,7 +107,18 @@ Result<std::optional<std::string>> ModuleNameOfImage(std::span<const std::byte> 
         return Err(".modinfo names module \"" + modinfo_name +
                    "\" but .gnu.linkonce.this_module names \"" + *this_module_name + "\"");
     }
-    return std::optional<std::string>(NormalizeModuleName(*this_module_name));
+    info.name = NormalizeModuleName(*this_module_name);
+    return std::optional<ModuleElfInfo>(std::move(info));
+}
+
+Result<std::optional<std::string>> ModuleNameOfImage(std::span<const std::byte> image) {
+    auto info = PEINIT_TRY(ReadModuleElf(image));
+    if (!info) return std::optional<std::string>();
+    return std::optional<std::string>(info->name);
+}
+
+std::string KernelReleaseOfVermagic(std::string_view vermagic) {
+    return std::string(vermagic.substr(0, vermagic.find(' ')));
 }
 
 Result<void> CheckModuleName(std::span<const std::byte> image, std::string_view expected,
@@ -103,6 +132,30 @@ Result<void> CheckModuleName(std::span<const std::byte> image, std::string_view 
         return Reject(PackageReject::kModuleNameMismatch,
                       std::string(path) + " holds module \"" + **name + "\", not \"" +
                           NormalizeModuleName(expected) + "\"");
+    }
+    return Ok();
+}
+
+Result<void> CheckModuleFile(std::string_view path, std::span<const std::byte> bytes,
+                             std::string_view kernel_release) {
+    const std::string where(path);
+    auto image = ModuleImageOf(path, bytes);
+    if (!image) return image.error();
+    auto info = ReadModuleElf(image->bytes());
+    if (!info) return info.error().Context(where + ": ");
+    if (!*info) return Err(where + ": not a kernel module (no ELF header)");
+    const std::string expected = ModuleNameOfPath(where);
+    if ((*info)->name != NormalizeModuleName(expected)) {
+        return Err(where + ": holds module \"" + (*info)->name + "\", not \"" +
+                   NormalizeModuleName(expected) + "\" (a module is looked up by its file name)");
+    }
+    if (!kernel_release.empty() && !(*info)->vermagic.empty()) {
+        const std::string built_for = KernelReleaseOfVermagic((*info)->vermagic);
+        if (built_for != kernel_release) {
+            return Err(where + ": built for kernel " + built_for + " (vermagic \"" +
+                       (*info)->vermagic + "\"), not " + std::string(kernel_release) +
+                       ": the kernel would refuse it (ENOEXEC)");
+        }
     }
     return Ok();
 }

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "peinit/sys/module_elf.h"
 #include "peinit/sys/package.h"
 #include "peinit/tools/host_args.h"
 
@@ -63,6 +64,9 @@ constexpr const char* kCreateHelp =
                          FILE.ko...
 
 Builds package PKG holding each FILE.ko as modules/<basename>, for kernel release KVER.
+Each FILE (.ko, or .ko.gz/.ko.xz/.ko.zst) must be an ELF kernel module named as its file
+(foo-bar.ko holds foo_bar) and built for KVER (its vermagic); every input that is not is
+named, and nothing is written.
   --sign-key PRIV       sign the manifest with this Ed25519 key (else the package is unsigned
                         until `peinit-pkg sign`)
   --module-sign-key, --module-sign-cert, --sign-file
@@ -339,6 +343,20 @@ int Create(std::span<char* const> argv) {
     }
 
     PackageSpec spec{*name, *version, *kver, {}};
+    // Every input is checked before anything is signed or written, all of them in one run.
+    std::vector<std::string> problems;
+    for (const auto& file : args->operands) {
+        auto data = ReadFileOnce(file, kMaxPayloadFileBytes);
+        if (!data) {
+            problems.push_back(data.error().message());
+        } else if (auto ok = CheckModuleFile(file, *data, *kver); !ok) {
+            problems.push_back(ok.error().message());
+        }
+    }
+    if (!problems.empty()) {
+        for (const auto& p : problems) std::fprintf(stderr, "peinit-pkg: %s\n", p.c_str());
+        return Fail(std::to_string(problems.size()) + " input file(s) cannot go into a package");
+    }
     for (const auto& file : args->operands) {
         fs::path path = file;
         auto data = module_signing ? KernelSignModule(*sign_file, *mod_key, *mod_cert, path)

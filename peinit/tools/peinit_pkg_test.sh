@@ -48,17 +48,33 @@ expect 0 "keygen makes its own directory" -- "$pkg" keygen --out-dir "$work/new-
 [[ $(stat -c %a "$work/new-keys") == 700 ]] || { echo "FAIL: new key dir mode"; failures=$((failures + 1)); }
 mkdir trust && cp keys/test.pub trust/
 
-# Fake modules: alpha.ko is an x86-64 ELF relocatable naming itself "alpha" where a kernel
-# module does (.modinfo name= and struct module's name in .gnu.linkonce.this_module), which the
-# name binding checks; beta.ko is not ELF at all (the kernel would refuse it by itself).
-cat >alpha.c <<'EOF'
-__attribute__((section(".modinfo"), used)) static const char info[] = "name=alpha\0alpha-module-bytes";
+# Fake modules: x86-64 ELF relocatables that name themselves where a kernel module does
+# (.modinfo name= and vermagic=, struct module's name in .gnu.linkonce.this_module), which
+# create and the name binding check. mkmod FILE NAME VERMAGIC [PADDING]
+mkmod() {
+    cat >"$1.c" <<EOF
+__attribute__((section(".modinfo"), used)) static const char info[] = "name=$2\\0vermagic=$3\\0$2-module-bytes";
 __attribute__((section(".gnu.linkonce.this_module"), used)) struct { char pad[24]; char name[56]; }
-    this_module = {{0}, "alpha"};
+    this_module = {{0}, "$2"};
+static const char padding[${4:-1}] __attribute__((used)) = {1};
 EOF
-cc -c -o alpha.ko alpha.c
+    cc -c -o "$1" "$1.c"
+}
+mkmod alpha.ko alpha "6.1.0-56-amd64 SMP preempt mod_unload modversions"
 alpha_size=$(stat -c %s alpha.ko)
-head -c 5000 /dev/urandom >beta.ko
+mkmod beta.ko beta "6.1.0-56-amd64 SMP preempt mod_unload modversions" 5000
+
+# create refuses what the kernel would refuse, naming each input, and writes nothing.
+head -c 3000 /dev/urandom >random.ko
+mkmod other.ko notother "6.1.0-56-amd64 SMP"
+mkmod foreign.ko foreign "6.1.0-57-amd64 SMP preempt mod_unload modversions"
+expect 1 "create refuses non-modules" -- "$pkg" create --name bad --version 1 \
+    --kver 6.1.0-56-amd64 -o bad.pkg alpha.ko random.ko other.ko foreign.ko
+contains err "random.ko: not a kernel module (no ELF header)" "non-ELF input"
+contains err "other.ko: holds module \"notother\", not \"other\"" "misnamed input"
+contains err "foreign.ko: built for kernel 6.1.0-57-amd64 (vermagic" "another kernel's module"
+contains err "3 input file(s) cannot go into a package" "every input named"
+[[ ! -e bad.pkg ]] || { echo "FAIL: bad.pkg written"; failures=$((failures + 1)); }
 
 # create (signed), verify, list.
 expect 0 "create signed" -- "$pkg" create --name demo --version 1.0 --kver 6.1.0-56-amd64 \

@@ -605,6 +605,45 @@ TEST_F(ImageBuildTest, ServiceProgramMustBeShipped) {
     EXPECT_EQ(ok->tree.Find("/bin/echo")->mode, 0755u);
 }
 
+// Issue 16: mistakes that would only show at boot are build errors: unit options naming a
+// parameter the module does not declare (the kernel ignores it and loads the module), and a
+// kernel = "peinit" image given another kernel's directory.
+TEST_F(ImageBuildTest, UnknownModuleParameterAndWrongKernelKindFailTheBuild) {
+    std::string img = out_ + "/img";
+    ASSERT_EQ(std::system(("mkdir -p " + img + "/units").c_str()), 0);
+    std::ofstream(img + "/image.toml") << "kernel = \"debian\"\nunits = [\"units\"]\n";
+    std::ofstream(img + "/units/net.toml")
+        << "description = \"x\"\n\n[[module]]\nname = \"dummy\"\n"
+           "options = \"numdummies=2 numdumies=3\"\n";
+    auto def = LoadImageDefinition(img);
+    ASSERT_TRUE(def) << def.error().message();
+    auto r = ComposeImage(*def, Options());
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message().find(
+                  img + "/units/net.toml:3: module dummy has no parameter \"numdumies\" "
+                        "(options \"numdummies=2 numdumies=3\"; it has numdummies): the kernel "
+                        "would ignore it"),
+              std::string::npos)
+        << r.error().message();
+    std::ofstream(img + "/units/net.toml")
+        << "description = \"x\"\n\n[[module]]\nname = \"dummy\"\noptions = \"numdummies=2\"\n";
+    def = LoadImageDefinition(img);
+    ASSERT_TRUE(def);
+    auto ok = ComposeImage(*def, Options());
+    ASSERT_TRUE(ok) << ok.error().message();
+
+    std::ofstream(img + "/image.toml") << "kernel = \"peinit\"\nunits = [\"units\"]\n";
+    def = LoadImageDefinition(img);
+    ASSERT_TRUE(def);
+    auto kind = ComposeImage(*def, Options());  // Options() gives Debian's kernel directory
+    ASSERT_FALSE(kind);
+    EXPECT_NE(kind.error().message().find(img + "/image.toml:1: kernel = \"peinit\" but " +
+                                          kernel_dir_ + " holds kernel " + kver_ +
+                                          ", not a peinit kernel"),
+              std::string::npos)
+        << kind.error().message();
+}
+
 TEST_F(ImageBuildTest, ConflictingPathsFail) {
     std::string img = out_ + "/img";
     ASSERT_EQ(std::system(("mkdir -p " + img).c_str()), 0);
