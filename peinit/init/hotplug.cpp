@@ -180,23 +180,11 @@ void Hotplug::WriteRecord() const {
                                    {"detail", d.detail},
                                    {"boot_offset_ms", d.boot_offset_ms}});
     }
-    toml::array mods;
-    for (const auto& o : outcomes_) {
-        toml::array chains;
-        for (const auto& c : o.requested_by) chains.push_back(c);
-        mods.push_back(toml::table{{"name", o.module},
-                                   {"status", std::string(ToString(o.status))},
-                                   {"requested_by", std::move(chains)},
-                                   {"error", o.error},
-                                   {"reason", o.reason},
-                                   {"package", o.package},
-                                   {"duration_us", static_cast<int64_t>(o.duration.count())}});
-    }
     toml::table record{
         {"version", 1},
         {"policy", std::string(ToString(ctx_.policy.autoload.value))},
         {"devices", std::move(devs)},
-        {"modules", std::move(mods)},
+        {"modules", OutcomeRows(outcomes_)},
     };
     std::string path = ctx_.paths.Under("/run/peinit/hotplug.json").string();
     if (auto r = WriteJsonAtomically(path, record); !r) {

@@ -23,6 +23,8 @@
 #include <string_view>
 #include <vector>
 
+#include <toml++/toml.h>
+
 #include "peinit/core/boot_context.h"
 #include "peinit/core/plan.h"
 #include "peinit/core/result.h"
@@ -151,5 +153,9 @@ class ModloadSession {
 
 // "EKEYREJECTED", or "errno N" when the name is unknown.
 std::string ErrnoName(int err);
+
+// The module rows of coldplug.json and hotplug.json: name, status, requested_by, error, reason,
+// package, duration_us (peinitctl reads them with the module stage's rows).
+toml::array OutcomeRows(const std::vector<ModuleOutcome>& outcomes);
 
 }  // namespace peinit

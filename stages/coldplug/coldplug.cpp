@@ -36,24 +36,12 @@ void WriteRecord(const BootContext& ctx, const std::vector<DeviceRecord>& device
                                    {"modules", std::move(resolved)},
                                    {"error", d.error}});
     }
-    toml::array mods;
-    for (const auto& o : outcomes) {
-        toml::array chains;
-        for (const auto& c : o.requested_by) chains.push_back(c);
-        mods.push_back(toml::table{{"name", o.module},
-                                   {"status", std::string(ToString(o.status))},
-                                   {"requested_by", std::move(chains)},
-                                   {"error", o.error},
-                                   {"reason", o.reason},
-                                   {"package", o.package},
-                                   {"duration_us", static_cast<int64_t>(o.duration.count())}});
-    }
     toml::table record{
         {"version", 1},
         {"policy", std::string(ToString(ctx.policy.autoload.value))},
         {"total_ms", total_ms},
         {"devices", std::move(devs)},
-        {"modules", std::move(mods)},
+        {"modules", OutcomeRows(outcomes)},
         {"error", error},
     };
     if (auto r = WriteJsonAtomically(ctx.paths.Under("/run/peinit/coldplug.json").string(), record);

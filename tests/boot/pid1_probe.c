@@ -97,7 +97,15 @@ int main(int argc, char** argv) {
   report("orphans_reaped", zombies == 0, detail);
 
   if (argc > 1 && strcmp(argv[1], "sigterm") == 0) {
-    report("sigterm_sent", kill(1, SIGTERM) == 0, strerror(errno));
+    // PID 1's shutdown answers with SIGTERM to every process at once, possibly before kill()
+    // returns here: held until the result is reported.
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigprocmask(SIG_BLOCK, &term, NULL);
+    int sent = kill(1, SIGTERM);
+    report("sigterm_sent", sent == 0, strerror(errno));
+    sigprocmask(SIG_UNBLOCK, &term, NULL);
     // The shutdown sends SIGTERM to every process; we wait for it.
     for (int i = 0; i < 100; ++i) usleep(100 * 1000);
     report("terminated_by_shutdown", 0, "still running 10 s after SIGTERM to PID 1");
