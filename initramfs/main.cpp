@@ -432,8 +432,8 @@ Result<void> PrepareCollectDir(const std::string& dir) {
 
 Result<void> ExtractCollected(const std::string& dir, const std::string& stream) {
     auto bytes = ReadFileOnce(stream, kMaxPackageBytes);
-    if (!bytes) return bytes.error();
-    if (bytes->empty()) {
+    if (!bytes && bytes.error().code() != ENOENT) return bytes.error();
+    if (!bytes || bytes->empty()) {  // no file: QEMU never opened the port
         return Err("the guest wrote no records to " + std::string(kCollectDevice) +
                    " (it did not shut down through peinit: a timeout, a crash, or a hand-over "
                    "to a real root); the console log is in " + dir + "/console.log");
