@@ -1,74 +1,19 @@
 #include "initramfs/elf_closure.h"
 
-#include <elf.h>
-#include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <climits>
 #include <cstring>
 #include <deque>
-#include <fstream>
 #include <map>
 #include <optional>
-#include <set>
+
+#include "peinit/sys/elf_file.h"
 
 namespace peinit::image {
 
 namespace {
-
-// A read-only mapping of a whole file.
-class MappedFile {
-  public:
-    ~MappedFile() {
-        if (data_ != nullptr && data_ != MAP_FAILED) ::munmap(data_, size_);
-    }
-    Result<void> Open(const std::string& path) {
-        int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) return ErrnoErr(path);
-        struct stat st;
-        if (::fstat(fd, &st) != 0) {
-            int e = errno;
-            ::close(fd);
-            return ErrnoErr(path, e);
-        }
-        if (!S_ISREG(st.st_mode)) {
-            ::close(fd);
-            return Err(path + ": not a regular file");
-        }
-        size_ = static_cast<size_t>(st.st_size);
-        if (size_ == 0) {
-            ::close(fd);
-            return Ok();
-        }
-        data_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-        int e = errno;
-        ::close(fd);
-        if (data_ == MAP_FAILED) {
-            data_ = nullptr;
-            return ErrnoErr(path + ": mmap", e);
-        }
-        return Ok();
-    }
-    const unsigned char* data() const { return static_cast<const unsigned char*>(data_); }
-    size_t size() const { return size_; }
-
-  private:
-    void* data_ = nullptr;
-    size_t size_ = 0;
-};
-
-struct Elf64Types {
-    using Ehdr = Elf64_Ehdr;
-    using Phdr = Elf64_Phdr;
-    using Dyn = Elf64_Dyn;
-};
-struct Elf32Types {
-    using Ehdr = Elf32_Ehdr;
-    using Phdr = Elf32_Phdr;
-    using Dyn = Elf32_Dyn;
-};
 
 std::vector<std::string> SplitColon(const std::string& s) {
     std::vector<std::string> out;
@@ -84,99 +29,32 @@ std::vector<std::string> SplitColon(const std::string& s) {
     return out;
 }
 
-template <typename T>
-Result<ElfInfo> Parse(const std::string& path, const unsigned char* data, size_t size) {
-    using Ehdr = typename T::Ehdr;
-    using Phdr = typename T::Phdr;
-    using Dyn = typename T::Dyn;
-    auto bad = [&](const std::string& what) { return Err(path + ": malformed ELF: " + what); };
-    if (size < sizeof(Ehdr)) return bad("truncated header");
-    Ehdr eh;
-    std::memcpy(&eh, data, sizeof eh);
-    ElfInfo info;
-    info.elf_class = data[EI_CLASS];
-    info.machine = eh.e_machine;
-    info.type = eh.e_type;
-    if (eh.e_phentsize != sizeof(Phdr) && eh.e_phnum != 0) return bad("program header size");
-    uint64_t ph_end = static_cast<uint64_t>(eh.e_phoff) + uint64_t{eh.e_phnum} * sizeof(Phdr);
-    if (ph_end > size) return bad("program headers beyond end of file");
-    std::vector<Phdr> phdrs(eh.e_phnum);
-    if (eh.e_phnum != 0) std::memcpy(phdrs.data(), data + eh.e_phoff, eh.e_phnum * sizeof(Phdr));
-
-    const Phdr* dynamic = nullptr;
-    for (const Phdr& ph : phdrs) {
-        if (ph.p_type == PT_INTERP) {
-            if (uint64_t{ph.p_offset} + ph.p_filesz > size || ph.p_filesz == 0)
-                return bad("PT_INTERP beyond end of file");
-            const char* s = reinterpret_cast<const char*>(data + ph.p_offset);
-            info.interp.assign(s, strnlen(s, ph.p_filesz));
-        } else if (ph.p_type == PT_DYNAMIC) {
-            dynamic = &ph;
+// The dynamic section's entries: DT_NEEDED, DT_RPATH, DT_RUNPATH, DT_SONAME, their strings read
+// from the section's linked string table.
+Result<void> ReadDynamic(const ElfFile& f, Elf_Scn* scn, const GElf_Shdr& shdr, ElfInfo& info) {
+    Elf_Data* data = elf_getdata(scn, nullptr);
+    if (data == nullptr) return Err(".dynamic section: " + ElfError());
+    GElf_Dyn dyn;
+    for (int i = 0; gelf_getdyn(data, i, &dyn) != nullptr && dyn.d_tag != DT_NULL; ++i) {
+        if (dyn.d_tag != DT_NEEDED && dyn.d_tag != DT_RPATH && dyn.d_tag != DT_RUNPATH &&
+            dyn.d_tag != DT_SONAME) {
+            continue;
+        }
+        const char* s = elf_strptr(f.get(), shdr.sh_link, dyn.d_un.d_val);
+        if (s == nullptr) {
+            return Err("dynamic entry " + std::to_string(i) + ": string offset " +
+                       std::to_string(dyn.d_un.d_val) + ": " + ElfError());
+        }
+        if (dyn.d_tag == DT_NEEDED) {
+            info.needed.emplace_back(s);
+        } else if (dyn.d_tag == DT_SONAME) {
+            info.soname = s;
+        } else {
+            auto& dirs = dyn.d_tag == DT_RPATH ? info.rpath : info.runpath;
+            for (auto& dir : SplitColon(s)) dirs.push_back(std::move(dir));
         }
     }
-    if (dynamic == nullptr) return info;  // static
-    if (uint64_t{dynamic->p_offset} + dynamic->p_filesz > size)
-        return bad("PT_DYNAMIC beyond end of file");
-
-    // Dynamic entries hold virtual addresses; map them to file offsets through PT_LOAD.
-    auto vaddr_to_offset = [&](uint64_t vaddr) -> std::optional<uint64_t> {
-        for (const Phdr& ph : phdrs) {
-            if (ph.p_type == PT_LOAD && vaddr >= ph.p_vaddr && vaddr < ph.p_vaddr + ph.p_filesz)
-                return vaddr - ph.p_vaddr + ph.p_offset;
-        }
-        return std::nullopt;
-    };
-
-    size_t count = dynamic->p_filesz / sizeof(Dyn);
-    std::vector<uint64_t> needed_off, rpath_off, runpath_off;
-    std::optional<uint64_t> soname_off;
-    uint64_t strtab = 0, strsz = 0;
-    bool have_strtab = false;
-    for (size_t i = 0; i < count; ++i) {
-        Dyn d;
-        std::memcpy(&d, data + dynamic->p_offset + i * sizeof(Dyn), sizeof d);
-        if (d.d_tag == DT_NULL) break;
-        switch (d.d_tag) {
-            case DT_NEEDED:
-                needed_off.push_back(d.d_un.d_val);
-                break;
-            case DT_RPATH:
-                rpath_off.push_back(d.d_un.d_val);
-                break;
-            case DT_RUNPATH:
-                runpath_off.push_back(d.d_un.d_val);
-                break;
-            case DT_SONAME:
-                soname_off = d.d_un.d_val;
-                break;
-            case DT_STRTAB:
-                strtab = d.d_un.d_ptr;
-                have_strtab = true;
-                break;
-            case DT_STRSZ:
-                strsz = d.d_un.d_val;
-                break;
-            default:
-                break;
-        }
-    }
-    if (needed_off.empty() && rpath_off.empty() && runpath_off.empty() && !soname_off) return info;
-    if (!have_strtab) return bad("DT_STRTAB missing");
-    auto str_file_off = vaddr_to_offset(strtab);
-    if (!str_file_off) return bad("DT_STRTAB outside every PT_LOAD segment");
-    if (*str_file_off + strsz > size) return bad("string table beyond end of file");
-    const char* strings = reinterpret_cast<const char*>(data + *str_file_off);
-    auto get = [&](uint64_t off) -> Result<std::string> {
-        if (off >= strsz) return bad("string offset beyond DT_STRSZ");
-        return std::string(strings + off, strnlen(strings + off, strsz - off));
-    };
-    for (uint64_t off : needed_off) info.needed.push_back(PEINIT_TRY(get(off)));
-    for (uint64_t off : rpath_off)
-        for (auto& p : SplitColon(PEINIT_TRY(get(off)))) info.rpath.push_back(p);
-    for (uint64_t off : runpath_off)
-        for (auto& p : SplitColon(PEINIT_TRY(get(off)))) info.runpath.push_back(p);
-    if (soname_off) info.soname = PEINIT_TRY(get(*soname_off));
-    return info;
+    return Ok();
 }
 
 std::string Dirname(const std::string& p) {
@@ -247,33 +125,63 @@ Result<std::string> ResolveInRoot(const std::string& root, const std::string& pa
 }  // namespace
 
 bool IsElfFile(const std::string& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
-    unsigned char magic[SELFMAG];
-    ssize_t n = ::read(fd, magic, SELFMAG);
-    ::close(fd);
-    return n == SELFMAG && std::memcmp(magic, ELFMAG, SELFMAG) == 0;
+    auto f = ElfFile::Open(path);
+    return f && f->IsElf();
 }
 
 bool IsElfRelocatable(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    char h[18] = {};
-    in.read(h, sizeof h);
-    // ELF magic, ET_REL (1) little-endian at e_type.
-    return in.gcount() == sizeof h && h[0] == 0x7f && h[1] == 'E' && h[2] == 'L' && h[3] == 'F' &&
-           h[16] == 1 && h[17] == 0;
+    auto f = ElfFile::Open(path);
+    if (!f || !f->IsElf()) return false;
+    auto ehdr = f->Header();
+    return ehdr && ehdr->e_type == ET_REL;
 }
 
 Result<ElfInfo> ReadElf(const std::string& path) {
-    MappedFile f;
-    PEINIT_TRY(f.Open(path));
-    const unsigned char* d = f.data();
-    if (f.size() < EI_NIDENT || std::memcmp(d, ELFMAG, SELFMAG) != 0)
-        return Err(path + ": not an ELF file");
-    if (d[EI_DATA] != ELFDATA2LSB) return Err(path + ": big-endian ELF is not supported");
-    if (d[EI_CLASS] == ELFCLASS64) return Parse<Elf64Types>(path, d, f.size());
-    if (d[EI_CLASS] == ELFCLASS32) return Parse<Elf32Types>(path, d, f.size());
-    return Err(path + ": unknown ELF class");
+    const ElfFile f = PEINIT_TRY(ElfFile::Open(path));
+    if (!f.IsElf()) return Err(path + ": not an ELF file");
+    auto bad = [&](const std::string& what) { return Err(path + ": malformed ELF: " + what); };
+    auto ehdr = f.Header();
+    if (!ehdr) return bad(ehdr.error().message());
+    ElfInfo info;
+    info.elf_class = ehdr->e_ident[EI_CLASS];
+    info.machine = ehdr->e_machine;
+    info.type = ehdr->e_type;
+
+    std::size_t phnum = 0;
+    if (elf_getphdrnum(f.get(), &phnum) != 0) return bad("program headers: " + ElfError());
+    bool dynamic = false;
+    for (std::size_t i = 0; i < phnum; ++i) {
+        GElf_Phdr ph;
+        if (gelf_getphdr(f.get(), static_cast<int>(i), &ph) == nullptr) {
+            return bad("program header " + std::to_string(i) + ": " + ElfError());
+        }
+        if (ph.p_type == PT_DYNAMIC) dynamic = true;
+        if (ph.p_type != PT_INTERP) continue;
+        Elf_Data* interp = elf_getdata_rawchunk(f.get(), static_cast<int64_t>(ph.p_offset),
+                                                ph.p_filesz, ELF_T_BYTE);
+        if (interp == nullptr || interp->d_size == 0) return bad("PT_INTERP: " + ElfError());
+        const char* text = static_cast<const char*>(interp->d_buf);
+        info.interp.assign(text, strnlen(text, interp->d_size));
+    }
+    if (!dynamic) return info;  // static
+
+    // The loader reads PT_DYNAMIC; its contents are the .dynamic section's, which libelf reads
+    // (and checks) with the string table the section links to.
+    std::size_t shnum = 0;
+    if (elf_getshdrnum(f.get(), &shnum) != 0) return bad("section headers: " + ElfError());
+    for (Elf_Scn* scn = elf_nextscn(f.get(), nullptr); scn != nullptr;
+         scn = elf_nextscn(f.get(), scn)) {
+        auto shdr = f.SectionHeader(scn);
+        if (!shdr) return bad(shdr.error().message());
+        if (shdr->sh_type == SHT_DYNAMIC) {
+            if (auto read = ReadDynamic(f, scn, *shdr, info); !read) {
+                return bad(read.error().message());
+            }
+            return info;
+        }
+    }
+    return bad("PT_DYNAMIC but no .dynamic section (section headers stripped?): its libraries "
+               "cannot be read");
 }
 
 Result<std::vector<std::string>> DefaultSearchDirs(uint16_t machine) {
@@ -358,7 +266,6 @@ Result<std::vector<ResolvedObject>> ElfClosure(const std::vector<std::string>& r
             const ElfInfo* requester) -> std::optional<std::pair<std::string, ElfInfo>> {
         auto host = ResolveInRoot(opts.sysroot, logical);
         if (!host) return std::nullopt;
-        if (!IsElfFile(*host)) return std::nullopt;
         auto info = ReadElf(*host);
         if (!info) return std::nullopt;
         if (requester != nullptr &&

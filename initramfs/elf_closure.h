@@ -2,7 +2,8 @@
 
 // The shared-library closure of ELF executables, computed the way the dynamic loader would at
 // run time but offline: PT_INTERP, DT_NEEDED, DT_RPATH/DT_RUNPATH (with $ORIGIN) and the
-// system search directories, read from the files with <elf.h> (no ldd, nothing is executed).
+// system search directories, read from the files with libelf (peinit/sys/elf_file.h; no ldd,
+// nothing is executed). A malformed file is an error naming it and what libelf found wrong.
 //
 // What we deliberately do not model: LD_LIBRARY_PATH and LD_PRELOAD (the image has no
 // environment at /init time), /etc/ld.so.cache (the image ships none, so the loader in the
@@ -35,7 +36,8 @@ bool IsElfFile(const std::string& path);
 // True for an ELF relocatable object (ET_REL), such as a kernel module (.ko).
 bool IsElfRelocatable(const std::string& path);
 
-// Parses the headers of one ELF file.
+// Reads the headers of one ELF file: the ELF header, PT_INTERP, and the .dynamic section (the
+// contents of PT_DYNAMIC) with its string table.
 Result<ElfInfo> ReadElf(const std::string& path);
 
 // One object the closure needs.

@@ -19,6 +19,8 @@
 #include "initramfs/image_builder.h"
 #include "initramfs/image_definition.h"
 #include "initramfs/process.h"
+#include "peinit/sys/boot_collect.h"
+#include "peinit/sys/package.h"
 #include "peinit/tools/host_args.h"
 #include "peinit/core/boot_plan.h"
 
@@ -82,7 +84,8 @@ mtime $SOURCE_DATE_EPOCH (0 when unset).
 
 constexpr const char* kBootUsage =
     R"(usage: peinit-image boot IMAGE [--smp N] [--memory MIB] [--timeout S] [--kernel-dir DIR]
-                         [--output OUT] [--disk FILE]... [-- EXTRA CMDLINE...]
+                         [--output OUT] [--disk FILE]... [--collect DIR]
+                         [-- EXTRA CMDLINE...]
 
 Builds IMAGE and boots it:
   qemu-system-x86_64 -accel tcg -machine q35 -m MIB -smp N -nographic -no-reboot
@@ -98,6 +101,13 @@ The guest console is this process's stdout; the exit status is QEMU's (124 on ti
                      /tmp, removed when QEMU exits)
   --disk FILE        attach FILE as a raw virtio disk (/dev/vda, /dev/vdb, ... in order),
                      e.g. a real root for root=UUID=...
+  --collect DIR      get the boot's records out of the VM: the console is also logged to
+                     DIR/console.log, the guest gets a second serial port and
+                     peinit.collect=/dev/ttyS1, on which PID 1 writes /run/peinit and the
+                     kernel log when it shuts down; they are extracted into DIR/run/peinit and
+                     DIR/dev/kmsg for `peinitctl status|modules|blame|timeline --root DIR`.
+                     DIR is created if missing (not its parents); an earlier collection in it
+                     is replaced. No records (a timeout, a hand-over to a real root) is exit 1.
 )";
 
 constexpr const char* kCheckUsage =
@@ -396,8 +406,44 @@ std::string QuoteForDisplay(const std::string& s) {
 }
 
 // QEMU's option syntax: a comma inside a value is written twice.
-void ReplaceAllCommas(std::string& s) {
+std::string QemuValue(std::string s) {
     for (size_t i = 0; (i = s.find(',', i)) != std::string::npos; i += 2) s.insert(i, ",");
+    return s;
+}
+
+// `boot --collect DIR`: the guest device PID 1 writes its records to (peinit.collect=), and the
+// file in DIR that QEMU's second serial port writes, extracted once QEMU is gone.
+constexpr const char* kCollectDevice = "/dev/ttyS1";
+constexpr const char* kCollectStream = "records.tar";
+
+// Creates DIR (its parent must exist) or reuses it, without the files of an earlier collection.
+Result<void> PrepareCollectDir(const std::string& dir) {
+    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoErr("mkdir");
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0) return ErrnoErr("stat");
+    if (!S_ISDIR(st.st_mode)) return Err("not a directory");
+    std::error_code ec;
+    for (const char* old : {"run/peinit", "dev/kmsg", "console.log", kCollectStream}) {
+        std::filesystem::remove_all(std::filesystem::path(dir) / old, ec);
+        if (ec) return Err(std::string(old) + ": " + ec.message());
+    }
+    return Ok();
+}
+
+Result<void> ExtractCollected(const std::string& dir, const std::string& stream) {
+    auto bytes = ReadFileOnce(stream, kMaxPackageBytes);
+    if (!bytes && bytes.error().code() != ENOENT) return bytes.error();
+    if (!bytes || bytes->empty()) {  // no file: QEMU never opened the port
+        return Err("the guest wrote no records to " + std::string(kCollectDevice) +
+                   " (it did not shut down through peinit: a timeout, a crash, or a hand-over "
+                   "to a real root); the console log is in " + dir + "/console.log");
+    }
+    auto written = ExtractCollection(*bytes, dir, stream);
+    if (!written) return Err(written.error().message() + " (kept for inspection)");
+    std::filesystem::remove(stream);
+    std::cerr << "peinit-image: collected " << written->size() << " files and the console log into "
+              << dir << " (peinitctl status --root " << dir << ")\n";
+    return Ok();
 }
 
 // Removes a directory tree when it goes out of scope (the default output of `boot`).
@@ -414,6 +460,7 @@ int CmdBoot(const std::vector<std::string>& argv) {
         {"--smp", Arity::kValue},        {"--memory", Arity::kValue},
         {"--timeout", Arity::kValue},    {"--kernel-dir", Arity::kValue},
         {"--output", Arity::kValue, 'o'}, {"--disk", Arity::kList},
+        {"--collect", Arity::kValue},
     };
     // Everything after "--" goes to the kernel command line.
     auto dashes = std::find(argv.begin(), argv.end(), "--");
@@ -440,6 +487,7 @@ int CmdBoot(const std::vector<std::string>& argv) {
         return usage("--memory must be 64..65536 (MiB)");
     if (auto v = parsed->Value("--timeout"); v && !ParseInt(*v, 0, 86400, timeout_n))
         return usage("--timeout must be 0..86400 seconds");
+    const std::string collect = parsed->Value("--collect").value_or("");
     std::vector<std::string> disks = parsed->Values("--disk");
     for (const auto& disk : disks) {
         if (::access(disk.c_str(), R_OK) != 0) {
@@ -472,6 +520,7 @@ int CmdBoot(const std::vector<std::string>& argv) {
     }
     std::string cmdline = "console=ttyS0 panic=-1";
     if (!def->cmdline.empty()) cmdline += " " + def->cmdline;
+    if (!collect.empty()) cmdline += std::string(" peinit.collect=") + kCollectDevice;
     for (const auto& e : extra) cmdline += " " + e;
     std::vector<std::string> qemu = {"qemu-system-x86_64",
                                      "-accel",
@@ -484,19 +533,35 @@ int CmdBoot(const std::vector<std::string>& argv) {
                                      std::to_string(smp_n != 0 ? smp_n : def->boot.smp),
                                      "-nographic",
                                      "-no-reboot",
-                                     "-serial",
-                                     "mon:stdio",
                                      "-kernel",
                                      kernel_image,
                                      "-initrd",
                                      a.output,
                                      "-append",
                                      cmdline};
+    // The console (ttyS0) on stdio, multiplexed with the monitor; with --collect also logged to
+    // DIR/console.log, and a second port (ttyS1) written to the stream file. Both before the
+    // definition's own arguments, so that these two are the first serial ports.
+    std::string stream;
+    if (collect.empty()) {
+        qemu.insert(qemu.end(), {"-serial", "mon:stdio"});
+    } else {
+        auto prepared = PrepareCollectDir(collect);
+        if (!prepared) {
+            std::cerr << "peinit-image: --collect " << collect << ": "
+                      << prepared.error().message() << "\n";
+            return 1;
+        }
+        stream = collect + "/" + kCollectStream;
+        qemu.insert(qemu.end(), {"-chardev", "stdio,id=console,mux=on,signal=on,logfile=" +
+                                                 QemuValue(collect + "/console.log"),
+                                 "-serial", "chardev:console", "-mon",
+                                 "chardev=console,mode=readline", "-serial",
+                                 "file:" + QemuValue(stream)});
+    }
     for (const auto& q : def->boot.qemu_args) qemu.push_back(q);
     for (const auto& d : disks) {
-        std::string file = d;
-        ReplaceAllCommas(file);
-        qemu.insert(qemu.end(), {"-drive", "file=" + file + ",if=virtio,format=raw"});
+        qemu.insert(qemu.end(), {"-drive", "file=" + QemuValue(d) + ",if=virtio,format=raw"});
     }
     std::string shown;
     for (const auto& q : qemu) shown += (shown.empty() ? "" : " ") + QuoteForDisplay(q);
@@ -510,6 +575,12 @@ int CmdBoot(const std::vector<std::string>& argv) {
     if (*status == 124) {
         std::cerr << "peinit-image: QEMU killed after " << timeout_n
                   << " s (--timeout S to wait longer, 0 for no limit)\n";
+    }
+    if (!collect.empty()) {
+        if (auto got = ExtractCollected(collect, stream); !got) {
+            std::cerr << "peinit-image: --collect: " << got.error().message() << "\n";
+            return *status != 0 ? *status : 1;
+        }
     }
     return *status;
 }

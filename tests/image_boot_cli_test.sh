@@ -13,7 +13,9 @@ source "$(dirname "$(realpath "$0")")/cli_lib.sh" image-boot-cli-test
 mkdir bin tmp
 cat >bin/qemu-system-x86_64 <<'EOF'
 #!/bin/sh
-# Records the initrd it was given and whether it existed, then sleeps $FAKE_QEMU_SLEEP.
+# Records its arguments, the initrd it was given and whether it existed, then sleeps
+# $FAKE_QEMU_SLEEP.
+printf '%s\n' "$@" >"$FAKE_QEMU_LOG.args"
 while [ $# -gt 0 ]; do
     if [ "$1" = -initrd ]; then
         echo "$2" >"$FAKE_QEMU_LOG"
@@ -52,6 +54,19 @@ if [[ -n $(ls -A tmp) ]]; then
 fi
 expect 0 "the default timeout is documented" -- "$image" boot --help
 contains out "(default: 600)" "boot --help names the default timeout"
+
+# --collect DIR: a second serial port backed by DIR/records.tar, the console logged to
+# DIR/console.log, peinit.collect= on the command line; a guest that wrote nothing (as this
+# stand-in) is exit 1, saying so.
+run 1 "boot --collect without records" -- --collect "$work/collected"
+contains err "peinit-image: --collect: the guest wrote no records to /dev/ttyS1" "no records reported"
+contains qemu.log.args "file:$work/collected/records.tar" "second serial port"
+contains qemu.log.args "logfile=$work/collected/console.log" "console log"
+contains qemu.log.args "peinit.collect=/dev/ttyS1" "kernel parameter"
+[[ -d collected ]] || { echo "FAIL: --collect DIR not created"; failures=$((failures + 1)); }
+run 1 "boot --collect under a missing directory" -- --collect "$work/no/such"
+contains err "peinit-image: --collect $work/no/such: mkdir: No such file or directory" "missing parent"
+[[ ! -e no ]] || { echo "FAIL: --collect created missing parents"; failures=$((failures + 1)); }
 
 if ((failures)); then
     echo "$failures failure(s)"

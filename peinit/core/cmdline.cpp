@@ -114,6 +114,18 @@ std::optional<bool> ParsePeinitBool(const std::optional<std::string>& value) {
     return std::nullopt;
 }
 
+// "/dev/NAME[/NAME...]": no empty, "." or ".." component.
+bool IsDevicePath(std::string_view path) {
+    if (!path.starts_with("/dev/")) return false;
+    for (size_t start = 5;;) {
+        size_t slash = path.find('/', start);
+        std::string_view part = path.substr(start, slash == std::string_view::npos ? slash : slash - start);
+        if (part.empty() || part == "." || part == "..") return false;
+        if (slash == std::string_view::npos) return true;
+        start = slash + 1;
+    }
+}
+
 class Interpreter {
   public:
     explicit Interpreter(Cmdline& out) : out_(out) {}
@@ -198,6 +210,11 @@ class Interpreter {
                     p, "not an integer between 1 and " + std::to_string(Cmdline::kMaxWorkers));
             }
             out_.workers = n;
+        } else if (KeyIs(key, "peinit.collect")) {
+            if (!p.value || !IsDevicePath(*p.value)) {
+                return Diagnose(p, "expected a device path under /dev, e.g. /dev/ttyS1");
+            }
+            out_.collect = *p.value;
         } else {
             Diagnose(p, "unknown peinit parameter");
         }

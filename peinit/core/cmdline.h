@@ -81,6 +81,11 @@ struct Cmdline {
     std::optional<EmergencyAction> emergency;
     // peinit.workers=N (1..kMaxWorkers): the last valid occurrence wins.
     std::optional<int> workers;
+    // peinit.collect=/dev/DEVICE: at shutdown PID 1 writes its boot records to this device as
+    // a tar stream (peinit/sys/boot_collect.h; `peinit-image boot --collect` passes the VM's
+    // second serial port). A path under /dev without "." or ".." components; the last valid
+    // occurrence wins.
+    std::optional<std::string> collect;
     // module.sig_enforce= (kernel boolean syntax): the last occurrence wins.
     std::optional<bool> sig_enforce;
 

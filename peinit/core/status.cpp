@@ -259,7 +259,15 @@ void ResolveLock(const KernelFacts& k, const std::optional<LockdownRecord>& rec,
         s.locked_from = "sysctl";
         s.syscall_available = !k.syscall_missing;
     }
-    if (s.locked == true) {
+    if (!s.locked && !k.modules_disabled && rec) {
+        // No kernel fact in this tree (`--root` of records collected from a VM): the lock as
+        // the lockdown stage recorded it. One-way, so "locked" still holds; "unlocked" is as of
+        // the end of the boot.
+        s.locked = rec->locked;
+        s.locked_from = "record";
+        s.mechanism = rec->locked ? rec->mechanism : "";
+        s.syscall_available = rec->mechanism == "syscall";
+    } else if (s.locked == true) {
         s.mechanism = "syscall";
     } else if (k.modules_disabled) {
         if (*k.modules_disabled) {
@@ -650,8 +658,12 @@ std::string LockText(const Status& s) {
     if (*s.locked) {
         out += s.mechanism == "modules_disabled" ? " (kernel.modules_disabled fallback)"
                                                  : " (module_lockdown syscall)";
-    } else if (!s.syscall_available) {
+    } else if (!s.syscall_available && s.locked_from != "record") {
         out += " (no module_lockdown syscall: unpatched kernel)";
+    }
+    if (s.locked_from == "record") {
+        out += ", as recorded at boot in lockdown.json (the kernel's own state is not in this "
+               "tree)";
     }
     return out;
 }

@@ -18,6 +18,7 @@
 #include "peinit/init/hotplug.h"
 #include "peinit/init/services.h"
 #include "peinit/modload/session.h"
+#include "peinit/sys/boot_collect.h"
 #include "peinit/sys/kernel_release.h"
 #include "peinit/sys/config_files.h"
 #include "peinit/sys/linux_kernel.h"
@@ -39,8 +40,30 @@ namespace {
     while (true) pause();
 }
 
-// Terminates everything, syncs and powers off or reboots. Never returns.
-[[noreturn]] void Shutdown(Kernel& kernel, SignalQueue* signals, int cmd, const char* why) {
+// peinit.collect=DEVICE: the boot records and the kernel log, written to DEVICE as the last thing
+// before the machine goes down (peinit/sys/boot_collect.h).
+void CollectRecords(const BootContext& ctx) noexcept {
+    if (!ctx.cmdline.collect) return;
+    try {
+        const std::string device = ctx.paths.Under(*ctx.cmdline.collect).string();
+        auto members = CollectBootRecords(ctx.paths.root);
+        auto wrote =
+            members ? WriteCollection(device, *members) : Result<std::size_t>(members.error());
+        if (wrote) {
+            spdlog::info("collect: {} files ({} bytes) written to {}", members->size(), *wrote,
+                         device);
+        } else {
+            spdlog::error("collect: {}", wrote.error().message());
+        }
+    } catch (const std::exception& e) {
+        spdlog::error("collect: {}", e.what());
+    }
+}
+
+// Terminates everything, syncs, writes the records out when asked (`ctx`: null when there is no
+// boot context) and powers off or reboots. Never returns.
+[[noreturn]] void Shutdown(Kernel& kernel, SignalQueue* signals, int cmd, const char* why,
+                           const BootContext* ctx) {
     spdlog::info("shutdown: {} ({})", cmd == RB_AUTOBOOT ? "reboot" : "poweroff", why);
     kill(-1, SIGTERM);
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
@@ -56,6 +79,7 @@ namespace {
     kill(-1, SIGKILL);
     ReapChildren();
     sync();
+    if (ctx != nullptr) CollectRecords(*ctx);
     spdlog::info("shutdown: {} now", cmd == RB_AUTOBOOT ? "reboot" : "poweroff");
     spdlog::default_logger()->flush();
     auto r = kernel.Reboot(cmd);
@@ -91,6 +115,8 @@ void ExplainEmergency(BootContext& ctx, const Error& error) {
 // The one emergency path: a fatal boot error. Fail closed, tell the console, then power off
 // (or run the image's emergency shell first when the command line asks for it).
 [[noreturn]] void Emergency(BootContext& ctx, SignalQueue* signals, const Error& error) {
+    // Before /dev/kmsg was opened (early mounts failed) the records only reach the console.
+    FallBackToConsole();
     spdlog::critical("emergency: {}", error.message());
     // Fail closed: lock when the policy asks for it, or when the policy was never read.
     if (!ctx.config_loaded || ctx.policy.lock_after_boot.value) {
@@ -126,7 +152,7 @@ void ExplainEmergency(BootContext& ctx, const Error& error) {
         }
     }
     spdlog::critical("emergency: powering off");
-    Shutdown(ctx.kernel, signals, RB_POWER_OFF, "emergency");
+    Shutdown(ctx.kernel, signals, RB_POWER_OFF, "emergency", &ctx);
 }
 
 // How long a hot-add session stays open without events (a bus driver's load adds the devices
@@ -249,24 +275,24 @@ void HandleUevents(UeventSocket& uevents, Hotplug& hotplug, BootContext& ctx,
                 for (const ChildExit& e : ReapChildren()) {
                     switch (services.OnExit(e.pid, e.status)) {
                         case ServiceSpec::ExitAction::kPoweroff:
-                            Shutdown(kernel, queue, RB_POWER_OFF, "service exit_action");
+                            Shutdown(kernel, queue, RB_POWER_OFF, "service exit_action", &ctx);
                         case ServiceSpec::ExitAction::kReboot:
-                            Shutdown(kernel, queue, RB_AUTOBOOT, "service exit_action");
+                            Shutdown(kernel, queue, RB_AUTOBOOT, "service exit_action", &ctx);
                         case ServiceSpec::ExitAction::kNone:
                             break;
                     }
                 }
                 break;
             case SIGTERM:
-                Shutdown(kernel, queue, RB_POWER_OFF, "SIGTERM");
+                Shutdown(kernel, queue, RB_POWER_OFF, "SIGTERM", &ctx);
             case SIGPWR:
-                Shutdown(kernel, queue, RB_POWER_OFF, "SIGPWR");
+                Shutdown(kernel, queue, RB_POWER_OFF, "SIGPWR", &ctx);
             case SIGUSR2:
-                Shutdown(kernel, queue, RB_POWER_OFF, "SIGUSR2");
+                Shutdown(kernel, queue, RB_POWER_OFF, "SIGUSR2", &ctx);
             case SIGINT:
-                Shutdown(kernel, queue, RB_AUTOBOOT, "SIGINT");
+                Shutdown(kernel, queue, RB_AUTOBOOT, "SIGINT", &ctx);
             case SIGUSR1:
-                Shutdown(kernel, queue, RB_AUTOBOOT, "SIGUSR1");
+                Shutdown(kernel, queue, RB_AUTOBOOT, "SIGUSR1", &ctx);
             default:
                 spdlog::info("signal {} ignored", *sig);
         }
@@ -290,8 +316,9 @@ void RunPid1() noexcept {
     } catch (...) {
         spdlog::critical("emergency: unexpected exception");
     }
+    FallBackToConsole();
     static LinuxKernel kernel;
-    Shutdown(kernel, nullptr, RB_POWER_OFF, "emergency");
+    Shutdown(kernel, nullptr, RB_POWER_OFF, "emergency", nullptr);
 }
 
 }  // namespace peinit

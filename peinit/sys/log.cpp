@@ -15,7 +15,7 @@ namespace {
 std::mutex g_mutex;
 std::shared_ptr<spdlog::logger> g_logger;
 std::shared_ptr<KmsgSink> g_kmsg;
-std::shared_ptr<spdlog::sinks::sink> g_console;
+int g_console_fd = 2;
 
 }  // namespace
 
@@ -40,7 +40,7 @@ int SyslogPriority(spdlog::level::level_enum level) {
 KmsgSink::KmsgSink(size_t max_buffered) : max_buffered_(max_buffered) {}
 
 KmsgSink::~KmsgSink() {
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ >= 0 && !console_) ::close(fd_);
 }
 
 Result<void> KmsgSink::Attach(const std::string& path) {
@@ -52,14 +52,23 @@ Result<void> KmsgSink::Attach(const std::string& path) {
 
 void KmsgSink::AttachFd(int fd) {
     std::lock_guard lock(mutex_);
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ >= 0 && !console_) ::close(fd_);
     fd_ = fd;
+    console_ = false;
+    FlushBuffer();
+}
+
+void KmsgSink::FallBackToConsole(int fd) {
+    std::lock_guard lock(mutex_);
+    if (fd_ >= 0) return;
+    fd_ = fd;
+    console_ = true;
     FlushBuffer();
 }
 
 bool KmsgSink::attached() {
     std::lock_guard lock(mutex_);
-    return fd_ >= 0;
+    return fd_ >= 0 && !console_;
 }
 
 size_t KmsgSink::dropped() {
@@ -68,7 +77,6 @@ size_t KmsgSink::dropped() {
 }
 
 void KmsgSink::sink_it_(const spdlog::details::log_msg& msg) {
-    const int priority = SyslogPriority(msg.level);
     std::string_view payload(msg.payload.data(), msg.payload.size());
     // One record per line: the kernel log is line-oriented and dmesg would escape newlines.
     std::vector<std::string_view> lines;
@@ -83,9 +91,9 @@ void KmsgSink::sink_it_(const spdlog::details::log_msg& msg) {
     if (lines.empty()) lines.emplace_back();
     for (std::string_view line : lines) {
         if (fd_ >= 0) {
-            WriteRecord(priority, line);
+            WriteRecord(msg.level, line);
         } else if (buffer_.size() < max_buffered_) {
-            buffer_.emplace_back(priority, std::string(line));
+            buffer_.emplace_back(msg.level, std::string(line));
         } else {
             ++dropped_;
         }
@@ -99,13 +107,18 @@ void KmsgSink::FlushBuffer() {
     }
     if (dropped_ > 0 && !dropped_reported_) {
         dropped_reported_ = true;
-        WriteRecord(LOG_WARNING,
+        WriteRecord(spdlog::level::warn,
                     std::to_string(dropped_) + " early log records were dropped (buffer full)");
     }
 }
 
-void KmsgSink::WriteRecord(int priority, std::string_view line) {
-    std::string record = "<" + std::to_string(priority) + ">" + kLoggerName + ": ";
+void KmsgSink::WriteRecord(spdlog::level::level_enum level, std::string_view line) {
+    // The kernel log takes the priority as a prefix; the console shows the level's name.
+    const auto name = spdlog::level::to_string_view(level);
+    std::string record = console_ ? std::string(kLoggerName) + ": " +
+                                        std::string(name.data(), name.size()) + ": "
+                                  : "<" + std::to_string(SyslogPriority(level)) + ">" +
+                                        kLoggerName + ": ";
     size_t room = kMaxRecord - record.size() - 1;
     record.append(line.substr(0, room));
     record += '\n';
@@ -120,13 +133,8 @@ std::shared_ptr<spdlog::logger> InitLogging(const LogOptions& options) {
     std::lock_guard lock(g_mutex);
     if (g_logger) return g_logger;
     g_kmsg = std::make_shared<KmsgSink>(options.max_buffered);
-    std::vector<spdlog::sink_ptr> sinks{g_kmsg};
-    if (options.console) {
-        g_console = std::make_shared<spdlog::sinks::stderr_sink_mt>();
-        g_console->set_pattern("peinit: %l: %v");
-        sinks.push_back(g_console);
-    }
-    g_logger = std::make_shared<spdlog::logger>(kLoggerName, sinks.begin(), sinks.end());
+    g_console_fd = options.console_fd;
+    g_logger = std::make_shared<spdlog::logger>(kLoggerName, g_kmsg);
     g_logger->set_level(options.level);
     g_logger->flush_on(spdlog::level::trace);
     spdlog::drop(kLoggerName);
@@ -145,9 +153,9 @@ Result<void> AttachKmsg(const std::string& path) {
     return sink->Attach(path);
 }
 
-void SetConsoleLevel(spdlog::level::level_enum level) {
+void FallBackToConsole() {
     std::lock_guard lock(g_mutex);
-    if (g_console) g_console->set_level(level);
+    if (g_kmsg) g_kmsg->FallBackToConsole(g_console_fd);
 }
 
 void ShutdownLogging() {
@@ -159,7 +167,6 @@ void ShutdownLogging() {
         "default", std::make_shared<spdlog::sinks::stderr_sink_mt>()));
     g_logger.reset();
     g_kmsg.reset();
-    g_console.reset();
 }
 
 }  // namespace peinit

@@ -1,14 +1,10 @@
 #include "peinit/sys/module_elf.h"
 
-#include <gelf.h>
-#include <libelf.h>
-
 #include <algorithm>
 #include <cstring>
-#include <memory>
-#include <mutex>
 
 #include "peinit/core/module_policy.h"
+#include "peinit/sys/elf_file.h"
 #include "peinit/sys/module_decompress.h"
 #include "peinit/sys/package_format.h"
 
@@ -46,34 +42,27 @@ Result<std::optional<ModuleElfInfo>> ReadModuleElf(std::span<const std::byte> im
     if (image.size() < EI_NIDENT || std::memcmp(image.data(), ELFMAG, SELFMAG) != 0) {
         return std::optional<ModuleElfInfo>();
     }
-    static std::once_flag version_once;
-    std::call_once(version_once, [] { (void)elf_version(EV_CURRENT); });
-    // libelf only reads here (ELF_C_READ_MMAP semantics: sections are used in place when
-    // aligned and native, copied otherwise); the bytes may be a read-only mapping.
-    std::unique_ptr<Elf, decltype(&elf_end)> elf(
-        elf_memory(const_cast<char*>(reinterpret_cast<const char*>(image.data())), image.size()),
-        elf_end);
-    GElf_Ehdr ehdr;
-    if (!elf || elf_kind(elf.get()) != ELF_K_ELF || gelf_getehdr(elf.get(), &ehdr) == nullptr) {
-        const int e = elf_errno();
-        return Err(std::string("not a valid ELF file") +
-                   (e != 0 ? std::string(": ") + elf_errmsg(e) : " (malformed header)"));
-    }
+    auto elf_or = ElfFile::FromMemory(image);
+    if (!elf_or) return elf_or.error().Context("not a valid ELF file: ");
+    const ElfFile& elf = *elf_or;
+    auto ehdr_or = elf.Header();
+    if (!ehdr_or) return ehdr_or.error().Context("not a valid ELF file: ");
+    const GElf_Ehdr& ehdr = *ehdr_or;
     if (ehdr.e_type != ET_REL || ehdr.e_ident[EI_CLASS] != ELFCLASS64) {
         return Err("not a 64-bit kernel module (ELF type " + std::to_string(ehdr.e_type) +
                    ", expected relocatable)");
     }
     std::size_t shstrndx = 0;
     if (elf_getshdrstrndx(elf.get(), &shstrndx) != 0) {
-        return Err(std::string("no section name table: ") + elf_errmsg(-1));
+        return Err("no section name table: " + ElfError());
     }
     ModuleElfInfo info;
     std::string modinfo_name;
     std::optional<std::string> this_module_name;
     for (Elf_Scn* scn = elf_nextscn(elf.get(), nullptr); scn != nullptr;
          scn = elf_nextscn(elf.get(), scn)) {
-        GElf_Shdr shdr;
-        if (gelf_getshdr(scn, &shdr) == nullptr || shdr.sh_type == SHT_NOBITS) continue;
+        GElf_Shdr shdr = PEINIT_TRY(elf.SectionHeader(scn));
+        if (shdr.sh_type == SHT_NOBITS) continue;
         const char* name = elf_strptr(elf.get(), shstrndx, shdr.sh_name);
         if (name == nullptr) continue;
         if (std::strcmp(name, ".modinfo") == 0) {

@@ -77,29 +77,35 @@ void ParseKmsgRecord(std::string_view record, std::vector<LockLogEvent>& out) {
 
 }  // namespace
 
-std::optional<std::vector<LockLogEvent>> ReadLockLog(const fs::path& kmsg, std::string& error) {
+Result<std::string> ReadKmsg(const fs::path& kmsg) {
     int fd = open(kmsg.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-        error = kmsg.string() + ": " + std::strerror(errno);
-        return std::nullopt;
-    }
-    std::vector<LockLogEvent> events;
-    std::string pending;  // for regular files, whose reads are not record-aligned
+    if (fd < 0) return ErrnoErr(kmsg.string());
+    // /dev/kmsg returns one record per read (a regular file: any amount), each ending in '\n'.
+    std::string text;
     std::vector<char> buf(16384);
     for (;;) {
         ssize_t n = read(fd, buf.data(), buf.size());
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == EPIPE) continue;  // a record was overwritten: go on
         if (n <= 0) break;                      // EOF, EAGAIN (end of the ring), error
-        pending.append(buf.data(), static_cast<size_t>(n));
-        size_t start = 0;
-        for (size_t nl; (nl = pending.find('\n', start)) != std::string::npos; start = nl + 1) {
-            ParseKmsgRecord(std::string_view(pending).substr(start, nl - start), events);
-        }
-        pending.erase(0, start);
+        text.append(buf.data(), static_cast<size_t>(n));
     }
-    if (!pending.empty()) ParseKmsgRecord(pending, events);
     close(fd);
+    return text;
+}
+
+std::optional<std::vector<LockLogEvent>> ReadLockLog(const fs::path& kmsg, std::string& error) {
+    auto text = ReadKmsg(kmsg);
+    if (!text) {
+        error = text.error().message();
+        return std::nullopt;
+    }
+    std::vector<LockLogEvent> events;
+    for (size_t start = 0; start < text->size();) {
+        size_t nl = std::min(text->find('\n', start), text->size());
+        ParseKmsgRecord(std::string_view(*text).substr(start, nl - start), events);
+        start = nl + 1;
+    }
     return events;
 }
 

@@ -18,6 +18,10 @@ namespace peinit {
 // the syscall is not asked.
 KernelFacts ReadKernelFacts(Kernel& kernel, const std::filesystem::path& root);
 
+// The whole kernel log in /dev/kmsg's record format, one record per line (continuation lines
+// start with ' '): the records still in the ring, or the text of a regular file.
+Result<std::string> ReadKmsg(const std::filesystem::path& kmsg);
+
 // The module_lockdown lines of a kernel log in /dev/kmsg's record format
 // ("PRIO,SEQ,USEC,FLAGS;MESSAGE"), oldest first. nullopt when it cannot be opened (dmesg_restrict,
 // no such file); `error` then says why.

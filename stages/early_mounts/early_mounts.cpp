@@ -60,10 +60,8 @@ Result<void> RunEarlyMounts(BootContext& ctx) {
     // the boot log; best effort, since `printk.devkmsg=` on the command line locks the setting.
     (void)ctx.kernel.WriteSysctl("kernel/printk_devkmsg", "on\n");
     // Until now records were buffered; from here every line reaches the kernel log, which the
-    // kernel echoes to the console itself.
-    PEINIT_TRY(AttachKmsg(ctx.paths.Under("/dev/kmsg").string()));
-    SetConsoleLevel(spdlog::level::off);
-    return Ok();
+    // kernel echoes to the console itself (the buffered ones too, each once: peinit/sys/log.h).
+    return AttachKmsg(ctx.paths.Under("/dev/kmsg").string());
 }
 
 }  // namespace peinit

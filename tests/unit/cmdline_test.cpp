@@ -181,6 +181,26 @@ TEST(Cmdline, PeinitEmergencyIsTyped) {
     EXPECT_THAT(DiagnosticTexts(ParseCmdline("peinit.emergency=shell")), IsEmpty());
 }
 
+TEST(Cmdline, PeinitCollectIsADevicePath) {
+    EXPECT_FALSE(ParseCmdline("quiet").collect);
+    EXPECT_EQ(ParseCmdline("peinit.collect=/dev/ttyS1").collect, "/dev/ttyS1");
+    EXPECT_EQ(ParseCmdline("peinit.collect=/dev/ttyS1 peinit.collect=/dev/vdb").collect,
+              "/dev/vdb");
+    EXPECT_THAT(DiagnosticTexts(ParseCmdline("peinit.collect=/dev/ttyS1")), IsEmpty());
+    for (const char* bad : {"peinit.collect", "peinit.collect=", "peinit.collect=ttyS1",
+                            "peinit.collect=/run/peinit/x", "peinit.collect=/dev/../etc/passwd",
+                            "peinit.collect=/dev/", "peinit.collect=/dev//ttyS1"}) {
+        SCOPED_TRACE(bad);
+        auto c = ParseCmdline(std::string(bad) + " peinit.collect=/dev/ttyS1 " + bad);
+        EXPECT_EQ(c.collect, "/dev/ttyS1") << "a bad value leaves the last valid one";
+        EXPECT_THAT(DiagnosticTexts(c),
+                    ElementsAre(std::string(bad) + ": expected a device path under /dev, e.g. "
+                                                   "/dev/ttyS1",
+                                std::string(bad) + ": expected a device path under /dev, e.g. "
+                                                   "/dev/ttyS1"));
+    }
+}
+
 TEST(Cmdline, PeinitWorkers) {
     EXPECT_EQ(ParseCmdline("peinit.workers=4").workers, 4);
     EXPECT_EQ(ParseCmdline("peinit.workers=4 peinit.workers=2").workers, 2);

@@ -2,17 +2,21 @@
 // (LD_TRACE_LOADED_OBJECTS=1, used here only as an oracle).
 
 #include <elf.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <climits>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <string>
 
 #include "initramfs/elf_closure.h"
+#include "peinit/sys/elf_file.h"
 
 namespace peinit::image {
 namespace {
@@ -163,6 +167,85 @@ TEST(ImageElfTest, MissingLibraryNamesWhoNeedsIt) {
     EXPECT_EQ(c->size(), 4u);
     for (const auto& o : *c) EXPECT_EQ(o.host_path.rfind(root + "/", 0), 0u) << o.host_path;
     std::system(("rm -rf " + root).c_str());
+}
+
+// A scratch copy of a real binary to break on purpose.
+class BrokenElf : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/image-elf-broken.XXXXXX";
+        ASSERT_NE(::mkdtemp(tmpl), nullptr);
+        dir_ = tmpl;
+        path_ = dir_ + "/ls";
+        std::filesystem::copy_file("/bin/ls", path_);
+    }
+    void TearDown() override { std::filesystem::remove_all(dir_); }
+    void Patch(uint64_t offset, const void* bytes, size_t n) {
+        int fd = ::open(path_.c_str(), O_WRONLY);
+        ASSERT_GE(fd, 0);
+        ASSERT_EQ(::pwrite(fd, bytes, n, static_cast<off_t>(offset)), static_cast<ssize_t>(n));
+        ::close(fd);
+    }
+    // ReadElf and the closure both fail with "PATH: malformed ELF: <what>".
+    std::string ExpectMalformed() {
+        auto info = ReadElf(path_);
+        EXPECT_FALSE(info);
+        if (info) return "";
+        const std::string message = info.error().message();
+        EXPECT_EQ(message.rfind(path_ + ": malformed ELF: ", 0), 0u) << message;
+        auto closure = ElfClosure({path_});
+        EXPECT_FALSE(closure);
+        if (!closure) {
+            EXPECT_EQ(closure.error().message(), message);
+        }
+        return message;
+    }
+    std::string dir_, path_;
+};
+
+TEST_F(BrokenElf, Truncated) {
+    // The ELF header survives, the program headers it points to do not.
+    std::filesystem::resize_file(path_, 200);
+    std::string message = ExpectMalformed();
+    EXPECT_NE(message.find("program header"), std::string::npos) << message;
+    // Shorter than the ELF header itself: libelf refuses it outright, with its reason.
+    std::filesystem::resize_file(path_, 40);
+    message = ExpectMalformed();
+    EXPECT_GT(message.size(), (path_ + ": malformed ELF: ").size()) << message;
+}
+
+TEST_F(BrokenElf, SectionHeadersBeyondTheEnd) {
+    const uint64_t shoff = uint64_t{1} << 40;
+    Patch(offsetof(Elf64_Ehdr, e_shoff), &shoff, sizeof shoff);
+    std::string message = ExpectMalformed();
+    EXPECT_NE(message.find("section header"), std::string::npos) << message;
+}
+
+TEST_F(BrokenElf, DynamicStringOffsetBeyondItsTable) {
+    // Where the first DT_NEEDED's string offset is, found with libelf on the intact copy.
+    uint64_t at = 0;
+    {
+        auto f = ElfFile::Open(path_);
+        ASSERT_TRUE(f);
+        for (Elf_Scn* scn = elf_nextscn(f->get(), nullptr); scn && at == 0;
+             scn = elf_nextscn(f->get(), scn)) {
+            auto shdr = f->SectionHeader(scn);
+            ASSERT_TRUE(shdr);
+            if (shdr->sh_type != SHT_DYNAMIC) continue;
+            Elf_Data* data = elf_getdata(scn, nullptr);
+            GElf_Dyn dyn;
+            for (int i = 0; gelf_getdyn(data, i, &dyn) != nullptr; ++i) {
+                if (dyn.d_tag != DT_NEEDED) continue;
+                at = shdr->sh_offset + i * sizeof(Elf64_Dyn) + offsetof(Elf64_Dyn, d_un);
+                break;
+            }
+        }
+    }
+    ASSERT_NE(at, 0u);
+    const uint64_t offset = 0x7fffffff;
+    Patch(at, &offset, sizeof offset);
+    std::string message = ExpectMalformed();
+    EXPECT_NE(message.find("string offset 2147483647"), std::string::npos) << message;
 }
 
 TEST(ImageElfTest, DefaultSearchDirs) {

@@ -109,7 +109,7 @@ TEST(Log, AttachByPathAndGlobalLogger) {
     ::close(fd);
 
     ShutdownLogging();
-    auto logger = InitLogging({.console = false, .level = spdlog::level::debug});
+    auto logger = InitLogging({.level = spdlog::level::debug});
     EXPECT_EQ(logger, InitLogging()) << "idempotent";
     EXPECT_EQ(spdlog::get(kLoggerName), logger);
     logger->debug("before /dev");
@@ -129,12 +129,86 @@ TEST(Log, AttachByPathAndGlobalLogger) {
     auto missing = AttachKmsg("/nonexistent/kmsg");
     EXPECT_FALSE(missing);
     EXPECT_EQ(missing.error().message(), "logging is not initialised");
-    InitLogging({.console = false});
+    InitLogging();
     missing = AttachKmsg("/nonexistent/kmsg");
     ASSERT_FALSE(missing);
     EXPECT_EQ(missing.error().code(), ENOENT);
     EXPECT_EQ(missing.error().message(), "open /nonexistent/kmsg: No such file or directory");
     ShutdownLogging();
+}
+
+std::string ReadAll(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+// Points fd 2 (PID 1's console) at a scratch file for the duration of a test.
+class CapturedStderr {
+  public:
+    CapturedStderr() {
+        int fd = ::mkstemp(path_);
+        EXPECT_GE(fd, 0);
+        saved_ = ::dup(2);
+        ::dup2(fd, 2);
+        ::close(fd);
+    }
+    ~CapturedStderr() {
+        ::dup2(saved_, 2);
+        ::close(saved_);
+        ::unlink(path_);
+    }
+    std::string Text() const { return ReadAll(path_); }
+
+  private:
+    char path_[32] = "/tmp/peinit-console-XXXXXX";
+    int saved_ = -1;
+};
+
+// Issue 16 point 11: the records logged before /dev/kmsg exists reach the console once, through
+// the kernel's echo of the kernel log, not also directly (they used to appear twice at boot).
+TEST(Log, EarlyRecordsAreNotPrintedOnTheConsoleBesidesTheKernelLog) {
+    char kmsg[] = "/tmp/peinit-kmsg-XXXXXX";
+    int fd = ::mkstemp(kmsg);
+    ASSERT_GE(fd, 0);
+    ::close(fd);
+    CapturedStderr console;
+    ShutdownLogging();
+    InitLogging();
+    spdlog::info("peinit starting as PID 1");
+    spdlog::info("stage early-mounts start");
+    ASSERT_TRUE(AttachKmsg(kmsg));
+    spdlog::warn("after /dev");
+    FallBackToConsole();  // attached: changes nothing
+    spdlog::info("still the kernel log");
+    ShutdownLogging();
+    EXPECT_EQ(console.Text(), "");
+    EXPECT_EQ(ReadAll(kmsg),
+              "<6>peinit: peinit starting as PID 1\n<6>peinit: stage early-mounts start\n"
+              "<4>peinit: after /dev\n<6>peinit: still the kernel log\n");
+    ::unlink(kmsg);
+}
+
+// Without the kernel log (the emergency path before /dev/kmsg was opened), the buffered records
+// and every later one go to the console, in order, each once.
+TEST(Log, WithoutTheKernelLogEverythingGoesToTheConsoleOnce) {
+    CapturedStderr console;
+    ShutdownLogging();
+    InitLogging({.max_buffered = 2});
+    spdlog::info("peinit starting as PID 1");
+    spdlog::error("early-mounts: mount /dev failed");
+    spdlog::info("this one is dropped");
+    EXPECT_EQ(console.Text(), "");
+    FallBackToConsole();
+    spdlog::critical("emergency: powering off");
+    FallBackToConsole();  // again: nothing is repeated
+    ShutdownLogging();
+    EXPECT_EQ(console.Text(),
+              "peinit: info: peinit starting as PID 1\n"
+              "peinit: error: early-mounts: mount /dev failed\n"
+              "peinit: warning: 1 early log records were dropped (buffer full)\n"
+              "peinit: critical: emergency: powering off\n");
 }
 
 }  // namespace

@@ -539,6 +539,60 @@ TEST(Status, ModulesDisabledFallbackMechanism) {
     EXPECT_EQ(BuildStatus(in).ExitCode(), 1);
 }
 
+// `status --root DIR` of records collected from a VM (no proc/sys in DIR): the lock as the
+// lockdown stage recorded it, said to come from the record.
+TEST(Status, RecordedLockWhenTheTreeHasNoKernelFacts) {
+    StatusInputs in = LockedBoot();
+    in.kernel = KernelFacts{};
+    Status s = BuildStatus(in);
+    EXPECT_EQ(s.ExitCode(), 0) << RenderStatusText(s);
+    EXPECT_EQ(s.locked, true);
+    EXPECT_EQ(s.locked_from, "record");
+    EXPECT_EQ(s.mechanism, "syscall");
+    EXPECT_EQ(s.set_by_from, "record");
+    EXPECT_EQ(s.trigger, "registry");
+    EXPECT_NE(RenderStatusText(s).find("locked (module_lockdown syscall), as "
+                                       "recorded at boot in lockdown.json (the kernel's own "
+                                       "state is not in this tree)"),
+              std::string::npos)
+        << RenderStatusText(s);
+    pt::ptree json;
+    std::istringstream text(RenderStatusJson(s));
+    pt::read_json(text, json);
+    EXPECT_EQ(json.get<std::string>("lock.read_from"), "record");
+    EXPECT_EQ(json.get<bool>("lock.locked"), true);
+
+    // Unlocked as asked: no claim about the kernel's syscall.
+    in.policy = Rec("policy.json", kPolicyNoLock);
+    in.lockdown = Rec("lockdown.json", kLockdownNone);
+    s = BuildStatus(in);
+    EXPECT_EQ(s.ExitCode(), 0) << RenderStatusText(s);
+    EXPECT_EQ(s.locked, false);
+    EXPECT_EQ(s.locked_from, "record");
+    std::string unlocked = RenderStatusText(s);
+    EXPECT_NE(unlocked.find("unlocked, as recorded at boot"), std::string::npos) << unlocked;
+    EXPECT_EQ(unlocked.find("unpatched"), std::string::npos) << unlocked;
+
+    // A lock the policy asked for and the boot could not apply is still a problem.
+    in.policy = Rec("policy.json", kPolicy);
+    in.lockdown = Rec("lockdown.json", R"({"version": 1, "requested": true,
+        "requested_by": "hive", "mechanism": "syscall", "trigger": "registry", "locked": false,
+        "error": "module_lockdown(LOCK): Operation not permitted", "pid": 1, "comm": "peinit",
+        "boot_offset_ms": 900, "wall_time": "2024-05-01T10:00:01Z"})");
+    s = BuildStatus(in);
+    EXPECT_EQ(s.ExitCode(), 1);
+    EXPECT_EQ(s.locked, false);
+    EXPECT_EQ(s.locked_from, "record");
+
+    // The kernel's facts, when the tree has them, come first.
+    in = LockedBoot();
+    in.kernel = KernelFacts{};
+    in.kernel.sysctl_locked = false;
+    s = BuildStatus(in);
+    EXPECT_EQ(s.locked, false);
+    EXPECT_EQ(s.locked_from, "sysctl");
+}
+
 TEST(Status, MissingRecordStillReportsTheKernel) {
     StatusInputs in;
     in.kernel.sysctl_locked = false;
