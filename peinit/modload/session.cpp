@@ -378,20 +378,16 @@ DemandLoadReport ModloadSession::DemandResolved(std::string_view alias,
     return report;
 }
 
-toml::array OutcomeRows(const std::vector<ModuleOutcome>& outcomes) {
-    toml::array rows;
-    for (const auto& o : outcomes) {
-        toml::array chains;
-        for (const auto& c : o.requested_by) chains.push_back(c);
-        rows.push_back(toml::table{{"name", o.module},
-                                   {"status", std::string(ToString(o.status))},
-                                   {"requested_by", std::move(chains)},
-                                   {"error", o.error},
-                                   {"reason", o.reason},
-                                   {"package", o.package},
-                                   {"duration_us", static_cast<int64_t>(o.duration.count())}});
-    }
-    return rows;
+toml::table OutcomeRow(const ModuleOutcome& o) {
+    toml::array chains;
+    for (const auto& c : o.requested_by) chains.push_back(c);
+    return toml::table{{"name", o.module},
+                       {"status", std::string(ToString(o.status))},
+                       {"requested_by", std::move(chains)},
+                       {"error", o.error},
+                       {"reason", o.reason},
+                       {"package", o.package},
+                       {"duration_us", static_cast<int64_t>(o.duration.count())}};
 }
 
 }  // namespace peinit

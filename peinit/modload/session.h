@@ -156,6 +156,15 @@ std::string ErrnoName(int err);
 
 // The module rows of coldplug.json and hotplug.json: name, status, requested_by, error, reason,
 // package, duration_us (peinitctl reads them with the module stage's rows).
-toml::array OutcomeRows(const std::vector<ModuleOutcome>& outcomes);
+template <typename Outcomes>
+toml::array OutcomeRows(const Outcomes& outcomes);
+toml::table OutcomeRow(const ModuleOutcome& o);
+
+template <typename Outcomes>
+toml::array OutcomeRows(const Outcomes& outcomes) {
+    toml::array rows;
+    for (const ModuleOutcome& o : outcomes) rows.push_back(OutcomeRow(o));
+    return rows;
+}
 
 }  // namespace peinit
