@@ -25,6 +25,7 @@
 #include "peinit/sys/package_crypto.h"
 #include "peinit/modload/session.h"
 #include "stages/autoload/helper.h"
+#include "tests/unit/captured_log.h"
 #include "tests/unit/demand_root.h"
 #include "tests/unit/fixture_roots.h"
 
@@ -150,14 +151,8 @@ class AutoloadStageTest : public ::testing::Test {
         root_ = tmpl;
         fs::create_directories(root_ / "run/peinit");
         ctx_.paths.root = root_;
-        auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log_);
-        auto logger = std::make_shared<spdlog::logger>("autoload-test", sink);
-        logger->set_pattern("%v");
-        saved_ = spdlog::default_logger();
-        spdlog::set_default_logger(logger);
     }
     void TearDown() override {
-        spdlog::set_default_logger(saved_);
         std::error_code ec;
         fs::remove_all(root_, ec);
     }
@@ -171,8 +166,7 @@ class AutoloadStageTest : public ::testing::Test {
     fs::path root_;
     FakeKernel kernel_;
     BootContext ctx_{kernel_};
-    std::ostringstream log_;
-    std::shared_ptr<spdlog::logger> saved_;
+    testing::CapturedLog log_{"autoload-test"};
 };
 
 TEST_F(AutoloadStageTest, EnabledInstallsPeinitsHelperAndReadsItBack) {

@@ -17,6 +17,7 @@
 #include "peinit/modload/session.h"
 #include "peinit/sys/fake_kernel.h"
 #include "stages/modules/modules.h"
+#include "tests/unit/captured_log.h"
 #include "tests/unit/demand_root.h"
 
 namespace peinit {
@@ -46,13 +47,7 @@ class ColdplugTest : public ::testing::Test {
         ASSERT_NO_FATAL_FAILURE(root_.Make());
         ctx_.paths = root_.Paths();
         ctx_.kernel_release = testing::kFixtureKver;
-        auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log_);
-        auto logger = std::make_shared<spdlog::logger>("coldplug-test", sink);
-        logger->set_pattern("%v");
-        saved_ = spdlog::default_logger();
-        spdlog::set_default_logger(logger);
     }
-    void TearDown() override { spdlog::set_default_logger(saved_); }
 
     // The module stage with one unit loading `modules`, as the boot runs it before coldplug.
     void RunModuleStage(const std::vector<std::string>& modules) {
@@ -93,8 +88,7 @@ class ColdplugTest : public ::testing::Test {
     testing::DemandRoot root_;
     FakeKernel kernel_;
     BootContext ctx_{kernel_};
-    std::ostringstream log_;
-    std::shared_ptr<spdlog::logger> saved_;
+    testing::CapturedLog log_{"coldplug-test"};
 };
 
 TEST_F(ColdplugTest, LoadsDriversWithDependenciesFirst) {

@@ -19,6 +19,7 @@
 
 #include "peinit/sys/fake_kernel.h"
 #include "peinit/sys/uevent.h"
+#include "tests/unit/captured_log.h"
 #include "tests/unit/demand_root.h"
 
 namespace peinit {
@@ -112,13 +113,7 @@ class HotplugTest : public ::testing::Test {
         ASSERT_NO_FATAL_FAILURE(root_.Make());
         ctx_.paths = root_.Paths();
         ctx_.kernel_release = testing::kFixtureKver;
-        auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log_);
-        auto logger = std::make_shared<spdlog::logger>("hotplug-test", sink);
-        logger->set_pattern("%v");
-        saved_ = spdlog::default_logger();
-        spdlog::set_default_logger(logger);
     }
-    void TearDown() override { spdlog::set_default_logger(saved_); }
 
     std::vector<std::string> Loads() const {
         std::vector<std::string> names;
@@ -136,8 +131,7 @@ class HotplugTest : public ::testing::Test {
     testing::DemandRoot root_;
     FakeKernel kernel_;
     BootContext ctx_{kernel_};
-    std::ostringstream log_;
-    std::shared_ptr<spdlog::logger> saved_;
+    testing::CapturedLog log_{"hotplug-test"};
 };
 
 TEST_F(HotplugTest, EnabledLoadsTheDriverWithItsDependencies) {

@@ -25,6 +25,7 @@
 #include "peinit/sys/package.h"
 #include "peinit/sys/package_crypto.h"
 #include "stages/modules/modules.h"
+#include "tests/unit/captured_log.h"
 #include "tests/unit/fake_module_elf.h"
 #include "tests/unit/fixture_roots.h"
 
@@ -79,17 +80,9 @@ class ModuleStageTest : public ::testing::Test {
         ctx_.paths.root = root_;
         ctx_.kernel_release = testing::kFixtureKver;
         ctx_.policy.workers.value = 4;
-
-        auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log_);
-        auto logger = std::make_shared<spdlog::logger>("module-stage-test", sink);
-        logger->set_pattern("%v");
-        logger->set_level(spdlog::level::debug);
-        saved_logger_ = spdlog::default_logger();
-        spdlog::set_default_logger(logger);
     }
 
     void TearDown() override {
-        spdlog::set_default_logger(saved_logger_);
         std::error_code ec;
         if (!tmp_.empty()) fs::remove_all(tmp_, ec);
     }
@@ -196,8 +189,7 @@ class ModuleStageTest : public ::testing::Test {
     std::optional<SigningKey> key_;
     FakeKernel kernel_;
     BootContext ctx_{kernel_};
-    std::ostringstream log_;
-    std::shared_ptr<spdlog::logger> saved_logger_;
+    testing::CapturedLog log_{"module-stage-test", spdlog::level::debug};
     std::vector<KernelCall> calls_cache_;
 };
 
