@@ -23,7 +23,8 @@ struct Stage {
     Result<void> (*run)(BootContext&);
 };
 
-// early-mounts, config, autoload, modules, coldplug, lockdown, handover, handoff, in that order.
+// early-mounts, config, autoload, modules, root, coldplug, lockdown, handover, handoff, in that
+// order.
 std::span<const Stage> BootStages();
 
 // Runs `stages` in order. Each stage logs a machine-readable start and end marker:

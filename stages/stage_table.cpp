@@ -22,6 +22,7 @@ std::span<const Stage> BootStages() {
         {"config", Criticality::kFatal, RunConfig},
         {"autoload", Criticality::kFatal, RunAutoload},
         {"modules", Criticality::kDegrade, RunModules},
+        {"root", Criticality::kDegrade, RunRoot},
         {"coldplug", Criticality::kDegrade, RunColdplug},
         {"lockdown", Criticality::kFatal, RunLockdown},
         {"handover", Criticality::kDegrade, RunHandover},

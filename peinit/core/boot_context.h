@@ -22,6 +22,7 @@ namespace peinit {
 class Kernel;
 class ModloadSession;
 class PackagePrefetch;
+class RootPreparation;
 
 // Every file peinit reads, under one root ("/" at boot, a fixture tree in tests).
 struct BootPaths {
@@ -141,6 +142,9 @@ struct BootContext {
     // The packages being read and hashed ahead (peinit/modload/packages.h), started by PID 1
     // before the first stage and taken over by the module stage; null in tests and offline.
     std::shared_ptr<PackagePrefetch> package_prefetch;
+    // root= being found and mounted ahead (stages/handoff/handoff.h), started by the root stage
+    // and taken over by the handoff.
+    std::shared_ptr<RootPreparation> root;
 };
 
 }  // namespace peinit

@@ -10,7 +10,9 @@ namespace peinit {
 
 std::unique_ptr<PackageSet> PackageSet::Load(const std::filesystem::path& dir,
                                              const std::filesystem::path& keys_dir,
-                                             const std::string& kernel_release) {
+                                             const std::string& kernel_release,
+                                             unsigned digest_threads) {
+    using Clock = std::chrono::steady_clock;
     std::unique_ptr<PackageSet> set(new PackageSet());
     std::error_code ec;
     if (!std::filesystem::exists(dir, ec)) return set;
@@ -27,19 +29,43 @@ std::unique_ptr<PackageSet> PackageSet::Load(const std::filesystem::path& dir,
     std::sort(files.begin(), files.end());
     if (files.empty()) return set;
 
+    // Hashing ahead, the trust store (OpenSSL's first use) loads on a thread of its own while
+    // the packages are read and hashed; the digests are only compared once signature and
+    // manifest are checked.
+    auto load_trust = [&keys_dir] { return TrustStore::LoadDirectory(keys_dir); };
+    std::future<Result<TrustStore>> trust_ahead;
+    if (digest_threads > 0) {
+        try {
+            trust_ahead = std::async(std::launch::async, load_trust);
+        } catch (const std::system_error&) {
+            // No thread: it loads below.
+        }
+    }
+    std::vector<Result<PackageBytes>> contents;
+    std::vector<std::vector<MemberDigest>> digests(files.size());
+    for (const auto& path : files) contents.push_back(ReadFileSealed(path));
+    if (digest_threads > 0) {
+        const auto start = Clock::now();
+        std::vector<std::span<const std::byte>> readable;
+        for (const auto& c : contents) readable.push_back(c ? c->span() : std::span<const std::byte>());
+        digests = DigestPayloads(readable, digest_threads);
+        set->digest_ahead_ = std::chrono::duration_cast<std::chrono::microseconds>(
+            Clock::now() - start);
+    }
+    Result<TrustStore> loaded = trust_ahead.valid() ? trust_ahead.get() : load_trust();
     std::string trust_error;
     TrustStore trusted;
-    if (auto loaded = TrustStore::LoadDirectory(keys_dir)) {
+    if (loaded) {
         trusted = std::move(*loaded);
     } else {
         trust_error = "no usable trust store: " + loaded.error().message();
     }
 
-    for (const auto& path : files) {
+    for (std::size_t f = 0; f < files.size(); ++f) {
         Entry entry;
-        entry.file = path.filename().string();
+        entry.file = files[f].filename().string();
         entry.report.file = entry.file;
-        auto bytes = ReadFileSealed(path);
+        auto& bytes = contents[f];
         if (!bytes) {
             entry.report.reason = bytes.error().message();
             set->entries_.push_back(std::move(entry));
@@ -59,6 +85,7 @@ std::unique_ptr<PackageSet> PackageSet::Load(const std::filesystem::path& dir,
             set->entries_.push_back(std::move(entry));
             continue;
         }
+        opened->AdoptDigests(digests[f]);
         const std::size_t e = set->entries_.size();
         entry.report.verified = true;
         entry.report.name = opened->name();
@@ -156,13 +183,6 @@ std::size_t PackageSet::SizeOf(std::string_view module) const {
     return entry.package ? entry.package->file_size(it->second.second) : 0;
 }
 
-void PackageSet::PrecomputeDigests(unsigned max_threads) {
-    std::lock_guard lock(mu_);
-    for (auto& entry : entries_) {
-        if (entry.package) entry.package->PrecomputeDigests(max_threads);
-    }
-}
-
 std::shared_ptr<PackagePrefetch> PackagePrefetch::Start(std::filesystem::path packages_dir,
                                                         std::filesystem::path keys_dir,
                                                         std::string kernel_release) {
@@ -175,13 +195,11 @@ std::shared_ptr<PackagePrefetch> PackagePrefetch::Start(std::filesystem::path pa
                                  timing = prefetch->timing_] {
                 using Clock = std::chrono::steady_clock;
                 const auto start = Clock::now();
-                auto set = PackageSet::Load(dir, keys, release);
-                const auto loaded = Clock::now();
-                set->PrecomputeDigests(std::max(1u, std::thread::hardware_concurrency()));
+                auto set = PackageSet::Load(dir, keys, release,
+                                            std::max(1u, std::thread::hardware_concurrency()));
                 timing->load =
-                    std::chrono::duration_cast<std::chrono::microseconds>(loaded - start);
-                timing->digests =
-                    std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - loaded);
+                    std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
+                timing->digests = set->digest_ahead_time();
                 return set;
             });
     } catch (const std::system_error&) {

@@ -68,18 +68,22 @@ class PackageSet {
     // Reads and checks every "*.pkg" regular file in `dir` (sorted by name). A missing
     // directory is an empty set. A trust directory that cannot be loaded trusts nothing: every
     // package is then rejected with that reason.
+    //
+    // With `digest_threads` > 0 every member is hashed ahead of need on that many threads
+    // (DigestPayloads), while the trust store loads on a thread of its own and before the
+    // signatures are checked: Prepare and Find then only compare. Nothing is judged ahead: a
+    // tampered member still only rejects its package when it is needed. PID 1 does this in the
+    // background while the earlier stages run (PackagePrefetch).
     static std::unique_ptr<PackageSet> Load(const std::filesystem::path& dir,
                                             const std::filesystem::path& keys_dir,
-                                            const std::string& kernel_release);
+                                            const std::string& kernel_release,
+                                            unsigned digest_threads = 0);
+    // How long hashing ahead took (zero without it).
+    std::chrono::microseconds digest_ahead_time() const { return digest_ahead_; }
 
     // Hashes the members providing `modules` (names not in any package are ignored), package
     // by package; a mismatch rejects that package.
     void Prepare(const std::vector<std::string>& modules);
-
-    // Computes every member's SHA-256 ahead of need (PID 1 does it in the background while the
-    // earlier stages run); Prepare and Find then only compare. Nothing is judged here: a
-    // tampered member still only rejects its package when it is needed.
-    void PrecomputeDigests(unsigned max_threads);
 
     // Rejects the package providing `module` from now on (a check after the hashes failed: its
     // member holds another module than its name says); nothing more loads from it.
@@ -112,9 +116,10 @@ class PackageSet {
     // Module name -> (entry, member index) for the usable packages, first package wins.
     std::map<std::string, std::pair<std::size_t, std::size_t>, std::less<>> index_;
     std::vector<std::string> warnings_;
+    std::chrono::microseconds digest_ahead_{0};
 };
 
-// PackageSet::Load and PrecomputeDigests on a thread of their own, started by PID 1 before the
+// PackageSet::Load, hashing ahead, on a thread of its own, started by PID 1 before the
 // first stage: reading, checking signatures and hashing overlap the stages before the module
 // stage, which then takes the set over (ModloadSession::AdoptPackages). Nothing in it depends on
 // the configuration: the packages and keys directories are fixed, the release is uname's.

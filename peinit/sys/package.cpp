@@ -251,7 +251,7 @@ Result<void> SignedPackage::Verify(std::span<const std::size_t> which) {
         if (i < files_.size() && !checked_[i]) todo.push_back(i);
     }
     if (todo.empty()) return Ok();
-    // Digests computed ahead (PrecomputeDigests) are compared, the rest hashed now.
+    // Digests computed ahead (AdoptDigests) are compared, the rest hashed now.
     std::vector<std::span<const std::byte>> unhashed;
     for (std::size_t i : todo) {
         if (!digested_[i]) unhashed.push_back(files_[i].bytes_);
@@ -272,11 +272,37 @@ Result<void> SignedPackage::Verify(std::span<const std::size_t> which) {
     return Ok();
 }
 
-void SignedPackage::PrecomputeDigests(unsigned max_threads) {
+void SignedPackage::AdoptDigests(std::span<const MemberDigest> digests) {
+    for (std::size_t i = 0; i < files_.size() && i < digests.size(); ++i) {
+        const auto& mine = files_[i].bytes_;
+        const auto& theirs = digests[i].bytes;
+        if (theirs.data() != mine.data() || theirs.size() != mine.size()) continue;
+        digest_[i] = digests[i].digest;
+        digested_[i] = 1;
+    }
+}
+
+std::vector<std::vector<MemberDigest>> DigestPayloads(
+    std::span<const std::span<const std::byte>> packages, unsigned max_threads) {
+    // One pool over the members of every package: the threads stay busy across packages.
+    std::vector<std::vector<MemberDigest>> out(packages.size());
     std::vector<std::span<const std::byte>> data;
-    for (const auto& f : files_) data.push_back(f.bytes_);
-    digest_ = detail::Sha256OfEach(data, max_threads);
-    digested_.assign(files_.size(), 1);
+    for (std::size_t p = 0; p < packages.size(); ++p) {
+        auto members = ReadArchive(packages[p]);
+        if (!members || members->empty()) continue;
+        auto layout = SplitLayout(*members);
+        if (!layout) continue;
+        for (const auto& m : layout->payload) {
+            out[p].push_back({m.data, {}});
+            data.push_back(m.data);
+        }
+    }
+    std::vector<Sha256Digest> digests = detail::Sha256OfEach(data, max_threads);
+    std::size_t k = 0;
+    for (auto& package : out) {
+        for (auto& member : package) member.digest = digests[k++];
+    }
+    return out;
 }
 
 Result<void> SignedPackage::VerifyAll() {

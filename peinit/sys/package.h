@@ -93,6 +93,12 @@ class VerifiedFile {
 
 // A package whose container, signature and manifest were checked, and whose payload hashes are
 // checked on request. Owns the package bytes. Move-only; not thread-safe (callers serialise).
+// A payload member's SHA-256 computed ahead of need (DigestPayloads), with the bytes it covers.
+struct MemberDigest {
+    std::span<const std::byte> bytes;
+    Sha256Digest digest;
+};
+
 class SignedPackage {
   public:
     SignedPackage(SignedPackage&&) = default;
@@ -118,10 +124,11 @@ class SignedPackage {
     // call, and Verified() hands out nothing more.
     Result<void> Verify(std::span<const std::size_t> which);
     Result<void> VerifyAll();
-    // Computes every member's SHA-256 ahead of need (on up to `max_threads` threads) without
-    // judging anything: Verify then only compares. A mismatch still rejects the package only
-    // when Verify meets it, so a tampered member nobody loads changes nothing.
-    void PrecomputeDigests(unsigned max_threads);
+    // Takes over digests computed ahead of need (DigestPayloads over this package's bytes) for
+    // the members they cover: the very bytes in memory, not merely equal ones. Nothing is
+    // judged: Verify then only compares, and a mismatch still rejects the package only when
+    // Verify meets it, so a tampered member nobody loads changes nothing.
+    void AdoptDigests(std::span<const MemberDigest> digests);
     // File i when its hash has been checked and the package is not rejected; else nullptr.
     const VerifiedFile* Verified(std::size_t i) const;
     std::size_t verified_count() const;
@@ -144,6 +151,14 @@ class SignedPackage {
     std::vector<char> digested_;
     std::optional<Error> rejected_;
 };
+
+// The SHA-256 of every payload member of each package held in memory (`packages`: their bytes),
+// per package in container order, all hashed together on up to `max_threads` threads, before
+// anything in them is authenticated: nothing is judged here (a container that does not parse
+// gives no digests; OpenPackage says why). PID 1 hashes while its trust store loads and the
+// signatures are checked, then hands the results to SignedPackage::AdoptDigests.
+std::vector<std::vector<MemberDigest>> DigestPayloads(
+    std::span<const std::span<const std::byte>> packages, unsigned max_threads);
 
 // Checks a package held in memory except for its payload hashes: container structure,
 // signature by a key in `trusted`, manifest, target kernel release (when `kernel_release` is

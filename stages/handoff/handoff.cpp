@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "peinit/core/root_spec.h"
@@ -26,16 +27,16 @@ constexpr milliseconds kPoll{50};
 constexpr milliseconds kStillWaitingEvery{10000};
 
 // The device root= names, once it is there: path and probed file system.
-std::optional<BlockDevice> FindRoot(const BootContext& ctx, const RootSpec& spec,
+std::optional<BlockDevice> FindRoot(const BootPaths& paths, const RootSpec& spec,
                                     std::vector<BlockDevice>* seen) {
     if (spec.IsPath()) {
-        std::string path = ctx.paths.Under(spec.value).string();
+        std::string path = paths.Under(spec.value).string();
         struct stat st;
         if (stat(path.c_str(), &st) != 0 || !S_ISBLK(st.st_mode)) return std::nullopt;
         return ProbeBlockDevice(spec.value.substr(spec.value.rfind('/') + 1), path);
     }
-    auto devices = ProbeBlockDevices(ctx.paths.Under("/sys/class/block").string(),
-                                     ctx.paths.Under("/dev").string());
+    auto devices = ProbeBlockDevices(paths.Under("/sys/class/block").string(),
+                                     paths.Under("/dev").string());
     for (const auto& d : devices) {
         if (d.Matches(spec)) return d;
     }
@@ -57,60 +58,66 @@ std::string UnloadedColdplugDrivers(const BootContext& ctx) {
     return out;
 }
 
-Result<BlockDevice> WaitForRoot(const BootContext& ctx, const RootOptions& o) {
-    if (o.delay.count() > 0) {
-        spdlog::info("handoff: rootdelay: waiting {} s before looking for the root",
-                     o.delay.count() / 1000);
-        std::this_thread::sleep_for(o.delay);
+// Sleeps `d` unless told to stop first.
+void SleepUnlessStopped(std::chrono::milliseconds d, const std::atomic<bool>* stop) {
+    const auto until = Clock::now() + d;
+    while (Clock::now() < until && !(stop && stop->load())) {
+        std::this_thread::sleep_for(std::min<Clock::duration>(kPoll, until - Clock::now()));
     }
-    const auto start = Clock::now();
-    auto next_note = start + kStillWaitingEvery;
-    std::vector<BlockDevice> seen;
-    for (;;) {
-        if (auto dev = FindRoot(ctx, o.spec, &seen)) return *dev;
-        auto now = Clock::now();
-        if (o.wait && now - start >= *o.wait) break;
-        if (now >= next_note) {
-            spdlog::warn("handoff: still waiting for root {} ({} s)", o.spec.ToString(),
-                         std::chrono::duration_cast<std::chrono::seconds>(now - start).count());
-            next_note += kStillWaitingEvery;
-        }
-        std::this_thread::sleep_for(kPoll);
-    }
-    if (o.spec.IsPath()) {
-        seen = ProbeBlockDevices(ctx.paths.Under("/sys/class/block").string(),
-                                 ctx.paths.Under("/dev").string());
-    }
+}
+
+// The error when the root did not appear: what was awaited, the block devices seen and the
+// drivers coldplug matched and did not load (read once coldplug is over).
+Error RootDidNotAppear(const BootContext& ctx, const RootOptions& o,
+                       const std::vector<BlockDevice>& seen) {
     std::string devices;
     for (const auto& d : seen) devices += (devices.empty() ? "" : ", ") + d.Describe();
-    std::string message = "root device " + o.spec.ToString() + " did not appear within " +
-                          std::to_string(o.wait->count() / 1000) + " s (block devices: " +
+    std::string within =
+        o.wait ? " within " + std::to_string(o.wait->count() / 1000) + " s" : "";
+    std::string message = "root device " + o.spec.ToString() + " did not appear" + within +
+                          " (block devices: " +
                           (devices.empty() ? "none" : devices) + ")";
     if (std::string drivers = UnloadedColdplugDrivers(ctx); !drivers.empty()) {
         message += "; drivers coldplug matched and did not load: " + drivers;
     } else {
         message += "; is its block driver in the boot-time module set?";
     }
-    return Err(message, ENODEV);
+    return Error(message, ENODEV);
 }
 
-Result<std::string> MountRoot(BootContext& ctx, const RootOptions& o, const BlockDevice& dev,
-                              const std::string& target) {
+// The file systems MountRoot would try for `dev`: rootfstype=, else the probed type, else every
+// block file system the kernel has.
+Result<std::vector<std::string>> RootTypes(const BootPaths& paths, const RootOptions& o,
+                                           const BlockDevice& dev) {
+    if (!o.fstypes.empty()) return o.fstypes;
+    if (!dev.type.empty()) return std::vector<std::string>{dev.type};
+    auto filesystems = ReadConfigFile(paths.Under("/proc/filesystems").string());
+    if (!filesystems) return filesystems.error();
+    return BlockFilesystems(filesystems->text);
+}
+
+// True when the kernel has every one of `types` already: mounting then loads no module.
+bool KernelHas(const BootPaths& paths, const std::vector<std::string>& types) {
+    auto filesystems = ReadConfigFile(paths.Under("/proc/filesystems").string());
+    if (!filesystems) return false;
+    const std::vector<std::string> have = BlockFilesystems(filesystems->text);
+    for (const auto& t : types) {
+        if (std::find(have.begin(), have.end(), t) == have.end()) return false;
+    }
+    return !types.empty();
+}
+
+Result<std::string> MountRoot(const BootPaths& paths, Kernel& kernel, const RootOptions& o,
+                              const BlockDevice& dev, const std::string& target) {
     auto parsed = ParseMountOptions(o.flags);
     if (!parsed) return parsed.error().Context("rootflags: ");
     const MountOptions& opts = *parsed;
     unsigned long flags = opts.flags & ~MS_RDONLY;
     if (o.read_only) flags |= MS_RDONLY;
-    std::vector<std::string> types = o.fstypes;
-    if (types.empty() && !dev.type.empty()) types.push_back(dev.type);
-    if (types.empty()) {
-        auto filesystems = ReadConfigFile(ctx.paths.Under("/proc/filesystems").string());
-        if (!filesystems) return filesystems.error();
-        types = BlockFilesystems(filesystems->text);
-    }
+    const std::vector<std::string> types = PEINIT_TRY(RootTypes(paths, o, dev));
     std::string tried;
     for (const auto& type : types) {
-        auto mounted = ctx.kernel.Mount(dev.path, target, type, flags, opts.data);
+        auto mounted = kernel.Mount(dev.path, target, type, flags, opts.data);
         if (mounted) {
             spdlog::info("handoff: mounted {} ({}, {}) on {}", dev.path, type,
                          o.read_only ? "ro" : "rw", target);
@@ -123,18 +130,104 @@ Result<std::string> MountRoot(BootContext& ctx, const RootOptions& o, const Bloc
                (tried.empty() ? "no file system" : tried) + ")");
 }
 
+}  // namespace
+
+PreparedRoot PrepareRoot(const BootPaths& paths, Kernel& kernel, const RootOptions& o,
+                         bool mount_only_without_modules, const std::atomic<bool>* stop) {
+    PreparedRoot out;
+    if (o.delay.count() > 0) {
+        spdlog::info("handoff: rootdelay: waiting {} s before looking for the root",
+                     o.delay.count() / 1000);
+        SleepUnlessStopped(o.delay, stop);
+    }
+    const auto start = Clock::now();
+    auto next_note = start + kStillWaitingEvery;
+    while (!(stop && stop->load())) {
+        if ((out.device = FindRoot(paths, o.spec, &out.seen))) break;
+        auto now = Clock::now();
+        if (o.wait && now - start >= *o.wait) break;
+        if (now >= next_note) {
+            spdlog::warn("handoff: still waiting for root {} ({} s)", o.spec.ToString(),
+                         std::chrono::duration_cast<std::chrono::seconds>(now - start).count());
+            next_note += kStillWaitingEvery;
+        }
+        std::this_thread::sleep_for(kPoll);
+    }
+    if (!out.device) {
+        if (o.spec.IsPath()) {
+            out.seen = ProbeBlockDevices(paths.Under("/sys/class/block").string(),
+                                         paths.Under("/dev").string());
+        }
+        return out;
+    }
+    spdlog::info("handoff: root {} is {}", o.spec.ToString(), out.device->Describe());
+    const std::string new_root = paths.Under(kNewRoot).string();
+    if (mount_only_without_modules) {
+        auto types = RootTypes(paths, o, *out.device);
+        if (!types || !KernelHas(paths, *types)) {
+            spdlog::info("handoff: the root's file system is not in the kernel yet: it is "
+                         "mounted at the handoff");
+            return out;
+        }
+    }
+    if (auto made = kernel.MakeDir(new_root, 0755); !made && made.error().code() != EEXIST) {
+        out.mounted = made.error();
+        return out;
+    }
+    out.mounted = MountRoot(paths, kernel, o, *out.device, new_root);
+    return out;
+}
+
+RootPreparation::RootPreparation(const BootPaths& paths, Kernel& kernel, RootOptions options)
+    : options_(std::move(options)) {
+    thread_ = std::thread([this, paths, &kernel] {
+        result_ = PrepareRoot(paths, kernel, options_, true, &stop_);
+    });
+}
+
+RootPreparation::~RootPreparation() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+}
+
+PreparedRoot RootPreparation::Take() {
+    if (thread_.joinable()) thread_.join();
+    return std::move(result_);
+}
+
+Result<void> RunRoot(BootContext& ctx) {
+    if (!ctx.cmdline.root) return Ok();
+    auto o = ParseRootOptions(ctx.cmdline);
+    if (!o) return Ok();  // the handoff reports it
+    try {
+        ctx.root = std::make_shared<RootPreparation>(ctx.paths, ctx.kernel, std::move(*o));
+    } catch (const std::system_error& e) {
+        spdlog::warn("handoff: no thread to find the root ahead ({}): the handoff finds it",
+                     e.what());
+    }
+    return Ok();
+}
+
+namespace {
+
 Result<void> SwitchToRealRoot(BootContext& ctx) {
     RootOptions o = PEINIT_TRY(ParseRootOptions(ctx.cmdline));
     for (const auto& w : o.warnings) spdlog::warn("handoff: {}", w);
     if (getpid() != 1) return Err("handoff: not PID 1, refusing to switch root");
-    BlockDevice dev = PEINIT_TRY(WaitForRoot(ctx, o));
-    spdlog::info("handoff: root {} is {}", o.spec.ToString(), dev.Describe());
-
+    // Found, and mounted when its file system was in the kernel, by the root stage's thread;
+    // otherwise (no thread) here and now.
+    std::shared_ptr<RootPreparation> ahead = std::move(ctx.root);
+    PreparedRoot root = ahead ? ahead->Take() : PrepareRoot(ctx.paths, ctx.kernel, o, false);
+    if (!root.device) return RootDidNotAppear(ctx, o, root.seen);
     std::string new_root = ctx.paths.Under(kNewRoot).string();
-    if (auto made = ctx.kernel.MakeDir(new_root, 0755); !made && made.error().code() != EEXIST) {
-        return made.error();
+    if (!root.mounted) {
+        if (auto made = ctx.kernel.MakeDir(new_root, 0755);
+            !made && made.error().code() != EEXIST) {
+            return made.error();
+        }
+        root.mounted = MountRoot(ctx.paths, ctx.kernel, o, *root.device, new_root);
     }
-    PEINIT_TRY(MountRoot(ctx, o, dev, new_root));
+    if (!*root.mounted) return root.mounted->error();
 
     auto ramfs = PEINIT_TRY(IsRamfsOrTmpfs(ctx.paths.root.string()));
     if (!ramfs) return Err("handoff: / is not an initramfs (ramfs/tmpfs), refusing to empty it");

@@ -1,16 +1,68 @@
 #pragma once
 
+#include <atomic>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
 #include "peinit/core/boot_context.h"
 #include "peinit/core/result.h"
+#include "peinit/core/root_spec.h"
+#include "peinit/sys/block_devices.h"
 
 namespace peinit {
 
+class Kernel;
+
+// The real root found (and perhaps mounted on /newroot) ahead of the switch.
+struct PreparedRoot {
+    std::optional<BlockDevice> device;  // nullopt: it did not appear in time
+    std::vector<BlockDevice> seen;      // the block devices there were, when it did not
+    // The mount's outcome (the file system type), nullopt when it was left for the handoff.
+    std::optional<Result<std::string>> mounted;
+};
+
+// Waits for root= (rootdelay=, then up to rootwait; polling every block device by tag, libblkid)
+// and mounts it on /newroot (rootfstype= or the probed type, rootflags= read by libmount, ro
+// unless rw). With `mount_only_without_modules` it mounts only when the kernel already has
+// every file system it would try (/proc/filesystems), so that mounting loads no module;
+// otherwise it leaves the mount to the caller. `stop` (when given) ends the wait early.
+PreparedRoot PrepareRoot(const BootPaths& paths, Kernel& kernel, const RootOptions& o,
+                         bool mount_only_without_modules,
+                         const std::atomic<bool>* stop = nullptr);
+
+// PrepareRoot on a thread of its own, mounting only without modules; the destructor stops the
+// wait and joins.
+class RootPreparation {
+  public:
+    RootPreparation(const BootPaths& paths, Kernel& kernel, RootOptions options);
+    ~RootPreparation();
+    RootPreparation(const RootPreparation&) = delete;
+    RootPreparation& operator=(const RootPreparation&) = delete;
+    // Waits for the thread and returns its result (once).
+    PreparedRoot Take();
+
+  private:
+    RootOptions options_;
+    std::atomic<bool> stop_{false};
+    PreparedRoot result_;
+    std::thread thread_;
+};
+
+// The stage after the module stage. With root= it starts RootPreparation (ctx.root): the root
+// device is found, and mounted when its file system is in the kernel already (the module stage
+// loaded it), while coldplug, the lock and the handover run. Nothing on the new root is read
+// before the handoff, and a file system the kernel does not have yet is mounted by the handoff
+// after the lock, as without this stage. Never fails: a bad root= is the handoff's to report.
+Result<void> RunRoot(BootContext& ctx);
+
 // The last stage. With `root=` on the command line (a /dev path, UUID=, PARTUUID=, LABEL=,
-// PARTLABEL=; peinit/core/root_spec.h) it waits for the device (10 s, rootwait[=N], rootdelay=),
-// finding tags by probing every block device (libblkid: there is no udev in the initramfs);
-// when it does not appear the error names what was awaited, the block devices seen and the
-// drivers coldplug matched and did not load. It mounts the root (rootfstype= or the probed type,
-// rootflags= read by libmount, ro unless rw), checks switch_root's guards (we are PID 1, / is the
+// PARTLABEL=; peinit/core/root_spec.h) it takes the root stage's result (or runs PrepareRoot
+// itself): the device waited for (10 s, rootwait[=N], rootdelay=), found by tag by probing every
+// block device (libblkid: there is no udev in the initramfs); when it does not appear the error
+// names what was awaited, the block devices seen and the drivers coldplug matched and did not
+// load. It mounts the root when the root stage did not, checks switch_root's guards (we are PID 1, / is the
 // initramfs (ramfs/tmpfs), the new root is another device, init= (default /sbin/init) is an
 // executable file when resolved inside the new root), moves /proc /sys /dev /run into it,
 // empties the initramfs, switches root and execs init with the words after `--`, with only

@@ -570,6 +570,8 @@ def bench_realroot(args, work, results):
                 output = q.stdout
             except subprocess.TimeoutExpired as e:
                 output = e.stdout or ""
+            with open(os.path.join(d, "%s-boot-%d.log" % (mode, i + 1)), "w") as logf:
+                logf.write(output)  # kept for reading the phases after a run
             start = stamped(output, "Run /init as init process")
             first = stamped(output, "systemd[1]: systemd ")
             lock = stamped(output, "peinit: lockdown locked=1")

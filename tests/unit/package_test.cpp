@@ -571,6 +571,40 @@ TEST_F(PackageTest, SignedButWrongHashIsHashMismatch) {
     EXPECT_EQ(RejectionOf(WithManifest(m)), PackageReject::kHashMismatch);
 }
 
+// PID 1 hashes members while the signature is still being checked (DigestPayloads) and hands
+// the digests over (AdoptDigests). A package only takes digests of its very own bytes: handed
+// those of an intact copy, a tampered package is still rejected, and digests of a tampered
+// copy change nothing for the intact one.
+TEST_F(PackageTest, DigestsAheadCountOnlyForTheBytesTheyCover) {
+    auto tampered = package_;
+    tampered[Find("<zeta>")] ^= std::byte{0x80};
+    auto verify_all = [&](const std::vector<std::byte>& bytes, const PackageBytes* ahead_of) {
+        PackageBytes own(bytes);
+        const std::span<const std::byte> spans[] = {ahead_of ? ahead_of->span() : own.span()};
+        auto digests = DigestPayloads(spans, 2);
+        EXPECT_EQ(digests.size(), 1u);
+        EXPECT_EQ(digests[0].size(), 3u);
+        auto opened = OpenPackage(std::move(own), trusted_, std::string(kKver));
+        EXPECT_TRUE(opened) << opened.error().message();
+        if (!opened) return std::string("not opened");
+        opened->AdoptDigests(digests[0]);
+        auto all = opened->VerifyAll();
+        return all ? std::string("ok") : all.error().message();
+    };
+    PackageBytes intact(package_);
+    PackageBytes changed(tampered);
+    EXPECT_EQ(verify_all(package_, nullptr), "ok");
+    EXPECT_THAT(verify_all(tampered, nullptr), ::testing::StartsWith("hash-mismatch: modules/zeta.ko"));
+    EXPECT_THAT(verify_all(tampered, &intact), ::testing::StartsWith("hash-mismatch: modules/zeta.ko"));
+    EXPECT_EQ(verify_all(package_, &changed), "ok");
+    // A container that does not parse has no digests (OpenPackage says why).
+    const std::vector<std::byte> garbage = Bytes("not a tar archive");
+    const std::span<const std::byte> bad[] = {garbage};
+    auto none = DigestPayloads(bad, 1);
+    ASSERT_EQ(none.size(), 1u);
+    EXPECT_TRUE(none[0].empty());
+}
+
 TEST_F(PackageTest, UnknownManifestField) {
     std::string m = ManifestText();
     m.insert(m.find("file "), "license GPL\n");
@@ -766,6 +800,49 @@ TEST_F(PackageFilesTest, TrustStoreLoadsPubFiles) {
     EXPECT_EQ(store->Find(std::string(64, '0')), nullptr);
     // The fingerprint is SHA-256 of the raw key.
     EXPECT_EQ(k1->public_key().fingerprint, HexEncode(Sha256Of(k1->public_key().raw)));
+}
+
+// Trusted keys are read without OpenSSL's generic key decoder when they are what peinit-pkg
+// writes (PEM "PUBLIC KEY", an Ed25519 SubjectPublicKeyInfo): the key is the one OpenSSL reads.
+// The same bytes under another algorithm's identifier (X25519) or any other block still go to
+// the decoder and are refused with its reason.
+TEST_F(PackageFilesTest, Ed25519KeysReadDirectlyAreTheKeysOpenSslReads) {
+    for (int i = 0; i < 3; ++i) {
+        auto key = SigningKey::Generate();
+        ASSERT_TRUE(key);
+        auto pem = key->PublicPem();
+        ASSERT_TRUE(pem);
+        auto parsed = ParsePublicKeyPem(*pem);
+        ASSERT_TRUE(parsed) << parsed.error().message();
+        EXPECT_EQ(parsed->raw, key->public_key().raw);
+        EXPECT_EQ(parsed->fingerprint, key->public_key().fingerprint);
+    }
+    auto key = SigningKey::Generate();
+    ASSERT_TRUE(key);
+    auto pem_of = [](unsigned char algorithm, const std::array<std::byte, 32>& raw) {
+        std::vector<unsigned char> der = {0x30, 0x2a, 0x30, 0x05, 0x06, 0x03,
+                                          0x2b, 0x65, algorithm, 0x03, 0x21, 0x00};
+        for (std::byte b : raw) der.push_back(static_cast<unsigned char>(b));
+        BIO* bio = BIO_new(BIO_s_mem());
+        EXPECT_GT(PEM_write_bio(bio, "PUBLIC KEY", "", der.data(), static_cast<long>(der.size())),
+                  0);
+        char* text = nullptr;
+        long len = BIO_get_mem_data(bio, &text);
+        std::string out(text, static_cast<std::size_t>(len));
+        BIO_free(bio);
+        return out;
+    };
+    auto same = ParsePublicKeyPem(pem_of(0x70, key->public_key().raw));  // 1.3.101.112 Ed25519
+    ASSERT_TRUE(same) << same.error().message();
+    EXPECT_EQ(same->raw, key->public_key().raw);
+    auto x25519 = ParsePublicKeyPem(pem_of(0x6e, key->public_key().raw));  // 1.3.101.110
+    ASSERT_FALSE(x25519);
+    EXPECT_THAT(x25519.error().message(), ::testing::HasSubstr("not an Ed25519 key"));
+    auto secret = key->PrivatePem();
+    ASSERT_TRUE(secret);
+    auto private_block = ParsePublicKeyPem(*secret);
+    ASSERT_FALSE(private_block);
+    EXPECT_THAT(private_block.error().message(), ::testing::HasSubstr("not a PEM public key"));
 }
 
 TEST_F(PackageFilesTest, TrustStoreRejectsBadKeyFiles) {

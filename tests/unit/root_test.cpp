@@ -23,6 +23,7 @@
 #include "peinit/sys/fs.h"
 #include "peinit/sys/linux_kernel.h"
 #include "stages/autoload/handover.h"
+#include "stages/handoff/handoff.h"
 #include "tests/unit/fixture_roots.h"
 
 namespace peinit {
@@ -142,6 +143,100 @@ TEST(BlockDevices, ProbesFileSystemTags) {
     EXPECT_EQ(d.Describe(), "fs (ext4 UUID=0d4e9a2c-3b1f-4a6e-8c7d-5e4f3a2b1c0d LABEL=peinit-test)");
     BlockDevice missing = ProbeBlockDevice("nope", (s.dir / "nope").string());
     EXPECT_EQ(missing.Describe(), "nope (no file system)");
+}
+
+// A boot tree whose one block device, vdz, holds an ext4 file system (a file stands in for the
+// device node) and whose /proc/filesystems lists `filesystems`.
+struct RootTree {
+    Scratch s;
+    BootPaths paths;
+    FakeKernel kernel;
+    BootContext ctx{kernel};
+    bool made = false;
+    static constexpr const char* kUuid = "6a1d2c3b-4e5f-4a6b-9c8d-7e6f5a4b3c2d";
+
+    explicit RootTree(const std::string& filesystems) {
+        paths.root = s.dir;
+        fs::create_directories(s.dir / "sys/class/block/vdz");
+        fs::create_directories(s.dir / "dev");
+        fs::create_directories(s.dir / "proc");
+        std::ofstream(s.dir / "proc/filesystems") << filesystems;
+        std::string cmd = "mke2fs -q -F -t ext4 -L peinit-root -U " + std::string(kUuid) + " " +
+                          (s.dir / "dev/vdz").string() + " 8M >/dev/null 2>&1";
+        made = std::system(cmd.c_str()) == 0;
+        ctx.paths = paths;
+    }
+    void Cmdline(const std::string& text) { ctx.cmdline = ParseCmdline(text); }
+    std::vector<KernelCall> Mounts() const { return kernel.Calls(KernelOp::kMount); }
+};
+
+// The root stage finds root=UUID= on a thread of its own and mounts it ahead when the kernel
+// has its file system already (no module can load for the mount); the handoff takes that over.
+TEST(RootStage, MountsAheadWhenTheKernelHasTheFileSystem) {
+    RootTree t("nodev\tsysfs\nnodev\ttmpfs\n\text4\n");
+    if (!t.made) GTEST_SKIP() << "mke2fs is not installed";
+    t.Cmdline(std::string("root=UUID=") + RootTree::kUuid + " rw rootflags=noatime");
+    ASSERT_TRUE(RunRoot(t.ctx));
+    ASSERT_NE(t.ctx.root, nullptr);
+    PreparedRoot root = t.ctx.root->Take();
+    ASSERT_TRUE(root.device);
+    EXPECT_EQ(root.device->name, "vdz");
+    EXPECT_EQ(root.device->type, "ext4");
+    ASSERT_TRUE(root.mounted);
+    ASSERT_TRUE(*root.mounted) << root.mounted->error().message();
+    EXPECT_EQ(**root.mounted, "ext4");
+    auto mounts = t.Mounts();
+    ASSERT_EQ(mounts.size(), 1u);
+    EXPECT_EQ(mounts[0].name, (t.s.dir / "newroot").string());
+    EXPECT_THAT(mounts[0].args, HasSubstr((t.s.dir / "dev/vdz").string() + " ext4 flags=" +
+                                          std::to_string(MS_NOATIME)));
+}
+
+// A file system the kernel does not have yet would make mount(2) ask for its module before the
+// lock: the root stage leaves that mount to the handoff, after the lock, as without it.
+TEST(RootStage, LeavesTheMountToTheHandoffWhenTheFileSystemIsNotInTheKernel) {
+    RootTree t("nodev\tsysfs\n\tvfat\n");
+    if (!t.made) GTEST_SKIP() << "mke2fs is not installed";
+    t.Cmdline(std::string("root=LABEL=peinit-root"));
+    ASSERT_TRUE(RunRoot(t.ctx));
+    ASSERT_NE(t.ctx.root, nullptr);
+    PreparedRoot root = t.ctx.root->Take();
+    ASSERT_TRUE(root.device);
+    EXPECT_EQ(root.device->name, "vdz");
+    EXPECT_FALSE(root.mounted);
+    EXPECT_THAT(t.Mounts(), ::testing::IsEmpty());
+    // rootfstype= naming one the kernel lacks is left too, even though the probe found ext4.
+    t.Cmdline(std::string("root=LABEL=peinit-root rootfstype=xfs"));
+    ASSERT_TRUE(RunRoot(t.ctx));
+    EXPECT_FALSE(t.ctx.root->Take().mounted);
+    EXPECT_THAT(t.Mounts(), ::testing::IsEmpty());
+}
+
+// A root that never appears: the wait is bounded by rootwait=, the devices seen are kept for
+// the handoff's message, and an unbounded wait (rootwait) ends when the preparation is dropped
+// (the boot went the emergency way).
+TEST(RootStage, RootThatDoesNotAppearIsBoundedAndStoppable) {
+    RootTree t("\text4\n");
+    if (!t.made) GTEST_SKIP() << "mke2fs is not installed";
+    t.Cmdline("root=PARTUUID=0000abcd-01 rootwait=1");
+    const auto start = std::chrono::steady_clock::now();
+    ASSERT_TRUE(RunRoot(t.ctx));
+    PreparedRoot root = t.ctx.root->Take();
+    EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+    EXPECT_FALSE(root.device);
+    ASSERT_EQ(root.seen.size(), 1u);
+    EXPECT_EQ(root.seen[0].name, "vdz");
+    EXPECT_THAT(t.Mounts(), ::testing::IsEmpty());
+
+    t.Cmdline("root=PARTUUID=0000abcd-01 rootwait");
+    ASSERT_TRUE(RunRoot(t.ctx));
+    const auto dropped = std::chrono::steady_clock::now();
+    t.ctx.root.reset();
+    EXPECT_LT(std::chrono::steady_clock::now() - dropped, std::chrono::seconds(2));
+    // Without root= there is nothing to prepare.
+    t.Cmdline("console=ttyS0");
+    ASSERT_TRUE(RunRoot(t.ctx));
+    EXPECT_EQ(t.ctx.root, nullptr);
 }
 
 // Symlinks inside the new root resolve inside it, the way the real init will see them.
