@@ -23,7 +23,7 @@ struct Stage {
     Result<void> (*run)(BootContext&);
 };
 
-// early-mounts, config, autoload, modules, root, coldplug, lockdown, handover, handoff, in that
+// early-mounts, config, autoload, root, modules, coldplug, lockdown, handover, handoff, in that
 // order.
 std::span<const Stage> BootStages();
 

@@ -19,10 +19,12 @@
 
 namespace peinit {
 
+class DeviceScan;
 class Kernel;
 class ModloadSession;
 class PackagePrefetch;
 class RootPreparation;
+class UeventSocket;
 
 // Every file peinit reads, under one root ("/" at boot, a fixture tree in tests).
 struct BootPaths {
@@ -133,6 +135,12 @@ struct BootContext {
     // devices (0: coldplug did not run). Devices of events up to it were present for coldplug;
     // PID 1's hot-add (peinit/init/hotplug.h) handles the later ones.
     uint64_t coldplug_seqnum = 0;
+    // PID 1's uevent socket (peinit/sys/uevent.h), open from before the first stage; null in
+    // tests and offline.
+    UeventSocket* uevents = nullptr;
+    // Coldplug's enumeration made ahead (DeviceScan): started by the module stage when its loads
+    // begin (only when `uevents` is there to tell what was added after it), taken by coldplug.
+    std::shared_ptr<DeviceScan> device_scan;
     // The fatal stage whose failure stopped the boot (RunStages), for the emergency record.
     std::string failed_stage;
     // The module-loading session (peinit/modload/session.h): opened by the module stage, used

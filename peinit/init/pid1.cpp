@@ -209,6 +209,8 @@ void HandleUevents(UeventSocket& uevents, Hotplug& hotplug, BootContext& ctx,
     if (!uevents) {
         spdlog::warn("hotplug: {}: devices added after coldplug get no driver",
                      uevents.error().message());
+    } else {
+        ctx.uevents = &*uevents;
     }
 
     if (auto booted = RunStages(BootStages(), ctx); !booted) {

@@ -29,70 +29,73 @@ std::unique_ptr<PackageSet> PackageSet::Load(const std::filesystem::path& dir,
     std::sort(files.begin(), files.end());
     if (files.empty()) return set;
 
-    // Hashing ahead, the trust store (OpenSSL's first use) loads on a thread of its own while
-    // the packages are read and hashed; the digests are only compared once signature and
-    // manifest are checked.
-    auto load_trust = [&keys_dir] { return TrustStore::LoadDirectory(keys_dir); };
-    std::future<Result<TrustStore>> trust_ahead;
+    std::vector<Result<PackageBytes>> contents;
+    for (const auto& path : files) contents.push_back(ReadFileSealed(path));
+    // Views of the bytes, taken before OpenPackage moves the buffers (their memory stays put).
+    std::vector<std::span<const std::byte>> views;
+    for (const auto& c : contents) views.push_back(c ? c->span() : std::span<const std::byte>());
+
+    // Signatures and manifests: the trust store (OpenSSL's first use) and OpenPackage. Hashing
+    // ahead, this runs on a thread of its own while this one hashes; the digests are only
+    // compared once signature and manifest are checked.
+    std::string trust_error;
+    std::vector<std::optional<Result<SignedPackage>>> opened(files.size());
+    auto check_signatures = [&] {
+        auto loaded = TrustStore::LoadDirectory(keys_dir);
+        if (!loaded) {
+            trust_error = "no usable trust store: " + loaded.error().message();
+            return;
+        }
+        for (std::size_t f = 0; f < files.size(); ++f) {
+            if (contents[f]) opened[f] = OpenPackage(std::move(*contents[f]), *loaded, kernel_release);
+        }
+    };
+    std::future<void> checked;
     if (digest_threads > 0) {
         try {
-            trust_ahead = std::async(std::launch::async, load_trust);
+            checked = std::async(std::launch::async, check_signatures);
         } catch (const std::system_error&) {
-            // No thread: it loads below.
+            // No thread: checked below, after hashing.
         }
     }
-    std::vector<Result<PackageBytes>> contents;
     std::vector<std::vector<MemberDigest>> digests(files.size());
-    for (const auto& path : files) contents.push_back(ReadFileSealed(path));
     if (digest_threads > 0) {
         const auto start = Clock::now();
-        std::vector<std::span<const std::byte>> readable;
-        for (const auto& c : contents) readable.push_back(c ? c->span() : std::span<const std::byte>());
-        digests = DigestPayloads(readable, digest_threads);
+        digests = DigestPayloads(views, digest_threads);
         set->digest_ahead_ = std::chrono::duration_cast<std::chrono::microseconds>(
             Clock::now() - start);
     }
-    Result<TrustStore> loaded = trust_ahead.valid() ? trust_ahead.get() : load_trust();
-    std::string trust_error;
-    TrustStore trusted;
-    if (loaded) {
-        trusted = std::move(*loaded);
+    if (checked.valid()) {
+        checked.get();
     } else {
-        trust_error = "no usable trust store: " + loaded.error().message();
+        check_signatures();
     }
 
     for (std::size_t f = 0; f < files.size(); ++f) {
         Entry entry;
         entry.file = files[f].filename().string();
         entry.report.file = entry.file;
-        auto& bytes = contents[f];
-        if (!bytes) {
-            entry.report.reason = bytes.error().message();
+        if (!contents[f]) {
+            entry.report.reason = contents[f].error().message();
             set->entries_.push_back(std::move(entry));
             continue;
         }
-        if (!trust_error.empty()) {
-            entry.report.reason = trust_error;
-            entry.report.modules = ClaimedModules(bytes->span());
-            set->entries_.push_back(std::move(entry));
-            continue;
-        }
-        auto opened = OpenPackage(std::move(*bytes), trusted, kernel_release);
-        if (!opened) {
+        if (!trust_error.empty() || !*opened[f]) {
             // The bytes stay ours on failure: their claimed names explain the rejection.
-            entry.report.reason = opened.error().message();
-            entry.report.modules = ClaimedModules(bytes->span());
+            entry.report.reason = !trust_error.empty() ? trust_error : opened[f]->error().message();
+            entry.report.modules = ClaimedModules(views[f]);
             set->entries_.push_back(std::move(entry));
             continue;
         }
-        opened->AdoptDigests(digests[f]);
+        SignedPackage& package = **opened[f];
+        package.AdoptDigests(digests[f]);
         const std::size_t e = set->entries_.size();
         entry.report.verified = true;
-        entry.report.name = opened->name();
-        entry.report.version = opened->version();
-        entry.report.signer = opened->signer();
-        for (std::size_t i = 0; i < opened->size(); ++i) {
-            std::string module = opened->module_name(i);
+        entry.report.name = package.name();
+        entry.report.version = package.version();
+        entry.report.signer = package.signer();
+        for (std::size_t i = 0; i < package.size(); ++i) {
+            std::string module = package.module_name(i);
             auto [at, inserted] = set->index_.try_emplace(module, e, i);
             if (!inserted) {
                 set->warnings_.push_back("module " + module + " is in packages " +
@@ -102,7 +105,7 @@ std::unique_ptr<PackageSet> PackageSet::Load(const std::filesystem::path& dir,
             }
             entry.report.modules.push_back(std::move(module));
         }
-        entry.package = std::move(*opened);
+        entry.package = std::move(package);
         set->entries_.push_back(std::move(entry));
     }
     return set;

@@ -97,13 +97,20 @@ Result<void> CheckPayloadLayout(const Manifest& manifest, std::span<const Archiv
     return Ok();
 }
 
-// Each thread takes the next unhashed item; the result is the same as hashing in order.
+// Each thread takes the next unhashed item, largest first (one large module then does not start
+// last and keep the others waiting); the result is the same as hashing in order.
 std::vector<Sha256Digest> Sha256OfEach(std::span<const std::span<const std::byte>> data,
                                        unsigned max_threads) {
     std::vector<Sha256Digest> digests(data.size());
+    std::vector<std::size_t> order(data.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t b) { return data[a].size() > data[b].size(); });
     std::atomic<std::size_t> next{0};
     auto work = [&] {
-        for (std::size_t i; (i = next.fetch_add(1)) < data.size();) digests[i] = Sha256Of(data[i]);
+        for (std::size_t k; (k = next.fetch_add(1)) < order.size();) {
+            digests[order[k]] = Sha256Of(data[order[k]]);
+        }
     };
     std::size_t bytes = 0;
     for (const auto& d : data) bytes += d.size();

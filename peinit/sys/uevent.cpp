@@ -6,9 +6,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <set>
+#include <system_error>
 
 namespace peinit {
 
@@ -77,6 +79,43 @@ std::vector<DeviceModalias> HotAddedDevices(const std::vector<Uevent>& events,
         out.push_back({std::move(syspath), e.modalias});
     }
     return out;
+}
+
+std::vector<DeviceModalias> DevicesSince(std::vector<DeviceModalias> scanned,
+                                         const std::vector<Uevent>& events, uint64_t seqnum) {
+    std::set<std::string> present;
+    for (const auto& d : scanned) present.insert(d.syspath);
+    for (auto& d : HotAddedDevices(events, seqnum)) {
+        if (present.insert(d.syspath).second) scanned.push_back(std::move(d));
+    }
+    std::sort(scanned.begin(), scanned.end(),
+              [](const DeviceModalias& a, const DeviceModalias& b) { return a.syspath < b.syspath; });
+    return scanned;
+}
+
+std::unique_ptr<DeviceScan> DeviceScan::Start(std::string sysfs) {
+    std::unique_ptr<DeviceScan> scan(new DeviceScan());
+    try {
+        scan->thread_ = std::thread([s = scan.get(), sysfs = std::move(sysfs)] {
+            const auto start = std::chrono::steady_clock::now();
+            s->found_.seqnum = ReadUeventSeqnum(sysfs);
+            s->found_.devices = EnumerateModaliases(sysfs);
+            s->found_.took = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - start);
+        });
+    } catch (const std::system_error&) {
+        return nullptr;
+    }
+    return scan;
+}
+
+DeviceScan::~DeviceScan() {
+    if (thread_.joinable()) thread_.join();
+}
+
+DeviceScan::Found DeviceScan::Take() {
+    if (thread_.joinable()) thread_.join();
+    return std::move(found_);
 }
 
 Result<uint64_t> ReadUeventSeqnum(const std::string& sysfs) {

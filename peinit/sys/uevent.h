@@ -8,10 +8,13 @@
 // Every event carries SEQNUM, the kernel's running count (also in /sys/kernel/uevent_seqnum),
 // so an event can be placed before or after a sysfs enumeration.
 
+#include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "peinit/core/result.h"
@@ -40,6 +43,37 @@ std::vector<DeviceModalias> HotAddedDevices(const std::vector<Uevent>& events,
 
 // /sys/kernel/uevent_seqnum under `sysfs`: the SEQNUM of the last event the kernel emitted.
 Result<uint64_t> ReadUeventSeqnum(const std::string& sysfs = "/sys");
+
+// The devices of an enumeration made when the uevent count was `seqnum` (`scanned`), with those
+// added by `events` since (HotAddedDevices), each device once, sorted by syspath: what is
+// present now, without walking sysfs again.
+std::vector<DeviceModalias> DevicesSince(std::vector<DeviceModalias> scanned,
+                                         const std::vector<Uevent>& events, uint64_t seqnum);
+
+// EnumerateModaliases made ahead of need on a thread of its own, with the uevent count read
+// right before it: every device of an event up to that count is in the enumeration, later ones
+// come from the uevent queue (DevicesSince). The module stage starts one when its loads begin,
+// so that coldplug's walk of sysfs overlaps them.
+class DeviceScan {
+  public:
+    struct Found {
+        Result<uint64_t> seqnum = uint64_t{0};
+        Result<std::vector<DeviceModalias>> devices = std::vector<DeviceModalias>{};
+        std::chrono::milliseconds took{0};
+    };
+    // nullptr when no thread could be started.
+    static std::unique_ptr<DeviceScan> Start(std::string sysfs = "/sys");
+    ~DeviceScan();
+    DeviceScan(const DeviceScan&) = delete;
+    DeviceScan& operator=(const DeviceScan&) = delete;
+    // Waits for the enumeration (once).
+    Found Take();
+
+  private:
+    DeviceScan() = default;
+    Found found_;
+    std::thread thread_;
+};
 
 // The kernel's uevent broadcast, group 1, non-blocking and close-on-exec (the real init of a
 // `root=` boot never inherits it). A socket filter keeps only "add@" events that are not

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <algorithm>
 #include <set>
 
 #include "peinit/sys/kernel_release.h"
@@ -147,6 +148,27 @@ Result<void> Coldplug(BootContext& ctx, const std::vector<DeviceModalias>& devic
 
 Result<void> RunColdplug(BootContext& ctx) {
     const auto start = Clock::now();
+    // Enumerated ahead, beside the module stage's loads: that enumeration and the devices added
+    // since (the uevent queue), unless the queue overflowed or the scan failed.
+    if (std::shared_ptr<DeviceScan> scan = std::move(ctx.device_scan); scan && ctx.uevents) {
+        DeviceScan::Found found = scan->Take();
+        bool overflowed = false;
+        std::vector<Uevent> events = ctx.uevents->Drain(overflowed);
+        if (found.seqnum && found.devices && !overflowed) {
+            const std::size_t ahead = found.devices->size();
+            auto devices = DevicesSince(std::move(*found.devices), events, *found.seqnum);
+            ctx.coldplug_seqnum = *found.seqnum;
+            for (const auto& e : events) ctx.coldplug_seqnum = std::max(ctx.coldplug_seqnum, e.seqnum);
+            spdlog::info("coldplug: {} devices with a modalias, enumerated ahead in {} ms, {} "
+                         "added since",
+                         devices.size(), found.took.count(), devices.size() - ahead);
+            return Coldplug(ctx, devices);
+        }
+        spdlog::info("coldplug: the enumeration made ahead is not usable ({}): enumerating again",
+                     overflowed ? "the uevent queue overflowed"
+                     : !found.seqnum ? found.seqnum.error().message()
+                                     : found.devices.error().message());
+    }
     // Every device whose uevent is numbered up to this is in the enumeration below; PID 1's
     // hot-add takes the later ones (peinit/init/hotplug.h).
     if (auto seqnum = ReadUeventSeqnum()) {

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "peinit/core/root_spec.h"
@@ -58,11 +60,50 @@ std::string UnloadedColdplugDrivers(const BootContext& ctx) {
     return out;
 }
 
-// Sleeps `d` unless told to stop first.
-void SleepUnlessStopped(std::chrono::milliseconds d, const std::atomic<bool>* stop) {
-    const auto until = Clock::now() + d;
-    while (Clock::now() < until && !(stop && stop->load())) {
-        std::this_thread::sleep_for(std::min<Clock::duration>(kPoll, until - Clock::now()));
+}  // namespace
+
+struct MountGate {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool open = false;
+    bool stop = false;
+
+    void Open() {
+        std::lock_guard lock(mu);
+        open = true;
+        cv.notify_all();
+    }
+    void Stop() {
+        std::lock_guard lock(mu);
+        stop = true;
+        cv.notify_all();
+    }
+    // Sleeps `d` unless told to stop first; false when stopped.
+    bool Sleep(std::chrono::milliseconds d) {
+        std::unique_lock lock(mu);
+        return !cv.wait_for(lock, d, [this] { return stop; });
+    }
+    // Until the gate opens; false when stopped.
+    bool WaitOpen() {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [this] { return open || stop; });
+        return !stop;
+    }
+};
+
+namespace {
+
+bool Stopped(MountGate* gate) {
+    if (gate == nullptr) return false;
+    std::lock_guard lock(gate->mu);
+    return gate->stop;
+}
+
+void Sleep(std::chrono::milliseconds d, MountGate* gate) {
+    if (gate != nullptr) {
+        (void)gate->Sleep(d);
+    } else {
+        std::this_thread::sleep_for(d);
     }
 }
 
@@ -133,16 +174,16 @@ Result<std::string> MountRoot(const BootPaths& paths, Kernel& kernel, const Root
 }  // namespace
 
 PreparedRoot PrepareRoot(const BootPaths& paths, Kernel& kernel, const RootOptions& o,
-                         bool mount_only_without_modules, const std::atomic<bool>* stop) {
+                         MountGate* gate) {
     PreparedRoot out;
     if (o.delay.count() > 0) {
         spdlog::info("handoff: rootdelay: waiting {} s before looking for the root",
                      o.delay.count() / 1000);
-        SleepUnlessStopped(o.delay, stop);
+        Sleep(o.delay, gate);
     }
     const auto start = Clock::now();
     auto next_note = start + kStillWaitingEvery;
-    while (!(stop && stop->load())) {
+    while (!Stopped(gate)) {
         if ((out.device = FindRoot(paths, o.spec, &out.seen))) break;
         auto now = Clock::now();
         if (o.wait && now - start >= *o.wait) break;
@@ -151,7 +192,7 @@ PreparedRoot PrepareRoot(const BootPaths& paths, Kernel& kernel, const RootOptio
                          std::chrono::duration_cast<std::chrono::seconds>(now - start).count());
             next_note += kStillWaitingEvery;
         }
-        std::this_thread::sleep_for(kPoll);
+        Sleep(kPoll, gate);
     }
     if (!out.device) {
         if (o.spec.IsPath()) {
@@ -162,7 +203,8 @@ PreparedRoot PrepareRoot(const BootPaths& paths, Kernel& kernel, const RootOptio
     }
     spdlog::info("handoff: root {} is {}", o.spec.ToString(), out.device->Describe());
     const std::string new_root = paths.Under(kNewRoot).string();
-    if (mount_only_without_modules) {
+    if (gate != nullptr) {
+        if (!gate->WaitOpen()) return out;
         auto types = RootTypes(paths, o, *out.device);
         if (!types || !KernelHas(paths, *types)) {
             spdlog::info("handoff: the root's file system is not in the kernel yet: it is "
@@ -179,18 +221,21 @@ PreparedRoot PrepareRoot(const BootPaths& paths, Kernel& kernel, const RootOptio
 }
 
 RootPreparation::RootPreparation(const BootPaths& paths, Kernel& kernel, RootOptions options)
-    : options_(std::move(options)) {
+    : options_(std::move(options)), gate_(std::make_unique<MountGate>()) {
     thread_ = std::thread([this, paths, &kernel] {
-        result_ = PrepareRoot(paths, kernel, options_, true, &stop_);
+        result_ = PrepareRoot(paths, kernel, options_, gate_.get());
     });
 }
 
 RootPreparation::~RootPreparation() {
-    stop_ = true;
+    gate_->Stop();
     if (thread_.joinable()) thread_.join();
 }
 
+void RootPreparation::AllowMount() { gate_->Open(); }
+
 PreparedRoot RootPreparation::Take() {
+    gate_->Open();
     if (thread_.joinable()) thread_.join();
     return std::move(result_);
 }
@@ -217,7 +262,7 @@ Result<void> SwitchToRealRoot(BootContext& ctx) {
     // Found, and mounted when its file system was in the kernel, by the root stage's thread;
     // otherwise (no thread) here and now.
     std::shared_ptr<RootPreparation> ahead = std::move(ctx.root);
-    PreparedRoot root = ahead ? ahead->Take() : PrepareRoot(ctx.paths, ctx.kernel, o, false);
+    PreparedRoot root = ahead ? ahead->Take() : PrepareRoot(ctx.paths, ctx.kernel, o);
     if (!root.device) return RootDidNotAppear(ctx, o, root.seen);
     std::string new_root = ctx.paths.Under(kNewRoot).string();
     if (!root.mounted) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -25,34 +26,37 @@ struct PreparedRoot {
 
 // Waits for root= (rootdelay=, then up to rootwait; polling every block device by tag, libblkid)
 // and mounts it on /newroot (rootfstype= or the probed type, rootflags= read by libmount, ro
-// unless rw). With `mount_only_without_modules` it mounts only when the kernel already has
-// every file system it would try (/proc/filesystems), so that mounting loads no module;
-// otherwise it leaves the mount to the caller. `stop` (when given) ends the wait early.
+// unless rw). When `gate` is given, the device is looked for at once but the mount waits until
+// the gate opens (RootPreparation::AllowMount), and then happens only when the kernel already
+// has every file system it would try (/proc/filesystems), so that mounting loads no module;
+// otherwise the mount is left to the caller. The gate's stop flag ends the wait early.
+struct MountGate;
 PreparedRoot PrepareRoot(const BootPaths& paths, Kernel& kernel, const RootOptions& o,
-                         bool mount_only_without_modules,
-                         const std::atomic<bool>* stop = nullptr);
+                         MountGate* gate = nullptr);
 
-// PrepareRoot on a thread of its own, mounting only without modules; the destructor stops the
-// wait and joins.
+// PrepareRoot on a thread of its own, with a gate; the destructor stops the wait and joins.
 class RootPreparation {
   public:
     RootPreparation(const BootPaths& paths, Kernel& kernel, RootOptions options);
     ~RootPreparation();
     RootPreparation(const RootPreparation&) = delete;
     RootPreparation& operator=(const RootPreparation&) = delete;
-    // Waits for the thread and returns its result (once).
+    // The boot-time modules are in (the module stage is over): the root may be mounted now.
+    void AllowMount();
+    // Opens the gate, waits for the thread and returns its result (once).
     PreparedRoot Take();
 
   private:
     RootOptions options_;
-    std::atomic<bool> stop_{false};
+    std::unique_ptr<MountGate> gate_;
     PreparedRoot result_;
     std::thread thread_;
 };
 
-// The stage after the module stage. With root= it starts RootPreparation (ctx.root): the root
-// device is found, and mounted when its file system is in the kernel already (the module stage
-// loaded it), while coldplug, the lock and the handover run. Nothing on the new root is read
+// The stage before the module stage. With root= it starts RootPreparation (ctx.root): the root
+// device is looked for while the modules load (its block driver among them), and mounted as
+// soon as the module stage is over (it opens the gate) when its file system is in the kernel
+// by then, while coldplug, the lock and the handover run. Nothing on the new root is read
 // before the handoff, and a file system the kernel does not have yet is mounted by the handoff
 // after the lock, as without this stage. Never fails: a bad root= is the handoff's to report.
 Result<void> RunRoot(BootContext& ctx);

@@ -1,5 +1,8 @@
 #include "stages/modules/modules.h"
 
+#include "peinit/sys/uevent.h"
+#include "stages/handoff/handoff.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -289,6 +292,14 @@ int DefaultModuleWorkers() {
 
 Result<void> RunModules(BootContext& ctx) {
     const auto origin = Clock::now();
+    // However this stage ends, the boot-time modules are in afterwards: the root stage's thread
+    // may mount the real root (stages/handoff/handoff.h).
+    struct OpenRootGate {
+        BootContext& ctx;
+        ~OpenRootGate() {
+            if (ctx.root) ctx.root->AllowMount();
+        }
+    } open_root_gate{ctx};
     const std::string wall_time = WallTimeUtc();
     const int64_t boot_offset_ms = BootOffsetMs();
     ctx.module_outcomes.clear();
@@ -426,6 +437,9 @@ Result<void> RunModules(BootContext& ctx) {
     // Explicit workers (peinit.workers=, ModuleWorkers) are exact; by default the loader may add
     // workers while module inits sleep.
     const int max_workers = ctx.policy.workers.value ? workers : kMaxAdaptiveWorkers;
+    // Coldplug's walk of sysfs runs beside the loads (their CPUs mostly wait for the kernel);
+    // devices the loads add reach coldplug as uevents.
+    if (ctx.uevents != nullptr) ctx.device_scan = DeviceScan::Start(ctx.paths.Under("/sys"));
     LoaderReport report = session.RunPlan(plan, jobs, loader_units, workers, max_workers, origin);
     phases.hash_ms = (session.counters().hash_us - hashed_before) / 1000;
     std::optional<std::chrono::microseconds> first, last;

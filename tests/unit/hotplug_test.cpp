@@ -87,6 +87,58 @@ TEST(Uevent, HotAddedDevicesAreNewAddsWithAModaliasEachOnce) {
     EXPECT_EQ(HotAddedDevices(events, 0).size(), 3u);
 }
 
+// Coldplug's enumeration made ahead, completed by the events since: a device of an event at or
+// before the scan's count was enumerated (not added twice), a later one is added once, a
+// device both enumerated and announced later is listed once, and the result is sorted.
+TEST(Uevent, DevicesSinceAScanAreTheScanAndLaterAddsEachOnce) {
+    std::vector<Uevent> events;
+    for (const auto& d : {Datagram("add", "/devices/b", "pci:b", 20),        // before the scan
+                          Datagram("add", "/devices/c/virtio3", "virtio:c", 21),
+                          Datagram("add", "/devices/a", "pci:a", 22),         // scanned as well
+                          Datagram("add", "/devices/c/virtio3", "virtio:c", 23),
+                          Datagram("add", "/devices/virtual/block/loop1", "", 24)}) {
+        auto e = ParseUevent(d);
+        ASSERT_TRUE(e);
+        events.push_back(*e);
+    }
+    std::vector<DeviceModalias> scanned = {{"/sys/devices/b", "pci:b"},
+                                           {"/sys/devices/a", "pci:a"}};
+    EXPECT_THAT(DevicesSince(scanned, events, 20),
+                ElementsAre(DeviceModalias{"/sys/devices/a", "pci:a"},
+                            DeviceModalias{"/sys/devices/b", "pci:b"},
+                            DeviceModalias{"/sys/devices/c/virtio3", "virtio:c"}));
+    EXPECT_THAT(DevicesSince({}, {}, 20), ::testing::IsEmpty());
+}
+
+// The scan ahead runs on a thread of its own and reports the count read before it, the devices
+// and how long it took; an unreadable sysfs is its error, for coldplug to enumerate again.
+TEST(Uevent, DeviceScanEnumeratesAheadWithTheCountBeforeIt) {
+    testing::DemandRoot root;
+    ASSERT_NO_FATAL_FAILURE(root.Make({"af_packet"}));
+    const std::filesystem::path sys = root.root() / "sys";
+    std::filesystem::create_directories(sys / "kernel");
+    std::ofstream(sys / "kernel/uevent_seqnum") << "77\n";
+    std::filesystem::create_directories(sys / "devices/pci0000:00/0000:00:03.0");
+    std::ofstream(sys / "devices/pci0000:00/0000:00:03.0/uevent") << "MODALIAS=pci:v1d2\n";
+    std::filesystem::create_directories(sys / "bus/pci/devices");
+    std::filesystem::create_symlink("../../../devices/pci0000:00/0000:00:03.0",
+                                    sys / "bus/pci/devices/0000:00:03.0");
+    auto scan = DeviceScan::Start(sys.string());
+    ASSERT_NE(scan, nullptr);
+    DeviceScan::Found found = scan->Take();
+    ASSERT_TRUE(found.seqnum) << found.seqnum.error().message();
+    EXPECT_EQ(*found.seqnum, 77u);
+    ASSERT_TRUE(found.devices) << found.devices.error().message();
+    ASSERT_EQ(found.devices->size(), 1u);
+    EXPECT_EQ((*found.devices)[0].modalias, "pci:v1d2");
+
+    auto missing = DeviceScan::Start((root.root() / "nosys").string());
+    ASSERT_NE(missing, nullptr);
+    DeviceScan::Found none = missing->Take();
+    EXPECT_FALSE(none.seqnum);
+    EXPECT_FALSE(none.devices);
+}
+
 TEST(Uevent, SeqnumIsReadFromSysfs) {
     testing::DemandRoot root;
     ASSERT_NO_FATAL_FAILURE(root.Make({"af_packet"}));

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "peinit/core/policy_record.h"
 #include "peinit/core/root_spec.h"
@@ -170,14 +171,25 @@ struct RootTree {
     std::vector<KernelCall> Mounts() const { return kernel.Calls(KernelOp::kMount); }
 };
 
-// The root stage finds root=UUID= on a thread of its own and mounts it ahead when the kernel
-// has its file system already (no module can load for the mount); the handoff takes that over.
+// The root stage finds root=UUID= on a thread of its own while the modules load, and mounts it
+// once the module stage is over when the kernel has its file system (no module can load for the
+// mount); the handoff takes that over.
 TEST(RootStage, MountsAheadWhenTheKernelHasTheFileSystem) {
     RootTree t("nodev\tsysfs\nnodev\ttmpfs\n\text4\n");
     if (!t.made) GTEST_SKIP() << "mke2fs is not installed";
     t.Cmdline(std::string("root=UUID=") + RootTree::kUuid + " rw rootflags=noatime");
     ASSERT_TRUE(RunRoot(t.ctx));
     ASSERT_NE(t.ctx.root, nullptr);
+    // Nothing is mounted while the module stage runs (the gate is shut)...
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_THAT(t.Mounts(), ::testing::IsEmpty());
+    // ...and the mount follows as soon as it is over, without waiting for the handoff.
+    t.ctx.root->AllowMount();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (t.Mounts().empty() && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_EQ(t.Mounts().size(), 1u);
     PreparedRoot root = t.ctx.root->Take();
     ASSERT_TRUE(root.device);
     EXPECT_EQ(root.device->name, "vdz");
