@@ -53,7 +53,8 @@ std::vector<DeviceModalias> DevicesSince(std::vector<DeviceModalias> scanned,
 // EnumerateModaliases made ahead of need on a thread of its own, with the uevent count read
 // right before it: every device of an event up to that count is in the enumeration, later ones
 // come from the uevent queue (DevicesSince). The module stage starts one when its loads begin,
-// so that coldplug's walk of sysfs overlaps them.
+// so that coldplug's walk of sysfs overlaps them; the thread runs at the lowest priority
+// (nice 19), on what CPU time the loads leave.
 class DeviceScan {
   public:
     struct Found {
