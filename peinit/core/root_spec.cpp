@@ -64,6 +64,7 @@ Result<RootOptions> ParseRootOptions(const Cmdline& cmdline) {
     if (!cmdline.root) return Err("no root= on the kernel command line");
     RootOptions o;
     o.spec = PEINIT_TRY(ParseRootSpec(*cmdline.root));
+    if (cmdline.init) o.init = *cmdline.init;
     if (auto types = LastValue(cmdline, "rootfstype", nullptr)) {
         std::string_view rest = *types;
         while (!rest.empty()) {

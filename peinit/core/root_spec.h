@@ -47,6 +47,8 @@ struct RootOptions {
     // nullopt: wait as long as it takes (rootwait without a value).
     std::optional<std::chrono::milliseconds> wait{std::chrono::seconds(10)};
     std::chrono::milliseconds delay{0};
+    // The real init to run on it: init=, else /sbin/init (as seen from inside the new root).
+    std::string init = "/sbin/init";
     // Problems with the optional parameters (a bad rootwait= or rootdelay= value); they are
     // reported and the default is used, like the kernel does.
     std::vector<std::string> warnings;

@@ -24,11 +24,11 @@ Result<bool> IsRamfsOrTmpfs(const std::string& path) {
     return sfs.f_type == RAMFS_MAGIC || sfs.f_type == TMPFS_MAGIC;
 }
 
-Result<void> CheckExecutableInRoot(const std::string& root, const std::string& path) {
+Result<int> OpenInRoot(const std::string& root, const std::string& path, int flags) {
     int rootfd = open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0) return ErrnoErr("open " + root);
     struct open_how how {};
-    how.flags = O_PATH | O_CLOEXEC;
+    how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
     how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
     size_t first = path.find_first_not_of('/');
     std::string relative = first == std::string::npos ? "." : path.substr(first);
@@ -36,13 +36,29 @@ Result<void> CheckExecutableInRoot(const std::string& root, const std::string& p
     int err = errno;
     close(rootfd);
     if (fd < 0) return ErrnoErr(path + " does not resolve inside the new root", err);
+    return fd;
+}
+
+Result<void> CheckExecutableInRoot(const std::string& root, const std::string& path) {
+    int fd = PEINIT_TRY(OpenInRoot(root, path, O_PATH));
     struct stat st;
     int rc = fstat(fd, &st);
-    err = errno;
+    int err = errno;
     close(fd);
     if (rc != 0) return ErrnoErr("stat " + path, err);
     if (!S_ISREG(st.st_mode)) return Err(path + " is not a regular file", ENOEXEC);
     if ((st.st_mode & 0111) == 0) return Err(path + " has no execute permission", EACCES);
+    return Ok();
+}
+
+Result<void> ReadAheadInRoot(const std::string& root, const std::string& path) {
+    int fd = PEINIT_TRY(OpenInRoot(root, path, O_RDONLY | O_NOCTTY | O_NONBLOCK));
+    struct stat st;
+    int rc = fstat(fd, &st);
+    if (rc == 0 && S_ISREG(st.st_mode)) rc = static_cast<int>(readahead(fd, 0, static_cast<size_t>(st.st_size)));
+    int err = errno;
+    close(fd);
+    if (rc != 0) return ErrnoErr("read ahead " + path, err);
     return Ok();
 }
 

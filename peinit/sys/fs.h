@@ -25,6 +25,15 @@ Result<bool> IsRamfsOrTmpfs(const std::string& path);
 // mean root's /lib, never the initramfs's. The error says what is wrong.
 Result<void> CheckExecutableInRoot(const std::string& root, const std::string& path);
 
+// Opens `path` (absolute, as seen from inside `root`) resolved inside `root` as above, with
+// open(2) `flags` (close-on-exec added); the descriptor is the caller's.
+Result<int> OpenInRoot(const std::string& root, const std::string& path, int flags);
+
+// Brings the file `path` names inside `root` (resolved as above) into the page cache
+// (readahead(2)), so that a later exec of it finds its pages there instead of waiting for the
+// disk.
+Result<void> ReadAheadInRoot(const std::string& root, const std::string& path);
+
 // The file systems of /proc/filesystems text that need a device (lines without "nodev").
 std::vector<std::string> BlockFilesystems(std::string_view proc_filesystems);
 

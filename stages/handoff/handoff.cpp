@@ -217,6 +217,13 @@ PreparedRoot PrepareRoot(const BootPaths& paths, Kernel& kernel, const RootOptio
         return out;
     }
     out.mounted = MountRoot(paths, kernel, o, *out.device, new_root);
+    // The real init's pages are read from the disk now, while the lock and the handover run,
+    // rather than when it is executed.
+    if (*out.mounted) {
+        if (auto read = ReadAheadInRoot(new_root, o.init); !read) {
+            spdlog::debug("handoff: {}", read.error().message());
+        }
+    }
     return out;
 }
 
@@ -279,7 +286,7 @@ Result<void> SwitchToRealRoot(BootContext& ctx) {
     if (PEINIT_TRY(DeviceOf(new_root)) == PEINIT_TRY(DeviceOf(ctx.paths.root.string()))) {
         return Err("handoff: root=" + o.spec.ToString() + " is the initramfs itself");
     }
-    std::string init = ctx.cmdline.init.value_or("/sbin/init");
+    const std::string& init = o.init;
     if (auto ok = CheckExecutableInRoot(new_root, init); !ok) {
         return Err("handoff: init=" + init + " on " + o.spec.ToString() + ": " +
                    ok.error().message());

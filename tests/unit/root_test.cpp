@@ -273,6 +273,14 @@ TEST(ExecutableInRoot, MergedUsrSymlinkChain) {
     ASSERT_FALSE(missing);
     EXPECT_THAT(missing.error().message(), HasSubstr("does not resolve inside the new root"));
     EXPECT_FALSE(CheckExecutableInRoot(root.string(), "/usr/sbin"));  // a directory
+    // The real init is read ahead (into the page cache) through the same resolution: the file
+    // the chain ends at inside the root, never one outside it.
+    auto ahead = ReadAheadInRoot(root.string(), "/sbin/init");
+    EXPECT_TRUE(ahead) << ahead.error().message();
+    EXPECT_FALSE(ReadAheadInRoot(root.string(), "/sbin/escape"));
+    auto absent = ReadAheadInRoot(root.string(), "/sbin/nothing");
+    ASSERT_FALSE(absent);
+    EXPECT_THAT(absent.error().message(), HasSubstr("/sbin/nothing does not resolve inside"));
 }
 
 EffectivePolicy SamplePolicy() {
