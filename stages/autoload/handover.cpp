@@ -86,9 +86,9 @@ Result<void> CopyTree(const fs::path& from, const fs::path& to) {
 Result<void> CopyTools(const BootContext& ctx, bool helper) {
     const fs::path run = ctx.paths.Under("/run/peinit");
     std::error_code ec;
-    if (fs::path ctl = ctx.paths.Under("/usr/bin/peinitctl"); fs::exists(ctl, ec)) {
-        PEINIT_TRY(Copy(ctl, run / "bin/peinitctl", 0755));
-    }
+    // The root stage's thread copies peinitctl while the modules load (CopyPeinitctl); the
+    // handoff waits for it.
+    if (!ctx.root) PEINIT_TRY(CopyPeinitctl(ctx.paths));
     if (helper) {
         fs::path self = fs::read_symlink("/proc/self/exe", ec);
         if (ec) return Err("/proc/self/exe: " + ec.message());
@@ -165,6 +165,14 @@ PolicySource HelperSource(const EffectivePolicy& p) {
 }
 
 }  // namespace
+
+Result<void> CopyPeinitctl(const BootPaths& paths) {
+    std::error_code ec;
+    if (fs::path ctl = paths.Under("/usr/bin/peinitctl"); fs::exists(ctl, ec)) {
+        PEINIT_TRY(Copy(ctl, paths.Under("/run/peinit/bin/peinitctl"), 0755));
+    }
+    return Ok();
+}
 
 std::string BlacklistExport(const EffectivePolicy& policy) {
     std::ostringstream out;

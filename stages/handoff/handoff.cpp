@@ -7,8 +7,10 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "peinit/core/root_spec.h"
 #include "peinit/sys/block_devices.h"
@@ -16,6 +18,7 @@
 #include "peinit/sys/fs.h"
 #include "peinit/sys/kernel.h"
 #include "peinit/sys/log.h"
+#include "stages/autoload/handover.h"
 
 namespace peinit {
 
@@ -63,6 +66,8 @@ std::string UnloadedColdplugDrivers(const BootContext& ctx) {
 }  // namespace
 
 struct MountGate {
+    // Run once the device is found, before waiting for the gate (the thread's other work).
+    std::function<void()> found;
     std::mutex mu;
     std::condition_variable cv;
     bool open = false;
@@ -204,6 +209,7 @@ PreparedRoot PrepareRoot(const BootPaths& paths, Kernel& kernel, const RootOptio
     spdlog::info("handoff: root {} is {}", o.spec.ToString(), out.device->Describe());
     const std::string new_root = paths.Under(kNewRoot).string();
     if (gate != nullptr) {
+        if (gate->found) gate->found();
         if (!gate->WaitOpen()) return out;
         auto types = RootTypes(paths, o, *out.device);
         if (!types || !KernelHas(paths, *types)) {
@@ -230,6 +236,15 @@ PreparedRoot PrepareRoot(const BootPaths& paths, Kernel& kernel, const RootOptio
 RootPreparation::RootPreparation(const BootPaths& paths, Kernel& kernel, RootOptions options)
     : options_(std::move(options)), gate_(std::make_unique<MountGate>()) {
     thread_ = std::thread([this, paths, &kernel] {
+        // What the real root needs from the initramfs besides its device: peinitctl in /run
+        // (the handover leaves that copy to this thread).
+        // (the handover leaves that copy to this thread), done once the device is there,
+        // while the mount still waits for the module stage.
+        gate_->found = [&paths = std::as_const(paths)] {
+            if (auto copied = CopyPeinitctl(paths); !copied) {
+                spdlog::error("handover: {}, ignoring", copied.error().message());
+            }
+        };
         result_ = PrepareRoot(paths, kernel, options_, gate_.get());
     });
 }

@@ -177,6 +177,8 @@ struct RootTree {
 TEST(RootStage, MountsAheadWhenTheKernelHasTheFileSystem) {
     RootTree t("nodev\tsysfs\nnodev\ttmpfs\n\text4\n");
     if (!t.made) GTEST_SKIP() << "mke2fs is not installed";
+    fs::create_directories(t.s.dir / "usr/bin");
+    std::ofstream(t.s.dir / "usr/bin/peinitctl") << "peinitctl";
     t.Cmdline(std::string("root=UUID=") + RootTree::kUuid + " rw rootflags=noatime");
     ASSERT_TRUE(RunRoot(t.ctx));
     ASSERT_NE(t.ctx.root, nullptr);
@@ -202,6 +204,9 @@ TEST(RootStage, MountsAheadWhenTheKernelHasTheFileSystem) {
     EXPECT_EQ(mounts[0].name, (t.s.dir / "newroot").string());
     EXPECT_THAT(mounts[0].args, HasSubstr((t.s.dir / "dev/vdz").string() + " ext4 flags=" +
                                           std::to_string(MS_NOATIME)));
+    // peinitctl is in /run for the real root (the handover leaves that copy to this thread).
+    EXPECT_EQ(fs::status(t.s.dir / "run/peinit/bin/peinitctl").permissions() & fs::perms::all,
+              fs::perms(0755));
 }
 
 // A file system the kernel does not have yet would make mount(2) ask for its module before the
