@@ -51,14 +51,19 @@ Result<void> CheckExecutableInRoot(const std::string& root, const std::string& p
     return Ok();
 }
 
+Result<void> ReadAhead(int fd) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return ErrnoErr("stat");
+    if (!S_ISREG(st.st_mode)) return Err("not a regular file");
+    if (readahead(fd, 0, static_cast<size_t>(st.st_size)) != 0) return ErrnoErr("readahead");
+    return Ok();
+}
+
 Result<void> ReadAheadInRoot(const std::string& root, const std::string& path) {
     int fd = PEINIT_TRY(OpenInRoot(root, path, O_RDONLY | O_NOCTTY | O_NONBLOCK));
-    struct stat st;
-    int rc = fstat(fd, &st);
-    if (rc == 0 && S_ISREG(st.st_mode)) rc = static_cast<int>(readahead(fd, 0, static_cast<size_t>(st.st_size)));
-    int err = errno;
+    auto read = ReadAhead(fd);
     close(fd);
-    if (rc != 0) return ErrnoErr("read ahead " + path, err);
+    if (!read) return read.error().Context("read ahead " + path + ": ");
     return Ok();
 }
 

@@ -29,9 +29,10 @@ Result<void> CheckExecutableInRoot(const std::string& root, const std::string& p
 // open(2) `flags` (close-on-exec added); the descriptor is the caller's.
 Result<int> OpenInRoot(const std::string& root, const std::string& path, int flags);
 
-// Brings the file `path` names inside `root` (resolved as above) into the page cache
-// (readahead(2)), so that a later exec of it finds its pages there instead of waiting for the
-// disk.
+// Brings the file open on `fd` into the page cache (readahead(2)), so that a later exec of it
+// finds its pages there instead of waiting for the disk. May block on the file's metadata.
+Result<void> ReadAhead(int fd);
+// ReadAhead of the file `path` names inside `root` (resolved as above).
 Result<void> ReadAheadInRoot(const std::string& root, const std::string& path);
 
 // The file systems of /proc/filesystems text that need a device (lines without "nodev").

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 #include <sys/mount.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -94,6 +95,17 @@ struct MountGate {
         cv.wait(lock, [this] { return open || stop; });
         return !stop;
     }
+    // The result is complete (the thread touches it no more).
+    void Finish() {
+        std::lock_guard lock(mu);
+        finished = true;
+        cv.notify_all();
+    }
+    void WaitFinished() {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [this] { return finished; });
+    }
+    bool finished = false;
 };
 
 namespace {
@@ -223,13 +235,6 @@ PreparedRoot PrepareRoot(const BootPaths& paths, Kernel& kernel, const RootOptio
         return out;
     }
     out.mounted = MountRoot(paths, kernel, o, *out.device, new_root);
-    // The real init's pages are read from the disk now, while the lock and the handover run,
-    // rather than when it is executed.
-    if (*out.mounted) {
-        if (auto read = ReadAheadInRoot(new_root, o.init); !read) {
-            spdlog::debug("handoff: {}", read.error().message());
-        }
-    }
     return out;
 }
 
@@ -246,6 +251,21 @@ RootPreparation::RootPreparation(const BootPaths& paths, Kernel& kernel, RootOpt
             }
         };
         result_ = PrepareRoot(paths, kernel, options_, gate_.get());
+        // The real init's pages are read from the disk while the lock, the handover and the
+        // switch run, rather than when it is executed: opened here (a descriptor survives the
+        // moves of the switch), read after Take has the result (an exec that comes first only
+        // ends the reading).
+        int init_fd = -1;
+        if (result_.mounted && *result_.mounted) {
+            auto fd = OpenInRoot(paths.Under(kNewRoot).string(), options_.init,
+                                 O_RDONLY | O_NOCTTY | O_NONBLOCK);
+            if (fd) init_fd = *fd;
+        }
+        gate_->Finish();
+        if (init_fd >= 0) {
+            (void)ReadAhead(init_fd);
+            ::close(init_fd);
+        }
     });
 }
 
@@ -258,7 +278,7 @@ void RootPreparation::AllowMount() { gate_->Open(); }
 
 PreparedRoot RootPreparation::Take() {
     gate_->Open();
-    if (thread_.joinable()) thread_.join();
+    gate_->WaitFinished();
     return std::move(result_);
 }
 

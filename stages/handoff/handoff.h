@@ -43,7 +43,8 @@ class RootPreparation {
     RootPreparation& operator=(const RootPreparation&) = delete;
     // The boot-time modules are in (the module stage is over): the root may be mounted now.
     void AllowMount();
-    // Opens the gate, waits for the thread and returns its result (once).
+    // Opens the gate, waits for the result and returns it (once). The thread may still be
+    // reading the real init ahead (the destructor joins it; an exec just ends it).
     PreparedRoot Take();
 
   private:

@@ -532,9 +532,10 @@ Result<void> RunModules(BootContext& ctx) {
 
     const int64_t total_ms = elapsed_ms();
     spdlog::info(
-        "modules done ok={} failed={} skipped={} blacklisted={} no_device={} ms={} workers={}",
+        "modules done ok={} failed={} skipped={} blacklisted={} no_device={} ms={} workers={} "
+        "first_load_ms={} loads_ms={}",
         summary.ok, summary.failed, summary.skipped, summary.blacklisted, summary.no_device,
-        total_ms, workers);
+        total_ms, workers, phases.first_load_ms, phases.loads_ms);
     WriteRecord(ctx, wall_time, boot_offset_ms, workers, workers_source, report.threads, total_ms,
                 signing, summary, &packages, &plan, warnings, phases, "");
     return Ok();

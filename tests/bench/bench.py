@@ -584,6 +584,11 @@ def bench_realroot(args, work, results):
             if mode == "peinit":
                 for m in re.finditer(r"peinit: stage (\S+) done \S+ ms=(\d+)", output):
                     stage_ms.setdefault(m.group(1), []).append(int(m.group(2)))
+                # Inside the module stage: until the first load, and the loads themselves.
+                for m in re.finditer(r"peinit: modules done .*first_load_ms=(\d+) loads_ms=(\d+)",
+                                     output):
+                    stage_ms.setdefault("modules:first-load", []).append(int(m.group(1)))
+                    stage_ms.setdefault("modules:loads", []).append(int(m.group(2)))
             if start is not None and first is not None:
                 f["init_to_systemd_s"].append(round(first - start, 3))
                 f["kernel_to_systemd_s"].append(round(first, 3))
