@@ -100,7 +100,8 @@ std::unique_ptr<DeviceScan> DeviceScan::Start(std::string sysfs) {
         scan->thread_ = std::thread([s = scan.get(), sysfs = std::move(sysfs)] {
             // Background work: the loads it runs beside come first for the CPUs (the nice
             // value of this thread only; a failure leaves it as it was).
-            (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
+            s->tid_ = gettid();
+            (void)setpriority(PRIO_PROCESS, static_cast<id_t>(s->tid_.load()), 19);
             const auto start = std::chrono::steady_clock::now();
             s->found_.seqnum = ReadUeventSeqnum(sysfs);
             s->found_.devices = EnumerateModaliases(sysfs);
@@ -118,6 +119,10 @@ DeviceScan::~DeviceScan() {
 }
 
 DeviceScan::Found DeviceScan::Take() {
+    // Coldplug waits for it now: it is no longer background work.
+    if (pid_t tid = tid_.load(); tid > 0 && thread_.joinable()) {
+        (void)setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 0);
+    }
     if (thread_.joinable()) thread_.join();
     return std::move(found_);
 }

@@ -8,6 +8,9 @@
 // Every event carries SEQNUM, the kernel's running count (also in /sys/kernel/uevent_seqnum),
 // so an event can be placed before or after a sysfs enumeration.
 
+#include <sys/types.h>
+
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -54,7 +57,7 @@ std::vector<DeviceModalias> DevicesSince(std::vector<DeviceModalias> scanned,
 // right before it: every device of an event up to that count is in the enumeration, later ones
 // come from the uevent queue (DevicesSince). The module stage starts one when its loads begin,
 // so that coldplug's walk of sysfs overlaps them; the thread runs at the lowest priority
-// (nice 19), on what CPU time the loads leave.
+// (nice 19), on what CPU time the loads leave, until Take waits for it (nice 0 again).
 class DeviceScan {
   public:
     struct Found {
@@ -73,6 +76,7 @@ class DeviceScan {
   private:
     DeviceScan() = default;
     Found found_;
+    std::atomic<pid_t> tid_{0};
     std::thread thread_;
 };
 
