@@ -29,19 +29,18 @@ std::unique_ptr<PackageSet> PackageSet::Load(const std::filesystem::path& dir,
     std::sort(files.begin(), files.end());
     if (files.empty()) return set;
 
+    // Signatures and manifests: the trust store (OpenSSL's first use, whose initialisation is
+    // costly) and OpenPackage. Hashing ahead, this runs on a thread of its own: the trust store
+    // loads while this thread reads the packages, and the signatures are checked while it
+    // hashes; the digests are only compared once signature and manifest are checked.
     std::vector<Result<PackageBytes>> contents;
-    for (const auto& path : files) contents.push_back(ReadFileSealed(path));
-    // Views of the bytes, taken before OpenPackage moves the buffers (their memory stays put).
-    std::vector<std::span<const std::byte>> views;
-    for (const auto& c : contents) views.push_back(c ? c->span() : std::span<const std::byte>());
-
-    // Signatures and manifests: the trust store (OpenSSL's first use) and OpenPackage. Hashing
-    // ahead, this runs on a thread of its own while this one hashes; the digests are only
-    // compared once signature and manifest are checked.
+    std::promise<void> read;
+    std::shared_future<void> read_done = read.get_future().share();
     std::string trust_error;
     std::vector<std::optional<Result<SignedPackage>>> opened(files.size());
     auto check_signatures = [&] {
         auto loaded = TrustStore::LoadDirectory(keys_dir);
+        read_done.wait();
         if (!loaded) {
             trust_error = "no usable trust store: " + loaded.error().message();
             return;
@@ -51,13 +50,28 @@ std::unique_ptr<PackageSet> PackageSet::Load(const std::filesystem::path& dir,
         }
     };
     std::future<void> checked;
-    if (digest_threads > 0) {
-        try {
-            checked = std::async(std::launch::async, check_signatures);
-        } catch (const std::system_error&) {
-            // No thread: checked below, after hashing.
+    std::vector<std::span<const std::byte>> views;
+    {
+        // The packages are read (and the checking thread told so) whatever happens here.
+        struct TellRead {
+            std::promise<void>& read;
+            ~TellRead() { read.set_value(); }
+        } tell{read};
+        if (digest_threads > 0) {
+            try {
+                checked = std::async(std::launch::async, check_signatures);
+            } catch (const std::system_error&) {
+                // No thread: checked below, after hashing.
+            }
+        }
+        for (const auto& path : files) contents.push_back(ReadFileSealed(path));
+        // Views of the bytes, taken before the checking thread's OpenPackage moves the buffers
+        // (their memory stays put).
+        for (const auto& c : contents) {
+            views.push_back(c ? c->span() : std::span<const std::byte>());
         }
     }
+
     std::vector<std::vector<MemberDigest>> digests(files.size());
     if (digest_threads > 0) {
         const auto start = Clock::now();

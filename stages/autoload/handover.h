@@ -10,7 +10,8 @@
 //   is not covered: only the lock or the helper path stops that.
 // - With root= and peinit's own helper installed (AutoLoadPolicy enabled or allow-list, not
 //   locked): the helper must outlive the initramfs. /run moves into the real root, so it is
-//   copied there: /run/peinit/bin/peinit-modprobe (this binary) and peinitctl, the shared
+//   copied there: /run/peinit/bin/peinit-modprobe (this binary; peinitctl is there already,
+//   copied by the root stage's thread, CopyPeinitctl), the shared
 //   libraries they need beyond glibc in /run/peinit/lib (their DT_RPATH), and the module tree
 //   the helper resolves and loads from in /run/peinit/modload (mode 0700: depmod indexes,
 //   modprobe.d, the signed packages and trusted keys; .ko paths as empty stubs). policy.json then names
