@@ -716,6 +716,9 @@ std::string RenderStatusText(const Status& s) {
     if (!s.helper.empty()) Line(out, "demand loads", s.helper);
     if (s.autoload_disabled.value_or(false)) {
         Line(out, "autoload gate", "disabled in the kernel: request_module fails at once");
+    } else if (s.autoload_disabled && s.locked.value_or(false)) {
+        // Open but moot: a locked kernel refuses every load, demand loads included.
+        Line(out, "autoload gate", "open, moot: module loading is locked");
     } else if (s.autoload_disabled) {
         Line(out, "autoload gate", "open: the policy is enforced by the helper path");
     } else if (s.modprobe) {

@@ -357,6 +357,14 @@ TEST(Status, ShowsTheAutoloadGates) {
     EXPECT_EQ(t.get<std::string>("kernel.autoload_disabled"), "false");
     EXPECT_EQ(t.get<std::string>("kernel.autoload_enforced_by"), "helper-path");
 
+    // Once module loading is locked the open gate is moot, and status says so.
+    in.kernel.query_locked = true;
+    text = RenderStatusText(BuildStatus(in));
+    EXPECT_NE(text.find("autoload gate    open, moot: module loading is locked"),
+              std::string::npos) << text;
+    EXPECT_EQ(text.find("policy is enforced by the helper path"), std::string::npos) << text;
+    in.kernel.query_locked = false;
+
     // AutoLoadPolicy=disabled with the kernel gate closed: no helper at all, the kernel refuses.
     in.kernel.modprobe = "";
     in.kernel.autoload_disabled = true;
