@@ -1,5 +1,7 @@
 #include "image_boot.h"
 
+#include "initramfs/image_definition.h"
+
 #include <sys/wait.h>
 
 #include <array>
@@ -141,10 +143,18 @@ ImageBootResult BuildAndBoot(const ImageBoot& boot) {
         std::getline(kver_file, kver);
         kernel_image = kernel_dir + "/boot/vmlinuz-" + kver;
     }
+    // The definition's own cmdline comes first, as `peinit-image boot` puts it; the case's
+    // `append` after it (the kernel takes the last of a repeated parameter).
+    auto definition = image::LoadImageDefinition(image_dir.string());
+    if (!definition) {
+        result.build_error = "image definition: " + definition.error().message();
+        return result;
+    }
     QemuOptions options;
     options.kernel = kernel_image;
     options.initrd = initrd.string();
-    options.append = boot.append;
+    options.append = definition->cmdline;
+    if (!boot.append.empty()) options.append += (options.append.empty() ? "" : " ") + boot.append;
     options.smp = boot.smp;
     options.timeout = boot.timeout;
     options.extra_args = boot.qemu_args;

@@ -27,7 +27,7 @@ struct ImageBoot {
     // Instead of the environment's directory for `kernel`: this kernel directory (bzImage, kver,
     // modroot/lib/modules/KVER), e.g. a copy of it with compressed modules.
     std::string kernel_dir;
-    std::string append;  // extra kernel command line
+    std::string append;  // kernel command line after the image definition's own `cmdline`
     int smp = 2;
     std::vector<std::string> qemu_args;
     // QEMU monitor commands sent when the console shows a text (qemu_runner.h), e.g. to

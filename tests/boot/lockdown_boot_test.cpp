@@ -40,7 +40,7 @@ namespace {
 struct Case {
     std::string name;  // tests/boot/images/<name>
     std::string kernel = "peinit";
-    std::string append;  // as the image's `cmdline` (BuildAndBoot does not read it)
+    std::string append;  // beyond the image's own `cmdline` (BuildAndBoot puts that first)
     std::vector<std::string> qemu_args;
     // Files copied into /lib/peinit-test/: paths relative to the kernel dir.
     std::vector<std::string> test_files;
@@ -114,9 +114,10 @@ const char* kProvider = "test-modules/peinit_test_provider.ko";
 const char* kUnsigned = "test-modules/unsigned/peinit_test_param.ko";
 
 TEST_F(LockdownBoot, LockedAfterBoot) {
+    // `peinit.lock=0 peinit.autoload=enabled` comes from the image's cmdline.
     Case c{"lockdown-locked",
            "peinit",
-           "peinit.lock=0 peinit.autoload=enabled",
+           "",
            {"-nic", "user,model=virtio-net-pci"},
            {kProvider}};
     ImageBootResult r = Boot(c);
@@ -152,9 +153,10 @@ TEST_F(LockdownBoot, UnlockedDemandLoadsEnabled) {
 }
 
 TEST_F(LockdownBoot, AllowList) {
+    // `peinit.autoload=enabled` comes from the image's cmdline.
     Case c{"lockdown-allowlist",
            "peinit",
-           "peinit.autoload=enabled",
+           "",
            {"-nic", "user,model=virtio-net-pci"},
            {}};
     ImageBootResult r = Boot(c);
