@@ -71,17 +71,14 @@ struct MountGate {
     std::function<void()> found;
     std::mutex mu;
     std::condition_variable cv;
-    bool open = false;
-    bool stop = false;
+    bool open = false;      // the module stage is over: the root may be mounted
+    bool stop = false;      // the preparation is dropped: end the wait
+    bool finished = false;  // the result is complete (the thread touches it no more)
 
-    void Open() {
+    // Sets one of the flags above and wakes the waiters.
+    void Set(bool MountGate::*flag) {
         std::lock_guard lock(mu);
-        open = true;
-        cv.notify_all();
-    }
-    void Stop() {
-        std::lock_guard lock(mu);
-        stop = true;
+        this->*flag = true;
         cv.notify_all();
     }
     // Sleeps `d` unless told to stop first; false when stopped.
@@ -95,17 +92,10 @@ struct MountGate {
         cv.wait(lock, [this] { return open || stop; });
         return !stop;
     }
-    // The result is complete (the thread touches it no more).
-    void Finish() {
-        std::lock_guard lock(mu);
-        finished = true;
-        cv.notify_all();
-    }
     void WaitFinished() {
         std::unique_lock lock(mu);
         cv.wait(lock, [this] { return finished; });
     }
-    bool finished = false;
 };
 
 namespace {
@@ -261,7 +251,7 @@ RootPreparation::RootPreparation(const BootPaths& paths, Kernel& kernel, RootOpt
                                  O_RDONLY | O_NOCTTY | O_NONBLOCK);
             if (fd) init_fd = *fd;
         }
-        gate_->Finish();
+        gate_->Set(&MountGate::finished);
         if (init_fd >= 0) {
             (void)ReadAhead(init_fd);
             ::close(init_fd);
@@ -270,14 +260,14 @@ RootPreparation::RootPreparation(const BootPaths& paths, Kernel& kernel, RootOpt
 }
 
 RootPreparation::~RootPreparation() {
-    gate_->Stop();
+    gate_->Set(&MountGate::stop);
     if (thread_.joinable()) thread_.join();
 }
 
-void RootPreparation::AllowMount() { gate_->Open(); }
+void RootPreparation::AllowMount() { gate_->Set(&MountGate::open); }
 
 PreparedRoot RootPreparation::Take() {
-    gate_->Open();
+    gate_->Set(&MountGate::open);
     gate_->WaitFinished();
     return std::move(result_);
 }
