@@ -158,7 +158,7 @@ FaultBoot Boot(const std::string& name, const std::string& kernel = "peinit",
             std::string probe, result;
             in >> probe;
             std::getline(in >> std::ws, result);
-            f.probes[probe] = result;
+            f.probes[probe] = ProbeVerdict(result);
         } else if (after("PROC_MODULE ", rest)) {
             std::istringstream in(rest);
             std::string name, state;

@@ -89,7 +89,7 @@ std::map<std::string, std::string> ImageBootResult::Probes() const {
         std::string rest;
         std::getline(in, rest);
         if (!rest.empty() && rest[0] == ' ') rest.erase(0, 1);
-        out[name] = rest;
+        out[name] = ProbeVerdict(rest);
     }
     return out;
 }

@@ -326,7 +326,7 @@ ProbeRun boot_probe(const std::string& mode, const std::string& extra_append) {
     if (!detail.empty() && detail[0] == ' ') detail.erase(0, 1);
     Check& c = run.checks[name];
     if (c.count++ == 0) run.order.push_back(name);
-    c.ok = verdict == "ok";
+    c.ok = peinit::testing::ProbeVerdict(verdict) == "ok";
     c.detail = verdict + " " + detail;
   }
   return run;

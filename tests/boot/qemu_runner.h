@@ -63,4 +63,13 @@ std::vector<std::string> qemu_command(const QemuOptions& options,
 // Boots and waits.  Never throws; problems are reported in the result.
 QemuResult run_qemu(const QemuOptions& options);
 
+// A probe's verdict as read from the console: "ok" or "FAIL <detail>". The guest writes "ok\n" in
+// one write, but the kernel's own console output (an audit record the probe's call caused,
+// printed by kauditd) can land before its newline ("okaudit: type=1316 ..."); nothing but "ok"
+// starts with "ok".
+inline std::string ProbeVerdict(std::string text) {
+  if (text.rfind("ok", 0) == 0) return "ok";
+  return text;
+}
+
 }  // namespace peinit::testing
