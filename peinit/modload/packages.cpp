@@ -46,7 +46,8 @@ std::unique_ptr<PackageSet> PackageSet::Load(const std::filesystem::path& dir,
             return;
         }
         for (std::size_t f = 0; f < files.size(); ++f) {
-            if (contents[f]) opened[f] = OpenPackage(std::move(*contents[f]), *loaded, kernel_release);
+            if (!contents[f]) continue;
+            opened[f] = OpenPackage(std::move(*contents[f]), *loaded, kernel_release);
         }
     };
     std::future<void> checked;
@@ -96,7 +97,8 @@ std::unique_ptr<PackageSet> PackageSet::Load(const std::filesystem::path& dir,
         }
         if (!trust_error.empty() || !*opened[f]) {
             // The bytes stay ours on failure: their claimed names explain the rejection.
-            entry.report.reason = !trust_error.empty() ? trust_error : opened[f]->error().message();
+            entry.report.reason =
+                !trust_error.empty() ? trust_error : opened[f]->error().message();
             entry.report.modules = ClaimedModules(views[f]);
             set->entries_.push_back(std::move(entry));
             continue;

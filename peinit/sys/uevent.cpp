@@ -89,8 +89,9 @@ std::vector<DeviceModalias> DevicesSince(std::vector<DeviceModalias> scanned,
     for (auto& d : HotAddedDevices(events, seqnum)) {
         if (present.insert(d.syspath).second) scanned.push_back(std::move(d));
     }
-    std::sort(scanned.begin(), scanned.end(),
-              [](const DeviceModalias& a, const DeviceModalias& b) { return a.syspath < b.syspath; });
+    std::sort(scanned.begin(), scanned.end(), [](const DeviceModalias& a, const DeviceModalias& b) {
+        return a.syspath < b.syspath;
+    });
     return scanned;
 }
 

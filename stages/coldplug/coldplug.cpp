@@ -2,9 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <algorithm>
 #include <set>
 
 #include "peinit/sys/kernel_release.h"
@@ -158,7 +158,9 @@ Result<void> RunColdplug(BootContext& ctx) {
             const std::size_t ahead = found.devices->size();
             auto devices = DevicesSince(std::move(*found.devices), events, *found.seqnum);
             ctx.coldplug_seqnum = *found.seqnum;
-            for (const auto& e : events) ctx.coldplug_seqnum = std::max(ctx.coldplug_seqnum, e.seqnum);
+            for (const auto& e : events) {
+                ctx.coldplug_seqnum = std::max(ctx.coldplug_seqnum, e.seqnum);
+            }
             spdlog::info("coldplug: {} devices with a modalias, enumerated ahead in {} ms, {} "
                          "added since",
                          devices.size(), found.took.count(), devices.size() - ahead);

@@ -1,8 +1,8 @@
 #include "stages/handoff/handoff.h"
 
 #include <spdlog/spdlog.h>
-#include <sys/mount.h>
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 

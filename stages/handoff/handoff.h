@@ -67,9 +67,10 @@ Result<void> RunRoot(BootContext& ctx);
 // itself): the device waited for (10 s, rootwait[=N], rootdelay=), found by tag by probing every
 // block device (libblkid: there is no udev in the initramfs); when it does not appear the error
 // names what was awaited, the block devices seen and the drivers coldplug matched and did not
-// load. It mounts the root when the root stage did not, checks switch_root's guards (we are PID 1, / is the
-// initramfs (ramfs/tmpfs), the new root is another device, init= (default /sbin/init) is an
-// executable file when resolved inside the new root), moves /proc /sys /dev /run into it,
+// load. It mounts the root when the root stage did not, checks switch_root's guards (we are
+// PID 1, / is the initramfs (ramfs/tmpfs), the new root is another device, init= (default
+// /sbin/init) is an executable file when resolved inside the new root), moves /proc /sys /dev
+// /run into it,
 // empties the initramfs, switches root and execs init with the words after `--`, with only
 // descriptors 0-2, an empty signal mask and default dispositions (LinuxKernel::Exec). It does
 // not return on success. Without `root=` it returns Ok: peinit stays PID 1 and starts the
