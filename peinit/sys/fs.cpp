@@ -59,14 +59,6 @@ Result<void> ReadAhead(int fd) {
     return Ok();
 }
 
-Result<void> ReadAheadInRoot(const std::string& root, const std::string& path) {
-    int fd = PEINIT_TRY(OpenInRoot(root, path, O_RDONLY | O_NOCTTY | O_NONBLOCK));
-    auto read = ReadAhead(fd);
-    close(fd);
-    if (!read) return read.error().Context("read ahead " + path + ": ");
-    return Ok();
-}
-
 std::vector<std::string> BlockFilesystems(std::string_view text) {
     std::vector<std::string> out;
     while (!text.empty()) {

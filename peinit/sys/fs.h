@@ -32,8 +32,6 @@ Result<int> OpenInRoot(const std::string& root, const std::string& path, int fla
 // Brings the file open on `fd` into the page cache (readahead(2)), so that a later exec of it
 // finds its pages there instead of waiting for the disk. May block on the file's metadata.
 Result<void> ReadAhead(int fd);
-// ReadAhead of the file `path` names inside `root` (resolved as above).
-Result<void> ReadAheadInRoot(const std::string& root, const std::string& path);
 
 // The file systems of /proc/filesystems text that need a device (lines without "nodev").
 std::vector<std::string> BlockFilesystems(std::string_view proc_filesystems);

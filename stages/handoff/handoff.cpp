@@ -133,26 +133,20 @@ Error RootDidNotAppear(const BootContext& ctx, const RootOptions& o,
     return Error(message, ENODEV);
 }
 
-// The file systems MountRoot would try for `dev`: rootfstype=, else the probed type, else every
-// block file system the kernel has.
-Result<std::vector<std::string>> RootTypes(const BootPaths& paths, const RootOptions& o,
-                                           const BlockDevice& dev) {
-    if (!o.fstypes.empty()) return o.fstypes;
-    if (!dev.type.empty()) return std::vector<std::string>{dev.type};
+// The block file systems the kernel has now (/proc/filesystems).
+Result<std::vector<std::string>> KernelFilesystems(const BootPaths& paths) {
     auto filesystems = ReadConfigFile(paths.Under("/proc/filesystems").string());
     if (!filesystems) return filesystems.error();
     return BlockFilesystems(filesystems->text);
 }
 
-// True when the kernel has every one of `types` already: mounting then loads no module.
-bool KernelHas(const BootPaths& paths, const std::vector<std::string>& types) {
-    auto filesystems = ReadConfigFile(paths.Under("/proc/filesystems").string());
-    if (!filesystems) return false;
-    const std::vector<std::string> have = BlockFilesystems(filesystems->text);
-    for (const auto& t : types) {
-        if (std::find(have.begin(), have.end(), t) == have.end()) return false;
-    }
-    return !types.empty();
+// The file systems MountRoot tries for `dev`: rootfstype=, else the probed type, else every one
+// the kernel has (`in_kernel`).
+std::vector<std::string> RootTypes(const RootOptions& o, const BlockDevice& dev,
+                                   const std::vector<std::string>& in_kernel) {
+    if (!o.fstypes.empty()) return o.fstypes;
+    if (!dev.type.empty()) return {dev.type};
+    return in_kernel;
 }
 
 Result<std::string> MountRoot(const BootPaths& paths, Kernel& kernel, const RootOptions& o,
@@ -162,7 +156,7 @@ Result<std::string> MountRoot(const BootPaths& paths, Kernel& kernel, const Root
     const MountOptions& opts = *parsed;
     unsigned long flags = opts.flags & ~MS_RDONLY;
     if (o.read_only) flags |= MS_RDONLY;
-    const std::vector<std::string> types = PEINIT_TRY(RootTypes(paths, o, dev));
+    const std::vector<std::string> types = RootTypes(o, dev, PEINIT_TRY(KernelFilesystems(paths)));
     std::string tried;
     for (const auto& type : types) {
         auto mounted = kernel.Mount(dev.path, target, type, flags, opts.data);
@@ -213,8 +207,14 @@ PreparedRoot PrepareRoot(const BootPaths& paths, Kernel& kernel, const RootOptio
     if (gate != nullptr) {
         if (gate->found) gate->found();
         if (!gate->WaitOpen()) return out;
-        auto types = RootTypes(paths, o, *out.device);
-        if (!types || !KernelHas(paths, *types)) {
+        // Mounting loads no module when the kernel has every file system it would try.
+        auto in_kernel = KernelFilesystems(paths);
+        auto has = [&](const std::string& t) {
+            return std::find(in_kernel->begin(), in_kernel->end(), t) != in_kernel->end();
+        };
+        const auto types = in_kernel ? RootTypes(o, *out.device, *in_kernel)
+                                     : std::vector<std::string>{};
+        if (types.empty() || !std::all_of(types.begin(), types.end(), has)) {
             spdlog::info("handoff: the root's file system is not in the kernel yet: it is "
                          "mounted at the handoff");
             return out;

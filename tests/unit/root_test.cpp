@@ -278,14 +278,25 @@ TEST(ExecutableInRoot, MergedUsrSymlinkChain) {
     ASSERT_FALSE(missing);
     EXPECT_THAT(missing.error().message(), HasSubstr("does not resolve inside the new root"));
     EXPECT_FALSE(CheckExecutableInRoot(root.string(), "/usr/sbin"));  // a directory
-    // The real init is read ahead (into the page cache) through the same resolution: the file
-    // the chain ends at inside the root, never one outside it.
-    auto ahead = ReadAheadInRoot(root.string(), "/sbin/init");
+    // The real init is read ahead (into the page cache) as the root stage's thread does it:
+    // opened through the same resolution (the file the chain ends at inside the root, never
+    // one outside it), then ReadAhead on the descriptor, which takes regular files only.
+    const int flags = O_RDONLY | O_NOCTTY | O_NONBLOCK;
+    auto init = OpenInRoot(root.string(), "/sbin/init", flags);
+    ASSERT_TRUE(init) << init.error().message();
+    auto ahead = ReadAhead(*init);
     EXPECT_TRUE(ahead) << ahead.error().message();
-    EXPECT_FALSE(ReadAheadInRoot(root.string(), "/sbin/escape"));
-    auto absent = ReadAheadInRoot(root.string(), "/sbin/nothing");
+    close(*init);
+    EXPECT_FALSE(OpenInRoot(root.string(), "/sbin/escape", flags));
+    auto absent = OpenInRoot(root.string(), "/sbin/nothing", flags);
     ASSERT_FALSE(absent);
     EXPECT_THAT(absent.error().message(), HasSubstr("/sbin/nothing does not resolve inside"));
+    auto dir = OpenInRoot(root.string(), "/usr/sbin", O_RDONLY | O_DIRECTORY);
+    ASSERT_TRUE(dir) << dir.error().message();
+    auto not_file = ReadAhead(*dir);
+    close(*dir);
+    ASSERT_FALSE(not_file);
+    EXPECT_THAT(not_file.error().message(), HasSubstr("not a regular file"));
 }
 
 EffectivePolicy SamplePolicy() {
