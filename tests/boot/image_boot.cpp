@@ -78,18 +78,25 @@ std::vector<std::string> ImageBootResult::Grep(const std::string& needle) const 
     return out;
 }
 
+std::vector<std::string> ImageBootResult::Results(const std::string& needle) const {
+    std::vector<std::string> out;
+    for (const auto& line : qemu.result_lines()) {
+        if (line.find(needle) != std::string::npos) out.push_back(line);
+    }
+    return out;
+}
+
 std::map<std::string, std::string> ImageBootResult::Probes() const {
     std::map<std::string, std::string> out;
-    for (const auto& line : qemu.lines()) {
-        size_t at = line.find("PROBE ");
-        if (at == std::string::npos) continue;
-        std::istringstream in(line.substr(at + 6));
+    for (const auto& line : qemu.result_lines()) {
+        if (!line.starts_with("PROBE ")) continue;
+        std::istringstream in(line.substr(6));
         std::string name;
         in >> name;
         std::string rest;
         std::getline(in, rest);
         if (!rest.empty() && rest[0] == ' ') rest.erase(0, 1);
-        out[name] = ProbeVerdict(rest);
+        out[name] = rest;
     }
     return out;
 }
@@ -166,7 +173,8 @@ ImageBootResult BuildAndBoot(const ImageBoot& boot) {
 
 std::string Explain(const ImageBootResult& r) {
     if (!r.build_error.empty()) return r.build_error;
-    std::string out = r.qemu.describe() + "\n" + r.qemu.output;
+    std::string out = r.qemu.describe() + "\n" + r.qemu.output + "\n--- results channel (" +
+                      kResultsDevice + ") ---\n" + r.qemu.results;
     if (!r.qemu.monitor_log.empty()) out += "\n--- QEMU monitor ---\n" + r.qemu.monitor_log;
     return out;
 }

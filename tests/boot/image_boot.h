@@ -40,10 +40,12 @@ struct ImageBootResult {
     std::string build_error;  // non-empty: the image did not build (output of peinit-image)
     QemuResult qemu;
 
-    // Lines of the console output that contain `needle`.
+    // Lines of the console output (the kernel's, PID 1's) that contain `needle`.
     std::vector<std::string> Grep(const std::string& needle) const;
     bool Has(const std::string& needle) const { return !Grep(needle).empty(); }
-    // "PROBE <name> ok|FAIL <detail>" lines: name -> rest ("ok", "FAIL ...").
+    // Lines of the results channel (what the probes wrote, qemu_runner.h) that contain `needle`.
+    std::vector<std::string> Results(const std::string& needle) const;
+    // The channel's "PROBE <name> ok|FAIL <detail>" lines: name -> rest ("ok", "FAIL ...").
     std::map<std::string, std::string> Probes() const;
 };
 

@@ -1,6 +1,6 @@
 // Boot tests of the patched kernel (kernel/build output): boots it under
 // QEMU with an initramfs whose /init is kernel_probe, then asserts on every
-// "PROBE <name> ok|FAIL <detail>" line the guest printed.
+// "PROBE <name> ok|FAIL <detail>" line the guest wrote to the results channel (qemu_runner.h).
 //
 // Three boots: "main" (signing floor warn, lockdown, LOCK against the loads
 // and unloads in flight, enforcement), "autoload" (DISABLE_AUTOLOAD,
@@ -167,7 +167,8 @@ struct ProbeRun {
   std::string serial_log;
 
   std::string where() const {
-    return "\n  qemu: " + qemu.describe() + "\n  serial log: " + serial_log;
+    return "\n  qemu: " + qemu.describe() + "\n  serial log: " + serial_log +
+           "\n  results channel: " + serial_log + ".results";
   }
 };
 
@@ -308,25 +309,25 @@ ProbeRun boot_probe(const std::string& mode, const std::string& extra_append) {
   run.serial_log = opts.log_file;
   run.qemu = peinit::testing::run_qemu(opts);
 
-  for (const std::string& line : run.qemu.lines()) {
-    if (auto p = line.find("PROBE-END"); p != std::string::npos) {
+  // The channel carries nothing but the probe's lines: each starts with its keyword.
+  for (const std::string& line : run.qemu.result_lines()) {
+    if (line.starts_with("PROBE-END")) {
       run.saw_end = true;
       continue;
     }
-    if (auto p = line.find("PROBE-MODE "); p != std::string::npos) {
-      run.mode = line.substr(p + 11);
+    if (line.starts_with("PROBE-MODE ")) {
+      run.mode = line.substr(11);
       continue;
     }
-    auto p = line.find("PROBE ");
-    if (p == std::string::npos) continue;
-    std::istringstream in(line.substr(p + 6));
+    if (!line.starts_with("PROBE ")) continue;
+    std::istringstream in(line.substr(6));
     std::string name, verdict, detail;
     in >> name >> verdict;
     std::getline(in, detail);
     if (!detail.empty() && detail[0] == ' ') detail.erase(0, 1);
     Check& c = run.checks[name];
     if (c.count++ == 0) run.order.push_back(name);
-    c.ok = peinit::testing::ProbeVerdict(verdict) == "ok";
+    c.ok = verdict == "ok";
     c.detail = verdict + " " + detail;
   }
   return run;

@@ -45,6 +45,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "channel.h"
+
 #ifndef AF_ALG
 #define AF_ALG 38
 #endif
@@ -1128,8 +1130,9 @@ static void setup(void)
 		if (fd > 2)
 			close(fd);
 	}
-	/* Keep kernel messages off the console while we print PROBE lines; they
-	 * are still in /dev/kmsg, which is dumped at the end. */
+	/* The PROBE lines go to the results channel (channel.h); kernel messages stay off the
+	 * console anyway (they are in /dev/kmsg, which is dumped at the end). */
+	channel_stdout();
 	klogctl(8 /* SYSLOG_ACTION_CONSOLE_LEVEL */, NULL, 1);
 	int mfd = open("/proc/sys/kernel/modprobe", O_WRONLY);
 	bool ok = mfd >= 0 && write(mfd, "/sbin/test-modprobe\n", 20) == 20;
@@ -1169,6 +1172,7 @@ int main(int argc, char **argv)
 	char end[64];
 	snprintf(end, sizeof(end), "PROBE-END failures=%d\n", failures);
 	out_line(end);
+	tcdrain(STDOUT_FILENO);
 	sync();
 	reboot(RB_POWER_OFF);
 	/* Not reached unless power-off failed; PID 1 must not exit. */

@@ -1,6 +1,7 @@
 // Module-stage boot tests (issues 5 and 6): whole images built by peinit-image, whose modules
 // ship only inside signed packages, booted in QEMU. The probe service (modules_probe.c) prints
-// /proc/modules, sig_enforce and /run/peinit/modules.json and then powers the machine off; each
+// /proc/modules, sig_enforce and /run/peinit/modules.json on the results channel and then powers
+// the machine off; each
 // ctest test is one gtest case (the slow-modules case boots twice).
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -43,24 +44,17 @@ struct ProbeOutput {
 
 ProbeOutput Parse(const ImageBootResult& r) {
   ProbeOutput p;
-  for (const auto& line : r.qemu.lines()) {
-    auto take = [&](const std::string& prefix, std::string& rest) {
-      size_t at = line.find(prefix);
-      if (at == std::string::npos) return false;
-      rest = line.substr(at + prefix.size());
-      return true;
-    };
-    std::string rest;
-    if (take("PROC_MODULE ", rest)) {
-      std::istringstream in(rest);
+  for (const auto& line : r.qemu.result_lines()) {
+    if (line.starts_with("PROC_MODULE ")) {
+      std::istringstream in(line.substr(12));
       std::string name, state;
       in >> name >> state;
       p.proc_modules[name] = state;
-    } else if (take("SIG_ENFORCE ", rest)) {
-      p.sig_enforce = rest;
-    } else if (take("RECORD ", rest)) {
-      p.record += rest + "\n";
-    } else if (line.find("MODULES_PROBE done") != std::string::npos) {
+    } else if (line.starts_with("SIG_ENFORCE ")) {
+      p.sig_enforce = line.substr(12);
+    } else if (line.starts_with("RECORD ")) {
+      p.record += line.substr(7) + "\n";
+    } else if (line == "MODULES_PROBE done") {
       p.done = true;
     }
   }

@@ -1,7 +1,8 @@
 // Boot tests of peinitctl (R-20, R-21): images from tests/boot/images/peinitctl-*/ booted in QEMU
 // with the patched kernel. Each image's services run peinitctl and print its output between
-// "PEINITCTL-BEGIN NAME" and "PEINITCTL-END NAME rc=N" lines; the test compares it with what the
-// image configures.
+// "PEINITCTL-BEGIN NAME" and "PEINITCTL-END NAME rc=N" lines on the results channel (through
+// on_channel, as nobody where the test is about nobody); the test compares it with what the image
+// configures.
 //
 // The module stage loads only from verified signed packages, so the test first makes a key pair
 // and a package of the boot modules (peinit-pkg, from the kernel's own signed .ko files) and
@@ -61,14 +62,6 @@ std::string ModulePath(const fs::path& moddir, const std::string& name) {
     return "";
 }
 
-// Console lines that belong to the kernel or PID 1, not to the service's output.
-bool IsNoise(const std::string& line) {
-    for (const char* prefix : {"module_lockdown: ", "audit: ", "peinit: ", "random: "}) {
-        if (line.rfind(prefix, 0) == 0) return true;
-    }
-    return false;
-}
-
 class PeinitctlBoot : public ::testing::Test {
   protected:
     static std::map<std::string, Section> Boot(const std::string& image, std::string& console) {
@@ -112,22 +105,21 @@ class PeinitctlBoot : public ::testing::Test {
             << "\n[[files]]\nsrc = \"" << (work / "boot.pkg").string()
             << "\"\ndst = \"/usr/lib/peinit/packages/boot.pkg\"\n\n[[files]]\nsrc = \""
             << (work / "keys/package-signing.pub").string()
-            << "\"\ndst = \"/etc/peinit/keys/package-signing.pub\"\n";
+            << "\"\ndst = \"/etc/peinit/keys/package-signing.pub\"\n\n[[files]]\nsrc = \""
+            << ON_CHANNEL_PATH << "\"\ndst = \"/usr/bin/on_channel\"\n";
 
-        std::string out;
-        int rc = Sh(ShellQuote(PEINIT_IMAGE_TOOL) + " boot " + ShellQuote(dir.string()) +
-                        " --kernel-dir " + ShellQuote(kernel_dir) + " --timeout 300",
-                    out);
-        console = out;
-        std::ofstream(fs::path("peinitctl-" + image + ".log")) << out;
-        EXPECT_EQ(rc, 0) << "the guest did not power off cleanly; console in peinitctl-" << image
-                         << ".log";
+        peinit::testing::ImageBoot boot;
+        boot.name = image;
+        boot.image_dir = dir.string();
+        boot.kernel_dir = kernel_dir;
+        boot.timeout = std::chrono::seconds(300);
+        auto r = peinit::testing::BuildAndBoot(boot);
+        console = peinit::testing::Explain(r) + "\n--- results channel ---\n" + r.qemu.results;
+        EXPECT_TRUE(r.qemu.clean_exit()) << "the guest did not power off cleanly\n" << console;
         fs::remove_all(work);
 
-        std::istringstream in(out);
-        std::string line, current;
-        while (std::getline(in, line)) {
-            if (!line.empty() && line.back() == '\r') line.pop_back();
+        std::string current;
+        for (const std::string& line : r.qemu.result_lines()) {
             if (line.rfind("PEINITCTL-BEGIN ", 0) == 0) {
                 current = line.substr(16);
                 sections[current];
@@ -137,7 +129,7 @@ class PeinitctlBoot : public ::testing::Test {
                     sections[current].rc = std::stoi(line.substr(rc_at + 4));
                 }
                 current.clear();
-            } else if (!current.empty() && !IsNoise(line)) {
+            } else if (!current.empty()) {
                 sections[current].lines.push_back(line);
             }
         }

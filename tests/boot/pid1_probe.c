@@ -1,5 +1,6 @@
 // Test service for the PID-1 boot tests: runs inside the guest as a peinit service, checks what
-// PID 1 guarantees (mounts, zombie reaping, boot records) and prints one line per check:
+// PID 1 guarantees (mounts, zombie reaping, boot records) and prints one line per check on the
+// results channel (channel.h):
 //   PROBE <name> ok
 //   PROBE <name> FAIL <detail>
 // With argument "sigterm" it finally sends SIGTERM to PID 1 and waits to be terminated by the
@@ -14,13 +15,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "channel.h"
+
 static void report(const char* name, int ok, const char* detail) {
   if (ok) {
     printf("PROBE %s ok\n", name);
   } else {
     printf("PROBE %s FAIL %s\n", name, detail);
   }
-  fflush(stdout);
+  channel_flush();
 }
 
 static int mounted(const char* target, const char* fstype) {
@@ -63,6 +66,7 @@ static int zombies_of_init(void) {
 }
 
 int main(int argc, char** argv) {
+  channel_stdout();
   report("pid1_is_peinit", getppid() == 1, "parent is not PID 1");
   report("mount_proc", mounted("/proc", "proc"), "/proc is not mounted");
   report("mount_sys", mounted("/sys", "sysfs"), "/sys is not mounted");

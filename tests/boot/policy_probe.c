@@ -1,14 +1,13 @@
 /* policy_probe: the guest side of the lockdown/policy boot tests (lockdown_boot_test.cpp).
  *
  * Runs as a service after PID 1's boot stages, performs the checks named on its command line in
- * order and prints one line per check on the console:
+ * order and prints one line per check on the results channel (channel.h), where no kernel or
+ * PID-1 line can land in the middle of one:
  *     PROBE <name> ok
  *     PROBE <name> FAIL <detail>
- * then "PROBE-DONE" and exits 0 (the unit's exit_action powers the machine off). Each line is
- * sent (tcdrain) before the next check runs and before the probe exits: kernel messages (a
- * check's own, e.g. "Loading of unsigned module is rejected", or PID 1's next log line) go
- * through printk straight to the serial port and would otherwise land in the middle of a line
- * the host parses.
+ * then "PROBE-DONE" and exits 0 (the unit's exit_action powers the machine off). Each line has
+ * left the port before the next check runs (a "mark" is what the host acts on) and before the
+ * probe exits.
  *
  * Each argument is NAME@KIND:ARGS, where an expected result is an errno name or 0:
  *   read:PATH=TEXT       the file's first line equals TEXT ("" for an empty line)
@@ -37,6 +36,8 @@
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "channel.h"
 
 #include <linux/module_lockdown.h>
 
@@ -73,8 +74,7 @@ static void report(const char *name, int ok, const char *detail) {
     } else {
         printf("PROBE %s FAIL %s\n", name, detail);
     }
-    fflush(stdout);
-    (void)tcdrain(STDOUT_FILENO); /* not a tty: nothing to wait for */
+    channel_flush();
 }
 
 /* Compares a call's outcome (0 or errno) with the expected name. */
@@ -246,9 +246,9 @@ static void check(char *arg) {
 }
 
 int main(int argc, char **argv) {
+    channel_stdout();
     for (int i = 1; i < argc; ++i) check(argv[i]);
     printf("PROBE-DONE\n");
-    fflush(stdout);
-    (void)tcdrain(STDOUT_FILENO); /* not a tty: nothing to wait for */
+    channel_flush();
     return 0;
 }

@@ -59,9 +59,35 @@ void drain_monitor(int fd, std::string& log) {
   }
 }
 
+// Appends what QEMU has written to the results channel's file since the last call.
+void drain_results(int fd, std::string& results) {
+  char buf[8192];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) results.append(buf, static_cast<size_t>(n));
+}
+
+// Sends each monitor step whose text has appeared on the console or the results channel.
+void send_monitor_steps(const QemuOptions& o, int monitor_fd, QemuResult& res) {
+  if (monitor_fd < 0) return;
+  drain_monitor(monitor_fd, res.monitor_log);
+  while (res.monitor_steps_sent < o.monitor.size()) {
+    const std::string& after = o.monitor[res.monitor_steps_sent].after;
+    if (res.output.find(after) == std::string::npos &&
+        res.results.find(after) == std::string::npos) {
+      return;
+    }
+    std::string line = o.monitor[res.monitor_steps_sent].command + "\n";
+    ssize_t w = write(monitor_fd, line.data(), line.size());
+    res.monitor_log += "\n>>> " + line;
+    if (w != static_cast<ssize_t>(line.size())) res.monitor_log += "(short write)\n";
+    ++res.monitor_steps_sent;
+  }
+}
+
 }  // namespace
 
-std::vector<std::string> qemu_command(const QemuOptions& o, const std::string& monitor_socket) {
+std::vector<std::string> qemu_command(const QemuOptions& o, const std::string& monitor_socket,
+                                      const std::string& results_file) {
   std::string append = "console=ttyS0 panic=-1";
   if (!o.append.empty()) append += " " + o.append;
   std::vector<std::string> argv = {o.qemu_binary,
@@ -74,6 +100,11 @@ std::vector<std::string> qemu_command(const QemuOptions& o, const std::string& m
                                    "-kernel", o.kernel,
                                    "-initrd", o.initrd,
                                    "-append", append};
+  if (!results_file.empty()) {
+    // The third legacy port (index 2: 0x3e8, IRQ 4) is the guest's ttyS2 in both kernels.
+    argv.insert(argv.end(), {"-chardev", "file,id=results,path=" + results_file, "-device",
+                             "isa-serial,chardev=results,index=2"});
+  }
   if (!monitor_socket.empty()) {
     argv.push_back("-monitor");
     argv.push_back("unix:" + monitor_socket + ",server=on,wait=off");
@@ -100,10 +131,14 @@ std::string QemuResult::describe() const {
   return s.str();
 }
 
-std::vector<std::string> QemuResult::lines() const {
+std::vector<std::string> QemuResult::lines() const { return split_lines(output); }
+
+std::vector<std::string> QemuResult::result_lines() const { return split_lines(results); }
+
+std::vector<std::string> split_lines(const std::string& text) {
   std::vector<std::string> out;
   std::string cur;
-  for (char c : output) {
+  for (char c : text) {
     if (c == '\r') continue;
     if (c == '\n') {
       out.push_back(cur);
@@ -118,25 +153,33 @@ std::vector<std::string> QemuResult::lines() const {
 
 QemuResult run_qemu(const QemuOptions& o) {
   QemuResult res;
-  std::string monitor_dir, monitor_path;
-  if (!o.monitor.empty()) {
-    char tmpl[] = "/tmp/peinit-qemu-monitor-XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) {
-      res.error = std::string("mkdtemp: ") + std::strerror(errno);
-      return res;
-    }
-    monitor_dir = tmpl;
-    monitor_path = monitor_dir + "/monitor.sock";
+  // A private directory for the results channel's file and the monitor socket.
+  char tmpl[] = "/tmp/peinit-qemu-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) {
+    res.error = std::string("mkdtemp: ") + std::strerror(errno);
+    return res;
   }
-  struct MonitorDirCleanup {
+  const std::string scratch = tmpl;
+  const std::string results_path = scratch + "/results";
+  const std::string monitor_path = o.monitor.empty() ? "" : scratch + "/monitor.sock";
+  struct ScratchCleanup {
     std::string dir;
-    ~MonitorDirCleanup() {
-      if (dir.empty()) return;
-      unlink((dir + "/monitor.sock").c_str());
+    ~ScratchCleanup() {
+      for (const char* f : {"/monitor.sock", "/results"}) unlink((dir + f).c_str());
       rmdir(dir.c_str());
     }
-  } cleanup{monitor_dir};
-  res.command = qemu_command(o, monitor_path);
+  } cleanup{scratch};
+  // Created here, read while QEMU writes it (QEMU opens it without truncating an empty file).
+  int results_fd = open(results_path.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (results_fd < 0) {
+    res.error = "cannot create " + results_path + ": " + std::strerror(errno);
+    return res;
+  }
+  struct FdCloser {
+    int fd;
+    ~FdCloser() { close(fd); }
+  } results_closer{results_fd};
+  res.command = qemu_command(o, monitor_path, results_path);
   if (o.kernel.empty() || access(o.kernel.c_str(), R_OK) != 0) {
     res.error = "kernel image not readable: '" + o.kernel + "'";
     return res;
@@ -218,12 +261,14 @@ QemuResult run_qemu(const QemuOptions& o) {
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count();
     struct pollfd pfd = {pipefd[0], POLLIN, 0};
-    int pr = poll(&pfd, 1, static_cast<int>(std::min<long long>(left, 500)));
+    int pr = poll(&pfd, 1, static_cast<int>(std::min<long long>(left, 100)));
     if (pr < 0) {
       if (errno == EINTR) continue;
       res.error = std::string("poll: ") + std::strerror(errno);
       break;
     }
+    drain_results(results_fd, res.results);
+    send_monitor_steps(o, monitor_fd, res);
     if (pr == 0) continue;
     ssize_t r = read(pipefd[0], buf, sizeof(buf));
     if (r < 0) {
@@ -237,17 +282,7 @@ QemuResult run_qemu(const QemuOptions& o) {
     }
     res.output.append(buf, static_cast<size_t>(r));
     if (log) log.write(buf, r), log.flush();
-    if (monitor_fd >= 0) {
-      drain_monitor(monitor_fd, res.monitor_log);
-      while (res.monitor_steps_sent < o.monitor.size() &&
-             res.output.find(o.monitor[res.monitor_steps_sent].after) != std::string::npos) {
-        std::string line = o.monitor[res.monitor_steps_sent].command + "\n";
-        ssize_t w = write(monitor_fd, line.data(), line.size());
-        res.monitor_log += "\n>>> " + line;
-        if (w != static_cast<ssize_t>(line.size())) res.monitor_log += "(short write)\n";
-        ++res.monitor_steps_sent;
-      }
-    }
+    send_monitor_steps(o, monitor_fd, res);
   }
   if (monitor_fd >= 0) {
     drain_monitor(monitor_fd, res.monitor_log);
@@ -256,6 +291,8 @@ QemuResult run_qemu(const QemuOptions& o) {
   close(pipefd[0]);
 
   int status = 0;
+  // QEMU has written the last of the channel once it has exited (read again below).
+
   bool reaped;
   if (res.timed_out || !eof) {
     kill(-pid, SIGTERM);
@@ -274,6 +311,8 @@ QemuResult run_qemu(const QemuOptions& o) {
     }
   }
   res.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+  drain_results(results_fd, res.results);
+  if (!o.log_file.empty()) std::ofstream(o.log_file + ".results", std::ios::binary) << res.results;
   if (reaped) {
     if (WIFEXITED(status)) {
       res.exited = !res.timed_out;

@@ -1,6 +1,12 @@
 // Reusable QEMU launcher for boot tests: boots a kernel + initramfs under
-// TCG, captures everything the guest prints on its serial console, enforces
-// a timeout and reports how QEMU ended.
+// TCG, captures everything the guest prints on its serial console and on the
+// results channel, enforces a timeout and reports how QEMU ended.
+//
+// The results channel: the guest's third serial port, /dev/ttyS2 (both kernels have the 8250
+// driver built in with the four legacy ports), backed by a file on the host. The kernel and
+// PID 1 never write to it (their console is ttyS0; `peinit.collect=` uses ttyS1), so what the
+// boot tests' probes write there (channel.h) cannot interleave with the kernel's own lines,
+// which stay on the console for assertions about them.
 #pragma once
 
 #include <chrono>
@@ -12,6 +18,7 @@ namespace peinit::testing {
 // A QEMU monitor (HMP) command sent once the guest's console has printed `after`, e.g.
 // {"PROBE-MARK add", "device_add virtio-rng-pci,bus=rp1,id=rng0"}. Steps run in order; each
 // waits for its own text (searched in the whole output so far).
+// The text is looked for on the console and on the results channel.
 struct MonitorStep {
   std::string after;
   std::string command;
@@ -35,6 +42,7 @@ struct QemuOptions {
 
 struct QemuResult {
   std::string output;         // serial console output (and qemu's own stderr)
+  std::string results;        // what the guest wrote to the results channel (/dev/ttyS2)
   bool launched = false;      // false: qemu could not be started (see error)
   bool timed_out = false;     // killed after QemuOptions::timeout
   bool exited = false;        // qemu exited by itself
@@ -53,23 +61,24 @@ struct QemuResult {
   std::string describe() const;
   // Output split into lines, '\r' removed.
   std::vector<std::string> lines() const;
+  // The results channel split into lines, '\r' removed.
+  std::vector<std::string> result_lines() const;
 };
 
 // The argv that run_qemu() would execute (for logging / reproduction). `monitor_socket`: the
-// path of the monitor socket when options.monitor is used.
+// path of the monitor socket when options.monitor is used; `results_file`: the host file behind
+// the results channel.
 std::vector<std::string> qemu_command(const QemuOptions& options,
-                                      const std::string& monitor_socket = "");
+                                      const std::string& monitor_socket = "",
+                                      const std::string& results_file = "");
 
 // Boots and waits.  Never throws; problems are reported in the result.
 QemuResult run_qemu(const QemuOptions& options);
 
-// A probe's verdict as read from the console: "ok" or "FAIL <detail>". The guest writes "ok\n" in
-// one write, but the kernel's own console output (an audit record the probe's call caused,
-// printed by kauditd) can land before its newline ("okaudit: type=1316 ..."); nothing but "ok"
-// starts with "ok".
-inline std::string ProbeVerdict(std::string text) {
-  if (text.rfind("ok", 0) == 0) return "ok";
-  return text;
-}
+// The guest device of the results channel (channel.h has the guest side).
+inline constexpr const char* kResultsDevice = "/dev/ttyS2";
+
+// Splits text into lines, '\r' removed.
+std::vector<std::string> split_lines(const std::string& text);
 
 }  // namespace peinit::testing

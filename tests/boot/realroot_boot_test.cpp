@@ -1,8 +1,8 @@
 // Boot tests of the initramfs role with a real root (R-24, R-25): a minimal Debian 12 with
 // systemd (tests/realroot/build) on a virtio disk, found by root=UUID= / PARTUUID= / LABEL=,
 // booted under peinit's lock (or with the helper handed over). Each test makes its own disk
-// from the cached fixture tree plus a test unit that prints what it saw on the console with
-// markers, then powers the VM off from inside systemd.
+// from the cached fixture tree plus a test unit that prints what it saw on the results channel
+// (qemu_runner.h) with markers, then powers the VM off from inside systemd.
 #include <gtest/gtest.h>
 
 #include <boost/property_tree/json_parser.hpp>
@@ -22,8 +22,8 @@ namespace pt = boost::property_tree;
 
 constexpr const char* kUuid = "5eb0c3f6-1c8a-4f0e-9d52-00000000beef";
 
-std::string RealRootTree() {
-    const char* dir = std::getenv("PEINIT_REALROOT_DIR");
+std::string RealRootTree(const char* variable = "PEINIT_REALROOT_DIR") {
+    const char* dir = std::getenv(variable);
     return dir && *dir ? std::string(dir) + "/root" : "";
 }
 
@@ -46,28 +46,30 @@ struct Overlay {
         fs::create_directories(p.parent_path());
         fs::copy(from, p, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
     }
-    // A oneshot unit, wanted by multi-user.target, whose output goes to the console.
+    // A oneshot unit, wanted by multi-user.target, whose output goes to the results channel.
     void Unit(const std::string& name, const std::string& service_lines) {
         Write("/etc/systemd/system/" + name,
               "[Unit]\nDescription=peinit boot test\nAfter=systemd-modules-load.service "
-              "systemd-udev-trigger.service\n\n[Service]\nType=oneshot\nStandardOutput=tty\n"
-              "StandardError=tty\nTTYPath=/dev/console\n" +
+              "systemd-udev-trigger.service\n\n[Service]\nType=oneshot\n"
+              "StandardOutput=file:" + std::string(kResultsDevice) + "\nStandardError=inherit\n" +
                   service_lines);
         fs::create_directories(dir / "etc/systemd/system/multi-user.target.wants");
         fs::create_symlink("../" + name, dir / "etc/systemd/system/multi-user.target.wants" / name);
     }
 };
 
-// Runs tests/realroot/make-disk; returns its log on failure ("" when it worked).
-std::string MakeDisk(const Overlay& overlay, const std::string& out, const std::string& args) {
+// Runs tests/realroot/make-disk over `tree` (default: the real-root fixture); returns its log on
+// failure ("" when it worked).
+std::string MakeDisk(const Overlay& overlay, const std::string& out, const std::string& args,
+                     const std::string& tree = RealRootTree()) {
     std::string log;
     std::string cmd = std::string(PEINIT_SOURCE_DIR) + "/tests/realroot/make-disk --root " +
-                      ShellQuote(RealRootTree()) + " --add " + ShellQuote(overlay.dir.string()) +
+                      ShellQuote(tree) + " --add " + ShellQuote(overlay.dir.string()) +
                       " --out " + ShellQuote(out) + " " + args;
     return Sh(cmd, log) == 0 ? "" : cmd + "\n" + log;
 }
 
-// The test unit's ExecStart lines: peinitctl status --json as nobody on one console line
+// The test unit's ExecStart lines: peinitctl status --json as nobody on one channel line
 // `STATUS-JSON {...}`, then `systemctl poweroff`.
 const char* kStatusAndPoweroff =
     "ExecStart=-/bin/setpriv --reuid=nobody --regid=nogroup --clear-groups /bin/sh -c "
@@ -75,7 +77,7 @@ const char* kStatusAndPoweroff =
     "ExecStart=/bin/systemctl --no-block poweroff\n";
 
 std::optional<pt::ptree> StatusJson(const ImageBootResult& r) {
-    for (const auto& line : r.Grep("STATUS-JSON {")) {
+    for (const auto& line : r.Results("STATUS-JSON {")) {
         try {
             std::istringstream in(line.substr(line.find('{')));
             pt::ptree tree;
@@ -159,7 +161,7 @@ TEST_F(RealRootBoot, SystemdStartsUnderTheLock) {
     // systemd-modules-load was refused by the kernel (at boot, and again from the test unit to
     // see why), and the system came up all the same.
     EXPECT_TRUE(r.Has("Failed to start systemd-modules-load.service")) << Explain(r);
-    EXPECT_TRUE(r.Has("MODLOAD Failed to insert module 'dummy': Operation not permitted"))
+    EXPECT_FALSE(r.Results("MODLOAD Failed to insert module 'dummy': Operation not permitted").empty())
         << Explain(r);
     auto status = StatusJson(r);
     ASSERT_TRUE(status) << Explain(r);
@@ -221,8 +223,8 @@ modules = ["af_packet", "algif_hash", "dummy"]
     EXPECT_TRUE(r.Has("peinit-modprobe: refused demand load of net-pf-38 (module af_alg): not in "
                       "AutoLoadAllowed"))
         << Explain(r);
-    EXPECT_TRUE(r.Has("install command '/bin/false' for module dummy")) << Explain(r);
-    EXPECT_TRUE(r.Has("MODPROBE rc=1 live=no")) << Explain(r);
+    EXPECT_FALSE(r.Results("install command '/bin/false' for module dummy").empty()) << Explain(r);
+    EXPECT_FALSE(r.Results("MODPROBE rc=1 live=no").empty()) << Explain(r);
     auto status = StatusJson(r);
     ASSERT_TRUE(status) << Explain(r);
     EXPECT_EQ(status->get("lock.locked", true), false);
@@ -368,6 +370,181 @@ hive = "@CASE@/hive.toml"
     EXPECT_TRUE(r.Has("peinit: handoff: mounted /dev/vda (ext4, ro) on /newroot")) << Explain(r);
     EXPECT_EQ(r.Probes()["root_init_is_pid1"], "ok") << Explain(r);
     EXPECT_TRUE(r.qemu.clean_exit()) << Explain(r);
+}
+
+}  // namespace
+}  // namespace peinit::testing
+
+namespace peinit::testing {
+namespace {
+
+// The one lines of the results channel that start with `prefix`, without it.
+std::vector<std::string> Tagged(const ImageBootResult& r, const std::string& prefix) {
+    std::vector<std::string> out;
+    for (const auto& line : r.qemu.result_lines()) {
+        if (line.starts_with(prefix)) out.push_back(line.substr(prefix.size()));
+    }
+    return out;
+}
+
+std::string Joined(const std::vector<std::string>& lines) {
+    std::string out;
+    for (const auto& l : lines) out += l + "\n";
+    return out;
+}
+
+// The test unit's program. Boot 1 (peinit not installed yet) does what an administrator does on a
+// Debian machine (README "peinit on a Debian machine"): install the package offline, turn
+// LockAfterBoot on, enable peinit, run the kernel hook exactly as a linux-image package's
+// postinst does, show the host-only plan; then a hook run whose build fails (a unit naming a
+// module the kernel lacks) must leave the image byte for byte. Every result on the channel as
+// "ADOPT key=value". Boot 2 (installed): the installed peinitctl's status as nobody.
+const char* kAdoptScript = R"(#!/bin/sh
+set -u
+if [ -x /usr/sbin/peinitctl ]; then
+    echo "STATUS-JSON $(setpriv --reuid=nobody --regid=nogroup --clear-groups \
+        /usr/sbin/peinitctl status --json | tr -d '\n')"
+    exit 0
+fi
+kver=$(ls /lib/modules)
+echo "ADOPT kver=$kver"
+dpkg -i /root/peinit.deb >/tmp/dpkg.log 2>&1; echo "ADOPT dpkg=$?"
+sed 's/^/ADOPT-DPKG /' /tmp/dpkg.log
+sed -i 's/^LockAfterBoot = false/LockAfterBoot = true/' /etc/peinit/hive.toml
+grep -q '^LockAfterBoot = true' /etc/peinit/hive.toml && echo "ADOPT lock_after_boot=true"
+peinit-initramfs enable 2>&1 | sed 's/^/ADOPT-ENABLE /'
+peinit-initramfs is-enabled && echo "ADOPT enabled=yes"
+start=$(date +%s%N)
+DEB_MAINT_PARAMS=configure /etc/kernel/postinst.d/zz-peinit "$kver" "/boot/vmlinuz-$kver" 2>&1 |
+    sed 's/^/ADOPT-HOOK /'
+echo "ADOPT hook_ms=$(( ($(date +%s%N) - start) / 1000000 ))"
+peinit-image plan /etc/peinit --kver "$kver" 2>&1 | sed 's/^/ADOPT-PLAN /'
+echo "ADOPT fallback=$(test -s "/boot/initrd.img-$kver.initramfs-tools" && echo kept || echo none)"
+before=$(sha256sum "/boot/initrd.img-$kver" | cut -d' ' -f1)
+printf '[[module]]\nname = "peinit_no_such_module"\n' >/etc/peinit/units/broken.toml
+DEB_MAINT_PARAMS=configure /etc/kernel/postinst.d/zz-peinit "$kver" "/boot/vmlinuz-$kver" \
+    >/tmp/fail.log 2>&1
+echo "ADOPT failed_hook=$?"
+sed 's/^/ADOPT-FAIL /' /tmp/fail.log
+after=$(sha256sum "/boot/initrd.img-$kver" | cut -d' ' -f1)
+echo "ADOPT image_unchanged=$(test "$before" = "$after" && echo yes || echo no)"
+echo "ADOPT leftovers=$(ls -a /boot | grep -c -v -e '^\.\.\?$' -e '^vmlinuz-' -e '^initrd\.img-' -e '^config-' -e '^System\.map-')"
+rm /etc/peinit/units/broken.toml
+sync
+)";
+
+// Issue 22: from `dpkg -i` to a reboot under peinit's lock, on Debian's own kernel as installed
+// in the root (tests/realroot/build --with-kernel). Boot 1 (peinit's lab image, any initramfs
+// would do) installs and enables peinit in the guest and runs the kernel hook; the test takes
+// /boot/vmlinuz-KVER and /boot/initrd.img-KVER out of the disk (debugfs) and boots them: the
+// host-only set computed in boot 1 loads, the lock engages, systemd comes up, and
+// `peinitctl status --json` as nobody shows the lock, the modules and the image's provenance.
+TEST_F(RealRootBoot, AdoptionInstallEnableReboot) {
+    const std::string tree = RealRootTree("PEINIT_REALROOT_KERNEL_DIR");
+    ASSERT_FALSE(tree.empty()) << "PEINIT_REALROOT_KERNEL_DIR is not set (tests/setup.sh)";
+    std::string kver;
+    for (const auto& e : fs::directory_iterator(tree + "/lib/modules")) {
+        kver = e.path().filename().string();
+    }
+    ASSERT_FALSE(kver.empty()) << tree << " has no kernel";
+    std::string deb;
+    for (const auto& e : fs::directory_iterator(PEINIT_DEB_DIR)) {
+        if (e.path().extension() == ".deb" && e.path().filename().string().starts_with("peinit_")) {
+            deb = e.path().string();
+        }
+    }
+    ASSERT_FALSE(deb.empty()) << "no peinit_*.deb in " << PEINIT_DEB_DIR << " (deb_build)";
+
+    Overlay overlay(work_ / "overlay");
+    overlay.Copy(deb, "/root/peinit.deb");
+    overlay.Write("/usr/local/sbin/adopt", kAdoptScript, fs::perms(0755));
+    overlay.Unit("peinit-test.service",
+                 "ExecStart=-/usr/local/sbin/adopt\n"
+                 "ExecStart=/bin/systemctl --no-block poweroff\n");
+    std::string disk = (work_ / "disk.img").string();
+    ASSERT_EQ(MakeDisk(overlay, disk, std::string("--uuid ") + kUuid, tree), "");
+
+    ImageBoot first;
+    first.name = "realroot-debian";  // units: virtio_pci, virtio_blk, ext4
+    first.kernel = "debian";
+    first.image_toml = R"(kernel = "debian"
+units = ["@CASE@/units"]
+hive = "@CASE@/hive.toml"
+)";
+    first.append = std::string("root=UUID=") + kUuid + " rw systemd.show_status=error";
+    first.qemu_args = {"-cpu", "max", "-m", "1024", "-drive",
+                       "file=" + disk + ",if=virtio,format=raw"};
+    first.timeout = std::chrono::seconds(900);
+    auto r1 = BuildAndBoot(first);
+    ASSERT_TRUE(r1.build_error.empty()) << r1.build_error;
+    std::cerr << "[ boot 1 ] " << r1.qemu.describe() << "\n"
+              << Joined(Tagged(r1, "ADOPT ")) << Joined(Tagged(r1, "ADOPT-PLAN "));
+    auto said = [&](const std::string& what) {
+        auto lines = Tagged(r1, "ADOPT ");
+        return std::find(lines.begin(), lines.end(), what) != lines.end();
+    };
+    EXPECT_TRUE(said("kver=" + kver)) << Explain(r1);
+    EXPECT_TRUE(said("dpkg=0")) << Explain(r1);
+    EXPECT_TRUE(said("lock_after_boot=true")) << Explain(r1);
+    EXPECT_TRUE(said("enabled=yes")) << Explain(r1);
+    EXPECT_TRUE(said("fallback=kept")) << Explain(r1);
+    // The host-only plan names the root's chain and its file system, each with its rule.
+    const std::string plan = Joined(Tagged(r1, "ADOPT-PLAN "));
+    for (const char* m : {"virtio_blk", "ext4"}) {
+        EXPECT_NE(plan.find(m), std::string::npos) << m << "\n" << plan;
+    }
+    EXPECT_NE(plan.find("host"), std::string::npos) << plan;
+    // The failed build: non-zero with the reason, the previous image byte for byte, no debris.
+    EXPECT_FALSE(said("failed_hook=0")) << Explain(r1);
+    EXPECT_TRUE(said("image_unchanged=yes")) << Explain(r1);
+    EXPECT_TRUE(said("leftovers=0")) << Explain(r1);
+    EXPECT_NE(Joined(Tagged(r1, "ADOPT-FAIL ")).find("peinit_no_such_module"), std::string::npos)
+        << Explain(r1);
+    ASSERT_TRUE(r1.qemu.clean_exit()) << Explain(r1);
+    ASSERT_FALSE(HasFailure());
+
+    // The machine's kernel and peinit's image, as the disk has them.
+    const std::string vmlinuz = (work_ / "vmlinuz").string();
+    const std::string initrd = (work_ / "initrd.img").string();
+    for (const auto& [from, to] : {std::pair{"/boot/vmlinuz-" + kver, vmlinuz},
+                                   std::pair{"/boot/initrd.img-" + kver, initrd}}) {
+        std::string log;
+        fs::remove(to);
+        ASSERT_EQ(Sh("debugfs -R " + ShellQuote("dump " + from + " " + to) + " " +
+                         ShellQuote(disk),
+                     log),
+                  0)
+            << log;
+        ASSERT_TRUE(fs::exists(to) && fs::file_size(to) > 0) << from << ": " << log;
+    }
+
+    // Boot 2: the machine's next boot, from what the hook wrote.
+    QemuOptions o;
+    o.kernel = vmlinuz;
+    o.initrd = initrd;
+    o.append = std::string("root=UUID=") + kUuid + " rw systemd.show_status=error";
+    o.memory_mb = 1024;
+    o.extra_args = {"-cpu", "max", "-drive", "file=" + disk + ",if=virtio,format=raw"};
+    o.timeout = std::chrono::seconds(600);
+    o.log_file = (work_ / "boot-2.log").string();
+    ImageBootResult r2;
+    r2.qemu = run_qemu(o);
+    std::cerr << "[ boot 2 ] " << r2.qemu.describe() << "\n";
+    EXPECT_TRUE(r2.Has("peinit: lockdown locked=1")) << Explain(r2);
+    EXPECT_TRUE(r2.Has("systemd[1]: systemd 252")) << Explain(r2);
+    auto status = StatusJson(r2);
+    ASSERT_TRUE(status) << Explain(r2);
+    EXPECT_EQ(status->get("lock.locked", false), true);
+    EXPECT_EQ(status->get("lock.pid", 0), 1);
+    auto modules = ModuleStatuses(*status);
+    for (const char* m : {"virtio_blk", "ext4"}) {
+        EXPECT_TRUE(modules[m] == "loaded" || modules[m] == "builtin") << m << "\n" << Explain(r2);
+    }
+    EXPECT_EQ(status->get("image.kernel_release", ""), kver) << Explain(r2);
+    EXPECT_EQ(status->get("image.module_mode", ""), "host") << Explain(r2);
+    EXPECT_TRUE(status->get("image.generator", "").starts_with("peinit-image ")) << Explain(r2);
+    EXPECT_EQ(status->get("image.key_fingerprint", "").size(), 64u) << Explain(r2);
+    EXPECT_TRUE(r2.qemu.clean_exit()) << Explain(r2);
 }
 
 }  // namespace
