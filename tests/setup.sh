@@ -15,6 +15,7 @@ packages=(
     qemu-system-x86 kmod cpio zstd xz-utils e2fsprogs fdisk mmdebstrap groff-base man-db dash
     linux-source-6.1 flex bison bc libelf-dev dwarves rsync
     clang libclang-rt-14-dev
+    dpkg-dev debhelper lintian fakeroot
 )
 missing=()
 for p in "${packages[@]}"; do
