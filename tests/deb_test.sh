@@ -44,7 +44,7 @@ done
 
 # Conffiles: everything under /etc, the hooks included.
 mkdir -p ctrl && dpkg-deb -e "$deb" ctrl
-for f in /etc/peinit/image.toml /etc/peinit/hive.toml /etc/peinit/units/README \
+for f in /etc/peinit/image.toml /etc/peinit/hive.toml \
          /etc/kernel/postinst.d/zz-peinit /etc/kernel/postrm.d/zz-peinit \
          /etc/initramfs/post-update.d/peinit /etc/grub.d/15_peinit-fallback; do
     contains ctrl/conffiles "$f" "conffile $f"
@@ -64,6 +64,7 @@ for f in ./usr/lib/peinit/peinit ./usr/lib/peinit/peinitctl ./usr/sbin/peinit-in
     grep -qE "^-rwxr-xr-x root/root .* $f$" list ||
         { echo "FAIL: $f missing or not 0755 root:root"; grep -F "$f" list; failures=$((failures + 1)); }
 done
+contains list "./etc/peinit/units/" "the units directory"
 contains list "./usr/sbin/peinit -> ../lib/peinit/peinit" "/usr/sbin/peinit links to /usr/lib/peinit"
 contains list "./usr/sbin/peinitctl -> ../lib/peinit/peinitctl" "/usr/sbin/peinitctl links to /usr/lib/peinit"
 for f in ./etc/peinit/image.toml ./etc/peinit/hive.toml ./usr/share/peinit/binaries.manifest \
