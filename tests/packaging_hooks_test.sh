@@ -217,6 +217,16 @@ no_temp_files "disable"
 
 expect 2 "usage error" -- "$pi" bogus
 
+# --- one version: CMakeLists.txt's project(VERSION), repeated by debian/changelog -------------------
+expect 0 "check-version" -- "$pk/check-version"
+contains out "$(sed -n 's/^project(peinit VERSION \([0-9.]*\) .*/\1/p' "$src/CMakeLists.txt")" "check-version prints it"
+mkdir -p "$work/v/packaging" "$work/v/debian"
+cp "$pk/check-version" "$work/v/packaging/"
+sed 's/^project(peinit VERSION [0-9.]*/project(peinit VERSION 9.9.9/' "$src/CMakeLists.txt" >"$work/v/CMakeLists.txt"
+cp "$src/debian/changelog" "$work/v/debian/"
+expect 1 "check-version, versions differ" -- "$work/v/packaging/check-version"
+contains err '"9.9.9" but debian/changelog says' "check-version names both versions"
+
 if ((failures)); then
     echo "$failures failure(s)"
     exit 1
