@@ -20,8 +20,9 @@ packages=(
     qemu-system-x86 kmod cpio zstd xz-utils e2fsprogs fdisk groff-base man-db dash
     linux-source-6.1 flex bison bc libelf-dev dwarves rsync
 )
-# Only the tests use these: the real-root fixture (mmdebstrap), the fuzzers (clang).
-test_packages=(mmdebstrap clang libclang-rt-14-dev)
+# Only the tests use these: the real-root fixture (mmdebstrap), the fuzzers (clang), the Debian
+# package (dpkg-dev debhelper lintian fakeroot).
+test_packages=(mmdebstrap clang libclang-rt-14-dev dpkg-dev debhelper lintian fakeroot)
 [[ $setup_for == demo ]] || packages+=("${test_packages[@]}")
 missing=()
 for p in "${packages[@]}"; do
