@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Debian package built by packaging/build-deb (ctest fixture "deb": deb_build builds it once
+# The Debian package built by initramfs/system/build-deb (ctest fixture "deb": deb_build builds it once
 # into BUILD/deb). Usage: deb_test.sh lintian|contents SOURCE_DIR DEB_DIR
 #   lintian:  lintian reports no error (E:) for the .deb; its other tags are printed
 #   contents: files in their places, conffiles, computed Depends, the binaries manifest resolves
@@ -10,7 +10,7 @@ src=$(realpath "${2:?source dir}")
 debdir=$(realpath "${3:?deb dir}")
 source "$src/tests/cli_lib.sh" peinit-deb-test
 
-version=$("$src/packaging/check-version") || { echo "FAIL: versions disagree"; exit 1; }
+version=$("$src/initramfs/system/check-version") || { echo "FAIL: versions disagree"; exit 1; }
 deb=$debdir/peinit_${version}_amd64.deb
 [[ -f $deb ]] || { echo "FAIL: no $deb (the deb_build fixture builds it)"; exit 1; }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The kernel hooks and peinit-initramfs (packaging/) against a scratch root, with a stand-in
+# The kernel hooks and peinit-initramfs (initramfs/system/) against a scratch root, with a stand-in
 # image builder: nothing happens until "enable"; a build writes aside and renames, keeping the
 # previous image until the new one is complete; a failed build leaves the old image byte for
 # byte, no temporary file, exit status non-zero and the reason on stderr; update-initramfs's
@@ -9,7 +9,7 @@
 set -uo pipefail
 src=$(realpath "${1:?usage: $0 SOURCE_DIR}")
 source "$src/tests/cli_lib.sh" peinit-hooks-test
-pk=$src/packaging
+pk=$src/initramfs/system
 
 root=$work/root
 boot=$root/boot
@@ -220,11 +220,11 @@ expect 2 "usage error" -- "$pi" bogus
 # --- one version: CMakeLists.txt's project(VERSION), repeated by debian/changelog -------------------
 expect 0 "check-version" -- "$pk/check-version"
 contains out "$(sed -n 's/^project(peinit VERSION \([0-9.]*\) .*/\1/p' "$src/CMakeLists.txt")" "check-version prints it"
-mkdir -p "$work/v/packaging" "$work/v/debian"
-cp "$pk/check-version" "$work/v/packaging/"
+mkdir -p "$work/v/initramfs/system" "$work/v/debian"
+cp "$pk/check-version" "$work/v/initramfs/system/"
 sed 's/^project(peinit VERSION [0-9.]*/project(peinit VERSION 9.9.9/' "$src/CMakeLists.txt" >"$work/v/CMakeLists.txt"
 cp "$src/debian/changelog" "$work/v/debian/"
-expect 1 "check-version, versions differ" -- "$work/v/packaging/check-version"
+expect 1 "check-version, versions differ" -- "$work/v/initramfs/system/check-version"
 contains err '"9.9.9" but debian/changelog says' "check-version names both versions"
 
 if ((failures)); then
