@@ -594,6 +594,16 @@ Status BuildStatus(const StatusInputs& in) {
     if (in.boot.text || (!in.boot.error.empty() && in.boot.error != "missing")) {
         if (auto t = LoadRecord("boot", in.boot, s)) s.boot = ReadBoot(*t);
     }
+    if (in.image.text) {
+        auto info = ImageInfo::FromJson(*in.image.text, in.image.path);
+        s.records.push_back({"image", in.image.path, info ? "ok" : "invalid",
+                             info ? "" : info.error().message()});
+        if (info) {
+            s.image = std::move(*info);
+        } else {
+            s.notes.push_back("image record unreadable: " + info.error().message());
+        }
+    }
     if (in.coldplug.text || (!in.coldplug.error.empty() && in.coldplug.error != "missing")) {
         if (auto t = LoadRecord("coldplug", in.coldplug, s)) s.coldplug = ReadModuleRows(*t);
     }
@@ -724,6 +734,14 @@ std::string RenderStatusText(const Status& s) {
     } else if (s.modprobe) {
         Line(out, "autoload gate",
              "not in this kernel: the policy is enforced only by the helper path");
+    }
+
+    if (s.image) {
+        out << "Image:\n";
+        Line(out, "built by", s.image->generator + ", " + s.image->built);
+        Line(out, "kernel", s.image->kernel_release);
+        Line(out, "modules from", s.image->module_mode);
+        Line(out, "signing key", "SHA-256 " + s.image->key_fingerprint);
     }
 
     out << "Policy:\n";
@@ -939,6 +957,13 @@ std::string RenderStatusJson(const Status& s) {
                                        {"requested_by", StrArray(m.requested_by)}});
         }
         root.insert("coldplug", toml::table{{"list", std::move(list)}});
+    }
+    if (s.image) {
+        root.insert("image", toml::table{{"generator", s.image->generator},
+                                         {"kernel_release", s.image->kernel_release},
+                                         {"module_mode", s.image->module_mode},
+                                         {"key_fingerprint", s.image->key_fingerprint},
+                                         {"built", s.image->built}});
     }
     if (s.boot) {
         root.insert("boot", toml::table{{"state", s.boot->state},

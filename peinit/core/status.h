@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "peinit/core/image_info.h"
+
 namespace peinit {
 
 // One `module_lockdown: ...` line from the kernel log (kernel/README.md, R-07).
@@ -75,6 +77,9 @@ struct StatusInputs {
     // boot.json: written only by PID 1's emergency path, so its absence is normal and not
     // reported (unlike the three stage records).
     RecordText boot;
+    // image.json: the image's provenance (peinit/core/image_info.h), copied by the config stage
+    // from the image; absent for an image built before it was recorded (not a note).
+    RecordText image;
     // /run/modprobe.d/peinit-blacklist.conf exists (the handover stage's export for libkmod).
     bool blacklist_exported = false;
 };
@@ -210,6 +215,10 @@ struct Status {
         std::vector<std::string> modules;
     };
     std::vector<HotplugRow> hotplug;
+
+    // --- image (image.json) --------------------------------------------------------------------
+    // What the machine booted from: generator, kernel release, module mode, signing key.
+    std::optional<ImageInfo> image;
 
     // --- boot (boot.json) ----------------------------------------------------------------------
     // Set when the boot stopped on the emergency path: the record says which stage and why.

@@ -77,6 +77,8 @@ std::vector<BlockDevice> ProbeBlockDevices(const std::string& sys_class_block,
     std::vector<BlockDevice> devices;
     for (const auto& name : names) {
         devices.push_back(ProbeBlockDevice(name, (fs::path(dev_dir) / name).string()));
+        fs::directory_iterator holders(fs::path(sys_class_block) / name / "holders", ec);
+        devices.back().held = !ec && holders != fs::directory_iterator();
     }
     return devices;
 }

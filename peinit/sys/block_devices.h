@@ -19,6 +19,10 @@ struct BlockDevice {
     std::string type;  // file system (blkid TYPE), "" when none was recognised
     std::string uuid, label;
     std::string partuuid, partlabel;  // partition table entry (GPT or MBR), "" when none
+    // Another block device is built on this one (SYS/class/block/NAME/holders is not empty:
+    // device-mapper, MD): its tags are the upper device's too, and the upper one is the one to
+    // use.
+    bool held = false;
 
     // "vda1 (ext4 UUID=... LABEL=...)" for messages.
     std::string Describe() const;

@@ -188,6 +188,7 @@ StatusInputs ReadStatusInputs(Kernel& kernel, const fs::path& root) {
     in.coldplug = load("coldplug.json");
     in.services = load("services.json");
     in.hotplug = load("hotplug.json");
+    in.image = load("image.json");
     std::error_code ec;
     in.blacklist_exported = fs::exists(root / "run/modprobe.d/peinit-blacklist.conf", ec);
     return in;

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "peinit/core/image_info.h"
 #include "peinit/core/policy_record.h"
 #include "peinit/sys/config_files.h"
 #include "peinit/sys/record.h"
@@ -16,6 +17,31 @@ void WritePolicyRecord(const BootContext& ctx) {
     PolicyRecord record{ctx.policy, ctx.hive.state, ctx.hive.path, {}, "/"};
     for (const auto& e : ctx.hive.errors) record.hive_errors.push_back(e.ToString());
     if (auto r = WriteJsonAtomically(ctx.paths.Under(kPolicyRecordPath).string(), ToToml(record));
+        !r) {
+        spdlog::error("config: cannot write the boot record: {}", r.error().message());
+    }
+}
+
+// The image's provenance (/etc/peinit/image.json, written by peinit-image) into the boot record,
+// where `peinitctl status` shows it, in the real root too. Checked before it is copied: an
+// unreadable one is reported and left out, never fatal.
+void RecordImageInfo(const BootContext& ctx) {
+    const std::string from = ctx.paths.Under(kImageInfoPath).string();
+    auto text = ReadConfigFile(from);
+    if (!text) {
+        if (text.error().code() != ENOENT) {
+            spdlog::error("config: image record {}: {}", from, text.error().message());
+        }
+        return;
+    }
+    auto info = ImageInfo::FromJson(text->text, kImageInfoPath);
+    if (!info) {
+        spdlog::error("config: {}, not recorded", info.error().message());
+        return;
+    }
+    spdlog::info("config image: {} kernel={} modules={} key={}", info->generator,
+                 info->kernel_release, info->module_mode, info->key_fingerprint.substr(0, 16));
+    if (auto r = WriteFileAtomically(ctx.paths.Under(kImageRecordPath).string(), info->ToJson());
         !r) {
         spdlog::error("config: cannot write the boot record: {}", r.error().message());
     }
@@ -42,6 +68,7 @@ Result<void> RunConfig(BootContext& ctx) {
     ctx.policy = ComputeEffectivePolicy(ctx.hive, ctx.cmdline);
     ctx.config_loaded = true;
     WritePolicyRecord(ctx);
+    RecordImageInfo(ctx);
     for (const auto& ignored : ctx.policy.ignored) spdlog::warn("{}", ignored);
 
     UnitLoad load = LoadUnitDirs({ctx.paths.UnitsDir().string()});

@@ -32,22 +32,38 @@ constexpr const char* kNewRoot = "/newroot";
 constexpr milliseconds kPoll{50};
 constexpr milliseconds kStillWaitingEvery{10000};
 
-// The device root= names, once it is there: path and probed file system.
-std::optional<BlockDevice> FindRoot(const BootPaths& paths, const RootSpec& spec,
-                                    std::vector<BlockDevice>* seen) {
+// The device root= names, once it is there: path and probed file system. A tag that two devices
+// carry is refused, naming both: a stick with the root's LABEL= must not be booted
+// because its name sorts first. A device another is built on (dm, MD) is not a candidate: the
+// one on top carries the same tags and is the root.
+Result<std::optional<BlockDevice>> FindRoot(const BootPaths& paths, const RootSpec& spec,
+                                            std::vector<BlockDevice>* seen) {
     if (spec.IsPath()) {
         std::string path = paths.Under(spec.value).string();
         struct stat st;
-        if (stat(path.c_str(), &st) != 0 || !S_ISBLK(st.st_mode)) return std::nullopt;
-        return ProbeBlockDevice(spec.value.substr(spec.value.rfind('/') + 1), path);
+        if (stat(path.c_str(), &st) != 0 || !S_ISBLK(st.st_mode)) {
+            return std::optional<BlockDevice>{};
+        }
+        return std::optional(ProbeBlockDevice(spec.value.substr(spec.value.rfind('/') + 1), path));
     }
     auto devices = ProbeBlockDevices(paths.Under("/sys/class/block").string(),
                                      paths.Under("/dev").string());
+    std::vector<BlockDevice> matches;
     for (const auto& d : devices) {
-        if (d.Matches(spec)) return d;
+        if (!d.held && d.Matches(spec)) matches.push_back(d);
     }
+    if (matches.size() > 1) {
+        std::string which;
+        for (const auto& d : matches) which += (which.empty() ? "" : ", ") + d.Describe();
+        return Err("root " + spec.ToString() + " matches " + std::to_string(matches.size()) +
+                       " devices: " + which +
+                       ": refusing to guess which one to boot (give root= a tag only the root "
+                       "carries, or its /dev path)",
+                   EEXIST);
+    }
+    if (!matches.empty()) return std::optional(matches.front());
     if (seen) *seen = std::move(devices);
-    return std::nullopt;
+    return std::optional<BlockDevice>{};
 }
 
 // Why the root may not have appeared: the drivers coldplug matched for present hardware and did
@@ -185,7 +201,12 @@ PreparedRoot PrepareRoot(const BootPaths& paths, Kernel& kernel, const RootOptio
     const auto start = Clock::now();
     auto next_note = start + kStillWaitingEvery;
     while (!Stopped(gate)) {
-        if ((out.device = FindRoot(paths, o.spec, &out.seen))) break;
+        auto found = FindRoot(paths, o.spec, &out.seen);
+        if (!found) {
+            out.refused = found.error();
+            return out;
+        }
+        if ((out.device = *found)) break;
         auto now = Clock::now();
         if (o.wait && now - start >= *o.wait) break;
         if (now >= next_note) {
@@ -295,6 +316,7 @@ Result<void> SwitchToRealRoot(BootContext& ctx) {
     // otherwise (no thread) here and now.
     std::shared_ptr<RootPreparation> ahead = std::move(ctx.root);
     PreparedRoot root = ahead ? ahead->Take() : PrepareRoot(ctx.paths, ctx.kernel, o);
+    if (root.refused) return *root.refused;
     if (!root.device) return RootDidNotAppear(ctx, o, root.seen);
     std::string new_root = ctx.paths.Under(kNewRoot).string();
     if (!root.mounted) {

@@ -20,6 +20,7 @@ class Kernel;
 struct PreparedRoot {
     std::optional<BlockDevice> device;  // nullopt: it did not appear in time
     std::vector<BlockDevice> seen;      // the block devices there were, when it did not
+    std::optional<Error> refused;       // root= named more than one device
     // The mount's outcome (the file system type), nullopt when it was left for the handoff.
     std::optional<Result<std::string>> mounted;
 };

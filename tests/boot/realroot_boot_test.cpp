@@ -399,7 +399,7 @@ std::string Joined(const std::vector<std::string>& lines) {
 // postinst does, show the host-only plan; then a hook run whose build fails (a unit naming a
 // module the kernel lacks) must leave the image byte for byte. Every result on the channel as
 // "ADOPT key=value". Boot 2 (installed): the installed peinitctl's status as nobody.
-const char* kAdoptScript = R"(#!/bin/sh
+const char* kAdoptScript = R"SH(#!/bin/sh
 set -u
 if [ -x /usr/sbin/peinitctl ]; then
     echo "STATUS-JSON $(setpriv --reuid=nobody --regid=nogroup --clear-groups \
@@ -431,7 +431,7 @@ echo "ADOPT image_unchanged=$(test "$before" = "$after" && echo yes || echo no)"
 echo "ADOPT leftovers=$(ls -a /boot | grep -c -v -e '^\.\.\?$' -e '^vmlinuz-' -e '^initrd\.img-' -e '^config-' -e '^System\.map-')"
 rm /etc/peinit/units/broken.toml
 sync
-)";
+)SH";
 
 // Issue 22: from `dpkg -i` to a reboot under peinit's lock, on Debian's own kernel as installed
 // in the root (tests/realroot/build --with-kernel). Boot 1 (peinit's lab image, any initramfs

@@ -17,6 +17,7 @@
 
 #include "peinit/core/boot_context.h"
 #include "peinit/core/cmdline.h"
+#include "peinit/core/image_info.h"
 #include "peinit/init/pid1.h"
 #include "peinit/core/status.h"
 #include "peinit/sys/fake_kernel.h"
@@ -89,6 +90,61 @@ TEST(UnitCycleAtBoot, ConfigStageFailsNamingTheCycle) {
     EXPECT_TRUE(ctx.config_loaded);
     EXPECT_TRUE(ctx.policy.lock_after_boot.value);
     EXPECT_TRUE(ctx.units.units.empty());
+}
+
+// Issue 22 point 5: the config stage records the image's provenance (/etc/peinit/image.json,
+// written by peinit-image) in /run/peinit, where `peinitctl status` shows it after the hand-over;
+// a record of a newer major version is left out, and the boot goes on.
+TEST(ImageRecordAtBoot, ConfigStageCopiesTheProvenanceAndStatusShowsIt) {
+    TempRoot root;
+    ASSERT_FALSE(root.path().empty());
+    root.Write("proc/cmdline", "console=ttyS0\n");
+    ImageInfo info;
+    info.generator = "peinit-image 0.1.0";
+    info.kernel_release = "6.1.0-57-amd64";
+    info.module_mode = "host";
+    info.key_fingerprint = std::string(64, 'a');
+    info.built = "2026-12-06T00:00:00Z";
+    root.Write("etc/peinit/image.json", info.ToJson());
+    FakeKernel kernel;
+    BootContext ctx(kernel);
+    ctx.paths.root = root.path();
+    ASSERT_TRUE(RunConfig(ctx));
+
+    StatusInputs in = ReadStatusInputs(kernel, root.path());
+    ASSERT_TRUE(in.image.text) << in.image.error;
+    Status s = BuildStatus(in);
+    ASSERT_TRUE(s.image);
+    EXPECT_EQ(s.image->module_mode, "host");
+    const std::string text = RenderStatusText(s);
+    EXPECT_NE(text.find("kernel           6.1.0-57-amd64"), std::string::npos) << text;
+    EXPECT_NE(text.find("modules from     host"), std::string::npos) << text;
+    EXPECT_NE(text.find("signing key      SHA-256 " + info.key_fingerprint), std::string::npos)
+        << text;
+    pt::ptree json;
+    std::istringstream json_in(RenderStatusJson(s));
+    pt::read_json(json_in, json);
+    EXPECT_EQ(json.get<std::string>("image.kernel_release"), "6.1.0-57-amd64");
+    EXPECT_EQ(json.get<std::string>("image.generator"), "peinit-image 0.1.0");
+
+    // A newer major version is not copied; the boot is not stopped by it.
+    std::string newer = info.ToJson();
+    newer.replace(newer.find("\"version\": 1"), 12, "\"version\": 7");
+    root.Write("etc/peinit/image.json", newer);
+    fs::remove(root.path() / "run/peinit/image.json");
+    ASSERT_TRUE(RunConfig(ctx));
+    EXPECT_FALSE(fs::exists(root.path() / "run/peinit/image.json"));
+
+    // And a reader given one says so, naming the file and both versions.
+    root.Write("run/peinit/image.json", newer);
+    Status s2 = BuildStatus(ReadStatusInputs(kernel, root.path()));
+    EXPECT_FALSE(s2.image);
+    bool noted = false;
+    for (const auto& n : s2.notes) {
+        noted = noted || (n.find("run/peinit/image.json: version 7 is newer than this reader's 1") !=
+                          std::string::npos);
+    }
+    EXPECT_TRUE(noted) << RenderStatusText(s2);
 }
 
 // The stage table stops at the failed fatal stage and names it for the emergency record.

@@ -256,6 +256,44 @@ TEST(RootStage, RootThatDoesNotAppearIsBoundedAndStoppable) {
     EXPECT_EQ(t.ctx.root, nullptr);
 }
 
+// a tag two devices carry is refused with both named (a stick with the root's LABEL= must
+// not win by sorting first); nothing is mounted. A device another is built on (its holders/ is
+// not empty: dm, MD) carries the upper device's tags and is not a candidate.
+TEST(RootStage, TagOnTwoDevicesIsRefusedNamingBoth) {
+    RootTree t("\text4\n");
+    if (!t.made) GTEST_SKIP() << "mke2fs is not installed";
+    fs::create_directories(t.s.dir / "sys/class/block/sda1");
+    ASSERT_EQ(std::system(("mke2fs -q -F -t ext4 -L peinit-root " + (t.s.dir / "dev/sda1").string() +
+                           " 8M >/dev/null 2>&1")
+                              .c_str()),
+              0);
+    t.Cmdline("root=LABEL=peinit-root rootwait=1");
+    ASSERT_TRUE(RunRoot(t.ctx));
+    PreparedRoot root = t.ctx.root->Take();
+    ASSERT_TRUE(root.refused);
+    EXPECT_FALSE(root.device);
+    const std::string message = root.refused->message();
+    EXPECT_NE(message.find("root LABEL=peinit-root matches 2 devices: sda1 (ext4 "), std::string::npos)
+        << message;
+    EXPECT_NE(message.find(", vdz (ext4 UUID=" + std::string(RootTree::kUuid)), std::string::npos)
+        << message;
+    EXPECT_THAT(t.Mounts(), ::testing::IsEmpty());
+    // The handoff fails with that error (the emergency path locks as the policy asks).
+    t.ctx.root.reset();
+    auto handoff = RunHandoff(t.ctx);
+    ASSERT_FALSE(handoff);
+    EXPECT_NE(handoff.error().message().find("matches 2 devices"), std::string::npos);
+    EXPECT_THAT(t.Mounts(), ::testing::IsEmpty());
+
+    // sda1 under a device-mapper device: vdz is the only candidate.
+    fs::create_directories(t.s.dir / "sys/class/block/sda1/holders/dm-0");
+    ASSERT_TRUE(RunRoot(t.ctx));
+    PreparedRoot held = t.ctx.root->Take();
+    EXPECT_FALSE(held.refused);
+    ASSERT_TRUE(held.device);
+    EXPECT_EQ(held.device->name, "vdz");
+}
+
 // Symlinks inside the new root resolve inside it, the way the real init will see them.
 TEST(ExecutableInRoot, MergedUsrSymlinkChain) {
     Scratch s;
