@@ -12,10 +12,13 @@
 #include <sstream>
 
 #include "initramfs/elf_closure.h"
+#include "initramfs/host_modules.h"
 #include "initramfs/image_units.h"
 #include "initramfs/process.h"
 #include "peinit/core/boot_plan.h"
+#include "peinit/core/args.h"
 #include "peinit/core/cmdline.h"
+#include "peinit/sys/kernel_release.h"
 #include "peinit/sys/kmod.h"
 #include "peinit/core/module_policy.h"
 
@@ -114,7 +117,89 @@ std::string Join(const std::vector<std::string>& v) {
     return s;
 }
 
+// The module wants of units, hive (AutoLoadAllowed, optional) and command line (modules_load=)
+// and the definition's `modules`, with the deny lists for the build's warnings. Problems of
+// the hive and the command line are appended to `errors`.
+struct ImageWants {
+    std::vector<ModuleWant> wants;
+    std::vector<ModuleDeny> deny;
+};
+ImageWants CollectWants(const ImageDefinition& def, const UnitScan& units,
+                        std::vector<std::string>& errors) {
+    ImageWants out;
+    out.wants = units.modules;
+    if (def.hive) {
+        if (auto h = LoadHive(def.hive->value)) {
+            for (const auto& b : h->Blacklist()) out.deny.push_back({b, "hive Blacklist"});
+            // Modules the hive allows to be demand-loaded must be in the image to be loadable.
+            for (const auto& a : h->AutoLoadAllowed())
+                out.wants.push_back({a, def.hive->value + " (AutoLoadAllowed)", "", true});
+        } else {
+            errors.push_back(h.error().message());
+        }
+    }
+    std::string cmdline_origin = def.file + ":" + std::to_string(def.cmdline_line);
+    if (auto cl = CheckCmdline(def.cmdline, cmdline_origin)) {
+        for (auto& m : cl->modules) out.wants.push_back(std::move(m));
+        for (auto& d : cl->deny) out.deny.push_back(std::move(d));
+    } else {
+        errors.push_back(cl.error().message());
+    }
+    for (const auto& m : def.modules)
+        out.wants.push_back({m.value, def.file + ":" + std::to_string(m.line), "", false});
+    return out;
+}
+
+std::string Where(const ImageDefinition& def, int line) {
+    return def.file + (line > 0 ? ":" + std::to_string(line) : "");
+}
+
+// Opens the definition's kernel (and checks that a peinit/debian tree is of that kind).
+Result<KernelTree> OpenDefinitionKernel(const ImageDefinition& def, const BuildOptions& opts) {
+    const std::string kver = PEINIT_TRY(TargetRelease(def, opts));
+    auto kernel = OpenKernelTree(opts.kernel_dir, kver);
+    if (!kernel) {
+        std::string what = kver.empty() ? std::string(KernelKindName(def.kernel)) : kver;
+        return Err(Where(def, def.kernel_line) + ": kernel \"" + what + "\": " +
+                   kernel.error().message());
+    }
+    if (def.kernel != KernelKind::kPeinit && def.kernel != KernelKind::kDebian) return kernel;
+    // kernel/build names every release it makes *-peinit (CONFIG_LOCALVERSION): a tree of
+    // another kind boots without the lock syscall, or with a kernel the image's other files
+    // were not meant for.
+    const bool peinit_release = kernel->kver.ends_with("-peinit");
+    if (peinit_release != (def.kernel == KernelKind::kPeinit)) {
+        return Err(Where(def, def.kernel_line) + ": kernel = \"" + KernelKindName(def.kernel) +
+                   "\" but " + kernel->dir + " holds kernel " + kernel->kver +
+                   (peinit_release ? ", a peinit kernel (kernel/build)"
+                                   : ", not a peinit kernel (kernel/build's releases end in "
+                                     "-peinit)") +
+                   ": set kernel = \"" + (peinit_release ? "peinit" : "debian") +
+                   "\" or give the right --kernel-dir");
+    }
+    return kernel;
+}
+
 }  // namespace
+
+Result<std::string> TargetRelease(const ImageDefinition& def, const BuildOptions& opts) {
+    if (def.kernel == KernelKind::kPeinit || def.kernel == KernelKind::kDebian) {
+        if (!opts.kver.empty())
+            return Err(Where(def, def.kernel_line) + ": --kver " + opts.kver +
+                       " needs kernel = \"RELEASE\" or \"running\"; kernel = \"" +
+                       KernelKindName(def.kernel) + "\" takes its release from the kernel directory");
+        return std::string();
+    }
+    if (!opts.kver.empty()) {
+        if (!IsKernelRelease(opts.kver))
+            return Err("--kver \"" + opts.kver + "\" is not a kernel release");
+        return opts.kver;
+    }
+    if (def.kernel == KernelKind::kRelease) return def.kernel_release;
+    auto running = RunningKernelRelease();
+    if (!running) return running.error().Context(Where(def, def.kernel_line) + ": kernel \"running\": ");
+    return *running;
+}
 
 Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOptions& opts) {
     ImageContents c;
@@ -136,30 +221,22 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     std::unique_ptr<StagedKernelTree> staged;
     KernelTree modules_tree;
     if (def.kernel_known) {
-        if (auto kernel = OpenKernelTree(opts.kernel_dir)) {
+        if (auto kernel = OpenDefinitionKernel(def, opts)) {
             c.kernel = *kernel;
             have_kernel = true;
             modules_tree = c.kernel;
             modules_resolvable = !def.Broken("extra_modules");
-            // kernel/build names every release it makes *-peinit (CONFIG_LOCALVERSION): a tree
-            // of another kind boots without the lock syscall, or with a kernel the image's
-            // other files were not meant for.
-            const bool peinit_release = c.kernel.kver.ends_with("-peinit");
-            if (peinit_release != (def.kernel == KernelKind::kPeinit)) {
-                errors.push_back(
-                    def.file +
-                    (def.kernel_line > 0 ? ":" + std::to_string(def.kernel_line) : "") +
-                    ": kernel = \"" +
-                    KernelKindName(def.kernel) + "\" but " + c.kernel.dir + " holds kernel " +
-                    c.kernel.kver + (peinit_release ? ", a peinit kernel (kernel/build)"
-                                                    : ", not a peinit kernel (kernel/build's "
-                                                      "releases end in -peinit)") +
-                    ": set kernel = \"" + (peinit_release ? "peinit" : "debian") +
-                    "\" or give the right --kernel-dir");
-            }
         } else {
-            errors.push_back(def.file + ": kernel \"" + KernelKindName(def.kernel) +
-                             "\": " + kernel.error().message());
+            collect(kernel.error());
+            // The tree exists but is of the wrong kind: its modules still resolve, so the
+            // module problems are reported too.
+            if (auto tree = OpenKernelTree(opts.kernel_dir); tree && !tree->kver.empty() &&
+                (def.kernel == KernelKind::kPeinit || def.kernel == KernelKind::kDebian)) {
+                c.kernel = *tree;
+                have_kernel = true;
+                modules_tree = c.kernel;
+                modules_resolvable = !def.Broken("extra_modules");
+            }
         }
     }
     if (have_kernel && !def.extra_modules.empty()) {
@@ -178,30 +255,22 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     phase("kernel tree");
     // 2. Units, hive and command line, validated with the parsers peinit uses at boot.
     UnitScan units = ScanUnits(def.unit_dirs, errors);
-    std::vector<ModuleWant> wants = units.modules;
-    std::vector<ModuleDeny> deny;
-    if (def.hive) {
-        if (auto h = LoadHive(def.hive->value)) {
-            for (const auto& b : h->Blacklist()) deny.push_back({b, "hive Blacklist"});
-            // Modules the hive allows to be demand-loaded must be in the image to be loadable.
-            for (const auto& a : h->AutoLoadAllowed())
-                wants.push_back({a, def.hive->value + " (AutoLoadAllowed)", "", true});
-        } else {
-            collect(h.error());
-        }
-    }
-    std::string cmdline_origin = def.file + ":" + std::to_string(def.cmdline_line);
-    if (auto cl = CheckCmdline(def.cmdline, cmdline_origin)) {
-        for (auto& m : cl->modules) wants.push_back(std::move(m));
-        for (auto& d : cl->deny) deny.push_back(std::move(d));
-    } else {
-        collect(cl.error());
-    }
+    ImageWants image_wants = CollectWants(def, units, errors);
+    std::vector<ModuleWant> wants = std::move(image_wants.wants);
+    std::vector<ModuleDeny> deny = std::move(image_wants.deny);
 
     phase("units, hive, cmdline");
-    // 3. Modules: the boot set plus the definition's extras, with every dependency.
-    for (const auto& m : def.modules)
-        wants.push_back({m.value, def.file + ":" + std::to_string(m.line), "", false});
+    // 3. Modules: the boot set plus the definition's extras and the modules_from set, with
+    //    every dependency.
+    if (modules_resolvable) {
+        if (auto mode = ModeModuleWants(def.modules_from, modules_tree, opts.host_root)) {
+            wants.insert(wants.end(), mode->wants.begin(), mode->wants.end());
+            c.warnings.insert(c.warnings.end(), mode->warnings.begin(), mode->warnings.end());
+        } else {
+            errors.push_back(Where(def, def.modules_from_line) + ": modules_from = \"" +
+                             ModuleModeName(def.modules_from) + "\": " + mode.error().message());
+        }
+    }
     ModuleClosure closure;
     if (modules_resolvable) {
         if (auto r = ResolveModuleClosure(modules_tree, wants, deny))
@@ -346,6 +415,15 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     phase("keys, packages (check)");
     if (!errors.empty()) return Err(Join(errors));
 
+    // The provenance record (peinit/core/image_info.h).
+    c.info.generator = "peinit-image " + args::Version();
+    c.info.kernel_release = c.kernel.kver;
+    c.info.module_mode = ModuleModeName(def.modules_from);
+    c.info.key_fingerprint = c.signer;
+    c.info.built = IsoUtc(opts.mtime);
+    PEINIT_TRY(c.tree.AddFile(std::string(kImageInfoPath).substr(1), c.info.ToJson(), 0644,
+                              "the image's provenance record"));
+
     // 7. Assembly (every check passed): units, hive, module indexes, the image's own package.
     for (const auto& u : units.files) {
         std::string dst = std::string(kImageUnitsDir) + "/" + u.name;
@@ -373,11 +451,12 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     }
     phase("packages (pack + sign)");
     c.builtin_modules = closure.builtins;
+    c.module_set = closure.files;
     for (const auto& w : closure.warnings) c.warnings.push_back("at boot: " + w);
     return c;
 }
 
-Result<ImagePlan> PlanImage(const ImageDefinition& def, const std::string& kernel_dir) {
+Result<ImagePlan> PlanImage(const ImageDefinition& def, const BuildOptions& opts) {
     std::vector<std::string> errors = def.problems;
     // The units as peinit reads them at boot: linked, in load order.
     UnitScan units = ScanUnits(def.unit_dirs, errors);
@@ -394,11 +473,10 @@ Result<ImagePlan> PlanImage(const ImageDefinition& def, const std::string& kerne
                          d.ToString());
     ImagePlan out;
     if (def.kernel_known) {
-        if (auto k = OpenKernelTree(kernel_dir))
+        if (auto k = OpenDefinitionKernel(def, opts))
             out.kernel = *k;
         else
-            errors.push_back(def.file + ": kernel \"" + KernelKindName(def.kernel) + "\": " +
-                             k.error().message());
+            errors.push_back(k.error().message());
     }
     if (!errors.empty()) return Err(Join(errors));
     std::unique_ptr<StagedKernelTree> staged;
@@ -413,6 +491,21 @@ Result<ImagePlan> PlanImage(const ImageDefinition& def, const std::string& kerne
     auto db = PEINIT_TRY(KmodDb::Open(tree.module_root, tree.kver));
     out.plan = PEINIT_TRY(BuildPlan(*db, BootPlanInput(units.set, hive, cmd)));
     out.tree_root = tree.module_root;  // paths are shown relative to it, as in the image
+
+    // The image's module set, as the build computes it, with the rule behind each module.
+    std::vector<std::string> ignored;  // the hive's and cmdline's problems are reported above
+    ImageWants wants = CollectWants(def, units, ignored);
+    auto mode = ModeModuleWants(def.modules_from, tree, opts.host_root);
+    if (!mode)
+        return Err(Where(def, def.modules_from_line) + ": modules_from = \"" +
+                   ModuleModeName(def.modules_from) + "\": " + mode.error().message());
+    wants.wants.insert(wants.wants.end(), mode->wants.begin(), mode->wants.end());
+    out.warnings = mode->warnings;
+    // What the build would refuse (a module nothing provides) is in the plan's errors too.
+    if (auto closure = ResolveModuleClosure(tree, wants.wants))
+        out.module_set = std::move(closure->files);
+    else
+        out.warnings.push_back("module set: " + closure.error().message());
     return out;
 }
 
