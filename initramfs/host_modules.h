@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "initramfs/image_definition.h"
+#include "initramfs/image_units.h"
 #include "initramfs/kernel_modules.h"
 #include "peinit/core/plan.h"
 #include "peinit/core/result.h"
@@ -46,6 +47,12 @@ Result<std::vector<ModuleWant>> GenericModuleWants(const KernelTree& kernel);
 }  // namespace peinit::image
 
 namespace peinit::image {
+
+// The unit that makes PID 1 load the host set at boot, before the lock (the root's file system
+// module would otherwise be demand-loaded by the mount after it): "host-modules.toml", one
+// [[module]] per module name of `wants`, sorted, each `if_hardware_present = true` (an image
+// booted on changed hardware reports a driver without its device as no-device, not a failure).
+GeneratedUnit HostModulesUnit(const ModeWants& wants);
 
 // The wants of the definition's `modules_from` against `kernel` (none for "units"); "host"
 // reads the running machine under `host_root` (ScanHost).

@@ -180,6 +180,17 @@ Result<KernelTree> OpenDefinitionKernel(const ImageDefinition& def, const BuildO
     return kernel;
 }
 
+std::string ModeError(const ImageDefinition& def, const Error& e) {
+    return Where(def, def.modules_from_line) + ": modules_from = \"" +
+           ModuleModeName(def.modules_from) + "\": " + e.message();
+}
+
+// The unit that loads the host set at boot (none for the other modes).
+std::vector<GeneratedUnit> ModeUnits(ModuleMode mode, const ModeWants& wants) {
+    if (mode != ModuleMode::kHost) return {};
+    return {HostModulesUnit(wants)};
+}
+
 }  // namespace
 
 Result<std::string> TargetRelease(const ImageDefinition& def, const BuildOptions& opts) {
@@ -252,9 +263,20 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
         }
     }
 
+    // The modules_from set ("host": with the unit that loads it at boot).
+    ModeWants mode;
+    if (modules_resolvable) {
+        if (auto m = ModeModuleWants(def.modules_from, modules_tree, opts.host_root)) {
+            mode = std::move(*m);
+            c.warnings.insert(c.warnings.end(), mode.warnings.begin(), mode.warnings.end());
+        } else {
+            errors.push_back(ModeError(def, m.error()));
+        }
+    }
+
     phase("kernel tree");
     // 2. Units, hive and command line, validated with the parsers peinit uses at boot.
-    UnitScan units = ScanUnits(def.unit_dirs, errors);
+    UnitScan units = ScanUnits(def.unit_dirs, errors, ModeUnits(def.modules_from, mode));
     ImageWants image_wants = CollectWants(def, units, errors);
     std::vector<ModuleWant> wants = std::move(image_wants.wants);
     std::vector<ModuleDeny> deny = std::move(image_wants.deny);
@@ -262,15 +284,7 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     phase("units, hive, cmdline");
     // 3. Modules: the boot set plus the definition's extras and the modules_from set, with
     //    every dependency.
-    if (modules_resolvable) {
-        if (auto mode = ModeModuleWants(def.modules_from, modules_tree, opts.host_root)) {
-            wants.insert(wants.end(), mode->wants.begin(), mode->wants.end());
-            c.warnings.insert(c.warnings.end(), mode->warnings.begin(), mode->warnings.end());
-        } else {
-            errors.push_back(Where(def, def.modules_from_line) + ": modules_from = \"" +
-                             ModuleModeName(def.modules_from) + "\": " + mode.error().message());
-        }
-    }
+    wants.insert(wants.end(), mode.wants.begin(), mode.wants.end());
     ModuleClosure closure;
     if (modules_resolvable) {
         if (auto r = ResolveModuleClosure(modules_tree, wants, deny))
@@ -427,7 +441,10 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     // 7. Assembly (every check passed): units, hive, module indexes, the image's own package.
     for (const auto& u : units.files) {
         std::string dst = std::string(kImageUnitsDir) + "/" + u.name;
-        PEINIT_TRY(c.tree.AddHostFile(dst, u.host_path, 0644));
+        if (u.host_path.empty())
+            PEINIT_TRY(c.tree.AddFile(dst, u.generated_text, 0644, "generated for modules_from"));
+        else
+            PEINIT_TRY(c.tree.AddHostFile(dst, u.host_path, 0644));
         c.units.push_back(dst);
     }
     if (def.hive) PEINIT_TRY(c.tree.AddHostFile(kImageHivePath, def.hive->value, 0644));
@@ -458,8 +475,31 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
 
 Result<ImagePlan> PlanImage(const ImageDefinition& def, const BuildOptions& opts) {
     std::vector<std::string> errors = def.problems;
-    // The units as peinit reads them at boot: linked, in load order.
-    UnitScan units = ScanUnits(def.unit_dirs, errors);
+    ImagePlan out;
+    if (def.kernel_known) {
+        if (auto k = OpenDefinitionKernel(def, opts))
+            out.kernel = *k;
+        else
+            errors.push_back(k.error().message());
+    }
+    std::unique_ptr<StagedKernelTree> staged;
+    KernelTree tree = out.kernel;
+    ModeWants mode;
+    if (errors.empty()) {
+        if (!def.extra_modules.empty()) {
+            std::vector<ExtraModule> extra;
+            for (const auto& m : def.extra_modules)
+                extra.push_back({m.value, def.file + ":" + std::to_string(m.line)});
+            staged = PEINIT_TRY(StageExtraModules(out.kernel, extra));
+            tree = staged->tree;
+        }
+        if (auto m = ModeModuleWants(def.modules_from, tree, opts.host_root))
+            mode = std::move(*m);
+        else
+            errors.push_back(ModeError(def, m.error()));
+    }
+    // The units as peinit reads them at boot: linked, in load order (with the generated one).
+    UnitScan units = ScanUnits(def.unit_dirs, errors, ModeUnits(def.modules_from, mode));
     Hive hive;
     if (def.hive) {
         if (auto h = LoadHive(def.hive->value))
@@ -471,23 +511,7 @@ Result<ImagePlan> PlanImage(const ImageDefinition& def, const BuildOptions& opts
     for (const auto& d : cmd.diagnostics)
         errors.push_back(def.file + ":" + std::to_string(def.cmdline_line) + ": cmdline: " +
                          d.ToString());
-    ImagePlan out;
-    if (def.kernel_known) {
-        if (auto k = OpenDefinitionKernel(def, opts))
-            out.kernel = *k;
-        else
-            errors.push_back(k.error().message());
-    }
     if (!errors.empty()) return Err(Join(errors));
-    std::unique_ptr<StagedKernelTree> staged;
-    KernelTree tree = out.kernel;
-    if (!def.extra_modules.empty()) {
-        std::vector<ExtraModule> extra;
-        for (const auto& m : def.extra_modules)
-            extra.push_back({m.value, def.file + ":" + std::to_string(m.line)});
-        staged = PEINIT_TRY(StageExtraModules(out.kernel, extra));
-        tree = staged->tree;
-    }
     auto db = PEINIT_TRY(KmodDb::Open(tree.module_root, tree.kver));
     out.plan = PEINIT_TRY(BuildPlan(*db, BootPlanInput(units.set, hive, cmd)));
     out.tree_root = tree.module_root;  // paths are shown relative to it, as in the image
@@ -495,12 +519,8 @@ Result<ImagePlan> PlanImage(const ImageDefinition& def, const BuildOptions& opts
     // The image's module set, as the build computes it, with the rule behind each module.
     std::vector<std::string> ignored;  // the hive's and cmdline's problems are reported above
     ImageWants wants = CollectWants(def, units, ignored);
-    auto mode = ModeModuleWants(def.modules_from, tree, opts.host_root);
-    if (!mode)
-        return Err(Where(def, def.modules_from_line) + ": modules_from = \"" +
-                   ModuleModeName(def.modules_from) + "\": " + mode.error().message());
-    wants.wants.insert(wants.wants.end(), mode->wants.begin(), mode->wants.end());
-    out.warnings = mode->warnings;
+    wants.wants.insert(wants.wants.end(), mode.wants.begin(), mode.wants.end());
+    out.warnings = mode.warnings;
     // What the build would refuse (a module nothing provides) is in the plan's errors too.
     if (auto closure = ResolveModuleClosure(tree, wants.wants))
         out.module_set = std::move(closure->files);

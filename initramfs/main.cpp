@@ -143,8 +143,10 @@ modules_load= of its cmdline, under the hive's Blacklist and modprobe.blacklist=
 against the kernel's tree with extra_modules added, in the forms of `peinit plan` (detailed,
 --json, or --compact: one line per load, "insmod PATH OPTIONS" / "builtin NAME").
 The detailed form then lists the image's module set (every module the image ships, by
-modules_from) with the rule that chose each one: "unit FILE:LINE", "FILE:LINE" of modules,
-"host: ..." (this machine's root, console, keyboard), "generic: ..." or "dependency of X".
+modules_from) with the rule that chose each one: FILE:LINE of the unit or image.toml entry
+naming it, "host: ..." (this machine's root, console, keyboard), "generic: ..." or
+"dependency of X". With modules_from = "host" the boot plan includes the generated unit
+host-modules, which loads the host set before the lock.
 What a deny list keeps out is a warning. Exit status: 0 every request resolves, 1 problems
 (the definition's, or requests that cannot load), 2 usage error. Options as for build.
 )";
@@ -374,11 +376,10 @@ std::string RenderModuleSet(const std::vector<ModuleFile>& modules) {
     std::string out = "\nmodule set (" + std::to_string(modules.size()) +
                       " modules shipped in the image package, and the rule that chose each):\n";
     for (const auto& m : modules) {
-        for (std::size_t i = 0; i < std::max<std::size_t>(m.chosen_by.size(), 1); ++i) {
-            std::string name = i == 0 ? m.name : "";
-            out += "  " + name + std::string(width - name.size() + 2, ' ') +
+        // One line per rule, each with the module's name (grep finds every rule).
+        for (std::size_t i = 0; i < std::max<std::size_t>(m.chosen_by.size(), 1); ++i)
+            out += "  " + m.name + std::string(width - m.name.size() + 2, ' ') +
                    (m.chosen_by.empty() ? std::string("?") : m.chosen_by[i]) + "\n";
-        }
     }
     return out;
 }

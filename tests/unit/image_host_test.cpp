@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
+#include <map>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -22,10 +24,12 @@
 #include "initramfs/image_builder.h"
 #include "initramfs/image_definition.h"
 #include "initramfs/image_tree.h"
+#include "image_tool.h"
 #include "peinit/core/image_info.h"
 #include "peinit/sys/host_devices.h"
 #include "peinit/sys/kmod.h"
 #include "peinit/sys/package.h"
+#include "peinit/sys/package_crypto.h"
 
 namespace peinit::image {
 namespace {
@@ -74,7 +78,7 @@ class FakeMachine {
             const std::string drv = "/sys/bus/" + bus + "/drivers/" + driver;
             if (!module.empty() && !fs::exists(root_ / drv.substr(1) / "module"))
                 Link(drv + "/module", "/sys/module/" + module);
-            Link(path + "/driver", drv);
+            if (!fs::is_symlink(root_ / path.substr(1) / "driver")) Link(path + "/driver", drv);
         }
         if (!modalias.empty()) File(path + "/modalias", modalias);
     }
@@ -250,14 +254,13 @@ TEST_F(ImageHostTest, NvmeDrive) {
     machine_->Block(ns + "/nvme0n1p2", "259:2");
     machine_->File(ns + "/nvme0n1p2/partition", "2");
     machine_->Root("259:2", "xfs", "/dev/nvme0n1p2");
-    auto wants = Wants();
+    ModeWants mode;
+    auto wants = Wants(&mode);
     EXPECT_EQ(wants["nvme"],
               std::vector<std::string>{"host: root / on nvme0n1p2 (xfs): 0000:3d:00.0 driver"});
     EXPECT_EQ(wants["xfs"], std::vector<std::string>{
                                 "host: root / on nvme0n1p2 (xfs): root file system type xfs"});
-    std::vector<ModuleWant> list;
-    for (const auto& [name, origins] : wants) list.push_back({name, origins[0], "", false});
-    auto closure = Closure(list);
+    auto closure = Closure(mode.wants);
     EXPECT_TRUE(closure.count("nvme_core"));
     EXPECT_TRUE(closure.count("xfs"));
 }
@@ -268,15 +271,14 @@ TEST_F(ImageHostTest, AhciSataDisk) {
     machine_->Block(sda + "/sda2", "8:2");
     machine_->File(sda + "/sda2/partition", "2");
     machine_->Root("8:2", "ext4", "/dev/sda2");
-    auto wants = Wants();
+    ModeWants mode;
+    auto wants = Wants(&mode);
     EXPECT_EQ(wants["ahci"],
               std::vector<std::string>{"host: root / on sda2 (ext4): 0000:00:17.0 driver"});
     EXPECT_EQ(wants["sd_mod"],
               std::vector<std::string>{"host: root / on sda2 (ext4): 1:0:0:0 driver"});
     EXPECT_TRUE(wants.count("ext4"));
-    std::vector<ModuleWant> list;
-    for (const auto& [name, origins] : wants) list.push_back({name, origins[0], "", false});
-    auto closure = Closure(list);
+    auto closure = Closure(mode.wants);
     EXPECT_TRUE(closure.count("libahci"));
     EXPECT_TRUE(closure.count("libata"));
     EXPECT_TRUE(closure.count("scsi_mod"));
@@ -359,6 +361,7 @@ TEST_F(ImageHostTest, DriverTheTargetKernelLacksIsAWarning) {
 }
 
 TEST_F(ImageHostTest, NoMountTableIsAnError) {
+    fs::create_directories(machine_->root());
     auto scan = ScanHost(machine_->root().string());
     ASSERT_FALSE(scan);
     EXPECT_NE(scan.error().message().find("proc/self/mountinfo"), std::string::npos)
@@ -521,22 +524,56 @@ TEST_F(InstalledKernelTest, HostModeBuildShipsTheDetectedSet) {
     EXPECT_EQ(info->module_mode, "host");
 }
 
-struct ToolRun {
-    int status = -1;
-    std::string output;  // stdout + stderr
-};
-
-ToolRun Tool(const std::string& args) {
-    ToolRun r;
-    std::string cmd = "'" + std::string(PEINIT_IMAGE_TOOL) + "' " + args + " 2>&1";
-    FILE* f = ::popen(cmd.c_str(), "r");
-    if (f == nullptr) return r;
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) r.output.append(buf, n);
-    int st = ::pclose(f);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
+// R-30 on an installed kernel: a distribution that compresses its modules (dummy.ko.xz here,
+// in a copy of the Debian tree re-indexed by depmod) gets them packed as they are, and the
+// package verifies.
+TEST_F(InstalledKernelTest, CompressedModulesArePackedAsInstalled) {
+    fs::path mods = sysroot_ / "lib/modules" / kver_;
+    fs::remove(mods);
+    const fs::path fixture = fs::path(kernel_dir_) / "lib/modules" / kver_;
+    ASSERT_EQ(std::system(("cp -al '" + fixture.string() + "' '" + mods.string() + "'").c_str()),
+              0);
+    // The indexes are copies (depmod below rewrites them), the modules hard links.
+    for (const auto& e : fs::directory_iterator(mods)) {
+        if (!e.is_regular_file()) continue;
+        fs::remove(e.path());
+        fs::copy_file(fixture / e.path().filename(), e.path());
+    }
+    const std::string ko = "kernel/drivers/net/dummy.ko";
+    fs::remove(mods / ko);
+    ASSERT_EQ(std::system(("xz -c '" + (fixture / ko).string() + "' > '" + (mods / ko).string() +
+                           ".xz'")
+                              .c_str()),
+              0);
+    ASSERT_EQ(std::system(("depmod -b '" + sysroot_.string() + "' " + kver_).c_str()), 0);
+    ImageDefinition def =
+        Define("kernel = \"" + kver_ + "\"\nunits = [\"units\"]\nmodules = [\"dummy\"]\n");
+    auto c = ComposeImage(def, Options());
+    ASSERT_TRUE(c) << c.error().message();
+    auto it = std::find_if(c->module_set.begin(), c->module_set.end(),
+                           [](const ModuleFile& m) { return m.name == "dummy"; });
+    ASSERT_NE(it, c->module_set.end());
+    EXPECT_EQ(it->rel_path, ko + ".xz");
+    const Entry* pkg = c->tree.Find("/usr/lib/peinit/packages/image.pkg");
+    ASSERT_NE(pkg, nullptr);
+    std::vector<std::byte> bytes(pkg->data.size());
+    std::memcpy(bytes.data(), pkg->data.data(), bytes.size());
+    auto pub = ParsePublicKeyPem(c->tree.Find("/etc/peinit/keys/image.pub")->data);
+    ASSERT_TRUE(pub);
+    TrustStore trust;
+    trust.Add(*pub);
+    auto verified = VerifyPackage(bytes, trust, kver_);
+    ASSERT_TRUE(verified) << verified.error().message();
+    const std::string xz = ReadAll((mods / ko).string() + ".xz");
+    bool found = false;
+    for (const auto& f : verified->files()) {
+        if (f.path() != "modules/" + ko + ".xz") continue;
+        found = true;
+        ASSERT_EQ(f.bytes().size(), xz.size());
+        EXPECT_EQ(std::memcmp(f.bytes().data(), xz.data(), xz.size()), 0);
+        EXPECT_EQ(f.module_name(), "dummy");
+    }
+    EXPECT_TRUE(found);
 }
 
 // `peinit-image plan` prints the image's module set with the rule that chose each module.
@@ -579,6 +616,50 @@ TEST_F(InstalledKernelTest, ToolGenericPlanNamesGenericRules) {
     EXPECT_NE(r.output.find("  ahci "), std::string::npos);
     EXPECT_NE(r.output.find("generic: storage controller (ATA/SATA)"), std::string::npos);
     EXPECT_EQ(r.output.find("  e1000e "), std::string::npos);
+}
+
+// `build --key-dir DIR`: the key is generated there on first use (DIR 0700, key 0600, parents
+// 0755), reused by the next build, and a directory or key group or others can access is
+// refused naming it.
+TEST_F(InstalledKernelTest, ToolKeyDirGeneratesOnFirstUseAndRefusesOpenOnes) {
+    Define("kernel = \"" + kver_ + "\"\nunits = [\"units\"]\n");
+    const fs::path keys = dir_ / "etc/peinit/keys/private";
+    auto build = [&](const std::string& out) {
+        return Tool("build '" + img_.string() + "' -o '" + (dir_ / out).string() +
+                    "' --kernel-dir '" + sysroot_.string() + "' --key-dir '" + keys.string() +
+                    "'");
+    };
+    ToolRun first = build("a.cpio");
+    ASSERT_EQ(first.status, 0) << first.output;
+    EXPECT_EQ(fs::status(keys).permissions() & fs::perms::all, fs::perms::owner_all);
+    EXPECT_EQ(fs::status(dir_ / "etc/peinit").permissions() & fs::perms::all,
+              fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                  fs::perms::others_read | fs::perms::others_exec);
+    const fs::path key = keys / "image-signing.key";
+    EXPECT_EQ(fs::status(key).permissions() & fs::perms::all,
+              fs::perms::owner_read | fs::perms::owner_write);
+    const std::string pem = ReadAll(key.string());
+    ToolRun second = build("b.cpio");
+    ASSERT_EQ(second.status, 0) << second.output;
+    EXPECT_EQ(ReadAll(key.string()), pem) << "the key is made once";
+    EXPECT_EQ(ReadAll((dir_ / "a.cpio").string()), ReadAll((dir_ / "b.cpio").string()));
+
+    fs::permissions(key, fs::perms::group_read, fs::perm_options::add);
+    ToolRun open_key = build("c.cpio");
+    EXPECT_EQ(open_key.status, 1) << open_key.output;
+    EXPECT_NE(open_key.output.find(key.string() + ": private key is accessible by group or others"),
+              std::string::npos)
+        << open_key.output;
+    fs::permissions(key, fs::perms::group_read, fs::perm_options::remove);
+    fs::permissions(keys, fs::perms::others_exec, fs::perm_options::add);
+    ToolRun open_dir = build("d.cpio");
+    EXPECT_EQ(open_dir.status, 1) << open_dir.output;
+    EXPECT_NE(open_dir.output.find(keys.string() +
+                                   ": key directory is accessible by group or others (mode 0701)"),
+              std::string::npos)
+        << open_dir.output;
+    EXPECT_FALSE(fs::exists(dir_ / "c.cpio"));
+    EXPECT_FALSE(fs::exists(dir_ / "d.cpio"));
 }
 
 }  // namespace
