@@ -31,8 +31,8 @@ Result<ModeWants> HostModuleWants(const HostScan& scan, ModuleDb& db, const std:
             if (m.file_system) names = PEINIT_TRY(db.Lookup("fs-" + m.name));
             if (names.empty()) names = PEINIT_TRY(db.Lookup(m.name));
             if (names.empty()) {
-                out.warnings.push_back(prefix + m.why + ": kernel " + kver +
-                                       " has no module \"" + m.name + "\" (left out)");
+                out.warnings.push_back(prefix + m.why + ": kernel " + kver + " has no module \"" +
+                                       m.name + "\" (left out)");
                 continue;
             }
             AddWants(out, seen, names, prefix + m.why);
@@ -51,12 +51,11 @@ Result<ModeWants> HostModuleWants(const HostScan& scan, ModuleDb& db, const std:
             }
             if (names.empty()) {
                 if (!d.driver_module.empty())
-                    out.warnings.push_back(prefix + d.syspath + " is driven by module " +
-                                           d.driver_module + " on this machine, but kernel " +
-                                           kver + " has no module or alias for it" +
-                                           (d.modalias.empty() ? std::string()
-                                                               : " (modalias " + d.modalias + ")") +
-                                           " (left out)");
+                    out.warnings.push_back(
+                        prefix + d.syspath + " is driven by module " + d.driver_module +
+                        " on this machine, but kernel " + kver + " has no module or alias for it" +
+                        (d.modalias.empty() ? std::string() : " (modalias " + d.modalias + ")") +
+                        " (left out)");
                 continue;
             }
             AddWants(out, seen, names, prefix + rule);
@@ -90,8 +89,8 @@ const std::vector<GenericDir> kGenericDirs = {
 };
 
 // Modules that exist for testing and fail or misbehave by design.
-const std::vector<std::string> kGenericExcluded = {"scsi_debug", "null_blk", "tcrypt",
-                                                   "dm_flakey", "dm_dust"};
+const std::vector<std::string> kGenericExcluded = {"scsi_debug", "null_blk", "tcrypt", "dm_flakey",
+                                                   "dm_dust"};
 
 Result<std::vector<ModuleWant>> GenericModuleWants(const KernelTree& kernel) {
     const std::string dep = JoinPath(kernel.modules_dir, "modules.dep");

@@ -93,10 +93,11 @@ UnitScan ScanUnits(const std::vector<Located<std::string>>& dirs,
     UnitSet set = ParseUnits(sources, errors);
     for (const auto& e : errors) problems.push_back(e.ToString());
     for (const Unit& u : set.units) {
-        if (generated_paths.count(u.path) == 0)
+        if (generated_paths.count(u.path) == 0) {
             for (const ModuleSpec& m : u.modules)
-            scan.modules.push_back(
-                {m.name, u.path + ":" + std::to_string(m.line), m.options, m.optional});
+                scan.modules.push_back(
+                    {m.name, u.path + ":" + std::to_string(m.line), m.options, m.optional});
+        }
         for (const ServiceSpec& svc : u.services)
             if (!svc.exec.empty())
                 scan.services.push_back(

@@ -52,18 +52,17 @@ Result<ImageInfo> ImageInfo::FromJson(const std::string& text, const std::string
         return Err(file + ": version " + std::to_string(v) + " is newer than this reader's " +
                    std::to_string(kVersion) + " (the image was built by a newer peinit-image)");
     info.version = static_cast<int>(v);
-    for (auto [key, field] : {std::pair{"generator", &info.generator},
-                              std::pair{"kernel_release", &info.kernel_release},
-                              std::pair{"module_mode", &info.module_mode},
-                              std::pair{"key_fingerprint", &info.key_fingerprint},
-                              std::pair{"built", &info.built}}) {
+    for (auto [key, field] :
+         {std::pair{"generator", &info.generator},
+          std::pair{"kernel_release", &info.kernel_release},
+          std::pair{"module_mode", &info.module_mode},
+          std::pair{"key_fingerprint", &info.key_fingerprint}, std::pair{"built", &info.built}}) {
         auto value = tree.get_child_optional(key);
         if (!value) return Err(file + ": no \"" + key + "\"");
         if (!value->empty()) return Err(file + ": \"" + key + "\" must be a string");
         *field = value->data();
     }
-    if (info.module_mode != "units" && info.module_mode != "host" &&
-        info.module_mode != "generic")
+    if (info.module_mode != "units" && info.module_mode != "host" && info.module_mode != "generic")
         return Err(file + ": \"module_mode\" must be \"units\", \"host\" or \"generic\", not \"" +
                    info.module_mode + "\"");
     return info;

@@ -23,9 +23,9 @@ struct ImageInfo {
     static constexpr int kVersion = 1;
 
     int version = kVersion;
-    std::string generator;        // "peinit-image <version>"
-    std::string kernel_release;   // "6.1.0-57-amd64"
-    std::string module_mode;      // "units" | "host" | "generic" (image.toml `modules_from`)
+    std::string generator;       // "peinit-image <version>"
+    std::string kernel_release;  // "6.1.0-57-amd64"
+    std::string module_mode;     // "units" | "host" | "generic" (image.toml `modules_from`)
     // Lowercase hex SHA-256 of the raw Ed25519 public key that signs the image package: the
     // fingerprint `peinit-pkg` prints and MANIFEST.sig names the signer by.
     std::string key_fingerprint;

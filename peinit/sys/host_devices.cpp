@@ -172,8 +172,7 @@ class Scanner {
         HostNeed need;
         const std::string dev_name = dev ? dev->filename().string() : source;
         need.subject = "root / on " + dev_name + " (" + type + ")";
-        if (!type.empty())
-            need.modules.push_back({type, "root file system type " + type, true});
+        if (!type.empty()) need.modules.push_back({type, "root file system type " + type, true});
         if (dev) {
             std::set<fs::path> seen;
             Block(*dev, need, seen);
@@ -214,7 +213,8 @@ class Scanner {
             auto dev = Resolve(in);
             if (!dev) continue;
             HostNeed need;
-            need.subject = "keyboard " + in.filename().string() + " (" + ReadLine(in / "name") + ")";
+            need.subject =
+                "keyboard " + in.filename().string() + " (" + ReadLine(in / "name") + ")";
             Chain(dev->parent_path(), need);
             scan.needs.push_back(std::move(need));
         }

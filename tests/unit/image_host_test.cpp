@@ -10,21 +10,21 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
-#include <map>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
 
+#include "image_tool.h"
 #include "initramfs/host_modules.h"
 #include "initramfs/image_builder.h"
 #include "initramfs/image_definition.h"
 #include "initramfs/image_tree.h"
-#include "image_tool.h"
 #include "peinit/core/image_info.h"
 #include "peinit/sys/host_devices.h"
 #include "peinit/sys/kmod.h"
@@ -67,8 +67,10 @@ class FakeMachine {
     void Root(const std::string& majmin, const std::string& type, const std::string& source) {
         File("/proc/self/mountinfo",
              "21 26 0:20 / /proc rw,relatime - proc proc rw\n"
-             "26 1 " + majmin + " / / rw,relatime - " + type + " " + source + " rw\n"
-             "22 26 0:21 / /sys rw,relatime - sysfs sysfs rw");
+             "26 1 " +
+                 majmin + " / / rw,relatime - " + type + " " + source +
+                 " rw\n"
+                 "22 26 0:21 / /sys rw,relatime - sysfs sysfs rw");
     }
     // A device with a driver of `bus` (its module: "" when built in) and a modalias.
     void Device(const std::string& path, const std::string& bus, const std::string& driver,
@@ -208,7 +210,8 @@ TEST_F(ImageHostTest, VirtioPartitionConsoleAndKeyboards) {
     machine_->File(hid + "/input/input3/name", "Logitech USB Keyboard");
     machine_->File(hid + "/input/input3/modalias", "input:b0003v046DpC31Ce0110-e0,1,4,11,14,k71");
     std::string mouse = intf + "/0003:046D:C077.0002";
-    machine_->Device(mouse, "hid", "hid-generic", "hid_generic", "hid:b0003g0001v0000046Dp0000C077");
+    machine_->Device(mouse, "hid", "hid-generic", "hid_generic",
+                     "hid:b0003g0001v0000046Dp0000C077");
     machine_->Link("/sys/class/input/input4", mouse + "/input/input4");
     machine_->File(mouse + "/input/input4/capabilities/key", "1f0000 0 0 0 0");
 
@@ -298,10 +301,10 @@ TEST_F(ImageHostTest, DmCryptOnAPartition) {
     auto wants = Wants();
     EXPECT_EQ(wants["dm_mod"],
               std::vector<std::string>{"host: root / on dm-0 (ext4): dm-0: device-mapper"});
-    EXPECT_EQ(wants["dm_crypt"],
-              std::vector<std::string>{
-                  "host: root / on dm-0 (ext4): dm-0: device-mapper target (dm/uuid "
-                  "CRYPT-LUKS2-0123456789abcdef0123456789abcdef-root)"});
+    EXPECT_EQ(
+        wants["dm_crypt"],
+        std::vector<std::string>{"host: root / on dm-0 (ext4): dm-0: device-mapper target (dm/uuid "
+                                 "CRYPT-LUKS2-0123456789abcdef0123456789abcdef-root)"});
     // Through the slave to the disk under it.
     EXPECT_EQ(wants["virtio_blk"],
               std::vector<std::string>{"host: root / on dm-0 (ext4): virtio1 driver"});
@@ -320,13 +323,14 @@ TEST_F(ImageHostTest, MdRaid1OverTwoDisks) {
     machine_->Link(md + "/slaves/sdb1", sdb + "/sdb1");
     machine_->Root("9:0", "ext4", "/dev/md0");
     auto wants = Wants();
-    EXPECT_EQ(wants["md_mod"], std::vector<std::string>{"host: root / on md0 (ext4): md0: MD RAID"});
+    EXPECT_EQ(wants["md_mod"],
+              std::vector<std::string>{"host: root / on md0 (ext4): md0: MD RAID"});
     EXPECT_EQ(wants["raid1"],
               std::vector<std::string>{"host: root / on md0 (ext4): md0: MD level raid1"});
     // Both disks' devices, each once per rule.
-    EXPECT_EQ(wants["sd_mod"], (std::vector<std::string>{
-                                   "host: root / on md0 (ext4): 1:0:0:0 driver",
-                                   "host: root / on md0 (ext4): 2:0:0:0 driver"}));
+    EXPECT_EQ(wants["sd_mod"],
+              (std::vector<std::string>{"host: root / on md0 (ext4): 1:0:0:0 driver",
+                                        "host: root / on md0 (ext4): 2:0:0:0 driver"}));
     EXPECT_EQ(wants["ahci"],
               std::vector<std::string>{"host: root / on md0 (ext4): 0000:00:17.0 driver"});
 }
@@ -390,8 +394,8 @@ TEST_F(ImageHostTest, GenericModeStorageAndFileSystemsOnly) {
     EXPECT_TRUE(by_name.count("xhci_pci"));
     EXPECT_TRUE(by_name.count("usbhid"));
     // No sound or network driver, no test module.
-    for (const char* out : {"snd_hda_intel", "e1000e", "virtio_net", "bridge", "scsi_debug",
-                            "tcrypt", "null_blk"})
+    for (const char* out :
+         {"snd_hda_intel", "e1000e", "virtio_net", "bridge", "scsi_debug", "tcrypt", "null_blk"})
         EXPECT_FALSE(by_name.count(out)) << out;
 }
 
@@ -462,6 +466,15 @@ TEST_F(InstalledKernelTest, JoinPathNormalises) {
     EXPECT_EQ(JoinPath("/", "lib/modules"), "/lib/modules");
     EXPECT_EQ(JoinPath("//", "/lib/modules/"), "/lib/modules");
     EXPECT_EQ(JoinPath("/x/", "./lib//modules"), "/x/lib/modules");
+    // `--kernel-dir /` (issue 22: "resolves outside //lib/modules/..."): whatever this machine
+    // has installed, no path of the tree starts with "//".
+    auto root = OpenKernelTree("/");
+    if (root) {
+        EXPECT_EQ(root->modules_dir.rfind("/lib/modules/", 0), 0u) << root->modules_dir;
+        EXPECT_EQ(root->module_root, "/");
+    } else {
+        EXPECT_EQ(root.error().message().find("//"), std::string::npos) << root.error().message();
+    }
 }
 
 TEST_F(InstalledKernelTest, KverOverridesTheDefinitionsRelease) {
@@ -482,11 +495,12 @@ TEST_F(InstalledKernelTest, ReleaseNotInstalledNamesWhatIs) {
     ImageDefinition def = Define("\nkernel = \"6.1.0-99-amd64\"\nunits = [\"units\"]\n");
     auto c = ComposeImage(def, Options());
     ASSERT_FALSE(c);
-    EXPECT_NE(c.error().message().find(
-                  (img_ / "image.toml").string() + ":2: kernel \"6.1.0-99-amd64\": kernel "
-                  "6.1.0-99-amd64 is not installed in " + sysroot_.string() + ": " +
-                  (sysroot_ / "lib/modules/6.1.0-99-amd64").string() +
-                  " does not exist (installed: " + kver_ + ")"),
+    EXPECT_NE(c.error().message().find((img_ / "image.toml").string() +
+                                       ":2: kernel \"6.1.0-99-amd64\": kernel "
+                                       "6.1.0-99-amd64 is not installed in " +
+                                       sysroot_.string() + ": " +
+                                       (sysroot_ / "lib/modules/6.1.0-99-amd64").string() +
+                                       " does not exist (installed: " + kver_ + ")"),
               std::string::npos)
         << c.error().message();
 }
@@ -516,8 +530,8 @@ TEST_F(InstalledKernelTest, HostModeBuildShipsTheDetectedSet) {
     EXPECT_EQ(chosen["virtio_blk"],
               (std::vector<std::string>{(img_ / "units/disk.toml").string() + ":1",
                                         "host: root / on vda (ext4): virtio1 driver"}));
-    EXPECT_EQ(chosen["ext4"], std::vector<std::string>{
-                                  "host: root / on vda (ext4): root file system type ext4"});
+    EXPECT_EQ(chosen["ext4"],
+              std::vector<std::string>{"host: root / on vda (ext4): root file system type ext4"});
     EXPECT_EQ(chosen["jbd2"], std::vector<std::string>{"dependency of ext4"});
     auto info = ImageInfo::FromJson(c->tree.Find("/etc/peinit/image.json")->data, "image.json");
     ASSERT_TRUE(info);
@@ -541,10 +555,10 @@ TEST_F(InstalledKernelTest, CompressedModulesArePackedAsInstalled) {
     }
     const std::string ko = "kernel/drivers/net/dummy.ko";
     fs::remove(mods / ko);
-    ASSERT_EQ(std::system(("xz -c '" + (fixture / ko).string() + "' > '" + (mods / ko).string() +
-                           ".xz'")
-                              .c_str()),
-              0);
+    ASSERT_EQ(
+        std::system(("xz -c '" + (fixture / ko).string() + "' > '" + (mods / ko).string() + ".xz'")
+                        .c_str()),
+        0);
     ASSERT_EQ(std::system(("depmod -b '" + sysroot_.string() + "' " + kver_).c_str()), 0);
     ImageDefinition def =
         Define("kernel = \"" + kver_ + "\"\nunits = [\"units\"]\nmodules = [\"dummy\"]\n");
@@ -601,9 +615,9 @@ TEST_F(InstalledKernelTest, ToolPlanNamesTheRuleOfEachModule) {
     EXPECT_TRUE(line_with("bridge", (img_ / "units/net.toml").string() + ":3")) << r.output;
     EXPECT_TRUE(line_with("stp", "dependency of bridge")) << r.output;
     // `--kver` for an installed kernel that is not there.
-    ToolRun missing = Tool("plan '" + img_.string() + "' --sysroot '" + sysroot_.string() +
-                           "' --kver 6.1.0-99-amd64 --host-root '" + machine_->root().string() +
-                           "'");
+    ToolRun missing =
+        Tool("plan '" + img_.string() + "' --sysroot '" + sysroot_.string() +
+             "' --kver 6.1.0-99-amd64 --host-root '" + machine_->root().string() + "'");
     EXPECT_EQ(missing.status, 1) << missing.output;
     EXPECT_NE(missing.output.find("kernel 6.1.0-99-amd64 is not installed"), std::string::npos)
         << missing.output;
@@ -626,8 +640,7 @@ TEST_F(InstalledKernelTest, ToolKeyDirGeneratesOnFirstUseAndRefusesOpenOnes) {
     const fs::path keys = dir_ / "etc/peinit/keys/private";
     auto build = [&](const std::string& out) {
         return Tool("build '" + img_.string() + "' -o '" + (dir_ / out).string() +
-                    "' --kernel-dir '" + sysroot_.string() + "' --key-dir '" + keys.string() +
-                    "'");
+                    "' --kernel-dir '" + sysroot_.string() + "' --key-dir '" + keys.string() + "'");
     };
     ToolRun first = build("a.cpio");
     ASSERT_EQ(first.status, 0) << first.output;
