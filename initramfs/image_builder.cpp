@@ -532,6 +532,16 @@ Result<ImagePlan> PlanImage(const ImageDefinition& def, const BuildOptions& opts
 Result<ImageContents> BuildImage(const ImageDefinition& def, const BuildOptions& opts,
                                  Compression compression, const std::string& output) {
     ImageContents c = PEINIT_TRY(ComposeImage(def, opts));
+    // An installed kernel's configuration says which initramfs compressions it can unpack; an
+    // image it cannot unpack would only fail at boot ("junk in compressed archive").
+    const char* option = compression == Compression::kZstd   ? "CONFIG_RD_ZSTD"
+                         : compression == Compression::kGzip ? "CONFIG_RD_GZIP"
+                                                             : nullptr;
+    if (option != nullptr && !c.kernel.config.empty() &&
+        KernelConfigValue(c.kernel, option) != "y")
+        return Err(c.kernel.config + ": kernel " + c.kernel.kver + " cannot unpack a " +
+                   CompressionName(compression) + " initramfs (" + option +
+                   " is not set); use compression = \"none\" or one it has");
     WriteOptions w;
     w.compression = compression;
     w.mtime = opts.mtime;

@@ -462,6 +462,23 @@ TEST_F(InstalledKernelTest, KernelByReleaseUnderASystemRoot) {
     EXPECT_EQ(parsed->generator.rfind("peinit-image ", 0), 0u);
 }
 
+// The installed kernel's config decides which compressions its initramfs may use.
+TEST_F(InstalledKernelTest, CompressionTheKernelCannotUnpackIsAnError) {
+    ImageDefinition def = Define("kernel = \"" + kver_ + "\"\nunits = [\"units\"]\n");
+    const fs::path config = sysroot_ / "boot" / ("config-" + kver_);
+    fs::remove(config);
+    Write(config, "CONFIG_RD_GZIP=y\n# CONFIG_RD_ZSTD is not set\n");
+    const std::string out = (dir_ / "x.cpio").string();
+    auto zstd = BuildImage(def, Options(), Compression::kZstd, out);
+    ASSERT_FALSE(zstd);
+    EXPECT_EQ(zstd.error().message(), config.string() + ": kernel " + kver_ +
+                                          " cannot unpack a zstd initramfs (CONFIG_RD_ZSTD is "
+                                          "not set); use compression = \"none\" or one it has");
+    EXPECT_FALSE(fs::exists(out));
+    auto gzip = BuildImage(def, Options(), Compression::kGzip, out);
+    EXPECT_TRUE(gzip) << gzip.error().message();
+}
+
 TEST_F(InstalledKernelTest, JoinPathNormalises) {
     EXPECT_EQ(JoinPath("/", "lib/modules"), "/lib/modules");
     EXPECT_EQ(JoinPath("//", "/lib/modules/"), "/lib/modules");
