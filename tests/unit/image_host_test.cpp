@@ -347,8 +347,7 @@ TEST_F(ImageHostTest, DriverTheTargetKernelLacksIsAWarning) {
                      "pci:v0000FFFEd0000FFFEsv0000FFFEsd0000FFFEbcFEscFEiFE");
     machine_->Device(hba + "/host5/target5:0:0/5:0:0:0", "scsi", "sd", "sd_mod", "scsi:t-0x00");
     machine_->Block(hba + "/host5/target5:0:0/5:0:0:0/block/sdz", "65:144");
-    // Make the keyboard the one on that HBA's bus (an unusual but possible chain) by making it
-    // the console's device instead: the console's chain goes through the HBA.
+    // The console's device sits behind that HBA, so its chain goes through it.
     machine_->Link("/sys/class/tty/ttyS9/device", hba + "/host5/target5:0:0/5:0:0:0");
     machine_->File("/sys/class/tty/console/active", "ttyS9");
     ModeWants mode;
