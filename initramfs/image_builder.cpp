@@ -198,7 +198,8 @@ Result<std::string> TargetRelease(const ImageDefinition& def, const BuildOptions
         if (!opts.kver.empty())
             return Err(Where(def, def.kernel_line) + ": --kver " + opts.kver +
                        " needs kernel = \"RELEASE\" or \"running\"; kernel = \"" +
-                       KernelKindName(def.kernel) + "\" takes its release from the kernel directory");
+                       KernelKindName(def.kernel) +
+                       "\" takes its release from the kernel directory");
         return std::string();
     }
     if (!opts.kver.empty()) {
@@ -208,7 +209,8 @@ Result<std::string> TargetRelease(const ImageDefinition& def, const BuildOptions
     }
     if (def.kernel == KernelKind::kRelease) return def.kernel_release;
     auto running = RunningKernelRelease();
-    if (!running) return running.error().Context(Where(def, def.kernel_line) + ": kernel \"running\": ");
+    if (!running)
+        return running.error().Context(Where(def, def.kernel_line) + ": kernel \"running\": ");
     return *running;
 }
 
