@@ -12,10 +12,13 @@
 #include <sstream>
 
 #include "initramfs/elf_closure.h"
+#include "initramfs/host_modules.h"
 #include "initramfs/image_units.h"
 #include "initramfs/process.h"
 #include "peinit/core/boot_plan.h"
+#include "peinit/core/args.h"
 #include "peinit/core/cmdline.h"
+#include "peinit/sys/kernel_release.h"
 #include "peinit/sys/kmod.h"
 #include "peinit/core/module_policy.h"
 
@@ -114,7 +117,102 @@ std::string Join(const std::vector<std::string>& v) {
     return s;
 }
 
+// The module wants of units, hive (AutoLoadAllowed, optional) and command line (modules_load=)
+// and the definition's `modules`, with the deny lists for the build's warnings. Problems of
+// the hive and the command line are appended to `errors`.
+struct ImageWants {
+    std::vector<ModuleWant> wants;
+    std::vector<ModuleDeny> deny;
+};
+ImageWants CollectWants(const ImageDefinition& def, const UnitScan& units,
+                        std::vector<std::string>& errors) {
+    ImageWants out;
+    out.wants = units.modules;
+    if (def.hive) {
+        if (auto h = LoadHive(def.hive->value)) {
+            for (const auto& b : h->Blacklist()) out.deny.push_back({b, "hive Blacklist"});
+            // Modules the hive allows to be demand-loaded must be in the image to be loadable.
+            for (const auto& a : h->AutoLoadAllowed())
+                out.wants.push_back({a, def.hive->value + " (AutoLoadAllowed)", "", true});
+        } else {
+            errors.push_back(h.error().message());
+        }
+    }
+    std::string cmdline_origin = def.file + ":" + std::to_string(def.cmdline_line);
+    if (auto cl = CheckCmdline(def.cmdline, cmdline_origin)) {
+        for (auto& m : cl->modules) out.wants.push_back(std::move(m));
+        for (auto& d : cl->deny) out.deny.push_back(std::move(d));
+    } else {
+        errors.push_back(cl.error().message());
+    }
+    for (const auto& m : def.modules)
+        out.wants.push_back({m.value, def.file + ":" + std::to_string(m.line), "", false});
+    return out;
+}
+
+std::string Where(const ImageDefinition& def, int line) {
+    return def.file + (line > 0 ? ":" + std::to_string(line) : "");
+}
+
+// Opens the definition's kernel (and checks that a peinit/debian tree is of that kind).
+Result<KernelTree> OpenDefinitionKernel(const ImageDefinition& def, const BuildOptions& opts) {
+    const std::string kver = PEINIT_TRY(TargetRelease(def, opts));
+    auto kernel = OpenKernelTree(opts.kernel_dir, kver);
+    if (!kernel) {
+        std::string what = kver.empty() ? std::string(KernelKindName(def.kernel)) : kver;
+        return Err(Where(def, def.kernel_line) + ": kernel \"" + what + "\": " +
+                   kernel.error().message());
+    }
+    if (def.kernel != KernelKind::kPeinit && def.kernel != KernelKind::kDebian) return kernel;
+    // kernel/build names every release it makes *-peinit (CONFIG_LOCALVERSION): a tree of
+    // another kind boots without the lock syscall, or with a kernel the image's other files
+    // were not meant for.
+    const bool peinit_release = kernel->kver.ends_with("-peinit");
+    if (peinit_release != (def.kernel == KernelKind::kPeinit)) {
+        return Err(Where(def, def.kernel_line) + ": kernel = \"" + KernelKindName(def.kernel) +
+                   "\" but " + kernel->dir + " holds kernel " + kernel->kver +
+                   (peinit_release ? ", a peinit kernel (kernel/build)"
+                                   : ", not a peinit kernel (kernel/build's releases end in "
+                                     "-peinit)") +
+                   ": set kernel = \"" + (peinit_release ? "peinit" : "debian") +
+                   "\" or give the right --kernel-dir");
+    }
+    return kernel;
+}
+
+std::string ModeError(const ImageDefinition& def, const Error& e) {
+    return Where(def, def.modules_from_line) + ": modules_from = \"" +
+           ModuleModeName(def.modules_from) + "\": " + e.message();
+}
+
+// The unit that loads the host set at boot (none for the other modes).
+std::vector<GeneratedUnit> ModeUnits(ModuleMode mode, const ModeWants& wants) {
+    if (mode != ModuleMode::kHost) return {};
+    return {HostModulesUnit(wants)};
+}
+
 }  // namespace
+
+Result<std::string> TargetRelease(const ImageDefinition& def, const BuildOptions& opts) {
+    if (def.kernel == KernelKind::kPeinit || def.kernel == KernelKind::kDebian) {
+        if (!opts.kver.empty())
+            return Err(Where(def, def.kernel_line) + ": --kver " + opts.kver +
+                       " needs kernel = \"RELEASE\" or \"running\"; kernel = \"" +
+                       KernelKindName(def.kernel) +
+                       "\" takes its release from the kernel directory");
+        return std::string();
+    }
+    if (!opts.kver.empty()) {
+        if (!IsKernelRelease(opts.kver))
+            return Err("--kver \"" + opts.kver + "\" is not a kernel release");
+        return opts.kver;
+    }
+    if (def.kernel == KernelKind::kRelease) return def.kernel_release;
+    auto running = RunningKernelRelease();
+    if (!running)
+        return running.error().Context(Where(def, def.kernel_line) + ": kernel \"running\": ");
+    return *running;
+}
 
 Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOptions& opts) {
     ImageContents c;
@@ -136,30 +234,22 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     std::unique_ptr<StagedKernelTree> staged;
     KernelTree modules_tree;
     if (def.kernel_known) {
-        if (auto kernel = OpenKernelTree(opts.kernel_dir)) {
+        if (auto kernel = OpenDefinitionKernel(def, opts)) {
             c.kernel = *kernel;
             have_kernel = true;
             modules_tree = c.kernel;
             modules_resolvable = !def.Broken("extra_modules");
-            // kernel/build names every release it makes *-peinit (CONFIG_LOCALVERSION): a tree
-            // of another kind boots without the lock syscall, or with a kernel the image's
-            // other files were not meant for.
-            const bool peinit_release = c.kernel.kver.ends_with("-peinit");
-            if (peinit_release != (def.kernel == KernelKind::kPeinit)) {
-                errors.push_back(
-                    def.file +
-                    (def.kernel_line > 0 ? ":" + std::to_string(def.kernel_line) : "") +
-                    ": kernel = \"" +
-                    KernelKindName(def.kernel) + "\" but " + c.kernel.dir + " holds kernel " +
-                    c.kernel.kver + (peinit_release ? ", a peinit kernel (kernel/build)"
-                                                    : ", not a peinit kernel (kernel/build's "
-                                                      "releases end in -peinit)") +
-                    ": set kernel = \"" + (peinit_release ? "peinit" : "debian") +
-                    "\" or give the right --kernel-dir");
-            }
         } else {
-            errors.push_back(def.file + ": kernel \"" + KernelKindName(def.kernel) +
-                             "\": " + kernel.error().message());
+            collect(kernel.error());
+            // The tree exists but is of the wrong kind: its modules still resolve, so the
+            // module problems are reported too.
+            if (auto tree = OpenKernelTree(opts.kernel_dir); tree && !tree->kver.empty() &&
+                (def.kernel == KernelKind::kPeinit || def.kernel == KernelKind::kDebian)) {
+                c.kernel = *tree;
+                have_kernel = true;
+                modules_tree = c.kernel;
+                modules_resolvable = !def.Broken("extra_modules");
+            }
         }
     }
     if (have_kernel && !def.extra_modules.empty()) {
@@ -175,33 +265,28 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
         }
     }
 
-    phase("kernel tree");
-    // 2. Units, hive and command line, validated with the parsers peinit uses at boot.
-    UnitScan units = ScanUnits(def.unit_dirs, errors);
-    std::vector<ModuleWant> wants = units.modules;
-    std::vector<ModuleDeny> deny;
-    if (def.hive) {
-        if (auto h = LoadHive(def.hive->value)) {
-            for (const auto& b : h->Blacklist()) deny.push_back({b, "hive Blacklist"});
-            // Modules the hive allows to be demand-loaded must be in the image to be loadable.
-            for (const auto& a : h->AutoLoadAllowed())
-                wants.push_back({a, def.hive->value + " (AutoLoadAllowed)", "", true});
+    // The modules_from set ("host": with the unit that loads it at boot).
+    ModeWants mode;
+    if (modules_resolvable) {
+        if (auto m = ModeModuleWants(def.modules_from, modules_tree, opts.host_root)) {
+            mode = std::move(*m);
+            c.warnings.insert(c.warnings.end(), mode.warnings.begin(), mode.warnings.end());
         } else {
-            collect(h.error());
+            errors.push_back(ModeError(def, m.error()));
         }
     }
-    std::string cmdline_origin = def.file + ":" + std::to_string(def.cmdline_line);
-    if (auto cl = CheckCmdline(def.cmdline, cmdline_origin)) {
-        for (auto& m : cl->modules) wants.push_back(std::move(m));
-        for (auto& d : cl->deny) deny.push_back(std::move(d));
-    } else {
-        collect(cl.error());
-    }
+
+    phase("kernel tree");
+    // 2. Units, hive and command line, validated with the parsers peinit uses at boot.
+    UnitScan units = ScanUnits(def.unit_dirs, errors, ModeUnits(def.modules_from, mode));
+    ImageWants image_wants = CollectWants(def, units, errors);
+    std::vector<ModuleWant> wants = std::move(image_wants.wants);
+    std::vector<ModuleDeny> deny = std::move(image_wants.deny);
 
     phase("units, hive, cmdline");
-    // 3. Modules: the boot set plus the definition's extras, with every dependency.
-    for (const auto& m : def.modules)
-        wants.push_back({m.value, def.file + ":" + std::to_string(m.line), "", false});
+    // 3. Modules: the boot set plus the definition's extras and the modules_from set, with
+    //    every dependency.
+    wants.insert(wants.end(), mode.wants.begin(), mode.wants.end());
     ModuleClosure closure;
     if (modules_resolvable) {
         if (auto r = ResolveModuleClosure(modules_tree, wants, deny))
@@ -346,10 +431,22 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     phase("keys, packages (check)");
     if (!errors.empty()) return Err(Join(errors));
 
+    // The provenance record (peinit/core/image_info.h).
+    c.info.generator = "peinit-image " + args::Version();
+    c.info.kernel_release = c.kernel.kver;
+    c.info.module_mode = ModuleModeName(def.modules_from);
+    c.info.key_fingerprint = c.signer;
+    c.info.built = IsoUtc(opts.mtime);
+    PEINIT_TRY(c.tree.AddFile(std::string(kImageInfoPath).substr(1), c.info.ToJson(), 0644,
+                              "the image's provenance record"));
+
     // 7. Assembly (every check passed): units, hive, module indexes, the image's own package.
     for (const auto& u : units.files) {
         std::string dst = std::string(kImageUnitsDir) + "/" + u.name;
-        PEINIT_TRY(c.tree.AddHostFile(dst, u.host_path, 0644));
+        if (u.host_path.empty())
+            PEINIT_TRY(c.tree.AddFile(dst, u.generated_text, 0644, "generated for modules_from"));
+        else
+            PEINIT_TRY(c.tree.AddHostFile(dst, u.host_path, 0644));
         c.units.push_back(dst);
     }
     if (def.hive) PEINIT_TRY(c.tree.AddHostFile(kImageHivePath, def.hive->value, 0644));
@@ -373,14 +470,38 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     }
     phase("packages (pack + sign)");
     c.builtin_modules = closure.builtins;
+    c.module_set = closure.files;
     for (const auto& w : closure.warnings) c.warnings.push_back("at boot: " + w);
     return c;
 }
 
-Result<ImagePlan> PlanImage(const ImageDefinition& def, const std::string& kernel_dir) {
+Result<ImagePlan> PlanImage(const ImageDefinition& def, const BuildOptions& opts) {
     std::vector<std::string> errors = def.problems;
-    // The units as peinit reads them at boot: linked, in load order.
-    UnitScan units = ScanUnits(def.unit_dirs, errors);
+    ImagePlan out;
+    if (def.kernel_known) {
+        if (auto k = OpenDefinitionKernel(def, opts))
+            out.kernel = *k;
+        else
+            errors.push_back(k.error().message());
+    }
+    std::unique_ptr<StagedKernelTree> staged;
+    KernelTree tree = out.kernel;
+    ModeWants mode;
+    if (errors.empty()) {
+        if (!def.extra_modules.empty()) {
+            std::vector<ExtraModule> extra;
+            for (const auto& m : def.extra_modules)
+                extra.push_back({m.value, def.file + ":" + std::to_string(m.line)});
+            staged = PEINIT_TRY(StageExtraModules(out.kernel, extra));
+            tree = staged->tree;
+        }
+        if (auto m = ModeModuleWants(def.modules_from, tree, opts.host_root))
+            mode = std::move(*m);
+        else
+            errors.push_back(ModeError(def, m.error()));
+    }
+    // The units as peinit reads them at boot: linked, in load order (with the generated one).
+    UnitScan units = ScanUnits(def.unit_dirs, errors, ModeUnits(def.modules_from, mode));
     Hive hive;
     if (def.hive) {
         if (auto h = LoadHive(def.hive->value))
@@ -392,33 +513,37 @@ Result<ImagePlan> PlanImage(const ImageDefinition& def, const std::string& kerne
     for (const auto& d : cmd.diagnostics)
         errors.push_back(def.file + ":" + std::to_string(def.cmdline_line) + ": cmdline: " +
                          d.ToString());
-    ImagePlan out;
-    if (def.kernel_known) {
-        if (auto k = OpenKernelTree(kernel_dir))
-            out.kernel = *k;
-        else
-            errors.push_back(def.file + ": kernel \"" + KernelKindName(def.kernel) + "\": " +
-                             k.error().message());
-    }
     if (!errors.empty()) return Err(Join(errors));
-    std::unique_ptr<StagedKernelTree> staged;
-    KernelTree tree = out.kernel;
-    if (!def.extra_modules.empty()) {
-        std::vector<ExtraModule> extra;
-        for (const auto& m : def.extra_modules)
-            extra.push_back({m.value, def.file + ":" + std::to_string(m.line)});
-        staged = PEINIT_TRY(StageExtraModules(out.kernel, extra));
-        tree = staged->tree;
-    }
     auto db = PEINIT_TRY(KmodDb::Open(tree.module_root, tree.kver));
     out.plan = PEINIT_TRY(BuildPlan(*db, BootPlanInput(units.set, hive, cmd)));
     out.tree_root = tree.module_root;  // paths are shown relative to it, as in the image
+
+    // The image's module set, as the build computes it, with the rule behind each module.
+    std::vector<std::string> ignored;  // the hive's and cmdline's problems are reported above
+    ImageWants wants = CollectWants(def, units, ignored);
+    wants.wants.insert(wants.wants.end(), mode.wants.begin(), mode.wants.end());
+    out.warnings = mode.warnings;
+    // What the build would refuse (a module nothing provides) is in the plan's errors too.
+    if (auto closure = ResolveModuleClosure(tree, wants.wants))
+        out.module_set = std::move(closure->files);
+    else
+        out.warnings.push_back("module set: " + closure.error().message());
     return out;
 }
 
 Result<ImageContents> BuildImage(const ImageDefinition& def, const BuildOptions& opts,
                                  Compression compression, const std::string& output) {
     ImageContents c = PEINIT_TRY(ComposeImage(def, opts));
+    // An installed kernel's configuration says which initramfs compressions it can unpack; an
+    // image it cannot unpack would only fail at boot ("junk in compressed archive").
+    const char* option = compression == Compression::kZstd   ? "CONFIG_RD_ZSTD"
+                         : compression == Compression::kGzip ? "CONFIG_RD_GZIP"
+                                                             : nullptr;
+    if (option != nullptr && !c.kernel.config.empty() &&
+        KernelConfigValue(c.kernel, option) != "y")
+        return Err(c.kernel.config + ": kernel " + c.kernel.kver + " cannot unpack a " +
+                   CompressionName(compression) + " initramfs (" + option +
+                   " is not set); use compression = \"none\" or one it has");
     WriteOptions w;
     w.compression = compression;
     w.mtime = opts.mtime;

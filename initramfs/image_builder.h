@@ -12,6 +12,7 @@
 #include "initramfs/image_packages.h"
 #include "initramfs/image_tree.h"
 #include "initramfs/kernel_modules.h"
+#include "peinit/core/image_info.h"
 #include "peinit/core/plan.h"
 #include "peinit/core/result.h"
 
@@ -30,7 +31,15 @@ struct ShippedBinary {
 Result<std::vector<ShippedBinary>> LoadBinaryManifest(const std::string& path);
 
 struct BuildOptions {
+    // The kernel directory; for kernel = RELEASE or "running", the system root holding
+    // boot/vmlinuz-KVER and lib/modules/KVER ("/" on a real machine).
     std::string kernel_dir;
+    // The release for kernel = RELEASE or "running" (`--kver`); empty: the definition's
+    // release, or uname -r for "running". Refused for kernel = "peinit" / "debian".
+    std::string kver;
+    // Where modules_from = "host" reads the running machine (ROOT/proc/self/mountinfo,
+    // ROOT/sys); "/" but for tests.
+    std::string host_root = "/";
     std::vector<ShippedBinary> binaries;
     std::string sysroot = "/";  // where shared libraries are looked up
     int64_t mtime = 0;          // SOURCE_DATE_EPOCH
@@ -54,6 +63,8 @@ struct ImageContents {
     std::vector<std::string> units;  // image paths
     size_t services = 0;
     std::vector<std::string> warnings;  // not errors, but worth telling the user
+    ImageInfo info;                     // the provenance record shipped as /etc/peinit/image.json
+    std::vector<ModuleFile> module_set;  // the closure, with the rule that chose each module
     // Wall time of each build phase in seconds, in order (for `build --timing`).
     std::vector<std::pair<std::string, double>> timing;
 };
@@ -73,8 +84,16 @@ struct ImagePlan {
     Plan plan;
     KernelTree kernel;
     std::string tree_root;  // holds lib/modules (the staging directory with extra_modules)
+    // Every module the image ships (the build's module set), with the rule that chose it, and
+    // the module-set warnings (host devices the kernel has no driver for, ...).
+    std::vector<ModuleFile> module_set;
+    std::vector<std::string> warnings;
 };
-Result<ImagePlan> PlanImage(const ImageDefinition& def, const std::string& kernel_dir);
+Result<ImagePlan> PlanImage(const ImageDefinition& def, const BuildOptions& opts);
+
+// The release the definition's kernel names under `opts` (--kver, kernel = RELEASE, uname -r
+// for "running"); "" for kernel = "peinit" / "debian", whose directory names its release.
+Result<std::string> TargetRelease(const ImageDefinition& def, const BuildOptions& opts);
 
 // Fixed image locations (shared with peinit at boot).
 inline constexpr const char* kImageUnitsDir = "/etc/peinit/units";

@@ -13,7 +13,32 @@
 
 namespace peinit::image {
 
-const char* KernelKindName(KernelKind k) { return k == KernelKind::kPeinit ? "peinit" : "debian"; }
+const char* KernelKindName(KernelKind k) {
+    switch (k) {
+        case KernelKind::kPeinit: return "peinit";
+        case KernelKind::kDebian: return "debian";
+        case KernelKind::kRelease: return "release";
+        case KernelKind::kRunning: return "running";
+    }
+    return "?";
+}
+
+const char* ModuleModeName(ModuleMode m) {
+    switch (m) {
+        case ModuleMode::kUnits: return "units";
+        case ModuleMode::kHost: return "host";
+        case ModuleMode::kGeneric: return "generic";
+    }
+    return "?";
+}
+
+bool IsKernelRelease(const std::string& s) {
+    if (s.empty() || s.size() > 64 || s[0] < '0' || s[0] > '9') return false;
+    return std::all_of(s.begin(), s.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '.' || c == '_' || c == '+' || c == '~' || c == '-';
+    });
+}
 
 namespace {
 
@@ -281,13 +306,20 @@ class Parser {
                 if (auto s = String(v, key)) def.description = *s;
             } else if (key == "kernel") {
                 if (auto s = String(v, key)) {
-                    if (*s == "peinit")
+                    if (*s == "peinit") {
                         def.kernel = KernelKind::kPeinit;
-                    else if (*s == "debian")
+                    } else if (*s == "debian") {
                         def.kernel = KernelKind::kDebian;
-                    else {
-                        Fail(LineOf(v),
-                             "unknown kernel \"" + *s + "\" (expected \"peinit\" or \"debian\")");
+                    } else if (*s == "running") {
+                        def.kernel = KernelKind::kRunning;
+                    } else if (IsKernelRelease(*s)) {
+                        def.kernel = KernelKind::kRelease;
+                        def.kernel_release = *s;
+                    } else {
+                        Fail(LineOf(v), "unknown kernel \"" + *s +
+                                            "\" (expected \"peinit\", \"debian\", \"running\" "
+                                            "or an installed kernel's release such as "
+                                            "\"6.1.0-57-amd64\")");
                         continue;
                     }
                     have_kernel = true;
@@ -326,6 +358,19 @@ class Parser {
                     Fail(LineOf(v), "\"loose_modules\" must be a boolean");
             } else if (key == "modules") {
                 def.modules = StringList(v, key);
+            } else if (key == "modules_from") {
+                if (auto s = String(v, key)) {
+                    if (*s == "units")
+                        def.modules_from = ModuleMode::kUnits;
+                    else if (*s == "host")
+                        def.modules_from = ModuleMode::kHost;
+                    else if (*s == "generic")
+                        def.modules_from = ModuleMode::kGeneric;
+                    else
+                        Fail(LineOf(v), "unknown modules_from \"" + *s +
+                                            "\" (expected \"units\", \"host\" or \"generic\")");
+                    def.modules_from_line = LineOf(v);
+                }
             } else if (key == "files") {
                 ParseFiles(v, def);
             } else if (key == "boot") {
@@ -346,7 +391,9 @@ class Parser {
         }
         key_ = "kernel";
         if (!have_kernel && root.find("kernel") == root.end())
-            Fail(1, "missing required key \"kernel\" (\"peinit\" or \"debian\")");
+            Fail(1,
+                 "missing required key \"kernel\" (\"peinit\", \"debian\", \"running\" or a "
+                 "kernel release)");
         def.kernel_known = have_kernel;
     }
 

@@ -17,8 +17,22 @@
 
 namespace peinit::image {
 
-enum class KernelKind { kPeinit, kDebian };
+// `kernel`: our patched kernel (kernel/build), Debian's fixture (kernel/debian-kernel), an
+// installed kernel named by its release ("6.1.0-57-amd64": ROOT/boot/vmlinuz-KVER,
+// ROOT/lib/modules/KVER), or the running kernel's release (uname -r) installed the same way.
+enum class KernelKind { kPeinit, kDebian, kRelease, kRunning };
 const char* KernelKindName(KernelKind k);
+
+// True for a string that can be a kernel release (`uname -r`): starts with a digit, then
+// [A-Za-z0-9._+~-], at most 64 characters.
+bool IsKernelRelease(const std::string& s);
+
+// How the image's module set is chosen beyond the units (`modules_from`, initramfs/IMAGE.md):
+// kUnits: the units, `modules`, hive and command line only (the default); kHost: plus the drivers
+// this machine's root, console and keyboard use (host_modules.h); kGeneric: plus every storage
+// and file-system driver of the kernel, for images that must boot other machines.
+enum class ModuleMode { kUnits, kHost, kGeneric };
+const char* ModuleModeName(ModuleMode m);
 
 // A value together with the line of image.toml it came from, for later error messages.
 template <typename T>
@@ -57,7 +71,10 @@ struct ImageDefinition {
     std::string file;  // path of image.toml, as used in messages
     std::string description;
     KernelKind kernel = KernelKind::kPeinit;
+    std::string kernel_release;  // kRelease: the release named by `kernel`
     int kernel_line = 0;
+    ModuleMode modules_from = ModuleMode::kUnits;
+    int modules_from_line = 0;
     std::vector<Located<std::string>> unit_dirs;  // absolute host paths
     std::optional<Located<std::string>> hive;     // absolute host path
     std::string cmdline;

@@ -35,11 +35,14 @@ Result<std::vector<std::byte>> ReadHostFile(const std::string& path) {
     return out;
 }
 
+// Creates `path` with `mode` and its missing parents with 0755 (a key directory such as
+// /etc/peinit/keys/private must not close /etc/peinit to others).
 Result<void> MakeDirs(const std::string& path, mode_t mode) {
     for (size_t pos = 1; pos != std::string::npos;) {
         pos = path.find('/', pos + 1);
         std::string p = path.substr(0, pos);
-        if (::mkdir(p.c_str(), mode) != 0 && errno != EEXIST) return ErrnoErr("mkdir " + p);
+        if (::mkdir(p.c_str(), pos == std::string::npos ? mode : 0755) != 0 && errno != EEXIST)
+            return ErrnoErr("mkdir " + p);
     }
     return Ok();
 }

@@ -18,6 +18,13 @@ namespace peinit::image {
 struct UnitFile {
     std::string name;  // file name, shipped as /etc/peinit/units/NAME
     std::string host_path;
+    std::string generated_text;  // a unit the builder wrote (host_path empty)
+};
+
+// A unit the builder writes itself (modules_from = "host": host_modules.h HostUnit).
+struct GeneratedUnit {
+    std::string name;  // file name, "host-modules.toml"
+    std::string text;
 };
 
 // A service's program, which must be in the image.
@@ -38,8 +45,11 @@ struct UnitScan {
 // ships them into one directory), with the parser peinit uses (ParseUnits). Every problem is
 // appended to `problems` ("FILE:LINE: message"); the scan holds what the units without errors
 // load and run. Other files in the directories are an error too: peinit would ignore them.
+// `generated` units join the set (and collide with a unit file of the same name); their
+// modules are not in UnitScan::modules (the caller has them with the rule behind each).
 UnitScan ScanUnits(const std::vector<Located<std::string>>& dirs,
-                   std::vector<std::string>& problems);
+                   std::vector<std::string>& problems,
+                   const std::vector<GeneratedUnit>& generated = {});
 
 // Parses the hive; any problem (which would put peinit into the hardened fallback at boot) is
 // an error here, "FILE:LINE: message".

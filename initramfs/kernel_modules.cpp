@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -72,17 +73,35 @@ std::string Join(const std::vector<std::string>& v, std::string_view sep = "\n")
 
 }  // namespace
 
-Result<KernelTree> OpenKernelTree(const std::string& dir_in) {
-    std::string dir = dir_in;
-    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-    if (dir.empty()) return Err("no kernel directory given");
+std::string JoinPath(const std::string& dir, const std::string& rel) {
+    std::string out = (std::filesystem::path(dir) / rel).lexically_normal().string();
+    while (out.size() > 1 && out.back() == '/') out.pop_back();
+    return out;
+}
+
+Result<KernelTree> OpenKernelTree(const std::string& dir_in, const std::string& kver) {
+    if (dir_in.empty()) return Err("no kernel directory given");
+    std::string dir = JoinPath(dir_in, ".");
     if (!IsDir(dir)) return Err("kernel directory " + dir + " does not exist");
     KernelTree k;
     k.dir = dir;
     ModuleTreeLayout layout = PEINIT_TRY(ReadModuleTreeLayout(dir));
-    k.module_root = layout.root;
-    std::string lm = k.module_root + "/lib/modules";
-    if (layout.kver) {
+    k.module_root = JoinPath(layout.root, ".");
+    std::string lm = JoinPath(k.module_root, "lib/modules");
+    if (!kver.empty()) {
+        if (layout.kver && *layout.kver != kver)
+            return Err("kernel directory " + dir + " holds kernel " + *layout.kver + " (" +
+                       JoinPath(dir, "kver") + "), not " + kver);
+        k.kver = kver;
+        if (!IsDir(JoinPath(lm, kver))) {
+            std::vector<std::string> releases;
+            for (const auto& n : ListDir(lm))
+                if (IsDir(lm + "/" + n)) releases.push_back(n);
+            return Err("kernel " + kver + " is not installed in " + dir + ": " +
+                       JoinPath(lm, kver) + " does not exist (installed: " +
+                       (releases.empty() ? std::string("none") : Join(releases, ", ")) + ")");
+        }
+    } else if (layout.kver) {
         k.kver = *layout.kver;
     } else {
         std::vector<std::string> releases;
@@ -93,18 +112,32 @@ Result<KernelTree> OpenKernelTree(const std::string& dir_in) {
                        std::to_string(releases.size()) + " releases under " + lm);
         k.kver = releases[0];
     }
-    k.modules_dir = lm + "/" + k.kver;
+    k.modules_dir = JoinPath(lm, k.kver);
     if (!IsDir(k.modules_dir))
         return Err("kernel release " + k.kver + " has no modules tree: " + k.modules_dir +
                    " does not exist");
     if (!IsFile(k.modules_dir + "/modules.dep.bin"))
         return Err(k.modules_dir + " has no depmod indexes (modules.dep.bin); run depmod -b " +
                    k.module_root + " " + k.kver);
-    if (IsFile(dir + "/bzImage"))
-        k.image = dir + "/bzImage";
-    else if (IsFile(dir + "/boot/vmlinuz-" + k.kver))
-        k.image = dir + "/boot/vmlinuz-" + k.kver;
+    if (IsFile(JoinPath(dir, "bzImage")))
+        k.image = JoinPath(dir, "bzImage");
+    else if (IsFile(JoinPath(dir, "boot/vmlinuz-" + k.kver)))
+        k.image = JoinPath(dir, "boot/vmlinuz-" + k.kver);
+    if (IsFile(JoinPath(dir, "boot/config-" + k.kver)))
+        k.config = JoinPath(dir, "boot/config-" + k.kver);
+    else if (IsFile(JoinPath(dir, "config")))
+        k.config = JoinPath(dir, "config");
     return k;
+}
+
+std::string KernelConfigValue(const KernelTree& kernel, const std::string& option) {
+    if (kernel.config.empty()) return "";
+    std::ifstream in(kernel.config);
+    std::string line;
+    const std::string prefix = option + "=";
+    while (std::getline(in, line))
+        if (line.compare(0, prefix.size(), prefix) == 0) return line.substr(prefix.size());
+    return "";
 }
 
 namespace {
@@ -142,6 +175,27 @@ Result<void> CheckModuleParameters(const PlanEntry& e, const PlanInput& input) {
                "): the kernel would ignore it");
 }
 
+// Why a planned module is in the image: the origins of the requests that name it, else the
+// first module that depends on it ("dependency of bridge").
+std::vector<std::string> ChosenBy(const PlanEntry& e, const Plan& plan, const PlanInput& input) {
+    std::vector<std::string> out;
+    for (std::size_t r : e.direct) {
+        const std::string& origin = input.requests[r].origin.name;
+        if (std::find(out.begin(), out.end(), origin) == out.end()) out.push_back(origin);
+    }
+    if (!out.empty()) return out;
+    for (const PlanEntry& other : plan.entries) {
+        auto needs = [&](const std::vector<std::string>& deps) {
+            return std::find(deps.begin(), deps.end(), e.name) != deps.end();
+        };
+        if (needs(other.hard_deps) || needs(other.soft_pre) || needs(other.soft_post)) {
+            out.push_back("dependency of " + other.name);
+            break;
+        }
+    }
+    return out;
+}
+
 }  // namespace
 
 Result<ModuleClosure> ResolveModuleClosure(const KernelTree& kernel,
@@ -177,16 +231,17 @@ Result<ModuleClosure> ResolveModuleClosure(const KernelTree& kernel,
     if (!errors.empty()) return Err(Join(errors));
 
     ModuleClosure out;
-    const std::string prefix = kernel.modules_dir + "/";
+    const std::string prefix = JoinPath(kernel.modules_dir, ".") + "/";
     std::set<std::string> builtins;
     for (const PlanEntry& e : plan.entries) {
         if (e.status == ModuleStatus::kBuiltin) {
             builtins.insert(e.name);
         } else if (e.status == ModuleStatus::kLoad) {
-            if (e.path.compare(0, prefix.size(), prefix) != 0)
+            const std::string path = JoinPath(e.path, ".");
+            if (path.compare(0, prefix.size(), prefix) != 0)
                 return Err("module " + e.name + " resolves outside " + kernel.modules_dir + ": " +
                            e.path);
-            out.files.push_back({e.name, e.path.substr(prefix.size())});
+            out.files.push_back({e.name, path.substr(prefix.size()), ChosenBy(e, plan, input)});
         }
     }
     std::sort(out.files.begin(), out.files.end(),

@@ -3,9 +3,11 @@
 // The target kernel as the builder sees it (a directory holding the kernel image and its
 // modules tree) and the module closure shipped in the image.
 //
-// Two layouts are understood, the two our scripts produce:
+// Three layouts are understood, the two our scripts produce and an installed system's:
 //   kernel/build:          DIR/bzImage, DIR/kver, DIR/modroot/lib/modules/KVER/
 //   kernel/debian-kernel:  DIR/boot/vmlinuz-KVER, DIR/kver, DIR/lib/modules/KVER/
+//   installed (by release): ROOT/boot/vmlinuz-KVER, ROOT/boot/config-KVER,
+//                          ROOT/lib/modules/KVER/ (ROOT is / on a real machine)
 
 #include <memory>
 #include <string>
@@ -22,11 +24,21 @@ struct KernelTree {
     std::string module_root;  // the directory that holds lib/modules/KVER
     std::string modules_dir;  // module_root/lib/modules/KVER
     std::string image;        // bzImage / vmlinuz path; empty when the directory has none
+    std::string config;       // DIR/boot/config-KVER; empty when the directory has none
 };
 
 // Opens and checks a kernel directory: it exists, names one kernel release, and that
-// release's modules tree has depmod indexes (modules.dep.bin).
-Result<KernelTree> OpenKernelTree(const std::string& dir);
+// release's modules tree has depmod indexes (modules.dep.bin). With `kver` the release is
+// given (an installed kernel: DIR is a system root such as "/"); a kver file in DIR naming
+// another release is then an error. Paths are normalised ("/" + "lib/modules" is "/lib/modules").
+Result<KernelTree> OpenKernelTree(const std::string& dir, const std::string& kver = "");
+
+// The kernel's build configuration value of `option` ("CONFIG_RD_ZSTD") from kernel.config:
+// "y", "m", a value, or "" when it is not set or there is no config file.
+std::string KernelConfigValue(const KernelTree& kernel, const std::string& option);
+
+// `dir` + "/" + `rel`, lexically normalised, without a trailing slash.
+std::string JoinPath(const std::string& dir, const std::string& rel);
 
 // A module the image must be able to load, and who asked for it ("images/demo/image.toml:9",
 // "images/demo/units/net.toml:4"), for messages.
@@ -48,6 +60,10 @@ struct ModuleDeny {
 struct ModuleFile {
     std::string name;      // module name as the kernel knows it ("af_packet")
     std::string rel_path;  // path relative to modules_dir ("kernel/net/packet/af_packet.ko")
+    // Why it is in the image: the origins of the wants naming it ("units/net.toml:4",
+    // "host: root / on vda1 (ext4): virtio1 driver"), else "dependency of X" for the first
+    // module (in plan order) that needs it.
+    std::vector<std::string> chosen_by;
 };
 
 struct ModuleClosure {

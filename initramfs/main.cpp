@@ -59,8 +59,9 @@ else $PEINIT_IMAGE_BINARIES, else the one installed beside this program
 )";
 
 constexpr const char* kBuildUsage =
-    R"(usage: peinit-image build IMAGE -o OUT [--kernel-dir DIR] [--compression none|gzip|zstd]
-                          [--binaries MANIFEST] [--sysroot DIR] [--timing]
+    R"(usage: peinit-image build IMAGE -o OUT [--kernel-dir DIR] [--kver KVER]
+                          [--compression none|gzip|zstd] [--binaries MANIFEST]
+                          [--sysroot DIR] [--key-dir DIR] [--host-root DIR] [--timing]
 
 IMAGE is an image directory (holding image.toml) or the .toml file itself.
 Validates everything first (definition, units, hive, modules against the kernel's tree,
@@ -69,13 +70,26 @@ shared libraries) and writes nothing on error; OUT is replaced atomically.
   -o, --output OUT       the image file to write
   --kernel-dir DIR       kernel directory (kernel/build or kernel/debian-kernel output);
                          default: $PEINIT_KERNEL_DIR or $PEINIT_DEBIAN_KERNEL_DIR by the
-                         image's kernel, else the output of running that script
+                         image's kernel, else the output of running that script. For
+                         kernel = "RELEASE" or "running": a system root holding
+                         boot/vmlinuz-KVER and lib/modules/KVER (default: --sysroot, /)
+  --kver KVER            build for installed kernel KVER instead of the definition's
+                         kernel = "RELEASE" or "running" (what a kernel hook passes)
   --compression X        override the definition's compression
   --binaries MANIFEST    programs to ship, "IMAGE_PATH HOST_PATH required|optional" per
                          line, HOST_PATH relative to the manifest's directory unless absolute
                          (default: $PEINIT_IMAGE_BINARIES, else PREFIX/share/peinit/
                          binaries.manifest beside an installed peinit-image, else the build's)
-  --sysroot DIR          where shared libraries are looked up (default /)
+  --sysroot DIR          where shared libraries and installed kernels are looked up
+                         (default /)
+  --key-dir DIR          where the image signing key is kept when image.toml names no
+                         signing_key; generated there on first use (directory 0700, key
+                         0600), refused when group or others can access either. Default:
+                         $PEINIT_CACHE/image-keys when PEINIT_CACHE is set, else
+                         /etc/peinit/keys/private for an installed peinit-image run as root,
+                         else ~/.cache/peinit/image-keys
+  --host-root DIR        where modules_from = "host" reads this machine's
+                         proc/self/mountinfo and sys/ (default /; for tests)
   --timing               print the time each build phase took
 
 The output is byte-reproducible: entries are sorted and stamped with uid/gid 0 and
@@ -111,7 +125,8 @@ The guest console is this process's stdout; the exit status is QEMU's (124 on ti
 )";
 
 constexpr const char* kCheckUsage =
-    R"(usage: peinit-image check IMAGE [--kernel-dir DIR] [--binaries MANIFEST] [--sysroot DIR]
+    R"(usage: peinit-image check IMAGE [--kernel-dir DIR] [--kver KVER] [--binaries MANIFEST]
+                          [--sysroot DIR] [--key-dir DIR] [--host-root DIR]
 
 Runs every validation of `build` (definition, units, hive, command line, modules against the
 kernel's tree, programs, libraries, keys, packages, service programs) and writes nothing.
@@ -120,14 +135,20 @@ Options as for build. Exit status: 0 valid, 1 problems, 2 usage error.
 )";
 
 constexpr const char* kPlanUsage =
-    R"(usage: peinit-image plan IMAGE [--kernel-dir DIR] [--json | --compact]
+    R"(usage: peinit-image plan IMAGE [--kernel-dir DIR] [--kver KVER] [--sysroot DIR]
+                         [--host-root DIR] [--json | --compact]
 
 Prints the module plan the image's PID 1 would run at boot: its units' modules, then
 modules_load= of its cmdline, under the hive's Blacklist and modprobe.blacklist=, resolved
 against the kernel's tree with extra_modules added, in the forms of `peinit plan` (detailed,
 --json, or --compact: one line per load, "insmod PATH OPTIONS" / "builtin NAME").
+The detailed form then lists the image's module set (every module the image ships, by
+modules_from) with the rule that chose each one: FILE:LINE of the unit or image.toml entry
+naming it, "host: ..." (this machine's root, console, keyboard), "generic: ..." or
+"dependency of X". With modules_from = "host" the boot plan includes the generated unit
+host-modules, which loads the host set before the lock.
 What a deny list keeps out is a warning. Exit status: 0 every request resolves, 1 problems
-(the definition's, or requests that cannot load), 2 usage error.
+(the definition's, or requests that cannot load), 2 usage error. Options as for build.
 )";
 
 constexpr const char* kListUsage = R"(usage: peinit-image list FILE
@@ -176,9 +197,13 @@ std::string LastLine(const std::string& text) {
     return nl == std::string::npos ? s : s.substr(nl + 1);
 }
 
-// --kernel-dir, else the environment, else the kernel script's last output line.
-Result<std::string> ResolveKernelDir(KernelKind kind, const std::string& flag) {
+// --kernel-dir, else (an installed kernel by release) the system root, else the environment,
+// else the kernel script's last output line.
+Result<std::string> ResolveKernelDir(KernelKind kind, const std::string& flag,
+                                     const std::string& sysroot) {
     if (!flag.empty()) return flag;
+    if (kind == KernelKind::kRelease || kind == KernelKind::kRunning)
+        return sysroot.empty() ? std::string("/") : sysroot;
     const char* var =
         kind == KernelKind::kPeinit ? "PEINIT_KERNEL_DIR" : "PEINIT_DEBIAN_KERNEL_DIR";
     if (const char* v = std::getenv(var); v != nullptr && *v != '\0') return std::string(v);
@@ -195,15 +220,34 @@ Result<std::string> ResolveKernelDir(KernelKind kind, const std::string& flag) {
     return dir;
 }
 
-// The manifest of programs to ship when --binaries is not given (kMainUsage).
-std::string DefaultManifest() {
-    if (const char* env = std::getenv("PEINIT_IMAGE_BINARIES"); env != nullptr && *env != '\0')
-        return env;
+// PREFIX/share/peinit/binaries.manifest beside an installed peinit-image; "" when this
+// program runs from a build tree.
+std::string InstalledManifest() {
     std::error_code ec;
     auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
     auto installed = self.parent_path().parent_path() / "share/peinit/binaries.manifest";
     if (!ec && std::filesystem::exists(installed, ec)) return installed.string();
+    return "";
+}
+
+// The manifest of programs to ship when --binaries is not given (kMainUsage).
+std::string DefaultManifest() {
+    if (const char* env = std::getenv("PEINIT_IMAGE_BINARIES"); env != nullptr && *env != '\0')
+        return env;
+    if (std::string installed = InstalledManifest(); !installed.empty()) return installed;
     return std::string(PEINIT_IMAGE_BUILD_DIR) + "/binaries.manifest";
+}
+
+// The machine's key directory, for an installed peinit-image run by root (a system's image
+// generator); closed to group and others like the key in it.
+constexpr const char* kSystemKeyDir = "/etc/peinit/keys/private";
+
+// Where the image signing key is kept when the definition names none (kBuildUsage --key-dir).
+std::string DefaultKeyDir() {
+    if (const char* c = std::getenv("PEINIT_CACHE"); c != nullptr && *c != '\0')
+        return DefaultImageKeyDir();
+    if (::geteuid() == 0 && !InstalledManifest().empty()) return kSystemKeyDir;
+    return DefaultImageKeyDir();
 }
 
 struct BuildArgs {
@@ -213,8 +257,21 @@ struct BuildArgs {
     std::string compression;
     std::string manifest;
     std::string sysroot = "/";
+    std::string kver;
+    std::string key_dir;
+    std::string host_root = "/";
     bool timing = false;
 };
+
+// The options build, check and plan share (besides --binaries, which plan has not).
+void ReadSharedOptions(const args::Parsed& parsed, BuildArgs& a) {
+    a.kernel_dir = parsed.Value("--kernel-dir").value_or("");
+    a.manifest = parsed.Value("--binaries").value_or("");
+    a.sysroot = parsed.Value("--sysroot").value_or("/");
+    a.kver = parsed.Value("--kver").value_or("");
+    a.key_dir = parsed.Value("--key-dir").value_or("");
+    a.host_root = parsed.Value("--host-root").value_or("/");
+}
 
 std::string Mib(uint64_t bytes) {
     char buf[32];
@@ -227,7 +284,7 @@ std::string Mib(uint64_t bytes) {
 // everything else; a kernel that cannot be found is not opened.
 Result<void> ResolveBuildOptions(const BuildArgs& a, ImageDefinition& def, BuildOptions& opts) {
     if (def.kernel_known) {
-        if (auto dir = ResolveKernelDir(def.kernel, a.kernel_dir)) {
+        if (auto dir = ResolveKernelDir(def.kernel, a.kernel_dir, a.sysroot)) {
             opts.kernel_dir = *dir;
         } else {
             def.problems.push_back(dir.error().message());
@@ -239,6 +296,9 @@ Result<void> ResolveBuildOptions(const BuildArgs& a, ImageDefinition& def, Build
     else
         def.problems.push_back(b.error().message());
     opts.sysroot = a.sysroot;
+    opts.kver = a.kver;
+    opts.host_root = a.host_root;
+    opts.key_dir = a.key_dir.empty() ? DefaultKeyDir() : a.key_dir;
     opts.mtime = PEINIT_TRY(SourceDateEpoch());
     return Ok();
 }
@@ -305,16 +365,30 @@ std::optional<args::Parsed> ParseImageCommand(const std::string& command,
         return fail("--json and --compact exclude each other");
     }
     a.image = parsed->operands[0];
-    a.kernel_dir = parsed->Value("--kernel-dir").value_or("");
-    a.manifest = parsed->Value("--binaries").value_or("");
-    a.sysroot = parsed->Value("--sysroot").value_or("/");
+    ReadSharedOptions(*parsed, a);
     return parsed;
 }
 
+// The image's module set, one module a line with the rules that chose it.
+std::string RenderModuleSet(const std::vector<ModuleFile>& modules) {
+    std::size_t width = 0;
+    for (const auto& m : modules) width = std::max(width, m.name.size());
+    std::string out = "\nmodule set (" + std::to_string(modules.size()) +
+                      " modules shipped in the image package, and the rule that chose each):\n";
+    for (const auto& m : modules) {
+        // One line per rule, each with the module's name (grep finds every rule).
+        for (std::size_t i = 0; i < std::max<std::size_t>(m.chosen_by.size(), 1); ++i)
+            out += "  " + m.name + std::string(width - m.name.size() + 2, ' ') +
+                   (m.chosen_by.empty() ? std::string("?") : m.chosen_by[i]) + "\n";
+    }
+    return out;
+}
+
 int CmdCheck(const std::vector<std::string>& argv) {
-    static constexpr args::OptionSpec kSpec[] = {{"--kernel-dir", Arity::kValue},
-                                                 {"--binaries", Arity::kValue},
-                                                 {"--sysroot", Arity::kValue}};
+    static constexpr args::OptionSpec kSpec[] = {
+        {"--kernel-dir", Arity::kValue}, {"--binaries", Arity::kValue},
+        {"--sysroot", Arity::kValue},    {"--kver", Arity::kValue},
+        {"--key-dir", Arity::kValue},    {"--host-root", Arity::kValue}};
     BuildArgs a;
     int exit = 0;
     if (!ParseImageCommand("check", argv, kSpec, kCheckUsage, a, exit)) return exit;
@@ -337,21 +411,25 @@ int CmdCheck(const std::vector<std::string>& argv) {
 
 int CmdPlan(const std::vector<std::string>& argv) {
     static constexpr args::OptionSpec kSpec[] = {
-        {"--kernel-dir", Arity::kValue}, {"--json"}, {"--compact"}};
+        {"--kernel-dir", Arity::kValue}, {"--kver", Arity::kValue},
+        {"--sysroot", Arity::kValue},    {"--host-root", Arity::kValue},
+        {"--json"},                      {"--compact"}};
     BuildArgs a;
     int exit = 0;
     auto parsed = ParseImageCommand("plan", argv, kSpec, kPlanUsage, a, exit);
     if (!parsed) return exit;
     auto planned = [&]() -> Result<ImagePlan> {
         ImageDefinition def = PEINIT_TRY(ReadImageDefinition(a.image));
-        std::string kernel_dir;
+        BuildOptions opts;
         if (def.kernel_known) {
-            if (auto dir = ResolveKernelDir(def.kernel, a.kernel_dir))
-                kernel_dir = *dir;
+            if (auto dir = ResolveKernelDir(def.kernel, a.kernel_dir, a.sysroot))
+                opts.kernel_dir = *dir;
             else
                 def.problems.push_back(dir.error().message());
         }
-        return PlanImage(def, kernel_dir);
+        opts.kver = a.kver;
+        opts.host_root = a.host_root;
+        return PlanImage(def, opts);
     }();
     if (!planned) {
         std::cerr << "peinit-image: " << planned.error().message() << "\n";
@@ -361,6 +439,9 @@ int CmdPlan(const std::vector<std::string>& argv) {
     std::cout << (parsed->Has("--json")      ? RenderPlanJson(planned->plan, view)
                   : parsed->Has("--compact") ? RenderPlanCompact(planned->plan, view)
                                              : RenderPlanText(planned->plan, view));
+    if (!parsed->Has("--json") && !parsed->Has("--compact"))
+        std::cout << RenderModuleSet(planned->module_set);
+    for (const auto& w : planned->warnings) std::cerr << "peinit-image: warning: " << w << "\n";
     return planned->plan.ok() ? 0 : 1;
 }
 
@@ -368,7 +449,9 @@ int CmdBuild(const std::vector<std::string>& argv) {
     static constexpr args::OptionSpec kSpec[] = {
         {"--output", Arity::kValue, 'o'}, {"--kernel-dir", Arity::kValue},
         {"--compression", Arity::kValue}, {"--binaries", Arity::kValue},
-        {"--sysroot", Arity::kValue},     {"--timing"},
+        {"--sysroot", Arity::kValue},     {"--kver", Arity::kValue},
+        {"--key-dir", Arity::kValue},     {"--host-root", Arity::kValue},
+        {"--timing"},
     };
     int exit = 0;
     auto parsed = ParseCommand("build", argv, kSpec, kBuildUsage, exit);
@@ -382,10 +465,8 @@ int CmdBuild(const std::vector<std::string>& argv) {
     BuildArgs a;
     a.image = parsed->operands[0];
     a.output = *parsed->Value("--output");
-    a.kernel_dir = parsed->Value("--kernel-dir").value_or("");
+    ReadSharedOptions(*parsed, a);
     a.compression = parsed->Value("--compression").value_or("");
-    a.manifest = parsed->Value("--binaries").value_or("");
-    a.sysroot = parsed->Value("--sysroot").value_or("/");
     a.timing = parsed->Has("--timing");
     if (!a.compression.empty()) {
         if (auto c = ParseCompression(a.compression); !c) return usage(c.error().message());

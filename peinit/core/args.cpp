@@ -134,7 +134,9 @@ int UsageError(std::string_view prog, std::string_view message, std::string_view
 }
 
 std::string VersionText(std::string_view tool) {
-    return std::string(tool) + " (peinit) " + PEINIT_VERSION + "\n";
+    return std::string(tool) + " (peinit) " + Version() + "\n";
 }
+
+std::string Version() { return PEINIT_VERSION; }
 
 }  // namespace peinit::args

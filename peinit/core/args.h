@@ -92,5 +92,7 @@ int UsageError(std::string_view prog, std::string_view message, std::string_view
 
 // "TOOL (peinit) VERSION\n", the project's version from CMake's project(VERSION).
 std::string VersionText(std::string_view tool);
+// The project's version alone ("0.3.0").
+std::string Version();
 
 }  // namespace peinit::args

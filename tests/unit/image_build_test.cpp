@@ -22,6 +22,7 @@
 #include "initramfs/image_definition.h"
 #include "initramfs/image_tree.h"
 #include "initramfs/image_units.h"
+#include "image_tool.h"
 #include "peinit/sys/kmod.h"
 #include "peinit/sys/package.h"
 #include "peinit/sys/package_crypto.h"
@@ -547,7 +548,7 @@ TEST_F(ImageBuildTest, MissingKernelDirFails) {
     auto r = BuildImage(def, opts, Compression::kZstd, out_ + "/x.cpio");
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().message(), kFixtures +
-                                       "/small/image.toml: kernel \"debian\": kernel "
+                                       "/small/image.toml:2: kernel \"debian\": kernel "
                                        "directory " +
                                        out_ + "/no-kernel does not exist");
     EXPECT_TRUE(ListDir(out_).empty());
@@ -565,7 +566,7 @@ TEST_F(ImageBuildTest, MissingKernelReleaseFails) {
     ImageDefinition def = Load("small");
     ExpectFailsCleanly(def, opts, o,
                        kFixtures +
-                           "/small/image.toml: kernel \"debian\": kernel release "
+                           "/small/image.toml:2: kernel \"debian\": kernel release "
                            "6.1.0-nonexistent has no modules tree: " +
                            k + "/lib/modules/6.1.0-nonexistent does not exist");
 }
@@ -659,24 +660,6 @@ TEST_F(ImageBuildTest, ConflictingPathsFail) {
 }
 
 // --- the tool --------------------------------------------------------------------------------
-
-struct ToolRun {
-    int status = -1;
-    std::string output;  // stdout + stderr
-};
-
-ToolRun Tool(const std::string& args, const std::string& env = "") {
-    ToolRun r;
-    std::string cmd = env + " '" + std::string(PEINIT_IMAGE_TOOL) + "' " + args + " 2>&1";
-    FILE* f = ::popen(cmd.c_str(), "r");
-    if (f == nullptr) return r;
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) r.output.append(buf, n);
-    int st = ::pclose(f);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
-}
 
 // Issue 16 acceptance: one image definition with twelve independent mistakes, across the
 // definition (bad value, unknown key, three in one [[files]] entry, a syntax error in [boot]),

@@ -109,12 +109,53 @@ TEST_F(ImageDefinitionTest, UnknownKey) {
 
 TEST_F(ImageDefinitionTest, MissingKernel) {
     EXPECT_EQ(ErrorOf("units = [\"units\"]\n"),
-              "img/image.toml:1: missing required key \"kernel\" (\"peinit\" or \"debian\")");
+              "img/image.toml:1: missing required key \"kernel\" (\"peinit\", \"debian\", "
+              "\"running\" or a kernel release)");
 }
 
 TEST_F(ImageDefinitionTest, BadKernel) {
     EXPECT_EQ(ErrorOf("\nkernel = \"ubuntu\"\n"),
-              "img/image.toml:2: unknown kernel \"ubuntu\" (expected \"peinit\" or \"debian\")");
+              "img/image.toml:2: unknown kernel \"ubuntu\" (expected \"peinit\", \"debian\", "
+              "\"running\" or an installed kernel's release such as \"6.1.0-57-amd64\")");
+    EXPECT_EQ(ErrorOf("kernel = \"6.1.0 57\"\n"),
+              "img/image.toml:1: unknown kernel \"6.1.0 57\" (expected \"peinit\", \"debian\", "
+              "\"running\" or an installed kernel's release such as \"6.1.0-57-amd64\")");
+}
+
+// An installed kernel by release (issue 22), or the running one; the release is kept for the
+// builder, which finds ROOT/boot/vmlinuz-KVER and ROOT/lib/modules/KVER.
+TEST_F(ImageDefinitionTest, KernelByRelease) {
+    auto def = Parse("kernel = \"6.1.0-57-amd64\"\n");
+    ASSERT_TRUE(def) << def.error().message();
+    EXPECT_EQ(def->kernel, KernelKind::kRelease);
+    EXPECT_EQ(def->kernel_release, "6.1.0-57-amd64");
+    EXPECT_EQ(def->kernel_line, 1);
+    auto running = Parse("kernel = \"running\"\n");
+    ASSERT_TRUE(running) << running.error().message();
+    EXPECT_EQ(running->kernel, KernelKind::kRunning);
+    EXPECT_TRUE(running->kernel_release.empty());
+    auto debian = Parse("kernel = \"debian\"\n");
+    ASSERT_TRUE(debian);
+    EXPECT_EQ(debian->kernel, KernelKind::kDebian);
+}
+
+TEST_F(ImageDefinitionTest, ModulesFrom) {
+    auto def = Parse("kernel = \"debian\"\n");
+    ASSERT_TRUE(def);
+    EXPECT_EQ(def->modules_from, ModuleMode::kUnits);
+    for (auto [text, mode] : {std::pair{"units", ModuleMode::kUnits},
+                              std::pair{"host", ModuleMode::kHost},
+                              std::pair{"generic", ModuleMode::kGeneric}}) {
+        auto d = Parse(std::string("kernel = \"debian\"\nmodules_from = \"") + text + "\"\n");
+        ASSERT_TRUE(d) << d.error().message();
+        EXPECT_EQ(d->modules_from, mode) << text;
+        EXPECT_EQ(d->modules_from_line, 2);
+    }
+    EXPECT_EQ(ErrorOf("kernel = \"debian\"\nmodules_from = \"all\"\n"),
+              "img/image.toml:2: unknown modules_from \"all\" (expected \"units\", \"host\" or "
+              "\"generic\")");
+    EXPECT_EQ(ErrorOf("kernel = \"debian\"\nmodules_from = 1\n"),
+              "img/image.toml:2: \"modules_from\" must be a string");
 }
 
 TEST_F(ImageDefinitionTest, BadCompression) {
