@@ -16,7 +16,10 @@ Three parts, each side by side in one run:
              systemd, root=UUID=): guest time from `Run /init` to systemd's first line and to
              the lock, peinit's image vs Debian's own initramfs-tools image (mkinitramfs,
              default MODULES=most) of the same kernel and disk.
-Prints tables and writes every figure as JSON.
+Prints tables and writes every figure as JSON. Exits 1, each reason on stderr and in the JSON's
+"failures", when a figure is not a measurement: a boot of a mode that does not load exactly the
+closure, a boot whose record is missing or unreadable, fewer load syscalls than modules loaded
+(where the kernel counts them), a ratio whose operand is absent or zero.
 """
 import argparse
 import hashlib
