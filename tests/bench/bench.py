@@ -205,15 +205,17 @@ def parse_probe(text):
     """One probe's record (bench_probe.c): its "BENCH key=value" lines, the "BENCH_RECORD" lines
     (peinit's /run/peinit/modules.json) and "BENCH done". The one reader of a probe's output:
     today the probe writes to the serial console, amid the kernel's messages, which may cut a
-    record line (a printk glued to it; the next line ends it)."""
+    record line: a printk or one of PID 1's own "peinit: " lines glued into it, the record
+    line's rest on the next line."""
     fig = {"loop_errors": []}
     record_lines = []
-    cut = False  # the last record line was cut by a kernel message; this line ends it
+    cut = False  # the last record line was cut by another writer's line; this line ends it
     for line in text.splitlines():
-        if cut:
+        if cut and "BENCH_RECORD " not in line:
             record_lines[-1] += line
             cut = False
             continue
+        cut = False
         m = re.search(r"BENCH (\w+)=(\S+)", line)
         if m:
             if m.group(1) == "loop_error":
@@ -223,7 +225,7 @@ def parse_probe(text):
         i = line.find("BENCH_RECORD ")
         if i >= 0:
             rest = line[i + len("BENCH_RECORD "):]
-            k = re.search(r"\[\s*\d+\.\d+\] ", rest)  # printk on the same console
+            k = re.search(r"\[\s*\d+\.\d+\] |peinit: ", rest)  # printk, PID 1's log
             if k:
                 rest, cut = rest[:k.start()], True
             record_lines.append(rest)

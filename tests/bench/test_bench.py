@@ -76,6 +76,26 @@ class ParseProbeTest(unittest.TestCase):
         self.assertEqual(f["span_ms"], 1.5)
         self.assertEqual(f["phase_first_load_ms"], 50)
 
+    def test_record_cut_by_a_line_of_pid1(self):
+        # As seen on the console (slow/peinit-w1): PID 1's line between the probe's
+        # "BENCH_RECORD    " and the rest of that record line.
+        rec = record(modules=2).splitlines()
+        i = next(n for n, line in enumerate(rec) if line.endswith(" }") or line.endswith(" },"))
+        indent = rec[i][len("BENCH_RECORD "):-2]
+        rec[i:i + 1] = ["BENCH_RECORD " + indent + "peinit: supervising rss_kib=1200 "
+                        "(library pages released: 8768 KiB)", rec[i][len("BENCH_RECORD ") +
+                                                                    len(indent):]]
+        f = bench.parse_probe("\n".join(rec) + "\nBENCH done\n")
+        self.assertNotIn("record_error", f)
+        self.assertEqual(f["span_ms"], 1.5)
+
+    def test_cut_record_line_ended_by_its_own_newline(self):
+        # The glued line ends the record line: the next record line is not its rest.
+        rec = record(modules=2).splitlines()
+        rec[3] += "[   3.141592] audit: something"
+        f = bench.parse_probe("\n".join(rec) + "\nBENCH done\n")
+        self.assertNotIn("record_error", f)
+
     def test_unreadable_record_is_named(self):
         f = bench.parse_probe("BENCH_RECORD {\"modules\": [\nBENCH done\n")
         self.assertTrue(f["record"])
