@@ -405,7 +405,7 @@ def summarize(name, meta, boots, closure, traced):
     modules every mode must load, `traced`: load syscalls are counted. A boot with a problem
     (boot_problems) is a failure and none of its figures enter the medians; a ratio whose
     operands are not both medians of such measurements is a failure and None. Load syscalls
-    beyond one per module loaded (and per failure) are duplicates, listed in "warnings"."""
+    beyond one per module loaded are duplicates, listed in "warnings" (not a failure)."""
     failures = []
     out = dict(meta, closure=closure, modes={}, warnings=[])
     for mode, figs in boots.items():
