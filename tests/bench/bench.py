@@ -16,7 +16,10 @@ Three parts, each side by side in one run:
              systemd, root=UUID=): guest time from `Run /init` to systemd's first line and to
              the lock, peinit's image vs Debian's own initramfs-tools image (mkinitramfs,
              default MODULES=most) of the same kernel and disk.
-Prints tables and writes every figure as JSON.
+Prints tables and writes every figure as JSON. Exits 1, each reason on stderr and in the JSON's
+"failures", when a figure is not a measurement: a boot of a mode that does not load exactly the
+closure, a boot whose record is missing or unreadable, fewer load syscalls than modules loaded
+(where the kernel counts them), a ratio whose operand is absent or zero.
 """
 import argparse
 import hashlib
@@ -93,8 +96,19 @@ def toml_list(items):
     return "[" + ", ".join(json.dumps(i) for i in items) + "]"
 
 
-def write_image(dir_, w, mode, order_file=None, loose=True, probe=True, levels_file=None):
-    """Writes an image definition for workload `w` in `mode` into dir_."""
+def probe_privileges(mode, traced):
+    """What the probe's unit grants it (units/SCHEMA.md; R-28: a service holds neither privilege
+    unless its unit grants it): SeLoadDriverPrivilege (CAP_SYS_MODULE) in the modes that load
+    the modules themselves, SeTcbPrivilege (CAP_SYS_ADMIN) to mount tracefs when the kernel
+    counts the load syscalls (`traced`). The images never lock (LockAfterBoot = false)."""
+    privileges = [] if mode.startswith("peinit") else ["SeLoadDriverPrivilege"]
+    return privileges + (["SeTcbPrivilege"] if traced else [])
+
+
+def write_image(dir_, w, mode, order_file=None, loose=True, probe=True, levels_file=None,
+                traced=None):
+    """Writes an image definition for workload `w` in `mode` into dir_. `traced`: whether the
+    boot's kernel command line counts load syscalls (default: the workload's own)."""
     os.makedirs(os.path.join(dir_, "units"), exist_ok=True)
     with open(os.path.join(dir_, "hive.toml"), "w") as f:
         # Every mode the same: no lock (modprobe and the loop run after the stages), and demand
@@ -111,8 +125,11 @@ def write_image(dir_, w, mode, order_file=None, loose=True, probe=True, levels_f
     else:
         exec_ = ["/usr/bin/bench_probe", "loop", "/etc/bench/order"]
     if probe:
+        privileges = probe_privileges(mode, TRACE in w.append if traced is None else traced)
         units += ('[[service]]\nname = "bench-probe"\nexec = %s\nexit_action = "poweroff"\n'
                   % toml_list(exec_))
+        if privileges:
+            units += "privileges = %s\n" % toml_list(privileges)
     with open(os.path.join(dir_, "units", "bench.toml"), "w") as f:
         f.write('description = "benchmark: %s, %s"\n\n' % (w.name, mode) + units)
     files = [("@BUILD@/tests/bench/bench_probe", "/usr/bin/bench_probe"),
@@ -184,30 +201,36 @@ def load_order(w, work):
     return order, levels, len(paths), max(level.values())
 
 
-def parse_boot(output):
-    fig = {}
+def parse_probe(text):
+    """One probe's record (bench_probe.c): its "BENCH key=value" lines, the "BENCH_RECORD" lines
+    (peinit's /run/peinit/modules.json) and "BENCH done". The one reader of a probe's output:
+    today the probe writes to the serial console, amid the kernel's messages, which may cut a
+    record line: a printk or one of PID 1's own "peinit: " lines glued into it, the record
+    line's rest on the next line."""
+    fig = {"loop_errors": []}
     record_lines = []
-    cut = False  # the last record line was cut by a kernel message; this line ends it
-    for line in output.splitlines():
-        if cut:
+    cut = False  # the last record line was cut by another writer's line; this line ends it
+    for line in text.splitlines():
+        if cut and "BENCH_RECORD " not in line:
             record_lines[-1] += line
             cut = False
             continue
+        cut = False
         m = re.search(r"BENCH (\w+)=(\S+)", line)
         if m:
-            fig[m.group(1)] = m.group(2)
+            if m.group(1) == "loop_error":
+                fig["loop_errors"].append(m.group(2))
+            else:
+                fig[m.group(1)] = m.group(2)
         i = line.find("BENCH_RECORD ")
         if i >= 0:
             rest = line[i + len("BENCH_RECORD "):]
-            k = re.search(r"\[\s*\d+\.\d+\] ", rest)  # printk on the same console
+            k = re.search(r"\[\s*\d+\.\d+\] |peinit: ", rest)  # printk, PID 1's log
             if k:
                 rest, cut = rest[:k.start()], True
             record_lines.append(rest)
-        m = re.search(r"modules done ok=(\d+) failed=(\d+) .*?\bms=(\d+) workers=(\d+)", line)
-        if m:
-            fig.update(stage_ok=int(m.group(1)), stage_failed=int(m.group(2)),
-                       stage_ms=int(m.group(3)), workers=int(m.group(4)))
-    fig["done"] = re.search(r"^BENCH done\r?$", output, re.M) is not None
+    fig["done"] = re.search(r"^BENCH done\r?$", text, re.M) is not None
+    fig["record"] = bool(record_lines)
     if record_lines:
         try:
             rec = json.loads("\n".join(record_lines))
@@ -220,8 +243,18 @@ def parse_boot(output):
                                         if m["status"] == "already-loaded")
             for k, v in rec.get("phases", {}).items():
                 fig["phase_" + k] = v
-        except (ValueError, KeyError) as e:
-            fig["record_error"] = str(e)
+        except (ValueError, KeyError, TypeError) as e:
+            fig["record_error"] = "%s: %s" % (type(e).__name__, e)
+    return fig
+
+
+def parse_boot(console):
+    """A boot's figures: the probe's record (parse_probe) and peinit's own `modules done` line."""
+    fig = parse_probe(console)
+    m = re.search(r"modules done ok=(\d+) failed=(\d+) .*?\bms=(\d+) workers=(\d+)", console)
+    if m:
+        fig.update(stage_ok=int(m.group(1)), stage_failed=int(m.group(2)),
+                   stage_ms=int(m.group(3)), workers=int(m.group(4)))
     return fig
 
 
@@ -261,19 +294,29 @@ def bench_modules(args, work, results):
                 fig = parse_boot(p.stdout)
                 fig["boot_s"] = round(wall, 2)
                 fig["exit"] = p.returncode
-                with open(os.path.join(wdir, "%s-%d.log" % (mode, i + 1)), "w") as f:
+                boot_log = os.path.join(wdir, "%s-%d.log" % (mode, i + 1))
+                with open(boot_log, "w") as f:
                     f.write(p.stdout + p.stderr)
-                if not fig["done"] or p.returncode != 0:
-                    log("%s/%s boot %d did not finish (exit %d); log in %s" %
-                        (w.name, mode, i + 1, p.returncode, wdir))
                 boots[mode].append(fig)
-                log("%s/%s boot %d: %s" % (w.name, mode, i + 1, summary_of(mode, fig)))
-        results["modules"][w.name] = summarize(w, boots, n_order)
-        results["modules"][w.name]["levels"] = n_levels
+                problems = boot_problems(mode, fig, n_order, TRACE in w.append)
+                log("%s/%s boot %d: %s%s" % (w.name, mode, i + 1, summary_of(mode, fig),
+                                              "; " + "; ".join(problems + ["log " + boot_log])
+                                              if problems else ""))
+        meta = {"kernel": w.kernel, "kernel_release": w.kver, "modules": w.modules,
+                "levels": n_levels}
+        out, failures = summarize(w.name, meta, boots, n_order, TRACE in w.append)
+        results["modules"][w.name] = out
+        results["failures"] += failures
 
 
 def load_ms(mode, fig):
     return num(fig.get("stage_ms")) if mode.startswith("peinit") else num(fig.get("load_ms"))
+
+
+def load_syscalls(fig):
+    """init_module + finit_module calls the kernel saw, or None when not counted."""
+    a, b = num(fig.get("init_module_calls")), num(fig.get("finit_module_calls"))
+    return int(a + b) if a is not None and b is not None else None
 
 
 def summary_of(mode, fig):
@@ -286,63 +329,173 @@ def summary_of(mode, fig):
     return ", ".join(parts)
 
 
-def summarize(w, boots, n_order):
-    out = {"kernel": w.kernel, "kernel_release": w.kver, "modules": w.modules,
-           "closure": n_order, "modes": {}}
+CAP_SYS_MODULE = 16
+
+
+def boot_problems(mode, fig, closure, traced):
+    """Why one boot's figures are not a measurement of `mode` loading the `closure` modules
+    (empty: they are). `fig`: parse_boot's figures with the boot's "exit" status; `traced`: the
+    kernel counts load syscalls, so there must be at least one per module loaded."""
+    problems = []
+    if fig.get("exit", 0) != 0:
+        problems.append("peinit-image boot exited %s" % fig["exit"])
+    if not fig.get("done"):
+        return problems + ["the probe's record is missing (no \"BENCH done\")"]
+    peinit = mode.startswith("peinit")
+    if peinit:
+        if fig.get("stage_ms") is None:
+            problems.append("no \"modules done\" line from peinit")
+        if not fig.get("record"):
+            problems.append("no modules.json in the probe's record")
+        elif "record_error" in fig:
+            problems.append("modules.json in the probe's record is unreadable (%s)"
+                            % fig["record_error"])
+        if fig.get("stage_failed"):
+            problems.append("%d modules failed in peinit's stage" % fig["stage_failed"])
+    else:
+        if num(fig.get("load_ms")) is None:
+            problems.append("no load_ms in the probe's record")
+        failed = num(fig.get("load_failed"))
+        if failed is None:
+            problems.append("no load_failed in the probe's record")
+        elif failed:
+            errors = fig.get("loop_errors", [])
+            problems.append("the loads failed (%s)" % (
+                "%d errors, first %s" % (len(errors), errors[0]) if errors
+                else "modprobe exited non-zero"))
+    loaded = num(fig.get("proc_modules"))
+    if loaded is None:
+        problems.append("no proc_modules in the probe's record")
+    elif loaded != closure:
+        why = ""
+        cap = fig.get("cap_eff")
+        if not peinit and cap is not None:
+            try:
+                if not int(cap, 16) >> CAP_SYS_MODULE & 1:
+                    why = " (the probe lacks CAP_SYS_MODULE: its unit must grant "
+                    why += "SeLoadDriverPrivilege)"
+            except ValueError:
+                pass
+        problems.append("%d modules loaded, the closure has %d%s" % (loaded, closure, why))
+    if traced:
+        calls = load_syscalls(fig)
+        if calls is None:
+            problems.append("load syscalls not counted (%s)"
+                            % fig.get("load_syscalls_error", "no count in the record"))
+        elif loaded is not None and calls < loaded:
+            problems.append("%d load syscalls for %d modules loaded" % (calls, loaded))
+    return problems
+
+
+def ratio(name, numerator, denominator, failures, digits=2):
+    """numerator / denominator, each (label, value), rounded; None and a failure naming the
+    operand when either is not a measurement (None) or the denominator is not positive."""
+    for role, (label, value) in (("numerator", numerator), ("denominator", denominator)):
+        if value is None or (role == "denominator" and value <= 0):
+            failures.append("ratio %s not computed: its %s (%s) is %s" % (
+                name, role, label, "not a measurement" if value is None else value))
+            return None
+    return round(numerator[1] / denominator[1], digits)
+
+
+def summarize(name, meta, boots, closure, traced):
+    """The module stage of one workload from its boots' figures: (summary, failures).
+
+    `boots`: mode -> [parse_boot figures with "exit" and "boot_s"], `closure`: the number of
+    modules every mode must load, `traced`: load syscalls are counted. A boot with a problem
+    (boot_problems) is a failure and none of its figures enter the medians; a ratio whose
+    operands are not both medians of such measurements is a failure and None. Load syscalls
+    beyond one per module loaded are duplicates, listed in "warnings" (not a failure)."""
+    failures = []
+    out = dict(meta, closure=closure, modes={}, warnings=[])
     for mode, figs in boots.items():
-        ok = [f for f in figs if f["done"] and f["exit"] == 0]
-        loaded = [int(f["proc_modules"]) for f in ok if "proc_modules" in f]
-        calls = []
+        ok = []
+        if not figs:
+            failures.append("%s/%s: no boot" % (name, mode))
+        for i, f in enumerate(figs, 1):
+            problems = boot_problems(mode, f, closure, traced)
+            failures += ["%s/%s boot %d: %s" % (name, mode, i, p) for p in problems]
+            if not problems:
+                ok.append(f)
+        calls, dups = [], []
         for f in ok:
-            a, b = num(f.get("init_module_calls")), num(f.get("finit_module_calls"))
-            if a is not None and b is not None:
-                calls.append(int(a + b))
-        failed = [int(f.get("stage_failed", f.get("load_failed", 0))) for f in ok]
-        # Load syscalls the kernel saw beyond one per module that ended up loaded (and one per
-        # failure): duplicates. Counted from the kernel's tracepoints where it has them.
-        dups = [c - l - fl for c, l, fl in zip(calls, loaded, failed)] if calls else []
+            c = load_syscalls(f)
+            if c is not None:
+                calls.append(c)
+                dups.append(c - int(num(f["proc_modules"])))
+        if any(dups):
+            out["warnings"].append("%s/%s: duplicate load syscalls %s" % (
+                name, mode, ",".join(map(str, dups))))
         out["modes"][mode] = {
             "boots": len(figs), "completed": len(ok),
             "load_ms": [load_ms(mode, f) for f in ok],
             "load_ms_median": median([load_ms(mode, f) for f in ok]),
             "span_ms_median": median([f.get("span_ms") for f in ok]),
             "workers": median([f.get("workers") for f in ok]),
-            "proc_modules": sorted(set(loaded)),
-            "failed": sum(failed),
+            # What every boot that reported it loaded, measurement or not: a table showing 0
+            # beside n/a says why.
+            "proc_modules": sorted({int(num(f["proc_modules"])) for f in figs
+                                    if num(f.get("proc_modules")) is not None}),
             "load_syscalls": calls,
             "duplicate_load_syscalls": dups,
             "already_loaded": [f.get("already_loaded") for f in ok if "already_loaded" in f],
             "pid1_rss_kb_median": median([num(f.get("pid1_rss_kb")) for f in ok]),
             "pid1_hwm_kb_median": median([num(f.get("pid1_hwm_kb")) for f in ok]),
             "pid1_threads": sorted({int(f["pid1_threads"]) for f in ok if "pid1_threads" in f}),
-            "boot_s_median": median([f["boot_s"] for f in figs]),
+            "boot_s_median": median([f.get("boot_s") for f in figs]),
         }
         for k in ("packages_ms", "plan_ms", "hash_ms", "first_load_ms", "loads_ms"):
             out["modes"][mode]["phase_%s_median" % k] = median(
                 [num(f.get("phase_" + k)) for f in ok])
     m = out["modes"]
 
-    def ratio(a, b):
-        x = m.get(a, {}).get("load_ms_median")
-        y = m.get(b, {}).get("load_ms_median")
-        return round(x / y, 2) if x and y else None
+    def operand(mode, key="load_ms_median"):
+        return ("%s %s" % (mode, key), m.get(mode, {}).get(key))
 
-    out["ratios"] = {
-        "peinit/modprobe": ratio("peinit", "modprobe"),
-        "peinit/loop": ratio("peinit", "loop"),
-        "peinit-w1/modprobe": ratio("peinit-w1", "modprobe"),
-        "peinit/peinit-w1": ratio("peinit", "peinit-w1"),
-        "modprobe/loop": ratio("modprobe", "loop"),
-    }
-    sp, lp = m.get("peinit", {}).get("span_ms_median"), m.get("loop", {}).get("load_ms_median")
-    out["ratios"]["peinit load span/loop"] = round(sp / lp, 2) if sp and lp else None
-    lv = m.get("levels", {}).get("load_ms_median")
-    out["ratios"]["peinit load span/levels"] = round(sp / lv, 2) if sp and lv else None
-    out["ratios"]["levels/loop"] = ratio("levels", "loop")
-    pre, st = (m.get("peinit", {}).get("phase_first_load_ms_median"),
-               m.get("peinit", {}).get("load_ms_median"))
-    out["ratios"]["peinit before first load/stage"] = round(pre / st, 2) if pre is not None and st else None
-    return out
+    ratios = {"peinit/modprobe": ("peinit", "modprobe"), "peinit/loop": ("peinit", "loop"),
+              "peinit-w1/modprobe": ("peinit-w1", "modprobe"),
+              "peinit/peinit-w1": ("peinit", "peinit-w1"), "modprobe/loop": ("modprobe", "loop")}
+    out["ratios"] = {k: ratio("%s %s" % (name, k), operand(a), operand(b), failures)
+                     for k, (a, b) in ratios.items()}
+    span = operand("peinit", "span_ms_median")
+    out["ratios"]["peinit load span/loop"] = ratio(name + " peinit load span/loop", span,
+                                                   operand("loop"), failures)
+    out["ratios"]["peinit load span/levels"] = ratio(name + " peinit load span/levels", span,
+                                                     operand("levels"), failures)
+    out["ratios"]["levels/loop"] = ratio(name + " levels/loop", operand("levels"),
+                                         operand("loop"), failures)
+    out["ratios"]["peinit before first load/stage"] = ratio(
+        name + " peinit before first load/stage", operand("peinit", "phase_first_load_ms_median"),
+        operand("peinit"), failures)
+    return out, failures
+
+
+def module_table(name, wl):
+    """The table of one workload's summary (summarize), as lines."""
+    lines = ["## Module stage, workload %s (%s kernel %s, %d modules in the closure, %s boots)"
+             % (name, wl["kernel"], wl["kernel_release"], wl["closure"],
+                wl["modes"]["peinit"]["boots"]),
+             "| mode | load ms (median) | loads only ms | modules loaded | load syscalls | "
+             "duplicates | PID 1 RSS kB | PID 1 threads |",
+             "|---|---|---|---|---|---|---|---|"]
+    for mode, m in wl["modes"].items():
+        label = MODE_LABELS[mode] + (" (%d)" % m["workers"] if mode == "peinit" and
+                                     m["workers"] else "")
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            label, fmt(m["load_ms_median"]), fmt(m["span_ms_median"]),
+            ",".join(map(str, m["proc_modules"])) or "n/a",
+            ",".join(map(str, sorted(set(m["load_syscalls"])))) or "n/a",
+            ",".join(map(str, sorted(set(m["duplicate_load_syscalls"])))) or "n/a",
+            fmt(m["pid1_rss_kb_median"]), ",".join(map(str, m["pid1_threads"])) or "n/a"))
+    lines.append("ratios: " + ", ".join("%s = %s" % (k, fmt(v)) for k, v in wl["ratios"].items()))
+    p = wl["modes"].get("peinit", {})
+    lines.append("peinit stage phases (medians, ms): packages read + signatures %s, plan %s, "
+                 "hashing the plan's members %s, first load starts at %s, loads span %s; "
+                 "dependency levels: %s" % (
+                     fmt(p.get("phase_packages_ms_median")), fmt(p.get("phase_plan_ms_median")),
+                     fmt(p.get("phase_hash_ms_median")), fmt(p.get("phase_first_load_ms_median")),
+                     fmt(p.get("phase_loads_ms_median")), wl.get("levels")))
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,7 +598,9 @@ def bench_image(args, work, results):
     pm = out["peinit-image"].get("seconds_median")
     for other in ("mkinitramfs", "dracut"):
         om = out[other].get("seconds_median")
-        out["peinit-image/" + other] = round(pm / om, 3) if pm and om else None
+        out["peinit-image/" + other] = ratio(
+            "peinit-image/" + other, ("peinit-image build seconds (median)", pm),
+            ("%s build seconds (median)" % other, om), results["failures"], 3)
     results["image"] = out
 
 
@@ -482,7 +637,7 @@ def bench_compressed(args, work, results):
             size += os.path.getsize(mine)
         run(["depmod", "-b", tree, kver])
         defn = os.path.join(d, fmt_ + "-def")
-        write_image(defn, w, "peinit", loose=False)
+        write_image(defn, w, "peinit", loose=False, traced=False)
         trees[fmt_] = (tree, defn)
         out["formats"][fmt_] = {"closure_bytes": size, "stage_ms": []}
     for i in range(args.boots):
@@ -491,15 +646,22 @@ def bench_compressed(args, work, results):
                                 "600", "--output", os.path.join(d, fmt_ + ".cpio")],
                                capture_output=True, text=True)
             fig = parse_boot(p.stdout)
-            log("compressed %s boot %d: stage %s ms, ok=%s" % (fmt_, i + 1, fig.get("stage_ms"),
-                                                              fig.get("stage_ok")))
-            out["formats"][fmt_]["stage_ms"].append(fig.get("stage_ms"))
+            fig["exit"] = p.returncode
+            problems = boot_problems("peinit", fig, len(closure), False)
+            log("compressed %s boot %d: stage %s ms, ok=%s%s" % (
+                fmt_, i + 1, fig.get("stage_ms"), fig.get("stage_ok"),
+                "; " + "; ".join(problems) if problems else ""))
+            results["failures"] += ["compressed .%s boot %d: %s" % (fmt_, i + 1, problem)
+                                    for problem in problems]
+            # Only a boot that loaded the closure is a measurement.
+            out["formats"][fmt_]["stage_ms"].append(None if problems else fig.get("stage_ms"))
     for f in out["formats"].values():
         f["stage_ms_median"] = median(f["stage_ms"])
     base = out["formats"]["ko"]["stage_ms_median"]
     for fmt_ in ("xz", "zst"):
         m = out["formats"][fmt_]["stage_ms_median"]
-        out[fmt_ + "/ko"] = round(m / base, 3) if m and base else None
+        out[fmt_ + "/ko"] = ratio("compressed %s/ko" % fmt_, (".ko.%s stage ms (median)" % fmt_, m),
+                                  (".ko stage ms (median)", base), results["failures"], 3)
     results["compressed"] = out
 
 
@@ -599,7 +761,9 @@ def bench_realroot(args, work, results):
     for key in ("init_to_real_init_s", "init_to_systemd_s"):
         a = out["modes"]["peinit"].get(key + "_median")
         b = out["modes"]["initramfs-tools"].get(key + "_median")
-        out["peinit/initramfs-tools " + key] = round(a / b, 3) if a and b else None
+        out["peinit/initramfs-tools " + key] = ratio(
+            "realroot peinit/initramfs-tools " + key, ("peinit %s (median)" % key, a),
+            ("initramfs-tools %s (median)" % key, b), results["failures"], 3)
     out["peinit_stage_ms_median"] = {k: median(v) for k, v in stage_ms.items()}
     results["realroot"] = out
 
@@ -643,29 +807,7 @@ def fmt(v, unit=""):
 def print_tables(results):
     print()
     for name, wl in results.get("modules", {}).items():
-        print("## Module stage, workload %s (%s kernel %s, %d modules in the closure, %s boots)"
-              % (name, wl["kernel"], wl["kernel_release"], wl["closure"],
-                 wl["modes"]["peinit"]["boots"]))
-        print("| mode | load ms (median) | loads only ms | modules loaded | load syscalls | "
-              "duplicates | PID 1 RSS kB | PID 1 threads |")
-        print("|---|---|---|---|---|---|---|---|")
-        for mode, m in wl["modes"].items():
-            label = MODE_LABELS[mode] + (" (%d)" % m["workers"] if mode == "peinit" and
-                                         m["workers"] else "")
-            print("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                label, fmt(m["load_ms_median"]), fmt(m["span_ms_median"]),
-                ",".join(map(str, m["proc_modules"])) or "n/a",
-                ",".join(map(str, sorted(set(m["load_syscalls"])))) or "n/a",
-                ",".join(map(str, sorted(set(m["duplicate_load_syscalls"])))) or "n/a",
-                fmt(m["pid1_rss_kb_median"]), ",".join(map(str, m["pid1_threads"])) or "n/a"))
-        print("ratios: " + ", ".join("%s = %s" % (k, fmt(v)) for k, v in wl["ratios"].items()))
-        p = wl["modes"].get("peinit", {})
-        print("peinit stage phases (medians, ms): packages read + signatures %s, plan %s, "
-              "hashing the plan's members %s, first load starts at %s, loads span %s; "
-              "dependency levels: %s" % (
-                  fmt(p.get("phase_packages_ms_median")), fmt(p.get("phase_plan_ms_median")),
-                  fmt(p.get("phase_hash_ms_median")), fmt(p.get("phase_first_load_ms_median")),
-                  fmt(p.get("phase_loads_ms_median")), wl.get("levels")))
+        print("\n".join(module_table(name, wl)))
         print()
     if "image" in results:
         im = results["image"]
@@ -742,7 +884,8 @@ def main():
     work = os.path.join(build, "bench")
     os.makedirs(work, exist_ok=True)
     results = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "host_cpus": os.cpu_count(), "qemu": "TCG, -smp 2", "modules": {}}
+               "host_cpus": os.cpu_count(), "qemu": "TCG, -smp 2", "modules": {},
+               "failures": [], "warnings": []}
     if "footprint" in parts:
         bench_footprint(results)
     if "image" in parts:
@@ -758,6 +901,14 @@ def main():
         json.dump(results, f, indent=2, sort_keys=True)
     print_tables(results)
     print("JSON: " + path)
+    for warning in results["warnings"] + [w for wl in results["modules"].values()
+                                          for w in wl["warnings"]]:
+        log("warning: " + warning)
+    if results["failures"]:
+        for failure in results["failures"]:
+            log("FAILED: " + failure)
+        log("%d failures: these figures are not a measurement" % len(results["failures"]))
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,15 @@
  *                                  loaded by two threads, the next level only once it is done
  *                                  (a perfect two-worker scheduler over the dependency levels)
  *
- * Then it reports, one "BENCH key=value" line each:
+ * The baseline modes load modules: their unit grants SeLoadDriverPrivilege (CAP_SYS_MODULE; a
+ * service loses it otherwise, R-28), and every unit whose kernel counts load syscalls grants
+ * SeTcbPrivilege (CAP_SYS_ADMIN) to mount tracefs (bench.py, probe_privileges).
+ *
+ * Then it reports, one "BENCH key=value" line each (values without spaces; errors as errno
+ * names):
+ *   cap_eff                           its effective capabilities (/proc/self/status CapEff)
  *   load_ms, load_failed              (modprobe and loop modes) wall time of the loads
+ *   loop_error=PATH:ERRNO             (loop modes) a load that failed
  *   pid1_rss_kb, pid1_hwm_kb, pid1_threads   /proc/1/status (peinit after every stage, once
  *                                     it has settled: asleep for 3 samples 100 ms apart), and
  *   pid1_rss_{anon,file,shmem}_kb     what the resident set is made of
@@ -18,7 +25,8 @@
  *   init_module_calls, finit_module_calls    load syscalls the kernel saw since boot, counted
  *                                     from the syscall tracepoints (kernel command line
  *                                     trace_event=syscalls:sys_enter_init_module,...);
- *                                     "n/a" when the kernel has no tracefs
+ *                                     "n/a" when the kernel has no tracefs, with
+ *   load_syscalls_error               why (no-tracefs, mount-tracefs:EPERM, open-trace:ERRNO)
  * and "BENCH done". The unit gives it exit_action = "poweroff".
  *
  *   bench-real-init                (this program under that name, the realroot part's init=) writes
@@ -78,7 +86,7 @@ static int load_path(const char* path) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0 || syscall(SYS_finit_module, fd, "", 0) != 0) {
     if (errno != EEXIST) {
-      printf("BENCH loop_error=%s:%s\n", path, strerror(errno));
+      printf("BENCH loop_error=%s:%s\n", path, strerrorname_np(errno));
       failed = 1;
     }
   }
@@ -218,17 +226,39 @@ static void report_proc_modules(void) {
   printf("BENCH proc_modules=%d\n", n);
 }
 
+/* CapEff from /proc/self/status: what this probe may do (CAP_SYS_MODULE is bit 16). */
+static void report_caps(void) {
+  FILE* f = fopen("/proc/self/status", "r");
+  char line[512];
+  char caps[64];
+  while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+    if (sscanf(line, "CapEff: %63s", caps) == 1) printf("BENCH cap_eff=%s\n", caps);
+  }
+  if (f != NULL) fclose(f);
+}
+
+static void no_load_syscalls(const char* why, int err) {
+  printf("BENCH init_module_calls=n/a\nBENCH finit_module_calls=n/a\n");
+  if (err != 0)
+    printf("BENCH load_syscalls_error=%s:%s\n", why, strerrorname_np(err));
+  else
+    printf("BENCH load_syscalls_error=%s\n", why);
+}
+
 static void report_load_syscalls(void) {
   const char* dir = "/sys/kernel/tracing";
   struct stat st;
-  if (stat(dir, &st) != 0 ||
-      (mount("nodev", dir, "tracefs", 0, NULL) != 0 && errno != EBUSY)) {
-    printf("BENCH init_module_calls=n/a\nBENCH finit_module_calls=n/a\n");
+  if (stat(dir, &st) != 0) {
+    no_load_syscalls("no-tracefs", 0);
+    return;
+  }
+  if (mount("nodev", dir, "tracefs", 0, NULL) != 0 && errno != EBUSY) {
+    no_load_syscalls("mount-tracefs", errno);
     return;
   }
   FILE* f = fopen("/sys/kernel/tracing/trace", "r");
   if (f == NULL) {
-    printf("BENCH init_module_calls=n/a\nBENCH finit_module_calls=n/a\n");
+    no_load_syscalls("open-trace", errno);
     return;
   }
   long init_calls = 0, finit_calls = 0;
@@ -286,6 +316,7 @@ int main(int argc, char** argv) {
     free(line);
     if (rec != NULL) fclose(rec);
   }
+  report_caps();
   report_pid1();
   report_proc_modules();
   report_load_syscalls();

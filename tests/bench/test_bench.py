@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""Unit tests of the benchmark's summariser (tests/bench/bench.py): a boot's record parsed, the
+module stage summarised, and the run failing, the reason named, when a mode loads another
+number of modules than the closure, a boot's record is missing or unreadable, or a ratio's
+denominator is not a measurement. No QEMU, no build: stdlib unittest only (ctest label unit).
+With PEINIT_TOOL set (ctest sets it), the probe's generated unit is checked by `peinit check`."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+from unittest import mock
+
+sys.dont_write_bytecode = True  # nothing written into the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+
+CLOSURE = 102
+CAPS_ALL = "000001ffffffffff"
+CAPS_NO_SYS_MODULE = "000001fffffeffff"  # bit 16 (CAP_SYS_MODULE) clear: R-28's default
+
+
+def record(modules=3, phases=None):
+    """A modules.json as the probe prints it, one BENCH_RECORD line per line of the file."""
+    rec = {"version": 1,
+           "modules": [{"name": "m%d" % i, "status": "loaded", "start_us": 1000 * i,
+                        "duration_us": 500} for i in range(modules)],
+           "phases": phases or {"packages_ms": 40, "plan_ms": 5, "hash_ms": 2,
+                                "first_load_ms": 50, "loads_ms": 200}}
+    return "".join("BENCH_RECORD %s\n" % line for line in json.dumps(rec, indent=1).splitlines())
+
+
+def console(mode, loaded=CLOSURE, calls=None, load_ms=1000, stage_ms=300, extra=""):
+    """The console text of one boot of `mode` (peinit's stage line, the probe's record)."""
+    calls = loaded if calls is None else calls
+    text = "[    1.000000] Run /init as init process\n"
+    if mode.startswith("peinit"):
+        text += ("[    2.000000] peinit: modules done ok=%d failed=0 skipped=0 blacklisted=0 "
+                 "ms=%d workers=2\n" % (loaded, stage_ms)) + record()
+    else:
+        text += "BENCH load_ms=%.1f\nBENCH load_failed=0\n" % load_ms
+    text += extra
+    text += ("BENCH cap_eff=%s\nBENCH pid1_rss_kb=1500\nBENCH pid1_threads=1\n"
+             "BENCH proc_modules=%d\nBENCH init_module_calls=0\nBENCH finit_module_calls=%d\n"
+             "BENCH done\n" % (CAPS_ALL, loaded, calls))
+    return text
+
+
+def fig(text, exit_=0):
+    f = bench.parse_boot(text)
+    f.update(exit=exit_, boot_s=10.0)
+    return f
+
+
+def good_boots(n=1):
+    return {mode: [fig(console(mode, load_ms=1000 + 10 * i, stage_ms=500 + i)) for i in range(n)]
+            for mode in bench.MODES}
+
+
+META = {"kernel": "debian", "kernel_release": "6.1.0-test", "modules": ["ext4"], "levels": 7}
+
+
+def summarize(boots, traced=True):
+    return bench.summarize("real", META, boots, CLOSURE, traced)
+
+
+class ParseProbeTest(unittest.TestCase):
+    def test_record_cut_by_a_kernel_message_is_joined(self):
+        rec = record(modules=2).splitlines()
+        half = len(rec[1]) // 2
+        rec[1] = rec[1][:half] + "[   3.141592] audit: something\n" + rec[1][half:]
+        f = bench.parse_probe("\n".join(rec) + "\nBENCH done\n")
+        self.assertTrue(f["record"])
+        self.assertNotIn("record_error", f)
+        self.assertEqual(f["span_ms"], 1.5)
+        self.assertEqual(f["phase_first_load_ms"], 50)
+
+    def test_record_cut_by_a_line_of_pid1(self):
+        # As seen on the console (slow/peinit-w1): PID 1's line between the probe's
+        # "BENCH_RECORD    " and the rest of that record line.
+        rec = record(modules=2).splitlines()
+        i = next(n for n, line in enumerate(rec) if line.endswith(" }") or line.endswith(" },"))
+        indent = rec[i][len("BENCH_RECORD "):-2]
+        rec[i:i + 1] = ["BENCH_RECORD " + indent + "peinit: supervising rss_kib=1200 "
+                        "(library pages released: 8768 KiB)", rec[i][len("BENCH_RECORD ") +
+                                                                    len(indent):]]
+        f = bench.parse_probe("\n".join(rec) + "\nBENCH done\n")
+        self.assertNotIn("record_error", f)
+        self.assertEqual(f["span_ms"], 1.5)
+
+    def test_cut_record_line_ended_by_its_own_newline(self):
+        # The glued line ends the record line: the next record line is not its rest.
+        rec = record(modules=2).splitlines()
+        rec[3] += "[   3.141592] audit: something"
+        f = bench.parse_probe("\n".join(rec) + "\nBENCH done\n")
+        self.assertNotIn("record_error", f)
+
+    def test_unreadable_record_is_named(self):
+        f = bench.parse_probe("BENCH_RECORD {\"modules\": [\nBENCH done\n")
+        self.assertTrue(f["record"])
+        self.assertIn("JSONDecodeError", f["record_error"])
+
+    def test_every_loop_error_is_kept(self):
+        f = bench.parse_probe("BENCH loop_error=/a.ko:EPERM\nBENCH loop_error=/b.ko:EPERM\n")
+        self.assertEqual(f["loop_errors"], ["/a.ko:EPERM", "/b.ko:EPERM"])
+        self.assertFalse(f["done"])
+
+    def test_stage_line_read_from_the_console(self):
+        f = bench.parse_boot(console("peinit", stage_ms=321))
+        self.assertEqual((f["stage_ms"], f["stage_ok"], f["workers"]), (321, CLOSURE, 2))
+
+
+class SummarizeTest(unittest.TestCase):
+    def assertFailure(self, failures, *words):
+        self.assertTrue(any(all(w in f for w in words) for f in failures),
+                        "no failure with %r in %r" % (words, failures))
+
+    def test_good_run_has_no_failure(self):
+        out, failures = summarize(good_boots(3))
+        self.assertEqual(failures, [])
+        self.assertEqual(out["warnings"], [])
+        self.assertEqual(out["modes"]["modprobe"]["load_ms_median"], 1010.0)
+        self.assertEqual(out["modes"]["peinit"]["proc_modules"], [CLOSURE])
+        self.assertEqual(out["modes"]["loop"]["duplicate_load_syscalls"], [0, 0, 0])
+        self.assertEqual(out["ratios"]["peinit/modprobe"], round(501 / 1010, 2))
+        self.assertEqual(out["ratios"]["peinit before first load/stage"], round(50 / 501, 2))
+        self.assertTrue(all(v is not None for v in out["ratios"].values()), out["ratios"])
+        table = "\n".join(bench.module_table("real", out))
+        self.assertIn("| modprobe -a (kmod) | 1010 | n/a | 102 | 102 | 0 |", table)
+
+    def test_baseline_without_privilege_loads_nothing(self):
+        # What R-28 did to the probe: every load EPERM, 0 modules, and a load time that is
+        # not a measurement of loading anything.
+        boots = good_boots()
+        text = console("modprobe", loaded=0, load_ms=106).replace(CAPS_ALL, CAPS_NO_SYS_MODULE)
+        boots["modprobe"] = [fig(text)]
+        out, failures = summarize(boots)
+        self.assertFailure(failures, "real/modprobe boot 1", "0 modules loaded",
+                           "closure has 102", "CAP_SYS_MODULE")
+        self.assertFailure(failures, "ratio real peinit/modprobe", "denominator",
+                           "modprobe load_ms_median", "not a measurement")
+        self.assertIsNone(out["ratios"]["peinit/modprobe"])
+        self.assertIsNone(out["modes"]["modprobe"]["load_ms_median"])
+        self.assertEqual(out["modes"]["modprobe"]["proc_modules"], [0])
+        self.assertIn("| modprobe -a (kmod) | n/a | n/a | 0 |",
+                      "\n".join(bench.module_table("real", out)))
+
+    def test_failed_loads_are_named(self):
+        boots = good_boots()
+        text = console("loop", loaded=100, extra="BENCH loop_error=/x.ko:EPERM\n"
+                       "BENCH loop_error=/y.ko:EPERM\n").replace("load_failed=0", "load_failed=2")
+        boots["loop"] = [fig(text)]
+        _, failures = summarize(boots)
+        self.assertFailure(failures, "real/loop boot 1", "2 errors, first /x.ko:EPERM")
+        self.assertFailure(failures, "real/loop boot 1", "100 modules loaded, the closure has 102")
+        self.assertFailure(failures, "ratio real modprobe/loop", "denominator")
+
+    def test_more_modules_than_the_closure(self):
+        boots = good_boots()
+        boots["peinit-w1"] = [fig(console("peinit-w1", loaded=CLOSURE + 1))]
+        _, failures = summarize(boots)
+        self.assertFailure(failures, "real/peinit-w1 boot 1", "103 modules loaded")
+        self.assertFailure(failures, "ratio real peinit/peinit-w1", "denominator")
+
+    def test_missing_record(self):
+        boots = good_boots()
+        boots["levels"] = [fig("[    1.0] Kernel panic - not syncing\n", exit_=1)]
+        out, failures = summarize(boots)
+        self.assertFailure(failures, "real/levels boot 1", "exited 1")
+        self.assertFailure(failures, "real/levels boot 1", "record is missing")
+        self.assertFailure(failures, "ratio real levels/loop", "numerator", "not a measurement")
+        self.assertEqual(out["modes"]["levels"]["completed"], 0)
+
+    def test_missing_or_unreadable_modules_json(self):
+        boots = good_boots()
+        no_json = "".join(line + "\n" for line in console("peinit").splitlines()
+                          if not line.startswith("BENCH_RECORD"))
+        boots["peinit"] = [fig(no_json)]
+        boots["peinit-w1"] = [fig(console("peinit-w1").replace("BENCH_RECORD  \"modules\"",
+                                                                "BENCH_RECORD  \"modules\" ]"))]
+        _, failures = summarize(boots)
+        self.assertFailure(failures, "real/peinit boot 1", "no modules.json")
+        self.assertFailure(failures, "real/peinit-w1 boot 1", "modules.json", "unreadable")
+
+    def test_no_stage_line(self):
+        boots = good_boots()
+        boots["peinit"] = [fig(console("peinit").replace("modules done", "modules gone"))]
+        _, failures = summarize(boots)
+        self.assertFailure(failures, "real/peinit boot 1", "no \"modules done\" line")
+
+    def test_mode_without_boots(self):
+        boots = good_boots()
+        boots["loop"] = []
+        _, failures = summarize(boots)
+        self.assertFailure(failures, "real/loop: no boot")
+
+    def test_one_bad_boot_of_three_is_a_failure_and_stays_out_of_the_median(self):
+        boots = good_boots(3)
+        boots["modprobe"][1] = fig(console("modprobe", loaded=0, load_ms=5))
+        out, failures = summarize(boots)
+        self.assertFailure(failures, "real/modprobe boot 2", "0 modules loaded")
+        self.assertEqual(out["modes"]["modprobe"]["load_ms"], [1000.0, 1020.0])
+        self.assertEqual(out["modes"]["modprobe"]["load_ms_median"], 1010.0)
+
+    def test_load_syscalls_not_counted_where_the_kernel_counts_them(self):
+        boots = good_boots()
+        text = console("peinit").replace("init_module_calls=0", "init_module_calls=n/a")
+        text = text.replace("finit_module_calls=%d" % CLOSURE, "finit_module_calls=n/a\n"
+                            "BENCH load_syscalls_error=mount-tracefs:EPERM")
+        boots["peinit"] = [fig(text)]
+        _, failures = summarize(boots)
+        self.assertFailure(failures, "real/peinit boot 1", "load syscalls not counted",
+                           "mount-tracefs:EPERM")
+        # Where the kernel does not count them (`slow`, our kernel), n/a is no failure.
+        _, failures = summarize(boots, traced=False)
+        self.assertEqual(failures, [])
+
+    def test_fewer_load_syscalls_than_modules(self):
+        boots = good_boots()
+        boots["loop"] = [fig(console("loop", calls=CLOSURE - 2))]
+        _, failures = summarize(boots)
+        self.assertFailure(failures, "real/loop boot 1", "100 load syscalls for 102 modules")
+
+    def test_duplicate_load_syscalls_are_reported_not_failed(self):
+        boots = good_boots()
+        boots["peinit"] = [fig(console("peinit", calls=CLOSURE + 3))]
+        out, failures = summarize(boots)
+        self.assertEqual(failures, [])
+        self.assertEqual(out["modes"]["peinit"]["duplicate_load_syscalls"], [3])
+        self.assertEqual(out["warnings"], ["real/peinit: duplicate load syscalls 3"])
+
+
+class RatioTest(unittest.TestCase):
+    def test_denominator_zero_absent_or_negative(self):
+        for value, said in ((0, "is 0"), (0.0, "is 0.0"), (None, "is not a measurement"),
+                            (-1, "is -1")):
+            failures = []
+            self.assertIsNone(bench.ratio("a/b", ("a", 1.0), ("b", value), failures))
+            self.assertEqual(len(failures), 1)
+            self.assertIn("its denominator (b) %s" % said, failures[0])
+
+    def test_numerator_absent(self):
+        failures = []
+        self.assertIsNone(bench.ratio("a/b", ("a", None), ("b", 2.0), failures))
+        self.assertIn("its numerator (a) is not a measurement", failures[0])
+
+    def test_measured(self):
+        failures = []
+        self.assertEqual(bench.ratio("a/b", ("a", 1.0), ("b", 3.0), failures, 3), 0.333)
+        self.assertEqual(bench.ratio("a/b", ("a", 0.0), ("b", 3.0), failures), 0.0)
+        self.assertEqual(failures, [])
+
+
+class ProbeUnitTest(unittest.TestCase):
+    def test_privileges_by_mode(self):
+        for mode in ("modprobe", "loop", "levels"):
+            self.assertEqual(bench.probe_privileges(mode, False), ["SeLoadDriverPrivilege"])
+            self.assertEqual(bench.probe_privileges(mode, True),
+                             ["SeLoadDriverPrivilege", "SeTcbPrivilege"])
+        for mode in ("peinit", "peinit-w1"):
+            self.assertEqual(bench.probe_privileges(mode, False), [])
+            self.assertEqual(bench.probe_privileges(mode, True), ["SeTcbPrivilege"])
+
+    def test_written_unit_grants_them(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            kdir = os.path.join(tmp, "kernel")
+            os.makedirs(kdir)
+            with open(os.path.join(kdir, "kver"), "w") as f:
+                f.write("6.1.0-test\n")
+            w = bench.Workload("real", "debian", kdir, ["ext4", "xfs"], [], 1024, [],
+                               [bench.TRACE])
+            with mock.patch.dict(os.environ, {"PEINIT_BUILD_DIR": os.path.join(tmp, "build")}):
+                for mode in bench.MODES:
+                    bench.write_image(os.path.join(tmp, mode), w, mode, order_file="/o",
+                                      levels_file="/l")
+            units = {}
+            for mode in bench.MODES:
+                with open(os.path.join(tmp, mode, "units", "bench.toml")) as f:
+                    units[mode] = f.read()
+            self.assertIn('privileges = ["SeLoadDriverPrivilege", "SeTcbPrivilege"]\n',
+                          units["modprobe"])
+            self.assertIn('privileges = ["SeTcbPrivilege"]\n', units["peinit"])
+            tool = os.environ.get("PEINIT_TOOL")
+            if not tool:
+                self.skipTest("PEINIT_TOOL not set: the units are not checked by peinit check")
+            for mode in bench.MODES:
+                p = subprocess.run([tool, "check", os.path.join(tmp, mode, "units")],
+                                   capture_output=True, text=True)
+                self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
