@@ -98,7 +98,7 @@ mtime $SOURCE_DATE_EPOCH (0 when unset).
 
 constexpr const char* kBootUsage =
     R"(usage: peinit-image boot IMAGE [--smp N] [--memory MIB] [--timeout S] [--kernel-dir DIR]
-                         [--output OUT] [--disk FILE]... [--collect DIR]
+                         [--output OUT] [--disk FILE]... [--collect DIR] [--results FILE]
                          [-- EXTRA CMDLINE...]
 
 Builds IMAGE and boots it:
@@ -122,6 +122,10 @@ The guest console is this process's stdout; the exit status is QEMU's (124 on ti
                      DIR/dev/kmsg for `peinitctl status|modules|blame|timeline --root DIR`.
                      DIR is created if missing (not its parents); an earlier collection in it
                      is replaced. No records (a timeout, a hand-over to a real root) is exit 1.
+  --results FILE     a serial port for what programs in the guest report (the guest's
+                     /dev/ttyS2), written to FILE (created or truncated): neither the kernel nor
+                     PID 1 writes to it, so a test's or benchmark's lines arrive whole, never
+                     cut by a kernel message as on the console
 )";
 
 constexpr const char* kCheckUsage =
@@ -542,6 +546,7 @@ int CmdBoot(const std::vector<std::string>& argv) {
         {"--timeout", Arity::kValue},    {"--kernel-dir", Arity::kValue},
         {"--output", Arity::kValue, 'o'}, {"--disk", Arity::kList},
         {"--collect", Arity::kValue},
+        {"--results", Arity::kValue},
     };
     // Everything after "--" goes to the kernel command line.
     auto dashes = std::find(argv.begin(), argv.end(), "--");
@@ -569,6 +574,7 @@ int CmdBoot(const std::vector<std::string>& argv) {
     if (auto v = parsed->Value("--timeout"); v && !ParseInt(*v, 0, 86400, timeout_n))
         return usage("--timeout must be 0..86400 seconds");
     const std::string collect = parsed->Value("--collect").value_or("");
+    const std::string results = parsed->Value("--results").value_or("");
     std::vector<std::string> disks = parsed->Values("--disk");
     for (const auto& disk : disks) {
         if (::access(disk.c_str(), R_OK) != 0) {
@@ -639,6 +645,12 @@ int CmdBoot(const std::vector<std::string>& argv) {
                                  "-serial", "chardev:console", "-mon",
                                  "chardev=console,mode=readline", "-serial",
                                  "file:" + QemuValue(stream)});
+    }
+    if (!results.empty()) {
+        // The third legacy port (0x3e8, IRQ 4): ttyS2 in both kernels, whether or not --collect
+        // took ttyS1.
+        qemu.insert(qemu.end(), {"-chardev", "file,id=results,path=" + QemuValue(results),
+                                 "-device", "isa-serial,chardev=results,index=2"});
     }
     for (const auto& q : def->boot.qemu_args) qemu.push_back(q);
     for (const auto& d : disks) {

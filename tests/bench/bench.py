@@ -57,6 +57,15 @@ MODE_LABELS = {
 TRACE = "trace_event=syscalls:sys_enter_init_module,syscalls:sys_enter_finit_module"
 
 
+def read_text(path):
+    """A file's text, "" when there is none (a boot that never wrote its results channel)."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def log(msg):
     print("bench: " + msg, file=sys.stderr, flush=True)
 
@@ -202,33 +211,21 @@ def load_order(w, work):
 
 
 def parse_probe(text):
-    """One probe's record (bench_probe.c): its "BENCH key=value" lines, the "BENCH_RECORD" lines
-    (peinit's /run/peinit/modules.json) and "BENCH done". The one reader of a probe's output:
-    today the probe writes to the serial console, amid the kernel's messages, which may cut a
-    record line: a printk or one of PID 1's own "peinit: " lines glued into it, the record
-    line's rest on the next line."""
+    """One probe's record (bench_probe.c) as it wrote it to the results channel (the guest's
+    /dev/ttyS2, `peinit-image boot --results FILE`), where nothing else writes: its "BENCH
+    key=value" lines, the "BENCH_RECORD" lines (peinit's /run/peinit/modules.json) and "BENCH
+    done", each line whole. The one reader of a probe's output."""
     fig = {"loop_errors": []}
     record_lines = []
-    cut = False  # the last record line was cut by another writer's line; this line ends it
     for line in text.splitlines():
-        if cut and "BENCH_RECORD " not in line:
-            record_lines[-1] += line
-            cut = False
-            continue
-        cut = False
-        m = re.search(r"BENCH (\w+)=(\S+)", line)
+        m = re.match(r"BENCH (\w+)=(\S+)", line)
         if m:
             if m.group(1) == "loop_error":
                 fig["loop_errors"].append(m.group(2))
             else:
                 fig[m.group(1)] = m.group(2)
-        i = line.find("BENCH_RECORD ")
-        if i >= 0:
-            rest = line[i + len("BENCH_RECORD "):]
-            k = re.search(r"\[\s*\d+\.\d+\] |peinit: ", rest)  # printk, PID 1's log
-            if k:
-                rest, cut = rest[:k.start()], True
-            record_lines.append(rest)
+        if line.startswith("BENCH_RECORD "):
+            record_lines.append(line[len("BENCH_RECORD "):])
     fig["done"] = re.search(r"^BENCH done\r?$", text, re.M) is not None
     fig["record"] = bool(record_lines)
     if record_lines:
@@ -248,9 +245,10 @@ def parse_probe(text):
     return fig
 
 
-def parse_boot(console):
-    """A boot's figures: the probe's record (parse_probe) and peinit's own `modules done` line."""
-    fig = parse_probe(console)
+def parse_boot(console, results):
+    """A boot's figures: the probe's record from the results channel (parse_probe) and peinit's
+    own `modules done` line from the console."""
+    fig = parse_probe(results)
     m = re.search(r"modules done ok=(\d+) failed=(\d+) .*?\bms=(\d+) workers=(\d+)", console)
     if m:
         fig.update(stage_ok=int(m.group(1)), stage_failed=int(m.group(2)),
@@ -283,15 +281,16 @@ def bench_modules(args, work, results):
         for i in range(args.boots):
             for mode in MODES:  # round-robin: host load drifts evenly over the modes
                 extra = list(w.append) + (["peinit.workers=1"] if mode == "peinit-w1" else [])
+                results_file = os.path.join(wdir, "%s-%d.results" % (mode, i + 1))
                 cmd = [image_tool(), "boot", os.path.join(wdir, mode), "--kernel-dir",
-                       w.kernel_dir, "--timeout", "600",
+                       w.kernel_dir, "--timeout", "600", "--results", results_file,
                        "--output", os.path.join(wdir, mode + ".cpio")]
                 if extra:
                     cmd += ["--"] + extra
                 t0 = time.monotonic()
                 p = subprocess.run(cmd, capture_output=True, text=True)
                 wall = time.monotonic() - t0
-                fig = parse_boot(p.stdout)
+                fig = parse_boot(p.stdout, read_text(results_file))
                 fig["boot_s"] = round(wall, 2)
                 fig["exit"] = p.returncode
                 boot_log = os.path.join(wdir, "%s-%d.log" % (mode, i + 1))
@@ -642,10 +641,12 @@ def bench_compressed(args, work, results):
         out["formats"][fmt_] = {"closure_bytes": size, "stage_ms": []}
     for i in range(args.boots):
         for fmt_, (tree, defn) in trees.items():
+            results_file = os.path.join(d, "%s-%d.results" % (fmt_, i + 1))
             p = subprocess.run([image_tool(), "boot", defn, "--kernel-dir", tree, "--timeout",
-                                "600", "--output", os.path.join(d, fmt_ + ".cpio")],
+                                "600", "--results", results_file,
+                                "--output", os.path.join(d, fmt_ + ".cpio")],
                                capture_output=True, text=True)
-            fig = parse_boot(p.stdout)
+            fig = parse_boot(p.stdout, read_text(results_file))
             fig["exit"] = p.returncode
             problems = boot_problems("peinit", fig, len(closure), False)
             log("compressed %s boot %d: stage %s ms, ok=%s%s" % (

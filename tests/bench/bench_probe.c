@@ -27,7 +27,9 @@
  *                                     trace_event=syscalls:sys_enter_init_module,...);
  *                                     "n/a" when the kernel has no tracefs, with
  *   load_syscalls_error               why (no-tracefs, mount-tracefs:EPERM, open-trace:ERRNO)
- * and "BENCH done". The unit gives it exit_action = "poweroff".
+ * and "BENCH done", all on the results channel (tests/boot/channel.h: the guest's /dev/ttyS2,
+ * `peinit-image boot --results FILE`), where no kernel or PID-1 line can cut one. The unit gives
+ * it exit_action = "poweroff".
  *
  *   bench-real-init                (this program under that name, the realroot part's init=) writes
  *                                  "peinit-bench: real init starts" to /dev/kmsg and execs
@@ -47,6 +49,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "../boot/channel.h"
 
 static double now_ms(void) {
   struct timespec ts;
@@ -293,6 +297,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "usage: bench_probe peinit | modprobe NAME... | loop LISTFILE | levels LISTFILE\n");
     return 2;
   }
+  channel_stdout();
   int rc = 0;
   if (strcmp(argv[1], "modprobe") == 0 && argc > 2) {
     rc = run_modprobe(argc - 2, argv + 2);
@@ -321,5 +326,6 @@ int main(int argc, char** argv) {
   report_proc_modules();
   report_load_syscalls();
   printf("BENCH done\n");
+  channel_flush();
   return rc == 0 ? 0 : 1;
 }

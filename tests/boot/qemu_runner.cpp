@@ -101,8 +101,10 @@ std::vector<std::string> qemu_command(const QemuOptions& o, const std::string& m
                                    "-initrd", o.initrd,
                                    "-append", append};
   if (!results_file.empty()) {
-    // The third legacy port (index 2: 0x3e8, IRQ 4) is the guest's ttyS2 in both kernels.
-    argv.insert(argv.end(), {"-chardev", "file,id=results,path=" + results_file, "-device",
+    // The console first, explicitly: a -device isa-serial turns QEMU's default serial port off.
+    // Then the third legacy port (index 2: 0x3e8, IRQ 4), the guest's ttyS2 in both kernels.
+    argv.insert(argv.end(), {"-serial", "mon:stdio", "-chardev",
+                             "file,id=results,path=" + results_file, "-device",
                              "isa-serial,chardev=results,index=2"});
   }
   if (!monitor_socket.empty()) {
