@@ -165,11 +165,38 @@ std::vector<std::string> RootTypes(const RootOptions& o, const BlockDevice& dev,
     return in_kernel;
 }
 
+// The mount(2) flags rootflags= may set: how the file system is mounted. Not what changes the
+// call's meaning (bind, move, remount) or the mount's propagation (shared, slave, private,
+// unbindable, rec): those would mount something other than the root device, or the root in a
+// way the switch to it does not expect.
+constexpr unsigned long kRootFlagsAllowed = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC |
+                                             MS_SYNCHRONOUS | MS_DIRSYNC | MS_MANDLOCK |
+                                             MS_NOATIME | MS_NODIRATIME | MS_RELATIME |
+                                             MS_STRICTATIME | MS_LAZYTIME | MS_SILENT | MS_I_VERSION;
+
+Result<MountOptions> RootMountOptions(const std::string& rootflags) {
+    auto parsed = ParseMountOptions(rootflags);
+    if (!parsed) return parsed.error().Context("rootflags: ");
+    static const std::pair<unsigned long, const char*> kRefused[] = {
+        {MS_BIND, "bind"},     {MS_MOVE, "move"},     {MS_REMOUNT, "remount"},
+        {MS_REC, "rec"},       {MS_SHARED, "shared"}, {MS_SLAVE, "slave"},
+        {MS_PRIVATE, "private"}, {MS_UNBINDABLE, "unbindable"}};
+    std::string refused;
+    for (const auto& [flag, name] : kRefused) {
+        if (parsed->flags & flag) refused += (refused.empty() ? "" : ", ") + std::string(name);
+    }
+    if (!refused.empty() || (parsed->flags & ~kRootFlagsAllowed) != 0) {
+        return Err("rootflags=" + rootflags + ": " + (refused.empty() ? "a flag" : refused) +
+                   " cannot be used to mount the root (allowed: ro, rw, nosuid, nodev, noexec, "
+                   "sync, dirsync, noatime, nodiratime, relatime, strictatime, lazytime and "
+                   "the file system's own options)");
+    }
+    return parsed;
+}
+
 Result<std::string> MountRoot(const BootPaths& paths, Kernel& kernel, const RootOptions& o,
                               const BlockDevice& dev, const std::string& target) {
-    auto parsed = ParseMountOptions(o.flags);
-    if (!parsed) return parsed.error().Context("rootflags: ");
-    const MountOptions& opts = *parsed;
+    const MountOptions opts = PEINIT_TRY(RootMountOptions(o.flags));
     unsigned long flags = opts.flags & ~MS_RDONLY;
     if (o.read_only) flags |= MS_RDONLY;
     const std::vector<std::string> types = RootTypes(o, dev, PEINIT_TRY(KernelFilesystems(paths)));

@@ -209,6 +209,32 @@ TEST(RootStage, MountsAheadWhenTheKernelHasTheFileSystem) {
               fs::perms(0755));
 }
 
+// Issue 24 point 6: rootflags= sets how the root is mounted, never what mount(2) does: bind,
+// move, remount and propagation flags are refused, naming them, and nothing is mounted.
+TEST(RootStage, RootflagsThatChangeWhatMountDoesAreRefused) {
+    RootTree t("\text4\n");
+    if (!t.made) GTEST_SKIP() << "mke2fs is not installed";
+    for (const std::string flags : {"bind", "remount,noatime", "rbind", "shared", "private"}) {
+        t.Cmdline(std::string("root=UUID=") + RootTree::kUuid + " rootflags=" + flags);
+        ASSERT_TRUE(RunRoot(t.ctx));
+        PreparedRoot root = t.ctx.root->Take();
+        ASSERT_TRUE(root.mounted) << flags;
+        ASSERT_FALSE(*root.mounted) << flags;
+        const std::string message = root.mounted->error().message();
+        EXPECT_NE(message.find("rootflags=" + flags + ": "), std::string::npos) << message;
+        EXPECT_NE(message.find("cannot be used to mount the root"), std::string::npos) << message;
+    }
+    EXPECT_THAT(t.Mounts(), ::testing::IsEmpty());
+    // The file system's own options and the mount's manner pass.
+    t.Cmdline(std::string("root=UUID=") + RootTree::kUuid + " rootflags=nosuid,nodev,data=ordered");
+    ASSERT_TRUE(RunRoot(t.ctx));
+    PreparedRoot root = t.ctx.root->Take();
+    ASSERT_TRUE(root.mounted && *root.mounted) << root.mounted->error().message();
+    ASSERT_EQ(t.Mounts().size(), 1u);
+    EXPECT_THAT(t.Mounts()[0].args, HasSubstr("flags=" + std::to_string(MS_RDONLY | MS_NOSUID |
+                                                                        MS_NODEV)));
+}
+
 // A file system the kernel does not have yet would make mount(2) ask for its module before the
 // lock: the root stage leaves that mount to the handoff, after the lock, as without it.
 TEST(RootStage, LeavesTheMountToTheHandoffWhenTheFileSystemIsNotInTheKernel) {
