@@ -1,6 +1,7 @@
 #include "peinit/sys/boot_collect.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -101,6 +102,15 @@ Result<std::size_t> WriteCollection(const std::string& device,
         ::close(fd);
         return ErrnoErr(what + " " + device, e);
     };
+    // A serial port, nothing else: peinit.collect= naming a disk (or any file) must not have the
+    // records written over it.
+    struct stat st;
+    if (::fstat(fd, &st) != 0) return fail("fstat");
+    if (!S_ISCHR(st.st_mode)) {
+        ::close(fd);
+        return Err(device + " is not a character device (a serial port): the records are not "
+                            "written over it");
+    }
     if (::fcntl(fd, F_SETFL, 0) != 0) return fail("fcntl");
     // A tty would turn "\n" into "\r\n" (and worse): raw mode passes every byte as it is.
     termios tio;

@@ -114,15 +114,24 @@ TEST(BootCollect, ThroughATtyIntoStatusRoot) {
         << RenderStatusText(s);
 }
 
-TEST(BootCollect, WritesToAPlainFileToo) {
+// Issue 24 point 6: peinit.collect= writes only to a character device (the serial port of
+// `peinit-image boot --collect`); a regular file or a block device (a disk the records would
+// overwrite) is refused and left as it was.
+TEST(BootCollect, WritesOnlyToACharacterDevice) {
     Scratch dir;
     auto members = CollectBootRecords(kFixture);
     ASSERT_TRUE(members);
-    const fs::path file = dir.path / "stream.tar";
-    std::ofstream(file).close();
+    const fs::path file = dir.path / "disk.img";
+    std::ofstream(file) << "a disk's first bytes";
     auto wrote = WriteCollection(file.string(), *members);
-    ASSERT_TRUE(wrote) << wrote.error().message();
-    EXPECT_EQ(fs::file_size(file), *wrote);
+    ASSERT_FALSE(wrote);
+    EXPECT_EQ(wrote.error().message(),
+              file.string() + " is not a character device (a serial port): the records are not "
+                              "written over it");
+    EXPECT_EQ(fs::file_size(file), std::string("a disk's first bytes").size());
+    auto null = WriteCollection("/dev/null", *members);
+    ASSERT_TRUE(null) << null.error().message();
+    EXPECT_GT(*null, 0u);
     auto missing = WriteCollection((dir.path / "no/such").string(), *members);
     ASSERT_FALSE(missing);
     EXPECT_EQ(missing.error().message(),
