@@ -131,6 +131,9 @@ struct BootContext {
     // emergency path fails closed (it locks).
     bool config_loaded = false;
     LockOutcome lock;
+    // kernel.printk_devkmsg as the kernel had it before the early mounts set it to "on" for
+    // PID 1's log ("" when unreadable): the handoff gives the real root its rate limit back.
+    std::string printk_devkmsg_before;
     // The kernel's uevent count (/sys/kernel/uevent_seqnum) right before coldplug enumerated the
     // devices (0: coldplug did not run). Devices of events up to it were present for coldplug;
     // PID 1's hot-add (peinit/init/hotplug.h) handles the later ones.

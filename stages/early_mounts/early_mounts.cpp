@@ -58,6 +58,9 @@ Result<void> RunEarlyMounts(BootContext& ctx) {
     }
     // The kernel rate-limits /dev/kmsg writers (printk.devkmsg=ratelimit) and would drop most of
     // the boot log; best effort, since `printk.devkmsg=` on the command line locks the setting.
+    if (auto before = ctx.kernel.ReadSysctl("kernel/printk_devkmsg")) {
+        ctx.printk_devkmsg_before = *before;
+    }
     (void)ctx.kernel.WriteSysctl("kernel/printk_devkmsg", "on\n");
     // Until now records were buffered; from here every line reaches the kernel log, which the
     // kernel echoes to the console itself (the buffered ones too, each once: peinit/sys/log.h).

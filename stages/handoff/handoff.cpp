@@ -382,6 +382,11 @@ Result<void> SwitchToRealRoot(BootContext& ctx) {
     argv.insert(argv.end(), ctx.cmdline.init_args.begin(), ctx.cmdline.init_args.end());
     spdlog::info("handoff: exec {} on {}", init, o.spec.ToString());
     ShutdownLogging();
+    // The real root's /dev/kmsg writers are rate-limited again, as the kernel had it (issue 24
+    // point 6): "on" was for PID 1's own boot log only.
+    if (!ctx.printk_devkmsg_before.empty()) {
+        (void)ctx.kernel.WriteSysctl("kernel/printk_devkmsg", ctx.printk_devkmsg_before);
+    }
     return ctx.kernel.Exec(argv, {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "TERM=linux"});
 }
 
