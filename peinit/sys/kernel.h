@@ -1,8 +1,8 @@
 #pragma once
 
 // Kernel: the seam around every privileged operation peinit performs. Stages never make these
-// system calls directly; they call a Kernel, which is LinuxKernel at boot and FakeKernel in
-// tests (recording an ordered call log, scripting errors and latency, emulating the lock).
+// system calls directly; they call a Kernel, which is LinuxKernel at boot and FakeKernel in tests
+// (tests/fakes/: an ordered call log, scripted errors and latency, an emulated lock).
 //
 // Every operation returns a Result whose Error carries the errno (Error::code()), so callers
 // branch on EEXIST, ENOSYS, EPERM... exactly as they would on the raw call. Implementations

@@ -20,7 +20,7 @@
 #include <tuple>
 
 #include "peinit/core/demand_load.h"
-#include "peinit/sys/fake_kernel.h"
+#include "tests/fakes/fake_kernel.h"
 #include "peinit/sys/package.h"
 #include "peinit/sys/package_crypto.h"
 #include "peinit/modload/session.h"

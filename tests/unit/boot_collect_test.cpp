@@ -15,7 +15,7 @@
 #include <thread>
 
 #include "peinit/core/status.h"
-#include "peinit/sys/fake_kernel.h"
+#include "tests/fakes/fake_kernel.h"
 #include "peinit/sys/status_sources.h"
 
 namespace peinit {

@@ -15,7 +15,7 @@
 #include <sstream>
 
 #include "peinit/modload/session.h"
-#include "peinit/sys/fake_kernel.h"
+#include "tests/fakes/fake_kernel.h"
 #include "stages/modules/modules.h"
 #include "tests/unit/captured_log.h"
 #include "tests/unit/demand_root.h"

@@ -20,7 +20,7 @@
 #include "peinit/core/image_info.h"
 #include "peinit/init/pid1.h"
 #include "peinit/core/status.h"
-#include "peinit/sys/fake_kernel.h"
+#include "tests/fakes/fake_kernel.h"
 #include "peinit/sys/status_sources.h"
 #include "stages/config/config.h"
 #include "stages/stage.h"

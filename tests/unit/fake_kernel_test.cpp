@@ -1,4 +1,4 @@
-#include "peinit/sys/fake_kernel.h"
+#include "tests/fakes/fake_kernel.h"
 
 #include <fcntl.h>
 #include <gmock/gmock.h>

@@ -17,7 +17,7 @@
 #include <sstream>
 #include <string>
 
-#include "peinit/sys/fake_kernel.h"
+#include "tests/fakes/fake_kernel.h"
 #include "peinit/sys/uevent.h"
 #include "tests/unit/captured_log.h"
 #include "tests/unit/demand_root.h"

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "peinit/core/boot_context.h"
-#include "peinit/sys/fake_kernel.h"
+#include "tests/fakes/fake_kernel.h"
 #include "stages/lockdown/lockdown.h"
 
 namespace peinit {

@@ -19,7 +19,7 @@
 
 #include "peinit/core/plan.h"
 #include "peinit/modload/loader.h"
-#include "peinit/sys/fake_kernel.h"
+#include "tests/fakes/fake_kernel.h"
 #include "peinit/sys/module_decompress.h"
 #include "peinit/sys/kmod.h"
 #include "peinit/sys/package.h"

@@ -20,7 +20,7 @@
 #include "peinit/core/policy_record.h"
 #include "peinit/core/root_spec.h"
 #include "peinit/sys/block_devices.h"
-#include "peinit/sys/fake_kernel.h"
+#include "tests/fakes/fake_kernel.h"
 #include "peinit/sys/fs.h"
 #include "peinit/sys/linux_kernel.h"
 #include "stages/autoload/handover.h"

@@ -17,7 +17,7 @@
 #include <filesystem>
 #include <sstream>
 
-#include "peinit/sys/fake_kernel.h"
+#include "tests/fakes/fake_kernel.h"
 
 namespace peinit {
 namespace {

@@ -16,7 +16,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "peinit/sys/fake_kernel.h"
+#include "tests/fakes/fake_kernel.h"
 #include "peinit/sys/status_sources.h"
 
 namespace peinit {
