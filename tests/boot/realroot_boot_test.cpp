@@ -466,11 +466,13 @@ TEST_F(RealRootBoot, AdoptionInstallEnableReboot) {
     ASSERT_EQ(MakeDisk(overlay, disk, std::string("--uuid ") + kUuid, tree), "");
 
     ImageBoot first;
-    first.name = "realroot-debian";  // units: virtio_pci, virtio_blk, ext4
+    // The lab's Debian-kernel image (units: virtio_pci, virtio_blk, ext4), in a directory of its
+    // own (RealRootBoot.DebianKernelFallbackLock may be building the same image meanwhile).
+    first.name = "adoption-boot-1";
     first.kernel = "debian";
     first.image_toml = R"(kernel = "debian"
-units = ["@CASE@/units"]
-hive = "@CASE@/hive.toml"
+units = ["@SRC@/tests/boot/images/realroot-debian/units"]
+hive = "@SRC@/tests/boot/images/realroot-debian/hive.toml"
 )";
     first.append = std::string("root=UUID=") + kUuid + " rw systemd.show_status=error";
     first.qemu_args = {"-cpu", "max", "-m", "1024", "-drive",
