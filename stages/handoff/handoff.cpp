@@ -380,13 +380,19 @@ Result<void> SwitchToRealRoot(BootContext& ctx) {
 
     std::vector<std::string> argv = {init};
     argv.insert(argv.end(), ctx.cmdline.init_args.begin(), ctx.cmdline.init_args.end());
-    spdlog::info("handoff: exec {} on {}", init, o.spec.ToString());
-    ShutdownLogging();
     // The real root's /dev/kmsg writers are rate-limited again, as the kernel had it (issue 24
-    // point 6): "on" was for PID 1's own boot log only.
+    // point 6): "on" was for PID 1's own boot log only. The kernel takes the keyword with
+    // exactly one character after it (the newline).
     if (!ctx.printk_devkmsg_before.empty()) {
-        (void)ctx.kernel.WriteSysctl("kernel/printk_devkmsg", ctx.printk_devkmsg_before);
+        if (auto w = ctx.kernel.WriteSysctl("kernel/printk_devkmsg",
+                                            ctx.printk_devkmsg_before + "\n");
+            !w) {
+            spdlog::warn("handoff: kernel.printk_devkmsg stays on: {}", w.error().message());
+        }
     }
+    spdlog::info("handoff: exec {} on {} (kernel.printk_devkmsg={})", init, o.spec.ToString(),
+                 ctx.printk_devkmsg_before.empty() ? "on" : ctx.printk_devkmsg_before);
+    ShutdownLogging();
     return ctx.kernel.Exec(argv, {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "TERM=linux"});
 }
 

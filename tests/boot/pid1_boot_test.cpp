@@ -178,7 +178,8 @@ hive = "@CASE@/hive.toml"
     EXPECT_TRUE(r.Has("peinit: handoff: exec /sbin/init on /dev/vda")) << Explain(r);
     auto probes = r.Probes();
     for (const char* check :
-         {"root_init_is_pid1", "root_is_ext4", "proc_moved", "dev_moved", "initramfs_init_gone"}) {
+         {"root_init_is_pid1", "root_is_ext4", "proc_moved", "dev_moved", "initramfs_init_gone",
+          "printk_devkmsg_ratelimit"}) {
         EXPECT_EQ(probes[check], "ok") << check << "\n" << Explain(r);
     }
     EXPECT_FALSE(r.Has("Kernel panic")) << Explain(r);

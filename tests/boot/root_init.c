@@ -36,6 +36,8 @@ int main(void) {
   struct stat st;
   report("dev_moved", stat("/dev/vda", &st) == 0 && S_ISBLK(st.st_mode), "/dev/vda missing");
   report("initramfs_init_gone", stat("/init", &st) != 0, "/init of the initramfs visible");
+  report("printk_devkmsg_ratelimit", file_is("/proc/sys/kernel/printk_devkmsg", "ratelimit"),
+         "kernel.printk_devkmsg is not the kernel's ratelimit");
   sync();
   reboot(RB_POWER_OFF);
   return 1;
