@@ -372,6 +372,34 @@ hive = "@CASE@/hive.toml"
     EXPECT_TRUE(r.qemu.clean_exit()) << Explain(r);
 }
 
+// R-36 (issue 24 point 3): two disks carry the root's LABEL= (a stranger's stick with the same
+// label): the boot refuses to guess, names both devices on the emergency path, stays locked as
+// the hive requires, and runs nothing from either disk (their init would print PROBE lines).
+TEST_F(RealRootBoot, TagOnTwoDisksIsRefusedNamingBoth) {
+    std::string first = StaticRootDisk(work_, "twin-a", "--label peinit-twin");
+    std::string second = StaticRootDisk(work_, "twin-b", "--label peinit-twin");
+    ASSERT_FALSE(HasFailure());
+    ImageBoot boot;
+    boot.name = "realroot-twins";  // realroot-tags' units (virtio_blk + ext4) and LockAfterBoot
+    boot.image_toml = R"(kernel = "peinit"
+units = ["@SRC@/tests/boot/images/realroot-tags/units"]
+hive = "@SRC@/tests/boot/images/realroot-tags/hive.toml"
+)";
+    boot.append = "root=LABEL=peinit-twin rootwait=5";
+    boot.qemu_args = {"-drive", "file=" + first + ",if=virtio,format=raw",
+                      "-drive", "file=" + second + ",if=virtio,format=raw"};
+    auto r = BuildAndBoot(boot);
+    ASSERT_TRUE(r.build_error.empty()) << r.build_error;
+    EXPECT_TRUE(r.Has("root LABEL=peinit-twin matches 2 devices: vda (ext4 ")) << Explain(r);
+    EXPECT_TRUE(r.Has(", vdb (ext4 ")) << Explain(r);
+    EXPECT_TRUE(r.Has("peinit: emergency")) << Explain(r);
+    EXPECT_TRUE(r.Has("peinit: lockdown locked=1")) << Explain(r);
+    EXPECT_FALSE(r.Has("handoff: mounted")) << Explain(r);
+    EXPECT_TRUE(r.Probes().empty()) << "an init from one of the disks ran\n" << Explain(r);
+    EXPECT_FALSE(r.Has("Kernel panic")) << Explain(r);
+    EXPECT_TRUE(r.qemu.clean_exit()) << Explain(r);
+}
+
 }  // namespace
 }  // namespace peinit::testing
 
