@@ -1,5 +1,6 @@
 #include "peinit/sys/linux_kernel.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/audit.h>
@@ -33,6 +34,8 @@ Result<std::string> UnderTree(std::string_view tree, const std::string& relative
     }
     return std::string(tree) + "/" + relative;
 }
+
+
 
 Result<std::string> ReadWhole(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -293,7 +296,13 @@ Result<void> LinuxKernel::Exec(const std::vector<std::string>& argv,
     // caught signals but keeps ignored ones and the mask). Done so that a failed execve leaves
     // this process as it was: descriptors are only marked close-on-exec, mask and ignored
     // signals are restored.
-    ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+    if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+        // A kernel without it (before 5.11): every open descriptor from 3 on, one by one. A
+        // descriptor that cannot be marked would leak into the new program: no exec then.
+        if (auto marked = MarkCloseOnExecFrom(3); !marked) {
+            return marked.error().Context("exec " + argv[0] + ": ");
+        }
+    }
     sigset_t none, old_mask;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, &old_mask);
@@ -319,6 +328,24 @@ Result<void> LinuxKernel::SwitchRoot(const std::string& new_root) {
     }
     if (::chroot(".") != 0) return ErrnoErr("chroot " + new_root);
     if (::chdir("/") != 0) return ErrnoErr("chdir / in " + new_root);
+    return Ok();
+}
+
+Result<void> MarkCloseOnExecFrom(int first) {
+    DIR* dir = ::opendir("/proc/self/fd");
+    if (dir == nullptr) return ErrnoErr("open /proc/self/fd");
+    const int own = ::dirfd(dir);
+    std::string failed;
+    while (const dirent* e = ::readdir(dir)) {
+        char* end = nullptr;
+        const long fd = std::strtol(e->d_name, &end, 10);
+        if (end == e->d_name || *end != '\0' || fd < first || fd == own) continue;
+        if (::fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC) != 0 && errno != EBADF) {
+            failed += (failed.empty() ? "" : ", ") + std::to_string(fd);
+        }
+    }
+    ::closedir(dir);
+    if (!failed.empty()) return Err("cannot mark descriptors " + failed + " close-on-exec");
     return Ok();
 }
 

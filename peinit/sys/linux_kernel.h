@@ -34,4 +34,8 @@ class LinuxKernel final : public Kernel {
     Result<void> SwitchRoot(const std::string& new_root) override;
 };
 
+// Marks every open descriptor from `first` on close-on-exec, read from /proc/self/fd: what
+// Exec falls back to where close_range(CLOSE_RANGE_CLOEXEC) is missing (kernels before 5.11).
+Result<void> MarkCloseOnExecFrom(int first);
+
 }  // namespace peinit

@@ -578,6 +578,8 @@ hive = "@SRC@/tests/boot/images/realroot-debian/hive.toml"
     EXPECT_EQ(status->get("image.module_mode", ""), "host") << Explain(r2);
     EXPECT_TRUE(status->get("image.generator", "").starts_with("peinit-image ")) << Explain(r2);
     EXPECT_EQ(status->get("image.key_fingerprint", "").size(), 64u) << Explain(r2);
+    // Built by the hook in boot 1, stamped with that time (not a reproducible build's epoch).
+    EXPECT_TRUE(status->get("image.built", "").starts_with("20")) << Explain(r2);
     EXPECT_TRUE(r2.qemu.clean_exit()) << Explain(r2);
 }
 

@@ -503,6 +503,21 @@ TEST(Handover, ServiceModeKeepsTheHelper) {
 
 // the real init starts clean. PID 1 has signals blocked (signalfd), some ignored, and
 // descriptors open (kmsg, the signalfd); LinuxKernel::Exec must not pass any of that on.
+// Issue 24 point 6: Exec's fallback where close_range is missing marks every descriptor from 3
+// on close-on-exec, so none leaks into the real init.
+TEST(CleanExec, FallbackMarksEveryDescriptorCloseOnExec) {
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    const int before = ::fcntl(fds[0], F_GETFD);
+    ASSERT_EQ(before & FD_CLOEXEC, 0);
+    ASSERT_TRUE(MarkCloseOnExecFrom(3));
+    EXPECT_NE(::fcntl(fds[0], F_GETFD) & FD_CLOEXEC, 0);
+    EXPECT_NE(::fcntl(fds[1], F_GETFD) & FD_CLOEXEC, 0);
+    EXPECT_EQ(::fcntl(0, F_GETFD) & FD_CLOEXEC, 0) << "stdin is left as it is";
+    ::close(fds[0]);
+    ::close(fds[1]);
+}
+
 TEST(CleanExec, EmptyMaskDefaultDispositionsOnlyStdio) {
     int out[2];
     ASSERT_EQ(pipe(out), 0);
