@@ -255,6 +255,15 @@ PreparedRoot PrepareRoot(const BootPaths& paths, Kernel& kernel, const RootOptio
     if (gate != nullptr) {
         if (gate->found) gate->found();
         if (!gate->WaitOpen()) return out;
+        // The boot-time drivers are in now: a second device with the root's tag that appeared
+        // after the first was found (its disk probed later) is refused all the same.
+        if (!o.spec.IsPath()) {
+            if (auto again = FindRoot(paths, o.spec, nullptr); !again) {
+                out.refused = again.error();
+                out.device.reset();
+                return out;
+            }
+        }
         // Mounting loads no module when the kernel has every file system it would try.
         auto in_kernel = KernelFilesystems(paths);
         auto has = [&](const std::string& t) {
