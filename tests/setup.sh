@@ -16,13 +16,14 @@ packages=(
     build-essential cmake ninja-build pkg-config git python3
     libboost-dev libboost-program-options-dev libmount-dev libkmod-dev
     libtomlplusplus-dev libspdlog-dev libgtest-dev libgmock-dev libssl-dev libarchive-dev
-    zlib1g-dev liblzma-dev libzstd-dev
+    zlib1g-dev liblzma-dev libzstd-dev libtss2-dev
     qemu-system-x86 kmod cpio zstd xz-utils e2fsprogs fdisk groff-base man-db dash
     linux-source-6.1 flex bison bc libelf-dev dwarves rsync
 )
 # Only the tests use these: the real-root fixture (mmdebstrap), the fuzzers (clang), the Debian
-# package (dpkg-dev debhelper lintian fakeroot).
-test_packages=(mmdebstrap clang libclang-rt-14-dev dpkg-dev debhelper lintian fakeroot)
+# package (dpkg-dev debhelper lintian fakeroot), the TPM (swtpm swtpm-tools: QEMU's TPM and tpm2-tools
+# as a second, independent quote verifier).
+test_packages=(mmdebstrap clang libclang-rt-14-dev dpkg-dev debhelper lintian fakeroot swtpm swtpm-tools tpm2-tools)
 [[ $setup_for == demo ]] || packages+=("${test_packages[@]}")
 missing=()
 for p in "${packages[@]}"; do
