@@ -59,15 +59,33 @@ Result<std::optional<ModuleElfInfo>> ReadModuleElf(std::span<const std::byte> im
     ModuleElfInfo info;
     std::string modinfo_name;
     std::optional<std::string> this_module_name;
+    int modinfo_sections = 0;
+    int this_module_sections = 0;
     for (Elf_Scn* scn = elf_nextscn(elf.get(), nullptr); scn != nullptr;
          scn = elf_nextscn(elf.get(), scn)) {
         GElf_Shdr shdr = PEINIT_TRY(elf.SectionHeader(scn));
-        if (shdr.sh_type == SHT_NOBITS) continue;
         const char* name = elf_strptr(elf.get(), shstrndx, shdr.sh_name);
         if (name == nullptr) continue;
-        if (std::strcmp(name, ".modinfo") == 0) {
+        // The kernel (find_sec) takes the first allocated section of a name and the first name=;
+        // other readers take the last. A module that names itself twice is refused rather than
+        // read one way here and another way by the kernel.
+        const bool is_modinfo = std::strcmp(name, ".modinfo") == 0;
+        const bool is_this_module = std::strcmp(name, ".gnu.linkonce.this_module") == 0;
+        if (!is_modinfo && !is_this_module) continue;
+        if (++(is_modinfo ? modinfo_sections : this_module_sections) > 1) {
+            return Err(std::string("two ") + name +
+                       " sections (the kernel reads the first, other tools the last)");
+        }
+        if ((shdr.sh_flags & SHF_ALLOC) == 0 || shdr.sh_type == SHT_NOBITS) {
+            return Err(std::string(name) + " is not an allocated section with contents (the "
+                       "kernel would not read it)");
+        }
+        if (is_modinfo) {
+            bool named = false;
             for (const auto& [key, value] : ModinfoEntries(Bytes(elf_rawdata(scn, nullptr)))) {
                 if (key == "name") {
+                    if (named) return Err(".modinfo has two name= entries");
+                    named = true;
                     modinfo_name = value;
                 } else if (key == "vermagic") {
                     info.vermagic = value;
@@ -79,7 +97,7 @@ Result<std::optional<ModuleElfInfo>> ReadModuleElf(std::span<const std::byte> im
                     }
                 }
             }
-        } else if (std::strcmp(name, ".gnu.linkonce.this_module") == 0) {
+        } else {
             std::string_view data = Bytes(elf_rawdata(scn, nullptr));
             if (data.size() <= kThisModuleNameOffset) {
                 return Err(".gnu.linkonce.this_module is too short for struct module");

@@ -52,6 +52,39 @@ TEST(ModuleElf, NotElfIsNoNameAndBrokenModulesAreErrors) {
     EXPECT_FALSE(ModuleNameOfImage(Span(truncated)));
 }
 
+// The kernel reads the first allocated .gnu.linkonce.this_module and the first name=; a module
+// that names itself twice, or hides its name where the kernel does not look, is refused so that
+// peinit's reading and the kernel's cannot differ (issue 24 point 6).
+TEST(ModuleElf, AmbiguousNamesAreRefused) {
+    using testing::FakeModuleLayout;
+    FakeModuleLayout second_name;
+    second_name.extra_modinfo_name = "evil";
+    FakeModuleLayout second_section;
+    second_section.second_this_module_name = "evil";
+    FakeModuleLayout not_allocated;
+    not_allocated.this_module_allocated = false;
+    auto two_names = ModuleNameOfImage(Span(FakeModuleElf("ext4", "ext4", ET_REL, second_name)));
+    ASSERT_FALSE(two_names);
+    EXPECT_EQ(two_names.error().message(), ".modinfo has two name= entries");
+
+    auto two_sections =
+        ModuleNameOfImage(Span(FakeModuleElf("ext4", "", ET_REL, second_section)));
+    ASSERT_FALSE(two_sections);
+    EXPECT_EQ(two_sections.error().message(),
+              "two .gnu.linkonce.this_module sections (the kernel reads the first, other tools "
+              "the last)");
+
+    auto hidden = ModuleNameOfImage(Span(FakeModuleElf("ext4", "", ET_REL, not_allocated)));
+    ASSERT_FALSE(hidden);
+    EXPECT_EQ(hidden.error().message(),
+              ".gnu.linkonce.this_module is not an allocated section with contents (the kernel "
+              "would not read it)");
+    // The same layout with one name each way is still a module.
+    EXPECT_EQ(ModuleNameOfImage(Span(FakeModuleElf("ext4", "ext4", ET_REL, FakeModuleLayout{})))
+                  .value(),
+              "ext4");
+}
+
 TEST(ModuleElf, CheckBindsTheFileNameToTheModule) {
     EXPECT_TRUE(CheckModuleName(Span(FakeModuleElf("jbd2", "jbd2")), "jbd2", "modules/jbd2.ko"));
     auto swapped = CheckModuleName(Span(FakeModuleElf("evil", "evil")), "jbd2", "modules/jbd2.ko");
