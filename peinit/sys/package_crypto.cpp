@@ -253,7 +253,46 @@ Result<SigningKey> SigningKey::LoadFile(const std::filesystem::path& path) {
         return Err(path.string() + ": private key is accessible by group or others (mode " + text +
                    "); chmod 600 it");
     }
+    PEINIT_TRY(CheckPrivateKeyPath(path));
     return key;
+}
+
+Result<void> CheckPrivateKeyPath(const std::filesystem::path& path) {
+    const uid_t me = ::geteuid();
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) return ErrnoErr(path.string());
+    if (S_ISLNK(st.st_mode)) {
+        return Err(path.string() + ": private key is a symbolic link; name the key file itself "
+                   "(a link can be pointed elsewhere by whoever owns its directory)");
+    }
+    if (st.st_uid != me) {
+        return Err(path.string() + ": private key is owned by uid " + std::to_string(st.st_uid) +
+                   ", not by uid " + std::to_string(me) + " (who uses it)");
+    }
+    // Every directory above it, as ssh checks: whoever may rename entries in one of them can
+    // swap the key. Writable by group or others is fine only with the sticky bit (/tmp).
+    std::error_code ec;
+    std::filesystem::path dir = std::filesystem::canonical(
+        std::filesystem::absolute(path, ec).parent_path(), ec);
+    if (ec) return Err(path.parent_path().string() + ": " + ec.message());
+    for (;;) {
+        if (::stat(dir.c_str(), &st) != 0) return ErrnoErr(dir.string());
+        if (st.st_uid != 0 && st.st_uid != me) {
+            return Err(path.string() + ": directory " + dir.string() + " is owned by uid " +
+                       std::to_string(st.st_uid) +
+                       ", who could replace the private key in it");
+        }
+        if ((st.st_mode & 022) != 0 && (st.st_mode & S_ISVTX) == 0) {
+            char text[8];
+            std::snprintf(text, sizeof(text), "%04o", static_cast<unsigned>(st.st_mode & 07777));
+            return Err(path.string() + ": directory " + dir.string() +
+                       " is writable by group or others (mode " + text +
+                       "), who could replace the private key in it");
+        }
+        if (dir == dir.root_path()) break;
+        dir = dir.parent_path();
+    }
+    return Ok();
 }
 
 Result<std::string> SigningKey::PrivatePem() const {

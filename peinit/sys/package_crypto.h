@@ -67,8 +67,8 @@ class SigningKey {
     // Parses a PEM private key (PKCS#8, as Generate/PrivatePem write) holding an Ed25519 key.
     static Result<SigningKey> FromPem(std::string_view pem);
     // Reads a private key file, refusing one that group or others can read or write (as ssh
-    // does: a key others can read is not secret any more). A public key given instead is named
-    // as such, with its fingerprint.
+    // does: a key others can read is not secret any more) or that fails CheckPrivateKeyPath. A
+    // public key given instead is named as such, with its fingerprint.
     static Result<SigningKey> LoadFile(const std::filesystem::path& path);
 
     Result<std::string> PrivatePem() const;
@@ -85,6 +85,12 @@ class SigningKey {
     std::shared_ptr<EVP_PKEY> pkey_;
     PublicKey public_;
 };
+
+// A private key file as LoadFile reads it: not a symbolic link, owned by the caller's effective
+// uid, and in directories that only root or the caller can change (group- or world-writable only
+// with the sticky bit, as /tmp), as ssh checks a key's path. The error names the file, the
+// directory and why.
+Result<void> CheckPrivateKeyPath(const std::filesystem::path& path);
 
 // The git work tree holding `dir` (a .git entry in it or an ancestor), if any.
 std::optional<std::filesystem::path> EnclosingGitWorkTree(const std::filesystem::path& dir);

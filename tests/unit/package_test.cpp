@@ -883,6 +883,42 @@ TEST_F(PackageFilesTest, PrivateKeyFileMustBePrivate) {
     EXPECT_EQ(loaded->public_key().fingerprint, key->public_key().fingerprint);
 }
 
+// A private key reached through a symbolic link, owned by someone else, or in a directory
+// others can change is refused: whoever controls any of them can swap the key (issue 24 point 6).
+TEST_F(PackageFilesTest, PrivateKeyPathMustBeControlledByTheCaller) {
+    auto key = SigningKey::Generate();
+    ASSERT_TRUE(key);
+    Write(dir_ / "k.key", *key->PrivatePem(), 0600);
+    fs::create_symlink(dir_ / "k.key", dir_ / "link.key");
+    auto linked = SigningKey::LoadFile(dir_ / "link.key");
+    ASSERT_FALSE(linked);
+    EXPECT_EQ(linked.error().message(),
+              (dir_ / "link.key").string() +
+                  ": private key is a symbolic link; name the key file itself (a link can be "
+                  "pointed elsewhere by whoever owns its directory)");
+
+    fs::create_directory(dir_ / "open");
+    Write(dir_ / "open" / "k.key", *key->PrivatePem(), 0600);
+    fs::permissions(dir_ / "open", fs::perms::all);  // 0777, no sticky bit
+    auto open = SigningKey::LoadFile(dir_ / "open" / "k.key");
+    ASSERT_FALSE(open);
+    EXPECT_EQ(open.error().message(),
+              (dir_ / "open" / "k.key").string() + ": directory " + (dir_ / "open").string() +
+                  " is writable by group or others (mode 0777), who could replace the private "
+                  "key in it");
+    fs::permissions(dir_ / "open", fs::perms::sticky_bit, fs::perm_options::add);
+    EXPECT_TRUE(SigningKey::LoadFile(dir_ / "open" / "k.key"));  // as in /tmp
+
+    if (::geteuid() != 0) return;  // giving a file away needs root (CI runs as root)
+    ASSERT_EQ(::chown((dir_ / "k.key").c_str(), ::geteuid() + 1, static_cast<gid_t>(-1)), 0);
+    auto foreign = SigningKey::LoadFile(dir_ / "k.key");
+    ASSERT_FALSE(foreign);
+    EXPECT_EQ(foreign.error().message(),
+              (dir_ / "k.key").string() + ": private key is owned by uid " +
+                  std::to_string(::geteuid() + 1) + ", not by uid " +
+                  std::to_string(::geteuid()) + " (who uses it)");
+}
+
 // The .pub where the private key belongs is named as a public key, not a key to chmod (a public
 // key is world-readable by design); a private key that is not private still is.
 TEST_F(PackageFilesTest, PublicKeyGivenAsPrivateKeyIsNamed) {
