@@ -3,12 +3,31 @@
 #include <lzma.h>
 #include <zlib.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
+#include <bit>
+
+#include <semaphore>
 #include <string>
 
 namespace peinit {
 
 namespace {
+
+// The process-wide decoder budget (kDecoderSlots streams at once); held for one whole decode, so
+// no holder ever waits for another.
+std::counting_semaphore<kDecoderSlots>& DecoderSlots() {
+    static std::counting_semaphore<kDecoderSlots> slots(kDecoderSlots);
+    return slots;
+}
+
+class DecoderSlot {
+  public:
+    DecoderSlot() { DecoderSlots().acquire(); }
+    ~DecoderSlot() { DecoderSlots().release(); }
+    DecoderSlot(const DecoderSlot&) = delete;
+    DecoderSlot& operator=(const DecoderSlot&) = delete;
+};
 
 Unexpected Bad(std::string_view path, const std::string& what) {
     return Err(std::string(path) + ": " + what, EINVAL);
@@ -43,7 +62,7 @@ Result<std::vector<std::byte>> Gunzip(std::string_view path, std::span<const std
 
 Result<std::vector<std::byte>> Unxz(std::string_view path, std::span<const std::byte> in) {
     lzma_stream s = LZMA_STREAM_INIT;
-    if (lzma_stream_decoder(&s, UINT64_MAX, LZMA_CONCATENATED) != LZMA_OK) {
+    if (lzma_stream_decoder(&s, kMaxDecoderMemory, LZMA_CONCATENATED) != LZMA_OK) {
         return Bad(path, "xz: cannot initialise");
     }
     std::vector<std::byte> out(std::max<std::size_t>(in.size() * 4, 1 << 16));
@@ -61,6 +80,12 @@ Result<std::vector<std::byte>> Unxz(std::string_view path, std::span<const std::
     }
     std::size_t n = s.total_out;
     lzma_end(&s);
+    if (rc == LZMA_MEMLIMIT_ERROR) {
+        return Bad(path, "xz: the dictionary needs more than " +
+                             std::to_string(kMaxDecoderMemory >> 20) +
+                             " MiB of decoder memory (compress with a smaller one, e.g. xz "
+                             "--lzma2=dict=1MiB as the kernel does)");
+    }
     if (rc != LZMA_STREAM_END) {
         return Bad(path, rc == LZMA_OK || rc == LZMA_BUF_ERROR ? "xz: truncated or too large"
                                                                : "xz: corrupt data");
@@ -72,6 +97,13 @@ Result<std::vector<std::byte>> Unxz(std::string_view path, std::span<const std::
 Result<std::vector<std::byte>> Unzstd(std::string_view path, std::span<const std::byte> in) {
     ZSTD_DCtx* d = ZSTD_createDCtx();
     if (!d) return Bad(path, "zstd: cannot initialise");
+    // The window a frame may ask for: log2(kMaxDecoderMemory).
+    constexpr int kWindowLogMax = std::bit_width(kMaxDecoderMemory) - 1;
+    static_assert((std::uint64_t{1} << kWindowLogMax) == kMaxDecoderMemory);
+    if (ZSTD_isError(ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, kWindowLogMax))) {
+        ZSTD_freeDCtx(d);
+        return Bad(path, "zstd: cannot set the window limit");
+    }
     std::vector<std::byte> out(std::max<std::size_t>(in.size() * 4, 1 << 16));
     ZSTD_inBuffer src{in.data(), in.size(), 0};
     ZSTD_outBuffer dst{out.data(), out.size(), 0};
@@ -89,6 +121,11 @@ Result<std::vector<std::byte>> Unzstd(std::string_view path, std::span<const std
         dst.size = out.size();
     }
     ZSTD_freeDCtx(d);
+    if (ZSTD_isError(rc) && ZSTD_getErrorCode(rc) == ZSTD_error_frameParameter_windowTooLarge) {
+        return Bad(path, "zstd: the window needs more than " +
+                             std::to_string(kMaxDecoderMemory >> 20) +
+                             " MiB of decoder memory (compress without --long or --ultra)");
+    }
     if (ZSTD_isError(rc)) return Bad(path, std::string("zstd: ") + ZSTD_getErrorName(rc));
     if (rc != 0 || src.pos != src.size) return Bad(path, "zstd: truncated or too large");
     out.resize(dst.pos);
@@ -100,10 +137,12 @@ Result<std::vector<std::byte>> Unzstd(std::string_view path, std::span<const std
 Result<ModuleImage> ModuleImageOf(std::string_view path, std::span<const std::byte> bytes) {
     auto c = ModuleCompressionOf(path.substr(path.rfind('/') + 1));
     if (!c) return Bad(path, "not a module file name (.ko, .ko.gz, .ko.xz, .ko.zst)");
+    if (*c == ModuleCompression::kNone) return ModuleImage::View(bytes);
     Result<std::vector<std::byte>> out = Err("");
+    const DecoderSlot slot;
     switch (*c) {
         case ModuleCompression::kNone:
-            return ModuleImage::View(bytes);
+            break;
         case ModuleCompression::kGzip:
             out = Gunzip(path, bytes);
             break;

@@ -5,6 +5,7 @@
 // the bytes already verified in memory, and handed to init_module(2); nothing is re-read.
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -16,6 +17,15 @@ namespace peinit {
 
 // At most this many bytes of decompressed module (the largest modules are ~20 MB).
 inline constexpr std::size_t kMaxModuleImageBytes = 256u << 20;
+
+// At most this much decoder memory per stream: the xz dictionary and the zstd window a module's
+// header asks for are allocated before the first byte comes out, and a crafted header can ask
+// for 1.5 GiB (xz) or 2 GiB (zstd). The kernel's own `make modules_install` compresses with a
+// 1 MiB xz dictionary and zstd's default window (at most 8 MiB), so 64 MiB leaves ample room.
+inline constexpr std::uint64_t kMaxDecoderMemory = 64u << 20;
+// At most this many streams decode at once in a process, whatever the number of load workers:
+// the decoders' memory together stays within kDecoderSlots * kMaxDecoderMemory.
+inline constexpr std::ptrdiff_t kDecoderSlots = 2;
 
 // The bytes to pass to init_module: a view of `bytes` for an uncompressed module, else the
 // decompressed copy it owns.
@@ -43,7 +53,8 @@ class ModuleImage {
 };
 
 // `path` names the file (its suffix says the compression). Errors name the path and the
-// decoder's complaint (truncated, corrupt, too large).
+// decoder's complaint (truncated, corrupt, too large, a dictionary or window over
+// kMaxDecoderMemory). Blocks while kDecoderSlots other decompressions run.
 Result<ModuleImage> ModuleImageOf(std::string_view path, std::span<const std::byte> bytes);
 
 // Compresses an ELF image the way `xz --check=crc32`, `zstd` and `gzip` would, for tests and for
