@@ -321,8 +321,15 @@ int NotMeasured(const Options& o, const peinit::tpm::Bytes& nonce, const std::st
     return kExitNotMeasured;
 }
 
+// tpm2-tss logs its own errors to stderr unless told otherwise; peinitctl reports them once,
+// in its own words (as systemd does, unless $TSS2_LOG asks for them).
+peinit::Result<peinit::tpm::EsysContext> OpenTpm() {
+    setenv("TSS2_LOG", "all+none", 0);
+    return peinit::tpm::EsysContext::Open(peinit::tpm::TctiFromEnvironment());
+}
+
 int Enroll() {
-    auto tpm = peinit::tpm::EsysContext::Open(peinit::tpm::TctiFromEnvironment());
+    auto tpm = OpenTpm();
     if (!tpm) {
         std::cerr << "peinitctl attest --enroll: no TPM (" << tpm.error().message() << ")\n";
         return kExitNotMeasured;
@@ -360,7 +367,7 @@ int AttestCommand(const Options& o) {
                 kAttestUsage);
         }
     }
-    auto tpm = peinit::tpm::EsysContext::Open(peinit::tpm::TctiFromEnvironment());
+    auto tpm = OpenTpm();
     if (!tpm) return NotMeasured(o, *nonce, "no TPM (" + tpm.error().message() + ")");
 
     // The log's writers append under an exclusive flock (systemd's protocol): holding a shared

@@ -19,7 +19,7 @@ Result<JsonDocument> JsonDocument::Parse(std::string_view text) {
     json_object* obj =
         json_tokener_parse_ex(tok.get(), body.data(), static_cast<int>(body.size()));
     json_tokener_error jerr = json_tokener_get_error(tok.get());
-    if (jerr == json_tokener_continue) return Err("truncated JSON");
+    if (jerr == json_tokener_continue) return Err("not JSON: truncated");
     if (jerr != json_tokener_success) {
         std::size_t at = start + json_tokener_get_parse_end(tok.get());
         return Err(std::string("not JSON: ") + json_tokener_error_desc(jerr) + " at byte " +
