@@ -1,6 +1,7 @@
 #include "peinit/verify/posture.h"
 
 #include <algorithm>
+#include <climits>
 #include <map>
 #include <set>
 
@@ -317,6 +318,12 @@ std::vector<Deviation> CheckPosture(const tpm::EventLog& log, const Reference& r
     posture = Posture{};
     Checker c(ref, posture);
     c.Run(log);
+    // In log order, the boot-wide ones (record 0) last.
+    std::stable_sort(c.deviations.begin(), c.deviations.end(),
+                     [](const Deviation& a, const Deviation& b) {
+                         return (a.record == 0 ? INT_MAX : a.record) <
+                                (b.record == 0 ? INT_MAX : b.record);
+                     });
     return std::move(c.deviations);
 }
 

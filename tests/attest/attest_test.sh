@@ -57,28 +57,25 @@ use_tpm() {  # use_tpm PORT: tpm2-tools and peinitctl talk to that swtpm
 }
 
 # measure LOG PCR CONTENT_TYPE EVENT_TYPE STRING: extends PCR with SHA-256(STRING) and appends
-# the record, as PID 1 (or systemd) does.
+# the record, as PID 1 (or systemd) does. (Plain bash: a python3 start per record would cost
+# a second each on a loaded machine.)
 measure() {
-    local log=$1 pcr=$2 type=$3 event=$4 string=$5 digest
+    local log=$1 pcr=$2 type=$3 event=$4 string=$5 digest escaped
     digest=$(printf '%s' "$string" | sha256sum | cut -c1-64)
     tpm2_pcrextend "$pcr:sha256=$digest" || fail "tpm2_pcrextend $pcr"
-    python3 - "$pcr" "$type" "$event" "$string" "$digest" >>"$log" <<'PY'
-import json, sys
-pcr, ctype, event, string, digest = sys.argv[1:]
-rec = {"pcr": int(pcr), "digests": [{"hashAlg": "sha256", "digest": digest}],
-       "content_type": ctype, "content": {"string": string, "eventType": event}}
-sys.stdout.write("\x1e" + json.dumps(rec, separators=(",", ":")) + "\n")
-PY
+    escaped=${string//\\/\\\\}
+    escaped=${escaped//\"/\\\"}
+    printf '\x1e{"pcr":%d,"digests":[{"hashAlg":"sha256","digest":"%s"}],"content_type":"%s","content":{"string":"%s","eventType":"%s"}}\n' \
+        "$pcr" "$digest" "$type" "$escaped" "$event" >>"$log"
 }
 
-# peinit EVENT JSON-FIELDS...: the content string, compact with sorted keys.
-peinit_string() {
-    python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d["v"]=1; print(json.dumps(d, sort_keys=True, separators=(",",":")), end="")' "$1"
-}
-pe() {  # pe LOG EVENT FIELDS-JSON
-    local s
-    s=$(peinit_string "$(python3 -c 'import json,sys; d=json.loads(sys.argv[2]); d["event"]=sys.argv[1]; print(json.dumps(d))' "$2" "$3")")
-    measure "$1" 13 peinit "peinit-$2" "$s"
+# pe LOG EVENT FIELD...: a peinit record; each FIELD is '"key":value' in JSON. The content
+# string is compact JSON with sorted keys, "event" and "v" added.
+pe() {
+    local log=$1 event=$2 s
+    shift 2
+    s=$(printf '%s\n' "\"event\":\"$event\"" '"v":1' "$@" | LC_ALL=C sort | paste -sd,)
+    measure "$log" 13 peinit "peinit-$event" "{$s}"
 }
 
 signer=$(printf 'image signing key' | sha256sum | cut -c1-64)
@@ -89,24 +86,30 @@ boot() {
     local log=$1 lock=${2:-1} modules=${3:-"virtio_blk ext4"} late=${4:-0} lines="" m n=0
     : >"$log"
     measure "$log" 11 systemd phase "enter-initrd"
-    pe "$log" image "{\"image_sha256\":\"$(sha image)\",\"kernel_release\":\"6.1.0-test\",\"key_fingerprint\":\"$signer\"}"
+    pe "$log" image "\"image_sha256\":\"$(sha image)\"" '"kernel_release":"6.1.0-test"' \
+        "\"key_fingerprint\":\"$signer\""
     local lab=true req=true locked=true mech=syscall
     [[ $lock == 1 ]] || { lab=false req=false locked=false mech=none; }
-    pe "$log" policy "{\"hive_sha256\":\"$(sha hive)\",\"cmdline\":[\"quiet\"],\"lock_after_boot\":$lab,\"autoload_policy\":\"disabled\",\"signing_policy\":\"enforce\",\"blacklist_sha256\":\"$(sha blacklist)\"}"
+    pe "$log" policy "\"hive_sha256\":\"$(sha hive)\"" '"cmdline":["quiet"]' \
+        "\"lock_after_boot\":$lab" '"autoload_policy":"disabled"' '"signing_policy":"enforce"' \
+        "\"blacklist_sha256\":\"$(sha blacklist)\""
     for m in $modules; do
-        pe "$log" module "{\"name\":\"$m\",\"sha256\":\"$(sha "$m.ko")\",\"package\":\"boot-modules\",\"signer\":\"$signer\"}"
+        pe "$log" module "\"name\":\"$m\"" "\"sha256\":\"$(sha "$m.ko")\"" \
+            '"package":"boot-modules"' "\"signer\":\"$signer\""
         lines+="$m $(sha "$m.ko")"$'\n'
         n=$((n + 1))
     done
     local set_digest
     set_digest=$(printf '%s' "$lines" | LC_ALL=C sort | sha256sum | cut -c1-64)
-    pe "$log" module-set "{\"count\":$n,\"sha256\":\"$set_digest\"}"
-    pe "$log" lock "{\"requested\":$req,\"locked\":$locked,\"mechanism\":\"$mech\",\"trigger\":\"registry\"}"
-    pe "$log" leave-initrd "{}"
+    pe "$log" module-set "\"count\":$n" "\"sha256\":\"$set_digest\""
+    pe "$log" lock "\"requested\":$req" "\"locked\":$locked" "\"mechanism\":\"$mech\"" \
+        '"trigger":"registry"'
+    pe "$log" leave-initrd
     measure "$log" 11 systemd phase "leave-initrd"
     if [[ $late == 1 ]]; then
         # Root after boot: extends PCR 13 with a lock record of its own and appends it.
-        pe "$log" lock "{\"requested\":true,\"locked\":true,\"mechanism\":\"syscall\",\"trigger\":\"registry\"}"
+        pe "$log" lock '"requested":true' '"locked":true' '"mechanism":"syscall"' \
+            '"trigger":"registry"'
     fi
 }
 
