@@ -13,6 +13,7 @@
 #   unlocked   LockAfterBoot=false: the lock not requested, not applied
 #   late       root after boot extends a forged lock record after leave-initrd
 #   othertpm   the same measurements on a second TPM: not the enrolled AK
+#   forged     the bundle edited: a quote byte changed, a PCR value changed
 #   notpm      no TPM: attest says not measured (exit 3), the verifier too (exit 1)
 # Usage: attest_test.sh CASE PEINITCTL PEINIT_VERIFY
 set -uo pipefail
@@ -305,6 +306,33 @@ othertpm)
     deviation "not the enrolled AK"
     deviation "a quote from a different TPM"
     use_tpm "$first_port"
+    ;;
+forged)
+    boot "$log"
+    reference ref.toml
+    attest "$log"
+    cp bundle.json good.json
+    # The quote's last byte (inside the PCR digest) changed: the signature no longer holds.
+    python3 - <<'PY'
+import json
+d = json.load(open("good.json"))
+m = d["quote"]["message"]
+d["quote"]["message"] = m[:-2] + ("00" if m[-2:] != "00" else "01")
+json.dump(d, open("bundle.json", "w"))
+PY
+    verify_expect 1 --nonce "$nonce"
+    deviation "the quote's signature does not verify with the AK"
+    deviation "the bundle's PCR values are not the ones quoted"
+    # PCR 13 in the bundle replaced (say, by what a shortened log replays to): not what was quoted.
+    python3 - <<'PY'
+import json
+d = json.load(open("good.json"))
+d["pcrs"]["13"] = "ab" * 32
+json.dump(d, open("bundle.json", "w"))
+PY
+    verify_expect 1 --nonce "$nonce"
+    deviation "the bundle's PCR values are not the ones quoted"
+    deviation "PCR 13 is abababab"
     ;;
 notpm)
     reference ref.toml
