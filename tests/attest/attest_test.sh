@@ -202,6 +202,19 @@ PY
     # Without --nonce: verified, with a note that freshness was not checked.
     verify_expect 0
     contains out "note: no --nonce given" "freshness note"
+    # The verifier's command line.
+    expect 0 "peinit-verify --help" -- "$verify" --help
+    contains out "usage: peinit-verify --bundle FILE --reference REF.toml" "usage"
+    expect 0 "peinit-verify --version" -- "$verify" --version
+    contains out "peinit-verify (peinit) " "version"
+    expect 2 "peinit-verify without --bundle" -- "$verify" --reference ref.toml
+    contains err "peinit-verify: option --bundle is required" "missing --bundle named"
+    expect 2 "peinit-verify unknown option" -- "$verify" --bogus
+    contains err 'peinit-verify: unknown option "--bogus"' "unknown option named"
+    expect 2 "peinit-verify bad nonce" -- "$verify" --bundle bundle.json --reference ref.toml --nonce zz
+    echo '{"kind":"other"}' >other.json
+    expect 2 "not a bundle" -- "$verify" --bundle other.json --reference ref.toml
+    contains err 'other.json: not an attestation bundle: kind: not "peinit-attestation"' "not a bundle"
     # Unreadable input: exit 2, naming the file.
     expect 2 "bundle missing" -- "$verify" --bundle nothere.json --reference ref.toml
     contains err "nothere.json: cannot read" "missing bundle named"
