@@ -36,9 +36,8 @@ constexpr const char* kUsage =
     "\n"
     "Exit status: 0 verified, 1 deviations or not measured, 2 usage error or unreadable input.\n";
 
-constexpr OptionSpec kOptions[] = {{"--bundle", Arity::kValue},
-                                   {"--reference", Arity::kValue},
-                                   {"--nonce", Arity::kValue}};
+constexpr OptionSpec kOptions[] = {
+    {"--bundle", Arity::kValue}, {"--reference", Arity::kValue}, {"--nonce", Arity::kValue}};
 
 bool ReadAll(const std::string& path, std::string& out) {
     if (path == "-") {
@@ -92,8 +91,8 @@ int Main(int argc, char** argv) {
     }
     auto bundle = peinit::verify::ParseBundle(text);
     if (!bundle) {
-        std::cerr << prog << ": " << bundle_path << ": not an attestation bundle: "
-                  << bundle.error().message() << "\n";
+        std::cerr << prog << ": " << bundle_path
+                  << ": not an attestation bundle: " << bundle.error().message() << "\n";
         return 2;
     }
     peinit::ConfigErrors errors;

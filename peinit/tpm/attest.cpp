@@ -75,8 +75,8 @@ Result<std::pair<uint32_t, std::vector<std::pair<int, PcrValue>>>> ReadPcrs(
         uint32_t c = 0;
         EsysOut<TPML_PCR_SELECTION> out(tss);
         EsysOut<TPML_DIGEST> digests(tss);
-        TSS2_RC rc = tss.Esys_PCR_Read(tpm.get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &in,
-                                       &c, &out.p, &digests.p);
+        TSS2_RC rc = tss.Esys_PCR_Read(tpm.get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &in, &c,
+                                       &out.p, &digests.p);
         if (rc != TSS2_RC_SUCCESS) return Err(TssError(tss, "reading the PCRs", rc));
         if (!first && c != counter) return Err("PCRs changed while they were read");
         first = false;
@@ -184,8 +184,10 @@ Result<AttestationKey> CreateLoaded(EsysContext& tpm, ESYS_TR& handle) {
                                         &creation_data.p, &creation_hash.p, &ticket.p);
     if (rc != TSS2_RC_SUCCESS) {
         handle = ESYS_TR_NONE;
-        return Err(TssError(tss, "creating the attestation key (CreatePrimary, endorsement "
-                                 "hierarchy)", rc));
+        return Err(TssError(tss,
+                            "creating the attestation key (CreatePrimary, endorsement "
+                            "hierarchy)",
+                            rc));
     }
     EsysOut<TPM2B_NAME> name(tss);
     rc = tss.Esys_TR_GetName(tpm.get(), handle, &name.p);
@@ -225,9 +227,9 @@ Result<QuoteResult> TakeQuote(EsysContext& tpm, const std::vector<int>& pcrs, co
         auto before = PEINIT_TRY(ReadPcrs(tpm, pcrs));
         EsysOut<TPM2B_ATTEST> quoted(tss);
         EsysOut<TPMT_SIGNATURE> signature(tss);
-        TSS2_RC rc = tss.Esys_Quote(tpm.get(), flush.handle, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-                                    ESYS_TR_NONE, &qualifying, &scheme, &selection, &quoted.p,
-                                    &signature.p);
+        TSS2_RC rc =
+            tss.Esys_Quote(tpm.get(), flush.handle, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                           &qualifying, &scheme, &selection, &quoted.p, &signature.p);
         if (rc != TSS2_RC_SUCCESS) return Err(TssError(tss, "quoting the PCRs", rc));
         auto after = PEINIT_TRY(ReadPcrs(tpm, pcrs));
         if (before.first != after.first || before.second != after.second) {
@@ -277,7 +279,8 @@ Bytes CheckquotePcrsFile(const std::vector<std::pair<int, PcrValue>>& pcrs) {
 std::string BundleJson(const QuoteResult& q, const Bytes& nonce, const std::string& log,
                        const std::string& log_path) {
     toml::table pcrs;
-    for (const auto& [p, v] : q.pcrs) pcrs.insert(std::to_string(p), Hex(Bytes(v.begin(), v.end())));
+    for (const auto& [p, v] : q.pcrs)
+        pcrs.insert(std::to_string(p), Hex(Bytes(v.begin(), v.end())));
     toml::table doc{
         {"version", 1},
         {"kind", "peinit-attestation"},

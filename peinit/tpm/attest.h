@@ -44,8 +44,8 @@ struct AttestationKey {
 
 struct QuoteResult {
     AttestationKey ak;
-    Bytes message;    // TPMS_ATTEST, marshaled (tpm2_quote -m)
-    Bytes signature;  // TPMT_SIGNATURE, marshaled (tpm2_quote -s)
+    Bytes message;                               // TPMS_ATTEST, marshaled (tpm2_quote -m)
+    Bytes signature;                             // TPMT_SIGNATURE, marshaled (tpm2_quote -s)
     std::vector<std::pair<int, PcrValue>> pcrs;  // the quoted sha256 PCRs, ascending
 };
 

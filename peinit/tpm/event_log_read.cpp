@@ -23,7 +23,8 @@ Result<LogRecord> ParseRecord(std::string_view text) {
     if (!root.IsObject()) return Err("not a JSON object but " + root.TypeName());
     LogRecord r;
     int64_t pcr = PEINIT_TRY(root.IntAt("pcr"));
-    if (pcr < 0 || pcr > kMaxPcr) return Err("pcr: " + std::to_string(pcr) + " is not a PCR (0-23)");
+    if (pcr < 0 || pcr > kMaxPcr)
+        return Err("pcr: " + std::to_string(pcr) + " is not a PCR (0-23)");
     r.pcr = static_cast<int>(pcr);
     JsonValue digests = root.Get("digests");
     if (!digests.IsArray()) return Err("digests: must be an array, not " + digests.TypeName());

@@ -29,15 +29,16 @@ std::vector<LogProblem> CheckRecordDigests(const EventLog& log) {
         }
         auto digest = DecodeSha256(*hex);
         if (!digest) {
-            problems.push_back({r.number, "sha256 digest \"" + *hex +
-                                              "\" is not 64 lowercase hex digits"});
+            problems.push_back(
+                {r.number, "sha256 digest \"" + *hex + "\" is not 64 lowercase hex digits"});
             continue;
         }
         if (!r.content_string) continue;
         const std::string& s = *r.content_string;
         Sha256Digest want = Sha256Of({reinterpret_cast<const std::byte*>(s.data()), s.size()});
         if (want != *digest) {
-            problems.push_back({r.number, "digest " + *hex + " is not the SHA-256 of its content (" +
+            problems.push_back({r.number, "digest " + *hex +
+                                              " is not the SHA-256 of its content (" +
                                               HexEncode(want) + "): the record was edited"});
         }
     }

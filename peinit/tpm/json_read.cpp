@@ -16,8 +16,7 @@ Result<JsonDocument> JsonDocument::Parse(std::string_view text) {
     std::size_t start = text.find_first_not_of(" \t\r\n");
     if (start == std::string_view::npos) return Err("empty, not JSON");
     std::string_view body = text.substr(start);
-    json_object* obj =
-        json_tokener_parse_ex(tok.get(), body.data(), static_cast<int>(body.size()));
+    json_object* obj = json_tokener_parse_ex(tok.get(), body.data(), static_cast<int>(body.size()));
     json_tokener_error jerr = json_tokener_get_error(tok.get());
     if (jerr == json_tokener_continue) return Err("not JSON: truncated");
     if (jerr != json_tokener_success) {
@@ -36,10 +35,18 @@ Result<JsonDocument> JsonDocument::Parse(std::string_view text) {
     return doc;
 }
 
-bool JsonValue::IsObject() const { return o_ != nullptr && json_object_is_type(o_, json_type_object); }
-bool JsonValue::IsArray() const { return o_ != nullptr && json_object_is_type(o_, json_type_array); }
-bool JsonValue::IsString() const { return o_ != nullptr && json_object_is_type(o_, json_type_string); }
-bool JsonValue::IsBool() const { return o_ != nullptr && json_object_is_type(o_, json_type_boolean); }
+bool JsonValue::IsObject() const {
+    return o_ != nullptr && json_object_is_type(o_, json_type_object);
+}
+bool JsonValue::IsArray() const {
+    return o_ != nullptr && json_object_is_type(o_, json_type_array);
+}
+bool JsonValue::IsString() const {
+    return o_ != nullptr && json_object_is_type(o_, json_type_string);
+}
+bool JsonValue::IsBool() const {
+    return o_ != nullptr && json_object_is_type(o_, json_type_boolean);
+}
 bool JsonValue::IsInt() const { return o_ != nullptr && json_object_is_type(o_, json_type_int); }
 
 JsonValue JsonValue::Get(std::string_view key) const {
@@ -76,13 +83,20 @@ int64_t JsonValue::Int() const { return IsInt() ? json_object_get_int64(o_) : 0;
 std::string JsonValue::TypeName() const {
     if (o_ == nullptr) return "null";
     switch (json_object_get_type(o_)) {
-        case json_type_boolean: return "boolean";
-        case json_type_double: return "number";
-        case json_type_int: return "integer";
-        case json_type_object: return "object";
-        case json_type_array: return "array";
-        case json_type_string: return "string";
-        default: return "null";
+        case json_type_boolean:
+            return "boolean";
+        case json_type_double:
+            return "number";
+        case json_type_int:
+            return "integer";
+        case json_type_object:
+            return "object";
+        case json_type_array:
+            return "array";
+        case json_type_string:
+            return "string";
+        default:
+            return "null";
     }
 }
 

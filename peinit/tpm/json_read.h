@@ -21,7 +21,7 @@ namespace peinit::tpm {
 
 // A borrowed view of one JSON value inside a JsonDocument (valid while the document lives).
 class JsonValue {
-public:
+  public:
     JsonValue() = default;
     explicit JsonValue(json_object* o) : o_(o) {}
 
@@ -52,18 +52,18 @@ public:
     // The JSON type's name for messages: "string", "object", ...
     std::string TypeName() const;
 
-private:
+  private:
     json_object* o_ = nullptr;
 };
 
 class JsonDocument {
-public:
+  public:
     // Parses exactly one JSON text (RFC 8259, UTF-8 validated; surrounding white space allowed,
     // nothing else after it). The error names the problem and its byte offset.
     static Result<JsonDocument> Parse(std::string_view text);
     JsonValue root() const { return JsonValue(root_.get()); }
 
-private:
+  private:
     struct Put {
         void operator()(json_object* o) const;
     };

@@ -18,8 +18,8 @@ using tpm::JsonValue;
 
 // The events in boot order; a module repeats.
 enum class Kind { kImage, kPolicy, kModule, kModuleSet, kLock, kLeaveInitrd };
-constexpr const char* kNames[] = {"image", "policy", "module", "module-set", "lock",
-                                  "leave-initrd"};
+constexpr const char* kNames[] = {"image",      "policy", "module",
+                                  "module-set", "lock",   "leave-initrd"};
 
 std::optional<Kind> KindOf(std::string_view name) {
     for (int i = 0; i < 6; ++i) {
@@ -49,7 +49,7 @@ struct Event {
 };
 
 class Checker {
-public:
+  public:
     Checker(const Reference& ref, Posture& posture) : ref_(ref), posture_(posture) {}
 
     void Run(const tpm::EventLog& log) {
@@ -58,12 +58,23 @@ public:
         for (const auto& e : events) {
             if (after_handover_.count(e.record) != 0) continue;
             switch (e.kind) {
-                case Kind::kImage: Image(e); break;
-                case Kind::kPolicy: Policy(e); break;
-                case Kind::kModule: Module(e); break;
-                case Kind::kModuleSet: module_set_ = &e; break;
-                case Kind::kLock: Lock(e); break;
-                case Kind::kLeaveInitrd: break;
+                case Kind::kImage:
+                    Image(e);
+                    break;
+                case Kind::kPolicy:
+                    Policy(e);
+                    break;
+                case Kind::kModule:
+                    Module(e);
+                    break;
+                case Kind::kModuleSet:
+                    module_set_ = &e;
+                    break;
+                case Kind::kLock:
+                    Lock(e);
+                    break;
+                case Kind::kLeaveInitrd:
+                    break;
             }
         }
         ModuleSet();
@@ -72,7 +83,7 @@ public:
 
     std::vector<Deviation> deviations;
 
-private:
+  private:
     void Add(int record, std::string message) {
         deviations.push_back({record, std::move(message)});
     }
@@ -109,8 +120,8 @@ private:
                 continue;
             }
             if (r.event_type != "peinit-" + *name) {
-                Add(r.number, "eventType " + Q(r.event_type) + " does not match the event " +
-                                  Q(*name));
+                Add(r.number,
+                    "eventType " + Q(r.event_type) + " does not match the event " + Q(*name));
             }
             events.push_back({r.number, *kind, std::move(*doc)});
         }
@@ -246,8 +257,10 @@ private:
         auto sha = Str(e, "sha256");
         std::string want = ModuleSetDigest(module_lines_);
         if (sha && *sha != want) {
-            Add(e.record, "module set digest " + *sha + " is not the digest of the module "
-                                                        "records (" + want + ")");
+            Add(e.record, "module set digest " + *sha +
+                              " is not the digest of the module "
+                              "records (" +
+                              want + ")");
         }
     }
 
@@ -260,8 +273,9 @@ private:
         posture_.mechanism = mechanism.value_or("");
         if (!ref_.lock_required) return;
         if (requested && !*requested) {
-            Add(e.record, "the lock was not requested (LockAfterBoot=false): module loading "
-                          "stayed open; the reference requires the lock");
+            Add(e.record,
+                "the lock was not requested (LockAfterBoot=false): module loading "
+                "stayed open; the reference requires the lock");
         } else if (locked && !*locked) {
             Add(e.record, "the lock was requested but not applied (locked=false, mechanism " +
                               Q(mechanism.value_or("")) + ")");
@@ -284,8 +298,9 @@ private:
         if (ref_.exact_modules && ref_.allowed_modules) {
             for (const auto& name : *ref_.allowed_modules) {
                 if (module_names_.count(name) == 0) {
-                    Add(0, "module " + name + " that the reference requires was not loaded "
-                                              "before the lock");
+                    Add(0, "module " + name +
+                               " that the reference requires was not loaded "
+                               "before the lock");
                 }
             }
         }
@@ -319,11 +334,10 @@ std::vector<Deviation> CheckPosture(const tpm::EventLog& log, const Reference& r
     Checker c(ref, posture);
     c.Run(log);
     // In log order, the boot-wide ones (record 0) last.
-    std::stable_sort(c.deviations.begin(), c.deviations.end(),
-                     [](const Deviation& a, const Deviation& b) {
-                         return (a.record == 0 ? INT_MAX : a.record) <
-                                (b.record == 0 ? INT_MAX : b.record);
-                     });
+    std::stable_sort(
+        c.deviations.begin(), c.deviations.end(), [](const Deviation& a, const Deviation& b) {
+            return (a.record == 0 ? INT_MAX : a.record) < (b.record == 0 ? INT_MAX : b.record);
+        });
     return std::move(c.deviations);
 }
 

@@ -13,7 +13,7 @@ namespace peinit::verify {
 namespace {
 
 class Reader {
-public:
+  public:
     Reader(const std::string& path, ConfigErrors& errors) : path_(path), errors_(errors) {}
 
     void Error(int line, std::string message) {
@@ -39,8 +39,8 @@ public:
             return nullptr;
         }
         if (!node->is_table()) {
-            Error(LineOf(*node), std::string(name) + " must be a table, not " +
-                                     std::string(TomlTypeName(*node)));
+            Error(LineOf(*node),
+                  std::string(name) + " must be a table, not " + std::string(TomlTypeName(*node)));
             return nullptr;
         }
         return node->as_table();
@@ -60,8 +60,8 @@ public:
             }
             return s->get();
         }
-        Error(LineOf(*node), Name(table, key) + " must be a string, not " +
-                                 std::string(TomlTypeName(*node)));
+        Error(LineOf(*node),
+              Name(table, key) + " must be a string, not " + std::string(TomlTypeName(*node)));
         return std::nullopt;
     }
 
@@ -69,8 +69,8 @@ public:
         const toml::node* node = t.get(key);
         if (node == nullptr) return std::nullopt;
         if (const auto* b = node->as_boolean()) return b->get();
-        Error(LineOf(*node), Name(table, key) + " must be a boolean, not " +
-                                 std::string(TomlTypeName(*node)));
+        Error(LineOf(*node),
+              Name(table, key) + " must be a boolean, not " + std::string(TomlTypeName(*node)));
         return std::nullopt;
     }
 
@@ -111,7 +111,7 @@ public:
         return "[" + std::string(table) + "] lacks the required key \"" + std::string(key) + "\"";
     }
 
-private:
+  private:
     const std::string& path_;
     ConfigErrors& errors_;
 };
@@ -192,9 +192,9 @@ std::optional<Reference> ParseReference(const std::string& path, const std::stri
         if (auto m = r.Strings(*lock, "lock", "mechanisms", false, line)) {
             for (const auto& name : *m) {
                 if (name != "syscall" && name != "fallback") {
-                    r.Error(LineOf(*lock->get("mechanisms")),
-                            "lock.mechanisms: unknown mechanism \"" + name +
-                                "\" (syscall, fallback)");
+                    r.Error(
+                        LineOf(*lock->get("mechanisms")),
+                        "lock.mechanisms: unknown mechanism \"" + name + "\" (syscall, fallback)");
                 }
             }
             if (m->empty()) {

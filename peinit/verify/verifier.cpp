@@ -29,8 +29,8 @@ struct PkeyFree {
 using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
 
 Pkey PkeyFromPem(const std::string& pem) {
-    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())),
-                                                  BIO_free);
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+        BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
     if (!bio) return nullptr;
     return Pkey(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
 }
@@ -76,7 +76,7 @@ Result<Bytes> HexField(const JsonValue& v, std::string_view key, std::string_vie
 }
 
 class Verifier {
-public:
+  public:
     Verifier(const Bundle& b, const Reference& ref, Report& report)
         : b_(b), ref_(ref), report_(report) {}
 
@@ -92,7 +92,7 @@ public:
         Log();
     }
 
-private:
+  private:
     void Add(std::string message, int record = 0) {
         report_.deviations.push_back({record, std::move(message)});
     }
@@ -359,8 +359,8 @@ Result<Bundle> ParseBundle(const std::string& text) {
     JsonValue pcrs = root.Get("pcrs");
     if (!pcrs.IsObject()) return Err("pcrs: must be an object");
     for (const auto& key : pcrs.Keys()) {
-        if (key.empty() || key.size() > 2 || key.find_first_not_of("0123456789") != std::string::npos ||
-            std::stoi(key) > 23) {
+        if (key.empty() || key.size() > 2 ||
+            key.find_first_not_of("0123456789") != std::string::npos || std::stoi(key) > 23) {
             return Err("pcrs: \"" + key + "\" is not a PCR (0-23)");
         }
         auto value = PEINIT_TRY(HexField(pcrs, key, "pcrs."));
@@ -399,7 +399,8 @@ std::string Report::Summary() const {
                (deviations.size() == 1 ? " deviation" : " deviations");
     }
     std::string signers;
-    for (const auto& s : posture.signers) signers += (signers.empty() ? "" : ", ") + s.substr(0, 16);
+    for (const auto& s : posture.signers)
+        signers += (signers.empty() ? "" : ", ") + s.substr(0, 16);
     std::string lock = posture.locked ? "locked by " + posture.mechanism : "not locked";
     return "posture verified: " + lock + ", " + std::to_string(posture.modules) +
            (posture.modules == 1 ? " module" : " modules") +

@@ -29,11 +29,11 @@ struct Bundle {
     Bytes nonce;
     std::string ak_pem;
     Bytes ak_name;
-    Bytes ak_public;  // TPMT_PUBLIC, marshaled
+    Bytes ak_public;                                  // TPMT_PUBLIC, marshaled
     std::vector<std::pair<int, tpm::PcrValue>> pcrs;  // ascending
-    Bytes message;    // TPMS_ATTEST, marshaled
-    Bytes signature;  // TPMT_SIGNATURE, marshaled
-    std::string log;  // the raw event log
+    Bytes message;                                    // TPMS_ATTEST, marshaled
+    Bytes signature;                                  // TPMT_SIGNATURE, marshaled
+    std::string log;                                  // the raw event log
 };
 
 // Parses a bundle. The error names the field ("quote.message: not hex"); a bundle that says

@@ -3,11 +3,11 @@
 #include "peinit/tpm/event_log_read.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
 #include "log_builder.h"
 
@@ -51,7 +51,8 @@ TEST(EventLogRead, ReadsEveryRecordWithItsFields) {
 }
 
 TEST(EventLogRead, ReplaysEachPcrFromZeros) {
-    std::string log_text = Record(13, "peinit", "peinit-x", "a") + Record(11, "systemd", "phase", "b") +
+    std::string log_text = Record(13, "peinit", "peinit-x", "a") +
+                           Record(11, "systemd", "phase", "b") +
                            Record(13, "peinit", "peinit-y", "c");
     EventLog log = ParseEventLog(log_text);
     auto pcrs = ReplaySha256(log);
@@ -62,8 +63,10 @@ TEST(EventLogRead, ReplaysEachPcrFromZeros) {
 }
 
 TEST(EventLogRead, ReplayDependsOnOrder) {
-    auto ab = ReplaySha256(ParseEventLog(Record(13, "peinit", "e", "a") + Record(13, "peinit", "e", "b")));
-    auto ba = ReplaySha256(ParseEventLog(Record(13, "peinit", "e", "b") + Record(13, "peinit", "e", "a")));
+    auto ab = ReplaySha256(
+        ParseEventLog(Record(13, "peinit", "e", "a") + Record(13, "peinit", "e", "b")));
+    auto ba = ReplaySha256(
+        ParseEventLog(Record(13, "peinit", "e", "b") + Record(13, "peinit", "e", "a")));
     EXPECT_NE(ab[13], ba[13]);
 }
 
@@ -82,14 +85,15 @@ TEST(EventLogRead, EditedContentIsCaughtByItsDigest) {
 }
 
 TEST(EventLogRead, MalformedRecordsAreProblemsWithTheirNumbers) {
-    std::string text = Record(13, "peinit", "e", "ok") +  // 1
-                       "\x1e{\"pcr\":13,\"digests\":[]\n" +  // 2: not JSON (truncated object)
-                       "\x1e{\"pcr\":\"13\",\"digests\":[{\"hashAlg\":\"sha256\",\"digest\":\"00\"}]}\n" +  // 3
-                       "\x1e{\"pcr\":24,\"digests\":[{\"hashAlg\":\"sha256\",\"digest\":\"00\"}]}\n" +  // 4
-                       "\x1e{\"pcr\":13,\"digests\":[{\"hashAlg\":\"sha256\"}],\"content\":{}}\n" +  // 5
-                       "\x1e{\"pcr\":13,\"digests\":[{\"hashAlg\":\"sha256\",\"digest\":\"00\"}],"
-                       "\"content_type\":\"peinit\",\"content\":{}}\n" +  // 6
-                       Record(13, "peinit", "e", "last").substr(0, 20);  // 7: cut short
+    std::string text =
+        Record(13, "peinit", "e", "ok") +     // 1
+        "\x1e{\"pcr\":13,\"digests\":[]\n" +  // 2: not JSON (truncated object)
+        "\x1e{\"pcr\":\"13\",\"digests\":[{\"hashAlg\":\"sha256\",\"digest\":\"00\"}]}\n" +  // 3
+        "\x1e{\"pcr\":24,\"digests\":[{\"hashAlg\":\"sha256\",\"digest\":\"00\"}]}\n" +      // 4
+        "\x1e{\"pcr\":13,\"digests\":[{\"hashAlg\":\"sha256\"}],\"content\":{}}\n" +         // 5
+        "\x1e{\"pcr\":13,\"digests\":[{\"hashAlg\":\"sha256\",\"digest\":\"00\"}],"
+        "\"content_type\":\"peinit\",\"content\":{}}\n" +  // 6
+        Record(13, "peinit", "e", "last").substr(0, 20);   // 7: cut short
     EventLog log = ParseEventLog(text);
     ASSERT_EQ(log.records.size(), 1u);
     EXPECT_EQ(log.record_count, 7);
@@ -134,8 +138,8 @@ TEST(EventLogRead, ReadEventLogNamesAnUnreadableFile) {
 }
 
 TEST(EventLogRead, ReadEventLogReadsAFile) {
-    auto dir = std::filesystem::path(::testing::TempDir()) /
-               ("event-log-" + std::to_string(getpid()));
+    auto dir =
+        std::filesystem::path(::testing::TempDir()) / ("event-log-" + std::to_string(getpid()));
     std::filesystem::create_directories(dir);
     std::ofstream(dir / "log", std::ios::binary) << BootLog();
     auto r = ReadEventLog((dir / "log").string());

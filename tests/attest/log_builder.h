@@ -32,13 +32,14 @@ inline std::string Record(int pcr, const std::string& type, const std::string& e
     return "\x1e{\"pcr\":" + std::to_string(pcr) +
            ",\"digests\":[{\"hashAlg\":\"sha256\",\"digest\":\"" +
            (digest.empty() ? Sha256Hex(string) : digest) + "\"}],\"content_type\":\"" + type +
-           "\",\"content\":{\"string\":" + JsonString(string) + ",\"eventType\":\"" +
-           event_type + "\"}}\n";
+           "\",\"content\":{\"string\":" + JsonString(string) + ",\"eventType\":\"" + event_type +
+           "\"}}\n";
 }
 
 // A peinit event's content: `fields` are "key":value pairs already in JSON (values quoted by
 // the caller); keys come out sorted with "event" and "v".
-inline std::string PeinitString(const std::string& event, std::map<std::string, std::string> fields) {
+inline std::string PeinitString(const std::string& event,
+                                std::map<std::string, std::string> fields) {
     fields["event"] = JsonString(event);
     fields["v"] = "1";
     std::string out = "{";
@@ -49,6 +50,15 @@ inline std::string PeinitString(const std::string& event, std::map<std::string, 
 inline std::string PeinitRecord(const std::string& event, std::map<std::string, std::string> fields,
                                 int pcr = 13) {
     return Record(pcr, "peinit", "peinit-" + event, PeinitString(event, std::move(fields)));
+}
+
+// A peinit-lock record; each argument is a JSON value ("true", "\"syscall\"").
+inline std::string LockRecord(const std::string& requested, const std::string& locked,
+                              const std::string& mechanism = "\"syscall\"") {
+    return PeinitRecord("lock", {{"requested", requested},
+                                 {"locked", locked},
+                                 {"mechanism", mechanism},
+                                 {"trigger", "\"registry\""}});
 }
 
 inline const std::string kSigner = Sha256Hex("image signing key");
@@ -85,10 +95,8 @@ inline std::string BootLog(const BootSpec& b = {}) {
     for (const auto& l : lines) all += l;
     log += PeinitRecord("module-set", {{"count", std::to_string(b.modules.size())},
                                        {"sha256", JsonString(Sha256Hex(all))}});
-    log += PeinitRecord("lock", {{"requested", b.lock ? "true" : "false"},
-                                 {"locked", b.lock ? "true" : "false"},
-                                 {"mechanism", JsonString(b.lock ? b.mechanism : "none")},
-                                 {"trigger", "\"registry\""}});
+    log += LockRecord(b.lock ? "true" : "false", b.lock ? "true" : "false",
+                      JsonString(b.lock ? b.mechanism : "none"));
     if (b.leave) {
         log += PeinitRecord("leave-initrd", {});
         log += Record(11, "systemd", "phase", "leave-initrd");

@@ -23,10 +23,15 @@ const std::string kAkName = "000b" + Sha256Hex("ak");
 
 std::string ReferenceText(const std::string& extra = "") {
     return "[attestation_key]\n"
-           "name = \"" + kAkName + "\"\n"
-           "public_pem = \"\"\"\n-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n\"\"\"\n"
+           "name = \"" +
+           kAkName +
+           "\"\n"
+           "public_pem = \"\"\"\n-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC "
+           "KEY-----\n\"\"\"\n"
            "[modules]\n"
-           "signers = [\"" + kSigner + "\"]\n"
+           "signers = [\"" +
+           kSigner +
+           "\"]\n"
            "allowed = [\"virtio_blk\", \"ext4\"]\n"
            "[lock]\n"
            "required = true\n"
@@ -34,7 +39,8 @@ std::string ReferenceText(const std::string& extra = "") {
            "[policy]\n"
            "lock_after_boot = true\n"
            "autoload_policy = \"disabled\"\n"
-           "signing_policy = \"enforce\"\n" + extra;
+           "signing_policy = \"enforce\"\n" +
+           extra;
 }
 
 Reference Ref(const std::string& extra = "") {
@@ -44,7 +50,8 @@ Reference Ref(const std::string& extra = "") {
     return ref.value_or(Reference{});
 }
 
-std::vector<std::string> Check(const std::string& log_text, const Reference& ref, Posture* out = nullptr) {
+std::vector<std::string> Check(const std::string& log_text, const Reference& ref,
+                               Posture* out = nullptr) {
     Posture posture;
     std::vector<std::string> got;
     for (const auto& d : CheckPosture(tpm::ParseEventLog(log_text), ref, posture)) {
@@ -101,8 +108,8 @@ TEST(Posture, UnknownSigner) {
     text.insert(at, tampered);
     auto got = Check(text, Ref());
     ASSERT_EQ(got.size(), 3u) << ::testing::PrintToString(got);
-    EXPECT_EQ(got[0], "record 5: module ext4 signed by " + other +
-                          ", not a signer the reference trusts");
+    EXPECT_EQ(got[0],
+              "record 5: module ext4 signed by " + other + ", not a signer the reference trusts");
     EXPECT_EQ(got[1], "record 6: module set counts 1 modules, the log has 2 module records");
     EXPECT_NE(got[2].find("record 6: module set digest"), std::string::npos) << got[2];
 }
@@ -120,11 +127,12 @@ TEST(Posture, LockNotRequested) {
 TEST(Posture, FallbackMechanismWhenOnlySyscallIsAllowed) {
     BootSpec b;
     b.mechanism = "fallback";
-    EXPECT_EQ(Check(BootLog(b), Ref()),
-              std::vector<std::string>{
-                  "record 7: locked by \"fallback\", the reference allows syscall"});
+    EXPECT_EQ(
+        Check(BootLog(b), Ref()),
+        std::vector<std::string>{"record 7: locked by \"fallback\", the reference allows syscall"});
     std::string text = ReferenceText();
-    text.replace(text.find("mechanisms = [\"syscall\"]"), 24, "mechanisms = [\"syscall\", \"fallback\"]");
+    text.replace(text.find("mechanisms = [\"syscall\"]"), 24,
+                 "mechanisms = [\"syscall\", \"fallback\"]");
     ConfigErrors errors;
     auto ref = ParseReference("ref.toml", text, errors);
     ASSERT_TRUE(ref);
@@ -133,10 +141,8 @@ TEST(Posture, FallbackMechanismWhenOnlySyscallIsAllowed) {
 
 TEST(Posture, LockRequestedButNotApplied) {
     std::string text = BootLog();
-    std::string good = PeinitRecord("lock", {{"requested", "true"}, {"locked", "true"},
-                                             {"mechanism", "\"syscall\""}, {"trigger", "\"registry\""}});
-    std::string bad = PeinitRecord("lock", {{"requested", "true"}, {"locked", "false"},
-                                            {"mechanism", "\"syscall\""}, {"trigger", "\"registry\""}});
+    std::string good = testing::LockRecord("true", "true");
+    std::string bad = testing::LockRecord("true", "false");
     text.replace(text.find(good), good.size(), bad);
     EXPECT_EQ(Check(text, Ref()),
               std::vector<std::string>{"record 7: the lock was requested but not applied "
@@ -148,34 +154,42 @@ TEST(Posture, RecordsAfterLeaveInitrdDoNotCount) {
     b.lock = false;
     std::string text = BootLog(b);
     // Root after boot extends a forged lock record: it replays, but comes after leave-initrd.
-    text += PeinitRecord("lock", {{"requested", "true"}, {"locked", "true"},
-                                  {"mechanism", "\"syscall\""}, {"trigger", "\"registry\""}});
+    text += testing::LockRecord("true", "true");
     Posture posture;
     auto got = Check(text, Ref(), &posture);
     ASSERT_EQ(got.size(), 3u);
     EXPECT_EQ(got[0].substr(0, 36), "record 3: policy LockAfterBoot is fa");
     EXPECT_EQ(got[1].substr(0, 40), "record 7: the lock was not requested (Lo");
-    EXPECT_EQ(got[2], "record 10: peinit-lock after leave-initrd (record 8): measured after the "
-                      "handover, not part of the boot's posture; ignored");
+    EXPECT_EQ(got[2],
+              "record 10: peinit-lock after leave-initrd (record 8): measured after the "
+              "handover, not part of the boot's posture; ignored");
     EXPECT_FALSE(posture.locked);
 }
 
 TEST(Posture, OrderAndDuplicates) {
-    std::string image = PeinitRecord("image", {{"image_sha256", "\"x\""}, {"kernel_release", "\"k\""},
-                                               {"key_fingerprint", "\"f\""}});
+    std::string image = PeinitRecord(
+        "image",
+        {{"image_sha256", "\"x\""}, {"kernel_release", "\"k\""}, {"key_fingerprint", "\"f\""}});
     std::string text = BootLog();
     // A module after the lock, and a second image record.
     std::size_t leave = text.find(PeinitRecord("leave-initrd", {}));
-    text.insert(leave, PeinitRecord("module", {{"name", "\"ext4\""}, {"sha256", "\"s\""},
-                                               {"package", "\"p\""}, {"signer", JsonString(kSigner)}}) +
+    text.insert(leave, PeinitRecord("module", {{"name", "\"ext4\""},
+                                               {"sha256", "\"s\""},
+                                               {"package", "\"p\""},
+                                               {"signer", JsonString(kSigner)}}) +
                            image);
     auto got = Check(text, Ref());
     std::string all;
     for (const auto& g : got) all += g + "\n";
-    EXPECT_NE(all.find("record 8: peinit-module out of order: after peinit-lock"), std::string::npos) << all;
-    EXPECT_NE(all.find("record 9: a second peinit-image (the first is record 2)"), std::string::npos) << all;
+    EXPECT_NE(all.find("record 8: peinit-module out of order: after peinit-lock"),
+              std::string::npos)
+        << all;
+    EXPECT_NE(all.find("record 9: a second peinit-image (the first is record 2)"),
+              std::string::npos)
+        << all;
     EXPECT_NE(all.find("record 9: peinit-image out of order"), std::string::npos) << all;
-    EXPECT_NE(all.find("record 8: module ext4 loaded twice (also record 5)"), std::string::npos) << all;
+    EXPECT_NE(all.find("record 8: module ext4 loaded twice (also record 5)"), std::string::npos)
+        << all;
 }
 
 TEST(Posture, MissingEventsAndLeaveInitrdWhenRequired) {
@@ -191,8 +205,7 @@ TEST(Posture, MissingEventsAndLeaveInitrdWhenRequired) {
 }
 
 TEST(Posture, BadContentIsNamed) {
-    std::string text = BootLog() +
-                       Record(13, "peinit", "peinit-lock", "not json") +
+    std::string text = BootLog() + Record(13, "peinit", "peinit-lock", "not json") +
                        Record(13, "peinit", "peinit-lock", "{\"event\":\"lock\",\"v\":2}") +
                        Record(13, "peinit", "peinit-x", "{\"event\":\"x\",\"v\":1}") +
                        Record(13, "peinit", "peinit-image", "{\"event\":\"lock\",\"v\":1}");
@@ -203,15 +216,14 @@ TEST(Posture, BadContentIsNamed) {
     EXPECT_NE(all.find("record 11: content version 2 is not 1"), std::string::npos) << all;
     EXPECT_NE(all.find("record 12: unknown peinit event \"x\""), std::string::npos) << all;
     EXPECT_NE(all.find("record 13: eventType \"peinit-image\" does not match the event \"lock\""),
-              std::string::npos) << all;
+              std::string::npos)
+        << all;
 }
 
 TEST(Posture, MistypedFieldIsNamed) {
     std::string text = BootLog();
-    std::string good = PeinitRecord("lock", {{"requested", "true"}, {"locked", "true"},
-                                             {"mechanism", "\"syscall\""}, {"trigger", "\"registry\""}});
-    std::string bad = PeinitRecord("lock", {{"requested", "true"}, {"locked", "\"true\""},
-                                            {"mechanism", "\"syscall\""}, {"trigger", "\"registry\""}});
+    std::string good = testing::LockRecord("true", "true");
+    std::string bad = testing::LockRecord("true", "\"true\"");
     text.replace(text.find(good), good.size(), bad);
     auto got = Check(text, Ref());
     ASSERT_FALSE(got.empty());
@@ -248,15 +260,16 @@ TEST(Reference, ErrorsNameFileAndLine) {
     EXPECT_FALSE(ref);
     std::vector<std::string> got;
     for (const auto& e : errors) got.push_back(e.ToString());
-    EXPECT_EQ(got, (std::vector<std::string>{
-                       "ref.toml:8: unknown key \"extra\" in the reference",
-                       "ref.toml:2: attestation_key.name must be a SHA-256 TPM name: \"000b\" and "
-                       "64 lowercase hex digits",
-                       "ref.toml:1: [attestation_key] lacks the required key \"public_pem\"",
-                       "ref.toml:5: unknown key \"colour\" in [modules]",
-                       "ref.toml:4: modules.signers: \"abc\" is not a key fingerprint (64 "
-                       "lowercase hex digits)",
-                       "ref.toml:7: lock.mechanisms: unknown mechanism \"magic\" (syscall, fallback)"}));
+    EXPECT_EQ(got,
+              (std::vector<std::string>{
+                  "ref.toml:8: unknown key \"extra\" in the reference",
+                  "ref.toml:2: attestation_key.name must be a SHA-256 TPM name: \"000b\" and "
+                  "64 lowercase hex digits",
+                  "ref.toml:1: [attestation_key] lacks the required key \"public_pem\"",
+                  "ref.toml:5: unknown key \"colour\" in [modules]",
+                  "ref.toml:4: modules.signers: \"abc\" is not a key fingerprint (64 "
+                  "lowercase hex digits)",
+                  "ref.toml:7: lock.mechanisms: unknown mechanism \"magic\" (syscall, fallback)"}));
 }
 
 TEST(Reference, SyntaxErrorHasItsLine) {
@@ -276,8 +289,9 @@ TEST(Bundle, ParseErrorsNameTheField) {
                   .error()
                   .message(),
               "ak.name: not hex");
-    auto b = ParseBundle("{\"kind\":\"peinit-attestation\",\"version\":1,\"measured\":false,"
-                         "\"nonce\":\"0a\",\"reason\":\"no TPM (x)\"}");
+    auto b = ParseBundle(
+        "{\"kind\":\"peinit-attestation\",\"version\":1,\"measured\":false,"
+        "\"nonce\":\"0a\",\"reason\":\"no TPM (x)\"}");
     ASSERT_TRUE(b) << b.error().message();
     EXPECT_FALSE(b->measured);
     Report r = Verify(*b, Ref(), std::nullopt);
