@@ -58,7 +58,8 @@ contains ctrl/postinst "peinit-initramfs is-enabled" "postinst acts only when en
 expect 0 "dpkg-deb -c" -- dpkg-deb -c "$deb"
 cp out list
 for f in ./usr/lib/peinit/peinit ./usr/lib/peinit/peinitctl ./usr/sbin/peinit-initramfs \
-         ./usr/bin/peinit-image ./usr/bin/peinit-pkg ./etc/kernel/postinst.d/zz-peinit \
+         ./usr/bin/peinit-image ./usr/bin/peinit-pkg ./usr/bin/peinit-verify \
+         ./etc/kernel/postinst.d/zz-peinit \
          ./etc/kernel/postrm.d/zz-peinit ./etc/initramfs/post-update.d/peinit \
          ./etc/grub.d/15_peinit-fallback ./usr/lib/kernel/install.d/50-peinit.install; do
     grep -qE "^-rwxr-xr-x root/root .* $f$" list ||
@@ -70,7 +71,8 @@ contains list "./usr/sbin/peinitctl -> ../lib/peinit/peinitctl" "/usr/sbin/peini
 for f in ./etc/peinit/image.toml ./etc/peinit/hive.toml ./usr/share/peinit/binaries.manifest \
          ./usr/share/man/man8/peinit.8.gz ./usr/share/man/man8/peinitctl.8.gz \
          ./usr/share/man/man8/peinit-initramfs.8.gz ./usr/share/man/man1/peinit-image.1.gz \
-         ./usr/share/man/man1/peinit-pkg.1.gz ./usr/share/man/man5/peinit-image.5.gz \
+         ./usr/share/man/man1/peinit-pkg.1.gz ./usr/share/man/man1/peinit-verify.1.gz \
+         ./usr/share/man/man5/peinit-image.5.gz \
          ./usr/share/man/man5/peinit-units.5.gz ./usr/share/doc/peinit/copyright; do
     grep -qE " $f$" list || { echo "FAIL: $f not in the package"; failures=$((failures + 1)); }
 done

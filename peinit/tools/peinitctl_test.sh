@@ -24,7 +24,7 @@ PY
 # Help and usage.
 expect 0 "--help" -- "$ctl" --help
 contains out "usage: peinitctl" "--help prints the usage"
-for c in status lock modules blame timeline; do
+for c in status lock modules blame timeline attest; do
     expect 0 "$c --help" -- "$ctl" "$c" --help
     contains out "usage: peinitctl $c" "$c --help"
 done
@@ -38,6 +38,12 @@ expect 2 "--root without a value" -- "$ctl" status --root
 contains err 'peinitctl status: option --root needs a value' "missing value named"
 expect 2 "lock takes no --json" -- "$ctl" lock --json
 expect 2 "timeline --svg without a file" -- "$ctl" timeline --svg
+expect 2 "attest without --nonce" -- "$ctl" attest
+contains err 'peinitctl attest: option --nonce is required' "attest needs a nonce"
+expect 2 "attest with a nonce that is not hex" -- "$ctl" attest --nonce xyz
+contains err 'peinitctl attest: --nonce: "xyz" is not 1 to 64 bytes in hex' "bad nonce named"
+expect 2 "attest with a bad PCR list" -- "$ctl" attest --nonce 00 --pcrs 13,x
+contains err 'peinitctl attest: --pcrs: "13,x" is not a list of PCRs 0-23' "bad PCR list named"
 expect 2 "an operand" -- "$ctl" modules extra
 contains err 'unexpected argument "extra"' "operand named"
 
