@@ -16,7 +16,7 @@ packages=(
     build-essential cmake ninja-build pkg-config git python3
     libboost-dev libboost-program-options-dev libmount-dev libkmod-dev
     libtomlplusplus-dev libspdlog-dev libgtest-dev libgmock-dev libssl-dev libarchive-dev
-    zlib1g-dev liblzma-dev libzstd-dev libtss2-dev
+    zlib1g-dev liblzma-dev libzstd-dev libtss2-dev libjson-c-dev
     qemu-system-x86 kmod cpio zstd xz-utils e2fsprogs fdisk groff-base man-db dash
     linux-source-6.1 flex bison bc libelf-dev dwarves rsync
 )
