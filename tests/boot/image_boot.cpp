@@ -165,6 +165,7 @@ ImageBootResult BuildAndBoot(const ImageBoot& boot) {
     options.smp = boot.smp;
     options.timeout = boot.timeout;
     options.extra_args = boot.qemu_args;
+    options.tpm = boot.tpm;
     options.monitor = boot.monitor;
     options.log_file = (dir / "serial.log").string();
     result.qemu = run_qemu(options);

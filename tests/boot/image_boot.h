@@ -34,6 +34,8 @@ struct ImageBoot {
     // hot-plug a device once a service asks for it.
     std::vector<MonitorStep> monitor;
     std::chrono::seconds timeout{240};
+    // A private swtpm as the guest's TPM (QemuOptions::tpm).
+    bool tpm = false;
 };
 
 struct ImageBootResult {
