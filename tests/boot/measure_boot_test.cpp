@@ -30,8 +30,6 @@
 namespace fs = std::filesystem;
 namespace pt = boost::property_tree;
 using peinit::testing::ReadFile;
-using peinit::testing::Sh;
-using peinit::testing::ShellQuote;
 
 namespace {
 
@@ -45,15 +43,6 @@ struct Section {
     }
 };
 
-std::string ModulePath(const fs::path& moddir, const std::string& name) {
-    std::ifstream dep(moddir / "modules.dep");
-    std::string line;
-    while (std::getline(dep, line)) {
-        std::string path = line.substr(0, line.find(':'));
-        if (fs::path(path).filename() == name + ".ko") return (moddir / path).string();
-    }
-    return "";
-}
 
 pt::ptree ParseJson(const std::string& text) {
     pt::ptree t;
@@ -81,37 +70,15 @@ Boot BootMeasureImage(const std::string& name, bool tpm) {
         return out;
     }
     out.kver = peinit::testing::KernelRelease(kernel_dir);
-    const fs::path moddir = fs::path(kernel_dir) / "modroot/lib/modules" / out.kver;
     peinit::testing::ScratchDir scratch;
     const fs::path work = scratch.path;
     const fs::path dir = work / "image";
     fs::copy(fs::path(PEINIT_SOURCE_DIR) / "tests/boot/images/measure-locked", dir,
              fs::copy_options::recursive);
-    std::string files;
-    for (const char* m : {"loop", "bridge", "stp", "llc"}) {
-        std::string path = ModulePath(moddir, m);
-        EXPECT_FALSE(path.empty()) << m << " is not in " << moddir;
-        files += " " + ShellQuote(path);
-    }
-    std::string log;
-    EXPECT_EQ(Sh(ShellQuote(PEINIT_PKG_TOOL) + " keygen --out-dir " +
-                     ShellQuote((work / "keys").string()),
-                 log),
-              0)
-        << log;
-    EXPECT_EQ(Sh(ShellQuote(PEINIT_PKG_TOOL) + " create --name boot --version 1 --kver " +
-                     out.kver + " -o " + ShellQuote((work / "boot.pkg").string()) +
-                     " --sign-key " + ShellQuote((work / "keys/package-signing.key").string()) +
-                     files,
-                 log),
-              0)
-        << log;
-    std::ofstream(dir / "image.toml", std::ios::app)
-        << "\n[[files]]\nsrc = \"" << (work / "boot.pkg").string()
-        << "\"\ndst = \"/usr/lib/peinit/packages/boot.pkg\"\n\n[[files]]\nsrc = \""
-        << (work / "keys/package-signing.pub").string()
-        << "\"\ndst = \"/etc/peinit/keys/package-signing.pub\"\n\n[[files]]\nsrc = \""
-        << ON_CHANNEL_PATH << "\"\ndst = \"/usr/bin/on_channel\"\n";
+    const std::string added = peinit::testing::AddSignedBootPackage(
+        dir.string(), work.string(), kernel_dir, {"loop", "bridge", "stp", "llc"},
+        PEINIT_PKG_TOOL);
+    EXPECT_EQ(added, "");
 
     peinit::testing::ImageBoot boot;
     boot.name = name;
