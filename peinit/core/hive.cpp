@@ -300,7 +300,7 @@ std::string MeasurementPcrProblem(int64_t pcr) {
     if (pcr <= 7) return "belongs to the firmware and the boot loader (TCG PC Client)";
     if (pcr == 10) return "is IMA's";
     if (pcr == 16) return "is the debug PCR, which anyone can reset";
-    if (pcr <= 22) return "is a dynamic-launch PCR, which the OS cannot extend";
+    if (pcr >= 17 && pcr <= 22) return "is a dynamic-launch PCR, which the OS cannot extend";
     if (pcr == 23) return "is the application PCR, which anyone can reset";
     return "";
 }

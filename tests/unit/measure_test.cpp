@@ -392,7 +392,7 @@ TEST_F(MeasureTest, HiveChoosesThePcrAndPhases) {
 
 TEST(MeasurementHiveTest, PcrKnobIsValidatedWithFileAndLine) {
     const FileTrust trust{0, 0, 0644};
-    Hive ok = ParseHive("hive.toml", "[Machine\\System\\Measurement]\nPcr = 15\n", &trust);
+    Hive ok = ParseHive("hive.toml", "['Machine\\System\\Measurement']\nPcr = 15\n", &trust);
     EXPECT_EQ(ok.state, HiveState::kLoaded);
     EXPECT_EQ(ok.MeasurementPcr(), 15);
     EXPECT_FALSE(ok.MeasureBootPhases());
@@ -405,7 +405,7 @@ TEST(MeasurementHiveTest, PcrKnobIsValidatedWithFileAndLine) {
              {3, "firmware"},
              {24, "does not exist"}}) {
         Hive bad = ParseHive("hive.toml",
-                             "[Machine\\System\\Measurement]\n\nPcr = " + std::to_string(pcr) + "\n",
+                             "['Machine\\System\\Measurement']\n\nPcr = " + std::to_string(pcr) + "\n",
                              &trust);
         EXPECT_EQ(bad.state, HiveState::kFallback) << pcr;
         ASSERT_EQ(bad.errors.size(), 1u) << pcr;
@@ -413,7 +413,7 @@ TEST(MeasurementHiveTest, PcrKnobIsValidatedWithFileAndLine) {
                                                         std::to_string(pcr) + " " ));
         EXPECT_THAT(bad.errors[0].ToString(), HasSubstr(why));
     }
-    Hive typo = ParseHive("hive.toml", "[Machine\\System\\Measurement]\nPrc = 13\n", &trust);
+    Hive typo = ParseHive("hive.toml", "['Machine\\System\\Measurement']\nPrc = 13\n", &trust);
     EXPECT_EQ(typo.state, HiveState::kFallback);
     EXPECT_THAT(typo.FallbackReason(), HasSubstr("hive.toml:2: unknown value \"Prc\""));
 }
