@@ -339,17 +339,16 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     std::vector<std::string> missing_tpm_libs;
     const bool ships_pid1 = !opts.binaries.empty() && opts.binaries.front().image_path == "/init" &&
                             !elf_roots.empty() && elf_roots.front() == opts.binaries.front().host_path;
-    if (ships_pid1) {
-        copts.dlopened = {"libtss2-esys.so.0",   "libtss2-mu.so.0",  "libtss2-rc.so.0",
-                          "libtss2-tctildr.so.0", "libtss2-sys.so.1", "libtss2-tcti-device.so.0"};
+    if (ships_pid1 && !opts.pid1_dlopened.empty()) {
+        copts.dlopened = opts.pid1_dlopened;
         copts.missing_dlopened = &missing_tpm_libs;
     }
     if (auto libs = ElfClosure(elf_roots, copts)) {
         if (!missing_tpm_libs.empty()) {
             std::string names;
             for (const auto& n : missing_tpm_libs) names += (names.empty() ? "" : ", ") + n;
-            c.warnings.push_back("TPM libraries not found on this machine (" + names +
-                                 "): the image boots without measured boot");
+            c.warnings.push_back("libraries PID 1 opens for measured boot not found on this "
+                                 "machine (" + names + "): the image boots unmeasured");
         }
         for (const auto& lib : *libs) {
             if (auto added = c.tree.AddHostFile(lib.path, lib.host_path, 0755); !added) {

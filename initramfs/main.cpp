@@ -308,6 +308,7 @@ Result<void> ResolveBuildOptions(const BuildArgs& a, ImageDefinition& def, Build
     opts.kver = a.kver;
     opts.host_root = a.host_root;
     opts.key_dir = a.key_dir.empty() ? DefaultKeyDir() : a.key_dir;
+    opts.pid1_dlopened = kPid1DlopenedLibraries;
     opts.mtime = PEINIT_TRY(SourceDateEpoch());
     return Ok();
 }
