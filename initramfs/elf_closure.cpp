@@ -8,6 +8,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "peinit/sys/elf_file.h"
 
@@ -312,6 +313,14 @@ Result<std::vector<ResolvedObject>> ElfClosure(const std::vector<std::string>& r
     }
 
     std::vector<std::string> default_dirs = opts.search_dirs;
+    // What the first root dlopens: searched like its own needs, but optional.
+    std::set<std::string> optional_needs;
+    if (!loaded.empty()) {
+        for (const auto& name : opts.dlopened) {
+            loaded[0].info.needed.push_back(name);
+            optional_needs.insert(name);
+        }
+    }
 
     while (!queue.empty()) {
         int idx = queue.front();
@@ -349,6 +358,10 @@ Result<std::vector<ResolvedObject>> ElfClosure(const std::vector<std::string>& r
                     found = try_candidate(logical, &info);
                     if (found) break;
                 }
+            }
+            if (!found && idx == 0 && optional_needs.count(need) != 0) {
+                if (opts.missing_dlopened != nullptr) opts.missing_dlopened->push_back(need);
+                continue;
             }
             if (!found) {
                 std::string searched;

@@ -54,6 +54,12 @@ struct ClosureOptions {
     // machine of the first root (/lib/<triplet>, /usr/lib/<triplet>, /lib, /usr/lib), the
     // same list glibc's loader searches when there is no ld.so.cache.
     std::vector<std::string> search_dirs;
+    // Sonames the first root opens with dlopen(3) (no DT_NEEDED names them; PID 1's TPM
+    // libraries, peinit/tpm/tss2.h): looked up as that root's DT_NEEDED would be, shipped with
+    // their own closure. Optional: one that is not found is left out (see `missing_dlopened`).
+    std::vector<std::string> dlopened;
+    // Filled with the dlopened sonames that were not found, when not null.
+    std::vector<std::string>* missing_dlopened = nullptr;
 };
 
 // The Debian multiarch search directories for an ELF machine, or an error for machines we

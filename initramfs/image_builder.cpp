@@ -333,7 +333,23 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     phase("programs (strip)");
     ClosureOptions copts;
     copts.sysroot = opts.sysroot;
+    // PID 1 loads the TPM software stack with dlopen when the machine has a TPM (measured boot,
+    // peinit/tpm/tss2.h): those libraries, the device TCTI that tctildr opens, and their own
+    // closure ship with it. Without them on the build host the image boots unmeasured.
+    std::vector<std::string> missing_tpm_libs;
+    const bool ships_pid1 = !opts.binaries.empty() && opts.binaries.front().image_path == "/init" &&
+                            !elf_roots.empty() && elf_roots.front() == opts.binaries.front().host_path;
+    if (ships_pid1 && !opts.pid1_dlopened.empty()) {
+        copts.dlopened = opts.pid1_dlopened;
+        copts.missing_dlopened = &missing_tpm_libs;
+    }
     if (auto libs = ElfClosure(elf_roots, copts)) {
+        if (!missing_tpm_libs.empty()) {
+            std::string names;
+            for (const auto& n : missing_tpm_libs) names += (names.empty() ? "" : ", ") + n;
+            c.warnings.push_back("libraries PID 1 opens for measured boot not found on this "
+                                 "machine (" + names + "): the image boots unmeasured");
+        }
         for (const auto& lib : *libs) {
             if (auto added = c.tree.AddHostFile(lib.path, lib.host_path, 0755); !added) {
                 collect(added.error());

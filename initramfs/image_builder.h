@@ -46,7 +46,17 @@ struct BuildOptions {
     // Where the build-local image signing key lives when the definition names no signing_key
     // (image_packages.h); empty: DefaultImageKeyDir().
     std::string key_dir;
+    // Libraries the first shipped binary (PID 1, /init) opens with dlopen(3), shipped with their
+    // closure when the build machine has them (a warning names the missing ones): peinit-image
+    // gives kPid1DlopenedLibraries, the TPM software stack of measured boot.
+    std::vector<std::string> pid1_dlopened;
 };
+
+// What peinit's PID 1 loads with dlopen when the machine has a TPM (peinit/tpm/tss2.h), and
+// the device TCTI tctildr opens for "device:/dev/tpmrm0".
+inline const std::vector<std::string> kPid1DlopenedLibraries = {
+    "libtss2-esys.so.0",    "libtss2-mu.so.0",  "libtss2-rc.so.0",
+    "libtss2-tctildr.so.0", "libtss2-sys.so.1", "libtss2-tcti-device.so.0"};
 
 // What went into an image, for the build summary and tests.
 struct ImageContents {

@@ -1,7 +1,9 @@
 // peinit-image: builds initramfs images from images/<name>/image.toml and boots them in QEMU.
 // Usage errors exit 2; build and validation errors exit 1; `boot` exits with QEMU's status.
 
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -99,7 +101,7 @@ mtime $SOURCE_DATE_EPOCH (0 when unset).
 constexpr const char* kBootUsage =
     R"(usage: peinit-image boot IMAGE [--smp N] [--memory MIB] [--timeout S] [--kernel-dir DIR]
                          [--output OUT] [--disk FILE]... [--collect DIR] [--results FILE]
-                         [-- EXTRA CMDLINE...]
+                         [--tpm] [-- EXTRA CMDLINE...]
 
 Builds IMAGE and boots it:
   qemu-system-x86_64 -accel tcg -machine q35 -m MIB -smp N -nographic -no-reboot
@@ -126,6 +128,9 @@ The guest console is this process's stdout; the exit status is QEMU's (124 on ti
                      /dev/ttyS2), written to FILE (created or truncated): neither the kernel nor
                      PID 1 writes to it, so a test's or benchmark's lines arrive whole, never
                      cut by a kernel message as on the console
+  --tpm              give the guest a TPM 2.0 (measured boot, ATTESTATION.md): a private
+                     `swtpm socket --tpm2` with a fresh state in a temporary directory, started
+                     before QEMU and stopped after it (swtpm must be installed)
 )";
 
 constexpr const char* kCheckUsage =
@@ -303,6 +308,7 @@ Result<void> ResolveBuildOptions(const BuildArgs& a, ImageDefinition& def, Build
     opts.kver = a.kver;
     opts.host_root = a.host_root;
     opts.key_dir = a.key_dir.empty() ? DefaultKeyDir() : a.key_dir;
+    opts.pid1_dlopened = kPid1DlopenedLibraries;
     opts.mtime = PEINIT_TRY(SourceDateEpoch());
     return Ok();
 }
@@ -540,6 +546,57 @@ struct ScratchDir {
     }
 };
 
+// `boot --tpm`: a private swtpm (TPM 2.0 emulator) for one boot, its state in a temporary
+// directory; stopped and removed when the object goes.
+class SwtpmProcess {
+  public:
+    ~SwtpmProcess() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGTERM);
+            int status = 0;
+            ::waitpid(pid_, &status, 0);
+        }
+        std::error_code ec;
+        if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+    }
+    // Starts it; returns the control socket QEMU's -tpmdev emulator connects to.
+    Result<std::string> Start() {
+        const char* tmp = std::getenv("TMPDIR");
+        std::string dir = std::string(tmp != nullptr && *tmp ? tmp : "/tmp") + "/peinit-swtpm.XXXXXX";
+        if (::mkdtemp(dir.data()) == nullptr) return Error::FromErrno("mkdtemp " + dir);
+        dir_ = dir;
+        const std::string state = dir + "/state", socket = dir + "/swtpm.sock";
+        std::filesystem::create_directory(state);
+        const std::string program = FindProgram("swtpm");
+        if (program.empty()) return Err("swtpm not found in PATH (Debian: apt install swtpm)");
+        std::vector<std::string> argv = {program, "socket", "--tpm2", "--tpmstate", "dir=" + state,
+                                         "--ctrl", "type=unixio,path=" + socket, "--terminate"};
+        pid_ = ::fork();
+        if (pid_ < 0) return Error::FromErrno("fork");
+        if (pid_ == 0) {
+            std::vector<char*> args;
+            for (auto& a : argv) args.push_back(a.data());
+            args.push_back(nullptr);
+            ::execv(args[0], args.data());
+            _exit(127);
+        }
+        for (int i = 0; i < 1000; ++i) {  // up to 20 s for the socket
+            if (::access(socket.c_str(), F_OK) == 0) return socket;
+            int status = 0;
+            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+                pid_ = -1;
+                return Err("swtpm exited before it was ready (" + program + ")");
+            }
+            ::usleep(20 * 1000);
+        }
+        return Err("swtpm did not create " + socket + " within 20 s");
+    }
+
+  private:
+    pid_t pid_ = -1;
+    std::string dir_;
+};
+
 int CmdBoot(const std::vector<std::string>& argv) {
     static constexpr args::OptionSpec kSpec[] = {
         {"--smp", Arity::kValue},        {"--memory", Arity::kValue},
@@ -547,6 +604,7 @@ int CmdBoot(const std::vector<std::string>& argv) {
         {"--output", Arity::kValue, 'o'}, {"--disk", Arity::kList},
         {"--collect", Arity::kValue},
         {"--results", Arity::kValue},
+        {"--tpm", Arity::kFlag},
     };
     // Everything after "--" goes to the kernel command line.
     auto dashes = std::find(argv.begin(), argv.end(), "--");
@@ -655,6 +713,17 @@ int CmdBoot(const std::vector<std::string>& argv) {
     for (const auto& q : def->boot.qemu_args) qemu.push_back(q);
     for (const auto& d : disks) {
         qemu.insert(qemu.end(), {"-drive", "file=" + QemuValue(d) + ",if=virtio,format=raw"});
+    }
+    SwtpmProcess swtpm;
+    if (parsed->Has("--tpm")) {
+        auto socket = swtpm.Start();
+        if (!socket) {
+            std::cerr << "peinit-image: --tpm: " << socket.error().message() << "\n";
+            return 1;
+        }
+        qemu.insert(qemu.end(), {"-chardev", "socket,id=chrtpm,path=" + QemuValue(*socket),
+                                 "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device",
+                                 "tpm-tis,tpmdev=tpm0"});
     }
     std::string shown;
     for (const auto& q : qemu) shown += (shown.empty() ? "" : " ") + QuoteForDisplay(q);

@@ -25,6 +25,10 @@ class ModloadSession;
 class PackagePrefetch;
 class RootPreparation;
 class UeventSocket;
+namespace tpm {
+class Measurement;
+class Tpm;
+}  // namespace tpm
 
 // Every file peinit reads, under one root ("/" at boot, a fixture tree in tests).
 struct BootPaths {
@@ -156,6 +160,12 @@ struct BootContext {
     // root= being found and mounted ahead (stages/handoff/handoff.h), started by the root stage
     // and taken over by the handoff.
     std::shared_ptr<RootPreparation> root;
+    // The TPM measured boot uses (peinit/tpm/tpm.h): PID 1 sets the system's, tests a FakeTpm;
+    // null: none. The config stage measures only when it is Present().
+    std::shared_ptr<tpm::Tpm> tpm;
+    // PID 1's measurements (stages/measure/measure.h), from the config stage to leave-initrd;
+    // null when nothing is measured.
+    std::shared_ptr<tpm::Measurement> measurement;
 };
 
 }  // namespace peinit

@@ -116,6 +116,7 @@ class HiveInterpreter {
     void Run(const std::map<std::string, HiveKey>& keys) {
         const std::string modules = ToLowerAscii(kModulesKeyPath);
         const std::string kernel = ToLowerAscii(kKernelKeyPath);
+        const std::string measurement = ToLowerAscii(kMeasurementKeyPath);
         for (const auto& [lower, key] : keys) {
             if (lower == modules) {
                 Modules(key);
@@ -123,7 +124,10 @@ class HiveInterpreter {
                 NameSubkey(key, out_.autoload_allowed);
             } else if (lower == modules + "\\blacklist") {
                 NameSubkey(key, out_.blacklist);
-            } else if (lower.rfind(modules + "\\", 0) == 0) {
+            } else if (lower == measurement) {
+                Measurement(key);
+            } else if (lower.rfind(modules + "\\", 0) == 0 ||
+                       lower.rfind(measurement + "\\", 0) == 0) {
                 Error(key.line, "unknown key " + Quote(key.path));
             } else if (lower == kernel) {
                 // Other values under Machine\System\Kernel belong to other components.
@@ -166,22 +170,43 @@ class HiveInterpreter {
         }
     }
 
+    void Measurement(const HiveKey& key) {
+        for (const auto& [lower, v] : key.values) {
+            if (lower == "pcr") {
+                const auto* i = v.node->as_integer();
+                if (i == nullptr) {
+                    WrongType(v, "an integer");
+                } else if (std::string why = MeasurementPcrProblem(i->get()); !why.empty()) {
+                    Error(v.line, v.name + ": PCR " + std::to_string(i->get()) + " " + why);
+                } else {
+                    out_.measurement_pcr = static_cast<int>(i->get());
+                }
+            } else if (lower == "measurebootphases") {
+                Boolean(v, out_.measure_boot_phases);
+            } else {
+                Error(v.line, "unknown value " + Quote(v.name) + " under " + key.path);
+            }
+        }
+    }
+
+    void LockAfterBoot(const HiveValue& v) { Boolean(v, out_.lock_after_boot); }
+
     // A boolean, a DWORD 0/1 or the strings "true"/"false".
-    void LockAfterBoot(const HiveValue& v) {
+    void Boolean(const HiveValue& v, std::optional<bool>& field) {
         if (const auto* b = v.node->as_boolean()) {
-            out_.lock_after_boot = b->get();
+            field = b->get();
         } else if (const auto* i = v.node->as_integer()) {
             if (i->get() == 0 || i->get() == 1) {
-                out_.lock_after_boot = i->get() == 1;
+                field = i->get() == 1;
             } else {
                 Error(v.line, v.name + ": unknown value " + std::to_string(i->get()) +
                                   " (expected 0 or 1)");
             }
         } else if (const auto* s = v.node->as_string()) {
             if (EqualsIgnoreCase(s->get(), "true")) {
-                out_.lock_after_boot = true;
+                field = true;
             } else if (EqualsIgnoreCase(s->get(), "false")) {
-                out_.lock_after_boot = false;
+                field = false;
             } else {
                 Error(v.line, v.name + ": unknown value " + Quote(s->get()) +
                                   " (expected \"true\" or \"false\")");
@@ -269,6 +294,16 @@ class HiveInterpreter {
 };
 
 }  // namespace
+
+std::string MeasurementPcrProblem(int64_t pcr) {
+    if (pcr < 0 || pcr > 23) return "does not exist (a TPM has PCRs 0-23)";
+    if (pcr <= 7) return "belongs to the firmware and the boot loader (TCG PC Client)";
+    if (pcr == 10) return "is IMA's";
+    if (pcr == 16) return "is the debug PCR, which anyone can reset";
+    if (pcr >= 17 && pcr <= 22) return "is a dynamic-launch PCR, which the OS cannot extend";
+    if (pcr == 23) return "is the application PCR, which anyone can reset";
+    return "";
+}
 
 std::string_view ToString(HiveState state) {
     switch (state) {

@@ -28,6 +28,8 @@ namespace peinit {
 // The canonical registry paths peinit reads (matched case-insensitively).
 inline constexpr std::string_view kModulesKeyPath = "Machine\\System\\Modules";
 inline constexpr std::string_view kKernelKeyPath = "Machine\\System\\Kernel";
+// Measured boot (R-33, ATTESTATION.md): Pcr and MeasureBootPhases.
+inline constexpr std::string_view kMeasurementKeyPath = "Machine\\System\\Measurement";
 
 enum class HiveState {
     kAbsent,    // no hive file: every knob has its default
@@ -52,6 +54,8 @@ struct HiveValues {
     std::optional<SigningPolicy> signing_policy;
     std::optional<std::string> modprobe;  // Machine\System\Kernel\Modprobe
     std::optional<int> module_workers;
+    std::optional<int> measurement_pcr;        // Machine\System\Measurement\Pcr
+    std::optional<bool> measure_boot_phases;   // Machine\System\Measurement\MeasureBootPhases
 };
 
 struct Hive {
@@ -61,6 +65,8 @@ struct Hive {
     static constexpr int kMaxModuleWorkers = 256;
     // The kernel's modprobe_path buffer is 256 bytes including the terminator.
     static constexpr size_t kMaxModprobePathLength = 255;
+    // The PCR peinit measures into (ATTESTATION.md, "Which PCR and why").
+    static constexpr int kDefaultMeasurementPcr = 13;
 
     HiveState state = HiveState::kAbsent;
     std::string path;
@@ -78,12 +84,19 @@ struct Hive {
     const std::vector<std::string>& Blacklist() const { return values.blacklist; }
     // nullopt: peinit's own helper (the module stage knows its path).
     const std::optional<std::string>& Modprobe() const { return values.modprobe; }
+    int MeasurementPcr() const { return values.measurement_pcr.value_or(kDefaultMeasurementPcr); }
+    bool MeasureBootPhases() const { return values.measure_boot_phases.value_or(false); }
     int ModuleWorkers(int default_workers) const {
         return values.module_workers.value_or(default_workers);
     }
     // The errors joined with "; " (for a one-line status), "" when not in fallback.
     std::string FallbackReason() const;
 };
+
+// Why `pcr` cannot hold peinit's measurements ("" when it can): 0-7 belong to the firmware and
+// boot loader, 10 to IMA, 16 is the resettable debug PCR, 17-22 are the dynamic-launch PCRs
+// (locality 0 cannot extend them) and 23 is resettable. 8, 9, 11, 12, 13, 14 and 15 are allowed.
+std::string MeasurementPcrProblem(int64_t pcr);
 
 // The hive when there is no hive file.
 Hive AbsentHive();

@@ -337,6 +337,9 @@ void FindProblems(Status& s) {
                              s.trigger);
     }
     if (!s.lock_error.empty()) s.problems.push_back("lockdown failed: " + s.lock_error);
+    if (s.measurement && s.measurement->state == MeasurementRecord::kFailed) {
+        s.problems.push_back("measured boot stopped: " + s.measurement->error);
+    }
     if (s.mechanism == "modules_disabled" && s.modprobe && !s.modprobe->empty()) {
         s.problems.push_back("modules_disabled fallback, but kernel.modprobe is \"" + *s.modprobe +
                              "\": demand loads still start the helper");
@@ -604,6 +607,16 @@ Status BuildStatus(const StatusInputs& in) {
             s.notes.push_back("image record unreadable: " + info.error().message());
         }
     }
+    if (in.measurement.text) {
+        auto m = MeasurementRecord::FromJson(*in.measurement.text, in.measurement.path);
+        s.records.push_back({"measurements", in.measurement.path, m ? "ok" : "invalid",
+                             m ? "" : m.error().message()});
+        if (m) {
+            s.measurement = std::move(*m);
+        } else {
+            s.notes.push_back("measurement record unreadable: " + m.error().message());
+        }
+    }
     if (in.coldplug.text || (!in.coldplug.error.empty() && in.coldplug.error != "missing")) {
         if (auto t = LoadRecord("coldplug", in.coldplug, s)) s.coldplug = ReadModuleRows(*t);
     }
@@ -742,6 +755,23 @@ std::string RenderStatusText(const Status& s) {
         Line(out, "kernel", s.image->kernel_release);
         Line(out, "modules from", s.image->module_mode);
         Line(out, "signing key", "SHA-256 " + s.image->key_fingerprint);
+    }
+
+    if (s.measurement) {
+        const MeasurementRecord& m = *s.measurement;
+        out << "Measured boot:\n";
+        if (m.state == MeasurementRecord::kNotMeasured) {
+            Line(out, "state", "not measured: " + (m.reason.empty() ? "unknown" : m.reason));
+        } else {
+            Line(out, "state", m.state == MeasurementRecord::kMeasured ? "measured" : "stopped");
+            Line(out, "PCR", std::to_string(m.pcr) + " (SHA-256 bank, TPM " + m.tpm + ")");
+            Line(out, "events", std::to_string(m.events.size()) + " in " + m.log);
+            if (m.module_count >= 0) {
+                Line(out, "module set",
+                     std::to_string(m.module_count) + " modules, SHA-256 " + m.module_set_sha256);
+            }
+            if (!m.error.empty()) Line(out, "TPM error", m.error);
+        }
     }
 
     out << "Policy:\n";
@@ -964,6 +994,18 @@ std::string RenderStatusJson(const Status& s) {
                                          {"module_mode", s.image->module_mode},
                                          {"key_fingerprint", s.image->key_fingerprint},
                                          {"built", s.image->built}});
+    }
+    if (s.measurement) {
+        const MeasurementRecord& m = *s.measurement;
+        root.insert("measurement", toml::table{{"state", m.state},
+                                               {"reason", m.reason},
+                                               {"error", m.error},
+                                               {"tpm", m.tpm},
+                                               {"pcr", m.pcr},
+                                               {"log", m.log},
+                                               {"events", static_cast<int64_t>(m.events.size())},
+                                               {"module_count", m.module_count},
+                                               {"module_set_sha256", m.module_set_sha256}});
     }
     if (s.boot) {
         root.insert("boot", toml::table{{"state", s.boot->state},

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "peinit/core/image_info.h"
+#include "peinit/core/measurement_record.h"
 
 namespace peinit {
 
@@ -80,6 +81,9 @@ struct StatusInputs {
     // image.json: the image's provenance (peinit/core/image_info.h), copied by the config stage
     // from the image; absent for an image built before it was recorded (not a note).
     RecordText image;
+    // measurements.json: what PID 1 measured into the TPM (peinit/core/measurement_record.h);
+    // absent for an image from before measured boot (not a note).
+    RecordText measurement;
     // /run/modprobe.d/peinit-blacklist.conf exists (the handover stage's export for libkmod).
     bool blacklist_exported = false;
 };
@@ -219,6 +223,10 @@ struct Status {
     // --- image (image.json) --------------------------------------------------------------------
     // What the machine booted from: generator, kernel release, module mode, signing key.
     std::optional<ImageInfo> image;
+    // --- measured boot (measurements.json) -------------------------------------------------------
+    // What PID 1 measured: PCR, events, module-set digest, or why nothing (no TPM); a
+    // TPM error that stopped measurement is a problem.
+    std::optional<MeasurementRecord> measurement;
 
     // --- boot (boot.json) ----------------------------------------------------------------------
     // Set when the boot stopped on the emergency path: the record says which stage and why.

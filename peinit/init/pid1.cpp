@@ -28,6 +28,8 @@
 #include "peinit/sys/signals.h"
 #include "peinit/sys/status_sources.h"
 #include "peinit/sys/uevent.h"
+#include "peinit/tpm/tpm.h"
+#include "peinit/tpm/tss2.h"
 #include "stages/lockdown/lockdown.h"
 #include "stages/stage.h"
 
@@ -195,6 +197,9 @@ void HandleUevents(UeventSocket& uevents, Hotplug& hotplug, BootContext& ctx,
     // Ctrl-Alt-Del becomes SIGINT to PID 1 instead of an immediate reboot.
     (void)kernel.Reboot(RB_DISABLE_CAD);
     static BootContext ctx(kernel);
+    // Measured boot: the config stage measures when this TPM is there; nothing of the
+    // TPM software stack is loaded otherwise.
+    ctx.tpm = std::make_shared<tpm::SystemTpm>(tpm::TctiFromEnvironment());
     // The packages are read, checked and hashed on a thread of their own while the stages before
     // the module stage run (their signals are blocked already, so the thread's are too).
     if (auto release = RunningKernelRelease()) {

@@ -169,6 +169,7 @@ ModuleSource PackageSet::Find(std::string_view module) {
         }
         if (const VerifiedFile* f = entry.package->Verified(i); f && entry.report.verified) {
             source.file = f;
+            source.signer = entry.package->signer();
             return source;
         }
         source.failure = "package rejected (" + entry.file + ": " + entry.report.reason + ")";

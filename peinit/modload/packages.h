@@ -59,6 +59,7 @@ struct PackageReport {
 struct ModuleSource {
     const VerifiedFile* file = nullptr;  // null: not loadable
     std::string package;                 // file name of the package that provides it
+    std::string signer;                  // fingerprint of the key that signed that package
     // When file is null: "package rejected (<file>: <reason>)" or "not in a verified package".
     std::string failure;
 };

@@ -11,6 +11,8 @@
 #include "peinit/sys/kmod.h"
 #include "peinit/sys/module_decompress.h"
 #include "peinit/sys/module_elf.h"
+#include "peinit/sys/package_format.h"
+#include "peinit/tpm/measure.h"
 
 namespace peinit {
 
@@ -151,6 +153,15 @@ LoadAttempt ModloadSession::LoadEntry(const PlanEntry& e) {
         a.cause = "package rejected";
         a.message = "package rejected (" + src.package + ": " + named.error().message() + ")";
         return a;
+    }
+    if (measurement_) {
+        // Measured before the kernel sees the bytes: the digest of exactly what goes to
+        // init_module, which for an uncompressed member is the package's verified hash.
+        const bool same = image->bytes().data() == src.file->bytes().data() &&
+                          image->bytes().size() == src.file->bytes().size();
+        const std::string sha256 = same ? HexEncode(src.file->sha256())
+                                        : tpm::Hex(tpm::Sha256(image->bytes()));
+        measurement_->MeasureModule(e.name, sha256, src.package, src.signer);
     }
     ++load_calls_;
     auto r = kernel_.InitModule(e.name, image->bytes(), e.options);

@@ -38,6 +38,9 @@ inline constexpr const char* kSigEnforceSysfs = "module/module/parameters/sig_en
 
 class Kernel;
 class KmodDb;
+namespace tpm {
+class Measurement;
+}
 
 // One module the policy refused.
 struct DemandRefusal {
@@ -101,6 +104,13 @@ class ModloadSession {
     // refuses by itself when module.sig_enforce does not read true when it is opened.
     void RefuseLoads(std::string reason) { refusal_ = std::move(reason); }
 
+    // Measured boot (peinit/tpm/measure.h): from now on LoadEntry measures every module right
+    // before its bytes go to the kernel (name, SHA-256 of exactly those bytes, package, signer).
+    // Null: nothing is measured.
+    void MeasureWith(std::shared_ptr<tpm::Measurement> measurement) {
+        measurement_ = std::move(measurement);
+    }
+
     // The one load step: the verified bytes of the entry's module from its package,
     // decompressed when needed, handed to init_module with the entry's options. EEXIST counts
     // as loaded; a module with nothing verified to load counts as loaded when the kernel
@@ -145,6 +155,7 @@ class ModloadSession {
     std::unique_ptr<PackageSet> packages_;
     std::shared_ptr<PackagePrefetch> prefetch_;
     std::optional<std::string> refusal_;
+    std::shared_ptr<tpm::Measurement> measurement_;
     int db_opens_ = 0;
     int package_set_loads_ = 0;
     std::atomic<int> load_calls_{0};

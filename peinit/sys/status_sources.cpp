@@ -189,6 +189,7 @@ StatusInputs ReadStatusInputs(Kernel& kernel, const fs::path& root) {
     in.services = load("services.json");
     in.hotplug = load("hotplug.json");
     in.image = load("image.json");
+    in.measurement = load("measurements.json");
     std::error_code ec;
     in.blacklist_exported = fs::exists(root / "run/modprobe.d/peinit-blacklist.conf", ec);
     return in;

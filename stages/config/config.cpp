@@ -6,6 +6,7 @@
 #include "peinit/core/policy_record.h"
 #include "peinit/sys/config_files.h"
 #include "peinit/sys/record.h"
+#include "stages/measure/measure.h"
 
 namespace peinit {
 
@@ -69,6 +70,8 @@ Result<void> RunConfig(BootContext& ctx) {
     ctx.config_loaded = true;
     WritePolicyRecord(ctx);
     RecordImageInfo(ctx);
+    // The image and the effective policy are measured before any stage applies the policy.
+    StartMeasurement(ctx);
     for (const auto& ignored : ctx.policy.ignored) spdlog::warn("{}", ignored);
 
     UnitLoad load = LoadUnitDirs({ctx.paths.UnitsDir().string()});

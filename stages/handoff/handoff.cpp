@@ -20,6 +20,7 @@
 #include "peinit/sys/kernel.h"
 #include "peinit/sys/log.h"
 #include "stages/autoload/handover.h"
+#include "stages/measure/measure.h"
 
 namespace peinit {
 
@@ -375,6 +376,8 @@ Result<void> SwitchToRealRoot(BootContext& ctx) {
                    ok.error().message());
     }
 
+    // Everything measured so far was the initramfs's; nothing after this is.
+    MeasureLeaveInitrd(ctx);
     for (const char* mnt : {"/proc", "/sys", "/dev", "/run"}) {
         std::string from = ctx.paths.Under(mnt).string();
         std::string to = new_root + mnt;

@@ -6,6 +6,7 @@
 #include "peinit/sys/fallback_lock.h"
 #include "peinit/sys/kernel.h"
 #include "peinit/sys/record.h"
+#include "stages/measure/measure.h"
 
 namespace peinit {
 
@@ -47,6 +48,8 @@ void WriteRecord(const BootContext& ctx) {
 }  // namespace
 
 Result<void> EngageLock(BootContext& ctx) {
+    // The modules handed to the kernel before the lock, as one set, before it takes effect.
+    MeasureModuleSet(ctx);
     LockOutcome& lock = ctx.lock;
     lock.requested = true;
     lock.requested_by = ctx.policy.lock_after_boot.source;
@@ -75,6 +78,8 @@ Result<void> EngageLock(BootContext& ctx) {
     lock.locked = static_cast<bool>(result);
     lock.error = result ? "" : result.error().message();
     WriteRecord(ctx);
+    // The lock as read back, measured whether it holds or not.
+    MeasureLock(ctx);
     if (!result) return result;
     spdlog::info("lockdown locked=1 mechanism={} trigger={} requested_by={}", lock.mechanism,
                  lock.trigger, ToString(lock.requested_by));
@@ -85,6 +90,8 @@ Result<void> RunLockdown(BootContext& ctx) {
     if (!ctx.policy.lock_after_boot.value) {
         spdlog::info("lockdown locked=0 reason=\"LockAfterBoot is false\"");
         WriteRecord(ctx);
+        MeasureModuleSet(ctx);
+        MeasureLock(ctx);
         return Ok();
     }
     return EngageLock(ctx);

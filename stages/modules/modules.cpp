@@ -329,6 +329,7 @@ Result<void> RunModules(BootContext& ctx) {
                                                    ctx.policy, ctx.cmdline);
     ModloadSession& session = *ctx.modload;
     if (!signing.applied) session.RefuseLoads(signing.error);
+    session.MeasureWith(ctx.measurement);
 
     // Packages first: read once and their signatures checked before anything is planned; the
     // members the plan loads are hashed before the first load (R-10, PACKAGE.md).

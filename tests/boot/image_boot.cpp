@@ -165,6 +165,7 @@ ImageBootResult BuildAndBoot(const ImageBoot& boot) {
     options.smp = boot.smp;
     options.timeout = boot.timeout;
     options.extra_args = boot.qemu_args;
+    options.tpm = boot.tpm;
     options.monitor = boot.monitor;
     options.log_file = (dir / "serial.log").string();
     result.qemu = run_qemu(options);
@@ -183,6 +184,47 @@ std::string KernelRelease(const std::string& kernel_dir) {
     std::string kver = ReadFile(kernel_dir + "/kver");
     while (!kver.empty() && (kver.back() == '\n' || kver.back() == ' ')) kver.pop_back();
     return kver;
+}
+
+std::string ModulePath(const std::string& moddir, const std::string& name) {
+    std::ifstream dep(fs::path(moddir) / "modules.dep");
+    std::string line;
+    while (std::getline(dep, line)) {
+        std::string path = line.substr(0, line.find(':'));
+        if (fs::path(path).filename() == name + ".ko") return (fs::path(moddir) / path).string();
+    }
+    return "";
+}
+
+std::string AddSignedBootPackage(const std::string& image_dir, const std::string& work,
+                                 const std::string& kernel_dir,
+                                 const std::vector<std::string>& modules,
+                                 const std::string& pkg_tool) {
+    const std::string kver = KernelRelease(kernel_dir);
+    const std::string moddir = kernel_dir + "/modroot/lib/modules/" + kver;
+    std::string files;
+    for (const auto& m : modules) {
+        std::string path = ModulePath(moddir, m);
+        if (path.empty()) return m + " is not in " + moddir;
+        files += " " + ShellQuote(path);
+    }
+    const fs::path w = work;
+    std::string log;
+    if (Sh(ShellQuote(pkg_tool) + " keygen --out-dir " + ShellQuote((w / "keys").string()), log) !=
+            0 ||
+        Sh(ShellQuote(pkg_tool) + " create --name boot --version 1 --kver " + kver + " -o " +
+               ShellQuote((w / "boot.pkg").string()) + " --sign-key " +
+               ShellQuote((w / "keys/package-signing.key").string()) + files,
+           log) != 0) {
+        return log;
+    }
+    std::ofstream(fs::path(image_dir) / "image.toml", std::ios::app)
+        << "\n[[files]]\nsrc = \"" << (w / "boot.pkg").string()
+        << "\"\ndst = \"/usr/lib/peinit/packages/boot.pkg\"\n\n[[files]]\nsrc = \""
+        << (w / "keys/package-signing.pub").string()
+        << "\"\ndst = \"/etc/peinit/keys/package-signing.pub\"\n\n[[files]]\nsrc = \""
+        << ON_CHANNEL_PATH << "\"\ndst = \"/usr/bin/on_channel\"\n";
+    return "";
 }
 
 }  // namespace peinit::testing

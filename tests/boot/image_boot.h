@@ -34,6 +34,8 @@ struct ImageBoot {
     // hot-plug a device once a service asks for it.
     std::vector<MonitorStep> monitor;
     std::chrono::seconds timeout{240};
+    // A private swtpm as the guest's TPM (QemuOptions::tpm).
+    bool tpm = false;
 };
 
 struct ImageBootResult {
@@ -67,6 +69,18 @@ std::string ShellQuote(const std::string& s);
 // Runs `command` with sh, appends its stdout and stderr to `log` and returns its exit status
 // (-1 when it has none).
 int Sh(const std::string& command, std::string& log);
+// The path of module `name`'s .ko in a module tree (its modules.dep), "" when it has none.
+std::string ModulePath(const std::string& moddir, const std::string& name);
+
+// Ships the image definition in `image_dir` a package "boot" of `modules` (their .ko from
+// kernel_dir's module tree) signed by a fresh key made under `work` with `pkg_tool`
+// (peinit-pkg), that key's public half, and on_channel, as [[files]] appended to its image.toml.
+// Returns "" or what went wrong (with the tool's output).
+std::string AddSignedBootPackage(const std::string& image_dir, const std::string& work,
+                                 const std::string& kernel_dir,
+                                 const std::vector<std::string>& modules,
+                                 const std::string& pkg_tool);
+
 // A private scratch directory under /tmp (outside the git work tree: peinit-pkg keygen refuses
 // one inside), removed with its contents.
 struct ScratchDir {

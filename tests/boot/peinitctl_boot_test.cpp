@@ -31,8 +31,6 @@
 
 namespace fs = std::filesystem;
 namespace pt = boost::property_tree;
-using peinit::testing::Sh;
-using peinit::testing::ShellQuote;
 
 namespace {
 
@@ -51,17 +49,6 @@ std::string Env(const char* name, const char* fallback) {
     return v != nullptr && *v != '\0' ? v : fallback;
 }
 
-// The module's .ko under the kernel's module tree (modules.dep is the index).
-std::string ModulePath(const fs::path& moddir, const std::string& name) {
-    std::ifstream dep(moddir / "modules.dep");
-    std::string line;
-    while (std::getline(dep, line)) {
-        std::string path = line.substr(0, line.find(':'));
-        if (fs::path(path).filename() == name + ".ko") return (moddir / path).string();
-    }
-    return "";
-}
-
 class PeinitctlBoot : public ::testing::Test {
   protected:
     static std::map<std::string, Section> Boot(const std::string& image, std::string& console) {
@@ -72,41 +59,15 @@ class PeinitctlBoot : public ::testing::Test {
                              "-DPEINIT_KERNEL_DIR";
             return sections;
         }
-        std::ifstream kver_file(fs::path(kernel_dir) / "kver");
-        std::string kver;
-        std::getline(kver_file, kver);
-        const fs::path moddir = fs::path(kernel_dir) / "modroot/lib/modules" / kver;
-
         char tmpl[] = "/tmp/peinitctl-boot.XXXXXX";
         const fs::path work = mkdtemp(tmpl);
         const fs::path dir = work / "image";
         fs::copy(fs::path(PEINIT_SOURCE_DIR) / "tests/boot/images" / image, dir,
                  fs::copy_options::recursive);
-
-        std::string files;
-        for (const char* m : {"loop", "dummy", "bridge", "stp", "llc"}) {
-            std::string path = ModulePath(moddir, m);
-            EXPECT_FALSE(path.empty()) << m << " is not in " << moddir;
-            files += " " + ShellQuote(path);
-        }
-        std::string log;
-        EXPECT_EQ(Sh(ShellQuote(PEINIT_PKG_TOOL) + " keygen --out-dir " +
-                         ShellQuote((work / "keys").string()),
-                     log),
-                  0)
-            << log;
-        EXPECT_EQ(Sh(ShellQuote(PEINIT_PKG_TOOL) + " create --name boot --version 1 --kver " +
-                         kver + " -o " + ShellQuote((work / "boot.pkg").string()) + " --sign-key " +
-                         ShellQuote((work / "keys/package-signing.key").string()) + files,
-                     log),
-                  0)
-            << log;
-        std::ofstream(dir / "image.toml", std::ios::app)
-            << "\n[[files]]\nsrc = \"" << (work / "boot.pkg").string()
-            << "\"\ndst = \"/usr/lib/peinit/packages/boot.pkg\"\n\n[[files]]\nsrc = \""
-            << (work / "keys/package-signing.pub").string()
-            << "\"\ndst = \"/etc/peinit/keys/package-signing.pub\"\n\n[[files]]\nsrc = \""
-            << ON_CHANNEL_PATH << "\"\ndst = \"/usr/bin/on_channel\"\n";
+        const std::string added = peinit::testing::AddSignedBootPackage(
+            dir.string(), work.string(), kernel_dir, {"loop", "dummy", "bridge", "stp", "llc"},
+            PEINIT_PKG_TOOL);
+        EXPECT_EQ(added, "");
 
         peinit::testing::ImageBoot boot;
         boot.name = image;

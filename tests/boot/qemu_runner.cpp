@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,7 +13,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 namespace peinit::testing {
@@ -86,8 +89,17 @@ void send_monitor_steps(const QemuOptions& o, int monitor_fd, QemuResult& res) {
 
 }  // namespace
 
+std::vector<std::string> swtpm_command(const std::string& swtpm_binary,
+                                       const std::string& state_dir, const std::string& socket) {
+  // --terminate: swtpm ends when QEMU closes the control channel (it is killed after QEMU
+  // anyway); QEMU sends the TPM's init itself.
+  return {swtpm_binary, "socket", "--tpm2", "--tpmstate", "dir=" + state_dir,
+          "--ctrl", "type=unixio,path=" + socket, "--terminate"};
+}
+
 std::vector<std::string> qemu_command(const QemuOptions& o, const std::string& monitor_socket,
-                                      const std::string& results_file) {
+                                      const std::string& results_file,
+                                      const std::string& tpm_socket) {
   std::string append = "console=ttyS0 panic=-1";
   if (!o.append.empty()) append += " " + o.append;
   std::vector<std::string> argv = {o.qemu_binary,
@@ -110,6 +122,10 @@ std::vector<std::string> qemu_command(const QemuOptions& o, const std::string& m
   if (!monitor_socket.empty()) {
     argv.push_back("-monitor");
     argv.push_back("unix:" + monitor_socket + ",server=on,wait=off");
+  }
+  if (!tpm_socket.empty()) {
+    argv.insert(argv.end(), {"-chardev", "socket,id=chrtpm,path=" + tpm_socket, "-tpmdev",
+                             "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0"});
   }
   argv.insert(argv.end(), o.extra_args.begin(), o.extra_args.end());
   return argv;
@@ -164,11 +180,21 @@ QemuResult run_qemu(const QemuOptions& o) {
   const std::string scratch = tmpl;
   const std::string results_path = scratch + "/results";
   const std::string monitor_path = o.monitor.empty() ? "" : scratch + "/monitor.sock";
+  const std::string tpm_socket = o.tpm ? scratch + "/swtpm.sock" : "";
   struct ScratchCleanup {
     std::string dir;
+    pid_t swtpm = -1;
     ~ScratchCleanup() {
-      for (const char* f : {"/monitor.sock", "/results"}) unlink((dir + f).c_str());
-      rmdir(dir.c_str());
+      if (swtpm > 0) {
+        kill(swtpm, SIGTERM);
+        int st = 0;
+        if (!wait_until(swtpm, st, Clock::now() + std::chrono::seconds(5))) {
+          kill(swtpm, SIGKILL);
+          waitpid(swtpm, &st, 0);
+        }
+      }
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
     }
   } cleanup{scratch};
   // Created here, read while QEMU writes it (QEMU opens it without truncating an empty file).
@@ -181,7 +207,7 @@ QemuResult run_qemu(const QemuOptions& o) {
     int fd;
     ~FdCloser() { close(fd); }
   } results_closer{results_fd};
-  res.command = qemu_command(o, monitor_path, results_path);
+  res.command = qemu_command(o, monitor_path, results_path, tpm_socket);
   if (o.kernel.empty() || access(o.kernel.c_str(), R_OK) != 0) {
     res.error = "kernel image not readable: '" + o.kernel + "'";
     return res;
@@ -189,6 +215,46 @@ QemuResult run_qemu(const QemuOptions& o) {
   if (o.initrd.empty() || access(o.initrd.c_str(), R_OK) != 0) {
     res.error = "initrd not readable: '" + o.initrd + "'";
     return res;
+  }
+
+  if (o.tpm) {
+    const std::string state = scratch + "/tpm";
+    const std::string swtpm_log = scratch + "/swtpm.log";
+    mkdir(state.c_str(), 0700);
+    const std::vector<std::string> cmd = swtpm_command(o.swtpm_binary, state, tpm_socket);
+    pid_t tpm_pid = fork();
+    if (tpm_pid < 0) {
+      res.error = std::string("fork: ") + std::strerror(errno);
+      return res;
+    }
+    if (tpm_pid == 0) {
+      int devnull = open("/dev/null", O_RDONLY);
+      if (devnull >= 0) dup2(devnull, STDIN_FILENO);
+      int out = open(swtpm_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      if (out >= 0) {
+        dup2(out, STDOUT_FILENO);
+        dup2(out, STDERR_FILENO);
+      }
+      std::vector<char*> args;
+      for (const auto& a : cmd) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      execvp(args[0], args.data());
+      _exit(127);
+    }
+    cleanup.swtpm = tpm_pid;
+    // QEMU must find the socket when it starts.
+    const auto until = Clock::now() + std::chrono::seconds(20);
+    while (access(tpm_socket.c_str(), F_OK) != 0) {
+      int st = 0;
+      if (waitpid(tpm_pid, &st, WNOHANG) == tpm_pid || Clock::now() >= until) {
+        if (waitpid(tpm_pid, &st, WNOHANG) == tpm_pid) cleanup.swtpm = -1;
+        std::ifstream in(swtpm_log);
+        res.swtpm_log.assign(std::istreambuf_iterator<char>(in), {});
+        res.error = "swtpm did not start (" + tpm_socket + "): " + res.swtpm_log;
+        return res;
+      }
+      usleep(20 * 1000);
+    }
   }
 
   int pipefd[2];
@@ -315,6 +381,10 @@ QemuResult run_qemu(const QemuOptions& o) {
   res.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
   drain_results(results_fd, res.results);
   if (!o.log_file.empty()) std::ofstream(o.log_file + ".results", std::ios::binary) << res.results;
+  if (o.tpm) {
+    std::ifstream in(scratch + "/swtpm.log");
+    res.swtpm_log.assign(std::istreambuf_iterator<char>(in), {});
+  }
   if (reaped) {
     if (WIFEXITED(status)) {
       res.exited = !res.timed_out;

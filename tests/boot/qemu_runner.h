@@ -38,6 +38,11 @@ struct QemuOptions {
   // When non-empty, QEMU gets a monitor on a private unix socket and these are sent on it.
   std::vector<MonitorStep> monitor;
   std::string qemu_binary = "qemu-system-x86_64";
+  // A TPM 2.0 for the guest (measured boot): a private `swtpm socket --tpm2` with its state in
+  // the boot's own scratch directory, started before QEMU and killed after it, so parallel
+  // boots (ctest -j) never share one; the guest sees a TPM TIS device (/dev/tpmrm0).
+  bool tpm = false;
+  std::string swtpm_binary = "swtpm";
 };
 
 struct QemuResult {
@@ -53,6 +58,8 @@ struct QemuResult {
   std::vector<std::string> command;  // the argv used
   // What was sent on the monitor and what it answered (MonitorStep), for failure messages.
   std::string monitor_log;
+  // --tpm: what swtpm printed (for failure messages).
+  std::string swtpm_log;
   size_t monitor_steps_sent = 0;
 
   // True if the guest powered off / rebooted and qemu exited with status 0.
@@ -70,7 +77,12 @@ struct QemuResult {
 // the results channel.
 std::vector<std::string> qemu_command(const QemuOptions& options,
                                       const std::string& monitor_socket = "",
-                                      const std::string& results_file = "");
+                                      const std::string& results_file = "",
+                                      const std::string& tpm_socket = "");
+// The swtpm argv for a TPM whose state lives in `state_dir` and whose control channel is the
+// unix socket `socket` (QEMU's -tpmdev emulator connects to it).
+std::vector<std::string> swtpm_command(const std::string& swtpm_binary,
+                                       const std::string& state_dir, const std::string& socket);
 
 // Boots and waits.  Never throws; problems are reported in the result.
 QemuResult run_qemu(const QemuOptions& options);

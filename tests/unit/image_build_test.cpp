@@ -94,6 +94,31 @@ class ImageBuildTest : public ::testing::Test {
     std::string kernel_dir_, out_, kver_, keys_;
 };
 
+// Measured boot: PID 1 dlopens the TPM software stack, which no DT_NEEDED names; the image
+// ships those libraries and their own closure, and a missing one is a warning, not an error.
+TEST_F(ImageBuildTest, LibrariesPid1OpensWithDlopenShipWithTheirClosure) {
+    ImageDefinition def = Load("small");
+    BuildOptions opts = Options();
+    opts.pid1_dlopened = kPid1DlopenedLibraries;
+    opts.pid1_dlopened.push_back("libpeinit-no-such-library.so.9");
+    auto c = ComposeImage(def, opts);
+    ASSERT_TRUE(c) << c.error().message();
+    for (const char* lib : {"/lib/x86_64-linux-gnu/libtss2-esys.so.0",
+                            "/lib/x86_64-linux-gnu/libtss2-tcti-device.so.0",
+                            "/lib/x86_64-linux-gnu/libtss2-tctildr.so.0",
+                            "/lib/x86_64-linux-gnu/libcrypto.so.3"}) {
+        EXPECT_NE(std::find(c->libraries.begin(), c->libraries.end(), lib), c->libraries.end())
+            << lib << " (libtss2-esys needs libcrypto)";
+    }
+    ASSERT_EQ(c->warnings.size(), 1u);
+    EXPECT_NE(c->warnings[0].find("libpeinit-no-such-library.so.9"), std::string::npos)
+        << c->warnings[0];
+    // Without the list (a build of something other than peinit's PID 1) none of it ships.
+    auto plain = ComposeImage(def, Options());
+    ASSERT_TRUE(plain);
+    EXPECT_EQ(plain->libraries.size(), 4u);
+}
+
 TEST_F(ImageBuildTest, ContentsReadBack) {
     ImageDefinition def = Load("small");
     std::string file = out_ + "/small.cpio.zst";

@@ -24,7 +24,9 @@
 #include "peinit/sys/kmod.h"
 #include "peinit/sys/package.h"
 #include "peinit/sys/package_crypto.h"
+#include "peinit/tpm/measure.h"
 #include "stages/modules/modules.h"
+#include "tests/fakes/fake_tpm.h"
 #include "tests/unit/captured_log.h"
 #include "tests/unit/fake_module_elf.h"
 #include "tests/unit/fixture_roots.h"
@@ -192,6 +194,34 @@ class ModuleStageTest : public ::testing::Test {
     testing::CapturedLog log_{"module-stage-test", spdlog::level::debug};
     std::vector<KernelCall> calls_cache_;
 };
+
+// Measured boot: each module handed to the kernel is measured first, with the SHA-256 of
+// exactly the bytes init_module got, its package and the package's signer, in parallel loads too.
+TEST_F(ModuleStageTest, EveryModuleIsMeasuredWithTheBytesTheKernelGot) {
+    WriteAllPackage();
+    kernel_.SetModuleError("jbd2", EKEYREJECTED);  // handed to the kernel, so measured all the same
+    SetUnits({{"storage", ModulesToml({"ext4", "crc16", "dia_top"})}});
+    auto tpm = std::make_shared<FakeTpm>();
+    tpm::MeasureConfig config;
+    config.log_path = (root_ / "run/log/systemd/tpm2-measure.log").string();
+    ctx_.measurement = std::make_shared<tpm::Measurement>(tpm, config);
+    Run();
+    CacheLoads();
+    const MeasurementRecord record = ctx_.measurement->Record();
+    ASSERT_EQ(record.events.size(), calls_cache_.size()) << "one event per init_module call";
+    ASSERT_FALSE(calls_cache_.empty());
+    for (const auto& call : calls_cache_) {
+        const std::string s = tpm::EventString(tpm::MakeModuleEvent(
+            call.name, tpm::Hex(tpm::Sha256(std::span<const std::byte>(
+                           kernel_.InitModuleImage(call.name)))),
+            "all.pkg", key_->public_key().fingerprint));
+        EXPECT_TRUE(std::any_of(record.events.begin(), record.events.end(),
+                                [&](const auto& e) { return e.string == s; }))
+            << call.name << " not measured as " << s;
+    }
+    EXPECT_EQ(tpm->extends().size(), calls_cache_.size());
+    EXPECT_TRUE(Outcome("jbd2").status == ModuleOutcome::Status::kFailed);
+}
 
 TEST_F(ModuleStageTest, EveryDependencyIsLiveBeforeItsDependentStarts) {
     WriteAllPackage();

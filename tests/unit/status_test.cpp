@@ -808,3 +808,53 @@ TEST(RuntimeLock, FallbackWithoutAuditStillLocks) {
 
 }  // namespace
 }  // namespace peinit
+
+namespace peinit {
+namespace {
+
+// Measured boot in status (R-33): the PCR, the events, the module set, or "not measured".
+TEST(Status, MeasuredBootSectionAndJson) {
+    MeasurementRecord m;
+    m.state = MeasurementRecord::kMeasured;
+    m.tpm = "device:/dev/tpmrm0";
+    m.pcr = 13;
+    m.log = "/run/log/systemd/tpm2-measure.log";
+    m.module_count = 2;
+    m.module_set_sha256 = std::string(64, 'c');
+    m.events.push_back({13, "peinit", "image", R"({"event":"image","v":1})", "aa"});
+    StatusInputs in = LockedBoot();
+    in.measurement = Rec("measurements.json", m.ToJson());
+    Status s = BuildStatus(in);
+    EXPECT_TRUE(s.problems.empty());
+    const std::string text = RenderStatusText(s);
+    EXPECT_NE(text.find("Measured boot:\n  state            measured\n"
+                        "  PCR              13 (SHA-256 bank, TPM device:/dev/tpmrm0)\n"
+                        "  events           1 in /run/log/systemd/tpm2-measure.log\n"
+                        "  module set       2 modules, SHA-256 " +
+                        std::string(64, 'c') + "\n"),
+              std::string::npos)
+        << text;
+    const std::string json = RenderStatusJson(s);
+    EXPECT_NE(json.find("\"measurement\""), std::string::npos) << json;
+    EXPECT_NE(json.find("\"module_set_sha256\""), std::string::npos) << json;
+
+    MeasurementRecord none;
+    none.reason = "no TPM";
+    in.measurement = Rec("measurements.json", none.ToJson());
+    s = BuildStatus(in);
+    EXPECT_NE(RenderStatusText(s).find("Measured boot:\n  state            not measured: no TPM\n"),
+              std::string::npos)
+        << RenderStatusText(s);
+
+    m.state = MeasurementRecord::kFailed;
+    m.error = "TPM device:/dev/tpmrm0: PCR_Extend of PCR 13: timeout";
+    in.measurement = Rec("measurements.json", m.ToJson());
+    s = BuildStatus(in);
+    EXPECT_NE(RenderStatusText(s).find("  TPM error        " + m.error), std::string::npos);
+    ASSERT_EQ(s.problems.size(), 1u);
+    EXPECT_EQ(s.problems[0], "measured boot stopped: " + m.error);
+    EXPECT_EQ(s.ExitCode(), 1);
+}
+
+}  // namespace
+}  // namespace peinit

@@ -1,0 +1,218 @@
+// Boot tests of measured boot (R-33, issue 25): the image of tests/boot/images/measure-locked
+// with a signed package of its boot modules, booted on our kernel
+// - with a private swtpm as the guest's TPM: the guest prints the user-space event log
+//   (/run/log/systemd/tpm2-measure.log), PCR 13 as the kernel reads it from the TPM (sysfs
+//   pcr-sha256), peinitctl status --json and /run/peinit/measurements.json on the results
+//   channel; the host replays the log's digests and checks they give the PCR, that each digest
+//   is SHA-256 of its event string, and the events: image, policy, each module, module-set,
+//   lock (locked by syscall);
+// - without a TPM: the boot locks as always and status says "not measured: no TPM".
+// One gtest test = one boot = one ctest test.
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <boost/property_tree/json_parser.hpp>
+#include <boost/property_tree/ptree.hpp>
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "image_boot.h"
+#include "peinit/tpm/tpm.h"
+
+namespace fs = std::filesystem;
+namespace pt = boost::property_tree;
+using peinit::testing::ReadFile;
+
+namespace {
+
+struct Section {
+    std::vector<std::string> lines;
+    int rc = -1;
+    std::string Text() const {
+        std::string out;
+        for (const auto& l : lines) out += l + "\n";
+        return out;
+    }
+};
+
+
+pt::ptree ParseJson(const std::string& text) {
+    pt::ptree t;
+    std::istringstream in(text);
+    try {
+        pt::read_json(in, t);
+    } catch (const std::exception& e) {
+        ADD_FAILURE() << "not JSON: " << e.what() << "\n" << text;
+    }
+    return t;
+}
+
+struct Boot {
+    std::map<std::string, Section> sections;
+    std::string console;
+    std::string kver;
+};
+
+Boot BootMeasureImage(const std::string& name, bool tpm) {
+    Boot out;
+    const std::string kernel_dir = peinit::testing::KernelDirFor("peinit");
+    if (kernel_dir.empty()) {
+        ADD_FAILURE() << "PEINIT_KERNEL_DIR is empty: run kernel/build and configure with "
+                         "-DPEINIT_KERNEL_DIR";
+        return out;
+    }
+    out.kver = peinit::testing::KernelRelease(kernel_dir);
+    peinit::testing::ScratchDir scratch;
+    const fs::path work = scratch.path;
+    const fs::path dir = work / "image";
+    fs::copy(fs::path(PEINIT_SOURCE_DIR) / "tests/boot/images/measure-locked", dir,
+             fs::copy_options::recursive);
+    const std::string added = peinit::testing::AddSignedBootPackage(
+        dir.string(), work.string(), kernel_dir, {"loop", "bridge", "stp", "llc"},
+        PEINIT_PKG_TOOL);
+    EXPECT_EQ(added, "");
+
+    peinit::testing::ImageBoot boot;
+    boot.name = name;
+    boot.image_dir = dir.string();
+    boot.kernel_dir = kernel_dir;
+    boot.tpm = tpm;
+    boot.timeout = std::chrono::seconds(400);
+    auto r = peinit::testing::BuildAndBoot(boot);
+    out.console = peinit::testing::Explain(r) + "\n--- swtpm ---\n" + r.qemu.swtpm_log;
+    EXPECT_TRUE(r.qemu.clean_exit()) << "the guest did not power off cleanly\n" << out.console;
+
+    std::string current;
+    for (const std::string& line : r.qemu.result_lines()) {
+        if (line.rfind("MEASURE-BEGIN ", 0) == 0) {
+            current = line.substr(14);
+            out.sections[current];
+        } else if (line.rfind("MEASURE-END ", 0) == 0) {
+            auto rc_at = line.find(" rc=");
+            if (!current.empty() && rc_at != std::string::npos) {
+                out.sections[current].rc = std::stoi(line.substr(rc_at + 4));
+            }
+            current.clear();
+        } else if (!current.empty()) {
+            out.sections[current].lines.push_back(line);
+        }
+    }
+    return out;
+}
+
+TEST(MeasureBoot, LockedBootReplaysToThePcr) {
+    Boot boot = BootMeasureImage("measure-locked", true);
+    const Section& log = boot.sections["log"];
+    ASSERT_EQ(log.rc, 0) << boot.console;
+
+    // Each record: 0x1E, one JSON object, "\n" (the channel's lines are the records).
+    peinit::tpm::Digest pcr{};
+    std::vector<pt::ptree> events;
+    for (const std::string& line : log.lines) {
+        ASSERT_FALSE(line.empty());
+        ASSERT_EQ(line[0], '\x1e') << "not a JSON-SEQ record: " << line;
+        pt::ptree record = ParseJson(line.substr(1));
+        EXPECT_EQ(record.get<int>("pcr", -1), 13) << line;
+        EXPECT_EQ(record.get<std::string>("content_type", ""), "peinit");
+        const std::string s = record.get<std::string>("content.string", "");
+        const pt::ptree& digests = record.get_child("digests");
+        ASSERT_EQ(digests.size(), 1u) << line;
+        const pt::ptree& d = digests.begin()->second;
+        EXPECT_EQ(d.get<std::string>("hashAlg", ""), "sha256");
+        const std::string digest = d.get<std::string>("digest", "");
+        EXPECT_EQ(digest, peinit::tpm::Hex(peinit::tpm::Sha256(s))) << "digest != SHA-256(S)";
+        pcr = peinit::tpm::ExtendDigest(pcr, peinit::tpm::Sha256(s));
+        pt::ptree event = ParseJson(s);
+        EXPECT_EQ(record.get<std::string>("content.eventType", ""),
+                  "peinit-" + event.get<std::string>("event", ""));
+        EXPECT_EQ(event.get<std::string>("v", ""), "1");
+        events.push_back(event);
+    }
+
+    // The PCR as the guest's kernel read it from the TPM.
+    const Section& pcr_section = boot.sections["pcr"];
+    ASSERT_EQ(pcr_section.rc, 0) << boot.console;
+    ASSERT_EQ(pcr_section.lines.size(), 1u) << pcr_section.Text();
+    std::string read = pcr_section.lines[0];
+    std::transform(read.begin(), read.end(), read.begin(), ::tolower);
+    EXPECT_EQ(read, peinit::tpm::Hex(pcr)) << "the log does not replay to PCR 13\n" << log.Text();
+
+    // image, policy, the modules (any order), module-set, lock.
+    ASSERT_GE(events.size(), 4u) << log.Text();
+    std::vector<std::string> names;
+    for (const auto& e : events) names.push_back(e.get<std::string>("event", ""));
+    EXPECT_EQ(names.front(), "image");
+    EXPECT_EQ(names[1], "policy");
+    EXPECT_EQ(names[names.size() - 2], "module-set");
+    EXPECT_EQ(names.back(), "lock");
+    EXPECT_EQ(events[0].get<std::string>("kernel_release", ""), boot.kver);
+    EXPECT_EQ(events[0].get<std::string>("image_sha256", "").size(), 64u);
+    EXPECT_EQ(events[1].get<std::string>("lock_after_boot", ""), "true");
+    EXPECT_EQ(events[1].get<std::string>("autoload_policy", ""), "enabled");
+    EXPECT_EQ(events[1].get<std::string>("hive_sha256", "").size(), 64u);
+    std::set<std::string> modules;
+    std::vector<std::string> lines;
+    std::string signer;
+    for (std::size_t i = 2; i + 2 < events.size(); ++i) {
+        EXPECT_EQ(names[i], "module");
+        const std::string m = events[i].get<std::string>("name", "");
+        modules.insert(m);
+        EXPECT_EQ(events[i].get<std::string>("package", ""), "boot.pkg") << m;
+        if (signer.empty()) signer = events[i].get<std::string>("signer", "");
+        EXPECT_EQ(events[i].get<std::string>("signer", ""), signer) << m;
+        lines.push_back(m + " " + events[i].get<std::string>("sha256", ""));
+    }
+    EXPECT_EQ(signer.size(), 64u);
+    EXPECT_EQ(modules, (std::set<std::string>{"loop", "bridge", "stp", "llc"})) << log.Text();
+    std::sort(lines.begin(), lines.end());
+    std::string set_text;
+    for (const auto& l : lines) set_text += l + "\n";
+    const pt::ptree& set = events[events.size() - 2];
+    EXPECT_EQ(set.get<std::string>("count", ""), std::to_string(lines.size()));
+    EXPECT_EQ(set.get<std::string>("sha256", ""), peinit::tpm::Hex(peinit::tpm::Sha256(set_text)));
+    const pt::ptree& lock = events.back();
+    EXPECT_EQ(lock.get<std::string>("requested", ""), "true");
+    EXPECT_EQ(lock.get<std::string>("locked", ""), "true");
+    EXPECT_EQ(lock.get<std::string>("mechanism", ""), "syscall");
+    EXPECT_EQ(lock.get<std::string>("trigger", ""), "registry");
+
+    // peinitctl's view.
+    pt::ptree status = ParseJson(boot.sections["status"].Text());
+    EXPECT_EQ(status.get<std::string>("measurement.state", ""), "measured");
+    EXPECT_EQ(status.get<std::string>("measurement.pcr", ""), "13");
+    EXPECT_EQ(status.get<std::string>("measurement.events", ""), std::to_string(events.size()));
+    EXPECT_EQ(status.get<std::string>("measurement.module_set_sha256", ""),
+              set.get<std::string>("sha256", ""));
+    EXPECT_EQ(status.get<std::string>("lock.locked", ""), "true") << boot.sections["status"].Text();
+}
+
+TEST(MeasureBoot, NoTpmBootsLockedAndNotMeasured) {
+    Boot boot = BootMeasureImage("measure-notpm", false);
+    EXPECT_NE(boot.sections["log"].rc, 0) << "no log without a TPM\n" << boot.console;
+    EXPECT_NE(boot.sections["pcr"].rc, 0);
+    pt::ptree status = ParseJson(boot.sections["status"].Text());
+    EXPECT_EQ(status.get<std::string>("measurement.state", ""), "not-measured") << boot.console;
+    EXPECT_EQ(status.get<std::string>("measurement.reason", ""), "no TPM");
+    EXPECT_EQ(status.get<std::string>("lock.locked", ""), "true") << boot.sections["status"].Text();
+    EXPECT_NE(boot.console.find("measure: no TPM"), std::string::npos) << boot.console;
+}
+
+// The kernel the boot tests run on has the TPM drivers built in (kernel/config/peinit.config).
+TEST(MeasureBoot, KernelConfigHasTheTpmDrivers) {
+    const std::string kernel_dir = peinit::testing::KernelDirFor("peinit");
+    ASSERT_FALSE(kernel_dir.empty());
+    const std::string config = ReadFile(kernel_dir + "/config");
+    for (const char* option : {"CONFIG_TCG_TPM=y", "CONFIG_TCG_TIS=y", "CONFIG_SECURITYFS=y"}) {
+        EXPECT_NE(config.find(std::string("\n") + option + "\n"), std::string::npos) << option;
+    }
+}
+
+}  // namespace
