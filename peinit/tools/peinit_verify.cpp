@@ -1,5 +1,5 @@
 // peinit-verify: checks a peinitctl attest bundle against a reference policy (R-34; man page
-// peinit-verify(1), ATTESTATION-verify.md).
+// peinit-verify(1), ATTESTATION.md).
 //
 // Exit codes: 0 posture verified; 1 deviations (or not measured); 2 usage error or unreadable
 // input (bundle, reference).

@@ -5,7 +5,7 @@
 // peinitctl still needs only glibc.
 //
 // The AK is a primary key in the endorsement hierarchy made from a fixed template
-// (AttestationKeyTemplate below, ATTESTATION-verify.md "The attestation key"): a TPM derives a
+// (AttestationKeyTemplate below, ATTESTATION.md "The attestation key"): a TPM derives a
 // primary key from its hierarchy's seed and the template only, so the same TPM gives the same
 // key every time, and no NV index or persistent handle is needed. Another TPM (other seed) gives
 // another key; the verifier compares the AK with the one enrolled in its reference.
@@ -63,7 +63,7 @@ Result<QuoteResult> TakeQuote(EsysContext& tpm, const std::vector<int>& pcrs, co
 // and that many TPML_DIGEST structures, host byte order).
 Bytes CheckquotePcrsFile(const std::vector<std::pair<int, PcrValue>>& pcrs);
 
-// The attestation bundle (ATTESTATION-verify.md "The bundle"), JSON.
+// The attestation bundle (ATTESTATION.md "The bundle"), JSON.
 std::string BundleJson(const QuoteResult& quote, const Bytes& nonce, const std::string& log,
                        const std::string& log_path);
 // A bundle that says the boot was not measured, with the reason.

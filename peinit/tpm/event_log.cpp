@@ -168,7 +168,7 @@ std::string EventString(const MeasurementEvent& event) {
     return out + "}";
 }
 
-std::string LogRecord(int pcr, const std::string& digest_hex, std::string_view content_type,
+std::string FormatLogRecord(int pcr, const std::string& digest_hex, std::string_view content_type,
                       std::string_view content_json) {
     std::string out;
     out += kRecordSeparator;
@@ -181,13 +181,13 @@ std::string LogRecord(int pcr, const std::string& digest_hex, std::string_view c
 }
 
 std::string PeinitLogRecord(int pcr, const std::string& event, const std::string& s) {
-    return LogRecord(pcr, Hex(Sha256(s)), "peinit",
+    return FormatLogRecord(pcr, Hex(Sha256(s)), "peinit",
                      "{\"string\":" + JsonQuote(s) + ",\"eventType\":" +
                          JsonQuote("peinit-" + event) + "}");
 }
 
 std::string PhaseLogRecord(int pcr, const std::string& word) {
-    return LogRecord(pcr, Hex(Sha256(word)), "systemd",
+    return FormatLogRecord(pcr, Hex(Sha256(word)), "systemd",
                      "{\"string\":" + JsonQuote(word) + ",\"eventType\":\"phase\"}");
 }
 

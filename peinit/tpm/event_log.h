@@ -77,7 +77,7 @@ std::string EventString(const MeasurementEvent& event);
 std::string JsonQuote(std::string_view text);
 
 // One log record, 0x1E ... "\n" included. `content` is the content object's JSON.
-std::string LogRecord(int pcr, const std::string& digest_hex, std::string_view content_type,
+std::string FormatLogRecord(int pcr, const std::string& digest_hex, std::string_view content_type,
                       std::string_view content_json);
 // peinit's record for event string `s` ("content_type":"peinit").
 std::string PeinitLogRecord(int pcr, const std::string& event, const std::string& s);

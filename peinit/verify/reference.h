@@ -1,6 +1,6 @@
 #pragma once
 
-// The verifier's reference policy (peinit-verify --reference REF.toml; ATTESTATION-verify.md
+// The verifier's reference policy (peinit-verify --reference REF.toml; ATTESTATION.md
 // "The reference"): what a machine's attested boot must show. TOML:
 //
 //   [attestation_key]              # from `peinitctl attest --enroll` on the machine

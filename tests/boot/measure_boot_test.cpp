@@ -16,6 +16,7 @@
 #include <boost/property_tree/json_parser.hpp>
 #include <boost/property_tree/ptree.hpp>
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -25,6 +26,8 @@
 #include <vector>
 
 #include "image_boot.h"
+#include "peinit/sys/package_crypto.h"
+#include "peinit/tpm/attest.h"
 #include "peinit/tpm/tpm.h"
 
 namespace fs = std::filesystem;
@@ -59,9 +62,33 @@ struct Boot {
     std::map<std::string, Section> sections;
     std::string console;
     std::string kver;
+    std::string signer;  // fingerprint of the key the boot package is signed with
 };
 
-Boot BootMeasureImage(const std::string& name, bool tpm) {
+// A fresh challenge per boot, as a verifier sends one (hex).
+std::string RandomNonce() {
+    std::ifstream urandom("/dev/urandom", std::ios::binary);
+    unsigned char bytes[16] = {};
+    urandom.read(reinterpret_cast<char*>(bytes), sizeof bytes);
+    std::string hex;
+    for (unsigned char b : bytes) {
+        static const char* digits = "0123456789abcdef";
+        hex += digits[b >> 4];
+        hex += digits[b & 15];
+    }
+    return hex;
+}
+
+void ReplaceInFile(const fs::path& file, const std::string& from, const std::string& to) {
+    std::string text = ReadFile(file.string());
+    const auto at = text.find(from);
+    ASSERT_NE(at, std::string::npos) << from << " not in " << file;
+    text.replace(at, from.size(), to);
+    std::ofstream(file) << text;
+}
+
+Boot BootMeasureImage(const std::string& name, bool tpm, const std::string& nonce = "00",
+                      bool lock_after_boot = true) {
     Boot out;
     const std::string kernel_dir = peinit::testing::KernelDirFor("peinit");
     if (kernel_dir.empty()) {
@@ -75,10 +102,15 @@ Boot BootMeasureImage(const std::string& name, bool tpm) {
     const fs::path dir = work / "image";
     fs::copy(fs::path(PEINIT_SOURCE_DIR) / "tests/boot/images/measure-locked", dir,
              fs::copy_options::recursive);
+    ReplaceInFile(dir / "units/boot.toml", "@NONCE@", nonce);
+    if (!lock_after_boot) ReplaceInFile(dir / "hive.toml", "LockAfterBoot = true", "LockAfterBoot = false");
     const std::string added = peinit::testing::AddSignedBootPackage(
         dir.string(), work.string(), kernel_dir, {"loop", "bridge", "stp", "llc"},
         PEINIT_PKG_TOOL);
     EXPECT_EQ(added, "");
+    auto key = peinit::ParsePublicKeyPem(ReadFile((work / "keys/package-signing.pub").string()));
+    EXPECT_TRUE(key) << key.error().message();
+    if (key) out.signer = key->fingerprint;
 
     peinit::testing::ImageBoot boot;
     boot.name = name;
@@ -108,8 +140,68 @@ Boot BootMeasureImage(const std::string& name, bool tpm) {
     return out;
 }
 
+// What the host's verifier makes of the quote the guest printed: the bundle and the reference
+// (the AK the guest enrolled, the boot package's signer, the module set and the lock the image
+// asks for) written to a scratch directory, then `peinit-verify`. `nonce` is the challenge the
+// verifier expects. Output and exit code.
+struct Verdict {
+    int rc = -1;
+    std::string output;
+};
+
+Verdict VerifyOnHost(const Boot& boot, const std::string& nonce, const fs::path& dir) {
+    std::ofstream(dir / "bundle.json") << boot.sections.at("bundle").Text();
+    std::ofstream(dir / "reference.toml")
+        << boot.sections.at("enroll").Text() << "\n[modules]\nsigners = [\"" << boot.signer
+        << "\"]\nexact = [\"bridge\", \"llc\", \"loop\", \"stp\"]\n\n[lock]\nrequired = "
+           "true\nmechanisms = [\"syscall\"]\n\n[policy]\nlock_after_boot = true\n";
+    Verdict v;
+    v.rc = peinit::testing::Sh(
+        peinit::testing::ShellQuote(PEINIT_VERIFY_TOOL) + " --bundle " +
+            peinit::testing::ShellQuote((dir / "bundle.json").string()) + " --reference " +
+            peinit::testing::ShellQuote((dir / "reference.toml").string()) + " --nonce " + nonce,
+        v.output);
+    return v;
+}
+
+std::string Unhex(const std::string& hex) {
+    std::string out(hex.size() / 2, '\0');
+    EXPECT_TRUE(peinit::HexDecode(hex, reinterpret_cast<std::byte*>(out.data()), out.size()))
+        << hex;
+    return out;
+}
+
+// tpm2-tools' own check of the same quote (a second, independent verifier): the files
+// `tpm2_checkquote` reads, rebuilt from the bundle.
+Verdict CheckquoteOnHost(const Boot& boot, const std::string& nonce, const fs::path& dir) {
+    pt::ptree bundle = ParseJson(boot.sections.at("bundle").Text());
+    std::ofstream(dir / "quote.msg", std::ios::binary)
+        << Unhex(bundle.get<std::string>("quote.message", ""));
+    std::ofstream(dir / "quote.sig", std::ios::binary)
+        << Unhex(bundle.get<std::string>("quote.signature", ""));
+    std::ofstream(dir / "ak.pem") << bundle.get<std::string>("ak.public_pem", "");
+    std::vector<std::pair<int, peinit::tpm::PcrValue>> pcrs;
+    for (const auto& [index, value] : bundle.get_child("pcrs")) {
+        peinit::tpm::PcrValue pcr{};
+        const std::string bytes = Unhex(value.data());
+        std::memcpy(pcr.data(), bytes.data(), std::min(bytes.size(), pcr.size()));
+        pcrs.emplace_back(std::stoi(index), pcr);
+    }
+    const auto file = peinit::tpm::CheckquotePcrsFile(pcrs);
+    std::ofstream(dir / "quote.pcrs", std::ios::binary)
+        .write(reinterpret_cast<const char*>(file.data()), static_cast<std::streamsize>(file.size()));
+    Verdict v;
+    const auto q = [&](const char* name) { return peinit::testing::ShellQuote((dir / name).string()); };
+    v.rc = peinit::testing::Sh("tpm2_checkquote -u " + q("ak.pem") + " -m " + q("quote.msg") +
+                                   " -s " + q("quote.sig") + " -f " + q("quote.pcrs") +
+                                   " -g sha256 -q " + nonce,
+                               v.output);
+    return v;
+}
+
 TEST(MeasureBoot, LockedBootReplaysToThePcr) {
-    Boot boot = BootMeasureImage("measure-locked", true);
+    const std::string nonce = RandomNonce();
+    Boot boot = BootMeasureImage("measure-locked", true, nonce);
     const Section& log = boot.sections["log"];
     ASSERT_EQ(log.rc, 0) << boot.console;
 
@@ -194,6 +286,68 @@ TEST(MeasureBoot, LockedBootReplaysToThePcr) {
     EXPECT_EQ(status.get<std::string>("lock.locked", ""), "true") << boot.sections["status"].Text();
 }
 
+// The posture verified on the host from what the guest printed: the quote over the verifier's
+// nonce, signed by the AK the guest enrolled, its PCR 13 equal to the replayed log, and the log
+// as the reference wants it: locked by syscall, exactly the image's modules, all from the
+// image's signer. tpm2_checkquote agrees on the quote; a nonce from another challenge and a
+// reference that does not allow one of the modules are deviations (R-34).
+TEST(MeasureBoot, HostVerifierVerifiesTheGuestsQuote) {
+    const std::string nonce = RandomNonce();
+    Boot boot = BootMeasureImage("measure-verify", true, nonce);
+    ASSERT_EQ(boot.sections["enroll"].rc, 0) << boot.console;
+    ASSERT_EQ(boot.sections["bundle"].rc, 0) << boot.console;
+    peinit::testing::ScratchDir scratch;
+
+    Verdict good = VerifyOnHost(boot, nonce, scratch.path);
+    EXPECT_EQ(good.rc, 0) << good.output;
+    EXPECT_NE(good.output.find("posture verified: locked by syscall, 4 modules, signed by " +
+                               boot.signer.substr(0, 16)),
+              std::string::npos)
+        << good.output;
+
+    Verdict independent = CheckquoteOnHost(boot, nonce, scratch.path);
+    EXPECT_EQ(independent.rc, 0) << independent.output;
+
+    // The same quote offered for another challenge: replayed, refused.
+    const std::string other = RandomNonce();
+    Verdict replayed = VerifyOnHost(boot, other, scratch.path);
+    EXPECT_EQ(replayed.rc, 1) << replayed.output;
+    EXPECT_NE(replayed.output.find("is not the challenge " + other), std::string::npos)
+        << replayed.output;
+    EXPECT_NE(CheckquoteOnHost(boot, other, scratch.path).rc, 0);
+
+    // A reference that allows only three of the four modules: the fourth is a deviation.
+    ReplaceInFile(scratch.path / "reference.toml", "\"loop\", ", "");
+    Verdict stranger = {};
+    stranger.rc = peinit::testing::Sh(
+        peinit::testing::ShellQuote(PEINIT_VERIFY_TOOL) + " --bundle " +
+            peinit::testing::ShellQuote((scratch.path / "bundle.json").string()) +
+            " --reference " + peinit::testing::ShellQuote((scratch.path / "reference.toml").string()) +
+            " --nonce " + nonce,
+        stranger.output);
+    EXPECT_EQ(stranger.rc, 1) << stranger.output;
+    EXPECT_NE(stranger.output.find("module loop"), std::string::npos) << stranger.output;
+    EXPECT_NE(stranger.output.find("posture NOT verified"), std::string::npos) << stranger.output;
+}
+
+// LockAfterBoot=false: the boot is measured truthfully, and a verifier whose reference requires
+// the lock reports that it was not requested and not applied.
+TEST(MeasureBoot, UnlockedBootIsADeviation) {
+    const std::string nonce = RandomNonce();
+    Boot boot = BootMeasureImage("measure-unlocked", true, nonce, /*lock_after_boot=*/false);
+    ASSERT_EQ(boot.sections["bundle"].rc, 0) << boot.console;
+    peinit::testing::ScratchDir scratch;
+    Verdict v = VerifyOnHost(boot, nonce, scratch.path);
+    EXPECT_EQ(v.rc, 1) << v.output;
+    EXPECT_NE(v.output.find("policy LockAfterBoot is false, the reference requires true"),
+              std::string::npos)
+        << v.output;
+    EXPECT_NE(v.output.find("the lock was not requested"), std::string::npos) << v.output;
+    EXPECT_NE(v.output.find("posture NOT verified"), std::string::npos) << v.output;
+    // The quote itself is genuine: tpm2_checkquote accepts it.
+    EXPECT_EQ(CheckquoteOnHost(boot, nonce, scratch.path).rc, 0);
+}
+
 TEST(MeasureBoot, NoTpmBootsLockedAndNotMeasured) {
     Boot boot = BootMeasureImage("measure-notpm", false);
     EXPECT_NE(boot.sections["log"].rc, 0) << "no log without a TPM\n" << boot.console;
@@ -203,6 +357,10 @@ TEST(MeasureBoot, NoTpmBootsLockedAndNotMeasured) {
     EXPECT_EQ(status.get<std::string>("measurement.reason", ""), "no TPM");
     EXPECT_EQ(status.get<std::string>("lock.locked", ""), "true") << boot.sections["status"].Text();
     EXPECT_NE(boot.console.find("measure: no TPM"), std::string::npos) << boot.console;
+    // peinitctl attest says so plainly (exit 3), and so does the verifier on its bundle.
+    EXPECT_EQ(boot.sections["bundle"].rc, 3) << boot.console;
+    pt::ptree bundle = ParseJson(boot.sections["bundle"].Text());
+    EXPECT_EQ(bundle.get<std::string>("measured", ""), "false") << boot.sections["bundle"].Text();
 }
 
 // The kernel the boot tests run on has the TPM drivers built in (kernel/config/peinit.config).
