@@ -139,24 +139,29 @@ Result<void> Coldplug(BootContext& ctx, const std::vector<DeviceModalias>& devic
     };
     round(devices);
     // Settle, as `udevadm settle` does: the loads above can add devices (a bus driver's
-    // children); each round's devices get their drivers, until no device has been added for
-    // the quiet period, within the bound.
+    // children, at once or from a work queue); each round's devices get their drivers, until no
+    // device has been added for the quiet period after the last load, within the bound. A round
+    // that loaded nothing caused nothing: what is queued is looked at once more, without waiting.
     if (events != nullptr) {
         const auto deadline = Clock::now() + limits.timeout;
+        int loaded_before = 0;
         while (true) {
+            const bool waits = loaded > loaded_before;
             const auto now = Clock::now();
             if (now >= deadline) {
                 settle.left = unhandled(events->Added(milliseconds(0)));
                 settle.settled = settle.left.empty();
                 break;
             }
-            const milliseconds wait = std::min(
-                limits.quiet, std::chrono::ceil<milliseconds>(deadline - now));
+            const milliseconds wait =
+                waits ? std::min(limits.quiet, std::chrono::ceil<milliseconds>(deadline - now))
+                      : milliseconds(0);
             std::vector<DeviceModalias> added = unhandled(events->Added(wait));
             if (added.empty()) {
-                if (wait < limits.quiet) continue;  // the bound comes first: look once more
-                break;                              // quiet for the whole period: settled
+                if (waits && wait < limits.quiet) continue;  // the bound came first: look again
+                break;  // quiet for the whole period (or nothing to wait for): settled
             }
+            loaded_before = loaded;
             round(added);
         }
     }

@@ -16,7 +16,9 @@
 // Coldplug settles before the lock, as `udevadm settle` does: loading a driver can add
 // devices (a PCI controller's children, a USB host's devices), whose uevents arrive after the
 // enumeration; every round handles the devices added since the last one, until none has been
-// added for a quiet period, within a bound (SettleLimits). When the bound is reached the devices
+// added for a quiet period after the last round that loaded a module (a round that loaded
+// nothing caused nothing: the queue is looked at once more, without waiting, so a boot whose
+// drivers are all in already waits for nothing), within a bound (SettleLimits). When the bound is reached the devices
 // left are named in an error line and in the record; the stage still succeeds, so that the
 // lockdown stage after it locks as the policy says.
 //
@@ -55,8 +57,9 @@ struct SettleLimits {
 
 // The stage's work on a given device list (tests pass fixture modaliases), then, when `events`
 // is given, settling: the devices added since are handled in further rounds until none has come
-// for `limits.quiet`, or until `limits.timeout` after the first round; the devices left then are
-// logged (error) and recorded (`settle.left`) and put in ctx.coldplug_left.
+// for `limits.quiet` after a round that loaded something (none is queued after one that loaded
+// nothing), or until `limits.timeout` after the first round; the devices left then are logged
+// (error) and recorded (`settle.left`) and put in ctx.coldplug_left.
 Result<void> Coldplug(BootContext& ctx, const std::vector<DeviceModalias>& devices,
                       DeviceEvents* events = nullptr, SettleLimits limits = {});
 
