@@ -544,17 +544,26 @@ TEST(Handover, SealsTheRealRootsHelperAfterSettingIt) {
                 HasSubstr("\"none\""));
 }
 
+// A real-root boot at the handover: a scratch root, the fake kernel, root=/dev/vda and the
+// sample policy (allow-list with the registry's helper), not locked.
+struct HandoverBoot {
+    Scratch s;
+    FakeKernel kernel;
+    BootContext ctx{kernel};
+    HandoverBoot() {
+        ctx.paths.root = s.dir;
+        ctx.cmdline = ParseCmdline("root=/dev/vda");
+        ctx.policy = SamplePolicy();
+        fs::create_directories(s.dir / "run/peinit");
+    }
+};
+
 // Issue 24 point 4: an exception inside the handover (here: the write of the real root's helper
 // path throws) skips neither the fail-closed reset nor the seal: kernel.modprobe ends up empty
 // and sealed, and the failure is reported (stage error and autoload record).
 TEST(Handover, ExceptionSettingTheHelperFailsClosed) {
-    Scratch s;
-    FakeKernel kernel;
-    BootContext ctx(kernel);
-    ctx.paths.root = s.dir;
-    ctx.cmdline = ParseCmdline("root=/dev/vda");
-    ctx.policy = SamplePolicy();  // allow-list with the registry's helper, not locked
-    fs::create_directories(s.dir / "run/peinit");
+    HandoverBoot b;
+    auto& [s, kernel, ctx] = b;
     ASSERT_TRUE(kernel.WriteSysctl("kernel/modprobe", "/sbin/peinit-modprobe"));
     kernel.ThrowOn(KernelOp::kWriteSysctl, "kernel/modprobe");
     Result<void> r = Ok();
@@ -574,13 +583,8 @@ TEST(Handover, ExceptionSettingTheHelperFailsClosed) {
 // The seal itself throws: the helper the real root was given is taken back (an unsealed path it
 // could rewrite must not name a helper), and the empty path is sealed on a second attempt.
 TEST(Handover, ExceptionSealingEmptiesTheHelperAndSealsAgain) {
-    Scratch s;
-    FakeKernel kernel;
-    BootContext ctx(kernel);
-    ctx.paths.root = s.dir;
-    ctx.cmdline = ParseCmdline("root=/dev/vda");
-    ctx.policy = SamplePolicy();
-    fs::create_directories(s.dir / "run/peinit");
+    HandoverBoot b;
+    auto& [s, kernel, ctx] = b;
     kernel.ThrowOn(KernelOp::kModuleLockdown, std::to_string(MODULE_LOCKDOWN_SEAL_MODPROBE));
     Result<void> r = Ok();
     ASSERT_NO_THROW(r = RunHandover(ctx));
