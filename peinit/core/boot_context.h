@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "peinit/core/cmdline.h"
+#include "peinit/core/device_modalias.h"
 #include "peinit/core/hive.h"
 #include "peinit/core/plan.h"
 #include "peinit/core/units.h"
@@ -142,6 +143,9 @@ struct BootContext {
     // devices (0: coldplug did not run). Devices of events up to it were present for coldplug;
     // PID 1's hot-add (peinit/init/hotplug.h) handles the later ones.
     uint64_t coldplug_seqnum = 0;
+    // Devices coldplug saw added but did not handle because it reached its settle bound
+    // (stages/coldplug/coldplug.h): PID 1's hot-add takes them first.
+    std::vector<DeviceModalias> coldplug_left;
     // PID 1's uevent socket (peinit/sys/uevent.h), open from before the first stage; null in
     // tests and offline.
     UeventSocket* uevents = nullptr;

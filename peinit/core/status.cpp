@@ -401,6 +401,10 @@ void FindProblems(Status& s) {
                              (m.reason.empty() ? "" : ": " + m.reason) +
                              (device.empty() ? "" : " (for " + device + ")"));
     }
+    for (const auto& d : s.coldplug_left) {
+        s.problems.push_back("coldplug: did not settle before the lock: " + d +
+                             " was left without its drivers");
+    }
 }
 
 }  // namespace
@@ -618,7 +622,15 @@ Status BuildStatus(const StatusInputs& in) {
         }
     }
     if (in.coldplug.text || (!in.coldplug.error.empty() && in.coldplug.error != "missing")) {
-        if (auto t = LoadRecord("coldplug", in.coldplug, s)) s.coldplug = ReadModuleRows(*t);
+        if (auto t = LoadRecord("coldplug", in.coldplug, s)) {
+            s.coldplug = ReadModuleRows(*t);
+            if (auto left = t->get_child_optional("settle.left")) {
+                for (const auto& [_, dev] : *left) {
+                    s.coldplug_left.push_back(dev.get<std::string>("syspath", "") + " (" +
+                                              dev.get<std::string>("modalias", "") + ")");
+                }
+            }
+        }
     }
     if (in.services.text || (!in.services.error.empty() && in.services.error != "missing")) {
         if (auto t = LoadRecord("services", in.services, s)) ReadServices(*t, s);

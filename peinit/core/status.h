@@ -199,6 +199,9 @@ struct Status {
     // The modules coldplug attempted or refused for the devices present (requested_by names the
     // device); a failure is a problem, a refusal by the policy is not.
     std::vector<ModuleRow> coldplug;
+    // The devices coldplug left without their drivers when it reached its settle bound (R-37:
+    // settle.left), each "SYSPATH (MODALIAS)": a problem.
+    std::vector<std::string> coldplug_left;
 
     // --- services (services.json) --------------------------------------------------------------
     // Each service PID 1 runs and the privileges its unit grants: every other one's

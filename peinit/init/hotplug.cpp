@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <set>
 
+#include "peinit/modload/device_load.h"
 #include "peinit/modload/session.h"
 #include "peinit/sys/kernel.h"
 #include "peinit/sys/kernel_release.h"
@@ -16,8 +17,6 @@ namespace peinit {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using Status = ModuleOutcome::Status;
-
 template <typename T>
 void PushBounded(std::deque<T>& list, T item) {
     list.push_back(std::move(item));
@@ -99,67 +98,16 @@ void Hotplug::Handle(const std::vector<DeviceModalias>& devices) {
             finish("no-driver", "no module tree for " + ctx_.kernel_release);
             continue;
         }
-        // 3. As coldplug: resolve, decide, load from the verified packages.
-        ModloadSession& session = *Session();
-        auto resolved = session.Resolve(dev.modalias);
-        if (!resolved) {
-            ++failed;
-            spdlog::error("hotplug: {} ({}): {}", dev.syspath, dev.modalias,
-                          resolved.error().message());
-            finish("failed", resolved.error().message());
-            continue;
-        }
-        rec.modules = *resolved;
-        if (rec.modules.empty()) {
-            spdlog::info("hotplug: no driver for {} ({})", dev.syspath, dev.modalias);
-            finish("no-driver", "no module matches the MODALIAS");
-            continue;
-        }
-        std::vector<std::string> todo;
-        for (const auto& m : rec.modules) {
-            if (attempted.count(m) == 0 && !session.IsLive(m)) todo.push_back(m);
-        }
-        if (todo.empty()) {
-            finish("present", "");
-            continue;
-        }
-        attempted.insert(todo.begin(), todo.end());
-        DemandLoadReport report = session.DemandResolved(
-            dev.modalias, todo, RequestOrigin::Other("hotplug " + dev.syspath));
-        if (!report.error.empty()) {
-            ++failed;
-            spdlog::error("hotplug: {} ({}): {}", dev.syspath, dev.modalias, report.error);
-            finish("failed", report.error);
-            continue;
-        }
-        std::string refusal, failure;
-        for (const auto& r : report.refused) {
-            ++refused;
-            spdlog::warn("hotplug: refused {} for {} (alias {}): {}", r.module, dev.syspath,
-                         dev.modalias, r.reason);
-            if (refusal.empty()) refusal = r.module + ": " + r.reason;
-        }
-        for (auto& o : report.outcomes) {
-            if (o.status == Status::kLoaded || o.status == Status::kAlreadyLoaded) {
-                ++loaded;
-                spdlog::info("hotplug: loaded {} for {} from {}", o.module, dev.syspath,
-                             o.package);
-            } else if (!o.reason.starts_with("refused: ") && o.status != Status::kBlacklisted) {
-                ++failed;
-                spdlog::error("hotplug: module {} {} for {}: {}", o.module, ToString(o.status),
-                              dev.syspath, o.reason);
-                if (failure.empty()) failure = o.module + " " + std::string(ToString(o.status)) +
-                                               ": " + o.reason;
-            }
-            PushBounded(outcomes_, std::move(o));
-        }
-        if (!failure.empty()) {
-            finish("failed", failure);
-        } else if (!refusal.empty()) {
-            finish("refused", refusal);
-        } else {
-            finish("loaded", "");
-        }
+        // 3. As coldplug: resolve, decide, load from the verified packages (one path).
+        DeviceLoad load = LoadDeviceDrivers(*Session(), dev,
+                                            RequestOrigin::Other("hotplug " + dev.syspath),
+                                            attempted, "hotplug");
+        loaded += load.loaded;
+        refused += load.refused;
+        failed += load.failed;
+        rec.modules = std::move(load.modules);
+        for (auto& o : load.outcomes) PushBounded(outcomes_, std::move(o));
+        finish(std::move(load.result), std::move(load.detail));
     }
     const auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - origin).count();

@@ -11,9 +11,10 @@
 //      QUERY; on a kernel without the syscall, kernel.modules_disabled): locked, or unreadable
 //      (fail closed), means nothing is attempted for it: no resolution, no load;
 //   2. AutoLoadPolicy=disabled: nothing is attempted (refused by the policy);
-//   3. otherwise its MODALIAS is resolved with libkmod and the modules not yet live are decided
-//      and loaded by ModloadSession::DemandResolved, exactly as coldplug does (allow-list: only
-//      AutoLoadAllowed; enabled: anything not blacklisted), dependencies first.
+//   3. otherwise its drivers are loaded by the one per-device path coldplug uses too
+//      (LoadDeviceDrivers, peinit/modload/device_load.h): the MODALIAS resolved with libkmod, the
+//      modules not yet live decided and loaded by ModloadSession::DemandResolved (allow-list:
+//      only AutoLoadAllowed; enabled: anything not blacklisted), dependencies first.
 // The session (libkmod context, packages) is opened on the first device that needs it and kept
 // while events keep coming (loading a bus driver adds the devices on that bus: a PCI virtio
 // device is followed by its virtio device), then closed by Idle() so that PID 1 keeps neither.

@@ -168,7 +168,10 @@ void HandleUevents(UeventSocket& uevents, Hotplug& hotplug, BootContext& ctx,
                    std::shared_ptr<ModloadSession> session) {
     bool overflowed = false;
     std::vector<Uevent> events = uevents.Drain(overflowed);
-    std::vector<DeviceModalias> devices = HotAddedDevices(events, ctx.coldplug_seqnum);
+    // First the devices coldplug saw but left when it reached its settle bound.
+    std::vector<DeviceModalias> devices = std::move(ctx.coldplug_left);
+    ctx.coldplug_left.clear();
+    for (auto& d : HotAddedDevices(events, ctx.coldplug_seqnum)) devices.push_back(std::move(d));
     if (overflowed) {
         spdlog::warn("hotplug: the kernel dropped uevents (queue full); looking at every device");
         if (auto all = EnumerateModaliases(ctx.paths.Under("/sys").string())) {

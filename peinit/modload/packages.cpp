@@ -1,9 +1,12 @@
 #include "peinit/modload/packages.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <system_error>
 #include <thread>
 
+#include "peinit/core/contain.h"
 #include "peinit/core/module_policy.h"
 
 namespace peinit {
@@ -206,26 +209,44 @@ std::size_t PackageSet::SizeOf(std::string_view module) const {
 std::shared_ptr<PackagePrefetch> PackagePrefetch::Start(std::filesystem::path packages_dir,
                                                         std::filesystem::path keys_dir,
                                                         std::string kernel_release) {
+    return StartWith(kernel_release, [dir = std::move(packages_dir), keys = std::move(keys_dir),
+                                      release = kernel_release] {
+        return PackageSet::Load(dir, keys, release,
+                                std::max(1u, std::thread::hardware_concurrency()));
+    });
+}
+
+std::shared_ptr<PackagePrefetch> PackagePrefetch::StartWith(
+    std::string kernel_release, std::function<std::unique_ptr<PackageSet>()> load) {
     auto prefetch = std::make_shared<PackagePrefetch>();
-    prefetch->kernel_release_ = kernel_release;
+    prefetch->kernel_release_ = std::move(kernel_release);
     try {
         prefetch->future_ = std::async(
-            std::launch::async, [dir = std::move(packages_dir), keys = std::move(keys_dir),
-                                 release = std::move(kernel_release),
-                                 timing = prefetch->timing_] {
+            std::launch::async, [load = std::move(load), timing = prefetch->timing_] {
                 using Clock = std::chrono::steady_clock;
                 const auto start = Clock::now();
-                auto set = PackageSet::Load(dir, keys, release,
-                                            std::max(1u, std::thread::hardware_concurrency()));
+                auto set = load();
                 timing->load =
                     std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
-                timing->digests = set->digest_ahead_time();
+                if (set) timing->digests = set->digest_ahead_time();
                 return set;
             });
     } catch (const std::system_error&) {
         return nullptr;
     }
     return prefetch;
+}
+
+std::unique_ptr<PackageSet> PackagePrefetch::Take() {
+    if (!future_.valid()) return nullptr;
+    try {
+        return future_.get();
+    } catch (...) {
+        // The future holds what the thread threw (issue 24 point 4): nothing of it is trusted,
+        // the caller reads and checks the packages again itself.
+        spdlog::warn("{}: reading them again", UnexpectedException("packages read ahead"));
+        return nullptr;
+    }
 }
 
 std::vector<PackageReport> PackageSet::reports() const {

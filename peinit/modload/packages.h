@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -131,6 +132,9 @@ class PackagePrefetch {
     static std::shared_ptr<PackagePrefetch> Start(std::filesystem::path packages_dir,
                                                   std::filesystem::path keys_dir,
                                                   std::string kernel_release);
+    // The same with the work given (tests: a load that throws).
+    static std::shared_ptr<PackagePrefetch> StartWith(
+        std::string kernel_release, std::function<std::unique_ptr<PackageSet>()> load);
     const std::string& kernel_release() const { return kernel_release_; }
     // How long reading and checking the packages took, and hashing their members (valid once
     // Take has returned the set).
@@ -139,15 +143,9 @@ class PackagePrefetch {
         std::chrono::microseconds digests{0};
     };
     const Timing& timing() const { return *timing_; }
-    // Waits for the set (once; nullptr after that, or when the work failed).
-    std::unique_ptr<PackageSet> Take() {
-        if (!future_.valid()) return nullptr;
-        try {
-            return future_.get();
-        } catch (...) {
-            return nullptr;  // e.g. out of memory on that thread: the caller reads them itself
-        }
-    }
+    // Waits for the set (once; nullptr after that, or when the work failed). Whatever the
+    // thread threw is contained: logged, and nullptr (the caller reads the packages itself).
+    std::unique_ptr<PackageSet> Take();
 
   private:
     std::string kernel_release_;

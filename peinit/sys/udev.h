@@ -13,15 +13,10 @@
 #include <string>
 #include <vector>
 
+#include "peinit/core/device_modalias.h"
 #include "peinit/core/result.h"
 
 namespace peinit {
-
-struct DeviceModalias {
-    std::string syspath;   // e.g. /sys/devices/pci0000:00/0000:00:02.0/virtio0
-    std::string modalias;  // e.g. virtio:d00000001v00001AF4
-    bool operator==(const DeviceModalias&) const = default;
-};
 
 // Every device under `sysfs` with a MODALIAS, sorted by syspath, each device once. An
 // unreadable `sysfs` is an error; unreadable devices are skipped.

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/netlink.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -12,6 +13,8 @@
 #include <charconv>
 #include <set>
 #include <system_error>
+
+#include "peinit/core/contain.h"
 
 namespace peinit {
 
@@ -95,17 +98,26 @@ std::vector<DeviceModalias> DevicesSince(std::vector<DeviceModalias> scanned,
     return scanned;
 }
 
-std::unique_ptr<DeviceScan> DeviceScan::Start(std::string sysfs) {
+std::unique_ptr<DeviceScan> DeviceScan::Start(std::string sysfs, Enumerate enumerate) {
     std::unique_ptr<DeviceScan> scan(new DeviceScan());
+    if (!enumerate) {
+        enumerate = [](const std::string& root) { return EnumerateModaliases(root); };
+    }
     try {
-        scan->thread_ = std::thread([s = scan.get(), sysfs = std::move(sysfs)] {
+        scan->thread_ = std::thread([s = scan.get(), sysfs = std::move(sysfs),
+                                     enumerate = std::move(enumerate)] {
             // Background work: the loads it runs beside come first for the CPUs (the nice
             // value of this thread only; a failure leaves it as it was).
             s->tid_ = gettid();
             (void)setpriority(PRIO_PROCESS, static_cast<id_t>(s->tid_.load()), 19);
             const auto start = std::chrono::steady_clock::now();
-            s->found_.seqnum = ReadUeventSeqnum(sysfs);
-            s->found_.devices = EnumerateModaliases(sysfs);
+            try {
+                s->found_.seqnum = ReadUeventSeqnum(sysfs);
+                s->found_.devices = enumerate(sysfs);
+            } catch (...) {
+                // Contained (issue 24 point 4): an exception on a std::thread would end PID 1.
+                s->found_.devices = Err(UnexpectedException("device scan"));
+            }
             s->found_.took = std::chrono::duration_cast<std::chrono::milliseconds>(
                 std::chrono::steady_clock::now() - start);
         });
@@ -215,6 +227,29 @@ std::vector<Uevent> UeventSocket::Drain(bool& overflowed) {
         }
     }
     return events;
+}
+
+std::vector<DeviceModalias> UeventDeviceEvents::Added(std::chrono::milliseconds wait) {
+    using Clock = std::chrono::steady_clock;
+    const auto deadline = Clock::now() + wait;
+    while (true) {
+        bool overflowed = false;
+        std::vector<Uevent> events = socket_.Drain(overflowed);
+        std::vector<DeviceModalias> added = HotAddedDevices(events, last_seqnum_);
+        for (const Uevent& e : events) last_seqnum_ = std::max(last_seqnum_, e.seqnum);
+        if (overflowed) {
+            if (auto all = EnumerateModaliases(sysfs_)) added = std::move(*all);
+        }
+        if (!added.empty()) return added;
+        // Events without a MODALIAS (a block device, a class device) need no driver: keep
+        // waiting for the rest of `wait`.
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        if (left.count() <= 0) return {};
+        pollfd pfd{socket_.fd(), POLLIN, 0};
+        int ready = ::poll(&pfd, 1, static_cast<int>(left.count()));
+        if (ready < 0 && errno != EINTR) return {};
+    }
 }
 
 }  // namespace peinit

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -65,8 +66,12 @@ class DeviceScan {
         Result<std::vector<DeviceModalias>> devices = std::vector<DeviceModalias>{};
         std::chrono::milliseconds took{0};
     };
-    // nullptr when no thread could be started.
-    static std::unique_ptr<DeviceScan> Start(std::string sysfs = "/sys");
+    // How the devices are found: EnumerateModaliases (tests pass another).
+    using Enumerate = std::function<Result<std::vector<DeviceModalias>>(const std::string& sysfs)>;
+    // nullptr when no thread could be started. Whatever the thread throws is contained: Take
+    // returns it as the enumeration's error (coldplug then enumerates again itself).
+    static std::unique_ptr<DeviceScan> Start(std::string sysfs = "/sys",
+                                             Enumerate enumerate = nullptr);
     ~DeviceScan();
     DeviceScan(const DeviceScan&) = delete;
     DeviceScan& operator=(const DeviceScan&) = delete;
@@ -102,6 +107,35 @@ class UeventSocket {
   private:
     explicit UeventSocket(int fd) : fd_(fd) {}
     int fd_;
+};
+
+// Devices added after a point in time: what coldplug's settle loop waits for (R-37; the seam
+// its tests fake).
+class DeviceEvents {
+  public:
+    virtual ~DeviceEvents() = default;
+    // The devices with a MODALIAS added since the last call (the first call: since the source's
+    // starting point), waiting up to `wait` for the first of them (0: only what has arrived);
+    // empty when none came in that time.
+    virtual std::vector<DeviceModalias> Added(std::chrono::milliseconds wait) = 0;
+};
+
+// DeviceEvents from the kernel's uevents: the "add" events with a MODALIAS numbered above
+// `after_seqnum` and above every event an earlier call returned (HotAddedDevices). When the
+// kernel dropped events (the queue overflowed), every device in `sysfs` instead: the caller
+// tells the ones it has handled from the new ones.
+class UeventDeviceEvents final : public DeviceEvents {
+  public:
+    UeventDeviceEvents(UeventSocket& socket, uint64_t after_seqnum, std::string sysfs = "/sys")
+        : socket_(socket), last_seqnum_(after_seqnum), sysfs_(std::move(sysfs)) {}
+    std::vector<DeviceModalias> Added(std::chrono::milliseconds wait) override;
+    // The SEQNUM of the last event read (the starting point when none was).
+    uint64_t last_seqnum() const { return last_seqnum_; }
+
+  private:
+    UeventSocket& socket_;
+    uint64_t last_seqnum_;
+    std::string sysfs_;
 };
 
 }  // namespace peinit

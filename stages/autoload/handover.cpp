@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "peinit/core/contain.h"
 #include "peinit/core/policy_record.h"
 #include "peinit/sys/config_files.h"
 #include "peinit/sys/kernel.h"
@@ -187,34 +188,61 @@ std::string BlacklistExport(const EffectivePolicy& policy) {
 }
 
 Result<void> RunHandover(BootContext& ctx) {
-    const fs::path exported = ctx.paths.Under(kBlacklistExportPath);
-    std::error_code ec;
-    fs::create_directories(exported.parent_path(), ec);
-    if (auto w = WriteFileAtomically(exported.string(), BlacklistExport(ctx.policy)); !w) {
-        spdlog::error("handover: cannot export the blacklist: {}", w.error().message());
+    auto exported = Contain("", [&]() -> Result<void> {
+        const fs::path file = ctx.paths.Under(kBlacklistExportPath);
+        std::error_code ec;
+        fs::create_directories(file.parent_path(), ec);
+        return WriteFileAtomically(file.string(), BlacklistExport(ctx.policy));
+    });
+    if (!exported) {
+        spdlog::error("handover: cannot export the blacklist: {}", exported.error().message());
     } else {
         spdlog::info("handover: blacklist exported to {} ({} modules)", kBlacklistExportPath,
                      ctx.policy.blacklist.size());
     }
     if (!ctx.cmdline.root) return Ok();  // peinit stays PID 1: its helper stays where it is
 
-    auto chosen = HelperForRealRoot(ctx);
-    std::string helper = chosen ? *chosen : "";
-    std::string error = chosen ? "" : chosen.error().message();
-    Result<void> set = SetHelper(ctx, helper);
-    if (!set) {
-        error += (error.empty() ? "" : "; ") + set.error().message();
-        (void)SetHelper(ctx, "");  // fail closed: no helper rather than a wrong one
+    // Each step is contained (peinit/core/contain.h): whatever fails or throws, kernel.modprobe
+    // ends up the checked helper or empty, and sealed, and the failure is reported.
+    std::string helper, error;
+    auto note = [&](const Error& e) { error += (error.empty() ? "" : "; ") + e.message(); };
+    auto empty_helper = [&] {
         helper.clear();
+        if (auto reset = Contain("handover: emptying kernel.modprobe",
+                                 [&] { return SetHelper(ctx, ""); });
+            !reset) {
+            note(reset.error());
+        }
+    };
+    if (auto chosen = Contain("handover", [&] { return HelperForRealRoot(ctx); })) {
+        helper = *chosen;
+    } else {
+        note(chosen.error());
+    }
+    if (auto set = Contain("handover: kernel.modprobe", [&] { return SetHelper(ctx, helper); });
+        !set) {
+        note(set.error());
+        empty_helper();  // fail closed: no helper rather than a wrong one
     }
     // the real root's helper is final: seal it (an emptied path too: fail closed). Under
     // AutoLoadPolicy=disabled the autoload stage has closed the kernel's gate already.
     std::string gate = "autoload-disabled";
     if (ctx.policy.autoload.value != AutoLoadPolicy::kDisabled) {
-        auto sealed = ApplyAutoloadGate(ctx.kernel, MODULE_LOCKDOWN_SEAL_MODPROBE,
-                                        MODULE_LOCKDOWN_QUERY_MODPROBE, GateTrigger(ctx.policy));
+        auto seal = [&] {
+            return Contain("handover: seal", [&] {
+                return ApplyAutoloadGate(ctx.kernel, MODULE_LOCKDOWN_SEAL_MODPROBE,
+                                         MODULE_LOCKDOWN_QUERY_MODPROBE, GateTrigger(ctx.policy));
+            });
+        };
+        auto sealed = seal();
         if (!sealed) {
-            error += (error.empty() ? "" : "; ") + sealed.error().message();
+            // A helper path the real root could rewrite must not name a helper: empty it, then
+            // try to seal the empty path once more.
+            note(sealed.error());
+            empty_helper();
+            sealed = seal();
+        }
+        if (!sealed) {
             gate = "";
         } else {
             gate = *sealed ? "modprobe-sealed" : "none";
@@ -225,7 +253,11 @@ Result<void> RunHandover(BootContext& ctx) {
             }
         }
     }
-    WriteAutoloadRecord(ctx, helper, HelperSource(ctx.policy), helper, error, gate);
+    try {
+        WriteAutoloadRecord(ctx, helper, HelperSource(ctx.policy), helper, error, gate);
+    } catch (...) {
+        note(Error(UnexpectedException("handover: autoload record")));
+    }
     if (!error.empty()) {
         return Err(error + ": demand loads in the real root fail (kernel.modprobe is empty)");
     }

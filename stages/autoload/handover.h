@@ -16,8 +16,10 @@
 //   the helper resolves and loads from in /run/peinit/modload (mode 0700: depmod indexes,
 //   modprobe.d, the signed packages and trusted keys; .ko paths as empty stubs). policy.json then names
 //   that tree as `modload_root`, and kernel.modprobe is pointed at the copy and read back.
-//   Anything failing on the way empties kernel.modprobe instead (demand loads fail at once:
-//   never a looser policy than PID 1 applied) and is logged as an error.
+//   Anything failing or throwing on the way empties kernel.modprobe instead (demand loads fail
+//   at once: never a looser policy than PID 1 applied) and is logged as an error; the path is
+//   sealed all the same, and a seal that fails or throws empties the path before it is
+//   tried once more (issue 24 point 4: every step is contained, peinit/core/contain.h).
 // - With root= and the lock applied: kernel.modprobe is emptied (the kernel refuses every load
 //   anyway, and the initramfs path would dangle).
 // /run/peinit/autoload.json is rewritten with the helper the real root gets.

@@ -10,6 +10,7 @@
 #include "peinit/sys/kernel_release.h"
 #include "peinit/sys/record.h"
 #include "peinit/sys/uevent.h"
+#include "peinit/modload/device_load.h"
 #include "peinit/modload/session.h"
 
 namespace peinit {
@@ -17,25 +18,38 @@ namespace peinit {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using Status = ModuleOutcome::Status;
+using std::chrono::milliseconds;
 
 struct DeviceRecord {
-    const DeviceModalias* device;
+    DeviceModalias device;
     std::vector<std::string> resolved;
     std::string error;
+    int round = 1;
+};
+
+struct SettleRecord {
+    int rounds = 0;
+    bool settled = true;  // false: the bound was reached with devices left
+    SettleLimits limits;
+    std::vector<DeviceModalias> left;
 };
 
 void WriteRecord(const BootContext& ctx, const std::vector<DeviceRecord>& devices,
                  const std::vector<ModuleOutcome>& outcomes, int64_t total_ms,
-                 const std::string& error) {
+                 const SettleRecord& settle, const std::string& error) {
     toml::array devs;
     for (const auto& d : devices) {
         toml::array resolved;
         for (const auto& m : d.resolved) resolved.push_back(m);
-        devs.push_back(toml::table{{"syspath", d.device->syspath},
-                                   {"modalias", d.device->modalias},
+        devs.push_back(toml::table{{"syspath", d.device.syspath},
+                                   {"modalias", d.device.modalias},
                                    {"modules", std::move(resolved)},
-                                   {"error", d.error}});
+                                   {"error", d.error},
+                                   {"round", d.round}});
+    }
+    toml::array left;
+    for (const auto& d : settle.left) {
+        left.push_back(toml::table{{"syspath", d.syspath}, {"modalias", d.modalias}});
     }
     toml::table record{
         {"version", 1},
@@ -43,6 +57,11 @@ void WriteRecord(const BootContext& ctx, const std::vector<DeviceRecord>& device
         {"total_ms", total_ms},
         {"devices", std::move(devs)},
         {"modules", OutcomeRows(outcomes)},
+        {"settle", toml::table{{"rounds", settle.rounds},
+                               {"settled", settle.settled},
+                               {"quiet_ms", static_cast<int64_t>(settle.limits.quiet.count())},
+                               {"timeout_ms", static_cast<int64_t>(settle.limits.timeout.count())},
+                               {"left", std::move(left)}}},
         {"error", error},
     };
     if (auto r = WriteJsonAtomically(ctx.paths.Under("/run/peinit/coldplug.json").string(), record);
@@ -53,14 +72,17 @@ void WriteRecord(const BootContext& ctx, const std::vector<DeviceRecord>& device
 
 }  // namespace
 
-Result<void> Coldplug(BootContext& ctx, const std::vector<DeviceModalias>& devices) {
+Result<void> Coldplug(BootContext& ctx, const std::vector<DeviceModalias>& devices,
+                      DeviceEvents* events, SettleLimits limits) {
     const auto origin = Clock::now();
     auto elapsed_ms = [&] {
         return static_cast<int64_t>(
-            std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - origin).count());
+            std::chrono::duration_cast<milliseconds>(Clock::now() - origin).count());
     };
     std::vector<DeviceRecord> records;
     std::vector<ModuleOutcome> outcomes;
+    SettleRecord settle;
+    settle.limits = limits;
     if (ctx.kernel_release.empty()) {
         auto release = RunningKernelRelease();
         if (!release) return release.error();
@@ -71,7 +93,7 @@ Result<void> Coldplug(BootContext& ctx, const std::vector<DeviceModalias>& devic
             "coldplug done devices={} matched=0 loaded=0 refused=0 failed=0 ms={} "
             "(no module tree for {})",
             devices.size(), elapsed_ms(), ctx.kernel_release);
-        WriteRecord(ctx, records, outcomes, elapsed_ms(), "no module tree");
+        WriteRecord(ctx, records, outcomes, elapsed_ms(), settle, "no module tree");
         return Ok();
     }
     // The boot's session (the module stage opened it): the same libkmod context and the same
@@ -83,70 +105,91 @@ Result<void> Coldplug(BootContext& ctx, const std::vector<DeviceModalias>& devic
     ModloadSession& session = *ctx.modload;
     if (auto db = session.Db(); !db) {
         Error e = db.error().Context("module tree: ");
-        WriteRecord(ctx, records, outcomes, elapsed_ms(), e.message());
+        WriteRecord(ctx, records, outcomes, elapsed_ms(), settle, e.message());
         return e;
     }
 
     std::set<std::string> attempted;  // each module once, whichever device wants it first
+    std::set<std::string> handled;    // each device once, whichever round sees it first
     int matched = 0, loaded = 0, refused = 0, failed = 0;
-    for (const DeviceModalias& dev : devices) {
-        DeviceRecord rec{&dev, {}, {}};
-        auto resolved = session.Resolve(dev.modalias);
-        if (!resolved) {
-            rec.error = resolved.error().message();
-            spdlog::warn("coldplug: {} ({}): {}, ignoring", dev.syspath, dev.modalias, rec.error);
-            records.push_back(std::move(rec));
-            continue;
-        }
-        rec.resolved = *resolved;
-        if (!rec.resolved.empty()) ++matched;
-        std::vector<std::string> todo;
-        for (const auto& m : rec.resolved) {
-            if (!attempted.insert(m).second) continue;
-            if (session.IsLive(m)) {
-                spdlog::debug("coldplug: {} for {} is already loaded", m, dev.syspath);
-                continue;
+    // One round: the devices not handled yet, each through the one per-device path.
+    auto round = [&](const std::vector<DeviceModalias>& batch) {
+        ++settle.rounds;
+        for (const DeviceModalias& dev : batch) {
+            if (!handled.insert(dev.syspath).second) continue;
+            DeviceLoad load = LoadDeviceDrivers(
+                session, dev, RequestOrigin::Coldplug(dev.syspath), attempted, "coldplug");
+            if (!load.modules.empty()) ++matched;
+            loaded += load.loaded;
+            refused += load.refused;
+            failed += load.failed;
+            records.push_back({dev, std::move(load.modules),
+                               load.result == "failed" && load.outcomes.empty() ? load.detail
+                                                                                : std::string(),
+                               settle.rounds});
+            for (auto& o : load.outcomes) {
+                outcomes.push_back(o);
+                ctx.module_outcomes.push_back(std::move(o));
             }
-            todo.push_back(m);
         }
-        records.push_back(std::move(rec));
-        if (todo.empty()) continue;
-
-        DemandLoadReport report =
-            session.DemandResolved(dev.modalias, todo, RequestOrigin::Coldplug(dev.syspath));
-        if (!report.error.empty()) {
-            ++failed;
-            spdlog::error("coldplug: {} ({}): {}", dev.syspath, dev.modalias, report.error);
-            continue;
-        }
-        for (const auto& r : report.refused) {
-            ++refused;
-            spdlog::warn("coldplug: refused {} for {} (alias {}): {}", r.module, dev.syspath,
-                         dev.modalias, r.reason);
-        }
-        for (auto& o : report.outcomes) {
-            attempted.insert(o.module);
-            if (o.status == Status::kLoaded || o.status == Status::kAlreadyLoaded) {
-                ++loaded;
-                spdlog::info("coldplug: loaded {} for {} from {}", o.module, dev.syspath,
-                             o.package);
-            } else if (!o.reason.starts_with("refused: ") && o.status != Status::kBlacklisted) {
-                ++failed;
-                spdlog::error("coldplug: module {} {} for {}: {}", o.module, ToString(o.status),
-                              dev.syspath, o.reason);
+    };
+    auto unhandled = [&](std::vector<DeviceModalias> batch) {
+        std::erase_if(batch, [&](const DeviceModalias& d) { return handled.count(d.syspath); });
+        return batch;
+    };
+    round(devices);
+    // Settle, as `udevadm settle` does: the loads above can add devices (a bus driver's
+    // children, at once or from a work queue); each round's devices get their drivers, until no
+    // device has been added for the quiet period after the last load, within the bound. A round
+    // that loaded nothing caused nothing: what is queued is looked at once more, without waiting.
+    if (events != nullptr) {
+        const auto deadline = Clock::now() + limits.timeout;
+        int loaded_before = 0;
+        while (true) {
+            const bool waits = loaded > loaded_before;
+            const auto now = Clock::now();
+            if (now >= deadline) {
+                settle.left = unhandled(events->Added(milliseconds(0)));
+                settle.settled = settle.left.empty();
+                break;
             }
-            outcomes.push_back(o);
-            ctx.module_outcomes.push_back(std::move(o));
+            const milliseconds wait =
+                waits ? std::min(limits.quiet, std::chrono::ceil<milliseconds>(deadline - now))
+                      : milliseconds(0);
+            std::vector<DeviceModalias> added = unhandled(events->Added(wait));
+            if (added.empty()) {
+                if (waits && wait < limits.quiet) continue;  // the bound came first: look again
+                break;  // quiet for the whole period (or nothing to wait for): settled
+            }
+            loaded_before = loaded;
+            round(added);
         }
     }
     const int64_t total_ms = elapsed_ms();
-    spdlog::info("coldplug done devices={} matched={} loaded={} refused={} failed={} ms={}",
-                 devices.size(), matched, loaded, refused, failed, total_ms);
-    WriteRecord(ctx, records, outcomes, total_ms, "");
+    if (!settle.settled) {
+        std::string names;
+        for (const auto& d : settle.left) {
+            names += (names.empty() ? "" : ", ") + d.syspath + " (" + d.modalias + ")";
+        }
+        spdlog::error("coldplug: not settled within {} ms ({} rounds): {} devices left without "
+                      "their drivers: {}",
+                      limits.timeout.count(), settle.rounds, settle.left.size(), names);
+        ctx.coldplug_left = settle.left;
+    }
+    spdlog::info(
+        "coldplug done devices={} matched={} loaded={} refused={} failed={} rounds={} "
+        "settled={} ms={}",
+        handled.size(), matched, loaded, refused, failed, settle.rounds,
+        settle.settled ? "yes" : "no", total_ms);
+    WriteRecord(ctx, records, outcomes, total_ms, settle, "");
     return Ok();
 }
 
-Result<void> RunColdplug(BootContext& ctx) {
+namespace {
+
+// The devices present now (an enumeration of sysfs and the uevents since), with ctx.coldplug_seqnum
+// set to the last event they include.
+Result<std::vector<DeviceModalias>> PresentDevices(BootContext& ctx) {
     const auto start = Clock::now();
     // Enumerated ahead, beside the module stage's loads: that enumeration and the devices added
     // since (the uevent queue), unless the queue overflowed or the scan failed.
@@ -164,15 +207,15 @@ Result<void> RunColdplug(BootContext& ctx) {
             spdlog::info("coldplug: {} devices with a modalias, enumerated ahead in {} ms, {} "
                          "added since",
                          devices.size(), found.took.count(), devices.size() - ahead);
-            return Coldplug(ctx, devices);
+            return devices;
         }
         spdlog::info("coldplug: the enumeration made ahead is not usable ({}): enumerating again",
                      overflowed ? "the uevent queue overflowed"
                      : !found.seqnum ? found.seqnum.error().message()
                                      : found.devices.error().message());
     }
-    // Every device whose uevent is numbered up to this is in the enumeration below; PID 1's
-    // hot-add takes the later ones (peinit/init/hotplug.h).
+    // Every device whose uevent is numbered up to this is in the enumeration below; the settle
+    // loop takes the later ones.
     if (auto seqnum = ReadUeventSeqnum()) {
         ctx.coldplug_seqnum = *seqnum;
     } else {
@@ -181,9 +224,25 @@ Result<void> RunColdplug(BootContext& ctx) {
     auto devices = EnumerateModaliases();
     if (!devices) return devices.error().Context("enumerate devices: ");
     spdlog::info("coldplug: {} devices with a modalias, enumerated in {} ms", devices->size(),
-                 std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start)
-                     .count());
-    return Coldplug(ctx, *devices);
+                 std::chrono::duration_cast<milliseconds>(Clock::now() - start).count());
+    return devices;
+}
+
+}  // namespace
+
+Result<void> RunColdplug(BootContext& ctx) {
+    auto devices = PresentDevices(ctx);
+    if (!devices) return devices.error();
+    if (ctx.uevents == nullptr) {
+        spdlog::warn("coldplug: no uevent socket: devices the loads add are not waited for");
+        return Coldplug(ctx, *devices);
+    }
+    UeventDeviceEvents events(*ctx.uevents, ctx.coldplug_seqnum, ctx.paths.Under("/sys"));
+    Result<void> done = Coldplug(ctx, *devices, &events);
+    // Every device of an event up to here has been through coldplug (or is in
+    // ctx.coldplug_left); PID 1's hot-add takes the later ones.
+    ctx.coldplug_seqnum = std::max(ctx.coldplug_seqnum, events.last_seqnum());
+    return done;
 }
 
 }  // namespace peinit

@@ -13,6 +13,7 @@
 #include <thread>
 #include <utility>
 
+#include "peinit/core/contain.h"
 #include "peinit/core/root_spec.h"
 #include "peinit/sys/block_devices.h"
 #include "peinit/sys/config_files.h"
@@ -157,14 +158,6 @@ Result<std::vector<std::string>> KernelFilesystems(const BootPaths& paths) {
     return BlockFilesystems(filesystems->text);
 }
 
-// The file systems MountRoot tries for `dev`: rootfstype=, else the probed type, else every one
-// the kernel has (`in_kernel`).
-std::vector<std::string> RootTypes(const RootOptions& o, const BlockDevice& dev,
-                                   const std::vector<std::string>& in_kernel) {
-    if (!o.fstypes.empty()) return o.fstypes;
-    if (!dev.type.empty()) return {dev.type};
-    return in_kernel;
-}
 
 // The mount(2) flags rootflags= may set: how the file system is mounted. Not what changes the
 // call's meaning (bind, move, remount) or the mount's propagation (shared, slave, private,
@@ -195,12 +188,16 @@ Result<MountOptions> RootMountOptions(const std::string& rootflags) {
     return parsed;
 }
 
-Result<std::string> MountRoot(const BootPaths& paths, Kernel& kernel, const RootOptions& o,
+Result<std::string> MountRoot(Kernel& kernel, const RootOptions& o,
                               const BlockDevice& dev, const std::string& target) {
     const MountOptions opts = PEINIT_TRY(RootMountOptions(o.flags));
     unsigned long flags = opts.flags & ~MS_RDONLY;
     if (o.read_only) flags |= MS_RDONLY;
-    const std::vector<std::string> types = RootTypes(o, dev, PEINIT_TRY(KernelFilesystems(paths)));
+    const std::vector<std::string> types = RootTypes(o, dev);
+    if (types.empty()) {
+        return Err("cannot mount root " + o.spec.ToString() + " = " + dev.path +
+                   ": probing found no file system on it (libblkid); rootfstype= names one");
+    }
     std::string tried;
     for (const auto& type : types) {
         auto mounted = kernel.Mount(dev.path, target, type, flags, opts.data);
@@ -217,6 +214,14 @@ Result<std::string> MountRoot(const BootPaths& paths, Kernel& kernel, const Root
 }
 
 }  // namespace
+
+// Not every file system the kernel has, as the kernel's own mount_block_root tries: a device
+// whose file system no probe recognises is not mounted with whichever driver accepts it.
+std::vector<std::string> RootTypes(const RootOptions& o, const BlockDevice& dev) {
+    if (!o.fstypes.empty()) return o.fstypes;
+    if (!dev.type.empty()) return {dev.type};
+    return {};
+}
 
 PreparedRoot PrepareRoot(const BootPaths& paths, Kernel& kernel, const RootOptions& o,
                          MountGate* gate) {
@@ -270,8 +275,7 @@ PreparedRoot PrepareRoot(const BootPaths& paths, Kernel& kernel, const RootOptio
         auto has = [&](const std::string& t) {
             return std::find(in_kernel->begin(), in_kernel->end(), t) != in_kernel->end();
         };
-        const auto types = in_kernel ? RootTypes(o, *out.device, *in_kernel)
-                                     : std::vector<std::string>{};
+        const auto types = in_kernel ? RootTypes(o, *out.device) : std::vector<std::string>{};
         if (types.empty() || !std::all_of(types.begin(), types.end(), has)) {
             spdlog::info("handoff: the root's file system is not in the kernel yet: it is "
                          "mounted at the handoff");
@@ -282,32 +286,39 @@ PreparedRoot PrepareRoot(const BootPaths& paths, Kernel& kernel, const RootOptio
         out.mounted = made.error();
         return out;
     }
-    out.mounted = MountRoot(paths, kernel, o, *out.device, new_root);
+    out.mounted = MountRoot(kernel, o, *out.device, new_root);
     return out;
 }
 
 RootPreparation::RootPreparation(const BootPaths& paths, Kernel& kernel, RootOptions options)
     : options_(std::move(options)), gate_(std::make_unique<MountGate>()) {
     thread_ = std::thread([this, paths, &kernel] {
-        // What the real root needs from the initramfs besides its device: peinitctl in /run
-        // (the handover leaves that copy to this thread).
-        // (the handover leaves that copy to this thread), done once the device is there,
-        // while the mount still waits for the module stage.
-        gate_->found = [&paths = std::as_const(paths)] {
-            if (auto copied = CopyPeinitctl(paths); !copied) {
-                spdlog::error("handover: {}, ignoring", copied.error().message());
-            }
-        };
-        result_ = PrepareRoot(paths, kernel, options_, gate_.get());
-        // The real init's pages are read from the disk while the lock, the handover and the
-        // switch run, rather than when it is executed: opened here (a descriptor survives the
-        // moves of the switch), read after Take has the result (an exec that comes first only
-        // ends the reading).
         int init_fd = -1;
-        if (result_.mounted && *result_.mounted) {
-            auto fd = OpenInRoot(paths.Under(kNewRoot).string(), options_.init,
-                                 O_RDONLY | O_NOCTTY | O_NONBLOCK);
-            if (fd) init_fd = *fd;
+        try {
+            // What the real root needs from the initramfs besides its device: peinitctl in /run
+            // (the handover leaves that copy to this thread), done once the device is there,
+            // while the mount still waits for the module stage.
+            gate_->found = [&paths = std::as_const(paths)] {
+                if (auto copied = Contain("", [&] { return CopyPeinitctl(paths); }); !copied) {
+                    spdlog::error("handover: {}, ignoring", copied.error().message());
+                }
+            };
+            result_ = PrepareRoot(paths, kernel, options_, gate_.get());
+            // The real init's pages are read from the disk while the lock, the handover and the
+            // switch run, rather than when it is executed: opened here (a descriptor survives
+            // the moves of the switch), read after Take has the result (an exec that comes
+            // first only ends the reading).
+            if (result_.mounted && *result_.mounted) {
+                auto fd = OpenInRoot(paths.Under(kNewRoot).string(), options_.init,
+                                     O_RDONLY | O_NOCTTY | O_NONBLOCK);
+                if (fd) init_fd = *fd;
+            }
+        } catch (...) {
+            // Contained (issue 24 point 4): an exception on a std::thread would end PID 1. The
+            // handoff refuses the root with it; Take is not left waiting.
+            PreparedRoot failed;
+            failed.failed = Error(UnexpectedException("root stage"));
+            result_ = std::move(failed);
         }
         gate_->Set(&MountGate::finished);
         if (init_fd >= 0) {
@@ -353,6 +364,7 @@ Result<void> SwitchToRealRoot(BootContext& ctx) {
     // otherwise (no thread) here and now.
     std::shared_ptr<RootPreparation> ahead = std::move(ctx.root);
     PreparedRoot root = ahead ? ahead->Take() : PrepareRoot(ctx.paths, ctx.kernel, o);
+    if (root.failed) return *root.failed;
     if (root.refused) return *root.refused;
     if (!root.device) return RootDidNotAppear(ctx, o, root.seen);
     std::string new_root = ctx.paths.Under(kNewRoot).string();
@@ -361,7 +373,7 @@ Result<void> SwitchToRealRoot(BootContext& ctx) {
             !made && made.error().code() != EEXIST) {
             return made.error();
         }
-        root.mounted = MountRoot(ctx.paths, ctx.kernel, o, *root.device, new_root);
+        root.mounted = MountRoot(ctx.kernel, o, *root.device, new_root);
     }
     if (!*root.mounted) return root.mounted->error();
 

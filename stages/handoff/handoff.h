@@ -21,9 +21,17 @@ struct PreparedRoot {
     std::optional<BlockDevice> device;  // nullopt: it did not appear in time
     std::vector<BlockDevice> seen;      // the block devices there were, when it did not
     std::optional<Error> refused;       // root= named more than one device
+    // The preparation itself failed (something threw on the root stage's thread): the handoff
+    // fails closed with it (the emergency path then locks as the policy asks).
+    std::optional<Error> failed;
     // The mount's outcome (the file system type), nullopt when it was left for the handoff.
     std::optional<Result<std::string>> mounted;
 };
+
+// The file systems the root is mounted as: rootfstype=, else the type libblkid probed on `dev`
+// empty when neither says (the mount then fails naming rootfstype=), never every file
+// system the kernel has.
+std::vector<std::string> RootTypes(const RootOptions& o, const BlockDevice& dev);
 
 // Waits for root= (rootdelay=, then up to rootwait; polling every block device by tag, libblkid)
 // and mounts it on /newroot (rootfstype= or the probed type, rootflags= read by libmount, ro
@@ -36,6 +44,7 @@ PreparedRoot PrepareRoot(const BootPaths& paths, Kernel& kernel, const RootOptio
                          MountGate* gate = nullptr);
 
 // PrepareRoot on a thread of its own, with a gate; the destructor stops the wait and joins.
+// Whatever the thread throws is contained: Take returns it as `failed`.
 class RootPreparation {
   public:
     RootPreparation(const BootPaths& paths, Kernel& kernel, RootOptions options);

@@ -62,6 +62,7 @@ class LockdownBoot : public ::testing::Test {
         }
         std::string toml =
             ReadFile((fs::path(PEINIT_SOURCE_DIR) / "tests/boot/images" / c.name / "image.toml").string());
+        peinit::testing::ReplaceAll(toml, "@KDIR@", kernel_dir);
         auto add_file = [&](const std::string& src, const std::string& dst) {
             toml += "\n[[files]]\nsrc = \"" + src + "\"\ndst = \"" + dst + "\"\n";
         };
@@ -217,6 +218,36 @@ TEST_F(LockdownBoot, ServicePrivileges) {
     EXPECT_TRUE(holds("ordinary", "none")) << Console(r);
     EXPECT_TRUE(holds("loader", "SeLoadDriverPrivilege")) << Console(r);
     EXPECT_TRUE(holds("locker", "SeTcbPrivilege")) << Console(r);
+}
+
+// R-37, issue 24 point 5: a device that appears only because coldplug loaded a driver gets its
+// driver before the lock. peinit_test_parent (the unit's one module) registers the device
+// peinit_test_bridge; coldplug loads its driver, whose binding registers peinit_test_leaf; with
+// LockAfterBoot=true, peinit_test_leaf must be live before the lock (without settling, its
+// uevent reaches PID 1's hot-add after the lock, which refuses it).
+TEST_F(LockdownBoot, ColdplugSettlesBeforeTheLock) {
+    Case c{"lockdown-settle", "peinit", "", {"-nic", "none"}, {}};
+    ImageBootResult r = Boot(c);
+    ExpectProbes(r, {"locked", "parent_loaded", "bridge_loaded", "leaf_device", "leaf_loaded",
+                     "leaf_bound", "record_leaf"});
+    EXPECT_TRUE(r.Has("coldplug: loaded peinit_test_bridge for /sys/devices/platform/"
+                      "peinit_test_bridge"))
+        << Console(r);
+    EXPECT_TRUE(r.Has("coldplug: loaded peinit_test_leaf for /sys/devices/platform/"
+                      "peinit_test_bridge/peinit_test_leaf"))
+        << Console(r);
+    auto done = r.Grep("coldplug done ");
+    ASSERT_FALSE(done.empty()) << Console(r);
+    EXPECT_NE(done.front().find("settled=yes"), std::string::npos) << done.front();
+    EXPECT_EQ(done.front().find("rounds=1 "), std::string::npos) << done.front();
+    // The leaf's driver came before the lock, in the console's order.
+    const std::string& out = r.qemu.output;
+    const auto leaf = out.find("coldplug: loaded peinit_test_leaf");
+    const auto lock = out.find("lockdown locked=1");
+    ASSERT_NE(leaf, std::string::npos) << Console(r);
+    ASSERT_NE(lock, std::string::npos) << Console(r);
+    EXPECT_LT(leaf, lock) << Console(r);
+    EXPECT_FALSE(r.Has("hotplug: module peinit_test_leaf")) << Console(r);
 }
 
 // Issue 15 point 11 (R-29): while peinit stays PID 1, devices hot-plugged through the QEMU

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <stdexcept>
 
 #include "peinit/core/cmdline.h"
 #include "peinit/core/module_policy.h"
@@ -136,6 +137,19 @@ bool FakeKernel::IsModprobeSealed() const {
 void FakeKernel::SetOpError(KernelOp op, const std::string& name, int err) {
     std::lock_guard lock(mutex_);
     op_errors_[{op, name}] = err;
+}
+
+void FakeKernel::ThrowOn(KernelOp op, const std::string& name, int times) {
+    std::lock_guard lock(mutex_);
+    op_throws_[{op, name}] = times;
+}
+
+void FakeKernel::MaybeThrow(KernelOp op, const std::string& name) {
+    auto it = op_throws_.find({op, name});
+    if (it == op_throws_.end() || it->second <= 0) return;
+    --it->second;
+    throw std::runtime_error("fake kernel: injected exception in " + std::string(ToString(op)) +
+                             " " + name);
 }
 
 void FakeKernel::SetSysctl(const std::string& key, const std::string& value) {
@@ -309,6 +323,7 @@ Result<int> FakeKernel::ModuleLockdown(unsigned int op, unsigned int trigger) {
     int value = 0;
     {
         std::lock_guard lock(mutex_);
+        MaybeThrow(KernelOp::kModuleLockdown, std::to_string(op));
         const bool gate_op = op >= MODULE_LOCKDOWN_DISABLE_AUTOLOAD &&
                              op <= MODULE_LOCKDOWN_QUERY_MODPROBE;
         const bool query = op == MODULE_LOCKDOWN_QUERY || op == MODULE_LOCKDOWN_QUERY_AUTOLOAD ||
@@ -371,6 +386,7 @@ Result<void> FakeKernel::WriteSysctl(const std::string& key, const std::string& 
     int error = 0;
     {
         std::lock_guard lock(mutex_);
+        MaybeThrow(KernelOp::kWriteSysctl, key);
         if (int scripted = ScriptedError(KernelOp::kWriteSysctl, key); scripted != 0) {
             error = scripted;
         } else if (key == kLockedSysctl) {
@@ -456,6 +472,7 @@ Result<void> FakeKernel::Mount(const std::string& source, const std::string& tar
     int error;
     {
         std::lock_guard lock(mutex_);
+        MaybeThrow(KernelOp::kMount, target);
         error = ScriptedError(KernelOp::kMount, target);
     }
     return Record(KernelOp::kMount, target,

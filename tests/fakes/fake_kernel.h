@@ -88,6 +88,10 @@ class FakeKernel final : public Kernel {
     // Fails every call of `op` on `name` (a path, key or module) with `err`.
     void SetOpError(KernelOp op, const std::string& name, int err);
     void SetSysctl(const std::string& key, const std::string& value);
+    // The next `times` calls of `op` on `name` throw std::runtime_error before doing anything
+    // (a bug or std::bad_alloc on the caller's side, for exception-safety tests). Honoured by
+    // Mount (the target), WriteSysctl (the key) and ModuleLockdown (the op number as text).
+    void ThrowOn(KernelOp op, const std::string& name, int times = 1);
 
     // --- inspection ------------------------------------------------------------------------
     std::vector<KernelCall> Calls() const;
@@ -145,6 +149,8 @@ class FakeKernel final : public Kernel {
     Result<void> Record(KernelOp op, std::string name, std::string args, int error,
                         Clock::time_point start);
     int ScriptedError(KernelOp op, const std::string& name) const;  // needs mutex_ held
+    // Throws when ThrowOn scripted it (needs mutex_ held).
+    void MaybeThrow(KernelOp op, const std::string& name);
     bool ModulesLockedLocked() const;
     // "live"/"coming" for module/NAME/initstate of a module loaded (or loading) here; needs
     // mutex_ held.
@@ -157,6 +163,7 @@ class FakeKernel final : public Kernel {
     std::map<std::string, int> module_errors_;
     std::map<std::string, std::chrono::milliseconds> module_latency_;
     std::map<std::pair<KernelOp, std::string>, int> op_errors_;
+    std::map<std::pair<KernelOp, std::string>, int> op_throws_;
     std::vector<std::string> loaded_;
     std::map<std::string, std::vector<std::byte>> images_;
     std::set<std::string> loading_;

@@ -7,15 +7,22 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <linux/module_lockdown.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <thread>
 #include <fstream>
 #include <sstream>
 
 #include "peinit/modload/session.h"
 #include "tests/fakes/fake_kernel.h"
+#include "stages/lockdown/lockdown.h"
 #include "stages/modules/modules.h"
 #include "tests/unit/captured_log.h"
 #include "tests/unit/demand_root.h"
@@ -258,11 +265,183 @@ TEST_F(ColdplugTest, NoModuleTreeIsNotAnError) {
     EXPECT_THAT(log_.str(), HasSubstr("no module tree"));
 }
 
+
+// Issue 24 point 4: the packages read ahead on PID 1's thread: whatever that thread throws is
+// contained and reported, and the module stage reads and checks the packages itself.
+TEST_F(ColdplugTest, PrefetchThatThrowsIsReportedAndThePackagesAreReadAgain) {
+    ctx_.package_prefetch =
+        PackagePrefetch::StartWith(testing::kFixtureKver, []() -> std::unique_ptr<PackageSet> {
+            throw std::runtime_error("injected");
+        });
+    ASSERT_NE(ctx_.package_prefetch, nullptr);
+    RunModuleStage({"virtio_net"});
+    EXPECT_EQ(Outcome("virtio_net")->status, Status::kLoaded);
+    EXPECT_THAT(log_.str(), HasSubstr("packages read ahead: unexpected exception: injected: "
+                                      "reading them again"));
+    EXPECT_EQ(ctx_.modload->counters().package_set_loads, 1);
+}
+
+// --- Settling (R-37) -------------------------------------------------------------------------
+
+// Devices that appear because a module loaded, as a bus driver's children do: once `module` is
+// live in the fake kernel, its device is reported (once). Records every wait it was asked for.
+class LoadsAddDevices final : public DeviceEvents {
+  public:
+    LoadsAddDevices(const FakeKernel& kernel, std::map<std::string, DeviceModalias> on_load)
+        : kernel_(kernel), on_load_(std::move(on_load)) {}
+    std::vector<DeviceModalias> Added(std::chrono::milliseconds wait) override {
+        waits.push_back(wait);
+        std::vector<DeviceModalias> out;
+        for (const auto& m : kernel_.LoadedModules()) {
+            auto it = on_load_.find(m);
+            if (it != on_load_.end() && reported_.insert(m).second) out.push_back(it->second);
+        }
+        return out;
+    }
+    std::vector<std::chrono::milliseconds> waits;
+
+  private:
+    const FakeKernel& kernel_;
+    std::map<std::string, DeviceModalias> on_load_;
+    std::set<std::string> reported_;
+};
+
+// A device that never stops adding devices: every call (after a short wait) reports a new one,
+// and the device coldplug already handled again.
+class EndlessDevices final : public DeviceEvents {
+  public:
+    std::vector<DeviceModalias> Added(std::chrono::milliseconds wait) override {
+        (void)wait;
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        ++calls;
+        return {kUnknown, {"/sys/devices/platform/flood." + std::to_string(calls), "platform:flood"}};
+    }
+    int calls = 0;
+};
+
+SettleLimits Limits(int quiet_ms, int timeout_ms) {
+    SettleLimits l;
+    l.quiet = std::chrono::milliseconds(quiet_ms);
+    l.timeout = std::chrono::milliseconds(timeout_ms);
+    return l;
+}
+
+// A driver coldplug loads adds a device (virtio_net's load adds the e1000e device): it gets its
+// driver in a second round, before the lockdown stage locks; then coldplug waits one quiet
+// period more and stops.
+TEST_F(ColdplugTest, SettlesDevicesAddedByItsOwnLoadsBeforeTheLock) {
+    LoadsAddDevices events(kernel_, {{"virtio_net", kE1000e}});
+    ASSERT_TRUE(Coldplug(ctx_, {kVirtioNet}, &events, Limits(40, 5000)));
+    EXPECT_THAT(Loads(), ElementsAre("failover", "net_failover", "virtio_net", "e1000e"));
+    ASSERT_NE(Outcome("e1000e"), nullptr);
+    EXPECT_EQ(Outcome("e1000e")->status, Status::kLoaded);
+    EXPECT_THAT(Outcome("e1000e")->requested_by, ElementsAre("coldplug " + kE1000e.syspath));
+    // Round 2 found it; round 3's wait was a whole quiet period without a device.
+    EXPECT_THAT(events.waits, ElementsAre(std::chrono::milliseconds(40),
+                                          std::chrono::milliseconds(40)));
+    EXPECT_THAT(log_.str(), HasSubstr("coldplug done devices=2 matched=2 loaded=4 refused=0 "
+                                      "failed=0 rounds=2 settled=yes"));
+    EXPECT_THAT(Record(), HasSubstr("\"syspath\":\"" + kE1000e.syspath));
+    EXPECT_THAT(Record(), HasSubstr("\"round\":2"));
+    EXPECT_THAT(Record(), HasSubstr("\"rounds\":2,\"settled\":true"));
+    EXPECT_THAT(ctx_.coldplug_left, IsEmpty());
+
+    // The lock comes after the last load.
+    ctx_.policy.lock_after_boot = {true, PolicySource::kHive};
+    ASSERT_TRUE(RunLockdown(ctx_));
+    EXPECT_TRUE(kernel_.IsLocked());
+    const auto calls = kernel_.Calls();
+    auto last_load = std::find_if(calls.rbegin(), calls.rend(), [](const KernelCall& c) {
+        return c.op == KernelOp::kInitModule;
+    });
+    auto lock = std::find_if(calls.begin(), calls.end(), [](const KernelCall& c) {
+        return c.op == KernelOp::kModuleLockdown && c.args.starts_with("op=" + std::to_string(MODULE_LOCKDOWN_LOCK) + " ");
+    });
+    ASSERT_NE(last_load, calls.rend());
+    ASSERT_NE(lock, calls.end());
+    EXPECT_EQ(last_load->name, "e1000e");
+    EXPECT_LT(std::distance(calls.begin(), last_load.base() - 1), std::distance(calls.begin(), lock));
+}
+
+// A round that loaded nothing caused no device: coldplug looks at the queue once more without
+// waiting (a boot whose drivers are all in already pays no quiet period).
+TEST_F(ColdplugTest, NoLoadNoQuietPeriod) {
+    LoadsAddDevices events(kernel_, {{"virtio_net", kE1000e}});
+    ASSERT_TRUE(Coldplug(ctx_, {kUnknown}, &events, Limits(40, 5000)));
+    EXPECT_THAT(Loads(), IsEmpty());
+    EXPECT_THAT(events.waits, ElementsAre(std::chrono::milliseconds(0)));
+    EXPECT_THAT(log_.str(), HasSubstr("rounds=1 settled=yes"));
+}
+
+// Without an event source (no uevent socket) coldplug makes one round, as before.
+TEST_F(ColdplugTest, WithoutEventsOneRound) {
+    Run({kVirtioNet});
+    EXPECT_THAT(Loads(), ElementsAre("failover", "net_failover", "virtio_net"));
+    EXPECT_THAT(log_.str(), HasSubstr("rounds=1 settled=yes"));
+}
+
+// The bound: devices keep coming; coldplug stops at the timeout, names what was left (log and
+// record), hands it to PID 1's hot-add, and the lockdown stage still locks.
+TEST_F(ColdplugTest, SettleBoundIsReportedAndTheLockStillApplies) {
+    EndlessDevices events;
+    const auto start = std::chrono::steady_clock::now();
+    ASSERT_TRUE(Coldplug(ctx_, {kVirtioNet}, &events, Limits(50, 30)));
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+    EXPECT_GT(events.calls, 1);
+    ASSERT_EQ(ctx_.coldplug_left.size(), 1u);
+    const std::string left = ctx_.coldplug_left[0].syspath;
+    EXPECT_EQ(left, "/sys/devices/platform/flood." + std::to_string(events.calls));
+    EXPECT_THAT(log_.str(), HasSubstr("coldplug: not settled within 30 ms ("));
+    EXPECT_THAT(log_.str(), HasSubstr("1 devices left without their drivers: " + left +
+                                      " (platform:flood)"));
+    EXPECT_THAT(log_.str(), HasSubstr("settled=no"));
+    EXPECT_THAT(Record(), HasSubstr("\"settled\":false"));
+    EXPECT_THAT(Record(), HasSubstr("\"timeout_ms\":30"));
+    EXPECT_THAT(Record(), HasSubstr("\"left\":[{\"modalias\":\"platform:flood\",\"syspath\":\"" +
+                                    left + "\"}]"));
+    // kUnknown came back every time: handled once.
+    const std::string record = Record();
+    size_t seen = 0;
+    for (size_t at = record.find(kUnknown.syspath); at != std::string::npos;
+         at = record.find(kUnknown.syspath, at + 1)) {
+        ++seen;
+    }
+    EXPECT_EQ(seen, 1u);
+    ctx_.policy.lock_after_boot = {true, PolicySource::kHive};
+    ASSERT_TRUE(RunLockdown(ctx_));
+    EXPECT_TRUE(kernel_.IsLocked());
+    EXPECT_TRUE(ctx_.lock.locked);
+}
+
 }  // namespace
 }  // namespace peinit
 
 namespace peinit {
 namespace {
+
+// Issue 24 point 4: the device scan's thread contains what it throws (an exception leaving a
+// std::thread would end PID 1): Take reports it as the enumeration's error, so coldplug
+// enumerates again itself.
+TEST(DeviceScan, ExceptionOnTheThreadIsContained) {
+    auto scan = DeviceScan::Start("/nonexistent-sysfs", [](const std::string&)
+                                      -> Result<std::vector<DeviceModalias>> {
+        throw std::runtime_error("injected");
+    });
+    ASSERT_NE(scan, nullptr);
+    DeviceScan::Found found = scan->Take();
+    ASSERT_FALSE(found.devices);
+    EXPECT_EQ(found.devices.error().message(), "device scan: unexpected exception: injected");
+    // An ordinary enumeration still comes through.
+    auto ok = DeviceScan::Start("/nonexistent-sysfs", [](const std::string& sysfs)
+                                    -> Result<std::vector<DeviceModalias>> {
+        return std::vector<DeviceModalias>{{sysfs + "/devices/x", "platform:x"}};
+    });
+    ASSERT_NE(ok, nullptr);
+    DeviceScan::Found good = ok->Take();
+    ASSERT_TRUE(good.devices);
+    EXPECT_THAT(*good.devices, ElementsAre(DeviceModalias{"/nonexistent-sysfs/devices/x",
+                                                          "platform:x"}));
+}
 
 // The enumeration on a sysfs-shaped tree: devices reached through bus/*/devices and class/*
 // symlinks, each once by its real path, with the MODALIAS of its uevent file (a CPU has no

@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <linux/module_lockdown.h>
 #include <unistd.h>
@@ -315,6 +317,61 @@ TEST(RootStage, TagOnTwoDevicesIsRefusedNamingBoth) {
     EXPECT_EQ(held.device->name, "vdz");
 }
 
+// Issue 24 point 4: an exception on the root stage's thread (here: mount(2) throws) does not end
+// PID 1 (an exception leaving a std::thread calls std::terminate); Take returns it as `failed`,
+// which the handoff refuses the root with.
+TEST(RootStage, ExceptionOnTheThreadIsContainedAndFailsTheRoot) {
+    RootTree t("\text4\n");
+    if (!t.made) GTEST_SKIP() << "mke2fs is not installed";
+    t.kernel.ThrowOn(KernelOp::kMount, (t.s.dir / "newroot").string());
+    t.Cmdline(std::string("root=UUID=") + RootTree::kUuid);
+    ASSERT_TRUE(RunRoot(t.ctx));
+    ASSERT_NE(t.ctx.root, nullptr);
+    PreparedRoot root = t.ctx.root->Take();
+    ASSERT_TRUE(root.failed);
+    EXPECT_THAT(root.failed->message(),
+                HasSubstr("root stage: unexpected exception: fake kernel: injected exception in "
+                          "mount"));
+    EXPECT_FALSE(root.device);
+    EXPECT_FALSE(root.mounted);
+}
+
+// R-36, issue 24 point 3: the file systems tried for the root are rootfstype=, else the probed
+// type, never every file system the kernel has (the first driver to accept the device would win).
+TEST(RootStage, FileSystemTypesComeFromRootfstypeOrProbing) {
+    BlockDevice probed;
+    probed.type = "ext4";
+    BlockDevice unknown;  // no signature libblkid recognises
+    auto options = [](const std::string& cmdline) { return *ParseRootOptions(ParseCmdline(cmdline)); };
+    EXPECT_EQ(RootTypes(options("root=/dev/vda"), probed), std::vector<std::string>{"ext4"});
+    EXPECT_EQ(RootTypes(options("root=/dev/vda rootfstype=xfs,btrfs"), probed),
+              (std::vector<std::string>{"xfs", "btrfs"}));
+    EXPECT_EQ(RootTypes(options("root=/dev/vda rootfstype=vfat"), unknown),
+              std::vector<std::string>{"vfat"});
+    EXPECT_THAT(RootTypes(options("root=/dev/vda"), unknown), ::testing::IsEmpty());
+}
+
+// The same through PrepareRoot: a block device whose file system cannot be probed (here a node
+// whose device is absent, so nothing can be read) is not mounted at all, although the kernel
+// lists three file systems; the error says that rootfstype= names one.
+TEST(RootStage, UnknownFileSystemIsNotTriedWithEveryType) {
+    RootTree t("\text4\n\tvfat\n\txfs\n");
+    const fs::path node = t.s.dir / "dev/ram250";
+    if (::mknod(node.c_str(), S_IFBLK | 0600, makedev(1, 250)) != 0) {
+        GTEST_SKIP() << "cannot make a block device node (needs CAP_MKNOD)";
+    }
+    auto o = ParseRootOptions(ParseCmdline("root=/dev/ram250 rootwait=1"));
+    ASSERT_TRUE(o);
+    PreparedRoot root = PrepareRoot(t.paths, t.kernel, *o);
+    ASSERT_TRUE(root.device);
+    EXPECT_EQ(root.device->type, "");
+    ASSERT_TRUE(root.mounted);
+    ASSERT_FALSE(*root.mounted);
+    EXPECT_THAT(root.mounted->error().message(),
+                HasSubstr("probing found no file system on it (libblkid); rootfstype= names one"));
+    EXPECT_THAT(t.Mounts(), ::testing::IsEmpty());
+}
+
 // Symlinks inside the new root resolve inside it, the way the real init will see them.
 TEST(ExecutableInRoot, MergedUsrSymlinkChain) {
     Scratch s;
@@ -485,6 +542,65 @@ TEST(Handover, SealsTheRealRootsHelperAfterSettingIt) {
     EXPECT_FALSE(stock.IsModprobeSealed());
     EXPECT_THAT(testing::ReadFileOrEmpty(s2.dir / "run/peinit/autoload.json"),
                 HasSubstr("\"none\""));
+}
+
+// A real-root boot at the handover: a scratch root, the fake kernel, root=/dev/vda and the
+// sample policy (allow-list with the registry's helper), not locked.
+struct HandoverBoot {
+    Scratch s;
+    FakeKernel kernel;
+    BootContext ctx{kernel};
+    HandoverBoot() {
+        ctx.paths.root = s.dir;
+        ctx.cmdline = ParseCmdline("root=/dev/vda");
+        ctx.policy = SamplePolicy();
+        fs::create_directories(s.dir / "run/peinit");
+    }
+};
+
+// Issue 24 point 4: an exception inside the handover (here: the write of the real root's helper
+// path throws) skips neither the fail-closed reset nor the seal: kernel.modprobe ends up empty
+// and sealed, and the failure is reported (stage error and autoload record).
+TEST(Handover, ExceptionSettingTheHelperFailsClosed) {
+    HandoverBoot b;
+    auto& [s, kernel, ctx] = b;
+    ASSERT_TRUE(kernel.WriteSysctl("kernel/modprobe", "/sbin/peinit-modprobe"));
+    kernel.ThrowOn(KernelOp::kWriteSysctl, "kernel/modprobe");
+    Result<void> r = Ok();
+    ASSERT_NO_THROW(r = RunHandover(ctx));
+    ASSERT_FALSE(r);
+    EXPECT_THAT(r.error().message(),
+                HasSubstr("handover: kernel.modprobe: unexpected exception: fake kernel: injected "
+                          "exception in"));
+    EXPECT_EQ(*kernel.ReadSysctl("kernel/modprobe"), "");
+    EXPECT_TRUE(kernel.IsModprobeSealed());
+    EXPECT_FALSE(kernel.WriteSysctl("kernel/modprobe", "/tmp/evil"));
+    const std::string record = testing::ReadFileOrEmpty(s.dir / "run/peinit/autoload.json");
+    EXPECT_THAT(record, HasSubstr("unexpected exception"));
+    EXPECT_THAT(record, HasSubstr("modprobe-sealed"));
+}
+
+// The seal itself throws: the helper the real root was given is taken back (an unsealed path it
+// could rewrite must not name a helper), and the empty path is sealed on a second attempt.
+TEST(Handover, ExceptionSealingEmptiesTheHelperAndSealsAgain) {
+    HandoverBoot b;
+    auto& [s, kernel, ctx] = b;
+    kernel.ThrowOn(KernelOp::kModuleLockdown, std::to_string(MODULE_LOCKDOWN_SEAL_MODPROBE));
+    Result<void> r = Ok();
+    ASSERT_NO_THROW(r = RunHandover(ctx));
+    ASSERT_FALSE(r);
+    EXPECT_THAT(r.error().message(), HasSubstr("handover: seal: unexpected exception"));
+    EXPECT_EQ(*kernel.ReadSysctl("kernel/modprobe"), "");
+    EXPECT_TRUE(kernel.IsModprobeSealed());
+    // The registry's helper was set first, then emptied: the last write is the empty one.
+    auto writes = kernel.Calls(KernelOp::kWriteSysctl);
+    std::vector<std::string> values;
+    for (const auto& w : writes) {
+        if (w.name == "kernel/modprobe") values.push_back(w.args);
+    }
+    ASSERT_FALSE(values.empty());
+    EXPECT_EQ(values.front(), "/usr/lib/peinit/helper");
+    EXPECT_EQ(values.back(), "");
 }
 
 // Without root= peinit stays PID 1: its helper stays, only the export is written.

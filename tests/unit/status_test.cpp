@@ -237,6 +237,26 @@ TEST(Status, ColdplugFailuresAreProblems) {
     EXPECT_EQ(BuildStatus(LockedBoot()).ExitCode(), 0);
 }
 
+// R-37: the devices coldplug left when it reached its settle bound are problems, each named.
+TEST(Status, ColdplugThatDidNotSettleIsAProblem) {
+    StatusInputs in = LockedBoot();
+    in.coldplug = Rec("coldplug.json", R"J({"version": 1, "policy": "enabled", "total_ms": 9,
+      "devices": [], "error": "", "modules": [],
+      "settle": {"rounds": 40, "settled": false, "quiet_ms": 100, "timeout_ms": 10000,
+                 "left": [{"syspath": "/sys/devices/platform/flood.40", "modalias": "platform:flood"}]}})J");
+    Status s = BuildStatus(in);
+    EXPECT_EQ(s.ExitCode(), 1);
+    ASSERT_EQ(s.problems.size(), 1u) << RenderStatusText(s);
+    EXPECT_EQ(s.problems[0],
+              "coldplug: did not settle before the lock: /sys/devices/platform/flood.40 "
+              "(platform:flood) was left without its drivers");
+    // Settled: nothing to say.
+    in.coldplug = Rec("coldplug.json", R"J({"version": 1, "policy": "enabled", "total_ms": 9,
+      "devices": [], "error": "", "modules": [],
+      "settle": {"rounds": 2, "settled": true, "quiet_ms": 100, "timeout_ms": 10000, "left": []}})J");
+    EXPECT_EQ(BuildStatus(in).ExitCode(), 0) << RenderStatusText(BuildStatus(in));
+}
+
 TEST(Status, NotALockLine) {
     EXPECT_FALSE(ParseLockLogLine("loop: module loaded", 1));
     EXPECT_FALSE(ParseLockLogLine("module_lockdown: garbage", 1));
