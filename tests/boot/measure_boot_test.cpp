@@ -153,7 +153,7 @@ Verdict VerifyOnHost(const Boot& boot, const std::string& nonce, const fs::path&
     std::ofstream(dir / "bundle.json") << boot.sections.at("bundle").Text();
     std::ofstream(dir / "reference.toml")
         << boot.sections.at("enroll").Text() << "\n[modules]\nsigners = [\"" << boot.signer
-        << "\"]\nexact = [\"bridge\", \"llc\", \"loop\", \"stp\"]\n\n[lock]\nrequired = "
+        << "\"]\nallowed = [\"bridge\", \"llc\", \"loop\", \"stp\"]\nexact = true\n\n[lock]\nrequired = "
            "true\nmechanisms = [\"syscall\"]\n\n[policy]\nlock_after_boot = true\n";
     Verdict v;
     v.rc = peinit::testing::Sh(
@@ -298,31 +298,31 @@ TEST(MeasureBoot, HostVerifierVerifiesTheGuestsQuote) {
     ASSERT_EQ(boot.sections["bundle"].rc, 0) << boot.console;
     peinit::testing::ScratchDir scratch;
 
-    Verdict good = VerifyOnHost(boot, nonce, scratch.path);
+    Verdict good = VerifyOnHost(boot, nonce, fs::path(scratch.path));
     EXPECT_EQ(good.rc, 0) << good.output;
     EXPECT_NE(good.output.find("posture verified: locked by syscall, 4 modules, signed by " +
                                boot.signer.substr(0, 16)),
               std::string::npos)
         << good.output;
 
-    Verdict independent = CheckquoteOnHost(boot, nonce, scratch.path);
+    Verdict independent = CheckquoteOnHost(boot, nonce, fs::path(scratch.path));
     EXPECT_EQ(independent.rc, 0) << independent.output;
 
     // The same quote offered for another challenge: replayed, refused.
     const std::string other = RandomNonce();
-    Verdict replayed = VerifyOnHost(boot, other, scratch.path);
+    Verdict replayed = VerifyOnHost(boot, other, fs::path(scratch.path));
     EXPECT_EQ(replayed.rc, 1) << replayed.output;
     EXPECT_NE(replayed.output.find("is not the challenge " + other), std::string::npos)
         << replayed.output;
-    EXPECT_NE(CheckquoteOnHost(boot, other, scratch.path).rc, 0);
+    EXPECT_NE(CheckquoteOnHost(boot, other, fs::path(scratch.path)).rc, 0);
 
     // A reference that allows only three of the four modules: the fourth is a deviation.
-    ReplaceInFile(scratch.path / "reference.toml", "\"loop\", ", "");
+    ReplaceInFile(fs::path(scratch.path) / "reference.toml", "\"loop\", ", "");
     Verdict stranger = {};
     stranger.rc = peinit::testing::Sh(
         peinit::testing::ShellQuote(PEINIT_VERIFY_TOOL) + " --bundle " +
-            peinit::testing::ShellQuote((scratch.path / "bundle.json").string()) +
-            " --reference " + peinit::testing::ShellQuote((scratch.path / "reference.toml").string()) +
+            peinit::testing::ShellQuote((fs::path(scratch.path) / "bundle.json").string()) +
+            " --reference " + peinit::testing::ShellQuote((fs::path(scratch.path) / "reference.toml").string()) +
             " --nonce " + nonce,
         stranger.output);
     EXPECT_EQ(stranger.rc, 1) << stranger.output;
@@ -337,7 +337,7 @@ TEST(MeasureBoot, UnlockedBootIsADeviation) {
     Boot boot = BootMeasureImage("measure-unlocked", true, nonce, /*lock_after_boot=*/false);
     ASSERT_EQ(boot.sections["bundle"].rc, 0) << boot.console;
     peinit::testing::ScratchDir scratch;
-    Verdict v = VerifyOnHost(boot, nonce, scratch.path);
+    Verdict v = VerifyOnHost(boot, nonce, fs::path(scratch.path));
     EXPECT_EQ(v.rc, 1) << v.output;
     EXPECT_NE(v.output.find("policy LockAfterBoot is false, the reference requires true"),
               std::string::npos)
@@ -345,7 +345,7 @@ TEST(MeasureBoot, UnlockedBootIsADeviation) {
     EXPECT_NE(v.output.find("the lock was not requested"), std::string::npos) << v.output;
     EXPECT_NE(v.output.find("posture NOT verified"), std::string::npos) << v.output;
     // The quote itself is genuine: tpm2_checkquote accepts it.
-    EXPECT_EQ(CheckquoteOnHost(boot, nonce, scratch.path).rc, 0);
+    EXPECT_EQ(CheckquoteOnHost(boot, nonce, fs::path(scratch.path)).rc, 0);
 }
 
 TEST(MeasureBoot, NoTpmBootsLockedAndNotMeasured) {
