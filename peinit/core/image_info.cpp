@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "peinit/core/json.h"
+#include "peinit/core/record_json.h"
 
 namespace peinit {
 
@@ -32,26 +33,11 @@ std::string ImageInfo::ToJson() const {
 }
 
 Result<ImageInfo> ImageInfo::FromJson(const std::string& text, const std::string& file) {
-    pt::ptree tree;
-    try {
-        std::istringstream in(text);
-        pt::read_json(in, tree);
-    } catch (const pt::json_parser_error& e) {
-        return Err(file + ":" + std::to_string(e.line()) + ": " + e.message());
-    } catch (const std::exception& e) {
-        return Err(file + ": " + e.what());
-    }
+    auto record = PEINIT_TRY(ParseVersionedRecord(text, file, kVersion,
+                                                  "the image was built by a newer peinit-image"));
+    const pt::ptree& tree = record.tree;
     ImageInfo info;
-    auto version = tree.get_optional<std::string>("version");
-    if (!version) return Err(file + ": no \"version\"");
-    char* end = nullptr;
-    long v = std::strtol(version->c_str(), &end, 10);
-    if (version->empty() || *end != '\0' || v < 1)
-        return Err(file + ": \"version\" must be a positive integer, not \"" + *version + "\"");
-    if (v > kVersion)
-        return Err(file + ": version " + std::to_string(v) + " is newer than this reader's " +
-                   std::to_string(kVersion) + " (the image was built by a newer peinit-image)");
-    info.version = static_cast<int>(v);
+    info.version = record.version;
     for (auto [key, field] :
          {std::pair{"generator", &info.generator},
           std::pair{"kernel_release", &info.kernel_release},

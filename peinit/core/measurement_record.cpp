@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "peinit/core/json.h"
+#include "peinit/core/record_json.h"
 
 namespace peinit {
 
@@ -59,23 +60,10 @@ Result<std::string> StringOf(const pt::ptree& tree, const std::string& key,
 
 Result<MeasurementRecord> MeasurementRecord::FromJson(const std::string& text,
                                                       const std::string& file) {
-    pt::ptree tree;
-    try {
-        std::istringstream in(text);
-        pt::read_json(in, tree);
-    } catch (const pt::json_parser_error& e) {
-        return Err(file + ":" + std::to_string(e.line()) + ": " + e.message());
-    } catch (const std::exception& e) {
-        return Err(file + ": " + e.what());
-    }
+    auto record = PEINIT_TRY(ParseVersionedRecord(text, file, kVersion));
+    const pt::ptree& tree = record.tree;
     MeasurementRecord r;
-    const int64_t v = PEINIT_TRY(IntOf(tree, "version", file));
-    if (v < 1) return Err(file + ": \"version\" must be a positive integer");
-    if (v > kVersion) {
-        return Err(file + ": version " + std::to_string(v) + " is newer than this reader's " +
-                   std::to_string(kVersion));
-    }
-    r.version = static_cast<int>(v);
+    r.version = record.version;
     r.state = PEINIT_TRY(StringOf(tree, "state", file));
     if (r.state != kMeasured && r.state != kNotMeasured && r.state != kFailed) {
         return Err(file + ": \"state\" must be \"measured\", \"not-measured\" or \"failed\", not \"" +
