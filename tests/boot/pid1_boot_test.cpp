@@ -68,7 +68,7 @@ TEST(Pid1Boot, DemoImageBootsToItsServices) {
 // --root DIR: the lock from lockdown.json (DIR has no kernel facts) and who set it from the
 // collected kernel log, the module outcomes from modules.json. Point 11: each line PID 1 logged
 // before /dev/kmsg existed is on the console once. Issue 22 point 5: the image's provenance is
-// among the records.
+// among the records; issue 25: so is the measurement record (here "not measured": no TPM).
 TEST(Pid1Boot, CollectedRecordsAreReadOnTheHost) {
     ScratchDir scratch;
     const std::string dir = scratch.path + "/collected";
@@ -79,7 +79,7 @@ TEST(Pid1Boot, CollectedRecordsAreReadOnTheHost) {
                     " --timeout 300 --collect " + ShellQuote(dir) + " </dev/null",
                 log);
     ASSERT_EQ(rc, 0) << log;
-    EXPECT_NE(log.find("peinit-image: collected 8 files and the console log into " + dir),
+    EXPECT_NE(log.find("peinit-image: collected 9 files and the console log into " + dir),
               std::string::npos)
         << log;
 
@@ -101,6 +101,7 @@ TEST(Pid1Boot, CollectedRecordsAreReadOnTheHost) {
     EXPECT_EQ(status.get<int>("modules.summary.failed"), 0) << json;
     // The image's provenance came along (issue 22 point 5): the demo's module set is its units'.
     EXPECT_EQ(status.get<std::string>("image.module_mode", ""), "units") << json;
+    EXPECT_EQ(status.get<std::string>("measurement.state", ""), "not-measured") << json;
     EXPECT_EQ(status.get<std::string>("image.key_fingerprint", "").size(), 64u) << json;
     std::set<std::string> loaded;
     for (const auto& [key, m] : status.get_child("modules.list")) {
