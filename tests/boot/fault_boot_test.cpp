@@ -49,24 +49,6 @@ namespace pt = boost::property_tree;
 namespace peinit::testing {
 namespace {
 
-// One command's output between "FAULT-BEGIN NAME" and "FAULT-END NAME rc=N".
-struct Section {
-    std::vector<std::string> lines;
-    int rc = -1;
-    std::string Text() const {
-        std::string out;
-        for (const auto& l : lines) out += l + "\n";
-        return out;
-    }
-    // The first line containing `needle` ("" when none).
-    std::string Line(const std::string& needle) const {
-        for (const auto& l : lines) {
-            if (l.find(needle) != std::string::npos) return l;
-        }
-        return "";
-    }
-    bool Has(const std::string& needle) const { return !Line(needle).empty(); }
-};
 
 struct ModuleRecord {
     std::string status, errno_name, reason, package;
@@ -133,20 +115,8 @@ FaultBoot Boot(const std::string& name, const std::string& kernel = "peinit",
             f.emergency_status.lines.push_back(line.substr(at + emergency.size()));
         }
     }
-    std::string current;
-    for (const auto& line : f.r.qemu.result_lines()) {
-        if (line.starts_with("FAULT-BEGIN ")) {
-            current = line.substr(12);
-            f.sections[current];
-        } else if (line.starts_with("FAULT-END ")) {
-            size_t rc_at = line.find(" rc=");
-            if (!current.empty() && rc_at != std::string::npos) {
-                f.sections[current].rc = std::stoi(line.substr(rc_at + 4));
-            }
-            current.clear();
-        } else if (!current.empty()) {
-            f.sections[current].lines.push_back(line);
-        } else if (line.starts_with("PROBE ")) {
+    f.sections = ResultSections(f.r.qemu.result_lines(), "FAULT", [&](const std::string& line) {
+        if (line.starts_with("PROBE ")) {
             std::istringstream in(line.substr(6));
             std::string probe, result;
             in >> probe;
@@ -162,7 +132,7 @@ FaultBoot Boot(const std::string& name, const std::string& kernel = "peinit",
         } else if (line == "MODULES_PROBE done") {
             f.modules_probe_done = true;
         }
-    }
+    });
     if (!f.record_text.empty()) {
         try {
             std::istringstream in(f.record_text);

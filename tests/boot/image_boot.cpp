@@ -60,6 +60,44 @@ int Sh(const std::string& command, std::string& log) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+std::string Section::Text() const {
+    std::string out;
+    for (const auto& l : lines) out += l + "\n";
+    return out;
+}
+
+std::string Section::Line(const std::string& needle) const {
+    for (const auto& l : lines) {
+        if (l.find(needle) != std::string::npos) return l;
+    }
+    return "";
+}
+
+std::map<std::string, Section> ResultSections(
+    const std::vector<std::string>& lines, const std::string& key,
+    const std::function<void(const std::string&)>& outside) {
+    const std::string begin = key + "-BEGIN ", end = key + "-END ";
+    std::map<std::string, Section> sections;
+    std::string current;
+    for (const std::string& line : lines) {
+        if (line.starts_with(begin)) {
+            current = line.substr(begin.size());
+            sections[current];
+        } else if (line.starts_with(end)) {
+            const size_t rc_at = line.find(" rc=");
+            if (!current.empty() && rc_at != std::string::npos) {
+                sections[current].rc = std::atoi(line.c_str() + rc_at + 4);
+            }
+            current.clear();
+        } else if (!current.empty()) {
+            sections[current].lines.push_back(line);
+        } else if (outside) {
+            outside(line);
+        }
+    }
+    return sections;
+}
+
 ScratchDir::ScratchDir() {
     char tmpl[] = "/tmp/peinit-boot-test.XXXXXX";
     if (mkdtemp(tmpl) != nullptr) path = tmpl;

@@ -3,6 +3,7 @@
 // Shared by every image boot test (PID 1, modules, lockdown/policy, peinitctl).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -50,6 +51,23 @@ struct ImageBootResult {
     // The channel's "PROBE <name> ok|FAIL <detail>" lines: name -> rest ("ok", "FAIL ...").
     std::map<std::string, std::string> Probes() const;
 };
+
+// One command's output on the results channel, between the lines "KEY-BEGIN NAME" and
+// "KEY-END NAME rc=N" (KEY names the test: MEASURE, FAULT, PEINITCTL, ...).
+struct Section {
+    std::vector<std::string> lines;
+    int rc = -1;  // -1: the END line never came
+    std::string Text() const;
+    // The first line containing `needle` ("" when none).
+    std::string Line(const std::string& needle) const;
+    bool Has(const std::string& needle) const { return !Line(needle).empty(); }
+};
+
+// The sections marked with `key` in `lines`, by name. Lines outside every section go to
+// `outside` when it is given.
+std::map<std::string, Section> ResultSections(
+    const std::vector<std::string>& lines, const std::string& key,
+    const std::function<void(const std::string&)>& outside = {});
 
 // The kernel directory for `kernel` from the environment; "" when unset.
 std::string KernelDirFor(const std::string& kernel);

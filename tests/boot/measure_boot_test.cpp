@@ -26,6 +26,9 @@
 #include <vector>
 
 #include "image_boot.h"
+#include "initramfs/image_builder.h"
+#include "initramfs/image_packages.h"
+#include "realroot_disk.h"
 #include "peinit/sys/package_crypto.h"
 #include "peinit/tpm/attest.h"
 #include "peinit/tpm/tpm.h"
@@ -33,18 +36,9 @@
 namespace fs = std::filesystem;
 namespace pt = boost::property_tree;
 using peinit::testing::ReadFile;
+using peinit::testing::Section;
 
 namespace {
-
-struct Section {
-    std::vector<std::string> lines;
-    int rc = -1;
-    std::string Text() const {
-        std::string out;
-        for (const auto& l : lines) out += l + "\n";
-        return out;
-    }
-};
 
 
 pt::ptree ParseJson(const std::string& text) {
@@ -122,21 +116,7 @@ Boot BootMeasureImage(const std::string& name, bool tpm, const std::string& nonc
     out.console = peinit::testing::Explain(r) + "\n--- swtpm ---\n" + r.qemu.swtpm_log;
     EXPECT_TRUE(r.qemu.clean_exit()) << "the guest did not power off cleanly\n" << out.console;
 
-    std::string current;
-    for (const std::string& line : r.qemu.result_lines()) {
-        if (line.rfind("MEASURE-BEGIN ", 0) == 0) {
-            current = line.substr(14);
-            out.sections[current];
-        } else if (line.rfind("MEASURE-END ", 0) == 0) {
-            auto rc_at = line.find(" rc=");
-            if (!current.empty() && rc_at != std::string::npos) {
-                out.sections[current].rc = std::stoi(line.substr(rc_at + 4));
-            }
-            current.clear();
-        } else if (!current.empty()) {
-            out.sections[current].lines.push_back(line);
-        }
-    }
+    out.sections = peinit::testing::ResultSections(r.qemu.result_lines(), "MEASURE");
     return out;
 }
 
@@ -149,12 +129,23 @@ struct Verdict {
     std::string output;
 };
 
-Verdict VerifyOnHost(const Boot& boot, const std::string& nonce, const fs::path& dir) {
+// The reference the image of BootMeasureImage asks for: the boot package's signer, exactly its
+// four modules, locked by syscall.
+std::string MeasureImageReference(const Boot& boot) {
+    return "[modules]\nsigners = [\"" + boot.signer +
+           "\"]\nallowed = [\"bridge\", \"llc\", \"loop\", \"stp\"]\nexact = true\n\n"
+           "[lock]\nrequired = true\nmechanisms = [\"syscall\"]\n\n"
+           "[policy]\nlock_after_boot = true\n";
+}
+
+// peinit-verify on the bundle the guest printed, against the AK the guest enrolled plus
+// `reference` (default: MeasureImageReference).
+Verdict VerifyOnHost(const Boot& boot, const std::string& nonce, const fs::path& dir,
+                     const std::string& reference = "") {
     std::ofstream(dir / "bundle.json") << boot.sections.at("bundle").Text();
     std::ofstream(dir / "reference.toml")
-        << boot.sections.at("enroll").Text() << "\n[modules]\nsigners = [\"" << boot.signer
-        << "\"]\nallowed = [\"bridge\", \"llc\", \"loop\", \"stp\"]\nexact = true\n\n[lock]\nrequired = "
-           "true\nmechanisms = [\"syscall\"]\n\n[policy]\nlock_after_boot = true\n";
+        << boot.sections.at("enroll").Text() << "\n"
+        << (reference.empty() ? MeasureImageReference(boot) : reference);
     Verdict v;
     v.rc = peinit::testing::Sh(
         peinit::testing::ShellQuote(PEINIT_VERIFY_TOOL) + " --bundle " +
@@ -199,28 +190,30 @@ Verdict CheckquoteOnHost(const Boot& boot, const std::string& nonce, const fs::p
     return v;
 }
 
-TEST(MeasureBoot, LockedBootReplaysToThePcr) {
-    const std::string nonce = RandomNonce();
-    Boot boot = BootMeasureImage("measure-locked", true, nonce);
-    const Section& log = boot.sections["log"];
-    ASSERT_EQ(log.rc, 0) << boot.console;
-
-    // Each record: 0x1E, one JSON object, "\n" (the channel's lines are the records).
+// Replays the guest's user-space event log (the "log" section): each record is 0x1E, one JSON
+// object and "\n" (the channel's lines are the records), in PCR 13, peinit's, with one SHA-256
+// digest that is the hash of its event string. Returns the PCR value the records extend to from
+// zero; `events` gets each record's parsed event string.
+peinit::tpm::Digest ReplayLog(const Section& log, std::vector<pt::ptree>& events) {
     peinit::tpm::Digest pcr{};
-    std::vector<pt::ptree> events;
     for (const std::string& line : log.lines) {
-        ASSERT_FALSE(line.empty());
-        ASSERT_EQ(line[0], '\x1e') << "not a JSON-SEQ record: " << line;
+        if (line.empty() || line[0] != '\x1e') {
+            ADD_FAILURE() << "not a JSON-SEQ record: " << line;
+            continue;
+        }
         pt::ptree record = ParseJson(line.substr(1));
         EXPECT_EQ(record.get<int>("pcr", -1), 13) << line;
         EXPECT_EQ(record.get<std::string>("content_type", ""), "peinit");
         const std::string s = record.get<std::string>("content.string", "");
-        const pt::ptree& digests = record.get_child("digests");
-        ASSERT_EQ(digests.size(), 1u) << line;
-        const pt::ptree& d = digests.begin()->second;
+        const auto digests = record.get_child_optional("digests");
+        if (!digests || digests->size() != 1u) {
+            ADD_FAILURE() << "not one digest: " << line;
+            continue;
+        }
+        const pt::ptree& d = digests->begin()->second;
         EXPECT_EQ(d.get<std::string>("hashAlg", ""), "sha256");
-        const std::string digest = d.get<std::string>("digest", "");
-        EXPECT_EQ(digest, peinit::tpm::Hex(peinit::tpm::Sha256(s))) << "digest != SHA-256(S)";
+        EXPECT_EQ(d.get<std::string>("digest", ""), peinit::tpm::Hex(peinit::tpm::Sha256(s)))
+            << "digest != SHA-256(S)";
         pcr = peinit::tpm::ExtendDigest(pcr, peinit::tpm::Sha256(s));
         pt::ptree event = ParseJson(s);
         EXPECT_EQ(record.get<std::string>("content.eventType", ""),
@@ -228,14 +221,31 @@ TEST(MeasureBoot, LockedBootReplaysToThePcr) {
         EXPECT_EQ(event.get<std::string>("v", ""), "1");
         events.push_back(event);
     }
+    return pcr;
+}
+
+// The PCR as the guest's kernel read it from the TPM (the "pcr" section: sysfs pcr-sha256),
+// lower case; "" when the section is not one line.
+std::string PcrRead(const Section& pcr) {
+    if (pcr.lines.size() != 1u) return "";
+    std::string read = pcr.lines[0];
+    std::transform(read.begin(), read.end(), read.begin(), ::tolower);
+    return read;
+}
+
+TEST(MeasureBoot, LockedBootReplaysToThePcr) {
+    const std::string nonce = RandomNonce();
+    Boot boot = BootMeasureImage("measure-locked", true, nonce);
+    const Section& log = boot.sections["log"];
+    ASSERT_EQ(log.rc, 0) << boot.console;
+
+    std::vector<pt::ptree> events;
+    const peinit::tpm::Digest pcr = ReplayLog(log, events);
 
     // The PCR as the guest's kernel read it from the TPM.
     const Section& pcr_section = boot.sections["pcr"];
     ASSERT_EQ(pcr_section.rc, 0) << boot.console;
-    ASSERT_EQ(pcr_section.lines.size(), 1u) << pcr_section.Text();
-    std::string read = pcr_section.lines[0];
-    std::transform(read.begin(), read.end(), read.begin(), ::tolower);
-    EXPECT_EQ(read, peinit::tpm::Hex(pcr)) << "the log does not replay to PCR 13\n" << log.Text();
+    EXPECT_EQ(PcrRead(pcr_section), peinit::tpm::Hex(pcr)) << "the log does not replay to PCR 13\n" << log.Text();
 
     // image, policy, the modules (any order), module-set, lock.
     ASSERT_GE(events.size(), 4u) << log.Text();
@@ -361,6 +371,100 @@ TEST(MeasureBoot, NoTpmBootsLockedAndNotMeasured) {
     EXPECT_EQ(boot.sections["bundle"].rc, 3) << boot.console;
     pt::ptree bundle = ParseJson(boot.sections["bundle"].Text());
     EXPECT_EQ(bundle.get<std::string>("measured", ""), "false") << boot.sections["bundle"].Text();
+}
+
+// Debian's kernel (its TPM drivers are built in) and the real root, a Debian 12 with systemd
+// whose tpm2-tss libraries are installed (peinit's package recommends them): what PID 1 measured
+// in the initramfs (image, policy, the root's modules, the module set, the fallback lock) and
+// `leave-initrd` at the handoff are still in the log and in PCR 13 when systemd has started; a
+// unit there takes the quote with the peinitctl PID 1 handed over, and the host's verifier
+// accepts it against the image's signing key and the policy the image asks for.
+TEST(MeasureBoot, RealRootOnDebianKernelKeepsTheMeasurements) {
+    const std::string tree = peinit::testing::RealRootTree();
+    ASSERT_FALSE(tree.empty()) << "PEINIT_REALROOT_DIR is not set";
+    ASSERT_FALSE(peinit::testing::KernelDirFor("debian").empty())
+        << "PEINIT_DEBIAN_KERNEL_DIR is not set";
+    peinit::testing::ScratchDir scratch;
+    const fs::path work = scratch.path;
+    const std::string nonce = RandomNonce();
+
+    peinit::testing::Overlay overlay(work / "overlay");
+    for (const std::string& lib : peinit::image::kPid1DlopenedLibraries) {
+        const fs::path host = fs::path("/usr/lib/x86_64-linux-gnu") / lib;
+        ASSERT_TRUE(fs::exists(host)) << host << ": tpm2-tss is not installed on the host";
+        overlay.Copy(fs::canonical(host).string(), "/usr/lib/x86_64-linux-gnu/" + lib);
+    }
+    const std::string ctl = "/run/peinit/bin/peinitctl";
+    overlay.Unit(
+        "peinit-test.service",
+        "ExecStartPre=/sbin/ldconfig\n"
+        "ExecStart=/bin/sh -c 'echo MEASURE-BEGIN log; cat /run/log/systemd/tpm2-measure.log; "
+        "echo MEASURE-END log rc=$?; echo MEASURE-BEGIN pcr; "
+        "cat /sys/class/tpm/tpm0/pcr-sha256/13; echo MEASURE-END pcr rc=$?; "
+        "echo MEASURE-BEGIN systemd; systemctl is-system-running; echo MEASURE-END systemd rc=0; "
+        "echo MEASURE-BEGIN enroll; " + ctl + " attest --enroll; echo MEASURE-END enroll rc=$?; "
+        "echo MEASURE-BEGIN bundle; " + ctl + " attest --nonce " + nonce +
+            "; echo MEASURE-END bundle rc=$?'\n"
+            "ExecStart=/bin/systemctl --no-block poweroff\n");
+    const std::string disk = (work / "disk.img").string();
+    const std::string uuid = "5eb0c3f6-1c8a-4f0e-9d52-00000000c0de";
+    ASSERT_EQ(peinit::testing::MakeDisk(overlay, disk, "--uuid " + uuid), "");
+
+    peinit::testing::ImageBoot image;
+    image.name = "measure-realroot";
+    image.kernel = "debian";
+    image.image_toml = "kernel = \"debian\"\nunits = [\"@SRC@/tests/boot/images/realroot-debian/units\"]\n"
+                       "hive = \"@SRC@/tests/boot/images/realroot-debian/hive.toml\"\n";
+    image.append = "root=UUID=" + uuid + " rw systemd.show_status=error";
+    // crc32c_intel (ext4's crc32c) needs SSE4.2.
+    image.qemu_args = {"-cpu", "max", "-m", "1024", "-drive", "file=" + disk + ",if=virtio,format=raw"};
+    image.tpm = true;
+    image.timeout = std::chrono::seconds(500);
+    auto r = peinit::testing::BuildAndBoot(image);
+    ASSERT_TRUE(r.build_error.empty()) << r.build_error;
+    Boot boot;
+    boot.console = peinit::testing::Explain(r) + "\n--- swtpm ---\n" + r.qemu.swtpm_log;
+    boot.sections = peinit::testing::ResultSections(r.qemu.result_lines(), "MEASURE");
+    EXPECT_TRUE(r.Has("systemd[1]: systemd 252")) << boot.console;
+    EXPECT_TRUE(r.qemu.clean_exit()) << boot.console;
+
+    // The initramfs's measurements, read in the real root, replay to PCR 13.
+    const Section& log = boot.sections["log"];
+    ASSERT_EQ(log.rc, 0) << boot.console;
+    std::vector<pt::ptree> events;
+    const peinit::tpm::Digest pcr = ReplayLog(log, events);
+    ASSERT_EQ(boot.sections["pcr"].rc, 0) << boot.console;
+    EXPECT_EQ(PcrRead(boot.sections["pcr"]), peinit::tpm::Hex(pcr))
+        << "the log does not replay to PCR 13\n" << log.Text();
+    std::vector<std::string> names;
+    std::set<std::string> modules;
+    for (const auto& e : events) {
+        names.push_back(e.get<std::string>("event", ""));
+        if (names.back() == "module") modules.insert(e.get<std::string>("name", ""));
+    }
+    ASSERT_GE(names.size(), 5u) << log.Text();
+    EXPECT_EQ(names.front(), "image");
+    EXPECT_EQ(names[names.size() - 3], "module-set") << log.Text();
+    EXPECT_EQ(names[names.size() - 2], "lock") << log.Text();
+    EXPECT_EQ(names.back(), "leave-initrd") << log.Text();
+    EXPECT_EQ(events[names.size() - 2].get<std::string>("mechanism", ""), "fallback");
+    EXPECT_EQ(events[names.size() - 2].get<std::string>("locked", ""), "true");
+    for (const char* m : {"virtio_blk", "ext4"}) EXPECT_TRUE(modules.count(m)) << m << "\n" << log.Text();
+
+    // The quote taken in the real root, verified on the host.
+    ASSERT_EQ(boot.sections["enroll"].rc, 0) << boot.console;
+    ASSERT_EQ(boot.sections["bundle"].rc, 0) << boot.console;
+    auto key = peinit::SigningKey::LoadFile(peinit::image::DefaultImageKeyDir() + "/image-signing.key");
+    ASSERT_TRUE(key) << key.error().message();
+    boot.signer = key->public_key().fingerprint;
+    const std::string reference =
+        "[modules]\nsigners = [\"" + boot.signer + "\"]\n\n[lock]\nrequired = true\n"
+        "mechanisms = [\"fallback\"]\n\n[policy]\nlock_after_boot = true\n"
+        "autoload_policy = \"disabled\"\n\n[log]\nrequire_leave_initrd = true\n";
+    Verdict v = VerifyOnHost(boot, nonce, work, reference);
+    EXPECT_EQ(v.rc, 0) << v.output << "\n" << boot.console;
+    EXPECT_NE(v.output.find("posture verified: locked by fallback"), std::string::npos) << v.output;
+    EXPECT_EQ(CheckquoteOnHost(boot, nonce, work).rc, 0);
 }
 
 // The kernel the boot tests run on has the TPM drivers built in (kernel/config/peinit.config).

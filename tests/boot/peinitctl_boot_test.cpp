@@ -34,15 +34,7 @@ namespace pt = boost::property_tree;
 
 namespace {
 
-struct Section {
-    std::vector<std::string> lines;
-    int rc = -1;
-    std::string Text() const {
-        std::string out;
-        for (const auto& l : lines) out += l + "\n";
-        return out;
-    }
-};
+using peinit::testing::Section;
 
 std::string Env(const char* name, const char* fallback) {
     const char* v = std::getenv(name);
@@ -79,21 +71,7 @@ class PeinitctlBoot : public ::testing::Test {
         EXPECT_TRUE(r.qemu.clean_exit()) << "the guest did not power off cleanly\n" << console;
         fs::remove_all(work);
 
-        std::string current;
-        for (const std::string& line : r.qemu.result_lines()) {
-            if (line.rfind("PEINITCTL-BEGIN ", 0) == 0) {
-                current = line.substr(16);
-                sections[current];
-            } else if (line.rfind("PEINITCTL-END ", 0) == 0) {
-                auto rc_at = line.find(" rc=");
-                if (!current.empty() && rc_at != std::string::npos) {
-                    sections[current].rc = std::stoi(line.substr(rc_at + 4));
-                }
-                current.clear();
-            } else if (!current.empty()) {
-                sections[current].lines.push_back(line);
-            }
-        }
+        sections = peinit::testing::ResultSections(r.qemu.result_lines(), "PEINITCTL");
         return sections;
     }
 

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "image_boot.h"
+#include "realroot_disk.h"
 
 namespace peinit::testing {
 namespace {
@@ -21,53 +22,6 @@ namespace fs = std::filesystem;
 namespace pt = boost::property_tree;
 
 constexpr const char* kUuid = "5eb0c3f6-1c8a-4f0e-9d52-00000000beef";
-
-std::string RealRootTree(const char* variable = "PEINIT_REALROOT_DIR") {
-    const char* dir = std::getenv(variable);
-    return dir && *dir ? std::string(dir) + "/root" : "";
-}
-
-// A scratch directory of files laid over the fixture tree.
-struct Overlay {
-    fs::path dir;
-    explicit Overlay(const fs::path& d) : dir(d) {
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-        fs::create_directories(dir);
-    }
-    void Write(const std::string& path, const std::string& text, fs::perms mode = fs::perms(0644)) {
-        fs::path p = dir / fs::path(path).relative_path();
-        fs::create_directories(p.parent_path());
-        std::ofstream(p) << text;
-        fs::permissions(p, mode);
-    }
-    void Copy(const std::string& from, const std::string& path) {
-        fs::path p = dir / fs::path(path).relative_path();
-        fs::create_directories(p.parent_path());
-        fs::copy(from, p, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
-    }
-    // A oneshot unit, wanted by multi-user.target, whose output goes to the results channel.
-    void Unit(const std::string& name, const std::string& service_lines) {
-        Write("/etc/systemd/system/" + name,
-              "[Unit]\nDescription=peinit boot test\nAfter=systemd-modules-load.service "
-              "systemd-udev-trigger.service\n\n[Service]\nType=oneshot\n"
-              "StandardOutput=file:" + std::string(kResultsDevice) + "\nStandardError=inherit\n" +
-                  service_lines);
-        fs::create_directories(dir / "etc/systemd/system/multi-user.target.wants");
-        fs::create_symlink("../" + name, dir / "etc/systemd/system/multi-user.target.wants" / name);
-    }
-};
-
-// Runs tests/realroot/make-disk over `tree` (default: the real-root fixture); returns its log on
-// failure ("" when it worked).
-std::string MakeDisk(const Overlay& overlay, const std::string& out, const std::string& args,
-                     const std::string& tree = RealRootTree()) {
-    std::string log;
-    std::string cmd = std::string(PEINIT_SOURCE_DIR) + "/tests/realroot/make-disk --root " +
-                      ShellQuote(tree) + " --add " + ShellQuote(overlay.dir.string()) +
-                      " --out " + ShellQuote(out) + " " + args;
-    return Sh(cmd, log) == 0 ? "" : cmd + "\n" + log;
-}
 
 // The test unit's ExecStart lines: peinitctl status --json as nobody on one channel line
 // `STATUS-JSON {...}`, then `systemctl poweroff`.
