@@ -16,12 +16,17 @@ Three parts, each side by side in one run:
              systemd, root=UUID=): guest time from `Run /init` to systemd's first line and to
              the lock, peinit's image vs Debian's own initramfs-tools image (mkinitramfs,
              default MODULES=most) of the same kernel and disk.
+The modules and realroot parts also boot peinit's image with a TPM (a private swtpm; measured
+boot, ATTESTATION.md) beside the same image without one: the measurements' cost (--no-tpm skips
+those boots).
 Prints tables and writes every figure as JSON. Exits 1, each reason on stderr and in the JSON's
 "failures", when a figure is not a measurement: a boot of a mode that does not load exactly the
 closure, a boot whose record is missing or unreadable, fewer load syscalls than modules loaded
-(where the kernel counts them), a ratio whose operand is absent or zero.
+(where the kernel counts them), a ratio whose operand is absent or zero, a boot with a TPM that did not measure every module it
+loaded.
 """
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -46,9 +51,10 @@ REAL_MODULES = ["ext4", "btrfs", "xfs", "vfat", "nfsv4", "cifs", "virtio_net", "
                 "usb_storage", "uas", "nvme", "iscsi_tcp"]
 # The slow workload: eight independent test modules whose init sleeps 200 ms (I/O-bound).
 SLOW_MODULES = ["peinit_test_slow%d" % i for i in range(1, 9)]
-MODES = ["peinit", "peinit-w1", "modprobe", "loop", "levels"]
+MODES = ["peinit", "peinit-tpm", "peinit-w1", "modprobe", "loop", "levels"]
 MODE_LABELS = {
     "peinit": "peinit, default workers",
+    "peinit-tpm": "peinit, default workers, measured boot (swtpm)",
     "peinit-w1": "peinit, workers=1",
     "modprobe": "modprobe -a (kmod)",
     "loop": "bare finit_module loop",
@@ -253,7 +259,16 @@ def parse_boot(console, results):
     if m:
         fig.update(stage_ok=int(m.group(1)), stage_failed=int(m.group(2)),
                    stage_ms=int(m.group(3)), workers=int(m.group(4)))
+    fig.update(measure_parse(console))
     return fig
+
+
+def measure_parse(console):
+    """What PID 1 said about measured boot (stages/measure, peinit/tpm/measure.cpp): whether it
+    found a TPM, how many modules it measured, and whether measuring stopped on an error."""
+    return {"measure_tpm": re.search(r"peinit: measure: TPM ", console) is not None,
+            "measured_modules": len(re.findall(r"peinit: measure: module pcr=", console)),
+            "measure_failed": "measured boot stops here" in console}
 
 
 def num(v):
@@ -275,16 +290,19 @@ def bench_modules(args, work, results):
         wdir = os.path.join(work, w.name)
         shutil.rmtree(wdir, ignore_errors=True)  # nothing left from an earlier run
         order, levels, n_order, n_levels = load_order(w, wdir)
-        for mode in MODES:
+        modes = [m for m in MODES if args.tpm or m != "peinit-tpm"]
+        for mode in modes:
             write_image(os.path.join(wdir, mode), w, mode, order_file=order, levels_file=levels)
-        boots = {mode: [] for mode in MODES}
+        boots = {mode: [] for mode in modes}
         for i in range(args.boots):
-            for mode in MODES:  # round-robin: host load drifts evenly over the modes
+            for mode in modes:  # round-robin: host load drifts evenly over the modes
                 extra = list(w.append) + (["peinit.workers=1"] if mode == "peinit-w1" else [])
                 results_file = os.path.join(wdir, "%s-%d.results" % (mode, i + 1))
                 cmd = [image_tool(), "boot", os.path.join(wdir, mode), "--kernel-dir",
                        w.kernel_dir, "--timeout", "600", "--results", results_file,
                        "--output", os.path.join(wdir, mode + ".cpio")]
+                if mode == "peinit-tpm":
+                    cmd.append("--tpm")
                 if extra:
                     cmd += ["--"] + extra
                 t0 = time.monotonic()
@@ -351,6 +369,7 @@ def boot_problems(mode, fig, closure, traced):
                             % fig["record_error"])
         if fig.get("stage_failed"):
             problems.append("%d modules failed in peinit's stage" % fig["stage_failed"])
+        problems += measure_problems(mode, fig, fig.get("stage_ok"))
     else:
         if num(fig.get("load_ms")) is None:
             problems.append("no load_ms in the probe's record")
@@ -384,6 +403,21 @@ def boot_problems(mode, fig, closure, traced):
         elif loaded is not None and calls < loaded:
             problems.append("%d load syscalls for %d modules loaded" % (calls, loaded))
     return problems
+
+
+def measure_problems(mode, fig, loaded):
+    """Why a boot is not a measurement of its mode's measured boot: with a TPM (peinit-tpm) PID 1
+    must have found it and measured each module it loaded (`loaded`; None: not known), without
+    one it must not have measured anything."""
+    if mode != "peinit-tpm":
+        return ["measured without a TPM"] if fig.get("measure_tpm") else []
+    if not fig.get("measure_tpm"):
+        return ["no TPM found by PID 1 (no \"measure: TPM\" line; is swtpm installed?)"]
+    if fig.get("measure_failed"):
+        return ["measured boot stopped on an error"]
+    if loaded is not None and fig.get("measured_modules") != loaded:
+        return ["%s modules measured, %s loaded" % (fig.get("measured_modules"), loaded)]
+    return []
 
 
 def ratio(name, numerator, denominator, failures, digits=2):
@@ -466,6 +500,10 @@ def summarize(name, meta, boots, closure, traced):
     out["ratios"]["peinit before first load/stage"] = ratio(
         name + " peinit before first load/stage", operand("peinit", "phase_first_load_ms_median"),
         operand("peinit"), failures)
+    if "peinit-tpm" in m:
+        out["ratios"]["peinit-tpm/peinit"] = ratio(name + " peinit-tpm/peinit",
+                                                   operand("peinit-tpm"), operand("peinit"),
+                                                   failures, 3)
     return out, failures
 
 
@@ -707,6 +745,8 @@ def bench_realroot(args, work, results):
         f.write('kernel = "debian"\nunits = ["units"]\nhive = "hive.toml"\ncompression = "zstd"\n')
     images = {"peinit": os.path.join(d, "peinit.img"),
               "initramfs-tools": os.path.join(d, "initramfs-tools.img")}
+    if args.tpm:  # the same image, measuring into a TPM
+        images["peinit-tpm"] = images["peinit"]
     run([image_tool(), "build", defn, "-o", images["peinit"], "--kernel-dir", root],
         capture_output=True)
     p = in_kernel_namespace(root, kver, "mkinitramfs -o %s %s" % (images["initramfs-tools"], kver))
@@ -720,19 +760,21 @@ def bench_realroot(args, work, results):
     figures = {m: {"init_to_real_init_s": [], "init_to_systemd_s": [], "init_to_lock_s": [],
                    "kernel_to_systemd_s": []}
                for m in images}
-    stage_ms = {}  # peinit's stages: name -> [ms per boot]
+    stage_ms = {}  # peinit's stages: mode -> name -> [ms per boot]
     for i in range(args.boots):
         for mode, img in images.items():  # interleaved, round-robin
             cmd = ["qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-cpu", "max",
                    "-m", "1024", "-smp", "2", "-nographic", "-no-reboot", "-serial", "mon:stdio",
                    "-kernel", vmlinuz, "-initrd", img, "-append", append,
                    "-drive", "file=%s,if=virtio,format=raw,snapshot=on" % disk]
-            try:
-                q = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                                   stdin=subprocess.DEVNULL, errors="replace")
-                output = q.stdout
-            except subprocess.TimeoutExpired as e:
-                output = e.stdout or ""
+            with Swtpm(d) if mode == "peinit-tpm" else contextlib.nullcontext() as tpm:
+                try:
+                    q = subprocess.run(cmd + (tpm.qemu_args if tpm else []), capture_output=True,
+                                       text=True, timeout=600, stdin=subprocess.DEVNULL,
+                                       errors="replace")
+                    output = q.stdout
+                except subprocess.TimeoutExpired as e:
+                    output = e.stdout or ""
             with open(os.path.join(d, "%s-boot-%d.log" % (mode, i + 1)), "w") as logf:
                 logf.write(output)  # kept for reading the phases after a run
             start = stamped(output, "Run /init as init process")
@@ -742,16 +784,26 @@ def bench_realroot(args, work, results):
             log("realroot %s boot %d: Run /init %s, real init %s, systemd %s, lock %s"
                 % (mode, i + 1, start, real, first, lock))
             f = figures[mode]
+            if mode.startswith("peinit"):
+                measured = measure_parse(output)
+                problems = measure_problems(mode, measured, None)
+                if mode == "peinit-tpm" and not re.search(r"peinit: measure: leave-initrd", output):
+                    problems.append("leave-initrd not measured")
+                if problems:
+                    results["failures"] += ["realroot %s boot %d: %s" % (mode, i + 1, p)
+                                            for p in problems]
+                    continue
             if start is not None and real is not None:
                 f["init_to_real_init_s"].append(round(real - start, 3))
-            if mode == "peinit":
+            if mode.startswith("peinit"):
+                stages = stage_ms.setdefault(mode, {})
                 for m in re.finditer(r"peinit: stage (\S+) done \S+ ms=(\d+)", output):
-                    stage_ms.setdefault(m.group(1), []).append(int(m.group(2)))
+                    stages.setdefault(m.group(1), []).append(int(m.group(2)))
                 # Inside the module stage: until the first load, and the loads themselves.
                 for m in re.finditer(r"peinit: modules done .*first_load_ms=(\d+) loads_ms=(\d+)",
                                      output):
-                    stage_ms.setdefault("modules:first-load", []).append(int(m.group(1)))
-                    stage_ms.setdefault("modules:loads", []).append(int(m.group(2)))
+                    stages.setdefault("modules:first-load", []).append(int(m.group(1)))
+                    stages.setdefault("modules:loads", []).append(int(m.group(2)))
             if start is not None and first is not None:
                 f["init_to_systemd_s"].append(round(first - start, 3))
                 f["kernel_to_systemd_s"].append(round(first, 3))
@@ -760,13 +812,52 @@ def bench_realroot(args, work, results):
     for mode, f in figures.items():
         out["modes"][mode] = dict(f, **{k + "_median": median(v) for k, v in f.items()})
     for key in ("init_to_real_init_s", "init_to_systemd_s"):
-        a = out["modes"]["peinit"].get(key + "_median")
-        b = out["modes"]["initramfs-tools"].get(key + "_median")
-        out["peinit/initramfs-tools " + key] = ratio(
-            "realroot peinit/initramfs-tools " + key, ("peinit %s (median)" % key, a),
-            ("initramfs-tools %s (median)" % key, b), results["failures"], 3)
-    out["peinit_stage_ms_median"] = {k: median(v) for k, v in stage_ms.items()}
+        for a, b in (("peinit", "initramfs-tools"), ("peinit-tpm", "peinit")):
+            if a not in out["modes"]:
+                continue
+            out["%s/%s %s" % (a, b, key)] = ratio(
+                "realroot %s/%s %s" % (a, b, key),
+                ("%s %s (median)" % (a, key), out["modes"][a].get(key + "_median")),
+                ("%s %s (median)" % (b, key), out["modes"][b].get(key + "_median")),
+                results["failures"], 3)
+    for mode, stages in stage_ms.items():
+        out[mode + "_stage_ms_median"] = {k: median(v) for k, v in stages.items()}
     results["realroot"] = out
+
+
+class Swtpm:
+    """A private swtpm (TPM 2.0 emulator) with a fresh state for one QEMU boot, as
+    `peinit-image boot --tpm` starts it; `qemu_args` attach it as the guest's TPM (tpm-tis)."""
+
+    def __init__(self, parent):
+        self.dir = tempfile.mkdtemp(prefix="swtpm.", dir=parent)
+        sock = os.path.join(self.dir, "swtpm.sock")
+        os.makedirs(os.path.join(self.dir, "state"))
+        self.proc = subprocess.Popen(
+            ["swtpm", "socket", "--tpm2", "--tpmstate", "dir=" + os.path.join(self.dir, "state"),
+             "--ctrl", "type=unixio,path=" + sock, "--terminate"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(1000):
+            if os.path.exists(sock) or self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        if not os.path.exists(sock):
+            self.close()
+            raise RuntimeError("swtpm did not start (is it installed?)")
+        self.qemu_args = ["-chardev", "socket,id=chrtpm,path=" + sock, "-tpmdev",
+                          "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0"]
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def host_sha256_mb_s():
@@ -854,8 +945,12 @@ def print_tables(results):
               "initramfs) = %s; (Run /init -> systemd's first line) = %s"
               % (fmt(rr["peinit/initramfs-tools init_to_real_init_s"]),
                  fmt(rr["peinit/initramfs-tools init_to_systemd_s"])))
-        print("peinit stages (medians, ms): " + ", ".join(
-            "%s %s" % (k, fmt(v)) for k, v in rr["peinit_stage_ms_median"].items()))
+        if "peinit-tpm/peinit init_to_real_init_s" in rr:
+            print("measured boot: peinit-tpm/peinit (Run /init -> real init) = %s"
+                  % fmt(rr["peinit-tpm/peinit init_to_real_init_s"]))
+        for mode in ("peinit", "peinit-tpm"):
+            print("%s stages (medians, ms): " % mode + ", ".join(
+                "%s %s" % (k, fmt(v)) for k, v in rr.get(mode + "_stage_ms_median", {}).items()))
         print()
     if "host_sha256_mb_s" in results:
         print("Host SHA-256 (native CPU, OpenSSL): %s MB/s" % fmt(results["host_sha256_mb_s"]))
@@ -876,6 +971,8 @@ def main():
                     help="run only this part (repeatable; default: all)")
     ap.add_argument("--workloads", default="real,slow",
                     help="comma-separated module workloads: real, slow (default both)")
+    ap.add_argument("--no-tpm", dest="tpm", action="store_false",
+                    help="skip the boots with a TPM (peinit-tpm in the modules and realroot parts)")
     ap.add_argument("--json", help="where to write the results (default: "
                     "$PEINIT_BUILD_DIR/bench/results.json)")
     args = ap.parse_args()

@@ -35,6 +35,10 @@ def console(mode, loaded=CLOSURE, calls=None, load_ms=1000, stage_ms=300, extra=
     """The console text of one boot of `mode` (peinit's stage line, the probe's record)."""
     calls = loaded if calls is None else calls
     text = "[    1.000000] Run /init as init process\n"
+    if mode == "peinit-tpm":
+        text += "[    1.500000] peinit: measure: TPM device:/dev/tpmrm0 PCR 13\n"
+        text += "".join("[    1.600000] peinit: measure: module pcr=13 sha256=%016x\n" % i
+                        for i in range(loaded))
     if mode.startswith("peinit"):
         text += ("[    2.000000] peinit: modules done ok=%d failed=0 skipped=0 blacklisted=0 "
                  "ms=%d workers=2\n" % (loaded, stage_ms)) + record()
@@ -218,6 +222,53 @@ class SummarizeTest(unittest.TestCase):
         self.assertEqual(failures, [])
         self.assertEqual(out["modes"]["peinit"]["duplicate_load_syscalls"], [3])
         self.assertEqual(out["warnings"], ["real/peinit: duplicate load syscalls 3"])
+
+
+class MeasuredBootTest(unittest.TestCase):
+    """The peinit-tpm mode: the same image booted with a swtpm; its figures count only when PID 1
+    found the TPM and measured every module it loaded."""
+
+    def assertFailure(self, failures, *words):
+        self.assertTrue(any(all(w in f for w in words) for f in failures),
+                        "no failure with %r in %r" % (words, failures))
+
+    def test_cost_ratio_of_a_good_run(self):
+        boots = good_boots()
+        boots["peinit-tpm"] = [fig(console("peinit-tpm", stage_ms=530))]
+        out, failures = summarize(boots)
+        self.assertEqual(failures, [])
+        self.assertEqual(out["ratios"]["peinit-tpm/peinit"], round(530 / 500, 3))
+
+    def test_no_tpm_in_the_guest(self):
+        boots = good_boots()
+        text = console("peinit-tpm").replace("measure: TPM device", "measure: no TPM device")
+        boots["peinit-tpm"] = [fig(text)]
+        out, failures = summarize(boots)
+        self.assertFailure(failures, "peinit-tpm boot 1", "no TPM found by PID 1")
+        self.assertIsNone(out["ratios"]["peinit-tpm/peinit"])
+
+    def test_modules_loaded_but_not_measured(self):
+        boots = good_boots()
+        text = console("peinit-tpm")
+        text = text.replace("peinit: measure: module pcr=13 sha256=0000000000000000\n", "")
+        boots["peinit-tpm"] = [fig(text)]
+        _, failures = summarize(boots)
+        self.assertFailure(failures, "peinit-tpm boot 1", "%d modules measured, %d loaded"
+                           % (CLOSURE - 1, CLOSURE))
+
+    def test_measuring_stopped_on_an_error(self):
+        boots = good_boots()
+        boots["peinit-tpm"] = [fig(console("peinit-tpm", extra=(
+            "[    1.700000] peinit: measure: TPM_RC_FAILURE: measured boot stops here, the boot "
+            "goes on unmeasured\n")))]
+        _, failures = summarize(boots)
+        self.assertFailure(failures, "peinit-tpm boot 1", "measured boot stopped on an error")
+
+    def test_the_unmeasured_baseline_must_not_measure(self):
+        boots = good_boots()
+        boots["peinit"] = [fig(console("peinit-tpm").replace("peinit-tpm", "peinit"))]
+        _, failures = summarize(boots)
+        self.assertFailure(failures, "real/peinit boot 1", "measured without a TPM")
 
 
 class RatioTest(unittest.TestCase):
