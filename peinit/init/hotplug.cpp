@@ -10,6 +10,7 @@
 #include "peinit/modload/session.h"
 #include "peinit/sys/kernel.h"
 #include "peinit/sys/kernel_release.h"
+#include "peinit/sys/module_lock.h"
 #include "peinit/sys/record.h"
 
 namespace peinit {
@@ -29,15 +30,7 @@ Hotplug::Hotplug(BootContext& ctx) : ctx_(ctx) {}
 
 Hotplug::~Hotplug() = default;
 
-Result<bool> Hotplug::Locked() {
-    auto query = ctx_.kernel.ModuleLockdown(MODULE_LOCKDOWN_QUERY, 0);
-    if (query) return *query != 0;
-    if (query.error().code() != ENOSYS) return query.error().Context("module_lockdown(QUERY): ");
-    // An unpatched kernel: its lock is kernel.modules_disabled.
-    auto disabled = ctx_.kernel.ReadSysctl("kernel/modules_disabled");
-    if (!disabled) return disabled.error().Context("kernel.modules_disabled: ");
-    return *disabled != "0";
-}
+Result<bool> Hotplug::Locked() { return ModuleLoadingLocked(ctx_.kernel); }
 
 ModloadSession* Hotplug::Session() {
     if (session_) return session_.get();

@@ -1,6 +1,6 @@
 #include "peinit/sys/status_sources.h"
 
-#include "peinit/sys/fallback_lock.h"
+#include "peinit/sys/module_lock.h"
 
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -195,84 +195,60 @@ StatusInputs ReadStatusInputs(Kernel& kernel, const fs::path& root) {
     return in;
 }
 
-namespace {
-
-// "module_lockdown(QUERY)=1, kernel.module_loading_locked=1"; true when both say locked.
-bool ReadBack(Kernel& kernel, std::ostream& out) {
-    auto q = kernel.ModuleLockdown(MODULE_LOCKDOWN_QUERY, 0);
-    auto s = kernel.ReadSysctl(kLockedSysctl);
-    out << "  read back: module_lockdown(QUERY)="
-        << (q ? std::to_string(*q) : "error (" + q.error().message() + ")")
-        << ", kernel.module_loading_locked=" << (s ? *s : "error (" + s.error().message() + ")")
-        << "\n";
-    return q && *q == 1 && (!s || *s == "1");
-}
-
-int FallbackLock(Kernel& kernel, std::ostream& out, std::ostream& err) {
-    // kernel.modules_disabled itself only asks for CAP_SYS_MODULE, but locking module loading is
-    // SeTcb's decision, as module_lockdown(LOCK) is: checked here, before any write.
-    if (!kernel.HasCapability(CAP_SYS_ADMIN)) {
-        err << "peinitctl: lock refused: SeTcbPrivilege (CAP_SYS_ADMIN) required, for the "
-               "fallback as for module_lockdown(2); nothing was changed\n";
-        return 1;
-    }
-    auto lock = ApplyFallbackLock(kernel, "runtime-syscall");
-    auto d = kernel.ReadSysctl(kModulesDisabled);
-    auto p = kernel.ReadSysctl(kModprobe);
-    if (lock.result) {
-        out << "peinitctl: module loading locked with the fallback (kernel.modules_disabled=1, "
-               "empty kernel.modprobe)\n";
-    }
-    (lock.result ? out : err) << "  read back: kernel.modules_disabled=" << (d ? *d : "error")
-                              << ", kernel.modprobe=\"" << (p ? *p : "error") << "\"\n"
-                              << "  audit record: " << lock.audit << "\n";
-    if (!lock.result) {
-        const int code = lock.result.error().code();
-        err << "peinitctl: fallback lock failed: " << lock.result.error().message()
-            << (code == EPERM || code == EACCES
-                    ? " (kernel.modules_disabled needs uid 0 with CAP_SYS_MODULE as well)"
-                    : "")
-            << "\n";
-        return 1;
-    }
-    return 0;
-}
-
-}  // namespace
-
 int RunRuntimeLock(Kernel& kernel, bool fallback, std::ostream& out, std::ostream& err) {
-    auto before = kernel.ModuleLockdown(MODULE_LOCKDOWN_QUERY, 0);
-    auto r = kernel.ModuleLockdown(MODULE_LOCKDOWN_LOCK, MODULE_LOCKDOWN_TRIGGER_RUNTIME);
-    if (r) {
-        bool was_locked = before && *before == 1;
-        out << (was_locked ? "peinitctl: module loading was already locked (no-op)\n"
-                           : "peinitctl: module loading locked (module_lockdown LOCK, trigger "
-                             "runtime-syscall)\n");
-        if (!ReadBack(kernel, out)) {
-            err << "peinitctl: the kernel does not report the lock after LOCK succeeded\n";
+    const LockAttempt lock = LockModuleLoading(
+        kernel, MODULE_LOCKDOWN_TRIGGER_RUNTIME,
+        fallback ? LockFallback::kOnUnpatchedKernel : LockFallback::kNever, "runtime-syscall");
+    if (lock.mechanism == "syscall") {
+        out << (lock.was_locked ? "peinitctl: module loading was already locked (no-op)\n"
+                                : "peinitctl: module loading locked (module_lockdown LOCK, trigger "
+                                  "runtime-syscall)\n");
+        out << "  read back: " << lock.read_back << "\n";
+        if (!lock.result) {
+            err << "peinitctl: the kernel does not report the lock after LOCK succeeded ("
+                << lock.result.error().message() << ")\n";
             return 1;
         }
         return 0;
     }
-    switch (r.error().code()) {
+    if (lock.mechanism == "modules_disabled") {
+        if (lock.result) {
+            out << "peinitctl: module loading locked with the fallback (kernel.modules_disabled=1, "
+                   "empty kernel.modprobe)\n";
+        }
+        (lock.result ? out : err) << "  read back: " << lock.read_back << "\n"
+                                  << "  audit record: " << lock.audit << "\n";
+        if (!lock.result) {
+            const int code = lock.result.error().code();
+            err << "peinitctl: fallback lock failed: " << lock.result.error().message()
+                << (code == EPERM || code == EACCES
+                        ? " (kernel.modules_disabled needs uid 0 with CAP_SYS_MODULE as well)"
+                        : "")
+                << "\n";
+            return 1;
+        }
+        return 0;
+    }
+    switch (lock.syscall_errno) {
         case EPERM:
-            err << "peinitctl: lock refused: SeTcbPrivilege (CAP_SYS_ADMIN) required\n";
-            ReadBack(kernel, err);
+            err << "peinitctl: lock refused: SeTcbPrivilege (CAP_SYS_ADMIN) required\n"
+                << "  read back: " << lock.read_back << "\n";
             return 1;
         case ENOSYS:
-            if (!fallback) {
-                err << "peinitctl: this kernel has no module_lockdown(2) (unpatched): nothing "
-                       "was changed.\n"
-                       "  The upstream fallback is kernel.modules_disabled=1 plus an empty "
-                       "kernel.modprobe (the kernel would still start the helper for demand "
-                       "loads); it is one-way until reboot; the kernel does not audit it (peinitctl sends a "
-                       "user-space audit record).\n"
-                       "  Run `peinitctl lock --fallback` to apply it.\n";
+            if (fallback) {  // refused before any write
+                err << "peinitctl: lock refused: " << lock.result.error().message() << "\n";
                 return 1;
             }
-            return FallbackLock(kernel, out, err);
+            err << "peinitctl: this kernel has no module_lockdown(2) (unpatched): nothing "
+                   "was changed.\n"
+                   "  The upstream fallback is kernel.modules_disabled=1 plus an empty "
+                   "kernel.modprobe (the kernel would still start the helper for demand "
+                   "loads); it is one-way until reboot; the kernel does not audit it (peinitctl "
+                   "sends a user-space audit record).\n"
+                   "  Run `peinitctl lock --fallback` to apply it.\n";
+            return 1;
         default:
-            err << "peinitctl: lock failed: " << r.error().message() << "\n";
+            err << "peinitctl: lock failed: " << lock.result.error().message() << "\n";
             return 1;
     }
 }

@@ -3,7 +3,7 @@
 #include <linux/module_lockdown.h>
 #include <spdlog/spdlog.h>
 
-#include "peinit/sys/fallback_lock.h"
+#include "peinit/sys/module_lock.h"
 #include "peinit/sys/kernel.h"
 #include "peinit/sys/record.h"
 #include "stages/measure/measure.h"
@@ -11,18 +11,6 @@
 namespace peinit {
 
 namespace {
-
-// The read-back after LOCK: the syscall's own QUERY (the state the kernel enforces), not a
-// file under /proc that a mount could shadow.
-Result<void> ExpectLocked(Kernel& kernel) {
-    auto state = kernel.ModuleLockdown(MODULE_LOCKDOWN_QUERY, 0);
-    if (!state) return state.error().Context("read back: module_lockdown(QUERY): ");
-    if (*state != 1) {
-        return Err("read back: module_lockdown(QUERY) returns " + std::to_string(*state) +
-                   ", expected 1");
-    }
-    return Ok();
-}
 
 void WriteRecord(const BootContext& ctx) {
     const LockOutcome& lock = ctx.lock;
@@ -58,23 +46,18 @@ Result<void> EngageLock(BootContext& ctx) {
         from_hive ? MODULE_LOCKDOWN_TRIGGER_REGISTRY : MODULE_LOCKDOWN_TRIGGER_BOOT;
     lock.trigger = from_hive ? "registry" : "boot-orchestrator-step";
 
-    Result<void> result = Ok();
-    auto locked = ctx.kernel.ModuleLockdown(MODULE_LOCKDOWN_LOCK, trigger);
-    if (locked) {
-        lock.mechanism = "syscall";
-        result = ExpectLocked(ctx.kernel);
-    } else if (locked.error().code() == ENOSYS) {
+    LockAttempt attempt = LockModuleLoading(ctx.kernel, trigger,
+                                            LockFallback::kOnUnpatchedKernel,
+                                            "boot-orchestrator-step");
+    if (attempt.mechanism == "modules_disabled") {
         spdlog::warn(
             "lockdown: module_lockdown(2) is not available (unpatched kernel): falling "
             "back to kernel.modules_disabled=1 and an empty kernel.modprobe");
-        lock.mechanism = "modules_disabled";
         lock.trigger = "boot-orchestrator-step";
-        auto fallback = ApplyFallbackLock(ctx.kernel, lock.trigger);
-        result = fallback.result;
-        spdlog::info("lockdown: audit record of the fallback lock: {}", fallback.audit);
-    } else {
-        result = locked.error().Context("module_lockdown(LOCK): ");
+        spdlog::info("lockdown: audit record of the fallback lock: {}", attempt.audit);
     }
+    lock.mechanism = attempt.mechanism;
+    const Result<void>& result = attempt.result;
     lock.locked = static_cast<bool>(result);
     lock.error = result ? "" : result.error().message();
     WriteRecord(ctx);
