@@ -129,7 +129,7 @@ ImageWants CollectWants(const ImageDefinition& def, const UnitScan& units,
     ImageWants out;
     out.wants = units.modules;
     if (def.hive) {
-        if (auto h = LoadHive(def.hive->value)) {
+        if (auto h = LoadImageHive(def.hive->value)) {
             for (const auto& b : h->Blacklist()) out.deny.push_back({b, "hive Blacklist"});
             // Modules the hive allows to be demand-loaded must be in the image to be loadable.
             for (const auto& a : h->AutoLoadAllowed())
@@ -520,7 +520,7 @@ Result<ImagePlan> PlanImage(const ImageDefinition& def, const BuildOptions& opts
     UnitScan units = ScanUnits(def.unit_dirs, errors, ModeUnits(def.modules_from, mode));
     Hive hive;
     if (def.hive) {
-        if (auto h = LoadHive(def.hive->value))
+        if (auto h = LoadImageHive(def.hive->value))
             hive = std::move(*h);
         else
             errors.push_back(h.error().message());

@@ -25,12 +25,6 @@ Result<std::string> ReadFile(const std::string& path) {
     return ss.str();
 }
 
-std::string JoinErrors(const ConfigErrors& errors) {
-    std::string s;
-    for (const auto& e : errors) s += (s.empty() ? "" : "\n") + e.ToString();
-    return s;
-}
-
 }  // namespace
 
 UnitScan ScanUnits(const std::vector<Located<std::string>>& dirs,
@@ -107,15 +101,6 @@ UnitScan ScanUnits(const std::vector<Located<std::string>>& dirs,
               [](const UnitFile& a, const UnitFile& b) { return a.name < b.name; });
     scan.set = std::move(set);
     return scan;
-}
-
-Result<Hive> LoadHive(const std::string& path) {
-    std::string text = PEINIT_TRY(ReadFile(path));
-    // Ownership is the image's business (the builder writes everything as root, 0644), so the
-    // source file's trust is not checked here; peinit checks the shipped file at boot.
-    Hive hive = ParseHive(path, text, nullptr);
-    if (hive.state == HiveState::kFallback) return Err(JoinErrors(hive.errors));
-    return hive;
 }
 
 Result<CmdlineEffect> CheckCmdline(const std::string& cmdline, const std::string& origin) {

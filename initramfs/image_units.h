@@ -12,6 +12,7 @@
 #include "peinit/core/hive.h"
 #include "peinit/core/result.h"
 #include "peinit/core/units.h"
+#include "peinit/sys/config_files.h"
 
 namespace peinit::image {
 
@@ -51,9 +52,13 @@ UnitScan ScanUnits(const std::vector<Located<std::string>>& dirs,
                    std::vector<std::string>& problems,
                    const std::vector<GeneratedUnit>& generated = {});
 
-// Parses the hive; any problem (which would put peinit into the hardened fallback at boot) is
-// an error here, "FILE:LINE: message".
-Result<Hive> LoadHive(const std::string& path);
+// The image's hive (peinit's own loader, config_files.h): any problem, which would put peinit
+// into the hardened fallback at boot, is an error here, "FILE:LINE: message". Ownership is the
+// image's business (the builder writes everything as root, 0644), so the source file's trust
+// is not checked; peinit checks the shipped file at boot.
+inline Result<Hive> LoadImageHive(const std::string& path) {
+    return LoadHiveOrError(path, {.check_trust = false, .follow_symlinks = true});
+}
 
 // What the image's kernel command line contributes: modules_load= wants, the deny list, and
 // errors for parameters peinit would not understand.

@@ -121,7 +121,7 @@ bool BuildInput(const Options& opts, PlanInput& input) {
     std::string hive_path = opts.hive.value_or((opts.root / "etc/peinit/hive.toml").string());
     if (opts.hive || fs::exists(hive_path, ec)) {
         // Offline the files belong to whoever built the tree, so ownership is not checked.
-        hive = LoadHive(hive_path, /*check_trust=*/false);
+        hive = LoadHive(hive_path, {.check_trust = false});
         if (hive.state == HiveState::kAbsent && opts.hive) {
             std::cerr << "peinit plan: " << hive_path << ": no such file\n";
             return false;

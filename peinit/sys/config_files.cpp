@@ -128,13 +128,24 @@ UnitLoad LoadUnitDirs(const std::vector<std::string>& dirs) {
     return load;
 }
 
-Hive LoadHive(const std::string& path, bool check_trust) {
-    auto file = ReadConfigFile(path, /*follow_symlinks=*/false);
+Hive LoadHive(const std::string& path, HiveLoadOptions options) {
+    auto file = ReadConfigFile(path, options.follow_symlinks);
     if (!file) {
         if (file.error().code() == ENOENT) return AbsentHive();
         return FallbackHive(path, {ReadError(path, file.error())});
     }
-    return ParseHive(path, file->text, check_trust ? &file->trust : nullptr);
+    return ParseHive(path, file->text, options.check_trust ? &file->trust : nullptr);
+}
+
+Result<Hive> LoadHiveOrError(const std::string& path, HiveLoadOptions options) {
+    Hive hive = LoadHive(path, options);
+    if (hive.state == HiveState::kAbsent) return CannotRead(path, ENOENT);
+    if (hive.state == HiveState::kFallback) {
+        std::string errors;
+        for (const auto& e : hive.errors) errors += (errors.empty() ? "" : "\n") + e.ToString();
+        return Err(errors);
+    }
+    return hive;
 }
 
 CheckReport CheckConfiguration(const CheckOptions& options) {
@@ -148,7 +159,7 @@ CheckReport CheckConfiguration(const CheckOptions& options) {
     report.service_count = units.units.ServiceCount();
 
     std::string hive_path = options.hive.value_or(JoinPath(options.root, "etc/peinit/hive.toml"));
-    Hive hive = LoadHive(hive_path, options.check_trust);
+    Hive hive = LoadHive(hive_path, {.check_trust = options.check_trust});
     if (hive.state == HiveState::kAbsent && options.hive) {
         // Asked for explicitly, so its absence is a problem, not "use the defaults".
         report.problems.push_back(hive_path + ": cannot read: " + std::strerror(ENOENT));

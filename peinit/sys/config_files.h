@@ -36,10 +36,20 @@ struct UnitLoad {
 // given order), then links them. A missing or unreadable directory is an error.
 UnitLoad LoadUnitDirs(const std::vector<std::string>& dirs);
 
-// Loads the hive at `path`: absent file -> defaults (HiveState::kAbsent); unreadable,
-// malformed or (when `check_trust`) untrusted -> hardened fallback with the reasons.
-// Symlinks are refused: the trust check must see the file itself.
-Hive LoadHive(const std::string& path, bool check_trust = true);
+struct HiveLoadOptions {
+    bool check_trust = true;       // the file's owner and mode; off for source trees
+    bool follow_symlinks = false;  // at boot the trust check must see the file itself
+};
+
+// The one hive loader. Loads the hive at `path`: absent file -> defaults (HiveState::kAbsent);
+// unreadable, malformed or (with check_trust) untrusted -> hardened fallback with the reasons
+// . Never fails: PID 1 boots with what it gets.
+Hive LoadHive(const std::string& path, HiveLoadOptions options = {});
+
+// The same for callers to whom every problem is an error (peinit-image: a hive that would put
+// the boot into the hardened fallback is not shipped): the hive, or each problem as
+// "FILE:LINE: message", one per line; an absent file is "FILE: cannot read: ...".
+Result<Hive> LoadHiveOrError(const std::string& path, HiveLoadOptions options);
 
 // `peinit check`: validates units, the hive and optionally a command line, offline.
 struct CheckOptions {

@@ -284,7 +284,7 @@ TEST_F(HiveFiles, TrustComesFromTheFile) {
     } else {
         EXPECT_EQ(LoadHive(p).state, HiveState::kFallback);  // not root-owned
     }
-    EXPECT_EQ(LoadHive(p, /*check_trust=*/false).state, HiveState::kLoaded);
+    EXPECT_EQ(LoadHive(p, {.check_trust = false}).state, HiveState::kLoaded);
     ::chmod(p.c_str(), 0666);
     Hive hive = LoadHive(p);
     ExpectHardenedFallback(hive);
@@ -305,6 +305,27 @@ TEST_F(HiveFiles, UnreadableSymlinkAndDirectoryFallBack) {
     Hive dir = LoadHive(dir_ + "/dir.toml");
     ExpectHardenedFallback(dir);
     EXPECT_THAT(Texts(dir.errors), ElementsAre(dir_ + "/dir.toml: cannot read: Is a directory"));
+}
+
+// The strict contract of the same loader (peinit-image): every problem is an error naming the
+// file (and line), an absent file included; a symlink is followed only when asked.
+TEST_F(HiveFiles, StrictLoadMakesEveryProblemAnError) {
+    auto absent = LoadHiveOrError(dir_ + "/hive.toml", {.check_trust = false});
+    ASSERT_FALSE(absent);
+    EXPECT_EQ(absent.error().message(), dir_ + "/hive.toml: cannot read: No such file or directory");
+
+    std::string bad = Write("bad.toml", "['Machine\\System\\Modules']\nLockAfterBoot = 3\n", 0644);
+    auto malformed = LoadHiveOrError(bad, {.check_trust = false});
+    ASSERT_FALSE(malformed);
+    EXPECT_THAT(malformed.error().message(), ::testing::StartsWith(bad + ":2"));
+
+    std::string good = Write("good.toml", "['Machine\\System\\Modules']\nLockAfterBoot = true\n", 0644);
+    std::string link = dir_ + "/link.toml";
+    ASSERT_EQ(::symlink(good.c_str(), link.c_str()), 0);
+    EXPECT_FALSE(LoadHiveOrError(link, {.check_trust = false}));
+    auto followed = LoadHiveOrError(link, {.check_trust = false, .follow_symlinks = true});
+    ASSERT_TRUE(followed) << followed.error().message();
+    EXPECT_TRUE(followed->LockAfterBoot());
 }
 
 // --- the command line only tightens -------------------------------------------------------
