@@ -18,6 +18,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "peinit/tpm/tpm.h"
 #include <vector>
 
 #include "peinit/core/result.h"
@@ -70,7 +72,8 @@ Result<EventLog> ReadEventLog(const std::string& path);
 // The PCRs that records of `content_type` extend, ascending.
 std::vector<int> PcrsOf(const EventLog& log, std::string_view content_type);
 
-using PcrValue = std::array<uint8_t, 32>;
+// A PCR of the sha256 bank (tpm.h's Digest: the same 32 bytes).
+using PcrValue = Digest;
 
 // Every record whose sha256 digest is not SHA-256(content.string) (or that has no sha256
 // digest, or a string record whose digest is not 64 hex digits): one problem per record.

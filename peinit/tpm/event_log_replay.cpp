@@ -1,19 +1,17 @@
-// The digest check and the replay of peinit/tpm/event_log_read.h, in their own object: they need
-// SHA-256 (OpenSSL), which peinitctl, reading the log only for its PCR numbers, does not link.
-
-#include <cstring>
+// The digest check and the replay of peinit/tpm/event_log_read.h: SHA-256 and the extend
+// operation are tpm.h's, the same that PID 1's measurements use.
 
 #include "peinit/sys/package_crypto.h"
-#include "peinit/sys/package_format.h"
 #include "peinit/tpm/event_log_read.h"
+#include "peinit/tpm/tpm.h"
 
 namespace peinit::tpm {
 
 namespace {
 
-std::optional<Sha256Digest> DecodeSha256(const std::string& hex) {
-    Sha256Digest out{};
-    if (!HexDecode(hex, out.data(), out.size())) return std::nullopt;
+std::optional<Digest> DecodeSha256(const std::string& hex) {
+    Digest out{};
+    if (!HexDecode(hex, reinterpret_cast<std::byte*>(out.data()), out.size())) return std::nullopt;
     return out;
 }
 
@@ -34,12 +32,11 @@ std::vector<LogProblem> CheckRecordDigests(const EventLog& log) {
             continue;
         }
         if (!r.content_string) continue;
-        const std::string& s = *r.content_string;
-        Sha256Digest want = Sha256Of({reinterpret_cast<const std::byte*>(s.data()), s.size()});
+        const Digest want = Sha256(*r.content_string);
         if (want != *digest) {
             problems.push_back({r.number, "digest " + *hex +
-                                              " is not the SHA-256 of its content (" +
-                                              HexEncode(want) + "): the record was edited"});
+                                              " is not the SHA-256 of its content (" + Hex(want) +
+                                              "): the record was edited"});
         }
     }
     return problems;
@@ -53,11 +50,7 @@ std::map<int, PcrValue> ReplaySha256(const EventLog& log) {
         auto digest = DecodeSha256(*hex);
         if (!digest) continue;
         PcrValue& pcr = pcrs.try_emplace(r.pcr, PcrValue{}).first->second;
-        std::byte joined[64];
-        std::memcpy(joined, pcr.data(), 32);
-        std::memcpy(joined + 32, digest->data(), 32);
-        Sha256Digest next = Sha256Of(joined);
-        std::memcpy(pcr.data(), next.data(), 32);
+        pcr = ExtendDigest(pcr, *digest);
     }
     return pcrs;
 }
