@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <mutex>
 #include <optional>
-#include <thread>
 
 #include "peinit/tpm/tss2.h"
 
@@ -50,16 +49,11 @@ Digest ExtendDigest(const Digest& pcr, const Digest& digest) {
 struct SystemTpm::State {
     std::mutex mu;
     std::optional<EsysContext> esys;
-    std::once_flag prepare;
-    std::thread opener;  // Prepare()'s
-    void JoinOpener() {
-        if (opener.joinable()) opener.join();
-    }
 };
 
 SystemTpm::SystemTpm(std::string tcti) : tcti_(std::move(tcti)), state_(std::make_unique<State>()) {}
 
-SystemTpm::~SystemTpm() { state_->JoinOpener(); }
+SystemTpm::~SystemTpm() = default;
 
 bool SystemTpm::Present() {
     constexpr std::string_view kDevice = "device:";
@@ -69,7 +63,6 @@ bool SystemTpm::Present() {
 }
 
 void SystemTpm::Close() {
-    state_->JoinOpener();  // or it would open again after this
     std::lock_guard lock(state_->mu);
     state_->esys.reset();
 }
@@ -84,20 +77,6 @@ Result<EsysContext*> Opened(std::optional<EsysContext>& esys, const std::string&
     }
     return &*esys;
 }
-
-}  // namespace
-
-void SystemTpm::Prepare() {
-    if (!Present()) return;
-    std::call_once(state_->prepare, [this] {
-        state_->opener = std::thread([this] {
-            std::lock_guard lock(state_->mu);
-            (void)Opened(state_->esys, tcti_);  // a failure is met again by Extend
-        });
-    });
-}
-
-namespace {
 
 bool ValidPcr(int pcr) { return pcr >= 0 && pcr <= 23; }
 

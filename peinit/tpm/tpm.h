@@ -44,10 +44,6 @@ class Tpm {
     virtual Result<Digest> ReadPcr(int pcr) = 0;
     // What the TPM is, for logs and the record: "device:/dev/tpmrm0", "swtpm:...", "fake".
     virtual std::string Name() const = 0;
-    // Starts, in the background, what the first Extend would otherwise wait for (loading the
-    // TPM software stack, opening the device), so that it overlaps other work. Optional: Extend
-    // works without it, and a failure here is met (and reported) again by Extend.
-    virtual void Prepare() {}
 };
 
 // The system's TPM through tpm2-tss (tss2.h), at `tcti` ("device:/dev/tpmrm0" unless
@@ -62,9 +58,6 @@ class SystemTpm : public Tpm {
     Result<void> Extend(int pcr, const Digest& sha256) override;
     Result<Digest> ReadPcr(int pcr) override;
     std::string Name() const override { return tcti_; }
-    // Opens the ESYS context on a thread of its own (once); Extend, ReadPcr, Close and the
-    // destructor wait for it through the context's lock.
-    void Prepare() override;
     // Finalises the ESYS context (closes the device), e.g. before PID 1 executes the real init.
     void Close();
 

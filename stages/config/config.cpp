@@ -6,7 +6,6 @@
 #include "peinit/core/policy_record.h"
 #include "peinit/sys/config_files.h"
 #include "peinit/sys/record.h"
-#include "peinit/tpm/tpm.h"
 #include "stages/measure/measure.h"
 
 namespace peinit {
@@ -52,9 +51,6 @@ void RecordImageInfo(const BootContext& ctx) {
 }  // namespace
 
 Result<void> RunConfig(BootContext& ctx) {
-    // The TPM software stack loads and opens the device while the configuration is read, not
-    // after it, when the first measurement needs it.
-    if (ctx.tpm) ctx.tpm->Prepare();
     auto cmdline_text = ReadConfigFile(ctx.paths.CmdlineFile().string());
     if (!cmdline_text) return cmdline_text.error();
     ctx.cmdline = ParseCmdline(cmdline_text->text);
