@@ -258,6 +258,12 @@ std::optional<uint64_t> ParseTaint(std::string_view text);
 
 Status BuildStatus(const StatusInputs& inputs);
 
+// The boot-time modules by outcome (the status line and the JSON summary).
+struct ModuleCounts {
+    int ok = 0, failed = 0, skipped = 0, blacklisted = 0, missing = 0, no_device = 0;
+};
+ModuleCounts CountModules(const Status& status);
+
 // Renderers. `color` is never used: output is plain so it can be parsed and diffed.
 std::string RenderStatusText(const Status& status);
 std::string RenderStatusJson(const Status& status);
