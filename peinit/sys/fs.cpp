@@ -64,13 +64,14 @@ Result<OwnedFd> OpenMountPointInRoot(const std::string& root, const std::string&
     OwnedFd rootfd(open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     if (!rootfd) return ErrnoErr("open " + root);
     size_t first = path.find_first_not_of('/');
-    if (first == std::string::npos) return Err(path + ": not a directory below the new root", EINVAL);
+    if (first == std::string::npos)
+        return Err(path + ": not a directory below the new root", EINVAL);
     const std::string relative = path.substr(first);
     struct open_how how {};
     how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;  // no O_NOFOLLOW: a final link is ELOOP
     how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
-    OwnedFd fd(static_cast<int>(syscall(SYS_openat2, rootfd.get(), relative.c_str(), &how,
-                                        sizeof how)));
+    OwnedFd fd(
+        static_cast<int>(syscall(SYS_openat2, rootfd.get(), relative.c_str(), &how, sizeof how)));
     if (fd) return fd;
     const int err = errno;
     const std::string what = path + " on the new root ";

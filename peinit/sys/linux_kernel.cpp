@@ -5,17 +5,17 @@
 #include <grp.h>
 #include <linux/audit.h>
 #include <linux/capability.h>
-#include <linux/netlink.h>
 #include <linux/close_range.h>
 #include <linux/module_lockdown.h>
+#include <linux/netlink.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 

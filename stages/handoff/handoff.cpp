@@ -1,7 +1,7 @@
 #include "stages/handoff/handoff.h"
 
-#include <spdlog/spdlog.h>
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -342,8 +342,7 @@ PreparedRoot RootPreparation::Take() {
     return std::move(result_);
 }
 
-Result<std::vector<MountMove>> OpenMountMoves(const BootPaths& paths,
-                                              const std::string& new_root) {
+Result<std::vector<MountMove>> OpenMountMoves(const BootPaths& paths, const std::string& new_root) {
     std::vector<MountMove> moves;
     for (const char* mnt : kMovedMounts) {
         MountMove move{paths.Under(mnt).string(), mnt, {}};
@@ -351,13 +350,14 @@ Result<std::vector<MountMove>> OpenMountMoves(const BootPaths& paths,
         if (target) {
             move.target = std::move(*target);
         } else if (target.error().code() != ENOENT) {
-            return Err("refusing to move " + std::string(mnt) + " there: " +
-                           target.error().message(),
-                       target.error().code());
+            return Err(
+                "refusing to move " + std::string(mnt) + " there: " + target.error().message(),
+                target.error().code());
         } else if (std::string_view(mnt) == "/run") {
-            return Err("the new root has no /run: the demand-load helper handed over in /run/peinit "
-                       "(kernel.modprobe) would name a path any root process could create there",
-                       ENOENT);
+            return Err(
+                "the new root has no /run: the demand-load helper handed over in /run/peinit "
+                "(kernel.modprobe) would name a path any root process could create there",
+                ENOENT);
         }
         moves.push_back(std::move(move));
     }
@@ -372,8 +372,8 @@ Result<void> MoveMounts(Kernel& kernel, std::vector<MountMove>& moves) {
             m.target = OwnedFd();
             if (moved) continue;
             if (required) {
-                return Err("handoff: cannot move " + m.mount_point + " into the new root: " +
-                               moved.error().message(),
+                return Err("handoff: cannot move " + m.mount_point +
+                               " into the new root: " + moved.error().message(),
                            moved.error().code());
             }
             spdlog::warn("handoff: {}: the mount is dropped, not moved", moved.error().message());

@@ -112,10 +112,10 @@ Result<void> RunRoot(BootContext& ctx);
 // load. It mounts the root when the root stage did not, checks switch_root's guards (we are
 // PID 1, / is the initramfs (ramfs/tmpfs), the new root is another device, init= (default
 // /sbin/init) is an executable file when resolved inside the new root), moves /run /proc /sys
-// /dev into it (onto real directories only: OpenMountMoves, MoveMounts), empties the initramfs, switches root and execs init with the words after `--`, with only
-// descriptors 0-2, an empty signal mask and default dispositions (LinuxKernel::Exec). It does
-// not return on success. Without `root=` it returns Ok: peinit stays PID 1 and starts the
-// services.
+// /dev into it (onto real directories only: OpenMountMoves, MoveMounts), empties the initramfs,
+// switches root and execs init with the words after `--`, with only descriptors 0-2, an empty
+// signal mask and default dispositions (LinuxKernel::Exec). It does not return on success. Without
+// `root=` it returns Ok: peinit stays PID 1 and starts the services.
 Result<void> RunHandoff(BootContext& ctx);
 
 }  // namespace peinit

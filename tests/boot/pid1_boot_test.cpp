@@ -216,8 +216,9 @@ hive = "@CASE@/hive.toml"
     auto r = BuildAndBoot(boot);
     ASSERT_TRUE(r.build_error.empty()) << r.build_error;
     EXPECT_TRUE(r.Has("peinit: handoff: mounted /dev/vda (ext4, ro) on /newroot")) << Explain(r);
-    EXPECT_TRUE(r.Has("handoff: root=/dev/vda: refusing to move /run there: /run on the new root "
-                      "is or passes through a symbolic link (-> /tmp)"))
+    EXPECT_TRUE(
+        r.Has("handoff: root=/dev/vda: refusing to move /run there: /run on the new root "
+              "is or passes through a symbolic link (-> /tmp)"))
         << Explain(r);
     EXPECT_TRUE(r.Has("peinit: lockdown locked=1")) << Explain(r);
     EXPECT_FALSE(r.Has("handoff: exec /sbin/init")) << Explain(r);

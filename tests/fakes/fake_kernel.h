@@ -91,7 +91,8 @@ class FakeKernel final : public Kernel {
     void SetSysctl(const std::string& key, const std::string& value);
     // The next `times` calls of `op` on `name` throw std::runtime_error before doing anything
     // (a bug or std::bad_alloc on the caller's side, for exception-safety tests). Honoured by
-    // Mount and MoveMount (the target), WriteSysctl (the key) and ModuleLockdown (the op number as text).
+    // Mount and MoveMount (the target), WriteSysctl (the key) and ModuleLockdown (the op number as
+    // text).
     void ThrowOn(KernelOp op, const std::string& name, int times = 1);
 
     // --- inspection ------------------------------------------------------------------------

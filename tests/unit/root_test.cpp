@@ -2,16 +2,16 @@
 // libmount read devices and options (peinit/sys/block_devices.h), the policy record the
 // demand-load helper enforces (peinit/core/policy_record.h), and the handover stage's
 // blacklist export and locked branch (stages/autoload/handover.h).
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <fcntl.h>
+#include <linux/module_lockdown.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
-#include <linux/module_lockdown.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,11 +23,11 @@
 #include "peinit/core/policy_record.h"
 #include "peinit/core/root_spec.h"
 #include "peinit/sys/block_devices.h"
-#include "tests/fakes/fake_kernel.h"
 #include "peinit/sys/fs.h"
 #include "peinit/sys/linux_kernel.h"
 #include "stages/autoload/handover.h"
 #include "stages/handoff/handoff.h"
+#include "tests/fakes/fake_kernel.h"
 #include "tests/unit/captured_log.h"
 #include "tests/unit/fixture_roots.h"
 
@@ -468,10 +468,10 @@ TEST(MountMoves, RealDirectoriesAreMovedOntoRunFirst) {
 // root's disk can re-point it later), not a `..` chain. Refused before anything is moved.
 TEST(MountMoves, SymbolicLinksAreRefusedBeforeAnythingMoves) {
     for (auto [name, target] : std::vector<std::pair<std::string, std::string>>{
-             {"run", "/elsewhere"},        // absolute: the initramfs's /elsewhere when followed
-             {"run", "../../outside"},     // relative, out of the new root
-             {"dev", "run"},               // inside the new root, still a link
-             {"proc", "/newroot/proc"}}) { // absolute, inside the new root
+             {"run", "/elsewhere"},         // absolute: the initramfs's /elsewhere when followed
+             {"run", "../../outside"},      // relative, out of the new root
+             {"dev", "run"},                // inside the new root, still a link
+             {"proc", "/newroot/proc"}}) {  // absolute, inside the new root
         SCOPED_TRACE(name + " -> " + target);
         MoveRoots t;
         fs::create_directories(t.s.dir / "outside");
@@ -540,7 +540,8 @@ TEST(MountMoves, FailedMoveOfRunFailsOthersAreDropped) {
         auto moved = MoveMounts(t.kernel, *moves);
         ASSERT_FALSE(moved);
         EXPECT_EQ(moved.error().code(), EINVAL);
-        EXPECT_THAT(moved.error().message(), HasSubstr("handoff: cannot move /run into the new root"));
+        EXPECT_THAT(moved.error().message(),
+                    HasSubstr("handoff: cannot move /run into the new root"));
         EXPECT_EQ(t.kernel.Calls(KernelOp::kMoveMount).size(), 1u);
         EXPECT_TRUE(t.kernel.Calls(KernelOp::kUmount).empty());
     }
