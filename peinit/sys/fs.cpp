@@ -39,6 +39,66 @@ Result<int> OpenInRoot(const std::string& root, const std::string& path, int fla
     return fd;
 }
 
+OwnedFd::~OwnedFd() {
+    if (fd_ >= 0) close(fd_);
+}
+
+OwnedFd& OwnedFd::operator=(OwnedFd&& other) noexcept {
+    if (this != &other) {
+        if (fd_ >= 0) close(fd_);
+        fd_ = other.fd_;
+        other.fd_ = -1;
+    }
+    return *this;
+}
+
+std::string DescriptorPath(int fd) {
+    char buf[4096];
+    const std::string link = "/proc/self/fd/" + std::to_string(fd);
+    ssize_t n = readlink(link.c_str(), buf, sizeof buf);
+    if (n <= 0) return "descriptor " + std::to_string(fd);
+    return std::string(buf, static_cast<size_t>(n));
+}
+
+Result<OwnedFd> OpenMountPointInRoot(const std::string& root, const std::string& path) {
+    OwnedFd rootfd(open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!rootfd) return ErrnoErr("open " + root);
+    size_t first = path.find_first_not_of('/');
+    if (first == std::string::npos)
+        return Err(path + ": not a directory below the new root", EINVAL);
+    const std::string relative = path.substr(first);
+    struct open_how how {};
+    how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;  // no O_NOFOLLOW: a final link is ELOOP
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+    OwnedFd fd(
+        static_cast<int>(syscall(SYS_openat2, rootfd.get(), relative.c_str(), &how, sizeof how)));
+    if (fd) return fd;
+    const int err = errno;
+    const std::string what = path + " on the new root ";
+    switch (err) {
+        case ENOENT:
+            return Err(what + "does not exist", err);
+        case ELOOP: {
+            // Name the link's target when it is the last component (the usual case: "/run").
+            std::string target;
+            if (relative.find('/') == std::string::npos) {
+                char buf[4096];
+                ssize_t n = readlinkat(rootfd.get(), relative.c_str(), buf, sizeof buf);
+                if (n > 0) target = " (-> " + std::string(buf, static_cast<size_t>(n)) + ")";
+            }
+            return Err(what + "is or passes through a symbolic link" + target +
+                           "; a mount is moved only onto a real directory",
+                       err);
+        }
+        case ENOTDIR:
+            return Err(what + "is not a directory", err);
+        case EXDEV:
+            return Err(what + "leaves the new root or crosses another mount", err);
+        default:
+            return ErrnoErr(what + "cannot be opened", err);
+    }
+}
+
 Result<void> CheckExecutableInRoot(const std::string& root, const std::string& path) {
     int fd = PEINIT_TRY(OpenInRoot(root, path, O_PATH));
     struct stat st;

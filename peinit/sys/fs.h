@@ -29,6 +29,38 @@ Result<void> CheckExecutableInRoot(const std::string& root, const std::string& p
 // open(2) `flags` (close-on-exec added); the descriptor is the caller's.
 Result<int> OpenInRoot(const std::string& root, const std::string& path, int flags);
 
+// A file descriptor owned by one object, closed when it goes (move-only).
+class OwnedFd {
+  public:
+    OwnedFd() = default;
+    explicit OwnedFd(int fd) : fd_(fd) {}
+    ~OwnedFd();
+    OwnedFd(OwnedFd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+    OwnedFd& operator=(OwnedFd&& other) noexcept;
+    OwnedFd(const OwnedFd&) = delete;
+    OwnedFd& operator=(const OwnedFd&) = delete;
+    int get() const { return fd_; }
+    explicit operator bool() const { return fd_ >= 0; }
+
+  private:
+    int fd_ = -1;
+};
+
+// The path the descriptor `fd` is open on (/proc/self/fd/N), for messages and test logs;
+// "descriptor N" when it cannot be read.
+std::string DescriptorPath(int fd);
+
+// Opens the directory `path` (absolute, as seen from inside `root`, e.g. "/run") as the target
+// of a mount moved into `root`, as an O_PATH descriptor. Stricter than OpenInRoot: no symbolic
+// link is followed at all, not even one that would stay inside `root` (a link on the root's
+// disk can be re-pointed later by whoever may write there, and whatever was mounted "at /run"
+// would then be elsewhere), no `..` leaves `root` and no other mount is crossed: the directory
+// is a real directory of `root`'s own file system (openat2 RESOLVE_BENEATH |
+// RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV). Errors name `path` and what is wrong, with the errno
+// of the resolution: ENOENT (missing), ELOOP (a symbolic link, its target named when it is the
+// last component), ENOTDIR (not a directory), EXDEV (leaves the root or crosses a mount).
+Result<OwnedFd> OpenMountPointInRoot(const std::string& root, const std::string& path);
+
 // Brings the file open on `fd` into the page cache (readahead(2)), so that a later exec of it
 // finds its pages there instead of waiting for the disk. May block on the file's metadata.
 Result<void> ReadAhead(int fd);

@@ -41,6 +41,11 @@ class Kernel {
     virtual Result<void> Mount(const std::string& source, const std::string& target,
                                const std::string& fstype, unsigned long flags,
                                const std::string& data) = 0;
+    // move_mount(2) of the mount at `from` onto the directory open on `to_fd` (an O_PATH
+    // descriptor, see OpenMountPointInRoot): the mount lands on the directory that was opened and
+    // checked, not on whatever a path names when it is resolved again. Neither end follows a
+    // final symbolic link.
+    virtual Result<void> MoveMount(const std::string& from, int to_fd) = 0;
     // umount2(2).
     virtual Result<void> Umount(const std::string& target, int flags) = 0;
     // mkdir(2); EEXIST is reported, the caller decides whether it matters.

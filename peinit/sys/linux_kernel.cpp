@@ -5,23 +5,25 @@
 #include <grp.h>
 #include <linux/audit.h>
 #include <linux/capability.h>
-#include <linux/netlink.h>
 #include <linux/close_range.h>
 #include <linux/module_lockdown.h>
+#include <linux/netlink.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+
+#include "peinit/sys/fs.h"
 
 namespace peinit {
 
@@ -89,6 +91,13 @@ Result<void> LinuxKernel::Mount(const std::string& source, const std::string& ta
     if (::mount(source.c_str(), target.c_str(), fstype.empty() ? nullptr : fstype.c_str(), flags,
                 data.empty() ? nullptr : data.c_str()) != 0) {
         return ErrnoErr("mount " + source + " on " + target);
+    }
+    return Ok();
+}
+
+Result<void> LinuxKernel::MoveMount(const std::string& from, int to_fd) {
+    if (::move_mount(AT_FDCWD, from.c_str(), to_fd, "", MOVE_MOUNT_T_EMPTY_PATH) != 0) {
+        return ErrnoErr("move mount " + from + " onto " + DescriptorPath(to_fd));
     }
     return Ok();
 }

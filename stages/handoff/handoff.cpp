@@ -1,7 +1,7 @@
 #include "stages/handoff/handoff.h"
 
-#include <spdlog/spdlog.h>
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -341,6 +342,51 @@ PreparedRoot RootPreparation::Take() {
     return std::move(result_);
 }
 
+Result<std::vector<MountMove>> OpenMountMoves(const BootPaths& paths, const std::string& new_root) {
+    std::vector<MountMove> moves;
+    for (const char* mnt : kMovedMounts) {
+        MountMove move{paths.Under(mnt).string(), mnt, {}};
+        auto target = OpenMountPointInRoot(new_root, mnt);
+        if (target) {
+            move.target = std::move(*target);
+        } else if (target.error().code() != ENOENT) {
+            return Err(
+                "refusing to move " + std::string(mnt) + " there: " + target.error().message(),
+                target.error().code());
+        } else if (std::string_view(mnt) == "/run") {
+            return Err(
+                "the new root has no /run: the demand-load helper handed over in /run/peinit "
+                "(kernel.modprobe) would name a path any root process could create there",
+                ENOENT);
+        }
+        moves.push_back(std::move(move));
+    }
+    return moves;
+}
+
+Result<void> MoveMounts(Kernel& kernel, std::vector<MountMove>& moves) {
+    for (MountMove& m : moves) {
+        const bool required = m.mount_point == "/run";
+        if (m.target) {
+            auto moved = kernel.MoveMount(m.from, m.target.get());
+            m.target = OwnedFd();
+            if (moved) continue;
+            if (required) {
+                return Err("handoff: cannot move " + m.mount_point +
+                               " into the new root: " + moved.error().message(),
+                           moved.error().code());
+            }
+            spdlog::warn("handoff: {}: the mount is dropped, not moved", moved.error().message());
+        } else {
+            // The real root has no such directory: the mount is dropped instead of moved.
+            spdlog::warn("handoff: the new root has no {}: the mount is dropped, not moved",
+                         m.mount_point);
+        }
+        (void)kernel.Umount(m.from, MNT_DETACH);
+    }
+    return Ok();
+}
+
 Result<void> RunRoot(BootContext& ctx) {
     if (!ctx.cmdline.root) return Ok();
     auto o = ParseRootOptions(ctx.cmdline);
@@ -388,16 +434,16 @@ Result<void> SwitchToRealRoot(BootContext& ctx) {
                    ok.error().message());
     }
 
+    // Where the mounts go, checked before anything is measured or moved (issue 24 point 6).
+    auto moves = OpenMountMoves(ctx.paths, new_root);
+    if (!moves) {
+        return Err("handoff: root=" + o.spec.ToString() + ": " + moves.error().message(),
+                   moves.error().code());
+    }
+
     // Everything measured so far was the initramfs's; nothing after this is.
     MeasureLeaveInitrd(ctx);
-    for (const char* mnt : {"/proc", "/sys", "/dev", "/run"}) {
-        std::string from = ctx.paths.Under(mnt).string();
-        std::string to = new_root + mnt;
-        if (ctx.kernel.Mount(from, to, "", MS_MOVE, "")) continue;
-        // The real root has no such directory: the mount is dropped instead of moved.
-        spdlog::warn("handoff: the new root has no {}: the mount is dropped, not moved", mnt);
-        (void)ctx.kernel.Umount(from, MNT_DETACH);
-    }
+    PEINIT_TRY(MoveMounts(ctx.kernel, *moves));
     size_t left = RemoveTreeOnDevice(ctx.paths.root.string());
     if (left != 0) spdlog::warn("handoff: {} initramfs entries could not be removed", left);
     PEINIT_TRY(ctx.kernel.SwitchRoot(new_root));

@@ -149,6 +149,15 @@ const std::vector<std::string> kAutoloadChecks = {
     "flood_child_refused",
     "flood_log_rate_limited",
     "flood_audit_rate_limited",
+    // Issue 24 point 6: refusals are rate-limited per uid (kernel patch 0006), never for uid 0.
+    "peruid_children_refused",
+    "peruid_flood_limited",
+    "peruid_other_uid_recorded",
+    "peruid_root_never_limited",
+    "peruid_fill_child_refused",
+    "peruid_reused_entry_reports_count",
+    "peruid_table_full_overflow_bounded",
+    "peruid_entry_kept_for_its_uid",
 };
 
 struct Check {

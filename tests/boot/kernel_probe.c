@@ -916,6 +916,175 @@ static int count_refusals(const char *n1, const char *n2, long *suppressed_sum, 
 	return n;
 }
 
+/*
+ * Per-uid rate limit of refusal records (kernel patch 0006).  A refusal's
+ * kernel-log line names the caller as "for pid=P uid=U ".
+ */
+#define RS_SLOTS 64	/* MODULE_LOCKDOWN_RS_SLOTS */
+#define RS_BURST 5	/* MODULE_LOCKDOWN_RS_BURST */
+#define UID_A 2001
+#define UID_B 2002
+#define UID_FILL 3000	/* 3000 .. 3000 + RS_SLOTS - 1 */
+#define UID_OVER 4000
+#define FLOOD_A 50
+#define ROOT_REFUSALS 20
+#define OVER_REFUSALS 8
+
+/* Refusals of LOCK as `uid` (no capabilities), `n` times; exits 0 when all were EPERM. */
+static void refuse_as(uid_t uid, int n)
+{
+	if (setgroups(0, NULL) != 0 || setgid(uid) != 0 || setuid(uid) != 0)
+		_exit(2);
+	int refused = 0;
+	for (int i = 0; i < n; i++)
+		if (lockdown(MODULE_LOCKDOWN_LOCK, MODULE_LOCKDOWN_TRIGGER_RUNTIME) == -1 &&
+		    errno == EPERM)
+			refused++;
+	_exit(refused == n ? 0 : 1);
+}
+
+static pid_t fork_refusals(uid_t uid, int n)
+{
+	pid_t pid = fork();
+	if (pid == 0)
+		refuse_as(uid, n);
+	return pid;
+}
+
+/* Kernel-log lines "module_lockdown: lock refused ... <n2> ... <n3>"; the sum of their suppressed=. */
+static int count_refusal_lines(const char *n2, const char *n3, long *suppressed_sum)
+{
+	char *all = kmsg_snapshot();
+	int n = 0;
+	*suppressed_sum = 0;
+	for (char *line = strtok(all, "\n"); line; line = strtok(NULL, "\n")) {
+		if (!strstr(line, "module_lockdown: lock refused") || !strstr(line, n2) ||
+		    (n3 && !strstr(line, n3)))
+			continue;
+		n++;
+		char *sp = strstr(line, " suppressed=");
+		if (sp)
+			*suppressed_sum += strtol(sp + 12, NULL, 10);
+	}
+	free(all);
+	return n;
+}
+
+/*
+ * One child refuses as uid 0 without capabilities, as many uids UID_FILL.. in
+ * turn (setresuid back and forth through the saved uid 0), then as UID_OVER;
+ * then UID_FILL once more.  Exits 0 when every call was EPERM.
+ */
+static void child_fill_table(void)
+{
+	int bad = 0;
+	if (setgroups(0, NULL) != 0)
+		_exit(2);
+	for (uid_t u = UID_FILL; u < UID_FILL + RS_SLOTS; u++) {
+		if (setresuid(u, u, 0) != 0)
+			_exit(3);
+		if (!(lockdown(MODULE_LOCKDOWN_LOCK, MODULE_LOCKDOWN_TRIGGER_RUNTIME) == -1 &&
+		      errno == EPERM))
+			bad++;
+		if (setresuid(0, 0, 0) != 0)
+			_exit(4);
+	}
+	if (setresuid(UID_OVER, UID_OVER, 0) != 0)
+		_exit(5);
+	for (int i = 0; i < OVER_REFUSALS; i++)
+		if (!(lockdown(MODULE_LOCKDOWN_LOCK, MODULE_LOCKDOWN_TRIGGER_RUNTIME) == -1 &&
+		      errno == EPERM))
+			bad++;
+	if (setresuid(0, 0, 0) != 0 || setresuid(UID_FILL, UID_FILL, 0) != 0)
+		_exit(6);
+	if (!(lockdown(MODULE_LOCKDOWN_LOCK, MODULE_LOCKDOWN_TRIGGER_RUNTIME) == -1 && errno == EPERM))
+		bad++;
+	_exit(bad ? 1 : 0);
+}
+
+static void child_root_without_caps(void)
+{
+	if (drop_caps_except(0) != 0)
+		_exit(2);
+	int refused = 0;
+	for (int i = 0; i < ROOT_REFUSALS; i++)
+		if (lockdown(MODULE_LOCKDOWN_LOCK, MODULE_LOCKDOWN_TRIGGER_RUNTIME) == -1 &&
+		    errno == EPERM)
+			refused++;
+	_exit(refused == ROOT_REFUSALS ? 0 : 1);
+}
+
+static void run_per_uid_rate_limit(void)
+{
+	char line[1024], want[96], pidstr[32];
+	long sum = 0;
+
+	/* uid A floods; right after, uid B's first refusal is still recorded, with nothing suppressed. */
+	pid_t apid = fork_refusals(UID_A, FLOOD_A);
+	int ast = wait_child(apid);
+	pid_t bpid = fork_refusals(UID_B, 1);
+	int bst = wait_child(bpid);
+	report("peruid_children_refused", ast == 0 && bst == 0, "uid %d: status=%d, uid %d: status=%d",
+	       UID_A, ast, UID_B, bst);
+	sleep_ms(200);
+	snprintf(want, sizeof(want), "pid=%d uid=%d ", (int)apid, UID_A);
+	int na = count_refusal_lines(want, NULL, &sum);
+	report("peruid_flood_limited", na == RS_BURST,
+	       "%d kernel-log records for %d refusals of uid %d (want %d)", na, FLOOD_A, UID_A, RS_BURST);
+	snprintf(want, sizeof(want), "pid=%d uid=%d ", (int)bpid, UID_B);
+	report("peruid_other_uid_recorded",
+	       kmsg_wait_line(2000, line, sizeof(line), "module_lockdown: lock refused", want,
+			      "result=denied suppressed=0", NULL),
+	       "uid %d after uid %d's flood: %s", UID_B, UID_A, line);
+
+	/* Root without SeTcb: every refusal recorded, none suppressed. */
+	pid_t rpid = run_child(child_root_without_caps);
+	int rst = wait_child(rpid);
+	sleep_ms(200);
+	snprintf(pidstr, sizeof(pidstr), "pid=%d uid=0 ", (int)rpid);
+	int nr = count_refusal_lines(pidstr, "suppressed=0", &sum);
+	long all_sum = 0;
+	int nr_all = count_refusal_lines(pidstr, NULL, &all_sum);
+	report("peruid_root_never_limited", rst == 0 && nr == ROOT_REFUSALS && nr_all == ROOT_REFUSALS,
+	       "status=%d; %d records with suppressed=0 (%d in all) for %d refusals by uid 0 without "
+	       "capabilities", rst, nr, nr_all, ROOT_REFUSALS);
+
+	/*
+	 * The table: after the interval every entry is expired.  RS_SLOTS uids fill it
+	 * (uid A's entry, the one with a count pending, is taken last and its count
+	 * reported in a line of its own); one more uid then shares the overflow
+	 * bucket (bounded to RS_BURST records); an entry inside its interval keeps
+	 * recording for its uid.
+	 */
+	sleep_ms(5500);
+	pid_t fpid = run_child(child_fill_table);
+	int fst = wait_child(fpid);
+	report("peruid_fill_child_refused", fst == 0, "status=%d", fst);
+	sleep_ms(200);
+	snprintf(want, sizeof(want), "refusals by uid=%d not recorded: suppressed=%d ", UID_A,
+		 FLOOD_A - RS_BURST);
+	report("peruid_reused_entry_reports_count",
+	       kmsg_wait_line(2000, line, sizeof(line), "module_lockdown: ", want,
+			      "(its rate-limit entry was reused)", NULL),
+	       "%s", line);
+	snprintf(pidstr, sizeof(pidstr), "pid=%d ", (int)fpid);
+	int filled = 0;
+	for (uid_t u = UID_FILL; u < UID_FILL + RS_SLOTS; u++) {
+		snprintf(want, sizeof(want), " uid=%d ", (int)u);
+		filled += count_refusal_lines(pidstr, want, &sum) >= 1;
+	}
+	snprintf(want, sizeof(want), " uid=%d ", UID_OVER);
+	int nover = count_refusal_lines(pidstr, want, &sum);
+	report("peruid_table_full_overflow_bounded", filled == RS_SLOTS && nover == RS_BURST,
+	       "%d of %d uids recorded; uid %d (table full): %d records for %d refusals (want %d)",
+	       filled, RS_SLOTS, UID_OVER, nover, OVER_REFUSALS, RS_BURST);
+	snprintf(want, sizeof(want), " uid=%d ", UID_FILL);
+	int nfill = count_refusal_lines(pidstr, want, &sum);
+	report("peruid_entry_kept_for_its_uid", nfill == 2 && sum == 0,
+	       "uid %d: %d records (want 2: before and after the overflow), suppressed sum %ld",
+	       UID_FILL, nfill, sum);
+}
+
 static void run_autoload(void)
 {
 	char line[1024], pidstr[32];
@@ -1112,6 +1281,8 @@ static void run_autoload(void)
 	report("flood_audit_rate_limited", an >= 1 && an <= 6 && alast == last,
 	       "%d audit records for %d refusals, the last with suppressed=%ld", an, FLOOD + 1,
 	       alast);
+
+	run_per_uid_rate_limit();
 }
 
 static void setup(void)

@@ -187,5 +187,46 @@ hive = "@CASE@/hive.toml"
     EXPECT_TRUE(r.qemu.clean_exit()) << Explain(r);
 }
 
+// Issue 24 point 6: the new root's /run is a symbolic link. A path-based MS_MOVE followed it (here
+// to the initramfs's own /tmp, none: the mount was dropped and init ran with the handed-over
+// helper's /run/peinit on the real root's disk). Now the handoff refuses, naming the link,
+// before anything is moved; the emergency path keeps the lock and powers off; init never runs.
+TEST(Pid1Boot, SymlinkedRunInTheNewRootIsRefused) {
+    namespace fs = std::filesystem;
+    fs::path work = fs::current_path() / "boot-artifacts" / "switchroot-symlink-disk";
+    std::error_code ec;
+    fs::remove_all(work, ec);
+    for (const char* dir : {"sbin", "proc", "sys", "dev", "tmp"}) {
+        fs::create_directories(work / "root" / dir);
+    }
+    fs::create_symlink("/tmp", work / "root" / "run");
+    fs::copy_file(PEINIT_ROOT_INIT, work / "root" / "sbin" / "init");
+    std::string disk = (work / "disk.img").string();
+    std::string mkfs = "mke2fs -q -F -t ext4 -d " + (work / "root").string() + " " + disk + " 16M";
+    ASSERT_EQ(std::system(mkfs.c_str()), 0) << mkfs;
+
+    ImageBoot boot;
+    boot.name = "switchroot";
+    boot.image_toml = R"(kernel = "peinit"
+units = ["@CASE@/units"]
+hive = "@CASE@/hive.toml"
+)";
+    boot.append = "root=/dev/vda";
+    boot.qemu_args = {"-drive", "file=" + disk + ",if=virtio,format=raw"};
+    auto r = BuildAndBoot(boot);
+    ASSERT_TRUE(r.build_error.empty()) << r.build_error;
+    EXPECT_TRUE(r.Has("peinit: handoff: mounted /dev/vda (ext4, ro) on /newroot")) << Explain(r);
+    EXPECT_TRUE(
+        r.Has("handoff: root=/dev/vda: refusing to move /run there: /run on the new root "
+              "is or passes through a symbolic link (-> /tmp)"))
+        << Explain(r);
+    EXPECT_TRUE(r.Has("peinit: lockdown locked=1")) << Explain(r);
+    EXPECT_FALSE(r.Has("handoff: exec /sbin/init")) << Explain(r);
+    EXPECT_FALSE(r.Has("is dropped, not moved")) << Explain(r);
+    EXPECT_EQ(r.Probes().count("root_init_is_pid1"), 0u) << Explain(r);
+    EXPECT_FALSE(r.Has("Kernel panic")) << Explain(r);
+    EXPECT_TRUE(r.qemu.clean_exit()) << Explain(r);
+}
+
 }  // namespace
 }  // namespace peinit::testing

@@ -9,6 +9,7 @@
 
 #include "peinit/core/cmdline.h"
 #include "peinit/core/module_policy.h"
+#include "peinit/sys/fs.h"
 
 namespace peinit {
 
@@ -44,6 +45,8 @@ std::string_view ToString(KernelOp op) {
     switch (op) {
         case KernelOp::kMount:
             return "mount";
+        case KernelOp::kMoveMount:
+            return "move_mount";
         case KernelOp::kUmount:
             return "umount";
         case KernelOp::kMakeDir:
@@ -478,6 +481,18 @@ Result<void> FakeKernel::Mount(const std::string& source, const std::string& tar
     return Record(KernelOp::kMount, target,
                   source + " " + fstype + " flags=" + std::to_string(flags) + " " + data, error,
                   start);
+}
+
+Result<void> FakeKernel::MoveMount(const std::string& from, int to_fd) {
+    const auto start = Clock::now();
+    const std::string target = DescriptorPath(to_fd);
+    int error;
+    {
+        std::lock_guard lock(mutex_);
+        MaybeThrow(KernelOp::kMoveMount, target);
+        error = ScriptedError(KernelOp::kMoveMount, target);
+    }
+    return Record(KernelOp::kMoveMount, target, from, error, start);
 }
 
 Result<void> FakeKernel::Umount(const std::string& target, int flags) {

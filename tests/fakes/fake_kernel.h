@@ -31,6 +31,7 @@ namespace peinit {
 
 enum class KernelOp {
     kMount,
+    kMoveMount,
     kUmount,
     kMakeDir,
     kMknod,
@@ -90,7 +91,8 @@ class FakeKernel final : public Kernel {
     void SetSysctl(const std::string& key, const std::string& value);
     // The next `times` calls of `op` on `name` throw std::runtime_error before doing anything
     // (a bug or std::bad_alloc on the caller's side, for exception-safety tests). Honoured by
-    // Mount (the target), WriteSysctl (the key) and ModuleLockdown (the op number as text).
+    // Mount and MoveMount (the target), WriteSysctl (the key) and ModuleLockdown (the op number as
+    // text).
     void ThrowOn(KernelOp op, const std::string& name, int times = 1);
 
     // --- inspection ------------------------------------------------------------------------
@@ -115,6 +117,9 @@ class FakeKernel final : public Kernel {
     Result<void> Mount(const std::string& source, const std::string& target,
                        const std::string& fstype, unsigned long flags,
                        const std::string& data) override;
+    // Recorded with name = the path `to_fd` is open on, args = `from`; scripted errors and
+    // ThrowOn by that path. Nothing is moved.
+    Result<void> MoveMount(const std::string& from, int to_fd) override;
     Result<void> Umount(const std::string& target, int flags) override;
     Result<void> MakeDir(const std::string& path, mode_t mode) override;
     Result<void> Mknod(const std::string& path, mode_t mode, dev_t dev) override;

@@ -2,15 +2,16 @@
 // libmount read devices and options (peinit/sys/block_devices.h), the policy record the
 // demand-load helper enforces (peinit/core/policy_record.h), and the handover stage's
 // blacklist export and locked branch (stages/autoload/handover.h).
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <fcntl.h>
+#include <linux/module_lockdown.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
-#include <linux/module_lockdown.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,11 +23,12 @@
 #include "peinit/core/policy_record.h"
 #include "peinit/core/root_spec.h"
 #include "peinit/sys/block_devices.h"
-#include "tests/fakes/fake_kernel.h"
 #include "peinit/sys/fs.h"
 #include "peinit/sys/linux_kernel.h"
 #include "stages/autoload/handover.h"
 #include "stages/handoff/handoff.h"
+#include "tests/fakes/fake_kernel.h"
+#include "tests/unit/captured_log.h"
 #include "tests/unit/fixture_roots.h"
 
 namespace peinit {
@@ -413,6 +415,179 @@ TEST(ExecutableInRoot, MergedUsrSymlinkChain) {
     close(*dir);
     ASSERT_FALSE(not_file);
     EXPECT_THAT(not_file.error().message(), HasSubstr("not a regular file"));
+}
+
+// The handoff's mount moves (issue 24 point 6): an initramfs whose /run /proc /sys /dev are to be
+// moved into a new root; each test shapes the new root.
+struct MoveRoots {
+    Scratch s;
+    BootPaths paths;
+    fs::path new_root;
+    FakeKernel kernel;
+    testing::CapturedLog log{"handoff-move-test"};
+    MoveRoots() {
+        paths.root = s.dir / "initramfs";
+        new_root = s.dir / "initramfs/newroot";
+        for (const char* d : {"run", "proc", "sys", "dev"}) {
+            fs::create_directories(paths.root / d);
+            fs::create_directories(new_root / d);
+        }
+    }
+    // Replaces the new root's `name` with a symbolic link to `target`.
+    void Link(const std::string& name, const std::string& target) {
+        fs::remove(new_root / name);
+        fs::create_symlink(target, new_root / name);
+    }
+    // The move_mount calls as "FROM -> TARGET", both relative to the scratch directory.
+    std::vector<std::string> Moves() const {
+        std::vector<std::string> out;
+        for (const auto& c : kernel.Calls(KernelOp::kMoveMount)) {
+            out.push_back(fs::path(c.args).lexically_relative(s.dir).string() + " -> " +
+                          fs::path(c.name).lexically_relative(s.dir).string());
+        }
+        return out;
+    }
+};
+
+TEST(MountMoves, RealDirectoriesAreMovedOntoRunFirst) {
+    MoveRoots t;
+    auto moves = OpenMountMoves(t.paths, t.new_root.string());
+    ASSERT_TRUE(moves) << moves.error().message();
+    auto moved = MoveMounts(t.kernel, *moves);
+    ASSERT_TRUE(moved) << moved.error().message();
+    EXPECT_THAT(t.Moves(), ElementsAre("initramfs/run -> initramfs/newroot/run",
+                                       "initramfs/proc -> initramfs/newroot/proc",
+                                       "initramfs/sys -> initramfs/newroot/sys",
+                                       "initramfs/dev -> initramfs/newroot/dev"));
+    EXPECT_TRUE(t.kernel.Calls(KernelOp::kMount).empty());  // no path-based MS_MOVE any more
+    EXPECT_TRUE(t.kernel.Calls(KernelOp::kUmount).empty());
+}
+
+// A symbolic link is never followed: not one that leaves the new root (from the initramfs, an
+// absolute link names the initramfs's own directories), not one that stays inside it (the real
+// root's disk can re-point it later), not a `..` chain. Refused before anything is moved.
+TEST(MountMoves, SymbolicLinksAreRefusedBeforeAnythingMoves) {
+    for (auto [name, target] : std::vector<std::pair<std::string, std::string>>{
+             {"run", "/elsewhere"},         // absolute: the initramfs's /elsewhere when followed
+             {"run", "../../outside"},      // relative, out of the new root
+             {"dev", "run"},                // inside the new root, still a link
+             {"proc", "/newroot/proc"}}) {  // absolute, inside the new root
+        SCOPED_TRACE(name + " -> " + target);
+        MoveRoots t;
+        fs::create_directories(t.s.dir / "outside");
+        fs::create_directories(t.paths.root / "elsewhere");
+        t.Link(name, target);
+        auto moves = OpenMountMoves(t.paths, t.new_root.string());
+        ASSERT_FALSE(moves);
+        EXPECT_EQ(moves.error().code(), ELOOP);
+        EXPECT_THAT(moves.error().message(),
+                    HasSubstr("refusing to move /" + name + " there: /" + name +
+                              " on the new root is or passes through a symbolic link (-> " +
+                              target + "); a mount is moved only onto a real directory"));
+    }
+}
+
+TEST(MountMoves, NotADirectoryIsRefused) {
+    MoveRoots t;
+    fs::remove(t.new_root / "sys");
+    std::ofstream(t.new_root / "sys") << "a file\n";
+    auto moves = OpenMountMoves(t.paths, t.new_root.string());
+    ASSERT_FALSE(moves);
+    EXPECT_EQ(moves.error().code(), ENOTDIR);
+    EXPECT_THAT(moves.error().message(),
+                HasSubstr("refusing to move /sys there: /sys on the new root is not a directory"));
+}
+
+// Without /run the sealed kernel.modprobe (/run/peinit/bin/peinit-modprobe) would name a path a
+// root process could create on the real root: the handoff fails. A missing /proc, /sys or /dev
+// only drops that mount, as before.
+TEST(MountMoves, MissingRunFailsOtherMissingMountsAreDropped) {
+    {
+        MoveRoots t;
+        fs::remove(t.new_root / "run");
+        auto moves = OpenMountMoves(t.paths, t.new_root.string());
+        ASSERT_FALSE(moves);
+        EXPECT_EQ(moves.error().code(), ENOENT);
+        EXPECT_THAT(moves.error().message(),
+                    HasSubstr("the new root has no /run: the demand-load helper handed over in "
+                              "/run/peinit (kernel.modprobe) would name a path any root process "
+                              "could create there"));
+    }
+    MoveRoots t;
+    fs::remove(t.new_root / "proc");
+    auto moves = OpenMountMoves(t.paths, t.new_root.string());
+    ASSERT_TRUE(moves) << moves.error().message();
+    ASSERT_TRUE(MoveMounts(t.kernel, *moves));
+    EXPECT_THAT(t.Moves(), ElementsAre("initramfs/run -> initramfs/newroot/run",
+                                       "initramfs/sys -> initramfs/newroot/sys",
+                                       "initramfs/dev -> initramfs/newroot/dev"));
+    auto detached = t.kernel.Calls(KernelOp::kUmount);
+    ASSERT_EQ(detached.size(), 1u);
+    EXPECT_EQ(detached[0].name, (t.paths.root / "proc").string());
+    EXPECT_EQ(detached[0].args, "flags=" + std::to_string(MNT_DETACH));
+    EXPECT_THAT(t.log.str(),
+                HasSubstr("handoff: the new root has no /proc: the mount is dropped, not moved"));
+}
+
+// A failed move of /run fails the handoff (it is moved first: nothing else has moved); another
+// mount's failed move drops that mount and the handoff goes on.
+TEST(MountMoves, FailedMoveOfRunFailsOthersAreDropped) {
+    {
+        MoveRoots t;
+        t.kernel.SetOpError(KernelOp::kMoveMount, (t.new_root / "run").string(), EINVAL);
+        auto moves = OpenMountMoves(t.paths, t.new_root.string());
+        ASSERT_TRUE(moves) << moves.error().message();
+        auto moved = MoveMounts(t.kernel, *moves);
+        ASSERT_FALSE(moved);
+        EXPECT_EQ(moved.error().code(), EINVAL);
+        EXPECT_THAT(moved.error().message(),
+                    HasSubstr("handoff: cannot move /run into the new root"));
+        EXPECT_EQ(t.kernel.Calls(KernelOp::kMoveMount).size(), 1u);
+        EXPECT_TRUE(t.kernel.Calls(KernelOp::kUmount).empty());
+    }
+    MoveRoots t;
+    t.kernel.SetOpError(KernelOp::kMoveMount, (t.new_root / "sys").string(), EINVAL);
+    auto moves = OpenMountMoves(t.paths, t.new_root.string());
+    ASSERT_TRUE(moves) << moves.error().message();
+    ASSERT_TRUE(MoveMounts(t.kernel, *moves));
+    EXPECT_EQ(t.kernel.Calls(KernelOp::kMoveMount).size(), 4u);
+    auto detached = t.kernel.Calls(KernelOp::kUmount);
+    ASSERT_EQ(detached.size(), 1u);
+    EXPECT_EQ(detached[0].name, (t.paths.root / "sys").string());
+    EXPECT_THAT(t.log.str(), HasSubstr("the mount is dropped, not moved"));
+}
+
+// The real move_mount(2) path: an O_PATH descriptor of the checked directory is a valid target
+// (run as root only: moving a mount needs CAP_SYS_ADMIN in a mount namespace of our own).
+TEST(MountMoves, LinuxKernelMovesOntoTheOpenedDirectory) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root (a private mount namespace)";
+    Scratch s;
+    fs::create_directories(s.dir / "from");
+    fs::create_directories(s.dir / "newroot/run");
+    std::ofstream(s.dir / "newroot/run/marker") << "";
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        // Child: a private mount namespace, a tmpfs at from/, moved onto newroot/run by fd.
+        if (unshare(CLONE_NEWNS) != 0) _exit(10);
+        if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) _exit(11);
+        if (mount("tmpfs", (s.dir / "from").c_str(), "tmpfs", 0, nullptr) != 0) _exit(12);
+        std::ofstream((s.dir / "from/moved").string()) << "";
+        auto target = OpenMountPointInRoot((s.dir / "newroot").string(), "/run");
+        if (!target) _exit(13);
+        LinuxKernel k;
+        if (!k.MoveMount((s.dir / "from").string(), target->get())) _exit(14);
+        // newroot/run now shows the tmpfs (its file), and from/ is empty again.
+        if (!fs::exists(s.dir / "newroot/run/moved") || fs::exists(s.dir / "newroot/run/marker"))
+            _exit(15);
+        if (fs::exists(s.dir / "from/moved")) _exit(16);
+        _exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "step that failed: 10 unshare, 11 private, 12 tmpfs, "
+                                         "13 open, 14 move_mount, 15 not moved there, 16 not gone";
 }
 
 EffectivePolicy SamplePolicy() {
