@@ -57,9 +57,10 @@ int main(int argc, char** argv) {
     snprintf(fd_variable, sizeof fd_variable, "%s=%d", peinit::kRealRootFdVariable, root);
     char library_path[64];
     snprintf(library_path, sizeof library_path, "LD_LIBRARY_PATH=%s", peinit::kSealedLibDirInTree);
+    // No LD_BIND_NOW: binding a symbol later only looks among the objects already mapped, it
+    // opens no file; the loader maps every library before the helper's main() runs.
     char path[] = "PATH=/bin";
-    char bind_now[] = "LD_BIND_NOW=1";  // every symbol bound while the tree is the root
-    char* env[] = {path, library_path, bind_now, fd_variable, nullptr};
+    char* env[] = {path, library_path, fd_variable, nullptr};
 
     // The kernel passes `-q -- ALIAS`; anything much longer is not a demand load.
     constexpr int kMaxArgs = 32;
