@@ -159,7 +159,10 @@ void PackageSet::OpenFor(std::string_view module) {
         !file.ends_with(".pkg")) {
         return;
     }
-    auto content = ReadFileSealed(lazy_->dir / file);
+    // On the sealed tree the file is mapped in place (only the pages read are touched);
+    // anywhere else it is copied into a sealed memfd first.
+    auto content = MapReadOnlyMountFile(lazy_->dir / file);
+    if (!content) content = ReadFileSealed(lazy_->dir / file);
     std::span<const std::byte> view = content ? content->span() : std::span<const std::byte>();
     std::optional<Result<SignedPackage>> opened;
     if (content) {
