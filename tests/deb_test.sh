@@ -90,6 +90,7 @@ while read -r image_path host_path need; do
     case $image_path in
         /init) want=$work/root/usr/lib/peinit/peinit ;;
         /usr/bin/peinitctl) want=$work/root/usr/lib/peinit/peinitctl ;;
+        /usr/lib/peinit/peinit-modprobe) want=$work/root/usr/lib/peinit/peinit-modprobe ;;
         *) want=unknown ;;
     esac
     [[ $resolved == "$want" && -x $resolved ]] ||
