@@ -57,7 +57,8 @@ contains ctrl/postinst "peinit-initramfs is-enabled" "postinst acts only when en
 
 expect 0 "dpkg-deb -c" -- dpkg-deb -c "$deb"
 cp out list
-for f in ./usr/lib/peinit/peinit ./usr/lib/peinit/peinitctl ./usr/sbin/peinit-initramfs \
+for f in ./usr/lib/peinit/peinit ./usr/lib/peinit/peinitctl ./usr/lib/peinit/peinit-modprobe \
+         ./usr/sbin/peinit-initramfs \
          ./usr/bin/peinit-image ./usr/bin/peinit-pkg ./usr/bin/peinit-verify \
          ./etc/kernel/postinst.d/zz-peinit \
          ./etc/kernel/postrm.d/zz-peinit ./etc/initramfs/post-update.d/peinit \
@@ -89,6 +90,7 @@ while read -r image_path host_path need; do
     case $image_path in
         /init) want=$work/root/usr/lib/peinit/peinit ;;
         /usr/bin/peinitctl) want=$work/root/usr/lib/peinit/peinitctl ;;
+        /usr/lib/peinit/peinit-modprobe) want=$work/root/usr/lib/peinit/peinit-modprobe ;;
         *) want=unknown ;;
     esac
     [[ $resolved == "$want" && -x $resolved ]] ||

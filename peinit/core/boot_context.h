@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +26,7 @@ class Kernel;
 class ModloadSession;
 class PackagePrefetch;
 class RootPreparation;
+class TrustStore;
 class UeventSocket;
 namespace tpm {
 class Measurement;
@@ -161,6 +163,21 @@ struct BootContext {
     // The packages being read and hashed ahead (peinit/modload/packages.h), started by PID 1
     // before the first stage and taken over by the module stage; null in tests and offline.
     std::shared_ptr<PackagePrefetch> package_prefetch;
+    // The program the sealed tree runs as the demand-load helper (stages/autoload/sealed_tree.h):
+    // nullopt is the running peinit with every shared object its loader mapped; tests set it.
+    struct HelperProgram {
+        std::filesystem::path binary;  // becomes bin/peinit in the tree
+        // (file to copy, absolute path inside the tree): the libraries and the loader.
+        std::vector<std::pair<std::filesystem::path, std::filesystem::path>> files;
+    };
+    std::optional<HelperProgram> helper_program;
+    // The sealed tree once it is read-only (ctx.paths.Under(kSealedRoot) at boot; empty when it
+    // could not be built): the helper's and PID 1's hot-add sessions resolve and load from it
+    // only, never from the writable root.
+    std::filesystem::path sealed_root;
+    // The trusted package keys, loaded once from the sealed tree by the first hot-add session
+    // and kept for the later ones.
+    std::shared_ptr<const TrustStore> trust;
     // root= being found and mounted ahead (stages/handoff/handoff.h), started by the root stage
     // and taken over by the handoff.
     std::shared_ptr<RootPreparation> root;

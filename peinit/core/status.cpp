@@ -512,9 +512,9 @@ std::string DescribeHelper(const Status& s) {
     const std::string policy =
         s.autoload.value.empty() ? "" : "AutoLoadPolicy=" + s.autoload.value + " and the blacklist";
     if (s.modprobe->empty()) return "none: demand loads fail at once";
-    if (*s.modprobe == "/run/peinit/bin/peinit-modprobe") {
-        return "peinit's, handed over to the real root: enforces " + policy +
-               " as recorded in /run/peinit/policy.json";
+    if (*s.modprobe == "/run/peinit/ro/bin/peinit-modprobe") {
+        return "peinit's, on the read-only /run/peinit/ro: enforces " + policy +
+               " as recorded in /run/peinit/ro/policy.json";
     }
     if (*s.modprobe == "/sbin/peinit-modprobe") {
         return "peinit's: enforces " + policy + " as recorded in /run/peinit/policy.json";

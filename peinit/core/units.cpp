@@ -321,13 +321,23 @@ class TomlUnitParser {
                     s.user = *v;
                 }
             } else if (k == "uid") {
-                const auto* i = node.as_integer();
-                if (i == nullptr) {
-                    WrongType(node, "uid", "an integer");
-                } else if (i->get() < 0 || i->get() >= 4294967295LL) {
-                    Error(LineOf(node), "uid " + std::to_string(i->get()) + " is out of range");
+                s.uid = Id(node, "uid");
+            } else if (k == "group") {
+                auto v = String(node, "group");
+                if (!v) continue;
+                if (v->empty() || HasSpace(*v) || v->find_first_of(":/") != std::string::npos) {
+                    Error(LineOf(node), "invalid group name " + Quote(*v));
                 } else {
-                    s.uid = static_cast<uint32_t>(i->get());
+                    s.group = *v;
+                }
+            } else if (k == "gid") {
+                s.gid = Id(node, "gid");
+            } else if (k == "no_new_privileges") {
+                const auto* b = node.as_boolean();
+                if (b == nullptr) {
+                    WrongType(node, "no_new_privileges", "a boolean");
+                } else {
+                    s.no_new_privileges = b->get();
                 }
             } else if (k == "environment") {
                 Environment(node, s.environment);
@@ -357,8 +367,25 @@ class TomlUnitParser {
         if (table.contains("user") && table.contains("uid")) {
             Error(s.line, "[[service]] sets both \"user\" and \"uid\"");
         }
+        if (table.contains("group") && table.contains("gid")) {
+            Error(s.line, "[[service]] sets both \"group\" and \"gid\"");
+        }
         if (errors_.size() != before) return std::nullopt;
         return s;
+    }
+
+    // A uid or gid: 0..4294967294 (4294967295 is (uid_t)-1, "no change" for the kernel).
+    std::optional<uint32_t> Id(const toml::node& node, std::string_view key) {
+        const auto* i = node.as_integer();
+        if (i == nullptr) {
+            WrongType(node, key, "an integer");
+        } else if (i->get() < 0 || i->get() >= 4294967295LL) {
+            Error(LineOf(node),
+                  std::string(key) + " " + std::to_string(i->get()) + " is out of range");
+        } else {
+            return static_cast<uint32_t>(i->get());
+        }
+        return std::nullopt;
     }
 
     void Exec(const toml::node& node, std::vector<std::string>& exec) {
@@ -515,6 +542,10 @@ std::string_view PrivilegeName(Privilege privilege) {
             return "SeLoadDriverPrivilege";
         case Privilege::kTcb:
             return "SeTcbPrivilege";
+        case Privilege::kDebug:
+            return "SeDebugPrivilege";
+        case Privilege::kShutdown:
+            return "SeShutdownPrivilege";
     }
     return "?";
 }
@@ -526,14 +557,18 @@ std::optional<Privilege> ParsePrivilege(std::string_view name) {
     return std::nullopt;
 }
 
-int PrivilegeCapability(Privilege privilege) {
+std::vector<int> PrivilegeCapabilities(Privilege privilege) {
     switch (privilege) {
         case Privilege::kLoadDriver:
-            return CAP_SYS_MODULE;
+            return {CAP_SYS_MODULE};
         case Privilege::kTcb:
-            return CAP_SYS_ADMIN;
+            return {CAP_SYS_ADMIN, CAP_SYS_RAWIO, CAP_BPF, CAP_PERFMON, CAP_SYSLOG};
+        case Privilege::kDebug:
+            return {CAP_SYS_PTRACE};
+        case Privilege::kShutdown:
+            return {CAP_SYS_BOOT};
     }
-    return -1;
+    return {};
 }
 
 bool IsValidUnitName(std::string_view name) {

@@ -47,24 +47,41 @@ struct ModuleSpec {
 // A privilege a service may be granted (the Peios names of the KACS privilege catalogue). peinit
 // maps each to the Linux capability that stands for it on our kernel (spec §3) and keeps it in
 // a service's capability bounding set only when the service's unit grants it.
+// A privilege the unit does not grant has all its capabilities dropped (R-28, SECURITY.md).
 enum class Privilege {
     kLoadDriver,  // "SeLoadDriverPrivilege" == CAP_SYS_MODULE: load and unload modules
-    kTcb,         // "SeTcbPrivilege" == CAP_SYS_ADMIN: among others, module_lockdown(LOCK)
+    // "SeTcbPrivilege": part of the trusted computing base: CAP_SYS_ADMIN (among others
+    // module_lockdown(LOCK)) and the capabilities that reach kernel memory or the kernel's own
+    // secrets: CAP_SYS_RAWIO (/dev/mem, /dev/port, ioperm), CAP_BPF and CAP_PERFMON (BPF
+    // programs and perf events that read kernel memory), CAP_SYSLOG (kernel addresses).
+    kTcb,
+    kDebug,     // "SeDebugPrivilege" == CAP_SYS_PTRACE: ptrace and process_vm_writev of any
+                // process, PID 1 and the kernel's helpers included
+    kShutdown,  // "SeShutdownPrivilege" == CAP_SYS_BOOT: reboot(2) and kexec_load(2) (a new
+                // kernel)
 };
 // Every privilege, in the order status and logs list them.
-inline constexpr Privilege kAllPrivileges[] = {Privilege::kLoadDriver, Privilege::kTcb};
+inline constexpr Privilege kAllPrivileges[] = {Privilege::kLoadDriver, Privilege::kTcb,
+                                               Privilege::kDebug, Privilege::kShutdown};
 // "SeLoadDriverPrivilege", "SeTcbPrivilege".
 std::string_view PrivilegeName(Privilege privilege);
 // The privilege named exactly `name` (case-sensitive, as written in units and status).
 std::optional<Privilege> ParsePrivilege(std::string_view name);
-// The Linux capability number standing for `privilege` (CAP_SYS_MODULE, CAP_SYS_ADMIN).
-int PrivilegeCapability(Privilege privilege);
+// The Linux capabilities standing for `privilege` (CAP_* numbers, the first is its main one).
+std::vector<int> PrivilegeCapabilities(Privilege privilege);
 
 struct ServiceSpec {
     std::string name;               // unique across all units
     std::vector<std::string> exec;  // argv; exec[0] is an absolute path
     std::optional<std::string> user;
     std::optional<uint32_t> uid;
+    // The primary group, by name (the image's /etc/group) or number; unset: the user's group
+    // from /etc/passwd (`user`), the uid's number (`uid`), or root's.
+    std::optional<std::string> group;
+    std::optional<uint32_t> gid;
+    // prctl(PR_SET_NO_NEW_PRIVS) before the exec: set-uid, set-gid and file capabilities do
+    // not raise what the program holds. `no_new_privileges = false` turns it off.
+    bool no_new_privileges = true;
     // Sorted by variable name (toml++ tables are ordered), "NAME" -> "value".
     std::vector<std::pair<std::string, std::string>> environment;
     std::vector<NameRef> after;  // services this one starts after

@@ -7,7 +7,9 @@
 #include <set>
 
 #include "peinit/modload/device_load.h"
+#include "peinit/core/sealed_tree.h"
 #include "peinit/modload/session.h"
+#include "peinit/sys/package_crypto.h"
 #include "peinit/sys/kernel.h"
 #include "peinit/sys/kernel_release.h"
 #include "peinit/sys/module_lock.h"
@@ -34,8 +36,19 @@ Result<bool> Hotplug::Locked() { return ModuleLoadingLocked(ctx_.kernel); }
 
 ModloadSession* Hotplug::Session() {
     if (session_) return session_.get();
-    session_ = std::make_shared<ModloadSession>(ctx_.kernel, ctx_.paths, ctx_.kernel_release,
+    const BootPaths tree{ctx_.sealed_root};
+    session_ = std::make_shared<ModloadSession>(ctx_.kernel, tree, ctx_.kernel_release,
                                                 ctx_.policy, ctx_.cmdline);
+    // The trust store is read once (from the sealed tree) and kept for every later session.
+    if (!ctx_.trust) {
+        if (auto loaded = TrustStore::LoadDirectory(tree.TrustedKeysDir())) {
+            ctx_.trust = std::make_shared<const TrustStore>(std::move(*loaded));
+        } else {
+            spdlog::error("hotplug: trust store: {}: every package is refused",
+                          loaded.error().message());
+        }
+    }
+    if (ctx_.trust) session_->UseTrustStore(ctx_.trust);
     ++sessions_opened_;
     return session_.get();
 }
@@ -58,9 +71,14 @@ void Hotplug::Handle(const std::vector<DeviceModalias>& devices) {
     if (ctx_.kernel_release.empty()) {
         if (auto release = RunningKernelRelease()) ctx_.kernel_release = *release;
     }
+    // Hot-add resolves and loads from the sealed tree only (peinit/core/sealed_tree.h): the
+    // root file system may be written by any root service by now. No tree: fail closed.
+    const BootPaths tree{ctx_.sealed_root};
+    const bool sealed = !ctx_.sealed_root.empty() || session_ != nullptr;
     const bool have_tree =
         !ctx_.kernel_release.empty() &&
-        std::filesystem::exists(ctx_.paths.ModulesDir() / ctx_.kernel_release / "modules.dep");
+        (session_ != nullptr ||
+         std::filesystem::exists(tree.ModulesDir() / ctx_.kernel_release / "modules.dep"));
     int loaded = 0, refused = 0, failed = 0, locked = 0;
     std::set<std::string> attempted;  // each module once per batch
     for (const DeviceModalias& dev : devices) {
@@ -85,6 +103,12 @@ void Hotplug::Handle(const std::vector<DeviceModalias>& devices) {
             spdlog::warn("hotplug: refused {} ({}): AutoLoadPolicy is disabled", dev.syspath,
                          dev.modalias);
             finish("disabled", "AutoLoadPolicy is disabled: nothing attempted");
+            continue;
+        }
+        if (!sealed) {
+            ++failed;
+            finish("failed", "the sealed tree " + std::string(kSealedRoot) +
+                                 " was not built: nothing attempted (fail closed)");
             continue;
         }
         if (!have_tree) {

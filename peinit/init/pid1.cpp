@@ -237,8 +237,10 @@ void HandleUevents(UeventSocket& uevents, Hotplug& hotplug, BootContext& ctx,
     spdlog::info("boot complete");
 
     auto passwd = ReadConfigFile(ctx.paths.Under("/etc/passwd").string());
+    auto group = ReadConfigFile(ctx.paths.Under("/etc/group").string());
     ServiceRunner services(kernel, ctx.units, passwd ? passwd->text : "",
-                           ctx.paths.Under("/run/peinit/services.json").string());
+                           ctx.paths.Under("/run/peinit/services.json").string(),
+                           group ? group->text : "");
     services.StartReady();
     // PID 1 is now the supervisor it stays: it hands the freed heap back to the kernel and lets
     // go of the library pages the stages ran (peinit/sys/memory.h).

@@ -15,14 +15,14 @@ namespace peinit {
 
 namespace {
 
-// The uid and gid of `user` in passwd(5) text ("name:x:uid:gid:..."). The image has no NSS
-// configuration to speak of, and this is the whole of what PID 1 needs from it.
-std::optional<std::pair<uint32_t, uint32_t>> LookupUser(std::string_view passwd,
-                                                        std::string_view user) {
-    while (!passwd.empty()) {
-        size_t eol = passwd.find('\n');
-        std::string_view line = passwd.substr(0, eol);
-        passwd = eol == std::string_view::npos ? std::string_view() : passwd.substr(eol + 1);
+// The fields of the line of a colon-separated database (passwd(5), group(5)) whose first field
+// is `name` and that has at least `min_fields` fields.
+std::optional<std::vector<std::string_view>> FindEntry(std::string_view db, std::string_view name,
+                                                       size_t min_fields) {
+    while (!db.empty()) {
+        size_t eol = db.find('\n');
+        std::string_view line = db.substr(0, eol);
+        db = eol == std::string_view::npos ? std::string_view() : db.substr(eol + 1);
         std::vector<std::string_view> fields;
         for (size_t start = 0;;) {
             size_t colon = line.find(':', start);
@@ -30,15 +30,38 @@ std::optional<std::pair<uint32_t, uint32_t>> LookupUser(std::string_view passwd,
             if (colon == std::string_view::npos) break;
             start = colon + 1;
         }
-        if (fields.size() < 4 || fields[0] != user) continue;
-        try {
-            return std::make_pair(static_cast<uint32_t>(std::stoul(std::string(fields[2]))),
-                                  static_cast<uint32_t>(std::stoul(std::string(fields[3]))));
-        } catch (...) {
-            return std::nullopt;
-        }
+        if (fields.size() >= min_fields && fields[0] == name) return fields;
     }
     return std::nullopt;
+}
+
+std::optional<uint32_t> ParseId(std::string_view text) {
+    if (text.empty() || text.size() > 10) return std::nullopt;
+    uint64_t v = 0;
+    for (char c : text) {
+        if (c < '0' || c > '9') return std::nullopt;
+        v = v * 10 + static_cast<uint64_t>(c - '0');
+    }
+    if (v >= 4294967295ULL) return std::nullopt;
+    return static_cast<uint32_t>(v);
+}
+
+// The gid of `group` in group(5) text ("name:x:gid:members").
+std::optional<uint32_t> LookupGroup(std::string_view group_db, std::string_view group) {
+    auto fields = FindEntry(group_db, group, 3);
+    return fields ? ParseId((*fields)[2]) : std::nullopt;
+}
+
+// The uid and gid of `user` in passwd(5) text ("name:x:uid:gid:..."). The image has no NSS
+// configuration to speak of, and this is the whole of what PID 1 needs from it.
+std::optional<std::pair<uint32_t, uint32_t>> LookupUser(std::string_view passwd,
+                                                        std::string_view user) {
+    auto fields = FindEntry(passwd, user, 4);
+    if (!fields) return std::nullopt;
+    auto uid = ParseId((*fields)[2]);
+    auto gid = ParseId((*fields)[3]);
+    if (!uid || !gid) return std::nullopt;
+    return std::make_pair(*uid, *gid);
 }
 
 std::string PrivilegeList(const std::vector<Privilege>& privileges) {
@@ -53,15 +76,38 @@ std::vector<int> CapabilitiesToDrop(const ServiceSpec& spec) {
     std::vector<int> caps;
     for (Privilege p : kAllPrivileges) {
         if (std::find(spec.privileges.begin(), spec.privileges.end(), p) == spec.privileges.end()) {
-            caps.push_back(PrivilegeCapability(p));
+            for (int cap : PrivilegeCapabilities(p)) caps.push_back(cap);
         }
     }
     return caps;
 }
 
+Result<SpawnOptions> ServiceRunner::OptionsFor(const ServiceSpec& spec) const {
+    SpawnOptions options;
+    options.uid = spec.uid;
+    options.gid = spec.gid;
+    if (spec.user) {
+        auto ids = LookupUser(passwd_, *spec.user);
+        if (!ids) return Err("user " + *spec.user + " is not in the image's /etc/passwd");
+        options.uid = ids->first;
+        if (!spec.gid && !spec.group) options.gid = ids->second;
+    }
+    if (spec.group) {
+        auto gid = LookupGroup(group_, *spec.group);
+        if (!gid) return Err("group " + *spec.group + " is not in the image's /etc/group");
+        options.gid = *gid;
+    }
+    options.drop_capabilities = CapabilitiesToDrop(spec);
+    options.no_new_privs = spec.no_new_privileges;
+    return options;
+}
+
 ServiceRunner::ServiceRunner(Kernel& kernel, const UnitSet& units, std::string passwd,
-                             std::string record_path)
-    : kernel_(kernel), passwd_(std::move(passwd)), record_path_(std::move(record_path)) {
+                             std::string record_path, std::string group)
+    : kernel_(kernel),
+      passwd_(std::move(passwd)),
+      group_(std::move(group)),
+      record_path_(std::move(record_path)) {
     for (const Unit& unit : units.units) {
         for (const ServiceSpec& spec : unit.services) {
             by_name_[spec.name] = services_.size();
@@ -93,22 +139,9 @@ void ServiceRunner::StartReady() {
             for (const auto& [name, value] : entry.spec->environment) {
                 env.push_back(name + "=" + value);
             }
-            SpawnOptions options;
-            options.uid = entry.spec->uid;
-            options.drop_capabilities = CapabilitiesToDrop(*entry.spec);
-            Result<pid_t> pid = Err("");
-            if (entry.spec->user) {
-                auto ids = LookupUser(passwd_, *entry.spec->user);
-                if (ids) {
-                    options.uid = ids->first;
-                    options.gid = ids->second;
-                }
-                pid = ids ? kernel_.Spawn(entry.spec->exec, env, options)
-                          : Result<pid_t>(Err("user " + *entry.spec->user +
-                                              " is not in the image's /etc/passwd"));
-            } else {
-                pid = kernel_.Spawn(entry.spec->exec, env, options);
-            }
+            auto options = OptionsFor(*entry.spec);
+            Result<pid_t> pid = options ? kernel_.Spawn(entry.spec->exec, env, *options)
+                                        : Result<pid_t>(options.error());
             if (!pid) {
                 spdlog::error("service {} failed to start: {}", entry.spec->name,
                               pid.error().message());
@@ -155,6 +188,8 @@ void ServiceRunner::WriteRecord() const {
         };
         if (entry.spec->uid) row.insert("uid", static_cast<int64_t>(*entry.spec->uid));
         if (entry.spec->user) row.insert("user", *entry.spec->user);
+        if (entry.spec->gid) row.insert("gid", static_cast<int64_t>(*entry.spec->gid));
+        if (entry.spec->group) row.insert("group", *entry.spec->group);
         list.push_back(std::move(row));
     }
     toml::table record{{"version", 1}, {"services", std::move(list)}};

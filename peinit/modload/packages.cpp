@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <set>
 #include <system_error>
 #include <thread>
 
@@ -14,7 +15,8 @@ namespace peinit {
 std::unique_ptr<PackageSet> PackageSet::Load(const std::filesystem::path& dir,
                                              const std::filesystem::path& keys_dir,
                                              const std::string& kernel_release,
-                                             unsigned digest_threads) {
+                                             unsigned digest_threads,
+                                             std::shared_ptr<const TrustStore> trust) {
     using Clock = std::chrono::steady_clock;
     std::unique_ptr<PackageSet> set(new PackageSet());
     std::error_code ec;
@@ -42,7 +44,7 @@ std::unique_ptr<PackageSet> PackageSet::Load(const std::filesystem::path& dir,
     std::string trust_error;
     std::vector<std::optional<Result<SignedPackage>>> opened(files.size());
     auto check_signatures = [&] {
-        auto loaded = TrustStore::LoadDirectory(keys_dir);
+        auto loaded = trust ? Result<TrustStore>(*trust) : TrustStore::LoadDirectory(keys_dir);
         read_done.wait();
         if (!loaded) {
             trust_error = "no usable trust store: " + loaded.error().message();
@@ -90,44 +92,124 @@ std::unique_ptr<PackageSet> PackageSet::Load(const std::filesystem::path& dir,
     }
 
     for (std::size_t f = 0; f < files.size(); ++f) {
-        Entry entry;
-        entry.file = files[f].filename().string();
-        entry.report.file = entry.file;
-        if (!contents[f]) {
-            entry.report.reason = contents[f].error().message();
-            set->entries_.push_back(std::move(entry));
-            continue;
-        }
-        if (!trust_error.empty() || !*opened[f]) {
-            // The bytes stay ours on failure: their claimed names explain the rejection.
-            entry.report.reason =
-                !trust_error.empty() ? trust_error : opened[f]->error().message();
-            entry.report.modules = ClaimedModules(views[f]);
-            set->entries_.push_back(std::move(entry));
-            continue;
-        }
-        SignedPackage& package = **opened[f];
-        package.AdoptDigests(digests[f]);
-        const std::size_t e = set->entries_.size();
-        entry.report.verified = true;
-        entry.report.name = package.name();
-        entry.report.version = package.version();
-        entry.report.signer = package.signer();
-        for (std::size_t i = 0; i < package.size(); ++i) {
-            std::string module = package.module_name(i);
-            auto [at, inserted] = set->index_.try_emplace(module, e, i);
-            if (!inserted) {
-                set->warnings_.push_back("module " + module + " is in packages " +
-                                         set->entries_[at->second.first].file + " and " +
-                                         entry.file + "; using " +
-                                         set->entries_[at->second.first].file);
-            }
-            entry.report.modules.push_back(std::move(module));
-        }
-        entry.package = std::move(package);
-        set->entries_.push_back(std::move(entry));
+        set->AddEntry(files[f].filename().string(), contents[f], views[f],
+                      !trust_error.empty() ? std::optional<Result<SignedPackage>>(Err(trust_error))
+                                           : std::move(opened[f]),
+                      std::move(digests[f]));
     }
     return set;
+}
+
+void PackageSet::AddEntry(std::string file, const Result<PackageBytes>& content,
+                          std::span<const std::byte> view,
+                          std::optional<Result<SignedPackage>> opened,
+                          std::vector<MemberDigest> digests) {
+    Entry entry;
+    entry.file = std::move(file);
+    entry.report.file = entry.file;
+    if (!content) {
+        entry.report.reason = content.error().message();
+        entries_.push_back(std::move(entry));
+        return;
+    }
+    if (!opened || !*opened) {
+        // The bytes stay ours on failure: their claimed names explain the rejection.
+        entry.report.reason = opened ? opened->error().message() : "signature not checked";
+        entry.report.modules = ClaimedModules(view);
+        entries_.push_back(std::move(entry));
+        return;
+    }
+    SignedPackage& package = **opened;
+    package.AdoptDigests(digests);
+    const std::size_t e = entries_.size();
+    entry.report.verified = true;
+    entry.report.name = package.name();
+    entry.report.version = package.version();
+    entry.report.signer = package.signer();
+    for (std::size_t i = 0; i < package.size(); ++i) {
+        std::string module = package.module_name(i);
+        auto [at, inserted] = index_.try_emplace(module, e, i);
+        if (!inserted) {
+            warnings_.push_back("module " + module + " is in packages " +
+                                entries_[at->second.first].file + " and " + entry.file +
+                                "; using " + entries_[at->second.first].file);
+        }
+        entry.report.modules.push_back(std::move(module));
+    }
+    entry.package = std::move(package);
+    entries_.push_back(std::move(entry));
+}
+
+std::unique_ptr<PackageSet> PackageSet::Indexed(const std::filesystem::path& dir,
+                                                std::map<std::string, std::string> index,
+                                                std::shared_ptr<const TrustStore> trust,
+                                                const std::string& kernel_release) {
+    std::unique_ptr<PackageSet> set(new PackageSet());
+    set->lazy_ = LazyOpen{dir, std::move(index), std::move(trust), kernel_release, {}};
+    return set;
+}
+
+void PackageSet::OpenFor(std::string_view module) {
+    if (!lazy_) return;
+    auto it = lazy_->index.find(NormalizeModuleName(module));
+    if (it == lazy_->index.end() || !lazy_->opened.insert(it->second).second) return;
+    // Only the file name from the index, inside the packages directory.
+    const std::string& file = it->second;
+    if (file.empty() || file.find('/') != std::string::npos || file.starts_with(".") ||
+        !file.ends_with(".pkg")) {
+        return;
+    }
+    // On the sealed tree the file is mapped in place (only the pages read are touched);
+    // anywhere else it is copied into a sealed memfd first.
+    auto content = MapReadOnlyMountFile(lazy_->dir / file);
+    if (!content) content = ReadFileSealed(lazy_->dir / file);
+    std::span<const std::byte> view = content ? content->span() : std::span<const std::byte>();
+    std::optional<Result<SignedPackage>> opened;
+    if (content) {
+        opened = lazy_->trust ? OpenPackage(std::move(*content), *lazy_->trust,
+                                            lazy_->kernel_release)
+                              : Result<SignedPackage>(Err("no usable trust store"));
+    }
+    AddEntry(file, content, view, std::move(opened), {});
+}
+
+std::map<std::string, std::string> ParsePackagesIndex(std::string_view text) {
+    std::map<std::string, std::string> index;
+    while (!text.empty()) {
+        const std::size_t eol = text.find('\n');
+        std::string_view line = text.substr(0, eol);
+        text = eol == std::string_view::npos ? std::string_view() : text.substr(eol + 1);
+        if (line.empty() || line.starts_with("#")) continue;
+        const std::size_t space = line.find(' ');
+        if (space == std::string_view::npos) continue;
+        index.try_emplace(NormalizeModuleName(line.substr(0, space)),
+                          std::string(line.substr(space + 1)));
+    }
+    return index;
+}
+
+std::string PackagesIndexText(const std::filesystem::path& dir) {
+    std::error_code ec;
+    std::vector<std::filesystem::path> files;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (!name.starts_with(".") && it->path().extension() == ".pkg") files.push_back(it->path());
+    }
+    std::sort(files.begin(), files.end());
+    std::string text =
+        "# MODULE PACKAGE-FILE: which package claims which module (unverified: the helper opens\n"
+        "# only that package and checks its signature and the member's digest before a load)\n";
+    std::set<std::string> seen;
+    for (const auto& path : files) {
+        auto bytes = ReadFileOnce(path);
+        if (!bytes) continue;
+        for (const auto& module : ClaimedModules(*bytes)) {
+            if (seen.insert(NormalizeModuleName(module)).second) {
+                text += NormalizeModuleName(module) + " " + path.filename().string() + "\n";
+            }
+        }
+    }
+    return text;
 }
 
 void PackageSet::Refresh(Entry& entry) {
@@ -142,6 +224,7 @@ void PackageSet::Reject(Entry& entry, const Error& error) {
 
 void PackageSet::Prepare(const std::vector<std::string>& modules) {
     std::lock_guard lock(mu_);
+    for (const auto& m : modules) OpenFor(m);
     std::vector<std::vector<std::size_t>> wanted(entries_.size());
     for (const auto& m : modules) {
         auto it = index_.find(NormalizeModuleName(m));
@@ -158,6 +241,7 @@ void PackageSet::Prepare(const std::vector<std::string>& modules) {
 
 ModuleSource PackageSet::Find(std::string_view module) {
     std::lock_guard lock(mu_);
+    OpenFor(module);
     ModuleSource source;
     const std::string wanted = NormalizeModuleName(module);
     if (auto it = index_.find(wanted); it != index_.end()) {

@@ -29,6 +29,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -76,10 +78,25 @@ class PackageSet {
     // signatures are checked: Prepare and Find then only compare. Nothing is judged ahead: a
     // tampered member still only rejects its package when it is needed. PID 1 does this in the
     // background while the earlier stages run (PackagePrefetch).
+    //
+    // `trust`, when given, is the trust store (kept in memory since the boot) and `keys_dir`
+    // is not read.
     static std::unique_ptr<PackageSet> Load(const std::filesystem::path& dir,
                                             const std::filesystem::path& keys_dir,
                                             const std::string& kernel_release,
-                                            unsigned digest_threads = 0);
+                                            unsigned digest_threads = 0,
+                                            std::shared_ptr<const TrustStore> trust = nullptr);
+    // A set that reads nothing up front: the first Find or Prepare of a module reads
+    // the one package `index` (module -> file name in `dir`, ParsePackagesIndex) names for it,
+    // and checks it exactly as Load does (signature against `trust`, manifest, release; the
+    // member's digest before its bytes are handed out). The index is a hint, not trusted: a
+    // module it misnames is not in the verified package it names, i.e. `not in a verified
+    // package` (fail closed). The demand-load helper uses this so that one call reads the
+    // packages it loads from, not every package.
+    static std::unique_ptr<PackageSet> Indexed(const std::filesystem::path& dir,
+                                               std::map<std::string, std::string> index,
+                                               std::shared_ptr<const TrustStore> trust,
+                                               const std::string& kernel_release);
     // How long hashing ahead took (zero without it).
     std::chrono::microseconds digest_ahead_time() const { return digest_ahead_; }
 
@@ -109,6 +126,19 @@ class PackageSet {
         std::optional<SignedPackage> package;  // nullopt: rejected before any hash
         PackageReport report;
     };
+    void AddEntry(std::string file, const Result<PackageBytes>& content,
+                  std::span<const std::byte> view, std::optional<Result<SignedPackage>> opened,
+                  std::vector<MemberDigest> digests);
+    // Indexed sets: opens the package the index names for `module` once (needs mu_ held).
+    void OpenFor(std::string_view module);
+    struct LazyOpen {
+        std::filesystem::path dir;
+        std::map<std::string, std::string> index;
+        std::shared_ptr<const TrustStore> trust;
+        std::string kernel_release;
+        std::set<std::string> opened;
+    };
+    std::optional<LazyOpen> lazy_;
     // Locked: the report is brought up to date.
     void Reject(Entry& entry, const Error& error);
     void Refresh(Entry& entry);
@@ -120,6 +150,12 @@ class PackageSet {
     std::vector<std::string> warnings_;
     std::chrono::microseconds digest_ahead_{0};
 };
+
+// The packages index of the sealed tree (peinit/core/sealed_tree.h): one `MODULE FILE` line per
+// module the packages in `dir` claim (read without verification, first file by name wins), and
+// its reader. Lines that do not parse are skipped.
+std::string PackagesIndexText(const std::filesystem::path& dir);
+std::map<std::string, std::string> ParsePackagesIndex(std::string_view text);
 
 // PackageSet::Load, hashing ahead, on a thread of its own, started by PID 1 before the
 // first stage: reading, checking signatures and hashing overlap the stages before the module

@@ -10,6 +10,7 @@
 #include "peinit/sys/kernel.h"
 #include "peinit/sys/kmod.h"
 #include "peinit/sys/module_decompress.h"
+#include "peinit/sys/package_crypto.h"
 #include "peinit/sys/module_elf.h"
 #include "peinit/sys/package_format.h"
 #include "peinit/tpm/measure.h"
@@ -88,9 +89,19 @@ PackageSet& ModloadSession::Packages() {
             packages_ = prefetch_->Take();
             prefetch_.reset();
         }
+        if (!packages_ && packages_index_) {
+            std::shared_ptr<const TrustStore> trust = trust_;
+            if (!trust) {
+                if (auto loaded = TrustStore::LoadDirectory(paths_.TrustedKeysDir())) {
+                    trust = std::make_shared<const TrustStore>(std::move(*loaded));
+                }
+            }
+            packages_ = PackageSet::Indexed(paths_.PackagesDir(), std::move(*packages_index_),
+                                            std::move(trust), kernel_release_);
+        }
         if (!packages_) {
             packages_ = PackageSet::Load(paths_.PackagesDir(), paths_.TrustedKeysDir(),
-                                         kernel_release_);
+                                         kernel_release_, 0, trust_);
         }
     }
     return *packages_;

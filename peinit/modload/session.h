@@ -17,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -94,6 +95,14 @@ class ModloadSession {
     // them again: Packages() waits for them on first use. Ignored once the set is there.
     void AdoptPrefetch(std::shared_ptr<PackagePrefetch> prefetch);
     bool packages_loaded() const { return packages_ != nullptr; }
+    // The trust store to check packages against instead of reading ROOT/etc/peinit/keys (PID 1
+    // keeps the one it loaded for later sessions). Before the first Packages() only.
+    void UseTrustStore(std::shared_ptr<const TrustStore> trust) { trust_ = std::move(trust); }
+    // Read only the packages `index` names for the modules about to load
+    // (PackageSet::Indexed) instead of every package. Before the first Packages() only.
+    void UsePackagesIndex(std::map<std::string, std::string> index) {
+        packages_index_ = std::move(index);
+    }
 
     // A plan input with the policy's blacklist (each entry with its source) and the command
     // line's `mod.param=` options; the caller adds the requests.
@@ -154,6 +163,8 @@ class ModloadSession {
     std::optional<Error> db_error_;
     std::unique_ptr<PackageSet> packages_;
     std::shared_ptr<PackagePrefetch> prefetch_;
+    std::shared_ptr<const TrustStore> trust_;
+    std::optional<std::map<std::string, std::string>> packages_index_;
     std::optional<std::string> refusal_;
     std::shared_ptr<tpm::Measurement> measurement_;
     int db_opens_ = 0;

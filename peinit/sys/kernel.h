@@ -23,9 +23,13 @@ namespace peinit {
 // How Spawn starts a process beyond argv and environment.
 struct SpawnOptions {
     // Run as this uid (and gid, default: the same number) with no supplementary groups and,
-    // for a non-zero uid, no capabilities. Unset: as the caller.
+    // for a non-zero uid, no capabilities. Unset: as the caller. A gid alone changes only the
+    // group (and drops the supplementary groups).
     std::optional<uint32_t> uid;
     std::optional<uint32_t> gid;
+    // prctl(PR_SET_NO_NEW_PRIVS) right before the exec: set-uid/set-gid bits and file
+    // capabilities give the program (and everything it executes) nothing.
+    bool no_new_privs = false;
     // Capabilities (CAP_* numbers) removed from the process's bounding, inheritable and ambient
     // sets before the exec, so that neither the program nor anything it executes (a set-uid
     // root or file-capability binary included) can hold them (R-28: services hold SeLoadDriver
@@ -46,6 +50,9 @@ class Kernel {
     // checked, not on whatever a path names when it is resolved again. Neither end follows a
     // final symbolic link.
     virtual Result<void> MoveMount(const std::string& from, int to_fd) = 0;
+    // The flags of the mount `path` is on (statvfs(3) f_flag: ST_RDONLY, ST_NOSUID, ST_NODEV,
+    // ...; the same bits as MS_RDONLY, MS_NOSUID, MS_NODEV): how a remount is read back.
+    virtual Result<unsigned long> MountFlags(const std::string& path) = 0;
     // umount2(2).
     virtual Result<void> Umount(const std::string& target, int flags) = 0;
     // mkdir(2); EEXIST is reported, the caller decides whether it matters.

@@ -10,6 +10,7 @@
 #include <linux/netlink.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/statvfs.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/socket.h>
@@ -100,6 +101,12 @@ Result<void> LinuxKernel::MoveMount(const std::string& from, int to_fd) {
         return ErrnoErr("move mount " + from + " onto " + DescriptorPath(to_fd));
     }
     return Ok();
+}
+
+Result<unsigned long> LinuxKernel::MountFlags(const std::string& path) {
+    struct statvfs st {};
+    if (::statvfs(path.c_str(), &st) != 0) return ErrnoErr("statvfs " + path);
+    return static_cast<unsigned long>(st.f_flag);
 }
 
 Result<void> LinuxKernel::Umount(const std::string& target, int flags) {
@@ -232,13 +239,19 @@ namespace {
 bool DropCapabilities(const std::vector<int>& caps) {
     if (caps.empty()) return true;
     for (int cap : caps) {
+        // A capability this kernel does not know (EINVAL) is one nobody can hold.
+        if (::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) < 0 && errno == EINVAL) continue;
         if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) return false;
         if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER, cap, 0, 0) != 0) return false;
     }
     __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
     __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
     if (::syscall(SYS_capget, &header, data) != 0) return false;
-    for (int cap : caps) data[CAP_TO_INDEX(cap)].inheritable &= ~CAP_TO_MASK(cap);
+    for (int cap : caps) {
+        if (CAP_TO_INDEX(cap) < _LINUX_CAPABILITY_U32S_3) {
+            data[CAP_TO_INDEX(cap)].inheritable &= ~CAP_TO_MASK(cap);
+        }
+    }
     return ::syscall(SYS_capset, &header, data) == 0;
 }
 
@@ -271,11 +284,13 @@ Result<pid_t> LinuxKernel::Spawn(const std::vector<std::string>& argv,
         for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
         ::setsid();
         bool ok = DropCapabilities(options.drop_capabilities);
-        if (ok && options.uid) {
-            gid_t gid = options.gid.value_or(*options.uid);
+        if (ok && (options.uid || options.gid)) {
+            gid_t gid = options.gid.value_or(options.uid.value_or(0));
             // Groups first: after setuid() to a non-root uid they can no longer be changed.
-            ok = ::setgroups(0, nullptr) == 0 && ::setgid(gid) == 0 && ::setuid(*options.uid) == 0;
+            ok = ::setgroups(0, nullptr) == 0 && ::setgid(gid) == 0 &&
+                 (!options.uid || ::setuid(*options.uid) == 0);
         }
+        if (ok && options.no_new_privs) ok = ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0;
         if (ok) ::execve(args[0], args.data(), envp.data());
         int err = errno;
         (void)!::write(report[1], &err, sizeof err);

@@ -12,6 +12,7 @@ class LinuxKernel final : public Kernel {
                        const std::string& fstype, unsigned long flags,
                        const std::string& data) override;
     Result<void> MoveMount(const std::string& from, int to_fd) override;
+    Result<unsigned long> MountFlags(const std::string& path) override;
     Result<void> Umount(const std::string& target, int flags) override;
     Result<void> MakeDir(const std::string& path, mode_t mode) override;
     Result<void> Mknod(const std::string& path, mode_t mode, dev_t dev) override;

@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/statvfs.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -379,6 +380,24 @@ Result<PackageBytes> ReadFileSealed(const std::filesystem::path& path, std::size
     if (map == MAP_FAILED) return ErrnoErr("mmap the package memfd");
     bytes.map_ = map;
     bytes.map_len_ = done;
+    return bytes;
+}
+
+Result<PackageBytes> MapReadOnlyMountFile(const std::filesystem::path& path,
+                                          std::size_t max_bytes) {
+    OwnedFd file;
+    const std::size_t size = PEINIT_TRY(OpenBounded(path, max_bytes, file));
+    struct statvfs mount {};
+    if (::fstatvfs(file.fd, &mount) != 0) return ErrnoErr(path.string() + ": statvfs");
+    if ((mount.f_flag & ST_RDONLY) == 0) {
+        return Err(path.string() + ": not on a read-only mount, not mapped in place");
+    }
+    PackageBytes bytes;
+    if (size == 0) return bytes;
+    void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, file.fd, 0);
+    if (map == MAP_FAILED) return ErrnoErr(path.string() + ": mmap");
+    bytes.map_ = map;
+    bytes.map_len_ = size;
     return bytes;
 }
 

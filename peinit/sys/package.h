@@ -41,8 +41,9 @@ class VerifiedPackage;
 Result<std::vector<std::byte>> ReadFileOnce(const std::filesystem::path& path,
                                             std::size_t max_bytes = kMaxPackageBytes);
 
-// Bytes a package object owns: a heap buffer, or a read-only mapping of a sealed memfd that
-// holds a copy of a file (ReadFileSealed). Either way nothing can change them. Move-only.
+// Bytes a package object owns: a heap buffer, a read-only mapping of a sealed memfd that holds
+// a copy of a file (ReadFileSealed), or a read-only mapping of a file on a read-only mount
+// (MapReadOnlyMountFile). Either way nothing can change them. Move-only.
 class PackageBytes {
   public:
     PackageBytes() = default;
@@ -60,6 +61,7 @@ class PackageBytes {
 
   private:
     friend Result<PackageBytes> ReadFileSealed(const std::filesystem::path&, std::size_t);
+    friend Result<PackageBytes> MapReadOnlyMountFile(const std::filesystem::path&, std::size_t);
     std::vector<std::byte> heap_;
     void* map_ = nullptr;
     std::size_t map_len_ = 0;
@@ -71,6 +73,16 @@ class PackageBytes {
 // The same limits and errors as ReadFileOnce.
 Result<PackageBytes> ReadFileSealed(const std::filesystem::path& path,
                                     std::size_t max_bytes = kMaxPackageBytes);
+
+// The demand-load helper's read of a package on the sealed tree (peinit/core/sealed_tree.h): the
+// file mapped read-only in place, without a copy, and only when its mount is read-only
+// (statvfs ST_RDONLY on the open descriptor): a read-only tmpfs cannot change under the mapping
+// (no process can write it, and remounting it takes CAP_SYS_ADMIN), so the bytes hashed are
+// still the bytes loaded, and a call touches only the pages it reads (the archive headers, the
+// manifest and signature, the member it loads). A file on a writable mount is an error (the
+// caller copies it with ReadFileSealed instead); the limits are ReadFileSealed's.
+Result<PackageBytes> MapReadOnlyMountFile(const std::filesystem::path& path,
+                                          std::size_t max_bytes = kMaxPackageBytes);
 
 // One verified payload file: a view of the exact bytes whose SHA-256 matched the signed manifest.
 // Valid as long as the package object it came from.

@@ -4,40 +4,17 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <filesystem>
-#include <system_error>
-
+#include "peinit/core/contain.h"
+#include "peinit/core/sealed_tree.h"
 #include "peinit/sys/kernel.h"
 #include "peinit/sys/record.h"
+#include "stages/autoload/sealed_tree.h"
 
 namespace peinit {
 
 namespace {
 
 constexpr const char* kModprobeSysctl = "kernel/modprobe";
-
-// Makes ROOT/sbin/peinit-modprobe a link to the running peinit binary when the image does not
-// ship one. Best effort: a missing helper fails demand loads closed (the kernel cannot exec it).
-void EnsureOwnHelper(const BootContext& ctx) {
-    namespace fs = std::filesystem;
-    const fs::path link = ctx.paths.Under(kPeinitModprobePath);
-    std::error_code ec;
-    if (fs::exists(fs::symlink_status(link, ec))) return;
-    fs::path self = fs::read_symlink("/proc/self/exe", ec);
-    if (ec) {
-        spdlog::warn("autoload: {} is missing and /proc/self/exe is unreadable ({}), ignoring",
-                     link.string(), ec.message());
-        return;
-    }
-    fs::create_directories(link.parent_path(), ec);
-    fs::create_symlink(self, link, ec);
-    if (ec) {
-        spdlog::warn("autoload: cannot create {} -> {}: {}, ignoring", link.string(), self.string(),
-                     ec.message());
-        return;
-    }
-    spdlog::info("autoload: created {} -> {}", link.string(), self.string());
-}
 
 }  // namespace
 
@@ -87,16 +64,33 @@ unsigned int GateTrigger(const EffectivePolicy& policy) {
 
 std::string HelperPathFor(const EffectivePolicy& policy) {
     if (policy.autoload.value == AutoLoadPolicy::kDisabled) return "";
-    return policy.modprobe.value.value_or(std::string(kPeinitModprobePath));
+    if (!policy.modprobe.value || *policy.modprobe.value == kLegacyPeinitModprobePath) {
+        return std::string(kPeinitModprobePath);
+    }
+    return *policy.modprobe.value;
 }
 
 Result<void> RunAutoload(BootContext& ctx) {
-    const std::string helper = HelperPathFor(ctx.policy);
+    std::string helper = HelperPathFor(ctx.policy);
     const PolicySource helper_source = ctx.policy.autoload.value == AutoLoadPolicy::kDisabled
                                            ? ctx.policy.autoload.source
                                        : ctx.policy.modprobe.value ? ctx.policy.modprobe.source
                                                                    : PolicySource::kDefault;
-    if (!helper.empty() && helper == kPeinitModprobePath) EnsureOwnHelper(ctx);
+    // The sealed tree: the helper's program and inputs, and what PID 1's hot-add loads from.
+    // Not needed when nothing is ever loaded on demand.
+    std::string tree_error;
+    if (ctx.policy.autoload.value != AutoLoadPolicy::kDisabled) {
+        auto built = Contain("autoload: sealed tree", [&] { return BuildSealedTree(ctx); });
+        if (!built) {
+            tree_error = built.error().message();
+            spdlog::error("autoload: {}: demand loads fail closed (kernel.modprobe is empty, "
+                          "no hot-add)",
+                          tree_error);
+            if (helper == kPeinitModprobePath) helper.clear();
+        } else {
+            spdlog::info("autoload: sealed tree {} read-only", kSealedRoot);
+        }
+    }
 
     std::string read_back;
     auto fail = [&](const Error& error) -> Result<void> {
@@ -136,7 +130,7 @@ Result<void> RunAutoload(BootContext& ctx) {
     } else {
         gate = "handover";  // the real root's helper is set, then sealed, by the handover stage
     }
-    WriteAutoloadRecord(ctx, helper, helper_source, read_back, "", gate);
+    WriteAutoloadRecord(ctx, helper, helper_source, read_back, tree_error, gate);
     spdlog::info("autoload policy={}({}) helper=\"{}\"({}) allowed={} gate={}",
                  ToString(ctx.policy.autoload.value), ToString(ctx.policy.autoload.source), helper,
                  ToString(helper_source), ctx.policy.autoload_allowed.size(), gate);

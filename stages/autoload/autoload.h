@@ -4,10 +4,12 @@
 // that demand loads triggered during the boot (a module's init asking for a crypto algorithm,
 // a service opening a socket) already go through peinit's policy. Criticality: fatal.
 //
-// - AutoLoadPolicy enabled / allow-list: kernel.modprobe = the hive's
-//   Machine\System\Kernel\Modprobe when set, else peinit's own helper kPeinitModprobePath (a link
-//   to the peinit binary, which acts as the helper when run under that name; created here, pointing
-//   at the running binary, when the image does not ship it).
+// - AutoLoadPolicy enabled / allow-list: first the sealed tree (stages/autoload/sealed_tree.h,
+//   peinit/core/sealed_tree.h) is built and remounted read-only; then kernel.modprobe = the hive's
+//   Machine\System\Kernel\Modprobe when set, else peinit's own helper kPeinitModprobePath, the
+//   static wrapper on the sealed tree (the legacy value /sbin/peinit-modprobe names it too).
+//   A tree that cannot be built fails closed: kernel.modprobe is emptied (demand loads fail at
+//   once) and the error is logged and recorded; the boot goes on.
 // - AutoLoadPolicy disabled: kernel.modprobe is emptied (writing "\n"); with an empty path the
 //   kernel's __request_module() returns -ENOENT at once and never starts a helper.
 // The value is read back; a mismatch is an error (fatal: the demand-load policy would not be
@@ -37,7 +39,9 @@ class Kernel;
 
 namespace peinit {
 
-inline constexpr std::string_view kPeinitModprobePath = "/sbin/peinit-modprobe";
+inline constexpr std::string_view kPeinitModprobePath = "/run/peinit/ro/bin/peinit-modprobe";
+// What images and hives before the sealed tree named peinit's helper: taken as kPeinitModprobePath.
+inline constexpr std::string_view kLegacyPeinitModprobePath = "/sbin/peinit-modprobe";
 
 Result<void> RunAutoload(BootContext& ctx);
 

@@ -5,12 +5,11 @@
 #include <sys/stat.h>
 
 #include <filesystem>
-#include <fstream>
-#include <set>
 #include <sstream>
 
 #include "peinit/core/contain.h"
 #include "peinit/core/policy_record.h"
+#include "peinit/core/sealed_tree.h"
 #include "peinit/sys/config_files.h"
 #include "peinit/sys/kernel.h"
 #include "peinit/sys/record.h"
@@ -24,95 +23,12 @@ namespace fs = std::filesystem;
 
 constexpr const char* kModprobeSysctl = "kernel/modprobe";
 
-// glibc's own objects come from the real root (its loader is the program interpreter there);
-// a second copy of libc beside another ld.so would not work.
-bool IsGlibc(const std::string& name) {
-    for (const char* prefix : {"ld-linux", "libc.so", "libm.so", "libpthread.so", "libdl.so",
-                               "librt.so", "libresolv.so", "libutil.so", "libanl.so"}) {
-        if (name.starts_with(prefix)) return true;
-    }
-    return false;
-}
-
-// The shared objects this process has mapped (its whole closure), from /proc/self/maps.
-std::set<std::string> MappedLibraries() {
-    std::set<std::string> out;
-    std::ifstream maps("/proc/self/maps");
-    std::string line;
-    while (std::getline(maps, line)) {
-        auto slash = line.find('/');
-        if (slash == std::string::npos) continue;
-        std::string path = line.substr(slash);
-        std::string name = fs::path(path).filename().string();
-        if (name.find(".so") != std::string::npos && !IsGlibc(name)) out.insert(path);
-    }
-    return out;
-}
-
 Result<void> Copy(const fs::path& from, const fs::path& to, mode_t mode) {
     std::error_code ec;
     fs::create_directories(to.parent_path(), ec);
     fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
     if (ec) return Err("copy " + from.string() + " to " + to.string() + ": " + ec.message());
     if (::chmod(to.c_str(), mode) != 0) return ErrnoErr("chmod " + to.string());
-    return Ok();
-}
-
-// Copies the regular files below `from` (recursively) to `to`; kernel modules become empty
-// stubs, as in the image (the helper loads only from packages).
-Result<void> CopyTree(const fs::path& from, const fs::path& to) {
-    std::error_code ec;
-    if (!fs::exists(from, ec)) return Ok();
-    for (auto it = fs::recursive_directory_iterator(from, ec); !ec && it != fs::end(it);
-         it.increment(ec)) {
-        if (!it->is_regular_file()) continue;
-        std::string name = it->path().filename().string();
-        fs::path dest = to / fs::relative(it->path(), from);
-        if (name.ends_with(".ko") || name.find(".ko.") != std::string::npos) {
-            // The module tree's stub: the planner needs the path, the bytes come from packages.
-            fs::create_directories(dest.parent_path(), ec);
-            if (!std::ofstream(dest)) return Err("cannot create " + dest.string());
-            continue;
-        }
-        PEINIT_TRY(Copy(it->path(), dest, 0600));
-    }
-    if (ec) return Err("read " + from.string() + ": " + ec.message());
-    return Ok();
-}
-
-// peinitctl (and, when `helper`, this binary as the demand-load helper with the libraries it
-// needs beyond glibc) under ROOT/run/peinit/{bin,lib}: the real root may not have peinit.
-// peinitctl needs nothing beyond glibc (peinit/tools/CMakeLists.txt), so without the helper
-// only that one file is copied.
-Result<void> CopyTools(const BootContext& ctx, bool helper) {
-    const fs::path run = ctx.paths.Under("/run/peinit");
-    std::error_code ec;
-    // The root stage's thread copies peinitctl while the modules load (CopyPeinitctl); the
-    // handoff waits for it.
-    if (!ctx.root) PEINIT_TRY(CopyPeinitctl(ctx.paths));
-    if (helper) {
-        fs::path self = fs::read_symlink("/proc/self/exe", ec);
-        if (ec) return Err("/proc/self/exe: " + ec.message());
-        PEINIT_TRY(Copy(self, ctx.paths.Under(kHandedOverHelperPath), 0755));
-        for (const auto& lib : MappedLibraries()) {
-            PEINIT_TRY(Copy(lib, run / "lib" / fs::path(lib).filename(), 0644));
-        }
-    }
-    return Ok();
-}
-
-// What the helper resolves and loads from once the initramfs is gone, root-only.
-Result<void> CopyModloadTree(const BootContext& ctx) {
-    const fs::path modload = ctx.paths.Under(kModloadRoot);
-    std::error_code ec;
-    fs::create_directories(modload, ec);
-    if (::chmod(modload.c_str(), 0700) != 0) return ErrnoErr("chmod " + modload.string());
-    for (const char* dir : {"/etc/modprobe.d", "/lib/modprobe.d", "/etc/peinit/keys",
-                            "/usr/lib/peinit/packages"}) {
-        PEINIT_TRY(CopyTree(ctx.paths.Under(dir), modload / fs::path(dir).relative_path()));
-    }
-    PEINIT_TRY(CopyTree(ctx.paths.ModulesDir() / ctx.kernel_release,
-                        modload / "lib/modules" / ctx.kernel_release));
     return Ok();
 }
 
@@ -126,14 +42,16 @@ Result<void> SetHelper(BootContext& ctx, const std::string& helper) {
     return Ok();
 }
 
-// What the real root's kernel.modprobe is to be, once what it needs is in /run/peinit.
+// What the real root's kernel.modprobe is to be.
 Result<std::string> HelperForRealRoot(BootContext& ctx) {
     const std::string installed = HelperPathFor(ctx.policy);
     const bool hand_over = !ctx.lock.locked && installed == kPeinitModprobePath;
-    if (auto tools = CopyTools(ctx, hand_over); !tools) {
-        if (hand_over) return tools.error().Context("cannot hand the helper over: ");
-        // Only peinitctl was being copied: a convenience.
-        spdlog::error("handover: {}, ignoring", tools.error().message());
+    // The root stage's thread copies peinitctl while the modules load (CopyPeinitctl); the
+    // handoff waits for it. Only a convenience.
+    if (!ctx.root) {
+        if (auto tools = CopyPeinitctl(ctx.paths); !tools) {
+            spdlog::error("handover: {}, ignoring", tools.error().message());
+        }
     }
     if (ctx.lock.locked) {
         spdlog::info("handover: module loading is locked: the real root gets no helper");
@@ -149,16 +67,19 @@ Result<std::string> HelperForRealRoot(BootContext& ctx) {
                      installed);
         return installed;
     }
-    if (auto copied = CopyModloadTree(ctx); !copied) {
-        return copied.error().Context("cannot hand the helper over: ");
+    // The helper, its libraries, policy, keys, packages and module tree are on the sealed tree
+    // since the autoload stage (/run moves into the real root with it): nothing to copy.
+    if (ctx.sealed_root.empty()) {
+        return Err("cannot hand the helper over: the sealed tree " + std::string(kSealedRoot) +
+                   " was not built");
     }
-    PolicyRecord record{ctx.policy, ctx.hive.state, ctx.hive.path, {}, kModloadRoot};
+    PolicyRecord record{ctx.policy, ctx.hive.state, ctx.hive.path, {}, kSealedRoot};
     for (const auto& e : ctx.hive.errors) record.hive_errors.push_back(e.ToString());
     if (auto w = WriteJsonAtomically(ctx.paths.Under(kPolicyRecordPath).string(), ToToml(record));
         !w) {
         return w.error().Context("cannot record the handed-over tree: ");
     }
-    return std::string(kHandedOverHelperPath);
+    return std::string(kPeinitModprobePath);
 }
 
 PolicySource HelperSource(const EffectivePolicy& p) {

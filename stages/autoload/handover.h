@@ -9,17 +9,15 @@
 //   `install NAME /bin/false` stops an explicit `modprobe NAME`. A direct finit_module(2) (insmod)
 //   is not covered: only the lock or the helper path stops that.
 // - With root= and peinit's own helper installed (AutoLoadPolicy enabled or allow-list, not
-//   locked): the helper must outlive the initramfs. /run moves into the real root, so it is
-//   copied there: /run/peinit/bin/peinit-modprobe (this binary; peinitctl is there already,
-//   copied by the root stage's thread, CopyPeinitctl), the shared
-//   libraries they need beyond glibc in /run/peinit/lib (their DT_RPATH), and the module tree
-//   the helper resolves and loads from in /run/peinit/modload (mode 0700: depmod indexes,
-//   modprobe.d, the signed packages and trusted keys; .ko paths as empty stubs). policy.json then names
-//   that tree as `modload_root`, and kernel.modprobe is pointed at the copy and read back.
-//   Anything failing or throwing on the way empties kernel.modprobe instead (demand loads fail
-//   at once: never a looser policy than PID 1 applied) and is logged as an error; the path is
-//   sealed all the same, and a seal that fails or throws empties the path before it is
-//   tried once more (issue 24 point 4: every step is contained, peinit/core/contain.h).
+//   locked): the helper outlives the initramfs without any copy. Everything it executes and
+//   reads is on the sealed tree (peinit/core/sealed_tree.h), read-only since the autoload stage,
+//   which moves into the real root with /run; kernel.modprobe names it already and is read back.
+//   /run/peinit/policy.json (the status record) names the tree as `modload_root`. A tree that
+//   was not built, or anything failing or throwing on the way, empties kernel.modprobe instead
+//   (demand loads fail at once: never a looser policy than PID 1 applied) and is logged as an
+//   error; the path is sealed all the same, and a seal that fails or throws empties the
+//   path before it is tried once more (issue 24 point 4: every step is contained,
+//   peinit/core/contain.h).
 // - With root= and the lock applied: kernel.modprobe is emptied (the kernel refuses every load
 //   anyway, and the initramfs path would dangle).
 // /run/peinit/autoload.json is rewritten with the helper the real root gets.
@@ -30,8 +28,6 @@
 namespace peinit {
 
 inline constexpr const char* kBlacklistExportPath = "/run/modprobe.d/peinit-blacklist.conf";
-inline constexpr const char* kHandedOverHelperPath = "/run/peinit/bin/peinit-modprobe";
-inline constexpr const char* kModloadRoot = "/run/peinit/modload";
 
 Result<void> RunHandover(BootContext& ctx);
 

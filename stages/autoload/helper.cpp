@@ -4,10 +4,17 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
 #include <string_view>
+
+#include <openssl/crypto.h>
 
 #include "peinit/core/demand_load.h"
 #include "peinit/core/policy_record.h"
+#include "peinit/core/sealed_tree.h"
+#include "peinit/modload/packages.h"
 #include "peinit/sys/config_files.h"
 #include "peinit/sys/kernel_release.h"
 #include "peinit/sys/linux_kernel.h"
@@ -16,6 +23,8 @@
 namespace peinit {
 
 namespace {
+
+namespace fs = std::filesystem;
 
 // The kernel may start the helper without descriptors 0-2. Occupy them with /dev/null so
 // nothing we open later (the kmsg descriptor, a package) can be mistaken for stdout/stderr.
@@ -69,7 +78,9 @@ int RunDemandLoadHelper(const std::vector<std::string>& args, const BootPaths& p
         log.push_back({LOG_WARNING, "cannot read the kernel command line: " +
                                         text.error().message() + ", ignoring"});
     }
-    auto record_text = ReadConfigFile(paths.Under(kPolicyRecordPath).string());
+    // The sealed tree's copy (peinit/core/sealed_tree.h): read-only for every process, unlike
+    // /run/peinit/policy.json, which is only a record for status.
+    auto record_text = ReadConfigFile(paths.Under(kSealedPolicyPath).string());
     auto record = record_text ? ParsePolicyRecord(record_text->text)
                               : Result<PolicyRecord>(record_text.error());
     if (!record) {
@@ -82,6 +93,12 @@ int RunDemandLoadHelper(const std::vector<std::string>& args, const BootPaths& p
     BootPaths modload{paths.Under(record->modload_root)};
 
     ModloadSession session(kernel, modload, kernel_release, policy, cmdline);
+    // Only the packages that provide what this call loads are read and checked (issue 24: not
+    // every package on every call). Without an index: every package, as before.
+    if (auto index = ReadConfigFile(
+            (modload.root / fs::path(kSealedPackagesIndex).filename()).string())) {
+        session.UsePackagesIndex(ParsePackagesIndex(index->text));
+    }
     if (auto db = session.Db(); !db) {
         log.push_back({LOG_ERR, "demand load of " + alias +
                                     " failed: module tree: " + db.error().message()});
@@ -114,9 +131,39 @@ int RunDemandLoadHelper(const std::vector<std::string>& args, const BootPaths& p
     return report.Succeeded() ? 0 : 1;
 }
 
+namespace {
+
+// The sealed wrapper chrooted into the tree for the loader; back to the real root through the
+// descriptor it kept (peinit/core/sealed_tree.h).
+Result<void> ReturnToRealRoot(const char* fd_text) {
+    if (fd_text == nullptr) return Ok();  // run directly, not through the sealed wrapper
+    char* end = nullptr;
+    errno = 0;
+    long fd = std::strtol(fd_text, &end, 10);
+    if (errno != 0 || end == fd_text || *end != '\0' || fd < 3 || fd > 1024) {
+        return Err(std::string(kRealRootFdVariable) + "=\"" + fd_text + "\" is not a descriptor");
+    }
+    if (::fchdir(static_cast<int>(fd)) != 0) return ErrnoErr("fchdir to the real root");
+    if (::chroot(".") != 0) return ErrnoErr("chroot to the real root");
+    if (::chdir("/") != 0) return ErrnoErr("chdir /");
+    ::close(static_cast<int>(fd));
+    return Ok();
+}
+
+}  // namespace
+
 int ModprobeHelperMain(int argc, char** argv) noexcept {
     try {
+        // Before anything uses OpenSSL: never read an openssl.cnf (it can load engines and
+        // providers, i.e. code, from the writable root).
+        OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, nullptr);
         EnsureStandardDescriptors();
+        // Started by the sealed wrapper: every library is mapped (from the tree); from here on
+        // /proc, /sys and /dev are the real root's.
+        if (auto back = ReturnToRealRoot(std::getenv(kRealRootFdVariable)); !back) {
+            WriteKmsg({{LOG_ERR, "refused demand load: " + back.error().message()}});
+            return 1;
+        }
         std::vector<std::string> args;
         for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
         std::vector<HelperLogLine> log;

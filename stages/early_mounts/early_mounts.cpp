@@ -30,6 +30,10 @@ constexpr EarlyMount kEarlyMounts[] = {
      true},
     {"devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755"},
     {"tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"},
+    // peinit's records, and the sealed tree's mount point (peinit/core/sealed_tree.h): a mount
+    // point cannot be renamed (EBUSY), so no root process can move the sealed tree aside and put
+    // a writable /run/peinit/ro in its place.
+    {"tmpfs", "/run/peinit", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"},
 };
 
 }  // namespace
@@ -51,10 +55,6 @@ Result<void> RunEarlyMounts(BootContext& ctx) {
             continue;
         }
         return mounted.error();
-    }
-    if (auto made = ctx.kernel.MakeDir(ctx.paths.Under("/run/peinit").string(), 0755);
-        !made && made.error().code() != EEXIST) {
-        return made.error();
     }
     // The kernel rate-limits /dev/kmsg writers (printk.devkmsg=ratelimit) and would drop most of
     // the boot log; best effort, since `printk.devkmsg=` on the command line locks the setting.

@@ -47,6 +47,8 @@ struct Case {
     std::vector<std::string> test_files;
     // QEMU monitor commands sent when the console shows a text (hot-plug).
     std::vector<peinit::testing::MonitorStep> monitor = {};
+    // Further files: (host path, image path).
+    std::vector<std::pair<std::string, std::string>> files = {};
 };
 
 class LockdownBoot : public ::testing::Test {
@@ -68,6 +70,7 @@ class LockdownBoot : public ::testing::Test {
         };
         add_file(POLICY_PROBE_PATH, "/usr/bin/policy_probe");
         add_file(ON_CHANNEL_PATH, "/usr/bin/on_channel");
+        for (const auto& [src, dst] : c.files) add_file(src, dst);
         for (const auto& f : c.test_files) {
             add_file((fs::path(kernel_dir) / f).string(),
                      "/lib/peinit-test/" + (fs::path(f).parent_path().filename() == "unsigned"
@@ -218,6 +221,36 @@ TEST_F(LockdownBoot, ServicePrivileges) {
     EXPECT_TRUE(holds("ordinary", "none")) << Console(r);
     EXPECT_TRUE(holds("loader", "SeLoadDriverPrivilege")) << Console(r);
     EXPECT_TRUE(holds("locker", "SeTcbPrivilege")) << Console(r);
+}
+
+// Issue 24 points 1 and 2: a root service without SeLoadDriverPrivilege tries each
+// route back to it through what peinit installs or trusts, then triggers a demand load the
+// allow-list refuses. Every write to the sealed tree fails with EROFS, its mount cannot be
+// remounted, unmounted (EPERM) or moved aside (EBUSY), kernel.modprobe cannot be rewritten and
+// PID 1 cannot be traced (EPERM). What the service can still write (the status record
+// /run/peinit/policy.json, the initramfs's /etc/ld.so.preload) is trusted by nothing: af_alg is
+// refused and not loaded, the helper did not map the preloaded library (which an ordinary dynamic
+// program does, the control), and the allowed af_packet still loads through the same helper.
+TEST_F(LockdownBoot, SealedTree) {
+    Case c{"lockdown-sealed", "peinit", "", {}, {}};
+    c.files = {{PRELOAD_MARKER_PATH, "/lib/peinit-test/preload_marker.so"}};
+    ImageBootResult r = Boot(c);
+    ExpectProbes(r, {"unlocked", "bounding", "no_new_privs", "helper_path", "helper_path_sealed",
+                     "helper_path_rewritten", "helper_replaced", "helper_program_replaced",
+                     "helper_renamed", "library_added", "library_replaced", "loader_replaced",
+                     "preload_in_tree", "policy_edited", "key_added", "package_added",
+                     "index_edited", "tree_remounted", "tree_unmounted", "tree_moved",
+                     "tree_parent_moved", "ptrace_pid1", "status_record_edited",
+                     "preload_added", "alg_refused", "alg_not_loaded", "helper_did_not_preload",
+                     "packet_allowed", "packet_loaded", "helper_still_did_not_preload",
+                     "preload_works", "preload_marked"});
+    EXPECT_TRUE(r.Has("autoload: sealed tree /run/peinit/ro read-only")) << Console(r);
+    EXPECT_TRUE(r.Has("peinit-modprobe: refused demand load of net-pf-38 (module af_alg): not in "
+                      "AutoLoadAllowed"))
+        << Console(r);
+    EXPECT_TRUE(r.Has("peinit-modprobe: loaded af_packet for net-pf-17")) << Console(r);
+    EXPECT_TRUE(r.Has("service attacker started pid=")) << Console(r);
+    EXPECT_TRUE(r.Has("privileges=none")) << Console(r);
 }
 
 // R-37, issue 24 point 5: a device that appears only because coldplug loaded a driver gets its

@@ -21,6 +21,15 @@
  *   lock:RESULT          module_lockdown(LOCK, runtime-syscall) (SeTcb: CAP_SYS_ADMIN)
  *   mark:TEXT            prints "PROBE-MARK TEXT" (the host acts on it, e.g. hot-plugs a device
  *                        through the QEMU monitor); always ok
+ *   create:PATH[~TEXT]=RESULT  open(PATH, O_WRONLY|O_CREAT|O_TRUNC) and write TEXT (default
+ *                        one byte): a new or replaced file
+ *   run:PATH [ARG]=STATUS  runs PATH (with ARG) and compares its exit status
+ *   write:PATH~TEXT=RESULT  open(PATH, O_WRONLY) and write TEXT (edit a file or a sysctl)
+ *   replace:PATH~OLD~NEW=RESULT  read PATH, replace the first OLD by NEW, write it back
+ *   rename:FROM,TO=RESULT rename(FROM, TO)
+ *   remount:PATH=RESULT  mount(NULL, PATH, NULL, MS_REMOUNT, NULL): read-write again
+ *   umount:PATH=RESULT   umount2(PATH, MNT_DETACH)
+ *   ptrace:PID=RESULT    ptrace(PTRACE_ATTACH, PID) (detached again when it succeeds)
  *   wait:PATH=SECONDS    PATH appears within SECONDS
  *   waitfor:PATH~TEXT    the file contains TEXT within 90 s
  */
@@ -30,7 +39,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <termios.h>
@@ -56,6 +68,9 @@ static const char *errname(int e) {
         case ENOKEY: return "ENOKEY";
         case EBADMSG: return "EBADMSG";
         case ENOSYS: return "ENOSYS";
+        case EROFS: return "EROFS";
+        case ENOTDIR: return "ENOTDIR";
+        case EXDEV: return "EXDEV";
         case EACCES: return "EACCES";
         case EWOULDBLOCK: return "EWOULDBLOCK";
         case ESOCKTNOSUPPORT: return "ESOCKTNOSUPPORT";
@@ -118,7 +133,106 @@ static void check(char *arg) {
     char *rest = colon + 1;
     char detail[512];
 
-    if (strcmp(kind, "read") == 0 || strcmp(kind, "finit") == 0 ||
+    if (strcmp(kind, "create") == 0 || strcmp(kind, "write") == 0 ||
+        strcmp(kind, "replace") == 0 || strcmp(kind, "rename") == 0 ||
+        strcmp(kind, "remount") == 0 || strcmp(kind, "umount") == 0 ||
+        strcmp(kind, "ptrace") == 0 || strcmp(kind, "run") == 0) {
+        char *eq = strrchr(rest, '=');
+        if (!eq) {
+            report(name, 0, "missing =");
+            return;
+        }
+        *eq = '\0';
+        const char *want = eq + 1;
+        int got = 0;
+        if (strcmp(kind, "create") == 0 || strcmp(kind, "write") == 0) {
+            const char *text = "x";
+            char *tilde = strchr(rest, '~');
+            if (tilde) {
+                *tilde = '\0';
+                text = tilde + 1;
+            }
+            int flags = strcmp(kind, "create") == 0 ? O_WRONLY | O_CREAT | O_TRUNC : O_WRONLY;
+            int fd = open(rest, flags | O_CLOEXEC, 0644);
+            if (fd < 0) {
+                got = errno;
+            } else {
+                if (write(fd, text, strlen(text)) < 0) got = errno;
+                if (close(fd) != 0 && got == 0) got = errno;
+            }
+        } else if (strcmp(kind, "replace") == 0) {
+            char *old = strchr(rest, '~');
+            char *new_text = old ? strchr(old + 1, '~') : NULL;
+            if (!new_text) {
+                report(name, 0, "replace needs PATH~OLD~NEW");
+                return;
+            }
+            *old++ = '\0';
+            *new_text++ = '\0';
+            size_t len = 0;
+            char *text = read_file(rest, &len);
+            char *at_old = text ? strstr(text, old) : NULL;
+            if (!at_old) {
+                snprintf(detail, sizeof detail, "%s has no \"%s\"", rest, old);
+                report(name, 0, detail);
+                free(text);
+                return;
+            }
+            int fd = open(rest, O_WRONLY | O_TRUNC | O_CLOEXEC);
+            if (fd < 0) {
+                got = errno;
+            } else {
+                size_t head = (size_t)(at_old - text);
+                const char *tail = at_old + strlen(old);
+                if (write(fd, text, head) < 0 || write(fd, new_text, strlen(new_text)) < 0 ||
+                    write(fd, tail, strlen(tail)) < 0) {
+                    got = errno;
+                }
+                close(fd);
+            }
+            free(text);
+        } else if (strcmp(kind, "rename") == 0) {
+            char *comma = strchr(rest, ',');
+            if (!comma) {
+                report(name, 0, "rename needs FROM,TO");
+                return;
+            }
+            *comma = '\0';
+            got = rename(rest, comma + 1) == 0 ? 0 : errno;
+        } else if (strcmp(kind, "remount") == 0) {
+            got = mount(NULL, rest, NULL, MS_REMOUNT, NULL) == 0 ? 0 : errno;
+        } else if (strcmp(kind, "run") == 0) {
+            char *arg = strchr(rest, ' ');
+            if (arg) *arg++ = '\0';
+            char *argv[] = {rest, arg, NULL};
+            pid_t pid = fork();
+            if (pid == 0) {
+                execv(rest, argv);
+                _exit(127);
+            }
+            int status = 0;
+            if (pid < 0 || waitpid(pid, &status, 0) < 0) {
+                got = errno;
+            } else {
+                char text[32];
+                snprintf(text, sizeof text, "%d", WIFEXITED(status) ? WEXITSTATUS(status) : 128);
+                snprintf(detail, sizeof detail, "%s exited %s, want %s", rest, text, want);
+                report(name, strcmp(text, want) == 0, detail);
+                return;
+            }
+        } else if (strcmp(kind, "umount") == 0) {
+            got = umount2(rest, MNT_DETACH) == 0 ? 0 : errno;
+        } else {
+            pid_t pid = (pid_t)atoi(rest);
+            if (ptrace(PTRACE_ATTACH, pid, NULL, NULL) == 0) {
+                waitpid(pid, NULL, __WALL);
+                ptrace(PTRACE_DETACH, pid, NULL, NULL);
+            } else {
+                got = errno;
+            }
+        }
+        expect(name, got, want);
+    } else if (strcmp(kind, "read") == 0 || strcmp(kind, "finit") == 0 ||
         strcmp(kind, "initfile") == 0 || strcmp(kind, "delete") == 0 ||
         strcmp(kind, "socket") == 0) {
         char *eq = strrchr(rest, '=');

@@ -165,7 +165,7 @@ modules = ["af_packet", "algif_hash", "dummy"]
     boot.timeout = std::chrono::seconds(400);
     auto r = BuildAndBoot(boot);
     ASSERT_TRUE(r.build_error.empty()) << r.build_error;
-    EXPECT_TRUE(r.Has("peinit: handover: kernel.modprobe=/run/peinit/bin/peinit-modprobe "
+    EXPECT_TRUE(r.Has("peinit: handover: kernel.modprobe=/run/peinit/ro/bin/peinit-modprobe "
                       "enforces AutoLoadPolicy=allow-list in the real root"))
         << Explain(r);
     EXPECT_TRUE(r.Has("systemd[1]: systemd 252")) << Explain(r);
@@ -182,7 +182,7 @@ modules = ["af_packet", "algif_hash", "dummy"]
     auto status = StatusJson(r);
     ASSERT_TRUE(status) << Explain(r);
     EXPECT_EQ(status->get("lock.locked", true), false);
-    EXPECT_EQ(status->get("kernel.modprobe", ""), "/run/peinit/bin/peinit-modprobe");
+    EXPECT_EQ(status->get("kernel.modprobe", ""), "/run/peinit/ro/bin/peinit-modprobe");
     EXPECT_EQ(status->get("policy.autoload.value", ""), "allow-list");
     EXPECT_TRUE(r.qemu.clean_exit()) << Explain(r);
 }

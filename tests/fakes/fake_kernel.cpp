@@ -1,5 +1,7 @@
 #include "tests/fakes/fake_kernel.h"
 
+#include <sys/mount.h>
+
 #include <linux/capability.h>
 #include <linux/module_lockdown.h>
 
@@ -477,6 +479,9 @@ Result<void> FakeKernel::Mount(const std::string& source, const std::string& tar
         std::lock_guard lock(mutex_);
         MaybeThrow(KernelOp::kMount, target);
         error = ScriptedError(KernelOp::kMount, target);
+        if (error == 0) {
+            mount_flags_[target] = flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC);
+        }
     }
     return Record(KernelOp::kMount, target,
                   source + " " + fstype + " flags=" + std::to_string(flags) + " " + data, error,
@@ -493,6 +498,21 @@ Result<void> FakeKernel::MoveMount(const std::string& from, int to_fd) {
         error = ScriptedError(KernelOp::kMoveMount, target);
     }
     return Record(KernelOp::kMoveMount, target, from, error, start);
+}
+
+Result<unsigned long> FakeKernel::MountFlags(const std::string& path) {
+    std::lock_guard lock(mutex_);
+    std::size_t best = 0;
+    unsigned long flags = 0;
+    for (const auto& [target, f] : mount_flags_) {
+        const bool under = path == target || (path.starts_with(target) &&
+                                              (target.ends_with('/') || path[target.size()] == '/'));
+        if (under && target.size() >= best) {
+            best = target.size();
+            flags = f;
+        }
+    }
+    return flags;
 }
 
 Result<void> FakeKernel::Umount(const std::string& target, int flags) {
@@ -566,6 +586,8 @@ Result<pid_t> FakeKernel::Spawn(const std::vector<std::string>& argv,
     }
     std::string args = Join(argv) + " | " + Join(env);
     if (options.uid) args += " | uid=" + std::to_string(*options.uid);
+    if (options.gid) args += " | gid=" + std::to_string(*options.gid);
+    if (options.no_new_privs) args += " | no_new_privs";
     if (!options.drop_capabilities.empty()) {
         std::string caps;
         for (int cap : options.drop_capabilities) {

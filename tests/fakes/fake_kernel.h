@@ -120,6 +120,10 @@ class FakeKernel final : public Kernel {
     // Recorded with name = the path `to_fd` is open on, args = `from`; scripted errors and
     // ThrowOn by that path. Nothing is moved.
     Result<void> MoveMount(const std::string& from, int to_fd) override;
+    // The flags of the last Mount of the longest mounted target `path` is under (a remount
+    // replaces them; MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC kept); 0 when nothing is mounted
+    // there. Not recorded (a read).
+    Result<unsigned long> MountFlags(const std::string& path) override;
     Result<void> Umount(const std::string& target, int flags) override;
     Result<void> MakeDir(const std::string& path, mode_t mode) override;
     Result<void> Mknod(const std::string& path, mode_t mode, dev_t dev) override;
@@ -170,6 +174,7 @@ class FakeKernel final : public Kernel {
     std::map<std::pair<KernelOp, std::string>, int> op_errors_;
     std::map<std::pair<KernelOp, std::string>, int> op_throws_;
     std::vector<std::string> loaded_;
+    std::map<std::string, unsigned long> mount_flags_;
     std::map<std::string, std::vector<std::byte>> images_;
     std::set<std::string> loading_;
     int in_flight_ = 0;

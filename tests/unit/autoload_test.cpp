@@ -10,6 +10,7 @@
 #include <linux/module_lockdown.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -151,6 +152,25 @@ class AutoloadStageTest : public ::testing::Test {
         root_ = tmpl;
         fs::create_directories(root_ / "run/peinit");
         ctx_.paths.root = root_;
+        // What the sealed tree is filled from: the image's wrapper, a stand-in for the running
+        // peinit and its libraries, a key, a package and the module tree.
+        fs::create_directories(root_ / "usr/lib/peinit/packages");
+        fs::create_directories(root_ / "etc/peinit/keys");
+        fs::create_directories(root_ / "lib/modules/9.9.9-test/kernel");
+        fs::create_directories(root_ / "host");
+        std::ofstream(root_ / "usr/lib/peinit/peinit-modprobe") << "static wrapper";
+        std::ofstream(root_ / "host/peinit") << "peinit";
+        std::ofstream(root_ / "host/libkmod.so.2") << "libkmod";
+        std::ofstream(root_ / "host/ld.so") << "loader";
+        std::ofstream(root_ / "etc/peinit/keys/image.pub") << "key";
+        std::ofstream(root_ / "usr/lib/peinit/packages/image.pkg") << "not a real package";
+        std::ofstream(root_ / "lib/modules/9.9.9-test/modules.dep") << "kernel/x.ko:\n";
+        std::ofstream(root_ / "lib/modules/9.9.9-test/kernel/x.ko") << "module bytes";
+        ctx_.kernel_release = "9.9.9-test";
+        ctx_.helper_program = BootContext::HelperProgram{
+            root_ / "host/peinit",
+            {{root_ / "host/libkmod.so.2", "/lib/libkmod.so.2"},
+             {root_ / "host/ld.so", "/lib64/ld-linux-x86-64.so.2"}}};
     }
     void TearDown() override {
         std::error_code ec;
@@ -171,27 +191,99 @@ class AutoloadStageTest : public ::testing::Test {
 
 TEST_F(AutoloadStageTest, EnabledInstallsPeinitsHelperAndReadsItBack) {
     ASSERT_TRUE(RunAutoload(ctx_));
-    EXPECT_EQ(kernel_.Sysctl("kernel/modprobe"), "/sbin/peinit-modprobe");
+    EXPECT_EQ(kernel_.Sysctl("kernel/modprobe"), "/run/peinit/ro/bin/peinit-modprobe");
     auto writes = kernel_.Calls(KernelOp::kWriteSysctl);
     ASSERT_EQ(writes.size(), 1u);
     EXPECT_EQ(writes[0].name, "kernel/modprobe");
     auto reads = kernel_.Calls(KernelOp::kReadSysctl);
     ASSERT_EQ(reads.size(), 1u);
     EXPECT_GT(reads[0].start, writes[0].end - std::chrono::nanoseconds(1));
-    // The link to the running binary, made because the "image" lacked it.
-    EXPECT_TRUE(fs::is_symlink(root_ / "sbin/peinit-modprobe"));
+    // No link in the writable root any more.
+    EXPECT_FALSE(fs::exists(fs::symlink_status(root_ / "sbin/peinit-modprobe")));
     EXPECT_THAT(log_.str(), HasSubstr("autoload policy=enabled(default) "
-                                      "helper=\"/sbin/peinit-modprobe\"(default)"));
-    EXPECT_THAT(Record(), HasSubstr("\"helper\":\"/sbin/peinit-modprobe\""));
+                                      "helper=\"/run/peinit/ro/bin/peinit-modprobe\"(default)"));
+    EXPECT_THAT(Record(), HasSubstr("\"helper\":\"/run/peinit/ro/bin/peinit-modprobe\""));
     EXPECT_THAT(Record(), HasSubstr("\"policy\":\"enabled\""));
-    EXPECT_THAT(Record(), HasSubstr("\"read_back\":\"/sbin/peinit-modprobe\""));
+    EXPECT_THAT(Record(), HasSubstr("\"read_back\":\"/run/peinit/ro/bin/peinit-modprobe\""));
 }
 
-TEST_F(AutoloadStageTest, ExistingHelperIsKept) {
-    fs::create_directories(root_ / "sbin");
-    std::ofstream(root_ / "sbin/peinit-modprobe") << "shipped by the image";
+// Issue 24 point 1: everything the helper executes and reads is copied to the sealed tree, which
+// is remounted read-only (and read back) before kernel.modprobe names it.
+TEST_F(AutoloadStageTest, SealedTreeIsFilledThenRemountedReadOnlyBeforeTheHelperIsNamed) {
     ASSERT_TRUE(RunAutoload(ctx_));
-    EXPECT_FALSE(fs::is_symlink(root_ / "sbin/peinit-modprobe"));
+    const fs::path tree = root_ / "run/peinit/ro";
+    EXPECT_EQ(ctx_.sealed_root, tree);
+    EXPECT_EQ(testing::ReadFileOrEmpty(tree / "bin/peinit-modprobe"), "static wrapper");
+    EXPECT_EQ(testing::ReadFileOrEmpty(tree / "bin/peinit"), "peinit");
+    EXPECT_EQ(testing::ReadFileOrEmpty(tree / "lib/libkmod.so.2"), "libkmod");
+    EXPECT_EQ(testing::ReadFileOrEmpty(tree / "lib64/ld-linux-x86-64.so.2"), "loader");
+    EXPECT_EQ(testing::ReadFileOrEmpty(tree / "etc/peinit/keys/image.pub"), "key");
+    EXPECT_EQ(testing::ReadFileOrEmpty(tree / "usr/lib/peinit/packages/image.pkg"),
+              "not a real package");
+    EXPECT_EQ(testing::ReadFileOrEmpty(tree / "lib/modules/9.9.9-test/modules.dep"),
+              "kernel/x.ko:\n");
+    // Module files are empty stubs: the bytes come only from packages.
+    EXPECT_TRUE(fs::exists(tree / "lib/modules/9.9.9-test/kernel/x.ko"));
+    EXPECT_EQ(fs::file_size(tree / "lib/modules/9.9.9-test/kernel/x.ko"), 0u);
+    std::string policy = testing::ReadFileOrEmpty(tree / "policy.json");
+    policy.erase(std::remove_if(policy.begin(), policy.end(), ::isspace), policy.end());
+    EXPECT_THAT(policy, HasSubstr("\"modload_root\":\"/run/peinit/ro\""));
+    EXPECT_TRUE(fs::exists(tree / "packages.index"));
+    EXPECT_EQ(fs::status(tree / "policy.json").permissions() & fs::perms::all,
+              fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+
+    auto mounts = kernel_.Calls(KernelOp::kMount);
+    ASSERT_EQ(mounts.size(), 2u);
+    EXPECT_EQ(mounts[0].name, tree.string());
+    EXPECT_EQ(mounts[0].args,
+              "tmpfs tmpfs flags=" + std::to_string(MS_NOSUID | MS_NODEV) + " mode=0755");
+    EXPECT_EQ(mounts[1].name, tree.string());
+    EXPECT_EQ(mounts[1].args, "  flags=" +
+                                  std::to_string(MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV) +
+                                  " ");
+    auto writes = kernel_.Calls(KernelOp::kWriteSysctl);
+    ASSERT_EQ(writes.size(), 1u);
+    EXPECT_LT(mounts[1].end, writes[0].start + std::chrono::nanoseconds(1));
+    EXPECT_THAT(log_.str(), HasSubstr("autoload: sealed tree /run/peinit/ro read-only"));
+}
+
+// A tree that cannot be built or sealed is never named: kernel.modprobe is emptied (and sealed
+// empty), the error is recorded, hot-add has no tree; the boot goes on.
+TEST_F(AutoloadStageTest, SealedTreeFailureFailsClosed) {
+    for (int variant = 0; variant < 3; ++variant) {
+        FakeKernel k;
+        BootContext c(k);
+        c.paths.root = root_;
+        c.kernel_release = ctx_.kernel_release;
+        c.helper_program = ctx_.helper_program;
+        const std::string tree = (root_ / "run/peinit/ro").string();
+        std::string expected;
+        if (variant == 0) {
+            fs::rename(root_ / "usr/lib/peinit/peinit-modprobe", root_ / "wrapper-aside");
+            expected = "the image has no /usr/lib/peinit/peinit-modprobe";
+        } else if (variant == 1) {
+            k.SetOpError(KernelOp::kMount, tree, ENOSPC);
+            expected = "sealed tree: ";
+        } else {
+            k.ThrowOn(KernelOp::kMount, tree);
+            expected = "unexpected exception";
+        }
+        ASSERT_TRUE(RunAutoload(c)) << variant;
+        if (variant == 0) fs::rename(root_ / "wrapper-aside", root_ / "usr/lib/peinit/peinit-modprobe");
+        EXPECT_EQ(k.Sysctl("kernel/modprobe"), "") << variant;
+        EXPECT_TRUE(k.IsModprobeSealed()) << variant;
+        EXPECT_TRUE(c.sealed_root.empty()) << variant;
+        EXPECT_THAT(Record(), HasSubstr("\"helper\":\"\"")) << variant;
+        EXPECT_THAT(log_.str(), HasSubstr("demand loads fail closed")) << variant;
+        EXPECT_THAT(log_.str(), HasSubstr(expected)) << variant;
+    }
+}
+
+// Hives written for the old helper path name the sealed one.
+TEST_F(AutoloadStageTest, LegacyHelperPathNamesTheSealedHelper) {
+    ctx_.policy.modprobe = {std::string("/sbin/peinit-modprobe"), PolicySource::kHive};
+    ASSERT_TRUE(RunAutoload(ctx_));
+    EXPECT_EQ(kernel_.Sysctl("kernel/modprobe"), "/run/peinit/ro/bin/peinit-modprobe");
 }
 
 TEST_F(AutoloadStageTest, AllowListUsesTheHivesHelperPath) {
@@ -250,7 +342,7 @@ TEST_F(AutoloadStageTest, EnabledSealsTheHelperPath) {
     EXPECT_GT(lockdown[0].start, kernel_.Calls(KernelOp::kReadSysctl).back().end -
                                      std::chrono::nanoseconds(1));
     EXPECT_FALSE(kernel_.WriteSysctl("kernel/modprobe", "/tmp/evil"));
-    EXPECT_EQ(kernel_.Sysctl("kernel/modprobe"), "/sbin/peinit-modprobe");
+    EXPECT_EQ(kernel_.Sysctl("kernel/modprobe"), "/run/peinit/ro/bin/peinit-modprobe");
     EXPECT_THAT(Record(), HasSubstr("\"gate\":\"modprobe-sealed\""));
     EXPECT_THAT(log_.str(), HasSubstr("gate=modprobe-sealed"));
 }
@@ -308,7 +400,9 @@ TEST_F(AutoloadStageTest, GateRefusedIsAnError) {
 
 TEST(AutoloadHelperPath, FollowsThePolicy) {
     EffectivePolicy p;
-    EXPECT_EQ(HelperPathFor(p), "/sbin/peinit-modprobe");
+    EXPECT_EQ(HelperPathFor(p), "/run/peinit/ro/bin/peinit-modprobe");
+    p.modprobe.value = "/sbin/peinit-modprobe";
+    EXPECT_EQ(HelperPathFor(p), "/run/peinit/ro/bin/peinit-modprobe");
     p.modprobe.value = "/x";
     EXPECT_EQ(HelperPathFor(p), "/x");
     p.autoload.value = AutoLoadPolicy::kDisabled;
@@ -503,11 +597,11 @@ TEST_F(HelperTest, MalformedHiveFailsClosed) {
 // the helper enforces the record PID 1 wrote; without a usable one it refuses (it never
 // falls back to a looser policy computed from whatever files it finds).
 TEST_F(HelperTest, MissingOrMalformedPolicyRecordFailsClosed) {
-    fs::remove(root_.root() / "run/peinit/policy.json");
+    fs::remove(root_.root() / "run/peinit/ro/policy.json");
     EXPECT_EQ(Demand("net-pf-17"), 1);
     EXPECT_THAT(Log(), HasSubstr("refused demand load of net-pf-17: no usable policy record"));
     EXPECT_THAT(Log(), HasSubstr("failing closed as AutoLoadPolicy=disabled"));
-    std::ofstream(root_.root() / "run/peinit/policy.json") << "{\"version\": 1, \"autoload\": 3}";
+    std::ofstream(root_.root() / "run/peinit/ro/policy.json") << "{\"version\": 1, \"autoload\": 3}";
     EXPECT_EQ(Demand("net-pf-17"), 1);
     EXPECT_THAT(Log(), HasSubstr("no usable policy record (policy.json: "));
     EXPECT_THAT(Loads(), IsEmpty());

@@ -84,7 +84,9 @@ class DemandRoot {
         Hive hive = LoadHive((root_ / "etc/peinit/hive.toml").string());
         PolicyRecord record{ComputeEffectivePolicy(hive, ParseCmdline(cmdline)), hive.state,
                             hive.path, {}, modload_root};
-        auto written = WriteJsonAtomically((root_ / "run/peinit/policy.json").string(),
+        // The sealed tree's copy, which the helper reads (peinit/core/sealed_tree.h).
+        fs::create_directories(root_ / "run/peinit/ro");
+        auto written = WriteJsonAtomically((root_ / "run/peinit/ro/policy.json").string(),
                                            ToToml(record));
         ASSERT_TRUE(written) << written.error().message();
     }

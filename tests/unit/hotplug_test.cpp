@@ -29,6 +29,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using namespace std::string_literals;
+namespace fs = std::filesystem;
 
 // --- uevents -----------------------------------------------------------------------------------
 
@@ -165,6 +166,8 @@ class HotplugTest : public ::testing::Test {
         ASSERT_NO_FATAL_FAILURE(root_.Make());
         ctx_.paths = root_.Paths();
         ctx_.kernel_release = testing::kFixtureKver;
+        // The autoload stage's sealed tree (peinit/core/sealed_tree.h) has the same layout.
+        ctx_.sealed_root = root_.root();
     }
 
     std::vector<std::string> Loads() const {
@@ -185,6 +188,37 @@ class HotplugTest : public ::testing::Test {
     BootContext ctx_{kernel_};
     testing::CapturedLog log_{"hotplug-test"};
 };
+
+// Issue 24 point 1: hot-add resolves and loads from the sealed tree only, never from the root
+// file system a root service may have written, and keeps the trust store it read for later
+// sessions; without a tree it attempts nothing.
+TEST_F(HotplugTest, ReadsOnlyTheSealedTreeAndKeepsTheTrustStore) {
+    const fs::path writable = root_.root() / "writable-root";  // has no tree, keys or packages
+    fs::create_directories(writable / "run/peinit");
+    ctx_.paths.root = writable;
+    Hotplug hotplug(ctx_);
+    hotplug.Handle({kVirtioNet});
+    EXPECT_THAT(Loads(), ElementsAre("failover", "net_failover", "virtio_net"));
+    ASSERT_NE(ctx_.trust, nullptr);
+    hotplug.Idle();
+    // The keys are not read again: the next session checks packages against the kept store.
+    fs::remove_all(root_.root() / "etc/peinit/keys");
+    ASSERT_TRUE(kernel_.DeleteModule("virtio_net", 0));
+    hotplug.Handle({kVirtioNet});
+    EXPECT_THAT(Loads(), ElementsAre("failover", "net_failover", "virtio_net", "virtio_net"));
+    EXPECT_EQ(hotplug.sessions_opened(), 2);
+}
+
+TEST_F(HotplugTest, WithoutTheSealedTreeNothingIsAttempted) {
+    ctx_.sealed_root.clear();
+    Hotplug hotplug(ctx_);
+    hotplug.Handle({kVirtioNet});
+    EXPECT_THAT(Loads(), IsEmpty());
+    ASSERT_EQ(hotplug.devices().size(), 1u);
+    EXPECT_EQ(Device(hotplug, 0).result, "failed");
+    EXPECT_THAT(Device(hotplug, 0).detail, HasSubstr("/run/peinit/ro was not built"));
+    EXPECT_EQ(hotplug.sessions_opened(), 0);
+}
 
 TEST_F(HotplugTest, EnabledLoadsTheDriverWithItsDependencies) {
     Hotplug hotplug(ctx_);

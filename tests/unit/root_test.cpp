@@ -778,6 +778,39 @@ TEST(Handover, ExceptionSealingEmptiesTheHelperAndSealsAgain) {
     EXPECT_EQ(values.back(), "");
 }
 
+// Issue 24 point 1: peinit's own helper reaches the real root on the sealed tree, which /run
+// carries into it: nothing is copied (no program, no library directory, no module tree), the
+// path the autoload stage set is read back and sealed, and the status record names the tree.
+TEST(Handover, HandsOverTheSealedHelperWithoutCopying) {
+    HandoverBoot b;
+    auto& [s, kernel, ctx] = b;
+    ctx.policy.modprobe.value.reset();  // peinit's own helper
+    ctx.sealed_root = s.dir / "run/peinit/ro";
+    ASSERT_TRUE(kernel.WriteSysctl("kernel/modprobe", "/run/peinit/ro/bin/peinit-modprobe"));
+    auto r = RunHandover(ctx);
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(*kernel.ReadSysctl("kernel/modprobe"), "/run/peinit/ro/bin/peinit-modprobe");
+    EXPECT_TRUE(kernel.IsModprobeSealed());
+    EXPECT_FALSE(fs::exists(s.dir / "run/peinit/lib"));
+    EXPECT_FALSE(fs::exists(s.dir / "run/peinit/modload"));
+    EXPECT_FALSE(fs::exists(s.dir / "run/peinit/bin/peinit-modprobe"));
+    auto record = ParsePolicyRecord(testing::ReadFileOrEmpty(s.dir / "run/peinit/policy.json"));
+    ASSERT_TRUE(record) << record.error().message();
+    EXPECT_EQ(record->modload_root, "/run/peinit/ro");
+}
+
+// The sealed tree was not built (the autoload stage failed closed): the real root gets no helper.
+TEST(Handover, WithoutTheSealedTreeTheRealRootGetsNoHelper) {
+    HandoverBoot b;
+    auto& [s, kernel, ctx] = b;
+    ctx.policy.modprobe.value.reset();
+    auto r = RunHandover(ctx);
+    ASSERT_FALSE(r);
+    EXPECT_THAT(r.error().message(), HasSubstr("the sealed tree /run/peinit/ro was not built"));
+    EXPECT_EQ(*kernel.ReadSysctl("kernel/modprobe"), "");
+    EXPECT_TRUE(kernel.IsModprobeSealed());
+}
+
 // Without root= peinit stays PID 1: its helper stays, only the export is written.
 TEST(Handover, ServiceModeKeepsTheHelper) {
     Scratch s;

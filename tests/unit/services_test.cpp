@@ -65,9 +65,14 @@ TEST(ServicePrivileges, UngrantedCapabilitiesAreDroppedFromTheBoundingSet) {
     const ServiceSpec* loader = units.FindService("driver-loader");
     const ServiceSpec* locker = units.FindService("locker");
     ASSERT_TRUE(app && loader && locker);
-    EXPECT_THAT(CapabilitiesToDrop(*app), ElementsAre(CAP_SYS_MODULE, CAP_SYS_ADMIN));
-    EXPECT_THAT(CapabilitiesToDrop(*loader), ElementsAre(CAP_SYS_ADMIN));
-    EXPECT_THAT(CapabilitiesToDrop(*locker), IsEmpty());
+    // Catalogue order: SeLoadDriver, SeTcb (with what reaches kernel memory), SeDebug, SeShutdown.
+    EXPECT_THAT(CapabilitiesToDrop(*app),
+                ElementsAre(CAP_SYS_MODULE, CAP_SYS_ADMIN, CAP_SYS_RAWIO, CAP_BPF, CAP_PERFMON,
+                            CAP_SYSLOG, CAP_SYS_PTRACE, CAP_SYS_BOOT));
+    EXPECT_THAT(CapabilitiesToDrop(*loader),
+                ElementsAre(CAP_SYS_ADMIN, CAP_SYS_RAWIO, CAP_BPF, CAP_PERFMON, CAP_SYSLOG,
+                            CAP_SYS_PTRACE, CAP_SYS_BOOT));
+    EXPECT_THAT(CapabilitiesToDrop(*locker), ElementsAre(CAP_SYS_PTRACE, CAP_SYS_BOOT));
 
     FakeKernel kernel;
     ServiceRunner runner(kernel, units, "");
@@ -75,16 +80,86 @@ TEST(ServicePrivileges, UngrantedCapabilitiesAreDroppedFromTheBoundingSet) {
     auto spawns = kernel.Calls(KernelOp::kSpawn);
     ASSERT_EQ(spawns.size(), 2u);  // locker waits for driver-loader
     EXPECT_EQ(spawns[0].name, "/usr/bin/app");
-    EXPECT_THAT(spawns[0].args, EndsWith("| uid=1000 | drop_caps=16,21"));
+    EXPECT_THAT(spawns[0].args,
+                EndsWith("| uid=1000 | no_new_privs | drop_caps=16,21,17,39,38,34,19,22"));
     EXPECT_EQ(spawns[1].name, "/usr/bin/loader");
-    EXPECT_THAT(spawns[1].args, EndsWith("| drop_caps=21"));
+    EXPECT_THAT(spawns[1].args, EndsWith("| no_new_privs | drop_caps=21,17,39,38,34,19,22"));
     // FakeKernel numbers from 100: app 100, driver-loader 101. Its exit starts locker, which
     // keeps both privileges.
     ASSERT_EQ(runner.OnExit(101, 0), ServiceSpec::ExitAction::kNone);
     spawns = kernel.Calls(KernelOp::kSpawn);
     ASSERT_EQ(spawns.size(), 3u) << "locker did not start";
     EXPECT_EQ(spawns[2].name, "/usr/bin/locker");
-    EXPECT_THAT(spawns[2].args, Not(HasSubstr("drop_caps")));
+    EXPECT_THAT(spawns[2].args, EndsWith("| no_new_privs | drop_caps=19,22"));
+}
+
+// R-28: a unit asks for a non-root user and group, by name (the image's /etc/passwd and
+// /etc/group) or number; no_new_privs is on unless the unit turns it off; a name the image does
+// not have keeps the service from starting, naming it.
+TEST(ServicePrivileges, UserGroupAndNoNewPrivileges) {
+    UnitSet units = Units(R"([[service]]
+name = "named"
+exec = ["/usr/bin/named"]
+user = "net"
+group = "audio"
+
+[[service]]
+name = "numbers"
+exec = ["/usr/bin/numbers"]
+uid = 1000
+gid = 2000
+no_new_privileges = false
+
+[[service]]
+name = "user-only"
+exec = ["/usr/bin/user-only"]
+user = "net"
+
+[[service]]
+name = "root-group"
+exec = ["/usr/bin/root-group"]
+gid = 5
+
+[[service]]
+name = "no-such-group"
+exec = ["/usr/bin/x"]
+group = "ghosts"
+
+[[service]]
+name = "no-such-user"
+exec = ["/usr/bin/y"]
+user = "ghost"
+)");
+    FakeKernel kernel;
+    ServiceRunner runner(kernel, units, "root:x:0:0::/:/bin/sh\nnet:x:101:102::/:/bin/false\n", "",
+                         "root:x:0:\naudio:x:29:net\nnet:x:102:\n");
+    auto named = runner.OptionsFor(*units.FindService("named"));
+    ASSERT_TRUE(named) << named.error().message();
+    EXPECT_EQ(named->uid, 101u);
+    EXPECT_EQ(named->gid, 29u);
+    EXPECT_TRUE(named->no_new_privs);
+    auto numbers = runner.OptionsFor(*units.FindService("numbers"));
+    ASSERT_TRUE(numbers);
+    EXPECT_EQ(numbers->uid, 1000u);
+    EXPECT_EQ(numbers->gid, 2000u);
+    EXPECT_FALSE(numbers->no_new_privs);
+    auto user_only = runner.OptionsFor(*units.FindService("user-only"));
+    ASSERT_TRUE(user_only);
+    EXPECT_EQ(user_only->gid, 102u);  // the user's own group
+    auto root_group = runner.OptionsFor(*units.FindService("root-group"));
+    ASSERT_TRUE(root_group);
+    EXPECT_FALSE(root_group->uid.has_value());
+    EXPECT_EQ(root_group->gid, 5u);
+
+    runner.StartReady();
+    auto spawns = kernel.Calls(KernelOp::kSpawn);
+    ASSERT_EQ(spawns.size(), 4u);
+    EXPECT_THAT(spawns[0].args, HasSubstr("| uid=101 | gid=29 | no_new_privs |"));
+    EXPECT_THAT(spawns[1].args, HasSubstr("| uid=1000 | gid=2000 | drop_caps="));
+    EXPECT_THAT(runner.OptionsFor(*units.FindService("no-such-group")).error().message(),
+                "group ghosts is not in the image's /etc/group");
+    EXPECT_THAT(runner.OptionsFor(*units.FindService("no-such-user")).error().message(),
+                "user ghost is not in the image's /etc/passwd");
 }
 
 class TempDir {

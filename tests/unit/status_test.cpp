@@ -187,9 +187,9 @@ TEST(Status, SaysWhichHelperAnswersDemandLoads) {
         in.kernel.modprobe = modprobe;
         return BuildStatus(in).helper;
     };
-    EXPECT_EQ(helper("/run/peinit/bin/peinit-modprobe"),
-              "peinit's, handed over to the real root: enforces AutoLoadPolicy=enabled and the "
-              "blacklist as recorded in /run/peinit/policy.json");
+    EXPECT_EQ(helper("/run/peinit/ro/bin/peinit-modprobe"),
+              "peinit's, on the read-only /run/peinit/ro: enforces AutoLoadPolicy=enabled and "
+              "the blacklist as recorded in /run/peinit/ro/policy.json");
     EXPECT_EQ(helper("/sbin/peinit-modprobe"),
               "peinit's: enforces AutoLoadPolicy=enabled and the blacklist as recorded in "
               "/run/peinit/policy.json");

@@ -431,8 +431,13 @@ privileges = []
     EXPECT_EQ(PrivilegeName(Privilege::kTcb), "SeTcbPrivilege");
     EXPECT_EQ(ParsePrivilege("SeTcbPrivilege"), Privilege::kTcb);
     EXPECT_EQ(ParsePrivilege("setcbprivilege"), std::nullopt);
-    EXPECT_EQ(PrivilegeCapability(Privilege::kLoadDriver), 16);  // CAP_SYS_MODULE
-    EXPECT_EQ(PrivilegeCapability(Privilege::kTcb), 21);         // CAP_SYS_ADMIN
+    EXPECT_EQ(PrivilegeName(Privilege::kDebug), "SeDebugPrivilege");
+    EXPECT_EQ(PrivilegeName(Privilege::kShutdown), "SeShutdownPrivilege");
+    EXPECT_THAT(PrivilegeCapabilities(Privilege::kLoadDriver), ElementsAre(16));  // CAP_SYS_MODULE
+    // CAP_SYS_ADMIN, CAP_SYS_RAWIO, CAP_BPF, CAP_PERFMON, CAP_SYSLOG
+    EXPECT_THAT(PrivilegeCapabilities(Privilege::kTcb), ElementsAre(21, 17, 39, 38, 34));
+    EXPECT_THAT(PrivilegeCapabilities(Privilege::kDebug), ElementsAre(19));     // CAP_SYS_PTRACE
+    EXPECT_THAT(PrivilegeCapabilities(Privilege::kShutdown), ElementsAre(22));  // CAP_SYS_BOOT
 }
 
 TEST(UnitErrors, ServicePrivileges) {
@@ -440,7 +445,7 @@ TEST(UnitErrors, ServicePrivileges) {
 name = "a"
 exec = ["/bin/true"]
 privileges = ["SeLoadDriverPrivilege",
-  "SeDebugPrivilege",
+  "SeBackupPrivilege",
   "seloaddriverprivilege",
   "SeLoadDriverPrivilege",
   1]
@@ -450,15 +455,52 @@ name = "b"
 exec = ["/bin/true"]
 privileges = "SeTcbPrivilege"
 )"),
-                ElementsAre("units/p.toml:5: unknown privilege \"SeDebugPrivilege\" in "
-                            "\"privileges\" (known: SeLoadDriverPrivilege, SeTcbPrivilege)",
+                ElementsAre("units/p.toml:5: unknown privilege \"SeBackupPrivilege\" in "
+                            "\"privileges\" (known: SeLoadDriverPrivilege, SeTcbPrivilege, "
+                            "SeDebugPrivilege, SeShutdownPrivilege)",
                             "units/p.toml:6: unknown privilege \"seloaddriverprivilege\" in "
-                            "\"privileges\" (known: SeLoadDriverPrivilege, SeTcbPrivilege)",
+                            "\"privileges\" (known: SeLoadDriverPrivilege, SeTcbPrivilege, "
+                            "SeDebugPrivilege, SeShutdownPrivilege)",
                             "units/p.toml:7: privilege \"SeLoadDriverPrivilege\" is listed "
                             "twice in \"privileges\"",
                             "units/p.toml:8: \"privileges\" entries must be strings, not integer",
                             "units/p.toml:13: \"privileges\" must be an array of strings, not "
                             "string"));
+}
+
+// R-28: a non-root group by name or number, and no_new_privileges, checked with file and line.
+TEST(UnitErrors, ServiceGroupAndNoNewPrivileges) {
+    EXPECT_THAT(ParseErrors("g.toml", R"([[service]]
+name = "a"
+exec = ["/bin/true"]
+group = "a:b"
+gid = -1
+
+[[service]]
+name = "b"
+exec = ["/bin/true"]
+group = "net"
+gid = 7
+no_new_privileges = "yes"
+)"),
+                ElementsAre("units/g.toml:1: [[service]] sets both \"group\" and \"gid\"",
+                            "units/g.toml:4: invalid group name \"a:b\"",
+                            "units/g.toml:5: gid -1 is out of range",
+                            "units/g.toml:7: [[service]] sets both \"group\" and \"gid\"",
+                            "units/g.toml:12: \"no_new_privileges\" must be a boolean, not string"));
+    ConfigErrors errors;
+    auto unit = ParseUnitFile("units/ok.toml", R"([[service]]
+name = "a"
+exec = ["/bin/true"]
+user = "net"
+group = "audio"
+no_new_privileges = false
+)",
+                              errors);
+    ASSERT_TRUE(unit.has_value()) << (errors.empty() ? "" : errors[0].ToString());
+    ASSERT_EQ(unit->services.size(), 1u);
+    EXPECT_EQ(unit->services[0].group, "audio");
+    EXPECT_FALSE(unit->services[0].no_new_privileges);
 }
 
 TEST(UnitErrors, ServiceTables) {
@@ -742,7 +784,8 @@ TEST(Check, UnknownPrivilegeIsAnErrorWithFileAndLine) {
     EXPECT_THAT(report.problems,
                 ElementsAre(root.path() + "/etc/peinit/units/svc.toml:4: unknown privilege "
                                           "\"SeTcb\" in \"privileges\" (known: "
-                                          "SeLoadDriverPrivilege, SeTcbPrivilege)"));
+                                          "SeLoadDriverPrivilege, SeTcbPrivilege, "
+                                          "SeDebugPrivilege, SeShutdownPrivilege)"));
     EXPECT_FALSE(report.ok());
 }
 
@@ -811,7 +854,8 @@ exit_action = "halt"
               f + "19: \"exec\" program must be an absolute path, not \"sbin/dhcpcd\"\n" +
               f + "20: uid -1 is out of range\n" +
               f + "21: unknown privilege \"SeTcb\" in \"privileges\" (known: "
-                  "SeLoadDriverPrivilege, SeTcbPrivilege)\n" +
+                  "SeLoadDriverPrivilege, SeTcbPrivilege, SeDebugPrivilege, "
+                  "SeShutdownPrivilege)\n" +
               f + "26: Error while parsing key-value pair: cannot redefine existing array "
                   "'exec'\n" +
               f + "31: exit_action must be \"none\", \"poweroff\" or \"reboot\", not \"halt\"\n" +
