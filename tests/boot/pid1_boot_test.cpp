@@ -7,6 +7,7 @@
 #include <boost/property_tree/ptree.hpp>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -148,22 +149,24 @@ TEST(Pid1Boot, DebianKernelImageBoots) {
     EXPECT_TRUE(r.qemu.clean_exit()) << Explain(r);
 }
 
-// root= on the command line: peinit loads the disk and file-system drivers, locks, mounts the
-// ext4 root (file system found from /proc/filesystems), moves /proc /sys /dev /run, empties the
-// initramfs and execs the real root's /sbin/init as PID 1.
-TEST(Pid1Boot, SwitchesToTheRealRoot) {
+// Boots the switchroot image with root=/dev/vda: a 16 MiB ext4 disk made in boot-artifacts/`name`
+// whose tree has root_init as /sbin/init and the directories `dirs`, then `tweak` on the tree.
+ImageBootResult BootSwitchRoot(const std::string& name, std::vector<const char*> dirs,
+                               const std::function<void(const std::filesystem::path&)>& tweak = {}) {
     namespace fs = std::filesystem;
-    fs::path work = fs::current_path() / "boot-artifacts" / "switchroot-disk";
+    fs::path work = fs::current_path() / "boot-artifacts" / name;
     std::error_code ec;
     fs::remove_all(work, ec);
-    for (const char* dir : {"sbin", "proc", "sys", "dev", "run"}) {
-        fs::create_directories(work / "root" / dir);
-    }
+    for (const char* dir : dirs) fs::create_directories(work / "root" / dir);
+    if (tweak) tweak(work / "root");
     fs::copy_file(PEINIT_ROOT_INIT, work / "root" / "sbin" / "init");
     std::string disk = (work / "disk.img").string();
     std::string mkfs = "mke2fs -q -F -t ext4 -d " + (work / "root").string() + " " + disk + " 16M";
-    ASSERT_EQ(std::system(mkfs.c_str()), 0) << mkfs;
-
+    ImageBootResult r;
+    if (std::system(mkfs.c_str()) != 0) {
+        r.build_error = "failed: " + mkfs;
+        return r;
+    }
     ImageBoot boot;
     boot.name = "switchroot";
     boot.image_toml = R"(kernel = "peinit"
@@ -172,7 +175,14 @@ hive = "@CASE@/hive.toml"
 )";
     boot.append = "root=/dev/vda";
     boot.qemu_args = {"-drive", "file=" + disk + ",if=virtio,format=raw"};
-    auto r = BuildAndBoot(boot);
+    return BuildAndBoot(boot);
+}
+
+// root= on the command line: peinit loads the disk and file-system drivers, locks, mounts the
+// ext4 root (file system found from /proc/filesystems), moves /proc /sys /dev /run, empties the
+// initramfs and execs the real root's /sbin/init as PID 1.
+TEST(Pid1Boot, SwitchesToTheRealRoot) {
+    auto r = BootSwitchRoot("switchroot-disk", {"sbin", "proc", "sys", "dev", "run"});
     ASSERT_TRUE(r.build_error.empty()) << r.build_error;
     EXPECT_TRUE(r.Has("peinit: lockdown locked=1")) << Explain(r);
     EXPECT_TRUE(r.Has("peinit: handoff: mounted /dev/vda (ext4, ro) on /newroot")) << Explain(r);
@@ -192,28 +202,10 @@ hive = "@CASE@/hive.toml"
 // helper's /run/peinit on the real root's disk). Now the handoff refuses, naming the link,
 // before anything is moved; the emergency path keeps the lock and powers off; init never runs.
 TEST(Pid1Boot, SymlinkedRunInTheNewRootIsRefused) {
-    namespace fs = std::filesystem;
-    fs::path work = fs::current_path() / "boot-artifacts" / "switchroot-symlink-disk";
-    std::error_code ec;
-    fs::remove_all(work, ec);
-    for (const char* dir : {"sbin", "proc", "sys", "dev", "tmp"}) {
-        fs::create_directories(work / "root" / dir);
-    }
-    fs::create_symlink("/tmp", work / "root" / "run");
-    fs::copy_file(PEINIT_ROOT_INIT, work / "root" / "sbin" / "init");
-    std::string disk = (work / "disk.img").string();
-    std::string mkfs = "mke2fs -q -F -t ext4 -d " + (work / "root").string() + " " + disk + " 16M";
-    ASSERT_EQ(std::system(mkfs.c_str()), 0) << mkfs;
-
-    ImageBoot boot;
-    boot.name = "switchroot";
-    boot.image_toml = R"(kernel = "peinit"
-units = ["@CASE@/units"]
-hive = "@CASE@/hive.toml"
-)";
-    boot.append = "root=/dev/vda";
-    boot.qemu_args = {"-drive", "file=" + disk + ",if=virtio,format=raw"};
-    auto r = BuildAndBoot(boot);
+    auto r = BootSwitchRoot("switchroot-symlink-disk", {"sbin", "proc", "sys", "dev", "tmp"},
+                            [](const std::filesystem::path& root) {
+                                std::filesystem::create_symlink("/tmp", root / "run");
+                            });
     ASSERT_TRUE(r.build_error.empty()) << r.build_error;
     EXPECT_TRUE(r.Has("peinit: handoff: mounted /dev/vda (ext4, ro) on /newroot")) << Explain(r);
     EXPECT_TRUE(
