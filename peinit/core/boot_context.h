@@ -66,6 +66,8 @@ struct ModuleOutcome {
     Status status = Status::kSkipped;
     int error = 0;       // errno for kFailed (0 when the failure was not the kernel's)
     std::string reason;  // human-readable detail for failed/skipped/blacklisted
+    // Not attempted because the policy refused it; `reason` says why, for people.
+    bool refused = false;
     std::chrono::microseconds duration{0};
     // Every chain that wanted it, e.g. "unit storage -> ext4" (from the plan), for people.
     std::vector<std::string> requested_by;

@@ -40,6 +40,12 @@ private:
 };
 
 // Tag type that lets `return Unexpected(err);` and `return Err("...");` build any Result<T>.
+// "EKEYREJECTED", or "errno N" when the name is unknown.
+inline std::string ErrnoName(int err) {
+    const char* name = strerrorname_np(err);
+    return name != nullptr ? name : "errno " + std::to_string(err);
+}
+
 struct Unexpected {
     explicit Unexpected(Error e) : error(std::move(e)) {}
     Error error;

@@ -16,7 +16,7 @@
 //   bin/peinit            the peinit binary (the helper dispatches on argv[0])
 //   lib/                  every shared object peinit has mapped (glibc included), by the name
 //                         the loader found it under; the loader also at its PT_INTERP path
-//   policy.json           the policy record the helper enforces (peinit/core/policy_record.h),
+//   policy.json           the policy record the helper enforces (peinit/record/policy.h),
 //                         modload_root = the tree
 //   etc/peinit/keys/      the trusted package keys
 //   usr/lib/peinit/packages/  the signed packages

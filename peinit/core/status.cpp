@@ -3,8 +3,6 @@
 // status_json.cpp and status_timeline.cpp.
 #include "peinit/core/status.h"
 
-#include <boost/property_tree/json_parser.hpp>
-#include <boost/property_tree/ptree.hpp>
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -13,50 +11,15 @@
 #include <set>
 #include <sstream>
 
+#include "peinit/record/policy.h"
 #include "peinit/core/status_format.h"
 
 namespace peinit {
 
 using status_format::Join;
+using Outcome = ModuleOutcome::Status;
 
 namespace {
-
-namespace pt = boost::property_tree;
-
-// --- reading records (Boost.PropertyTree's JSON parser; no exception leaves this file) -------
-
-std::optional<pt::ptree> ParseJson(const std::string& text, std::string& error) {
-    try {
-        std::istringstream in(text);
-        pt::ptree tree;
-        pt::read_json(in, tree);
-        return tree;
-    } catch (const pt::json_parser_error& e) {
-        error = "line " + std::to_string(e.line()) + ": " + e.message();
-    } catch (const std::exception& e) {
-        error = e.what();
-    }
-    return std::nullopt;
-}
-
-std::string Str(const pt::ptree& t, const std::string& key) {
-    return t.get<std::string>(pt::ptree::path_type(key, '.'), "");
-}
-int64_t Int(const pt::ptree& t, const std::string& key) {
-    return t.get<int64_t>(pt::ptree::path_type(key, '.'), 0);
-}
-std::optional<bool> Bool(const pt::ptree& t, const std::string& key) {
-    auto v = t.get_optional<bool>(pt::ptree::path_type(key, '.'));
-    if (!v) return std::nullopt;
-    return *v;
-}
-std::vector<std::string> Strings(const pt::ptree& t, const std::string& key) {
-    std::vector<std::string> out;
-    if (auto child = t.get_child_optional(pt::ptree::path_type(key, '.'))) {
-        for (const auto& [k, v] : *child) out.push_back(v.data());
-    }
-    return out;
-}
 
 std::string Trim(std::string_view s) {
     while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\t')) {
@@ -84,149 +47,74 @@ std::string ActiveLsmLevel(const std::string& raw) {
 
 // --- building the model ----------------------------------------------------------------------
 
-void ReadPolicy(const pt::ptree& t, Status& s) {
+void ReadPolicy(const PolicyRecord& r, Status& s) {
+    const EffectivePolicy& p = r.policy;
     s.policy_present = true;
-    s.hive_state = Str(t, "hive.state");
-    s.hive_path = Str(t, "hive.path");
-    s.hive_errors = Strings(t, "hive.errors");
-    s.autoload = {Str(t, "autoload.value"), Str(t, "autoload.source")};
-    s.autoload_allowed = Strings(t, "autoload_allowed");
-    if (auto bl = t.get_child_optional("blacklist")) {
-        for (const auto& [k, v] : *bl) s.blacklist.push_back({Str(v, "module"), Str(v, "source")});
+    s.hive_state = std::string(ToString(r.hive_state));
+    s.hive_path = r.hive_path;
+    s.hive_errors = r.hive_errors;
+    s.autoload = {std::string(ToString(p.autoload.value)), std::string(ToString(p.autoload.source))};
+    s.autoload_allowed = p.autoload_allowed;
+    for (const auto& b : p.blacklist) {
+        s.blacklist.push_back({b.module, std::string(ToString(b.source))});
     }
-    s.signing = {Str(t, "signing.value"), Str(t, "signing.source")};
-    if (auto m = t.get_optional<std::string>("modprobe")) s.policy_modprobe = *m;
-    s.ignored = Strings(t, "ignored");
-    if (auto v = Bool(t, "lock_after_boot.value")) {
-        s.lock_requested = *v;
-        s.lock_requested_source = Str(t, "lock_after_boot.source");
-    }
+    s.signing = {std::string(ToString(p.signing.value)), std::string(ToString(p.signing.source))};
+    s.policy_modprobe = p.modprobe.value;
+    s.ignored = p.ignored;
+    s.lock_requested = p.lock_after_boot.value;
+    s.lock_requested_source = std::string(ToString(p.lock_after_boot.source));
 }
 
-// The "modules" list of modules.json or coldplug.json (coldplug's rows have no unit, errno,
-// start or waits; those read as empty).
-std::vector<ModuleRow> ReadModuleRows(const pt::ptree& t) {
-    std::vector<ModuleRow> rows;
-    if (auto list = t.get_child_optional("modules")) {
-        for (const auto& [k, v] : *list) {
-            ModuleRow row;
-            row.name = Str(v, "name");
-            row.status = Str(v, "status");
-            row.unit = Str(v, "unit");
-            row.errno_name = Str(v, "errno");
-            row.error = Int(v, "error");
-            row.reason = Str(v, "reason");
-            row.package = Str(v, "package");
-            row.start_us = Int(v, "start_us");
-            row.duration_us = Int(v, "duration_us");
-            row.requested_by = Strings(v, "requested_by");
-            row.waits_for = Strings(v, "waits_for");
-            if (!row.waits_for.empty() && v.get_child_optional("ready_us")) {
-                row.ready_us = Int(v, "ready_us");
-            }
-            rows.push_back(std::move(row));
-        }
-    }
-    return rows;
-}
-
-// services.json (peinit/init/services.h).
-void ReadServices(const pt::ptree& t, Status& s) {
-    if (auto list = t.get_child_optional("services")) {
-        for (const auto& [k, v] : *list) {
-            s.services.push_back({Str(v, "name"), Strings(v, "privileges"), Str(v, "state"),
-                                  Str(v, "result")});
-        }
-    }
-}
-
-// hotplug.json (peinit/init/hotplug.h).
-void ReadHotplug(const pt::ptree& t, Status& s) {
-    if (auto list = t.get_child_optional("devices")) {
-        for (const auto& [k, v] : *list) {
-            s.hotplug.push_back({Str(v, "syspath"), Str(v, "modalias"), Str(v, "result"),
-                                 Str(v, "detail"), Strings(v, "modules")});
-        }
-    }
-}
-
-void ReadModules(const pt::ptree& t, Status& s) {
+void ReadModules(ModulesRecord r, Status& s) {
     s.modules_present = true;
-    s.modules_total_ms = Int(t, "total_ms");
-    s.modules_boot_offset_ms = Int(t, "boot_offset_ms");
-    s.workers = Int(t, "workers");
-    s.modules_error = Str(t, "error");
-    if (Bool(t, "signing.applied") == false) {
-        s.signing_error = Str(t, "signing.error");
+    s.modules_total_ms = r.total_ms;
+    s.modules_boot_offset_ms = r.boot_offset_ms;
+    s.workers = r.workers;
+    s.modules_error = r.error;
+    if (!r.signing.applied) {
+        s.signing_error = r.signing.error;
         if (s.signing_error.empty()) s.signing_error = "signing policy not applied";
     }
-    s.modules = ReadModuleRows(t);
+    s.modules = std::move(r.modules);
     std::stable_sort(s.modules.begin(), s.modules.end(), [](const auto& a, const auto& b) {
         // Attempted modules by start time; the ones never attempted (no duration) after them.
-        bool a_run = a.duration_us > 0 || a.Succeeded() || a.status == "failed";
-        bool b_run = b.duration_us > 0 || b.Succeeded() || b.status == "failed";
+        bool a_run = a.duration_us > 0 || a.Succeeded() || a.status == Outcome::kFailed;
+        bool b_run = b.duration_us > 0 || b.Succeeded() || b.status == Outcome::kFailed;
         if (a_run != b_run) return a_run;
         return a.start_us < b.start_us;
     });
 }
 
-struct LockdownRecord {
-    bool requested = false;
-    std::string requested_by, mechanism, trigger, error, comm, wall_time;
-    bool locked = false;
-    int64_t pid = 0, boot_offset_ms = 0;
-};
-
-LockdownRecord ReadLockdown(const pt::ptree& t) {
-    LockdownRecord r;
-    r.requested = Bool(t, "requested").value_or(false);
-    r.requested_by = Str(t, "requested_by");
-    r.mechanism = Str(t, "mechanism");
-    r.trigger = Str(t, "trigger");
-    r.locked = Bool(t, "locked").value_or(false);
-    r.error = Str(t, "error");
-    r.pid = Int(t, "pid");
-    r.comm = Str(t, "comm");
-    r.boot_offset_ms = Int(t, "boot_offset_ms");
-    r.wall_time = Str(t, "wall_time");
-    return r;
-}
-
-BootRecord ReadBoot(const pt::ptree& t) {
-    BootRecord r;
-    r.state = Str(t, "state");
-    r.stage = Str(t, "stage");
-    r.error = Str(t, "error");
-    r.boot_offset_ms = Int(t, "boot_offset_ms");
-    r.wall_time = Str(t, "wall_time");
-    return r;
-}
-
-std::optional<pt::ptree> LoadRecord(const std::string& name, const RecordText& rec, Status& s) {
+// One record's text read as its type: its state in s.records; a missing record is a note, an
+// unreadable one (bad JSON, a wrong type, a newer version) a problem.
+template <typename T, typename Read>
+std::optional<T> LoadRecord(const std::string& name, const RecordText& rec, Status& s, Read read) {
     Status::RecordState state{name, rec.path, "ok", ""};
-    std::optional<pt::ptree> tree;
+    std::optional<T> record;
     if (!rec.text) {
         state.state = "missing";
         state.error = rec.error.empty() ? "missing" : rec.error;
         s.notes.push_back("record missing: " + rec.path + " (" + state.error + ")");
+    } else if (auto r = read(*rec.text, rec.path); !r) {
+        state.state = "invalid";
+        state.error = r.error().message();
+        s.problems.push_back("record unreadable: " + state.error);
     } else {
-        std::string error;
-        tree = ParseJson(*rec.text, error);
-        if (!tree) {
-            state.state = "invalid";
-            state.error = error;
-            s.problems.push_back("record " + rec.path + " is not valid JSON: " + error);
-        } else if (tree->get<int>("version", 0) != 1) {
-            state.state = "invalid";
-            state.error = "unsupported version " + tree->get<std::string>("version", "(none)");
-            s.problems.push_back("record " + rec.path + ": " + state.error);
-            tree.reset();
-        } else {
-            s.anything_read = true;
-        }
+        record = std::move(*r);
+        s.anything_read = true;
     }
     s.records.push_back(state);
-    return tree;
+    return record;
+}
+
+template <typename T>
+std::optional<T> LoadRecord(const std::string& name, const RecordText& rec, Status& s) {
+    return LoadRecord<T>(name, rec, s, T::FromJson);
+}
+
+// A record only some boots write: read when present (or unreadable), its absence no note.
+bool Present(const RecordText& rec) {
+    return rec.text || (!rec.error.empty() && rec.error != "missing");
 }
 
 void ResolveLock(const KernelFacts& k, const std::optional<LockdownRecord>& rec, Status& s) {
@@ -352,7 +240,7 @@ void FindProblems(Status& s) {
     for (const auto& m : s.modules) {
         // A module a deny list kept out is the policy at work: a note, as in `peinit plan` and
         // `peinit-image build`, not a problem.
-        if (m.status == "blacklisted") {
+        if (m.status == Outcome::kBlacklisted) {
             s.notes.push_back("module " + m.name + " blacklisted (" + m.reason + ")" +
                               (m.requested_by.empty() ? "" : ", requested by " +
                                                                  Join(m.requested_by, ", ")));
@@ -360,7 +248,7 @@ void FindProblems(Status& s) {
         if (!m.IsProblem()) continue;
         std::string detail = m.errno_name;
         if (!m.reason.empty()) detail += (detail.empty() ? "" : ": ") + m.reason;
-        s.problems.push_back("module " + m.name + " " + m.status +
+        s.problems.push_back("module " + m.name + " " + std::string(ToString(m.status)) +
                              (detail.empty() ? "" : ": " + detail));
     }
     for (const auto& d : s.hotplug) {
@@ -373,11 +261,10 @@ void FindProblems(Status& s) {
         // Refusals are the policy at work, and a device whose driver the image does not carry
         // is the image's choice; a package that fails its check or a load the kernel refused
         // is a problem.
-        if (m.status != "failed" || m.reason.starts_with("not in a verified package")) continue;
-        std::string device;
-        for (const auto& r : m.requested_by) {
-            if (r.starts_with("coldplug ")) device = r.substr(9);
+        if (m.status != Outcome::kFailed || m.reason.starts_with("not in a verified package")) {
+            continue;
         }
+        const std::string device = m.Device();
         s.problems.push_back("coldplug: module " + m.name + " failed" +
                              (m.reason.empty() ? "" : ": " + m.reason) +
                              (device.empty() ? "" : " (for " + device + ")"));
@@ -574,14 +461,12 @@ Status BuildStatus(const StatusInputs& in) {
     s.autoload_disabled = k.autoload_disabled;
     s.modprobe_sealed = k.modprobe_sealed;
 
-    if (auto t = LoadRecord("policy", in.policy, s)) ReadPolicy(*t, s);
-    std::optional<LockdownRecord> lockdown;
-    if (auto t = LoadRecord("lockdown", in.lockdown, s)) lockdown = ReadLockdown(*t);
-    if (auto t = LoadRecord("modules", in.modules, s)) ReadModules(*t, s);
+    auto policy = LoadRecord<PolicyRecord>("policy", in.policy, s);
+    if (policy) ReadPolicy(*policy, s);
+    std::optional<LockdownRecord> lockdown = LoadRecord<LockdownRecord>("lockdown", in.lockdown, s);
+    if (auto r = LoadRecord<ModulesRecord>("modules", in.modules, s)) ReadModules(std::move(*r), s);
     // boot.json exists only after an emergency: its absence is the normal case, not a note.
-    if (in.boot.text || (!in.boot.error.empty() && in.boot.error != "missing")) {
-        if (auto t = LoadRecord("boot", in.boot, s)) s.boot = ReadBoot(*t);
-    }
+    if (Present(in.boot)) s.boot = LoadRecord<BootRecord>("boot", in.boot, s);
     if (in.image.text) {
         auto info = ImageInfo::FromJson(*in.image.text, in.image.path);
         s.records.push_back({"image", in.image.path, info ? "ok" : "invalid",
@@ -602,22 +487,27 @@ Status BuildStatus(const StatusInputs& in) {
             s.notes.push_back("measurement record unreadable: " + m.error().message());
         }
     }
-    if (in.coldplug.text || (!in.coldplug.error.empty() && in.coldplug.error != "missing")) {
-        if (auto t = LoadRecord("coldplug", in.coldplug, s)) {
-            s.coldplug = ReadModuleRows(*t);
-            if (auto left = t->get_child_optional("settle.left")) {
-                for (const auto& [_, dev] : *left) {
-                    s.coldplug_left.push_back(dev.get<std::string>("syspath", "") + " (" +
-                                              dev.get<std::string>("modalias", "") + ")");
-                }
+    if (Present(in.coldplug)) {
+        if (auto r = LoadRecord<ColdplugRecord>("coldplug", in.coldplug, s)) {
+            s.coldplug = std::move(r->modules);
+            for (const auto& d : r->settle.left) {
+                s.coldplug_left.push_back(d.syspath + " (" + d.modalias + ")");
             }
         }
     }
-    if (in.services.text || (!in.services.error.empty() && in.services.error != "missing")) {
-        if (auto t = LoadRecord("services", in.services, s)) ReadServices(*t, s);
+    if (Present(in.services)) {
+        if (auto r = LoadRecord<ServicesRecord>("services", in.services, s)) {
+            for (auto& v : r->services) {
+                s.services.push_back({v.name, v.privileges, v.state, v.result});
+            }
+        }
     }
-    if (in.hotplug.text || (!in.hotplug.error.empty() && in.hotplug.error != "missing")) {
-        if (auto t = LoadRecord("hotplug", in.hotplug, s)) ReadHotplug(*t, s);
+    if (Present(in.hotplug)) {
+        if (auto r = LoadRecord<HotplugRecord>("hotplug", in.hotplug, s)) {
+            for (auto& d : r->devices) {
+                s.hotplug.push_back({d.syspath, d.modalias, d.result, d.detail, d.modules});
+            }
+        }
     }
 
     ResolveLock(k, lockdown, s);
@@ -637,13 +527,13 @@ ModuleCounts CountModules(const Status& s) {
     for (const auto& m : s.modules) {
         if (m.Succeeded())
             ++c.ok;
-        else if (m.status == "failed")
+        else if (m.status == Outcome::kFailed)
             ++c.failed;
-        else if (m.status == "blacklisted")
+        else if (m.status == Outcome::kBlacklisted)
             ++c.blacklisted;
-        else if (m.status == "missing")
+        else if (m.status == Outcome::kMissing)
             ++c.missing;
-        else if (m.status == "no-device")
+        else if (m.status == Outcome::kNoDevice)
             ++c.no_device;
         else
             ++c.skipped;
@@ -654,7 +544,8 @@ ModuleCounts CountModules(const Status& s) {
 std::vector<ModuleRow> BlameRows(const Status& s) {
     std::vector<ModuleRow> rows;
     for (const auto& m : s.modules) {
-        if (m.status == "loaded" || m.status == "already-loaded" || m.status == "failed") {
+        if (m.status == Outcome::kLoaded || m.status == Outcome::kAlreadyLoaded ||
+            m.status == Outcome::kFailed) {
             rows.push_back(m);
         }
     }

@@ -16,8 +16,10 @@
 #include <string_view>
 #include <vector>
 
-#include "peinit/core/image_info.h"
-#include "peinit/core/measurement_record.h"
+#include "peinit/record/image.h"
+#include "peinit/record/measurement.h"
+#include "peinit/record/modules.h"
+#include "peinit/record/stages.h"
 
 namespace peinit {
 
@@ -78,49 +80,17 @@ struct StatusInputs {
     // boot.json: written only by PID 1's emergency path, so its absence is normal and not
     // reported (unlike the three stage records).
     RecordText boot;
-    // image.json: the image's provenance (peinit/core/image_info.h), copied by the config stage
+    // image.json: the image's provenance (peinit/record/image.h), copied by the config stage
     // from the image; absent for an image built before it was recorded (not a note).
     RecordText image;
-    // measurements.json: what PID 1 measured into the TPM (peinit/core/measurement_record.h);
+    // measurements.json: what PID 1 measured into the TPM (peinit/record/measurement.h);
     // absent for an image from before measured boot (not a note).
     RecordText measurement;
     // /run/modprobe.d/peinit-blacklist.conf exists (the handover stage's export for libkmod).
     bool blacklist_exported = false;
 };
 
-// /run/peinit/boot.json (version 1): why the boot stopped. PID 1's emergency path writes it
-// before it powers off (or starts the emergency shell, where `peinitctl status` reads it) and
-// renders it into the status it prints on the console.
-struct BootRecord {
-    std::string state = "emergency";
-    std::string stage;  // the fatal stage that failed ("" when the error was not a stage's)
-    std::string error;  // the error that stopped the boot
-    int64_t boot_offset_ms = 0;
-    std::string wall_time;  // RFC 3339 UTC
-};
-std::string RenderBootRecordJson(const BootRecord& record);
 
-struct ModuleRow {
-    std::string name;
-    std::string status;  // "loaded", "already-loaded", "builtin", "failed", "skipped", ...
-    std::string unit;
-    std::string errno_name;
-    int64_t error = 0;
-    std::string reason;
-    std::string package;
-    int64_t start_us = 0;
-    int64_t duration_us = 0;
-    std::vector<std::string> requested_by;
-    // Modules that had to be live before this one started, and when the last of them was done
-    // (-1: not recorded, or it waited for none), both as the module stage recorded them.
-    std::vector<std::string> waits_for;
-    int64_t ready_us = -1;
-
-    bool Succeeded() const {
-        return status == "loaded" || status == "already-loaded" || status == "builtin";
-    }
-    bool IsProblem() const { return status == "failed" || status == "missing"; }
-};
 
 // A policy value as the record has it, with its source (hive.h's Sourced<T> is the typed one).
 struct SourcedText {

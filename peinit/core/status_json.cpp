@@ -24,7 +24,7 @@ toml::array ModuleArray(const std::vector<ModuleRow>& rows, bool failed_only) {
         if (failed_only && m.Succeeded()) continue;
         list.push_back(toml::table{
             {"name", m.name},
-            {"status", m.status},
+            {"status", std::string(ToString(m.status))},
             {"unit", m.unit},
             {"errno", m.errno_name},
             {"error", m.error},
@@ -146,7 +146,7 @@ std::string RenderStatusJson(const Status& s) {
         toml::array list;
         for (const auto& m : s.coldplug) {
             list.push_back(toml::table{{"name", m.name},
-                                       {"status", m.status},
+                                       {"status", std::string(ToString(m.status))},
                                        {"reason", m.reason},
                                        {"package", m.package},
                                        {"requested_by", StrArray(m.requested_by)}});
@@ -179,18 +179,6 @@ std::string RenderStatusJson(const Status& s) {
                                         {"boot_offset_ms", s.boot->boot_offset_ms},
                                         {"wall_time", s.boot->wall_time}});
     }
-    return FormatJson(root);
-}
-
-std::string RenderBootRecordJson(const BootRecord& record) {
-    toml::table root{
-        {"version", 1},
-        {"state", record.state},
-        {"stage", record.stage},
-        {"error", record.error},
-        {"boot_offset_ms", record.boot_offset_ms},
-        {"wall_time", record.wall_time},
-    };
     return FormatJson(root);
 }
 

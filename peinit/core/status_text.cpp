@@ -190,8 +190,8 @@ std::string RenderStatusText(const Status& s) {
         for (const auto& m : s.modules) width = std::max(width, m.name.size());
         for (const auto& m : s.modules) {
             std::ostringstream row;
-            row << m.name << std::string(width + 2 - m.name.size(), ' ') << m.status;
-            row << std::string(m.status.size() < 15 ? 15 - m.status.size() : 1, ' ')
+            row << m.name << std::string(width + 2 - m.name.size(), ' ') << m.StatusName();
+            row << std::string(m.StatusName().size() < 15 ? 15 - m.StatusName().size() : 1, ' ')
                 << FormatUsAsMs(m.duration_us) << " ms";
             if (!m.errno_name.empty() || !m.reason.empty()) {
                 row << "  " << m.errno_name << (m.errno_name.empty() ? "" : " ") << m.reason;
@@ -210,10 +210,10 @@ std::string RenderBlameText(const Status& s) {
     for (const auto& m : rows) {
         std::string ms = FormatUsAsMs(m.duration_us);
         out << std::string(width - ms.size(), ' ') << ms << " ms  " << m.name;
-        if (m.status != "loaded") {
+        if (m.status != ModuleOutcome::Status::kLoaded) {
             std::string detail = m.errno_name;
             if (!m.reason.empty()) detail += (detail.empty() ? "" : " ") + m.reason;
-            out << " (" << m.status << (detail.empty() ? "" : ": " + detail) << ")";
+            out << " (" << m.StatusName() << (detail.empty() ? "" : ": " + detail) << ")";
         }
         out << "\n";
     }
@@ -229,7 +229,7 @@ std::string RenderModulesText(const Status& s, bool failed_only) {
     size_t name_w = 6, status_w = 6, unit_w = 4;
     for (const auto& m : s.modules) {
         name_w = std::max(name_w, m.name.size());
-        status_w = std::max(status_w, m.status.size());
+        status_w = std::max(status_w, m.StatusName().size());
         unit_w = std::max(unit_w, m.unit.size());
     }
     auto pad = [](const std::string& v, size_t w) {
@@ -242,7 +242,7 @@ std::string RenderModulesText(const Status& s, bool failed_only) {
         std::string detail = m.errno_name;
         if (!m.reason.empty()) detail += (detail.empty() ? "" : " ") + m.reason;
         std::string line = pad(FormatUsAsMs(m.start_us), 9) + pad(m.name, name_w) +
-                           pad(m.status, status_w) + pad(FormatUsAsMs(m.duration_us), 8) +
+                           pad(m.StatusName(), status_w) + pad(FormatUsAsMs(m.duration_us), 8) +
                            pad(m.unit.empty() ? "-" : m.unit, unit_w) + detail;
         while (!line.empty() && line.back() == ' ') line.pop_back();
         out << line << "\n";

@@ -91,11 +91,11 @@ std::string RenderTimelineText(const Status& s) {
                 bar[i] = '.';
             }
         }
-        char fill = m.status == "failed" ? 'x' : m.Succeeded() ? '#' : '-';
+        char fill = m.status == ModuleOutcome::Status::kFailed ? 'x' : m.Succeeded() ? '#' : '-';
         for (int i = from; i <= std::max(from, to - 1) && i < kCols; ++i) bar[i] = fill;
         std::string line = m.name + std::string(width + 2 - m.name.size(), ' ') + "|" + bar + "| " +
                            FormatUsAsMs(m.start_us) + " +" + FormatUsAsMs(m.duration_us) + " ms " +
-                           m.status;
+                           m.StatusName();
         out << line << "\n";
     }
     return out.str();
@@ -152,7 +152,7 @@ std::string RenderTimelineSvg(const Status& s) {
     for (int i = 0; i < rows; ++i) {
         const ModuleRow& m = s.modules[i];
         int y = kTop + i * kRowH + (kRowH - kBarH) / 2;
-        std::string colour = Colour(m.status);
+        std::string colour = Colour(m.StatusName());
         std::snprintf(buf, sizeof buf, "<text x=\"%d\" y=\"%d\">%s</text>\n", 10, y + kBarH - 3,
                       XmlEscape(m.name).c_str());
         out << buf;
@@ -166,14 +166,14 @@ std::string RenderTimelineSvg(const Status& s) {
             out << buf;
         }
         double w = std::max(1.5, x(m.start_us + m.duration_us) - x(m.start_us));
-        std::string tip = m.name + ": " + m.status + ", start " + FormatUsAsMs(m.start_us) +
+        std::string tip = m.name + ": " + m.StatusName() + ", start " + FormatUsAsMs(m.start_us) +
                           " ms, " + FormatUsAsMs(m.duration_us) + " ms";
         if (!m.reason.empty()) tip += " (" + m.reason + ")";
         std::snprintf(
             buf, sizeof buf,
             "<rect class=\"bar\" data-module=\"%s\" data-status=\"%s\" x=\"%.1f\" "
             "y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"%s\"><title>%s</title></rect>\n",
-            XmlEscape(m.name).c_str(), m.status.c_str(), x(m.start_us), y, w, kBarH, colour.c_str(),
+            XmlEscape(m.name).c_str(), m.StatusName().c_str(), x(m.start_us), y, w, kBarH, colour.c_str(),
             XmlEscape(tip).c_str());
         out << buf;
         std::snprintf(buf, sizeof buf, "<text x=\"%.1f\" y=\"%d\">%s ms</text>\n",

@@ -13,6 +13,7 @@
 #include "peinit/sys/kernel.h"
 #include "peinit/sys/kernel_release.h"
 #include "peinit/sys/module_lock.h"
+#include "peinit/record/stages.h"
 #include "peinit/sys/record.h"
 
 namespace peinit {
@@ -134,25 +135,15 @@ void Hotplug::Handle(const std::vector<DeviceModalias>& devices) {
 }
 
 void Hotplug::WriteRecord() const {
-    toml::array devs;
+    HotplugRecord record;
+    record.policy = std::string(ToString(ctx_.policy.autoload.value));
     for (const auto& d : devices_) {
-        toml::array modules;
-        for (const auto& m : d.modules) modules.push_back(m);
-        devs.push_back(toml::table{{"syspath", d.syspath},
-                                   {"modalias", d.modalias},
-                                   {"result", d.result},
-                                   {"modules", std::move(modules)},
-                                   {"detail", d.detail},
-                                   {"boot_offset_ms", d.boot_offset_ms}});
+        record.devices.push_back(
+            {d.syspath, d.modalias, d.result, d.modules, d.detail, d.boot_offset_ms});
     }
-    toml::table record{
-        {"version", 1},
-        {"policy", std::string(ToString(ctx_.policy.autoload.value))},
-        {"devices", std::move(devs)},
-        {"modules", OutcomeRows(outcomes_)},
-    };
-    std::string path = ctx_.paths.Under("/run/peinit/hotplug.json").string();
-    if (auto r = WriteJsonAtomically(path, record); !r) {
+    for (const auto& o : outcomes_) record.modules.push_back(ModuleRow::From(o));
+    std::string path = ctx_.paths.Under(HotplugRecord::kPath).string();
+    if (auto r = WriteFileAtomically(path, record.ToJson()); !r) {
         spdlog::error("hotplug: cannot write {}: {}", path, r.error().message());
     }
 }

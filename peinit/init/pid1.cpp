@@ -100,8 +100,8 @@ void ExplainEmergency(BootContext& ctx, const Error& error) {
     record.error = error.message();
     record.boot_offset_ms = BootOffsetMs();
     record.wall_time = WallTimeUtc();
-    std::string json = RenderBootRecordJson(record);
-    std::string path = ctx.paths.Under("/run/peinit/boot.json").string();
+    std::string json = record.ToJson();
+    std::string path = ctx.paths.Under(BootRecord::kPath).string();
     if (auto wrote = WriteFileAtomically(path, json); !wrote) {
         spdlog::critical("emergency: cannot write {}: {}", path, wrote.error().message());
     }

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "peinit/sys/kernel.h"
+#include "peinit/record/stages.h"
 #include "peinit/sys/record.h"
 #include "peinit/sys/signals.h"
 
@@ -175,25 +176,21 @@ std::string_view ServiceRunner::StateName(State state) {
 
 void ServiceRunner::WriteRecord() const {
     if (record_path_.empty()) return;
-    toml::array list;
+    ServicesRecord record;
     for (const Entry& entry : services_) {
-        toml::array privileges;
-        for (Privilege p : entry.spec->privileges) privileges.push_back(std::string(PrivilegeName(p)));
-        toml::table row{
-            {"name", entry.spec->name},
-            {"privileges", std::move(privileges)},
-            {"state", std::string(StateName(entry.state))},
-            {"pid", static_cast<int64_t>(entry.pid)},
-            {"result", entry.result},
-        };
-        if (entry.spec->uid) row.insert("uid", static_cast<int64_t>(*entry.spec->uid));
-        if (entry.spec->user) row.insert("user", *entry.spec->user);
-        if (entry.spec->gid) row.insert("gid", static_cast<int64_t>(*entry.spec->gid));
-        if (entry.spec->group) row.insert("group", *entry.spec->group);
-        list.push_back(std::move(row));
+        ServicesRecord::Service row;
+        row.name = entry.spec->name;
+        for (Privilege p : entry.spec->privileges) row.privileges.emplace_back(PrivilegeName(p));
+        row.state = std::string(StateName(entry.state));
+        row.pid = entry.pid;
+        row.result = entry.result;
+        if (entry.spec->uid) row.uid = *entry.spec->uid;
+        row.user = entry.spec->user;
+        if (entry.spec->gid) row.gid = *entry.spec->gid;
+        row.group = entry.spec->group;
+        record.services.push_back(std::move(row));
     }
-    toml::table record{{"version", 1}, {"services", std::move(list)}};
-    if (auto r = WriteJsonAtomically(record_path_, record); !r) {
+    if (auto r = WriteFileAtomically(record_path_, record.ToJson()); !r) {
         spdlog::warn("services: cannot write {}: {}", record_path_, r.error().message());
     }
 }

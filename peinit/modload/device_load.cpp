@@ -59,7 +59,7 @@ DeviceLoad LoadDeviceDrivers(ModloadSession& session, const DeviceModalias& dev,
         if (o.status == Status::kLoaded || o.status == Status::kAlreadyLoaded) {
             ++out.loaded;
             spdlog::info("{}: loaded {} for {} from {}", who, o.module, dev.syspath, o.package);
-        } else if (!o.reason.starts_with("refused: ") && o.status != Status::kBlacklisted) {
+        } else if (!o.refused && o.status != Status::kBlacklisted) {
             ++out.failed;
             spdlog::error("{}: module {} {} for {}: {}", who, o.module, ToString(o.status),
                           dev.syspath, o.reason);

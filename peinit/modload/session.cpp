@@ -27,11 +27,6 @@ bool Contains(const std::vector<std::string>& v, std::string_view s) {
 
 }  // namespace
 
-std::string ErrnoName(int err) {
-    const char* name = strerrorname_np(err);
-    return name != nullptr ? name : "errno " + std::to_string(err);
-}
-
 bool DemandLoadReport::Succeeded() const {
     if (resolved.empty() || !error.empty() || !refused.empty()) return false;
     for (const auto& m : resolved) {
@@ -310,6 +305,7 @@ DemandLoadReport ModloadSession::DemandResolved(std::string_view alias,
             o.status = d.verdict == DemandDecision::Verdict::kBlacklisted ? Status::kBlacklisted
                                                                           : Status::kSkipped;
             o.reason = "refused: " + d.reason;
+            o.refused = true;
             o.requested_by = {origin.Describe()};
             o.origins = {origin};
             report.outcomes.push_back(std::move(o));
@@ -391,6 +387,7 @@ DemandLoadReport ModloadSession::DemandResolved(std::string_view alias,
         if (auto it = soft_refused.find(o.module); it != soft_refused.end()) {
             o.status = Status::kSkipped;
             o.reason = "refused: " + it->second + " (a soft dependency is decided on its own)";
+            o.refused = true;
         }
         if (o.status == Status::kBlacklisted && Contains(modules, o.module)) {
             report.refused.push_back({o.module, "blacklisted (" + o.reason + ")"});
@@ -398,18 +395,6 @@ DemandLoadReport ModloadSession::DemandResolved(std::string_view alias,
         report.outcomes.push_back(std::move(o));
     }
     return report;
-}
-
-toml::table OutcomeRow(const ModuleOutcome& o) {
-    toml::array chains;
-    for (const auto& c : o.requested_by) chains.push_back(c);
-    return toml::table{{"name", o.module},
-                       {"status", std::string(ToString(o.status))},
-                       {"requested_by", std::move(chains)},
-                       {"error", o.error},
-                       {"reason", o.reason},
-                       {"package", o.package},
-                       {"duration_us", static_cast<int64_t>(o.duration.count())}};
 }
 
 }  // namespace peinit

@@ -24,7 +24,6 @@
 #include <string_view>
 #include <vector>
 
-#include <toml++/toml.h>
 
 #include "peinit/core/boot_context.h"
 #include "peinit/core/plan.h"
@@ -172,21 +171,5 @@ class ModloadSession {
     std::atomic<int> load_calls_{0};
     int64_t hash_us_ = 0;
 };
-
-// "EKEYREJECTED", or "errno N" when the name is unknown.
-std::string ErrnoName(int err);
-
-// The module rows of coldplug.json and hotplug.json: name, status, requested_by, error, reason,
-// package, duration_us (peinitctl reads them with the module stage's rows).
-template <typename Outcomes>
-toml::array OutcomeRows(const Outcomes& outcomes);
-toml::table OutcomeRow(const ModuleOutcome& o);
-
-template <typename Outcomes>
-toml::array OutcomeRows(const Outcomes& outcomes) {
-    toml::array rows;
-    for (const ModuleOutcome& o : outcomes) rows.push_back(OutcomeRow(o));
-    return rows;
-}
 
 }  // namespace peinit

@@ -5,13 +5,8 @@
 
 #include <ctime>
 
-#include "peinit/core/json.h"
 
 namespace peinit {
-
-Result<void> WriteJsonAtomically(const std::string& path, const toml::table& record) {
-    return WriteFileAtomically(path, FormatJson(record));
-}
 
 Result<void> WriteFileAtomically(const std::string& path, const std::string& text) {
     std::string tmp = path + ".tmp";

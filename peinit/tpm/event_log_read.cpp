@@ -7,7 +7,7 @@
 #include <cerrno>
 #include <set>
 
-#include "peinit/tpm/json_read.h"
+#include "peinit/record/json.h"
 
 namespace peinit::tpm {
 

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "peinit/core/measurement_record.h"
+#include "peinit/record/measurement.h"
 #include "peinit/tpm/event_log.h"
 #include "peinit/tpm/tpm.h"
 

@@ -7,14 +7,14 @@
 
 #include "peinit/sys/package_crypto.h"
 #include "peinit/sys/package_format.h"
-#include "peinit/tpm/json_read.h"
+#include "peinit/record/json.h"
 
 namespace peinit::verify {
 
 namespace {
 
-using tpm::JsonDocument;
-using tpm::JsonValue;
+
+
 
 // The events in boot order; a module repeats.
 enum class Kind { kImage, kPolicy, kModule, kModuleSet, kLock, kLeaveInitrd };

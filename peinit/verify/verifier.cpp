@@ -14,14 +14,14 @@
 
 #include "peinit/sys/package_crypto.h"
 #include "peinit/sys/package_format.h"
-#include "peinit/tpm/json_read.h"
+#include "peinit/record/json.h"
 
 namespace peinit::verify {
 
 namespace {
 
-using tpm::JsonDocument;
-using tpm::JsonValue;
+
+
 
 struct PkeyFree {
     void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }

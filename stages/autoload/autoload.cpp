@@ -7,6 +7,7 @@
 #include "peinit/core/contain.h"
 #include "peinit/core/sealed_tree.h"
 #include "peinit/sys/kernel.h"
+#include "peinit/record/stages.h"
 #include "peinit/sys/record.h"
 #include "stages/autoload/sealed_tree.h"
 
@@ -21,20 +22,17 @@ constexpr const char* kModprobeSysctl = "kernel/modprobe";
 void WriteAutoloadRecord(const BootContext& ctx, const std::string& helper,
                          PolicySource helper_source, const std::string& read_back,
                          const std::string& error, const std::string& gate) {
-    toml::array allowed;
-    for (const auto& m : ctx.policy.autoload_allowed) allowed.push_back(m);
-    toml::table record{
-        {"version", 1},
-        {"policy", std::string(ToString(ctx.policy.autoload.value))},
-        {"source", std::string(ToString(ctx.policy.autoload.source))},
-        {"helper", helper},
-        {"helper_source", std::string(ToString(helper_source))},
-        {"read_back", read_back},
-        {"allowed", std::move(allowed)},
-        {"error", error},
-        {"gate", gate},
-    };
-    if (auto r = WriteJsonAtomically(ctx.paths.Under("/run/peinit/autoload.json").string(), record);
+    AutoloadRecord record;
+    record.policy = std::string(ToString(ctx.policy.autoload.value));
+    record.source = std::string(ToString(ctx.policy.autoload.source));
+    record.helper = helper;
+    record.helper_source = std::string(ToString(helper_source));
+    record.read_back = read_back;
+    record.allowed = ctx.policy.autoload_allowed;
+    record.error = error;
+    record.gate = gate;
+    if (auto r = WriteFileAtomically(ctx.paths.Under(AutoloadRecord::kPath).string(),
+                                     record.ToJson());
         !r) {
         spdlog::error("autoload: cannot write the boot record: {}", r.error().message());
     }

@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "peinit/core/contain.h"
-#include "peinit/core/policy_record.h"
+#include "peinit/record/policy.h"
 #include "peinit/core/sealed_tree.h"
 #include "peinit/sys/config_files.h"
 #include "peinit/sys/kernel.h"
@@ -75,7 +75,7 @@ Result<std::string> HelperForRealRoot(BootContext& ctx) {
     }
     PolicyRecord record{ctx.policy, ctx.hive.state, ctx.hive.path, {}, kSealedRoot};
     for (const auto& e : ctx.hive.errors) record.hive_errors.push_back(e.ToString());
-    if (auto w = WriteJsonAtomically(ctx.paths.Under(kPolicyRecordPath).string(), ToToml(record));
+    if (auto w = WriteFileAtomically(ctx.paths.Under(kPolicyRecordPath).string(), record.ToJson());
         !w) {
         return w.error().Context("cannot record the handed-over tree: ");
     }

@@ -12,7 +12,7 @@
 #include <openssl/crypto.h>
 
 #include "peinit/core/demand_load.h"
-#include "peinit/core/policy_record.h"
+#include "peinit/record/policy.h"
 #include "peinit/core/sealed_tree.h"
 #include "peinit/modload/packages.h"
 #include "peinit/sys/config_files.h"
@@ -81,7 +81,7 @@ int RunDemandLoadHelper(const std::vector<std::string>& args, const BootPaths& p
     // The sealed tree's copy (peinit/core/sealed_tree.h): read-only for every process, unlike
     // /run/peinit/policy.json, which is only a record for status.
     auto record_text = ReadConfigFile(paths.Under(kSealedPolicyPath).string());
-    auto record = record_text ? ParsePolicyRecord(record_text->text)
+    auto record = record_text ? PolicyRecord::FromJson(record_text->text, kSealedPolicyPath)
                               : Result<PolicyRecord>(record_text.error());
     if (!record) {
         log.push_back({LOG_WARNING, "refused demand load of " + alias +
@@ -122,7 +122,7 @@ int RunDemandLoadHelper(const std::vector<std::string>& args, const BootPaths& p
         if (o.status == ModuleOutcome::Status::kLoaded) {
             log.push_back({LOG_INFO, "loaded " + o.module + " for " + alias +
                                          (o.package.empty() ? "" : " from " + o.package)});
-        } else if (!o.Succeeded() && !o.reason.starts_with("refused: ") &&
+        } else if (!o.Succeeded() && !o.refused &&
                    o.status != ModuleOutcome::Status::kBlacklisted) {
             log.push_back({LOG_ERR, "demand load of " + alias + ": module " + o.module + " " +
                                         std::string(ToString(o.status)) + ": " + o.reason});

@@ -7,7 +7,7 @@
 // stdout or stderr; nothing here depends on the environment.
 //
 // It enforces exactly the policy PID 1 recorded in /run/peinit/policy.json
-// (peinit/core/policy_record.h), never a recomputation from the hive: after the switch to the
+// (peinit/record/policy.h), never a recomputation from the hive: after the switch to the
 // real root the hive is gone. A missing, unreadable or malformed record is AutoLoadPolicy
 // `disabled` (fail closed). It resolves and loads from the record's `modload_root` ("/" in the
 // initramfs, /run/peinit/modload after the handoff) through its own module-loading session

@@ -11,7 +11,7 @@
 #include <fstream>
 #include <system_error>
 
-#include "peinit/core/policy_record.h"
+#include "peinit/record/policy.h"
 #include "peinit/core/sealed_tree.h"
 #include "peinit/modload/packages.h"
 #include "peinit/sys/kernel.h"
@@ -92,7 +92,7 @@ Result<void> Fill(BootContext& ctx, const fs::path& tree, const std::string& rel
     PolicyRecord record{ctx.policy, ctx.hive.state, ctx.hive.path, {}, kSealedRoot};
     for (const auto& e : ctx.hive.errors) record.hive_errors.push_back(e.ToString());
     const fs::path policy = tree / fs::path(kSealedPolicyPath).filename();
-    PEINIT_TRY(WriteJsonAtomically(policy.string(), ToToml(record)));
+    PEINIT_TRY(WriteFileAtomically(policy.string(), record.ToJson()));
     if (::chmod(policy.c_str(), 0444) != 0) return ErrnoErr("chmod " + policy.string());
     PEINIT_TRY(WriteText(tree / fs::path(kSealedPackagesIndex).filename(),
                          PackagesIndexText(tree / "usr/lib/peinit/packages")));

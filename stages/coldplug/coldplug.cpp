@@ -8,6 +8,7 @@
 #include <set>
 
 #include "peinit/sys/kernel_release.h"
+#include "peinit/record/stages.h"
 #include "peinit/sys/record.h"
 #include "peinit/sys/uevent.h"
 #include "peinit/modload/device_load.h"
@@ -37,34 +38,22 @@ struct SettleRecord {
 void WriteRecord(const BootContext& ctx, const std::vector<DeviceRecord>& devices,
                  const std::vector<ModuleOutcome>& outcomes, int64_t total_ms,
                  const SettleRecord& settle, const std::string& error) {
-    toml::array devs;
+    ColdplugRecord record;
+    record.policy = std::string(ToString(ctx.policy.autoload.value));
+    record.total_ms = total_ms;
     for (const auto& d : devices) {
-        toml::array resolved;
-        for (const auto& m : d.resolved) resolved.push_back(m);
-        devs.push_back(toml::table{{"syspath", d.device.syspath},
-                                   {"modalias", d.device.modalias},
-                                   {"modules", std::move(resolved)},
-                                   {"error", d.error},
-                                   {"round", d.round}});
+        record.devices.push_back(
+            {d.device.syspath, d.device.modalias, d.resolved, d.error, d.round});
     }
-    toml::array left;
-    for (const auto& d : settle.left) {
-        left.push_back(toml::table{{"syspath", d.syspath}, {"modalias", d.modalias}});
-    }
-    toml::table record{
-        {"version", 1},
-        {"policy", std::string(ToString(ctx.policy.autoload.value))},
-        {"total_ms", total_ms},
-        {"devices", std::move(devs)},
-        {"modules", OutcomeRows(outcomes)},
-        {"settle", toml::table{{"rounds", settle.rounds},
-                               {"settled", settle.settled},
-                               {"quiet_ms", static_cast<int64_t>(settle.limits.quiet.count())},
-                               {"timeout_ms", static_cast<int64_t>(settle.limits.timeout.count())},
-                               {"left", std::move(left)}}},
-        {"error", error},
-    };
-    if (auto r = WriteJsonAtomically(ctx.paths.Under("/run/peinit/coldplug.json").string(), record);
+    for (const auto& o : outcomes) record.modules.push_back(ModuleRow::From(o));
+    record.settle.rounds = settle.rounds;
+    record.settle.settled = settle.settled;
+    record.settle.quiet_ms = settle.limits.quiet.count();
+    record.settle.timeout_ms = settle.limits.timeout.count();
+    for (const auto& d : settle.left) record.settle.left.push_back({d.syspath, d.modalias});
+    record.error = error;
+    if (auto r = WriteFileAtomically(ctx.paths.Under(ColdplugRecord::kPath).string(),
+                                     record.ToJson());
         !r) {
         spdlog::error("coldplug: cannot write the boot record: {}", r.error().message());
     }

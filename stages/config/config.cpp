@@ -2,8 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "peinit/core/image_info.h"
-#include "peinit/core/policy_record.h"
+#include "peinit/record/image.h"
+#include "peinit/record/policy.h"
 #include "peinit/sys/config_files.h"
 #include "peinit/sys/record.h"
 #include "stages/measure/measure.h"
@@ -12,12 +12,12 @@ namespace peinit {
 
 namespace {
 
-// /run/peinit/policy.json (peinit/core/policy_record.h): for `peinitctl status`, and the policy
+// /run/peinit/policy.json (peinit/record/policy.h): for `peinitctl status`, and the policy
 // the demand-load helper enforces.
 void WritePolicyRecord(const BootContext& ctx) {
     PolicyRecord record{ctx.policy, ctx.hive.state, ctx.hive.path, {}, "/"};
     for (const auto& e : ctx.hive.errors) record.hive_errors.push_back(e.ToString());
-    if (auto r = WriteJsonAtomically(ctx.paths.Under(kPolicyRecordPath).string(), ToToml(record));
+    if (auto r = WriteFileAtomically(ctx.paths.Under(kPolicyRecordPath).string(), record.ToJson());
         !r) {
         spdlog::error("config: cannot write the boot record: {}", r.error().message());
     }

@@ -5,6 +5,7 @@
 
 #include "peinit/sys/module_lock.h"
 #include "peinit/sys/kernel.h"
+#include "peinit/record/stages.h"
 #include "peinit/sys/record.h"
 #include "stages/measure/measure.h"
 
@@ -14,20 +15,19 @@ namespace {
 
 void WriteRecord(const BootContext& ctx) {
     const LockOutcome& lock = ctx.lock;
-    toml::table record{
-        {"version", 1},
-        {"requested", lock.requested},
-        {"requested_by", std::string(ToString(lock.requested_by))},
-        {"mechanism", lock.mechanism},
-        {"trigger", lock.trigger},
-        {"locked", lock.locked},
-        {"error", lock.error},
-        {"pid", static_cast<int64_t>(getpid())},
-        {"comm", "peinit"},
-        {"boot_offset_ms", BootOffsetMs()},
-        {"wall_time", WallTimeUtc()},
-    };
-    if (auto r = WriteJsonAtomically(ctx.paths.Under("/run/peinit/lockdown.json").string(), record);
+    LockdownRecord record;
+    record.requested = lock.requested;
+    record.requested_by = std::string(ToString(lock.requested_by));
+    record.mechanism = lock.mechanism;
+    record.trigger = lock.trigger;
+    record.locked = lock.locked;
+    record.error = lock.error;
+    record.pid = getpid();
+    record.comm = "peinit";
+    record.boot_offset_ms = BootOffsetMs();
+    record.wall_time = WallTimeUtc();
+    if (auto r = WriteFileAtomically(ctx.paths.Under(LockdownRecord::kPath).string(),
+                                     record.ToJson());
         !r) {
         spdlog::error("lockdown: cannot write the boot record: {}", r.error().message());
     }

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "peinit/core/image_info.h"
+#include "peinit/record/image.h"
 #include "peinit/modload/session.h"
 #include "peinit/sys/config_files.h"
 #include "peinit/sys/kernel_release.h"

@@ -17,6 +17,7 @@
 
 #include "peinit/core/plan.h"
 #include "peinit/modload/session.h"
+#include "peinit/record/modules.h"
 #include "peinit/sys/kernel.h"
 #include "peinit/sys/kernel_release.h"
 #include "peinit/sys/kmod.h"
@@ -30,7 +31,6 @@ using Clock = std::chrono::steady_clock;
 using Status = ModuleOutcome::Status;
 
 constexpr const char* kSigEnforce = kSigEnforceSysfs;
-constexpr const char* kRecordPath = "/run/peinit/modules.json";
 constexpr int kMaxDefaultWorkers = 8;
 constexpr int kMaxAdaptiveWorkers = 16;
 constexpr int kNoUnit = std::numeric_limits<int>::max();
@@ -177,108 +177,39 @@ bool IsRequiredMissing(const Plan& plan, const std::string& name) {
 // Where the stage's time went, from its start (ms): reading and checking the packages'
 // signatures, planning, hashing the members the plan loads, until the first load started, and
 // from the first load's start to the last one's end.
-struct Phases {
-    int64_t packages_ms = 0, plan_ms = 0, hash_ms = 0, first_load_ms = 0, loads_ms = 0;
-    // The read-ahead thread's own work (-1: the packages were not read ahead).
-    int64_t prefetch_load_ms = -1, prefetch_digests_ms = -1;
-};
-
-struct Summary {
-    int ok = 0, failed = 0, skipped = 0, blacklisted = 0, no_device = 0;
-};
+using Phases = ModulesRecord::Phases;
+using Summary = ModulesRecord::Summary;
 
 void WriteRecord(const BootContext& ctx, const std::string& wall_time, int64_t boot_offset_ms,
                  int workers, PolicySource workers_source, int threads, int64_t total_ms,
                  const SigningState& signing, const Summary& summary, const PackageSet* packages,
                  const Plan* plan, const std::vector<std::string>& warnings,
                  const Phases& phases, const std::string& error) {
-    toml::array modules;
-    for (const auto& o : ctx.module_outcomes) {
-        toml::array chains;
-        for (const auto& c : o.requested_by) chains.push_back(c);
-        toml::array waits;
-        for (const auto& w : o.waits_for) waits.push_back(w);
-        modules.push_back(toml::table{
-            {"name", o.module},
-            {"status", std::string(ToString(o.status))},
-            {"unit", o.unit},
-            {"requested_by", std::move(chains)},
-            {"error", o.error},
-            {"errno", o.error != 0 ? ErrnoName(o.error) : ""},
-            {"reason", o.reason},
-            {"package", o.package},
-            {"start_us", static_cast<int64_t>(o.start.count())},
-            {"ready_us", static_cast<int64_t>(o.ready.count())},
-            {"duration_us", static_cast<int64_t>(o.duration.count())},
-            {"waits_for", std::move(waits)},
-        });
-    }
-    toml::array pkgs;
+    ModulesRecord record;
+    record.wall_time = wall_time;
+    record.boot_offset_ms = boot_offset_ms;
+    record.kernel_release = ctx.kernel_release;
+    record.workers = workers;
+    record.workers_source = std::string(ToString(workers_source));
+    record.threads = threads;
+    record.total_ms = total_ms;
+    record.signing = {std::string(ToString(ctx.policy.signing.value)),
+                      std::string(ToString(ctx.policy.signing.source)), signing.sig_enforce,
+                      signing.error, signing.applied};
+    record.summary = summary;
+    record.phases = phases;
     if (packages != nullptr) {
         for (const auto& p : packages->reports()) {
-            toml::array mods;
-            for (const auto& m : p.modules) mods.push_back(m);
-            pkgs.push_back(toml::table{
-                {"file", p.file},
-                {"verified", p.verified},
-                {"name", p.name},
-                {"version", p.version},
-                {"signer", p.signer},
-                {"reason", p.reason},
-                {"modules", std::move(mods)},
-                {"hashed", static_cast<int64_t>(p.hashed)},
-            });
+            record.packages.push_back({p.file, p.name, p.version, p.signer, p.reason, p.verified,
+                                       p.modules, static_cast<int64_t>(p.hashed)});
         }
     }
-    toml::array plan_errors;
-    if (plan != nullptr) {
-        for (const auto& e : plan->errors) plan_errors.push_back(e);
-    }
-    toml::array warns;
-    for (const auto& w : warnings) warns.push_back(w);
-    toml::table record{
-        {"version", 1},
-        {"wall_time", wall_time},
-        {"boot_offset_ms", boot_offset_ms},
-        {"kernel_release", ctx.kernel_release},
-        {"workers", workers},
-        {"workers_source", std::string(ToString(workers_source))},
-        {"threads", threads},
-        {"total_ms", total_ms},
-        {"signing",
-         toml::table{
-             {"policy", std::string(ToString(ctx.policy.signing.value))},
-             {"source", std::string(ToString(ctx.policy.signing.source))},
-             {"sig_enforce", signing.sig_enforce},
-             {"applied", signing.applied},
-             {"error", signing.error},
-         }},
-        {"summary",
-         toml::table{
-             {"ok", summary.ok},
-             {"failed", summary.failed},
-             {"skipped", summary.skipped},
-             {"blacklisted", summary.blacklisted},
-             {"no_device", summary.no_device},
-         }},
-        {"phases",
-         toml::table{
-             {"packages_ms", phases.packages_ms},
-             {"plan_ms", phases.plan_ms},
-             {"hash_ms", phases.hash_ms},
-             {"first_load_ms", phases.first_load_ms},
-             {"loads_ms", phases.loads_ms},
-             {"prefetch_load_ms", phases.prefetch_load_ms},
-             {"prefetch_digests_ms", phases.prefetch_digests_ms},
-         }},
-        {"packages", std::move(pkgs)},
-        {"modules", std::move(modules)},
-        {"plan_errors", std::move(plan_errors)},
-        {"warnings", std::move(warns)},
-        {"error", error},
-    };
-    std::string path = ctx.paths.Under(kRecordPath).string();
-    if (auto r = WriteJsonAtomically(path, record); !r) {
+    for (const auto& o : ctx.module_outcomes) record.modules.push_back(ModuleRow::From(o));
+    if (plan != nullptr) record.plan_errors = plan->errors;
+    record.warnings = warnings;
+    record.error = error;
+    std::string path = ctx.paths.Under(ModulesRecord::kPath).string();
+    if (auto r = WriteFileAtomically(path, record.ToJson()); !r) {
         spdlog::error("modules: cannot write the boot record {}: {}", path, r.error().message());
     }
 }

@@ -603,7 +603,7 @@ TEST_F(HelperTest, MissingOrMalformedPolicyRecordFailsClosed) {
     EXPECT_THAT(Log(), HasSubstr("failing closed as AutoLoadPolicy=disabled"));
     std::ofstream(root_.root() / "run/peinit/ro/policy.json") << "{\"version\": 1, \"autoload\": 3}";
     EXPECT_EQ(Demand("net-pf-17"), 1);
-    EXPECT_THAT(Log(), HasSubstr("no usable policy record (policy.json: "));
+    EXPECT_THAT(Log(), HasSubstr("no usable policy record (/run/peinit/ro/policy.json: "));
     EXPECT_THAT(Loads(), IsEmpty());
 }
 

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "peinit/core/boot_context.h"
-#include "peinit/core/policy_record.h"
+#include "peinit/record/policy.h"
 #include "peinit/sys/config_files.h"
 #include "peinit/sys/record.h"
 #include "peinit/sys/package.h"
@@ -86,8 +86,8 @@ class DemandRoot {
                             hive.path, {}, modload_root};
         // The sealed tree's copy, which the helper reads (peinit/core/sealed_tree.h).
         fs::create_directories(root_ / "run/peinit/ro");
-        auto written = WriteJsonAtomically((root_ / "run/peinit/ro/policy.json").string(),
-                                           ToToml(record));
+        auto written = WriteFileAtomically((root_ / "run/peinit/ro/policy.json").string(),
+                                           record.ToJson());
         ASSERT_TRUE(written) << written.error().message();
     }
     // Changes one byte of `module`'s payload in all.pkg: same size, another SHA-256.

@@ -8,16 +8,15 @@
 #include <stdexcept>
 #include <stdlib.h>
 
-#include <boost/property_tree/json_parser.hpp>
-#include <boost/property_tree/ptree.hpp>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
 
 #include "peinit/core/boot_context.h"
+#include "tests/json_at.h"
 #include "peinit/core/cmdline.h"
-#include "peinit/core/image_info.h"
+#include "peinit/record/image.h"
 #include "peinit/init/pid1.h"
 #include "peinit/core/status.h"
 #include "tests/fakes/fake_kernel.h"
@@ -29,7 +28,6 @@ namespace peinit {
 namespace {
 
 namespace fs = std::filesystem;
-namespace pt = boost::property_tree;
 
 class TempRoot {
   public:
@@ -124,11 +122,9 @@ TEST(ImageRecordAtBoot, ConfigStageCopiesTheProvenanceAndStatusShowsIt) {
     EXPECT_NE(text.find("modules from     host"), std::string::npos) << text;
     EXPECT_NE(text.find("signing key      SHA-256 " + info.key_fingerprint), std::string::npos)
         << text;
-    pt::ptree json;
-    std::istringstream json_in(RenderStatusJson(s));
-    pt::read_json(json_in, json);
-    EXPECT_EQ(json.get<std::string>("image.kernel_release"), "6.1.0-57-amd64");
-    EXPECT_EQ(json.get<std::string>("image.generator"), "peinit-image 0.1.0");
+    testing::TestJson json(RenderStatusJson(s));
+    EXPECT_EQ(json.Str("image.kernel_release"), "6.1.0-57-amd64");
+    EXPECT_EQ(json.Str("image.generator"), "peinit-image 0.1.0");
 
     // A newer major version is not copied; the boot is not stopped by it.
     const std::string newer =
@@ -239,6 +235,7 @@ StatusInputs EmergencyInputs() {
     in.policy = {"/run/peinit/policy.json", R"({
       "version": 1,
       "hive": {"state": "loaded", "path": "/etc/peinit/hive.toml", "errors": []},
+      "modload_root": "/",
       "lock_after_boot": {"value": true, "source": "hive"},
       "autoload": {"value": "enabled", "source": "default"},
       "autoload_allowed": [], "blacklist": [],
@@ -250,7 +247,7 @@ StatusInputs EmergencyInputs() {
       "boot_offset_ms": 1300, "wall_time": "2024-05-01T10:00:01Z"})",
                    ""};
     in.modules = {"/run/peinit/modules.json", std::nullopt, "missing"};
-    in.boot = {"/run/peinit/boot.json", RenderBootRecordJson(CycleEmergency()), ""};
+    in.boot = {"/run/peinit/boot.json", CycleEmergency().ToJson(), ""};
     return in;
 }
 
@@ -278,13 +275,11 @@ TEST(EmergencyStatus, ProblemsStartWithWhyTheBootStopped) {
               std::string::npos)
         << text;
 
-    pt::ptree json;
-    std::istringstream in(RenderStatusJson(s));
-    ASSERT_NO_THROW(pt::read_json(in, json));
-    EXPECT_EQ(json.get<std::string>("boot.state", ""), "emergency");
-    EXPECT_EQ(json.get<std::string>("boot.stage", ""), "config");
-    EXPECT_EQ(json.get<int64_t>("boot.boot_offset_ms", 0), 1234);
-    EXPECT_EQ(json.get<int>("exit_code", 0), 1);
+    testing::TestJson json(RenderStatusJson(s));
+    EXPECT_EQ(json.Str("boot.state"), "emergency");
+    EXPECT_EQ(json.Str("boot.stage"), "config");
+    EXPECT_EQ(json.Int("boot.boot_offset_ms"), 1234);
+    EXPECT_EQ(json.Int("exit_code"), 1);
 }
 
 // A normal boot has no boot.json: nothing about it in the status, not even a note.
@@ -315,7 +310,7 @@ TEST(EmergencyStatus, InvalidBootRecordIsAProblem) {
 TEST(EmergencyStatus, ReadFromTheRunDirectory) {
     TempRoot root;
     ASSERT_FALSE(root.path().empty());
-    root.Write("run/peinit/boot.json", RenderBootRecordJson(CycleEmergency()));
+    root.Write("run/peinit/boot.json", CycleEmergency().ToJson());
     root.Write("proc/sys/kernel/module_loading_locked", "1\n");
     FakeKernel kernel;
     Status s = BuildStatus(ReadStatusInputs(kernel, root.path()));

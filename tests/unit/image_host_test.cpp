@@ -25,7 +25,7 @@
 #include "initramfs/image_builder.h"
 #include "initramfs/image_definition.h"
 #include "initramfs/image_tree.h"
-#include "peinit/core/image_info.h"
+#include "peinit/record/image.h"
 #include "peinit/sys/host_devices.h"
 #include "peinit/sys/kmod.h"
 #include "peinit/sys/package.h"

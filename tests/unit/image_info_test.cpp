@@ -1,7 +1,7 @@
-// The image's provenance record (peinit/core/image_info.h): written by peinit-image, read by
+// The image's provenance record (peinit/record/image.h): written by peinit-image, read by
 // PID 1 and peinitctl through the same type.
 
-#include "peinit/core/image_info.h"
+#include "peinit/record/image.h"
 
 #include <gtest/gtest.h>
 

@@ -18,7 +18,7 @@
 
 #include "peinit/core/boot_context.h"
 #include "peinit/core/hive.h"
-#include "peinit/core/measurement_record.h"
+#include "peinit/record/measurement.h"
 #include "peinit/tpm/event_log.h"
 #include "peinit/tpm/measure.h"
 #include "stages/config/config.h"

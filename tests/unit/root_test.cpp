@@ -1,6 +1,6 @@
 // The real root as the command line names it (peinit/core/root_spec.h), as libblkid and
 // libmount read devices and options (peinit/sys/block_devices.h), the policy record the
-// demand-load helper enforces (peinit/core/policy_record.h), and the handover stage's
+// demand-load helper enforces (peinit/record/policy.h), and the handover stage's
 // blacklist export and locked branch (stages/autoload/handover.h).
 #include <fcntl.h>
 #include <gmock/gmock.h>
@@ -20,7 +20,7 @@
 #include <fstream>
 #include <thread>
 
-#include "peinit/core/policy_record.h"
+#include "peinit/record/policy.h"
 #include "peinit/core/root_spec.h"
 #include "peinit/sys/block_devices.h"
 #include "peinit/sys/fs.h"
@@ -606,9 +606,7 @@ EffectivePolicy SamplePolicy() {
 TEST(PolicyRecord, RoundTrips) {
     PolicyRecord r{SamplePolicy(), HiveState::kLoaded, "/etc/peinit/hive.toml", {"a:1: x"},
                    "/run/peinit/modload"};
-    std::ostringstream json;
-    json << toml::json_formatter(ToToml(r));
-    auto back = ParsePolicyRecord(json.str());
+    auto back = PolicyRecord::FromJson(r.ToJson(), "policy.json");
     ASSERT_TRUE(back) << back.error().message();
     const EffectivePolicy& p = back->policy;
     EXPECT_TRUE(p.lock_after_boot.value);
@@ -627,23 +625,26 @@ TEST(PolicyRecord, RoundTrips) {
 
 TEST(PolicyRecord, MalformedIsAnErrorNamingTheField) {
     PolicyRecord r{SamplePolicy(), HiveState::kLoaded, "/h", {}, "/"};
-    std::ostringstream json;
-    json << toml::json_formatter(ToToml(r));
-    std::string good = json.str();
+    std::string good = r.ToJson();
     auto with = [&](const std::string& from, const std::string& to) {
         std::string s = good;
         auto at = s.find(from);
         EXPECT_NE(at, std::string::npos) << from;
         if (at != std::string::npos) s.replace(at, from.size(), to);
-        return ParsePolicyRecord(s);
+        return PolicyRecord::FromJson(s, "policy.json");
     };
     EXPECT_THAT(with("\"allow-list\"", "\"everything\"").error().message(),
                 HasSubstr("autoload.value: unknown value \"everything\""));
     EXPECT_THAT(with("\"version\" : 1", "\"version\" : 7").error().message(),
-                HasSubstr("version is not 1"));
+                HasSubstr("policy.json: version 7 is newer than this reader's 1"));
+    EXPECT_THAT(with("\"/h\"", "7").error().message(),
+                HasSubstr("policy.json: hive.path: must be a string, not integer"));
+    EXPECT_THAT(with("\"modload_root\"", "\"other\"").error().message(),
+                HasSubstr("policy.json: no \"modload_root\""));
     EXPECT_THAT(with("\"bad_drv\"", "\"../x\"").error().message(), HasSubstr("blacklist"));
-    EXPECT_THAT(ParsePolicyRecord("{").error().message(), HasSubstr("policy.json: line"));
-    EXPECT_FALSE(ParsePolicyRecord(""));
+    EXPECT_THAT(PolicyRecord::FromJson("{\n", "policy.json").error().message(),
+                HasSubstr("policy.json:2: not JSON"));
+    EXPECT_FALSE(PolicyRecord::FromJson("", "policy.json"));
 }
 
 TEST(Handover, BlacklistExportStopsAliasesAndExplicitLoads) {
@@ -794,7 +795,8 @@ TEST(Handover, HandsOverTheSealedHelperWithoutCopying) {
     EXPECT_FALSE(fs::exists(s.dir / "run/peinit/lib"));
     EXPECT_FALSE(fs::exists(s.dir / "run/peinit/modload"));
     EXPECT_FALSE(fs::exists(s.dir / "run/peinit/bin/peinit-modprobe"));
-    auto record = ParsePolicyRecord(testing::ReadFileOrEmpty(s.dir / "run/peinit/policy.json"));
+    auto record = PolicyRecord::FromJson(
+        testing::ReadFileOrEmpty(s.dir / "run/peinit/policy.json"), "policy.json");
     ASSERT_TRUE(record) << record.error().message();
     EXPECT_EQ(record->modload_root, "/run/peinit/ro");
 }

@@ -3,13 +3,13 @@
 // the FakeKernel.
 
 #include "peinit/core/status.h"
+#include "tests/json_at.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <linux/module_lockdown.h>
 
 #include <algorithm>
-#include <boost/property_tree/json_parser.hpp>
 #include <boost/property_tree/ptree.hpp>
 #include <boost/property_tree/xml_parser.hpp>
 #include <filesystem>
@@ -27,6 +27,7 @@ namespace pt = boost::property_tree;
 const char* kPolicy = R"({
   "version": 1,
   "hive": {"state": "loaded", "path": "/etc/peinit/hive.toml", "errors": []},
+  "modload_root": "/",
   "lock_after_boot": {"value": true, "source": "hive"},
   "autoload": {"value": "allow-list", "source": "hive"},
   "autoload_allowed": ["af_packet"],
@@ -38,6 +39,7 @@ const char* kPolicy = R"({
 const char* kPolicyNoLock = R"({
   "version": 1,
   "hive": {"state": "loaded", "path": "/etc/peinit/hive.toml", "errors": []},
+  "modload_root": "/",
   "lock_after_boot": {"value": false, "source": "hive"},
   "autoload": {"value": "enabled", "source": "default"},
   "autoload_allowed": [], "blacklist": [],
@@ -48,6 +50,7 @@ const char* kPolicyFallback = R"({
   "version": 1,
   "hive": {"state": "fallback", "path": "/etc/peinit/hive.toml",
            "errors": ["/etc/peinit/hive.toml: group- or world-writable"]},
+  "modload_root": "/",
   "lock_after_boot": {"value": true, "source": "fallback"},
   "autoload": {"value": "disabled", "source": "fallback"},
   "autoload_allowed": [], "blacklist": [],
@@ -217,10 +220,14 @@ TEST(Status, ColdplugFailuresAreProblems) {
       "devices": [], "error": "", "modules": [
         {"name": "e1000e", "status": "failed", "error": 0, "package": "all.pkg",
          "reason": "package rejected (all.pkg: hash-mismatch: modules/e1000e.ko has SHA-256 1, the manifest says 2)",
-         "requested_by": ["coldplug /sys/devices/pci0000:00/0000:00:04.0"], "duration_us": 0},
+         "requested_by": ["coldplug /sys/devices/pci0000:00/0000:00:04.0"],
+         "origins": [{"kind": "coldplug", "name": "/sys/devices/pci0000:00/0000:00:04.0"}],
+         "duration_us": 0},
         {"name": "af_alg", "status": "skipped", "error": 0, "package": "",
-         "reason": "refused: not in AutoLoadAllowed",
-         "requested_by": ["coldplug /sys/devices/platform/x"], "duration_us": 0}]})J");
+         "reason": "refused: not in AutoLoadAllowed", "refused": true,
+         "requested_by": ["coldplug /sys/devices/platform/x"],
+         "origins": [{"kind": "coldplug", "name": "/sys/devices/platform/x"}],
+         "duration_us": 0}]})J");
     Status s = BuildStatus(in);
     EXPECT_EQ(s.ExitCode(), 1);
     ASSERT_EQ(s.problems.size(), 1u) << RenderStatusText(s);
@@ -228,11 +235,9 @@ TEST(Status, ColdplugFailuresAreProblems) {
               "coldplug: module e1000e failed: package rejected (all.pkg: hash-mismatch: "
               "modules/e1000e.ko has SHA-256 1, the manifest says 2) (for "
               "/sys/devices/pci0000:00/0000:00:04.0)");
-    pt::ptree t;
-    std::istringstream json(RenderStatusJson(s));
-    pt::read_json(json, t);
-    EXPECT_EQ(t.get_child("coldplug.list").size(), 2u);
-    EXPECT_EQ(t.get_child("coldplug.list").begin()->second.get<std::string>("status"), "failed");
+    testing::TestJson t(RenderStatusJson(s));
+    EXPECT_EQ(t.Size("coldplug.list"), 2u);
+    EXPECT_EQ(t.Str("coldplug.list.0.status"), "failed");
     // Without the record (an older image, or the boot stopped earlier): nothing is noted.
     EXPECT_EQ(BuildStatus(LockedBoot()).ExitCode(), 0);
 }
@@ -370,12 +375,10 @@ TEST(Status, ShowsTheAutoloadGates) {
     EXPECT_NE(text.find("autoload gate    open: the policy is enforced by the helper path"),
               std::string::npos) << text;
     EXPECT_EQ(s.autoload_enforced_by, "helper-path");
-    pt::ptree t;
-    std::istringstream json(RenderStatusJson(s));
-    pt::read_json(json, t);
-    EXPECT_EQ(t.get<std::string>("kernel.modprobe_sealed"), "true");
-    EXPECT_EQ(t.get<std::string>("kernel.autoload_disabled"), "false");
-    EXPECT_EQ(t.get<std::string>("kernel.autoload_enforced_by"), "helper-path");
+    testing::TestJson t(RenderStatusJson(s));
+    EXPECT_TRUE(t.At("kernel.modprobe_sealed").IsBool() && t.Bool("kernel.modprobe_sealed"));
+    EXPECT_TRUE(t.At("kernel.autoload_disabled").IsBool() && !t.Bool("kernel.autoload_disabled"));
+    EXPECT_EQ(t.Str("kernel.autoload_enforced_by"), "helper-path");
 
     // Once module loading is locked the open gate is moot, and status says so.
     in.kernel.query_locked = true;
@@ -407,11 +410,9 @@ TEST(Status, ShowsTheAutoloadGates) {
                         "helper path"),
               std::string::npos) << text;
     EXPECT_EQ(text.find("modprobe sealed"), std::string::npos) << text;
-    std::istringstream json2(RenderStatusJson(s));
-    pt::ptree t2;
-    pt::read_json(json2, t2);
-    EXPECT_FALSE(t2.get_optional<std::string>("kernel.autoload_disabled"));
-    EXPECT_EQ(t2.get<std::string>("kernel.autoload_enforced_by"), "helper-path");
+    testing::TestJson t2(RenderStatusJson(s));
+    EXPECT_FALSE(t2.Has("kernel.autoload_disabled"));
+    EXPECT_EQ(t2.Str("kernel.autoload_enforced_by"), "helper-path");
 }
 
 // AutoLoadPolicy=disabled on a kernel whose gate is open is a problem.
@@ -584,11 +585,9 @@ TEST(Status, RecordedLockWhenTheTreeHasNoKernelFacts) {
                                        "state is not in this tree)"),
               std::string::npos)
         << RenderStatusText(s);
-    pt::ptree json;
-    std::istringstream text(RenderStatusJson(s));
-    pt::read_json(text, json);
-    EXPECT_EQ(json.get<std::string>("lock.read_from"), "record");
-    EXPECT_EQ(json.get<bool>("lock.locked"), true);
+    testing::TestJson json(RenderStatusJson(s));
+    EXPECT_EQ(json.Str("lock.read_from"), "record");
+    EXPECT_EQ(json.Bool("lock.locked"), true);
 
     // Unlocked as asked: no claim about the kernel's syscall.
     in.policy = Rec("policy.json", kPolicyNoLock);
@@ -658,35 +657,31 @@ TEST(Status, JsonRoundTrip) {
     StatusInputs in = LockedBoot();
     in.modules = Rec("modules.json", ModulesRecord("failed"));
     Status s = BuildStatus(in);
-    std::istringstream json(RenderStatusJson(s));
-    pt::ptree t;
-    ASSERT_NO_THROW(pt::read_json(json, t));
-    EXPECT_EQ(t.get<int>("version"), 1);
-    EXPECT_EQ(t.get<int>("exit_code"), 1);
-    EXPECT_EQ(t.get_child("problems").size(), 1u);
-    EXPECT_EQ(t.get<bool>("lock.locked"), true);
-    EXPECT_EQ(t.get<std::string>("lock.mechanism"), "syscall");
-    EXPECT_EQ(t.get<std::string>("lock.trigger"), "registry");
-    EXPECT_EQ(t.get<int>("lock.pid"), 1);
-    EXPECT_EQ(t.get<std::string>("lock.comm"), "peinit");
-    EXPECT_EQ(t.get<int64_t>("lock.boot_offset_ms"), 2345);
-    EXPECT_EQ(t.get<bool>("lock.requested"), true);
-    EXPECT_EQ(t.get<std::string>("kernel.sig_enforce"), "0");
-    EXPECT_EQ(t.get<std::string>("kernel.lsm_lockdown"), "none");
-    EXPECT_EQ(t.get<std::string>("kernel.modprobe"), "/sbin/peinit-modprobe");
-    EXPECT_EQ(t.get<std::string>("policy.autoload.value"), "allow-list");
-    EXPECT_EQ(t.get<std::string>("policy.hive.state"), "loaded");
-    EXPECT_EQ(t.get_child("policy.blacklist").size(), 2u);
-    EXPECT_EQ(t.get<int>("modules.summary.failed"), 1);
-    EXPECT_EQ(t.get<int>("modules.summary.ok"), 2);
-    const auto& list = t.get_child("modules.list");
-    ASSERT_EQ(list.size(), 4u);
-    const auto& first = list.begin()->second;
-    EXPECT_EQ(first.get<std::string>("name"), "loop");
-    EXPECT_EQ(first.get<std::string>("status"), "failed");
-    EXPECT_EQ(first.get<std::string>("errno"), "ENOEXEC");
-    EXPECT_EQ(first.get<int64_t>("duration_us"), 1500);
-    EXPECT_EQ(t.get_child("records").size(), 3u);
+    testing::TestJson t(RenderStatusJson(s));
+    EXPECT_EQ(t.Int("version"), 1);
+    EXPECT_EQ(t.Int("exit_code"), 1);
+    EXPECT_EQ(t.Size("problems"), 1u);
+    EXPECT_EQ(t.Bool("lock.locked"), true);
+    EXPECT_EQ(t.Str("lock.mechanism"), "syscall");
+    EXPECT_EQ(t.Str("lock.trigger"), "registry");
+    EXPECT_EQ(t.Int("lock.pid"), 1);
+    EXPECT_EQ(t.Str("lock.comm"), "peinit");
+    EXPECT_EQ(t.Int("lock.boot_offset_ms"), 2345);
+    EXPECT_EQ(t.Bool("lock.requested"), true);
+    EXPECT_EQ(t.Str("kernel.sig_enforce"), "0");
+    EXPECT_EQ(t.Str("kernel.lsm_lockdown"), "none");
+    EXPECT_EQ(t.Str("kernel.modprobe"), "/sbin/peinit-modprobe");
+    EXPECT_EQ(t.Str("policy.autoload.value"), "allow-list");
+    EXPECT_EQ(t.Str("policy.hive.state"), "loaded");
+    EXPECT_EQ(t.Size("policy.blacklist"), 2u);
+    EXPECT_EQ(t.Int("modules.summary.failed"), 1);
+    EXPECT_EQ(t.Int("modules.summary.ok"), 2);
+    ASSERT_EQ(t.Size("modules.list"), 4u);
+    EXPECT_EQ(t.Str("modules.list.0.name"), "loop");
+    EXPECT_EQ(t.Str("modules.list.0.status"), "failed");
+    EXPECT_EQ(t.Str("modules.list.0.errno"), "ENOEXEC");
+    EXPECT_EQ(t.Int("modules.list.0.duration_us"), 1500);
+    EXPECT_EQ(t.Size("records"), 3u);
 }
 
 TEST(Status, JsonOmitsUnknownLockState) {
@@ -695,12 +690,10 @@ TEST(Status, JsonOmitsUnknownLockState) {
     in.policy = Missing("policy.json");
     in.lockdown = Missing("lockdown.json");
     in.modules = Missing("modules.json");
-    std::istringstream json(RenderStatusJson(BuildStatus(in)));
-    pt::ptree t;
-    pt::read_json(json, t);
-    EXPECT_FALSE(t.get_optional<bool>("lock.locked"));
-    EXPECT_EQ(t.get<bool>("policy.present"), false);
-    EXPECT_EQ(t.get<bool>("modules.present"), false);
+    testing::TestJson t(RenderStatusJson(BuildStatus(in)));
+    EXPECT_FALSE(t.Has("lock.locked"));
+    EXPECT_EQ(t.Bool("policy.present"), false);
+    EXPECT_EQ(t.Bool("modules.present"), false);
 }
 
 TEST(Status, SvgHasOneBarPerModule) {

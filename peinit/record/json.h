@@ -1,10 +1,10 @@
 #pragma once
 
-// Strict, typed JSON reading for the attestation formats (the TPM event log's records and their
-// content strings, the attestation bundle), on json-c (linked statically: libtss2-dev already
-// depends on it, and peinitctl stays a program that needs only glibc). Boost.property_tree,
-// which reads peinit's own records, turns every value into a string: a verifier must tell
-// `"locked":true` from `"locked":"true"`, so these readers check types.
+// Strict, typed JSON reading, on json-c (linked statically: libtss2-dev already depends on it,
+// and peinitctl stays a program that needs only glibc): peinit's own records
+// (peinit/record/record.h) and the attestation formats (the TPM event log's records and their
+// content strings, the attestation bundle). Types are checked: a reader tells `"locked":true`
+// from `"locked":"true"`.
 
 #include <cstdint>
 #include <memory>
@@ -17,7 +17,7 @@
 
 struct json_object;
 
-namespace peinit::tpm {
+namespace peinit {
 
 // A borrowed view of one JSON value inside a JsonDocument (valid while the document lives).
 class JsonValue {
@@ -60,7 +60,8 @@ class JsonDocument {
   public:
     // Parses exactly one JSON text (RFC 8259, UTF-8 validated; surrounding white space allowed,
     // nothing else after it). The error names the problem and its byte offset.
-    static Result<JsonDocument> Parse(std::string_view text);
+    // `error_at`, when given, receives the byte offset of a syntax error.
+    static Result<JsonDocument> Parse(std::string_view text, std::size_t* error_at = nullptr);
     JsonValue root() const { return JsonValue(root_.get()); }
 
   private:
@@ -70,4 +71,4 @@ class JsonDocument {
     std::unique_ptr<json_object, Put> root_;
 };
 
-}  // namespace peinit::tpm
+}  // namespace peinit

@@ -9,9 +9,8 @@
 // `modload_root` (added to version 1): the tree the helper resolves and loads from ("/" in the
 // initramfs; /run/peinit/modload after the switch to the real root, see stages/helper_handover).
 
-#include <toml++/toml.h>
-
 #include <string>
+#include <string_view>
 
 #include "peinit/core/hive.h"
 #include "peinit/core/result.h"
@@ -26,10 +25,13 @@ struct PolicyRecord {
     std::string hive_path;
     std::vector<std::string> hive_errors;
     std::string modload_root = "/";
+
+    static constexpr int kVersion = 1;
+    std::string ToJson() const;
+    // Errors name `file` and the field ("policy.json: autoload.value: unknown value").
+    static Result<PolicyRecord> FromJson(std::string_view text, const std::string& file);
 };
 
-toml::table ToToml(const PolicyRecord& record);
-// Errors name the field ("policy.json: autoload.value: unknown policy \"x\"").
-Result<PolicyRecord> ParsePolicyRecord(const std::string& json);
+
 
 }  // namespace peinit

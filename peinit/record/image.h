@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "peinit/core/result.h"
 
@@ -37,7 +38,7 @@ struct ImageInfo {
     std::string ToJson() const;
     // Parses a record; `file` names it in errors ("/etc/peinit/image.json:3: ...",
     // "/etc/peinit/image.json: version 2 is newer than this reader's 1 ...").
-    static Result<ImageInfo> FromJson(const std::string& text, const std::string& file);
+    static Result<ImageInfo> FromJson(std::string_view text, const std::string& file);
 };
 
 // Seconds since the epoch as ISO-8601 UTC ("2024-03-01T12:00:00Z"); the builder's `built`.

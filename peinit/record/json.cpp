@@ -1,12 +1,12 @@
-#include "peinit/tpm/json_read.h"
+#include "peinit/record/json.h"
 
 #include <json-c/json.h>
 
-namespace peinit::tpm {
+namespace peinit {
 
 void JsonDocument::Put::operator()(json_object* o) const { json_object_put(o); }
 
-Result<JsonDocument> JsonDocument::Parse(std::string_view text) {
+Result<JsonDocument> JsonDocument::Parse(std::string_view text, std::size_t* error_at) {
     // json-c takes the length as an int.
     if (text.size() > (1u << 30)) return Err("JSON text too large");
     std::unique_ptr<json_tokener, void (*)(json_tokener*)> tok(json_tokener_new(),
@@ -18,9 +18,13 @@ Result<JsonDocument> JsonDocument::Parse(std::string_view text) {
     std::string_view body = text.substr(start);
     json_object* obj = json_tokener_parse_ex(tok.get(), body.data(), static_cast<int>(body.size()));
     json_tokener_error jerr = json_tokener_get_error(tok.get());
-    if (jerr == json_tokener_continue) return Err("not JSON: truncated");
+    if (jerr == json_tokener_continue) {
+        if (error_at != nullptr) *error_at = text.size();
+        return Err("not JSON: truncated");
+    }
     if (jerr != json_tokener_success) {
         std::size_t at = start + json_tokener_get_parse_end(tok.get());
+        if (error_at != nullptr) *error_at = at;
         return Err(std::string("not JSON: ") + json_tokener_error_desc(jerr) + " at byte " +
                    std::to_string(at));
     }
@@ -28,6 +32,7 @@ Result<JsonDocument> JsonDocument::Parse(std::string_view text) {
     doc.root_.reset(obj);
     std::size_t end = start + json_tokener_get_parse_end(tok.get());
     if (text.find_first_not_of(" \t\r\n", end) != std::string_view::npos) {
+        if (error_at != nullptr) *error_at = end;
         return Err("not JSON: trailing data at byte " + std::to_string(end));
     }
     // A top-level JSON `null` parses to a null pointer; nothing peinit reads is null.
@@ -151,4 +156,4 @@ Result<std::vector<std::string>> JsonValue::StringsAt(std::string_view key) cons
     return out;
 }
 
-}  // namespace peinit::tpm
+}  // namespace peinit

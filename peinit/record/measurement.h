@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "peinit/core/result.h"
@@ -52,7 +53,7 @@ struct MeasurementRecord {
     // The record as JSON (peinit/core/json.h), keys sorted, one trailing newline.
     std::string ToJson() const;
     // Errors name `file` (and the line for malformed JSON).
-    static Result<MeasurementRecord> FromJson(const std::string& text, const std::string& file);
+    static Result<MeasurementRecord> FromJson(std::string_view text, const std::string& file);
 };
 
 }  // namespace peinit
