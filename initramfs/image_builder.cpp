@@ -447,7 +447,7 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     phase("keys, packages (check)");
     if (!errors.empty()) return Err(Join(errors));
 
-    // The provenance record (peinit/core/image_info.h).
+    // The provenance record (peinit/record/image.h).
     c.info.generator = "peinit-image " + args::Version();
     c.info.kernel_release = c.kernel.kver;
     c.info.module_mode = ModuleModeName(def.modules_from);

@@ -12,7 +12,7 @@
 #include "initramfs/image_packages.h"
 #include "initramfs/image_tree.h"
 #include "initramfs/kernel_modules.h"
-#include "peinit/core/image_info.h"
+#include "peinit/record/image.h"
 #include "peinit/core/plan.h"
 #include "peinit/core/result.h"
 
