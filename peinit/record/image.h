@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "peinit/core/result.h"
+#include "peinit/record/record.h"
 
 namespace peinit {
 
@@ -34,8 +35,17 @@ struct ImageInfo {
     std::string key_fingerprint;
     std::string built;  // SOURCE_DATE_EPOCH as ISO-8601 UTC, "1970-01-01T00:00:00Z"
 
+    template <typename F>
+    void Members(F& f) {
+        f("version", version)
+            .Required("generator", generator)
+            .Required("kernel_release", kernel_release)
+            .Required("module_mode", module_mode)
+            .Required("key_fingerprint", key_fingerprint)
+            .Required("built", built);
+    }
     // The record as JSON (peinit/core/json.h), keys sorted, one trailing newline.
-    std::string ToJson() const;
+    std::string ToJson() const { return WriteRecordJson(*this); }
     // Parses a record; `file` names it in errors ("/etc/peinit/image.json:3: ...",
     // "/etc/peinit/image.json: version 2 is newer than this reader's 1 ...").
     static Result<ImageInfo> FromJson(std::string_view text, const std::string& file);

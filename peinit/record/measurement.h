@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "peinit/core/result.h"
+#include "peinit/record/record.h"
 
 namespace peinit {
 
@@ -36,6 +37,14 @@ struct MeasurementRecord {
         std::string event;         // "image", "policy", "module", ..., or "phase"
         std::string string;        // the measured string S (its SHA-256 was extended)
         std::string digest;        // lowercase hex SHA-256 of `string`
+        template <typename F>
+        void Members(F& f) {
+            f.Required("pcr", pcr)
+                .Required("content_type", content_type)
+                .Required("event", event)
+                .Required("string", string)
+                .Required("digest", digest);
+        }
     };
 
     int version = kVersion;
@@ -50,8 +59,22 @@ struct MeasurementRecord {
     std::string module_set_sha256;
     std::vector<Event> events;  // in extend order
 
+    // Every member is required.
+    template <typename F>
+    void Members(F& f) {
+        f("version", version)
+            .Required("state", state)
+            .Required("reason", reason)
+            .Required("error", error)
+            .Required("tpm", tpm)
+            .Required("pcr", pcr)
+            .Required("log", log)
+            .Required("module_count", module_count)
+            .Required("module_set_sha256", module_set_sha256)
+            .Required("events", events);
+    }
     // The record as JSON (peinit/core/json.h), keys sorted, one trailing newline.
-    std::string ToJson() const;
+    std::string ToJson() const { return WriteRecordJson(*this); }
     // Errors name `file` (and the line for malformed JSON).
     static Result<MeasurementRecord> FromJson(std::string_view text, const std::string& file);
 };

@@ -5,8 +5,6 @@
 // status model, peinit/core/status.h), the benchmark and the tests (record.h says how versions
 // are handled).
 
-#include <toml++/toml.h>
-
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -47,6 +45,14 @@ struct ModuleRow {
     int64_t ready_us = -1;
 
     static ModuleRow From(const ModuleOutcome& outcome);
+    template <typename F>
+    void Members(F& f) {
+        f("name", name)
+            .Enum("status", status, ParseModuleStatus)("unit", unit)("requested_by", requested_by)(
+                "origins", origins)("error", error)("errno", errno_name)("reason", reason)(
+                "refused", refused)("package", package)("start_us", start_us)(
+                "duration_us", duration_us)("waits_for", waits_for)("ready_us", ready_us);
+    }
     std::string StatusName() const { return std::string(ToString(status)); }
     bool Succeeded() const;
     bool IsProblem() const;  // failed or missing
@@ -54,8 +60,10 @@ struct ModuleRow {
     std::string Device() const;
 };
 
-toml::table ToToml(const ModuleRow& row);
-void ReadModuleRow(RecordFields& fields, ModuleRow& row);
+template <typename F>
+void RecordMembers(F& f, RequestOrigin& o) {
+    f.Enum("kind", o.kind, ParseOriginKind)("name", o.name);
+}
 
 struct ModulesRecord {
     static constexpr int kVersion = 1;
@@ -64,21 +72,42 @@ struct ModulesRecord {
     struct Signing {
         std::string policy, source, sig_enforce, error;
         bool applied = true;
+        template <typename F>
+        void Members(F& f) {
+            f("policy", policy)("source", source)("sig_enforce", sig_enforce)("applied", applied)(
+                "error", error);
+        }
     };
     struct Summary {
         int ok = 0, failed = 0, skipped = 0, blacklisted = 0, no_device = 0;
+        template <typename F>
+        void Members(F& f) {
+            f("ok", ok)("failed", failed)("skipped", skipped)("blacklisted", blacklisted)(
+                "no_device", no_device);
+        }
     };
     // Where the stage's time went (ms; the prefetch ones -1 when the packages were not read
     // ahead).
     struct Phases {
         int64_t packages_ms = 0, plan_ms = 0, hash_ms = 0, first_load_ms = 0, loads_ms = 0;
         int64_t prefetch_load_ms = -1, prefetch_digests_ms = -1;
+        template <typename F>
+        void Members(F& f) {
+            f("packages_ms", packages_ms)("plan_ms", plan_ms)("hash_ms", hash_ms)(
+                "first_load_ms", first_load_ms)("loads_ms", loads_ms)(
+                "prefetch_load_ms", prefetch_load_ms)("prefetch_digests_ms", prefetch_digests_ms);
+        }
     };
     struct Package {
         std::string file, name, version, signer, reason;
         bool verified = false;
         std::vector<std::string> modules;
         int64_t hashed = 0;
+        template <typename F>
+        void Members(F& f) {
+            f("file", file)("verified", verified)("name", name)("version", version)(
+                "signer", signer)("reason", reason)("modules", modules)("hashed", hashed);
+        }
     };
 
     int version = kVersion;
@@ -98,8 +127,18 @@ struct ModulesRecord {
     std::vector<std::string> warnings;
     std::string error;
 
-    std::string ToJson() const;
-    static Result<ModulesRecord> FromJson(std::string_view text, const std::string& file);
+    template <typename F>
+    void Members(F& f) {
+        f("version", version)("wall_time", wall_time)("boot_offset_ms", boot_offset_ms)(
+            "kernel_release", kernel_release)("workers", workers)("workers_source", workers_source)(
+            "threads", threads)("total_ms", total_ms)("signing", signing)("summary", summary)(
+            "phases", phases)("packages", packages)("modules", modules)("plan_errors", plan_errors)(
+            "warnings", warnings)("error", error);
+    }
+    std::string ToJson() const { return WriteRecordJson(*this); }
+    static Result<ModulesRecord> FromJson(std::string_view text, const std::string& file) {
+        return ReadRecord<ModulesRecord>(text, file, kVersion);
+    }
 };
 
 }  // namespace peinit

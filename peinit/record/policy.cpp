@@ -13,19 +13,16 @@ toml::table SourcedValue(std::string_view value, PolicySource source) {
     return toml::table{{"value", std::string(value)}, {"source", std::string(ToString(source))}};
 }
 
+constexpr PolicySource kSources[] = {PolicySource::kDefault, PolicySource::kHive,
+                                     PolicySource::kFallback, PolicySource::kCmdline};
+constexpr HiveState kHiveStates[] = {HiveState::kAbsent, HiveState::kLoaded, HiveState::kFallback};
+
 std::optional<PolicySource> ParseSource(std::string_view text) {
-    for (auto s : {PolicySource::kDefault, PolicySource::kHive, PolicySource::kFallback,
-                   PolicySource::kCmdline}) {
-        if (ToString(s) == text) return s;
-    }
-    return std::nullopt;
+    return ParseByName(kSources, text);
 }
 
 std::optional<HiveState> ParseHiveState(std::string_view text) {
-    for (auto s : {HiveState::kAbsent, HiveState::kLoaded, HiveState::kFallback}) {
-        if (ToString(s) == text) return s;
-    }
-    return std::nullopt;
+    return ParseByName(kHiveStates, text);
 }
 
 // Reads the object NAME: {"value": ..., "source": ...}, both required; the value is a `Raw`
@@ -38,7 +35,7 @@ void ReadSourced(RecordFields& f, std::string_view name, Sourced<T>& out, Parse 
         present = true;
         Raw value{};
         std::string source;
-        o.Require("value", value).Require("source", source);
+        o.Required("value", value).Required("source", source);
         if (!o.ok()) return;
         if (auto parsed = parse(value)) {
             v.value = *parsed;
@@ -97,37 +94,40 @@ std::string PolicyRecord::ToJson() const {
 }
 
 Result<PolicyRecord> PolicyRecord::FromJson(std::string_view text, const std::string& file) {
-    auto r = PEINIT_TRY(ReadRecord<PolicyRecord>(text, file, kVersion, [](RecordFields& f,
-                                                                          PolicyRecord& r) {
-        EffectivePolicy& p = r.policy;
-        ReadSourced<bool>(f, "lock_after_boot", p.lock_after_boot, AnyBool);
-        ReadSourced<std::string>(f, "autoload", p.autoload, ParseAutoLoadPolicy);
-        ReadSourced<std::string>(f, "signing", p.signing, ParseSigningPolicy);
-        f.Get("autoload_allowed", p.autoload_allowed)
-            .Objects("blacklist", p.blacklist,
-                     [](RecordFields& b, BlacklistEntry& e) {
-                         std::string source;
-                         b.Require("module", e.module).Require("source", source);
-                         if (auto src = ParseSource(source)) {
-                             e.source = *src;
-                         } else {
-                             b.Fail("source", "unknown source \"" + source + "\"");
-                         }
-                     })
-            .Get("ignored", p.ignored)
-            .Get("modprobe", p.modprobe.value)
-            .Get("workers", p.workers.value)
-            .Object("hive", r, [](RecordFields& h, PolicyRecord& v) {
-                std::string state;
-                h.Require("state", state).Get("path", v.hive_path).Get("errors", v.hive_errors);
-                if (auto st = ParseHiveState(state)) {
-                    v.hive_state = *st;
-                } else {
-                    h.Fail("state", "unknown value \"" + state + "\"");
-                }
-            })
-            .Require("modload_root", r.modload_root);
-    }));
+    auto r = PEINIT_TRY(
+        ReadRecordWith<PolicyRecord>(text, file, kVersion, [](RecordFields& f, PolicyRecord& r) {
+            EffectivePolicy& p = r.policy;
+            ReadSourced<bool>(f, "lock_after_boot", p.lock_after_boot, AnyBool);
+            ReadSourced<std::string>(f, "autoload", p.autoload, ParseAutoLoadPolicy);
+            ReadSourced<std::string>(f, "signing", p.signing, ParseSigningPolicy);
+            f.Get("autoload_allowed", p.autoload_allowed)
+                .Objects("blacklist", p.blacklist,
+                         [](RecordFields& b, BlacklistEntry& e) {
+                             std::string source;
+                             b.Required("module", e.module).Required("source", source);
+                             if (auto src = ParseSource(source)) {
+                                 e.source = *src;
+                             } else {
+                                 b.Fail("source", "unknown source \"" + source + "\"");
+                             }
+                         })
+                .Get("ignored", p.ignored)
+                .Get("modprobe", p.modprobe.value)
+                .Get("workers", p.workers.value)
+                .Object("hive", r,
+                        [](RecordFields& h, PolicyRecord& v) {
+                            std::string state;
+                            h.Required("state", state)
+                                .Get("path", v.hive_path)
+                                .Get("errors", v.hive_errors);
+                            if (auto st = ParseHiveState(state)) {
+                                v.hive_state = *st;
+                            } else {
+                                h.Fail("state", "unknown value \"" + state + "\"");
+                            }
+                        })
+                .Required("modload_root", r.modload_root);
+        }));
     for (const auto& m : r.policy.autoload_allowed) {
         if (!IsValidModuleName(m)) return Err(file + ": autoload_allowed: bad name \"" + m + "\"");
     }

@@ -32,6 +32,4 @@ struct PolicyRecord {
     static Result<PolicyRecord> FromJson(std::string_view text, const std::string& file);
 };
 
-
-
 }  // namespace peinit

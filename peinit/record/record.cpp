@@ -11,7 +11,8 @@ Result<RecordDocument> ParseRecord(std::string_view text, const std::string& fil
     if (!doc) {
         // "FILE:LINE: problem", the line of a syntax error counted from 1.
         if (at == std::string_view::npos) return Err(file + ": " + doc.error().message());
-        const auto line = 1 + std::count(text.begin(), text.begin() + std::min(at, text.size()), '\n');
+        const auto line =
+            1 + std::count(text.begin(), text.begin() + std::min(at, text.size()), '\n');
         return Err(file + ":" + std::to_string(line) + ": " + doc.error().message());
     }
     JsonValue root = doc->root();
@@ -68,20 +69,24 @@ RecordFields RecordFields::Child(std::string_view key) {
     return child;
 }
 
-RecordFields& RecordFields::Get(std::string_view key, std::string& out) {
-    if (!Has(key)) return *this;
-    JsonValue v = object_.Get(key);
-    if (!v.IsString()) return Fail(key, "must be a string, not " + v.TypeName());
-    out = v.String();
+template <typename T>
+RecordFields& RecordFields::Keep(Result<T> value, T& out) {
+    if (!ok()) return *this;
+    // JsonValue's typed getters name the key ("KEY: must be a string, not integer").
+    if (!value) {
+        error_ = path_.empty() ? value.error().message() : path_ + "." + value.error().message();
+    } else {
+        out = std::move(*value);
+    }
     return *this;
 }
 
+RecordFields& RecordFields::Get(std::string_view key, std::string& out) {
+    return Has(key) ? Keep(object_.StringAt(key), out) : *this;
+}
+
 RecordFields& RecordFields::Get(std::string_view key, int64_t& out) {
-    if (!Has(key)) return *this;
-    JsonValue v = object_.Get(key);
-    if (!v.IsInt()) return Fail(key, "must be an integer, not " + v.TypeName());
-    out = v.Int();
-    return *this;
+    return Has(key) ? Keep(object_.IntAt(key), out) : *this;
 }
 
 RecordFields& RecordFields::Get(std::string_view key, int& out) {
@@ -93,24 +98,11 @@ RecordFields& RecordFields::Get(std::string_view key, int& out) {
 }
 
 RecordFields& RecordFields::Get(std::string_view key, bool& out) {
-    if (!Has(key)) return *this;
-    JsonValue v = object_.Get(key);
-    if (!v.IsBool()) return Fail(key, "must be a boolean, not " + v.TypeName());
-    out = v.Bool();
-    return *this;
+    return Has(key) ? Keep(object_.BoolAt(key), out) : *this;
 }
 
 RecordFields& RecordFields::Get(std::string_view key, std::vector<std::string>& out) {
-    if (!Has(key)) return *this;
-    auto strings = object_.StringsAt(key);
-    if (!strings) {
-        // StringsAt names the key itself ("KEY[2]: must be a string, not integer").
-        if (ok()) error_ = path_.empty() ? strings.error().message()
-                                         : path_ + "." + strings.error().message();
-        return *this;
-    }
-    out = std::move(*strings);
-    return *this;
+    return Has(key) ? Keep(object_.StringsAt(key), out) : *this;
 }
 
 Result<void> RecordFields::Finish() const {

@@ -1,9 +1,11 @@
 #pragma once
 
 // What every record peinit writes as JSON shares (the files under /run/peinit, /etc/peinit/
-// image.json): one C++ type per file, its writing (ToJson, through peinit/core/json.h) and its
-// reading (FromJson, here) side by side, so that a renamed key fails a round-trip test instead of
-// a reader at run time.
+// image.json): one C++ type per file whose members are listed once, in
+//   template <typename F> void Members(F& f) { f("name", name).Enum("status", status, Parse); }
+// and that one list both writes the JSON (RecordWriter, formatted by peinit/core/json.h) and
+// reads it (RecordFields), so a key cannot be renamed on one side only. Nested objects and lists
+// of objects are types with Members of their own (or a free RecordMembers(f, value)).
 //
 // Compatibility: every record has an integer `version`, its major schema version. A reader
 // accepts its own version and older ones and refuses a newer one with an error naming the file
@@ -11,12 +13,16 @@
 // that is absent its default (older writers of the same version); a key that is present with
 // the wrong JSON type is an error naming the file and the key's path.
 
+#include <toml++/toml.h>
+
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
+#include "peinit/core/json.h"
 #include "peinit/core/result.h"
 #include "peinit/record/json.h"
 
@@ -35,6 +41,41 @@ struct RecordDocument {
 Result<RecordDocument> ParseRecord(std::string_view text, const std::string& file,
                                    int reader_version, const std::string& newer_hint = "");
 
+template <typename T>
+struct IsVector : std::false_type {};
+template <typename T>
+struct IsVector<std::vector<T>> : std::true_type {};
+template <typename T>
+struct IsOptional : std::false_type {};
+template <typename T>
+struct IsOptional<std::optional<T>> : std::true_type {};
+
+// The value of `values` whose ToString is `text` (an enum read by its name), nullopt when none is.
+template <typename T, std::size_t N>
+std::optional<T> ParseByName(const T (&values)[N], std::string_view text) {
+    for (T v : values) {
+        if (ToString(v) == text) return v;
+    }
+    return std::nullopt;
+}
+
+// Lists the members of `value` to `f`: its Members(f), or a free RecordMembers(f, value) for a
+// type that is not a record's own (RequestOrigin).
+template <typename F, typename T>
+void VisitMembers(F& f, T& value) {
+    if constexpr (requires { value.Members(f); }) {
+        value.Members(f);
+    } else {
+        RecordMembers(f, value);
+    }
+}
+template <typename F, typename T>
+concept Listable = requires(F& f, T& value) { value.Members(f); } ||
+                   requires(F& f, T& value) { RecordMembers(f, value); };
+// A list of such objects.
+template <typename F, typename T>
+concept ListableList = IsVector<T>::value && Listable<F, typename T::value_type>;
+
 // Reads the members of one JSON object into typed fields. An absent member leaves the field as
 // it is (its default); the first member of the wrong type (or an enum value the reader does not
 // know) is kept as the error, with the member's path ("modules[3].status"), and Finish()
@@ -48,16 +89,24 @@ class RecordFields {
     RecordFields& Get(std::string_view key, int& out);
     RecordFields& Get(std::string_view key, bool& out);
     RecordFields& Get(std::string_view key, std::vector<std::string>& out);
+    // The member `key` into `out`, whatever its type: a scalar, a list of strings, an object
+    // (a type with Members) or a list of them.
+    template <typename T>
+    RecordFields& operator()(std::string_view key, T& out) {
+        if constexpr (Listable<RecordFields, T>) {
+            return Object(key, out, [](RecordFields& f, T& v) { VisitMembers(f, v); });
+        } else if constexpr (ListableList<RecordFields, T>) {
+            using Item = typename T::value_type;
+            return Objects(key, out, [](RecordFields& f, Item& v) { VisitMembers(f, v); });
+        } else {
+            return Get(key, out);
+        }
+    }
     // A member that must be there: absent is the error `no "KEY"`.
     template <typename T>
-    RecordFields& Require(std::string_view key, T& out) {
+    RecordFields& Required(std::string_view key, T& out) {
         if (ok() && !Has(key)) return Fail("", "no \"" + std::string(key) + "\"");
-        return Get(key, out);
-    }
-    template <typename T, typename Read>
-    RecordFields& RequireObjects(std::string_view key, std::vector<T>& out, Read read) {
-        if (ok() && !Has(key)) return Fail("", "no \"" + std::string(key) + "\"");
-        return Objects(key, out, read);
+        return (*this)(key, out);
     }
     // A member that may be absent: nullopt then.
     template <typename T>
@@ -120,6 +169,8 @@ class RecordFields {
     bool Has(std::string_view key) const;
     std::string Path(std::string_view key) const;
     RecordFields Child(std::string_view key);
+    template <typename T>
+    RecordFields& Keep(Result<T> value, T& out);
     RecordFields& Take(const RecordFields& child);
 
     JsonValue object_;
@@ -127,10 +178,67 @@ class RecordFields {
     std::string error_;
 };
 
-// ParseRecord, then `read` on its top-level object; every error is prefixed by `file`.
+// Writes the members a record lists as one JSON object (toml::table, formatted by FormatJson).
+class RecordWriter {
+  public:
+    template <typename T>
+    RecordWriter& operator()(std::string_view key, const T& value) {
+        if constexpr (IsOptional<T>::value) {
+            if (value) (*this)(key, *value);
+        } else {
+            table_.insert(key, Value(value));
+        }
+        return *this;
+    }
+    template <typename T>
+    RecordWriter& Required(std::string_view key, const T& value) {
+        return (*this)(key, value);
+    }
+    template <typename T, typename Parse>
+    RecordWriter& Enum(std::string_view key, const T& value, Parse) {
+        table_.insert(key, std::string(ToString(value)));
+        return *this;
+    }
+
+    // The object of `value`'s members. Members() takes its object by reference for reading;
+    // writing only reads it.
+    template <typename T>
+    static toml::table Table(const T& value) {
+        RecordWriter w;
+        VisitMembers(w, const_cast<T&>(value));
+        return std::move(w.table_);
+    }
+
+  private:
+    template <typename T>
+    static auto Value(const T& v) {
+        if constexpr (std::is_same_v<T, int> || std::is_same_v<T, int64_t>) {
+            return static_cast<int64_t>(v);
+        } else if constexpr (std::is_same_v<T, bool> || std::is_same_v<T, std::string>) {
+            return v;
+        } else if constexpr (IsVector<T>::value) {
+            toml::array a;
+            for (const auto& item : v) a.push_back(Value(item));
+            return a;
+        } else {
+            return Table(v);
+        }
+    }
+
+    toml::table table_;
+};
+
+// A record as JSON: its members, keys sorted, one trailing newline.
+template <typename T>
+std::string WriteRecordJson(const T& record) {
+    return FormatJson(RecordWriter::Table(record));
+}
+
+// ParseRecord, then `read(fields, record)` on its top-level object; every error is prefixed by
+// `file`.
 template <typename T, typename Read>
-Result<T> ReadRecord(std::string_view text, const std::string& file, int reader_version,
-                     Read read, const std::string& newer_hint = "") {
+Result<T> ReadRecordWith(std::string_view text, const std::string& file, int reader_version,
+                         Read read, const std::string& newer_hint = "") {
     auto doc = ParseRecord(text, file, reader_version, newer_hint);
     if (!doc) return Unexpected(doc.error());
     T record{};
@@ -138,6 +246,14 @@ Result<T> ReadRecord(std::string_view text, const std::string& file, int reader_
     read(fields, record);
     if (auto r = fields.Finish(); !r) return Err(file + ": " + r.error().message());
     return record;
+}
+
+// The same, reading the members the record lists.
+template <typename T>
+Result<T> ReadRecord(std::string_view text, const std::string& file, int reader_version,
+                     const std::string& newer_hint = "") {
+    return ReadRecordWith<T>(
+        text, file, reader_version, [](RecordFields& f, T& r) { VisitMembers(f, r); }, newer_hint);
 }
 
 }  // namespace peinit

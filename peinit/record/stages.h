@@ -32,8 +32,16 @@ struct LockdownRecord {
     int64_t boot_offset_ms = 0;
     std::string wall_time;  // RFC 3339 UTC
 
-    std::string ToJson() const;
-    static Result<LockdownRecord> FromJson(std::string_view text, const std::string& file);
+    template <typename F>
+    void Members(F& f) {
+        f("version", version)("requested", requested)("requested_by", requested_by)(
+            "mechanism", mechanism)("trigger", trigger)("locked", locked)("error", error)(
+            "pid", pid)("comm", comm)("boot_offset_ms", boot_offset_ms)("wall_time", wall_time);
+    }
+    std::string ToJson() const { return WriteRecordJson(*this); }
+    static Result<LockdownRecord> FromJson(std::string_view text, const std::string& file) {
+        return ReadRecord<LockdownRecord>(text, file, kVersion);
+    }
 };
 
 // autoload.json: who answers the kernel's demand loads and what was read back.
@@ -47,8 +55,16 @@ struct AutoloadRecord {
     std::string error;
     std::string gate;
 
-    std::string ToJson() const;
-    static Result<AutoloadRecord> FromJson(std::string_view text, const std::string& file);
+    template <typename F>
+    void Members(F& f) {
+        f("version", version)("policy", policy)("source", source)("helper", helper)(
+            "helper_source", helper_source)("read_back", read_back)("allowed", allowed)(
+            "error", error)("gate", gate);
+    }
+    std::string ToJson() const { return WriteRecordJson(*this); }
+    static Result<AutoloadRecord> FromJson(std::string_view text, const std::string& file) {
+        return ReadRecord<AutoloadRecord>(text, file, kVersion);
+    }
 };
 
 // coldplug.json: the devices present at boot, what each resolved to and the module attempts
@@ -61,15 +77,29 @@ struct ColdplugRecord {
         std::vector<std::string> modules;
         std::string error;
         int round = 1;
+        template <typename F>
+        void Members(F& f) {
+            f("syspath", syspath)("modalias", modalias)("modules", modules)("error", error)("round",
+                                                                                            round);
+        }
     };
     struct Left {
         std::string syspath, modalias;
+        template <typename F>
+        void Members(F& f) {
+            f("syspath", syspath)("modalias", modalias);
+        }
     };
     struct Settle {
         int rounds = 0;
         bool settled = true;
         int64_t quiet_ms = 0, timeout_ms = 0;
         std::vector<Left> left;
+        template <typename F>
+        void Members(F& f) {
+            f("rounds", rounds)("settled", settled)("quiet_ms", quiet_ms)("timeout_ms", timeout_ms)(
+                "left", left);
+        }
     };
     int version = kVersion;
     std::string policy;
@@ -79,8 +109,15 @@ struct ColdplugRecord {
     Settle settle;
     std::string error;
 
-    std::string ToJson() const;
-    static Result<ColdplugRecord> FromJson(std::string_view text, const std::string& file);
+    template <typename F>
+    void Members(F& f) {
+        f("version", version)("policy", policy)("total_ms", total_ms)("devices", devices)(
+            "modules", modules)("settle", settle)("error", error);
+    }
+    std::string ToJson() const { return WriteRecordJson(*this); }
+    static Result<ColdplugRecord> FromJson(std::string_view text, const std::string& file) {
+        return ReadRecord<ColdplugRecord>(text, file, kVersion);
+    }
 };
 
 // hotplug.json: devices added after coldplug while peinit stayed PID 1.
@@ -95,14 +132,25 @@ struct HotplugRecord {
         std::vector<std::string> modules;
         std::string detail;
         int64_t boot_offset_ms = 0;
+        template <typename F>
+        void Members(F& f) {
+            f("syspath", syspath)("modalias", modalias)("result", result)("modules", modules)(
+                "detail", detail)("boot_offset_ms", boot_offset_ms);
+        }
     };
     int version = kVersion;
     std::string policy;
     std::vector<Device> devices;
     std::vector<ModuleRow> modules;
 
-    std::string ToJson() const;
-    static Result<HotplugRecord> FromJson(std::string_view text, const std::string& file);
+    template <typename F>
+    void Members(F& f) {
+        f("version", version)("policy", policy)("devices", devices)("modules", modules);
+    }
+    std::string ToJson() const { return WriteRecordJson(*this); }
+    static Result<HotplugRecord> FromJson(std::string_view text, const std::string& file) {
+        return ReadRecord<HotplugRecord>(text, file, kVersion);
+    }
 };
 
 // services.json: each service PID 1 runs and the privileges its unit grants.
@@ -117,12 +165,23 @@ struct ServicesRecord {
         std::string result;  // "exit 0", or why it did not start
         std::optional<int64_t> uid, gid;
         std::optional<std::string> user, group;
+        template <typename F>
+        void Members(F& f) {
+            f("name", name)("privileges", privileges)("state", state)("pid", pid)("result", result)(
+                "uid", uid)("user", user)("gid", gid)("group", group);
+        }
     };
     int version = kVersion;
     std::vector<Service> services;
 
-    std::string ToJson() const;
-    static Result<ServicesRecord> FromJson(std::string_view text, const std::string& file);
+    template <typename F>
+    void Members(F& f) {
+        f("version", version)("services", services);
+    }
+    std::string ToJson() const { return WriteRecordJson(*this); }
+    static Result<ServicesRecord> FromJson(std::string_view text, const std::string& file) {
+        return ReadRecord<ServicesRecord>(text, file, kVersion);
+    }
 };
 
 // boot.json: why the boot stopped. PID 1's emergency path writes it before it powers off (or
@@ -137,8 +196,15 @@ struct BootRecord {
     int64_t boot_offset_ms = 0;
     std::string wall_time;  // RFC 3339 UTC
 
-    std::string ToJson() const;
-    static Result<BootRecord> FromJson(std::string_view text, const std::string& file);
+    template <typename F>
+    void Members(F& f) {
+        f("version", version)("state", state)("stage", stage)("error", error)(
+            "boot_offset_ms", boot_offset_ms)("wall_time", wall_time);
+    }
+    std::string ToJson() const { return WriteRecordJson(*this); }
+    static Result<BootRecord> FromJson(std::string_view text, const std::string& file) {
+        return ReadRecord<BootRecord>(text, file, kVersion);
+    }
 };
 
 }  // namespace peinit

@@ -102,7 +102,7 @@ TEST_F(RealRootBoot, SystemdStartsUnderTheLock) {
     boot.image_dir = std::string(PEINIT_SOURCE_DIR) + "/images/realroot";
     boot.append = std::string("root=UUID=") + kUuid + " rw systemd.show_status=error";
     boot.qemu_args = {"-drive", "file=" + disk + ",if=virtio,format=raw"};
-    boot.timeout = std::chrono::seconds(400);
+    boot.timeout = std::chrono::seconds(800);
     auto r = BuildAndBoot(boot);
     ASSERT_TRUE(r.build_error.empty()) << r.build_error;
     EXPECT_TRUE(r.Has("peinit: lockdown locked=1 mechanism=syscall trigger=registry"))
@@ -162,7 +162,7 @@ modules = ["af_packet", "algif_hash", "dummy"]
 )";
     boot.append = std::string("root=UUID=") + kUuid + " rw systemd.show_status=error";
     boot.qemu_args = {"-m", "1024", "-drive", "file=" + disk + ",if=virtio,format=raw"};
-    boot.timeout = std::chrono::seconds(400);
+    boot.timeout = std::chrono::seconds(800);
     auto r = BuildAndBoot(boot);
     ASSERT_TRUE(r.build_error.empty()) << r.build_error;
     EXPECT_TRUE(r.Has("peinit: handover: kernel.modprobe=/run/peinit/ro/bin/peinit-modprobe "
@@ -206,7 +206,7 @@ hive = "@CASE@/hive.toml"
     // crc32c_intel (ext4's crc32c) needs SSE4.2.
     boot.qemu_args = {"-cpu", "max", "-m", "1024", "-drive",
                       "file=" + disk + ",if=virtio,format=raw"};
-    boot.timeout = std::chrono::seconds(400);
+    boot.timeout = std::chrono::seconds(800);
     auto r = BuildAndBoot(boot);
     ASSERT_TRUE(r.build_error.empty()) << r.build_error;
     EXPECT_TRUE(r.Has("peinit: lockdown locked=1 mechanism=modules_disabled")) << Explain(r);
