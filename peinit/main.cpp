@@ -11,7 +11,7 @@
 #include "peinit/cli/commands.h"
 #include "peinit/core/args.h"
 #include "peinit/init/pid1.h"
-#include "stages/autoload/helper.h"
+#include "peinit/helper/helper.h"
 
 namespace {
 

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "peinit/core/background.h"
 #include "peinit/core/cmdline.h"
 #include "peinit/core/device_modalias.h"
 #include "peinit/core/hive.h"
@@ -21,11 +22,8 @@
 
 namespace peinit {
 
-class DeviceScan;
 class Kernel;
 class ModloadSession;
-class PackagePrefetch;
-class RootPreparation;
 class TrustStore;
 class UeventSocket;
 namespace tpm {
@@ -153,18 +151,21 @@ struct BootContext {
     // PID 1's uevent socket (peinit/sys/uevent.h), open from before the first stage; null in
     // tests and offline.
     UeventSocket* uevents = nullptr;
-    // Coldplug's enumeration made ahead (DeviceScan): started by the module stage when its loads
-    // begin (only when `uevents` is there to tell what was added after it), taken by coldplug.
-    std::shared_ptr<DeviceScan> device_scan;
+    // What runs beside the stages, each piece under its name in the stage table
+    // (stages/stage.h, BootBackground, which says who starts, opens and joins it):
+    // package-prefetch (PackagePrefetch, peinit/modload/packages.h: started by PID 1 before the
+    // first stage, taken by the module stage; not started in tests and offline),
+    // root-preparation (RootPreparation, stages/root/root.h: root= found and mounted ahead,
+    // started by the root stage, its gate opened by the module stage, taken by the handoff) and
+    // device-scan (DeviceScan, peinit/sys/uevent.h: coldplug's enumeration made beside the
+    // module stage's loads when `uevents` is there, taken by coldplug).
+    BackgroundWork background;
     // The fatal stage whose failure stopped the boot (RunStages), for the emergency record.
     std::string failed_stage;
     // The module-loading session (peinit/modload/session.h): opened by the module stage, used
     // by coldplug and the handover, closed after the last stage so that PID 1 keeps no package
     // bytes and no libkmod context.
     std::shared_ptr<ModloadSession> modload;
-    // The packages being read and hashed ahead (peinit/modload/packages.h), started by PID 1
-    // before the first stage and taken over by the module stage; null in tests and offline.
-    std::shared_ptr<PackagePrefetch> package_prefetch;
     // The program the sealed tree runs as the demand-load helper (stages/autoload/sealed_tree.h):
     // nullopt is the running peinit with every shared object its loader mapped; tests set it.
     struct HelperProgram {
@@ -180,9 +181,6 @@ struct BootContext {
     // The trusted package keys, loaded once from the sealed tree by the first hot-add session
     // and kept for the later ones.
     std::shared_ptr<const TrustStore> trust;
-    // root= being found and mounted ahead (stages/handoff/handoff.h), started by the root stage
-    // and taken over by the handoff.
-    std::shared_ptr<RootPreparation> root;
     // The TPM measured boot uses (peinit/tpm/tpm.h): PID 1 sets the system's, tests a FakeTpm;
     // null: none. The config stage measures only when it is Present().
     std::shared_ptr<tpm::Tpm> tpm;

@@ -8,7 +8,7 @@
 //      the loader reads unconditionally (/etc/ld.so.preload, /etc/ld.so.cache) are the tree's,
 //   3. executes the tree's peinit as `peinit-modprobe ARGS...` with a fixed environment.
 // The helper returns to the real root through the descriptor once it is loaded
-// (stages/autoload/helper.h). Any failure: exit status 1 and one line in the kernel log; the
+// (peinit/helper/helper.h). Any failure: exit status 1 and one line in the kernel log; the
 // demand load fails (closed).
 
 #include <fcntl.h>

@@ -206,8 +206,14 @@ void HandleUevents(UeventSocket& uevents, Hotplug& hotplug, BootContext& ctx,
     // The packages are read, checked and hashed on a thread of their own while the stages before
     // the module stage run (their signals are blocked already, so the thread's are too).
     if (auto release = RunningKernelRelease()) {
-        ctx.package_prefetch = PackagePrefetch::Start(ctx.paths.PackagesDir(),
-                                                      ctx.paths.TrustedKeysDir(), *release);
+        ctx.background.Start<PackagePrefetch>(
+            std::string(kPackagePrefetch),
+            PackagePrefetch::Start(ctx.paths.PackagesDir(), ctx.paths.TrustedKeysDir(), *release),
+            [](PackagePrefetch& p) -> Result<void> {
+                // Not taken (the module stage did not run): whatever it read is dropped.
+                if (!p.Take()) return Err("no package set was read ahead");
+                return Ok();
+            });
     }
 
     // Opened before the stages so that no device falls between coldplug's enumeration and the
@@ -221,7 +227,7 @@ void HandleUevents(UeventSocket& uevents, Hotplug& hotplug, BootContext& ctx,
         ctx.uevents = &*uevents;
     }
 
-    if (auto booted = RunStages(BootStages(), ctx); !booted) {
+    if (auto booted = RunStages(BootStages(), ctx, BootBackground()); !booted) {
         Emergency(ctx, queue, booted.error());
     }
     // Still PID 1 (no `root=`): devices added since coldplug enumerated (among them those

@@ -7,7 +7,8 @@
 //     hive or the command line, which may be missing or different after the handoff. A record
 //     that is missing, unreadable or malformed means AutoLoadPolicy `disabled` (fail closed).
 // `modload_root` (added to version 1): the tree the helper resolves and loads from ("/" in the
-// initramfs; /run/peinit/modload after the switch to the real root, see stages/helper_handover).
+// initramfs; /run/peinit/modload after the switch to the real root, see
+// stages/handover/handover.h).
 
 #include <string>
 #include <string_view>

@@ -13,6 +13,7 @@
 #include "peinit/sys/uevent.h"
 #include "peinit/modload/device_load.h"
 #include "peinit/modload/session.h"
+#include "stages/stage.h"
 
 namespace peinit {
 
@@ -182,7 +183,8 @@ Result<std::vector<DeviceModalias>> PresentDevices(BootContext& ctx) {
     const auto start = Clock::now();
     // Enumerated ahead, beside the module stage's loads: that enumeration and the devices added
     // since (the uevent queue), unless the queue overflowed or the scan failed.
-    if (std::shared_ptr<DeviceScan> scan = std::move(ctx.device_scan); scan && ctx.uevents) {
+    if (std::shared_ptr<DeviceScan> scan = ctx.background.Take<DeviceScan>(kDeviceScan);
+        scan && ctx.uevents) {
         DeviceScan::Found found = scan->Take();
         bool overflowed = false;
         std::vector<Uevent> events = ctx.uevents->Drain(overflowed);

@@ -1,8 +1,5 @@
 #include "stages/modules/modules.h"
 
-#include "peinit/sys/uevent.h"
-#include "stages/handoff/handoff.h"
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -22,6 +19,9 @@
 #include "peinit/sys/kernel_release.h"
 #include "peinit/sys/kmod.h"
 #include "peinit/sys/record.h"
+#include "peinit/sys/uevent.h"
+#include "stages/root/root.h"
+#include "stages/stage.h"
 
 namespace peinit {
 
@@ -221,15 +221,32 @@ int DefaultModuleWorkers() {
     return std::clamp(static_cast<int>(cpus), 1, kMaxDefaultWorkers);
 }
 
+namespace {
+
+// Coldplug's enumeration of sysfs, made beside the loads (background work "device-scan",
+// stages/stage.h): coldplug takes it; joined without it, a failed scan is reported.
+void StartDeviceScan(BootContext& ctx) {
+    ctx.background.Start<DeviceScan>(
+        std::string(kDeviceScan),
+        std::shared_ptr<DeviceScan>(DeviceScan::Start(ctx.paths.Under("/sys"))),
+        [](DeviceScan& scan) -> Result<void> {
+            DeviceScan::Found found = scan.Take();
+            if (!found.seqnum) return found.seqnum.error();
+            if (!found.devices) return found.devices.error();
+            return Ok();
+        });
+}
+
+}  // namespace
+
 Result<void> RunModules(BootContext& ctx) {
     const auto origin = Clock::now();
     // However this stage ends, the boot-time modules are in afterwards: the root stage's thread
-    // may mount the real root (stages/handoff/handoff.h).
+    // may mount the real root (stages/root/root.h). RunStages would open it after this stage
+    // (stages/stage.h, BootBackground); here it opens before the records are written.
     struct OpenRootGate {
         BootContext& ctx;
-        ~OpenRootGate() {
-            if (ctx.root) ctx.root->AllowMount();
-        }
+        ~OpenRootGate() { ctx.background.Open(kRootPreparation); }
     } open_root_gate{ctx};
     const std::string wall_time = WallTimeUtc();
     const int64_t boot_offset_ms = BootOffsetMs();
@@ -271,7 +288,8 @@ Result<void> RunModules(BootContext& ctx) {
     };
     // Read ahead by PID 1 since its start (the earlier stages run beside it); the plan is made
     // while that work goes on, and only what is left of it is waited for, after the plan.
-    std::shared_ptr<PackagePrefetch> prefetch = std::move(ctx.package_prefetch);
+    std::shared_ptr<PackagePrefetch> prefetch =
+        ctx.background.Take<PackagePrefetch>(kPackagePrefetch);
     if (prefetch && prefetch->kernel_release() == ctx.kernel_release) {
         session.AdoptPrefetch(prefetch);
     } else {
@@ -371,7 +389,7 @@ Result<void> RunModules(BootContext& ctx) {
     const int max_workers = ctx.policy.workers.value ? workers : kMaxAdaptiveWorkers;
     // Coldplug's walk of sysfs runs beside the loads (their CPUs mostly wait for the kernel);
     // devices the loads add reach coldplug as uevents.
-    if (ctx.uevents != nullptr) ctx.device_scan = DeviceScan::Start(ctx.paths.Under("/sys"));
+    if (ctx.uevents != nullptr) StartDeviceScan(ctx);
     LoaderReport report = session.RunPlan(plan, jobs, loader_units, workers, max_workers, origin);
     phases.hash_ms = (session.counters().hash_us - hashed_before) / 1000;
     std::optional<std::chrono::microseconds> first, last;

@@ -14,8 +14,8 @@
 //    and leaves in ctx.modload for coldplug (peinit/modload/session.h): every package in
 //    ROOT/usr/lib/peinit/packages is read once and its signature and manifest checked against
 //    ROOT/etc/peinit/keys and the running release (at boot PID 1 starts this, and computes the
-//    members' digests, on a thread of its own before the first stage: ctx.package_prefetch,
-//    taken over here); the members the plan loads (the boot set and
+//    members' digests, on a thread of its own before the first stage: "package-prefetch" in
+//    ctx.background, taken over here); the members the plan loads (the boot set and
 //    its dependencies) are hashed before the first load, the rest only if coldplug needs them.
 //    A module is loaded only from verified bytes, with init_module(2) on those very bytes (no
 //    path is opened again between check and load). A module from a rejected package fails with

@@ -177,6 +177,12 @@ std::vector<KernelCall> FakeKernel::Calls(KernelOp op) const {
     return out;
 }
 
+std::vector<std::string> FakeKernel::CallNames(KernelOp op) const {
+    std::vector<std::string> names;
+    for (const KernelCall& c : Calls(op)) names.push_back(c.name);
+    return names;
+}
+
 std::vector<std::string> FakeKernel::LoadedModules() const {
     std::lock_guard lock(mutex_);
     return loaded_;

@@ -98,6 +98,8 @@ class FakeKernel final : public Kernel {
     // --- inspection ------------------------------------------------------------------------
     std::vector<KernelCall> Calls() const;
     std::vector<KernelCall> Calls(KernelOp op) const;
+    // The names of the calls of `op`, in call order (the modules handed to init_module, ...).
+    std::vector<std::string> CallNames(KernelOp op) const;
     // Loaded modules in load-completion order.
     std::vector<std::string> LoadedModules() const;
     bool IsLocked() const;

@@ -25,7 +25,7 @@
 #include "peinit/sys/package.h"
 #include "peinit/sys/package_crypto.h"
 #include "peinit/modload/session.h"
-#include "stages/autoload/helper.h"
+#include "peinit/helper/helper.h"
 #include "tests/unit/captured_log.h"
 #include "tests/unit/demand_root.h"
 #include "tests/unit/fixture_roots.h"
@@ -428,11 +428,7 @@ class HelperTest : public ::testing::Test {
         for (const auto& l : log_) out += std::to_string(l.priority) + " " + l.text + "\n";
         return out;
     }
-    std::vector<std::string> Loads() const {
-        std::vector<std::string> names;
-        for (const auto& c : kernel_.Calls(KernelOp::kInitModule)) names.push_back(c.name);
-        return names;
-    }
+    std::vector<std::string> Loads() const { return kernel_.CallNames(KernelOp::kInitModule); }
 
     testing::DemandRoot root_;
     FakeKernel kernel_;

@@ -13,17 +13,18 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
-#include <fstream>
-#include <sstream>
 
 #include "peinit/modload/session.h"
-#include "tests/fakes/fake_kernel.h"
 #include "stages/lockdown/lockdown.h"
 #include "stages/modules/modules.h"
+#include "stages/stage.h"
+#include "tests/fakes/fake_kernel.h"
 #include "tests/unit/captured_log.h"
 #include "tests/unit/demand_root.h"
 
@@ -36,17 +37,12 @@ using ::testing::IsEmpty;
 using ::testing::Not;
 using Status = ModuleOutcome::Status;
 
-const DeviceModalias kVirtioNet{"/sys/devices/pci0000:00/0000:00:02.0/virtio0",
-                                "virtio:d00000001v00001AF4"};
-const DeviceModalias kVirtioNet2{"/sys/devices/pci0000:00/0000:00:03.0/virtio1",
-                                 "virtio:d00000001v00001AF4"};
-const DeviceModalias kE1000e{"/sys/devices/pci0000:00/0000:00:04.0",
-                             "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00"};
-const DeviceModalias kBad{"/sys/devices/pci0000:00/0000:00:05.0",
-                          "pci:v0000DEADd00000001sv00000000sd00000000bc02sc00i00"};
-const DeviceModalias kBlDep{"/sys/devices/pci0000:00/0000:00:06.0",
-                            "pci:v0000BEEFd00000001sv00000000sd00000000bc02sc00i00"};
-const DeviceModalias kUnknown{"/sys/devices/platform/serial8250", "platform:serial8250"};
+using testing::kBad;
+using testing::kBlDep;
+using testing::kE1000e;
+using testing::kUnknown;
+using testing::kVirtioNet;
+using testing::kVirtioNet2;
 
 class ColdplugTest : public ::testing::Test {
   protected:
@@ -74,11 +70,7 @@ class ColdplugTest : public ::testing::Test {
         auto r = Coldplug(ctx_, devices);
         ASSERT_TRUE(r) << r.error().message();
     }
-    std::vector<std::string> Loads() const {
-        std::vector<std::string> names;
-        for (const auto& c : kernel_.Calls(KernelOp::kInitModule)) names.push_back(c.name);
-        return names;
-    }
+    std::vector<std::string> Loads() const { return kernel_.CallNames(KernelOp::kInitModule); }
     const ModuleOutcome* Outcome(const std::string& name) const {
         for (const auto& o : ctx_.module_outcomes) {
             if (o.module == name) return &o;
@@ -160,11 +152,13 @@ TEST_F(ColdplugTest, TamperedMemberOutsideTheBootSetIsRefusedOnFirstUse) {
 TEST_F(ColdplugTest, PrefetchedPackagesAreTakenOverAndJudgedOnlyWhenNeeded) {
     root_.Tamper("e1000e");
     const BootPaths paths = root_.Paths();
-    ctx_.package_prefetch = PackagePrefetch::Start(paths.PackagesDir(), paths.TrustedKeysDir(),
-                                                   testing::kFixtureKver);
-    ASSERT_NE(ctx_.package_prefetch, nullptr);
+    ctx_.background.Start<PackagePrefetch>(
+        std::string(kPackagePrefetch),
+        PackagePrefetch::Start(paths.PackagesDir(), paths.TrustedKeysDir(), testing::kFixtureKver),
+        nullptr);
+    ASSERT_TRUE(ctx_.background.Running(kPackagePrefetch));
     RunModuleStage({"virtio_net"});
-    EXPECT_EQ(ctx_.package_prefetch, nullptr);
+    EXPECT_FALSE(ctx_.background.Running(kPackagePrefetch));
     EXPECT_EQ(Outcome("virtio_net")->status, Status::kLoaded);
     EXPECT_EQ(ctx_.modload->counters().package_set_loads, 1);
     Run({kE1000e});
@@ -269,11 +263,13 @@ TEST_F(ColdplugTest, NoModuleTreeIsNotAnError) {
 // Issue 24 point 4: the packages read ahead on PID 1's thread: whatever that thread throws is
 // contained and reported, and the module stage reads and checks the packages itself.
 TEST_F(ColdplugTest, PrefetchThatThrowsIsReportedAndThePackagesAreReadAgain) {
-    ctx_.package_prefetch =
-        PackagePrefetch::StartWith(testing::kFixtureKver, []() -> std::unique_ptr<PackageSet> {
-            throw std::runtime_error("injected");
-        });
-    ASSERT_NE(ctx_.package_prefetch, nullptr);
+    ctx_.background.Start<PackagePrefetch>(
+        std::string(kPackagePrefetch),
+        PackagePrefetch::StartWith(
+            testing::kFixtureKver,
+            []() -> std::unique_ptr<PackageSet> { throw std::runtime_error("injected"); }),
+        nullptr);
+    ASSERT_TRUE(ctx_.background.Running(kPackagePrefetch));
     RunModuleStage({"virtio_net"});
     EXPECT_EQ(Outcome("virtio_net")->status, Status::kLoaded);
     EXPECT_THAT(log_.str(), HasSubstr("packages read ahead: unexpected exception: injected: "

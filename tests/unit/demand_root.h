@@ -29,6 +29,21 @@ inline const std::vector<std::string> kAutoloadModules = {
     "af_packet", "af_alg",  "algif_hash", "failover", "net_failover", "virtio_net",
     "e1000e",    "bad_drv", "dual_a",     "dual_b",   "bl_dep",       "bl_dep_user"};
 
+// Devices of the fixture tree's drivers: two virtio_net (needs net_failover, failover), an e1000e,
+// one bad_drv (blacklisted by modprobe.d), one bl_dep_user (its dependency bl_dep is denied by an
+// install /bin/false) and one no module matches.
+inline const DeviceModalias kVirtioNet{"/sys/devices/pci0000:00/0000:00:02.0/virtio0",
+                                       "virtio:d00000001v00001AF4"};
+inline const DeviceModalias kVirtioNet2{"/sys/devices/pci0000:00/0000:00:03.0/virtio1",
+                                        "virtio:d00000001v00001AF4"};
+inline const DeviceModalias kE1000e{"/sys/devices/pci0000:00/0000:00:04.0",
+                                    "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00"};
+inline const DeviceModalias kBad{"/sys/devices/pci0000:00/0000:00:05.0",
+                                 "pci:v0000DEADd00000001sv00000000sd00000000bc02sc00i00"};
+inline const DeviceModalias kBlDep{"/sys/devices/pci0000:00/0000:00:06.0",
+                                   "pci:v0000BEEFd00000001sv00000000sd00000000bc02sc00i00"};
+inline const DeviceModalias kUnknown{"/sys/devices/platform/serial8250", "platform:serial8250"};
+
 // A root with the autoload fixture tree, a trusted key and one signed package of every module.
 class DemandRoot {
   public:

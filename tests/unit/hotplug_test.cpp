@@ -170,11 +170,7 @@ class HotplugTest : public ::testing::Test {
         ctx_.sealed_root = root_.root();
     }
 
-    std::vector<std::string> Loads() const {
-        std::vector<std::string> names;
-        for (const auto& c : kernel_.Calls(KernelOp::kInitModule)) names.push_back(c.name);
-        return names;
-    }
+    std::vector<std::string> Loads() const { return kernel_.CallNames(KernelOp::kInitModule); }
     std::string Record() const {
         std::string r = testing::ReadFileOrEmpty(root_.root() / "run/peinit/hotplug.json");
         r.erase(std::remove_if(r.begin(), r.end(), [](char c) { return std::isspace(c); }),

@@ -1,7 +1,7 @@
 // The real root as the command line names it (peinit/core/root_spec.h), as libblkid and
 // libmount read devices and options (peinit/sys/block_devices.h), the policy record the
 // demand-load helper enforces (peinit/record/policy.h), and the handover stage's
-// blacklist export and locked branch (stages/autoload/handover.h).
+// blacklist export and locked branch (stages/handover/handover.h).
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -25,8 +25,10 @@
 #include "peinit/sys/block_devices.h"
 #include "peinit/sys/fs.h"
 #include "peinit/sys/linux_kernel.h"
-#include "stages/autoload/handover.h"
 #include "stages/handoff/handoff.h"
+#include "stages/handover/handover.h"
+#include "stages/root/root.h"
+#include "stages/stage.h"
 #include "tests/fakes/fake_kernel.h"
 #include "tests/unit/captured_log.h"
 #include "tests/unit/fixture_roots.h"
@@ -38,6 +40,11 @@ namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
+
+// The root stage's work, taken as the handoff takes it (ctx.background).
+std::shared_ptr<RootPreparation> Ahead(BootContext& ctx) {
+    return ctx.background.Take<RootPreparation>(kRootPreparation);
+}
 
 TEST(RootSpec, DevicePathsAndTags) {
     EXPECT_EQ(*ParseRootSpec("/dev/vda2"), (RootSpec{"", "/dev/vda2"}));
@@ -185,18 +192,18 @@ TEST(RootStage, MountsAheadWhenTheKernelHasTheFileSystem) {
     std::ofstream(t.s.dir / "usr/bin/peinitctl") << "peinitctl";
     t.Cmdline(std::string("root=UUID=") + RootTree::kUuid + " rw rootflags=noatime");
     ASSERT_TRUE(RunRoot(t.ctx));
-    ASSERT_NE(t.ctx.root, nullptr);
+    ASSERT_TRUE(t.ctx.background.Running(kRootPreparation));
     // Nothing is mounted while the module stage runs (the gate is shut)...
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     EXPECT_THAT(t.Mounts(), ::testing::IsEmpty());
     // ...and the mount follows as soon as it is over, without waiting for the handoff.
-    t.ctx.root->AllowMount();
+    t.ctx.background.Open(kRootPreparation);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (t.Mounts().empty() && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     EXPECT_EQ(t.Mounts().size(), 1u);
-    PreparedRoot root = t.ctx.root->Take();
+    PreparedRoot root = Ahead(t.ctx)->Take();
     ASSERT_TRUE(root.device);
     EXPECT_EQ(root.device->name, "vdz");
     EXPECT_EQ(root.device->type, "ext4");
@@ -221,7 +228,7 @@ TEST(RootStage, RootflagsThatChangeWhatMountDoesAreRefused) {
     for (const std::string flags : {"bind", "remount,noatime", "rbind", "shared", "private"}) {
         t.Cmdline(std::string("root=UUID=") + RootTree::kUuid + " rootflags=" + flags);
         ASSERT_TRUE(RunRoot(t.ctx));
-        PreparedRoot root = t.ctx.root->Take();
+        PreparedRoot root = Ahead(t.ctx)->Take();
         ASSERT_TRUE(root.mounted) << flags;
         ASSERT_FALSE(*root.mounted) << flags;
         const std::string message = root.mounted->error().message();
@@ -232,7 +239,7 @@ TEST(RootStage, RootflagsThatChangeWhatMountDoesAreRefused) {
     // The file system's own options and the mount's manner pass.
     t.Cmdline(std::string("root=UUID=") + RootTree::kUuid + " rootflags=nosuid,nodev,data=ordered");
     ASSERT_TRUE(RunRoot(t.ctx));
-    PreparedRoot root = t.ctx.root->Take();
+    PreparedRoot root = Ahead(t.ctx)->Take();
     ASSERT_TRUE(root.mounted && *root.mounted) << root.mounted->error().message();
     ASSERT_EQ(t.Mounts().size(), 1u);
     EXPECT_THAT(t.Mounts()[0].args, HasSubstr("flags=" + std::to_string(MS_RDONLY | MS_NOSUID |
@@ -246,8 +253,8 @@ TEST(RootStage, LeavesTheMountToTheHandoffWhenTheFileSystemIsNotInTheKernel) {
     if (!t.made) GTEST_SKIP() << "mke2fs is not installed";
     t.Cmdline(std::string("root=LABEL=peinit-root"));
     ASSERT_TRUE(RunRoot(t.ctx));
-    ASSERT_NE(t.ctx.root, nullptr);
-    PreparedRoot root = t.ctx.root->Take();
+    ASSERT_TRUE(t.ctx.background.Running(kRootPreparation));
+    PreparedRoot root = Ahead(t.ctx)->Take();
     ASSERT_TRUE(root.device);
     EXPECT_EQ(root.device->name, "vdz");
     EXPECT_FALSE(root.mounted);
@@ -255,7 +262,7 @@ TEST(RootStage, LeavesTheMountToTheHandoffWhenTheFileSystemIsNotInTheKernel) {
     // rootfstype= naming one the kernel lacks is left too, even though the probe found ext4.
     t.Cmdline(std::string("root=LABEL=peinit-root rootfstype=xfs"));
     ASSERT_TRUE(RunRoot(t.ctx));
-    EXPECT_FALSE(t.ctx.root->Take().mounted);
+    EXPECT_FALSE(Ahead(t.ctx)->Take().mounted);
     EXPECT_THAT(t.Mounts(), ::testing::IsEmpty());
 }
 
@@ -268,7 +275,7 @@ TEST(RootStage, RootThatDoesNotAppearIsBoundedAndStoppable) {
     t.Cmdline("root=PARTUUID=0000abcd-01 rootwait=1");
     const auto start = std::chrono::steady_clock::now();
     ASSERT_TRUE(RunRoot(t.ctx));
-    PreparedRoot root = t.ctx.root->Take();
+    PreparedRoot root = Ahead(t.ctx)->Take();
     EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
     EXPECT_FALSE(root.device);
     ASSERT_EQ(root.seen.size(), 1u);
@@ -278,12 +285,12 @@ TEST(RootStage, RootThatDoesNotAppearIsBoundedAndStoppable) {
     t.Cmdline("root=PARTUUID=0000abcd-01 rootwait");
     ASSERT_TRUE(RunRoot(t.ctx));
     const auto dropped = std::chrono::steady_clock::now();
-    t.ctx.root.reset();
+    Ahead(t.ctx).reset();
     EXPECT_LT(std::chrono::steady_clock::now() - dropped, std::chrono::seconds(2));
     // Without root= there is nothing to prepare.
     t.Cmdline("console=ttyS0");
     ASSERT_TRUE(RunRoot(t.ctx));
-    EXPECT_EQ(t.ctx.root, nullptr);
+    EXPECT_FALSE(t.ctx.background.Running(kRootPreparation));
 }
 
 // a tag two devices carry is refused with both named (a stick with the root's LABEL= must
@@ -300,7 +307,7 @@ TEST(RootStage, TagOnTwoDevicesIsRefusedNamingBoth) {
               0);
     t.Cmdline("root=LABEL=peinit-root rootwait=1");
     ASSERT_TRUE(RunRoot(t.ctx));
-    PreparedRoot root = t.ctx.root->Take();
+    PreparedRoot root = Ahead(t.ctx)->Take();
     ASSERT_TRUE(root.refused);
     EXPECT_FALSE(root.device);
     const std::string message = root.refused->message();
@@ -313,7 +320,7 @@ TEST(RootStage, TagOnTwoDevicesIsRefusedNamingBoth) {
     // sda1 under a device-mapper device: vdz is the only candidate.
     fs::create_directories(t.s.dir / "sys/class/block/sda1/holders/dm-0");
     ASSERT_TRUE(RunRoot(t.ctx));
-    PreparedRoot held = t.ctx.root->Take();
+    PreparedRoot held = Ahead(t.ctx)->Take();
     EXPECT_FALSE(held.refused);
     ASSERT_TRUE(held.device);
     EXPECT_EQ(held.device->name, "vdz");
@@ -328,8 +335,8 @@ TEST(RootStage, ExceptionOnTheThreadIsContainedAndFailsTheRoot) {
     t.kernel.ThrowOn(KernelOp::kMount, (t.s.dir / "newroot").string());
     t.Cmdline(std::string("root=UUID=") + RootTree::kUuid);
     ASSERT_TRUE(RunRoot(t.ctx));
-    ASSERT_NE(t.ctx.root, nullptr);
-    PreparedRoot root = t.ctx.root->Take();
+    ASSERT_TRUE(t.ctx.background.Running(kRootPreparation));
+    PreparedRoot root = Ahead(t.ctx)->Take();
     ASSERT_TRUE(root.failed);
     EXPECT_THAT(root.failed->message(),
                 HasSubstr("root stage: unexpected exception: fake kernel: injected exception in "

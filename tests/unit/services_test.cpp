@@ -15,6 +15,7 @@
 #include <boost/property_tree/json_parser.hpp>
 #include <boost/property_tree/ptree.hpp>
 #include <filesystem>
+#include <optional>
 #include <sstream>
 
 #include "tests/fakes/fake_kernel.h"
@@ -93,63 +94,42 @@ TEST(ServicePrivileges, UngrantedCapabilitiesAreDroppedFromTheBoundingSet) {
     EXPECT_THAT(spawns[2].args, EndsWith("| no_new_privs | drop_caps=19,22"));
 }
 
+// One [[service]] table of a unit file: `name`, exec = ["/usr/bin/NAME"], then `keys` (TOML
+// lines).
+std::string ServiceTable(const std::string& name, const std::string& keys) {
+    return "[[service]]\nname = \"" + name + "\"\nexec = [\"/usr/bin/" + name + "\"]\n" + keys +
+           "\n";
+}
+
+// What the runner starts service `name` as: its uid (nullopt: PID 1's), gid and no_new_privs.
+void ExpectIdentity(const ServiceRunner& runner, const UnitSet& units, const std::string& name,
+                    std::optional<uint32_t> uid, std::optional<uint32_t> gid,
+                    bool no_new_privs = true) {
+    SCOPED_TRACE(name);
+    auto options = runner.OptionsFor(*units.FindService(name));
+    ASSERT_TRUE(options) << options.error().message();
+    EXPECT_EQ(options->uid, uid);
+    EXPECT_EQ(options->gid, gid);
+    EXPECT_EQ(options->no_new_privs, no_new_privs);
+}
+
 // R-28: a unit asks for a non-root user and group, by name (the image's /etc/passwd and
 // /etc/group) or number; no_new_privs is on unless the unit turns it off; a name the image does
 // not have keeps the service from starting, naming it.
 TEST(ServicePrivileges, UserGroupAndNoNewPrivileges) {
-    UnitSet units = Units(R"([[service]]
-name = "named"
-exec = ["/usr/bin/named"]
-user = "net"
-group = "audio"
-
-[[service]]
-name = "numbers"
-exec = ["/usr/bin/numbers"]
-uid = 1000
-gid = 2000
-no_new_privileges = false
-
-[[service]]
-name = "user-only"
-exec = ["/usr/bin/user-only"]
-user = "net"
-
-[[service]]
-name = "root-group"
-exec = ["/usr/bin/root-group"]
-gid = 5
-
-[[service]]
-name = "no-such-group"
-exec = ["/usr/bin/x"]
-group = "ghosts"
-
-[[service]]
-name = "no-such-user"
-exec = ["/usr/bin/y"]
-user = "ghost"
-)");
+    UnitSet units =
+        Units(ServiceTable("named", "user = \"net\"\ngroup = \"audio\"") +
+              ServiceTable("numbers", "uid = 1000\ngid = 2000\nno_new_privileges = false") +
+              ServiceTable("user-only", "user = \"net\"") + ServiceTable("root-group", "gid = 5") +
+              ServiceTable("no-such-group", "group = \"ghosts\"") +
+              ServiceTable("no-such-user", "user = \"ghost\""));
     FakeKernel kernel;
     ServiceRunner runner(kernel, units, "root:x:0:0::/:/bin/sh\nnet:x:101:102::/:/bin/false\n", "",
                          "root:x:0:\naudio:x:29:net\nnet:x:102:\n");
-    auto named = runner.OptionsFor(*units.FindService("named"));
-    ASSERT_TRUE(named) << named.error().message();
-    EXPECT_EQ(named->uid, 101u);
-    EXPECT_EQ(named->gid, 29u);
-    EXPECT_TRUE(named->no_new_privs);
-    auto numbers = runner.OptionsFor(*units.FindService("numbers"));
-    ASSERT_TRUE(numbers);
-    EXPECT_EQ(numbers->uid, 1000u);
-    EXPECT_EQ(numbers->gid, 2000u);
-    EXPECT_FALSE(numbers->no_new_privs);
-    auto user_only = runner.OptionsFor(*units.FindService("user-only"));
-    ASSERT_TRUE(user_only);
-    EXPECT_EQ(user_only->gid, 102u);  // the user's own group
-    auto root_group = runner.OptionsFor(*units.FindService("root-group"));
-    ASSERT_TRUE(root_group);
-    EXPECT_FALSE(root_group->uid.has_value());
-    EXPECT_EQ(root_group->gid, 5u);
+    ExpectIdentity(runner, units, "named", 101u, 29u);
+    ExpectIdentity(runner, units, "numbers", 1000u, 2000u, false);
+    ExpectIdentity(runner, units, "user-only", 101u, 102u);  // the user's own group
+    ExpectIdentity(runner, units, "root-group", std::nullopt, 5u);
 
     runner.StartReady();
     auto spawns = kernel.Calls(KernelOp::kSpawn);

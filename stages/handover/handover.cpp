@@ -1,4 +1,4 @@
-#include "stages/autoload/handover.h"
+#include "stages/handover/handover.h"
 
 #include <linux/module_lockdown.h>
 #include <spdlog/spdlog.h>
@@ -14,6 +14,7 @@
 #include "peinit/sys/kernel.h"
 #include "peinit/sys/record.h"
 #include "stages/autoload/autoload.h"
+#include "stages/stage.h"
 
 namespace peinit {
 
@@ -48,7 +49,7 @@ Result<std::string> HelperForRealRoot(BootContext& ctx) {
     const bool hand_over = !ctx.lock.locked && installed == kPeinitModprobePath;
     // The root stage's thread copies peinitctl while the modules load (CopyPeinitctl); the
     // handoff waits for it. Only a convenience.
-    if (!ctx.root) {
+    if (!ctx.background.Running(kRootPreparation)) {
         if (auto tools = CopyPeinitctl(ctx.paths); !tools) {
             spdlog::error("handover: {}, ignoring", tools.error().message());
         }

@@ -33,7 +33,7 @@ Result<void> RunHandover(BootContext& ctx);
 
 // peinitctl (/usr/bin/peinitctl, when the image has it) copied to /run/peinit/bin for the real
 // root, which may not have peinit: `peinitctl status` there. With root= the root stage's thread
-// does it while the modules load (stages/handoff/handoff.h); without that thread the handover
+// does it while the modules load (stages/root/root.h); without that thread the handover
 // does.
 Result<void> CopyPeinitctl(const BootPaths& paths);
 

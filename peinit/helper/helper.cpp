@@ -1,4 +1,4 @@
-#include "stages/autoload/helper.h"
+#include "peinit/helper/helper.h"
 
 #include <fcntl.h>
 #include <syslog.h>
