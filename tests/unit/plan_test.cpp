@@ -516,11 +516,11 @@ TEST_F(PlanCliTest, UnitsHiveAndCmdlineTogether) {
     auto r = Run(args);
     fs::remove_all(dir);
     EXPECT_EQ(r.status, 0) << r.out << r.err;
-    EXPECT_THAT(r.out, HasSubstr("   wanted by:  unit storage.toml -> alias fs-ext4\n"));
+    EXPECT_THAT(r.out, HasSubstr("   wanted by:  unit storage -> alias fs-ext4\n"));
     EXPECT_THAT(r.out, HasSubstr("   options:    a=1 b=2 c=3 b=5 d=4\n"));
     EXPECT_THAT(r.out, HasSubstr("warnings:\n  bl_hive_user: dependency bl_hive is blacklisted "
                                  "(hive Machine\\System\\Modules\\Blacklist) via unit "
-                                 "extra.conf -> bl_hive_user\n"));
+                                 "extra -> bl_hive_user\n"));
 }
 
 TEST_F(PlanCliTest, BadUnitsExitTwo) {
