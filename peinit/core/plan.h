@@ -54,6 +54,8 @@ struct ModuleRecord {
     // A modprobe.d install command that is not a deny idiom. peinit does not run shell
     // commands at boot; the plan reports that it is ignored.
     std::string install_command;
+
+    bool operator==(const ModuleRecord&) const = default;
 };
 
 // The module facts the planner needs. Implementations are not required to be thread-safe.
