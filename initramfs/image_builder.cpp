@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <span>
 #include <sstream>
 
 #include "initramfs/elf_closure.h"
@@ -21,6 +22,8 @@
 #include "peinit/sys/kernel_release.h"
 #include "peinit/sys/kmod.h"
 #include "peinit/core/module_policy.h"
+#include "peinit/core/stored_plan.h"
+#include "peinit/sys/package.h"
 
 namespace peinit::image {
 
@@ -148,6 +151,24 @@ ImageWants CollectWants(const ImageDefinition& def, const UnitScan& units,
     for (const auto& m : def.modules)
         out.wants.push_back({m.value, def.file + ":" + std::to_string(m.line), "", false});
     return out;
+}
+
+// The plan input the image's PID 1 will collect (CollectBootPlanInput) from the image's units,
+// hive and `cmdline`. Problems of the hive and command line are appended to `errors`.
+PlanInput ImagePlanInput(const ImageDefinition& def, const UnitSet& units,
+                         std::vector<std::string>& errors) {
+    Hive hive;
+    if (def.hive) {
+        if (auto h = LoadImageHive(def.hive->value))
+            hive = std::move(*h);
+        else
+            errors.push_back(h.error().message());
+    }
+    Cmdline cmd = ParseCmdline(def.cmdline);
+    for (const auto& d : cmd.diagnostics)
+        errors.push_back(def.file + ":" + std::to_string(def.cmdline_line) + ": cmdline: " +
+                         d.ToString());
+    return CollectBootPlanInput(units, ComputeEffectivePolicy(hive, cmd), cmd).input;
 }
 
 std::string Where(const ImageDefinition& def, int line) {
@@ -466,7 +487,25 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
         c.units.push_back(dst);
     }
     if (def.hive) PEINIT_TRY(c.tree.AddHostFile(kImageHivePath, def.hive->value, 0644));
-    PEINIT_TRY(AddModuleIndexesToTree(c.tree, modules_tree, closure, def.loose_modules));
+    // The stored plan (peinit/core/stored_plan.h): the boot's plan input planned against the
+    // image's own module tree, every answer recorded, signed with the image key.
+    std::vector<std::string> reported;  // the hive's and cmdline's problems are reported above
+    const PlanInput boot_input = ImagePlanInput(def, units.set, reported);
+    RecordedPlan recorded;
+    PEINIT_TRY(AddModuleIndexesToTree(
+        c.tree, modules_tree, closure, def.loose_modules,
+        [&](const std::string& root) -> Result<void> {
+            auto db = PEINIT_TRY(KmodDb::Open(root, c.kernel.kver));
+            recorded = PEINIT_TRY(RecordPlan(*db, boot_input, root, c.kernel.kver));
+            return Ok();
+        }));
+    const std::string plan_text = recorded.stored.ToToml();
+    const std::string plan_sig = PEINIT_TRY(
+        SignManifest(std::as_bytes(std::span(plan_text.data(), plan_text.size())), signing->key));
+    PEINIT_TRY(c.tree.AddFile(std::string(kStoredPlanPath).substr(1), plan_text, 0644,
+                              "the image's stored plan"));
+    PEINIT_TRY(c.tree.AddFile(std::string(kStoredPlanSignaturePath).substr(1), plan_sig, 0644,
+                              "the stored plan's signature"));
     for (const auto& m : closure.files) c.modules.push_back(m.name);
     phase("units, hive, module indexes (depmod)");
     // Every module of the closure that no pre-built package provides goes into the image's own
@@ -518,20 +557,10 @@ Result<ImagePlan> PlanImage(const ImageDefinition& def, const BuildOptions& opts
     }
     // The units as peinit reads them at boot: linked, in load order (with the generated one).
     UnitScan units = ScanUnits(def.unit_dirs, errors, ModeUnits(def.modules_from, mode));
-    Hive hive;
-    if (def.hive) {
-        if (auto h = LoadImageHive(def.hive->value))
-            hive = std::move(*h);
-        else
-            errors.push_back(h.error().message());
-    }
-    Cmdline cmd = ParseCmdline(def.cmdline);
-    for (const auto& d : cmd.diagnostics)
-        errors.push_back(def.file + ":" + std::to_string(def.cmdline_line) + ": cmdline: " +
-                         d.ToString());
+    PlanInput input = ImagePlanInput(def, units.set, errors);
     if (!errors.empty()) return Err(Join(errors));
     auto db = PEINIT_TRY(KmodDb::Open(tree.module_root, tree.kver));
-    out.plan = PEINIT_TRY(BuildPlan(*db, BootPlanInput(units.set, hive, cmd)));
+    out.plan = PEINIT_TRY(BuildPlan(*db, input));
     out.tree_root = tree.module_root;  // paths are shown relative to it, as in the image
 
     // The image's module set, as the build computes it, with the rule behind each module.

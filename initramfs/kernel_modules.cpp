@@ -309,8 +309,9 @@ Result<void> WriteText(const std::string& path, const std::string& text) {
 
 }  // namespace
 
-Result<void> AddModuleIndexesToTree(ImageTree& tree, const KernelTree& kernel,
-                                    const ModuleClosure& closure, bool loose_files) {
+Result<void> AddModuleIndexesToTree(
+    ImageTree& tree, const KernelTree& kernel, const ModuleClosure& closure, bool loose_files,
+    const std::function<Result<void>(const std::string& root)>& in_tree) {
     const std::string image_dir = "lib/modules/" + kernel.kver;
     PEINIT_TRY(tree.AddDirectory(image_dir));
 
@@ -374,7 +375,16 @@ Result<void> AddModuleIndexesToTree(ImageTree& tree, const KernelTree& kernel,
         if (n.rfind("modules.", 0) != 0) continue;
         PEINIT_TRY(tree.AddHostFile(image_dir + "/" + n, p, 0644));
     }
-    return Ok();
+    if (!in_tree) return Ok();
+    for (const auto& [path, entry] : tree.entries()) {
+        if (entry.type != EntryType::kFile ||
+            !(path.starts_with("etc/modprobe.d/") || path.starts_with("lib/modprobe.d/")))
+            continue;
+        const std::string dst = staging.path() + "/" + path;
+        PEINIT_TRY(MakeDirs(dst.substr(0, dst.rfind('/'))));
+        PEINIT_TRY(WriteText(dst, entry.data));
+    }
+    return in_tree(staging.path());
 }
 
 namespace {

@@ -9,6 +9,7 @@
 //   installed (by release): ROOT/boot/vmlinuz-KVER, ROOT/boot/config-KVER,
 //                          ROOT/lib/modules/KVER/ (ROOT is / on a real machine)
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -94,8 +95,13 @@ Result<ModuleClosure> ResolveModuleClosure(const KernelTree& kernel,
 // result, and modules.order fixes the order of modules.dep independently of readdir order.
 // With `loose_files` each path holds the module's real bytes instead (image.toml
 // `loose_modules`).
-Result<void> AddModuleIndexesToTree(ImageTree& tree, const KernelTree& kernel,
-                                    const ModuleClosure& closure, bool loose_files = false);
+// `in_tree`, when set, is called with the staging root once the indexes are made, beside the
+// image's own modprobe.d files (etc/, lib/modprobe.d of `tree`): the module tree exactly as
+// libkmod in the booted image reads it (the stored plan is made there).
+Result<void> AddModuleIndexesToTree(
+    ImageTree& tree, const KernelTree& kernel, const ModuleClosure& closure,
+    bool loose_files = false,
+    const std::function<Result<void>(const std::string& root)>& in_tree = {});
 
 // An out-of-tree module for the image (`extra_modules`).
 struct ExtraModule {

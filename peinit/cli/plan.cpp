@@ -93,7 +93,7 @@ Result<Options> ReadOptions(const args::Parsed& parsed) {
     return opts;
 }
 
-// Fills `input` the way the boot-time module stage does (BootPlanInput), plus --module.
+// Fills `input` with the boot-time module stage's collector (CollectBootPlanInput), plus --module.
 // Returns false (after printing why) when the units or the hive cannot be used.
 bool BuildInput(const Options& opts, PlanInput& input) {
     Cmdline cmd = ParseCmdline(opts.cmdline.value_or(""));
@@ -131,7 +131,7 @@ bool BuildInput(const Options& opts, PlanInput& input) {
                       << " (the boot would use the hardened fallback)\n";
         }
     }
-    input = BootPlanInput(units, hive, cmd);
+    input = CollectBootPlanInput(units, ComputeEffectivePolicy(hive, cmd), cmd).input;
     for (const auto& m : opts.modules) {
         input.requests.push_back({m, RequestOrigin::Other("--module"), "", false});
     }

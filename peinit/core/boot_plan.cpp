@@ -140,23 +140,13 @@ std::string RenderPlanCompact(const Plan& plan, const PlanView& view) {
     return out.str();
 }
 
-PlanInput BootPlanInput(const UnitSet& units, const Hive& hive, const Cmdline& cmd) {
+PlanInput PolicyPlanInput(const EffectivePolicy& policy, const Cmdline& cmd) {
     PlanInput input;
-    for (const auto& unit : units.units) {
-        auto by = RequestOrigin::Unit(fs::path(unit.path).filename().string());
-        for (const auto& m : unit.modules) {
-            input.requests.push_back({m.name, by, m.options, m.optional});
-        }
-    }
-    for (const auto& name : cmd.modules_load) {
-        input.requests.push_back({name, RequestOrigin::Cmdline(), "", false});
-    }
-    EffectivePolicy policy = ComputeEffectivePolicy(hive, cmd);
     for (const auto& b : policy.blacklist) {
-        std::string source = b.source == PolicySource::kCmdline
-                                 ? "kernel command line modprobe.blacklist=" + b.module
-                                 : "hive Machine\\System\\Modules\\Blacklist";
-        input.blacklist.push_back({b.module, source});
+        input.blacklist.push_back({b.module, b.source == PolicySource::kCmdline
+                                                 ? "kernel command line modprobe.blacklist=" +
+                                                       b.module
+                                                 : "hive Machine\\System\\Modules\\Blacklist"});
     }
     std::vector<std::string> seen;
     for (const auto& mp : cmd.module_params) {
@@ -165,6 +155,27 @@ PlanInput BootPlanInput(const UnitSet& units, const Hive& hive, const Cmdline& c
         input.options.push_back({mp.module, cmd.ModuleOptions(mp.module)});
     }
     return input;
+}
+
+BootPlanInput CollectBootPlanInput(const UnitSet& units, const EffectivePolicy& policy,
+                                   const Cmdline& cmd) {
+    BootPlanInput r;
+    r.input = PolicyPlanInput(policy, cmd);
+    for (std::size_t u = 0; u < units.units.size(); ++u) {
+        const Unit& unit = units.units[u];
+        for (const auto& m : unit.modules) {
+            r.input.requests.push_back(
+                {m.name, RequestOrigin::Unit(unit.name), m.options, m.optional});
+            r.unit_of.push_back(static_cast<int>(u));
+            r.if_hardware_present.push_back(m.if_hardware_present);
+        }
+    }
+    for (const auto& name : cmd.modules_load) {
+        r.input.requests.push_back({name, RequestOrigin::Cmdline(), "", false});
+        r.unit_of.push_back(-1);
+        r.if_hardware_present.push_back(false);
+    }
+    return r;
 }
 
 }  // namespace peinit

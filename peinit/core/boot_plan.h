@@ -1,11 +1,14 @@
 #pragma once
 
-// The boot-time module plan as people see it: the plan input PID 1 builds from the units, the
-// hive and the kernel command line, and the three renderings of a plan (detailed text, JSON,
-// and one line per load like `modprobe --show-depends`). Shared by `peinit plan` (a module
-// tree) and `peinit-image plan` (an image definition), so both show the same plan the same way.
+// The boot-time module plan as people see it: the one collector of the plan input (what PID 1's
+// module stage requests from the units, the effective policy and the kernel command line), and
+// the three renderings of a plan (detailed text, JSON, and one line per load like
+// `modprobe --show-depends`). The module stage, `peinit plan` (a module tree) and `peinit-image
+// plan/build` (an image definition) all collect with CollectBootPlanInput, so the same tree
+// gives the same plan input, origins included, and every tool shows the plan the same way.
 
 #include <string>
+#include <vector>
 
 #include "peinit/core/cmdline.h"
 #include "peinit/core/hive.h"
@@ -14,10 +17,25 @@
 
 namespace peinit {
 
-// What the module stage requests: every unit's modules (in unit order, origin "unit FILE"),
-// then modules_load=; the blacklist of the hive tightened by the command line; the
-// command line's mod.param= options.
-PlanInput BootPlanInput(const UnitSet& units, const Hive& hive, const Cmdline& cmd);
+// A plan input with the policy's blacklist (the hive's, tightened by the command line, R-12; each
+// entry with its source) and the command line's `mod.param=` options, and no requests: the base
+// of the boot's input and of every demand load's.
+PlanInput PolicyPlanInput(const EffectivePolicy& policy, const Cmdline& cmd);
+
+// What the module stage requests, and which unit asked for each request.
+struct BootPlanInput {
+    PlanInput input;
+    // Per request: the index of its unit in UnitSet::units (load order), -1 for modules_load=.
+    std::vector<int> unit_of;
+    // Per request: its unit loads it only if the hardware is present.
+    std::vector<bool> if_hardware_present;
+};
+
+// The one collector: PolicyPlanInput, then every unit's modules in unit load order (origin
+// RequestOrigin::Unit(unit name, the file stem: "unit net"), the unit's options and
+// `optional`), then modules_load= (origin RequestOrigin::Cmdline()).
+BootPlanInput CollectBootPlanInput(const UnitSet& units, const EffectivePolicy& policy,
+                                   const Cmdline& cmd);
 
 struct PlanView {
     std::string title;      // "peinit plan", "peinit-image plan"

@@ -54,6 +54,8 @@ struct ModuleRecord {
     // A modprobe.d install command that is not a deny idiom. peinit does not run shell
     // commands at boot; the plan reports that it is ignored.
     std::string install_command;
+
+    bool operator==(const ModuleRecord&) const = default;
 };
 
 // The module facts the planner needs. Implementations are not required to be thread-safe.
@@ -142,7 +144,7 @@ struct PlanEntry {
     std::vector<std::string> soft_pre;
     std::vector<std::string> soft_post;
     std::string options;  // merged: modprobe.d, command line, request
-    // Every chain that wanted this module, e.g. "unit storage.toml -> ext4" for jbd2 (for
+    // Every chain that wanted this module, e.g. "unit storage -> ext4" for jbd2 (for
     // people; code uses the indices below).
     std::vector<std::string> requested_by;
     // Indices into PlanInput::requests: the requests that name this module (directly or by an
@@ -165,12 +167,12 @@ struct Plan {
     // in the order they were reached.
     std::vector<PlanEntry> entries;
     // One message per unsatisfied request and per cycle, e.g. "ext4: dependency jbd2 is
-    // blacklisted (modprobe.d/fixture.conf:3 blacklist jbd2) via unit storage.toml -> ext4".
+    // blacklisted (modprobe.d/fixture.conf:3 blacklist jbd2) via unit storage -> ext4".
     std::vector<std::string> errors;
     // Non-fatal problems reported by the db (ModuleDb::TakeWarnings).
     std::vector<std::string> warnings;
     // Requests a deny list keeps from loading, e.g. "ext4: dependency jbd2 is blacklisted (...)
-    // via unit storage.toml -> ext4": the policy at work, so a warning, not an error, wherever a
+    // via unit storage -> ext4": the policy at work, so a warning, not an error, wherever a
     // plan is shown (`peinit plan`, `peinit-image plan/check/build`, the boot log, `peinitctl
     // status`); the entries say `blacklisted` or `skipped`.
     std::vector<std::string> denied;

@@ -1,5 +1,7 @@
 #include "peinit/modload/session.h"
 
+#include "peinit/core/boot_plan.h"
+
 #include <algorithm>
 #include <cstring>
 #include <map>
@@ -106,21 +108,7 @@ void ModloadSession::AdoptPrefetch(std::shared_ptr<PackagePrefetch> prefetch) {
     if (!packages_) prefetch_ = std::move(prefetch);
 }
 
-PlanInput ModloadSession::NewInput() const {
-    PlanInput input;
-    for (const auto& b : policy_.blacklist) {
-        input.blacklist.push_back(
-            {b.module, b.source == PolicySource::kCmdline
-                           ? "kernel command line modprobe.blacklist=" + b.module
-                           : "hive Machine\\System\\Modules\\Blacklist"});
-    }
-    std::set<std::string> seen;
-    for (const auto& p : cmdline_.module_params) {
-        if (!seen.insert(p.module).second) continue;
-        input.options.push_back({p.module, cmdline_.ModuleOptions(p.module)});
-    }
-    return input;
-}
+PlanInput ModloadSession::NewInput() const { return PolicyPlanInput(policy_, cmdline_); }
 
 bool ModloadSession::IsLive(std::string_view module) {
     auto state = kernel_.ReadSysfs("module/" + NormalizeModuleName(module) + "/initstate");

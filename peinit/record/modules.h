@@ -114,6 +114,9 @@ struct ModulesRecord {
     std::string wall_time;
     int64_t boot_offset_ms = 0;
     std::string kernel_release;
+    // Where the plan came from: "stored" (the image's signed stored plan, checked), "boot: WHY"
+    // (planned at boot with libkmod, and why the stored plan was not used), "none".
+    std::string plan_source;
     int workers = 0;
     std::string workers_source;
     int threads = 0;
@@ -130,10 +133,10 @@ struct ModulesRecord {
     template <typename F>
     void Members(F& f) {
         f("version", version)("wall_time", wall_time)("boot_offset_ms", boot_offset_ms)(
-            "kernel_release", kernel_release)("workers", workers)("workers_source", workers_source)(
-            "threads", threads)("total_ms", total_ms)("signing", signing)("summary", summary)(
-            "phases", phases)("packages", packages)("modules", modules)("plan_errors", plan_errors)(
-            "warnings", warnings)("error", error);
+            "kernel_release", kernel_release)("plan_source", plan_source)("workers", workers)(
+            "workers_source", workers_source)("threads", threads)("total_ms", total_ms)(
+            "signing", signing)("summary", summary)("phases", phases)("packages", packages)(
+            "modules", modules)("plan_errors", plan_errors)("warnings", warnings)("error", error);
     }
     std::string ToJson() const { return WriteRecordJson(*this); }
     static Result<ModulesRecord> FromJson(std::string_view text, const std::string& file) {

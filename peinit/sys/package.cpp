@@ -416,16 +416,8 @@ Result<SignedPackage> OpenPackage(PackageBytes&& bytes, const TrustStore& truste
     if (layout.signature == nullptr) {
         return Reject(PackageReject::kUnsigned, "the package has no MANIFEST.sig");
     }
-    PackageSignature sig = PEINIT_TRY(ParseSignature(AsText(layout.signature->data)));
-    const PublicKey* key = trusted.Find(sig.key_fingerprint);
-    if (key == nullptr) {
-        return Reject(PackageReject::kUntrustedKey,
-                      "signed by key " + sig.key_fingerprint + ", which is not trusted");
-    }
-    if (!VerifyEd25519(*key, layout.manifest->data, sig.value)) {
-        return Reject(PackageReject::kBadSignature,
-                      "the signature by " + sig.key_fingerprint + " does not match MANIFEST");
-    }
+    std::string signer = PEINIT_TRY(VerifySignatureText(
+        trusted, layout.manifest->data, AsText(layout.signature->data), "MANIFEST"));
 
     Manifest manifest = PEINIT_TRY(ParseManifest(AsText(layout.manifest->data)));
     if (kernel_release && *kernel_release != manifest.kernel_release) {
@@ -439,7 +431,7 @@ Result<SignedPackage> OpenPackage(PackageBytes&& bytes, const TrustStore& truste
     package.name_ = std::move(manifest.name);
     package.version_ = std::move(manifest.version);
     package.kernel_release_ = std::move(manifest.kernel_release);
-    package.signer_ = std::move(sig.key_fingerprint);
+    package.signer_ = std::move(signer);
     package.files_.reserve(layout.payload.size());
     for (std::size_t i = 0; i < layout.payload.size(); ++i) {
         VerifiedFile file;

@@ -176,6 +176,22 @@ bool VerifyEd25519(const PublicKey& key, std::span<const std::byte> message,
     return ok;
 }
 
+Result<std::string> VerifySignatureText(const TrustStore& trusted,
+                                        std::span<const std::byte> message,
+                                        std::string_view signature_text, std::string_view what) {
+    PackageSignature sig = PEINIT_TRY(ParseSignature(signature_text));
+    const PublicKey* key = trusted.Find(sig.key_fingerprint);
+    if (key == nullptr) {
+        return Reject(PackageReject::kUntrustedKey,
+                      "signed by key " + sig.key_fingerprint + ", which is not trusted");
+    }
+    if (!VerifyEd25519(*key, message, sig.value)) {
+        return Reject(PackageReject::kBadSignature, "the signature by " + sig.key_fingerprint +
+                                                        " does not match " + std::string(what));
+    }
+    return sig.key_fingerprint;
+}
+
 Result<TrustStore> TrustStore::LoadDirectory(const std::filesystem::path& dir) {
     std::error_code ec;
     std::vector<std::filesystem::path> files;

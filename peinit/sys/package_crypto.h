@@ -36,6 +36,16 @@ PublicKey PublicKeyFromRaw(const std::array<std::byte, 32>& raw);
 bool VerifyEd25519(const PublicKey& key, std::span<const std::byte> message,
                    const Ed25519Signature& signature);
 
+class TrustStore;
+
+// Checks a signature in MANIFEST.sig's format (peinit/sys/PACKAGE.md) over `message`: well-formed
+// (malformed-signature), by a key in `trusted` (untrusted-key), Ed25519 valid over exactly these
+// bytes (bad-signature, naming `what`). The one signature check of packages and of the image's
+// stored plan (peinit/core/stored_plan.h). Returns the signer's fingerprint.
+Result<std::string> VerifySignatureText(const TrustStore& trusted,
+                                        std::span<const std::byte> message,
+                                        std::string_view signature_text, std::string_view what);
+
 // The public keys a verifier trusts, looked up by fingerprint. In an image these are the keys
 // baked into it at build time (e.g. /etc/peinit/keys/*.pub).
 class TrustStore {

@@ -12,13 +12,16 @@
 #include <set>
 #include <thread>
 
+#include "peinit/core/boot_plan.h"
 #include "peinit/core/plan.h"
+#include "peinit/core/stored_plan.h"
 #include "peinit/modload/session.h"
 #include "peinit/record/modules.h"
 #include "peinit/sys/kernel.h"
 #include "peinit/sys/kernel_release.h"
 #include "peinit/sys/kmod.h"
 #include "peinit/sys/record.h"
+#include "peinit/sys/stored_plan_file.h"
 #include "peinit/sys/uevent.h"
 #include "stages/root/root.h"
 #include "stages/stage.h"
@@ -69,34 +72,8 @@ SigningState ApplySigningPolicy(BootContext& ctx) {
     return state;
 }
 
-struct Requests {
-    PlanInput input;
-    // Per request: the index of its unit in ctx.units.units (which is in `after` order), -1 for
-    // the command line.
-    std::vector<int> unit_of;
-    // Per request: its unit said `if_hardware_present`.
-    std::vector<bool> if_hardware_present;
-};
-
-Requests CollectRequests(const BootContext& ctx, const ModloadSession& session) {
-    Requests r;
-    r.input = session.NewInput();
-    const auto& units = ctx.units.units;
-    for (std::size_t u = 0; u < units.size(); ++u) {
-        for (const auto& spec : units[u].modules) {
-            r.input.requests.push_back(
-                {spec.name, RequestOrigin::Unit(units[u].name), spec.options, spec.optional});
-            r.unit_of.push_back(static_cast<int>(u));
-            r.if_hardware_present.push_back(spec.if_hardware_present);
-        }
-    }
-    for (const auto& name : ctx.cmdline.modules_load) {
-        r.input.requests.push_back({name, RequestOrigin::Cmdline(), "", false});
-        r.unit_of.push_back(-1);
-        r.if_hardware_present.push_back(false);
-    }
-    return r;
-}
+// The boot's requests, from the one collector (peinit/core/boot_plan.h).
+using Requests = BootPlanInput;
 
 // Which unit each loadable entry belongs to for `after` and barriers: the earliest unit (in
 // load order) that wants it directly or through any module that waits for it. Taking the
@@ -174,6 +151,34 @@ bool IsRequiredMissing(const Plan& plan, const std::string& name) {
                        [&](const std::string& e) { return e.starts_with(prefix); });
 }
 
+// The plan from the image's signed stored plan (peinit/core/stored_plan.h) when it verifies, is
+// for this kernel and answers every question this boot's input asks (the running command line's
+// blacklist and options apply as they would with libkmod); otherwise nullopt, and the log and
+// `source` ("boot: WHY") say why the stage plans with libkmod. Fail-closed: nothing is planned
+// from a stored plan that did not verify.
+std::optional<Plan> PlanFromStoredPlan(const BootContext& ctx, const PlanInput& input,
+                                       std::string& source) {
+    auto fallback = [&](const std::string& why, bool none) -> std::optional<Plan> {
+        source = "boot: " + why;
+        if (none) {
+            spdlog::info("modules: no stored plan ({}): planning at boot with libkmod", why);
+        } else {
+            spdlog::warn("modules: stored plan not used ({}): planning at boot with libkmod", why);
+        }
+        return std::nullopt;
+    };
+    auto stored = ReadStoredPlan(ctx.paths, ctx.kernel_release);
+    if (!stored) return fallback(stored.error().message(), stored.error().code() == ENOENT);
+    StoredModuleDb db(stored->plan.facts, ctx.paths.root.string());
+    auto built = BuildPlan(db, input);
+    if (!built) return fallback(std::string(kStoredPlanPath) + ": " + built.error().message(), false);
+    source = "stored";
+    spdlog::info("modules: planned from the image's stored plan {} (kernel {}, signer {}), "
+                 "without libkmod",
+                 kStoredPlanPath, stored->plan.kernel_release, stored->signer.substr(0, 16));
+    return std::move(*built);
+}
+
 // Where the stage's time went, from its start (ms): reading and checking the packages'
 // signatures, planning, hashing the members the plan loads, until the first load started, and
 // from the first load's start to the last one's end.
@@ -184,11 +189,13 @@ void WriteRecord(const BootContext& ctx, const std::string& wall_time, int64_t b
                  int workers, PolicySource workers_source, int threads, int64_t total_ms,
                  const SigningState& signing, const Summary& summary, const PackageSet* packages,
                  const Plan* plan, const std::vector<std::string>& warnings,
-                 const Phases& phases, const std::string& error) {
+                 const Phases& phases, const std::string& plan_source,
+                 const std::string& error) {
     ModulesRecord record;
     record.wall_time = wall_time;
     record.boot_offset_ms = boot_offset_ms;
     record.kernel_release = ctx.kernel_release;
+    record.plan_source = plan_source;
     record.workers = workers;
     record.workers_source = std::string(ToString(workers_source));
     record.threads = threads;
@@ -297,7 +304,9 @@ Result<void> RunModules(BootContext& ctx) {
     }
     std::vector<std::string> warnings;
 
-    Requests requests = CollectRequests(ctx, session);
+    Requests requests = CollectBootPlanInput(ctx.units, ctx.policy, ctx.cmdline);
+    // For the record: "stored" (the image's stored plan), "boot: WHY" (libkmod), "none".
+    std::string plan_source = "none";
     Summary summary;
     auto fail_all = [&](const Error& error) -> Result<void> {
         // Could not run: every request is recorded as failed with the reason.
@@ -319,19 +328,23 @@ Result<void> RunModules(BootContext& ctx) {
             summary.failed, elapsed_ms(), workers);
         WriteRecord(ctx, wall_time, boot_offset_ms, workers, workers_source, 0, elapsed_ms(),
                     signing, summary, &session.Packages(), nullptr, warnings, phases,
-                    error.message());
+                    plan_source, error.message());
         return error;
     };
 
     Plan plan;
     auto step = Clock::now();
     if (!requests.input.requests.empty()) {
-        // All libkmod work happens here, on this thread (libkmod is not thread-safe).
-        auto db = session.Db();
-        if (!db) return fail_all(db.error().Context("module tree: "));
-        auto built = BuildPlan(**db, requests.input);
-        if (!built) return fail_all(built.error().Context("module plan: "));
-        plan = std::move(*built);
+        if (auto stored = PlanFromStoredPlan(ctx, requests.input, plan_source)) {
+            plan = std::move(*stored);
+        } else {
+            // All libkmod work happens here, on this thread (libkmod is not thread-safe).
+            auto db = session.Db();
+            if (!db) return fail_all(db.error().Context("module tree: "));
+            auto built = BuildPlan(**db, requests.input);
+            if (!built) return fail_all(built.error().Context("module plan: "));
+            plan = std::move(*built);
+        }
     }
     phases.plan_ms = since(step);
     for (const auto& w : plan.warnings) {
@@ -487,7 +500,7 @@ Result<void> RunModules(BootContext& ctx) {
         summary.ok, summary.failed, summary.skipped, summary.blacklisted, summary.no_device,
         total_ms, workers, phases.first_load_ms, phases.loads_ms);
     WriteRecord(ctx, wall_time, boot_offset_ms, workers, workers_source, report.threads, total_ms,
-                signing, summary, &packages, &plan, warnings, phases, "");
+                signing, summary, &packages, &plan, warnings, phases, plan_source, "");
     return Ok();
 }
 

@@ -23,7 +23,11 @@
 #include "initramfs/image_tree.h"
 #include "initramfs/image_units.h"
 #include "image_tool.h"
+#include "peinit/core/boot_plan.h"
+#include "peinit/core/stored_plan.h"
+#include "peinit/sys/config_files.h"
 #include "peinit/sys/kmod.h"
+#include "peinit/sys/stored_plan_file.h"
 #include "peinit/sys/package.h"
 #include "peinit/sys/package_crypto.h"
 
@@ -117,6 +121,49 @@ TEST_F(ImageBuildTest, LibrariesPid1OpensWithDlopenShipWithTheirClosure) {
     auto plain = ComposeImage(def, Options());
     ASSERT_TRUE(plain);
     EXPECT_EQ(plain->libraries.size(), 4u);
+}
+
+// The stored plan (issue 26): the build ships the boot's plan, made against the image's own
+// module tree and signed with the image key; read back from the image's files as PID 1 reads them,
+// it verifies and plans exactly what libkmod plans on that tree for the boot's input.
+TEST_F(ImageBuildTest, StoredPlanVerifiesAndEqualsBootTimePlanning) {
+    ImageDefinition def = Load("small");
+    auto c = ComposeImage(def, Options());
+    ASSERT_TRUE(c) << c.error().message();
+    ASSERT_NE(c->tree.Find("etc/peinit/plan.toml"), nullptr);
+    ASSERT_NE(c->tree.Find("etc/peinit/plan.toml.sig"), nullptr);
+    const std::string root = out_ + "/root";
+    for (const auto& [path, e] : c->tree.entries()) {
+        if (e.type != EntryType::kFile || !(path.starts_with("lib/") || path.starts_with("etc/")))
+            continue;
+        std::string dst = root + "/" + path;
+        std::system(("mkdir -p '" + dst.substr(0, dst.rfind('/')) + "'").c_str());
+        std::ofstream(dst, std::ios::binary) << e.data;
+    }
+    auto stored = ReadStoredPlan(BootPaths{root}, kver_);
+    ASSERT_TRUE(stored) << stored.error().message();
+    EXPECT_EQ(stored->signer, c->signer);
+    EXPECT_FALSE(ReadStoredPlan(BootPaths{root}, "6.1.0-99-other"));
+
+    // The boot's side: the image's units, hive and command line through the one collector.
+    UnitLoad units = LoadUnitDirs({root + "/etc/peinit/units"});
+    ASSERT_TRUE(units.errors.empty());
+    Hive hive = LoadHive(root + "/etc/peinit/hive.toml", {.check_trust = false});
+    Cmdline cmd = ParseCmdline(def.cmdline);
+    const PlanInput input =
+        CollectBootPlanInput(units.units, ComputeEffectivePolicy(hive, cmd), cmd).input;
+    ASSERT_FALSE(input.requests.empty());
+    auto db = KmodDb::Open(root, kver_);
+    ASSERT_TRUE(db) << db.error().message();
+    auto from_kmod = BuildPlan(**db, input);
+    ASSERT_TRUE(from_kmod) << from_kmod.error().message();
+    StoredModuleDb stored_db(stored->plan.facts, root);
+    auto from_stored = BuildPlan(stored_db, input);
+    ASSERT_TRUE(from_stored) << from_stored.error().message();
+    PlanView view{"test", root, kver_, root};
+    EXPECT_EQ(RenderPlanJson(*from_stored, view), RenderPlanJson(*from_kmod, view));
+    EXPECT_NE(from_stored->Find("bridge"), nullptr);
+    EXPECT_NE(from_stored->Find("llc"), nullptr);
 }
 
 TEST_F(ImageBuildTest, ContentsReadBack) {
@@ -778,7 +825,7 @@ TEST_F(ImageBuildTest, ToolPlanShowsTheBootPlanWithExtraModules) {
               std::string::npos)
         << r.output;
     EXPECT_NE(r.output.find("# warning: vfat: blacklisted (hive Machine\\System\\Modules\\"
-                            "Blacklist), requested by unit net.toml\n"),
+                            "Blacklist), requested by unit net\n"),
               std::string::npos)
         << r.output;
     EXPECT_EQ(r.output.find("# error"), std::string::npos) << r.output;
@@ -788,7 +835,7 @@ TEST_F(ImageBuildTest, ToolPlanShowsTheBootPlanWithExtraModules) {
     EXPECT_NE(full.output.find("peinit-image plan: root " + img + ", kernel " + kver_),
               std::string::npos)
         << full.output;
-    EXPECT_NE(full.output.find("   wanted by:  unit net.toml\n"), std::string::npos)
+    EXPECT_NE(full.output.find("   wanted by:  unit net\n"), std::string::npos)
         << full.output;
     // The same blacklisted module is a warning in build too, with the same words.
     std::ofstream(img + "/image.toml", std::ios::app) << "";

@@ -8,9 +8,13 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <boost/property_tree/json_parser.hpp>
+#include <boost/property_tree/ptree.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <span>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -19,12 +23,16 @@
 
 #include "peinit/core/plan.h"
 #include "peinit/modload/loader.h"
+#include "peinit/modload/session.h"
 #include "tests/fakes/fake_kernel.h"
 #include "peinit/sys/module_decompress.h"
 #include "peinit/sys/kmod.h"
 #include "peinit/sys/package.h"
 #include "peinit/sys/package_crypto.h"
 #include "peinit/tpm/measure.h"
+#include "peinit/core/boot_plan.h"
+#include "peinit/core/stored_plan.h"
+#include "stages/config/config.h"
 #include "stages/modules/modules.h"
 #include "tests/fakes/fake_tpm.h"
 #include "tests/unit/captured_log.h"
@@ -42,6 +50,7 @@ using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using ::testing::StartsWith;
 using ::testing::UnorderedElementsAre;
 using Status = ModuleOutcome::Status;
@@ -889,6 +898,203 @@ TEST_F(ModuleStageTest, RecordHoldsEveryModuleWithTimesAndSources) {
 TEST(ModuleStageDefaults, WorkersAreCpusCappedAtEight) {
     int cpus = static_cast<int>(std::thread::hardware_concurrency());
     EXPECT_EQ(DefaultModuleWorkers(), std::clamp(cpus, 1, 8));
+}
+
+// One collector (issue 23): `peinit plan` on a tree and the boot on the same tree (config stage,
+// then module stage) plan the same requests with the same origins.
+TEST_F(ModuleStageTest, PeinitPlanAndTheBootCollectTheSamePlanInput) {
+    fs::create_directories(root_ / "etc/peinit/units");
+    fs::create_directories(root_ / "proc");
+    std::ofstream(root_ / "etc/peinit/units/storage.toml")
+        << "[[module]]\nname = \"fs-ext4\"\n\n[[module]]\nname = \"opt_mod\"\noptions = \"d=4\"\n";
+    std::ofstream(root_ / "etc/peinit/units/extra.conf") << "bl_hive_user\ndia_top\n";
+    std::ofstream(root_ / "etc/peinit/hive.toml")
+        << "['Machine\\System\\Modules']\nBlacklist = [\"bl_hive\"]\n";
+    const std::string cmdline = "opt_mod.b=5 modules_load=soft_main modprobe.blacklist=dia_left";
+    std::ofstream(root_ / "proc/cmdline") << cmdline << "\n";
+    WriteAllPackage();
+    ASSERT_TRUE(RunConfig(ctx_)) << log_.str();
+    Run();
+
+    auto requested_by = [](const std::string& json) {
+        std::map<std::string, std::vector<std::string>> out;
+        std::istringstream in(json);
+        boost::property_tree::ptree doc;
+        boost::property_tree::read_json(in, doc);
+        for (const auto& [k, m] : doc.get_child("modules")) {
+            auto& chains = out[m.get<std::string>("name")];
+            for (const auto& [k2, c] : m.get_child("requested_by")) chains.push_back(c.data());
+        }
+        return out;
+    };
+    auto boot = requested_by(Record());
+    auto r = testing::RunCommand({testing::PeinitBinary().string(), "plan", "--root",
+                                  root_.string(), "--kver", testing::kFixtureKver, "--cmdline",
+                                  cmdline, "--json"});
+    ASSERT_EQ(r.status, 0) << r.out << r.err;
+    auto tool = requested_by(r.out);
+    EXPECT_EQ(tool, boot);
+    EXPECT_THAT(boot["ext4"], ElementsAre("unit storage -> alias fs-ext4"));
+    EXPECT_THAT(boot["opt_mod"], ElementsAre("unit storage"));
+    EXPECT_THAT(boot["bl_hive_user"], ElementsAre("unit extra"));
+    EXPECT_THAT(boot["soft_main"], ElementsAre("modules_load="));
+    EXPECT_EQ(boot.count("dia_left"), 1u);
+}
+
+// The image's stored plan (peinit/core/stored_plan.h), as peinit-image build writes it: `input`
+// planned against this root's tree, signed by `key` (the trusted key by default); `edit` changes
+// the text after it was signed.
+void WriteStoredPlanFor(const fs::path& root, const PlanInput& input, const SigningKey& key,
+                        const std::string& kver,
+                        const std::function<void(std::string&)>& edit = {}) {
+    auto db = KmodDb::Open(root, testing::kFixtureKver);
+    ASSERT_TRUE(db) << db.error().message();
+    auto recorded = RecordPlan(**db, input, root.string(), kver);
+    ASSERT_TRUE(recorded) << recorded.error().message();
+    std::string text = recorded->stored.ToToml();
+    auto sig = SignManifest(std::as_bytes(std::span(text.data(), text.size())), key);
+    ASSERT_TRUE(sig) << sig.error().message();
+    if (edit) edit(text);
+    std::ofstream(root / "etc/peinit/plan.toml") << text;
+    std::ofstream(root / "etc/peinit/plan.toml.sig") << *sig;
+}
+
+class StoredPlanStageTest : public ModuleStageTest {
+  protected:
+    void SetUp() override {
+        ModuleStageTest::SetUp();
+        SetUnits({{"storage", ModulesToml({"ext4", "soft_main", "dia_top"})},
+                  {"extra", "[[module]]\nname = \"opt_mod\"\noptions = \"d=4\"\n"}});
+        WriteAllPackage();
+    }
+    PlanInput Input() const { return CollectBootPlanInput(ctx_.units, ctx_.policy, ctx_.cmdline).input; }
+    std::string PlanSource() {
+        std::istringstream in(Record());
+        boost::property_tree::ptree doc;
+        boost::property_tree::read_json(in, doc);
+        return doc.get<std::string>("plan_source", "(none)");
+    }
+    // Every outcome's module, status and chains, in plan order.
+    std::vector<std::string> Outcomes() const {
+        std::vector<std::string> out;
+        for (const auto& o : ctx_.module_outcomes) {
+            std::string line = o.module + " " + std::string(ToString(o.status));
+            for (const auto& c : o.requested_by) line += " [" + c + "]";
+            for (const auto& w : o.waits_for) line += " <" + w;
+            out.push_back(line);
+        }
+        return out;
+    }
+};
+
+// Acceptance (issue 26): the stored plan is what boot-time planning produces for the same
+// inputs, and with it the stage never opens libkmod.
+TEST_F(StoredPlanStageTest, StoredPlanIsUsedAndPlansWhatLibkmodWould) {
+    ctx_.policy.workers.value = 1;
+    WriteStoredPlanFor(root_, Input(), *key_, testing::kFixtureKver);
+    Run();
+    EXPECT_THAT(log_.str(), HasSubstr("modules: planned from the image's stored plan "
+                                      "/etc/peinit/plan.toml (kernel " +
+                                      std::string(testing::kFixtureKver) + ", signer " +
+                                      key_->public_key().fingerprint.substr(0, 16) +
+                                      "), without libkmod"));
+    EXPECT_EQ(PlanSource(), "stored");
+    EXPECT_EQ(ctx_.modload->counters().db_opens, 0);
+    const auto stored = Outcomes();
+    const auto stored_loads = LoadNames();
+    ASSERT_FALSE(stored_loads.empty());
+
+    // The same boot without the stored plan: libkmod plans, with the same result.
+    fs::remove(root_ / "etc/peinit/plan.toml");
+    FakeKernel kernel;
+    BootContext ctx{kernel};
+    ctx.paths = ctx_.paths;
+    ctx.kernel_release = ctx_.kernel_release;
+    ctx.policy = ctx_.policy;
+    ctx.units = ctx_.units;
+    ASSERT_TRUE(RunModules(ctx));
+    EXPECT_THAT(log_.str(), HasSubstr("modules: no stored plan (/etc/peinit/plan.toml: the image "
+                                      "has none): planning at boot with libkmod"));
+    EXPECT_EQ(ctx.modload->counters().db_opens, 1);
+    std::swap(ctx_.module_outcomes, ctx.module_outcomes);
+    EXPECT_EQ(Outcomes(), stored);
+    std::vector<std::string> loads;
+    for (const auto& c : kernel.Calls(KernelOp::kInitModule)) loads.push_back(c.name);
+    EXPECT_EQ(loads, stored_loads);
+}
+
+// The running command line still tightens the stored plan: its blacklist and options apply.
+TEST_F(StoredPlanStageTest, CommandLineBlacklistAndOptionsStillApply) {
+    WriteStoredPlanFor(root_, Input(), *key_, testing::kFixtureKver);
+    ctx_.cmdline = ParseCmdline("modprobe.blacklist=jbd2 opt_mod.b=5");
+    ctx_.policy = ComputeEffectivePolicy(ctx_.hive, ctx_.cmdline);
+    Run();
+    EXPECT_EQ(PlanSource(), "stored");
+    EXPECT_EQ(Outcome("jbd2").status, Status::kBlacklisted);
+    EXPECT_EQ(Outcome("ext4").status, Status::kSkipped);
+    EXPECT_THAT(LoadNames(), Not(Contains("jbd2")));
+    EXPECT_THAT(LoadNames(), Not(Contains("ext4")));
+    CacheLoads();
+    ASSERT_NE(LoadOf("opt_mod"), nullptr);
+    EXPECT_THAT(LoadOf("opt_mod")->args, HasSubstr("b=5"));
+}
+
+// Acceptance (issue 26): a stored plan for another kernel release is not used; the stage plans
+// at boot and says so, in the log and the record.
+TEST_F(StoredPlanStageTest, OtherKernelReleaseFallsBackAndSaysSo) {
+    WriteStoredPlanFor(root_, Input(), *key_, "6.1.0-99-other");
+    Run();
+    const std::string why = "/etc/peinit/plan.toml: wrong-kernel-release: planned for kernel "
+                            "6.1.0-99-other, this kernel is " +
+                            std::string(testing::kFixtureKver);
+    EXPECT_THAT(log_.str(), HasSubstr("modules: stored plan not used (" + why +
+                                      "): planning at boot with libkmod"));
+    EXPECT_EQ(PlanSource(), "boot: " + why);
+    EXPECT_EQ(ctx_.modload->counters().db_opens, 1);
+    EXPECT_EQ(Outcome("ext4").status, Status::kLoaded);
+}
+
+// Acceptance (issue 26), fail-closed: a stored plan changed after it was signed, one without a
+// signature and one signed by an untrusted key are refused; nothing of them is used.
+TEST_F(StoredPlanStageTest, TamperedUnsignedOrUntrustedStoredPlanIsRefused) {
+    WriteStoredPlanFor(root_, Input(), *key_, testing::kFixtureKver, [](std::string& text) {
+        auto at = text.find("a=1 b=2");  // opt_mod's modprobe.d options
+        ASSERT_NE(at, std::string::npos) << text;
+        text.replace(at, 7, "a=1 b=7");
+    });
+    Run();
+    EXPECT_THAT(log_.str(), HasSubstr("modules: stored plan not used (/etc/peinit/plan.toml: "
+                                      "bad-signature: the signature by " +
+                                      key_->public_key().fingerprint +
+                                      " does not match /etc/peinit/plan.toml): planning at boot "
+                                      "with libkmod"));
+    EXPECT_THAT(PlanSource(), StartsWith("boot: /etc/peinit/plan.toml: bad-signature: "));
+    CacheLoads();
+    ASSERT_NE(LoadOf("opt_mod"), nullptr);
+    EXPECT_THAT(LoadOf("opt_mod")->args, HasSubstr("d=4"));
+    EXPECT_THAT(LoadOf("opt_mod")->args, Not(HasSubstr("b=7")));
+
+    fs::remove(root_ / "etc/peinit/plan.toml.sig");
+    Run();
+    EXPECT_THAT(PlanSource(), StartsWith("boot: /etc/peinit/plan.toml: unsigned: no signature ("));
+
+    auto other = SigningKey::Generate();
+    ASSERT_TRUE(other);
+    WriteStoredPlanFor(root_, Input(), *other, testing::kFixtureKver);
+    Run();
+    EXPECT_EQ(PlanSource(), "boot: /etc/peinit/plan.toml: untrusted-key: signed by key " +
+                                other->public_key().fingerprint + ", which is not trusted");
+}
+
+// A request the build never planned (a new modules_load=) is not answered by the stored plan:
+// the stage plans at boot.
+TEST_F(StoredPlanStageTest, RequestTheStoredPlanDoesNotCoverFallsBack) {
+    WriteStoredPlanFor(root_, Input(), *key_, testing::kFixtureKver);
+    ctx_.cmdline = ParseCmdline("modules_load=crc16");
+    Run();
+    EXPECT_THAT(PlanSource(), StartsWith("boot: /etc/peinit/plan.toml: the stored plan has no "
+                                         "answer for \"crc16\""));
+    EXPECT_EQ(Outcome("crc16").status, Status::kLoaded);
 }
 
 }  // namespace
