@@ -175,12 +175,13 @@ bool IsRequiredMissing(const Plan& plan, const std::string& name) {
 }
 
 // Where the stage's time went, from its start (ms): reading and checking the packages'
-// signatures, planning, hashing the members the plan loads, until the first load started, and
-// from the first load's start to the last one's end.
+// signatures, planning, hashing the members the plan loads (CPU time summed over the threads
+// that hashed, beside the loads), until the first load started, and from the first load's
+// start to the last one's end.
 struct Phases {
     int64_t packages_ms = 0, plan_ms = 0, hash_ms = 0, first_load_ms = 0, loads_ms = 0;
     // The read-ahead thread's own work (-1: the packages were not read ahead).
-    int64_t prefetch_load_ms = -1, prefetch_digests_ms = -1;
+    int64_t prefetch_load_ms = -1;
 };
 
 struct Summary {
@@ -218,6 +219,8 @@ void WriteRecord(const BootContext& ctx, const std::string& wall_time, int64_t b
         for (const auto& p : packages->reports()) {
             toml::array mods;
             for (const auto& m : p.modules) mods.push_back(m);
+            toml::array released;
+            for (const auto& m : p.released) released.push_back(m);
             pkgs.push_back(toml::table{
                 {"file", p.file},
                 {"verified", p.verified},
@@ -227,6 +230,7 @@ void WriteRecord(const BootContext& ctx, const std::string& wall_time, int64_t b
                 {"reason", p.reason},
                 {"modules", std::move(mods)},
                 {"hashed", static_cast<int64_t>(p.hashed)},
+                {"released", std::move(released)},
             });
         }
     }
@@ -269,7 +273,6 @@ void WriteRecord(const BootContext& ctx, const std::string& wall_time, int64_t b
              {"first_load_ms", phases.first_load_ms},
              {"loads_ms", phases.loads_ms},
              {"prefetch_load_ms", phases.prefetch_load_ms},
-             {"prefetch_digests_ms", phases.prefetch_digests_ms},
          }},
         {"packages", std::move(pkgs)},
         {"modules", std::move(modules)},
@@ -331,8 +334,8 @@ Result<void> RunModules(BootContext& ctx) {
     if (!signing.applied) session.RefuseLoads(signing.error);
     session.MeasureWith(ctx.measurement);
 
-    // Packages first: read once and their signatures checked before anything is planned; the
-    // members the plan loads are hashed before the first load (R-10, PACKAGE.md).
+    // Packages first: read once and their signatures checked before anything loads; the members
+    // the plan loads are hashed in the order the loads start, beside them (R-10, PACKAGE.md).
     Phases phases;
     auto since = [](Clock::time_point t) {
         return static_cast<int64_t>(
@@ -428,7 +431,6 @@ Result<void> RunModules(BootContext& ctx) {
     phases.packages_ms = since(step);
     if (prefetch) {
         phases.prefetch_load_ms = prefetch->timing().load.count() / 1000;
-        phases.prefetch_digests_ms = prefetch->timing().digests.count() / 1000;
     }
     for (const auto& w : packages.warnings()) {
         spdlog::warn("modules: {}", w);
@@ -458,8 +460,13 @@ Result<void> RunModules(BootContext& ctx) {
         if (p.verified) {
             spdlog::info("package {} verified: {} {} signer={} modules={} hashed={}", p.file,
                          p.name, p.version, p.signer.substr(0, 16), p.modules.size(), p.hashed);
-        } else {
+        } else if (p.released.empty()) {
             spdlog::error("package {} rejected: {}", p.file, p.reason);
+        } else {
+            // Found while the loads ran (PACKAGE.md): what was loaded matched, nothing more was.
+            spdlog::error("package {} rejected: {}; already loaded or loading from it: {}; nothing "
+                          "more loads from it",
+                          p.file, p.reason, Join(p.released, ", "));
         }
     }
     for (const auto& w : report.warnings) {
