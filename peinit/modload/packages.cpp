@@ -193,28 +193,34 @@ bool PackageSet::CheckUpTo(Entry& entry, std::size_t i, std::unique_lock<std::mu
         todo.push_back(m);
     }
     todo.push_back(i);
-    for (std::size_t m : todo) {
-        while (entry.report.verified && !entry.package->Verified(m)) {
-            if (entry.hashing[m]) {
-                hashed_.wait(lock);
-                continue;
+    // Members another thread is hashing come last, and are then hashed again here rather than
+    // waited for: a worker asleep on a lock looks to the loader like a load that sleeps, and
+    // makes it add workers (RunLoader).
+    while (entry.report.verified) {
+        std::optional<std::size_t> next, busy;
+        for (std::size_t m : todo) {
+            if (entry.package->Verified(m)) continue;
+            if (entry.hashing[m] == 0) {
+                next = m;
+                break;
             }
-            entry.hashing[m] = 1;
-            lock.unlock();
-            const auto start = std::chrono::steady_clock::now();
-            const MemberHash hash = entry.package->HashMember(m);  // bytes nobody changes
-            hash_us_ += std::chrono::duration_cast<std::chrono::microseconds>(
-                            std::chrono::steady_clock::now() - start)
-                            .count();
-            lock.lock();
-            entry.hashing[m] = 0;
-            if (auto r = entry.package->Check(hash); !r) Reject(entry, r.error());
-            Refresh(entry);
-            hashed_.notify_all();
+            if (!busy) busy = m;
         }
-        if (!entry.report.verified) return false;
+        if (!next) next = busy;
+        if (!next) return true;  // all checked
+        ++entry.hashing[*next];
+        lock.unlock();
+        const auto start = std::chrono::steady_clock::now();
+        const MemberHash hash = entry.package->HashMember(*next);  // bytes nobody changes
+        hash_us_ += std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::steady_clock::now() - start)
+                        .count();
+        lock.lock();
+        --entry.hashing[*next];
+        if (auto r = entry.package->Check(hash); !r) Reject(entry, r.error());
+        Refresh(entry);
     }
-    return true;
+    return false;
 }
 
 void PackageSet::StartStream(const std::vector<std::string>& modules) {

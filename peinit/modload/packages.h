@@ -31,7 +31,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <filesystem>
@@ -128,8 +127,8 @@ class PackageSet {
     std::size_t SizeOf(std::string_view module) const;
 
     // The verified bytes of `module`, hashing its member first when that was not done yet
-    // (and, in a stream, every member of its package before it). Waits while another thread
-    // hashes a member it needs.
+    // (and, in a stream, every member of its package before it). Never waits for another
+    // thread's hash: it hashes such a member too (Check keeps the first result).
     ModuleSource Find(std::string_view module);
 
     std::vector<PackageReport> reports() const;
@@ -142,7 +141,7 @@ class PackageSet {
         std::string file;
         std::optional<SignedPackage> package;  // nullopt: rejected before any hash
         PackageReport report;
-        std::vector<char> hashing;        // per member: a thread is hashing it now
+        std::vector<char> hashing;        // per member: how many threads are hashing it now
         std::vector<std::size_t> stream;  // members of the running stream, in its order
     };
     void AddEntry(std::string file, const Result<PackageBytes>& content,
@@ -161,13 +160,12 @@ class PackageSet {
     void Reject(Entry& entry, const Error& error);
     void Refresh(Entry& entry);
     // Checks member `i` of `entry` and, in a stream, every member before it there (hashing
-    // them outside the lock, waiting for those another thread hashes). False when the package
+    // them outside the lock; one another thread is hashing last, and again, never waited for). False when the package
     // is rejected (before or by this call).
     bool CheckUpTo(Entry& entry, std::size_t i, std::unique_lock<std::mutex>& lock);
     void Stream();  // the stream's thread
 
     mutable std::mutex mu_;
-    std::condition_variable hashed_;  // a member's hash was checked
     // A deque: entries never move (threads hash their bytes outside the lock).
     std::deque<Entry> entries_;
     // Module name -> (entry, member index) for the usable packages, first package wins.

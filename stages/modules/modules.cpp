@@ -175,8 +175,8 @@ bool IsRequiredMissing(const Plan& plan, const std::string& name) {
 }
 
 // Where the stage's time went, from its start (ms): reading and checking the packages'
-// signatures, planning, hashing the members the plan loads (CPU time summed over the threads
-// that hashed, beside the loads), until the first load started, and from the first load's
+// signatures, planning, hashing the members the plan loads (each hash's duration summed over
+// the threads that hashed, beside the loads), until the first load started, and from the first load's
 // start to the last one's end.
 struct Phases {
     int64_t packages_ms = 0, plan_ms = 0, hash_ms = 0, first_load_ms = 0, loads_ms = 0;
