@@ -23,6 +23,29 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using State = JobResult::State;
 
+// Longest chain of work from each job to the end of the graph. Dependencies have earlier
+// indices (plan order), so one backward pass sees every dependent first.
+std::vector<std::size_t> Chains(const std::vector<LoadJob>& jobs) {
+    std::vector<std::size_t> chain(jobs.size(), 0);
+    for (std::size_t j = jobs.size(); j-- > 0;) {
+        chain[j] += jobs[j].builtin ? 0 : std::max<std::size_t>(jobs[j].cost, 1);
+        for (const auto* deps : {&jobs[j].hard, &jobs[j].soft}) {
+            for (std::size_t d : *deps) {
+                if (d < j) chain[d] = std::max(chain[d], chain[j]);
+            }
+        }
+    }
+    return chain;
+}
+
+// Whether RunLoader orders ready jobs critical path first (more than one worker possible).
+bool CriticalFirst(const std::vector<LoadJob>& jobs, int workers, int max_workers) {
+    const auto loads = static_cast<std::size_t>(
+        std::count_if(jobs.begin(), jobs.end(), [](const LoadJob& j) { return !j.builtin; }));
+    const int most = std::max(max_workers, std::max(workers, 1));
+    return std::min(static_cast<std::size_t>(most), loads) > 1;
+}
+
 // Whether thread `tid` of this process is blocked (S or D); false when unknown.
 bool Blocked(int tid) {
     char path[64];
@@ -47,17 +70,7 @@ class Scheduler {
         : jobs_(jobs), units_(units), load_(load), origin_(origin), critical_first_(critical_first) {
         report_.results.resize(jobs.size());
         unit_unsettled_.assign(units.size(), 0);
-        // Longest chain of work from each job to the end of the graph. Dependencies have
-        // earlier indices (plan order), so one backward pass sees every dependent first.
-        chain_.assign(jobs.size(), 0);
-        for (std::size_t j = jobs.size(); j-- > 0;) {
-            chain_[j] += jobs[j].builtin ? 0 : std::max<std::size_t>(jobs[j].cost, 1);
-            for (const auto* deps : {&jobs[j].hard, &jobs[j].soft}) {
-                for (std::size_t d : *deps) {
-                    if (d < j) chain_[d] = std::max(chain_[d], chain_[j]);
-                }
-            }
-        }
+        chain_ = Chains(jobs);
         for (std::size_t j = 0; j < jobs.size(); ++j) {
             if (jobs[j].builtin) {
                 report_.results[j].state = State::kLive;
@@ -326,6 +339,32 @@ class Scheduler {
 
 }  // namespace
 
+std::vector<std::size_t> ExpectedStartOrder(const std::vector<LoadJob>& jobs, int workers,
+                                            int max_workers) {
+    const bool critical_first = CriticalFirst(jobs, workers, max_workers);
+    const std::vector<std::size_t> chain = Chains(jobs);
+    std::vector<char> started(jobs.size(), 0);
+    for (std::size_t j = 0; j < jobs.size(); ++j) started[j] = jobs[j].builtin;
+    std::vector<std::size_t> order;
+    while (true) {
+        std::optional<std::size_t> best;
+        for (std::size_t j = 0; j < jobs.size(); ++j) {
+            if (started[j]) continue;
+            bool ready = true;
+            for (const auto* deps : {&jobs[j].hard, &jobs[j].soft}) {
+                for (std::size_t d : *deps) ready = ready && (d >= j || started[d]);
+            }
+            if (ready && (!best || chain[j] > chain[*best])) {
+                best = j;
+                if (!critical_first) break;
+            }
+        }
+        if (!best) return order;
+        started[*best] = 1;
+        order.push_back(*best);
+    }
+}
+
 LoaderReport RunLoader(const std::vector<LoadJob>& jobs, const std::vector<LoaderUnit>& units,
                        int workers, const std::function<LoadAttempt(std::size_t)>& load,
                        std::chrono::steady_clock::time_point origin, int max_workers) {
@@ -334,7 +373,7 @@ LoaderReport RunLoader(const std::vector<LoadJob>& jobs, const std::vector<Loade
     workers = std::max(workers, 1);
     const std::size_t most =
         std::min<std::size_t>(static_cast<std::size_t>(std::max(max_workers, workers)), loads);
-    Scheduler scheduler(jobs, units, load, origin, most > 1);
+    Scheduler scheduler(jobs, units, load, origin, CriticalFirst(jobs, workers, max_workers));
     const std::size_t want = std::min<std::size_t>(static_cast<std::size_t>(workers), most);
     std::vector<std::thread> threads;
     std::string thread_error;

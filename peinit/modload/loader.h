@@ -86,6 +86,14 @@ struct LoaderReport {
     std::vector<std::string> warnings;
 };
 
+// The order in which RunLoader with these `workers` and `max_workers` would start the jobs that
+// load (built-ins left out) if every load took its cost and unit gates never held a job back:
+// plan order on one worker, else critical path first among the jobs whose dependencies have
+// been attempted. The boot checks package members in this order, so that the bytes a worker
+// asks for next are the ones hashed first (PackageSet::StartStream).
+std::vector<std::size_t> ExpectedStartOrder(const std::vector<LoadJob>& jobs, int workers,
+                                            int max_workers);
+
 // Runs every job on `workers` workers (at least 1). With `max_workers` above that, the loader
 // adds workers (one per 10 ms tick, up to max_workers) while every worker is busy, a job is
 // ready, some worker is asleep in its load (blocked, no CPU time for a tick: a module init that

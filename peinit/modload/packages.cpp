@@ -15,9 +15,7 @@ namespace peinit {
 std::unique_ptr<PackageSet> PackageSet::Load(const std::filesystem::path& dir,
                                              const std::filesystem::path& keys_dir,
                                              const std::string& kernel_release,
-                                             unsigned digest_threads,
                                              std::shared_ptr<const TrustStore> trust) {
-    using Clock = std::chrono::steady_clock;
     std::unique_ptr<PackageSet> set(new PackageSet());
     std::error_code ec;
     if (!std::filesystem::exists(dir, ec)) return set;
@@ -34,76 +32,39 @@ std::unique_ptr<PackageSet> PackageSet::Load(const std::filesystem::path& dir,
     std::sort(files.begin(), files.end());
     if (files.empty()) return set;
 
-    // Signatures and manifests: the trust store (OpenSSL's first use, whose initialisation is
-    // costly) and OpenPackage. Hashing ahead, this runs on a thread of its own: the trust store
-    // loads while this thread reads the packages, and the signatures are checked while it
-    // hashes; the digests are only compared once signature and manifest are checked.
-    std::vector<Result<PackageBytes>> contents;
-    std::promise<void> read;
-    std::shared_future<void> read_done = read.get_future().share();
-    std::string trust_error;
-    std::vector<std::optional<Result<SignedPackage>>> opened(files.size());
-    auto check_signatures = [&] {
-        auto loaded = trust ? Result<TrustStore>(*trust) : TrustStore::LoadDirectory(keys_dir);
-        read_done.wait();
-        if (!loaded) {
-            trust_error = "no usable trust store: " + loaded.error().message();
-            return;
-        }
-        for (std::size_t f = 0; f < files.size(); ++f) {
-            if (!contents[f]) continue;
-            opened[f] = OpenPackage(std::move(*contents[f]), *loaded, kernel_release);
-        }
+    // The trust store (OpenSSL's first use, whose initialisation is costly) loads on a thread
+    // of its own while the packages are read.
+    auto load_trust = [&]() -> Result<TrustStore> {
+        return trust ? Result<TrustStore>(*trust) : TrustStore::LoadDirectory(keys_dir);
     };
-    std::future<void> checked;
-    std::vector<std::span<const std::byte>> views;
-    {
-        // The packages are read (and the checking thread told so) whatever happens here.
-        struct TellRead {
-            std::promise<void>& read;
-            ~TellRead() { read.set_value(); }
-        } tell{read};
-        if (digest_threads > 0) {
-            try {
-                checked = std::async(std::launch::async, check_signatures);
-            } catch (const std::system_error&) {
-                // No thread: checked below, after hashing.
-            }
-        }
-        for (const auto& path : files) contents.push_back(ReadFileSealed(path));
-        // Views of the bytes, taken before the checking thread's OpenPackage moves the buffers
-        // (their memory stays put).
-        for (const auto& c : contents) {
-            views.push_back(c ? c->span() : std::span<const std::byte>());
-        }
+    std::future<Result<TrustStore>> trust_loading;
+    try {
+        trust_loading = std::async(std::launch::async, load_trust);
+    } catch (const std::system_error&) {
+        // No thread: loaded below, after reading.
     }
-
-    std::vector<std::vector<MemberDigest>> digests(files.size());
-    if (digest_threads > 0) {
-        const auto start = Clock::now();
-        digests = DigestPayloads(views, digest_threads);
-        set->digest_ahead_ = std::chrono::duration_cast<std::chrono::microseconds>(
-            Clock::now() - start);
-    }
-    if (checked.valid()) {
-        checked.get();
-    } else {
-        check_signatures();
-    }
+    std::vector<Result<PackageBytes>> contents;
+    for (const auto& path : files) contents.push_back(ReadFileSealed(path));
+    Result<TrustStore> loaded = trust_loading.valid() ? trust_loading.get() : load_trust();
 
     for (std::size_t f = 0; f < files.size(); ++f) {
-        set->AddEntry(files[f].filename().string(), contents[f], views[f],
-                      !trust_error.empty() ? std::optional<Result<SignedPackage>>(Err(trust_error))
-                                           : std::move(opened[f]),
-                      std::move(digests[f]));
+        // A view of the bytes, taken before OpenPackage moves the buffer (its memory stays put).
+        std::span<const std::byte> view =
+            contents[f] ? contents[f]->span() : std::span<const std::byte>();
+        std::optional<Result<SignedPackage>> opened;
+        if (!loaded) {
+            opened = Err("no usable trust store: " + loaded.error().message());
+        } else if (contents[f]) {
+            opened = OpenPackage(std::move(*contents[f]), *loaded, kernel_release);
+        }
+        set->AddEntry(files[f].filename().string(), contents[f], view, std::move(opened));
     }
     return set;
 }
 
 void PackageSet::AddEntry(std::string file, const Result<PackageBytes>& content,
                           std::span<const std::byte> view,
-                          std::optional<Result<SignedPackage>> opened,
-                          std::vector<MemberDigest> digests) {
+                          std::optional<Result<SignedPackage>> opened) {
     Entry entry;
     entry.file = std::move(file);
     entry.report.file = entry.file;
@@ -120,7 +81,6 @@ void PackageSet::AddEntry(std::string file, const Result<PackageBytes>& content,
         return;
     }
     SignedPackage& package = **opened;
-    package.AdoptDigests(digests);
     const std::size_t e = entries_.size();
     entry.report.verified = true;
     entry.report.name = package.name();
@@ -136,6 +96,7 @@ void PackageSet::AddEntry(std::string file, const Result<PackageBytes>& content,
         }
         entry.report.modules.push_back(std::move(module));
     }
+    entry.hashing.assign(package.size(), 0);
     entry.package = std::move(package);
     entries_.push_back(std::move(entry));
 }
@@ -170,7 +131,7 @@ void PackageSet::OpenFor(std::string_view module) {
                                             lazy_->kernel_release)
                               : Result<SignedPackage>(Err("no usable trust store"));
     }
-    AddEntry(file, content, view, std::move(opened), {});
+    AddEntry(file, content, view, std::move(opened));
 }
 
 std::map<std::string, std::string> ParsePackagesIndex(std::string_view text) {
@@ -222,25 +183,90 @@ void PackageSet::Reject(Entry& entry, const Error& error) {
     Refresh(entry);
 }
 
-void PackageSet::Prepare(const std::vector<std::string>& modules) {
+PackageSet::~PackageSet() { FinishStream(); }
+
+bool PackageSet::CheckUpTo(Entry& entry, std::size_t i, std::unique_lock<std::mutex>& lock) {
+    // The members to check, in order: those before i in the stream, then i.
+    std::vector<std::size_t> todo;
+    for (std::size_t m : entry.stream) {
+        if (m == i) break;
+        todo.push_back(m);
+    }
+    todo.push_back(i);
+    // Members another thread is hashing come last, and are then hashed again here rather than
+    // waited for: a worker asleep on a lock looks to the loader like a load that sleeps, and
+    // makes it add workers (RunLoader).
+    while (entry.report.verified) {
+        std::optional<std::size_t> next, busy;
+        for (std::size_t m : todo) {
+            if (entry.package->Verified(m)) continue;
+            if (entry.hashing[m] == 0) {
+                next = m;
+                break;
+            }
+            if (!busy) busy = m;
+        }
+        if (!next) next = busy;
+        if (!next) return true;  // all checked
+        ++entry.hashing[*next];
+        lock.unlock();
+        const auto start = std::chrono::steady_clock::now();
+        const MemberHash hash = entry.package->HashMember(*next);  // bytes nobody changes
+        hash_us_ += std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::steady_clock::now() - start)
+                        .count();
+        lock.lock();
+        --entry.hashing[*next];
+        if (auto r = entry.package->Check(hash); !r) Reject(entry, r.error());
+        Refresh(entry);
+    }
+    return false;
+}
+
+void PackageSet::StartStream(const std::vector<std::string>& modules) {
+    FinishStream();
     std::lock_guard lock(mu_);
     for (const auto& m : modules) OpenFor(m);
-    std::vector<std::vector<std::size_t>> wanted(entries_.size());
     for (const auto& m : modules) {
         auto it = index_.find(NormalizeModuleName(m));
-        if (it != index_.end()) wanted[it->second.first].push_back(it->second.second);
+        if (it == index_.end()) continue;
+        auto& stream = entries_[it->second.first].stream;
+        if (std::find(stream.begin(), stream.end(), it->second.second) != stream.end()) continue;
+        stream.push_back(it->second.second);
+        stream_.push_back(it->second);
     }
-    for (std::size_t e = 0; e < entries_.size(); ++e) {
-        Entry& entry = entries_[e];
-        if (wanted[e].empty() || !entry.package) continue;
-        std::sort(wanted[e].begin(), wanted[e].end());
-        if (auto r = entry.package->Verify(wanted[e]); !r) Reject(entry, r.error());
-        Refresh(entry);
+    if (stream_.empty()) return;
+    try {
+        streamer_ = std::thread([this] { Stream(); });
+    } catch (const std::system_error&) {
+        // No thread: Find checks each member (and those before it) when it is asked for.
     }
 }
 
+void PackageSet::Stream() {
+    try {
+        std::unique_lock lock(mu_);
+        for (const auto& [e, i] : stream_) CheckUpTo(entries_[e], i, lock);
+    } catch (...) {
+        // Nothing escapes the thread (it would end PID 1): FinishStream checks what is left.
+    }
+}
+
+void PackageSet::FinishStream() {
+    if (streamer_.joinable()) streamer_.join();
+    std::unique_lock lock(mu_);
+    // Without a thread, or when it could not finish: every member of the stream is judged.
+    for (const auto& [e, i] : stream_) CheckUpTo(entries_[e], i, lock);
+    stream_.clear();
+    for (auto& entry : entries_) entry.stream.clear();
+}
+
+std::chrono::microseconds PackageSet::hash_time() const {
+    return std::chrono::microseconds(hash_us_.load());
+}
+
 ModuleSource PackageSet::Find(std::string_view module) {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     OpenFor(module);
     ModuleSource source;
     const std::string wanted = NormalizeModuleName(module);
@@ -248,15 +274,13 @@ ModuleSource PackageSet::Find(std::string_view module) {
         Entry& entry = entries_[it->second.first];
         const std::size_t i = it->second.second;
         source.package = entry.file;
-        if (entry.report.verified && !entry.package->Verified(i) &&
-            !entry.package->rejection()) {
-            const std::size_t one[] = {i};
-            if (auto r = entry.package->Verify(one); !r) Reject(entry, r.error());
-            Refresh(entry);
-        }
-        if (const VerifiedFile* f = entry.package->Verified(i); f && entry.report.verified) {
-            source.file = f;
+        if (entry.package && CheckUpTo(entry, i, lock)) {
+            source.file = entry.package->Verified(i);
             source.signer = entry.package->signer();
+            auto& released = entry.report.released;
+            if (std::find(released.begin(), released.end(), wanted) == released.end()) {
+                released.push_back(wanted);
+            }
             return source;
         }
         source.failure = "package rejected (" + entry.file + ": " + entry.report.reason + ")";
@@ -295,8 +319,7 @@ std::shared_ptr<PackagePrefetch> PackagePrefetch::Start(std::filesystem::path pa
                                                         std::string kernel_release) {
     return StartWith(kernel_release, [dir = std::move(packages_dir), keys = std::move(keys_dir),
                                       release = kernel_release] {
-        return PackageSet::Load(dir, keys, release,
-                                std::max(1u, std::thread::hardware_concurrency()));
+        return PackageSet::Load(dir, keys, release);
     });
 }
 
@@ -312,7 +335,6 @@ std::shared_ptr<PackagePrefetch> PackagePrefetch::StartWith(
                 auto set = load();
                 timing->load =
                     std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
-                if (set) timing->digests = set->digest_ahead_time();
                 return set;
             });
     } catch (const std::system_error&) {

@@ -10,18 +10,29 @@
 // any of that contributes nothing.
 //
 // Payload hashes are checked before a single byte of a member reaches the kernel, and only for
-// what is about to load: Prepare hashes a whole set at once (the boot-time modules and their
-// dependencies, before the first load; a mismatch there rejects the package, so nothing of the
-// boot set loads from it), and Find hashes a member on first use (coldplug, demand loads). A
-// member whose hash does not match rejects its package from then on: the module asked for and
-// every later one from that package fail with `package rejected (<file>: hash-mismatch: ...)`.
-// A module found in no usable package is `not in a verified package`: a loose .ko in the module
-// tree is never loaded (fail closed).
+// what is about to load, as the loads need them (streaming, issue 26): StartStream takes the
+// plan's modules in the order the loader will start them and a thread of its own hashes their
+// members one after the other while the loads proceed; Find hands out a member only once it and
+// every member of its package before it in that order matched (a worker that gets there first
+// hashes them itself rather than wait). So the first module loads as soon as the signature is
+// checked and its own bytes (and those of the members before it: its dependencies) are
+// hashed, and no member the plan does not need is read for hashing at all.
+//
+// A member whose hash does not match rejects its package from then on (fail closed): the module
+// asked for and every later one from that package fail with `package rejected (<file>:
+// hash-mismatch: ...)`. Modules handed out before (their own bytes matched, and every member
+// before them in the order did) stay loaded and are named in the report (`released`); with the
+// stream, a mismatch anywhere in the boot set is still found (FinishStream waits for the
+// whole set), even in a member whose load is skipped. A module no stream lists is hashed on
+// first use (Find). A module found in no usable package is `not in a verified
+// package`: a loose .ko in the module tree is never loaded (fail closed).
 //
 // Thread-safe: Find may be called from the loader's workers.
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <future>
@@ -33,6 +44,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "peinit/sys/package.h"
@@ -56,6 +68,9 @@ struct PackageReport {
     std::vector<std::string> modules;
     // Members whose SHA-256 has been checked (the rest were not needed).
     std::size_t hashed = 0;
+    // Modules whose verified bytes were handed out for loading (Find), in that order: when the
+    // package is rejected, the modules already loaded (or loading) from it.
+    std::vector<std::string> released;
 };
 
 // Where the bytes of one module come from.
@@ -71,22 +86,16 @@ class PackageSet {
   public:
     // Reads and checks every "*.pkg" regular file in `dir` (sorted by name). A missing
     // directory is an empty set. A trust directory that cannot be loaded trusts nothing: every
-    // package is then rejected with that reason.
-    //
-    // With `digest_threads` > 0 every member is hashed ahead of need on that many threads
-    // (DigestPayloads), while the trust store loads on a thread of its own and before the
-    // signatures are checked: Prepare and Find then only compare. Nothing is judged ahead: a
-    // tampered member still only rejects its package when it is needed. PID 1 does this in the
-    // background while the earlier stages run (PackagePrefetch).
+    // package is then rejected with that reason. The trust store loads on a thread of its own
+    // while the packages are read. No member is hashed here.
     //
     // `trust`, when given, is the trust store (kept in memory since the boot) and `keys_dir`
     // is not read.
     static std::unique_ptr<PackageSet> Load(const std::filesystem::path& dir,
                                             const std::filesystem::path& keys_dir,
                                             const std::string& kernel_release,
-                                            unsigned digest_threads = 0,
                                             std::shared_ptr<const TrustStore> trust = nullptr);
-    // A set that reads nothing up front: the first Find or Prepare of a module reads
+    // A set that reads nothing up front: the first Find or StartStream of a module reads
     // the one package `index` (module -> file name in `dir`, ParsePackagesIndex) names for it,
     // and checks it exactly as Load does (signature against `trust`, manifest, release; the
     // member's digest before its bytes are handed out). The index is a hint, not trusted: a
@@ -97,12 +106,17 @@ class PackageSet {
                                                std::map<std::string, std::string> index,
                                                std::shared_ptr<const TrustStore> trust,
                                                const std::string& kernel_release);
-    // How long hashing ahead took (zero without it).
-    std::chrono::microseconds digest_ahead_time() const { return digest_ahead_; }
+    ~PackageSet();
 
-    // Hashes the members providing `modules` (names not in any package are ignored), package
-    // by package; a mismatch rejects that package.
-    void Prepare(const std::vector<std::string>& modules);
+    // Starts checking the members providing `modules` (names in no package are ignored), in
+    // that order, on a thread of its own (none when no thread can be created: Find then hashes
+    // what it hands out), and makes Find keep that order per package (see above). A stream
+    // still running is finished first.
+    void StartStream(const std::vector<std::string>& modules);
+    // Waits until every member of the stream is checked or its package rejected, and ends it.
+    void FinishStream();
+    // Time spent hashing members, summed over the threads that did.
+    std::chrono::microseconds hash_time() const;
 
     // Rejects the package providing `module` from now on (a check after the hashes failed: its
     // member holds another module than its name says); nothing more loads from it.
@@ -112,7 +126,9 @@ class PackageSet {
     // when no usable package has it: the loader's estimate of what a load costs.
     std::size_t SizeOf(std::string_view module) const;
 
-    // The verified bytes of `module`, hashing its member first when that was not done yet.
+    // The verified bytes of `module`, hashing its member first when that was not done yet
+    // (and, in a stream, every member of its package before it). Never waits for another
+    // thread's hash: it hashes such a member too (Check keeps the first result).
     ModuleSource Find(std::string_view module);
 
     std::vector<PackageReport> reports() const;
@@ -125,10 +141,11 @@ class PackageSet {
         std::string file;
         std::optional<SignedPackage> package;  // nullopt: rejected before any hash
         PackageReport report;
+        std::vector<char> hashing;        // per member: how many threads are hashing it now
+        std::vector<std::size_t> stream;  // members of the running stream, in its order
     };
     void AddEntry(std::string file, const Result<PackageBytes>& content,
-                  std::span<const std::byte> view, std::optional<Result<SignedPackage>> opened,
-                  std::vector<MemberDigest> digests);
+                  std::span<const std::byte> view, std::optional<Result<SignedPackage>> opened);
     // Indexed sets: opens the package the index names for `module` once (needs mu_ held).
     void OpenFor(std::string_view module);
     struct LazyOpen {
@@ -142,13 +159,21 @@ class PackageSet {
     // Locked: the report is brought up to date.
     void Reject(Entry& entry, const Error& error);
     void Refresh(Entry& entry);
+    // Checks member `i` of `entry` and, in a stream, every member before it there (hashing
+    // them outside the lock; one another thread is hashing last, and again, never waited for). False when the package
+    // is rejected (before or by this call).
+    bool CheckUpTo(Entry& entry, std::size_t i, std::unique_lock<std::mutex>& lock);
+    void Stream();  // the stream's thread
 
     mutable std::mutex mu_;
-    std::vector<Entry> entries_;
+    // A deque: entries never move (threads hash their bytes outside the lock).
+    std::deque<Entry> entries_;
     // Module name -> (entry, member index) for the usable packages, first package wins.
     std::map<std::string, std::pair<std::size_t, std::size_t>, std::less<>> index_;
     std::vector<std::string> warnings_;
-    std::chrono::microseconds digest_ahead_{0};
+    std::vector<std::pair<std::size_t, std::size_t>> stream_;  // (entry, member) in order
+    std::thread streamer_;
+    std::atomic<int64_t> hash_us_{0};
 };
 
 // The packages index of the sealed tree (peinit/core/sealed_tree.h): one `MODULE FILE` line per
@@ -157,9 +182,8 @@ class PackageSet {
 std::string PackagesIndexText(const std::filesystem::path& dir);
 std::map<std::string, std::string> ParsePackagesIndex(std::string_view text);
 
-// PackageSet::Load, hashing ahead, on a thread of its own, started by PID 1 before the
-// first stage: reading, checking signatures and hashing overlap the stages before the module
-// stage, which then takes the set over (ModloadSession::AdoptPackages). Nothing in it depends on
+// PackageSet::Load on a thread of its own, started by PID 1 before the first stage: reading and
+// checking signatures overlap the stages before the module stage, which then takes the set over (ModloadSession::AdoptPackages). Nothing in it depends on
 // the configuration: the packages and keys directories are fixed, the release is uname's.
 class PackagePrefetch {
   public:
@@ -172,11 +196,10 @@ class PackagePrefetch {
     static std::shared_ptr<PackagePrefetch> StartWith(
         std::string kernel_release, std::function<std::unique_ptr<PackageSet>()> load);
     const std::string& kernel_release() const { return kernel_release_; }
-    // How long reading and checking the packages took, and hashing their members (valid once
-    // Take has returned the set).
+    // How long reading the packages and checking their signatures took (valid once Take has
+    // returned the set).
     struct Timing {
         std::chrono::microseconds load{0};
-        std::chrono::microseconds digests{0};
     };
     const Timing& timing() const { return *timing_; }
     // Waits for the set (once; nullptr after that, or when the work failed). Whatever the

@@ -63,7 +63,8 @@ ModloadSession::ModloadSession(Kernel& kernel, BootPaths paths, std::string kern
 ModloadSession::~ModloadSession() = default;
 
 SessionCounters ModloadSession::counters() const {
-    return {db_opens_, package_set_loads_, load_calls_.load(), hash_us_};
+    return {db_opens_, package_set_loads_, load_calls_.load(),
+            packages_ ? packages_->hash_time().count() : 0};
 }
 
 Result<KmodDb*> ModloadSession::Db() {
@@ -98,7 +99,7 @@ PackageSet& ModloadSession::Packages() {
         }
         if (!packages_) {
             packages_ = PackageSet::Load(paths_.PackagesDir(), paths_.TrustedKeysDir(),
-                                         kernel_release_, 0, trust_);
+                                         kernel_release_, trust_);
         }
     }
     return *packages_;
@@ -192,31 +193,25 @@ LoaderReport ModloadSession::RunPlan(const Plan& plan, const std::vector<LoadJob
                                      const std::vector<LoaderUnit>& units, int workers,
                                      int max_workers,
                                      std::chrono::steady_clock::time_point origin) {
-    // Hash everything the plan may load before the first load: a package with a tampered
-    // member among them loads nothing of this plan (PACKAGE.md).
-    if (!refusal_) {
-        std::vector<std::string> names;
-        for (const auto& job : jobs) {
-            if (!job.builtin) names.push_back(job.name);
-        }
-        if (!names.empty()) {
-            const auto start = std::chrono::steady_clock::now();
-            Packages().Prepare(names);
-            hash_us_ += std::chrono::duration_cast<std::chrono::microseconds>(
-                            std::chrono::steady_clock::now() - start)
-                            .count();
-        }
-    }
-    // What each load costs, for the loader's choice among ready jobs: the module's size.
+    // What each load costs, for the loader's choice among ready jobs: the module's size; the
+    // members are checked in the order the loads will start while they run (PACKAGE.md).
     std::vector<LoadJob> costed = jobs;
     if (!refusal_) {
         for (auto& job : costed) job.cost = job.builtin ? 0 : Packages().SizeOf(job.name);
+        std::vector<std::string> names;
+        for (std::size_t j : ExpectedStartOrder(costed, workers, max_workers)) {
+            names.push_back(costed[j].name);
+        }
+        Packages().StartStream(names);
     }
-    return RunLoader(
+    LoaderReport report = RunLoader(
         costed, units, std::max(workers, 1),
         [&](std::size_t i) { return LoadEntry(plan.entries[i]); }, origin, max_workers);
+    // Every member of the plan is judged before the stage reports, even those whose loads
+    // were skipped: a mismatch anywhere in the set is found and reported.
+    if (!refusal_) Packages().FinishStream();
+    return report;
 }
-
 ModuleOutcome ModloadSession::OutcomeOf(const Plan& plan, const PlanInput& input, std::size_t i,
                                         const LoadJob* job, const JobResult* r) {
     const PlanEntry& e = plan.entries[i];

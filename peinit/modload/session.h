@@ -71,7 +71,7 @@ struct SessionCounters {
     int db_opens = 0;          // libkmod contexts created
     int package_set_loads = 0;  // times the packages directory was read
     int load_calls = 0;        // init_module calls made
-    int64_t hash_us = 0;       // time spent hashing members before loads (RunPlan)
+    int64_t hash_us = 0;       // time spent hashing members (PackageSet::hash_time)
 };
 
 class ModloadSession {
@@ -129,7 +129,8 @@ class ModloadSession {
     // built-ins, hard and soft edges.
     static std::vector<LoadJob> JobsOf(const Plan& plan, std::size_t loadable);
     // Runs the jobs with LoadEntry on `workers` workers, up to `max_workers` while loads sleep
-    // (RunLoader).
+    // (RunLoader), the members they load checked beside them in the order the loads start
+    // (PackageSet::StartStream); returns once every member of the plan has been judged.
     LoaderReport RunPlan(const Plan& plan, const std::vector<LoadJob>& jobs,
                          const std::vector<LoaderUnit>& units, int workers, int max_workers,
                          std::chrono::steady_clock::time_point origin);
@@ -169,7 +170,6 @@ class ModloadSession {
     int db_opens_ = 0;
     int package_set_loads_ = 0;
     std::atomic<int> load_calls_{0};
-    int64_t hash_us_ = 0;
 };
 
 }  // namespace peinit

@@ -90,12 +90,12 @@ struct ModulesRecord {
     // ahead).
     struct Phases {
         int64_t packages_ms = 0, plan_ms = 0, hash_ms = 0, first_load_ms = 0, loads_ms = 0;
-        int64_t prefetch_load_ms = -1, prefetch_digests_ms = -1;
+        int64_t prefetch_load_ms = -1;
         template <typename F>
         void Members(F& f) {
             f("packages_ms", packages_ms)("plan_ms", plan_ms)("hash_ms", hash_ms)(
-                "first_load_ms", first_load_ms)("loads_ms", loads_ms)(
-                "prefetch_load_ms", prefetch_load_ms)("prefetch_digests_ms", prefetch_digests_ms);
+                "first_load_ms", first_load_ms)("loads_ms", loads_ms)("prefetch_load_ms",
+                                                                      prefetch_load_ms);
         }
     };
     struct Package {
@@ -103,10 +103,14 @@ struct ModulesRecord {
         bool verified = false;
         std::vector<std::string> modules;
         int64_t hashed = 0;
+        // The modules handed out for loading before the package was rejected (or all of them):
+        // each one's bytes matched the signed manifest (PACKAGE.md, streaming).
+        std::vector<std::string> released;
         template <typename F>
         void Members(F& f) {
             f("file", file)("verified", verified)("name", name)("version", version)(
-                "signer", signer)("reason", reason)("modules", modules)("hashed", hashed);
+                "signer", signer)("reason", reason)("modules", modules)("hashed", hashed)(
+                "released", released);
         }
     };
 

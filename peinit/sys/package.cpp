@@ -259,20 +259,13 @@ Result<void> SignedPackage::Verify(std::span<const std::size_t> which) {
         if (i < files_.size() && !checked_[i]) todo.push_back(i);
     }
     if (todo.empty()) return Ok();
-    // Digests computed ahead (AdoptDigests) are compared, the rest hashed now.
-    std::vector<std::span<const std::byte>> unhashed;
-    for (std::size_t i : todo) {
-        if (!digested_[i]) unhashed.push_back(files_[i].bytes_);
-    }
-    std::vector<Sha256Digest> fresh = detail::Sha256OfEach(unhashed);
+    std::vector<std::span<const std::byte>> data;
     std::vector<detail::HashCheck> checks;
-    std::vector<Sha256Digest> digests;
-    std::size_t k = 0;
     for (std::size_t i : todo) {
+        data.push_back(files_[i].bytes_);
         checks.push_back({files_[i].bytes_, &files_[i].sha256_, &files_[i].path_});
-        digests.push_back(digested_[i] ? digest_[i] : fresh[k++]);
     }
-    if (auto r = detail::CompareDigests(checks, digests); !r) {
+    if (auto r = detail::CompareDigests(checks, detail::Sha256OfEach(data)); !r) {
         rejected_ = r.error();
         return r.error();
     }
@@ -280,37 +273,30 @@ Result<void> SignedPackage::Verify(std::span<const std::size_t> which) {
     return Ok();
 }
 
-void SignedPackage::AdoptDigests(std::span<const MemberDigest> digests) {
-    for (std::size_t i = 0; i < files_.size() && i < digests.size(); ++i) {
-        const auto& mine = files_[i].bytes_;
-        const auto& theirs = digests[i].bytes;
-        if (theirs.data() != mine.data() || theirs.size() != mine.size()) continue;
-        digest_[i] = digests[i].digest;
-        digested_[i] = 1;
-    }
+MemberHash SignedPackage::HashMember(std::size_t i) const {
+    MemberHash hash;
+    hash.index_ = i;
+    if (i >= files_.size()) return hash;
+    hash.data_ = files_[i].bytes_.data();
+    hash.digest_ = Sha256Of(files_[i].bytes_);
+    return hash;
 }
 
-std::vector<std::vector<MemberDigest>> DigestPayloads(
-    std::span<const std::span<const std::byte>> packages, unsigned max_threads) {
-    // One pool over the members of every package: the threads stay busy across packages.
-    std::vector<std::vector<MemberDigest>> out(packages.size());
-    std::vector<std::span<const std::byte>> data;
-    for (std::size_t p = 0; p < packages.size(); ++p) {
-        auto members = ReadArchive(packages[p]);
-        if (!members || members->empty()) continue;
-        auto layout = SplitLayout(*members);
-        if (!layout) continue;
-        for (const auto& m : layout->payload) {
-            out[p].push_back({m.data, {}});
-            data.push_back(m.data);
-        }
+Result<void> SignedPackage::Check(const MemberHash& hash) {
+    if (rejected_) return *rejected_;
+    const std::size_t i = hash.index_;
+    if (i >= files_.size() || hash.data_ != files_[i].bytes_.data()) {
+        return Err("member hash of another package object");
     }
-    std::vector<Sha256Digest> digests = detail::Sha256OfEach(data, max_threads);
-    std::size_t k = 0;
-    for (auto& package : out) {
-        for (auto& member : package) member.digest = digests[k++];
+    if (checked_[i]) return Ok();
+    const detail::HashCheck check[] = {{files_[i].bytes_, &files_[i].sha256_, &files_[i].path_}};
+    const Sha256Digest digest[] = {hash.digest_};
+    if (auto r = detail::CompareDigests(check, digest); !r) {
+        rejected_ = r.error();
+        return r.error();
     }
-    return out;
+    checked_[i] = 1;
+    return Ok();
 }
 
 Result<void> SignedPackage::VerifyAll() {
@@ -441,8 +427,6 @@ Result<SignedPackage> OpenPackage(PackageBytes&& bytes, const TrustStore& truste
         package.files_.push_back(std::move(file));
     }
     package.checked_.assign(package.files_.size(), 0);
-    package.digested_.assign(package.files_.size(), 0);
-    package.digest_.resize(package.files_.size());
     // Moving keeps the heap buffer or the mapping where it is, so the views stay valid.
     package.buffer_ = std::move(bytes);
     return package;

@@ -103,14 +103,24 @@ class VerifiedFile {
     std::span<const std::byte> bytes_;
 };
 
-// A package whose container, signature and manifest were checked, and whose payload hashes are
-// checked on request. Owns the package bytes. Move-only; not thread-safe (callers serialise).
-// A payload member's SHA-256 computed ahead of need (DigestPayloads), with the bytes it covers.
-struct MemberDigest {
-    std::span<const std::byte> bytes;
-    Sha256Digest digest;
+// The SHA-256 of one payload member of one package object, computed from that object's own bytes
+// (SignedPackage::HashMember): the only digest SignedPackage::Check accepts, so a digest of equal
+// bytes elsewhere can never stand in for the bytes that will be handed out.
+class MemberHash {
+  public:
+    std::size_t index() const { return index_; }
+
+  private:
+    friend class SignedPackage;
+    MemberHash() = default;
+    std::size_t index_ = 0;
+    const std::byte* data_ = nullptr;  // the bytes hashed: the member's own
+    Sha256Digest digest_{};
 };
 
+// A package whose container, signature and manifest were checked, and whose payload hashes are
+// checked on request. Owns the package bytes. Move-only; not thread-safe (callers serialise),
+// except HashMember, which only reads bytes nothing changes.
 class SignedPackage {
   public:
     SignedPackage(SignedPackage&&) = default;
@@ -136,11 +146,13 @@ class SignedPackage {
     // call, and Verified() hands out nothing more.
     Result<void> Verify(std::span<const std::size_t> which);
     Result<void> VerifyAll();
-    // Takes over digests computed ahead of need (DigestPayloads over this package's bytes) for
-    // the members they cover: the very bytes in memory, not merely equal ones. Nothing is
-    // judged: Verify then only compares, and a mismatch still rejects the package only when
-    // Verify meets it, so a tampered member nobody loads changes nothing.
-    void AdoptDigests(std::span<const MemberDigest> digests);
+    // Verify split in two for callers that hash outside their lock (the boot's streamed checks,
+    // PackageSet): HashMember computes the SHA-256 of file i's bytes and may run on any thread
+    // at any time (it touches nothing Check or Verify change); Check compares it with the
+    // manifest exactly as Verify does (a mismatch rejects the package, now and on every later
+    // call). A hash of another package object's member is refused with an error.
+    MemberHash HashMember(std::size_t i) const;
+    Result<void> Check(const MemberHash& hash);
     // File i when its hash has been checked and the package is not rejected; else nullptr.
     const VerifiedFile* Verified(std::size_t i) const;
     std::size_t verified_count() const;
@@ -159,18 +171,8 @@ class SignedPackage {
     std::string signer_;
     std::vector<VerifiedFile> files_;
     std::vector<char> checked_;  // per file: its hash matched
-    std::vector<Sha256Digest> digest_;  // per file, when digested_: its computed SHA-256
-    std::vector<char> digested_;
     std::optional<Error> rejected_;
 };
-
-// The SHA-256 of every payload member of each package held in memory (`packages`: their bytes),
-// per package in container order, all hashed together on up to `max_threads` threads, before
-// anything in them is authenticated: nothing is judged here (a container that does not parse
-// gives no digests; OpenPackage says why). PID 1 hashes while its trust store loads and the
-// signatures are checked, then hands the results to SignedPackage::AdoptDigests.
-std::vector<std::vector<MemberDigest>> DigestPayloads(
-    std::span<const std::span<const std::byte>> packages, unsigned max_threads);
 
 // Checks a package held in memory except for its payload hashes: container structure,
 // signature by a key in `trusted`, manifest, target kernel release (when `kernel_release` is

@@ -180,8 +180,9 @@ std::optional<Plan> PlanFromStoredPlan(const BootContext& ctx, const PlanInput& 
 }
 
 // Where the stage's time went, from its start (ms): reading and checking the packages'
-// signatures, planning, hashing the members the plan loads, until the first load started, and
-// from the first load's start to the last one's end.
+// signatures, planning, hashing the members the plan loads (each hash's duration summed over
+// the threads that hashed, beside the loads), until the first load started, and from the first
+// load's start to the last one's end.
 using Phases = ModulesRecord::Phases;
 using Summary = ModulesRecord::Summary;
 
@@ -208,7 +209,7 @@ void WriteRecord(const BootContext& ctx, const std::string& wall_time, int64_t b
     if (packages != nullptr) {
         for (const auto& p : packages->reports()) {
             record.packages.push_back({p.file, p.name, p.version, p.signer, p.reason, p.verified,
-                                       p.modules, static_cast<int64_t>(p.hashed)});
+                                       p.modules, static_cast<int64_t>(p.hashed), p.released});
         }
     }
     for (const auto& o : ctx.module_outcomes) record.modules.push_back(ModuleRow::From(o));
@@ -286,8 +287,8 @@ Result<void> RunModules(BootContext& ctx) {
     if (!signing.applied) session.RefuseLoads(signing.error);
     session.MeasureWith(ctx.measurement);
 
-    // Packages first: read once and their signatures checked before anything is planned; the
-    // members the plan loads are hashed before the first load (R-10, PACKAGE.md).
+    // Packages first: read once and their signatures checked before anything loads; the members
+    // the plan loads are hashed in the order the loads start, beside them (R-10, PACKAGE.md).
     Phases phases;
     auto since = [](Clock::time_point t) {
         return static_cast<int64_t>(
@@ -390,7 +391,6 @@ Result<void> RunModules(BootContext& ctx) {
     phases.packages_ms = since(step);
     if (prefetch) {
         phases.prefetch_load_ms = prefetch->timing().load.count() / 1000;
-        phases.prefetch_digests_ms = prefetch->timing().digests.count() / 1000;
     }
     for (const auto& w : packages.warnings()) {
         spdlog::warn("modules: {}", w);
@@ -420,8 +420,13 @@ Result<void> RunModules(BootContext& ctx) {
         if (p.verified) {
             spdlog::info("package {} verified: {} {} signer={} modules={} hashed={}", p.file,
                          p.name, p.version, p.signer.substr(0, 16), p.modules.size(), p.hashed);
-        } else {
+        } else if (p.released.empty()) {
             spdlog::error("package {} rejected: {}", p.file, p.reason);
+        } else {
+            // Found while the loads ran (PACKAGE.md): what was loaded matched, nothing more was.
+            spdlog::error("package {} rejected: {}; already loaded or loading from it: {}; nothing "
+                          "more loads from it",
+                          p.file, p.reason, Join(p.released, ", "));
         }
     }
     for (const auto& w : report.warnings) {

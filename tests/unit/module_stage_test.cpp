@@ -637,6 +637,68 @@ TEST_F(ModuleStageTest, TamperedPackageLoadsNothingAndItsModulesSayWhy) {
     EXPECT_THAT(CompactRecord(), HasSubstr("\"file\":\"storage.pkg\""));
 }
 
+// Streaming (issue 26, PACKAGE.md): the first module loads once its own member is checked, and
+// the member tampered late in the plan's order is found while that load runs. From then on
+// nothing more loads from the package; the report names the member and the module already
+// loaded from it, and the kernel got only that module's verified bytes.
+TEST_F(ModuleStageTest, MemberTamperedLateStopsFurtherLoadsAndNamesWhatLoaded) {
+    // The order is dia_base, dia_left, dia_right, dia_top (each waits for the one before on
+    // one worker). dia_left is large, so the first load's bytes are handed out long before the
+    // stream reaches dia_top; dia_base's load lasts long enough for the stream to get there.
+    std::vector<std::byte> big(4 << 20, std::byte{'l'});
+    WritePackage("all.pkg", {"dia_top", "dia_base", "dia_left", "dia_right"}, nullptr, "",
+                 /*tamper=*/true, {{"dia_left", big}});
+    SetUnits({{"a", ModulesToml({"dia_top"})}});
+    ctx_.policy.workers.value = 1;
+    kernel_.SetModuleLatency("dia_base", 300ms);
+    Run();
+
+    EXPECT_THAT(LoadNames(), ElementsAre("dia_base"));
+    const std::string text = "fake module dia_base payload";
+    std::vector<std::byte> verified(text.size());
+    std::memcpy(verified.data(), text.data(), text.size());
+    EXPECT_EQ(kernel_.InitModuleImage("dia_base"), verified);
+    for (const char* m : {"dia_left", "dia_right"}) {
+        EXPECT_EQ(Outcome(m).status, Status::kFailed) << m;
+        EXPECT_THAT(Outcome(m).reason,
+                    StartsWith("package rejected (all.pkg: hash-mismatch: modules/dia_top.ko"))
+            << m;
+    }
+    EXPECT_EQ(Outcome("dia_top").status, Status::kSkipped);
+    EXPECT_THAT(log_.str(),
+                HasSubstr("package all.pkg rejected: hash-mismatch: modules/dia_top.ko"));
+    EXPECT_THAT(log_.str(), HasSubstr("; already loaded or loading from it: dia_base; nothing "
+                                      "more loads from it"));
+    EXPECT_THAT(CompactRecord(), HasSubstr("\"released\":[\"dia_base\"]"));
+}
+
+// Whatever the timing of parallel loads against the stream, the kernel gets only bytes that
+// match the signed manifest, the tampered member never, and exactly the modules the report
+// names as loaded before the rejection.
+TEST_F(ModuleStageTest, ParallelLoadsGetOnlyVerifiedBytesWhateverTheTiming) {
+    std::vector<std::string> modules = kAllModules;
+    std::rotate(modules.begin(), std::find(modules.begin(), modules.end(), "ext4"),
+                modules.end());  // ext4 first: the one tampered
+    WritePackage("all.pkg", modules, nullptr, "", /*tamper=*/true);
+    SetUnits({{"a", ModulesToml({"ext4", "dia_top", "crc16", "opt_mod", "odd_install"})}});
+    kernel_.SetModuleLatency("dia_base", 20ms);
+    Run();
+
+    EXPECT_THAT(LoadNames(), ::testing::Not(Contains("ext4")));
+    for (const auto& name : LoadNames()) {
+        const std::string text = "fake module " + name + " payload";
+        std::vector<std::byte> verified(text.size());
+        std::memcpy(verified.data(), text.data(), text.size());
+        EXPECT_EQ(kernel_.InitModuleImage(name), verified) << name;
+    }
+    EXPECT_NE(Outcome("ext4").status, Status::kLoaded);
+    auto reports = ctx_.modload->Packages().reports();
+    ASSERT_EQ(reports.size(), 1u);
+    EXPECT_FALSE(reports[0].verified);
+    EXPECT_THAT(reports[0].reason, StartsWith("hash-mismatch: modules/ext4.ko"));
+    EXPECT_THAT(reports[0].released, ::testing::UnorderedElementsAreArray(LoadNames()));
+}
+
 // A signed member holding another module than its name says never reaches the kernel: the
 // load step reads the module's own name from the verified (decompressed) image, and a mismatch
 // rejects the package like a hash mismatch, so nothing more loads from it.

@@ -75,6 +75,17 @@ class PackageIndexTest : public ::testing::Test {
         out.write(reinterpret_cast<const char*>(pkg->data()),
                   static_cast<std::streamsize>(pkg->size()));
     }
+    // Changes the first byte of `text` in FILE: same size, another SHA-256.
+    void Tamper(const std::string& file, const std::string& text) {
+        fs::path path = dir_ / "packages" / file;
+        std::ifstream in(path, std::ios::binary);
+        std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        in.close();
+        auto at = bytes.find(text);
+        ASSERT_NE(at, std::string::npos);
+        bytes[at] = 'A';
+        std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+    }
     static std::string Bytes(const ModuleSource& s) {
         if (s.file == nullptr) return "";
         auto b = s.file->bytes();
@@ -141,19 +152,49 @@ TEST_F(PackageIndexTest, IndexedSetTrustsNothingTheIndexSays) {
     EXPECT_EQ(u.file, nullptr);
     EXPECT_THAT(u.failure, HasSubstr("no usable trust store"));
     // A tampered member: the package is rejected when its member is hashed.
-    fs::path a = dir_ / "packages/a.pkg";
-    std::ifstream in(a, std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    in.close();
-    auto at = bytes.find("a af_packet");
-    ASSERT_NE(at, std::string::npos);
-    bytes[at] = 'A';
-    std::ofstream(a, std::ios::binary | std::ios::trunc) << bytes;
+    Tamper("a.pkg", "a af_packet");
     auto tampered = PackageSet::Indexed(dir_ / "packages", {{"af_packet", "a.pkg"}}, trust_,
                                         kRelease);
     ModuleSource t = tampered->Find("af_packet");
     EXPECT_EQ(t.file, nullptr);
     EXPECT_THAT(t.failure, HasSubstr("hash-mismatch"));
+}
+
+// Streaming (PackageSet::StartStream, PACKAGE.md): in a stream a member is handed out only
+// once every member of its package before it in the stream's order matched, whichever thread
+// hashed them; so a mismatch at one place means nothing after it loads, however the loads and
+// the stream's thread interleave. Outside a stream a member is hashed on first use alone.
+TEST_F(PackageIndexTest, StreamHandsOutMembersOnlyInItsOrder) {
+    Package("a.pkg", {"first", "second", "third"}, "a");
+    Tamper("a.pkg", "a third");
+
+    auto loose = PackageSet::Load(dir_ / "packages", dir_ / "keys", kRelease);
+    EXPECT_EQ(Bytes(loose->Find("second")), "a second");
+
+    auto set = PackageSet::Load(dir_ / "packages", dir_ / "keys", kRelease);
+    set->StartStream({"first", "third", "second"});
+    ModuleSource second = set->Find("second");
+    EXPECT_EQ(second.file, nullptr);
+    EXPECT_THAT(second.failure,
+                ::testing::StartsWith("package rejected (a.pkg: hash-mismatch: modules/third.ko"));
+    set->FinishStream();
+    EXPECT_EQ(set->Find("first").file, nullptr);
+    auto reports = set->reports();
+    ASSERT_EQ(reports.size(), 1u);
+    EXPECT_FALSE(reports[0].verified);
+    EXPECT_TRUE(reports[0].released.empty());
+
+    // An intact stream: every member judged by FinishStream, each handed out once asked for.
+    Package("b.pkg", {"one", "two"}, "b");
+    auto intact = PackageSet::Load(dir_ / "packages", dir_ / "keys", kRelease);
+    intact->StartStream({"two", "one"});
+    intact->FinishStream();
+    auto b = intact->reports();
+    ASSERT_EQ(b.size(), 2u);
+    EXPECT_EQ(b[1].file, "b.pkg");
+    EXPECT_EQ(b[1].hashed, 2u);
+    EXPECT_EQ(Bytes(intact->Find("one")), "b one");
+    EXPECT_THAT(intact->reports()[1].released, ElementsAre("one"));
 }
 
 // The helper's per-call cost: a set of packages the size of a Debian image's (four of 8 MiB),

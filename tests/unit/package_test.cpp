@@ -571,38 +571,39 @@ TEST_F(PackageTest, SignedButWrongHashIsHashMismatch) {
     EXPECT_EQ(RejectionOf(WithManifest(m)), PackageReject::kHashMismatch);
 }
 
-// PID 1 hashes members while the signature is still being checked (DigestPayloads) and hands
-// the digests over (AdoptDigests). A package only takes digests of its very own bytes: handed
-// those of an intact copy, a tampered package is still rejected, and digests of a tampered
-// copy change nothing for the intact one.
-TEST_F(PackageTest, DigestsAheadCountOnlyForTheBytesTheyCover) {
+// The boot hashes members outside its lock (HashMember) and has them judged after (Check). A
+// package judges only hashes of its very own bytes: the hash of an intact copy's member is
+// refused for a tampered package, its own tampered member rejects it (nothing more is handed
+// out, also members that matched), and the intact package accepts its own hashes.
+TEST_F(PackageTest, MemberHashesCountOnlyForTheBytesTheyCover) {
     auto tampered = package_;
     tampered[Find("<zeta>")] ^= std::byte{0x80};
-    auto verify_all = [&](const std::vector<std::byte>& bytes, const PackageBytes* ahead_of) {
-        PackageBytes own(bytes);
-        const std::span<const std::byte> spans[] = {ahead_of ? ahead_of->span() : own.span()};
-        auto digests = DigestPayloads(spans, 2);
-        EXPECT_EQ(digests.size(), 1u);
-        EXPECT_EQ(digests[0].size(), 3u);
-        auto opened = OpenPackage(std::move(own), trusted_, std::string(kKver));
-        EXPECT_TRUE(opened) << opened.error().message();
-        if (!opened) return std::string("not opened");
-        opened->AdoptDigests(digests[0]);
-        auto all = opened->VerifyAll();
-        return all ? std::string("ok") : all.error().message();
-    };
-    PackageBytes intact(package_);
-    PackageBytes changed(tampered);
-    EXPECT_EQ(verify_all(package_, nullptr), "ok");
-    EXPECT_THAT(verify_all(tampered, nullptr), ::testing::StartsWith("hash-mismatch: modules/zeta.ko"));
-    EXPECT_THAT(verify_all(tampered, &intact), ::testing::StartsWith("hash-mismatch: modules/zeta.ko"));
-    EXPECT_EQ(verify_all(package_, &changed), "ok");
-    // A container that does not parse has no digests (OpenPackage says why).
-    const std::vector<std::byte> garbage = Bytes("not a tar archive");
-    const std::span<const std::byte> bad[] = {garbage};
-    auto none = DigestPayloads(bad, 1);
-    ASSERT_EQ(none.size(), 1u);
-    EXPECT_TRUE(none[0].empty());
+    auto intact = OpenPackage(PackageBytes(package_), trusted_, std::string(kKver));
+    auto changed = OpenPackage(PackageBytes(tampered), trusted_, std::string(kKver));
+    ASSERT_TRUE(intact && changed);
+    const std::size_t zeta = changed->IndexOfModule("zeta");
+    ASSERT_LT(zeta, changed->size());
+    const std::size_t alpha = changed->IndexOfModule("alpha");
+
+    auto other = changed->Check(intact->HashMember(zeta));
+    ASSERT_FALSE(other);
+    EXPECT_EQ(other.error().message(), "member hash of another package object");
+    EXPECT_EQ(changed->Verified(zeta), nullptr);
+
+    ASSERT_TRUE(changed->Check(changed->HashMember(alpha)));
+    ASSERT_NE(changed->Verified(alpha), nullptr);
+    auto bad = changed->Check(changed->HashMember(zeta));
+    ASSERT_FALSE(bad);
+    EXPECT_THAT(bad.error().message(), ::testing::StartsWith("hash-mismatch: modules/zeta.ko"));
+    EXPECT_EQ(changed->Verified(alpha), nullptr);
+    EXPECT_FALSE(changed->Check(changed->HashMember(alpha)));
+    EXPECT_TRUE(changed->rejection().has_value());
+
+    EXPECT_EQ(intact->verified_count(), 0u);
+    for (std::size_t i = 0; i < intact->size(); ++i) {
+        ASSERT_TRUE(intact->Check(intact->HashMember(i)));
+    }
+    EXPECT_EQ(intact->verified_count(), intact->size());
 }
 
 TEST_F(PackageTest, UnknownManifestField) {

@@ -86,9 +86,9 @@ TEST(Records, ModulesRecordRoundTrips) {
     r.total_ms = 3012;
     r.signing = {"enforce", "hive", "Y", "", true};
     r.summary = {101, 1, 0, 2, 3};
-    r.phases = {40, 5, 300, 350, 2500, 200, 280};
+    r.phases = {40, 5, 300, 350, 2500, 200};
     r.packages.push_back({"/usr/lib/peinit/packages/all.pkg", "all", "1", "3208fa845bd73ea3", "",
-                          true, {"ext4", "virtio_blk"}, 2});
+                          true, {"ext4", "virtio_blk"}, 2, {"ext4"}});
     r.modules = {SampleRow()};
     ModuleOutcome refused;
     refused.module = "af_alg";
@@ -115,12 +115,13 @@ TEST(Records, ModulesRecordRoundTrips) {
     EXPECT_EQ(back->summary.ok, 101);
     EXPECT_EQ(back->summary.no_device, 3);
     EXPECT_EQ(back->phases.first_load_ms, 350);
-    EXPECT_EQ(back->phases.prefetch_digests_ms, 280);
+    EXPECT_EQ(back->phases.prefetch_load_ms, 200);
     ASSERT_EQ(back->packages.size(), 1u);
     EXPECT_EQ(back->packages[0].signer, "3208fa845bd73ea3");
     EXPECT_TRUE(back->packages[0].verified);
     EXPECT_THAT(back->packages[0].modules, ElementsAre("ext4", "virtio_blk"));
     EXPECT_EQ(back->packages[0].hashed, 2);
+    EXPECT_THAT(back->packages[0].released, ElementsAre("ext4"));
     ASSERT_EQ(back->modules.size(), 2u);
     ExpectSameRow(back->modules[0], r.modules[0]);
     ExpectSameRow(back->modules[1], r.modules[1]);
