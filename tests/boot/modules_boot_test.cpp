@@ -16,6 +16,7 @@
 #include <string>
 
 #include "image_boot.h"
+#include "peinit/record/modules.h"
 
 #ifndef PEINIT_SOURCE_DIR
 #error "PEINIT_SOURCE_DIR must be defined"
@@ -40,6 +41,7 @@ struct ProbeOutput {
   std::map<std::string, std::string> status;
   std::map<std::string, std::string> package;
   std::map<std::string, std::string> errno_name;
+  std::vector<peinit::ModuleRow> rows;  // the record's module rows
 };
 
 ProbeOutput Parse(const ImageBootResult& r) {
@@ -58,13 +60,18 @@ ProbeOutput Parse(const ImageBootResult& r) {
       p.done = true;
     }
   }
-  // Module objects of the record (keys are sorted: errno < name < package < status).
-  static const std::regex kModule(
-      R"re(\{[^{}]*"errno"\s*:\s*"([^"]*)"[^{}]*"name"\s*:\s*"([^"]*)"[^{}]*"package"\s*:\s*"([^"]*)"[^{}]*"status"\s*:\s*"([^"]*)")re");
-  for (std::sregex_iterator it(p.record.begin(), p.record.end(), kModule), end; it != end; ++it) {
-    p.errno_name[(*it)[2]] = (*it)[1];
-    p.package[(*it)[2]] = (*it)[3];
-    p.status[(*it)[2]] = (*it)[4];
+  // The module rows of the record, read as the typed record peinitctl reads.
+  if (!p.record.empty()) {
+    auto record = peinit::ModulesRecord::FromJson(p.record, "modules.json");
+    EXPECT_TRUE(record) << record.error().message() << "\n" << p.record;
+    if (record) {
+      p.rows = record->modules;
+      for (const auto& m : record->modules) {
+        p.errno_name[m.name] = m.errno_name;
+        p.package[m.name] = m.package;
+        p.status[m.name] = m.StatusName();
+      }
+    }
   }
   return p;
 }
@@ -194,19 +201,17 @@ TEST(ModulesBoot, SlowModulesLoadInParallel) {
       EXPECT_EQ(p.proc_modules[m], "Live") << i;
       EXPECT_TRUE(r.Has(m + ": init start delay_ms=500")) << "the unit's options reach " << m;
     }
-    // Record keys are sorted: duration_us < ... < name < ... < start_us.
-    static const std::regex kTimes(
-        R"re("duration_us"\s*:\s*(\d+)[^{}]*"name"\s*:\s*"peinit_test_slow\d"[^{}]*"start_us"\s*:\s*(\d+))re");
     long first = -1, last = 0;
     std::vector<std::pair<long, int>> edges;  // (time, +1 start / -1 end)
-    for (std::sregex_iterator it(p.record.begin(), p.record.end(), kTimes), end; it != end; ++it) {
-      long start = std::stol((*it)[2]), duration = std::stol((*it)[1]);
+    for (const auto& m : p.rows) {
+      if (!m.name.starts_with("peinit_test_slow")) continue;
+      long start = m.start_us, duration = m.duration_us;
       first = first < 0 ? start : std::min(first, start);
       last = std::max(last, start + duration);
       edges.push_back({start, 1});
       edges.push_back({start + duration, -1});
     }
-    EXPECT_EQ(edges.size(), 16u) << p.record;
+    EXPECT_EQ(edges.size(), 16u) << "rows " << p.rows.size() << "\n" << p.record;
     std::sort(edges.begin(), edges.end());  // an end sorts before a start at the same time
     int running = 0, most = 0;
     for (const auto& e : edges) most = std::max(most, running += e.second);
