@@ -1,4 +1,5 @@
 #include "initramfs/image_builder.h"
+#include "peinit/core/text.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -112,12 +113,6 @@ Result<void> AddSkeleton(ImageTree& tree) {
     PEINIT_TRY(tree.AddCharDevice("dev/console", 0600, 5, 1));
     PEINIT_TRY(tree.AddCharDevice("dev/null", 0666, 1, 3));
     return Ok();
-}
-
-std::string Join(const std::vector<std::string>& v) {
-    std::string s;
-    for (const auto& e : v) s += (s.empty() ? "" : "\n") + e;
-    return s;
 }
 
 // The module wants of units, hive (AutoLoadAllowed, optional) and command line (modules_load=)
@@ -466,7 +461,7 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
                 " ships deliberately unverifiable (expect = \"rejected\"): " + checked->reason);
     }
     phase("keys, packages (check)");
-    if (!errors.empty()) return Err(Join(errors));
+    if (!errors.empty()) return Err(Join(errors, "\n"));
 
     // The provenance record (peinit/record/image.h).
     c.info.generator = "peinit-image " + args::Version();
@@ -558,7 +553,7 @@ Result<ImagePlan> PlanImage(const ImageDefinition& def, const BuildOptions& opts
     // The units as peinit reads them at boot: linked, in load order (with the generated one).
     UnitScan units = ScanUnits(def.unit_dirs, errors, ModeUnits(def.modules_from, mode));
     PlanInput input = ImagePlanInput(def, units.set, errors);
-    if (!errors.empty()) return Err(Join(errors));
+    if (!errors.empty()) return Err(Join(errors, "\n"));
     auto db = PEINIT_TRY(KmodDb::Open(tree.module_root, tree.kver));
     out.plan = PEINIT_TRY(BuildPlan(*db, input));
     out.tree_root = tree.module_root;  // paths are shown relative to it, as in the image

@@ -1,4 +1,5 @@
 #include "initramfs/kernel_modules.h"
+#include "peinit/core/text.h"
 
 #include <dirent.h>
 #include <sys/stat.h>
@@ -63,12 +64,6 @@ std::vector<std::string> ListDir(const std::string& dir) {
     ::closedir(d);
     std::sort(out.begin(), out.end());
     return out;
-}
-
-std::string Join(const std::vector<std::string>& v, std::string_view sep = "\n") {
-    std::string s;
-    for (const auto& e : v) s += (s.empty() ? "" : std::string(sep)) + e;
-    return s;
 }
 
 }  // namespace
@@ -216,19 +211,19 @@ Result<ModuleClosure> ResolveModuleClosure(const KernelTree& kernel,
         }
         input.requests.push_back({w.name, RequestOrigin::Other(w.origin), w.options, w.optional});
     }
-    if (!errors.empty()) return Err(Join(errors));
+    if (!errors.empty()) return Err(Join(errors, "\n"));
 
     // What to ship: the plan without any deny list, so every module that might be needed is
     // there and the boot-time plan sees the whole graph.
     Plan plan = PEINIT_TRY(BuildPlan(**db, input));
     for (const auto& e : plan.errors) errors.push_back("module plan: " + e);
-    if (!errors.empty()) return Err(Join(errors));
+    if (!errors.empty()) return Err(Join(errors, "\n"));
 
     for (const PlanEntry& e : plan.entries) {
         if (e.status != ModuleStatus::kLoad || e.options.empty()) continue;
         if (auto r = CheckModuleParameters(e, input); !r) errors.push_back(r.error().message());
     }
-    if (!errors.empty()) return Err(Join(errors));
+    if (!errors.empty()) return Err(Join(errors, "\n"));
 
     ModuleClosure out;
     const std::string prefix = JoinPath(kernel.modules_dir, ".") + "/";
@@ -471,7 +466,7 @@ Result<std::unique_ptr<StagedKernelTree>> StageExtraModules(const KernelTree& ke
             return ErrnoErr("symlink " + mod_dir + "/extra/" + base);
         }
     }
-    if (!errors.empty()) return Err(Join(errors));
+    if (!errors.empty()) return Err(Join(errors, "\n"));
 
     auto res = PEINIT_TRY(RunCapture({"depmod", "-b", tmpl, "-C", conf_dir, kernel.kver},
                                      /*merge_stderr=*/true));

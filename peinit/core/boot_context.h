@@ -141,6 +141,9 @@ struct BootContext {
     // kernel.printk_devkmsg as the kernel had it before the early mounts set it to "on" for
     // PID 1's log ("" when unreadable): the handoff gives the real root its rate limit back.
     std::string printk_devkmsg_before;
+    // PID 1 made the packages directory a read-only bind mount of itself (MountPackagesReadOnly,
+    // peinit/modload/packages.h) before reading it; the handoff unmounts it.
+    bool packages_mounted_read_only = false;
     // The kernel's uevent count (/sys/kernel/uevent_seqnum) right before coldplug enumerated the
     // devices (0: coldplug did not run). Devices of events up to it were present for coldplug;
     // PID 1's hot-add (peinit/init/hotplug.h) handles the later ones.

@@ -1,4 +1,5 @@
 #include "peinit/core/plan.h"
+#include "peinit/core/text.h"
 
 #include <algorithm>
 #include <deque>
@@ -44,15 +45,6 @@ void AppendOptions(std::string& to, std::string_view more) {
     if (more.empty()) return;
     if (!to.empty()) to += ' ';
     to += more;
-}
-
-std::string Join(const std::vector<std::string>& parts, std::string_view sep) {
-    std::string out;
-    for (const auto& p : parts) {
-        if (!out.empty()) out += sep;
-        out += p;
-    }
-    return out;
 }
 
 struct Node {

@@ -16,7 +16,6 @@
 
 namespace peinit {
 
-using status_format::Join;
 using Outcome = ModuleOutcome::Status;
 
 namespace {

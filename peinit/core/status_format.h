@@ -9,16 +9,10 @@
 #include <string_view>
 #include <vector>
 
+#include "peinit/core/text.h"
+
 namespace peinit::status_format {
 
-inline std::string Join(const std::vector<std::string>& items, std::string_view sep) {
-    std::string out;
-    for (const auto& i : items) {
-        if (!out.empty()) out += sep;
-        out += i;
-    }
-    return out;
-}
 
 // Microseconds as milliseconds with one decimal: "12.3".
 inline std::string FormatUsAsMs(int64_t us) {

@@ -11,7 +11,6 @@
 namespace peinit {
 
 using status_format::FormatUsAsMs;
-using status_format::Join;
 
 namespace {
 

@@ -203,6 +203,13 @@ void HandleUevents(UeventSocket& uevents, Hotplug& hotplug, BootContext& ctx,
     // Measured boot: the config stage measures when this TPM is there; nothing of the
     // TPM software stack is loaded otherwise.
     ctx.tpm = std::make_shared<tpm::SystemTpm>(tpm::TctiFromEnvironment());
+    // Before anything opens a package (no other process exists yet): their directory becomes
+    // read-only, so that the boot maps them in place instead of copying them.
+    if (auto ro = MountPackagesReadOnly(kernel, ctx.paths.PackagesDir().string()); !ro) {
+        spdlog::warn("packages: {}: they are copied before they are checked", ro.error().message());
+    } else {
+        ctx.packages_mounted_read_only = *ro;
+    }
     // The packages are read, checked and hashed on a thread of their own while the stages before
     // the module stage run (their signals are blocked already, so the thread's are too).
     if (auto release = RunningKernelRelease()) {

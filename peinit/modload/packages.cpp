@@ -1,6 +1,8 @@
 #include "peinit/modload/packages.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <set>
@@ -44,7 +46,7 @@ std::unique_ptr<PackageSet> PackageSet::Load(const std::filesystem::path& dir,
         // No thread: loaded below, after reading.
     }
     std::vector<Result<PackageBytes>> contents;
-    for (const auto& path : files) contents.push_back(ReadFileSealed(path));
+    for (const auto& path : files) contents.push_back(ReadPackageFile(path));
     Result<TrustStore> loaded = trust_loading.valid() ? trust_loading.get() : load_trust();
 
     for (std::size_t f = 0; f < files.size(); ++f) {
@@ -82,6 +84,7 @@ void PackageSet::AddEntry(std::string file, const Result<PackageBytes>& content,
     }
     SignedPackage& package = **opened;
     const std::size_t e = entries_.size();
+    entry.report.in_place = content->in_place();
     entry.report.verified = true;
     entry.report.name = package.name();
     entry.report.version = package.version();
@@ -122,8 +125,7 @@ void PackageSet::OpenFor(std::string_view module) {
     }
     // On the sealed tree the file is mapped in place (only the pages read are touched);
     // anywhere else it is copied into a sealed memfd first.
-    auto content = MapReadOnlyMountFile(lazy_->dir / file);
-    if (!content) content = ReadFileSealed(lazy_->dir / file);
+    auto content = ReadPackageFile(lazy_->dir / file);
     std::span<const std::byte> view = content ? content->span() : std::span<const std::byte>();
     std::optional<Result<SignedPackage>> opened;
     if (content) {
@@ -312,6 +314,26 @@ std::size_t PackageSet::SizeOf(std::string_view module) const {
     if (it == index_.end()) return 0;
     const Entry& entry = entries_[it->second.first];
     return entry.package ? entry.package->file_size(it->second.second) : 0;
+}
+
+Result<bool> MountPackagesReadOnly(Kernel& kernel, const std::string& dir) {
+    struct stat st {};
+    if (::lstat(dir.c_str(), &st) != 0) {
+        if (errno == ENOENT) return false;
+        return ErrnoErr(dir);
+    }
+    if (!S_ISDIR(st.st_mode)) return Err(dir + ": not a directory");
+    PEINIT_TRY(kernel.Mount(dir, dir, "", MS_BIND, ""));
+    constexpr unsigned long kFlags = MS_RDONLY | MS_NOSUID | MS_NODEV;
+    auto remounted = kernel.Mount("", dir, "", MS_REMOUNT | MS_BIND | kFlags, "");
+    auto flags = remounted ? kernel.MountFlags(dir) : Result<unsigned long>(remounted.error());
+    if (!flags || (*flags & kFlags) != kFlags) {
+        (void)kernel.Umount(dir, MNT_DETACH);
+        return flags ? Err(dir + ": the bind mount did not become read-only")
+                     : Err(dir + ": remount read-only: " + flags.error().message(),
+                           flags.error().code());
+    }
+    return true;
 }
 
 std::shared_ptr<PackagePrefetch> PackagePrefetch::Start(std::filesystem::path packages_dir,

@@ -3,9 +3,10 @@
 // The signed packages of an image as one set: what the module-loading session
 // (session.h) loads module bytes from.
 //
-// Load reads every package in the packages directory exactly once (ReadFileSealed: one copy by
-// the kernel into a sealed memfd, mapped read-only) and checks
-// everything but the payload hashes: container, signature against the trust store, manifest,
+// Load reads every package in the packages directory once (ReadPackageFile: mapped in place
+// when the directory is a read-only mount, as PID 1 makes it with MountPackagesReadOnly, so that
+// no byte is copied before init_module and only the pages the boot needs are touched; else one
+// copy by the kernel into a sealed memfd) and checks everything but the payload hashes: container, signature against the trust store, manifest,
 // the running kernel's release, file set, order and sizes (OpenPackage). A package that fails
 // any of that contributes nothing.
 //
@@ -47,6 +48,7 @@
 #include <thread>
 #include <vector>
 
+#include "peinit/sys/kernel.h"
 #include "peinit/sys/package.h"
 
 namespace peinit {
@@ -71,6 +73,8 @@ struct PackageReport {
     // Modules whose verified bytes were handed out for loading (Find), in that order: when the
     // package is rejected, the modules already loaded (or loading) from it.
     std::vector<std::string> released;
+    // Read in place from a read-only mount (no copy), not copied into a sealed memfd.
+    bool in_place = false;
 };
 
 // Where the bytes of one module come from.
@@ -181,6 +185,14 @@ class PackageSet {
 // its reader. Lines that do not parse are skipped.
 std::string PackagesIndexText(const std::filesystem::path& dir);
 std::map<std::string, std::string> ParsePackagesIndex(std::string_view text);
+
+// PID 1's first act on the packages, before the read-ahead opens any: `dir` becomes a read-only
+// bind mount of itself (MS_BIND, then MS_REMOUNT|MS_BIND|MS_RDONLY|MS_NOSUID|MS_NODEV, read
+// back), so that the boot maps the packages in place (ReadPackageFile) instead of copying them.
+// Ok(false): there is no such directory. An error leaves nothing mounted (a bind whose remount
+// failed is undone); the boot then copies the packages, as on any writable mount. The handoff
+// unmounts it (MNT_DETACH) before it empties the initramfs.
+Result<bool> MountPackagesReadOnly(Kernel& kernel, const std::string& dir);
 
 // PackageSet::Load on a thread of its own, started by PID 1 before the first stage: reading and
 // checking signatures overlap the stages before the module stage, which then takes the set over (ModloadSession::AdoptPackages). Nothing in it depends on

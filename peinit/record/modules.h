@@ -106,11 +106,13 @@ struct ModulesRecord {
         // The modules handed out for loading before the package was rejected (or all of them):
         // each one's bytes matched the signed manifest (PACKAGE.md, streaming).
         std::vector<std::string> released;
+        // Mapped in place from a read-only mount, not copied (PACKAGE.md).
+        bool in_place = false;
         template <typename F>
         void Members(F& f) {
             f("file", file)("verified", verified)("name", name)("version", version)(
                 "signer", signer)("reason", reason)("modules", modules)("hashed", hashed)(
-                "released", released);
+                "released", released)("in_place", in_place);
         }
     };
 

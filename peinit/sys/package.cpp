@@ -315,7 +315,8 @@ std::size_t SignedPackage::verified_count() const {
 }
 
 PackageBytes::PackageBytes(PackageBytes&& other) noexcept
-    : heap_(std::move(other.heap_)), map_(other.map_), map_len_(other.map_len_) {
+    : heap_(std::move(other.heap_)), map_(other.map_), map_len_(other.map_len_),
+      in_place_(other.in_place_) {
     other.map_ = nullptr;
     other.map_len_ = 0;
 }
@@ -326,6 +327,7 @@ PackageBytes& PackageBytes::operator=(PackageBytes&& other) noexcept {
         heap_ = std::move(other.heap_);
         map_ = other.map_;
         map_len_ = other.map_len_;
+        in_place_ = other.in_place_;
         other.map_ = nullptr;
         other.map_len_ = 0;
     }
@@ -378,13 +380,26 @@ Result<PackageBytes> MapReadOnlyMountFile(const std::filesystem::path& path,
     if ((mount.f_flag & ST_RDONLY) == 0) {
         return Err(path.string() + ": not on a read-only mount, not mapped in place");
     }
+    struct stat st {};
+    if (::fstat(file.fd, &st) != 0) return ErrnoErr(path.string() + ": stat");
+    if (st.st_nlink != 1) {
+        return Err(path.string() + ": " + std::to_string(st.st_nlink) +
+                   " hard links (another may be writable), not mapped in place");
+    }
     PackageBytes bytes;
+    bytes.in_place_ = true;
     if (size == 0) return bytes;
     void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, file.fd, 0);
     if (map == MAP_FAILED) return ErrnoErr(path.string() + ": mmap");
     bytes.map_ = map;
     bytes.map_len_ = size;
     return bytes;
+}
+
+Result<PackageBytes> ReadPackageFile(const std::filesystem::path& path, std::size_t max_bytes) {
+    auto mapped = MapReadOnlyMountFile(path, max_bytes);
+    if (mapped) return mapped;
+    return ReadFileSealed(path, max_bytes);
 }
 
 const VerifiedFile* VerifiedPackage::FindModule(std::string_view module_name) const {

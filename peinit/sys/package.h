@@ -58,6 +58,8 @@ class PackageBytes {
         return map_ != nullptr ? std::span(static_cast<const std::byte*>(map_), map_len_)
                                : std::span<const std::byte>(heap_);
     }
+    // The file's own pages, mapped where they are (MapReadOnlyMountFile): no byte was copied.
+    bool in_place() const { return in_place_; }
 
   private:
     friend Result<PackageBytes> ReadFileSealed(const std::filesystem::path&, std::size_t);
@@ -65,6 +67,7 @@ class PackageBytes {
     std::vector<std::byte> heap_;
     void* map_ = nullptr;
     std::size_t map_len_ = 0;
+    bool in_place_ = false;
 };
 
 // ReadFileOnce for the boot: the file is copied once, by the kernel (sendfile), into an
@@ -74,15 +77,26 @@ class PackageBytes {
 Result<PackageBytes> ReadFileSealed(const std::filesystem::path& path,
                                     std::size_t max_bytes = kMaxPackageBytes);
 
-// The demand-load helper's read of a package on the sealed tree (peinit/core/sealed_tree.h): the
-// file mapped read-only in place, without a copy, and only when its mount is read-only
-// (statvfs ST_RDONLY on the open descriptor): a read-only tmpfs cannot change under the mapping
-// (no process can write it, and remounting it takes CAP_SYS_ADMIN), so the bytes hashed are
-// still the bytes loaded, and a call touches only the pages it reads (the archive headers, the
-// manifest and signature, the member it loads). A file on a writable mount is an error (the
-// caller copies it with ReadFileSealed instead); the limits are ReadFileSealed's.
+// A package on a read-only mount (the sealed tree, peinit/core/sealed_tree.h; the boot's
+// packages directory, which PID 1 makes a read-only bind mount of itself before reading it,
+// MountPackagesReadOnly in peinit/modload/packages.h): the file mapped read-only in place,
+// without a copy, and only when its mount is read-only (statvfs ST_RDONLY on the open
+// descriptor) and the file has no other hard link (one elsewhere could be a writable path to
+// the same bytes). Nothing can change such a file under the mapping (writing it fails with
+// EROFS, remounting takes CAP_SYS_ADMIN, and a mount inherited into another user namespace is
+// locked there), so the bytes hashed are still the bytes loaded, and a read touches only the
+// pages it needs (the archive headers, the manifest and signature, the members it loads). A
+// file on a writable mount is an error (ReadPackageFile copies it instead); the limits are
+// ReadFileSealed's.
 Result<PackageBytes> MapReadOnlyMountFile(const std::filesystem::path& path,
                                           std::size_t max_bytes = kMaxPackageBytes);
+
+// How peinit reads a package it will load from: mapped in place where MapReadOnlyMountFile
+// allows it, otherwise copied once into a sealed memfd (ReadFileSealed). Either way each byte
+// of a module is copied at most once before init_module, and nobody can change the bytes
+// hashed; PackageBytes::in_place() tells which way it went.
+Result<PackageBytes> ReadPackageFile(const std::filesystem::path& path,
+                                     std::size_t max_bytes = kMaxPackageBytes);
 
 // One verified payload file: a view of the exact bytes whose SHA-256 matched the signed manifest.
 // Valid as long as the package object it came from.

@@ -1,4 +1,5 @@
 #include "peinit/verify/posture.h"
+#include "peinit/core/text.h"
 
 #include <algorithm>
 #include <climits>
@@ -29,12 +30,6 @@ std::optional<Kind> KindOf(std::string_view name) {
 }
 
 std::string Q(const std::string& s) { return "\"" + s + "\""; }
-
-std::string Join(const std::vector<std::string>& items) {
-    std::string out;
-    for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
-    return out;
-}
 
 bool Contains(const std::vector<std::string>& list, const std::string& item) {
     return std::find(list.begin(), list.end(), item) != list.end();
@@ -282,7 +277,7 @@ class Checker {
         }
         if (mechanism && locked && *locked && !Contains(ref_.lock_mechanisms, *mechanism)) {
             Add(e.record, "locked by " + Q(*mechanism) + ", the reference allows " +
-                              Join(ref_.lock_mechanisms));
+                              Join(ref_.lock_mechanisms, ", "));
         }
     }
 

@@ -103,13 +103,18 @@ Result<void> MoveMounts(Kernel& kernel, std::vector<MountMove>& moves) {
 namespace {
 
 Result<void> SwitchToRealRoot(BootContext& ctx) {
-    RootOptions o = PEINIT_TRY(ParseRootOptions(ctx.cmdline));
-    for (const auto& w : o.warnings) spdlog::warn("handoff: {}", w);
-    if (getpid() != 1) return Err("handoff: not PID 1, refusing to switch root");
-    // Found, and mounted when its file system was in the kernel, by the root stage's thread;
-    // otherwise (no thread) here and now.
+    // Found, and mounted when its file system was in the kernel, by the root stage's thread
+    // (with the options it parsed); otherwise (no thread) here and now.
     std::shared_ptr<RootPreparation> ahead =
         ctx.background.Take<RootPreparation>(kRootPreparation);
+    RootOptions o;
+    if (ahead) {
+        o = ahead->options();
+    } else {
+        o = PEINIT_TRY(ParseRootOptions(ctx.cmdline));
+    }
+    for (const auto& w : o.warnings) spdlog::warn("handoff: {}", w);
+    if (getpid() != 1) return Err("handoff: not PID 1, refusing to switch root");
     PreparedRoot root = ahead ? ahead->Take() : PrepareRoot(ctx.paths, ctx.kernel, o);
     if (root.failed) return *root.failed;
     if (root.refused) return *root.refused;
@@ -145,6 +150,13 @@ Result<void> SwitchToRealRoot(BootContext& ctx) {
     // Everything measured so far was the initramfs's; nothing after this is.
     MeasureLeaveInitrd(ctx);
     PEINIT_TRY(MoveMounts(ctx.kernel, *moves));
+    if (ctx.packages_mounted_read_only) {
+        // Its files are the initramfs's, emptied below; through the read-only bind they could
+        // not be removed.
+        if (auto u = ctx.kernel.Umount(ctx.paths.PackagesDir().string(), MNT_DETACH); !u) {
+            spdlog::warn("handoff: {}: {}", ctx.paths.PackagesDir().string(), u.error().message());
+        }
+    }
     size_t left = RemoveTreeOnDevice(ctx.paths.root.string());
     if (left != 0) spdlog::warn("handoff: {} initramfs entries could not be removed", left);
     PEINIT_TRY(ctx.kernel.SwitchRoot(new_root));

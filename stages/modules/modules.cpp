@@ -14,6 +14,7 @@
 
 #include "peinit/core/boot_plan.h"
 #include "peinit/core/plan.h"
+#include "peinit/core/text.h"
 #include "peinit/core/stored_plan.h"
 #include "peinit/modload/session.h"
 #include "peinit/record/modules.h"
@@ -37,15 +38,6 @@ constexpr const char* kSigEnforce = kSigEnforceSysfs;
 constexpr int kMaxDefaultWorkers = 8;
 constexpr int kMaxAdaptiveWorkers = 16;
 constexpr int kNoUnit = std::numeric_limits<int>::max();
-
-std::string Join(const std::vector<std::string>& items, std::string_view sep) {
-    std::string out;
-    for (const auto& item : items) {
-        if (!out.empty()) out += sep;
-        out += item;
-    }
-    return out;
-}
 
 struct SigningState {
     std::string sig_enforce;  // as read back ("Y", "N"), "" when unreadable
@@ -209,7 +201,8 @@ void WriteRecord(const BootContext& ctx, const std::string& wall_time, int64_t b
     if (packages != nullptr) {
         for (const auto& p : packages->reports()) {
             record.packages.push_back({p.file, p.name, p.version, p.signer, p.reason, p.verified,
-                                       p.modules, static_cast<int64_t>(p.hashed), p.released});
+                                       p.modules, static_cast<int64_t>(p.hashed), p.released,
+                                       p.in_place});
         }
     }
     for (const auto& o : ctx.module_outcomes) record.modules.push_back(ModuleRow::From(o));
@@ -418,8 +411,9 @@ Result<void> RunModules(BootContext& ctx) {
     }
     for (const auto& p : packages.reports()) {
         if (p.verified) {
-            spdlog::info("package {} verified: {} {} signer={} modules={} hashed={}", p.file,
-                         p.name, p.version, p.signer.substr(0, 16), p.modules.size(), p.hashed);
+            spdlog::info("package {} verified: {} {} signer={} modules={} hashed={} read={}",
+                         p.file, p.name, p.version, p.signer.substr(0, 16), p.modules.size(),
+                         p.hashed, p.in_place ? "in-place" : "copied");
         } else if (p.released.empty()) {
             spdlog::error("package {} rejected: {}", p.file, p.reason);
         } else {

@@ -69,6 +69,9 @@ class RootPreparation {
     // Opens the gate, waits for the result and returns it (once). The thread may still be
     // reading the real init ahead (the destructor joins it; an exec just ends it).
     PreparedRoot Take();
+    // root= and friends as the root stage parsed them (the handoff uses them, not a second
+    // parse). Never changed after construction, so readable while the thread runs.
+    const RootOptions& options() const { return options_; }
 
   private:
     RootOptions options_;

@@ -42,6 +42,7 @@ struct ProbeOutput {
   std::map<std::string, std::string> package;
   std::map<std::string, std::string> errno_name;
   std::vector<peinit::ModuleRow> rows;  // the record's module rows
+  std::vector<peinit::ModulesRecord::Package> packages;  // the record's packages
 };
 
 ProbeOutput Parse(const ImageBootResult& r) {
@@ -66,6 +67,7 @@ ProbeOutput Parse(const ImageBootResult& r) {
     EXPECT_TRUE(record) << record.error().message() << "\n" << p.record;
     if (record) {
       p.rows = record->modules;
+      p.packages = record->packages;
       for (const auto& m : record->modules) {
         p.errno_name[m.name] = m.errno_name;
         p.package[m.name] = m.package;
@@ -138,6 +140,15 @@ TEST(ModulesBoot, TestModulesOrderFailureBlacklist) {
   EXPECT_EQ(p.proc_modules["peinit_test_consumer"], "Live");
   EXPECT_EQ(p.proc_modules["dummy"], "Live");
   EXPECT_EQ(p.package["peinit_test_consumer"], "image.pkg");
+  // The package was mapped where the initramfs unpacked it (PID 1 made its directory a
+  // read-only bind mount first), not copied.
+  ASSERT_EQ(p.packages.size(), 1u) << p.record;
+  EXPECT_TRUE(p.packages[0].in_place) << p.record;
+  EXPECT_EQ(r.Grep("they are copied before they are checked").size(), 0u) << Explain(r);
+  EXPECT_EQ(r.Grep("package image.pkg verified:").size(), 1u) << Explain(r);
+  for (const auto& line : r.Grep("package image.pkg verified:")) {
+    EXPECT_NE(line.find("read=in-place"), std::string::npos) << line;
+  }
 
   // The failing module: reported with its errno; only its dependent is affected.
   EXPECT_TRUE(r.Has("module peinit_test_fail failed: ")) << Explain(r);

@@ -64,7 +64,7 @@ struct KernelCall {
     std::thread::id thread;
 };
 
-class FakeKernel final : public Kernel {
+class FakeKernel : public Kernel {
   public:
     FakeKernel();
 

@@ -6,12 +6,21 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
 
 #include "peinit/modload/packages.h"
+#include "peinit/sys/linux_kernel.h"
 #include "peinit/sys/package_crypto.h"
+#include "tests/fakes/fake_kernel.h"
 #include "tests/unit/demand_root.h"
 
 namespace peinit {
@@ -132,6 +141,85 @@ TEST_F(ModloadPackagesTest, IndexedSetTrustsTheSignatureNotTheIndex) {
     ModuleSource misnamed = indexed->Find("af_packet");
     EXPECT_EQ(misnamed.file, nullptr);
     EXPECT_THAT(misnamed.failure, HasSubstr("not in a verified package"));
+}
+
+// PID 1 makes the packages directory a read-only bind mount of itself before reading it: the
+// boot then maps every package in place (no copy) and nothing can write one (EROFS); a package
+// with a second hard link is copied instead (the other link could be writable), and the
+// verification is the same either way. Real mounts in a private mount namespace (root only).
+TEST_F(ModloadPackagesTest, ReadOnlyPackagesDirectoryIsMappedInPlace) {
+    const BootPaths p = root_.Paths();
+    const std::string dir = p.PackagesDir().string();
+    {
+        auto copied = Load();
+        ASSERT_EQ(copied->reports().size(), 1u);
+        EXPECT_FALSE(copied->reports()[0].in_place) << "a writable directory is copied";
+    }
+    if (geteuid() != 0 || ::unshare(CLONE_NEWNS) != 0 ||
+        ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+        GTEST_SKIP() << "needs root for a private mount namespace";
+    }
+    LinuxKernel kernel;
+    auto mounted = MountPackagesReadOnly(kernel, dir);
+    ASSERT_TRUE(mounted) << mounted.error().message();
+    EXPECT_TRUE(*mounted);
+    const int w = ::open((p.PackagesDir() / "all.pkg").c_str(), O_WRONLY | O_CLOEXEC);
+    EXPECT_LT(w, 0);
+    EXPECT_EQ(errno, EROFS);
+    if (w >= 0) ::close(w);
+
+    auto set = Load();
+    ASSERT_EQ(set->reports().size(), 1u);
+    EXPECT_TRUE(set->reports()[0].in_place);
+    ModuleSource alg = set->Find("af_alg");
+    ASSERT_NE(alg.file, nullptr) << alg.failure;
+    EXPECT_EQ(Bytes(alg), "fake module af_alg");
+
+    // A second link (made before the directory became read-only) means a copy.
+    ASSERT_EQ(::umount2(dir.c_str(), MNT_DETACH), 0) << strerror(errno);
+    fs::create_hard_link(p.PackagesDir() / "all.pkg", root_.Paths().root / "all.pkg.link");
+    ASSERT_TRUE(MountPackagesReadOnly(kernel, dir));
+    auto linked = MapReadOnlyMountFile(p.PackagesDir() / "all.pkg");
+    ASSERT_FALSE(linked);
+    EXPECT_THAT(linked.error().message(), HasSubstr("2 hard links"));
+    auto set2 = Load();
+    EXPECT_FALSE(set2->reports()[0].in_place);
+    EXPECT_NE(set2->Find("af_alg").file, nullptr);
+}
+
+// No packages directory: nothing mounted, not an error. A remount that does not take leaves
+// nothing mounted (the bind is undone) and says why; a bind that fails leaves nothing to undo.
+TEST_F(ModloadPackagesTest, MountPackagesReadOnlyUndoesAFailedRemount) {
+    FakeKernel kernel;
+    auto none = MountPackagesReadOnly(kernel, (root_.Paths().root / "no-such-dir").string());
+    ASSERT_TRUE(none) << none.error().message();
+    EXPECT_FALSE(*none);
+    EXPECT_TRUE(kernel.Calls().empty());
+
+    const std::string dir = root_.Paths().PackagesDir().string();
+    auto ok = MountPackagesReadOnly(kernel, dir);
+    ASSERT_TRUE(ok) << ok.error().message();
+    EXPECT_TRUE(*ok);
+    EXPECT_NE(*kernel.MountFlags(dir) & MS_RDONLY, 0u);
+    EXPECT_TRUE(kernel.Calls(KernelOp::kUmount).empty());
+
+    struct NoRemount : FakeKernel {
+        Result<void> Mount(const std::string& source, const std::string& target,
+                           const std::string& fstype, unsigned long flags,
+                           const std::string& data) override {
+            if ((flags & MS_REMOUNT) != 0) return ErrnoErr("mount", EPERM);
+            return FakeKernel::Mount(source, target, fstype, flags, data);
+        }
+    } no_remount;
+    auto refused = MountPackagesReadOnly(no_remount, dir);
+    ASSERT_FALSE(refused);
+    EXPECT_THAT(refused.error().message(), HasSubstr("remount read-only"));
+    EXPECT_EQ(no_remount.CallNames(KernelOp::kUmount), std::vector<std::string>{dir});
+
+    FakeKernel failing;
+    failing.SetOpError(KernelOp::kMount, dir, EACCES);
+    ASSERT_FALSE(MountPackagesReadOnly(failing, dir));
+    EXPECT_TRUE(failing.Calls(KernelOp::kUmount).empty()) << "nothing was mounted";
 }
 
 }  // namespace
