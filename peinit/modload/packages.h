@@ -75,6 +75,8 @@ struct PackageReport {
     std::vector<std::string> released;
     // Read in place from a read-only mount (no copy), not copied into a sealed memfd.
     bool in_place = false;
+    // Bytes hashed, a member hashed twice (by two threads at once) counted twice.
+    int64_t hashed_bytes = 0;
 };
 
 // Where the bytes of one module come from.
@@ -119,7 +121,7 @@ class PackageSet {
     void StartStream(const std::vector<std::string>& modules);
     // Waits until every member of the stream is checked or its package rejected, and ends it.
     void FinishStream();
-    // Time spent hashing members, summed over the threads that did.
+    // CPU time spent hashing members, summed over the threads that did.
     std::chrono::microseconds hash_time() const;
 
     // Rejects the package providing `module` from now on (a check after the hashes failed: its

@@ -71,7 +71,7 @@ struct SessionCounters {
     int db_opens = 0;          // libkmod contexts created
     int package_set_loads = 0;  // times the packages directory was read
     int load_calls = 0;        // init_module calls made
-    int64_t hash_us = 0;       // time spent hashing members (PackageSet::hash_time)
+    int64_t hash_us = 0;       // CPU time spent hashing members (PackageSet::hash_time)
 };
 
 class ModloadSession {

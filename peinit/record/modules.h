@@ -108,11 +108,13 @@ struct ModulesRecord {
         std::vector<std::string> released;
         // Mapped in place from a read-only mount, not copied (PACKAGE.md).
         bool in_place = false;
+        // Bytes hashed, repeats included (two threads hashing one member at once).
+        int64_t hashed_bytes = 0;
         template <typename F>
         void Members(F& f) {
             f("file", file)("verified", verified)("name", name)("version", version)(
                 "signer", signer)("reason", reason)("modules", modules)("hashed", hashed)(
-                "released", released)("in_place", in_place);
+                "released", released)("in_place", in_place)("hashed_bytes", hashed_bytes);
         }
     };
 

@@ -202,7 +202,7 @@ void WriteRecord(const BootContext& ctx, const std::string& wall_time, int64_t b
         for (const auto& p : packages->reports()) {
             record.packages.push_back({p.file, p.name, p.version, p.signer, p.reason, p.verified,
                                        p.modules, static_cast<int64_t>(p.hashed), p.released,
-                                       p.in_place});
+                                       p.in_place, p.hashed_bytes});
         }
     }
     for (const auto& o : ctx.module_outcomes) record.modules.push_back(ModuleRow::From(o));
@@ -212,6 +212,118 @@ void WriteRecord(const BootContext& ctx, const std::string& wall_time, int64_t b
     std::string path = ctx.paths.Under(ModulesRecord::kPath).string();
     if (auto r = WriteFileAtomically(path, record.ToJson()); !r) {
         spdlog::error("modules: cannot write the boot record {}: {}", path, r.error().message());
+    }
+}
+
+// The loader's view of the units: each one's transitive `after` closure (units are in `after`
+// order, so earlier closures are complete) and, for a sequential unit, its load sequence.
+std::vector<LoaderUnit> LoaderUnitsOf(const std::vector<Unit>& units, const Plan& plan,
+                                      std::size_t loadable, const std::vector<int>& owner,
+                                      const Requests& requests) {
+    std::vector<LoaderUnit> loader_units(units.size());
+    for (std::size_t u = 0; u < units.size(); ++u) {
+        std::set<int> closure;
+        for (const auto& ref : units[u].after) {
+            for (std::size_t v = 0; v < u; ++v) {
+                if (units[v].name != ref.name) continue;
+                closure.insert(static_cast<int>(v));
+                closure.insert(loader_units[v].after.begin(), loader_units[v].after.end());
+            }
+        }
+        loader_units[u].after.assign(closure.begin(), closure.end());
+        if (units[u].sequential) {
+            loader_units[u].sequence =
+                UnitSequence(plan, loadable, owner, static_cast<int>(u), requests);
+        }
+    }
+    return loader_units;
+}
+
+// When the first load started and how long from then until the last one ended.
+void SetLoadSpan(const std::vector<LoadJob>& jobs, const LoaderReport& report, Phases& phases) {
+    std::optional<std::chrono::microseconds> first, last;
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+        if (jobs[i].builtin || report.results[i].state == JobResult::State::kSkipped) continue;
+        const auto& r = report.results[i];
+        first = first ? std::min(*first, r.start) : r.start;
+        last = last ? std::max(*last, r.start + r.duration) : r.start + r.duration;
+    }
+    if (first) {
+        phases.first_load_ms = first->count() / 1000;
+        phases.loads_ms = (*last - *first).count() / 1000;
+    }
+}
+
+void LogPackages(const std::vector<PackageReport>& reports) {
+    for (const auto& p : reports) {
+        if (p.verified) {
+            spdlog::info("package {} verified: {} {} signer={} modules={} hashed={} ({} KiB) "
+                         "read={}",
+                         p.file, p.name, p.version, p.signer.substr(0, 16), p.modules.size(),
+                         p.hashed, p.hashed_bytes / 1024, p.in_place ? "in-place" : "copied");
+        } else if (p.released.empty()) {
+            spdlog::error("package {} rejected: {}", p.file, p.reason);
+        } else {
+            // Found while the loads ran (PACKAGE.md): what was loaded matched, nothing more was.
+            spdlog::error("package {} rejected: {}; already loaded or loading from it: {}; nothing "
+                          "more loads from it",
+                          p.file, p.reason, Join(p.released, ", "));
+        }
+    }
+}
+
+// The console line for a module that did not simply load.
+void LogOutcome(const Plan& plan, const PlanEntry& e, const ModuleOutcome& o) {
+    const std::string wanted = Join(e.requested_by, "; ");
+    switch (o.status) {
+        case Status::kNoDevice:
+            spdlog::info("module {}: no device present, not loaded (if_hardware_present), "
+                         "wanted by {}",
+                         e.name, wanted);
+            break;
+        case Status::kFailed:
+            spdlog::error("module {} failed: {}, wanted by {}", e.name, o.reason, wanted);
+            break;
+        case Status::kSkipped:
+            spdlog::warn("module {} skipped: {}, wanted by {}", e.name, o.reason, wanted);
+            break;
+        case Status::kBlacklisted:
+            spdlog::warn("module {} blacklisted ({}): wanted by {}", e.name, e.reason, wanted);
+            break;
+        case Status::kMissing:
+            if (IsRequiredMissing(plan, e.name)) {
+                spdlog::error("module {} missing: {}, wanted by {}", e.name, e.reason, wanted);
+            } else {
+                spdlog::info("module {} missing (optional): {}, ignoring", e.name, e.reason);
+            }
+            break;
+        default:
+            break;
+    }
+}
+
+void Count(const Plan& plan, const PlanEntry& e, const ModuleOutcome& o, Summary& summary) {
+    switch (o.status) {
+        case Status::kLoaded:
+        case Status::kAlreadyLoaded:
+        case Status::kBuiltin:
+            ++summary.ok;
+            break;
+        case Status::kFailed:
+            ++summary.failed;
+            break;
+        case Status::kBlacklisted:
+            ++summary.blacklisted;
+            break;
+        case Status::kSkipped:
+            ++summary.skipped;
+            break;
+        case Status::kMissing:
+            ++(IsRequiredMissing(plan, e.name) ? summary.failed : summary.skipped);
+            break;
+        case Status::kNoDevice:
+            ++summary.no_device;
+            break;
     }
 }
 
@@ -359,24 +471,8 @@ Result<void> RunModules(BootContext& ctx) {
                          e.ignored_install_command);
         }
     }
-    const auto& units = ctx.units.units;
-    std::vector<LoaderUnit> loader_units(units.size());
-    for (std::size_t u = 0; u < units.size(); ++u) {
-        // Transitive `after` closure (units are in `after` order, so earlier closures are done).
-        std::set<int> closure;
-        for (const auto& ref : units[u].after) {
-            for (std::size_t v = 0; v < u; ++v) {
-                if (units[v].name != ref.name) continue;
-                closure.insert(static_cast<int>(v));
-                closure.insert(loader_units[v].after.begin(), loader_units[v].after.end());
-            }
-        }
-        loader_units[u].after.assign(closure.begin(), closure.end());
-        if (units[u].sequential) {
-            loader_units[u].sequence =
-                UnitSequence(plan, loadable, owner, static_cast<int>(u), requests);
-        }
-    }
+    std::vector<LoaderUnit> loader_units =
+        LoaderUnitsOf(ctx.units.units, plan, loadable, owner, requests);
 
     // The packages: read (and hashed) ahead, or read now.
     step = Clock::now();
@@ -398,31 +494,8 @@ Result<void> RunModules(BootContext& ctx) {
     if (ctx.uevents != nullptr) StartDeviceScan(ctx);
     LoaderReport report = session.RunPlan(plan, jobs, loader_units, workers, max_workers, origin);
     phases.hash_ms = (session.counters().hash_us - hashed_before) / 1000;
-    std::optional<std::chrono::microseconds> first, last;
-    for (std::size_t i = 0; i < loadable; ++i) {
-        if (jobs[i].builtin || report.results[i].state == JobResult::State::kSkipped) continue;
-        const auto& r = report.results[i];
-        first = first ? std::min(*first, r.start) : r.start;
-        last = last ? std::max(*last, r.start + r.duration) : r.start + r.duration;
-    }
-    if (first) {
-        phases.first_load_ms = first->count() / 1000;
-        phases.loads_ms = (*last - *first).count() / 1000;
-    }
-    for (const auto& p : packages.reports()) {
-        if (p.verified) {
-            spdlog::info("package {} verified: {} {} signer={} modules={} hashed={} read={}",
-                         p.file, p.name, p.version, p.signer.substr(0, 16), p.modules.size(),
-                         p.hashed, p.in_place ? "in-place" : "copied");
-        } else if (p.released.empty()) {
-            spdlog::error("package {} rejected: {}", p.file, p.reason);
-        } else {
-            // Found while the loads ran (PACKAGE.md): what was loaded matched, nothing more was.
-            spdlog::error("package {} rejected: {}; already loaded or loading from it: {}; nothing "
-                          "more loads from it",
-                          p.file, p.reason, Join(p.released, ", "));
-        }
-    }
+    SetLoadSpan(jobs, report, phases);
+    LogPackages(packages.reports());
     for (const auto& w : report.warnings) {
         spdlog::warn("modules: {}", w);
         warnings.push_back(w);
@@ -441,54 +514,8 @@ Result<void> RunModules(BootContext& ctx) {
             o.reason = "no device for it (" + o.reason + "); its unit loads it if the hardware "
                        "is present";
         }
-        const std::string wanted = Join(e.requested_by, "; ");
-        switch (o.status) {
-            case Status::kNoDevice:
-                spdlog::info("module {}: no device present, not loaded (if_hardware_present), "
-                             "wanted by {}",
-                             e.name, wanted);
-                break;
-            case Status::kFailed:
-                spdlog::error("module {} failed: {}, wanted by {}", e.name, o.reason, wanted);
-                break;
-            case Status::kSkipped:
-                spdlog::warn("module {} skipped: {}, wanted by {}", e.name, o.reason, wanted);
-                break;
-            case Status::kBlacklisted:
-                spdlog::warn("module {} blacklisted ({}): wanted by {}", e.name, e.reason, wanted);
-                break;
-            case Status::kMissing:
-                if (IsRequiredMissing(plan, e.name)) {
-                    spdlog::error("module {} missing: {}, wanted by {}", e.name, e.reason, wanted);
-                } else {
-                    spdlog::info("module {} missing (optional): {}, ignoring", e.name, e.reason);
-                }
-                break;
-            default:
-                break;
-        }
-        switch (o.status) {
-            case Status::kLoaded:
-            case Status::kAlreadyLoaded:
-            case Status::kBuiltin:
-                ++summary.ok;
-                break;
-            case Status::kFailed:
-                ++summary.failed;
-                break;
-            case Status::kBlacklisted:
-                ++summary.blacklisted;
-                break;
-            case Status::kSkipped:
-                ++summary.skipped;
-                break;
-            case Status::kMissing:
-                ++(IsRequiredMissing(plan, e.name) ? summary.failed : summary.skipped);
-                break;
-            case Status::kNoDevice:
-                ++summary.no_device;
-                break;
-        }
+        LogOutcome(plan, e, o);
+        Count(plan, e, o, summary);
         ctx.module_outcomes.push_back(std::move(o));
     }
 

@@ -64,6 +64,7 @@ TEST_F(ModloadPackagesTest, VerifiedBytesOnlyAndHashedOnDemand) {
     ASSERT_EQ(reports.size(), 1u);
     EXPECT_TRUE(reports[0].verified);
     EXPECT_EQ(reports[0].hashed, 1u);
+    EXPECT_EQ(reports[0].hashed_bytes, static_cast<int64_t>(alg.file->bytes().size()));
 }
 
 // A tampered member rejects its package when it is needed (and from then on every member of
