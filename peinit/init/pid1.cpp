@@ -186,10 +186,15 @@ void HandleUevents(UeventSocket& uevents, Hotplug& hotplug, BootContext& ctx,
 }
 
 [[noreturn]] void Run() {
+    // The kernel's log clock: the time it took to reach main() (exec, the dynamic loader,
+    // static initialisers) is this minus the kernel's "Run /init" line.
+    timespec since_boot{};
+    (void)clock_gettime(CLOCK_MONOTONIC, &since_boot);
     umask(022);
     setsid();
     InitLogging();
-    spdlog::info("peinit starting as PID 1");
+    spdlog::info("peinit starting as PID 1 (main at {}.{:06} s)", since_boot.tv_sec,
+                 since_boot.tv_nsec / 1000);
 
     // Before any thread exists, so that every thread inherits the blocked mask.
     auto signals = SignalQueue::Open();

@@ -9,8 +9,10 @@
 #include <cstring>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <system_error>
@@ -22,6 +24,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using State = JobResult::State;
+
+// The calling worker's "waiting for input" flag (LoaderInputWait), null off the workers.
+thread_local std::atomic<bool>* t_input_wait = nullptr;
 
 // Longest chain of work from each job to the end of the graph. Dependencies have earlier
 // indices (plan order), so one backward pass sees every dependent first.
@@ -87,8 +92,13 @@ class Scheduler {
         std::unique_lock lock(mutex_);
         clockid_t clock;
         if (pthread_getcpuclockid(pthread_self(), &clock) == 0) {
-            workers_.push_back({clock, static_cast<int>(gettid()), {}});
+            workers_.push_back({clock, static_cast<int>(gettid()), {},
+                                std::make_shared<std::atomic<bool>>(false)});
+            t_input_wait = workers_.back().waiting.get();
         }
+        struct Unmark {
+            ~Unmark() { t_input_wait = nullptr; }
+        } unmark;
         while (true) {
             if (auto j = Pick()) {
                 JobResult& r = report_.results[*j];
@@ -127,7 +137,8 @@ class Scheduler {
 
     // How many workers are asleep: blocked (state S or D in /proc/self/task/TID/stat) and
     // without CPU time since the last call. A worker that is runnable but waits for a CPU is
-    // not asleep, so CPU-bound loads never count, however busy the machine is.
+    // not asleep, so CPU-bound loads never count, however busy the machine is; nor does one
+    // that waits for its input (LoaderInputWait).
     int SleepingWorkers() {
         std::lock_guard lock(mutex_);
         int sleeping = 0;
@@ -137,7 +148,7 @@ class Scheduler {
             const auto cpu = std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
             const bool idle_cpu = cpu - w.cpu < std::chrono::milliseconds(1);
             w.cpu = cpu;
-            if (idle_cpu && Blocked(w.tid)) ++sleeping;
+            if (idle_cpu && !w.waiting->load() && Blocked(w.tid)) ++sleeping;
         }
         return sleeping;
     }
@@ -327,6 +338,7 @@ class Scheduler {
         clockid_t clock;
         int tid;
         std::chrono::nanoseconds cpu;  // CPU time at the last SleepingWorkers()
+        std::shared_ptr<std::atomic<bool>> waiting;  // in a LoaderInputWait
     };
     std::vector<Worker> workers_;
     LoaderReport report_;
@@ -363,6 +375,14 @@ std::vector<std::size_t> ExpectedStartOrder(const std::vector<LoadJob>& jobs, in
         started[*best] = 1;
         order.push_back(*best);
     }
+}
+
+LoaderInputWait::LoaderInputWait() {
+    if (t_input_wait != nullptr) t_input_wait->store(true);
+}
+
+LoaderInputWait::~LoaderInputWait() {
+    if (t_input_wait != nullptr) t_input_wait->store(false);
 }
 
 LoaderReport RunLoader(const std::vector<LoadJob>& jobs, const std::vector<LoaderUnit>& units,

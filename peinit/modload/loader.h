@@ -98,10 +98,22 @@ std::vector<std::size_t> ExpectedStartOrder(const std::vector<LoadJob>& jobs, in
 // adds workers (one per 10 ms tick, up to max_workers) while every worker is busy, a job is
 // ready, some worker is asleep in its load (blocked, no CPU time for a tick: a module init that
 // sleeps) and fewer workers are awake than there are CPUs. CPU-bound loads keep it at
-// `workers`, even on a busy machine (a preempted worker is runnable, not asleep). Times are
-// measured from `origin`.
+// `workers`, even on a busy machine (a preempted worker is runnable, not asleep), and so does a
+// worker that waits for its input (LoaderInputWait). Times are measured from `origin`.
 LoaderReport RunLoader(const std::vector<LoadJob>& jobs, const std::vector<LoaderUnit>& units,
                        int workers, const std::function<LoadAttempt(std::size_t)>& load,
                        std::chrono::steady_clock::time_point origin, int max_workers = 0);
+
+// While alive on a loader worker, that worker waits for its load's input (bytes another thread is
+// hashing: PackageSet), not for the kernel: RunLoader does not count it as a load that sleeps,
+// so it adds no worker for it (the CPU it leaves is the hashing thread's). On any other thread
+// it does nothing.
+class LoaderInputWait {
+  public:
+    LoaderInputWait();
+    ~LoaderInputWait();
+    LoaderInputWait(const LoaderInputWait&) = delete;
+    LoaderInputWait& operator=(const LoaderInputWait&) = delete;
+};
 
 }  // namespace peinit

@@ -12,6 +12,7 @@
 
 #include "peinit/core/contain.h"
 #include "peinit/core/module_policy.h"
+#include "peinit/modload/loader.h"
 
 namespace peinit {
 
@@ -199,7 +200,8 @@ int64_t ThreadCpuUs() {
 
 }  // namespace
 
-bool PackageSet::CheckUpTo(Entry& entry, std::size_t i, std::unique_lock<std::mutex>& lock) {
+bool PackageSet::CheckUpTo(Entry& entry, std::size_t i, std::unique_lock<std::mutex>& lock,
+                           bool wait) {
     // The members to check, in order: those before i in the stream, then i.
     std::vector<std::size_t> todo;
     for (std::size_t m : entry.stream) {
@@ -207,21 +209,27 @@ bool PackageSet::CheckUpTo(Entry& entry, std::size_t i, std::unique_lock<std::mu
         todo.push_back(m);
     }
     todo.push_back(i);
-    // Members another thread is hashing come last, and are then hashed again here rather than
-    // waited for: a worker asleep on a lock looks to the loader like a load that sleeps, and
-    // makes it add workers (RunLoader).
+    // A member another thread is hashing is waited for, never hashed twice. The wait is marked
+    // as one for input (LoaderInputWait): a worker asleep here is not a module init that sleeps,
+    // and the loader adds no worker for it.
     while (entry.report.verified) {
-        std::optional<std::size_t> next, busy;
+        std::optional<std::size_t> next;
+        bool busy = false;
         for (std::size_t m : todo) {
             if (entry.package->Verified(m)) continue;
             if (entry.hashing[m] == 0) {
                 next = m;
                 break;
             }
-            if (!busy) busy = m;
+            busy = true;
         }
-        if (!next) next = busy;
-        if (!next) return true;  // all checked
+        if (!next) {
+            if (!busy) return true;  // all checked
+            if (!wait) return true;  // the stream moves on; the thread hashing it finishes it
+            LoaderInputWait input;
+            hashed_.wait(lock);
+            continue;
+        }
         ++entry.hashing[*next];
         lock.unlock();
         const int64_t start = ThreadCpuUs();
@@ -232,6 +240,7 @@ bool PackageSet::CheckUpTo(Entry& entry, std::size_t i, std::unique_lock<std::mu
         entry.report.hashed_bytes += static_cast<int64_t>(entry.package->file_size(*next));
         if (auto r = entry.package->Check(hash); !r) Reject(entry, r.error());
         Refresh(entry);
+        hashed_.notify_all();
     }
     return false;
 }
@@ -259,7 +268,7 @@ void PackageSet::StartStream(const std::vector<std::string>& modules) {
 void PackageSet::Stream() {
     try {
         std::unique_lock lock(mu_);
-        for (const auto& [e, i] : stream_) CheckUpTo(entries_[e], i, lock);
+        for (const auto& [e, i] : stream_) CheckUpTo(entries_[e], i, lock, /*wait=*/false);
     } catch (...) {
         // Nothing escapes the thread (it would end PID 1): FinishStream checks what is left.
     }
@@ -269,7 +278,7 @@ void PackageSet::FinishStream() {
     if (streamer_.joinable()) streamer_.join();
     std::unique_lock lock(mu_);
     // Without a thread, or when it could not finish: every member of the stream is judged.
-    for (const auto& [e, i] : stream_) CheckUpTo(entries_[e], i, lock);
+    for (const auto& [e, i] : stream_) CheckUpTo(entries_[e], i, lock, /*wait=*/true);
     stream_.clear();
     for (auto& entry : entries_) entry.stream.clear();
 }
@@ -287,7 +296,7 @@ ModuleSource PackageSet::Find(std::string_view module) {
         Entry& entry = entries_[it->second.first];
         const std::size_t i = it->second.second;
         source.package = entry.file;
-        if (entry.package && CheckUpTo(entry, i, lock)) {
+        if (entry.package && CheckUpTo(entry, i, lock, /*wait=*/true)) {
             source.file = entry.package->Verified(i);
             source.signer = entry.package->signer();
             auto& released = entry.report.released;

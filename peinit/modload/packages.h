@@ -15,8 +15,9 @@
 // plan's modules in the order the loader will start them and a thread of its own hashes their
 // members one after the other while the loads proceed; Find hands out a member only once it and
 // every member of its package before it in that order matched (a worker that gets there first
-// hashes them itself rather than wait). So the first module loads as soon as the signature is
-// checked and its own bytes (and those of the members before it: its dependencies) are
+// hashes what nobody is hashing yet, and waits for a member another thread is hashing: no
+// member is hashed twice). So the first module loads as soon as the signature is checked and
+// its own bytes (and those of the members before it: its dependencies) are
 // hashed, and no member the plan does not need is read for hashing at all.
 //
 // A member whose hash does not match rejects its package from then on (fail closed): the module
@@ -32,6 +33,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <filesystem>
@@ -75,7 +77,7 @@ struct PackageReport {
     std::vector<std::string> released;
     // Read in place from a read-only mount (no copy), not copied into a sealed memfd.
     bool in_place = false;
-    // Bytes hashed, a member hashed twice (by two threads at once) counted twice.
+    // Bytes hashed (each member at most once).
     int64_t hashed_bytes = 0;
 };
 
@@ -133,8 +135,8 @@ class PackageSet {
     std::size_t SizeOf(std::string_view module) const;
 
     // The verified bytes of `module`, hashing its member first when that was not done yet
-    // (and, in a stream, every member of its package before it). Never waits for another
-    // thread's hash: it hashes such a member too (Check keeps the first result).
+    // (and, in a stream, every member of its package before it). A member another thread is
+    // hashing is waited for (a LoaderInputWait), not hashed again.
     ModuleSource Find(std::string_view module);
 
     std::vector<PackageReport> reports() const;
@@ -165,13 +167,15 @@ class PackageSet {
     // Locked: the report is brought up to date.
     void Reject(Entry& entry, const Error& error);
     void Refresh(Entry& entry);
-    // Checks member `i` of `entry` and, in a stream, every member before it there (hashing
-    // them outside the lock; one another thread is hashing last, and again, never waited for). False when the package
-    // is rejected (before or by this call).
-    bool CheckUpTo(Entry& entry, std::size_t i, std::unique_lock<std::mutex>& lock);
+    // Checks member `i` of `entry` and, in a stream, every member before it there, hashing them
+    // outside the lock. A member another thread is hashing is never hashed twice: with `wait`
+    // this call waits for that thread's result, without it (the stream's thread) it leaves that
+    // member to it. False when the package is rejected (before or by this call).
+    bool CheckUpTo(Entry& entry, std::size_t i, std::unique_lock<std::mutex>& lock, bool wait);
     void Stream();  // the stream's thread
 
     mutable std::mutex mu_;
+    std::condition_variable hashed_;  // a member's hash was checked (mu_)
     // A deque: entries never move (threads hash their bytes outside the lock).
     std::deque<Entry> entries_;
     // Module name -> (entry, member index) for the usable packages, first package wins.

@@ -561,6 +561,34 @@ TEST(Loader, CpuBoundLoadsKeepTheWorkerCount) {
     for (const auto& r : report.results) EXPECT_EQ(r.state, JobResult::State::kLive);
 }
 
+// A load that waits for its input (its bytes being hashed by another thread, marked with
+// LoaderInputWait) is not a module init that sleeps: the pool stays at its workers for it, while
+// the same wait unmarked makes it grow.
+TEST(Loader, LoadsWaitingForTheirInputKeepTheWorkerCount) {
+    std::vector<LoadJob> jobs(8);
+    for (std::size_t i = 0; i < jobs.size(); ++i) jobs[i].name = "wait" + std::to_string(i);
+    auto ok = [] {
+        LoadAttempt a;
+        a.ok = true;
+        return a;
+    };
+    auto input = [&](std::size_t) {
+        LoaderInputWait waiting;
+        std::this_thread::sleep_for(100ms);
+        return ok();
+    };
+    LoaderReport waited = RunLoader(jobs, {}, 2, input, std::chrono::steady_clock::now(), 16);
+    EXPECT_EQ(waited.threads, 2);
+    for (const auto& r : waited.results) EXPECT_EQ(r.state, JobResult::State::kLive);
+
+    auto init_sleeps = [&](std::size_t) {
+        std::this_thread::sleep_for(100ms);
+        return ok();
+    };
+    LoaderReport slept = RunLoader(jobs, {}, 2, init_sleeps, std::chrono::steady_clock::now(), 16);
+    EXPECT_GT(slept.threads, 2);
+}
+
 TEST_F(ModuleStageTest, SequentialUnitIsABarrier) {
     WriteAllPackage();
     SetUnits({{"par", ModulesToml({"crc16", "mbcache", "dia_top"})},

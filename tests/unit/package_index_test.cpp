@@ -18,6 +18,8 @@
 #include <iostream>
 #include <memory>
 #include <random>
+#include <thread>
+#include <atomic>
 
 #include "peinit/modload/packages.h"
 #include "peinit/sys/package.h"
@@ -195,6 +197,36 @@ TEST_F(PackageIndexTest, StreamHandsOutMembersOnlyInItsOrder) {
     EXPECT_EQ(b[1].hashed, 2u);
     EXPECT_EQ(Bytes(intact->Find("one")), "b one");
     EXPECT_THAT(intact->reports()[1].released, ElementsAre("one"));
+}
+
+// In a stream each member is hashed once, however many loads ask for it while the stream's
+// thread hashes it: a load that needs a member being hashed waits for that result instead of
+// hashing the same bytes again (issue 26: a fifth of the bytes were hashed twice).
+TEST_F(PackageIndexTest, StreamHashesEachMemberOnceWhileLoadsAskForIt) {
+    const std::vector<std::string> modules = {"m1", "m2", "m3", "m4", "m5", "m6"};
+    Package("a.pkg", modules, "a", 2 << 20);
+    for (int round = 0; round < 3; ++round) {
+        auto set = PackageSet::Load(dir_ / "packages", dir_ / "keys", kRelease);
+        set->StartStream(modules);
+        std::vector<std::thread> loads;
+        std::atomic<int64_t> bytes{0};
+        for (int t = 0; t < 3; ++t) {
+            loads.emplace_back([&, t] {
+                for (std::size_t i = 0; i < modules.size(); ++i) {
+                    ModuleSource src = set->Find(modules[i]);
+                    ASSERT_NE(src.file, nullptr) << src.failure;
+                    if (t == 0) bytes += static_cast<int64_t>(src.file->bytes().size());
+                }
+            });
+        }
+        for (auto& l : loads) l.join();
+        set->FinishStream();
+        auto reports = set->reports();
+        ASSERT_EQ(reports.size(), 1u);
+        EXPECT_TRUE(reports[0].verified);
+        EXPECT_EQ(reports[0].hashed, modules.size());
+        EXPECT_EQ(reports[0].hashed_bytes, bytes.load()) << "round " << round;
+    }
 }
 
 // The helper's per-call cost: a set of packages the size of a Debian image's (four of 8 MiB),
