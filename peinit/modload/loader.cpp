@@ -414,14 +414,14 @@ LoaderReport RunLoader(const std::vector<LoadJob>& jobs, const std::vector<Loade
     // every worker busy, a job ready, and fewer workers awake than CPUs.
     constexpr std::chrono::milliseconds kTick{10};
     const int cpus = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    // The workers' states are read from /proc only when a worker could be added (the pool below
+    // its bound, every worker busy and a job ready): those reads cost CPU the loads need.
     if (!threads.empty() && most > threads.size()) {
-        while (!scheduler.WaitSettled(kTick)) {
+        while (threads.size() < most && !scheduler.WaitSettled(kTick)) {
             const int n = static_cast<int>(threads.size());
+            if (!scheduler.Starved(n)) continue;
             const int sleeping = scheduler.SleepingWorkers();
-            if (threads.size() < most && sleeping > 0 && n - sleeping < cpus &&
-                scheduler.Starved(n) && !spawn()) {
-                break;
-            }
+            if (sleeping > 0 && n - sleeping < cpus && !spawn()) break;
         }
     }
     // No thread (one worker, or none could be created): load on this thread, in plan order.
