@@ -186,8 +186,9 @@ void HandleUevents(UeventSocket& uevents, Hotplug& hotplug, BootContext& ctx,
 }
 
 [[noreturn]] void Run() {
-    // The kernel's log clock: the time it took to reach main() (exec, the dynamic loader,
-    // static initialisers) is this minus the kernel's "Run /init" line.
+    // When main() was reached (after exec, the dynamic loader and static initialisers), on
+    // CLOCK_MONOTONIC: close to the kernel log's clock, not the same (tens of ms apart under
+    // emulation), so a duration against "Run /init" is an estimate.
     timespec since_boot{};
     (void)clock_gettime(CLOCK_MONOTONIC, &since_boot);
     umask(022);

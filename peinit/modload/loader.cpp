@@ -11,8 +11,8 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <exception>
-#include <memory>
 #include <mutex>
 #include <optional>
 #include <system_error>
@@ -25,8 +25,12 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using State = JobResult::State;
 
-// The calling worker's "waiting for input" flag (LoaderInputWait), null off the workers.
-thread_local std::atomic<bool>* t_input_wait = nullptr;
+// What a worker is doing, for SleepingWorkers: only one in its load can be a module init that
+// sleeps (not one blocked on the scheduler's lock, nor one waiting for its input).
+enum class Activity { kScheduling, kLoading, kWaitingForInput };
+
+// The calling worker's activity, null off the workers (LoaderInputWait).
+thread_local std::atomic<Activity>* t_activity = nullptr;
 
 // Longest chain of work from each job to the end of the graph. Dependencies have earlier
 // indices (plan order), so one backward pass sees every dependent first.
@@ -92,13 +96,15 @@ class Scheduler {
         std::unique_lock lock(mutex_);
         clockid_t clock;
         if (pthread_getcpuclockid(pthread_self(), &clock) == 0) {
-            workers_.push_back({clock, static_cast<int>(gettid()), {},
-                                std::make_shared<std::atomic<bool>>(false)});
-            t_input_wait = workers_.back().waiting.get();
+            workers_.emplace_back(clock, static_cast<int>(gettid()));
+            t_activity = &workers_.back().activity;
         }
-        struct Unmark {
-            ~Unmark() { t_input_wait = nullptr; }
-        } unmark;
+        struct Untrack {
+            ~Untrack() { t_activity = nullptr; }
+        } untrack;
+        auto set_activity = [](Activity a) {
+            if (t_activity != nullptr) t_activity->store(a);
+        };
         while (true) {
             if (auto j = Pick()) {
                 JobResult& r = report_.results[*j];
@@ -107,7 +113,9 @@ class Scheduler {
                 r.ready = ReadyTime(*j);
                 ++in_flight_;
                 lock.unlock();
+                set_activity(Activity::kLoading);
                 LoadAttempt attempt = Contained(*j);
+                set_activity(Activity::kScheduling);
                 auto end = Now();
                 lock.lock();
                 --in_flight_;
@@ -137,8 +145,9 @@ class Scheduler {
 
     // How many workers are asleep: blocked (state S or D in /proc/self/task/TID/stat) and
     // without CPU time since the last call. A worker that is runnable but waits for a CPU is
-    // not asleep, so CPU-bound loads never count, however busy the machine is; nor does one
-    // that waits for its input (LoaderInputWait).
+    // not asleep, so CPU-bound loads never count, however busy the machine is. Only a worker
+    // in its load counts: not one waiting for its input (LoaderInputWait) or blocked on the
+    // scheduler's own lock.
     int SleepingWorkers() {
         std::lock_guard lock(mutex_);
         int sleeping = 0;
@@ -148,7 +157,9 @@ class Scheduler {
             const auto cpu = std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
             const bool idle_cpu = cpu - w.cpu < std::chrono::milliseconds(1);
             w.cpu = cpu;
-            if (idle_cpu && !w.waiting->load() && Blocked(w.tid)) ++sleeping;
+            if (idle_cpu && w.activity.load() == Activity::kLoading && Blocked(w.tid)) {
+                ++sleeping;
+            }
         }
         return sleeping;
     }
@@ -335,12 +346,13 @@ class Scheduler {
     std::mutex mutex_;
     std::condition_variable changed_;
     struct Worker {
+        Worker(clockid_t c, int t) : clock(c), tid(t) {}
         clockid_t clock;
         int tid;
-        std::chrono::nanoseconds cpu;  // CPU time at the last SleepingWorkers()
-        std::shared_ptr<std::atomic<bool>> waiting;  // in a LoaderInputWait
+        std::chrono::nanoseconds cpu{0};  // CPU time at the last SleepingWorkers()
+        std::atomic<Activity> activity{Activity::kScheduling};
     };
-    std::vector<Worker> workers_;
+    std::deque<Worker> workers_;  // a deque: a worker's activity never moves
     LoaderReport report_;
     std::vector<int> unit_unsettled_;
     std::vector<std::size_t> chain_;  // per job: its cost plus the costliest chain after it
@@ -378,11 +390,13 @@ std::vector<std::size_t> ExpectedStartOrder(const std::vector<LoadJob>& jobs, in
 }
 
 LoaderInputWait::LoaderInputWait() {
-    if (t_input_wait != nullptr) t_input_wait->store(true);
+    if (t_activity != nullptr) {
+        previous_ = static_cast<int>(t_activity->exchange(Activity::kWaitingForInput));
+    }
 }
 
 LoaderInputWait::~LoaderInputWait() {
-    if (t_input_wait != nullptr) t_input_wait->store(false);
+    if (t_activity != nullptr) t_activity->store(static_cast<Activity>(previous_));
 }
 
 LoaderReport RunLoader(const std::vector<LoadJob>& jobs, const std::vector<LoaderUnit>& units,

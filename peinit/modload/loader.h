@@ -114,6 +114,9 @@ class LoaderInputWait {
     ~LoaderInputWait();
     LoaderInputWait(const LoaderInputWait&) = delete;
     LoaderInputWait& operator=(const LoaderInputWait&) = delete;
+
+  private:
+    int previous_ = 0;  // the worker's activity before (loader.cpp)
 };
 
 }  // namespace peinit

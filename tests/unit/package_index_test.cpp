@@ -10,6 +10,7 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -19,7 +20,6 @@
 #include <memory>
 #include <random>
 #include <thread>
-#include <atomic>
 
 #include "peinit/modload/packages.h"
 #include "peinit/sys/package.h"
