@@ -431,6 +431,17 @@ def ratio(name, numerator, denominator, failures, digits=2):
     return round(numerator[1] / denominator[1], digits)
 
 
+def per_round(numerators, denominators):
+    """numerator / denominator of each round (dicts round -> value), rounded to 2 digits; None
+    for a round in which either boot is missing or the denominator is not positive; [] when no
+    round has both."""
+    rounds = range(max(list(numerators) + list(denominators), default=-1) + 1)
+    out = [round(numerators[r] / denominators[r], 2)
+           if numerators.get(r) is not None and (denominators.get(r) or 0) > 0 else None
+           for r in rounds]
+    return out if any(v is not None for v in out) else []
+
+
 def summarize(name, meta, boots, closure, traced):
     """The module stage of one workload from its boots' figures: (summary, failures).
 
@@ -441,6 +452,7 @@ def summarize(name, meta, boots, closure, traced):
     beyond one per module loaded are duplicates, listed in "warnings" (not a failure)."""
     failures = []
     out = dict(meta, closure=closure, modes={}, warnings=[])
+    by_round = {}  # mode -> round (0-based) -> load ms, the boots without a problem
     for mode, figs in boots.items():
         ok = []
         if not figs:
@@ -450,6 +462,7 @@ def summarize(name, meta, boots, closure, traced):
             failures += ["%s/%s boot %d: %s" % (name, mode, i, p) for p in problems]
             if not problems:
                 ok.append(f)
+                by_round.setdefault(mode, {})[i - 1] = load_ms(mode, f)
         calls, dups = [], []
         for f in ok:
             c = load_syscalls(f)
@@ -486,10 +499,18 @@ def summarize(name, meta, boots, closure, traced):
         return ("%s %s" % (mode, key), m.get(mode, {}).get(key))
 
     ratios = {"peinit/modprobe": ("peinit", "modprobe"), "peinit/loop": ("peinit", "loop"),
+              "peinit/levels": ("peinit", "levels"),
               "peinit-w1/modprobe": ("peinit-w1", "modprobe"),
               "peinit/peinit-w1": ("peinit", "peinit-w1"), "modprobe/loop": ("modprobe", "loop")}
     out["ratios"] = {k: ratio("%s %s" % (name, k), operand(a), operand(b), failures)
                      for k, (a, b) in ratios.items()}
+    # The same ratios round by round: the modes of a round boot one after the other, so a
+    # host that drifts during the run moves both operands of a round alike (not the medians).
+    out["round_ratios"] = {}
+    for k, (a, b) in ratios.items():
+        rounds = per_round(by_round.get(a, {}), by_round.get(b, {}))
+        if rounds:
+            out["round_ratios"][k] = {"rounds": rounds, "median": median(rounds)}
     span = operand("peinit", "span_ms_median")
     out["ratios"]["peinit load span/loop"] = ratio(name + " peinit load span/loop", span,
                                                    operand("loop"), failures)
@@ -525,6 +546,10 @@ def module_table(name, wl):
             ",".join(map(str, sorted(set(m["duplicate_load_syscalls"])))) or "n/a",
             fmt(m["pid1_rss_kb_median"]), ",".join(map(str, m["pid1_threads"])) or "n/a"))
     lines.append("ratios: " + ", ".join("%s = %s" % (k, fmt(v)) for k, v in wl["ratios"].items()))
+    if wl.get("round_ratios"):
+        lines.append("ratios per round (median; each round): " + ", ".join(
+            "%s = %s (%s)" % (k, fmt(v["median"]), ", ".join(fmt(r) for r in v["rounds"]))
+            for k, v in wl["round_ratios"].items()))
     p = wl["modes"].get("peinit", {})
     lines.append("peinit stage phases (medians, ms): packages read + signatures %s, plan %s, "
                  "hashing the plan's members %s, first load starts at %s, loads span %s; "

@@ -122,6 +122,31 @@ class SummarizeTest(unittest.TestCase):
         table = "\n".join(bench.module_table("real", out))
         self.assertIn("| modprobe -a (kmod) | 1010 | n/a | 102 | 102 | 0 |", table)
 
+    def test_ratios_per_round_pair_the_boots_of_each_round(self):
+        # peinit slows down round by round, the level loop speeds up: each round's ratio is
+        # of the two boots of that round, whatever the medians are.
+        boots = good_boots(3)
+        for i, (p, l) in enumerate(((500, 1800), (700, 1400), (900, 1000))):
+            boots["peinit"][i] = fig(console("peinit", stage_ms=p))
+            boots["levels"][i] = fig(console("levels", load_ms=l))
+        out, failures = summarize(boots)
+        self.assertEqual(failures, [])
+        self.assertEqual(out["ratios"]["peinit/levels"], 0.5)
+        self.assertEqual(out["round_ratios"]["peinit/levels"],
+                         {"rounds": [0.28, 0.5, 0.9], "median": 0.5})
+        table = "\n".join(bench.module_table("real", out))
+        self.assertIn("peinit/levels = 0.50 (0.28, 0.50, 0.90)", table)
+
+    def test_a_round_with_a_bad_boot_has_no_ratio(self):
+        boots = good_boots(3)
+        boots["modprobe"][1] = fig(console("modprobe", loaded=0, load_ms=5))
+        out, failures = summarize(boots)
+        self.assertFailure(failures, "real/modprobe boot 2")
+        self.assertEqual(out["round_ratios"]["peinit/modprobe"]["rounds"],
+                         [round(500 / 1000, 2), None, round(502 / 1020, 2)])
+        self.assertEqual(bench.per_round({}, {0: 1.0}), [])
+        self.assertEqual(bench.per_round({0: 1.0, 1: 2.0}, {0: 0, 1: 4.0}), [None, 0.5])
+
     def test_baseline_without_privilege_loads_nothing(self):
         # What R-28 did to the probe: every load EPERM, 0 modules, and a load time that is
         # not a measurement of loading anything.
