@@ -786,6 +786,7 @@ def bench_realroot(args, work, results):
                    "kernel_to_systemd_s": []}
                for m in images}
     stage_ms = {}  # peinit's stages: mode -> name -> [ms per boot]
+    by_round = {}  # mode -> round -> Run /init -> real init (s), the boots measured
     for i in range(args.boots):
         for mode, img in images.items():  # interleaved, round-robin
             cmd = ["qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-cpu", "max",
@@ -820,6 +821,7 @@ def bench_realroot(args, work, results):
                     continue
             if start is not None and real is not None:
                 f["init_to_real_init_s"].append(round(real - start, 3))
+                by_round.setdefault(mode, {})[i] = real - start
             if mode.startswith("peinit"):
                 stages = stage_ms.setdefault(mode, {})
                 for m in re.finditer(r"peinit: stage (\S+) done \S+ ms=(\d+)", output):
@@ -845,6 +847,10 @@ def bench_realroot(args, work, results):
                 ("%s %s (median)" % (a, key), out["modes"][a].get(key + "_median")),
                 ("%s %s (median)" % (b, key), out["modes"][b].get(key + "_median")),
                 results["failures"], 3)
+    rounds = per_round(by_round.get("peinit", {}), by_round.get("initramfs-tools", {}))
+    if rounds:
+        out["peinit/initramfs-tools init_to_real_init_s per round"] = {
+            "rounds": rounds, "median": median(rounds)}
     for mode, stages in stage_ms.items():
         out[mode + "_stage_ms_median"] = {k: median(v) for k, v in stages.items()}
     results["realroot"] = out
@@ -970,6 +976,10 @@ def print_tables(results):
               "initramfs) = %s; (Run /init -> systemd's first line) = %s"
               % (fmt(rr["peinit/initramfs-tools init_to_real_init_s"]),
                  fmt(rr["peinit/initramfs-tools init_to_systemd_s"])))
+        per = rr.get("peinit/initramfs-tools init_to_real_init_s per round")
+        if per:
+            print("per round (Run /init -> real init): median %s (%s)" % (
+                fmt(per["median"]), ", ".join(fmt(r) for r in per["rounds"])))
         if "peinit-tpm/peinit init_to_real_init_s" in rr:
             print("measured boot: peinit-tpm/peinit (Run /init -> real init) = %s"
                   % fmt(rr["peinit-tpm/peinit init_to_real_init_s"]))
