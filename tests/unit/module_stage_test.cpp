@@ -8,8 +8,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <boost/property_tree/json_parser.hpp>
-#include <boost/property_tree/ptree.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -37,6 +35,7 @@
 #include "tests/fakes/fake_tpm.h"
 #include "tests/unit/captured_log.h"
 #include "tests/unit/fake_module_elf.h"
+#include "tests/json_at.h"
 #include "tests/unit/fixture_roots.h"
 
 namespace peinit {
@@ -1008,12 +1007,13 @@ TEST_F(ModuleStageTest, PeinitPlanAndTheBootCollectTheSamePlanInput) {
 
     auto requested_by = [](const std::string& json) {
         std::map<std::string, std::vector<std::string>> out;
-        std::istringstream in(json);
-        boost::property_tree::ptree doc;
-        boost::property_tree::read_json(in, doc);
-        for (const auto& [k, m] : doc.get_child("modules")) {
-            auto& chains = out[m.get<std::string>("name")];
-            for (const auto& [k2, c] : m.get_child("requested_by")) chains.push_back(c.data());
+        testing::TestJson doc(json);
+        for (std::size_t i = 0; i < doc.Size("modules"); ++i) {
+            const std::string at = "modules." + std::to_string(i);
+            auto& chains = out[doc.Str(at + ".name")];
+            for (std::size_t j = 0; j < doc.Size(at + ".requested_by"); ++j) {
+                chains.push_back(doc.Str(at + ".requested_by." + std::to_string(j)));
+            }
         }
         return out;
     };
@@ -1059,10 +1059,8 @@ class StoredPlanStageTest : public ModuleStageTest {
     }
     PlanInput Input() const { return CollectBootPlanInput(ctx_.units, ctx_.policy, ctx_.cmdline).input; }
     std::string PlanSource() {
-        std::istringstream in(Record());
-        boost::property_tree::ptree doc;
-        boost::property_tree::read_json(in, doc);
-        return doc.get<std::string>("plan_source", "(none)");
+        testing::TestJson doc(Record());
+        return doc.Has("plan_source") ? doc.Str("plan_source") : "(none)";
     }
     // Every outcome's module, status and chains, in plan order.
     std::vector<std::string> Outcomes() const {

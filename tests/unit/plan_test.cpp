@@ -8,8 +8,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <boost/property_tree/json_parser.hpp>
-#include <boost/property_tree/ptree.hpp>
 #include <fstream>
 #include <map>
 #include <set>
@@ -18,6 +16,7 @@
 #include "peinit/core/boot_plan.h"
 #include "peinit/core/stored_plan.h"
 #include "peinit/sys/kmod.h"
+#include "tests/json_at.h"
 #include "tests/unit/fixture_roots.h"
 
 namespace peinit {
@@ -590,18 +589,22 @@ TEST_F(PlanCliTest, Json) {
     auto r = Run(args);
     EXPECT_EQ(r.status, 1) << r.err;
     // The formatting of every JSON peinit writes (peinit/core/json.h): sorted keys.
-    std::istringstream in(r.out);
-    boost::property_tree::ptree doc;
-    ASSERT_NO_THROW(boost::property_tree::read_json(in, doc)) << r.out;
-    EXPECT_EQ(doc.get<int>("version"), 1);
-    EXPECT_EQ(doc.get<std::string>("ok"), "false");
-    EXPECT_EQ(doc.get<std::string>("kver"), testing::kFixtureKver);
-    std::map<std::string, boost::property_tree::ptree> modules;
-    for (const auto& [key, m] : doc.get_child("modules")) modules[m.get<std::string>("name")] = m;
+    testing::TestJson doc(r.out);
+    ASSERT_TRUE(doc.ok());
+    EXPECT_EQ(doc.Int("version"), 1);
+    EXPECT_TRUE(doc.At("ok").IsBool()) << r.out;
+    EXPECT_FALSE(doc.Bool("ok"));
+    EXPECT_EQ(doc.Str("kver"), testing::kFixtureKver);
+    std::map<std::string, std::string> modules;  // name -> its path in the document
+    for (std::size_t i = 0; i < doc.Size("modules"); ++i) {
+        const std::string at = "modules." + std::to_string(i);
+        modules[doc.Str(at + ".name")] = at;
+    }
     ASSERT_TRUE(modules.count("soft_post")) << r.out;
-    EXPECT_EQ(modules["soft_post"].get<std::string>("status"), "load");
-    EXPECT_EQ(modules["soft_post"].get_child("waits_for").begin()->second.data(), "soft_main");
-    EXPECT_EQ(modules["nope"].get<std::string>("status"), "missing");
+    ASSERT_TRUE(modules.count("nope")) << r.out;
+    EXPECT_EQ(doc.Str(modules["soft_post"] + ".status"), "load");
+    EXPECT_EQ(doc.Str(modules["soft_post"] + ".waits_for.0"), "soft_main");
+    EXPECT_EQ(doc.Str(modules["nope"] + ".status"), "missing");
     EXPECT_THAT(r.out, HasSubstr("\"version\" : 1,"));
 }
 

@@ -12,19 +12,18 @@
 #include <linux/capability.h>
 #include <stdlib.h>
 
-#include <boost/property_tree/json_parser.hpp>
-#include <boost/property_tree/ptree.hpp>
 #include <filesystem>
 #include <optional>
 #include <sstream>
 
 #include "tests/fakes/fake_kernel.h"
+#include "tests/json_at.h"
+#include "tests/unit/fixture_roots.h"
 
 namespace peinit {
 namespace {
 
 namespace fs = std::filesystem;
-namespace pt = boost::property_tree;
 using ::testing::ElementsAre;
 using ::testing::EndsWith;
 using ::testing::HasSubstr;
@@ -164,15 +163,14 @@ struct RecordRow {
 };
 
 std::vector<RecordRow> ReadRecord(const fs::path& path) {
-    pt::ptree t;
-    pt::read_json(path.string(), t);
-    EXPECT_EQ(t.get<int>("version"), 1);
+    peinit::testing::TestJson t(peinit::testing::ReadFileOrEmpty(path));
+    EXPECT_EQ(t.Int("version"), 1);
     std::vector<RecordRow> rows;
-    for (const auto& [k, v] : t.get_child("services")) {
-        RecordRow row{v.get<std::string>("name"), v.get<std::string>("state"),
-                      v.get<std::string>("result"), {}};
-        for (const auto& [pk, pv] : v.get_child("privileges")) {
-            row.privileges.push_back(pv.get_value<std::string>());
+    for (std::size_t i = 0; i < t.Size("services"); ++i) {
+        const std::string at = "services." + std::to_string(i) + ".";
+        RecordRow row{t.Str(at + "name"), t.Str(at + "state"), t.Str(at + "result"), {}};
+        for (std::size_t j = 0; j < t.Size(at + "privileges"); ++j) {
+            row.privileges.push_back(t.Str(at + "privileges." + std::to_string(j)));
         }
         rows.push_back(std::move(row));
     }
