@@ -16,8 +16,6 @@
 #include <stdlib.h>
 #include <sys/wait.h>
 
-#include <boost/property_tree/json_parser.hpp>
-#include <boost/property_tree/ptree.hpp>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -26,6 +24,7 @@
 #include <vector>
 
 #include "image_boot.h"
+#include "tests/json_at.h"
 
 #ifndef PEINIT_SOURCE_DIR
 #error "PEINIT_SOURCE_DIR must be defined"
@@ -44,7 +43,6 @@
 #endif
 
 namespace fs = std::filesystem;
-namespace pt = boost::property_tree;
 
 namespace peinit::testing {
 namespace {
@@ -134,20 +132,20 @@ FaultBoot Boot(const std::string& name, const std::string& kernel = "peinit",
         }
     });
     if (!f.record_text.empty()) {
-        try {
-            std::istringstream in(f.record_text);
-            pt::ptree t;
-            pt::read_json(in, t);
-            for (const auto& [k, m] : t.get_child("modules")) {
-                f.record[m.get<std::string>("name")] = {
-                    m.get<std::string>("status", ""), m.get<std::string>("errno", ""),
-                    m.get<std::string>("reason", ""), m.get<std::string>("package", "")};
+        if (auto parsed = peinit::JsonDocument::Parse(f.record_text); !parsed) {
+            ADD_FAILURE() << "modules.json as printed is not JSON: " << parsed.error().message()
+                          << "\n" << f.record_text;
+        } else {
+            peinit::testing::TestJson t(f.record_text);
+            for (std::size_t i = 0; i < t.Size("modules"); ++i) {
+                const std::string at = "modules." + std::to_string(i) + ".";
+                f.record[t.Str(at + "name")] = {t.Str(at + "status"), t.Str(at + "errno"),
+                                                t.Str(at + "reason"), t.Str(at + "package")};
             }
-            for (const auto& [k, v] : t.get_child("summary")) f.summary[k] = v.get_value<long>();
+            for (const std::string& k : t.At("summary").Keys()) {
+                f.summary[k] = t.Int("summary." + k);
+            }
             f.record_parsed = true;
-        } catch (const std::exception& e) {
-            ADD_FAILURE() << "modules.json as printed is not JSON: " << e.what() << "\n"
-                          << f.record_text;
         }
     }
     return f;

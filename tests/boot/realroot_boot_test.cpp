@@ -5,8 +5,6 @@
 // (qemu_runner.h) with markers, then powers the VM off from inside systemd.
 #include <gtest/gtest.h>
 
-#include <boost/property_tree/json_parser.hpp>
-#include <boost/property_tree/ptree.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -14,12 +12,12 @@
 
 #include "image_boot.h"
 #include "realroot_disk.h"
+#include "tests/json_at.h"
 
 namespace peinit::testing {
 namespace {
 
 namespace fs = std::filesystem;
-namespace pt = boost::property_tree;
 
 constexpr const char* kUuid = "5eb0c3f6-1c8a-4f0e-9d52-00000000beef";
 
@@ -30,23 +28,21 @@ const char* kStatusAndPoweroff =
     "'echo \"STATUS-JSON $(/run/peinit/bin/peinitctl status --json | tr -d \"\\\\n\")\"'\n"
     "ExecStart=/bin/systemctl --no-block poweroff\n";
 
-std::optional<pt::ptree> StatusJson(const ImageBootResult& r) {
+// The first STATUS-JSON line that parses (JsonDocument: no test failure for a line that does
+// not, as a cut line would be).
+std::optional<peinit::testing::TestJson> StatusJson(const ImageBootResult& r) {
     for (const auto& line : r.Results("STATUS-JSON {")) {
-        try {
-            std::istringstream in(line.substr(line.find('{')));
-            pt::ptree tree;
-            pt::read_json(in, tree);
-            return tree;
-        } catch (const std::exception&) {
-        }
+        std::string text = line.substr(line.find('{'));
+        if (peinit::JsonDocument::Parse(text)) return peinit::testing::TestJson(text);
     }
     return std::nullopt;
 }
 
-std::map<std::string, std::string> ModuleStatuses(const pt::ptree& status) {
+std::map<std::string, std::string> ModuleStatuses(const peinit::testing::TestJson& status) {
     std::map<std::string, std::string> out;
-    if (auto list = status.get_child_optional("modules.list")) {
-        for (const auto& [k, m] : *list) out[m.get("name", "")] = m.get("status", "");
+    for (std::size_t i = 0; i < status.Size("modules.list"); ++i) {
+        const std::string at = "modules.list." + std::to_string(i);
+        out[status.Str(at + ".name")] = status.Str(at + ".status");
     }
     return out;
 }
@@ -119,10 +115,10 @@ TEST_F(RealRootBoot, SystemdStartsUnderTheLock) {
         << Explain(r);
     auto status = StatusJson(r);
     ASSERT_TRUE(status) << Explain(r);
-    EXPECT_EQ(status->get("lock.locked", false), true);
-    EXPECT_EQ(status->get("lock.mechanism", ""), "syscall");
-    EXPECT_EQ(status->get("lock.trigger", ""), "registry");
-    EXPECT_EQ(status->get("lock.pid", 0), 1);
+    EXPECT_EQ(status->Bool("lock.locked"), true);
+    EXPECT_EQ(status->Str("lock.mechanism"), "syscall");
+    EXPECT_EQ(status->Str("lock.trigger"), "registry");
+    EXPECT_EQ(status->Int("lock.pid"), 1);
     auto modules = ModuleStatuses(*status);
     for (const char* m : {"virtio_blk", "ext4", "jbd2", "mbcache", "crc16"}) {
         EXPECT_EQ(modules[m], "loaded") << m << "\n" << Explain(r);
@@ -181,9 +177,10 @@ modules = ["af_packet", "algif_hash", "dummy"]
     EXPECT_FALSE(r.Results("MODPROBE rc=1 live=no").empty()) << Explain(r);
     auto status = StatusJson(r);
     ASSERT_TRUE(status) << Explain(r);
-    EXPECT_EQ(status->get("lock.locked", true), false);
-    EXPECT_EQ(status->get("kernel.modprobe", ""), "/run/peinit/ro/bin/peinit-modprobe");
-    EXPECT_EQ(status->get("policy.autoload.value", ""), "allow-list");
+    EXPECT_TRUE(status->At("lock.locked").IsBool());
+    EXPECT_EQ(status->Bool("lock.locked"), false);
+    EXPECT_EQ(status->Str("kernel.modprobe"), "/run/peinit/ro/bin/peinit-modprobe");
+    EXPECT_EQ(status->Str("policy.autoload.value"), "allow-list");
     EXPECT_TRUE(r.qemu.clean_exit()) << Explain(r);
 }
 
@@ -213,9 +210,10 @@ hive = "@CASE@/hive.toml"
     EXPECT_TRUE(r.Has("systemd[1]: systemd 252")) << Explain(r);
     auto status = StatusJson(r);
     ASSERT_TRUE(status) << Explain(r);
-    EXPECT_EQ(status->get("lock.locked", false), true);
-    EXPECT_EQ(status->get("lock.mechanism", ""), "modules_disabled");
-    EXPECT_EQ(status->get("kernel.modprobe", "x"), "");
+    EXPECT_EQ(status->Bool("lock.locked"), true);
+    EXPECT_EQ(status->Str("lock.mechanism"), "modules_disabled");
+    EXPECT_TRUE(status->At("kernel.modprobe").IsString());
+    EXPECT_EQ(status->Str("kernel.modprobe"), "");
     auto modules = ModuleStatuses(*status);
     for (const char* m : {"virtio_blk", "ext4"}) {
         EXPECT_TRUE(modules[m] == "loaded" || modules[m] == "builtin") << m << "\n" << Explain(r);
@@ -522,18 +520,18 @@ hive = "@SRC@/tests/boot/images/realroot-debian/hive.toml"
     EXPECT_FALSE(r2.Has("kernel.printk_devkmsg stays on")) << Explain(r2);
     auto status = StatusJson(r2);
     ASSERT_TRUE(status) << Explain(r2);
-    EXPECT_EQ(status->get("lock.locked", false), true);
-    EXPECT_EQ(status->get("lock.pid", 0), 1);
+    EXPECT_EQ(status->Bool("lock.locked"), true);
+    EXPECT_EQ(status->Int("lock.pid"), 1);
     auto modules = ModuleStatuses(*status);
     for (const char* m : {"virtio_blk", "ext4"}) {
         EXPECT_TRUE(modules[m] == "loaded" || modules[m] == "builtin") << m << "\n" << Explain(r2);
     }
-    EXPECT_EQ(status->get("image.kernel_release", ""), kver) << Explain(r2);
-    EXPECT_EQ(status->get("image.module_mode", ""), "host") << Explain(r2);
-    EXPECT_TRUE(status->get("image.generator", "").starts_with("peinit-image ")) << Explain(r2);
-    EXPECT_EQ(status->get("image.key_fingerprint", "").size(), 64u) << Explain(r2);
+    EXPECT_EQ(status->Str("image.kernel_release"), kver) << Explain(r2);
+    EXPECT_EQ(status->Str("image.module_mode"), "host") << Explain(r2);
+    EXPECT_TRUE(status->Str("image.generator").starts_with("peinit-image ")) << Explain(r2);
+    EXPECT_EQ(status->Str("image.key_fingerprint").size(), 64u) << Explain(r2);
     // Built by the hook in boot 1, stamped with that time (not a reproducible build's epoch).
-    EXPECT_TRUE(status->get("image.built", "").starts_with("20")) << Explain(r2);
+    EXPECT_TRUE(status->Str("image.built").starts_with("20")) << Explain(r2);
     EXPECT_TRUE(r2.qemu.clean_exit()) << Explain(r2);
 }
 
