@@ -7,8 +7,10 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "peinit/record/json.h"
 
@@ -18,6 +20,13 @@ class TestJson {
   public:
     explicit TestJson(const std::string& text) : parsed_(JsonDocument::Parse(text)) {
         EXPECT_TRUE(parsed_) << (parsed_ ? "" : parsed_.error().message()) << "\n" << text;
+    }
+    // The document when `text` parses, else nullopt without a test failure (a line that may
+    // have been cut, among others that carry the same document).
+    static std::optional<TestJson> IfParses(const std::string& text) {
+        auto parsed = JsonDocument::Parse(text);
+        if (!parsed) return std::nullopt;
+        return TestJson(std::move(parsed));
     }
     bool ok() const { return parsed_.has_value(); }
 
@@ -47,6 +56,7 @@ class TestJson {
     }
 
   private:
+    explicit TestJson(Result<JsonDocument> parsed) : parsed_(std::move(parsed)) {}
     Result<JsonDocument> parsed_;
 };
 

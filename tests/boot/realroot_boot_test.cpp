@@ -28,12 +28,12 @@ const char* kStatusAndPoweroff =
     "'echo \"STATUS-JSON $(/run/peinit/bin/peinitctl status --json | tr -d \"\\\\n\")\"'\n"
     "ExecStart=/bin/systemctl --no-block poweroff\n";
 
-// The first STATUS-JSON line that parses (JsonDocument: no test failure for a line that does
-// not, as a cut line would be).
+// The first STATUS-JSON line that parses.
 std::optional<peinit::testing::TestJson> StatusJson(const ImageBootResult& r) {
     for (const auto& line : r.Results("STATUS-JSON {")) {
-        std::string text = line.substr(line.find('{'));
-        if (peinit::JsonDocument::Parse(text)) return peinit::testing::TestJson(text);
+        if (auto json = peinit::testing::TestJson::IfParses(line.substr(line.find('{')))) {
+            return json;
+        }
     }
     return std::nullopt;
 }
