@@ -136,6 +136,9 @@ std::string QemuResult::describe() const {
   double secs = static_cast<double>(elapsed.count()) / 1000.0;
   if (!launched) {
     s << "qemu was not started: " << error;
+  } else if (stalled_before_user_space) {
+    s << "stalled in the guest kernel: no \"Run ... as init process\" after " << secs
+      << " s, killed";
   } else if (timed_out) {
     s << "timed out after " << secs << " s and was killed";
   } else if (exited) {
@@ -146,6 +149,9 @@ std::string QemuResult::describe() const {
     s << "ended in an unknown way after " << secs << " s";
   }
   if (launched && !error.empty()) s << " (" << error << ")";
+  if (!retried_after.empty()) {
+    s << "; this was the second boot, the first " << retried_after.substr(0, retried_after.find('\n'));
+  }
   return s.str();
 }
 
@@ -169,7 +175,9 @@ std::vector<std::string> split_lines(const std::string& text) {
   return out;
 }
 
-QemuResult run_qemu(const QemuOptions& o) {
+namespace {
+
+QemuResult run_qemu_once(const QemuOptions& o) {
   QemuResult res;
   // A private directory for the results channel's file and the monitor socket.
   char tmpl[] = "/tmp/peinit-qemu-XXXXXX";
@@ -319,12 +327,18 @@ QemuResult run_qemu(const QemuOptions& o) {
     monitor_fd = connect_monitor(monitor_path, Clock::now() + std::chrono::seconds(20));
     if (monitor_fd < 0) res.error = "cannot connect to the QEMU monitor at " + monitor_path;
   }
+  const auto user_space_deadline = start + o.user_space_within;
+  bool in_user_space = o.user_space_within.count() == 0;
   bool eof = false;
   char buf[8192];
   while (!eof) {
     auto now = Clock::now();
     if (now >= deadline) {
       res.timed_out = true;
+      break;
+    }
+    if (!in_user_space && now >= user_space_deadline) {
+      res.stalled_before_user_space = true;
       break;
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count();
@@ -348,7 +362,12 @@ QemuResult run_qemu(const QemuOptions& o) {
       eof = true;
       break;
     }
+    const size_t before = res.output.size();
     res.output.append(buf, static_cast<size_t>(r));
+    if (!in_user_space) {
+      const size_t from = before > 64 ? before - 64 : 0;
+      in_user_space = res.output.find(kUserSpaceMarker, from) != std::string::npos;
+    }
     if (log) log.write(buf, r), log.flush();
     send_monitor_steps(o, monitor_fd, res);
   }
@@ -362,7 +381,7 @@ QemuResult run_qemu(const QemuOptions& o) {
   // QEMU has written the last of the channel once it has exited (read again below).
 
   bool reaped;
-  if (res.timed_out || !eof) {
+  if (res.timed_out || res.stalled_before_user_space || !eof) {
     kill(-pid, SIGTERM);
     reaped = wait_until(pid, status, Clock::now() + std::chrono::seconds(5));
     if (!reaped) {
@@ -396,6 +415,33 @@ QemuResult run_qemu(const QemuOptions& o) {
     res.error = "could not reap qemu (pid " + std::to_string(pid) + ")";
   }
   return res;
+}
+
+}  // namespace
+
+QemuResult run_qemu(const QemuOptions& o) {
+  QemuResult first = run_qemu_once(o);
+  if (!first.stalled_before_user_space) return first;
+  const auto used = std::chrono::ceil<std::chrono::seconds>(first.elapsed);
+  // What the stalled boot was, for the test's log and the result: the kernel's last lines.
+  std::vector<std::string> lines = first.lines();
+  std::string tail;
+  for (size_t i = lines.size() > 15 ? lines.size() - 15 : 0; i < lines.size(); ++i) {
+    tail += "  | " + lines[i] + "\n";
+  }
+  std::string note = first.describe() + "\n" + tail;
+  std::fprintf(stderr, "qemu_runner: boot %s", note.c_str());
+  if (used >= o.timeout) return first;
+  if (!o.log_file.empty()) std::ofstream(o.log_file + ".stalled", std::ios::binary) << first.output;
+  QemuOptions again = o;
+  again.timeout = o.timeout - used;
+  std::fprintf(stderr, "qemu_runner: booting once more (%lld s left of %lld s)\n",
+               static_cast<long long>(again.timeout.count()),
+               static_cast<long long>(o.timeout.count()));
+  QemuResult second = run_qemu_once(again);
+  second.retried_after = std::move(note);
+  second.elapsed += first.elapsed;
+  return second;
 }
 
 }  // namespace peinit::testing

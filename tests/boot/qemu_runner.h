@@ -32,6 +32,12 @@ struct QemuOptions {
   int smp = 2;
   int memory_mb = 512;
   std::chrono::seconds timeout{120};
+  // The guest kernel must reach user space (print "Run ... as init process") within this. A boot
+  // that does not hangs inside the kernel before any of the image runs; under TCG that happens
+  // about once in a hundred boots (an RCU stall, "timer wakeup didn't happen", before /init).
+  // run_qemu stops such a boot and boots once more with what is left of `timeout`, so that the
+  // test judges the image and not the emulator. 0: no such limit.
+  std::chrono::seconds user_space_within{60};
   // If non-empty, the serial output is also written to this file.
   std::string log_file;
   std::vector<std::string> extra_args;  // appended to the qemu command line
@@ -50,6 +56,12 @@ struct QemuResult {
   std::string results;        // what the guest wrote to the results channel (/dev/ttyS2)
   bool launched = false;      // false: qemu could not be started (see error)
   bool timed_out = false;     // killed after QemuOptions::timeout
+  // Killed because the kernel had not reached user space after QemuOptions::user_space_within
+  // (in the second boot too when this is the result of a retry).
+  bool stalled_before_user_space = false;
+  // When the first boot stalled before user space and this is the second: what that boot was
+  // (describe() and the last lines of its console). Empty otherwise.
+  std::string retried_after;
   bool exited = false;        // qemu exited by itself
   int exit_status = -1;       // valid if exited
   int term_signal = 0;        // signal that ended qemu, if any
@@ -84,8 +96,12 @@ std::vector<std::string> qemu_command(const QemuOptions& options,
 std::vector<std::string> swtpm_command(const std::string& swtpm_binary,
                                        const std::string& state_dir, const std::string& socket);
 
-// Boots and waits.  Never throws; problems are reported in the result.
+// Boots and waits (a boot stalled before user space is booted once more, see
+// QemuOptions::user_space_within). Never throws; problems are reported in the result.
 QemuResult run_qemu(const QemuOptions& options);
+
+// What the kernel prints as it starts the first user-space program (init/main.c).
+inline constexpr const char* kUserSpaceMarker = " as init process";
 
 // The guest device of the results channel (channel.h has the guest side).
 inline constexpr const char* kResultsDevice = "/dev/ttyS2";
