@@ -2,12 +2,16 @@
 
 #include "peinit/core/boot_plan.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <map>
 #include <set>
 
 #include "peinit/core/cmdline.h"
+#include "peinit/core/contain.h"
 #include "peinit/core/demand_load.h"
 #include "peinit/sys/kernel.h"
 #include "peinit/sys/kmod.h"
@@ -67,11 +71,35 @@ SessionCounters ModloadSession::counters() const {
             packages_ ? packages_->hash_time().count() : 0};
 }
 
+void ModloadSession::OpenDbAhead() {
+    if (db_ || db_error_ || db_ahead_.valid()) return;
+    try {
+        ++db_opens_;
+        db_ahead_ = std::async(std::launch::async, [root = paths_.root, release = kernel_release_]()
+                                   -> Result<std::unique_ptr<KmodDb>> {
+            // Beside the loads, which come first for the CPUs (this thread's nice value only).
+            (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
+            try {
+                return KmodDb::Open(root, release);
+            } catch (...) {
+                // Contained: Db() then reports it as the database's error.
+                return Err(UnexpectedException("module database opened ahead"));
+            }
+        });
+    } catch (const std::system_error&) {
+        // No thread: Db() opens the database itself when it is needed.
+        --db_opens_;
+    }
+}
+
 Result<KmodDb*> ModloadSession::Db() {
     if (db_) return db_.get();
     if (db_error_) return *db_error_;
-    ++db_opens_;
-    auto db = KmodDb::Open(paths_.root, kernel_release_);
+    auto db = [&]() -> Result<std::unique_ptr<KmodDb>> {
+        if (db_ahead_.valid()) return db_ahead_.get();  // counted when it was started
+        ++db_opens_;
+        return KmodDb::Open(paths_.root, kernel_release_);
+    }();
     if (!db) {
         db_error_ = db.error();
         return db.error();

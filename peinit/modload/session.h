@@ -12,11 +12,13 @@
 // loader.h) and to turn a plan entry and its result into an outcome (OutcomeOf).
 //
 // Thread-safety: LoadEntry may run on the loader's workers (Kernel seam and PackageSet only);
-// everything that touches libkmod (Db, Resolve, Demand*) runs on one thread.
+// everything that touches libkmod (Db, Resolve, Demand*) runs on one thread (OpenDbAhead's
+// thread opens a context of its own, which nothing else touches until Db takes it).
 
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <optional>
@@ -86,8 +88,15 @@ class ModloadSession {
     const EffectivePolicy& policy() const { return policy_; }
     Kernel& kernel() { return kernel_; }
 
-    // The module database, opened on first use; a failure is returned again on later calls.
+    // The module database, opened on first use (or taken from OpenDbAhead's thread, waited
+    // for); a failure is returned again on later calls.
     Result<KmodDb*> Db();
+    // Opens the module database on a thread of its own, at the lowest CPU priority, for Db() to
+    // take: the module stage starts it beside its loads when its plan needed no libkmod (the
+    // image's stored plan), so that coldplug does not wait for libkmod afterwards. Nothing when
+    // the database was opened (or tried) already or no thread can be started. That thread's
+    // libkmod context is its own until Db() takes it.
+    void OpenDbAhead();
     // The packages, read on first use.
     PackageSet& Packages();
     // Takes over packages being read ahead (PackagePrefetch, same release) instead of reading
@@ -161,6 +170,7 @@ class ModloadSession {
     Cmdline cmdline_;
     std::unique_ptr<KmodDb> db_;
     std::optional<Error> db_error_;
+    std::future<Result<std::unique_ptr<KmodDb>>> db_ahead_;  // OpenDbAhead's thread
     std::unique_ptr<PackageSet> packages_;
     std::shared_ptr<PackagePrefetch> prefetch_;
     std::shared_ptr<const TrustStore> trust_;

@@ -356,7 +356,8 @@ Result<void> RunModules(BootContext& ctx) {
     const auto origin = Clock::now();
     // However this stage ends, the boot-time modules are in afterwards: the root stage's thread
     // may mount the real root (stages/root/root.h). RunStages would open it after this stage
-    // (stages/stage.h, BootBackground); here it opens before the records are written.
+    // (stages/stage.h, BootBackground); here it opens as soon as the loads are over, before
+    // their outcomes are logged and recorded (or when the stage ends early).
     struct OpenRootGate {
         BootContext& ctx;
         ~OpenRootGate() { ctx.background.Open(kRootPreparation); }
@@ -492,7 +493,10 @@ Result<void> RunModules(BootContext& ctx) {
     // Coldplug's walk of sysfs runs beside the loads (their CPUs mostly wait for the kernel);
     // devices the loads add reach coldplug as uevents.
     if (ctx.uevents != nullptr) StartDeviceScan(ctx);
+    // And libkmod's context for coldplug's lookups, when the plan did not open it.
+    session.OpenDbAhead();
     LoaderReport report = session.RunPlan(plan, jobs, loader_units, workers, max_workers, origin);
+    ctx.background.Open(kRootPreparation);
     phases.hash_ms = (session.counters().hash_us - hashed_before) / 1000;
     SetLoadSpan(jobs, report, phases);
     LogPackages(packages.reports());

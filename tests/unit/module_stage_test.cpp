@@ -32,6 +32,7 @@
 #include "peinit/core/stored_plan.h"
 #include "stages/config/config.h"
 #include "stages/modules/modules.h"
+#include "stages/stage.h"
 #include "tests/fakes/fake_tpm.h"
 #include "tests/unit/captured_log.h"
 #include "tests/unit/fake_module_elf.h"
@@ -269,6 +270,32 @@ TEST_F(ModuleStageTest, EveryDependencyIsLiveBeforeItsDependentStarts) {
     EXPECT_GE(Outcome("jbd2").duration, 40ms);
     EXPECT_THAT(log_.str(), HasSubstr("modules done ok=10 failed=0 skipped=0 blacklisted=0 no_device=0 ms="));
     EXPECT_THAT(log_.str(), HasSubstr(" workers=4"));
+}
+
+// The real root may be mounted (the root stage's gate, stages/root/root.h) as soon as the boot's
+// loads are over: before the stage logs and records their outcomes, and once, whatever follows.
+TEST_F(ModuleStageTest, TheRootGateOpensWhenTheLoadsAreOverBeforeTheRecord) {
+    WriteAllPackage();
+    SetUnits({{"storage", ModulesToml({"ext4", "soft_main"})}});
+    struct Seen {
+        int opened = 0;
+        std::size_t loads = 0;
+        bool record_written = false;
+    };
+    auto seen = std::make_shared<Seen>();
+    ctx_.background.Start<Seen>(std::string(kRootPreparation), seen, nullptr,
+                                [this](Seen& s) {
+                                    if (s.opened++ > 0) return;  // what the first opening saw
+                                    s.loads = kernel_.Calls(KernelOp::kInitModule).size();
+                                    s.record_written = fs::exists(root_ / "run/peinit/modules.json");
+                                });
+    Run();
+    const std::size_t loads = kernel_.Calls(KernelOp::kInitModule).size();
+    ASSERT_GT(loads, 2u);
+    EXPECT_GE(seen->opened, 1);
+    EXPECT_EQ(seen->loads, loads);  // every load was over
+    EXPECT_FALSE(seen->record_written);
+    EXPECT_THAT(log_.str(), HasSubstr("modules done ok="));
 }
 
 TEST_F(ModuleStageTest, SoftPreLoadsBeforeAndSoftPostAfter) {
@@ -1076,7 +1103,8 @@ class StoredPlanStageTest : public ModuleStageTest {
 };
 
 // Acceptance (issue 26): the stored plan is what boot-time planning produces for the same
-// inputs, and with it the stage never opens libkmod.
+// inputs, and with it the stage plans without libkmod: its context is opened once, on a thread
+// beside the loads, and coldplug's lookups (the session's Db) take that one.
 TEST_F(StoredPlanStageTest, StoredPlanIsUsedAndPlansWhatLibkmodWould) {
     ctx_.policy.workers.value = 1;
     WriteStoredPlanFor(root_, Input(), *key_, testing::kFixtureKver);
@@ -1087,7 +1115,12 @@ TEST_F(StoredPlanStageTest, StoredPlanIsUsedAndPlansWhatLibkmodWould) {
                                       key_->public_key().fingerprint.substr(0, 16) +
                                       "), without libkmod"));
     EXPECT_EQ(PlanSource(), "stored");
-    EXPECT_EQ(ctx_.modload->counters().db_opens, 0);
+    EXPECT_EQ(ctx_.modload->counters().db_opens, 1);
+    auto db = ctx_.modload->Db();
+    ASSERT_TRUE(db) << db.error().message();
+    EXPECT_EQ((*db)->Lookup("ext4").value_or(std::vector<std::string>{}),
+              std::vector<std::string>{"ext4"});
+    EXPECT_EQ(ctx_.modload->counters().db_opens, 1);
     const auto stored = Outcomes();
     const auto stored_loads = LoadNames();
     ASSERT_FALSE(stored_loads.empty());
