@@ -984,6 +984,8 @@ def print_tables(results):
             print("measured boot: peinit-tpm/peinit (Run /init -> real init) = %s"
                   % fmt(rr["peinit-tpm/peinit init_to_real_init_s"]))
         for mode in ("peinit", "peinit-tpm"):
+            if mode not in rr["modes"]:
+                continue  # not booted (--no-tpm)
             print("%s stages (medians, ms): " % mode + ", ".join(
                 "%s %s" % (k, fmt(v)) for k, v in rr.get(mode + "_stage_ms_median", {}).items()))
         print()
