@@ -230,31 +230,26 @@ Result<std::string> TargetRelease(const ImageDefinition& def, const BuildOptions
     return *running;
 }
 
-Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOptions& opts) {
-    ImageContents c;
-    auto last = std::chrono::steady_clock::now();
-    auto phase = [&](const char* name) {
-        auto now = std::chrono::steady_clock::now();
-        c.timing.emplace_back(name, std::chrono::duration<double>(now - last).count());
-        last = now;
-    };
-    // Every stage runs and reports unless its input is broken (then its findings would be
-    // consequences): the definition's problems, then each stage's, all in one run. Nothing is
-    // assembled for output once there is an error.
-    std::vector<std::string> errors = def.problems;
-    auto collect = [&](const Error& e) { errors.push_back(e.message()); };
+namespace {
 
-    // 1. The kernel tree (with the definition's out-of-tree modules staged into it).
+// The kernel tree modules resolve against: the definition's kernel with its out-of-tree modules
+// staged into it (`staged` keeps that copy alive).
+struct ModulesTree {
     bool have_kernel = false;
-    bool modules_resolvable = false;  // the tree modules resolve against is complete
+    bool resolvable = false;  // complete: the module problems are worth reporting
     std::unique_ptr<StagedKernelTree> staged;
-    KernelTree modules_tree;
+    KernelTree tree;
+};
+
+// Step 1: the kernel tree (c.kernel) and the tree its modules resolve against.
+ModulesTree OpenModulesTree(const ImageDefinition& def, const BuildOptions& opts,
+                            ImageContents& c, std::vector<std::string>& errors) {
+    auto collect = [&](const Error& e) { errors.push_back(e.message()); };
+    ModulesTree m;
     if (def.kernel_known) {
         if (auto kernel = OpenDefinitionKernel(def, opts)) {
             c.kernel = *kernel;
-            have_kernel = true;
-            modules_tree = c.kernel;
-            modules_resolvable = !def.Broken("extra_modules");
+            m.have_kernel = true;
         } else {
             collect(kernel.error());
             // The tree exists but is of the wrong kind: its modules still resolve, so the
@@ -262,57 +257,35 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
             if (auto tree = OpenKernelTree(opts.kernel_dir); tree && !tree->kver.empty() &&
                 (def.kernel == KernelKind::kPeinit || def.kernel == KernelKind::kDebian)) {
                 c.kernel = *tree;
-                have_kernel = true;
-                modules_tree = c.kernel;
-                modules_resolvable = !def.Broken("extra_modules");
+                m.have_kernel = true;
             }
         }
+        if (m.have_kernel) {
+            m.tree = c.kernel;
+            m.resolvable = !def.Broken("extra_modules");
+        }
     }
-    if (have_kernel && !def.extra_modules.empty()) {
+    if (m.have_kernel && !def.extra_modules.empty()) {
         std::vector<ExtraModule> extra;
-        for (const auto& m : def.extra_modules)
-            extra.push_back({m.value, def.file + ":" + std::to_string(m.line)});
-        if (auto s = StageExtraModules(c.kernel, extra)) {
-            staged = std::move(*s);
-            modules_tree = staged->tree;
+        for (const auto& e : def.extra_modules)
+            extra.push_back({e.value, def.file + ":" + std::to_string(e.line)});
+        if (auto staged = StageExtraModules(c.kernel, extra)) {
+            m.staged = std::move(*staged);
+            m.tree = m.staged->tree;
         } else {
-            collect(s.error());
-            modules_resolvable = false;
+            collect(staged.error());
+            m.resolvable = false;
         }
     }
+    return m;
+}
 
-    // The modules_from set ("host": with the unit that loads it at boot).
-    ModeWants mode;
-    if (modules_resolvable) {
-        if (auto m = ModeModuleWants(def.modules_from, modules_tree, opts.host_root)) {
-            mode = std::move(*m);
-            c.warnings.insert(c.warnings.end(), mode.warnings.begin(), mode.warnings.end());
-        } else {
-            errors.push_back(ModeError(def, m.error()));
-        }
-    }
-
-    phase("kernel tree");
-    // 2. Units, hive and command line, validated with the parsers peinit uses at boot.
-    UnitScan units = ScanUnits(def.unit_dirs, errors, ModeUnits(def.modules_from, mode));
-    ImageWants image_wants = CollectWants(def, units, errors);
-    std::vector<ModuleWant> wants = std::move(image_wants.wants);
-    std::vector<ModuleDeny> deny = std::move(image_wants.deny);
-
-    phase("units, hive, cmdline");
-    // 3. Modules: the boot set plus the definition's extras and the modules_from set, with
-    //    every dependency.
-    wants.insert(wants.end(), mode.wants.begin(), mode.wants.end());
-    ModuleClosure closure;
-    if (modules_resolvable) {
-        if (auto r = ResolveModuleClosure(modules_tree, wants, deny))
-            closure = std::move(*r);
-        else
-            collect(r.error());
-    }
-
-    phase("module plan");
-    // 4. Programs, [[files]] and the shared-library closure of every ELF among them.
+// Step 4: the programs, the definition's [[files]] and the shared-library closure of every ELF
+// among them.
+void AddProgramsAndLibraries(const ImageDefinition& def, const BuildOptions& opts,
+                             ImageContents& c, std::vector<std::string>& errors,
+                             const std::function<void(const char*)>& phase) {
+    auto collect = [&](const Error& e) { errors.push_back(e.message()); };
     if (auto added = AddSkeleton(c.tree); !added) collect(added.error());
     std::vector<std::string> elf_roots;
     for (const auto& b : opts.binaries) {
@@ -377,26 +350,22 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
         collect(libs.error().Context("shared libraries: "));
     }
 
-    phase("library closure");
-    // 5. Every service must be able to start: its program is in the image (unless [[files]]
-    //    has problems: the program may be what a broken entry would have shipped).
-    c.services = units.services.size();
-    for (const auto& svc : units.services) {
-        if (def.Broken("files")) break;
-        const Entry* e = c.tree.Find(svc.path);
-        if (e == nullptr || (e->type != EntryType::kFile && e->type != EntryType::kSymlink))
-            errors.push_back(svc.origin + ": service \"" + svc.service + "\" runs " + svc.path +
-                             ", which is not in the image (ship it with [[files]])");
-        else if (e->type == EntryType::kFile && (e->mode & 0111) == 0)
-            errors.push_back(svc.origin + ": service \"" + svc.service + "\" runs " + svc.path +
-                             ", which is not executable in the image (mode " + Octal(e->mode) +
-                             ")");
-    }
+}
 
-    // 6. Keys and packages: the image key signs the image's package; pre-built packages are
-    //    checked against the image's trust store (image key + `keys`) and shipped as they are.
-    std::string key_dir = opts.key_dir.empty() ? DefaultImageKeyDir() : opts.key_dir;
-    auto signing = LoadImageSigningKey(def, key_dir);
+// Step 6, keys and packages: the image key signs the image's package; pre-built packages are
+// checked against the image's trust store (image key + `keys`) and shipped as they are.
+struct ImageKeys {
+    Result<ImageSigningKey> signing;
+    std::set<std::string> provided;  // modules a pre-built package provides (or claims to)
+};
+
+ImageKeys AddKeysAndPackages(const ImageDefinition& def, const BuildOptions& opts,
+                             bool have_kernel, ImageContents& c,
+                             std::vector<std::string>& errors) {
+    auto collect = [&](const Error& e) { errors.push_back(e.message()); };
+    const std::string key_dir = opts.key_dir.empty() ? DefaultImageKeyDir() : opts.key_dir;
+    ImageKeys k{LoadImageSigningKey(def, key_dir), {}};
+    const auto& signing = k.signing;
     bool trust_complete = signing.has_value() && !def.Broken("keys");
     TrustStore trusted;
     const std::string keys_dir = std::string(kImageKeysDir).substr(1);
@@ -417,9 +386,9 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     } else {
         collect(signing.error());
     }
-    for (const auto& k : def.keys) {
-        std::string where = def.file + ":" + std::to_string(k.line) + ": key " + k.value + ": ";
-        std::ifstream in(k.value);
+    for (const auto& key : def.keys) {
+        std::string where = def.file + ":" + std::to_string(key.line) + ": key " + key.value + ": ";
+        std::ifstream in(key.value);
         std::stringstream ss;
         ss << in.rdbuf();
         auto pub = ParsePublicKeyPem(ss.str());
@@ -429,14 +398,13 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
             continue;
         }
         trusted.Add(*pub);
-        std::string dst = keys_dir + "/" + k.value.substr(k.value.rfind('/') + 1);
-        if (auto added = c.tree.AddHostFile(dst, k.value, 0644); !added)
+        std::string dst = keys_dir + "/" + key.value.substr(key.value.rfind('/') + 1);
+        if (auto added = c.tree.AddHostFile(dst, key.value, 0644); !added)
             errors.push_back(where + added.error().message());
         else
             c.keys.push_back("/" + dst);
     }
     const std::string pkg_dir = std::string(kImagePackagesDir).substr(1);
-    std::set<std::string> provided;  // modules a pre-built package provides (or claims to)
     // With a key missing from the trust store, "untrusted" would be a consequence, not news.
     for (const auto& p : def.packages) {
         if (!have_kernel || !trust_complete) break;
@@ -454,12 +422,88 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
             continue;
         }
         c.packages.push_back("/" + dst);
-        provided.insert(checked->file.modules.begin(), checked->file.modules.end());
+        k.provided.insert(checked->file.modules.begin(), checked->file.modules.end());
         if (!checked->verified)
             c.warnings.push_back(
                 "package " + checked->file.file_name +
                 " ships deliberately unverifiable (expect = \"rejected\"): " + checked->reason);
     }
+    return k;
+}
+
+}  // namespace
+
+Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOptions& opts) {
+    ImageContents c;
+    auto last = std::chrono::steady_clock::now();
+    auto phase = [&](const char* name) {
+        auto now = std::chrono::steady_clock::now();
+        c.timing.emplace_back(name, std::chrono::duration<double>(now - last).count());
+        last = now;
+    };
+    // Every stage runs and reports unless its input is broken (then its findings would be
+    // consequences): the definition's problems, then each stage's, all in one run. Nothing is
+    // assembled for output once there is an error.
+    std::vector<std::string> errors = def.problems;
+    auto collect = [&](const Error& e) { errors.push_back(e.message()); };
+
+    // 1. The kernel tree (with the definition's out-of-tree modules staged into it).
+    const ModulesTree modules = OpenModulesTree(def, opts, c, errors);
+
+    // The modules_from set ("host": with the unit that loads it at boot).
+    ModeWants mode;
+    if (modules.resolvable) {
+        if (auto m = ModeModuleWants(def.modules_from, modules.tree, opts.host_root)) {
+            mode = std::move(*m);
+            c.warnings.insert(c.warnings.end(), mode.warnings.begin(), mode.warnings.end());
+        } else {
+            errors.push_back(ModeError(def, m.error()));
+        }
+    }
+
+    phase("kernel tree");
+    // 2. Units, hive and command line, validated with the parsers peinit uses at boot.
+    UnitScan units = ScanUnits(def.unit_dirs, errors, ModeUnits(def.modules_from, mode));
+    ImageWants image_wants = CollectWants(def, units, errors);
+    std::vector<ModuleWant> wants = std::move(image_wants.wants);
+    std::vector<ModuleDeny> deny = std::move(image_wants.deny);
+
+    phase("units, hive, cmdline");
+    // 3. Modules: the boot set plus the definition's extras and the modules_from set, with
+    //    every dependency.
+    wants.insert(wants.end(), mode.wants.begin(), mode.wants.end());
+    ModuleClosure closure;
+    if (modules.resolvable) {
+        if (auto r = ResolveModuleClosure(modules.tree, wants, deny))
+            closure = std::move(*r);
+        else
+            collect(r.error());
+    }
+
+    phase("module plan");
+    // 4. Programs, [[files]] and the shared-library closure of every ELF among them.
+    AddProgramsAndLibraries(def, opts, c, errors, phase);
+    phase("library closure");
+    // 5. Every service must be able to start: its program is in the image (unless [[files]]
+    //    has problems: the program may be what a broken entry would have shipped).
+    c.services = units.services.size();
+    for (const auto& svc : units.services) {
+        if (def.Broken("files")) break;
+        const Entry* e = c.tree.Find(svc.path);
+        if (e == nullptr || (e->type != EntryType::kFile && e->type != EntryType::kSymlink))
+            errors.push_back(svc.origin + ": service \"" + svc.service + "\" runs " + svc.path +
+                             ", which is not in the image (ship it with [[files]])");
+        else if (e->type == EntryType::kFile && (e->mode & 0111) == 0)
+            errors.push_back(svc.origin + ": service \"" + svc.service + "\" runs " + svc.path +
+                             ", which is not executable in the image (mode " + Octal(e->mode) +
+                             ")");
+    }
+
+    // 6. Keys and packages.
+    ImageKeys keys = AddKeysAndPackages(def, opts, modules.have_kernel, c, errors);
+    const auto& signing = keys.signing;
+    const std::set<std::string>& provided = keys.provided;
+    const std::string pkg_dir = std::string(kImagePackagesDir).substr(1);
     phase("keys, packages (check)");
     if (!errors.empty()) return Err(Join(errors, "\n"));
 
@@ -488,7 +532,7 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     const PlanInput boot_input = ImagePlanInput(def, units.set, reported);
     RecordedPlan recorded;
     PEINIT_TRY(AddModuleIndexesToTree(
-        c.tree, modules_tree, closure, def.loose_modules,
+        c.tree, modules.tree, closure, def.loose_modules,
         [&](const std::string& root) -> Result<void> {
             auto db = PEINIT_TRY(KmodDb::Open(root, c.kernel.kver));
             recorded = PEINIT_TRY(RecordPlan(*db, boot_input, root, c.kernel.kver));
@@ -508,7 +552,7 @@ Result<ImageContents> ComposeImage(const ImageDefinition& def, const BuildOption
     std::vector<PackModule> to_pack;
     for (const auto& m : closure.files) {
         if (provided.count(NormalizeModuleName(m.name)) != 0) continue;
-        to_pack.push_back({m.rel_path, modules_tree.modules_dir + "/" + m.rel_path});
+        to_pack.push_back({m.rel_path, modules.tree.modules_dir + "/" + m.rel_path});
     }
     auto packed = PackImageModules(def.name, c.kernel.kver, to_pack, signing->key, opts.mtime);
     if (!packed) return packed.error();
