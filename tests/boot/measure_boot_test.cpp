@@ -13,16 +13,14 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include <boost/property_tree/json_parser.hpp>
-#include <boost/property_tree/ptree.hpp>
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "image_boot.h"
@@ -32,25 +30,14 @@
 #include "peinit/sys/package_crypto.h"
 #include "peinit/tpm/attest.h"
 #include "peinit/tpm/tpm.h"
+#include "tests/json_at.h"
 
 namespace fs = std::filesystem;
-namespace pt = boost::property_tree;
 using peinit::testing::ReadFile;
 using peinit::testing::Section;
+using peinit::testing::TestJson;
 
 namespace {
-
-
-pt::ptree ParseJson(const std::string& text) {
-    pt::ptree t;
-    std::istringstream in(text);
-    try {
-        pt::read_json(in, t);
-    } catch (const std::exception& e) {
-        ADD_FAILURE() << "not JSON: " << e.what() << "\n" << text;
-    }
-    return t;
-}
 
 struct Boot {
     std::map<std::string, Section> sections;
@@ -165,16 +152,16 @@ std::string Unhex(const std::string& hex) {
 // tpm2-tools' own check of the same quote (a second, independent verifier): the files
 // `tpm2_checkquote` reads, rebuilt from the bundle.
 Verdict CheckquoteOnHost(const Boot& boot, const std::string& nonce, const fs::path& dir) {
-    pt::ptree bundle = ParseJson(boot.sections.at("bundle").Text());
-    std::ofstream(dir / "quote.msg", std::ios::binary)
-        << Unhex(bundle.get<std::string>("quote.message", ""));
-    std::ofstream(dir / "quote.sig", std::ios::binary)
-        << Unhex(bundle.get<std::string>("quote.signature", ""));
-    std::ofstream(dir / "ak.pem") << bundle.get<std::string>("ak.public_pem", "");
+    const std::string text = boot.sections.at("bundle").Text();
+    TestJson bundle(text);
+    std::ofstream(dir / "quote.msg", std::ios::binary) << Unhex(bundle.Str("quote.message"));
+    std::ofstream(dir / "quote.sig", std::ios::binary) << Unhex(bundle.Str("quote.signature"));
+    std::ofstream(dir / "ak.pem") << bundle.Str("ak.public_pem");
+    EXPECT_TRUE(bundle.At("pcrs").IsObject()) << text;
     std::vector<std::pair<int, peinit::tpm::PcrValue>> pcrs;
-    for (const auto& [index, value] : bundle.get_child("pcrs")) {
+    for (const std::string& index : bundle.At("pcrs").Keys()) {
         peinit::tpm::PcrValue pcr{};
-        const std::string bytes = Unhex(value.data());
+        const std::string bytes = Unhex(bundle.Str("pcrs." + index));
         std::memcpy(pcr.data(), bytes.data(), std::min(bytes.size(), pcr.size()));
         pcrs.emplace_back(std::stoi(index), pcr);
     }
@@ -194,32 +181,29 @@ Verdict CheckquoteOnHost(const Boot& boot, const std::string& nonce, const fs::p
 // object and "\n" (the channel's lines are the records), in PCR 13, peinit's, with one SHA-256
 // digest that is the hash of its event string. Returns the PCR value the records extend to from
 // zero; `events` gets each record's parsed event string.
-peinit::tpm::Digest ReplayLog(const Section& log, std::vector<pt::ptree>& events) {
+peinit::tpm::Digest ReplayLog(const Section& log, std::vector<TestJson>& events) {
     peinit::tpm::Digest pcr{};
     for (const std::string& line : log.lines) {
         if (line.empty() || line[0] != '\x1e') {
             ADD_FAILURE() << "not a JSON-SEQ record: " << line;
             continue;
         }
-        pt::ptree record = ParseJson(line.substr(1));
-        EXPECT_EQ(record.get<int>("pcr", -1), 13) << line;
-        EXPECT_EQ(record.get<std::string>("content_type", ""), "peinit");
-        const std::string s = record.get<std::string>("content.string", "");
-        const auto digests = record.get_child_optional("digests");
-        if (!digests || digests->size() != 1u) {
+        TestJson record(line.substr(1));
+        EXPECT_EQ(record.Int("pcr"), 13) << line;
+        EXPECT_EQ(record.Str("content_type"), "peinit");
+        const std::string s = record.Str("content.string");
+        if (!record.At("digests").IsArray() || record.Size("digests") != 1u) {
             ADD_FAILURE() << "not one digest: " << line;
             continue;
         }
-        const pt::ptree& d = digests->begin()->second;
-        EXPECT_EQ(d.get<std::string>("hashAlg", ""), "sha256");
-        EXPECT_EQ(d.get<std::string>("digest", ""), peinit::tpm::Hex(peinit::tpm::Sha256(s)))
+        EXPECT_EQ(record.Str("digests.0.hashAlg"), "sha256");
+        EXPECT_EQ(record.Str("digests.0.digest"), peinit::tpm::Hex(peinit::tpm::Sha256(s)))
             << "digest != SHA-256(S)";
         pcr = peinit::tpm::ExtendDigest(pcr, peinit::tpm::Sha256(s));
-        pt::ptree event = ParseJson(s);
-        EXPECT_EQ(record.get<std::string>("content.eventType", ""),
-                  "peinit-" + event.get<std::string>("event", ""));
-        EXPECT_EQ(event.get<std::string>("v", ""), "1");
-        events.push_back(event);
+        TestJson event(s);
+        EXPECT_EQ(record.Str("content.eventType"), "peinit-" + event.Str("event"));
+        EXPECT_EQ(event.Int("v"), 1);
+        events.push_back(std::move(event));
     }
     return pcr;
 }
@@ -239,7 +223,7 @@ TEST(MeasureBoot, LockedBootReplaysToThePcr) {
     const Section& log = boot.sections["log"];
     ASSERT_EQ(log.rc, 0) << boot.console;
 
-    std::vector<pt::ptree> events;
+    std::vector<TestJson> events;
     const peinit::tpm::Digest pcr = ReplayLog(log, events);
 
     // The PCR as the guest's kernel read it from the TPM.
@@ -250,50 +234,50 @@ TEST(MeasureBoot, LockedBootReplaysToThePcr) {
     // image, policy, the modules (any order), module-set, lock.
     ASSERT_GE(events.size(), 4u) << log.Text();
     std::vector<std::string> names;
-    for (const auto& e : events) names.push_back(e.get<std::string>("event", ""));
+    for (const auto& e : events) names.push_back(e.Str("event"));
     EXPECT_EQ(names.front(), "image");
     EXPECT_EQ(names[1], "policy");
     EXPECT_EQ(names[names.size() - 2], "module-set");
     EXPECT_EQ(names.back(), "lock");
-    EXPECT_EQ(events[0].get<std::string>("kernel_release", ""), boot.kver);
-    EXPECT_EQ(events[0].get<std::string>("image_sha256", "").size(), 64u);
-    EXPECT_EQ(events[1].get<std::string>("lock_after_boot", ""), "true");
-    EXPECT_EQ(events[1].get<std::string>("autoload_policy", ""), "enabled");
-    EXPECT_EQ(events[1].get<std::string>("hive_sha256", "").size(), 64u);
+    EXPECT_EQ(events[0].Str("kernel_release"), boot.kver);
+    EXPECT_EQ(events[0].Str("image_sha256").size(), 64u);
+    EXPECT_EQ(events[1].Bool("lock_after_boot"), true);
+    EXPECT_EQ(events[1].Str("autoload_policy"), "enabled");
+    EXPECT_EQ(events[1].Str("hive_sha256").size(), 64u);
     std::set<std::string> modules;
     std::vector<std::string> lines;
     std::string signer;
     for (std::size_t i = 2; i + 2 < events.size(); ++i) {
         EXPECT_EQ(names[i], "module");
-        const std::string m = events[i].get<std::string>("name", "");
+        const std::string m = events[i].Str("name");
         modules.insert(m);
-        EXPECT_EQ(events[i].get<std::string>("package", ""), "boot.pkg") << m;
-        if (signer.empty()) signer = events[i].get<std::string>("signer", "");
-        EXPECT_EQ(events[i].get<std::string>("signer", ""), signer) << m;
-        lines.push_back(m + " " + events[i].get<std::string>("sha256", ""));
+        EXPECT_EQ(events[i].Str("package"), "boot.pkg") << m;
+        if (signer.empty()) signer = events[i].Str("signer");
+        EXPECT_EQ(events[i].Str("signer"), signer) << m;
+        lines.push_back(m + " " + events[i].Str("sha256"));
     }
     EXPECT_EQ(signer.size(), 64u);
     EXPECT_EQ(modules, (std::set<std::string>{"loop", "bridge", "stp", "llc"})) << log.Text();
     std::sort(lines.begin(), lines.end());
     std::string set_text;
     for (const auto& l : lines) set_text += l + "\n";
-    const pt::ptree& set = events[events.size() - 2];
-    EXPECT_EQ(set.get<std::string>("count", ""), std::to_string(lines.size()));
-    EXPECT_EQ(set.get<std::string>("sha256", ""), peinit::tpm::Hex(peinit::tpm::Sha256(set_text)));
-    const pt::ptree& lock = events.back();
-    EXPECT_EQ(lock.get<std::string>("requested", ""), "true");
-    EXPECT_EQ(lock.get<std::string>("locked", ""), "true");
-    EXPECT_EQ(lock.get<std::string>("mechanism", ""), "syscall");
-    EXPECT_EQ(lock.get<std::string>("trigger", ""), "registry");
+    const TestJson& set = events[events.size() - 2];
+    EXPECT_TRUE(set.At("count").IsInt());
+    EXPECT_EQ(set.Int("count"), static_cast<int64_t>(lines.size()));
+    EXPECT_EQ(set.Str("sha256"), peinit::tpm::Hex(peinit::tpm::Sha256(set_text)));
+    const TestJson& lock = events.back();
+    EXPECT_EQ(lock.Bool("requested"), true);
+    EXPECT_EQ(lock.Bool("locked"), true);
+    EXPECT_EQ(lock.Str("mechanism"), "syscall");
+    EXPECT_EQ(lock.Str("trigger"), "registry");
 
     // peinitctl's view.
-    pt::ptree status = ParseJson(boot.sections["status"].Text());
-    EXPECT_EQ(status.get<std::string>("measurement.state", ""), "measured");
-    EXPECT_EQ(status.get<std::string>("measurement.pcr", ""), "13");
-    EXPECT_EQ(status.get<std::string>("measurement.events", ""), std::to_string(events.size()));
-    EXPECT_EQ(status.get<std::string>("measurement.module_set_sha256", ""),
-              set.get<std::string>("sha256", ""));
-    EXPECT_EQ(status.get<std::string>("lock.locked", ""), "true") << boot.sections["status"].Text();
+    TestJson status(boot.sections["status"].Text());
+    EXPECT_EQ(status.Str("measurement.state"), "measured");
+    EXPECT_EQ(status.Int("measurement.pcr"), 13);
+    EXPECT_EQ(status.Int("measurement.events"), static_cast<int64_t>(events.size()));
+    EXPECT_EQ(status.Str("measurement.module_set_sha256"), set.Str("sha256"));
+    EXPECT_EQ(status.Bool("lock.locked"), true) << boot.sections["status"].Text();
 }
 
 // The posture verified on the host from what the guest printed: the quote over the verifier's
@@ -362,15 +346,16 @@ TEST(MeasureBoot, NoTpmBootsLockedAndNotMeasured) {
     Boot boot = BootMeasureImage("measure-notpm", false);
     EXPECT_NE(boot.sections["log"].rc, 0) << "no log without a TPM\n" << boot.console;
     EXPECT_NE(boot.sections["pcr"].rc, 0);
-    pt::ptree status = ParseJson(boot.sections["status"].Text());
-    EXPECT_EQ(status.get<std::string>("measurement.state", ""), "not-measured") << boot.console;
-    EXPECT_EQ(status.get<std::string>("measurement.reason", ""), "no TPM");
-    EXPECT_EQ(status.get<std::string>("lock.locked", ""), "true") << boot.sections["status"].Text();
+    TestJson status(boot.sections["status"].Text());
+    EXPECT_EQ(status.Str("measurement.state"), "not-measured") << boot.console;
+    EXPECT_EQ(status.Str("measurement.reason"), "no TPM");
+    EXPECT_EQ(status.Bool("lock.locked"), true) << boot.sections["status"].Text();
     EXPECT_NE(boot.console.find("measure: no TPM"), std::string::npos) << boot.console;
     // peinitctl attest says so plainly (exit 3), and so does the verifier on its bundle.
     EXPECT_EQ(boot.sections["bundle"].rc, 3) << boot.console;
-    pt::ptree bundle = ParseJson(boot.sections["bundle"].Text());
-    EXPECT_EQ(bundle.get<std::string>("measured", ""), "false") << boot.sections["bundle"].Text();
+    TestJson bundle(boot.sections["bundle"].Text());
+    EXPECT_TRUE(bundle.At("measured").IsBool()) << boot.sections["bundle"].Text();
+    EXPECT_EQ(bundle.Bool("measured"), false) << boot.sections["bundle"].Text();
 }
 
 // Debian's kernel (its TPM drivers are built in) and the real root, a Debian 12 with systemd
@@ -431,7 +416,7 @@ TEST(MeasureBoot, RealRootOnDebianKernelKeepsTheMeasurements) {
     // The initramfs's measurements, read in the real root, replay to PCR 13.
     const Section& log = boot.sections["log"];
     ASSERT_EQ(log.rc, 0) << boot.console;
-    std::vector<pt::ptree> events;
+    std::vector<TestJson> events;
     const peinit::tpm::Digest pcr = ReplayLog(log, events);
     ASSERT_EQ(boot.sections["pcr"].rc, 0) << boot.console;
     EXPECT_EQ(PcrRead(boot.sections["pcr"]), peinit::tpm::Hex(pcr))
@@ -439,16 +424,16 @@ TEST(MeasureBoot, RealRootOnDebianKernelKeepsTheMeasurements) {
     std::vector<std::string> names;
     std::set<std::string> modules;
     for (const auto& e : events) {
-        names.push_back(e.get<std::string>("event", ""));
-        if (names.back() == "module") modules.insert(e.get<std::string>("name", ""));
+        names.push_back(e.Str("event"));
+        if (names.back() == "module") modules.insert(e.Str("name"));
     }
     ASSERT_GE(names.size(), 5u) << log.Text();
     EXPECT_EQ(names.front(), "image");
     EXPECT_EQ(names[names.size() - 3], "module-set") << log.Text();
     EXPECT_EQ(names[names.size() - 2], "lock") << log.Text();
     EXPECT_EQ(names.back(), "leave-initrd") << log.Text();
-    EXPECT_EQ(events[names.size() - 2].get<std::string>("mechanism", ""), "fallback");
-    EXPECT_EQ(events[names.size() - 2].get<std::string>("locked", ""), "true");
+    EXPECT_EQ(events[names.size() - 2].Str("mechanism"), "fallback");
+    EXPECT_EQ(events[names.size() - 2].Bool("locked"), true);
     for (const char* m : {"virtio_blk", "ext4"}) EXPECT_TRUE(modules.count(m)) << m << "\n" << log.Text();
 
     // The quote taken in the real root, verified on the host.

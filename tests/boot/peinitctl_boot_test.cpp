@@ -15,7 +15,6 @@
 //            locks and status shows trigger runtime-syscall, set by peinitctl.
 #include <gtest/gtest.h>
 
-#include <boost/property_tree/json_parser.hpp>
 #include <boost/property_tree/ptree.hpp>
 #include <boost/property_tree/xml_parser.hpp>
 #include <cstdio>
@@ -28,6 +27,7 @@
 #include <vector>
 
 #include "image_boot.h"
+#include "tests/json_at.h"
 
 namespace fs = std::filesystem;
 namespace pt = boost::property_tree;
@@ -35,6 +35,7 @@ namespace pt = boost::property_tree;
 namespace {
 
 using peinit::testing::Section;
+using peinit::testing::TestJson;
 
 std::string Env(const char* name, const char* fallback) {
     const char* v = std::getenv(name);
@@ -74,17 +75,6 @@ class PeinitctlBoot : public ::testing::Test {
         sections = peinit::testing::ResultSections(r.qemu.result_lines(), "PEINITCTL");
         return sections;
     }
-
-    static pt::ptree Json(const Section& s) {
-        pt::ptree t;
-        std::istringstream in(s.Text());
-        try {
-            pt::read_json(in, t);
-        } catch (const std::exception& e) {
-            ADD_FAILURE() << "not JSON: " << e.what() << "\n" << s.Text();
-        }
-        return t;
-    }
 };
 
 TEST_F(PeinitctlBoot, Locked) {
@@ -95,32 +85,37 @@ TEST_F(PeinitctlBoot, Locked) {
     // status --json as nobody, matching the image: hive lock, policy, module outcomes.
     const Section& status = sections["status"];
     EXPECT_EQ(status.rc, 0) << status.Text();
-    pt::ptree t = Json(status);
-    EXPECT_EQ(t.get<int>("version", 0), 1);
-    EXPECT_EQ(t.get<int>("exit_code", -1), 0);
-    EXPECT_EQ(t.get<bool>("lock.locked", false), true);
-    EXPECT_EQ(t.get<std::string>("lock.mechanism", ""), "syscall");
-    EXPECT_EQ(t.get<std::string>("lock.read_from", ""), "module_lockdown");
-    EXPECT_EQ(t.get<std::string>("lock.trigger", ""), "registry");
-    EXPECT_EQ(t.get<int>("lock.pid", 0), 1);
-    EXPECT_EQ(t.get<bool>("lock.requested", false), true);
-    EXPECT_EQ(t.get<std::string>("lock.requested_source", ""), "hive");
-    EXPECT_GT(t.get<int64_t>("lock.boot_offset_ms", 0), 0);
-    EXPECT_FALSE(t.get<std::string>("lock.wall_time", "").empty());
-    EXPECT_EQ(t.get<std::string>("kernel.sig_enforce", ""), "0");
-    EXPECT_EQ(t.get<std::string>("policy.hive.state", ""), "loaded");
-    EXPECT_EQ(t.get<std::string>("policy.autoload.value", ""), "allow-list");
-    EXPECT_EQ(t.get<std::string>("policy.autoload.source", ""), "hive");
-    EXPECT_EQ(t.get<std::string>("policy.autoload_allowed..", "x"), "af_packet");
-    EXPECT_EQ(t.get<std::string>("policy.signing.value", ""), "warn");
-    ASSERT_EQ(t.get_child("policy.blacklist").size(), 1u);
-    EXPECT_EQ(t.get_child("policy.blacklist").begin()->second.get<std::string>("module"), "minix");
+    TestJson t(status.Text());
+    EXPECT_EQ(t.Int("version"), 1);
+    EXPECT_TRUE(t.At("exit_code").IsInt());
+    EXPECT_EQ(t.Int("exit_code"), 0);
+    EXPECT_EQ(t.Bool("lock.locked"), true);
+    EXPECT_EQ(t.Str("lock.mechanism"), "syscall");
+    EXPECT_EQ(t.Str("lock.read_from"), "module_lockdown");
+    EXPECT_EQ(t.Str("lock.trigger"), "registry");
+    EXPECT_EQ(t.Int("lock.pid"), 1);
+    EXPECT_EQ(t.Bool("lock.requested"), true);
+    EXPECT_EQ(t.Str("lock.requested_source"), "hive");
+    EXPECT_GT(t.Int("lock.boot_offset_ms"), 0);
+    EXPECT_FALSE(t.Str("lock.wall_time").empty());
+    EXPECT_EQ(t.Str("kernel.sig_enforce"), "0");
+    EXPECT_EQ(t.Str("policy.hive.state"), "loaded");
+    EXPECT_EQ(t.Str("policy.autoload.value"), "allow-list");
+    EXPECT_EQ(t.Str("policy.autoload.source"), "hive");
+    EXPECT_EQ(t.Str("policy.autoload_allowed.0"), "af_packet");
+    EXPECT_EQ(t.Str("policy.signing.value"), "warn");
+    ASSERT_TRUE(t.At("policy.blacklist").IsArray());
+    ASSERT_EQ(t.Size("policy.blacklist"), 1u);
+    EXPECT_EQ(t.Str("policy.blacklist.0.module"), "minix");
     std::map<std::string, std::string> outcome;
-    for (const auto& [k, m] : t.get_child("modules.list")) {
-        outcome[m.get<std::string>("name")] = m.get<std::string>("status");
-        if (m.get<std::string>("status") == "loaded") {
-            EXPECT_GT(m.get<int64_t>("duration_us"), 0) << m.get<std::string>("name");
-            EXPECT_EQ(m.get<std::string>("package"), "boot.pkg");
+    for (std::size_t i = 0; i < t.Size("modules.list"); ++i) {
+        const std::string at = "modules.list." + std::to_string(i);
+        const std::string name = t.Str(at + ".name");
+        const std::string state = t.Str(at + ".status");
+        outcome[name] = state;
+        if (state == "loaded") {
+            EXPECT_GT(t.Int(at + ".duration_us"), 0) << name;
+            EXPECT_EQ(t.Str(at + ".package"), "boot.pkg");
         }
     }
     EXPECT_EQ(outcome, (std::map<std::string, std::string>{{"loop", "loaded"},
@@ -129,7 +124,7 @@ TEST_F(PeinitctlBoot, Locked) {
                                                            {"stp", "loaded"},
                                                            {"llc", "loaded"},
                                                            {"minix", "blacklisted"}}));
-    EXPECT_EQ(t.get<int>("modules.summary.ok", 0), 5);
+    EXPECT_EQ(t.Int("modules.summary.ok"), 5);
 
     // The SVG: one bar per module.
     const Section& svg = sections["svg"];
@@ -164,23 +159,25 @@ TEST_F(PeinitctlBoot, RuntimeLock) {
         refused.Text().find("peinitctl: lock refused: SeTcbPrivilege (CAP_SYS_ADMIN) required"),
         std::string::npos)
         << refused.Text();
-    pt::ptree before = Json(sections["nobody-status"]);
+    TestJson before(sections["nobody-status"].Text());
     EXPECT_EQ(sections["nobody-status"].rc, 0) << sections["nobody-status"].Text();
-    EXPECT_EQ(before.get<bool>("lock.locked", true), false);  // the flag stayed 0
-    EXPECT_EQ(before.get<bool>("lock.requested", true), false);
+    EXPECT_TRUE(before.At("lock.locked").IsBool());
+    EXPECT_EQ(before.Bool("lock.locked"), false);  // the flag stayed 0
+    EXPECT_TRUE(before.At("lock.requested").IsBool());
+    EXPECT_EQ(before.Bool("lock.requested"), false);
 
     const Section& locked = sections["root-lock"];
     EXPECT_EQ(locked.rc, 0) << locked.Text();
     EXPECT_NE(locked.Text().find("module_lockdown(QUERY)=1, kernel.module_loading_locked=1"),
               std::string::npos)
         << locked.Text();
-    pt::ptree after = Json(sections["root-status"]);
+    TestJson after(sections["root-status"].Text());
     EXPECT_EQ(sections["root-status"].rc, 0) << sections["root-status"].Text();
-    EXPECT_EQ(after.get<bool>("lock.locked", false), true);
-    EXPECT_EQ(after.get<std::string>("lock.trigger", ""), "runtime-syscall");
-    EXPECT_EQ(after.get<std::string>("lock.set_by_from", ""), "kernel-log");
-    EXPECT_EQ(after.get<std::string>("lock.comm", ""), "peinitctl");
-    EXPECT_GT(after.get<int>("lock.pid", 0), 1);
+    EXPECT_EQ(after.Bool("lock.locked"), true);
+    EXPECT_EQ(after.Str("lock.trigger"), "runtime-syscall");
+    EXPECT_EQ(after.Str("lock.set_by_from"), "kernel-log");
+    EXPECT_EQ(after.Str("lock.comm"), "peinitctl");
+    EXPECT_GT(after.Int("lock.pid"), 1);
 }
 
 }  // namespace
