@@ -597,6 +597,52 @@ class SwtpmProcess {
     std::string dir_;
 };
 
+// What `boot` hands QEMU (TCG; the serial ports in a fixed order: the console, then with
+// --collect the stream port, then the results port, before the definition's own arguments).
+struct BootQemu {
+    std::string kernel, initrd, cmdline;
+    int memory_mb = 0, smp = 0;
+    std::string console_log, collect_stream;  // --collect: both set
+    std::string results;                      // --results FILE
+    std::vector<std::string> qemu_args;       // the definition's [boot] qemu_args
+    std::vector<std::string> disks;           // --disk, virtio, raw
+    std::string tpm_socket;                   // --tpm: swtpm's control socket
+};
+
+std::vector<std::string> QemuArgv(const BootQemu& b) {
+    std::vector<std::string> qemu = {"qemu-system-x86_64", "-accel", "tcg", "-machine", "q35",
+                                     "-m", std::to_string(b.memory_mb),
+                                     "-smp", std::to_string(b.smp),
+                                     "-nographic", "-no-reboot",
+                                     "-kernel", b.kernel, "-initrd", b.initrd,
+                                     "-append", b.cmdline};
+    if (b.collect_stream.empty()) {
+        qemu.insert(qemu.end(), {"-serial", "mon:stdio"});
+    } else {
+        qemu.insert(qemu.end(), {"-chardev", "stdio,id=console,mux=on,signal=on,logfile=" +
+                                                 QemuValue(b.console_log),
+                                 "-serial", "chardev:console", "-mon",
+                                 "chardev=console,mode=readline", "-serial",
+                                 "file:" + QemuValue(b.collect_stream)});
+    }
+    if (!b.results.empty()) {
+        // The third legacy port (0x3e8, IRQ 4): ttyS2 in both kernels, whether or not --collect
+        // took ttyS1.
+        qemu.insert(qemu.end(), {"-chardev", "file,id=results,path=" + QemuValue(b.results),
+                                 "-device", "isa-serial,chardev=results,index=2"});
+    }
+    qemu.insert(qemu.end(), b.qemu_args.begin(), b.qemu_args.end());
+    for (const auto& d : b.disks) {
+        qemu.insert(qemu.end(), {"-drive", "file=" + QemuValue(d) + ",if=virtio,format=raw"});
+    }
+    if (!b.tpm_socket.empty()) {
+        qemu.insert(qemu.end(), {"-chardev", "socket,id=chrtpm,path=" + QemuValue(b.tpm_socket),
+                                 "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device",
+                                 "tpm-tis,tpmdev=tpm0"});
+    }
+    return qemu;
+}
+
 int CmdBoot(const std::vector<std::string>& argv) {
     static constexpr args::OptionSpec kSpec[] = {
         {"--smp", Arity::kValue},        {"--memory", Arity::kValue},
@@ -667,30 +713,19 @@ int CmdBoot(const std::vector<std::string>& argv) {
     if (!def->cmdline.empty()) cmdline += " " + def->cmdline;
     if (!collect.empty()) cmdline += std::string(" peinit.collect=") + kCollectDevice;
     for (const auto& e : extra) cmdline += " " + e;
-    std::vector<std::string> qemu = {"qemu-system-x86_64",
-                                     "-accel",
-                                     "tcg",
-                                     "-machine",
-                                     "q35",
-                                     "-m",
-                                     std::to_string(mem_n != 0 ? mem_n : def->boot.memory_mb),
-                                     "-smp",
-                                     std::to_string(smp_n != 0 ? smp_n : def->boot.smp),
-                                     "-nographic",
-                                     "-no-reboot",
-                                     "-kernel",
-                                     kernel_image,
-                                     "-initrd",
-                                     a.output,
-                                     "-append",
-                                     cmdline};
     // The console (ttyS0) on stdio, multiplexed with the monitor; with --collect also logged to
-    // DIR/console.log, and a second port (ttyS1) written to the stream file. Both before the
-    // definition's own arguments, so that these two are the first serial ports.
+    // DIR/console.log, and a second port (ttyS1) written to the stream file.
+    BootQemu b;
+    b.kernel = kernel_image;
+    b.initrd = a.output;
+    b.cmdline = cmdline;
+    b.memory_mb = mem_n != 0 ? mem_n : def->boot.memory_mb;
+    b.smp = smp_n != 0 ? smp_n : def->boot.smp;
+    b.results = results;
+    b.qemu_args = def->boot.qemu_args;
+    b.disks = disks;
     std::string stream;
-    if (collect.empty()) {
-        qemu.insert(qemu.end(), {"-serial", "mon:stdio"});
-    } else {
+    if (!collect.empty()) {
         auto prepared = PrepareCollectDir(collect);
         if (!prepared) {
             std::cerr << "peinit-image: --collect " << collect << ": "
@@ -698,21 +733,8 @@ int CmdBoot(const std::vector<std::string>& argv) {
             return 1;
         }
         stream = collect + "/" + kCollectStream;
-        qemu.insert(qemu.end(), {"-chardev", "stdio,id=console,mux=on,signal=on,logfile=" +
-                                                 QemuValue(collect + "/console.log"),
-                                 "-serial", "chardev:console", "-mon",
-                                 "chardev=console,mode=readline", "-serial",
-                                 "file:" + QemuValue(stream)});
-    }
-    if (!results.empty()) {
-        // The third legacy port (0x3e8, IRQ 4): ttyS2 in both kernels, whether or not --collect
-        // took ttyS1.
-        qemu.insert(qemu.end(), {"-chardev", "file,id=results,path=" + QemuValue(results),
-                                 "-device", "isa-serial,chardev=results,index=2"});
-    }
-    for (const auto& q : def->boot.qemu_args) qemu.push_back(q);
-    for (const auto& d : disks) {
-        qemu.insert(qemu.end(), {"-drive", "file=" + QemuValue(d) + ",if=virtio,format=raw"});
+        b.console_log = collect + "/console.log";
+        b.collect_stream = stream;
     }
     SwtpmProcess swtpm;
     if (parsed->Has("--tpm")) {
@@ -721,10 +743,9 @@ int CmdBoot(const std::vector<std::string>& argv) {
             std::cerr << "peinit-image: --tpm: " << socket.error().message() << "\n";
             return 1;
         }
-        qemu.insert(qemu.end(), {"-chardev", "socket,id=chrtpm,path=" + QemuValue(*socket),
-                                 "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device",
-                                 "tpm-tis,tpmdev=tpm0"});
+        b.tpm_socket = *socket;
     }
+    const std::vector<std::string> qemu = QemuArgv(b);
     std::string shown;
     for (const auto& q : qemu) shown += (shown.empty() ? "" : " ") + QuoteForDisplay(q);
     std::cerr << "peinit-image: " << shown << "\n";

@@ -68,6 +68,20 @@ run 1 "boot --collect under a missing directory" -- --collect "$work/no/such"
 contains err "peinit-image: --collect $work/no/such: mkdir: No such file or directory" "missing parent"
 [[ ! -e no ]] || { echo "FAIL: --collect created missing parents"; failures=$((failures + 1)); }
 
+# --results FILE and --disk: the results channel is the guest's ttyS2 (the console stays the
+# first serial port), each disk a virtio drive.
+echo disk >disk.img
+run 0 "boot --results --disk" -- --results "$work/results" --disk "$work/disk.img"
+contains qemu.log.args "file,id=results,path=$work/results" "results channel file"
+contains qemu.log.args "isa-serial,chardev=results,index=2" "results channel on ttyS2"
+contains qemu.log.args "file=$work/disk.img,if=virtio,format=raw" "disk"
+console=$(grep -nxF mon:stdio qemu.log.args | cut -d: -f1)
+channel=$(grep -nF "chardev=results,index=2" qemu.log.args | cut -d: -f1)
+if [[ -z $console || -z $channel || $console -ge $channel ]]; then
+    echo "FAIL: the console is not the first serial port (mon:stdio at line ${console:-none}," \
+        "results at ${channel:-none})"; failures=$((failures + 1))
+fi
+
 if ((failures)); then
     echo "$failures failure(s)"
     exit 1
