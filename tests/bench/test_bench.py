@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 from unittest import mock
 
@@ -315,6 +316,76 @@ class RatioTest(unittest.TestCase):
         self.assertEqual(bench.ratio("a/b", ("a", 1.0), ("b", 3.0), failures, 3), 0.333)
         self.assertEqual(bench.ratio("a/b", ("a", 0.0), ("b", 3.0), failures), 0.0)
         self.assertEqual(failures, [])
+
+
+class StalledBootTest(unittest.TestCase):
+    """A guest kernel that never reaches user space is stopped and booted once more (run_boot,
+    boot_with_retry); a stand-in for QEMU counts its runs."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.runs = os.path.join(self.dir.name, "runs")
+        self.results = {"warnings": []}
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def guest(self, stalls, after="0"):
+        """A command whose first `stalls` runs hang after the kernel's first line; later runs
+        start user space, sleep `after` seconds and exit 0."""
+        script = ("import os, sys, time\n"
+                  "p = sys.argv[1]\n"
+                  "n = int(open(p).read()) + 1 if os.path.exists(p) else 1\n"
+                  "open(p, 'w').write(str(n))\n"
+                  "print('[    0.000000] Linux version 6.1.0 (boot %d)' % n, flush=True)\n"
+                  "if n <= int(sys.argv[2]):\n"
+                  "    print('[   21.000000] rcu: INFO: rcu_preempt self-detected stall', flush=True)\n"
+                  "    time.sleep(60)\n"
+                  "print('[    2.500000] Run /init as init process', flush=True)\n"
+                  "time.sleep(float(sys.argv[3]))\n"
+                  "print('guest: done in boot %d' % n, flush=True)\n")
+        return [sys.executable, "-c", script, self.runs, str(stalls), after]
+
+    def run_count(self):
+        with open(self.runs) as f:
+            return int(f.read())
+
+    def boot(self, cmd, timeout=20):
+        return bench.boot_with_retry(lambda: bench.run_boot(cmd, timeout, stall_s=3), "b",
+                                     self.results)
+
+    def test_a_stall_is_booted_once_more(self):
+        t0 = time.monotonic()
+        out, err, rc = self.boot(self.guest(1))
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(self.run_count(), 2)
+        self.assertIn("guest: done in boot 2", out)
+        self.assertNotIn("(boot 1)", out)
+        self.assertEqual(len(self.results["warnings"]), 1)
+        self.assertIn("stalled in the guest kernel before user space (no \"Run /init\" after 3 s)",
+                      self.results["warnings"][0])
+        self.assertIn("self-detected stall", self.results["warnings"][0])
+        self.assertLess(time.monotonic() - t0, 15)
+
+    def test_two_stalls_are_reported_not_retried_again(self):
+        out, err, rc = self.boot(self.guest(2))
+        self.assertNotEqual(rc, 0)
+        self.assertEqual(self.run_count(), 2)
+        self.assertIn("bench: b: stalled in the guest kernel", err)
+        self.assertNotIn("Run /init", out)
+
+    def test_a_boot_in_user_space_is_not_cut_short(self):
+        out, err, rc = self.boot(self.guest(0, after="5"))
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(self.run_count(), 1)
+        self.assertIn("guest: done in boot 1", out)
+        self.assertEqual(self.results["warnings"], [])
+
+    def test_timeout(self):
+        out, err, rc = self.boot(self.guest(0, after="60"), timeout=2)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("bench: b: timed out after 2 s", err)
+        self.assertEqual(self.run_count(), 1)
 
 
 class ProbeUnitTest(unittest.TestCase):

@@ -57,7 +57,7 @@ class FakeQemu : public ::testing::Test {
         o.kernel = (dir_ / "bzImage").string();
         o.initrd = (dir_ / "initrd").string();
         o.timeout = 20s;
-        o.user_space_within = 1s;
+        o.user_space_within = 2s;
         o.log_file = (dir_ / "console.log").string();
         return o;
     }
@@ -88,7 +88,7 @@ TEST_F(FakeQemu, AStallBeforeUserSpaceIsBootedOnceMore) {
     std::string first((std::istreambuf_iterator<char>(stalled)), {});
     EXPECT_NE(first.find("(boot 1)"), std::string::npos) << first;
     // Stopped at the limit, not at the overall timeout.
-    EXPECT_LT(r.elapsed, 10s);
+    EXPECT_LT(r.elapsed, 15s);
 }
 
 TEST_F(FakeQemu, TwoStallsFailWithTheReason) {
@@ -104,17 +104,17 @@ TEST_F(FakeQemu, TwoStallsFailWithTheReason) {
 
 TEST_F(FakeQemu, TheRetryHasOnlyWhatIsLeftOfTheTimeout) {
     QemuOptions o = Guest(1, "sleep 60");
-    o.timeout = 4s;
+    o.timeout = 5s;
     QemuResult r = run_qemu(o);
     EXPECT_EQ(RunCount(), 2);
     EXPECT_TRUE(r.timed_out) << r.describe();
     EXPECT_FALSE(r.stalled_before_user_space);
-    EXPECT_LT(r.elapsed, 4s + 3s) << r.describe();  // the timeout, and the kill's grace
+    EXPECT_LT(r.elapsed, 5s + 3s) << r.describe();  // the timeout, and the kill's grace
 }
 
 TEST_F(FakeQemu, ABootInUserSpaceIsNotCutShortByTheLimit) {
-    // Reaches user space at once, then runs three times the limit.
-    QemuResult r = run_qemu(Guest(0, "sleep 3"));
+    // Reaches user space at once, then runs twice the limit.
+    QemuResult r = run_qemu(Guest(0, "sleep 4"));
     EXPECT_TRUE(r.clean_exit()) << r.describe();
     EXPECT_EQ(RunCount(), 1);
     EXPECT_TRUE(r.retried_after.empty());
@@ -124,7 +124,7 @@ TEST_F(FakeQemu, ABootInUserSpaceIsNotCutShortByTheLimit) {
 TEST_F(FakeQemu, NoLimitWhenItIsZero) {
     QemuOptions o = Guest(1);
     o.user_space_within = 0s;
-    o.timeout = 2s;
+    o.timeout = 3s;
     QemuResult r = run_qemu(o);
     EXPECT_TRUE(r.timed_out) << r.describe();
     EXPECT_FALSE(r.stalled_before_user_space);
