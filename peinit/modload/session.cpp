@@ -2,9 +2,6 @@
 
 #include "peinit/core/boot_plan.h"
 
-#include <sys/resource.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstring>
 #include <map>
@@ -77,8 +74,6 @@ void ModloadSession::OpenDbAhead() {
         ++db_opens_;
         db_ahead_ = std::async(std::launch::async, [root = paths_.root, release = kernel_release_]()
                                    -> Result<std::unique_ptr<KmodDb>> {
-            // Beside the loads, which come first for the CPUs (this thread's nice value only).
-            (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
             try {
                 return KmodDb::Open(root, release);
             } catch (...) {

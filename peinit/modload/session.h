@@ -91,11 +91,11 @@ class ModloadSession {
     // The module database, opened on first use (or taken from OpenDbAhead's thread, waited
     // for); a failure is returned again on later calls.
     Result<KmodDb*> Db();
-    // Opens the module database on a thread of its own, at the lowest CPU priority, for Db() to
-    // take: the module stage starts it beside its loads when its plan needed no libkmod (the
-    // image's stored plan), so that coldplug does not wait for libkmod afterwards. Nothing when
-    // the database was opened (or tried) already or no thread can be started. That thread's
-    // libkmod context is its own until Db() takes it.
+    // Opens the module database on a thread of its own for Db() to take: the module stage
+    // starts it once its loads are over when its plan needed no libkmod (the image's stored
+    // plan), so that it opens while the stage records them and coldplug does not wait for it.
+    // Nothing when the database was opened (or tried) already or no thread can be started.
+    // That thread's libkmod context is its own until Db() takes it.
     void OpenDbAhead();
     // The packages, read on first use.
     PackageSet& Packages();

@@ -493,10 +493,11 @@ Result<void> RunModules(BootContext& ctx) {
     // Coldplug's walk of sysfs runs beside the loads (their CPUs mostly wait for the kernel);
     // devices the loads add reach coldplug as uevents.
     if (ctx.uevents != nullptr) StartDeviceScan(ctx);
-    // And libkmod's context for coldplug's lookups, when the plan did not open it.
-    session.OpenDbAhead();
     LoaderReport report = session.RunPlan(plan, jobs, loader_units, workers, max_workers, origin);
     ctx.background.Open(kRootPreparation);
+    // libkmod's context for coldplug's lookups, when the plan did not open it: beside the
+    // outcomes and the record, not beside the loads (a thread opening it then delays them).
+    session.OpenDbAhead();
     phases.hash_ms = (session.counters().hash_us - hashed_before) / 1000;
     SetLoadSpan(jobs, report, phases);
     LogPackages(packages.reports());
