@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -153,11 +154,31 @@ class Workload:
         self.kver = kver_of(kernel_dir)
 
 
+def module_list(text):
+    """--modules: names separated by commas or white space, each once, in the order given."""
+    names = []
+    for name in re.split(r"[,\s]+", text.strip()):
+        if not name:
+            continue
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+            raise argparse.ArgumentTypeError("%r is not a module name" % name)
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise argparse.ArgumentTypeError("no module named")
+    return names
+
+
+def real_modules(args):
+    """The top-level modules of the Debian-kernel workload: --modules, else REAL_MODULES."""
+    return getattr(args, "modules", None) or REAL_MODULES
+
+
 def workloads(args):
     out = []
     if "real" in args.workloads:
         out.append(Workload("real", "debian", os.environ["PEINIT_DEBIAN_KERNEL_DIR"],
-                            REAL_MODULES, [], 1024, ["-cpu", "max"], [TRACE]))
+                            real_modules(args), [], 1024, ["-cpu", "max"], [TRACE]))
     if "slow" in args.workloads:
         kdir = os.environ["PEINIT_KERNEL_DIR"]
         out.append(Workload("slow", "peinit", kdir, SLOW_MODULES,
@@ -303,6 +324,9 @@ def parse_probe(text):
                 fig["span_ms"] = (last - first) / 1000.0
             fig["already_loaded"] = sum(1 for m in rec["modules"]
                                         if m["status"] == "already-loaded")
+            fig["failed_modules"] = ["%s (%s)" % (m["name"], m.get("errno") or m.get("reason")
+                                                  or "no reason recorded")
+                                     for m in rec["modules"] if m["status"] == "failed"]
             for k, v in rec.get("phases", {}).items():
                 fig["phase_" + k] = v
         except (ValueError, KeyError, TypeError) as e:
@@ -428,7 +452,11 @@ def boot_problems(mode, fig, closure, traced):
             problems.append("modules.json in the probe's record is unreadable (%s)"
                             % fig["record_error"])
         if fig.get("stage_failed"):
-            problems.append("%d modules failed in peinit's stage" % fig["stage_failed"])
+            named = fig.get("failed_modules") or []
+            problems.append("%d modules failed in peinit's stage%s" % (
+                fig["stage_failed"], ": " + ", ".join(named[:5]) + (
+                    " and %d more" % (len(named) - 5) if len(named) > 5 else "")
+                if named else ""))
         problems += measure_problems(mode, fig, fig.get("stage_ok"))
     else:
         if num(fig.get("load_ms")) is None:
@@ -679,10 +707,10 @@ def bench_image(args, work, results):
     os.makedirs(d, exist_ok=True)
     env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000")
     n = args.image_builds
-    w = Workload("real", "debian", root, REAL_MODULES, [], 1024, [], [])
+    w = Workload("real", "debian", root, real_modules(args), [], 1024, [], [])
     defn = os.path.join(d, "peinit-def")
     write_image(defn, w, "peinit", loose=False, probe=False)
-    out = {"kernel_release": kver, "modules": REAL_MODULES, "source_date_epoch": 1700000000}
+    out = {"kernel_release": kver, "modules": w.modules, "source_date_epoch": 1700000000}
 
     def peinit_build(o):
         p = subprocess.run([image_tool(), "build", defn, "-o", o, "--kernel-dir", root],
@@ -698,7 +726,7 @@ def bench_image(args, work, results):
     with open(os.path.join(conf, "initramfs.conf"), "a") as f:
         f.write("\nMODULES=list\nCOMPRESS=zstd\n")
     with open(os.path.join(conf, "modules"), "w") as f:
-        f.write("\n".join(REAL_MODULES) + "\n")
+        f.write("\n".join(w.modules) + "\n")
 
     def mkinitramfs_build(o):
         p = in_kernel_namespace(root, kver, "SOURCE_DATE_EPOCH=1700000000 mkinitramfs -d %s -o %s %s"
@@ -713,7 +741,7 @@ def bench_image(args, work, results):
             root, kver,
             "SOURCE_DATE_EPOCH=1700000000 dracut --quiet --force --no-hostonly --reproducible "
             "--zstd --no-early-microcode -m 'base' --drivers '%s' --kver %s %s"
-            % (" ".join(REAL_MODULES), kver, o))
+            % (" ".join(w.modules), kver, o))
         return None if p.returncode == 0 else p.stdout + p.stderr
     out["dracut"] = timed_builds("dracut", dracut_build,
                                  [os.path.join(d, "dracut-%d.img" % i) for i in range(n)], n)
@@ -729,7 +757,7 @@ def bench_image(args, work, results):
 def bench_compressed(args, work, results):
     root = os.environ["PEINIT_DEBIAN_KERNEL_DIR"]
     kver = kver_of(root)
-    w = [x for x in workloads(argparse.Namespace(workloads=["real"])) if x.name == "real"][0]
+    w = workloads(argparse.Namespace(workloads=["real"], modules=real_modules(args)))[0]
     d = os.path.join(work, "compressed")
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
@@ -962,6 +990,55 @@ def host_sha256_mb_s():
     return round(64 / best, 1)
 
 
+def host_cpu_sample():
+    """The host's CPU time so far, in seconds: busy (user, nice, system, irq, softirq of
+    /proc/stat) and stolen by the hypervisor, and the part of it that is the benchmark's own (this
+    process and every descendant it has waited for: the boots, QEMU, the builders)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:9]]
+    hz = os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
+    own = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        r = resource.getrusage(who)
+        own += r.ru_utime + r.ru_stime
+    return {"wall": time.monotonic(), "busy": (user + nice + system + irq + softirq) / hz,
+            "steal": steal / hz, "own": own}
+
+
+# Above these shares of the host's CPUs (other processes, hypervisor steal) a part's figures are
+# flagged as taken on a busy host.
+HOST_OTHER_CPU_WARN_PCT = 5.0
+HOST_STEAL_WARN_PCT = 5.0
+
+
+def host_load(part, before, after, cpus):
+    """What else the host did while `part` ran, between two host_cpu_sample()s, as percentages of
+    its CPU capacity over that time, and a warning when that makes the figures incomparable
+    (None otherwise). TCG's vCPUs are host threads: anything else running slows the guest."""
+    capacity = max(after["wall"] - before["wall"], 1e-9) * cpus
+    other = (after["busy"] - before["busy"]) - (after["own"] - before["own"])
+    load = {"other_cpu_pct": round(max(other, 0.0) / capacity * 100, 1),
+            "steal_pct": round(max(after["steal"] - before["steal"], 0.0) / capacity * 100, 1)}
+    warning = None
+    if (load["other_cpu_pct"] > HOST_OTHER_CPU_WARN_PCT
+            or load["steal_pct"] > HOST_STEAL_WARN_PCT):
+        warning = ("the host was busy during the %s part: other processes used %.1f %% of its "
+                   "CPUs and the hypervisor stole %.1f %%; its figures are not comparable with "
+                   "a run on an idle host" % (part, load["other_cpu_pct"], load["steal_pct"]))
+    return load, warning
+
+
+def measured_part(part, results, fn):
+    """Runs one part, recording in results["host_load"] what else the host did meanwhile."""
+    before = host_cpu_sample()
+    fn()
+    load, warning = host_load(part, before, host_cpu_sample(), os.cpu_count() or 1)
+    results.setdefault("host_load", {})[part] = load
+    if warning:
+        results["warnings"].append(warning)
+
+
 def bench_footprint(results):
     build = os.environ["PEINIT_BUILD_DIR"]
     out = {}
@@ -1047,6 +1124,11 @@ def print_tables(results):
             print("%s stages (medians, ms): " % mode + ", ".join(
                 "%s %s" % (k, fmt(v)) for k, v in rr.get(mode + "_stage_ms_median", {}).items()))
         print()
+    if results.get("host_load"):
+        print("Host during the run (share of its CPUs; the benchmark's own processes excluded): "
+              + "; ".join("%s: other processes %.1f %%, stolen %.1f %%"
+                          % (part, v["other_cpu_pct"], v["steal_pct"])
+                          for part, v in results["host_load"].items()))
     if "host_sha256_mb_s" in results:
         print("Host SHA-256 (native CPU, OpenSSL): %s MB/s" % fmt(results["host_sha256_mb_s"]))
     if "footprint" in results:
@@ -1066,6 +1148,11 @@ def main():
                     help="run only this part (repeatable; default: all)")
     ap.add_argument("--workloads", default="real,slow",
                     help="comma-separated module workloads: real, slow (default both)")
+    ap.add_argument("--modules", type=module_list, metavar="LIST",
+                    help="the top-level modules of the `real` workload and of the image and "
+                    "compressed parts, from Debian's kernel, separated by commas or spaces "
+                    "(default: the 27 of REAL_MODULES); their dependencies and soft "
+                    "dependencies are added as for the default set")
     ap.add_argument("--no-tpm", dest="tpm", action="store_false",
                     help="skip the boots with a TPM (peinit-tpm in the modules and realroot parts)")
     ap.add_argument("--json", help="where to write the results (default: "
@@ -1081,14 +1168,10 @@ def main():
                "failures": [], "warnings": []}
     if "footprint" in parts:
         bench_footprint(results)
-    if "image" in parts:
-        bench_image(args, work, results)
-    if "modules" in parts:
-        bench_modules(args, work, results)
-    if "compressed" in parts:
-        bench_compressed(args, work, results)
-    if "realroot" in parts:
-        bench_realroot(args, work, results)
+    for part, fn in (("image", bench_image), ("modules", bench_modules),
+                     ("compressed", bench_compressed), ("realroot", bench_realroot)):
+        if part in parts:
+            measured_part(part, results, lambda: fn(args, work, results))
     path = args.json or os.path.join(work, "results.json")
     with open(path, "w") as f:
         json.dump(results, f, indent=2, sort_keys=True)

@@ -22,18 +22,21 @@ CAPS_ALL = "000001ffffffffff"
 CAPS_NO_SYS_MODULE = "000001fffffeffff"  # bit 16 (CAP_SYS_MODULE) clear: R-28's default
 
 
-def record(modules=3, phases=None):
-    """A modules.json as the probe prints it, one BENCH_RECORD line per line of the file."""
+def record(modules=3, phases=None, rows=None):
+    """A modules.json as the probe prints it, one BENCH_RECORD line per line of the file: `rows`
+    or `modules` loaded modules."""
     rec = {"version": 1,
-           "modules": [{"name": "m%d" % i, "status": "loaded", "start_us": 1000 * i,
-                        "duration_us": 500} for i in range(modules)],
+           "modules": rows or [{"name": "m%d" % i, "status": "loaded", "start_us": 1000 * i,
+                                "duration_us": 500} for i in range(modules)],
            "phases": phases or {"packages_ms": 40, "plan_ms": 5, "hash_ms": 2,
                                 "first_load_ms": 50, "loads_ms": 200}}
     return "".join("BENCH_RECORD %s\n" % line for line in json.dumps(rec, indent=1).splitlines())
 
 
-def console(mode, loaded=CLOSURE, calls=None, load_ms=1000, stage_ms=300, extra=""):
-    """The console text of one boot of `mode` (peinit's stage line, the probe's record)."""
+def console(mode, loaded=CLOSURE, calls=None, load_ms=1000, stage_ms=300, extra="", failed=0,
+            rec=None):
+    """The console text of one boot of `mode` (peinit's stage line and `rec`, its record, the
+    probe's lines)."""
     calls = loaded if calls is None else calls
     text = "[    1.000000] Run /init as init process\n"
     if mode == "peinit-tpm":
@@ -41,8 +44,8 @@ def console(mode, loaded=CLOSURE, calls=None, load_ms=1000, stage_ms=300, extra=
         text += "".join("[    1.600000] peinit: measure: module pcr=13 sha256=%016x\n" % i
                         for i in range(loaded))
     if mode.startswith("peinit"):
-        text += ("[    2.000000] peinit: modules done ok=%d failed=0 skipped=0 blacklisted=0 "
-                 "ms=%d workers=2\n" % (loaded, stage_ms)) + record()
+        text += ("[    2.000000] peinit: modules done ok=%d failed=%d skipped=0 blacklisted=0 "
+                 "ms=%d workers=2\n" % (loaded, failed, stage_ms)) + (rec or record())
     else:
         text += "BENCH load_ms=%.1f\nBENCH load_failed=0\n" % load_ms
     text += extra
@@ -174,6 +177,21 @@ class SummarizeTest(unittest.TestCase):
         self.assertFailure(failures, "real/loop boot 1", "2 errors, first /x.ko:EPERM")
         self.assertFailure(failures, "real/loop boot 1", "100 modules loaded, the closure has 102")
         self.assertFailure(failures, "ratio real modprobe/loop", "denominator")
+
+    def test_modules_peinit_failed_are_named_with_their_errno(self):
+        boots = good_boots()
+        rows = [
+            {"name": "ext4", "status": "loaded", "start_us": 0, "duration_us": 500},
+            {"name": "kvm_intel", "status": "failed", "errno": "ENODEV", "start_us": 0,
+             "duration_us": 70},
+            {"name": "mystery", "status": "failed", "errno": "", "reason": "unexpected exception",
+             "start_us": 0, "duration_us": 1}]
+        boots["peinit"] = [fig(console("peinit", loaded=CLOSURE - 2, failed=2,
+                                       rec=record(rows=rows)))]
+        _, failures = summarize(boots)
+        self.assertFailure(failures, "real/peinit boot 1",
+                           "2 modules failed in peinit's stage: kvm_intel (ENODEV), "
+                           "mystery (unexpected exception)")
 
     def test_more_modules_than_the_closure(self):
         boots = good_boots()
@@ -386,6 +404,65 @@ class StalledBootTest(unittest.TestCase):
         self.assertNotEqual(rc, 0)
         self.assertIn("bench: b: timed out after 2 s", err)
         self.assertEqual(self.run_count(), 1)
+
+
+class ModuleListTest(unittest.TestCase):
+    def test_commas_or_spaces_each_name_once(self):
+        self.assertEqual(bench.module_list(" ext4, xfs\tvfat,,ext4 "), ["ext4", "xfs", "vfat"])
+
+    def test_bad_names_and_an_empty_list_are_refused(self):
+        import argparse
+        for text in ("ext4,../x", "ext4;reboot", " , "):
+            with self.assertRaises(argparse.ArgumentTypeError):
+                bench.module_list(text)
+
+    def test_workload_takes_the_list_or_the_default(self):
+        import argparse
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(os.path.join(tmp, "kver"), "w") as f:
+                f.write("6.1.0-test\n")
+            with mock.patch.dict(os.environ, {"PEINIT_DEBIAN_KERNEL_DIR": tmp}):
+                mine = bench.workloads(argparse.Namespace(workloads=["real"],
+                                                          modules=["kvm_intel", "ext4"]))
+                default = bench.workloads(argparse.Namespace(workloads=["real"], modules=None))
+        self.assertEqual(mine[0].modules, ["kvm_intel", "ext4"])
+        self.assertEqual(default[0].modules, bench.REAL_MODULES)
+
+
+class HostLoadTest(unittest.TestCase):
+    @staticmethod
+    def sample(wall, busy, own, steal=0.0):
+        return {"wall": wall, "busy": busy, "own": own, "steal": steal}
+
+    def test_idle_host_is_not_flagged(self):
+        load, warning = bench.host_load("modules", self.sample(0, 100, 10),
+                                        self.sample(100, 280, 189, 0.5), 2)
+        self.assertEqual(load, {"other_cpu_pct": 0.5, "steal_pct": 0.2})
+        self.assertIsNone(warning)
+
+    def test_other_processes_are_flagged(self):
+        load, warning = bench.host_load("realroot", self.sample(0, 0, 0),
+                                        self.sample(10, 6, 4), 2)
+        self.assertEqual(load["other_cpu_pct"], 10.0)
+        self.assertIn("busy during the realroot part", warning)
+        self.assertIn("other processes used 10.0 %", warning)
+
+    def test_steal_is_flagged(self):
+        load, warning = bench.host_load("modules", self.sample(0, 0, 0),
+                                        self.sample(10, 4, 4, 2.0), 2)
+        self.assertEqual(load, {"other_cpu_pct": 0.0, "steal_pct": 10.0})
+        self.assertIn("the hypervisor stole 10.0 %", warning)
+
+    def test_own_time_counted_after_busy_is_not_negative(self):
+        load, _ = bench.host_load("modules", self.sample(0, 0, 0), self.sample(10, 4, 4.3), 2)
+        self.assertEqual(load["other_cpu_pct"], 0.0)
+
+    def test_a_real_sample_reads_this_host(self):
+        a = bench.host_cpu_sample()
+        sum(i * i for i in range(200000))  # some CPU of our own
+        b = bench.host_cpu_sample()
+        self.assertGreater(b["own"], a["own"])
+        self.assertGreaterEqual(b["busy"], a["busy"])
 
 
 class ProbeUnitTest(unittest.TestCase):
