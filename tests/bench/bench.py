@@ -453,10 +453,11 @@ def boot_problems(mode, fig, closure, traced):
                             % fig["record_error"])
         if fig.get("stage_failed"):
             named = fig.get("failed_modules") or []
-            problems.append("%d modules failed in peinit's stage%s" % (
-                fig["stage_failed"], ": " + ", ".join(named[:5]) + (
-                    " and %d more" % (len(named) - 5) if len(named) > 5 else "")
-                if named else ""))
+            which = ", ".join(named[:5])
+            if len(named) > 5:
+                which += " and %d more" % (len(named) - 5)
+            problems.append("%d modules failed in peinit's stage%s"
+                            % (fig["stage_failed"], ": " + which if which else ""))
         problems += measure_problems(mode, fig, fig.get("stage_ok"))
     else:
         if num(fig.get("load_ms")) is None:
